@@ -1,0 +1,3 @@
+from kubeforge.cli.app import main
+
+main()

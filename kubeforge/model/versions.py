@@ -1,0 +1,110 @@
+"""Kubernetes and etcd versions: parsing, comparison, the supported table, kubeadm API choice.
+
+The one table of supported Kubernetes minors is ``SUPPORTED_MINORS``: adding a newer minor is adding
+one line there (its latest known patch).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
+
+# minor -> latest patch known to kubeforge (used when an upgrade path passes through that minor)
+SUPPORTED_MINORS: dict[tuple[int, int], int] = {
+    (1, 31): 14,
+    (1, 32): 10,
+    (1, 33): 6,
+    (1, 34): 2,
+    (1, 35): 1,
+}
+
+# etcd minor -> latest patch known; etcd upgrades go one minor at a time.
+SUPPORTED_ETCD_MINORS: dict[tuple[int, int], int] = {
+    (3, 4): 37,
+    (3, 5): 21,
+    (3, 6): 5,
+}
+
+
+class VersionError(ValueError):
+    """A version string that cannot be parsed or is not supported."""
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Version:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str | "Version") -> "Version":
+        if isinstance(text, Version):
+            return text
+        m = _VERSION_RE.match(str(text).strip())
+        if not m:
+            raise VersionError(f"'{text}' is not a version (expected X.Y.Z, e.g. 1.34.2)")
+        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+    @property
+    def minor_key(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
+    @property
+    def minor_str(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def v(self) -> str:
+        """With the leading ``v`` kubeadm expects (``v1.34.2``)."""
+        return f"v{self}"
+
+
+class KubeVersion(Version):
+    """A Kubernetes version."""
+
+
+class EtcdVersion(Version):
+    """An etcd version."""
+
+
+def parse_kube(text: str) -> KubeVersion:
+    v = Version.parse(text)
+    return KubeVersion(v.major, v.minor, v.patch)
+
+
+def parse_etcd(text: str) -> EtcdVersion:
+    v = Version.parse(text)
+    return EtcdVersion(v.major, v.minor, v.patch)
+
+
+def is_supported_kube(v: Version) -> bool:
+    return v.minor_key in SUPPORTED_MINORS
+
+
+def supported_kube_minors() -> list[str]:
+    return [f"{a}.{b}" for a, b in sorted(SUPPORTED_MINORS)]
+
+
+def is_supported_etcd(v: Version) -> bool:
+    return v.minor_key in SUPPORTED_ETCD_MINORS
+
+
+def latest_patch(minor: tuple[int, int]) -> KubeVersion:
+    return KubeVersion(minor[0], minor[1], SUPPORTED_MINORS[minor])
+
+
+def kubeadm_api_version(v: Version) -> str:
+    """kubeadm's configuration API for a Kubernetes version: v1beta4 from 1.31, v1beta3 before."""
+    return "kubeadm.k8s.io/v1beta4" if v.minor_key >= (1, 31) else "kubeadm.k8s.io/v1beta3"
