@@ -23,7 +23,8 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; heavy imports stay inside the commands so --help is instant.
 COMMAND_MODULES = (
-    "kubeforge.cli.inventory_cmds",  # validate, render, schema
+    "kubeforge.cli.inventory_cmds",  # validate, schema
+    "kubeforge.cli.render_cmd",  # render
     "kubeforge.cli.certs",  # certs check
     "kubeforge.cli.hosts",  # facts, preflight
     "kubeforge.cli.etcd",  # etcd install|status|backup|restore|upgrade
