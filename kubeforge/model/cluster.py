@@ -209,8 +209,9 @@ class EtcdSpec:
 @dataclass(frozen=True)
 class PackageSource:
     kind: PackageSourceKind = PackageSourceKind.UPSTREAM
-    # MIRROR: base URL; per-minor Kubernetes repositories live at {url}/kubernetes/v{minor}/deb/
-    # and Debian packages (etcd, containerd) at {url}/debian, suite {debian_suite}.
+    # MIRROR: base URL of flat apt repositories laid out like upstream: Kubernetes per minor at
+    # {url}/kubernetes/v{major.minor}/deb/ (``deb [trusted=yes] URL /``) and Debian packages
+    # (etcd, containerd, runc, haproxy, keepalived) at {url}/debian/ (``deb [trusted=yes] URL ./``).
     mirror_url: str | None = None
     debian_suite: str = "bookworm"
     # OFFLINE: a local directory of .deb files, pushed to every host and installed with apt.
