@@ -1,0 +1,1 @@
+"""etcd lifecycle: install, status, backup, restore, membership, minor upgrades."""

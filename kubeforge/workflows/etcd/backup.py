@@ -1,0 +1,278 @@
+"""`kubeforge etcd backup`: snapshot on a healthy member, stream it home, verify, keep N.
+
+Order: status of every member -> pick a healthy follower (the leader only when it is the only
+healthy member) -> snapshot save + sha256 + snapshot status on that member (one script) -> stream
+to a .part file -> compare checksums, check etcd's own integrity trailer -> optional encryption and
+PKI bundle -> manifest -> retention. A file that fails verification goes to failed/ with a
+manifest saying why, and never counts as a backup.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import shutil
+import tarfile
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubeforge.errors import CheckFailed, KubeforgeError
+from kubeforge.model import Cluster, Host
+from kubeforge.model.secret import Secret
+from kubeforge.transport.base import Command
+from kubeforge.workflows.etcd import crypto
+from kubeforge.workflows.etcd.ctl import REMOTE_WORK_DIR, client_url, etcdctl_line
+from kubeforge.workflows.etcd.retention import (
+    BackupManifest,
+    delete_backup,
+    list_backups,
+    plan_retention,
+    write_manifest,
+)
+from kubeforge.workflows.etcd.snapshot import SnapshotInvalid, parse_status, sha256_file, verify_integrity
+from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
+
+
+class BackupVerificationFailed(CheckFailed):
+    pass
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    directory: Path
+    keep: int
+    max_age_days: int | None
+    encryption: str = "none"  # none | keyfile | passphrase
+    key: bytes | None = None
+    passphrase: Secret | None = None
+    include_pki: bool = True
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    manifest: BackupManifest
+    path: Path  # the snapshot file as stored
+    manifest_path: Path
+    deleted: list[str]
+    member: str
+    status: ClusterStatus
+    timings: dict
+
+
+def options_from_cluster(cluster: Cluster, *, directory: Path | None = None, keep: int | None = None,
+                         passphrase: Secret | None = None) -> BackupOptions:
+    b = cluster.etcd.backup
+    key = None
+    if b.encryption == "keyfile":
+        if b.key_file is None:
+            raise KubeforgeError("etcd.backup.encryption is keyfile but no keyFile is set")
+        key = crypto.load_key_file(b.key_file)
+    if b.encryption == "passphrase" and passphrase is None:
+        env = os.environ.get("KUBEFORGE_BACKUP_PASSPHRASE")
+        if not env:
+            raise KubeforgeError(
+                "etcd.backup.encryption is passphrase: set KUBEFORGE_BACKUP_PASSPHRASE or give --passphrase-file"
+            )
+        passphrase = Secret(env)
+    return BackupOptions(
+        directory=directory or b.directory,
+        keep=b.keep if keep is None else keep,
+        max_age_days=b.max_age_days,
+        encryption=b.encryption,
+        key=key,
+        passphrase=passphrase,
+        include_pki=b.include_pki,
+    )
+
+
+def choose_member(status: ClusterStatus, order: tuple[Host, ...]) -> Host:
+    """A healthy follower in inventory order; the leader only when no follower is healthy."""
+    healthy = {m.name for m in status.members if m.healthy}
+    if not healthy:
+        detail = "; ".join(f"{m.name}: {m.error or 'unhealthy'}" for m in status.members)
+        raise CheckFailed(f"no healthy etcd member to take a snapshot from ({detail})")
+    leader = status.leader.name if status.leader else None
+    for h in order:
+        if h.name in healthy and h.name != leader:
+            return h
+    return next(h for h in order if h.name in healthy)
+
+
+def snapshot_script(cluster: Cluster, member: Host, remote_path: str) -> str:
+    q = shlex.quote(remote_path)
+    ep = [client_url(cluster, member)]
+    return "\n".join(
+        [
+            f"install -d -m 0700 {shlex.quote(REMOTE_WORK_DIR)}",
+            f"rm -f {q} {q}.part",
+            f"{etcdctl_line(cluster, ep, 'snapshot', 'save', remote_path)} >/dev/null",
+            f"chmod 0600 {q}",
+            "echo @@sha256",
+            f"sha256sum {q} | cut -d' ' -f1",
+            "echo @@status",
+            f"if command -v etcdutl >/dev/null 2>&1; then etcdutl snapshot status {q} -w json; "
+            f"else ETCDCTL_API=3 etcdctl snapshot status {q} -w json; fi",
+            "echo @@version",
+            "etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'",
+        ]
+    )
+
+
+def _section(text: str, name: str) -> str:
+    marker = f"@@{name}"
+    if marker not in text:
+        return ""
+    rest = text.split(marker, 1)[1]
+    return rest.split("@@", 1)[0].strip()
+
+
+def _pki_bundle(cluster: Cluster, dst: Path) -> None:
+    """The local PKI a restore onto new machines needs (etcd + Kubernetes CAs and keys), 0600."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(cluster.pki_dir, arcname="pki")
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def _stamp(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | None = None,
+                clock=None) -> BackupResult:
+    import time
+
+    clock = clock or time.monotonic
+    now = now or datetime.now(timezone.utc)
+    t0 = clock()
+    timings: dict = {}
+    status = gather_status(cluster, pool)
+    timings["status"] = clock() - t0
+    member = choose_member(status, cluster.etcd_members)
+    transport = pool.get(member)
+    stamp = _stamp(now)
+    remote = f"{REMOTE_WORK_DIR}/{cluster.name}-{stamp}.db"
+    t1 = clock()
+    out = transport.run(Command(script=snapshot_script(cluster, member, remote), sudo=True, timeout=1800,
+                                description="etcd snapshot save"))
+    timings["snapshot"] = clock() - t1
+    remote_sha = _section(out.stdout, "sha256")
+    try:
+        remote_status = parse_status(_section(out.stdout, "status"))
+    except (SnapshotInvalid, ValueError, KeyError) as exc:
+        raise BackupVerificationFailed(f"[{member.name}] snapshot status failed on the member: {exc}") from None
+    etcd_version = _section(out.stdout, "version") or str(cluster.etcd.version)
+
+    directory = opts.directory
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = f"{cluster.name}-{stamp}-rev{remote_status.revision}"
+    partial = directory / f".{name}.db.part"
+    t2 = clock()
+    got = transport.get(remote, str(partial), sudo=True)
+    timings["download"] = clock() - t2
+    transport.run(Command(argv=["rm", "-f", remote], sudo=True, check=False, description="remove remote snapshot"))
+
+    t3 = clock()
+    verification = {"remoteSha256": remote_sha, "downloadSha256": got.sha256, "snapshotStatus": remote_status.to_dict()}
+    problem = None
+    if remote_sha != got.sha256:
+        problem = f"checksum mismatch: member {remote_sha[:12]}…, downloaded {got.sha256[:12]}…"
+    else:
+        try:
+            verify_integrity(partial)
+            verification["integrityTrailer"] = "ok"
+        except SnapshotInvalid as exc:
+            problem = str(exc)
+    timings["verify"] = clock() - t3
+    manifest = BackupManifest(
+        name=name, cluster=cluster.name, created=now.astimezone(timezone.utc).isoformat(), member=member.name,
+        etcd_version=etcd_version, revision=remote_status.revision, total_keys=remote_status.total_keys,
+        snapshot_hash=remote_status.hash, size=got.size, sha256=got.sha256, file=f"{name}.db",
+        file_sha256=got.sha256, encrypted=False, verified=problem is None, verification=verification,
+    )
+    if problem:
+        failed_dir = directory / "failed"
+        failed_dir.mkdir(exist_ok=True, mode=0o700)
+        os.replace(partial, failed_dir / manifest.file)
+        write_manifest(failed_dir, replace(manifest, verification={**verification, "problem": problem}))
+        raise BackupVerificationFailed(f"backup from {member.name} failed verification ({problem}); kept aside in {failed_dir}")
+
+    t4 = clock()
+    final = directory / manifest.file
+    if opts.encryption != "none":
+        enc_path = directory / f"{name}.db.enc"
+        crypto.encrypt_file(partial, enc_path, key=opts.key, passphrase=opts.passphrase)
+        partial.unlink()
+        final = enc_path
+        manifest = replace(manifest, file=enc_path.name, file_sha256=sha256_file(enc_path), encrypted=True,
+                           encryption=opts.encryption)
+    else:
+        os.replace(partial, final)
+    if opts.include_pki and cluster.pki_dir.is_dir():
+        bundle = directory / f"{name}.pki.tar.gz"
+        _pki_bundle(cluster, bundle)
+        if opts.encryption != "none":
+            crypto.encrypt_file(bundle, bundle.with_name(bundle.name + ".enc"), key=opts.key, passphrase=opts.passphrase)
+            bundle.unlink()
+            bundle = bundle.with_name(bundle.name + ".enc")
+        manifest = replace(manifest, pki_bundle=bundle.name)
+    manifest_path = write_manifest(directory, manifest)
+    timings["store"] = clock() - t4
+
+    deleted = []
+    for old in plan_retention(list_backups(directory), keep=opts.keep, max_age_days=opts.max_age_days, now=now):
+        delete_backup(directory, old)
+        deleted.append(old.name)
+    timings["total"] = clock() - t0
+    return BackupResult(manifest=manifest, path=final, manifest_path=manifest_path, deleted=deleted,
+                        member=member.name, status=status, timings=timings)
+
+
+def verify_backup_file(manifest_path: Path, *, key: bytes | None = None, passphrase: Secret | None = None,
+                       workdir: Path | None = None) -> tuple[BackupManifest, Path]:
+    """Re-check a stored backup before it is used: manifest verified, file checksum, integrity.
+
+    Returns the manifest and a path to the plain snapshot (decrypted into ``workdir`` if needed).
+    """
+    from kubeforge.errors import InputError
+    from kubeforge.workflows.etcd.retention import read_manifest
+
+    try:
+        manifest = read_manifest(manifest_path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{manifest_path}: not a kubeforge backup manifest ({exc})") from None
+    if not manifest.verified:
+        raise InputError(f"{manifest_path}: this backup never passed verification; refusing to use it")
+    snap = manifest_path.parent / manifest.file
+    if not snap.is_file():
+        raise InputError(f"{snap}: the snapshot file named in the manifest is missing")
+    actual = sha256_file(snap)
+    if actual != manifest.file_sha256:
+        raise InputError(f"{snap}: checksum {actual[:12]}… does not match the manifest's {manifest.file_sha256[:12]}…")
+    plain = snap
+    if manifest.encrypted:
+        workdir = workdir or manifest_path.parent
+        plain = workdir / f".{manifest.name}.db.plain"
+        crypto.decrypt_file(snap, plain, key=key, passphrase=passphrase)
+        if sha256_file(plain) != manifest.sha256:
+            plain.unlink(missing_ok=True)
+            raise InputError(f"{snap}: decrypted snapshot does not match the manifest's checksum")
+    try:
+        verify_integrity(plain)
+    except SnapshotInvalid as exc:
+        raise InputError(str(exc)) from None
+    return manifest, plain
+
+
+def manifest_json(result: BackupResult) -> str:
+    return json.dumps({"manifest": json.loads(result.manifest.to_json()), "path": str(result.path),
+                       "deleted": result.deleted, "timings": result.timings}, indent=2)
+
+
+def copy_for_restore(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)

@@ -1,0 +1,160 @@
+"""Backup files on the operator's machine: integrity trailer, encryption, manifests, retention.
+
+Snapshots come from a real etcd started on loopback for this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from kubeforge.errors import InputError
+from kubeforge.model.secret import Secret
+from kubeforge.workflows.etcd import crypto
+from kubeforge.workflows.etcd.backup import verify_backup_file
+from kubeforge.workflows.etcd.retention import BackupManifest, list_backups, plan_retention, write_manifest
+from kubeforge.workflows.etcd.snapshot import SnapshotInvalid, parse_status, sha256_file, verify_integrity
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def real_snapshot(tmp_path_factory) -> Path:
+    if not shutil.which("etcd") or not shutil.which("etcdctl"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("etcd/etcdctl are not installed (apt-get install etcd-server etcd-client)")
+        pytest.skip("etcd/etcdctl are not installed")
+    d = tmp_path_factory.mktemp("etcd")
+    cport, pport = _free_port(), _free_port()
+    client = f"http://127.0.0.1:{cport}"
+    proc = subprocess.Popen(
+        ["etcd", "--name", "t", "--data-dir", str(d / "data"), "--listen-client-urls", client,
+         "--advertise-client-urls", client, "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+         "--initial-cluster", f"t=http://127.0.0.1:{pport}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["etcdctl", f"--endpoints={client}", "endpoint", "health"], env=env,
+                             capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "etcd did not become healthy"
+            time.sleep(0.2)
+        for i in range(50):
+            subprocess.run(["etcdctl", f"--endpoints={client}", "put", f"/k/{i}", "v" * 100], env=env,
+                           check=True, capture_output=True)
+        snap = d / "snap.db"
+        subprocess.run(["etcdctl", f"--endpoints={client}", "snapshot", "save", str(snap)], env=env,
+                       check=True, capture_output=True)
+        return snap
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_real_snapshot_passes_the_integrity_check(real_snapshot):
+    verify_integrity(real_snapshot)
+
+
+def test_a_snapshot_with_flipped_bytes_fails_the_integrity_check(real_snapshot, tmp_path):
+    bad = tmp_path / "bad.db"
+    data = bytearray(real_snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(SnapshotInvalid, match="does not match"):
+        verify_integrity(bad)
+
+
+def test_a_truncated_snapshot_fails_the_integrity_check(real_snapshot, tmp_path):
+    bad = tmp_path / "short.db"
+    bad.write_bytes(real_snapshot.read_bytes()[:-100])
+    with pytest.raises(SnapshotInvalid):
+        verify_integrity(bad)
+
+
+def test_snapshot_status_json_from_etcdctl_is_parsed(real_snapshot):
+    out = subprocess.run(["etcdctl", "snapshot", "status", str(real_snapshot), "-w", "json"],
+                         env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, text=True, check=True)
+    st = parse_status(out.stdout)
+    assert st.revision >= 51 and st.total_keys >= 50 and st.total_size > 0
+
+
+def test_encryption_with_a_key_round_trips_and_hides_the_content(real_snapshot, tmp_path):
+    key = os.urandom(32)
+    enc, dec = tmp_path / "s.enc", tmp_path / "s.dec"
+    crypto.encrypt_file(real_snapshot, enc, key=key)
+    assert crypto.is_encrypted(enc)
+    assert b"vvvvvvvvvvvvvvvv" not in enc.read_bytes()
+    assert enc.stat().st_mode & 0o777 == 0o600
+    crypto.decrypt_file(enc, dec, key=key)
+    assert dec.read_bytes() == real_snapshot.read_bytes()
+
+
+def test_decryption_with_the_wrong_passphrase_is_refused_cleanly(real_snapshot, tmp_path):
+    enc = tmp_path / "s.enc"
+    crypto.encrypt_file(real_snapshot, enc, passphrase=Secret("correct horse battery"))
+    with pytest.raises(crypto.DecryptionFailed, match="wrong key or passphrase"):
+        crypto.decrypt_file(enc, tmp_path / "out", passphrase=Secret("wrong passphrase!"))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.part").exists()
+
+
+def test_a_key_file_must_hold_32_bytes(tmp_path):
+    (tmp_path / "k").write_text("too short")
+    with pytest.raises(InputError, match="32 bytes"):
+        crypto.load_key_file(tmp_path / "k")
+    (tmp_path / "hex").write_text(os.urandom(32).hex() + "\n")
+    assert len(crypto.load_key_file(tmp_path / "hex")) == 32
+
+
+def _manifest(name: str, created: datetime, verified: bool = True) -> BackupManifest:
+    return BackupManifest(name=name, cluster="c", created=created.isoformat(), member="etcd-1", etcd_version="3.4.23",
+                          revision=1, total_keys=1, snapshot_hash=1, size=1, sha256="0", file=name + ".db",
+                          file_sha256="0", encrypted=False, verified=verified)
+
+
+def test_retention_keeps_exactly_the_newest_n_verified_backups():
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    backups = [_manifest(f"b{i}", now - timedelta(hours=i)) for i in range(6)]
+    doomed = plan_retention(backups, keep=3, max_age_days=None, now=now)
+    assert sorted(b.name for b in doomed) == ["b3", "b4", "b5"]
+
+
+def test_retention_by_age_never_deletes_the_newest_verified_backup():
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    backups = [_manifest("old", now - timedelta(days=90)), _manifest("older", now - timedelta(days=95)),
+               _manifest("unverified", now, verified=False)]
+    doomed = plan_retention(backups, keep=10, max_age_days=30, now=now)
+    assert [b.name for b in doomed] == ["older"]
+
+
+def test_a_stored_backup_is_rechecked_before_use(real_snapshot, tmp_path):
+    shutil.copy(real_snapshot, tmp_path / "c-1.db")
+    sha = sha256_file(tmp_path / "c-1.db")
+    m = replace(_manifest("c-1", datetime.now(timezone.utc)), sha256=sha, file_sha256=sha)
+    path = write_manifest(tmp_path, m)
+    assert verify_backup_file(path)[1] == tmp_path / "c-1.db"
+    assert [b.name for b in list_backups(tmp_path)] == ["c-1"]
+    with open(tmp_path / "c-1.db", "r+b") as f:
+        f.seek(5000)
+        f.write(b"\x00garbage")
+    with pytest.raises(InputError, match="does not match the manifest"):
+        verify_backup_file(path)
+
+
+def test_an_unverified_backup_is_never_used(tmp_path):
+    path = write_manifest(tmp_path, _manifest("c-2", datetime.now(timezone.utc), verified=False))
+    with pytest.raises(InputError, match="never passed verification"):
+        verify_backup_file(path)
