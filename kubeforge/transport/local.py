@@ -1,0 +1,148 @@
+"""The Transport for this machine: commands through a local ``bash -s``, files written directly.
+
+``root`` re-bases file paths (put/get) under a directory, so tests and dry rehearsals can write a
+host's file tree into a temporary directory. Commands are not re-based: they run on this machine.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from kubeforge.errors import CommandFailed
+from kubeforge.transport.policy import BaseTransport, DeadlineExceeded, FileState, Sink
+
+CHUNK = 1 << 20
+
+
+def _owner_names(st: os.stat_result) -> tuple[str, str]:
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return owner, group
+
+
+class LocalTransport(BaseTransport):
+    def __init__(self, host: str = "local", root: Path | None = None) -> None:
+        super().__init__(host)
+        self.root = Path(root) if root is not None else None
+
+    def _is_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def _path(self, path: str) -> Path:
+        if self.root is None:
+            return Path(path)
+        return self.root / path.lstrip("/")
+
+    # --- exec -----------------------------------------------------------------------------------
+    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
+        proc = subprocess.Popen(
+            shlex.split(line),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # so a timeout can kill the whole process group
+        )
+        err_chunks: list[bytes] = []
+        out_chunks: list[bytes] = []
+
+        def feed() -> None:
+            try:
+                proc.stdin.write(data)
+            except BrokenPipeError:
+                pass  # the command exited without reading all its stdin
+            finally:
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+
+        def drain_err() -> None:
+            for chunk in iter(lambda: proc.stderr.read1(CHUNK), b""):
+                err_chunks.append(chunk)
+
+        def drain_out() -> None:
+            for chunk in iter(lambda: proc.stdout.read1(CHUNK), b""):
+                (sink or out_chunks.append)(chunk)
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (feed, drain_err, drain_out)]
+        for t in threads:
+            t.start()
+        try:
+            proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            for t in threads:
+                t.join(timeout=2)
+            raise DeadlineExceeded(b"".join(err_chunks)) from None
+        for t in threads:
+            t.join()
+        return proc.returncode, b"".join(out_chunks), b"".join(err_chunks)
+
+    # --- files ----------------------------------------------------------------------------------
+    def _probe(self, path: str) -> FileState | None:
+        p = self._path(path)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+        owner, group = _owner_names(st)
+        return FileState(h.hexdigest(), st.st_mode & 0o7777, owner, group)
+
+    def _chown(self, fd_or_path, owner: str, group: str) -> None:
+        # Only root can give a file away; as another user files stay ours.
+        if os.geteuid() == 0:
+            os.chown(fd_or_path, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid)
+
+    def _set_attrs(self, path: str, mode: int, owner: str, group: str) -> None:
+        p = self._path(path)
+        self._chown(p, owner, group)
+        os.chmod(p, mode)
+
+    def _write(self, path: str, content: bytes, mode: int, owner: str, group: str, secret: bool) -> None:
+        p = self._path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".kubeforge.", dir=p.parent)  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+                self._chown(f.fileno(), owner, group)
+                os.fchmod(f.fileno(), mode)
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _fetch(self, remote_path: str, sink: Sink, sudo: bool) -> str:
+        h = hashlib.sha256()
+        try:
+            f = open(self._path(remote_path), "rb")
+        except OSError as exc:
+            raise CommandFailed(self.host, f"read {remote_path}", 1, f"{exc.strerror}: {remote_path}") from None
+        with f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+                sink(chunk)
+        return h.hexdigest()

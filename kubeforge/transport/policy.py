@@ -1,0 +1,283 @@
+"""The one place transport policy lives: masking, logging, timing, connect retries, typed errors,
+atomic and idempotent file writes, checksummed reads.
+
+Implementations (``SshTransport``, ``LocalTransport``) subclass ``BaseTransport`` and provide only
+primitives: ``_open`` (connect once), ``_exec`` (run the fixed ``bash -s`` line, feeding it bytes),
+``_close``, and optionally faster file primitives (``_probe``, ``_write``, ``_set_attrs``, ``_fetch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from kubeforge.errors import CommandFailed, TransportError
+from kubeforge.transport.base import Command, GetResult, PutResult, RunResult
+from kubeforge.transport.script import TIMEOUT_EXIT, payload, shell_line
+
+log = logging.getLogger("kubeforge.transport")
+
+Sink = Callable[[bytes], None]
+
+TAIL_LINES = 20
+
+
+class CommandTimeout(CommandFailed):
+    """A command ran past its timeout; it was killed on the host and its channel closed."""
+
+    def __init__(self, host: str, command: str, timeout: float, stderr_tail: str = "") -> None:
+        super().__init__(host, command, TIMEOUT_EXIT, stderr_tail)
+        self.timeout = timeout
+        self.message = f"[{host}] `{command}` timed out after {timeout:g}s and was stopped"
+        self.args = (self.message,)
+
+
+class NotReached(TransportError):
+    """Connecting to the host failed (after the configured retries)."""
+
+    def __init__(self, host: str, message: str, *, attempts: int, hint: str | None = None) -> None:
+        super().__init__(host, message, hint=hint)
+        self.attempts = attempts
+
+
+class DeadlineExceeded(Exception):
+    """Raised by ``_exec`` when the local deadline passed; the channel/process is already killed."""
+
+    def __init__(self, stderr: bytes = b"") -> None:
+        super().__init__("deadline exceeded")
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class FileState:
+    sha256: str
+    mode: int
+    owner: str
+    group: str
+
+
+def tail(data: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(data.rstrip("\n").splitlines()[-lines:])
+
+
+# Margin between the host-side ``timeout`` and the local deadline: the host should stop the
+# command first (it can kill it); the local deadline is the backstop for a host that went silent.
+LOCAL_GRACE_S = 10.0
+
+
+class BaseTransport:
+    """Policy for every transport. Thread-safe: one instance may be used by several threads."""
+
+    host: str
+
+    def __init__(self, host: str, *, connect_retries: int = 0, retry_delay: float = 0.5) -> None:
+        self.host = host
+        self.connect_retries = connect_retries
+        self.retry_delay = retry_delay
+        self.connect_attempts = 0  # how many times _open was tried (for reports and tests)
+        self._connected = False
+        self._connect_lock = threading.Lock()
+
+    # --- primitives implementations provide -------------------------------------------------
+    def _open(self) -> None:
+        """Connect (called once, under a lock). Raise TransportError (not retried: host keys, auth)
+        or OSError/EOFError-like errors (retried)."""
+
+    def _close(self) -> None:
+        """Release the connection."""
+
+    def _is_root(self) -> bool:
+        raise NotImplementedError
+
+    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
+        """Run ``line`` with ``data`` on stdin. Returns (exit, stdout, stderr); stdout goes to
+        ``sink`` instead when given. Raises DeadlineExceeded after killing the command."""
+        raise NotImplementedError
+
+    # --- connection policy ----------------------------------------------------------------------
+    def connect(self) -> None:
+        """Connect now (otherwise the first command connects). Retries connect only."""
+        if self._connected:
+            return
+        with self._connect_lock:
+            if self._connected:
+                return
+            last: Exception | None = None
+            for attempt in range(self.connect_retries + 1):
+                self.connect_attempts += 1
+                try:
+                    self._open()
+                    self._connected = True
+                    return
+                except TransportError:
+                    raise  # a refused host key or failed login does not improve by retrying
+                except Exception as exc:  # noqa: BLE001 - every socket-level failure is "not reached"
+                    last = exc
+                    log.debug("connect attempt %d failed: %s", attempt + 1, exc, extra={"host": self.host})
+                    if attempt < self.connect_retries:
+                        time.sleep(self.retry_delay * (2**attempt))
+            raise NotReached(
+                self.host,
+                f"could not connect after {self.connect_attempts} attempt(s): {last}",
+                attempts=self.connect_attempts,
+            )
+
+    def close(self) -> None:
+        with self._connect_lock:
+            if self._connected:
+                self._connected = False
+                self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- run ------------------------------------------------------------------------------------
+    def run(self, command: Command) -> RunResult:
+        return self._run(command)
+
+    def _run(self, command: Command, sink: Sink | None = None) -> RunResult:
+        self.connect()
+        shown = command.display()
+        sudo = command.sudo and not self._is_root()
+        line = shell_line(sudo=sudo, timeout=command.timeout)
+        deadline = None if command.timeout is None else time.monotonic() + command.timeout + LOCAL_GRACE_S
+        started = time.monotonic()
+        try:
+            code, out, err = self._exec(line, payload(command), deadline, sink)
+        except DeadlineExceeded as exc:
+            duration = time.monotonic() - started
+            log.debug("%s timed out (%.3fs, channel closed)", shown, duration, extra={"host": self.host})
+            raise CommandTimeout(self.host, shown, command.timeout or 0, tail(exc.stderr.decode(errors="replace"))) from None
+        duration = time.monotonic() - started
+        stdout = out.decode(errors="replace")
+        stderr = err.decode(errors="replace")
+        log.debug("%s -> exit %d in %.3fs", shown, code, duration, extra={"host": self.host})
+        if (
+            code == TIMEOUT_EXIT
+            and command.timeout is not None
+            and duration >= command.timeout * 0.98
+        ):
+            raise CommandTimeout(self.host, shown, command.timeout, tail(stderr))
+        if code != 0 and command.check:
+            raise CommandFailed(self.host, shown, code, tail(stderr), stdout_tail=tail(stdout))
+        return RunResult(self.host, shown, code, stdout, stderr, duration)
+
+    # --- put ------------------------------------------------------------------------------------
+    def put(
+        self,
+        path: str,
+        content: bytes,
+        *,
+        mode: int = 0o644,
+        owner: str = "root",
+        group: str = "root",
+        secret: bool = False,
+    ) -> PutResult:
+        if not path.startswith("/"):
+            raise ValueError(f"put needs an absolute path, got {path!r}")
+        self.connect()
+        started = time.monotonic()
+        digest = hashlib.sha256(content).hexdigest()
+        state = self._probe(path)
+        if state is not None and state.sha256 == digest:
+            changed = False
+            if (state.mode, state.owner, state.group) != (mode, owner, group):
+                self._set_attrs(path, mode, owner, group)
+        else:
+            changed = True
+            self._write(path, content, mode, owner, group, secret)
+        duration = time.monotonic() - started
+        log.debug(
+            "put %s (%d bytes, %04o %s:%s%s) %s in %.3fs",
+            path, len(content), mode, owner, group, ", secret" if secret else "",
+            "changed" if changed else "unchanged", duration, extra={"host": self.host},
+        )
+        return PutResult(self.host, path, changed, digest, len(content), duration)
+
+    # Default file primitives: one exec each, through run(), so they are logged like any command.
+    def _probe(self, path: str) -> FileState | None:
+        q = shlex.quote(path)
+        res = self._run(Command(
+            script=f"if [ -f {q} ]; then sha256sum -- {q}; stat -c '%a %U %G' -- {q}; else echo MISSING; fi",
+            sudo=True, description=f"checksum {path}",
+        ))
+        lines = res.stdout.split("\n")
+        if lines[0].strip() == "MISSING":
+            return None
+        mode, owner, group = lines[1].split()
+        return FileState(lines[0].split()[0], int(mode, 8), owner, group)
+
+    def _set_attrs(self, path: str, mode: int, owner: str, group: str) -> None:
+        q = shlex.quote(path)
+        self._run(Command(
+            script=f"chown {shlex.quote(owner)}:{shlex.quote(group)} -- {q}\nchmod {mode:04o} -- {q}",
+            sudo=True, description=f"fix mode/owner of {path}",
+        ))
+
+    def _write(self, path: str, content: bytes, mode: int, owner: str, group: str, secret: bool) -> None:
+        q = shlex.quote(path)
+        # mktemp creates the file 0600, so even a secret is never readable by others mid-write;
+        # the final mode is set on the temp file before the rename makes it visible.
+        script = (
+            f"d=$(dirname -- {q}); (umask 022; mkdir -p -- \"$d\")\n"
+            f"t=$(mktemp \"$d/.kubeforge.XXXXXX\"); trap 'rm -f -- \"$t\"' EXIT\n"
+            f"cat > \"$t\"\n"
+            f"chown {shlex.quote(owner)}:{shlex.quote(group)} -- \"$t\"\n"
+            f"chmod {mode:04o} -- \"$t\"\n"
+            f"mv -f -- \"$t\" {q}"
+        )
+        self._run(Command(script=script, stdin=content, sudo=True, description=f"write {path}"))
+
+    # --- get ------------------------------------------------------------------------------------
+    def get(self, remote_path: str, local_path: str, *, sudo: bool = True) -> GetResult:
+        self.connect()
+        started = time.monotonic()
+        dest = Path(local_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                def sink(chunk: bytes) -> None:
+                    nonlocal size
+                    f.write(chunk)
+                    hasher.update(chunk)
+                    size += len(chunk)
+
+                remote_sha = self._fetch(remote_path, sink, sudo)
+            local_sha = hasher.hexdigest()
+            if remote_sha != local_sha:
+                raise TransportError(
+                    self.host,
+                    f"checksum mismatch reading {remote_path}: host has {remote_sha}, received {local_sha}",
+                )
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        duration = time.monotonic() - started
+        log.debug("get %s -> %s (%d bytes) in %.3fs", remote_path, dest, size, duration, extra={"host": self.host})
+        return GetResult(self.host, remote_path, str(dest), local_sha, size, duration)
+
+    def _fetch(self, remote_path: str, sink: Sink, sudo: bool) -> str:
+        """Stream the file to ``sink``; return the sha256 the host computed while sending it."""
+        q = shlex.quote(remote_path)
+        # The host hashes the very bytes it sends (tee), so the file is read once.
+        res = self._run(
+            Command(script=f"exec 3< {q}\ntee >(sha256sum >&2) <&3\nwait $!", sudo=sudo, timeout=None,
+                    description=f"read {remote_path}"),
+            sink,
+        )
+        return res.stderr.strip().split()[0] if res.stderr.strip() else ""
