@@ -51,13 +51,15 @@ class Store:
                 break
             cur = cur.parent
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, *, secret: bool | None = None) -> bytes:
         p = self.path(rel)
         try:
             data = p.read_bytes()
         except OSError as exc:
             raise PkiStoreError(f"{p}: cannot read ({exc.strerror})") from None
-        if rel.endswith(".key") and (p.stat().st_mode & 0o077):
+        if secret is None:
+            secret = rel.endswith(".key")
+        if secret and (p.stat().st_mode & 0o077):
             os.chmod(p, KEY_MODE)  # a key readable by others is tightened, never left as found
         return data
 
