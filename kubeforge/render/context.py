@@ -18,6 +18,7 @@ KUBEFORGE_DIR = "/etc/kubeforge"
 # The pause image kubeadm expects for each minor (``kubeadm config images list``); containerd's
 # sandbox_image must match it or kubeadm preflight warns and the image is pulled twice.
 PAUSE_IMAGES: dict[tuple[int, int], str] = {
+    (1, 30): "registry.k8s.io/pause:3.9",
     (1, 31): "registry.k8s.io/pause:3.10",
     (1, 32): "registry.k8s.io/pause:3.10",
     (1, 33): "registry.k8s.io/pause:3.10",
