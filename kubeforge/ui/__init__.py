@@ -1,1 +1,1 @@
-
+"""Everything the operator sees: consoles, plan and report printers, progress, --output json."""
