@@ -1,0 +1,88 @@
+"""Gather facts from many hosts at once: one script per host, bounded threads, one result each."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Protocol, Sequence
+
+from kubeforge.errors import KubeforgeError, TransportError
+from kubeforge.facts.script import build_script, parse_host_facts
+from kubeforge.facts.types import FactsError, HostFacts
+from kubeforge.model import Host
+from kubeforge.transport.base import Command, Transport
+
+log = logging.getLogger("kubeforge.facts")
+
+FACTS_TIMEOUT_S = 60.0
+
+
+class TransportSource(Protocol):
+    """What gather needs from a pool: the (cached) transport of a host."""
+
+    def get(self, host: Host) -> Transport: ...
+
+
+def facts_command(etcd_data_dir: str = "/var/lib/etcd") -> Command:
+    # sudo: product_uuid and ss's process names are readable only as root
+    return Command(
+        script=build_script(etcd_data_dir),
+        sudo=True,
+        timeout=FACTS_TIMEOUT_S,
+        check=False,
+        description="gather facts (read-only)",
+    )
+
+
+def gather_host(
+    transport: Transport,
+    host: str,
+    *,
+    etcd_data_dir: str = "/var/lib/etcd",
+    clock: Callable[[], float] = time.time,
+) -> HostFacts | FactsError:
+    """Facts of one host. Never raises for a host problem: returns FactsError instead."""
+    try:
+        # A first, trivial exec opens the connection, so the clock sample below is bracketed by
+        # one round trip and not by the SSH handshake (which can take seconds with retries).
+        transport.run(Command(argv=["true"], timeout=30, description="connect"))
+        before = clock()
+        result = transport.run(facts_command(etcd_data_dir))
+        after = clock()
+    except TransportError as exc:
+        return FactsError(host, f"not reached: {exc.message.removeprefix(f'[{host}] ')}", reached=False)
+    except KubeforgeError as exc:
+        return FactsError(host, f"facts script failed: {exc}", reached=True)
+    if result.exit_status != 0:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
+        return FactsError(host, f"facts script exited {result.exit_status}: {tail[0][:300]}", reached=True)
+    facts = parse_host_facts(host, result.stdout, local_before=before, local_after=after)
+    for name, problem in facts.problems.items():
+        log.debug("fact %s: %s", name, problem, extra={"host": host})
+    return facts
+
+
+def gather_facts(
+    pool: TransportSource,
+    hosts: Sequence[Host],
+    *,
+    limit: int = 30,
+    etcd_data_dir: str = "/var/lib/etcd",
+    clock: Callable[[], float] = time.time,
+) -> dict[str, HostFacts | FactsError]:
+    """Facts of every host, in parallel (at most ``limit`` at once), keyed by host name in
+    inventory order. An unreachable host is a FactsError in the result, never an exception."""
+
+    def one(host: Host) -> HostFacts | FactsError:
+        try:
+            transport = pool.get(host)
+        except TransportError as exc:
+            return FactsError(host.name, f"not reached: {exc.message.removeprefix(f'[{host.name}] ')}")
+        return gather_host(transport, host.name, etcd_data_dir=etcd_data_dir, clock=clock)
+
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(limit, len(hosts))), thread_name_prefix="facts") as ex:
+        results = list(ex.map(one, hosts))
+    return {h.name: r for h, r in zip(hosts, results)}
