@@ -1,0 +1,234 @@
+"""Rules about cluster-wide settings: names, versions, networks, etcd, SSH, packages, upgrades, PKI."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlparse
+
+from kubeforge.inventory.context import DNS1123_LABEL, Context, as_ip, is_dns_subdomain, resolve_path
+from kubeforge.model.versions import (
+    SUPPORTED_ETCD_MINORS,
+    VersionError,
+    is_supported_etcd,
+    is_supported_kube,
+    parse_etcd,
+    parse_kube,
+    supported_kube_minors,
+)
+
+_PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
+_COUNT = re.compile(r"^\s*(\d+)\s*$")
+_HOST_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( .*)?$")
+# kube-apiserver refuses IPv4 service ranges with more than 20 host bits
+_MIN_SERVICE_PREFIX_V4 = 12
+_NODE_MASK = {4: 24, 6: 64}  # kube-controller-manager's default node-cidr-mask-size
+
+
+def check_metadata(ctx: Context) -> None:
+    if ctx.name is not None and not DNS1123_LABEL.match(ctx.name):
+        ctx.error(("metadata", "name"), f"'{ctx.name}' is not a valid cluster name (a DNS-1123 label: at most 63 "
+                  "lowercase letters, digits and '-', starting and ending with a letter or digit)")
+
+
+def check_versions(ctx: Context) -> None:
+    if ctx.ok("kubernetes_version"):
+        text = ctx.spec.kubernetes_version
+        try:
+            v = parse_kube(text)
+        except VersionError as exc:
+            ctx.error(ctx.spec_path("kubernetesVersion"), str(exc))
+        else:
+            if not is_supported_kube(v):
+                ctx.error(ctx.spec_path("kubernetesVersion"), f"Kubernetes {v.minor_str} is not supported "
+                          f"(supported minors: {', '.join(supported_kube_minors())})")
+    if ctx.ok("etcd") and ctx.spec.etcd.version is not None:
+        try:
+            ev = parse_etcd(ctx.spec.etcd.version)
+        except VersionError as exc:
+            ctx.error(ctx.spec_path("etcd", "version"), str(exc))
+        else:
+            if not is_supported_etcd(ev):
+                minors = ", ".join(f"{a}.{b}" for a, b in sorted(SUPPORTED_ETCD_MINORS))
+                ctx.error(ctx.spec_path("etcd", "version"), f"etcd {ev.minor_str} is not supported (supported minors: {minors})")
+
+
+def _network(ctx: Context, key: str, text: str):
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            ctx.error(ctx.spec_path("network", key), f"'{text}' is not a CIDR (e.g. 10.244.0.0/16)")
+            return None
+        ctx.error(ctx.spec_path("network", key), f"'{text}' has host bits set; did you mean {net}?")
+        return None
+
+
+def check_network(ctx: Context) -> None:
+    if not ctx.ok("network"):
+        return
+    net = ctx.spec.network
+    pod = _network(ctx, "podCIDR", net.pod_cidr)
+    svc = _network(ctx, "serviceCIDR", net.service_cidr)
+    if not is_dns_subdomain(net.cluster_domain):
+        ctx.error(ctx.spec_path("network", "clusterDomain"), f"'{net.cluster_domain}' is not a DNS domain")
+    _check_manifest(ctx, net.cni.manifest)
+    if pod and svc:
+        if pod.version != svc.version:
+            ctx.error(ctx.spec_path("network", "serviceCIDR"), "podCIDR and serviceCIDR must be the same IP family")
+        elif pod.overlaps(svc):
+            ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} overlaps podCIDR {pod}")
+    if svc and svc.version == 4 and svc.prefixlen < _MIN_SERVICE_PREFIX_V4:
+        ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} is too large: the API server accepts at most a /12")
+    if pod and svc and svc.num_addresses < 16:
+        ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} is too small (the DNS service takes the 10th address)")
+    if ctx.ok("hosts"):
+        _check_hosts_outside(ctx, pod, svc)
+    if pod and ctx.ok("hosts"):
+        nodes = sum(1 for _, h in ctx.hosts if "control-plane" in h.roles or "worker" in h.roles)
+        mask = _NODE_MASK[pod.version]
+        capacity = 2 ** (mask - pod.prefixlen) if pod.prefixlen <= mask else 0
+        if capacity < nodes:
+            ctx.error(ctx.spec_path("network", "podCIDR"), f"{pod} holds {capacity} node ranges of /{mask} but the "
+                      f"inventory has {nodes} nodes")
+
+
+def _check_hosts_outside(ctx: Context, pod, svc) -> None:
+    for i, h in ctx.hosts:
+        for key, text in (("address", h.address), ("internalAddress", h.internal_address)):
+            ip = as_ip(text)
+            for label, net in (("podCIDR", pod), ("serviceCIDR", svc)):
+                if ip and net and ip.version == net.version and ip in net:
+                    ctx.error(ctx.host_path(i, key), f"{ip} is inside {label} {net}; host addresses must not overlap "
+                              "the pod or service ranges")
+    ep = ctx.spec.control_plane_endpoint if ctx.ok("control_plane_endpoint") else None
+    vip = as_ip(ep.host) if ep else None
+    for label, net in (("podCIDR", pod), ("serviceCIDR", svc)):
+        if vip and net and vip.version == net.version and vip in net:
+            ctx.error(ctx.spec_path("controlPlaneEndpoint", "host"), f"{vip} is inside {label} {net}")
+
+
+def _check_manifest(ctx: Context, manifest: str | None) -> None:
+    if not manifest:
+        return
+    path = ctx.spec_path("network", "cni", "manifest")
+    url = urlparse(manifest)
+    if url.scheme == "https":
+        if not url.netloc:
+            ctx.error(path, f"'{manifest}' is not a URL")
+    elif url.scheme == "http":
+        ctx.error(path, "the CNI manifest is applied with cluster-admin rights; fetch it over https")
+    elif url.scheme and len(url.scheme) > 1:
+        ctx.error(path, f"'{manifest}' is neither an https URL nor a local path")
+    elif not resolve_path(ctx.base_dir, manifest).is_file():
+        ctx.warn(path, f"'{manifest}' does not exist (relative paths are relative to the inventory)")
+
+
+def check_etcd(ctx: Context) -> None:
+    if not ctx.ok("etcd"):
+        return
+    etcd = ctx.spec.etcd
+    if etcd.election_timeout_ms < 5 * etcd.heartbeat_interval_ms:
+        ctx.error(ctx.spec_path("etcd", "electionTimeoutMs"), f"must be at least 5 x heartbeatIntervalMs "
+                  f"({5 * etcd.heartbeat_interval_ms}); etcd refuses to start otherwise")
+    if etcd.client_port == etcd.peer_port:
+        ctx.error(ctx.spec_path("etcd", "peerPort"), "clientPort and peerPort must differ")
+    if etcd.quota_backend_bytes > 8 * 1024**3:
+        ctx.warn(ctx.spec_path("etcd", "quotaBackendBytes"), "etcd suggests at most 8 GiB")
+    if not etcd.data_dir.startswith("/"):
+        ctx.error(ctx.spec_path("etcd", "dataDir"), "must be an absolute path on the etcd hosts")
+    b = etcd.backup
+    bpath = ctx.spec_path("etcd", "backup")
+    if b.encryption == "keyfile":
+        if not b.key_file:
+            ctx.error(bpath + ("encryption",), "keyfile encryption needs backup.keyFile")
+        else:
+            key = resolve_path(ctx.base_dir, b.key_file).resolve()
+            backups = backup_directory(ctx).resolve()
+            if key == backups or backups in key.parents:
+                ctx.error(bpath + ("keyFile",), "the key must not live inside the backup directory (a copied backup "
+                          "directory would carry its own key)")
+            elif not key.exists():
+                ctx.warn(bpath + ("keyFile",), f"'{b.key_file}' does not exist")
+    elif b.key_file:
+        ctx.warn(bpath + ("keyFile",), f"keyFile is ignored with encryption {b.encryption}")
+
+
+def backup_directory(ctx: Context):
+    b = ctx.spec.etcd.backup
+    if b.directory:
+        return resolve_path(ctx.base_dir, b.directory)
+    return ctx.base_dir / ".kubeforge" / (ctx.name or "cluster") / "backups"
+
+
+def check_ssh(ctx: Context) -> None:
+    if not ctx.ok("ssh"):
+        return
+    ssh = ctx.spec.ssh
+    for key, value in (("identityFile", ssh.identity_file), ("knownHosts", ssh.known_hosts)):
+        if value and not resolve_path(ctx.base_dir, value).exists():
+            if key == "knownHosts" and ssh.host_key_policy == "accept-new":
+                continue  # accept-new creates it
+            ctx.warn(ctx.spec_path("ssh", key), f"'{value}' does not exist")
+    if ssh.bastion and ssh.bastion.host_key and not _HOST_KEY.match(ssh.bastion.host_key.strip()):
+        ctx.error(ctx.spec_path("ssh", "bastion", "hostKey"), "not an SSH public key (expected 'ssh-ed25519 AAAA...')")
+
+
+def check_packages(ctx: Context) -> None:
+    if not ctx.ok("packages"):
+        return
+    p = ctx.spec.packages
+    base = ctx.spec_path("packages")
+    src = base + ("source",) if ctx.given(base + ("source",)) else base
+    if p.source == "mirror" and not p.mirror_url:
+        ctx.error(src, "source mirror needs mirrorURL")
+    if p.source == "offline" and not p.bundle_dir:
+        ctx.error(src, "source offline needs bundleDir (a directory of .deb files)")
+    for key, url in (("mirrorURL", p.mirror_url), ("gpgKeyURL", p.gpg_key_url), ("upstreamURL", p.upstream_url)):
+        if url and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
+            ctx.error(base + (key,), f"'{url}' is not an http(s) URL")
+    if p.mirror_url and p.source != "mirror":
+        ctx.warn(base + ("mirrorURL",), f"mirrorURL is ignored with source {p.source}")
+    if p.bundle_dir:
+        if p.source != "offline":
+            ctx.warn(base + ("bundleDir",), f"bundleDir is ignored with source {p.source}")
+        elif not resolve_path(ctx.base_dir, p.bundle_dir).is_dir():
+            ctx.warn(base + ("bundleDir",), f"'{p.bundle_dir}' is not a directory (yet)")
+    if not p.etcd_packages and ctx.topology == "external":
+        ctx.error(base + ("etcdPackages",), "external etcd needs the etcd package names")
+
+
+def check_upgrade(ctx: Context) -> None:
+    if not ctx.ok("upgrade"):
+        return
+    value = ctx.spec.upgrade.max_unavailable
+    path = ctx.spec_path("upgrade", "maxUnavailable")
+    text = str(value)
+    pct, count = _PERCENT.match(text), _COUNT.match(text)
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = _COUNT.match(str(value)) if value >= 0 else None
+    if pct:
+        n = int(pct.group(1))
+        if not 1 <= n <= 100:
+            ctx.error(path, f"'{text}' must be between 1% and 100%")
+    elif count:
+        if int(count.group(1)) < 1:
+            ctx.error(path, "must be at least 1 (0 would never upgrade a worker)")
+    else:
+        ctx.error(path, f"'{text}' is neither a count (2) nor a percentage ('25%')")
+
+
+def check_pki_kubelet(ctx: Context) -> None:
+    if ctx.ok("pki") and ctx.spec.pki.leaf_days > ctx.spec.pki.ca_days:
+        ctx.error(ctx.spec_path("pki", "leafDays"), "leaf certificates cannot outlive their CA (caDays)")
+    if ctx.ok("kubelet"):
+        for j, arg in enumerate(ctx.spec.kubelet.extra_args):
+            path = ctx.spec_path("kubelet", "extraArgs", j, "name")
+            if arg.name.startswith("-"):
+                ctx.error(path, f"write the flag name without dashes ('{arg.name.lstrip('-')}')")
+            elif arg.name == "max-pods":
+                ctx.error(path, "set kubelet.maxPods instead of a max-pods extra argument")
+            elif not arg.name:
+                ctx.error(path, "must not be empty")
