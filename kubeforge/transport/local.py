@@ -41,8 +41,8 @@ class LocalTransport(BaseTransport):
         super().__init__(host)
         self.root = Path(root) if root is not None else None
 
-    def _is_root(self) -> bool:
-        return os.geteuid() == 0
+    def _use_sudo(self) -> bool:
+        return os.geteuid() != 0
 
     def _path(self, path: str) -> Path:
         if self.root is None:

@@ -94,7 +94,8 @@ class BaseTransport:
     def _close(self) -> None:
         """Release the connection."""
 
-    def _is_root(self) -> bool:
+    def _use_sudo(self) -> bool:
+        """Whether a Command with sudo=True needs ``sudo -n`` here (False when already root)."""
         raise NotImplementedError
 
     def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
@@ -149,7 +150,7 @@ class BaseTransport:
     def _run(self, command: Command, sink: Sink | None = None) -> RunResult:
         self.connect()
         shown = command.display()
-        sudo = command.sudo and not self._is_root()
+        sudo = command.sudo and self._use_sudo()
         line = shell_line(sudo=sudo, timeout=command.timeout)
         deadline = None if command.timeout is None else time.monotonic() + command.timeout + LOCAL_GRACE_S
         started = time.monotonic()
