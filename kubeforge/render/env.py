@@ -28,6 +28,8 @@ _YAML_AMBIGUOUS = re.compile(
     r"|[-+]?\.(?:inf|Inf|INF|nan|NaN|NAN))"
 )
 
+_NEEDS_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
 
 def template_root() -> Traversable:
     """Where the templates live: inside the package when installed, else the repository's top level."""
@@ -77,7 +79,19 @@ def yaml_scalar(value: object) -> str:
     text = str(value)
     if _PLAIN_SAFE.match(text) and not _YAML_AMBIGUOUS.fullmatch(text) and not text.endswith(":"):
         return text
-    return json.dumps(text)
+    return _double_quoted(text)
+
+
+def _yaml_escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _double_quoted(text: str) -> str:
+    # JSON escaping (valid YAML) for quotes, backslashes and C0 controls; characters YAML treats as
+    # line breaks or refuses raw (C1 controls, U+2028/9, BOM, non-characters) get YAML escapes.
+    body = json.dumps(text, ensure_ascii=False)[1:-1]
+    return '"' + _NEEDS_ESCAPE.sub(lambda m: _yaml_escape(m.group()), body) + '"'
 
 
 def shell_quote_double(value: object) -> str:
