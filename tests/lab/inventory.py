@@ -1,0 +1,81 @@
+"""The inventory the lab writes for the machines it booted (format: inventories/ha-external-etcd.yaml)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
+
+from tests.lab.layout import MachineSpec
+from tests.lab.paths import LabError
+
+ETCD_VERSION = "3.4.23"  # what Debian bookworm ships, served by the lab mirror
+ENDPOINT_MODES = ("auto", "none", "haproxy", "external")
+
+
+def endpoint_for(machines: Sequence[tuple[MachineSpec, str]], mode: str) -> dict:
+    cps = [addr for m, addr in machines if "control-plane" in m.roles]
+    lbs = [addr for m, addr in machines if "load-balancer" in m.roles]
+    if mode not in ENDPOINT_MODES:
+        raise LabError(f"endpoint mode {mode!r}: choose one of {', '.join(ENDPOINT_MODES)}")
+    if mode == "auto":
+        mode = "none" if len(cps) <= 1 else "haproxy" if lbs else "external"
+    if not cps:
+        raise LabError("the lab inventory needs at least one control-plane machine")
+    if mode == "haproxy":
+        if not lbs:
+            raise LabError("endpoint mode haproxy needs a load-balancer machine in the layout")
+        return {"host": lbs[0], "port": 6443, "mode": "haproxy", "interface": "host0"}
+    return {"host": cps[0], "port": 6443, "mode": mode}
+
+
+def _flow(items) -> CommentedSeq:
+    seq = CommentedSeq(items)
+    seq.fa.set_flow_style()  # roles: [etcd, worker], as people write them
+    return seq
+
+
+def render_inventory(
+    *,
+    cluster_name: str,
+    machines: Sequence[tuple[MachineSpec, str]],
+    key_file: Path,
+    known_hosts: Path,
+    mirror_url: str,
+    kubernetes_version: str,
+    endpoint_mode: str = "auto",
+) -> str:
+    etcd_hosts = {m.name for m, _ in machines if "etcd" in m.roles}
+    cp_hosts = {m.name for m, _ in machines if "control-plane" in m.roles}
+    # stacked etcd is etcd on exactly the control planes; anything else is etcd on its own hosts
+    topology = "stacked" if etcd_hosts and etcd_hosts == cp_hosts else "external"
+    doc = {
+        "apiVersion": "kubeforge.io/v1alpha1",
+        "kind": "Cluster",
+        "metadata": {"name": cluster_name},
+        "spec": {
+            "kubernetesVersion": kubernetes_version,
+            "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "clusterDomain": "cluster.local"},
+            "controlPlaneEndpoint": endpoint_for(machines, endpoint_mode),
+            "etcd": {"topology": topology, "version": ETCD_VERSION, "dataDir": "/var/lib/etcd"},
+            "ssh": {
+                "user": "kube",
+                "port": 22,
+                "identityFile": str(key_file),
+                "knownHosts": str(known_hosts),
+                "hostKeyPolicy": "strict",
+            },
+            "packages": {"source": "mirror", "mirrorURL": mirror_url},
+            "hosts": [{"name": m.name, "address": addr, "roles": _flow(m.roles)} for m, addr in machines],
+        },
+    }
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    buf = io.StringIO()
+    buf.write("# Written by the kubeforge lab (python -m tests.lab up) for machines on this runner.\n")
+    yaml.dump(doc, buf)
+    return buf.getvalue()

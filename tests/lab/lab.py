@@ -1,0 +1,296 @@
+"""A lab: N systemd-nspawn machines on a private bridge, with SSH, known_hosts, an inventory and a
+package mirror, booted and torn down from the runner (as root).
+
+    lab = Lab(layout({"etcd": 3, "control-plane": 1}), index=1)
+    lab.up()
+    try:
+        lab.exec("etcd-1", ["systemctl", "is-system-running"])
+    finally:
+        lab.down()
+
+Everything the lab starts is recorded in ``/run/kubeforge-lab/lab<N>/state.json`` as it starts, so a
+crashed or interrupted run is cleaned up by ``python -m tests.lab down --all``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from tests.lab import machine as mach
+from tests.lab import mirror, network
+from tests.lab.inventory import render_inventory
+from tests.lab.layout import MachineSpec
+from tests.lab.paths import LabError, LabId, ssh_key_paths
+from tests.lab.procs import Proc, terminate
+from tests.lab.rootfs import LOGIN_USER, ensure_rootfs, ensure_ssh_key
+
+DEFAULT_KUBERNETES_VERSION = "1.33.4"
+
+
+@dataclass
+class Machine:
+    spec: MachineSpec
+    index: int  # 1-based; the address is .10+index
+    address: str
+    unit: str  # nspawn's machine name (names the host side of the veth)
+    machine_id: str  # /etc/machine-id inside (nspawn --uuid)
+    product_uuid: str  # what the machine's /sys/class/dmi/id/product_uuid would say
+    proc: Proc | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Lab:
+    specs: Sequence[MachineSpec]
+    index: int = 0
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    endpoint_mode: str = "auto"
+    with_mirror: bool = True
+    log: object = print
+    machines: dict[str, Machine] = field(default_factory=dict, init=False)
+    mirror_proc: Proc | None = field(default=None, init=False)
+    rootfs: Path | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.id = LabId(self.index)
+        for i, spec in enumerate(self.specs, start=1):
+            self.machines[spec.name] = Machine(
+                spec, i, self.id.address(i), self.id.machine_name(i), uuid.uuid4().hex, str(uuid.uuid4())
+            )
+
+    # --- where things are -------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.id.run_dir
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.run_dir / "known_hosts"
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.run_dir / "inventory.yaml"
+
+    @property
+    def key_path(self) -> Path:
+        return ssh_key_paths()[0]
+
+    @property
+    def mirror_url(self) -> str:
+        return f"http://{self.id.gateway}:{self.id.mirror_port}"
+
+    def address(self, name: str) -> str:
+        return self._machine(name).address
+
+    def ssh_argv(self, name: str, *command: str) -> list[str]:
+        """The real OpenSSH client, strict host-key checking against the lab's known_hosts."""
+        return [
+            "ssh", "-i", str(self.key_path), "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", f"{LOGIN_USER}@{self.address(name)}", *command,
+        ]
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def up(self, timeout: float = 90.0) -> "Lab":
+        started = time.monotonic()
+        if self.id.state_file.exists():
+            teardown_state(json.loads(self.id.state_file.read_text()), log=self.log)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            ensure_ssh_key()
+            self.rootfs = ensure_rootfs(log=self.log)
+            self._save()
+            network.create_bridge(self.id.bridge, self.id.gateway, self.id.network.prefixlen)
+            self._save()
+            if self.with_mirror:
+                root = mirror.prepare(self.rootfs, self.run_dir / "mirror", log=self.log)
+                self.mirror_proc = mirror.serve(root, self.id.gateway, self.id.mirror_port, self.run_dir / "mirror.log")
+                self._save()
+            mach.write_hosts_file(self.run_dir / "hosts", [(m.name, m.address) for m in self.machines.values()])
+            for m in self.machines.values():
+                self._boot(m)
+            network.wait_for_ssh(
+                {m.name: m.address for m in self.machines.values()}, timeout, {n: self._console(n) for n in self.machines}
+            )
+            for m in self.machines.values():
+                mach.apply_product_uuid(self.leader_pid(m.name), m.product_uuid)
+            self.reset_known_hosts()
+            self.write_inventory()
+        except BaseException:
+            self.down()
+            raise
+        self.log(f"lab {self.id.name}: {len(self.machines)} machines up in {time.monotonic() - started:.1f}s")
+        return self
+
+    def down(self) -> None:
+        teardown_state(self._state(), log=self.log)
+
+    def stop_machine(self, name: str) -> None:
+        """Hard power-off: the machine's whole process tree is killed, nothing shuts down cleanly."""
+        m = self._machine(name)
+        mach.kill(m.proc)
+        m.proc = None
+        mach.unmount_overlay(self._mdir(name))
+        self._save()
+
+    def shutdown_machine(self, name: str, grace: float = 30.0) -> None:
+        """Clean power-off: systemd inside stops its services first."""
+        m = self._machine(name)
+        terminate(m.proc, grace)
+        m.proc = None
+        mach.unmount_overlay(self._mdir(name))
+        self._save()
+
+    def start_machine(self, name: str, timeout: float = 60.0) -> None:
+        """Boot a stopped machine again. A volatile machine comes back with a fresh disk and new host
+        keys (known_hosts is rescanned); a persistent one keeps both."""
+        m = self._machine(name)
+        if m.proc and m.proc.alive():
+            raise LabError(f"{name} is already running")
+        self._boot(m)
+        network.wait_for_ssh({name: m.address}, timeout, {name: self._console(name)})
+        mach.apply_product_uuid(self.leader_pid(name), m.product_uuid)
+        self.reset_known_hosts()
+
+    def running(self, name: str) -> bool:
+        p = self._machine(name).proc
+        return bool(p and p.alive())
+
+    def reset_known_hosts(self) -> Path:
+        """Rewrite known_hosts with the current host keys of every running machine."""
+        addrs = [m.address for m in self.machines.values() if m.proc and m.proc.alive()]
+        lines = network.scan_host_keys(addrs) if addrs else []
+        tmp = self.known_hosts.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines))
+        tmp.replace(self.known_hosts)
+        return self.known_hosts
+
+    def write_inventory(self, path: Path | None = None, **overrides) -> Path:
+        text = render_inventory(
+            cluster_name=overrides.get("cluster_name", self.id.name),
+            machines=[(m.spec, m.address) for m in self.machines.values()],
+            key_file=self.key_path,
+            known_hosts=self.known_hosts,
+            mirror_url=self.mirror_url,
+            kubernetes_version=overrides.get("kubernetes_version", self.kubernetes_version),
+            endpoint_mode=overrides.get("endpoint_mode", self.endpoint_mode),
+        )
+        path = path or self.inventory_path
+        path.write_text(text)
+        return path
+
+    # --- inside the machines (independent of kubeforge's own SSH code) -------------------------
+    def leader_pid(self, name: str) -> int:
+        m = self._machine(name)
+        if not (m.proc and m.proc.alive()):
+            raise LabError(f"{name} is not running")
+        return mach.leader_pid(m.proc)
+
+    def exec(self, name: str, argv: Sequence[str], *, input: str | bytes | None = None, timeout: float = 120.0,
+             check: bool = False) -> subprocess.CompletedProcess:
+        """Run argv as root inside the machine (all its namespaces), output captured as text."""
+        return mach.nsenter(self.leader_pid(name), argv, input=input, timeout=timeout, check=check)
+
+    def set_product_uuid(self, name: str, value: str) -> None:
+        """What /sys/class/dmi/id/product_uuid says inside the machine, now and after restarts."""
+        m = self._machine(name)
+        m.product_uuid = value
+        self._save()
+        if self.running(name):
+            mach.apply_product_uuid(self.leader_pid(name), value)
+
+    # --- internals --------------------------------------------------------------------------
+    def _machine(self, name: str) -> Machine:
+        try:
+            return self.machines[name]
+        except KeyError:
+            raise LabError(f"no machine {name!r} in lab {self.id.name} (machines: {', '.join(self.machines)})") from None
+
+    def _mdir(self, name: str) -> Path:
+        return self.run_dir / "machines" / name
+
+    def _console(self, name: str) -> Path:
+        return self._mdir(name) / "console.log"
+
+    def _boot(self, m: Machine) -> None:
+        assert self.rootfs is not None
+        m.proc = mach.boot(
+            rootfs=self.rootfs, mdir=self._mdir(m.name), unit=m.unit, hostname=m.name, address=m.address,
+            prefixlen=self.id.network.prefixlen, gateway=self.id.gateway, bridge=self.id.bridge,
+            machine_id=m.machine_id, hosts_file=self.run_dir / "hosts",
+            persistent=m.spec.persistent,
+        )
+        self._save()
+
+    def _state(self) -> dict:
+        return {
+            "lab": self.id.name,
+            "index": self.index,
+            "bridge": self.id.bridge,
+            "rootfs": str(self.rootfs) if self.rootfs else None,
+            "kubernetes_version": self.kubernetes_version,
+            "endpoint_mode": self.endpoint_mode,
+            "with_mirror": self.with_mirror,
+            "mirror": self.mirror_proc.to_json() if self.mirror_proc else None,
+            "machines": [
+                {
+                    "name": m.name, "roles": list(m.spec.roles), "persistent": m.spec.persistent,
+                    "index": m.index, "address": m.address, "unit": m.unit, "machine_id": m.machine_id,
+                    "product_uuid": m.product_uuid, "proc": m.proc.to_json() if m.proc else None,
+                }
+                for m in self.machines.values()
+            ],
+        }
+
+    def _save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.id.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._state(), indent=2))
+        tmp.replace(self.id.state_file)
+
+    @classmethod
+    def attach(cls, index: int = 0, log=print) -> "Lab":
+        """The lab another process booted, from its state file."""
+        state_file = LabId(index).state_file
+        if not state_file.exists():
+            raise LabError(f"no lab {LabId(index).name} on this runner ({state_file} missing); start one with: python -m tests.lab up")
+        st = json.loads(state_file.read_text())
+        specs = [MachineSpec(d["name"], tuple(d["roles"]), d["persistent"]) for d in st["machines"]]
+        lab = cls(specs, index=index, kubernetes_version=st["kubernetes_version"], endpoint_mode=st["endpoint_mode"],
+                  with_mirror=st["with_mirror"], log=log)
+        lab.rootfs = Path(st["rootfs"]) if st["rootfs"] else None
+        lab.mirror_proc = Proc.from_json(st["mirror"])
+        for d in st["machines"]:
+            m = lab.machines[d["name"]]
+            m.machine_id, m.product_uuid, m.proc = d["machine_id"], d["product_uuid"], Proc.from_json(d["proc"])
+        return lab
+
+
+def teardown_state(state: dict, log=print, grace: float = 20.0) -> None:
+    """Stop everything a state file records (only processes whose PID and start time still match),
+    unmount overlays, delete the bridge and the run directory."""
+    lab_id = LabId(int(state["index"]))
+    procs = [Proc.from_json(m.get("proc")) for m in state.get("machines", [])]
+    live = [p for p in procs if p and p.alive()]
+    for p in live:  # all at once: each container's systemd shuts down in parallel
+        p.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in live:
+        if not p.wait_gone(max(0.0, deadline - time.monotonic())):
+            mach.kill(p)
+    terminate(Proc.from_json(state.get("mirror")), 5.0)
+    for m in state.get("machines", []):
+        mach.unmount_overlay(lab_id.run_dir / "machines" / m["name"])
+    network.delete_bridge(state.get("bridge") or lab_id.bridge)
+    shutil.rmtree(lab_id.run_dir, ignore_errors=True)

@@ -1,0 +1,140 @@
+"""One nspawn machine: boot (LAB.md step 5), hard kill, and running commands inside it.
+
+There is no machined here (PID 1 of the runner is not systemd), so ``machinectl shell`` cannot
+reach the machines; commands enter the container init's namespaces with ``nsenter`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from tests.lab.paths import LabError
+from tests.lab.procs import Proc, spawn
+
+INSIDE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
+# Inside nspawn /sys is the runner's sysfs, and this runner has no DMI table at all (nor would a
+# bind-mount at boot show: nspawn mounts sysfs over it). After boot, /sys/class gets a tmpfs with the
+# real class directories bind-mounted back plus dmi/id/product_uuid, which tests can make equal or differ.
+PRODUCT_UUID_SCRIPT = r"""
+set -eu
+if [ ! -d /sys/class/dmi/id ]; then
+  mkdir -p /run/kubeforge-lab/sysclass
+  mount --bind /sys/class /run/kubeforge-lab/sysclass
+  mount --make-private /run/kubeforge-lab/sysclass  # else the tmpfs below propagates onto it too
+  mount -t tmpfs -o mode=755 kubeforge-lab-sysclass /sys/class
+  for d in /run/kubeforge-lab/sysclass/*; do
+    mkdir "/sys/class/${d##*/}" && mount --bind "$d" "/sys/class/${d##*/}"
+  done
+  mkdir -p /sys/class/dmi/id
+fi
+umask 077
+cat > /sys/class/dmi/id/product_uuid
+chmod 0400 /sys/class/dmi/id/product_uuid
+"""
+
+
+def write_hosts_file(path: Path, machines: Sequence[tuple[str, str]]) -> None:
+    lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    lines += [f"{addr} {name}" for name, addr in machines]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, prefixlen: int, gateway: str,
+         bridge: str, machine_id: str, hosts_file: Path, persistent: bool) -> Proc:
+    net = _write(mdir / "05-host0.network", f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\n")
+    name = _write(mdir / "hostname", hostname + "\n")
+    argv = [
+        "systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-b", "-M", unit, f"--uuid={machine_id}",
+        f"--network-bridge={bridge}",
+        f"--bind-ro={net}:/etc/systemd/network/05-host0.network",
+        f"--bind-ro={name}:/etc/hostname",
+        f"--bind-ro={hosts_file}:/etc/hosts",
+    ]
+    if persistent:
+        root = mount_overlay(rootfs, mdir)
+        argv += ["-D", str(root)]
+    else:
+        argv += ["-D", str(rootfs), "--volatile=overlay"]
+    try:
+        return spawn(argv, mdir / "console.log")
+    except RuntimeError as e:
+        raise LabError(f"{hostname}: systemd-nspawn did not start: {e}") from None
+
+
+def mount_overlay(rootfs: Path, mdir: Path) -> Path:
+    """A copy-on-write disk kept in the state dir, so the machine keeps its files across stop/start."""
+    upper, work, root = mdir / "upper", mdir / "work", mdir / "root"
+    for d in (upper, work, root):
+        d.mkdir(parents=True, exist_ok=True)
+    if not _is_mount(root):
+        res = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(root)],
+            capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            raise LabError(f"overlay mount for {mdir.name} failed: {res.stderr.strip()}")
+    return root
+
+
+def unmount_overlay(mdir: Path) -> None:
+    root = mdir / "root"
+    if _is_mount(root):
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+def _is_mount(path: Path) -> bool:
+    target = str(path.resolve()) if path.exists() else str(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == target for line in f)
+
+
+def leader_pid(nspawn: Proc) -> int:
+    """The container's init (PID 1 inside): the nspawn process's child."""
+    kids = nspawn.children()
+    if not kids:
+        raise LabError(f"systemd-nspawn (pid {nspawn.pid}) has no container process yet")
+    return kids[0]
+
+
+def kill(nspawn: Proc | None) -> None:
+    """Power off at once: SIGKILL to the container's init ends its whole PID namespace."""
+    if nspawn is None or not nspawn.alive():
+        return
+    for kid in nspawn.children():
+        try:
+            os.kill(kid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if not nspawn.wait_gone(10):
+        nspawn.signal(signal.SIGKILL)
+        nspawn.wait_gone(10)
+
+
+def nsenter(pid: int, argv: Sequence[str], *, input: str | bytes | None, timeout: float, check: bool) -> subprocess.CompletedProcess:
+    text = not isinstance(input, bytes)
+    res = subprocess.run(
+        ["nsenter", "-t", str(pid), "-a", "--", *argv], input=input, capture_output=True, text=text,
+        timeout=timeout, env=INSIDE_ENV,
+    )
+    if check and res.returncode != 0:
+        raise LabError(f"inside pid {pid}: {' '.join(argv)} exited {res.returncode}: {str(res.stderr)[-800:]}")
+    return res
+
+
+def apply_product_uuid(leader: int, value: str) -> None:
+    nsenter(leader, ["sh", "-c", PRODUCT_UUID_SCRIPT], input=value + "\n", timeout=30, check=True)

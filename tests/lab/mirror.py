@@ -1,0 +1,142 @@
+"""The lab's package mirror: real Debian .debs served from the runner on the bridge address.
+
+Lab machines have no route out; like an air-gapped site they install from a mirror. The closure of
+the packages kubeforge installs (minus what the image already has) is computed by the runner's own
+apt against the image's dpkg status, downloaded once into /var/cache/kubeforge-lab/debs, and laid
+out as a flat repository ``deb [trusted=yes] URL/debian/ ./``. When the kube simulator's package
+builder exists (tests/sim/build_debs.py), its per-minor repositories are added under
+URL/kubernetes/v1.NN/deb/ the way pkgs.k8s.io lays them out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.lab.paths import CACHE_DIR, LabError
+from tests.lab.procs import Proc, spawn
+
+PACKAGES = (
+    "etcd-server", "etcd-client", "containerd", "runc", "haproxy", "keepalived",
+    # what kubelet/kubeadm packages depend on upstream, so simulated ones may too
+    "conntrack", "iptables", "socat", "ethtool", "ebtables",
+)
+DEB_CACHE = CACHE_DIR / "debs"
+_URI_LINE = re.compile(r"^'(?P<uri>[^']+)' (?P<file>\S+) (?P<size>\d+) ?(?P<hash>\S*)")
+
+
+def closure_uris(rootfs: Path, packages=PACKAGES) -> list[tuple[str, str, int, str]]:
+    """(uri, filename, size, 'SHA256:…' or '') for every package apt would add to the image to install them."""
+    empty = CACHE_DIR / "apt-archives"  # --print-uris leaves out whatever this dir already holds
+    (empty / "partial").mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        ["apt-get", "-o", f"Dir::State::status={rootfs}/var/lib/dpkg/status", "-o", "Debug::NoLocking=1",
+         "-o", f"Dir::Cache::archives={empty}", "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
+         "install", "--print-uris", "-qq", "--no-install-recommends", *packages],
+        capture_output=True, text=True,
+    )
+    if res.returncode != 0:
+        raise LabError(
+            "apt on the runner cannot resolve the lab mirror's packages (run apt-get update?):\n" + res.stderr[-1500:]
+        )
+    out = []
+    for line in res.stdout.splitlines():
+        m = _URI_LINE.match(line)
+        if m:
+            out.append((m["uri"], m["file"], int(m["size"]), m["hash"]))
+    if not out:
+        raise LabError(f"apt resolved no packages for {' '.join(packages)}")
+    return out
+
+
+def _download(uri: str, dest: Path, size: int, checksum: str) -> None:
+    # apt prints no checksum for some archives (here: debian-security); the size still guards those
+    algo, _, want = checksum.partition(":") if checksum else ("sha256", "", "")
+    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+    h = hashlib.new({"md5sum": "md5"}.get(algo.lower(), algo.lower().replace("-", "")))
+    with urllib.request.urlopen(uri, timeout=60) as r, open(tmp, "wb") as f:
+        while chunk := r.read(1 << 20):
+            h.update(chunk)
+            f.write(chunk)
+    if tmp.stat().st_size != size:
+        got = tmp.stat().st_size
+        tmp.unlink(missing_ok=True)
+        raise LabError(f"{uri}: got {got} bytes, expected {size}")
+    if want and h.hexdigest() != want:
+        tmp.unlink(missing_ok=True)
+        raise LabError(f"{uri}: checksum mismatch ({algo} {h.hexdigest()} != {want})")
+    tmp.replace(dest)
+
+
+def fetch_debs(rootfs: Path, log=print) -> list[Path]:
+    DEB_CACHE.mkdir(parents=True, exist_ok=True)
+    wanted = closure_uris(rootfs)
+    missing = [w for w in wanted if not (DEB_CACHE / w[1]).exists()]
+    if missing:
+        log(f"downloading {len(missing)} .deb files for the lab mirror into {DEB_CACHE}")
+    for uri, fname, size, checksum in missing:
+        _download(uri, DEB_CACHE / fname, size, checksum)
+    return [DEB_CACHE / fname for _, fname, _, _ in wanted]
+
+
+def _link(src: Path, dest: Path) -> None:
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def index_flat(repo: Path) -> None:
+    """Packages + Packages.gz for a flat repository (``deb [trusted=yes] URL ./``)."""
+    res = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture_output=True)
+    if res.returncode != 0:
+        raise LabError(f"dpkg-scanpackages in {repo}: {res.stderr.decode(errors='replace')[-800:]}")
+    (repo / "Packages").write_bytes(res.stdout)
+    subprocess.run(["gzip", "-9nkf", "Packages"], cwd=repo, check=True)
+
+
+def build_sim_debs(out: Path, log=print) -> list[Path]:
+    """The kube simulator's packages, when its builder exists in the tree; returns the repo dirs."""
+    if importlib.util.find_spec("tests.sim.build_debs") is None:
+        return []
+    res = subprocess.run([sys.executable, "-m", "tests.sim.build_debs", "--out", str(out)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise LabError(f"python -m tests.sim.build_debs --out {out} failed: {res.stderr[-1500:]}")
+    repos = sorted(p for p in (out / "kubernetes").glob("v*/deb") if p.is_dir())
+    log(f"kube simulator packages: {', '.join(p.parent.name for p in repos) or 'none built'}")
+    return repos
+
+
+def prepare(rootfs: Path, root: Path, log=print) -> Path:
+    """Lay out the mirror under ``root`` and index it; returns the directory to serve."""
+    debian = root / "debian"
+    debian.mkdir(parents=True, exist_ok=True)
+    for deb in fetch_debs(rootfs, log=log):
+        _link(deb, debian / deb.name)
+    index_flat(debian)
+    for repo in build_sim_debs(root, log=log):
+        index_flat(repo)
+    return root
+
+
+def serve(root: Path, address: str, port: int, log: Path) -> Proc:
+    proc = spawn([sys.executable, "-m", "http.server", "--bind", address, "--directory", str(root), str(port)], log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}/debian/Packages", timeout=1):
+                return proc
+        except OSError:
+            if not proc.alive():
+                break
+            time.sleep(0.1)
+    raise LabError(f"the lab mirror did not answer on http://{address}:{port}/ (log: {log})")

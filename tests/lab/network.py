@@ -1,0 +1,89 @@
+"""The lab's bridge and the readiness checks done from the runner over it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tests.lab.paths import BRIDGE_PREFIX, LabError
+
+
+def _ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["ip", *argv], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise LabError(f"ip {' '.join(argv)}: {res.stderr.strip()}")
+    return res
+
+
+def bridge_exists(name: str) -> bool:
+    return _ip("link", "show", "dev", name, check=False).returncode == 0
+
+
+def create_bridge(name: str, gateway: str, prefixlen: int) -> None:
+    if bridge_exists(name):
+        delete_bridge(name)
+    _ip("link", "add", name, "type", "bridge")
+    _ip("addr", "add", f"{gateway}/{prefixlen}", "dev", name)
+    _ip("link", "set", name, "up")
+
+
+def delete_bridge(name: str) -> None:
+    if bridge_exists(name):
+        _ip("link", "del", name, check=False)
+
+
+def lab_bridges() -> list[str]:
+    out = _ip("-o", "link", "show", "type", "bridge", check=False).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
+    return [n for n in names if n.startswith(BRIDGE_PREFIX)]
+
+
+def ssh_banner(address: str, port: int = 22, timeout: float = 1.0) -> str | None:
+    """The SSH server's identification line, or None when nothing answers yet."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            data = s.recv(256)
+    except OSError:
+        return None
+    line = data.decode(errors="replace").strip()
+    return line if line.startswith("SSH-") else None
+
+
+def wait_for_ssh(targets: dict[str, str], timeout: float, logs: dict[str, Path] | None = None) -> None:
+    """Wait until every machine (name -> address) shows an SSH banner; one error naming the slow ones."""
+    pending = dict(targets)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for name, addr in list(pending.items()):
+            if ssh_banner(addr, timeout=0.5):
+                del pending[name]
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        detail = []
+        for name, addr in pending.items():
+            tail = ""
+            if logs and name in logs and logs[name].exists():
+                tail = "\n    " + "\n    ".join(logs[name].read_text(errors="replace").splitlines()[-8:])
+            detail.append(f"  {name} ({addr}:22): no SSH banner after {timeout:.0f}s; console {logs.get(name) if logs else '-'}{tail}")
+        raise LabError("lab machines did not come up:\n" + "\n".join(detail))
+
+
+def scan_host_keys(addresses: Sequence[str], timeout: float = 15.0) -> list[str]:
+    """known_hosts lines with each machine's real host keys, read from its sshd over the bridge."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = subprocess.run(
+            ["ssh-keyscan", "-T", "5", "-t", "ed25519,ecdsa", *addresses], capture_output=True, text=True
+        )
+        lines = sorted(line for line in res.stdout.splitlines() if line and not line.startswith("#"))
+        missing = [a for a in addresses if not any(line.split()[0] == a for line in lines)]
+        if not missing:
+            return lines
+        if time.monotonic() > deadline:
+            raise LabError(f"ssh-keyscan got no host key from {', '.join(missing)}: {res.stderr.strip()[-500:]}")
+        time.sleep(0.3)
