@@ -48,6 +48,11 @@ class NotReached(TransportError):
         self.attempts = attempts
 
 
+class ConnectionLost(TransportError):
+    """The connection broke while in use: the last command may or may not have run (a failure,
+    unlike NotReached, where nothing ran)."""
+
+
 class DeadlineExceeded(Exception):
     """Raised by ``_exec`` when the local deadline passed; the channel/process is already killed."""
 

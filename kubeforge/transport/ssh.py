@@ -18,7 +18,7 @@ import paramiko
 from kubeforge.errors import TransportError
 from kubeforge.model.cluster import Bastion, Host, HostKeyPolicy, SshSettings
 from kubeforge.transport.hostkeys import HostKeyCheck
-from kubeforge.transport.policy import BaseTransport, DeadlineExceeded, Sink
+from kubeforge.transport.policy import BaseTransport, ConnectionLost, DeadlineExceeded, Sink
 
 log = logging.getLogger("kubeforge.transport")
 
@@ -192,7 +192,7 @@ class SshTransport(BaseTransport):
         try:
             chan = self._t.open_session(window_size=WINDOW, timeout=self.settings.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise TransportError(self.host, f"connection lost: {exc}") from None
+            raise ConnectionLost(self.host, f"connection lost: {exc}") from None
         try:
             return self._exec_on(chan, line, data, deadline, sink)
         finally:
@@ -242,5 +242,5 @@ class SshTransport(BaseTransport):
         if feeder is not None:
             feeder.join(timeout=5)
         if chan.exit_status == -1:
-            raise TransportError(self.host, "connection lost while a command was running")
+            raise ConnectionLost(self.host, "connection lost while a command was running")
         return chan.exit_status, b"".join(out), b"".join(err)
