@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -137,11 +137,11 @@ def _partial(data: dict, pos, file: str, source: Path) -> Context | None:
         return None
     fields: dict[str, Any] = {}
     invalid: set[str] = set()
-    for name, (alias, annotation) in SPEC_SECTIONS.items():
+    for name, (alias, _annotation) in SPEC_SECTIONS.items():
         if alias not in spec or name == "kubernetes_version":
             continue
         try:
-            fields[name] = _adapter(annotation).validate_python(spec[alias])
+            fields[name] = _adapter(_field_type(SpecDoc.model_fields[name])).validate_python(spec[alias])
         except ValidationError:
             invalid.add(name)
     hosts: list[tuple[int, HostDoc]] = []
@@ -152,7 +152,11 @@ def _partial(data: dict, pos, file: str, source: Path) -> Context | None:
             try:
                 hosts.append((i, adapter.validate_python(h)))
             except ValidationError:
-                invalid.add("hosts")
+                host, complete = _partial_host(h)
+                if host is not None:
+                    hosts.append((i, host))
+                if not complete:
+                    invalid.add("hosts")
     else:
         invalid.add("hosts")
     if not isinstance(spec.get("kubernetesVersion"), str):
@@ -165,3 +169,29 @@ def _partial(data: dict, pos, file: str, source: Path) -> Context | None:
     meta = data.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
     return Context(file, pos, data, model, invalid, hosts, source.parent, name)
+
+
+def _field_type(f: Any) -> Any:
+    """A field's annotation with its constraints (ge, min_length...) attached."""
+    return Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+
+
+def _partial_host(raw: Any) -> tuple[HostDoc | None, bool]:
+    """A host whose entry has problems, with the fields that are fine (the others None or empty).
+
+    ``complete`` is False when its roles are unknown, so counts of roles cannot be trusted.
+    """
+    if not isinstance(raw, dict):
+        return None, False
+    values: dict[str, Any] = {"name": None, "address": None, "roles": []}
+    complete = True
+    for name, f in HostDoc.model_fields.items():
+        alias = f.alias or name
+        if alias not in raw:
+            complete = complete and not (name == "roles")
+            continue
+        try:
+            values[name] = _adapter(_field_type(f)).validate_python(raw[alias])
+        except ValidationError:
+            complete = complete and name != "roles"
+    return HostDoc.model_construct(**values), complete

@@ -7,6 +7,7 @@ bad values point at the value. Messages say what was expected and what was found
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from typing import Any, Iterable
@@ -15,6 +16,9 @@ from pydantic import BaseModel
 
 from kubeforge.errors import Problem
 from kubeforge.inventory.yamldoc import Positions
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def where(path: Iterable) -> str:
@@ -26,8 +30,10 @@ def where(path: Iterable) -> str:
     for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
-        else:
+        elif _PLAIN_KEY.match(str(p)):
             out += ("." if out else "") + str(p)
+        else:  # label keys hold dots and slashes; quote them so the path stays readable
+            out += f'["{p}"]'
     return out
 
 

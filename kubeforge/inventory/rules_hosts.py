@@ -43,10 +43,12 @@ def check_host_entries(ctx: Context) -> None:
     names: dict[str, int] = {}
     addresses: dict[str, int] = {}
     for i, h in ctx.hosts:
-        if not is_dns_subdomain(h.name):
+        if h.name is None:  # the schema already reported it
+            pass
+        elif not is_dns_subdomain(h.name):
             ctx.error(ctx.host_path(i, "name"), f"'{h.name}' is not a valid host name "
                       "(lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)")
-        if h.name in names:
+        if h.name is not None and h.name in names:
             ctx.error(ctx.host_path(i, "name"), f"duplicate host name '{h.name}' (also hosts[{names[h.name]}])")
         names.setdefault(h.name, i)
         _check_addresses(ctx, i, h, addresses)
@@ -63,6 +65,8 @@ def check_host_entries(ctx: Context) -> None:
 
 
 def _check_addresses(ctx: Context, i: int, h, seen: dict[str, int]) -> None:
+    if h.address is None:
+        return
     if not (as_ip(h.address) or HOSTNAME.match(h.address)):
         ctx.error(ctx.host_path(i, "address"), f"'{h.address}' is neither an IP address nor a host name")
     if h.internal_address is not None:
@@ -149,14 +153,15 @@ def check_topology(ctx: Context) -> None:
 
 
 def check_endpoint(ctx: Context) -> None:
-    if not ctx.ok("hosts", "control_plane_endpoint"):
+    if not ctx.ok("control_plane_endpoint"):
         return
     ep = ctx.spec.control_plane_endpoint
     base = ("spec", "controlPlaneEndpoint")
     cps = ctx.with_role("control-plane")
     lbs = ctx.with_role("load-balancer")
     mode_at = base + ("mode",) if ctx.given(base + ("mode",)) else (base if ctx.given(base) else ctx.spec_path("hosts"))
-    if len(cps) > 1 and ep.mode == "none":
+    hosts_ok = ctx.ok("hosts")
+    if hosts_ok and len(cps) > 1 and ep.mode == "none":
         ctx.error(mode_at, f"{len(cps)} control planes need a shared API endpoint: set controlPlaneEndpoint.host and "
                   "mode (kube-vip, haproxy or external)")
     if ep.mode != "none" and not ep.host:
@@ -175,6 +180,8 @@ def check_endpoint(ctx: Context) -> None:
             if vip in (as_ip(h.address), as_ip(h.internal_address)):
                 ctx.error(base + ("host",), f"the VIP {ep.host} is also the address of hosts[{i}] ({h.name}); "
                           "a VIP must be an unused address")
+    if not hosts_ok:
+        return
     if ep.mode == "haproxy":
         if not lbs:
             ctx.error(mode_at, "mode haproxy needs hosts with role load-balancer (haproxy+keepalived run there)")
