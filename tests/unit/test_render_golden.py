@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from kubeforge.inventory import load_cluster
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.render import render_cluster
 from tests.golden.cases import CASES, FAKE_CA_HASH, GOLDEN_DIR, FakeSecrets
+
+INVENTORIES = sorted((Path(__file__).resolve().parents[2] / "inventories").glob("*.yaml"))
 
 
 def manifest(rendered: dict[str, list[RenderedFile]]) -> str:
@@ -61,6 +64,17 @@ def render_case(cluster: Cluster) -> dict[str, list[RenderedFile]]:
 def test_rendered_files_match_their_golden_copies(case: str, update_golden: bool) -> None:
     rendered = render_case(CASES[case]())
     check_golden(GOLDEN_DIR / case, expected_tree(rendered), update_golden)
+
+
+def test_every_example_inventory_is_covered() -> None:
+    assert len(INVENTORIES) >= 3
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES, ids=[p.stem for p in INVENTORIES])
+def test_example_inventories_render_to_their_golden_copies(inventory: Path, update_golden: bool) -> None:
+    # PKI files are left out: their keys are random, and the PKI is tested by properties instead.
+    rendered = render_case(load_cluster(inventory))
+    check_golden(GOLDEN_DIR / f"inventory-{inventory.stem}", expected_tree(rendered), update_golden)
 
 
 def test_a_missing_golden_directory_fails_with_the_update_hint(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from kubeforge.inventory import load_cluster
 from kubeforge.model import Secret
 from kubeforge.render import render_cluster, render_host
 from kubeforge.render.context import cluster_context
@@ -24,9 +25,13 @@ def docs_of(content: bytes) -> list[dict]:
     return [d for d in _yaml.load_all(content.decode()) if d is not None]
 
 
+INVENTORIES = sorted((Path(__file__).resolve().parents[2] / "inventories").glob("*.yaml"))
+BUILDERS = dict(CASES) | {f"inventory-{p.stem}": (lambda p=p: load_cluster(p)) for p in INVENTORIES}
+
+
 def kubeadm_docs() -> list[tuple[str, str, dict]]:
     out = []
-    for case, build in sorted(CASES.items()):
+    for case, build in sorted(BUILDERS.items()):
         for host, files in render_cluster(build(), secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH).items():
             for f in files:
                 if f.path.startswith("/etc/kubeforge/kubeadm-"):
@@ -49,7 +54,7 @@ def doc(cluster, host_name: str, kind: str) -> dict:
 
 def test_every_rendered_yaml_file_parses_back() -> None:
     parsed = 0
-    for build in CASES.values():
+    for build in BUILDERS.values():
         for files in render_cluster(build(), secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH).values():
             for f in files:
                 if f.path.endswith((".yaml", ".yml")):
