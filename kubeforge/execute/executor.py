@@ -44,14 +44,24 @@ class _Batch:
             threading.Thread(target=self._work, name=f"kubeforge-{phase.name}-{i}", daemon=True)
             for i in range(phase.strategy.concurrency(len(lanes)))
         ]
+        self.alive = len(self.threads)
+        # Workers say they are done through an Event, not Thread.join: a join interrupted by
+        # Ctrl-C can leave a thread looking finished while it still runs (CPython < 3.13).
+        self.finished = threading.Event()
 
     def _work(self) -> None:
-        while True:
-            try:
-                lane = self.todo.get_nowait()
-            except queue.Empty:
-                return
-            self._run_lane(lane)
+        try:
+            while True:
+                try:
+                    lane = self.todo.get_nowait()
+                except queue.Empty:
+                    return
+                self._run_lane(lane)
+        finally:
+            with self.ex.lock:
+                self.alive -= 1
+                if self.alive == 0:
+                    self.finished.set()
 
     def _run_lane(self, lane: HostLane) -> None:
         ex = self.ex
@@ -80,9 +90,8 @@ class _Batch:
             t.start()
 
     def wait(self) -> None:
-        for t in self.threads:
-            while t.is_alive():
-                t.join(_POLL_S)
+        while not self.finished.wait(_POLL_S):
+            pass
 
 
 class Executor:
