@@ -56,7 +56,8 @@ class Sshd:
 
     @property
     def host_pub(self) -> str:
-        return (self.workdir / "host_ed25519.pub").read_text().strip()
+        """``"ssh-ed25519 AAAA..."`` without the comment, as known_hosts and hostKey hold it."""
+        return " ".join((self.workdir / "host_ed25519.pub").read_text().split()[:2])
 
     def start(self) -> "Sshd":
         self.workdir.mkdir(parents=True, exist_ok=True)
