@@ -136,6 +136,8 @@ def _message(err: dict, key: Any, root: type[BaseModel], parent: tuple) -> str:
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {show(value)}"
     if kind == "string_type":
+        if isinstance(value, float):
+            return f"expected a string, got the number {value} (write X.Y.Z or quote it)"
         return f"expected a string, got {show(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping, got {show(value)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from kubeforge.model import cluster as m
 
@@ -86,7 +86,7 @@ class EtcdDoc(_Doc):
     topology: Literal[TOPOLOGIES] | None = Field(  # type: ignore[valid-type]
         None, description="external (hosts with role etcd) or stacked (on the control planes). Default: external when any host has role etcd."
     )
-    version: str | None = Field(None, description="etcd version (X.Y.Z). Default: the latest known 3.5 patch.")
+    version: StrictStr | None = Field(None, description="etcd version (X.Y.Z). Default: the latest known 3.5 patch.")
     data_dir: str = Field(_default(m.EtcdSpec, "data_dir"), alias="dataDir")
     heartbeat_interval_ms: int = Field(_default(m.EtcdSpec, "heartbeat_interval_ms"), ge=10, alias="heartbeatIntervalMs")
     election_timeout_ms: int = Field(_default(m.EtcdSpec, "election_timeout_ms"), ge=50, le=50000, alias="electionTimeoutMs")
@@ -192,7 +192,8 @@ class MetadataDoc(_Doc):
 
 
 class SpecDoc(_Doc):
-    kubernetes_version: str = Field(alias="kubernetesVersion", description="Kubernetes version X.Y.Z.")
+    # strict: YAML reads 1.30 as the number 1.3, which must not become Kubernetes 1.3
+    kubernetes_version: StrictStr = Field(alias="kubernetesVersion", description="Kubernetes version X.Y.Z.")
     network: NetworkDoc = Field(default_factory=NetworkDoc)
     control_plane_endpoint: EndpointDoc = Field(default_factory=EndpointDoc, alias="controlPlaneEndpoint")
     etcd: EtcdDoc = Field(default_factory=EtcdDoc)
