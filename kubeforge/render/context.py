@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubeforge.model import Cluster, EtcdTopology, Host, Secret
@@ -51,6 +51,19 @@ class ClusterContext:
     etcd_endpoints: tuple[str, ...]  # https://addr:2379 of every external member
     etcd_initial_cluster: str  # name=https://addr:2380,...
     pause_image: str
+    control_planes: tuple[Host, ...] = ()
+    first_control_plane: str = ""
+    load_balancers: tuple[Host, ...] = ()
+    # Files whose bytes do not depend on the host are rendered once per cluster and shared.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def shared(self, key: tuple, make):
+        """``make()`` once per key for this cluster (e.g. the containerd config of every node)."""
+        try:
+            return self.memo[key]
+        except KeyError:
+            value = self.memo[key] = make()
+            return value
 
     @property
     def is_v1beta4(self) -> bool:
@@ -94,6 +107,9 @@ def cluster_context(cluster: Cluster, version: KubeVersion | None = None) -> Clu
             f"{m.name}=https://{url_host(m.internal_address)}:{etcd.peer_port}" for m in cluster.etcd_members
         ),
         pause_image=PAUSE_IMAGES.get(version.minor_key, DEFAULT_PAUSE_IMAGE),
+        control_planes=cluster.control_planes,
+        first_control_plane=cluster.control_planes[0].name if cluster.control_planes else "",
+        load_balancers=cluster.load_balancers,
     )
 
 

@@ -41,7 +41,7 @@ def _kube_vip(ctx: ClusterContext, host: Host) -> RenderedFile:
     c = ctx.cluster
     # Since 1.29 admin.conf has no rights until kubeadm init has finished creating its RBAC, while
     # kube-vip must hold the VIP during init: the first control plane uses super-admin.conf.
-    first = host.name == c.first_control_plane.name
+    first = host.name == ctx.first_control_plane
     content = render_template(
         "endpoint/kube-vip.yaml.j2",
         c=c,
@@ -57,9 +57,9 @@ def _kube_vip(ctx: ClusterContext, host: Host) -> RenderedFile:
 
 def _haproxy_keepalived(ctx: ClusterContext, host: Host) -> list[RenderedFile]:
     c = ctx.cluster
-    balancers = c.load_balancers
+    balancers = ctx.load_balancers
     index = next(i for i, lb in enumerate(balancers) if lb.name == host.name)
-    backends = [Backend(cp.name, f"{url_host(cp.internal_address)}:{APISERVER_PORT}") for cp in c.control_planes]
+    backends = [Backend(cp.name, f"{url_host(cp.internal_address)}:{APISERVER_PORT}") for cp in ctx.control_planes]
     common = {"c": c, "host": host, "port": c.endpoint.port, "vip": c.endpoint.host}
     haproxy = render_template("endpoint/haproxy.cfg.j2", control_planes=backends, **common)
     keepalived = render_template(

@@ -17,18 +17,18 @@ def render_host_prep(ctx: ClusterContext, host: Host) -> list[RenderedFile]:
     if not (host.is_control_plane or host.is_worker):
         return []
     c = ctx.cluster
-    context = {
-        "c": c,
-        "pause_image": ctx.pause_image,
-        "cri_socket": CRI_SOCKET,
-        "ipv6": is_ipv6(host.internal_address) or ":" in c.network.pod_cidr,
-    }
-    out = []
-    for path, template in (
-        (MODULES_PATH, "host/modules-load.conf.j2"),
-        (SYSCTL_PATH, "host/sysctl.conf.j2"),
-        (CONTAINERD_PATH, "host/containerd-config.toml.j2"),
-        (CRICTL_PATH, "host/crictl.yaml.j2"),
-    ):
-        out.append(RenderedFile(path, render_template(template, **context), source=template))
-    return out
+    ipv6 = is_ipv6(host.internal_address) or ":" in c.network.pod_cidr
+    return list(ctx.shared(("host-prep", ipv6), lambda: _render(ctx, ipv6)))
+
+
+def _render(ctx: ClusterContext, ipv6: bool) -> list[RenderedFile]:
+    context = {"c": ctx.cluster, "pause_image": ctx.pause_image, "cri_socket": CRI_SOCKET, "ipv6": ipv6}
+    return [
+        RenderedFile(path, render_template(template, **context), source=template)
+        for path, template in (
+            (MODULES_PATH, "host/modules-load.conf.j2"),
+            (SYSCTL_PATH, "host/sysctl.conf.j2"),
+            (CONTAINERD_PATH, "host/containerd-config.toml.j2"),
+            (CRICTL_PATH, "host/crictl.yaml.j2"),
+        )
+    ]

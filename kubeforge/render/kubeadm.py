@@ -108,8 +108,16 @@ def render_upgrade(ctx: ClusterContext, host: Host) -> RenderedFile | None:
     """UpgradeConfiguration (v1beta4 only: v1beta3 has no such kind and takes flags instead)."""
     if not ctx.is_v1beta4:
         return None
-    content = render_template("kubeadm/upgrade.yaml.j2", **_common(ctx, host))
-    return RenderedFile(UPGRADE_PATH, content, mode=0o644, source="kubeadm/upgrade.yaml.j2")
+    # The same bytes on every node of the cluster: rendered once.
+    return ctx.shared(
+        ("kubeadm-upgrade",),
+        lambda: RenderedFile(
+            UPGRADE_PATH,
+            render_template("kubeadm/upgrade.yaml.j2", **_common(ctx, host)),
+            mode=0o644,
+            source="kubeadm/upgrade.yaml.j2",
+        ),
+    )
 
 
 def render_kubeadm(
@@ -123,7 +131,7 @@ def render_kubeadm(
     if not (host.is_control_plane or host.is_worker):
         return []
     files: list[RenderedFile] = []
-    if host.name == ctx.cluster.first_control_plane.name:
+    if host.name == ctx.first_control_plane:
         if secrets is not None:
             files.append(render_init(ctx, host, secrets))
     elif secrets is not None and ca_cert_hash:

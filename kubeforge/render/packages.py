@@ -21,10 +21,15 @@ BUNDLE_DIR = "/var/cache/kubeforge/bundle"
 
 
 def render_packages(ctx: ClusterContext, host: Host, version: Version | None = None) -> list[RenderedFile]:
-    c = ctx.cluster
+    """The sources (and pin) of a host: nodes get Kubernetes, every host the mirror or bundle."""
     version = version or ctx.version
-    src = c.packages
     node = host.is_control_plane or host.is_worker
+    return list(ctx.shared(("packages", str(version), node), lambda: _render(ctx, version, node)))
+
+
+def _render(ctx: ClusterContext, version: Version, node: bool) -> list[RenderedFile]:
+    c = ctx.cluster
+    src = c.packages
     context = {
         "c": c,
         "kind": str(src.kind),
