@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Protocol, Sequence
 
 from kubeforge.errors import KubeforgeError, TransportError
@@ -12,6 +11,7 @@ from kubeforge.facts.script import build_script, parse_host_facts
 from kubeforge.facts.types import FactsError, HostFacts
 from kubeforge.model import Host
 from kubeforge.transport.base import Command, Transport
+from kubeforge.transport.pool import fanout
 
 log = logging.getLogger("kubeforge.facts")
 
@@ -81,8 +81,9 @@ def gather_facts(
             return FactsError(host.name, f"not reached: {exc.message.removeprefix(f'[{host.name}] ')}")
         return gather_host(transport, host.name, etcd_data_dir=etcd_data_dir, clock=clock)
 
-    if not hosts:
-        return {}
-    with ThreadPoolExecutor(max_workers=max(1, min(limit, len(hosts))), thread_name_prefix="facts") as ex:
-        results = list(ex.map(one, hosts))
-    return {h.name: r for h, r in zip(hosts, results)}
+    result = fanout(hosts, one, limit=max(1, limit))
+    out: dict[str, HostFacts | FactsError] = {}
+    for outcome in result.outcomes:
+        # one() turns every host problem into a FactsError; anything else is a bug kept per host
+        out[outcome.host] = outcome.value if outcome.ok else FactsError(outcome.host, outcome.message, reached=True)
+    return out

@@ -1,0 +1,206 @@
+"""Checks of one host against its own facts: OS, swap, modules, sysctls, ports, CPU/RAM/disk.
+
+Pure functions of (cluster, host, facts): unit-testable with recorded facts, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from kubeforge.facts.preflight import requirements as req
+from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned
+from kubeforge.facts.types import HostFacts, ModuleState
+from kubeforge.model import Cluster, Host, Role
+
+SUPPORTED_OS = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
+SUPPORTED_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+NODE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward")
+NODE_MODULES = ("overlay", "br_netfilter")
+
+HostCheck = Callable[[Cluster, Host, HostFacts], Iterator[CheckResult]]
+
+
+def _gib(n: int | None) -> str:
+    return "unknown" if n is None else f"{n / req.GIB:.1f} GiB"
+
+
+def prepared_by_us(cluster: Cluster, facts: HostFacts) -> bool:
+    """kubeforge has already prepared this host for this cluster (its applied.json says so)."""
+    record = facts.applied.record
+    return bool(record) and record.get("cluster") == cluster.name
+
+
+def check_os(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    os_ = facts.os
+    if os_.id is None:
+        yield warned(host.name, "os", f"cannot tell the OS: {os_.problem}")
+    elif os_.family != "debian":
+        yield failed(
+            host.name,
+            "os",
+            f"{os_.pretty_name or os_.id} is not supported: kubeforge installs with apt on the Debian "
+            "family (Debian 11-13, Ubuntu 22.04/24.04)",
+        )
+    elif os_.version_id not in SUPPORTED_OS.get(os_.id, ()):
+        yield warned(host.name, "os", f"{os_.pretty_name or os_.id} is Debian-family but not a tested release")
+    else:
+        yield passed(host.name, "os", os_.pretty_name or f"{os_.id} {os_.version_id}")
+    if facts.arch is not None and facts.arch not in SUPPORTED_ARCH:
+        yield failed(host.name, "os", f"architecture {facts.arch} is not supported (amd64, arm64)")
+
+
+def check_swap(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    if not req.is_node(req.effective_roles(cluster, host)):
+        return
+    swap = facts.swap
+    if swap.enabled is None:
+        yield warned(host.name, "swap", f"cannot tell whether swap is on: {swap.problem}")
+    elif swap.enabled:
+        devs = ", ".join(f"{d.name} ({d.size_kib / 1024**2:.1f} GiB)" for d in swap.devices)
+        yield failed(
+            host.name,
+            "swap",
+            f"swap is on: {devs}; the kubelet refuses to run with swap: `swapoff -a` and remove it from /etc/fstab",
+        )
+    else:
+        yield passed(host.name, "swap", "swap is off")
+
+
+def check_modules(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    if not req.is_node(req.effective_roles(cluster, host)):
+        return
+    problems: list[tuple[str, str]] = []
+    for name in NODE_MODULES:
+        state = facts.modules.state(name)
+        if state is ModuleState.ABSENT:
+            problems.append(("fail", f"kernel module {name} is neither loaded nor available for kernel {facts.kernel}"))
+        elif state is ModuleState.LOADABLE:
+            problems.append(("warn", f"kernel module {name} is not loaded yet; kubeforge loads it when it prepares the host"))
+        elif state is ModuleState.UNKNOWN:
+            problems.append(("warn", f"cannot tell whether kernel module {name} is loaded: {facts.modules.problem}"))
+    if any(kind == "fail" for kind, _ in problems):
+        yield failed(host.name, "modules", "; ".join(m for _, m in problems))
+    elif problems:
+        yield warned(host.name, "modules", "; ".join(m for _, m in problems))
+    else:
+        yield passed(host.name, "modules", "overlay and br_netfilter are loaded")
+
+
+def check_sysctls(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    """Before ``up`` a wrong value is only a warning: preparing the host sets these. On a host
+    kubeforge has already prepared for this cluster, a wrong value is drift, and fails."""
+    if not req.is_node(req.effective_roles(cluster, host)):
+        return
+    wrong = []
+    for key in NODE_SYSCTLS:
+        value = facts.sysctls.values.get(key)
+        if value != "1":
+            if value is not None:
+                shown = value
+            elif key in facts.sysctls.values:
+                shown = "absent (it appears once br_netfilter is loaded)" if "bridge" in key else "absent"
+            else:
+                shown = "unknown"
+            wrong.append(f"{key} is {shown}, needs 1")
+    if not wrong:
+        yield passed(host.name, "sysctls", "bridge-nf-call-iptables and ip_forward are 1")
+    elif prepared_by_us(cluster, facts):
+        yield failed(host.name, "sysctls", "; ".join(wrong) + " (kubeforge set it before: something changed it since)")
+    else:
+        yield warned(host.name, "sysctls", "; ".join(wrong) + " (kubeforge sets it when it prepares the host)")
+
+
+def _ours(cluster: Cluster, facts: HostFacts, need: req.PortNeed, process: str | None) -> bool:
+    if not prepared_by_us(cluster, facts):
+        return False
+    if process is not None:
+        return process == need.process
+    # without a process name (ss run without root), the service that should hold the port must be up
+    unit = need.unit or "kubelet"
+    return facts.units.is_active(unit)
+
+
+def check_ports(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    needs = req.required_ports(cluster, host)
+    if not needs:
+        return
+    if facts.ports.source is None:
+        yield warned(host.name, "ports", f"cannot list listening ports: {facts.ports.problem}")
+        return
+    taken, ours = [], []
+    for need in needs:
+        for listener in facts.ports.on(need.port):
+            if _ours(cluster, facts, need, listener.process):
+                ours.append(f"{need.port} ({need.what})")
+            else:
+                by = listener.process or "an unknown process"
+                taken.append(f"{need.port} ({need.what}) is in use by {by} on {listener.address}")
+            break
+    if taken:
+        yield failed(host.name, "ports", "; ".join(taken))
+    elif ours:
+        yield passed(host.name, "ports", f"free, or already ours: {', '.join(ours)}")
+    else:
+        yield passed(host.name, "ports", "free: " + ", ".join(str(n.port) for n in needs))
+
+
+def check_cpu_memory(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    hard = req.hard_minimum(cluster, host)
+    rec = req.recommendation(cluster, host)
+    cpus, mem = facts.cpus, facts.memory.total_bytes
+    if cpus is None:
+        yield warned(host.name, "cpu", "cannot tell the number of CPUs")
+    elif cpus < hard.cpus:
+        yield failed(host.name, "cpu", f"{cpus} CPU(s); a {hard.why} needs at least {hard.cpus}")
+    elif rec and cpus < rec.cpus:
+        yield warned(host.name, "cpu", f"{cpus} CPU(s); {rec.cpus} recommended for a {rec.why}")
+    else:
+        yield passed(host.name, "cpu", f"{cpus} CPU(s)")
+    if mem is None:
+        yield warned(host.name, "memory", f"cannot tell the memory size: {facts.memory.problem}")
+    elif mem < hard.memory_bytes * req.MEMORY_SLACK:
+        yield failed(host.name, "memory", f"{_gib(mem)} of memory; a {hard.why} needs at least {_gib(hard.memory_bytes)}")
+    elif rec and mem < rec.memory_bytes * req.MEMORY_SLACK:
+        yield warned(host.name, "memory", f"{_gib(mem)} of memory; {_gib(rec.memory_bytes)} recommended for a {rec.why}")
+    else:
+        yield passed(host.name, "memory", f"{_gib(mem)} of memory")
+
+
+def check_disk(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    roles = req.effective_roles(cluster, host)
+    results: list[tuple[str, str]] = []
+    if req.is_node(roles):
+        var_lib = facts.disks.for_path("/var/lib")
+        if var_lib is None or var_lib.available_bytes is None:
+            results.append(("warn", f"cannot tell free space on /var/lib: {facts.disks.problem}"))
+        elif var_lib.available_bytes < req.NODE_DISK_HARD:
+            results.append(("fail", f"/var/lib has {_gib(var_lib.available_bytes)} free; images need at least {_gib(req.NODE_DISK_HARD)}"))
+        elif var_lib.available_bytes < req.NODE_DISK_WARN:
+            results.append(("warn", f"/var/lib has {_gib(var_lib.available_bytes)} free; {_gib(req.NODE_DISK_WARN)} recommended"))
+    if Role.ETCD in roles:
+        data = facts.disks.for_path(cluster.etcd.data_dir)
+        quota = cluster.etcd.quota_backend_bytes
+        if data is None or data.available_bytes is None or data.size_bytes is None:
+            results.append(("warn", f"cannot tell the disk of {cluster.etcd.data_dir}: {facts.disks.problem}"))
+        elif data.available_bytes < quota:
+            results.append(("fail", f"{cluster.etcd.data_dir} has {_gib(data.available_bytes)} free, less than the etcd quota of {_gib(quota)}"))
+        elif data.size_bytes < req.ETCD_DISK_RECOMMENDED:
+            results.append(("warn", f"the disk of {cluster.etcd.data_dir} is {data.size_bytes / req.GB:.0f} GB; 20 GB recommended for etcd"))
+    if not results:
+        usage = facts.disks.for_path("/var/lib") or facts.disks.for_path("/")
+        free = _gib(usage.available_bytes) if usage else "unknown"
+        yield passed(host.name, "disk", f"{free} free on /var/lib")
+        return
+    worst = "fail" if any(k == "fail" for k, _ in results) else "warn"
+    yield (failed if worst == "fail" else warned)(host.name, "disk", "; ".join(m for _, m in results))
+
+
+HOST_CHECKS: tuple[HostCheck, ...] = (
+    check_os,
+    check_swap,
+    check_modules,
+    check_sysctls,
+    check_ports,
+    check_cpu_memory,
+    check_disk,
+)

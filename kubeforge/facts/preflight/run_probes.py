@@ -1,0 +1,86 @@
+"""Running the preflight probes over transports, bounded in threads and in time."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence, TypeVar
+
+from kubeforge.errors import KubeforgeError
+from kubeforge.facts.gather import TransportSource
+from kubeforge.facts.preflight import probes
+from kubeforge.facts.preflight.requirements import peer_ports
+from kubeforge.model import Cluster, Host
+from kubeforge.transport.base import Command
+
+T = TypeVar("T")
+
+
+def _fan(hosts: Sequence[Host], fn: Callable[[Host], T], limit: int) -> dict[str, T]:
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(limit, len(hosts))), thread_name_prefix="probe") as ex:
+        return {h.name: r for h, r in zip(hosts, ex.map(fn, hosts))}
+
+
+def _run(pool: TransportSource, host: Host, command: Command) -> tuple[int, str, str]:
+    try:
+        r = pool.get(host).run(command)
+        return r.exit_status, r.stdout, r.stderr
+    except KubeforgeError as exc:
+        return -1, "", str(exc)
+
+
+def run_fsync_probes(
+    pool: TransportSource, hosts: Sequence[Host], data_dir: str, *, limit: int = 30
+) -> dict[str, probes.FsyncResult]:
+    return _fan(hosts, lambda h: probes.parse_fsync(*_run(pool, h, probes.fsync_command(data_dir))), limit)
+
+
+def run_connectivity_probe(
+    pool: TransportSource,
+    cluster: Cluster,
+    hosts: Sequence[Host],
+    *,
+    limit: int = 30,
+    listen_s: float = probes.LISTEN_S,
+    connect_timeout: float = probes.CONNECT_TIMEOUT_S,
+) -> tuple[dict[str, probes.Listening], dict[str, probes.ConnectResults]]:
+    """Listen on every host's role ports, connect from every host to every other, stop listening.
+
+    ``hosts`` should be the reachable ones only. Returns what each host listened on, and what each
+    host could (not) connect to.
+    """
+    role_ports = {h.name: [n.port for n in peer_ports(cluster, h)] for h in hosts}
+    listening = _fan(
+        [h for h in hosts if role_ports[h.name]],
+        lambda h: probes.parse_listening(*_run(pool, h, probes.listen_command(role_ports[h.name], listen_s))),
+        limit,
+    )
+    try:
+
+        def targets_of(src: Host) -> list[tuple[str, str, int]]:
+            out = []
+            for dst in hosts:
+                if dst.name == src.name:
+                    continue
+                out.append((dst.name, dst.internal_address, dst.ssh.port))
+                lst = listening.get(dst.name)
+                if lst is not None and lst.problem is None:
+                    out += [(dst.name, dst.internal_address, p) for p in (*lst.bound, *lst.busy)]
+            return out
+
+        connectivity = _fan(
+            hosts,
+            lambda h: probes.parse_connect(*_run(pool, h, probes.connect_command(targets_of(h), connect_timeout)))
+            if len(hosts) > 1
+            else probes.ConnectResults(),
+            limit,
+        )
+    finally:
+        # the listeners end by themselves after listen_s; stopping them now keeps the window short
+        _fan(
+            [h for h in hosts if listening.get(h.name) and listening[h.name].pid],
+            lambda h: _run(pool, h, probes.stop_listener_command(listening[h.name].pid)),
+            limit,
+        )
+    return listening, connectivity
