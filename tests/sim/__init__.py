@@ -1,0 +1,1 @@
+"""The kube simulator (test double for kubeadm, kubelet, kubectl). See README.md."""

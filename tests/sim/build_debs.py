@@ -1,0 +1,194 @@
+"""Build the simulator's Debian packages, laid out like pkgs.k8s.io (one flat repository per minor).
+
+    python -m tests.sim.build_debs --out DIR [--versions 1.33.5,1.33.6,1.34.2,1.35.1]
+
+writes DIR/kubernetes/v1.34/deb/kubeadm_1.34.2-1.1_all.deb and so on, plus cri-tools and kubernetes-cni
+in every minor's directory, as upstream does. Indexing (dpkg-scanpackages) is the lab harness's job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+DEFAULT_VERSIONS = ("1.33.5", "1.33.6", "1.34.2", "1.35.1")
+CNI_VERSION = "1.7.1"
+PKG_REVISION = "1.1"
+SIM_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kubesim")
+MAINTAINER = "kubeforge test suite <kubesim@invalid>"
+
+DESCRIPTIONS = {
+    "kubeadm": "Command-line utility for administering a Kubernetes cluster (kubesim test double)",
+    "kubelet": "Node agent for Kubernetes clusters (kubesim test double)",
+    "kubectl": "Command-line utility for interacting with a Kubernetes cluster (kubesim test double)",
+    "cri-tools": "Command-line utility for interacting with a container runtime (kubesim test double)",
+    "kubernetes-cni": "Binaries required to provision kubernetes container networking (kubesim test double)",
+}
+
+KUBELET_SERVICE = """[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+KUBEADM_DROPIN = """# Note: This dropin only works with kubeadm and kubelet v1.11+
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+# This is a file that "kubeadm init" and "kubeadm join" generates at runtime, populating the KUBELET_KUBEADM_ARGS variable dynamically
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+# This is a file that the user can use for overrides of the kubelet args as a last resort. Preferably, the user should
+# use the .NodeRegistration.KubeletExtraArgs object in the configuration files instead. KUBELET_EXTRA_ARGS should be sourced from this file.
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+"""
+
+ENTRY = """#!/usr/bin/python3 -I
+# kubesim {component} {version}: a test double, not the real {component}
+import sys
+sys.path.insert(0, "/usr/lib/kubesim/{version}/{component}")
+from kubesim import {component}
+sys.exit({component}.main(sys.argv[1:], "v{version}"))
+"""
+
+CRICTL = """#!/bin/sh
+# kubesim crictl stand-in: no containers ever run here
+case "$1" in
+  --version|-v) echo "crictl version v{version}" ;;
+  version) printf 'Version:  0.1.0\\nRuntimeName:  containerd\\nRuntimeVersion:  1.6.20\\nRuntimeApiVersion:  v1\\n' ;;
+  ps|pods|images) echo "CONTAINER   IMAGE   CREATED   STATE   NAME" ;;
+  *) exit 0 ;;
+esac
+"""
+
+POSTINST_KUBELET = """#!/bin/sh
+set -e
+if [ "$1" = "configure" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || true
+fi
+exit 0
+"""
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def _control(name: str, version: str, depends: list[str], tree: str, extra: dict | None = None) -> None:
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tree) if "DEBIAN" not in d for f in fs)
+    fields = {"Package": name, "Version": f"{version}-{PKG_REVISION}", "Architecture": "all",
+              "Maintainer": MAINTAINER, "Installed-Size": str(max(1, size // 1024)), "Section": "admin",
+              "Priority": "optional", "Homepage": "https://kubernetes.io"}
+    if depends:
+        fields["Depends"] = ", ".join(depends)
+    fields.update(extra or {})
+    fields["Description"] = DESCRIPTIONS[name]
+    _write(os.path.join(tree, "DEBIAN", "control"), "".join(f"{k}: {v}\n" for k, v in fields.items()))
+
+
+def _copy_sim(tree: str, version: str, component: str) -> None:
+    dest = os.path.join(tree, f"usr/lib/kubesim/{version}/{component}/kubesim")
+    os.makedirs(dest)
+    for name in sorted(os.listdir(SIM_SRC)):
+        if name.endswith(".py"):
+            shutil.copyfile(os.path.join(SIM_SRC, name), os.path.join(dest, name))
+            os.chmod(os.path.join(dest, name), 0o644)
+    _write(os.path.join(tree, f"usr/bin/{component}"), ENTRY.format(component=component, version=version), 0o755)
+
+
+def _tree_for(name: str, version: str, work: str) -> str:
+    tree = tempfile.mkdtemp(prefix=f"{name}_{version}_", dir=work)
+    os.chmod(tree, 0o755)
+    minor = ".".join(version.split(".")[:2])
+    if name in ("kubeadm", "kubelet", "kubectl"):
+        _copy_sim(tree, version, name)
+    if name == "kubeadm":
+        _control(name, version, [f"cri-tools (>= {minor}.0)", "python3 (>= 3.9)"], tree)
+    elif name == "kubelet":
+        _write(os.path.join(tree, "lib/systemd/system/kubelet.service"), KUBELET_SERVICE)
+        _write(os.path.join(tree, "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"), KUBEADM_DROPIN)
+        _write(os.path.join(tree, "DEBIAN/postinst"), POSTINST_KUBELET, 0o755)
+        _control(name, version, [f"kubernetes-cni (>= {'1.2.0'})", "python3 (>= 3.9)"], tree)
+    elif name == "kubectl":
+        _control(name, version, ["python3 (>= 3.9)"], tree)
+    elif name == "cri-tools":
+        _write(os.path.join(tree, "usr/bin/crictl"), CRICTL.format(version=version), 0o755)
+        _control(name, version, [], tree)
+    elif name == "kubernetes-cni":
+        _write(os.path.join(tree, "opt/cni/bin/README.kubesim"), "CNI plugins are not simulated; this directory "
+                                                                  "exists so paths match the real package.\n")
+        _control(name, version, [], tree)
+    return tree
+
+
+def _build(job: tuple[str, str, str, str]) -> str:
+    name, version, minor_dir, work = job
+    tree = _tree_for(name, version, work)
+    out = os.path.join(minor_dir, f"{name}_{version}-{PKG_REVISION}_all.deb")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", tree, out], check=True,
+                   capture_output=True)
+    return out
+
+
+def build(out_dir: str, versions: list[str]) -> list[str]:
+    """Build every package for every version; returns the .deb paths."""
+    jobs = []
+    work = tempfile.mkdtemp(prefix="kubesim-debs-")
+    try:
+        minors = {}
+        for v in versions:
+            parts = v.split(".")
+            if len(parts) != 3 or not all(p.isdigit() for p in parts):
+                raise ValueError(f"{v!r} is not a version X.Y.Z")
+            minor_dir = os.path.join(out_dir, "kubernetes", f"v{parts[0]}.{parts[1]}", "deb")
+            os.makedirs(minor_dir, exist_ok=True)
+            minors[minor_dir] = f"{parts[0]}.{parts[1]}"
+            jobs += [(n, v, minor_dir, work) for n in ("kubeadm", "kubelet", "kubectl")]
+        for minor_dir, minor in minors.items():
+            jobs.append(("cri-tools", f"{minor}.0", minor_dir, work))
+            jobs.append(("kubernetes-cni", CNI_VERSION, minor_dir, work))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(_build, jobs))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.sim.build_debs", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="output directory (kubernetes/vX.Y/deb/ is created inside)")
+    p.add_argument("--versions", default=",".join(DEFAULT_VERSIONS), help="comma-separated X.Y.Z list")
+    a = p.parse_args(argv)
+    start = time.monotonic()
+    try:
+        debs = build(a.out, [v.strip() for v in a.versions.split(",") if v.strip()])
+    except (ValueError, subprocess.CalledProcessError) as e:
+        print(f"build_debs: {e}", file=sys.stderr)
+        return 1
+    for d in debs:
+        print(os.path.relpath(d, a.out))
+    print(f"built {len(debs)} packages in {time.monotonic() - start:.2f}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

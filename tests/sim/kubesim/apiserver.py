@@ -1,0 +1,124 @@
+"""The simulated kube-apiserver: JSON over HTTP, one serialised write path into a store."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import client
+from . import state as rules
+from .host import SimError, parse_version
+
+READ_ONLY = {"discover", "upgrade_plan"}
+
+
+class LocalBackend:
+    def __init__(self, store, clock=time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def op(self, name: str, args: dict) -> tuple[int, dict]:
+        fn = rules.OPS.get(name)
+        if fn is None:
+            return 404, {"error": f"unknown operation {name}"}
+        now = self.clock()
+        try:
+            if name in READ_ONLY:
+                result = fn(self.store.read(), args, now)
+            else:
+                result = self.store.transact(lambda st: fn(st, args, now))
+        except SimError as e:
+            if getattr(e, "record", False):
+                self.store.transact(lambda st: rules.violation(st, now, args.get("node", {}).get("name")
+                                                               if isinstance(args.get("node"), dict)
+                                                               else args.get("node"), e.message))
+            return e.code, {"error": e.message}
+        return 200, {"result": result}
+
+    def view(self) -> dict:
+        return rules.view(self.store.read(), self.clock())
+
+
+class ProxyBackend:
+    """A secondary control plane with stacked etcd: its API server forwards to the first one's state."""
+
+    def __init__(self, upstream: str) -> None:
+        self.bases = [client.base_url(upstream)]
+
+    def op(self, name: str, args: dict) -> tuple[int, dict]:
+        status, body = client.request(self.bases, "POST", "/kubesim/op", {"op": name, "args": args})
+        return status, body if isinstance(body, dict) else {"error": str(body)}
+
+    def view(self) -> dict:
+        return client.get(self.bases, "/kubesim/state")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "kubesim"
+
+    def log_message(self, fmt, *args) -> None:  # quiet: the kubelet's journal is not an access log
+        pass
+
+    def _send(self, status: int, body) -> None:
+        raw = (json.dumps(body) if not isinstance(body, str) else body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json" if not isinstance(body, str) else "text/plain")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:
+        api = self.server.api  # type: ignore[attr-defined]
+        p = self.path.split("?")[0]
+        try:
+            if p in ("/healthz", "/livez", "/readyz"):
+                return self._send(200, "ok")
+            if p == "/version":
+                major, minor, _ = parse_version(api.version)
+                return self._send(200, {"major": str(major), "minor": str(minor), "gitVersion": api.version,
+                                        "platform": "linux/amd64", "goVersion": "kubesim"})
+            if p == "/kubesim/state":
+                return self._send(200, api.backend.view())
+            if p == "/kubesim/violations":
+                return self._send(200, api.backend.view()["violations"])
+        except SimError as e:
+            return self._send(e.code, {"error": e.message})
+        self._send(404, {"error": f"the server could not find the requested resource ({p})"})
+
+    def do_POST(self) -> None:
+        api = self.server.api  # type: ignore[attr-defined]
+        if self.path != "/kubesim/op":
+            return self._send(404, {"error": "not found"})
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+            status, out = api.backend.op(body["op"], body.get("args") or {})
+        except SimError as e:
+            status, out = e.code, {"error": e.message}
+        except (ValueError, KeyError) as e:
+            status, out = 400, {"error": f"bad request: {e}"}
+        self._send(status, out)
+
+
+class ApiServer:
+    def __init__(self, backend, version: str, addresses: list[str], port: int | None = None) -> None:
+        self.backend = backend
+        self.version = version
+        self.servers = []
+        for addr in dict.fromkeys(addresses):
+            srv = ThreadingHTTPServer((addr, port or client.api_port()), _Handler)
+            srv.daemon_threads = True
+            srv.api = self  # type: ignore[attr-defined]
+            self.servers.append(srv)
+        for srv in self.servers:
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.servers[0].server_address[1]
+
+    def stop(self) -> None:
+        for srv in self.servers:
+            srv.shutdown()
+            srv.server_close()

@@ -1,0 +1,170 @@
+"""Files kubeadm writes on a node: kubeconfigs, kubelet config and flags, static pod manifests, PKI."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+
+from . import host, yamlish
+
+PKI = "/etc/kubernetes/pki"
+MANIFESTS = "/etc/kubernetes/manifests"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+KUBELET_FLAGS = "/var/lib/kubelet/kubeadm-flags.env"
+STATE_FILE = "/var/lib/etcd/kubesim-state.json"
+CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def kubeconfig(server: str, user: str, cluster_name: str) -> str:
+    ca = host.read(f"{PKI}/ca.crt") if host.exists(f"{PKI}/ca.crt") else ""
+    # the double does no authentication; the client credential fields exist so tools that read them work
+    return yamlish.dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": cluster_name, "cluster": {"server": server,
+                                                        "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
+        "contexts": [{"name": f"{user}@{cluster_name}", "context": {"cluster": cluster_name, "user": user}}],
+        "current-context": f"{user}@{cluster_name}",
+        "users": [{"name": user, "user": {"client-certificate-data": base64.b64encode(b"kubesim").decode(),
+                                          "client-key-data": base64.b64encode(b"kubesim").decode()}}],
+    })
+
+
+def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super_admin: bool) -> None:
+    host.write("/etc/kubernetes/kubelet.conf", kubeconfig(server, "system:node", cluster_name), 0o600)
+    if control_plane:
+        host.write("/etc/kubernetes/admin.conf", kubeconfig(server, "kubernetes-admin", cluster_name), 0o600)
+        for name in ("controller-manager", "scheduler"):
+            host.write(f"/etc/kubernetes/{name}.conf", kubeconfig(server, f"system:kube-{name}", cluster_name), 0o600)
+    if super_admin:
+        host.write("/etc/kubernetes/super-admin.conf", kubeconfig(server, "kubernetes-super-admin", cluster_name), 0o600)
+
+
+def write_kubelet(node_name: str, node_ip: str, kubelet_doc: dict | None, version: str) -> None:
+    cfg = dict(kubelet_doc or {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                               "cgroupDriver": "systemd", "staticPodPath": MANIFESTS})
+    host.write(KUBELET_CONFIG, "# written by kubeadm (kubesim) for %s\n%s" % (version, yamlish.dump(cfg)), 0o644)
+    host.write(KUBELET_FLAGS, 'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///var/run/containerd/'
+                              f'containerd.sock --hostname-override={node_name} --node-ip={node_ip}"\n', 0o644)
+
+
+def node_name_from_flags() -> str | None:
+    if not host.exists(KUBELET_FLAGS):
+        return None
+    for part in host.read(KUBELET_FLAGS).replace('"', " ").split():
+        if part.startswith("--hostname-override="):
+            return part.split("=", 1)[1]
+    return None
+
+
+def store_annotation(cluster_cfg: dict, primary: str | None, is_primary: bool) -> str:
+    if (cluster_cfg.get("etcd") or {}).get("external"):
+        return "etcd"
+    return f"file:{STATE_FILE}" if is_primary else f"proxy:https://{primary}:6443"
+
+
+def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str) -> None:
+    ext = (cluster_cfg.get("etcd") or {}).get("external") or {}
+    api_flags = [f"--advertise-address={advertise}", "--secure-port=6443",
+                 f"--etcd-servers={','.join(ext.get('endpoints') or ['https://127.0.0.1:2379'])}",
+                 f"--etcd-cafile={ext.get('caFile', PKI + '/etcd/ca.crt')}",
+                 f"--etcd-certfile={ext.get('certFile', PKI + '/apiserver-etcd-client.crt')}",
+                 f"--etcd-keyfile={ext.get('keyFile', PKI + '/apiserver-etcd-client.key')}",
+                 f"--service-cluster-ip-range={(cluster_cfg.get('networking') or {}).get('serviceSubnet', '10.96.0.0/12')}"]
+    extra = [f"--{k}={v}" for k, v in _args(cluster_cfg.get("apiServer"))]
+    comps = {"kube-apiserver": api_flags + extra, "kube-controller-manager": [], "kube-scheduler": []}
+    if not ext:
+        comps["etcd"] = [f"--advertise-client-urls=https://{advertise}:2379",
+                         f"--data-dir={((cluster_cfg.get('etcd') or {}).get('local') or {}).get('dataDir', '/var/lib/etcd')}"]
+    for name, flags in comps.items():
+        image_ver = version if name != "etcd" else "3.5.21-0"
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "kube-system", "labels": {"component": name, "tier": "control-plane"},
+                            "annotations": {"kubesim.io/store": store, "kubesim.io/version": version}},
+               "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical",
+                        "containers": [{"name": name, "image": f"registry.k8s.io/{name}:{image_ver}",
+                                        "command": [name] + flags}]}}
+        host.write(f"{MANIFESTS}/{name}.yaml", yamlish.dump(pod), 0o600)
+
+
+def _args(component: dict | None) -> list[tuple[str, str]]:
+    args = (component or {}).get("extraArgs") or []
+    if isinstance(args, dict):
+        return list(args.items())
+    return [(a["name"], a.get("value", "")) for a in args]
+
+
+def set_manifest_versions(version: str) -> list[str]:
+    """kubeadm upgrade: point this node's control plane static pods at a new version."""
+    changed = []
+    for name in CONTROL_PLANE:
+        p = f"{MANIFESTS}/{name}.yaml"
+        if not host.exists(p):
+            continue
+        pod = yamlish.load(host.read(p))
+        pod["metadata"]["annotations"]["kubesim.io/version"] = version
+        pod["spec"]["containers"][0]["image"] = f"registry.k8s.io/{name}:{version}"
+        host.write(p, yamlish.dump(pod), 0o600)
+        changed.append(name)
+    return changed
+
+
+def read_manifest(name: str) -> dict | None:
+    p = f"{MANIFESTS}/{name}.yaml"
+    if not host.exists(p):
+        return None
+    try:
+        return yamlish.load(host.read(p))
+    except (yamlish.YamlError, OSError):
+        return None
+
+
+def manifest_flags(pod: dict) -> dict[str, str]:
+    out = {}
+    for part in pod["spec"]["containers"][0].get("command", [])[1:]:
+        if part.startswith("--") and "=" in part:
+            k, v = part[2:].split("=", 1)
+            out[k] = v
+    return out
+
+
+def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool) -> list[str]:
+    """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl."""
+    made = []
+    if shutil.which("openssl") is None:
+        return made
+    for ca, cn in (("ca", "kubernetes"), ("front-proxy-ca", "front-proxy-ca")) + ((("etcd/ca", "etcd-ca"),) if stacked else ()):
+        if not host.exists(f"{PKI}/{ca}.crt"):
+            _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
+                      "-subj", f"/CN={cn}", "-keyout", host.path(f"{PKI}/{ca}.key"), "-out", host.path(f"{PKI}/{ca}.crt")])
+            made.append(f"{ca}.crt")
+    if not host.exists(f"{PKI}/sa.key"):
+        _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", host.path(f"{PKI}/sa.key")])
+        _openssl(["pkey", "-in", host.path(f"{PKI}/sa.key"), "-pubout", "-out", host.path(f"{PKI}/sa.pub")])
+        made.append("sa.key")
+    leaves = [("apiserver", "ca", "kube-apiserver"), ("apiserver-kubelet-client", "ca", "kube-apiserver-kubelet-client"),
+              ("front-proxy-client", "front-proxy-ca", "front-proxy-client")]
+    if stacked:
+        leaves += [("apiserver-etcd-client", "etcd/ca", "kube-apiserver-etcd-client")]
+    for name, ca, cn in leaves:
+        if not host.exists(f"{PKI}/{name}.crt") and host.exists(f"{PKI}/{ca}.key"):
+            key, csr, crt = (host.path(f"{PKI}/{name}.{x}") for x in ("key", "csr", "crt"))
+            _openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={cn}",
+                      "-keyout", key, "-out", csr])
+            _openssl(["x509", "-req", "-in", csr, "-CA", host.path(f"{PKI}/{ca}.crt"), "-CAkey", host.path(f"{PKI}/{ca}.key"),
+                      "-CAcreateserial", "-days", "365", "-out", crt])
+            os.unlink(csr)
+            made.append(f"{name}.crt")
+    return made
+
+
+def _openssl(args: list[str]) -> None:
+    for a in args:
+        if a.startswith(host.path(PKI)):
+            os.makedirs(os.path.dirname(a), exist_ok=True)
+    old = os.umask(0o077)
+    try:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    finally:
+        os.umask(old)

@@ -1,0 +1,336 @@
+"""`kubectl` stand-in: version, get, cordon/uncordon, drain, label, taint, apply, delete node, wait."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+from . import client, host, views, yamlish
+from .host import SimError, parse_version
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise SimError(message.replace("unrecognized arguments:", "unknown flag:"))
+
+
+def _kubeconfig(a) -> str | None:
+    if a.kubeconfig:
+        return a.kubeconfig
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(":")[0]
+    home = os.path.expanduser("~/.kube/config")
+    return home if os.path.exists(home) else None
+
+
+def bases(a) -> list[str]:
+    cfg = _kubeconfig(a)
+    if not cfg:
+        raise SimError("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
+    if not os.path.exists(cfg):
+        raise SimError(f'stat {cfg}: no such file or directory')
+    from . import yamlish as y
+
+    server = (y.load(open(cfg, encoding="utf-8").read()) or {}).get("clusters", [{}])[0].get("cluster", {}).get("server")
+    if not server:
+        raise SimError(f"invalid configuration: no server found in {cfg}")
+    out = [client.base_url(server)]
+    local = f"http://127.0.0.1:{client.api_port()}"
+    if host.exists("/etc/kubernetes/manifests/kube-apiserver.yaml") and local not in out:
+        out.append(local)
+    return out
+
+
+def state(a) -> dict:
+    return client.get(bases(a), "/kubesim/state")
+
+
+def cmd_version(a, version: str) -> int:
+    major, minor, _ = parse_version(version)
+    out = {"clientVersion": {"major": str(major), "minor": str(minor), "gitVersion": version, "platform": "linux/amd64"},
+           "kustomizeVersion": "v5.7.1"}
+    if not a.client:
+        out["serverVersion"] = client.get(bases(a), "/version")
+    if a.output == "json":
+        print(json.dumps(out, indent=2))
+    elif a.output == "yaml":
+        print(yamlish.dump(out), end="")
+    else:
+        print(f"Client Version: {version}\nKustomize Version: v5.7.1")
+        if "serverVersion" in out:
+            print(f"Server Version: {out['serverVersion']['gitVersion']}")
+    return 0
+
+
+_KINDS = {"nodes": "nodes", "node": "nodes", "no": "nodes", "pods": "pods", "pod": "pods", "po": "pods",
+          "deployments": "Deployment", "deployment": "Deployment", "deploy": "Deployment",
+          "daemonsets": "DaemonSet", "ds": "DaemonSet", "services": "Service", "svc": "Service",
+          "poddisruptionbudgets": "PodDisruptionBudget", "pdb": "PodDisruptionBudget"}
+
+
+def cmd_get(a, version: str) -> int:
+    if a.raw:
+        body = client.get(bases(a), a.raw)
+        print(body if isinstance(body, str) else json.dumps(body, indent=2))
+        return 0
+    if not a.kind:
+        raise SimError("You must specify the type of resource to get.")
+    kind, _, name = a.kind.partition("/")
+    names = [n for n in ([name] if name else []) + a.names if n]
+    what = _KINDS.get(kind.lower())
+    if what is None:
+        raise SimError(f'the server doesn\'t have a resource type "{kind}"')
+    st = state(a)
+    if what == "nodes":
+        items = views.node_list(st, names)
+        missing = [n for n in names if n not in st["nodes"]]
+        if missing:
+            raise SimError(f'nodes "{missing[0]}" not found')
+        if a.output in ("json", "yaml", "name"):
+            sys.stdout.write(views.dump(items, a.output, "node", single=len(names) == 1))
+        else:
+            sys.stdout.write(views.nodes_table(st, items, a.output == "wide"))
+        return 0
+    if what == "pods":
+        pods = [views.pod_object(st, p) for _, p in sorted(st["pods"].items())
+                if (a.all_namespaces or p["namespace"] == (a.namespace or "default")) and (not names or p["name"] in names)]
+        m = re.fullmatch(r"spec\.nodeName=(.+)", a.field_selector or "")
+        if m:
+            pods = [p for p in pods if p["spec"]["nodeName"] == m.group(1)]
+        if a.output in ("json", "yaml", "name"):
+            sys.stdout.write(views.dump(pods, a.output, "pod"))
+        else:
+            sys.stdout.write(views.pods_table(st, pods, a.all_namespaces, a.output == "wide"))
+        return 0
+    objs = [o for o in st["objects"].values() if o["kind"] == what and (not names or o["name"] in names)
+            and (a.all_namespaces or o["namespace"] == (a.namespace or "default"))]
+    if a.output == "json":
+        print(json.dumps({"kind": "List", "items": objs}, indent=2))
+    else:
+        sys.stdout.write(views.table([["NAMESPACE", "NAME"]] + [[o["namespace"], o["name"]] for o in objs]))
+    return 0
+
+
+def cmd_cordon(a, version: str) -> int:
+    unsched = a.cmd == "cordon"
+    out = client.op(bases(a), "cordon", {"node": a.node, "unschedulable": unsched})
+    print(f"node/{a.node} {'' if out['changed'] else 'already '}{'cordoned' if unsched else 'uncordoned'}")
+    return 0
+
+
+def cmd_drain(a, version: str) -> int:
+    from .drain import drain
+
+    return drain(bases(a), a)
+
+
+def cmd_label(a, version: str) -> int:
+    if a.kind not in ("node", "nodes", "no"):
+        raise SimError("the simulator labels nodes only")
+    setl, remove = {}, []
+    for item in a.items:
+        if item.endswith("-") and "=" not in item:
+            remove.append(item[:-1])
+        elif "=" in item:
+            k, v = item.split("=", 1)
+            setl[k] = v
+        else:
+            raise SimError(f"invalid label spec: {item}")
+    client.op(bases(a), "label", {"node": a.name, "set": setl, "remove": remove, "overwrite": a.overwrite})
+    print(f"node/{a.name} {'labeled' if setl or not remove else 'unlabeled'}")
+    return 0
+
+
+def cmd_taint(a, version: str) -> int:
+    if a.kind not in ("node", "nodes", "no"):
+        raise SimError("the simulator taints nodes only")
+    add, remove = [], []
+    for item in a.items:
+        m = re.fullmatch(r"([^=:]+)(?:=([^:]*))?(?::(NoSchedule|PreferNoSchedule|NoExecute))?(-)?", item)
+        if not m or (not m.group(4) and not m.group(3)):
+            raise SimError(f'invalid taint spec: {item}, unknown taint effect or missing effect')
+        t = {"key": m.group(1), "effect": m.group(3)}
+        if m.group(2) is not None:
+            t["value"] = m.group(2)
+        (remove if m.group(4) else add).append({k: v for k, v in t.items() if v is not None})
+    client.op(bases(a), "taint", {"node": a.name, "add": add, "remove": remove, "overwrite": a.overwrite})
+    print(f"node/{a.name} {'tainted' if add else 'untainted'}")
+    return 0
+
+
+def _documents(text: str) -> list[dict]:
+    out = []
+    for chunk in re.split(r"(?m)^---[ \t]*$", text):
+        try:
+            docs = yamlish.load_all(chunk)
+        except yamlish.YamlError:
+            # a construct the small reader does not know: keep the object's identity, which is all the
+            # simulator stores for kinds it does not model
+            kind = re.search(r"(?m)^kind:\s*(\S+)", chunk)
+            name = re.search(r"(?m)^  name:\s*(\S+)", chunk)
+            ns = re.search(r"(?m)^  namespace:\s*(\S+)", chunk)
+            if not kind or not name:
+                raise
+            docs = [{"kind": kind.group(1), "metadata": {"name": name.group(1).strip("\"'"),
+                                                         **({"namespace": ns.group(1)} if ns else {})}}]
+        for d in docs:
+            out.extend(d.get("items", []) if isinstance(d, dict) and d.get("kind", "").endswith("List") else [d])
+    return [d for d in out if d]
+
+
+def cmd_apply(a, version: str) -> int:
+    objects = []
+    for f in a.filename:
+        if f == "-":
+            text = sys.stdin.read()
+        elif os.path.isdir(f):
+            text = "\n---\n".join(open(os.path.join(f, n), encoding="utf-8").read() for n in sorted(os.listdir(f))
+                                  if n.endswith((".yaml", ".yml", ".json")))
+        else:
+            try:
+                text = open(f, encoding="utf-8").read()
+            except OSError:
+                raise SimError(f'the path "{f}" does not exist') from None
+        try:
+            objects += _documents(text)
+        except yamlish.YamlError as e:
+            raise SimError(f"error parsing {f}: {e}") from None
+    for o in objects:
+        if a.namespace and isinstance(o, dict):
+            o.setdefault("metadata", {}).setdefault("namespace", a.namespace)
+    out = client.op(bases(a), "apply", {"objects": objects})
+    print("\n".join(out["lines"]))
+    return 0
+
+
+def cmd_delete(a, version: str) -> int:
+    if a.kind not in ("node", "nodes", "no"):
+        raise SimError("the simulator deletes nodes only")
+    out = client.op(bases(a), "reset", {"node": a.name})
+    if not out["removed"]:
+        raise SimError(f'nodes "{a.name}" not found')
+    print(f'node "{a.name}" deleted')
+    return 0
+
+
+def cmd_wait(a, version: str) -> int:
+    if a.for_ != "condition=Ready":
+        raise SimError("the simulator waits for condition=Ready only")
+    deadline = time.time() + _seconds(a.timeout or "30s")
+    while True:
+        st = state(a)
+        names = list(st["nodes"]) if a.all else [t.split("/", 1)[1] for t in a.targets if "/" in t]
+        waiting = [n for n in names if not st["nodes"].get(n, {}).get("ready")]
+        if not waiting and names:
+            for n in names:
+                print(f"node/{n} condition met")
+            return 0
+        if time.time() > deadline:
+            raise SimError(f"timed out waiting for the condition on nodes/{(waiting or ['<none>'])[0]}")
+        time.sleep(0.5)
+
+
+def _seconds(text: str) -> float:
+    total = 0.0
+    for n, unit in re.findall(r"(\d+(?:\.\d+)?)(h|m|s)?", text):
+        total += float(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[unit]
+    return total
+
+
+def cmd_sim(a, version: str) -> int:
+    path = {"violations": "/kubesim/violations", "state": "/kubesim/state"}[a.what]
+    print(json.dumps(client.get(bases(a), path), indent=2))
+    return 0
+
+
+def parser() -> _Parser:
+    p = _Parser(prog="kubectl")
+    g = argparse.ArgumentParser(add_help=False)
+    g.add_argument("--kubeconfig")
+    g.add_argument("-n", "--namespace")
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+    g.add_argument("-o", "--output", default="")
+    g.add_argument("-v", "--v")
+    g.add_argument("--request-timeout")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("version", parents=[g])
+    s.add_argument("--client", action="store_true")
+    s.set_defaults(fn=cmd_version)
+    s = sub.add_parser("get", parents=[g])
+    s.add_argument("kind", nargs="?")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--raw")
+    s.add_argument("--field-selector")
+    s.set_defaults(fn=cmd_get)
+    for name in ("cordon", "uncordon"):
+        s = sub.add_parser(name, parents=[g])
+        s.add_argument("node")
+        s.set_defaults(fn=cmd_cordon)
+    s = sub.add_parser("drain", parents=[g])
+    s.add_argument("node")
+    s.add_argument("--ignore-daemonsets", action="store_true")
+    s.add_argument("--delete-emptydir-data", "--delete-local-data", action="store_true", dest="delete_emptydir_data")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--timeout", default="0s")
+    s.add_argument("--grace-period", default="-1")
+    s.add_argument("--disable-eviction", action="store_true")
+    s.set_defaults(fn=cmd_drain)
+    for name, fn in (("label", cmd_label), ("taint", cmd_taint)):
+        s = sub.add_parser(name, parents=[g])
+        s.add_argument("kind")
+        s.add_argument("name")
+        s.add_argument("items", nargs="+")
+        s.add_argument("--overwrite", action="store_true")
+        s.set_defaults(fn=fn)
+    s = sub.add_parser("apply", parents=[g])
+    s.add_argument("-f", "--filename", action="append", required=True)
+    s.add_argument("--server-side", action="store_true")
+    s.add_argument("--force-conflicts", action="store_true")
+    s.set_defaults(fn=cmd_apply)
+    s = sub.add_parser("delete", parents=[g])
+    s.add_argument("kind")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_delete)
+    s = sub.add_parser("wait", parents=[g])
+    s.add_argument("targets", nargs="*")
+    s.add_argument("--for", dest="for_", required=True)
+    s.add_argument("--all", action="store_true")
+    s.add_argument("--timeout")
+    s.set_defaults(fn=cmd_wait)
+    s = sub.add_parser("sim", parents=[g])
+    s.add_argument("what", choices=["violations", "state"])
+    s.set_defaults(fn=cmd_sim)
+    return p
+
+
+_GLOBAL_WITH_VALUE = {"--kubeconfig", "-n", "--namespace", "-o", "--output", "-v", "--v", "--request-timeout"}
+
+
+def _globals_last(argv: list[str]) -> list[str]:
+    """kubectl takes global flags before the command too; argparse wants them after it."""
+    moved, i = [], 0
+    while i < len(argv) and argv[i].startswith("-"):
+        flag = argv[i]
+        moved.append(flag)
+        if flag in _GLOBAL_WITH_VALUE and i + 1 < len(argv):
+            moved.append(argv[i + 1])
+            i += 1
+        i += 1
+    return argv[i:i + 1] + moved + argv[i + 1:]
+
+
+def main(argv: list[str], version: str) -> int:
+    try:
+        a = parser().parse_args(_globals_last(argv))
+        return a.fn(a, version)
+    except SimError as e:
+        msg = e.message
+        print(msg if msg.startswith(("error", "The connection")) else f"error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,120 @@
+"""What kubectl prints: Kubernetes-shaped JSON objects and tables built from the simulator's state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from . import yamlish
+
+_NOT_READY_CNI = ("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+                  "message:Network plugin returns error: cni plugin not initialized")
+
+
+def _age(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h"
+
+
+def _ready_condition(st: dict, n: dict) -> dict:
+    now = st["now"]
+    if n.get("ready"):
+        return {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status"}
+    if now - n.get("lastHeartbeat", 0) > 6:
+        return {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status."}
+    if not n.get("registered"):
+        return {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                "message": "kubelet version is newer than the API server; the node cannot register"}
+    return {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": _NOT_READY_CNI}
+
+
+def node_object(st: dict, n: dict) -> dict:
+    ann = {"kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock"}
+    if n.get("apiserverVersion"):
+        ann["kubesim.io/apiserver-version"] = n["apiserverVersion"]
+    if n.get("kubeletConfigVersion"):
+        ann["kubesim.io/kubelet-config-version"] = n["kubeletConfigVersion"]
+    spec: dict = {}
+    if n.get("unschedulable"):
+        spec["unschedulable"] = True
+    if n.get("taints"):
+        spec["taints"] = n["taints"]
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": n["name"], "labels": n.get("labels", {}), "annotations": ann},
+            "spec": spec,
+            "status": {"conditions": [_ready_condition(st, n)],
+                       "addresses": [{"type": "InternalIP", "address": n.get("internalIP")},
+                                     {"type": "Hostname", "address": n["name"]}],
+                       "nodeInfo": {"kubeletVersion": n["kubeletVersion"], "kubeProxyVersion": n["kubeletVersion"],
+                                    "containerRuntimeVersion": "containerd://1.6.20", "osImage": "Debian GNU/Linux 12"}}}
+
+
+def pod_object(st: dict, p: dict) -> dict:
+    owner_kind = "ReplicaSet" if p["ownerKind"] == "Deployment" else p["ownerKind"]
+    owner_name = p["name"].rsplit("-", 1)[0] if owner_kind == "ReplicaSet" else p["ownerName"]
+    node = st["nodes"].get(p["node"] or "")
+    phase = "Pending" if node is None else ("Running" if node.get("ready") else "Unknown")
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": p["name"], "namespace": p["namespace"], "labels": p["labels"],
+                         "ownerReferences": [{"kind": owner_kind, "name": owner_name, "controller": True}]},
+            "spec": {"nodeName": p["node"], "volumes": [{"name": "data", "emptyDir": {}}] if p["emptyDir"] else []},
+            "status": {"phase": phase}}
+
+
+def node_list(st: dict, names: list[str] | None = None) -> list[dict]:
+    nodes = [n for k, n in sorted(st["nodes"].items()) if not names or k in names]
+    return [node_object(st, n) for n in nodes]
+
+
+def dump(items: list[dict], output: str, kind: str, single: bool = False) -> str:
+    doc = items[0] if single and items else {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}
+    if output == "json":
+        return json.dumps(doc, indent=4) + "\n"
+    if output == "yaml":
+        return yamlish.dump(doc)
+    if output == "name":
+        return "".join(f"{kind}/{i['metadata']['name']}\n" for i in items)
+    raise ValueError(output)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+
+
+def nodes_table(st: dict, nodes: list[dict], wide: bool) -> str:
+    head = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] + (["INTERNAL-IP", "OS-IMAGE", "CONTAINER-RUNTIME"] if wide else [])
+    rows = [head]
+    for obj in nodes:
+        n = st["nodes"][obj["metadata"]["name"]]
+        status = {"True": "Ready"}.get(obj["status"]["conditions"][0]["status"], "NotReady")
+        if n.get("unschedulable"):
+            status += ",SchedulingDisabled"
+        roles = ",".join(sorted(k.split("/", 1)[1] for k in n["labels"] if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+        row = [n["name"], status, roles, _age(st["now"] - n.get("joinedAt", st["now"])), n["kubeletVersion"]]
+        if wide:
+            row += [n.get("internalIP") or "<none>", "Debian GNU/Linux 12", "containerd://1.6.20"]
+        rows.append(row)
+    return table(rows)
+
+
+def pods_table(st: dict, pods: list[dict], all_ns: bool, wide: bool) -> str:
+    head = (["NAMESPACE"] if all_ns else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["NODE"] if wide else [])
+    rows = [head]
+    for p in pods:
+        row = ([p["metadata"]["namespace"]] if all_ns else []) + [
+            p["metadata"]["name"], "1/1" if p["status"]["phase"] == "Running" else "0/1", p["status"]["phase"], "0", "-"]
+        if wide:
+            row.append(p["spec"]["nodeName"] or "<none>")
+        rows.append(row)
+    return table(rows) if len(rows) > 1 else "No resources found\n"
+
+
+def now() -> float:
+    return time.time()
