@@ -44,7 +44,7 @@ def render_etcd(
         "host": host,
         "etcd": etcd,
         "pki_dir": ETCD_PKI_DIR,
-        "listen_client_urls": f"{client_url},https://127.0.0.1:{etcd.client_port}",
+        "listen_client_urls": ",".join(dict.fromkeys([client_url, f"https://127.0.0.1:{etcd.client_port}"])),
         "advertise_client_urls": client_url,
         "peer_url": f"https://{addr}:{etcd.peer_port}",
         "initial_cluster": ctx.etcd_initial_cluster,
