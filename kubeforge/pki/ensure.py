@@ -7,7 +7,7 @@ current CA, or when one of its two files is gone. A second run on the same inven
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from cryptography import x509
@@ -27,6 +27,10 @@ CAS = (
 HEALTHCHECK = ("etcd-healthcheck-client", "etcd/healthcheck-client")
 APISERVER_ETCD = ("apiserver-etcd-client", "apiserver-etcd-client")
 SA_KEY, SA_PUB = "sa.key", "sa.pub"
+
+
+def ca_rel_key(ca_item: str) -> str:
+    return next(f"{rel}.key" for item, rel, _ in CAS if item == ca_item)
 
 
 def member_rel(host_name: str, kind: str) -> str:
@@ -54,6 +58,8 @@ class _Run:
     now: datetime
     create: bool  # False: load only, a missing file is an error
     changes: list[PkiChange]
+    signers: dict[str, crypto.PrivateKey] = field(default_factory=dict)  # CA item -> validated key
+    fresh_cas: set[str] = field(default_factory=set)  # CAs generated in this run
 
     def _missing(self, rel: str) -> PkiStoreError:
         return PkiStoreError(
@@ -67,9 +73,9 @@ class _Run:
         except ValueError as exc:
             raise PkiStoreError(f"{self.store.path(rel)}: {exc}") from None
 
-    def _load_key(self, rel: str) -> crypto.PrivateKey:
+    def _load_key(self, rel: str, *, validate: bool = False) -> crypto.PrivateKey:
         try:
-            return crypto.load_key(self.store.read(rel))
+            return crypto.load_key(self.store.read(rel), validate=validate)
         except ValueError as exc:
             raise PkiStoreError(f"{self.store.path(rel)}: {exc}") from None
 
@@ -84,6 +90,7 @@ class _Run:
             key_pem, cert_pem = crypto.key_to_pem(k), crypto.cert_to_pem(cert)
             self.store.write_many({key: (key_pem, KEY_MODE), crt: (cert_pem, CERT_MODE)})
             self.changes.append(PkiChange(item, "created"))
+            self.fresh_cas.add(item)
             return CertPair(cert_pem, key_pem, cert, self.store.path(crt)), k
         if not has_key or not has_crt:
             present, absent = (crt, key) if has_crt else (key, crt)
@@ -127,8 +134,13 @@ class _Run:
             raise self._missing(key if has_crt else crt)
         elif has_crt or has_key:
             reason = f"{self.store.path(key if has_crt else crt).name} was missing"
+        if ca_item not in self.signers:
+            # Fully checked before it signs anything: a damaged CA key must not mint certificates.
+            self.signers[ca_item] = (
+                ca_key if ca_item in self.fresh_cas else self._load_key(ca_rel_key(ca_item), validate=True)
+            )
         k = crypto.generate_key(self.key_type)
-        cert = crypto.issue_leaf(spec, k, ca.cert, ca_key, days=self.leaf_days, now=self.now)
+        cert = crypto.issue_leaf(spec, k, ca.cert, self.signers[ca_item], days=self.leaf_days, now=self.now)
         key_pem, cert_pem = crypto.key_to_pem(k), crypto.cert_to_pem(cert)
         self.store.write_many({key: (key_pem, KEY_MODE), crt: (cert_pem, CERT_MODE)})
         self.changes.append(PkiChange(item, "reissued" if reason else "created", reason))
