@@ -133,6 +133,8 @@ class Executor:
     def run(self, plan: Plan) -> Report:
         if any(isinstance(s, DescribedStep) for s in plan.steps):
             raise TypeError("a plan read back from JSON describes steps; it cannot be executed")
+        if self.journal is not None and self.journal.workflow != plan.workflow:
+            raise ValueError(f"journal of '{self.journal.workflow}' cannot record a '{plan.workflow}' plan")
         started = self.clock()
         self.events.plan_started(plan)
         interrupted = False

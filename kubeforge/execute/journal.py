@@ -62,6 +62,8 @@ class Journal:
     workflow: str
     completed: set[str] = field(default_factory=set)  # step ids done in earlier attempts of this run
     resumed: bool = False
+    # The run's log file when kubeforge.logs opened it elsewhere (a resumed run logs to a new dir).
+    log_file: Path | None = None
     clock: Callable[[], datetime] = field(default=_now, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -75,6 +77,11 @@ class Journal:
 
     @property
     def log_path(self) -> Path:
+        if self.log_file is not None:
+            return self.log_file
+        for name in (LOG, "kubeforge.jsonl"):
+            if (self.run_dir / name).exists():
+                return self.run_dir / name
         return self.run_dir / LOG
 
     # --- opening ---------------------------------------------------------------------------------
@@ -85,6 +92,17 @@ class Journal:
         run_dir.mkdir(parents=True, mode=0o700, exist_ok=False)
         journal = cls(run_dir, run_id, workflow)
         journal._append({"type": "start", "run_id": run_id, "workflow": workflow, "pid": os.getpid()})
+        return journal
+
+    @classmethod
+    def start_in(cls, run_dir: Path, workflow: str) -> "Journal":
+        """Start the journal in a run directory that already exists (``kubeforge.logs.open_run_log``
+        made it); the directory name is the run id."""
+        run_dir = Path(run_dir)
+        if (run_dir / JOURNAL).exists():
+            raise InputError(f"{run_dir} already holds a journal; use Journal.resume to continue it")
+        journal = cls(run_dir, run_dir.name, workflow)
+        journal._append({"type": "start", "run_id": run_dir.name, "workflow": workflow, "pid": os.getpid()})
         return journal
 
     @classmethod

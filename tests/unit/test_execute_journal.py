@@ -157,3 +157,14 @@ def test_sigint_mid_run_keeps_the_journal_and_resume_finishes_with_no_step_repea
     counts = Counter(lines(counter))
     assert set(counts.values()) == {1}, f"repeated steps: {[k for k, v in counts.items() if v > 1]}"
     assert len(counts) == 12
+
+
+def test_a_journal_can_start_in_the_run_directory_the_log_already_made(tmp_path):
+    from kubeforge.logs import open_run_log
+
+    with open_run_log(tmp_path / "state", "up") as run_log:
+        journal = Journal.start_in(run_log.dir, "counting")
+        report = Executor(pool_for(tmp_path, ["cp-1"]), journal=journal).run(counting_plan(tmp_path / "c", ["cp-1"], 1))
+    assert journal.run_id == run_log.dir.name
+    assert report.log_path == str(run_log.path)
+    assert latest_unfinished(tmp_path / "state" / "runs", "counting") is None
