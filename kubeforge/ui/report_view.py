@@ -3,6 +3,7 @@ their masked command, exit status and stderr tail, and where the run's log is.""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -20,7 +21,8 @@ _STYLE = {
 
 
 def report_table(report: Report) -> Table:
-    table = Table(title=f"{report.workflow}: {report.outcome}", title_justify="left")
+    # A light box: the table also lands in CI logs and terminals without box-drawing fonts.
+    table = Table(title=f"{report.workflow}: {report.outcome}", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("host")
     statuses = [s for s in COUNTED if s is not StepStatus.EARLIER or report.hosts_with(StepStatus.EARLIER)]
     for s in statuses:

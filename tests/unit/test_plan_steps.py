@@ -175,3 +175,9 @@ def test_rolling_gates_are_steps_of_the_plan():
     lanes = with_gates([("cp-2", [RunStep("cp-2", Command(argv=["kubeadm", "upgrade", "node"]), "Upgrade node")])], gate)
     phase = PhasePlan.of(None, lanes, name="UpgradeControlPlanes", title="Upgrade control planes", strategy=rolling())
     assert [s.kind for s in phase.steps] == ["run", "gate"]
+
+
+def test_plan_hosts_keep_plan_order_not_name_order():
+    lane = lambda h: HostLane(h, (RunStep(h, Command(argv=["true"]), "T"),))
+    plan = Plan("x", (PhasePlan("P", "P", serial(), (lane("worker-2"), lane("cp-1"))),))
+    assert plan.hosts == ["worker-2", "cp-1"]
