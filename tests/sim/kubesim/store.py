@@ -54,10 +54,14 @@ def _b64(s: str | bytes) -> str:
 class EtcdStore:
     """The state as one key in the real etcd cluster, through etcd's v3 JSON gateway over mutual TLS."""
 
-    def __init__(self, endpoints: list[str], cafile: str, certfile: str, keyfile: str) -> None:
+    def __init__(self, endpoints: list[str], cafile: str | None = None, certfile: str | None = None,
+                 keyfile: str | None = None) -> None:
         self.endpoints = endpoints
-        self.ctx = ssl.create_default_context(cafile=cafile)
-        self.ctx.load_cert_chain(certfile, keyfile)
+        self.ctx = None
+        if any(e.startswith("https://") for e in endpoints):
+            self.ctx = ssl.create_default_context(cafile=cafile)
+            if certfile:
+                self.ctx.load_cert_chain(certfile, keyfile)
         self._lock = threading.Lock()
 
     def _post(self, path: str, body: dict) -> dict:

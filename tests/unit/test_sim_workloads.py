@@ -1,0 +1,122 @@
+"""Scheduling, DaemonSets, Deployments and PDB-guarded eviction in the simulated cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sim.kubesim import state as rules
+from tests.sim.kubesim import workloads
+from tests.sim.kubesim.host import SimError
+
+NOW = 1000.0
+
+
+def cluster(*workers: str, taints: dict[str, list] | None = None) -> dict:
+    st = rules.new_state()
+    st.update(initialized=True, clusterVersion="v1.34.2", cni=True)
+    for name in ("cp-1",) + workers:
+        cp = name.startswith("cp")
+        st["nodes"][name] = {"name": name, "controlPlane": cp, "kubeletVersion": "v1.34.2", "registered": True,
+                             "lastHeartbeat": NOW, "labels": {}, "unschedulable": False,
+                             "taints": (taints or {}).get(name, [{"key": "node-role.kubernetes.io/control-plane",
+                                                                   "effect": "NoSchedule"}] if cp else [])}
+    return st
+
+
+def deployment(name: str, replicas: int, labels: dict, emptydir: bool = False) -> dict:
+    spec = {"volumes": [{"name": "scratch", "emptyDir": {}}]} if emptydir else {}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "template": {"metadata": {"labels": labels}, "spec": spec}}}
+
+
+def pdb(name: str, labels: dict, **spec) -> dict:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": labels}, **spec}}
+
+
+def placement(st: dict, owner: str) -> list:
+    return sorted((p["node"] for p in st["pods"].values() if p["ownerName"] == owner), key=str)
+
+
+def test_deployment_pods_spread_over_schedulable_nodes_and_avoid_no_schedule_taints() -> None:
+    st = cluster("w-1", "w-2")
+    workloads.apply(st, [deployment("web", 4, {"app": "web"})], NOW)
+    assert placement(st, "web") == ["w-1", "w-1", "w-2", "w-2"]
+
+
+def test_deployment_pods_stay_pending_without_a_ready_node() -> None:
+    st = cluster()
+    workloads.apply(st, [deployment("web", 2, {"app": "web"})], NOW)
+    assert placement(st, "web") == [None, None]
+
+
+def test_a_toleration_lets_a_daemonset_onto_tainted_control_planes() -> None:
+    st = cluster("w-1")
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "kube-system"},
+          "spec": {"template": {"spec": {"tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                                          "operator": "Exists", "effect": "NoSchedule"}]}}}}
+    workloads.apply(st, [ds], NOW)
+    assert placement(st, "agent") == ["cp-1", "w-1"]
+
+
+def test_apply_reports_created_then_unchanged_then_configured() -> None:
+    st = cluster("w-1")
+    assert workloads.apply(st, [deployment("web", 1, {"app": "web"})], NOW) == ["deployment.apps/web created"]
+    assert workloads.apply(st, [deployment("web", 1, {"app": "web"})], NOW) == ["deployment.apps/web unchanged"]
+    assert workloads.apply(st, [deployment("web", 2, {"app": "web"})], NOW) == ["deployment.apps/web configured"]
+    assert len(placement(st, "web")) == 2
+
+
+def test_a_cni_daemonset_marks_the_network_ready() -> None:
+    st = cluster("w-1")
+    st["cni"] = False
+    workloads.apply(st, [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                          "metadata": {"name": "kube-flannel-ds", "namespace": "kube-flannel"}}], NOW)
+    assert st["cni"] is True
+
+
+def test_eviction_that_would_break_min_available_is_refused_with_kubectls_message() -> None:
+    st = cluster("w-1")
+    workloads.apply(st, [deployment("web", 2, {"app": "web"}), pdb("web", {"app": "web"}, minAvailable=2)], NOW)
+    pod = next(p for p in st["pods"].values() if p["ownerName"] == "web")
+    with pytest.raises(SimError) as e:
+        workloads.evict(st, "default", pod["name"], NOW)
+    assert e.value.code == 429
+    assert e.value.message == "Cannot evict pod as it would violate the pod's disruption budget."
+
+
+def test_evicted_deployment_pods_are_rescheduled_on_other_ready_nodes() -> None:
+    st = cluster("w-1", "w-2")
+    workloads.apply(st, [deployment("web", 2, {"app": "web"}), pdb("web", {"app": "web"}, minAvailable=1)], NOW)
+    st["nodes"]["w-1"]["unschedulable"] = True
+    for p in [p for p in st["pods"].values() if p["node"] == "w-1"]:
+        workloads.evict(st, "default", p["name"], NOW)
+    assert placement(st, "web") == ["w-2", "w-2"]
+
+
+def test_max_unavailable_budget_allows_one_disruption_at_a_time() -> None:
+    st = cluster("w-1", "w-2")
+    workloads.apply(st, [deployment("web", 2, {"app": "web"}), pdb("web", {"app": "web"}, maxUnavailable=1)], NOW)
+    # nowhere to reschedule: both workers cordoned, so the first eviction leaves a pending replacement
+    for n in ("w-1", "w-2"):
+        st["nodes"][n]["unschedulable"] = True
+    first, second = sorted(p["name"] for p in st["pods"].values() if p["ownerName"] == "web")
+    workloads.evict(st, "default", first, NOW)
+    with pytest.raises(SimError):
+        workloads.evict(st, "default", second, NOW)
+
+
+def test_pods_on_a_not_ready_node_do_not_count_as_healthy_for_a_budget() -> None:
+    st = cluster("w-1", "w-2")
+    workloads.apply(st, [deployment("web", 2, {"app": "web"}), pdb("web", {"app": "web"}, minAvailable=1)], NOW)
+    st["nodes"]["w-2"]["lastHeartbeat"] = NOW - 60
+    on_w1 = next(p["name"] for p in st["pods"].values() if p["node"] == "w-1")
+    with pytest.raises(SimError):
+        workloads.evict(st, "default", on_w1, NOW)
+
+
+def test_evicting_a_missing_pod_is_not_found() -> None:
+    st = cluster("w-1")
+    with pytest.raises(SimError) as e:
+        workloads.evict(st, "default", "nope", NOW)
+    assert e.value.code == 404
