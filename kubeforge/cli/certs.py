@@ -55,7 +55,7 @@ def check(
             file=console.file if console else None,
         )
     else:
-        _print_table(report, within_days, console)
+        _print_table(report, within_days, cluster.pki_dir, console)
     if soon:
         names = ", ".join(s.name for s in soon)
         raise CertificatesExpiring(
@@ -64,24 +64,35 @@ def check(
         )
 
 
-def _print_table(report, within_days: int, console: "Console | None") -> None:
+def _print_table(report, within_days: int, pki_dir: Path, console: "Console | None") -> None:
+    from rich import box
     from rich.table import Table
 
     from kubeforge.ui.console import make_console
 
     console = console or make_console()
-    cwd = Path.cwd()
-    table = Table(title=f"certificates (flagging {within_days} days or less)", title_justify="left")
-    for col in ("name", "subject", "expires (UTC)", "days left", "file"):
-        table.add_column(col, justify="right" if col == "days left" else "left", no_wrap=col != "file")
+    shown_dir = pki_dir
+    if pki_dir.is_relative_to(Path.cwd()):
+        shown_dir = pki_dir.relative_to(Path.cwd())
+    table = Table(
+        title=f"certificates in {shown_dir}/ (flagged: {within_days} days left or less)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    # Subjects and file paths are in --output json; the table keeps what fits 80 columns.
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("days left", justify="right", no_wrap=True)
+    table.add_column("expires", no_wrap=True)
     for s in report:
-        path = s.path
-        if path is not None and path.is_relative_to(cwd):
-            path = path.relative_to(cwd)
-        days = str(s.days_left)
-        if s.expires_within(within_days):
-            days = f"[bold red]{days}[/]"
-        table.add_row(s.name, s.subject, s.not_after.strftime("%Y-%m-%d %H:%M"), days, str(path or ""))
+        # The word carries the verdict without colour (pipes, logs); colour only adds emphasis.
+        if s.days_left < 0:
+            status = "[bold red]EXPIRED[/]"
+        elif s.expires_within(within_days):
+            status = "[bold yellow]EXPIRING[/]"
+        else:
+            status = "ok"
+        table.add_row(s.name, status, str(s.days_left), s.not_after.strftime("%Y-%m-%d %H:%M UTC"))
     console.print(table)
 
 

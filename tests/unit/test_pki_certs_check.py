@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -44,6 +46,7 @@ def test_a_leaf_expiring_in_ten_days_fails_with_exit_code_9_at_thirty_days(clust
     out = console()
     with pytest.raises(CertificatesExpiring) as err:
         check(cluster, within_days=30, now=NOW + timedelta(days=355), console=out)
+    assert out.file.getvalue().count("EXPIRING") == 8
     assert err.value.exit_code == 9
     assert "8 certificates expire within 30 days" in str(err.value) and "etcd-peer/etcd-1" in str(err.value)
     check(cluster, within_days=5, now=NOW + timedelta(days=355), console=console())
@@ -84,3 +87,28 @@ def test_register_adds_a_certs_group_with_check():
 
     result = CliRunner().invoke(app, ["certs", "check", "--help"])
     assert result.exit_code == 0 and "--within-days" in result.output and "--inventory" in result.output
+
+
+INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "ha-external-etcd.yaml"
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kubeforge", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
+
+
+def test_the_command_reads_the_store_beside_a_real_inventory_and_exits_by_the_window(tmp_path: Path):
+    from kubeforge.inventory import load_cluster
+
+    inventory = tmp_path / "cluster.yaml"
+    inventory.write_bytes(INVENTORY.read_bytes())
+    missing = run_cli("certs", "check", "-i", str(inventory), cwd=tmp_path)
+    assert missing.returncode == 3 and "no PKI store" in missing.stderr and "kubeforge render" in missing.stderr
+    ensure_pki(load_cluster(inventory))
+    fine = run_cli("certs", "check", "-i", str(inventory), cwd=tmp_path)
+    assert fine.returncode == 0, fine.stderr
+    assert "apiserver-etcd-client" in fine.stdout and "EXPIRING" not in fine.stdout
+    soon = run_cli("certs", "check", "-i", str(inventory), "--within-days", "400", "-o", "json", cwd=tmp_path)
+    assert soon.returncode == 9 and "8 certificates expire within 400 days" in soon.stderr
+    assert len(json.loads(soon.stdout)["certificates"]) == 11
