@@ -73,9 +73,11 @@ def sections(etcd_data_dir: str = "/var/lib/etcd") -> tuple[Section, ...]:
         Section("modules", "cut -d' ' -f1 /proc/modules"),
         Section(
             "modules_wanted",
-            # built-in modules may have no /sys/module entry; br_netfilter shows itself by net.bridge sysctls
+            # Built-in modules may have no /sys/module entry, and containers have no /sys/module at
+            # all: overlay shows itself in /proc/filesystems, br_netfilter by its net.bridge sysctls.
             f"for m in {mods}; do if [ -d /sys/module/$m ] "
             "|| grep -qs \"/$m.ko\" /lib/modules/$(uname -r)/modules.builtin "
+            "|| { [ $m = overlay ] && grep -qw overlay /proc/filesystems; } "
             "|| { [ $m = br_netfilter ] && [ -d /proc/sys/net/bridge ]; }; then echo \"$m loaded\"; "
             "elif modinfo -n $m >/dev/null 2>&1 || "
             "[ -n \"$(find /lib/modules/$(uname -r) -name \"$m.ko*\" 2>/dev/null | head -n 1)\" ]; "

@@ -90,3 +90,13 @@ def test_gather_facts_reports_an_unreachable_host_and_still_gathers_the_others()
     down = result["down-1"]
     assert isinstance(down, FactsError) and not down.reached
     assert down.message.startswith("not reached")
+
+
+def test_the_recorded_lab_machine_output_parses_without_any_problem():
+    # recorded from a booted systemd-nspawn lab machine: real systemd, no /sys/module, own product_uuid
+    facts = parse_host_facts("lab-1", (FIXTURES / "script" / "debian12-nspawn-lab.txt").read_text())
+    assert facts.problems == {}
+    assert facts.modules.state("overlay").value == "loaded"  # from /proc/filesystems
+    assert facts.units.states["etcd"].exists is False
+    assert [(x.port, x.process) for x in facts.ports.listeners] == [(22, "sshd"), (22, "sshd")]
+    assert facts.product_uuid == "028fd151-400c-4961-af23-1b9c3e628b4b"
