@@ -75,7 +75,7 @@ def tail(data: str, lines: int = TAIL_LINES) -> str:
 
 # Margin between the host-side ``timeout`` and the local deadline: the host should stop the
 # command first (it can kill it); the local deadline is the backstop for a host that went silent.
-LOCAL_GRACE_S = 10.0
+LOCAL_GRACE_S = 7.0
 
 
 class BaseTransport:

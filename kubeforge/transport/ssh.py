@@ -242,5 +242,9 @@ class SshTransport(BaseTransport):
         if feeder is not None:
             feeder.join(timeout=5)
         if chan.exit_status == -1:
-            raise ConnectionLost(self.host, "connection lost while a command was running")
+            if self._t is None or not self._t.is_active():
+                raise ConnectionLost(self.host, "connection lost while a command was running")
+            # The shell died of a signal (sshd sends exit-signal, not a status); report it as
+            # OpenSSH's client does.
+            return 255, b"".join(out), b"".join(err) + b"\nkilled by a signal"
         return chan.exit_status, b"".join(out), b"".join(err)

@@ -126,3 +126,9 @@ def test_get_of_a_missing_file_fails_and_leaves_nothing_behind(root_t, tmp_path)
 def test_the_negotiated_cipher_is_aes_gcm(root_t):
     root_t.connect()
     assert root_t._t.remote_cipher == "aes128-gcm@openssh.com"
+
+
+def test_a_shell_killed_by_a_signal_is_a_failure_not_a_lost_connection(user_t):
+    res = user_t.run(Command(script="kill -9 $$", timeout=None, check=False))
+    assert res.exit_status == 255
+    assert user_t.run(Command(argv=["echo", "still connected"])).stdout == "still connected\n"

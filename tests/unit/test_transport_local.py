@@ -153,3 +153,8 @@ def test_script_rejects_bad_environment_names():
 def test_the_host_command_line_never_carries_the_command():
     assert shell_line(sudo=True, timeout=30) == "sudo -n -- timeout -k 5 30 bash -s"
     assert shell_line(sudo=False, timeout=None) == "bash -s"
+
+
+def test_put_under_a_rehearsal_root_accepts_owners_this_machine_does_not_have(tmp_path):
+    res = LocalTransport(root=tmp_path).put("/etc/etcd/etcd.env", b"X=1\n", owner="etcd-nonexistent", group="etcd-nonexistent")
+    assert res.changed and (tmp_path / "etc/etcd/etcd.env").read_bytes() == b"X=1\n"
