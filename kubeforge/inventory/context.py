@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ def resolve_path(base_dir: Path, text: str) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
+@lru_cache(maxsize=16384)  # every address is looked at by several rules
 def as_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if not text:
         return None

@@ -98,7 +98,13 @@ def loads(text: str, *, file: str = "inventory.yaml", source: Path | None = None
 
 
 def _kind(value: Any) -> str:
-    return "a list" if isinstance(value, list) else f"a {type(value).__name__} value"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__} value"
 
 
 def _validate(doc: Document, file: str, source: Path) -> Context | None:
