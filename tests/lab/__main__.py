@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--inventory-out", help="also copy the inventory here")
     down = sub.add_parser("down", help="stop the lab and remove its bridge and state")
     down.add_argument("--all", action="store_true", help="remove leftovers of every lab, also after crashes")
+    down.add_argument("--force", action="store_true", help="with --all: also labs locked by a running session")
     sub.add_parser("status", help="machines, addresses, whether they run and answer SSH")
     ssh = sub.add_parser("ssh", help="ssh into a machine as kube (strict host-key checking)")
     ssh.add_argument("name")
@@ -81,7 +82,7 @@ def _run(args) -> int:
             from tests.lab.cleanup import down_all
 
             started = time.monotonic()
-            removed = down_all()
+            removed = down_all(force=args.force)
             print(f"removed: {', '.join(removed) or 'nothing left over'} ({time.monotonic() - started:.1f}s)")
         else:
             Lab.attach(args.index).down()

@@ -7,14 +7,26 @@ import json
 import shutil
 import subprocess
 
-from tests.lab import network
+from tests.lab import claims, network
 from tests.lab.lab import teardown_state
-from tests.lab.paths import RUN_DIR
+from tests.lab.paths import RUN_DIR, LabId
 
 
-def down_all(log=print) -> list[str]:
+def down_all(log=print, force: bool = False) -> list[str]:
+    """Everything left over. A lab whose lock is held belongs to a running pytest session elsewhere
+    on this runner and is left alone unless ``force``."""
     removed: list[str] = []
+    busy: set[str] = set()
+    locks: list[int] = []
+    for lock in sorted(RUN_DIR.glob("lab*.lock")):
+        index = int(lock.stem[3:]) if lock.stem[3:].isdigit() else None
+        fd = claims.try_lock(index) if index is not None else None
+        if index is not None and fd is None and not force:
+            busy.add(lock.stem)
+        locks.append(fd)
     for state_file in sorted(RUN_DIR.glob("*/state.json")):
+        if state_file.parent.name in busy:
+            continue
         try:
             state = json.loads(state_file.read_text())
         except (OSError, ValueError):
@@ -24,16 +36,26 @@ def down_all(log=print) -> list[str]:
             removed.append(state_file.parent.name)
     # overlays from a run whose state file was lost
     with open("/proc/self/mounts") as f:
-        stale = [line.split()[1] for line in f if line.split()[1].startswith(str(RUN_DIR) + "/")]
+        stale = [
+            mnt for mnt in (line.split()[1] for line in f)
+            if mnt.startswith(str(RUN_DIR) + "/") and mnt[len(str(RUN_DIR)) + 1 :].split("/")[0] not in busy
+        ]
     for mnt in sorted(stale, reverse=True):
         subprocess.run(["umount", "-l", mnt], capture_output=True)
         removed.append(mnt)
+    busy_bridges = {LabId(int(name[3:])).bridge for name in busy}
     for bridge in network.lab_bridges():
-        network.delete_bridge(bridge)
-        removed.append(bridge)
+        if bridge not in busy_bridges:
+            network.delete_bridge(bridge)
+            removed.append(bridge)
     if RUN_DIR.exists():
         for d in RUN_DIR.iterdir():
-            shutil.rmtree(d, ignore_errors=True)
+            if d.is_dir() and d.name not in busy:
+                shutil.rmtree(d, ignore_errors=True)
+    for fd in locks:
+        claims.release(fd)
+    if busy:
+        log(f"left alone (in use by another session): {', '.join(sorted(busy))}; use --force to remove them too")
     return removed
 
 

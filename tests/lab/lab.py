@@ -32,7 +32,9 @@ from tests.lab.paths import LabError, LabId, ssh_key_paths
 from tests.lab.procs import Proc, terminate
 from tests.lab.rootfs import LOGIN_USER, ensure_rootfs, ensure_ssh_key
 
-DEFAULT_KUBERNETES_VERSION = "1.33.4"
+# None: the oldest version the mirror's simulator packages offer (so upgrades have somewhere to go)
+DEFAULT_KUBERNETES_VERSION: str | None = None
+FALLBACK_KUBERNETES_VERSION = "1.33.5"
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Machine:
 class Lab:
     specs: Sequence[MachineSpec]
     index: int = 0
-    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    kubernetes_version: str | None = DEFAULT_KUBERNETES_VERSION
     endpoint_mode: str = "auto"
     with_mirror: bool = True
     log: object = print
@@ -102,7 +104,7 @@ class Lab:
         ]
 
     # --- lifecycle --------------------------------------------------------------------------
-    def up(self, timeout: float = 90.0) -> "Lab":
+    def up(self, timeout: float = 180.0) -> "Lab":
         started = time.monotonic()
         if self.id.state_file.exists():
             teardown_state(json.loads(self.id.state_file.read_text()), log=self.log)
@@ -115,6 +117,8 @@ class Lab:
             self._save()
             if self.with_mirror:
                 root = mirror.prepare(self.rootfs, self.run_dir / "mirror", log=self.log)
+                if self.kubernetes_version is None:
+                    self.kubernetes_version = (mirror.kube_versions(root) or [FALLBACK_KUBERNETES_VERSION])[0]
                 self.mirror_proc = mirror.serve(root, self.id.gateway, self.id.mirror_port, self.run_dir / "mirror.log")
                 self._save()
             mach.write_hosts_file(self.run_dir / "hosts", [(m.name, m.address) for m in self.machines.values()])
@@ -152,7 +156,7 @@ class Lab:
         mach.unmount_overlay(self._mdir(name))
         self._save()
 
-    def start_machine(self, name: str, timeout: float = 60.0) -> None:
+    def start_machine(self, name: str, timeout: float = 120.0) -> None:
         """Boot a stopped machine again. A volatile machine comes back with a fresh disk and new host
         keys (known_hosts is rescanned); a persistent one keeps both."""
         m = self._machine(name)
@@ -183,7 +187,7 @@ class Lab:
             key_file=self.key_path,
             known_hosts=self.known_hosts,
             mirror_url=self.mirror_url,
-            kubernetes_version=overrides.get("kubernetes_version", self.kubernetes_version),
+            kubernetes_version=overrides.get("kubernetes_version", self.kubernetes_version or FALLBACK_KUBERNETES_VERSION),
             endpoint_mode=overrides.get("endpoint_mode", self.endpoint_mode),
         )
         path = path or self.inventory_path

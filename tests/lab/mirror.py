@@ -104,16 +104,45 @@ def index_flat(repo: Path) -> None:
     subprocess.run(["gzip", "-9nkf", "Packages"], cwd=repo, check=True)
 
 
-def build_sim_debs(out: Path, log=print) -> list[Path]:
-    """The kube simulator's packages, when its builder exists in the tree; returns the repo dirs."""
-    if importlib.util.find_spec("tests.sim.build_debs") is None:
-        return []
-    res = subprocess.run([sys.executable, "-m", "tests.sim.build_debs", "--out", str(out)], capture_output=True, text=True)
+def _sim_sources_digest() -> str | None:
+    spec = importlib.util.find_spec("tests.sim")
+    if spec is None or importlib.util.find_spec("tests.sim.build_debs") is None:
+        return None
+    h = hashlib.sha256()
+    for d in spec.submodule_search_locations or ():
+        for f in sorted(Path(d).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(d)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_sim_debs(log=print) -> Path | None:
+    """The kube simulator's packages (when its builder exists in the tree), built once per version of
+    its sources into the cache; returns the directory holding ``kubernetes/v*/deb/``."""
+    digest = _sim_sources_digest()
+    if digest is None:
+        return None
+    final = CACHE_DIR / f"sim-{digest}"
+    if (final / "kubernetes").is_dir():
+        return final
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    res = subprocess.run([sys.executable, "-m", "tests.sim.build_debs", "--out", str(tmp)], capture_output=True, text=True)
     if res.returncode != 0:
-        raise LabError(f"python -m tests.sim.build_debs --out {out} failed: {res.stderr[-1500:]}")
-    repos = sorted(p for p in (out / "kubernetes").glob("v*/deb") if p.is_dir())
-    log(f"kube simulator packages: {', '.join(p.parent.name for p in repos) or 'none built'}")
-    return repos
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LabError(f"python -m tests.sim.build_debs --out DIR failed (exit {res.returncode}):\n{res.stderr[-1500:]}")
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another session built the same sources first
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"kube simulator packages: {', '.join(p.parent.name for p in sorted((final / 'kubernetes').glob('v*/deb')))}")
+    return final
+
+
+def kube_versions(root: Path) -> list[str]:
+    """Kubernetes versions the mirror offers (from its kubeadm packages), oldest first."""
+    found = {deb.name.split("_")[1].split("-")[0] for deb in root.glob("kubernetes/v*/deb/kubeadm_*.deb")}
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
 
 
 def prepare(rootfs: Path, root: Path, log=print) -> Path:
@@ -123,7 +152,12 @@ def prepare(rootfs: Path, root: Path, log=print) -> Path:
     for deb in fetch_debs(rootfs, log=log):
         _link(deb, debian / deb.name)
     index_flat(debian)
-    for repo in build_sim_debs(root, log=log):
+    sim = build_sim_debs(log=log)
+    for src in sorted(sim.glob("kubernetes/v*/deb")) if sim else []:
+        repo = root / src.relative_to(sim)
+        repo.mkdir(parents=True, exist_ok=True)
+        for deb in src.glob("*.deb"):
+            _link(deb, repo / deb.name)
         index_flat(repo)
     return root
 

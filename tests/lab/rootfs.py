@@ -8,6 +8,7 @@ interrupted build never leaves a half image that a later run would trust.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -124,6 +125,16 @@ def ensure_rootfs(log=print) -> Path:
     final = rootfs_path()
     if (final / "etc" / "os-release").exists():
         return final
+    # one build at a time on this runner; whoever waited finds the image already there
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "rootfs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "etc" / "os-release").exists():
+            return final
+        return _build(final, log)
+
+
+def _build(final: Path, log) -> Path:
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.monotonic()

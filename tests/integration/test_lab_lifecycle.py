@@ -1,0 +1,113 @@
+"""Machines stop and start again (fresh or persistent disks), labs of up to 8 machines boot, and
+nothing a lab started survives its teardown, also after a crash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab import claims, network
+from tests.lab.cleanup import leftovers
+from tests.lab.lab import Lab
+from tests.lab.layout import layout
+from tests.lab.paths import LabId
+
+pytestmark = pytest.mark.lab
+
+
+def _host_key(lab, name: str) -> str:
+    return next(line.split()[2] for line in lab.known_hosts.read_text().splitlines()
+                if line.split()[:2] == [lab.address(name), "ssh-ed25519"])
+
+
+def _ssh(lab, name: str, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(lab.ssh_argv(name, command), capture_output=True, text=True, timeout=30)
+
+
+def _assert_gone(index: int, pids: list[int]) -> None:
+    lab_id = LabId(index)
+    assert not network.bridge_exists(lab_id.bridge)
+    assert not lab_id.run_dir.exists()
+    for pid in pids:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        assert state == "Z", f"pid {pid} still running (state {state})"
+
+
+@pytest.fixture(scope="module")
+def pair(lab_factory):
+    return lab_factory([("fresh", ["control-plane"]), ("keeper", ["worker"])], persistent=["keeper"], with_mirror=False)
+
+
+def test_a_hard_stopped_machine_stops_answering_and_the_others_keep_running(pair):
+    pair.stop_machine("fresh")
+    try:
+        assert not pair.running("fresh")
+        assert network.ssh_banner(pair.address("fresh")) is None
+        assert _ssh(pair, "keeper", "true").returncode == 0
+    finally:
+        pair.start_machine("fresh")
+
+
+def test_a_volatile_machine_restarts_with_a_fresh_disk_and_new_host_keys(pair):
+    assert _ssh(pair, "fresh", "touch /home/kube/marker").returncode == 0
+    before = _host_key(pair, "fresh")
+    pair.stop_machine("fresh")
+    pair.start_machine("fresh")
+    assert _host_key(pair, "fresh") != before  # known_hosts was rescanned, strict ssh still works
+    res = _ssh(pair, "fresh", "test -e /home/kube/marker && echo kept || echo gone")
+    assert res.stdout.strip() == "gone", res.stderr
+
+
+def test_a_persistent_machine_keeps_its_files_and_host_keys_across_a_power_cut(pair):
+    assert _ssh(pair, "keeper", "echo hello > /home/kube/marker").returncode == 0
+    before = _host_key(pair, "keeper")
+    pair.stop_machine("keeper")
+    pair.start_machine("keeper")
+    assert _host_key(pair, "keeper") == before
+    assert _ssh(pair, "keeper", "cat /home/kube/marker").stdout.strip() == "hello"
+
+
+@pytest.mark.slow
+def test_eight_machines_boot_and_answer_ssh_with_their_own_keys(lab_factory):
+    big = lab_factory(8, with_mirror=False)
+    try:
+        keys = {line.split()[2] for line in big.known_hosts.read_text().splitlines() if "ssh-ed25519" in line}
+        assert len(keys) == 8
+        for name in big.machines:
+            assert _ssh(big, name, "sudo -n hostname").stdout.strip() == name
+    finally:
+        big.down()  # give the memory back to the rest of the session now
+    assert not network.bridge_exists(big.id.bridge)
+
+
+@pytest.mark.slow
+def test_five_up_down_cycles_leave_nothing_behind():
+    index, fd = claims.claim()
+    try:
+        for _ in range(5):
+            lab = Lab(layout(2), index=index, log=lambda *_: None).up()
+            pids = [m.proc.pid for m in lab.machines.values()] + [lab.mirror_proc.pid]
+            assert all(lab.running(n) for n in lab.machines)
+            lab.down()
+            _assert_gone(index, pids)
+    finally:
+        claims.release(fd)
+
+
+def test_down_all_removes_what_a_crashed_run_left_and_spares_labs_in_use(lab):
+    index, fd = claims.claim()
+    crashed = Lab(layout(1), index=index, with_mirror=False, log=lambda *_: None).up()
+    pids = [m.proc.pid for m in crashed.machines.values()]
+    claims.release(fd)  # the "crashed" owner is gone: its lock is free, its machines still run
+    res = subprocess.run([sys.executable, "-m", "tests.lab", "down", "--all"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    _assert_gone(index, pids)
+    # the session's own lab is locked by this process and was left running
+    assert all(lab.running(n) for n in lab.machines)
+    assert network.bridge_exists(lab.id.bridge)
+    assert lab.id.name in leftovers()["run_dirs"]

@@ -1,0 +1,102 @@
+"""Pytest fixtures for the lab (registered as a plugin by tests/conftest.py).
+
+    @pytest.mark.lab
+    def test_something(lab):                       # 3 machines, shared by the whole session
+        lab.exec("lab-1", ["systemctl", "is-system-running"])
+
+    @pytest.mark.lab
+    def test_bigger(lab_factory):                  # its own lab, torn down at session end
+        big = lab_factory({"etcd": 3, "control-plane": 2, "worker": 2})
+
+Where the lab cannot run (not root, tools missing) these fixtures skip with the reason; under CI=true
+they fail instead, so a CI runner that lost its lab never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+from typing import Callable
+
+import pytest
+
+from tests.lab import claims
+from tests.lab.lab import DEFAULT_KUBERNETES_VERSION, Lab
+from tests.lab.layout import layout
+
+TOOLS = ("systemd-nspawn", "mmdebstrap", "ip", "nsenter", "ssh", "ssh-keygen", "ssh-keyscan", "dpkg-scanpackages", "apt-get", "mount")
+LAB_FIXTURES = {"lab", "lab_factory"}
+
+
+def lab_unavailable() -> str | None:
+    """Why the lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root (systemd-nspawn, bridges, mounts); run as root or via .ci/run"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"the lab needs {', '.join(missing)} (apt-get install openssh-client mmdebstrap systemd-container iproute2 dpkg-dev util-linux)"
+    return None
+
+
+def skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and the lab cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # a test that asks for a lab is a lab test, whether or not its author remembered the marker
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+def _sigterm_as_exit() -> None:
+    """A CI timeout sends SIGTERM; turn it into SystemExit so finalizers and atexit still tear down."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+
+
+@pytest.fixture(scope="session")
+def lab_factory() -> Callable[..., Lab]:
+    """Boot a lab of any layout: ``lab_factory(roles, persistent=(), kubernetes_version=...,
+    endpoint_mode="auto", with_mirror=True)``; each gets its own bridge and subnet."""
+    reason = lab_unavailable()
+    if reason:
+        skip_or_fail(reason)
+    _sigterm_as_exit()
+    booted: list[tuple[Lab, int]] = []
+
+    def teardown(lab: Lab, fd: int) -> None:
+        try:
+            lab.down()
+        finally:
+            claims.release(fd)
+
+    def make(roles=None, *, persistent=(), kubernetes_version: str | None = DEFAULT_KUBERNETES_VERSION,
+             endpoint_mode: str = "auto", with_mirror: bool = True) -> Lab:
+        index, fd = claims.claim()
+        lab = Lab(layout(roles, persistent=persistent), index=index, kubernetes_version=kubernetes_version,
+                  endpoint_mode=endpoint_mode, with_mirror=with_mirror, log=lambda *_: None)
+        booted.append((lab, fd))
+        atexit.register(lab.down)  # after an interrupted session; a second down is harmless
+        try:
+            lab.up()
+        except Exception as e:  # the runner can host a lab, so a failed boot is a failure, never a skip
+            pytest.fail(f"lab {lab.id.name} did not boot: {e}", pytrace=False)
+        return lab
+
+    try:
+        yield make
+    finally:
+        for lab, fd in reversed(booted):
+            teardown(lab, fd)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_factory: Callable[..., Lab]) -> Lab:
+    """Three machines (lab-1 control-plane+etcd, lab-2 and lab-3 etcd+worker), shared by the session.
+    A test that breaks a machine puts it back, or boots its own with lab_factory."""
+    return lab_factory()
