@@ -80,8 +80,12 @@ def _common(ctx: ClusterContext, host: Host) -> dict[str, object]:
 
 def render_init(ctx: ClusterContext, host: Host, secrets: ClusterSecretsLike) -> RenderedFile:
     """Init + Cluster + Kubelet + KubeProxy configuration for the first control plane."""
+    # The token lives as long as the local store says it does (ClusterSecrets.bootstrap_token_ttl),
+    # so kubeforge and the cluster agree on when it must be rotated.
+    ttl = getattr(secrets, "bootstrap_token_ttl", None)
     content = render_template(
         "kubeadm/init.yaml.j2",
+        token_ttl=duration(int(ttl.total_seconds())) if ttl else "24h0m0s",
         token=secrets.bootstrap_token.reveal(),
         certificate_key=secrets.certificate_key.reveal(),
         **_common(ctx, host),

@@ -218,3 +218,16 @@ def test_a_custom_secret_reaches_the_config_only_through_reveal() -> None:
     c = CASES["single-node"]()
     init = next(f for f in render_host(c, c.host("cp-1"), secrets=Other()) if f.path.endswith("init.yaml"))
     assert b"zyxwvu.9876543210zyxwvu" in init.content and b"***" not in init.content
+
+
+def test_the_bootstrap_token_ttl_follows_the_local_secret_store() -> None:
+    from datetime import timedelta
+
+    @dataclasses.dataclass(frozen=True)
+    class WithTtl(FakeSecrets):
+        bootstrap_token_ttl: timedelta = timedelta(hours=2)
+
+    c = CASES["single-node"]()
+    init = next(f for f in render_host(c, c.host("cp-1"), secrets=WithTtl()) if f.path.endswith("init.yaml"))
+    assert docs_of(init.content)[0]["bootstrapTokens"][0]["ttl"] == "2h0m0s"
+    assert doc(c, "cp-1", "InitConfiguration")["bootstrapTokens"][0]["ttl"] == "24h0m0s"
