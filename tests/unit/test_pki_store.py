@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kubeforge.errors import InputError
 from kubeforge.model import PkiSettings
@@ -194,3 +196,23 @@ def test_an_unknown_key_type_is_a_clear_error(tmp_path: Path):
     cluster = dataclasses.replace(make_cluster(tmp_path), pki=PkiSettings(key_type="dsa-1024"))
     with pytest.raises(PkiStoreError, match="dsa-1024"):
         ensure_pki(cluster, now=NOW)
+
+
+def test_a_damaged_rsa_ca_key_is_refused_before_it_signs_anything(tmp_path: Path):
+    cluster = dataclasses.replace(make_cluster(tmp_path, n_etcd=1), pki=PkiSettings(key_type="rsa-2048"))
+    ensure_pki(cluster, now=NOW)
+    path = cluster.pki_dir / "etcd/ca.key"
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    n = key.private_numbers()
+    # Same public half (so it still "belongs" to ca.crt), broken private exponent.
+    broken = rsa.RSAPrivateNumbers(n.p, n.q, n.d + 2, n.dmp1, n.dmq1, n.iqmp, n.public_numbers)
+    path.write_bytes(
+        broken.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    assert ensure_pki(cluster, now=NOW).changed == []  # nothing to sign: the key is only compared
+    (cluster.pki_dir / "etcd/healthcheck-client.crt").unlink()
+    with pytest.raises(PkiStoreError, match="etcd/ca.key"):
+        ensure_pki(cluster, now=NOW)
+    assert not (cluster.pki_dir / "etcd/healthcheck-client.crt").exists()
