@@ -112,7 +112,7 @@ class ApiServer:
             srv.api = self  # type: ignore[attr-defined]
             self.servers.append(srv)
         for srv in self.servers:
-            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
     def port(self) -> int:

@@ -106,7 +106,7 @@ def wait_healthy(bases: list[str], what: str) -> None:
             pass
         if time.time() > deadline:
             raise SimError(f"{what}: timed out waiting for the API server at {bases[0]}")
-        time.sleep(0.3)
+        time.sleep(0.1)
 
 
 def _load_config(path: str | None) -> dict[str, dict]:

@@ -232,7 +232,7 @@ def cmd_wait(a, version: str) -> int:
             return 0
         if time.time() > deadline:
             raise SimError(f"timed out waiting for the condition on nodes/{(waiting or ['<none>'])[0]}")
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _seconds(text: str) -> float:

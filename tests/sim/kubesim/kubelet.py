@@ -54,7 +54,7 @@ class Kubelet:
             return
         self.stop_api()
         backend = make_backend(key[0], flags)
-        addrs = ["127.0.0.1"] + ([flags["advertise-address"]] if flags.get("advertise-address") else [])
+        addrs = list(dict.fromkeys(["127.0.0.1"] + ([flags["advertise-address"]] if flags.get("advertise-address") else [])))
         bound = []
         for addr in addrs:
             try:

@@ -1,0 +1,277 @@
+"""kubeadm, kubectl and kubelet stand-ins driven as commands on simulated machines inside this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.sim import testing as T
+from tests.sim.kubesim import kubelet
+from tests.sim.kubesim.pki import ca_cert_hash
+
+V33, V34, V35 = "v1.33.6", "v1.34.2", "v1.35.1"
+TOKEN = "abcdef.0123456789abcdef"
+CNI = """apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: calico-node
+  namespace: kube-system
+spec:
+  template:
+    metadata:
+      labels: {k8s-app: calico-node}
+    spec:
+      tolerations:
+      - operator: Exists
+"""
+APP = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      volumes:
+      - name: scratch
+        emptyDir: {}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+spec:
+  minAvailable: 2
+  selector:
+    matchLabels: {app: web}
+"""
+
+
+def init_config(version: str) -> str:
+    return f"""apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+- token: {TOKEN}
+localAPIEndpoint:
+  advertiseAddress: 127.0.0.1
+certificateKey: {"ab" * 32}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: {version.lstrip("v")}
+controlPlaneEndpoint: 127.0.0.1:6443
+"""
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("KUBESIM_API_PORT", str(port))
+    monkeypatch.setenv("KUBESIM_WAIT_SECONDS", "5")
+    monkeypatch.setenv("KUBESIM_EVICT_RETRY_SECONDS", "0.1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    return tmp_path
+
+
+class Lab:
+    """One control plane and one worker, each a root directory with a kubelet thread."""
+
+    def __init__(self, base: Path, version: str = V33) -> None:
+        self.base, self.version = base, version
+        self.cp = T.make_machine(str(base / "cp-1"), "cp-1", version)
+        self.w = T.make_machine(str(base / "worker-1"), "worker-1", version)
+        pki = base / "cp-1/etc/kubernetes/pki"
+        pki.mkdir(parents=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "1", "-subj", "/CN=kubernetes", "-keyout", f"{pki}/ca.key", "-out", f"{pki}/ca.crt"],
+                       check=True, capture_output=True)
+        self.ca_pem = (pki / "ca.crt").read_text()
+        (base / "init.yaml").write_text(init_config(version))
+        self.kubelets = [T.KubeletThread(self.cp, version)]
+        self.kc = str(base / "cp-1/etc/kubernetes/admin.conf")
+
+    def kubeadm(self, root: str, *argv: str, version: str | None = None, stdin: str = ""):
+        return T.run("kubeadm", root, list(argv), version or self.version, stdin)
+
+    def kubectl(self, *argv: str):
+        return T.run("kubectl", self.cp, list(argv) + ["--kubeconfig", self.kc], self.version)
+
+    def init(self):
+        rc, out, err = self.kubeadm(self.cp, "init", "--config", str(self.base / "init.yaml"), "--upload-certs")
+        assert rc == 0, err
+        return out
+
+    def join_worker(self, ca_hash: str | None = None):
+        out = self.kubeadm(self.w, "join", "127.0.0.1:6443", "--token", TOKEN,
+                           "--discovery-token-ca-cert-hash", ca_hash or ca_cert_hash(self.ca_pem))
+        if out[0] == 0:
+            self.kubelets.append(T.KubeletThread(self.w, self.version))
+        return out
+
+    def state(self) -> dict:
+        rc, out, err = self.kubectl("sim", "state")
+        assert rc == 0, err
+        return json.loads(out)
+
+    def wait_ready(self, *names: str) -> None:
+        rc, out, err = self.kubectl("wait", "--for=condition=Ready", *[f"node/{n}" for n in names], "--timeout=5s")
+        assert rc == 0, err
+
+    def close(self) -> None:
+        for k in self.kubelets:
+            k.stop()
+
+
+@pytest.fixture
+def lab(env: Path):
+    lab = Lab(env)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def ready_lab(lab: Lab) -> Lab:
+    lab.init()
+    assert lab.join_worker()[0] == 0
+    (lab.base / "cni.yaml").write_text(CNI)
+    assert lab.kubectl("apply", "-f", str(lab.base / "cni.yaml"))[0] == 0
+    lab.wait_ready("cp-1", "worker-1")
+    return lab
+
+
+def test_version_commands_print_the_package_version(env: Path) -> None:
+    assert T.run("kubeadm", str(env), ["version", "-o", "short"], V34)[1] == "v1.34.2\n"
+    client = json.loads(T.run("kubectl", str(env), ["version", "--client", "-o", "json"], V34)[1])
+    assert client["clientVersion"]["gitVersion"] == V34
+
+
+def test_kubelet_crash_loops_until_its_config_exists(env: Path, capsys: pytest.CaptureFixture) -> None:
+    with T.host.use_root(str(env)):
+        assert kubelet.main([], V34) == 1
+        assert kubelet.main(["--version"], V34) == 0
+    assert "failed to load kubelet config file, path: /var/lib/kubelet/config.yaml" in capsys.readouterr().err
+
+
+def test_kubectl_without_a_kubeconfig_cannot_reach_a_server(env: Path) -> None:
+    rc, _, err = T.run("kubectl", str(env), ["get", "nodes"], V34)
+    assert rc == 1 and "The connection to the server localhost:8080 was refused" in err
+
+
+def test_init_keeps_the_provided_ca_and_writes_kubeconfigs_kubelet_config_and_manifests(lab: Lab) -> None:
+    out = lab.init()
+    cp = Path(lab.cp)
+    assert (cp / "etc/kubernetes/pki/ca.crt").read_text() == lab.ca_pem
+    assert f"--discovery-token-ca-cert-hash {ca_cert_hash(lab.ca_pem)}" in out
+    for f in ("admin.conf", "super-admin.conf", "kubelet.conf"):
+        assert (cp / "etc/kubernetes" / f).stat().st_mode & 0o777 == 0o600
+    assert "image: registry.k8s.io/kube-apiserver:v1.33.6" in (cp / "etc/kubernetes/manifests/kube-apiserver.yaml").read_text()
+    assert (cp / "etc/kubernetes/manifests/etcd.yaml").exists()  # stacked: no external etcd configured
+    assert (cp / "var/lib/kubelet/config.yaml").exists()
+    assert lab.kubectl("get", "nodes")[1].splitlines()[1].split()[:2] == ["cp-1", "NotReady"]
+
+
+def test_a_second_init_is_refused_by_preflight(lab: Lab) -> None:
+    lab.init()
+    rc, _, err = lab.kubeadm(lab.cp, "init", "--config", str(lab.base / "init.yaml"))
+    assert rc == 1 and "[ERROR FileAvailable--etc-kubernetes-admin.conf]" in err
+
+
+@pytest.mark.parametrize("breakage,check", [
+    ({"swap": True}, "[ERROR Swap]: running with swap on is not supported"),
+    ({"containerd": False}, "[ERROR CRI]: container runtime is not running"),
+    ({"kubelet_version": V34}, "[ERROR KubeletVersion]"),
+])
+def test_init_preflight_fails_on_a_broken_machine(env: Path, breakage: dict, check: str) -> None:
+    root = T.make_machine(str(env / "bad"), "bad", V33, **breakage)
+    (env / "init.yaml").write_text(init_config(V33))
+    rc, _, err = T.run("kubeadm", root, ["init", "--config", str(env / "init.yaml")], V33)
+    assert rc == 1 and check in err and not os.path.exists(f"{root}/etc/kubernetes/admin.conf")
+
+
+def test_join_with_the_wrong_ca_hash_is_refused_and_writes_nothing(lab: Lab) -> None:
+    lab.init()
+    rc, _, err = lab.join_worker(ca_hash="sha256:" + "0" * 64)
+    assert rc == 1 and "none of the public keys" in err
+    assert not os.path.exists(f"{lab.w}/etc/kubernetes/kubelet.conf")
+    assert "none of the public keys" in lab.state()["violations"][-1]["message"]
+
+
+def test_nodes_become_ready_after_the_cni_and_report_json_like_kubectl(ready_lab: Lab) -> None:
+    nodes = json.loads(ready_lab.kubectl("get", "nodes", "-o", "json")[1])["items"]
+    ready = {n["metadata"]["name"]: n["status"]["conditions"][0]["status"] for n in nodes}
+    assert ready == {"cp-1": "True", "worker-1": "True"}
+    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {V33}
+
+
+def test_drain_refuses_emptydir_pods_then_blocks_on_the_pdb_until_the_timeout(ready_lab: Lab) -> None:
+    (ready_lab.base / "app.yaml").write_text(APP)
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "app.yaml"))[0] == 0
+    rc, _, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--timeout=1s")
+    assert rc == 1 and "cannot delete Pods with local storage (use --delete-emptydir-data to override)" in err
+    rc, out, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=1s")
+    assert rc == 1
+    assert '-n "default" (will retry after 5s): Cannot evict pod as it would violate the pod\'s disruption budget.' in err
+    assert "global timeout reached: 1s" in err
+    assert ready_lab.state()["nodes"]["worker-1"]["unschedulable"] is True
+
+
+def test_drain_without_ignore_daemonsets_names_the_daemonset_pods(ready_lab: Lab) -> None:
+    rc, _, err = ready_lab.kubectl("drain", "worker-1")
+    assert rc == 1 and "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): kube-system/calico-node" in err
+
+
+def test_upgrade_rules_through_the_commands(ready_lab: Lab) -> None:
+    rc, _, err = ready_lab.kubeadm(ready_lab.cp, "upgrade", "apply", V35, "--yes", version=V35)
+    assert rc == 1 and "kubeadm can upgrade only 1 minor version at a time" in err
+    rc, _, err = ready_lab.kubeadm(ready_lab.w, "upgrade", "node", version=V34)
+    assert rc == 1 and 'run "kubeadm upgrade apply" on the first control plane' in err
+    rc, _, err = ready_lab.kubeadm(ready_lab.w, "upgrade", "apply", V34, "--yes", version=V34)
+    assert rc == 1 and "failed to load admin kubeconfig" in err
+    rc, out, _ = ready_lab.kubeadm(ready_lab.cp, "upgrade", "plan", version=V34)
+    assert rc == 0 and f"kubeadm upgrade apply {V34}" in out
+    rc, out, err = ready_lab.kubeadm(ready_lab.cp, "upgrade", "apply", V34, "--yes", version=V34)
+    assert rc == 0 and 'SUCCESS! Your cluster was upgraded to "v1.34.2"' in out, err
+    manifest = Path(ready_lab.cp, "etc/kubernetes/manifests/kube-apiserver.yaml").read_text()
+    assert "kube-apiserver:v1.34.2" in manifest
+    assert ready_lab.kubeadm(ready_lab.w, "upgrade", "node", version=V34)[0] == 0
+    st = ready_lab.state()
+    assert st["clusterVersion"] == V34 and st["nodes"]["worker-1"]["kubeletConfigVersion"] == V34
+    assert [v["message"] for v in st["violations"]] == [
+        'Specified version to upgrade to "v1.35.1" is too high; kubeadm can upgrade only 1 minor version at a time',
+        'kubeadm version "v1.34.2" differs from the cluster version "v1.33.6": run "kubeadm upgrade apply" on the '
+        'first control plane before "kubeadm upgrade node", with matching kubeadm']
+
+
+def test_upgrade_apply_without_yes_needs_a_confirmation(ready_lab: Lab) -> None:
+    rc, _, err = ready_lab.kubeadm(ready_lab.cp, "upgrade", "apply", V34, version=V34, stdin="n\n")
+    assert rc == 1 and "won't proceed" in err and ready_lab.state()["clusterVersion"] == V33
+
+
+def test_reset_removes_the_node_and_wipes_what_kubeadm_wrote(ready_lab: Lab) -> None:
+    rc, out, err = ready_lab.kubeadm(ready_lab.w, "reset", "-f")
+    assert rc == 0, err
+    w = Path(ready_lab.w)
+    assert not (w / "etc/kubernetes/kubelet.conf").exists() and not any((w / "var/lib/kubelet").iterdir())
+    assert "worker-1" not in ready_lab.state()["nodes"]
+
+
+def test_kubectl_label_taint_cordon_and_uncordon(ready_lab: Lab) -> None:
+    assert ready_lab.kubectl("label", "node", "worker-1", "pool=general")[1] == "node/worker-1 labeled\n"
+    assert ready_lab.kubectl("taint", "node", "worker-1", "dedicated=gpu:NoSchedule")[0] == 0
+    assert ready_lab.kubectl("cordon", "worker-1")[1] == "node/worker-1 cordoned\n"
+    table = ready_lab.kubectl("get", "nodes")[1]
+    assert "Ready,SchedulingDisabled" in table
+    assert ready_lab.kubectl("uncordon", "worker-1")[1] == "node/worker-1 uncordoned\n"
+    node = ready_lab.state()["nodes"]["worker-1"]
+    assert node["labels"]["pool"] == "general" and node["taints"] == [{"key": "dedicated", "effect": "NoSchedule",
+                                                                       "value": "gpu"}]

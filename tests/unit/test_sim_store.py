@@ -1,0 +1,130 @@
+"""Where the simulated API objects live: a locked JSON file, or the real etcd over its v3 JSON gateway."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sim.kubesim.apiserver import LocalBackend
+from tests.sim.kubesim.store import EtcdStore, FileStore
+
+
+def _bump(st: dict) -> int:
+    st["seq"] += 1
+    return st["seq"]
+
+
+def _hammer(make_store, threads: int = 4, each: int = 15) -> None:
+    def work() -> None:
+        store = make_store()  # one store per thread: like several API servers sharing the state
+        for _ in range(each):
+            store.transact(_bump)
+
+    ts = [threading.Thread(target=work) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def test_file_store_serialises_concurrent_writers(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    _hammer(lambda: FileStore(path))
+    assert FileStore(path).read()["seq"] == 60
+
+
+def test_a_refusal_the_real_tool_makes_is_recorded_as_a_violation(tmp_path: Path) -> None:
+    backend = LocalBackend(FileStore(str(tmp_path / "state.json")), clock=lambda: 1000.0)
+    init = {"version": "v1.34.2", "caCertHash": "sha256:00", "node": {"name": "cp-1", "kubeletVersion": "v1.34.2"}}
+    assert backend.op("init", init)[0] == 200
+    status, body = backend.op("init", dict(init, node={"name": "cp-2", "kubeletVersion": "v1.34.2"}))
+    assert status == 409 and "already initialised" in body["error"]
+    assert [v["node"] for v in backend.view()["violations"]] == ["cp-2"]
+
+
+def test_view_hides_token_and_certificate_key_hashes(tmp_path: Path) -> None:
+    backend = LocalBackend(FileStore(str(tmp_path / "state.json")), clock=lambda: 1000.0)
+    backend.op("init", {"version": "v1.34.2", "caCertHash": "sha256:00", "certKeyHash": "x" * 64,
+                        "tokens": [{"id": "abcdef", "hash": "y" * 64, "ttl": 60}],
+                        "node": {"name": "cp-1", "kubeletVersion": "v1.34.2"}})
+    view = backend.view()
+    assert "tokens" not in view and "certs" not in view and "x" * 64 not in str(view)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def tls_etcd(tmp_path_factory: pytest.TempPathFactory):
+    """A one-member etcd on loopback with client certificate auth, as the lab's members run."""
+    if shutil.which("etcd") is None or shutil.which("openssl") is None:
+        pytest.skip("etcd-server and openssl are needed (apt: etcd-server openssl)")
+    d = tmp_path_factory.mktemp("etcd")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl("req", "-x509", *ec, "-days", "1", "-subj", "/CN=etcd-ca", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", *ec, "-subj", f"/CN={name}", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr")
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+                 "-CAcreateserial", "-days", "1", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.crt")
+    client_port, peer_port = _free_port(), _free_port()
+    url = f"https://127.0.0.1:{client_port}"
+    proc = subprocess.Popen(
+        ["etcd", "--name", "m1", "--data-dir", f"{d}/data", "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+         "--initial-cluster", f"m1=http://127.0.0.1:{peer_port}", "--client-cert-auth", "--trusted-ca-file",
+         f"{d}/ca.crt", "--cert-file", f"{d}/server.crt", "--key-file", f"{d}/server.key"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = EtcdStore([url], f"{d}/ca.crt", f"{d}/client.crt", f"{d}/client.key")
+    deadline = time.time() + 15
+    while True:
+        try:
+            store.read()
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    yield {"url": url, "dir": d}
+    proc.terminate()
+    proc.wait(10)
+
+
+def _store(e: dict) -> EtcdStore:
+    d = e["dir"]
+    return EtcdStore([e["url"]], f"{d}/ca.crt", f"{d}/client.crt", f"{d}/client.key")
+
+
+def test_etcd_store_keeps_the_state_in_real_etcd_with_compare_and_swap(tls_etcd: dict) -> None:
+    before = _store(tls_etcd).read()["seq"]
+    _hammer(lambda: _store(tls_etcd))
+    assert _store(tls_etcd).read()["seq"] == before + 60
+
+
+def test_etcd_store_refuses_a_client_without_a_certificate(tls_etcd: dict) -> None:
+    from tests.sim.kubesim.host import SimError
+
+    with pytest.raises(SimError, match="etcd unreachable"):
+        EtcdStore([tls_etcd["url"]], f"{tls_etcd['dir']}/ca.crt").read()
+
+
+def test_etcd_store_fails_over_to_the_next_endpoint(tls_etcd: dict) -> None:
+    d = tls_etcd["dir"]
+    dead = f"https://127.0.0.1:{_free_port()}"
+    store = EtcdStore([dead, tls_etcd["url"]], f"{d}/ca.crt", f"{d}/client.crt", f"{d}/client.key")
+    assert store.transact(_bump) == store.read()["seq"]
