@@ -25,6 +25,13 @@ KUBELET_MAX_MINORS_BEHIND = 3
 CONTROL_PLANE_MAX_MINOR_SPREAD = 1
 
 
+def _plain(v: Version | str) -> Version:
+    # Version's dataclass equality also compares the class (KubeVersion(1,34,2) != Version(1,34,2)),
+    # so inputs are reduced to plain Versions before any comparison.
+    v = Version.parse(v)
+    return Version(v.major, v.minor, v.patch)
+
+
 def _kube(v: Version) -> KubeVersion:
     return KubeVersion(v.major, v.minor, v.patch)
 
@@ -47,7 +54,7 @@ def _refuse_non_upgrade(current: Version, target: Version, what: str) -> None:
 
 def upgrade_path(current: Version, target: Version, *, multi_hop: bool = False) -> list[KubeVersion]:
     """The versions to upgrade through, in order, ending at ``target``; raises SafetyRefusal."""
-    current, target = Version.parse(current), Version.parse(target)
+    current, target = _plain(current), _plain(target)
     _refuse_non_upgrade(current, target, "Kubernetes")
     supported = ", ".join(supported_kube_minors())
     for v, role in ((current, "current"), (target, "target")):
@@ -71,7 +78,7 @@ def check_skew(
     out: list[str] = []
     if not control_plane_versions:
         return out
-    cps = {h: Version.parse(v) for h, v in control_plane_versions.items()}
+    cps = {h: _plain(v) for h, v in control_plane_versions.items()}
     oldest_host = min(cps, key=lambda h: (cps[h], h))
     newest_host = max(cps, key=lambda h: (cps[h], h))
     oldest, newest = cps[oldest_host], cps[newest_host]
@@ -80,7 +87,7 @@ def check_skew(
             f"control planes more than one minor apart: {newest_host} runs {newest}, {oldest_host} runs {oldest}"
         )
     for host in sorted(kubelet_versions):
-        kv = Version.parse(kubelet_versions[host])
+        kv = _plain(kubelet_versions[host])
         if kv.minor_key > oldest.minor_key:
             out.append(
                 f"kubelet on {host} ({kv}) is newer than the oldest API server ({oldest_host} {oldest})"
@@ -126,7 +133,7 @@ def etcd_upgrade_path(current: Version, target: Version) -> list[EtcdVersion]:
     patch. (The 3.5 -> 3.6 guide also sets a 3.5 patch floor — 3.5.20, raised in later revisions — to
     avoid membership-data bugs; keeping SUPPORTED_ETCD_MINORS' 3.5 entry current satisfies it.)
     """
-    current, target = Version.parse(current), Version.parse(target)
+    current, target = _plain(current), _plain(target)
     _refuse_non_upgrade(current, target, "etcd")
     supported = ", ".join(f"{a}.{b}" for a, b in sorted(SUPPORTED_ETCD_MINORS))
     for v, role in ((current, "current"), (target, "target")):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from kubeforge.errors import SafetyRefusal
-from kubeforge.model.upgrade_path import etcd_upgrade_path, upgrade_path
-from kubeforge.model.versions import EtcdVersion, KubeVersion, Version
+from kubeforge.model.upgrade_path import check_skew, etcd_upgrade_path, upgrade_path
+from kubeforge.model.versions import SUPPORTED_MINORS, EtcdVersion, KubeVersion, Version
 
 V = Version.parse
 
@@ -86,3 +88,27 @@ def test_etcd_upgrade_path_goes_one_minor_at_a_time_from_the_latest_patch(curren
 def test_etcd_upgrade_path_refusals_say_why(current, target, message):
     with pytest.raises(SafetyRefusal, match=re.escape(message)):
         etcd_upgrade_path(V(current), V(target))
+
+
+supported = sorted(SUPPORTED_MINORS)
+
+
+@given(
+    st.sampled_from(supported), st.integers(0, 20), st.sampled_from(supported), st.integers(0, 20)
+)
+def test_every_multi_hop_path_rises_one_minor_at_a_time_and_ends_at_the_target(cur_minor, cur_patch, tgt_minor, tgt_patch):
+    current, target = Version(*cur_minor, cur_patch), Version(*tgt_minor, tgt_patch)
+    assume(target > current)
+    path = upgrade_path(current, target, multi_hop=True)
+    assert (path[-1].major, path[-1].minor, path[-1].patch) == (target.major, target.minor, target.patch)
+    steps = [current, *path]
+    for a, b in zip(steps, steps[1:]):
+        assert a < b and b.minor - a.minor <= 1
+    assert check_skew({"cp-1": path[0]}, {"w-1": current}) == []  # kubelets may trail the first hop
+
+
+def test_the_same_version_is_refused_whatever_version_class_each_side_uses():
+    with pytest.raises(SafetyRefusal, match="already at 1.34.2"):
+        upgrade_path(KubeVersion(1, 34, 2), Version.parse("1.34.2"))
+    with pytest.raises(SafetyRefusal, match="already at 3.5.21"):
+        etcd_upgrade_path(EtcdVersion(3, 5, 21), "3.5.21")
