@@ -101,8 +101,8 @@ class Report:
         """Per host, how many steps ended in each status."""
         table: dict[str, dict[str, int]] = {h: {s.value: 0 for s in COUNTED} for h in self.hosts}
         for r in self.results:
-            if r.status in COUNTED:
-                table[r.host][r.status.value] += 1
+            row = table[r.host]
+            row[r.status.value] = row.get(r.status.value, 0) + 1
         return table
 
     def hosts_with(self, status: StepStatus) -> list[str]:
@@ -122,6 +122,8 @@ class Report:
     def render_text(self) -> str:
         counts = self.counts()
         cols = [s.value for s in COUNTED]
+        if self.outcome == "dry-run":
+            cols = [StepStatus.PLANNED.value, StepStatus.EARLIER.value]
         width = max([4] + [len(h) for h in counts])
         lines = [f"{self.workflow}: {self.outcome}" + (f" (run {self.run_id})" if self.run_id else "")]
         lines.append(f"{'host':<{width}}  " + "  ".join(f"{c:>12}" for c in cols))

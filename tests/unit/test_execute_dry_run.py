@@ -81,3 +81,12 @@ def test_dry_run_of_a_resumed_run_shows_steps_done_earlier(tmp_path):
     report = DryRunExecutor(done_before=frozenset({first})).run(plan)
     assert report.results[0].status is StepStatus.EARLIER
     assert report.results[1].status is StepStatus.PLANNED
+
+
+def test_a_dry_run_report_counts_what_would_run_per_host(tmp_path):
+    report = DryRunExecutor().run(mutating_plan(tmp_path, []))
+    lines = report.render_text().splitlines()
+    assert lines[0] == "up: dry-run"
+    assert lines[1].split() == ["host", "would", "run", "done", "earlier"]
+    assert lines[2].split() == ["worker-1", "3", "0"]
+    assert lines[4].split() == ["local", "1", "0"]

@@ -1,0 +1,136 @@
+"""The engine against the lab: real sshd, sudo, systemd. Plans run, re-run unchanged, dry-run leaves
+every machine as it was, and the cluster lock lives on a real host."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubeforge.errors import ExecutionFailed, LockHeld
+from kubeforge.execute import ClusterLock, DryRunExecutor, Executor, Journal, LockInfo, StepStatus
+from kubeforge.model import HostKeyPolicy, RenderedFile, Role, SshSettings
+from kubeforge.plan import GateStep, HostLane, PhasePlan, Plan, PutFileStep, RunStep, batched, parallel, serial
+from kubeforge.transport import Command
+from kubeforge.transport.ssh import SshTransport
+from tests.factories import make_host
+
+pytestmark = pytest.mark.lab
+
+DIR = "/etc/kubeforge-engine-test"
+UNIT = "kubeforge-engine-test.service"
+UNIT_FILE = b"""[Unit]
+Description=kubeforge engine test unit
+
+[Service]
+ExecStart=/bin/sleep infinity
+"""
+
+
+@pytest.fixture
+def pool(lab):
+    transports = {}
+    for name in lab.machines:
+        ssh = SshSettings(
+            user="kube", identity_file=lab.key_path, known_hosts=lab.known_hosts, use_agent=False,
+            connect_retries=0, connect_timeout=5.0, host_key_policy=HostKeyPolicy.STRICT,
+        )
+        transports[name] = SshTransport(make_host(name, lab.address(name), Role.WORKER, ssh=ssh))
+    yield transports
+    for t in transports.values():
+        t.run(Command(script=f"systemctl disable --now {UNIT} 2>/dev/null || true\nrm -rf {DIR} /etc/systemd/system/{UNIT} /var/lib/kubeforge-engine-test\nsystemctl daemon-reload", sudo=True, check=False))
+        t.close()
+
+
+def service_plan(hosts) -> Plan:
+    lanes = []
+    for h in hosts:
+        lanes.append(
+            HostLane(
+                h,
+                (
+                    PutFileStep(h, RenderedFile(f"{DIR}/settings.env", b"MODE=test\n", mode=0o600, secret=True)),
+                    PutFileStep(h, RenderedFile(f"/etc/systemd/system/{UNIT}", UNIT_FILE)),
+                    RunStep(
+                        h,
+                        Command(argv=["systemctl", "daemon-reload"], sudo=True),
+                        "Reload systemd",
+                    ),
+                    RunStep(
+                        h,
+                        Command(argv=["systemctl", "enable", "--now", UNIT], sudo=True),
+                        "Start the test unit",
+                        unless=Command(argv=["systemctl", "is-active", "--quiet", UNIT]),
+                    ),
+                    GateStep(
+                        h, Command(argv=["systemctl", "is-active", "--quiet", UNIT]), "Wait for the unit",
+                        what=f"{UNIT} active on {h}", timeout_s=30, interval_s=0.2,
+                    ),
+                ),
+            )
+        )
+    return Plan("engine-test", (PhasePlan("StartTestUnit", "Start the test unit", parallel(2), tuple(lanes)),))
+
+
+def state(lab, name: str) -> tuple[str, str]:
+    tree = lab.exec(name, ["bash", "-c", f"find {DIR} /etc/systemd/system/{UNIT} -printf '%p %m %s\\n' 2>/dev/null | sort; sha256sum {DIR}/* 2>/dev/null"]).stdout
+    active = lab.exec(name, ["systemctl", "is-active", UNIT]).stdout.strip()
+    return tree, active
+
+
+def test_a_plan_runs_over_ssh_and_a_second_run_changes_nothing(lab, pool, tmp_path):
+    plan = service_plan(list(lab.machines))
+    journal = Journal.create(tmp_path / "runs", plan.workflow)
+    first = Executor(pool, journal=journal).run(plan)
+    assert all(r.status is StepStatus.DONE for r in first.results)
+    for name in lab.machines:
+        assert state(lab, name)[1] == "active"
+        assert lab.exec(name, ["stat", "-c", "%a %U", f"{DIR}/settings.env"]).stdout.split() == ["600", "root"]
+
+    second = Executor(pool).run(service_plan(list(lab.machines)))
+    by_title = {(r.host, r.title): r.status for r in second.results}
+    for name in lab.machines:
+        assert by_title[(name, f"Write {DIR}/settings.env")] is StepStatus.UNCHANGED
+        assert by_title[(name, "Start the test unit")] is StepStatus.UNCHANGED
+
+
+def test_dry_run_leaves_every_machine_exactly_as_it_was(lab, pool):
+    before = {name: state(lab, name) for name in lab.machines}
+    report = DryRunExecutor().run(service_plan(list(lab.machines)))
+    assert {r.status for r in report.results} == {StepStatus.PLANNED}
+    assert {name: state(lab, name) for name in lab.machines} == before
+    assert all(active != "active" for _, active in before.values())
+
+
+def test_a_failing_batch_finishes_and_the_next_batch_is_never_touched(lab, pool):
+    names = list(lab.machines)
+    marker = "/var/lib/kubeforge-engine-test/touched"
+    lanes = tuple(
+        HostLane(
+            h,
+            (
+                RunStep(h, Command(script=f"mkdir -p $(dirname {marker}); touch {marker}" + ("; exit 5" if h == names[0] else ""), sudo=True), "Touch"),
+            ),
+        )
+        for h in names
+    )
+    plan = Plan("engine-test", (PhasePlan("TouchHosts", "Touch hosts", batched(2), lanes),))
+    with pytest.raises(ExecutionFailed) as info:
+        Executor(pool).run(plan)
+    report = info.value.report
+    assert report.hosts_with(StepStatus.FAILED) == [names[0]]
+    assert report.untouched_hosts() == names[2:]
+    touched = [n for n in names if lab.exec(n, ["test", "-e", marker]).returncode == 0]
+    assert touched == names[:2]
+
+
+def test_the_cluster_lock_on_a_real_host_refuses_a_second_operator(lab, pool):
+    first_cp = pool[next(iter(lab.machines))]
+    path = "/var/lib/kubeforge-engine-test/lock"
+    ours = ClusterLock(first_cp, path)
+    ours.acquire(LockInfo("alice", "alice-laptop", 4242, "kubeforge upgrade --to 1.34.2", "2026-11-22T07:45:00Z", "run-a"))
+    try:
+        with pytest.raises(LockHeld, match=r"held by alice@alice-laptop \(pid 4242, `kubeforge upgrade --to 1.34.2`\) since 2026-11-22T07:45:00Z"):
+            ClusterLock(first_cp, path).acquire(LockInfo.mine("kubeforge up", "run-b"))
+        assert lab.exec(next(iter(lab.machines)), ["stat", "-c", "%U", path]).stdout.strip() == "root"
+    finally:
+        ours.release()
+    assert lab.exec(next(iter(lab.machines)), ["test", "-e", path]).returncode != 0
