@@ -44,9 +44,11 @@ def gather_host(
 ) -> HostFacts | FactsError:
     """Facts of one host. Never raises for a host problem: returns FactsError instead."""
     try:
-        # A first, trivial exec opens the connection, so the clock sample below is bracketed by
-        # one round trip and not by the SSH handshake (which can take seconds with retries).
-        transport.run(Command(argv=["true"], timeout=30, description="connect"))
+        # Connect first, so the clock sample below is bracketed by one exec round trip and not by
+        # the SSH handshake (seconds, with retries). Transports without connect() connect on run.
+        connect = getattr(transport, "connect", None)
+        if callable(connect):
+            connect()
         before = clock()
         result = transport.run(facts_command(etcd_data_dir))
         after = clock()
