@@ -34,7 +34,7 @@ class VersionError(ValueError):
 
 
 @total_ordering
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Version:
     major: int
     minor: int
@@ -56,6 +56,18 @@ class Version:
     @property
     def minor_str(self) -> str:
         return f"{self.major}.{self.minor}"
+
+    def _key(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    def __eq__(self, other: object) -> bool:
+        # KubeVersion(1, 34, 2) == Version(1, 34, 2): a version is its numbers, whatever its class
+        if not isinstance(other, Version):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):
