@@ -104,7 +104,10 @@ def test_down_all_removes_what_a_crashed_run_left_and_spares_labs_in_use(lab):
     crashed = Lab(layout(1), index=index, with_mirror=False, log=lambda *_: None).up()
     pids = [m.proc.pid for m in crashed.machines.values()]
     claims.release(fd)  # the "crashed" owner is gone: its lock is free, its machines still run
-    res = subprocess.run([sys.executable, "-m", "tests.lab", "down", "--all"], capture_output=True, text=True, timeout=120)
+    # swept alone so labs of other sessions on this runner (and a hand-started lab0) are untouched;
+    # the session's own lab is offered too, and must be spared because this process holds its lock
+    argv = [sys.executable, "-m", "tests.lab", "down", "--all", "--only", crashed.id.name, "--only", lab.id.name]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     _assert_gone(index, pids)
     # the session's own lab is locked by this process and was left running

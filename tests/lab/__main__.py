@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop the lab and remove its bridge and state")
     down.add_argument("--all", action="store_true", help="remove leftovers of every lab, also after crashes")
     down.add_argument("--force", action="store_true", help="with --all: also labs locked by a running session")
+    down.add_argument("--only", action="append", help="with --all: sweep only this lab (e.g. lab3); repeatable")
     sub.add_parser("status", help="machines, addresses, whether they run and answer SSH")
     ssh = sub.add_parser("ssh", help="ssh into a machine as kube (strict host-key checking)")
     ssh.add_argument("name")
     ssh.add_argument("command", nargs="*")
     sub.add_parser("mirror", help="build the package mirror's .deb cache and print the closure")
+    sub.add_parser("prepare", help="build the image, the .deb cache and the simulator packages once, up front")
     args = ap.parse_args(argv)
 
     if os.geteuid() != 0 and args.cmd != "status":
@@ -82,7 +84,7 @@ def _run(args) -> int:
             from tests.lab.cleanup import down_all
 
             started = time.monotonic()
-            removed = down_all(force=args.force)
+            removed = down_all(force=args.force, only=set(args.only) if args.only else None)
             print(f"removed: {', '.join(removed) or 'nothing left over'} ({time.monotonic() - started:.1f}s)")
         else:
             Lab.attach(args.index).down()
@@ -102,6 +104,16 @@ def _run(args) -> int:
         lab = Lab.attach(args.index)
         argv = lab.ssh_argv(args.name, *args.command)
         os.execvp(argv[0], argv)
+    if args.cmd == "prepare":
+        from tests.lab import mirror, rootfs
+
+        started = time.monotonic()
+        image = rootfs.ensure_rootfs()
+        debs = mirror.fetch_debs(image)
+        sim = mirror.build_sim_debs()
+        print(f"image {image}; {len(debs)} .debs in {mirror.DEB_CACHE}; simulator packages {sim or 'not in this tree'}"
+              f" ({time.monotonic() - started:.1f}s)")
+        return 0
     if args.cmd == "mirror":
         from tests.lab import mirror, rootfs
 

@@ -12,17 +12,24 @@ from tests.lab.lab import teardown_state
 from tests.lab.paths import RUN_DIR, LabId
 
 
-def down_all(log=print, force: bool = False) -> list[str]:
+def down_all(log=print, force: bool = False, only: set[str] | None = None) -> list[str]:
     """Everything left over. A lab whose lock is held belongs to a running pytest session elsewhere
-    on this runner and is left alone unless ``force``."""
+    on this runner and is left alone unless ``force``. ``only`` limits the sweep to those labs."""
     removed: list[str] = []
     busy: set[str] = set()
+    locked: set[str] = set()
+    if only is not None:  # everything outside ``only`` counts as in use
+        busy |= {p.name for p in RUN_DIR.glob("lab*") if p.is_dir() and p.name not in only}
+        busy |= {f"lab{b[len('kfnbr'):]}" for b in network.lab_bridges() if f"lab{b[len('kfnbr'):]}" not in only}
     locks: list[int] = []
     for lock in sorted(RUN_DIR.glob("lab*.lock")):
+        if only is not None and lock.stem not in only:
+            continue
         index = int(lock.stem[3:]) if lock.stem[3:].isdigit() else None
         fd = claims.try_lock(index) if index is not None else None
         if index is not None and fd is None and not force:
             busy.add(lock.stem)
+            locked.add(lock.stem)
         locks.append(fd)
     for state_file in sorted(RUN_DIR.glob("*/state.json")):
         if state_file.parent.name in busy:
@@ -54,8 +61,8 @@ def down_all(log=print, force: bool = False) -> list[str]:
                 shutil.rmtree(d, ignore_errors=True)
     for fd in locks:
         claims.release(fd)
-    if busy:
-        log(f"left alone (in use by another session): {', '.join(sorted(busy))}; use --force to remove them too")
+    if locked:
+        log(f"left alone (in use by a running session): {', '.join(sorted(locked))}; --force removes them too")
     return removed
 
 

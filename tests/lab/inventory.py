@@ -16,7 +16,7 @@ ETCD_VERSION = "3.4.23"  # what Debian bookworm ships, served by the lab mirror
 ENDPOINT_MODES = ("auto", "none", "haproxy", "external")
 
 
-def endpoint_for(machines: Sequence[tuple[MachineSpec, str]], mode: str) -> dict:
+def endpoint_for(machines: Sequence[tuple[MachineSpec, str]], mode: str, vip: str | None = None) -> dict:
     cps = [addr for m, addr in machines if "control-plane" in m.roles]
     lbs = [addr for m, addr in machines if "load-balancer" in m.roles]
     if mode not in ENDPOINT_MODES:
@@ -26,9 +26,12 @@ def endpoint_for(machines: Sequence[tuple[MachineSpec, str]], mode: str) -> dict
     if not cps:
         raise LabError("the lab inventory needs at least one control-plane machine")
     if mode == "haproxy":
+        if vip is None:
+            raise LabError("endpoint mode haproxy needs a free address for the VIP")
         if not lbs:
             raise LabError("endpoint mode haproxy needs a load-balancer machine in the layout")
-        return {"host": lbs[0], "port": 6443, "mode": "haproxy", "interface": "host0"}
+        # keepalived holds a VIP on the load balancers' bridge interface; haproxy behind it
+        return {"host": vip, "port": 6443, "mode": "haproxy", "interface": "host0"}
     return {"host": cps[0], "port": 6443, "mode": mode}
 
 
@@ -47,6 +50,7 @@ def render_inventory(
     mirror_url: str,
     kubernetes_version: str,
     endpoint_mode: str = "auto",
+    vip: str | None = None,
 ) -> str:
     etcd_hosts = {m.name for m, _ in machines if "etcd" in m.roles}
     cp_hosts = {m.name for m, _ in machines if "control-plane" in m.roles}
@@ -59,7 +63,7 @@ def render_inventory(
         "spec": {
             "kubernetesVersion": kubernetes_version,
             "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "clusterDomain": "cluster.local"},
-            "controlPlaneEndpoint": endpoint_for(machines, endpoint_mode),
+            "controlPlaneEndpoint": endpoint_for(machines, endpoint_mode, vip),
             "etcd": {"topology": topology, "version": ETCD_VERSION, "dataDir": "/var/lib/etcd"},
             "ssh": {
                 "user": "kube",

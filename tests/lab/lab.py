@@ -189,6 +189,7 @@ class Lab:
             mirror_url=self.mirror_url,
             kubernetes_version=overrides.get("kubernetes_version", self.kubernetes_version or FALLBACK_KUBERNETES_VERSION),
             endpoint_mode=overrides.get("endpoint_mode", self.endpoint_mode),
+            vip=self.id.vip,
         )
         path = path or self.inventory_path
         path.write_text(text)

@@ -47,13 +47,18 @@ def closure_uris(rootfs: Path, packages=PACKAGES) -> list[tuple[str, str, int, s
         raise LabError(
             "apt on the runner cannot resolve the lab mirror's packages (run apt-get update?):\n" + res.stderr[-1500:]
         )
+    out = parse_print_uris(res.stdout)
+    if not out:
+        raise LabError(f"apt resolved no packages for {' '.join(packages)}")
+    return out
+
+
+def parse_print_uris(text: str) -> list[tuple[str, str, int, str]]:
     out = []
-    for line in res.stdout.splitlines():
+    for line in text.splitlines():
         m = _URI_LINE.match(line)
         if m:
             out.append((m["uri"], m["file"], int(m["size"]), m["hash"]))
-    if not out:
-        raise LabError(f"apt resolved no packages for {' '.join(packages)}")
     return out
 
 
@@ -135,6 +140,10 @@ def build_sim_debs(log=print) -> Path | None:
         os.rename(tmp, final)
     except OSError:  # another session built the same sources first
         shutil.rmtree(tmp, ignore_errors=True)
+    for old in CACHE_DIR.glob("sim-*"):
+        # builds of older simulator sources; a lab booted from one has its own hard links already
+        if old != final and ".tmp-" not in old.name and time.time() - old.stat().st_mtime > 600:
+            shutil.rmtree(old, ignore_errors=True)
     log(f"kube simulator packages: {', '.join(p.parent.name for p in sorted((final / 'kubernetes').glob('v*/deb')))}")
     return final
 

@@ -52,6 +52,11 @@ class LabId:
         return str(self.network.network_address + 10 + i)
 
     @property
+    def vip(self) -> str:
+        """A free address for a virtual IP (keepalived); machines use .11 to .50."""
+        return str(self.network.network_address + 100)
+
+    @property
     def mirror_port(self) -> int:
         return 8470 + self.index
 

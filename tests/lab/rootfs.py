@@ -54,11 +54,11 @@ UseDNS no
 """
 
 
-def runner_apt_sources() -> list[str]:
+def runner_apt_sources(apt_dir: Path = Path("/etc/apt")) -> list[str]:
     """One-line ``deb URI SUITE COMPONENTS`` entries for the runner's own Debian sources: that is
     how this machine reaches a Debian mirror, so the image is built from the same place."""
     lines: list[str] = []
-    d = Path("/etc/apt/sources.list.d")
+    d = apt_dir / "sources.list.d"
     for f in sorted(d.glob("*.sources")) if d.is_dir() else []:
         for stanza in f.read_text().split("\n\n"):
             fields: dict[str, str] = {}
@@ -73,7 +73,7 @@ def runner_apt_sources() -> list[str]:
                 for suite in fields.get("suites", "").split():
                     if suite.startswith(SUITE):
                         lines.append(f"deb {uri} {suite} {fields.get('components', 'main')}")
-    legacy = Path("/etc/apt/sources.list")
+    legacy = apt_dir / "sources.list"
     if legacy.is_file():
         for raw in legacy.read_text().splitlines():
             parts = raw.split("#", 1)[0].split()
@@ -81,7 +81,7 @@ def runner_apt_sources() -> list[str]:
                 if parts[2].startswith(SUITE):
                     lines.append(" ".join(parts))
     if not lines:
-        raise LabError(f"no Debian '{SUITE}' source in /etc/apt/sources.list(.d): the lab builds its image from the runner's mirror")
+        raise LabError(f"no Debian '{SUITE}' source in {apt_dir}/sources.list(.d): the lab builds its image from the runner's mirror")
     return sorted(set(lines), key=lines.index)
 
 

@@ -1,0 +1,145 @@
+"""The lab harness's pure parts: layouts, the inventory it writes, apt sources, process identity."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.lab.inventory import render_inventory
+from tests.lab.layout import layout
+from tests.lab.mirror import kube_versions, parse_print_uris
+from tests.lab.paths import LabError, LabId
+from tests.lab.procs import Proc, start_time
+from tests.lab.rootfs import runner_apt_sources
+
+
+def _inventory(spec, mode="auto"):
+    machines = layout(spec)
+    text = render_inventory(
+        cluster_name="lab7", machines=[(m, LabId(7).address(i)) for i, m in enumerate(machines, 1)],
+        key_file=Path("/k/id"), known_hosts=Path("/k/known_hosts"), mirror_url="http://10.77.11.1:8477",
+        kubernetes_version="1.33.5", endpoint_mode=mode, vip=LabId(7).vip,
+    )
+    return YAML(typ="safe").load(text)["spec"]
+
+
+def test_the_default_layout_is_three_machines_able_to_carry_a_three_member_etcd():
+    machines = layout(None)
+    assert [m.name for m in machines] == ["lab-1", "lab-2", "lab-3"]
+    assert sum("etcd" in m.roles for m in machines) == 3
+    assert [m.name for m in machines if "control-plane" in m.roles] == ["lab-1"]
+
+
+def test_a_role_count_layout_names_machines_by_role_in_a_stable_order():
+    names = [m.name for m in layout({"worker": 2, "control-plane": 2, "etcd": 3, "load-balancer": 1})]
+    assert names == ["etcd-1", "etcd-2", "etcd-3", "cp-1", "cp-2", "worker-1", "worker-2", "lb-1"]
+
+
+def test_explicit_layouts_keep_given_names_and_roles_and_mark_persistent_machines():
+    machines = layout([("a", ["control-plane", "etcd"]), ["worker"]], persistent=["a"])
+    assert [(m.name, m.roles, m.persistent) for m in machines] == [
+        ("a", ("control-plane", "etcd"), True), ("lab-2", ("worker",), False)]
+
+
+@pytest.mark.parametrize("bad", [{"master": 1}, [("x", ["master"])], 0, [("x", ["worker"]), ("x", ["worker"])]])
+def test_layouts_with_unknown_roles_no_machines_or_repeated_names_are_refused(bad):
+    with pytest.raises(LabError):
+        layout(bad)
+
+
+def test_lab_slots_get_their_own_bridge_subnet_and_mirror_port():
+    a, b = LabId(0), LabId(3)
+    assert (a.bridge, a.gateway, a.address(1), a.mirror_port) == ("kfnbr0", "10.77.4.1", "10.77.4.11", 8470)
+    assert (b.bridge, b.gateway, b.address(8), b.mirror_port) == ("kfnbr3", "10.77.7.1", "10.77.7.18", 8473)
+    assert len(a.machine_name(40)) + len("vb-") <= 15  # the veth name nspawn derives must fit IFNAMSIZ
+
+
+def test_one_control_plane_gets_no_balancer_and_etcd_on_its_own_hosts_is_external():
+    spec = _inventory(None)
+    assert spec["controlPlaneEndpoint"] == {"host": "10.77.11.11", "port": 6443, "mode": "none"}
+    assert spec["etcd"]["topology"] == "external" and spec["etcd"]["version"] == "3.4.23"
+    assert spec["packages"] == {"source": "mirror", "mirrorURL": "http://10.77.11.1:8477"}
+    assert spec["ssh"] == {"user": "kube", "port": 22, "identityFile": "/k/id", "knownHosts": "/k/known_hosts",
+                           "hostKeyPolicy": "strict"}
+
+
+def test_several_control_planes_use_haproxy_behind_a_free_vip_or_point_at_the_first_one():
+    with_lb = _inventory({"etcd": 3, "control-plane": 2, "worker": 2, "load-balancer": 1})
+    assert with_lb["controlPlaneEndpoint"] == {"host": "10.77.11.100", "port": 6443, "mode": "haproxy", "interface": "host0"}
+    assert "10.77.11.100" not in {h["address"] for h in with_lb["hosts"]}
+    external = _inventory({"control-plane": 2, "etcd": 3}, mode="external")
+    assert external["controlPlaneEndpoint"]["host"] == next(h["address"] for h in external["hosts"] if h["name"] == "cp-1")
+    with pytest.raises(LabError, match="load-balancer"):
+        _inventory({"control-plane": 2, "etcd": 3}, mode="haproxy")
+
+
+def test_etcd_exactly_on_the_control_planes_is_stacked():
+    spec = _inventory([("cp-1", ["control-plane", "etcd"]), ("w-1", ["worker"])])
+    assert spec["etcd"]["topology"] == "stacked"
+
+
+def test_runner_sources_in_deb822_and_one_line_format_become_one_line_entries(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n# a comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n\n"
+        "Types: deb\nURIs: http://other.example/ubuntu\nSuites: jammy\nComponents: main\n"
+    )
+    (tmp_path / "sources.list").write_text("deb http://sec.example/debian-security bookworm-security main # x\n")
+    assert runner_apt_sources(tmp_path) == [
+        "deb http://mirror.example/debian bookworm main contrib",
+        "deb http://mirror.example/debian bookworm-updates main contrib",
+        "deb http://sec.example/debian-security bookworm-security main",
+    ]
+
+
+def test_a_runner_without_a_bookworm_source_is_a_clear_error(tmp_path):
+    with pytest.raises(LabError, match="no Debian 'bookworm' source"):
+        runner_apt_sources(tmp_path)
+
+
+def test_apt_print_uris_lines_with_and_without_checksums_are_parsed():
+    text = (
+        "'http://deb.example/pool/e/etcd-server_3.4.23-4+b4_amd64.deb' etcd-server_3.4.23-4+b4_amd64.deb 6208 MD5Sum:0f1e\n"
+        "'http://sec.example/pool/h/haproxy_2.6.12-1%2bdeb12u4_amd64.deb' haproxy_2.6.12-1+deb12u4_amd64.deb 2042596 \n"
+        "unrelated noise\n"
+    )
+    assert parse_print_uris(text) == [
+        ("http://deb.example/pool/e/etcd-server_3.4.23-4+b4_amd64.deb", "etcd-server_3.4.23-4+b4_amd64.deb", 6208, "MD5Sum:0f1e"),
+        ("http://sec.example/pool/h/haproxy_2.6.12-1%2bdeb12u4_amd64.deb", "haproxy_2.6.12-1+deb12u4_amd64.deb", 2042596, ""),
+    ]
+
+
+def test_mirror_kube_versions_are_listed_oldest_first_from_kubeadm_packages(tmp_path):
+    for minor, patch in (("v1.34", "1.34.2"), ("v1.33", "1.33.10"), ("v1.33", "1.33.5")):
+        d = tmp_path / "kubernetes" / minor / "deb"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"kubeadm_{patch}-1.1_all.deb").write_bytes(b"")
+        (d / f"kubelet_{patch}-1.1_all.deb").write_bytes(b"")
+    assert kube_versions(tmp_path) == ["1.33.5", "1.33.10", "1.34.2"]
+
+
+def test_a_recorded_process_is_alive_only_while_pid_and_start_time_both_match():
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        rec = Proc(p.pid, start_time(p.pid))
+        assert rec.alive()
+        assert not Proc(p.pid, str(int(rec.started) + 1)).alive()  # same PID, another process
+    finally:
+        p.kill()
+        p.wait()
+    assert not rec.alive()
+
+
+def test_waiting_for_a_process_reaps_it_and_reports_it_gone():
+    p = subprocess.Popen(["sleep", "0.1"])
+    p.returncode = 0  # leave reaping to the Proc, as the lab does for its detached children
+    rec = Proc(p.pid, start_time(p.pid))
+    started = time.monotonic()
+    assert rec.wait_gone(5)
+    assert time.monotonic() - started < 5
