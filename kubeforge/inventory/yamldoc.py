@@ -11,6 +11,7 @@ problem joins the others instead of aborting the load.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,11 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 # Aliases can expand a small file into a huge tree ("billion laughs"); an inventory never needs that.
 _MAX_NODES = 200_000
+# Deep nesting overflows the C parser's stack (a crash, not an exception) and Python's recursion
+# limit; an inventory is at most a handful of levels deep.
+_MAX_DEPTH = 100
+_BRACKETS = re.compile(r"[\[\]{}]")
+_DASH_RUN = re.compile(r"(?:-[ \t]+){%d,}" % _MAX_DEPTH)
 
 
 @dataclass
@@ -117,6 +123,8 @@ class _Walker:
         self.count += 1
         if self.count > _MAX_NODES:
             raise YamlSyntaxError(*_pos(node), "document too large (aliases expand beyond 200,000 nodes)")
+        if len(path) > _MAX_DEPTH:
+            raise YamlSyntaxError(*_pos(node), f"nested deeper than {_MAX_DEPTH} levels")
         self.positions.values.setdefault(path, _pos(node))
         if isinstance(node, MappingNode):
             return self._mapping(node, path)
@@ -179,8 +187,29 @@ class _Walker:
         return []
 
 
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse pathological nesting before the parser sees it (brackets in quotes count too)."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise YamlSyntaxError(*_line_col(text, m.start()), f"nested deeper than {_MAX_DEPTH} levels")
+        elif depth:
+            depth -= 1
+    run = _DASH_RUN.search(text)
+    if run:
+        raise YamlSyntaxError(*_line_col(text, run.start()), f"nested deeper than {_MAX_DEPTH} levels")
+
+
 def parse(text: str) -> Document:
     """Parse one YAML document. Raises YamlSyntaxError when the text is not YAML."""
+    _check_nesting(text)
     y = _yaml()
     try:
         node = y.compose(text)
@@ -192,8 +221,7 @@ def parse(text: str) -> Document:
             what = f"{exc.problem} ({exc.context})"
         raise YamlSyntaxError(line, col, f"invalid YAML: {what}") from None
     except ReaderError as exc:
-        before = text[: exc.position]
-        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        line, col = _line_col(text, exc.position)
         code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
         raise YamlSyntaxError(line, col, f"invalid YAML: character U+{code:04X} is not allowed ({exc.reason})") from None
     except YAMLError as exc:

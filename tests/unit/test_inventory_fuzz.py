@@ -105,3 +105,26 @@ def test_every_example_parses_with_positions_for_every_key():
         doc = parse(text)
         assert doc.problems == []
         assert ("spec", "hosts", 0, "name") in doc.positions.keys
+
+
+def test_pathological_nesting_is_refused_before_it_can_crash_the_parser():
+    # 50,000 levels crash ruamel's C parser outright; 300 levels exceed Python's recursion limit
+    for text in ("a: " + "[" * 50_000 + "]" * 50_000, "- " * 50_000 + "x",
+                 "".join("  " * i + f"k{i}:\n" for i in range(300))):
+        try:
+            loads(text, file="deep.yaml", source=SOURCE)
+        except InventoryError as exc:
+            assert "nested deeper than 100 levels" in str(exc)
+        else:
+            raise AssertionError("a deeply nested document loaded")
+
+
+def test_a_directory_is_not_an_inventory(tmp_path):
+    from kubeforge.inventory import load
+
+    try:
+        load(tmp_path)
+    except InventoryError as exc:
+        assert str(exc) == f"{tmp_path}: is a directory, not an inventory file"
+    else:
+        raise AssertionError("a directory loaded")
