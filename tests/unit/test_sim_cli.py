@@ -275,3 +275,15 @@ def test_kubectl_label_taint_cordon_and_uncordon(ready_lab: Lab) -> None:
     node = ready_lab.state()["nodes"]["worker-1"]
     assert node["labels"]["pool"] == "general" and node["taints"] == [{"key": "dedicated", "effect": "NoSchedule",
                                                                        "value": "gpu"}]
+
+
+def test_api_server_answers_tls_health_checks_and_plain_http_on_one_port(ready_lab: Lab) -> None:
+    import ssl
+    import urllib.request
+
+    port = os.environ["KUBESIM_API_PORT"]
+    ctx = ssl.create_default_context(cafile=f"{ready_lab.cp}/etc/kubernetes/pki/ca.crt")
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=ctx, timeout=5) as r:
+        assert r.status == 200 and r.read() == b"ok"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as r:
+        assert json.loads(r.read())["gitVersion"] == V33

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,13 +103,35 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, out)
 
 
+class _DualServer(ThreadingHTTPServer):
+    """Plain HTTP and TLS on one port: health checks (haproxy `check-ssl`) and https clients speak TLS,
+    the simulator's own clients plain HTTP. The first byte of a TLS connection is 0x16 (handshake)."""
+
+    daemon_threads = True
+    ssl_ctx: ssl.SSLContext | None = None
+
+    def finish_request(self, request, client_address) -> None:
+        if self.ssl_ctx is not None:
+            try:
+                request.settimeout(10)
+                first = request.recv(1, socket.MSG_PEEK)
+                if first == b"\x16":
+                    request = self.ssl_ctx.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except (OSError, ssl.SSLError):
+                return
+        super().finish_request(request, client_address)
+
+
 class ApiServer:
-    def __init__(self, backend, version: str, addresses: list[str], port: int | None = None) -> None:
+    def __init__(self, backend, version: str, addresses: list[str], port: int | None = None,
+                 ssl_ctx: ssl.SSLContext | None = None) -> None:
         self.backend = backend
         self.version = version
         self.servers = []
         for addr in dict.fromkeys(addresses):
-            srv = ThreadingHTTPServer((addr, port or client.api_port()), _Handler)
+            srv = _DualServer((addr, port or client.api_port()), _Handler)
+            srv.ssl_ctx = ssl_ctx
             srv.daemon_threads = True
             srv.api = self  # type: ignore[attr-defined]
             self.servers.append(srv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 
@@ -129,6 +130,13 @@ def manifest_flags(pod: dict) -> dict[str, str]:
     return out
 
 
+def _san(names: list[str]) -> str:
+    out = []
+    for n in dict.fromkeys(n for n in names if n):
+        out.append(("IP:" if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", n) else "DNS:") + n)
+    return "subjectAltName=" + ",".join(out)
+
+
 def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool) -> list[str]:
     """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl."""
     made = []
@@ -147,14 +155,21 @@ def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool) -> list[str]:
               ("front-proxy-client", "front-proxy-ca", "front-proxy-client")]
     if stacked:
         leaves += [("apiserver-etcd-client", "etcd/ca", "kube-apiserver-etcd-client")]
+    endpoint = (cluster_cfg.get("controlPlaneEndpoint") or "").rsplit(":", 1)[0]
+    sans = _san([advertise, "127.0.0.1", endpoint, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 *((cluster_cfg.get("apiServer") or {}).get("certSANs") or [])])
     for name, ca, cn in leaves:
         if not host.exists(f"{PKI}/{name}.crt") and host.exists(f"{PKI}/{ca}.key"):
             key, csr, crt = (host.path(f"{PKI}/{name}.{x}") for x in ("key", "csr", "crt"))
+            ext = host.path(f"{PKI}/{name}.ext")
+            with open(ext, "w", encoding="utf-8") as f:
+                f.write((sans if name == "apiserver" else "extendedKeyUsage=clientAuth") + "\n")
             _openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={cn}",
                       "-keyout", key, "-out", csr])
             _openssl(["x509", "-req", "-in", csr, "-CA", host.path(f"{PKI}/{ca}.crt"), "-CAkey", host.path(f"{PKI}/{ca}.key"),
-                      "-CAcreateserial", "-days", "365", "-out", crt])
+                      "-CAcreateserial", "-days", "365", "-extfile", ext, "-out", crt])
             os.unlink(csr)
+            os.unlink(ext)
             made.append(f"{name}.crt")
     return made
 
@@ -168,3 +183,22 @@ def _openssl(args: list[str]) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
     finally:
         os.umask(old)
+
+
+def serving_cert() -> tuple[str, str] | None:
+    """The API server's TLS pair: kubeadm's apiserver.crt, else a self-signed one made once."""
+    if host.exists(f"{PKI}/apiserver.crt") and host.exists(f"{PKI}/apiserver.key"):
+        return host.path(f"{PKI}/apiserver.crt"), host.path(f"{PKI}/apiserver.key")
+    crt, key = host.path("/var/lib/kubesim/serving.crt"), host.path("/var/lib/kubesim/serving.key")
+    if not os.path.exists(crt):
+        if shutil.which("openssl") is None:
+            return None
+        os.makedirs(os.path.dirname(crt), exist_ok=True)
+        old = os.umask(0o077)
+        try:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-days", "365", "-subj", "/CN=kube-apiserver", "-keyout", key, "-out", crt],
+                           check=True, capture_output=True)
+        finally:
+            os.umask(old)
+    return crt, key

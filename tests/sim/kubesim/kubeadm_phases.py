@@ -130,6 +130,7 @@ def join(a, version: str, cfg: dict) -> int:
     files.write_kubelet(name, node_ip, None, cv)
     if control_plane:
         cc = dict(info.get("clusterConfiguration") or {})
+        files.ensure_pki(cc, advertise or node_ip, stacked=False)
         files.write_manifests(cv, advertise or node_ip, cc, files.store_annotation(cc, info.get("primary"), False))
     restart_kubelet()
     if control_plane:

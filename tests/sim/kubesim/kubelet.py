@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import sys
 import time
 
@@ -29,6 +30,18 @@ def make_backend(store: str, flags: dict[str, str]):
     if store.startswith("proxy:"):
         return ProxyBackend(store[6:])
     raise ValueError(f"unknown kubesim.io/store {store!r}")
+
+
+def serving_context() -> ssl.SSLContext | None:
+    pair = files.serving_cert()
+    if pair is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(*pair)
+    except (OSError, ssl.SSLError):
+        return None
+    return ctx
 
 
 class Kubelet:
@@ -56,9 +69,10 @@ class Kubelet:
         backend = make_backend(key[0], flags)
         addrs = list(dict.fromkeys(["127.0.0.1"] + ([flags["advertise-address"]] if flags.get("advertise-address") else [])))
         bound = []
+        ctx = serving_context()
         for addr in addrs:
             try:
-                bound.append(ApiServer(backend, version, [addr]))
+                bound.append(ApiServer(backend, version, [addr], ssl_ctx=ctx))
             except OSError as e:
                 self.log(f"kube-apiserver: cannot listen on {addr}: {e}")
         if bound:
