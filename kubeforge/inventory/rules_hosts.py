@@ -41,7 +41,7 @@ def _kubelet_may_set(key: str) -> bool:
 
 def check_host_entries(ctx: Context) -> None:
     names: dict[str, int] = {}
-    addresses: dict[str, int] = {}
+    addresses: dict = {}
     for i, h in ctx.hosts:
         if h.name is None:  # the schema already reported it
             pass
@@ -64,7 +64,7 @@ def check_host_entries(ctx: Context) -> None:
             ctx.warn(ctx.host_path(i, "ssh", "identityFile"), f"'{h.ssh.identity_file}' does not exist")
 
 
-def _check_addresses(ctx: Context, i: int, h, seen: dict[str, int]) -> None:
+def _check_addresses(ctx: Context, i: int, h, seen: dict) -> None:
     if h.address is None:
         return
     if not (as_ip(h.address) or HOSTNAME.match(h.address)):
@@ -75,13 +75,41 @@ def _check_addresses(ctx: Context, i: int, h, seen: dict[str, int]) -> None:
     elif not as_ip(h.address) and HOSTNAME.match(h.address):
         ctx.error(ctx.host_path(i, "address"), f"'{h.address}' is not an IP address; set internalAddress to the IP "
                   "cluster traffic uses (kubeadm and etcd advertise an IP)")
-    for key, value in (("address", h.address), ("internalAddress", h.internal_address)):
-        if value is None or (key == "internalAddress" and value == h.address):
-            continue
-        norm = str(as_ip(value) or value.lower().rstrip("."))
-        if norm in seen and seen[norm] != i:
-            ctx.error(ctx.host_path(i, key), f"duplicate address '{value}' (also hosts[{seen[norm]}])")
-        seen.setdefault(norm, i)
+    _check_unique(ctx, i, h, seen)
+
+
+def _norm(address: str) -> str:
+    return str(as_ip(address) or address.lower().rstrip("."))
+
+
+def _check_unique(ctx: Context, i: int, h, seen: dict) -> None:
+    """Cluster (internal) addresses are unique; connect addresses are unique per SSH port.
+
+    Several hosts may be reached through one address on different ports (NAT port forwards, a
+    Vagrant host's 127.0.0.1:22xx) as long as each has its own internalAddress.
+    """
+    internal_seen: dict[str, int] = seen.setdefault("internal", {})
+    connect_seen: dict[tuple[str, int], int] = seen.setdefault("connect", {})
+    connect_any: dict[str, int] = seen.setdefault("connect_any", {})
+    default_port = ctx.spec.ssh.port if ctx.ok("ssh") else 22
+    port = h.ssh.port if h.ssh and h.ssh.port else default_port
+    addr = _norm(h.address)
+    reported = False
+    if (addr, port) in connect_seen:
+        j = connect_seen[(addr, port)]
+        ctx.error(ctx.host_path(i, "address"), f"duplicate address '{h.address}' (also hosts[{j}])")
+        reported = True
+    internal = _norm(h.internal_address) if h.internal_address else addr
+    key = "internalAddress" if h.internal_address else "address"
+    if internal in internal_seen and not (reported and key == "address"):
+        value = h.internal_address or h.address
+        ctx.error(ctx.host_path(i, key), f"duplicate address '{value}' (also hosts[{internal_seen[internal]}])")
+        reported = True
+    elif h.internal_address and internal != addr and internal in connect_any and not reported:
+        ctx.error(ctx.host_path(i, key), f"duplicate address '{h.internal_address}' (also hosts[{connect_any[internal]}])")
+    connect_seen.setdefault((addr, port), i)
+    connect_any.setdefault(addr, i)
+    internal_seen.setdefault(internal, i)
 
 
 def _check_labels_taints(ctx: Context, i: int, h) -> None:

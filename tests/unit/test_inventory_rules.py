@@ -259,3 +259,23 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
 def test_two_documents_in_one_file_are_refused():
     assert errors(HEAD + SMALL + "---\nkind: Cluster\n") == [
         ": invalid YAML: but found another document (expected a single document in the stream)"]
+
+
+def test_hosts_may_share_a_connect_address_on_different_ssh_ports():
+    text = HEAD + """\
+  hosts:
+    - {name: cp-1, address: 127.0.0.1, internalAddress: 10.0.0.11, roles: [control-plane], ssh: {port: 2200}}
+    - {name: w-1, address: 127.0.0.1, internalAddress: 10.0.0.21, roles: [worker], ssh: {port: 2201}}
+"""
+    assert errors(text) == []
+    same_port = text.replace("port: 2201", "port: 2200")
+    assert errors(same_port) == ["hosts[1].address: duplicate address '127.0.0.1' (also hosts[0])"]
+
+
+def test_an_internal_address_may_not_be_another_hosts_address():
+    text = HEAD + """\
+  hosts:
+    - {name: cp-1, address: 10.0.0.11, roles: [control-plane]}
+    - {name: w-1, address: 192.168.0.21, internalAddress: 10.0.0.11, roles: [worker]}
+"""
+    assert errors(text) == ["hosts[1].internalAddress: duplicate address '10.0.0.11' (also hosts[0])"]
