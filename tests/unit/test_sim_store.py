@@ -128,3 +128,27 @@ def test_etcd_store_fails_over_to_the_next_endpoint(tls_etcd: dict) -> None:
     dead = f"https://127.0.0.1:{_free_port()}"
     store = EtcdStore([dead, tls_etcd["url"]], f"{d}/ca.crt", f"{d}/client.crt", f"{d}/client.key")
     assert store.transact(_bump) == store.read()["seq"]
+
+
+def test_etcd_store_compacts_history_like_the_api_server(tls_etcd: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.sim.kubesim import store as store_mod
+    from tests.sim.kubesim.store import STATE_KEY, _b64
+
+    monkeypatch.setattr(store_mod, "COMPACT_EVERY", 5)
+    s = _store(tls_etcd)
+    for _ in range(5):
+        s.transact(_bump)
+    from tests.sim.kubesim.host import SimError
+
+    with pytest.raises(SimError, match="compacted"):
+        s._post("/v3/kv/range", {"key": _b64(STATE_KEY), "revision": "2"})
+
+
+def test_a_transaction_that_changes_nothing_writes_nothing(tls_etcd: dict) -> None:
+    from tests.sim.kubesim.store import STATE_KEY, _b64
+
+    s = _store(tls_etcd)
+    s.transact(_bump)
+    rev = s._post("/v3/kv/range", {"key": _b64(STATE_KEY)})["header"]["revision"]
+    s.transact(lambda st: st["seq"])
+    assert s._post("/v3/kv/range", {"key": _b64(STATE_KEY)})["header"]["revision"] == rev

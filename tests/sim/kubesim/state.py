@@ -24,11 +24,24 @@ def refuse(message: str, code: int = 400) -> SimError:
     return e
 
 
+HEARTBEAT_WRITE_EVERY = 2.0  # seconds: a heartbeat that changes nothing else is stored at most this often
+MAX_RECORDS = 300
+
+
 def violation(st: dict, now: float, node: str | None, message: str) -> None:
-    last = st["violations"][-1] if st["violations"] else None
-    if last and last["message"] == message:
-        return  # a kubelet repeating the same refusal every heartbeat is one violation
-    st["violations"].append({"time": now, "node": node, "message": message})
+    for v in st["violations"]:
+        if v["message"] == message:
+            # a kubelet repeating the same refusal every heartbeat is one violation, counted
+            v["count"] = v.get("count", 1) + 1
+            v["lastTime"] = now
+            return
+    st["violations"].append({"time": now, "node": node, "message": message, "count": 1})
+    del st["violations"][:-MAX_RECORDS]
+
+
+def _event(st: dict, event: dict) -> None:
+    st["history"].append(event)
+    del st["history"][:-MAX_RECORDS]
 
 
 def _minor(v: str) -> int:
@@ -65,7 +78,7 @@ def op_init(st: dict, a: dict, now: float) -> dict:
         st["tokens"][t["id"]] = {"hash": t["hash"], "expires": now + t["ttl"]}
     if a.get("certKeyHash"):
         st["certs"] = {"hash": a["certKeyHash"], "expires": now + CERTS_TTL}
-    st["history"].append({"time": now, "event": "init", "node": a["node"]["name"], "version": a["version"]})
+    _event(st, {"time": now, "event": "init", "node": a["node"]["name"], "version": a["version"]})
     _register(st, {**a["node"], "controlPlane": True, "apiserverVersion": a["version"]}, now)
     return {"clusterVersion": a["version"]}
 
@@ -124,7 +137,7 @@ def op_join(st: dict, a: dict, now: float) -> dict:
     if node["controlPlane"]:
         node["apiserverVersion"] = cv
     _register(st, node, now)
-    st["history"].append({"time": now, "event": "join", "node": name, "controlPlane": node["controlPlane"]})
+    _event(st, {"time": now, "event": "join", "node": name, "controlPlane": node["controlPlane"]})
     return {"clusterVersion": cv}
 
 
@@ -132,7 +145,8 @@ def op_heartbeat(st: dict, a: dict, now: float) -> dict:
     node = st["nodes"].get(a["node"])
     if node is None:
         return {"known": False, "registered": False}
-    node["lastHeartbeat"] = now
+    if now - node.get("lastHeartbeat", 0) >= HEARTBEAT_WRITE_EVERY:
+        node["lastHeartbeat"] = now
     node["kubeletVersion"] = a["kubeletVersion"]
     if node.get("controlPlane") and a.get("apiserverVersion"):
         node["apiserverVersion"] = a["apiserverVersion"]
@@ -157,7 +171,7 @@ def op_heartbeat(st: dict, a: dict, now: float) -> dict:
 
 def op_kubelet_started(st: dict, a: dict, now: float) -> dict:
     node = st["nodes"].get(a["node"])
-    st["history"].append({"time": now, "event": "kubelet-start", "node": a["node"], "restart": a.get("restart"),
+    _event(st, {"time": now, "event": "kubelet-start", "node": a["node"], "restart": a.get("restart"),
                           "version": a.get("kubeletVersion")})
     if node is None or not a.get("restart"):
         return {}
@@ -203,7 +217,7 @@ def op_upgrade_apply(st: dict, a: dict, now: float) -> dict:
     before = st["clusterVersion"]
     st["clusterVersion"] = a["version"]
     node["apiserverVersion"] = a["version"]
-    st["history"].append({"time": now, "event": "upgrade-apply", "node": a["node"], "from": before,
+    _event(st, {"time": now, "event": "upgrade-apply", "node": a["node"], "from": before,
                           "to": a["version"]})
     return {"from": before, "to": a["version"]}
 
@@ -221,7 +235,7 @@ def op_upgrade_node(st: dict, a: dict, now: float) -> dict:
     if node.get("controlPlane"):
         node["apiserverVersion"] = cv
     node["kubeletConfigVersion"] = cv
-    st["history"].append({"time": now, "event": "upgrade-node", "node": a["node"], "to": cv})
+    _event(st, {"time": now, "event": "upgrade-node", "node": a["node"], "to": cv})
     return {"clusterVersion": cv, "controlPlane": bool(node.get("controlPlane"))}
 
 
@@ -236,7 +250,7 @@ def op_cordon(st: dict, a: dict, now: float) -> dict:
     node = _node(st, a["node"])
     changed = node.get("unschedulable", False) != a["unschedulable"]
     node["unschedulable"] = a["unschedulable"]
-    st["history"].append({"time": now, "event": "cordon" if a["unschedulable"] else "uncordon", "node": a["node"]})
+    _event(st, {"time": now, "event": "cordon" if a["unschedulable"] else "uncordon", "node": a["node"]})
     workloads.reconcile(st, now)
     return {"changed": changed}
 
@@ -272,7 +286,7 @@ def op_taint(st: dict, a: dict, now: float) -> dict:
 
 def op_reset(st: dict, a: dict, now: float) -> dict:
     removed = st["nodes"].pop(a["node"], None) is not None
-    st["history"].append({"time": now, "event": "reset", "node": a["node"]})
+    _event(st, {"time": now, "event": "reset", "node": a["node"]})
     workloads.reconcile(st, now)
     return {"removed": removed}
 

@@ -20,6 +20,7 @@ from . import state as rules
 from .host import SimError
 
 STATE_KEY = "/registry/kubesim/state"
+COMPACT_EVERY = 200
 
 
 class FileStore:
@@ -39,7 +40,10 @@ class FileStore:
         with self._lock, open(self.path + ".lock", "a") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
             st = self.read()
+            before = json.dumps(st, sort_keys=True)
             result = fn(st)
+            if json.dumps(st, sort_keys=True) == before:
+                return result
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path))
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(st, f)
@@ -63,6 +67,7 @@ class EtcdStore:
             if certfile:
                 self.ctx.load_cert_chain(certfile, keyfile)
         self._lock = threading.Lock()
+        self._writes = 0
 
     def _post(self, path: str, body: dict) -> dict:
         last: Exception | None = None
@@ -72,6 +77,8 @@ class EtcdStore:
             try:
                 with urllib.request.urlopen(req, context=self.ctx, timeout=5) as r:
                     return json.loads(r.read() or b"{}")
+            except urllib.error.HTTPError as e:
+                raise SimError(f"etcd at {ep} refused {path}: {e.read().decode(errors='replace')[:300]}", 500) from None
             except (urllib.error.URLError, OSError) as e:
                 last = e
         raise SimError(f"etcd unreachable at {', '.join(self.endpoints)}: {last}", 503)
@@ -90,11 +97,18 @@ class EtcdStore:
         with self._lock:
             for _ in range(100):
                 st, rev = self._range()
+                before = json.dumps(st, sort_keys=True)
                 result = fn(st)
+                if rev and json.dumps(st, sort_keys=True) == before:
+                    return result  # nothing changed: no new revision, no growth of the etcd database
                 cmp = ({"target": "MOD", "key": _b64(STATE_KEY), "mod_revision": str(rev), "result": "EQUAL"} if rev
                        else {"target": "CREATE", "key": _b64(STATE_KEY), "create_revision": "0", "result": "EQUAL"})
                 out = self._post("/v3/kv/txn", {"compare": [cmp], "success": [
                     {"request_put": {"key": _b64(STATE_KEY), "value": _b64(json.dumps(st))}}]})
                 if out.get("succeeded"):
+                    self._writes += 1
+                    if self._writes % COMPACT_EVERY == 0:
+                        # like kube-apiserver's periodic compaction: keep etcd's history from growing without bound
+                        self._post("/v3/kv/compaction", {"revision": str(int(out["header"]["revision"]) - 1)})
                     return result
             raise SimError("too much contention writing the cluster state to etcd", 503)
