@@ -39,7 +39,13 @@ def _port(cls: type, name: str, description: str) -> Any:
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        populate_by_name=False,
+        # editors show titles: use the YAML key, not a title-cased Python name
+        field_title_generator=lambda name, info: info.alias or name,
+    )
 
 
 class CniDoc(_Doc):
@@ -194,19 +200,21 @@ class MetadataDoc(_Doc):
 class SpecDoc(_Doc):
     # strict: YAML reads 1.30 as the number 1.3, which must not become Kubernetes 1.3
     kubernetes_version: StrictStr = Field(alias="kubernetesVersion", description="Kubernetes version X.Y.Z.")
-    network: NetworkDoc = Field(default_factory=NetworkDoc)
-    control_plane_endpoint: EndpointDoc = Field(default_factory=EndpointDoc, alias="controlPlaneEndpoint")
-    etcd: EtcdDoc = Field(default_factory=EtcdDoc)
-    ssh: SshDoc = Field(default_factory=SshDoc)
-    packages: PackagesDoc = Field(default_factory=PackagesDoc)
-    upgrade: UpgradeDoc = Field(default_factory=UpgradeDoc)
-    pki: PkiDoc = Field(default_factory=PkiDoc)
-    kubelet: KubeletDoc = Field(default_factory=KubeletDoc)
+    network: NetworkDoc = Field(default_factory=NetworkDoc, description="Pod and service ranges, cluster domain, CNI.")
+    control_plane_endpoint: EndpointDoc = Field(
+        default_factory=EndpointDoc, alias="controlPlaneEndpoint", description="Where the API server is reached and how it is served."
+    )
+    etcd: EtcdDoc = Field(default_factory=EtcdDoc, description="etcd topology, version, tuning and backups.")
+    ssh: SshDoc = Field(default_factory=SshDoc, description="How kubeforge reaches every host (per-host ssh overrides these).")
+    packages: PackagesDoc = Field(default_factory=PackagesDoc, description="Where Kubernetes, containerd and etcd packages come from.")
+    upgrade: UpgradeDoc = Field(default_factory=UpgradeDoc, description="How worker upgrades roll: batch size, drain options.")
+    pki: PkiDoc = Field(default_factory=PkiDoc, description="Key type and lifetimes of the certificates kubeforge issues.")
+    kubelet: KubeletDoc = Field(default_factory=KubeletDoc, description="Kubelet settings for every node.")
     allow_workloads_on_control_planes: bool = Field(
         False, alias="allowWorkloadsOnControlPlanes", description="Do not taint control planes NoSchedule."
     )
     parallelism: int = Field(_default(m.Cluster, "parallelism"), ge=1, description="Hosts reached at once.")
-    hosts: list[HostDoc] = Field(min_length=1)
+    hosts: list[HostDoc] = Field(min_length=1, description="The machines, each with its roles.")
 
 
 class ClusterDoc(_Doc):
@@ -214,10 +222,10 @@ class ClusterDoc(_Doc):
 
     model_config = ConfigDict(title="kubeforge inventory (kubeforge.io/v1alpha1 Cluster)")
 
-    api_version: Literal[API_VERSION] = Field(alias="apiVersion")  # type: ignore[valid-type]
-    kind: Literal[KIND]  # type: ignore[valid-type]
-    metadata: MetadataDoc
-    spec: SpecDoc
+    api_version: Literal[API_VERSION] = Field(alias="apiVersion", description="Always kubeforge.io/v1alpha1.")  # type: ignore[valid-type]
+    kind: Literal[KIND] = Field(description="Always Cluster.")  # type: ignore[valid-type]
+    metadata: MetadataDoc = Field(description="The cluster's name.")
+    spec: SpecDoc = Field(description="The desired cluster.")
 
 
 # spec sections validated on their own when the whole document fails, so rules can still run on

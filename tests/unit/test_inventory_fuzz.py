@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +15,7 @@ from kubeforge.inventory.yamldoc import parse
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [p.read_text() for p in sorted((REPO / "inventories").glob("*.yaml"))]
 SOURCE = Path("/nonexistent/fuzz/inv.yaml")
-FUZZ = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("KUBEFORGE_FUZZ_EXAMPLES", "80")), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _outcome(text: str) -> str:
