@@ -135,6 +135,11 @@ class Executor:
             raise TypeError("a plan read back from JSON describes steps; it cannot be executed")
         if self.journal is not None and self.journal.workflow != plan.workflow:
             raise ValueError(f"journal of '{self.journal.workflow}' cannot record a '{plan.workflow}' plan")
+        # An executor may run several plans (one per upgrade hop); each run starts clean.
+        self.halt.clear()
+        self.failed.clear()
+        self.results = {}
+        self.done_before = frozenset(self.journal.completed) if self.journal else frozenset()
         started = self.clock()
         self.events.plan_started(plan)
         interrupted = False

@@ -134,3 +134,73 @@ def test_the_cluster_lock_on_a_real_host_refuses_a_second_operator(lab, pool):
     finally:
         ours.release()
     assert lab.exec(next(iter(lab.machines)), ["test", "-e", path]).returncode != 0
+
+
+def fresh_pool(lab):
+    ssh = dict(user="kube", identity_file=lab.key_path, known_hosts=lab.known_hosts, use_agent=False,
+               connect_retries=0, connect_timeout=3.0, host_key_policy=HostKeyPolicy.STRICT)
+    return {n: SshTransport(make_host(n, lab.address(n), Role.WORKER, ssh=SshSettings(**ssh))) for n in lab.machines}
+
+
+def counted_plan(names) -> Plan:
+    """Serial over the machines; each step appends its name to a counter on its host."""
+    counter = "/var/lib/kubeforge-engine-test/counter"
+    lanes = tuple(
+        HostLane(
+            h,
+            tuple(
+                RunStep(h, Command(script=f"mkdir -p $(dirname {counter}); sleep {pause}; echo {label} >> {counter}", sudo=True, timeout=20), f"Step {label}")
+                for label, pause in (("a", 0), ("b", 1.5 if i == 1 else 0))
+            ),
+        )
+        for i, h in enumerate(names)
+    )
+    return Plan("engine-fault", (PhasePlan("CountSteps", "Count steps", serial(), lanes),))
+
+
+def test_a_machine_lost_mid_run_fails_cleanly_and_resume_finishes_without_repeating_a_step(lab, tmp_path):
+    import threading
+    import time
+
+    names = list(lab.machines)
+    victim = names[-1]
+    counter = "/var/lib/kubeforge-engine-test/counter"
+    runs = tmp_path / "runs"
+    pool = fresh_pool(lab)
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            Executor(pool, journal=Journal.create(runs, "engine-fault")).run(counted_plan(names))
+        except ExecutionFailed as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        # While the second machine sleeps in its step b, the last machine loses power.
+        deadline = time.monotonic() + 30
+        while lab.exec(names[1], ["cat", counter]).stdout.split() != ["a"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lab.stop_machine(victim)
+        worker.join(60)
+    finally:
+        for t in pool.values():
+            t.close()
+        lab.start_machine(victim)
+
+    report = outcome["error"].report
+    assert report.hosts_with(StepStatus.FAILED) == [victim]
+    assert report.counts()[victim]["not reached"] == 1
+    assert report.counts()[names[0]]["done"] == 2 and report.counts()[names[1]]["done"] == 2
+    assert f"[{victim}]" in str(outcome["error"])
+
+    pool = fresh_pool(lab)
+    try:
+        resumed = Executor(pool, journal=Journal.resume(runs, "engine-fault")).run(counted_plan(names))
+    finally:
+        for t in pool.values():
+            t.close()
+    assert [r.status for r in resumed.results].count(StepStatus.EARLIER) == 4
+    for name in names:
+        assert lab.exec(name, ["cat", counter]).stdout.split() == ["a", "b"], name
