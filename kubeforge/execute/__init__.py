@@ -7,3 +7,4 @@ from kubeforge.execute.executor import Executor  # noqa: F401
 from kubeforge.execute.journal import Journal, latest_unfinished, new_run_id  # noqa: F401
 from kubeforge.execute.lock import ClusterLock, LocalLock, LockInfo, hold_locks  # noqa: F401
 from kubeforge.execute.report import Report, StepResult, StepStatus  # noqa: F401
+from kubeforge.execute.run import RunOptions, completed_steps, execute_plan  # noqa: F401
