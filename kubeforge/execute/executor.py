@@ -10,6 +10,7 @@ a resumed run has as done are skipped, never repeated.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -22,6 +23,9 @@ from kubeforge.execute.report import Report, StepResult, StepStatus
 from kubeforge.execute.step_runner import Pool, StepRunner
 from kubeforge.plan.phase import HostLane, PhasePlan, Plan
 from kubeforge.plan.steps import DescribedStep, Step
+
+# Every step goes to the run's log file at debug level; the console hears about it through Events.
+log = logging.getLogger("kubeforge.execute")
 
 # How often the main thread wakes while waiting for workers, so Ctrl-C is handled promptly.
 _POLL_S = 0.05
@@ -75,6 +79,7 @@ class _Batch:
                 ex.running += 1
                 ex.max_running = max(ex.max_running, ex.running)
             ex.events.step_started(step)
+            log.debug("%s: start %s", step.id, step.describe(), extra={"host": step.host})
             result = ex.runner.run(step)
             with ex.lock:
                 ex.running -= 1
@@ -126,6 +131,11 @@ class Executor:
     def settle(self, step: Step, result: StepResult, *, journal: bool = True) -> None:
         with self.lock:
             self.results[step.id] = result
+        log.debug(
+            "%s: %s in %.2fs%s", step.id, result.status.value, result.duration,
+            f": {result.message} (exit {result.exit_status}) {result.stderr_tail}" if result.message else "",
+            extra={"host": step.host},
+        )
         if journal and self.journal is not None and result.status is not StepStatus.NOT_REACHED:
             self.journal.record_step(step.id, result.phase, result.host, result.status.value, result.duration)
         self.events.step_finished(step, result)

@@ -168,3 +168,19 @@ def test_a_journal_can_start_in_the_run_directory_the_log_already_made(tmp_path)
     assert journal.run_id == run_log.dir.name
     assert report.log_path == str(run_log.path)
     assert latest_unfinished(tmp_path / "state" / "runs", "counting") is None
+
+
+def test_the_run_log_records_every_step_with_its_host_and_no_secret(tmp_path):
+    from kubeforge.logs import open_run_log
+    from kubeforge.model import Secret
+
+    token = "log-secret-value-998877"
+    step = RunStep("cp-1", Command(script='echo "$T" >&2; exit 1', env={"T": Secret(token)}), "Join")
+    plan = Plan("join", (PhasePlan("Join", "Join", serial(), (HostLane("cp-1", (step,)),)),))
+    with open_run_log(tmp_path / "state", "join") as run_log:
+        with pytest.raises(ExecutionFailed):
+            Executor(pool_for(tmp_path, ["cp-1"]), journal=Journal.start_in(run_log.dir, "join")).run(plan)
+    text = run_log.path.read_text()
+    assert f"[cp-1] {plan.steps[0].id}: start Join: T=***" in text
+    assert f"[cp-1] {plan.steps[0].id}: failed in" in text
+    assert token not in text
