@@ -111,7 +111,8 @@ class StepRunner:
                 if res.ok:
                     return StepStatus.DONE, {}
                 last = res.stderr or res.stdout
-            except TransportError as exc:  # the host may be rebooting; keep waiting until the deadline
+            except (TransportError, CommandFailed) as exc:
+                # The host may be rebooting or the probe hung past its timeout: not ready yet.
                 last = exc.message
             now = self.clock()
             if now >= deadline:

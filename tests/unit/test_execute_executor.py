@@ -181,3 +181,12 @@ def test_events_follow_the_plan(tmp_path):
     kinds = [e[0] for e in rec.events]
     assert kinds == ["plan", "skip", "phase", "start", "end", "finish"]
     assert rec.events[-1] == ("finish", "succeeded")
+
+
+def test_a_gate_whose_probe_hangs_keeps_polling_until_the_deadline(tmp_path):
+    gate = GateStep("cp-1", Command(argv=["sleep", "5"], timeout=0.2), "Wait for API", what="the API server on cp-1", timeout_s=0.5, interval_s=0.05)
+    with pytest.raises(ExecutionFailed) as info:
+        Executor(pool_for(tmp_path, ["cp-1"])).run(one_phase_plan(serial(), {"cp-1": [gate]}))
+    result = info.value.report.results[0]
+    assert result.message == "timed out after 0.5s waiting for the API server on cp-1"
+    assert "timed out after 0.2s" in result.stderr_tail
