@@ -49,6 +49,10 @@ class PhasePlan:
             HostLane(lane.host, tuple(s.bind(self.name) for s in lane.steps)) for lane in self.lanes
         )
         object.__setattr__(self, "lanes", bound)
+        if self.strategy.kind == "rolling":
+            ungated = [lane.host for lane in bound if not lane.steps or lane.steps[-1].kind != "gate"]
+            if ungated:
+                raise ValueError(f"phase {self.name} is rolling but {', '.join(ungated)} end without a readiness gate")
         hosts = [lane.host for lane in bound]
         if len(set(hosts)) != len(hosts):
             raise ValueError(f"phase {self.name}: a host appears in two lanes")

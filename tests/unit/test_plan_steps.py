@@ -181,3 +181,9 @@ def test_plan_hosts_keep_plan_order_not_name_order():
     lane = lambda h: HostLane(h, (RunStep(h, Command(argv=["true"]), "T"),))
     plan = Plan("x", (PhasePlan("P", "P", serial(), (lane("worker-2"), lane("cp-1"))),))
     assert plan.hosts == ["worker-2", "cp-1"]
+
+
+def test_a_rolling_phase_refuses_a_host_without_a_readiness_gate():
+    lanes = [("cp-2", [RunStep("cp-2", Command(argv=["kubeadm", "upgrade", "node"]), "Upgrade node")])]
+    with pytest.raises(ValueError, match="cp-2 end without a readiness gate"):
+        PhasePlan.of(None, lanes, name="UpgradeControlPlanes", strategy=rolling())
