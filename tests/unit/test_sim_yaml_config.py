@@ -30,6 +30,12 @@ def test_reader_handles_block_scalars_flow_collections_and_same_indent_sequences
     assert yamlish.load(text) == _ruamel(text)[0]
 
 
+def test_reader_handles_multi_line_quoted_scalars_with_escapes_like_crd_descriptions() -> None:
+    text = ("spec:\n  description: 'first line with it''s quote\n    and a ''/^x/'' pattern''\n    end'\n"
+            "  other: \"a \\\"quoted\\\" word\n    \\ then \\n a tab\\there \\u00e9\"\n  after: 1\n")
+    assert yamlish.load(text) == _ruamel(text)[0]
+
+
 def test_dump_reads_back_to_the_same_value() -> None:
     value = {"a": [{"b": "1.34", "c": None, "d": True, "e": ""}, "x: y", []], "f": {}, "g": "#no"}
     assert yamlish.load(yamlish.dump(value)) == value == _ruamel(yamlish.dump(value))[0]

@@ -90,6 +90,8 @@ def _local_ip(toward: str) -> str:
 
 
 def restart_kubelet() -> None:
+    # kubeadm's own (re)start of the kubelet at init/join is not an operator restarting a busy node
+    host.remove("/run/kubesim/kubelet.started")
     if host.in_test_root():
         return  # tests drive the kubelet in-process
     subprocess.run(["systemctl", "restart", "kubelet.service"], capture_output=True)

@@ -209,6 +209,7 @@ def reset(a, version: str) -> int:
     stacked = files.read_manifest("etcd") is not None
     if not host.in_test_root():
         subprocess.run(["systemctl", "stop", "kubelet.service"], capture_output=True)
+    host.remove("/run/kubesim/kubelet.started")
     print("[reset] Stopping the kubelet service")
     dirs = [files.MANIFESTS, "/var/lib/kubelet", files.PKI] + (["/var/lib/etcd"] if stacked else [])
     print(f"[reset] Deleting contents of directories: {dirs}")

@@ -54,10 +54,9 @@ def scalar(text: str, line: int = 0):
     if t.startswith(("&", "*", "!")):
         raise YamlError(line, f"anchors, aliases and tags are not supported: {t[:20]}")
     if t.startswith("\""):
-        try:
-            return json.loads(t)
-        except ValueError:
-            raise YamlError(line, f"bad double-quoted string {t[:40]}") from None
+        if _quote_end(t) != len(t):
+            raise YamlError(line, f"bad double-quoted string {t[:40]}")
+        return _double_quoted(t[1:-1], line)
     if t.startswith("'"):
         if not t.endswith("'") or len(t) < 2:
             raise YamlError(line, f"unterminated single-quoted string {t[:40]}")
@@ -78,6 +77,35 @@ def scalar(text: str, line: int = 0):
     if _FLOAT.match(t):
         return float(t)
     return t
+
+
+_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
+            "r": "\r", "e": "\x1b", " ": " ", "\"": "\"", "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0",
+            "L": "\u2028", "P": "\u2029"}
+
+
+def _double_quoted(body: str, line: int) -> str:
+    out, i = [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1 : i + 2]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt in ("x", "u", "U"):
+            n = {"x": 2, "u": 4, "U": 8}[nxt]
+            try:
+                out.append(chr(int(body[i + 2 : i + 2 + n], 16)))
+            except ValueError:
+                raise YamlError(line, f"bad escape in double-quoted string: {body[i:i + 2 + n]}") from None
+            i += 2 + n
+        else:
+            raise YamlError(line, f"bad escape in double-quoted string: \\{nxt}")
+    return "".join(out)
 
 
 def _flow(t: str, i: int, line: int):
@@ -131,6 +159,22 @@ def _flow(t: str, i: int, line: int):
         j = skip(j)
         if t[j : j + 1] == ",":
             j = skip(j + 1)
+
+
+def _quote_end(text: str) -> int:
+    """Index just past the quoted scalar starting at text[0]; -1 when it is not closed."""
+    q, i = text[0], 1
+    while i < len(text):
+        if q == "\"" and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == q:
+            if q == "'" and text[i + 1 : i + 2] == "'":
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return -1
 
 
 def _key_split(text: str) -> tuple[str, str] | None:
@@ -248,10 +292,8 @@ class _Parser:
                 return True
             except (YamlError, IndexError):
                 return False
-        if text[0] == "\"":
-            return len(text) > 1 and text.endswith("\"") and not text.endswith("\\\"")
-        if text[0] == "'":
-            return len(text) > 1 and text.endswith("'")
+        if text[0] in "\"'":
+            return _quote_end(text) == len(text)
         return True
 
     def plain_lines(self, indent: int):
