@@ -1,0 +1,225 @@
+"""``kubeforge etcd install|status|backup|restore|members|upgrade``: thin commands over
+kubeforge.workflows.etcd; tables here, the work there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+etcd_app = typer.Typer(help="The etcd cluster: install, status, backup, restore, membership, upgrade.",
+                       no_args_is_help=True)
+
+INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
+
+
+def _run_log(cluster, command: str):
+    from kubeforge.cli.errors import CURRENT_LOG_PATH
+    from kubeforge.logs import open_run_log
+
+    run_log = open_run_log(cluster.state_dir, command)
+    CURRENT_LOG_PATH.append(str(run_log.path))
+    return run_log
+
+
+def _consoles():
+    from kubeforge.ui.console import make_console
+
+    return make_console(), make_console(stderr=True)
+
+
+def _load(inventory: Path):
+    from kubeforge.inventory import load_cluster
+
+    return load_cluster(inventory)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool):
+    """Show progress, confirm, run; print the report. Raises what the executor raises."""
+    from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.progress import make_progress
+    from kubeforge.ui.report_view import print_report
+    from kubeforge.workflows.etcd.common import execute_plan
+
+    out, err = _consoles()
+    if dry_run:
+        from kubeforge.ui.plan_view import print_plan
+
+        print_plan(out, plan)
+    report = execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
+                          events=make_progress(err), run_dir=None if dry_run else run_log.dir)
+    if report is None:
+        err.print("declined: nothing was changed")
+        raise typer.Exit(1)
+    print_report(out, report)
+    if plan.is_noop:
+        out.print("nothing to do: every etcd member has converged")
+    return report
+
+
+def status_table(status, console) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="etcd", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("member", "endpoint", "health", "leader", "version", "db size", "raft index", "alarms"):
+        table.add_column(col, no_wrap=col != "alarms")
+    for m in status.members:
+        health = "[green]healthy[/]" if m.healthy else f"[bold red]{escape(m.error or 'unhealthy')}[/]"
+        role = "leader" if m.is_leader else ("learner" if m.is_learner else ("follower" if m.member_id else "-"))
+        table.add_row(escape(m.name), escape(m.endpoint), health, role, escape(m.version or "-"), _size(m.db_size),
+                      str(m.raft_index) if m.raft_index is not None else "-", escape(", ".join(m.alarms) or "-"))
+    console.print(table)
+    leader = status.leader.name if status.leader else "none"
+    console.print(f"{status.healthy_count}/{len(status.members)} healthy, quorum {status.quorum}, leader {leader}")
+
+
+def run_status(inventory: Path, output: str) -> None:
+    from kubeforge.errors import CheckFailed, UsageError
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.status import gather_status
+
+    if output not in ("table", "json"):
+        raise UsageError(f"--output {output!r} is not one of table, json")
+    cluster = _load(inventory)
+    with _run_log(cluster, "etcd-status"), TransportPool(cluster) as pool:
+        status = gather_status(cluster, pool)
+    if output == "json":
+        from kubeforge.ui.output import emit_json
+
+        emit_json(status.to_dict())
+    else:
+        status_table(status, _consoles()[0])
+    bad = [m for m in status.members if not m.healthy]
+    if not status.has_quorum:
+        raise CheckFailed(f"etcd has lost quorum: {status.healthy_count} of {len(status.members)} members healthy"
+                          + (f"; unhealthy: {', '.join(m.name for m in bad)}" if bad else ""))
+    if bad or status.alarms:
+        what = [f"{m.name} ({m.error or 'unhealthy'})" for m in bad] + status.alarms
+        raise CheckFailed("etcd is degraded: " + "; ".join(what))
+
+
+def run_install(inventory: Path, dry_run: bool, yes: bool) -> None:
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.common import StackedEtcd
+    from kubeforge.workflows.etcd.install import plan_install
+
+    cluster = _load(inventory)
+    with _run_log(cluster, "etcd-install") as run_log, TransportPool(cluster) as pool:
+        try:
+            plan, _ = plan_install(cluster, pool)
+        except StackedEtcd as exc:
+            _consoles()[0].print(str(exc), markup=False)
+            return
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+
+
+def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], passphrase_file: Optional[Path],
+               output: str) -> None:
+    from kubeforge.errors import InputError
+    from kubeforge.model.secret import Secret
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
+
+    cluster = _load(inventory)
+    passphrase = None
+    if passphrase_file is not None:
+        try:
+            passphrase = Secret(passphrase_file.read_text().rstrip("\n"))
+        except OSError as exc:
+            raise InputError(f"{passphrase_file}: cannot read the passphrase file: {exc.strerror}") from None
+    if keep is not None and keep < 1:
+        raise InputError("--keep must be at least 1")
+    opts = options_from_cluster(cluster, directory=directory.absolute() if directory else None, keep=keep,
+                                passphrase=passphrase)
+    if passphrase is not None and opts.encryption == "none":
+        from dataclasses import replace
+
+        opts = replace(opts, encryption="passphrase")
+    with _run_log(cluster, "etcd-backup"), TransportPool(cluster) as pool:
+        result = take_backup(cluster, pool, opts)
+    if output == "json":
+        from kubeforge.ui.output import emit_json
+        from kubeforge.workflows.etcd.backup import manifest_json
+        import json
+
+        emit_json(json.loads(manifest_json(result)))
+        return
+    m = result.manifest
+    out = _consoles()[0]
+    skipped = [s for s in result.status.members if not s.healthy]
+    for s in skipped:
+        out.print(f"note: member {s.name} is not healthy ({s.error or 'unhealthy'}); backed up from {m.member}",
+                  markup=False)
+    rows = [
+        ("backup", m.name), ("member", m.member), ("revision", str(m.revision)), ("keys", str(m.total_keys)),
+        ("size", f"{_size(m.size)} ({m.size} bytes)"), ("sha256", m.sha256),
+        ("verification", "passed (checksum member = download, integrity hash, snapshot status)"),
+        ("encrypted", m.encryption if m.encrypted else "no"), ("file", str(result.path)),
+        ("manifest", str(result.manifest_path)), ("pki bundle", m.pki_bundle or "-"),
+        ("deleted", ", ".join(result.deleted) or "-"), ("took", f"{result.timings.get('total', 0):.2f}s"),
+    ]
+    for k, v in rows:
+        out.print(f"{k:>12}: {v}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    @etcd_app.command("status")
+    def status_cmd(
+        inventory: Path = INVENTORY,
+        output: str = typer.Option("table", "--output", "-o", help="table or json."),
+    ) -> None:
+        """Members, leader, version, db size, raft index, health and alarms of every member.
+
+        Read-only. Exit 4 when quorum is lost or any member is unhealthy (naming it).
+
+        Example: kubeforge etcd status -i inventories/ha-external-etcd.yaml -o json
+        """
+        run_status(inventory, output)
+
+    @etcd_app.command("install")
+    def install_cmd(
+        inventory: Path = INVENTORY,
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+    ) -> None:
+        """Install etcd on the dedicated etcd hosts (external topology) and start the cluster.
+
+        Packages at the inventory's version, etcd user and data dir, PKI, env file and unit; all
+        members of a new cluster start together, then a health gate. On a running cluster only
+        changed members restart, one at a time, leader last. A converged cluster changes nothing.
+
+        Example: kubeforge etcd install -i inventories/ha-external-etcd.yaml --yes
+        """
+        run_install(inventory, dry_run, yes)
+
+    @etcd_app.command("backup")
+    def backup_cmd(
+        inventory: Path = INVENTORY,
+        directory: Optional[Path] = typer.Option(None, "--dir", help="Where backups go (default: the inventory's etcd.backup.directory)."),
+        keep: Optional[int] = typer.Option(None, "--keep", help="Verified backups to keep (the newest is always kept)."),
+        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", help="Encrypt with the passphrase in this file."),
+        output: str = typer.Option("table", "--output", "-o", help="table or json."),
+    ) -> None:
+        """Snapshot a healthy member (a follower when possible), stream it here, verify it, keep N.
+
+        A member that is down does not stop the backup. A file that fails verification goes to
+        failed/ and is never counted. Exit 4 when no member is healthy or verification fails.
+
+        Example: kubeforge etcd backup -i inventories/ha-external-etcd.yaml --keep 7
+        """
+        run_backup(inventory, directory, keep, passphrase_file, output)
+
+    app.add_typer(etcd_app, name="etcd")

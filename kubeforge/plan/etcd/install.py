@@ -1,0 +1,165 @@
+"""Install etcd on dedicated members, or converge a running cluster to the inventory.
+
+Phases, in order:
+  InstallEtcdPackages   (parallel)  package source files, apt install at the wanted version
+  PrepareEtcdMembers    (parallel)  etcd user and data dir, PKI, etcd.env, etcd.service, enable
+  StartEtcdMembers      (parallel)  a new cluster: every member started at once (--no-block: a
+                                    Type=notify unit only reports started once quorum exists)
+  RestartEtcdMembers    (rolling)   a running cluster whose configuration changed: one member at a
+                                    time, the leader last, a health gate after each
+  WaitForEtcdHealthy    (one host)  every member healthy and one leader
+  RecordEtcdConfig      (parallel)  the applied-config stamp that tells the next run what is running
+
+A converged cluster plans no start, restart or gate at all: every step reports unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.plan.etcd import commands as cmd
+from kubeforge.plan.etcd.probe import STAMP_PATH, EtcdHostFacts
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
+from kubeforge.plan.strategy import parallel, rolling, serial
+
+GATE_TIMEOUT_S = 120.0
+
+
+def config_sha(files: Sequence[RenderedFile]) -> str:
+    """What a member runs with: its env, unit and PKI files (paths, bytes, modes, owners)."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        if f.path == STAMP_PATH:
+            continue
+        h.update(f"{f.path}\0{f.sha256}\0{f.mode:o}\0{f.owner}:{f.group}\n".encode())
+    return h.hexdigest()
+
+
+def stamp_file(sha: str) -> RenderedFile:
+    return RenderedFile(STAMP_PATH, (sha + "\n").encode(), mode=0o644, source="kubeforge etcd")
+
+
+@dataclass(frozen=True)
+class MemberInput:
+    host: Host
+    package_files: tuple[RenderedFile, ...]  # apt sources for the etcd packages
+    files: tuple[RenderedFile, ...]  # PKI + etcd.env + etcd.service
+    facts: EtcdHostFacts
+
+    @property
+    def sha(self) -> str:
+        return config_sha(self.files)
+
+    @property
+    def converged(self) -> bool:
+        return self.facts.active and self.facts.has_data and self.facts.stamp == self.sha
+
+
+@dataclass(frozen=True)
+class InstallInput:
+    cluster: Cluster
+    members: tuple[MemberInput, ...]  # inventory order
+    cluster_exists: bool  # some member holds data: restart members, never bootstrap again
+    leader: str | None = None
+    wanted_version: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def member(self, name: str) -> MemberInput:
+        return next(m for m in self.members if m.host.name == name)
+
+
+def health_gate(cluster: Cluster, on: Host, members: tuple[Host, ...], *, key: str = "", title: str = "") -> GateStep:
+    return GateStep(
+        on.name,
+        cmd.cluster_healthy(cluster, members),
+        title or "Wait for etcd healthy",
+        what=f"etcd healthy on {len(members)} member{'s' if len(members) != 1 else ''} with one leader",
+        timeout_s=GATE_TIMEOUT_S,
+        interval_s=1.0,
+        key=key,
+    )
+
+
+def install_packages_phase(inp: InstallInput) -> PhasePlan:
+    lanes = []
+    for m in inp.members:
+        steps = [PutFileStep(m.host.name, f) for f in m.package_files]
+        steps.append(RunStep(m.host.name, cmd.install_packages(inp.cluster), f"Install etcd {inp.cluster.etcd.version}",
+                             unless=cmd.installed_guard(inp.cluster)))
+        lanes.append((m.host.name, steps))
+    return PhasePlan.of(name="InstallEtcdPackages", title="Install etcd packages", strategy=parallel(), lanes=lanes)
+
+
+def prepare_phase(inp: InstallInput) -> PhasePlan:
+    user, user_guard = cmd.prepare_user(inp.cluster)
+    lanes = []
+    for m in inp.members:
+        h = m.host.name
+        steps: list = [RunStep(h, user, "Create the etcd user and data dir", unless=user_guard)]
+        steps += [PutFileStep(h, f) for f in m.files]
+        steps.append(RunStep(h, cmd.systemctl("daemon-reload"), "Reload systemd", unless=cmd.stamp_is(m.sha)))
+        steps.append(RunStep(h, cmd.systemctl("enable", "etcd"), "Enable etcd at boot", unless=cmd.is_enabled()))
+        lanes.append((h, steps))
+    return PhasePlan.of(name="PrepareEtcdMembers", title="Prepare etcd members", strategy=parallel(), lanes=lanes)
+
+
+def start_phase(inp: InstallInput) -> PhasePlan:
+    lanes = [
+        (m.host.name, [RunStep(m.host.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd",
+                               unless=cmd.is_active())])
+        for m in inp.members
+    ]
+    return PhasePlan.of(name="StartEtcdMembers", title="Start every etcd member of the new cluster",
+                        strategy=parallel(), lanes=lanes)
+
+
+def restart_phase(inp: InstallInput) -> PhasePlan:
+    """Members whose configuration changed (or that are stopped), one at a time, leader last."""
+    due = [m for m in inp.members if not m.converged]
+    due.sort(key=lambda m: m.host.name == inp.leader)
+    all_hosts = tuple(m.host for m in inp.members)
+    lanes = []
+    for m in due:
+        h = m.host.name
+        if m.facts.active:
+            step = RunStep(h, cmd.systemctl("restart", "etcd", timeout=180), "Restart etcd with the new configuration")
+        else:
+            step = RunStep(h, cmd.systemctl("start", "etcd", timeout=180), "Start etcd", unless=cmd.is_active())
+        lanes.append((h, [step, health_gate(inp.cluster, m.host, all_hosts, key=f"gate-after-{h}",
+                                            title=f"Wait for etcd healthy after {h}")]))
+    return PhasePlan.of(name="RestartEtcdMembers", title="Restart changed etcd members", strategy=rolling(),
+                        lanes=lanes, reason_if_empty="every member already runs this configuration")
+
+
+def gate_phase(inp: InstallInput) -> PhasePlan:
+    first = inp.members[0].host
+    hosts = tuple(m.host for m in inp.members)
+    return PhasePlan.of(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster", strategy=serial(),
+                        lanes=[(first.name, [health_gate(inp.cluster, first, hosts)])])
+
+
+def record_phase(inp: InstallInput) -> PhasePlan:
+    lanes = [(m.host.name, [PutFileStep(m.host.name, stamp_file(m.sha), title="Record the applied etcd configuration")])
+             for m in inp.members]
+    return PhasePlan.of(name="RecordEtcdConfig", title="Record the applied etcd configuration", strategy=parallel(),
+                        lanes=lanes)
+
+
+def install_phases(inp: InstallInput) -> list[PhasePlan]:
+    phases = [install_packages_phase(inp), prepare_phase(inp)]
+    if all(m.converged for m in inp.members):
+        why = "every member runs this configuration and is active"
+        phases.append(PhasePlan(name="StartEtcdMembers", title="Start etcd members", strategy=parallel(), reason=why))
+        phases.append(PhasePlan(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster",
+                                strategy=serial(), reason=why))
+    elif inp.cluster_exists:
+        phases.append(restart_phase(inp))
+    else:
+        phases.append(start_phase(inp))
+        phases.append(gate_phase(inp))
+    phases.append(record_phase(inp))
+    return phases

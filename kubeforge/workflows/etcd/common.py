@@ -1,0 +1,99 @@
+"""What every etcd workflow shares: member facts, the cluster's own view, running a plan."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from kubeforge.errors import CheckFailed, SafetyRefusal, TransportError
+from kubeforge.execute import DryRunExecutor, Events, Executor, Journal, Report, run_confirmed
+from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
+from kubeforge.plan.etcd.probe import EtcdHostFacts, parse_probe, probe_command
+from kubeforge.plan.phase import Plan
+from kubeforge.render.context import ClusterContext, cluster_context
+from kubeforge.render.etcd import render_etcd
+
+
+def require_external(cluster: Cluster, what: str) -> None:
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        raise StackedEtcd(
+            f"etcd of cluster {cluster.name} is stacked: kubeadm runs it as a static pod on the control planes, "
+            f"so `kubeforge etcd {what}` has nothing to do (kubeforge up and upgrade manage it)"
+        )
+
+
+class StackedEtcd(SafetyRefusal):
+    """Not an error of the operator's: the CLI prints it and exits 0."""
+
+    exit_code = 0
+
+
+def gather_member_facts(cluster: Cluster, pool, members: tuple[Host, ...] | None = None, *,
+                        allow_unreachable: bool = False) -> dict[str, EtcdHostFacts | None]:
+    """Read-only facts of every member, in parallel. Unreachable members raise TransportError
+    naming all of them, unless ``allow_unreachable`` (then their entry is None)."""
+    members = cluster.etcd_members if members is None else members
+    probe = probe_command(cluster)
+    result = pool.fanout(members, lambda t: parse_probe(t.host, t.run(probe).stdout))
+    out: dict[str, EtcdHostFacts | None] = {}
+    down = []
+    for o in result.outcomes:
+        if o.ok:
+            out[o.host] = o.value
+        else:
+            out[o.host] = None
+            down.append(f"{o.host}: {o.message}")
+    if down and not allow_unreachable:
+        raise TransportError(", ".join(d.split(":")[0] for d in down),
+                             "cannot read etcd facts: " + "; ".join(down),
+                             hint="bring the machine back (or fix SSH), then run again; nothing was changed")
+    return out
+
+
+def member_etcd_files(ctx: ClusterContext, host: Host, facts: EtcdHostFacts | None, *,
+                      state: str = "new", initial_cluster: str | None = None, token: str | None = None) -> list[RenderedFile]:
+    """etcd.env + etcd.service of a member. A member that already holds data keeps the bootstrap
+    values (ETCD_INITIAL_*) it was started with: etcd ignores them once bootstrapped, and keeping
+    them means a re-run rewrites nothing and restarts nothing."""
+    if facts is not None and facts.has_data and facts.initial.get("ETCD_INITIAL_CLUSTER"):
+        initial_cluster = facts.initial["ETCD_INITIAL_CLUSTER"]
+        state = facts.initial.get("ETCD_INITIAL_CLUSTER_STATE", state)
+        token = facts.initial.get("ETCD_INITIAL_CLUSTER_TOKEN", token)
+    if initial_cluster is not None:
+        ctx = replace(ctx, etcd_initial_cluster=initial_cluster)
+    return render_etcd(ctx, host, initial_cluster_state=state, initial_cluster_token=token)  # type: ignore[arg-type]
+
+
+def etcd_pki_files(cluster: Cluster, bundle, host: Host) -> list[RenderedFile]:
+    from kubeforge.pki import host_files
+
+    return [f for f in host_files(cluster, bundle, host) if f.path.startswith("/etc/etcd/")]
+
+
+def context(cluster: Cluster) -> ClusterContext:
+    return cluster_context(cluster)
+
+
+def execute_plan(
+    cluster: Cluster,
+    plan: Plan,
+    pool,
+    *,
+    dry_run: bool = False,
+    confirm: Callable[[Plan], bool] = lambda plan: True,
+    events: Events | None = None,
+    run_dir: Path | None = None,
+) -> Report | None:
+    """Dry-run prints; otherwise ask (unless the plan changes nothing), journal and run.
+    ``None`` when the operator declined."""
+    if dry_run:
+        return DryRunExecutor(events=events).run(plan)
+    journal = Journal.start_in(run_dir, plan.workflow) if run_dir else Journal.create(cluster.runs_dir, plan.workflow)
+    return run_confirmed(plan, Executor(pool, journal=journal, events=events), confirm)
+
+
+def check_status_quorum(status) -> None:
+    if not status.has_quorum:
+        down = ", ".join(f"{m.name} ({m.error or 'unhealthy'})" for m in status.members if not m.healthy)
+        raise CheckFailed(f"etcd has no quorum: {status.healthy_count} of {len(status.members)} members healthy; down: {down}")

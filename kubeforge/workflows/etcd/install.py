@@ -1,0 +1,57 @@
+"""`kubeforge etcd install`: load -> member facts -> the cluster's view -> plan -> confirm -> run.
+
+    plan, inp = plan_install(cluster, pool)
+    report = execute_plan(cluster, plan, pool, dry_run=..., confirm=...)
+"""
+
+from __future__ import annotations
+
+from kubeforge.errors import InputError, SafetyRefusal
+from kubeforge.model import Cluster, PackageSourceKind
+from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_phases
+from kubeforge.plan.phase import Plan
+from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
+from kubeforge.workflows.etcd.common import (
+    context,
+    etcd_pki_files,
+    gather_member_facts,
+    member_etcd_files,
+    require_external,
+)
+from kubeforge.workflows.etcd.status import gather_status
+
+WORKFLOW = "etcd install"
+
+
+def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInput]:
+    from kubeforge.pki import ensure_pki
+
+    require_external(cluster, "install")
+    if cluster.packages.kind is PackageSourceKind.OFFLINE:
+        raise InputError("packages.source offline: kubeforge etcd install supports the mirror and upstream "
+                         "(Debian archive) sources so far; use a mirror for etcd")
+    bundle = ensure_pki(cluster, now=now).bundle
+    facts = gather_member_facts(cluster, pool)
+    exists = any(f.has_data for f in facts.values() if f)
+    leader = None
+    if exists:
+        status = gather_status(cluster, pool)
+        leader = status.leader.name if status.leader else None
+        listed = {m["name"] or m["peerURLs"][0] for m in status.member_list}
+        wanted = {h.name for h in cluster.etcd_members}
+        if status.member_list and listed != wanted:
+            raise SafetyRefusal(
+                f"the etcd members ({', '.join(sorted(listed))}) differ from the inventory's "
+                f"({', '.join(sorted(wanted))})",
+                hint=f"change membership with `kubeforge etcd members -i {cluster.source}` (one member at a time, quorum kept)",
+            )
+    ctx = context(cluster)
+    members = []
+    for host in cluster.etcd_members:
+        f = facts[host.name]
+        files = etcd_pki_files(cluster, bundle, host) + member_etcd_files(ctx, host, f)
+        # Only the sources etcd comes from; Kubernetes' repository and pin are `up`'s business.
+        sources = tuple(p for p in render_packages(ctx, host) if p.path not in (KUBERNETES_LIST, PIN_PATH))
+        members.append(MemberInput(host, sources, tuple(files), f))
+    inp = InstallInput(cluster, tuple(members), cluster_exists=exists, leader=leader)
+    return Plan(WORKFLOW, tuple(install_phases(inp))), inp
