@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable, Protocol, Sequence
@@ -52,6 +53,14 @@ def gather_host(
         before = clock()
         result = transport.run(facts_command(etcd_data_dir))
         after = clock()
+        without_sudo = result.exit_status != 0 and result.stderr.lstrip().startswith("sudo:")
+        if without_sudo:
+            # Facts are read-only: without root only product_uuid and port owners stay unknown,
+            # which preflight reports, rather than losing the whole host.
+            sudo_error = result.stderr.strip().splitlines()[0]
+            before = clock()
+            result = transport.run(dataclasses.replace(facts_command(etcd_data_dir), sudo=False))
+            after = clock()
     except TransportError as exc:
         return FactsError(host, f"not reached: {exc.message.removeprefix(f'[{host}] ')}", reached=False)
     except KubeforgeError as exc:
@@ -60,6 +69,8 @@ def gather_host(
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
         return FactsError(host, f"facts script exited {result.exit_status}: {tail[0][:300]}", reached=True)
     facts = parse_host_facts(host, result.stdout, local_before=before, local_after=after)
+    if without_sudo:
+        facts = dataclasses.replace(facts, problems={**facts.problems, "sudo": f"gathered without root ({sudo_error[:200]})"})
     for name, problem in facts.problems.items():
         log.debug("fact %s: %s", name, problem, extra={"host": host})
     return facts

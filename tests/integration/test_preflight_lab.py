@@ -116,3 +116,27 @@ def test_a_host_that_cannot_be_reached_fails_and_the_others_are_still_checked(la
         assert report.get(h.name, "reachable").status is Status.PASS
         assert report.get(h.name, "swap").status is Status.PASS
         assert report.get(h.name, "connectivity").status is Status.PASS
+
+
+def test_a_login_without_sudo_still_gathers_facts_and_says_what_is_missing(lab):
+    cluster = load_cluster(lab.inventory_path)
+    name = cluster.hosts[-1].name
+    setup = (
+        "useradd -m -s /bin/bash kfnosudo && install -d -m 700 -o kfnosudo -g kfnosudo /home/kfnosudo/.ssh && "
+        "install -m 600 -o kfnosudo -g kfnosudo /home/kube/.ssh/authorized_keys /home/kfnosudo/.ssh/authorized_keys"
+    )
+    lab.exec(name, ["bash", "-c", setup], check=True)
+    try:
+        host = cluster.host(name)
+        host = dataclasses.replace(host, ssh=dataclasses.replace(host.ssh, user="kfnosudo"))
+        cluster = dataclasses.replace(cluster, hosts=(host,))
+        with TransportPool(cluster) as pool:
+            from kubeforge.facts import gather_facts
+
+            facts = gather_facts(pool, [host], limit=1)[name]
+    finally:
+        lab.exec(name, ["userdel", "-r", "kfnosudo"])
+    assert not isinstance(facts, FactsError), facts
+    assert "gathered without root" in facts.problems["sudo"]
+    assert facts.os.family == "debian" and facts.swap.enabled is False
+    assert facts.product_uuid is None  # root-only (0400) on the lab machines, as on real ones
