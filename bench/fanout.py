@@ -56,13 +56,20 @@ def lab_targets(n: int) -> Targets:
     from tests.lab.layout import layout
     from tests.lab.rootfs import LOGIN_USER
 
-    index, fd = claims.claim()
-    lab = Lab(layout(n), index=index, with_mirror=False, log=lambda *_: None)
-    try:
-        lab.up()
-    except BaseException:
-        claims.release(fd)
-        raise
+    for attempt in (1, 2):
+        index, fd = claims.claim()
+        lab = Lab(layout(n), index=index, with_mirror=False, log=lambda *_: None)
+        try:
+            lab.up(timeout=120)
+            break
+        except Exception as exc:  # noqa: BLE001 - one more boot, then give up
+            claims.release(fd)
+            if attempt == 2:
+                raise
+            print(f"lab boot failed ({str(exc).splitlines()[-1].strip()}); booting again", file=sys.stderr)
+        except BaseException:
+            claims.release(fd)
+            raise
 
     def down():
         try:
@@ -243,8 +250,15 @@ def main() -> int:
             print(f"lab unavailable ({reason}); using loopback sshd instances", file=sys.stderr)
             use_lab = False
     n_max = max(sizes)
-    targets = lab_targets(n_max) if use_lab else loopback_targets(n_max, tmp / "loopback")
-    print(f"targets: {targets.kind}; {len(COMMANDS)} commands + {len(FILES)} file pushes per machine; "
+    targets = None
+    if use_lab:
+        try:
+            targets = lab_targets(n_max)
+        except Exception as exc:  # noqa: BLE001 - say why, then measure on loopback instead
+            print(f"lab did not boot ({str(exc).splitlines()[0]}); using loopback sshd instances", file=sys.stderr)
+    if targets is None:
+        targets = loopback_targets(n_max, tmp / "loopback")
+    print(f"targets: {targets.kind}; run at {time.strftime('%H:%M:%S')}, load average {os.getloadavg()[0]:.1f}; {len(COMMANDS)} commands + {len(FILES)} file pushes per machine; "
           f"median of {args.repeat}")
     try:
         for n in sizes:
