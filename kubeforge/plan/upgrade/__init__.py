@@ -1,0 +1,17 @@
+"""The upgrade's phases, one module each, and its planner (see planner.py for the order)."""
+
+from kubeforge.plan.upgrade.check_safety import check_upgrade_safety  # noqa: F401
+from kubeforge.plan.upgrade.context import UpgradeContext  # noqa: F401
+from kubeforge.plan.upgrade.planner import PHASES, hop_files, plan_hop, plan_path, workflow_name  # noqa: F401
+from kubeforge.plan.upgrade.state import (  # noqa: F401
+    NodeMachine,
+    NodeStatus,
+    UpgradeFacts,
+    after_hop,
+    machine_probe,
+    nodes_probe,
+    offered_probe,
+    parse_machine,
+    parse_madison,
+    parse_nodes,
+)

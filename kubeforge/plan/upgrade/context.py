@@ -1,0 +1,66 @@
+"""What the upgrade phases read: the model, the facts gathered before planning, the hop's version
+and its rendered files. A phase is a pure function of this context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.model.versions import KubeVersion
+from kubeforge.plan.steps import slug
+from kubeforge.plan.upgrade.state import COMPONENTS, UpgradeFacts
+
+
+@dataclass(frozen=True)
+class UpgradeContext:
+    cluster: Cluster
+    facts: UpgradeFacts
+    target: KubeVersion  # the version of this hop
+    files: Mapping[str, Sequence[RenderedFile]] = field(default_factory=dict)  # per node: sources, pin, kubeadm config
+    # Takes and verifies an etcd snapshot (raises when it cannot); None when there is no way to.
+    backup: Callable[[], Any] | None = None
+    backup_unavailable: str = "no backup function was given"
+    hop: int = 1
+    hops: int = 1
+
+    @property
+    def first(self) -> Host:
+        return self.cluster.first_control_plane
+
+    @property
+    def other_control_planes(self) -> tuple[Host, ...]:
+        return self.cluster.control_planes[1:]
+
+    def key(self, *parts: str) -> str:
+        """Step keys carry the hop's version: a multi-hop run journals the same step once per hop."""
+        return f"v{self.target}-" + "-".join(slug(p) for p in parts)
+
+    @property
+    def hop_note(self) -> str:
+        return f" (hop {self.hop} of {self.hops})" if self.hops > 1 else ""
+
+    def title(self, text: str) -> str:
+        return f"{text} to {self.target}{self.hop_note}"
+
+    # --- convergence -------------------------------------------------------------------------------
+    def kubelet_done(self, host: Host) -> bool:
+        """kubelet and kubectl installed and held at the target, and the running kubelet reports it."""
+        m = self.facts.machines.get(host.name)
+        return bool(m and m.installed_and_held(("kubelet", "kubectl"), self.target)) and self.facts.kubelet(host.name) == self.target
+
+    def control_plane_done(self, host: Host) -> bool:
+        m = self.facts.machines.get(host.name)
+        return bool(m and m.apiserver == self.target and m.installed_and_held(("kubeadm",), self.target))
+
+    def converged(self, host: Host) -> bool:
+        m = self.facts.machines.get(host.name)
+        if not (m and m.installed_and_held(COMPONENTS, self.target) and self.kubelet_done(host)):
+            return False
+        return self.control_plane_done(host) if host.is_control_plane else True
+
+    def all_converged(self) -> bool:
+        return all(self.converged(h) for h in self.cluster.nodes)
+
+    def files_of(self, host: Host, paths: Sequence[str]) -> list[RenderedFile]:
+        return [f for f in self.files.get(host.name, ()) if f.path in paths]

@@ -1,0 +1,87 @@
+"""The upgrade planner: the phases of one hop, in the order that is the product, and the plan of a
+whole path (later hops shown as they will be planned once the earlier ones are done).
+
+    plan = plan_hop(cluster, facts, KubeVersion(1, 34, 2), backup=fn)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from kubeforge.model import Cluster, RenderedFile
+from kubeforge.model.versions import KubeVersion
+from kubeforge.plan.phase import Plan, PhasePlan
+from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
+from kubeforge.plan.upgrade.context import UpgradeContext
+from kubeforge.plan.upgrade.state import UpgradeFacts, after_hop
+from kubeforge.plan.upgrade.switch_package_source import SwitchPackageSource
+from kubeforge.plan.upgrade.upgrade_control_planes import UpgradeControlPlanes
+from kubeforge.plan.upgrade.upgrade_first_control_plane import UpgradeFirstControlPlane
+from kubeforge.plan.upgrade.upgrade_workers import UpgradeWorkers
+from kubeforge.plan.upgrade.verify_versions import VerifyVersions
+from kubeforge.render.context import cluster_context
+from kubeforge.render.kubeadm import render_upgrade
+from kubeforge.render.packages import render_packages
+
+# Backup first, then sources, then the first control plane (the only `upgrade apply`), the other
+# control planes one at a time, workers in batches, and a final check.
+PHASES = (
+    BackupEtcd(),
+    SwitchPackageSource(),
+    UpgradeFirstControlPlane(),
+    UpgradeControlPlanes(),
+    UpgradeWorkers(),
+    VerifyVersions(),
+)
+
+
+def workflow_name(target: KubeVersion) -> str:
+    """The journal's workflow: one per requested target, whatever hops it takes."""
+    return f"upgrade {target}"
+
+
+def hop_files(cluster: Cluster, version: KubeVersion) -> dict[str, list[RenderedFile]]:
+    """Per node: the package source and pin for ``version`` and its kubeadm UpgradeConfiguration."""
+    ctx = cluster_context(cluster, version)
+    out: dict[str, list[RenderedFile]] = {}
+    for host in cluster.nodes:
+        files = list(render_packages(ctx, host, version))
+        upgrade = render_upgrade(ctx, host)
+        if upgrade is not None:
+            files.append(upgrade)
+        out[host.name] = files
+    return out
+
+
+def hop_phases(
+    cluster: Cluster,
+    facts: UpgradeFacts,
+    version: KubeVersion,
+    *,
+    backup: Callable[[], Any] | None = None,
+    backup_unavailable: str = "no backup function was given",
+    hop: int = 1,
+    hops: int = 1,
+) -> list[PhasePlan]:
+    ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops)
+    return [phase.plan(ctx) for phase in PHASES]
+
+
+def plan_hop(cluster: Cluster, facts: UpgradeFacts, version: KubeVersion, *, target: KubeVersion | None = None,
+             hop: int = 1, hops: int = 1, **backup: Any) -> Plan:
+    """The plan of one hop, under the workflow name of the whole upgrade (``target``)."""
+    return Plan(workflow_name(target or version), tuple(hop_phases(cluster, facts, version, hop=hop, hops=hops, **backup)))
+
+
+def plan_path(cluster: Cluster, facts: UpgradeFacts, path: Sequence[KubeVersion], target: KubeVersion, **backup: Any) -> Plan:
+    """Every hop of ``path`` in one plan, for showing and confirming. Hop n+1 is planned from the
+    facts hop n leaves behind; before it runs it is planned again from fresh facts."""
+    if not path:
+        # Nothing left to do: the no-op phases say why.
+        return Plan(workflow_name(target), tuple(hop_phases(cluster, facts, target, **backup)))
+    phases: list[PhasePlan] = []
+    cps = [h.name for h in cluster.control_planes]
+    for i, version in enumerate(path, 1):
+        phases += hop_phases(cluster, facts, version, hop=i, hops=len(path), **backup)
+        facts = after_hop(facts, version, cps)
+    return Plan(workflow_name(target), tuple(phases))

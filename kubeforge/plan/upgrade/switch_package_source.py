@@ -1,0 +1,38 @@
+"""SwitchPackageSource: every node that still needs the hop reads the new minor's repository, with
+the pin moved to the exact target version. Nothing is installed here; holds keep every package
+where it is until its own phase moves it."""
+
+from __future__ import annotations
+
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import PutFileStep, slug
+from kubeforge.plan.strategy import parallel
+from kubeforge.plan.upgrade.commands import apt_update
+from kubeforge.plan.upgrade.context import UpgradeContext
+from kubeforge.render.packages import BUNDLE_LIST, DEBIAN_MIRROR_LIST, KUBERNETES_LIST, PIN_PATH
+
+SOURCE_FILES = (KUBERNETES_LIST, PIN_PATH, DEBIAN_MIRROR_LIST, BUNDLE_LIST)
+
+
+class SwitchPackageSource:
+    name = "SwitchPackageSource"
+    title = "Switch the package source"
+    strategy = parallel()
+
+    def plan(self, ctx: UpgradeContext) -> PhasePlan:
+        lanes = []
+        for host in ctx.cluster.nodes:
+            if ctx.converged(host):
+                continue
+            steps: list = [
+                PutFileStep(host.name, f, key=ctx.key("put", slug(f.path))) for f in ctx.files_of(host, SOURCE_FILES)
+            ]
+            steps.append(apt_update(host.name, ctx.target, key=ctx.key("apt-update")))
+            lanes.append((host.name, steps))
+        return PhasePlan.of(
+            self,
+            lanes,
+            title=f"Switch the package source to Kubernetes {ctx.target.minor_str}{ctx.hop_note}",
+            strategy=parallel(ctx.cluster.parallelism),
+            reason_if_empty=f"every node already runs {ctx.target}",
+        )

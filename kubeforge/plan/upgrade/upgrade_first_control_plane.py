@@ -1,0 +1,29 @@
+"""UpgradeFirstControlPlane: kubeadm to the target, `kubeadm upgrade plan`, `kubeadm upgrade apply`
+(the one command that moves the cluster's version), then this node's kubelet behind a drain."""
+
+from __future__ import annotations
+
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.strategy import serial
+from kubeforge.plan.upgrade.commands import kubeadm_upgrade_apply, kubeadm_upgrade_plan
+from kubeforge.plan.upgrade.context import UpgradeContext
+from kubeforge.plan.upgrade.node_steps import drain_step, kubeadm_first, kubelet_and_back
+
+
+class UpgradeFirstControlPlane:
+    name = "UpgradeFirstControlPlane"
+    title = "Upgrade the first control plane"
+    strategy = serial()
+
+    def plan(self, ctx: UpgradeContext) -> PhasePlan:
+        host = ctx.first
+        steps: list = []
+        if not ctx.control_plane_done(host):
+            steps += kubeadm_first(ctx, host)
+            steps.append(kubeadm_upgrade_plan(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-plan")))
+            steps.append(kubeadm_upgrade_apply(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-apply")))
+        if not ctx.kubelet_done(host):
+            steps.append(drain_step(ctx, host))
+            steps += kubelet_and_back(ctx, host)
+        return PhasePlan.of(self, [(host.name, steps)], title=ctx.title(f"Upgrade the first control plane ({host.name})"),
+                            reason_if_empty=f"{host.name} already runs {ctx.target}")
