@@ -1,0 +1,208 @@
+"""``kubeforge up``, ``kubeforge reset`` and the ``kubeforge plan up|upgrade`` group: options ->
+one workflow call -> ui. Heavy imports stay inside the commands so --help is instant."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
+plan_app = typer.Typer(help="Print what a command would do, touching nothing.", no_args_is_help=True)
+
+
+def _command_line() -> str:
+    return "kubeforge " + " ".join(sys.argv[1:])[:200]
+
+
+def _run_log(cluster, command: str):
+    import logging
+
+    from kubeforge.cli.errors import CURRENT_LOG_PATH
+    from kubeforge.logs import console_handler, open_run_log
+
+    run_log = open_run_log(cluster.state_dir, command, console=console_handler(level=logging.WARNING))
+    CURRENT_LOG_PATH.append(str(run_log.path))
+    return run_log
+
+
+def _consoles():
+    from kubeforge.ui.console import make_console
+
+    return make_console(), make_console(stderr=True)
+
+
+def _resume_value(resume: bool, run: Optional[str]) -> Optional[str]:
+    from kubeforge.errors import UsageError
+
+    if run and not resume:
+        raise UsageError(f"{run!r}: a run id is only accepted after --resume")
+    return (run or "") if resume else None
+
+
+def _finish(report, plan, out, err, what: str) -> None:
+    from kubeforge.ui.report_view import print_report
+
+    if report is None:
+        err.print("declined: nothing was changed")
+        raise typer.Exit(1)
+    print_report(out, report)
+    if plan.is_noop:
+        out.print(f"nothing to do: {what}")
+    elif report.outcome == "succeeded" and report.changed() == 0:
+        out.print(f"no changes: every step found the hosts as wanted ({what})")
+
+
+def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: Optional[str], break_lock: bool,
+           skip_preflight_warnings: bool) -> None:
+    from kubeforge.inventory import load_cluster
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.plan_view import print_plan
+    from kubeforge.ui.progress import make_progress
+    from kubeforge.workflows.common import RunOptions
+    from kubeforge.workflows.up import up
+
+    cluster = load_cluster(inventory)
+    out, err = _consoles()
+    options = RunOptions(_command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
+    confirmer = Confirmer(err, yes=yes)
+    with _run_log(cluster, "up") as run_log, TransportPool(cluster) as pool:
+        result = up(cluster, pool, options, confirm=confirmer, events=make_progress(err), run_dir=run_log.dir,
+                    log_path=run_log.path, show=lambda p: print_plan(err, p),
+                    warn=None if skip_preflight_warnings else (lambda m: err.print(m, markup=False)))
+    _finish(result.report, result.plan, out, err, "the cluster has converged")
+    if result.report is not None and result.report.outcome == "succeeded":
+        out.print(f"admin kubeconfig: {cluster.state_dir / 'admin.conf'}", markup=False)
+
+
+def run_plan_up(inventory: Path, output: str) -> None:
+    from kubeforge.errors import UsageError
+    from kubeforge.inventory import load_cluster
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.ui.plan_view import print_plan
+    from kubeforge.workflows.up import plan_for_up
+
+    if output not in ("text", "json"):
+        raise UsageError(f"--output {output!r} is not one of text, json")
+    cluster = load_cluster(inventory)
+    with _run_log(cluster, "plan-up"), TransportPool(cluster) as pool:
+        plan, _ = plan_for_up(cluster, pool)
+    if output == "json":
+        from kubeforge.ui.output import emit
+
+        emit(plan)
+    else:
+        print_plan(_consoles()[0], plan)
+
+
+def run_reset(inventory: Path, *, hosts: Optional[str], purge: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
+    from kubeforge.inventory import load_cluster
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.plan_view import print_plan
+    from kubeforge.ui.progress import make_progress
+    from kubeforge.workflows.common import RunOptions
+    from kubeforge.workflows.reset import reset
+
+    cluster = load_cluster(inventory)
+    names = None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()]
+    out, err = _consoles()
+    options = RunOptions(_command_line(), dry_run=dry_run, break_lock=break_lock)
+    with _run_log(cluster, "reset") as run_log, TransportPool(cluster) as pool:
+        plan, report = reset(cluster, pool, options, hosts=names, purge=purge, confirm=Confirmer(err, yes=yes),
+                             events=make_progress(err), run_dir=run_log.dir, log_path=run_log.path,
+                             show=lambda p: print_plan(err, p))
+    _finish(report, plan, out, err, "nothing of kubeforge's is left on those hosts")
+
+
+def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str) -> None:
+    from kubeforge.errors import UsageError
+    from kubeforge.inventory import load_cluster
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.ui.plan_view import print_plan
+
+    if importlib.util.find_spec("kubeforge.workflows.upgrade") is None:
+        raise UsageError("`plan upgrade` needs the upgrade workflow, which this build does not have yet")
+    from kubeforge.workflows.upgrade import plan_upgrade
+
+    cluster = load_cluster(inventory)
+    with _run_log(cluster, "plan-upgrade"), TransportPool(cluster) as pool:
+        plan = plan_upgrade(cluster, pool, to=to, multi_hop=multi_hop)
+    plan = plan[0] if isinstance(plan, tuple) else plan
+    if output == "json":
+        from kubeforge.ui.output import emit
+
+        emit(plan)
+    else:
+        print_plan(_consoles()[0], plan)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up")
+    def up_cmd(
+        inventory: Path = INVENTORY,
+        run: Optional[str] = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted or failed run after re-checking facts."),
+        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        skip_preflight_warnings: bool = typer.Option(False, "--skip-preflight-warnings", help="Do not print preflight warnings."),
+    ) -> None:
+        """Bring the cluster of the inventory up, or converge it: facts, preflight, prepare hosts,
+        packages, PKI, etcd, endpoint, kubeadm init, joins, CNI, Ready, labels, admin kubeconfig.
+
+        A converged cluster changes nothing. Hosts added to the inventory are joined.
+
+        Example: kubeforge up -i inventories/ha-external-etcd.yaml --yes
+        Example: kubeforge up -i inventories/ha-external-etcd.yaml --resume
+        """
+        run_up(inventory, yes=yes, dry_run=dry_run, resume=_resume_value(resume, run), break_lock=break_lock,
+               skip_preflight_warnings=skip_preflight_warnings)
+
+    @app.command("reset")
+    def reset_cmd(
+        inventory: Path = INVENTORY,
+        hosts: str = typer.Option(None, "--hosts", help="Only these hosts (comma-separated names)."),
+        purge: bool = typer.Option(False, "--purge", help="Delete etcd data instead of keeping it aside."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),
+        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+    ) -> None:
+        """Undo `up` on some or all hosts: kubeadm reset, services stopped and disabled, kubeforge's
+        files removed; etcd data moved aside (``<data dir>.kubeforge-reset-<time>``) unless --purge.
+
+        Refuses a subset that would break etcd quorum or leave no control plane.
+
+        Example: kubeforge reset -i inventories/ha-external-etcd.yaml --hosts worker-3
+        """
+        run_reset(inventory, hosts=hosts, purge=purge, yes=yes, dry_run=dry_run, break_lock=break_lock)
+
+    @plan_app.command("up")
+    def plan_up_cmd(
+        inventory: Path = INVENTORY,
+        output: str = typer.Option("text", "--output", "-o", help="text or json."),
+    ) -> None:
+        """Print the `up` plan per phase and host (read-only facts only; nothing changes).
+
+        Example: kubeforge plan up -i inventories/ha-external-etcd.yaml -o json
+        """
+        run_plan_up(inventory, output)
+
+    @plan_app.command("upgrade")
+    def plan_upgrade_cmd(
+        inventory: Path = INVENTORY,
+        to: str = typer.Option(..., "--to", help="The Kubernetes version to reach, X.Y.Z."),
+        multi_hop: bool = typer.Option(False, "--multi-hop", help="Allow several minors, one at a time."),
+        output: str = typer.Option("text", "--output", "-o", help="text or json."),
+    ) -> None:
+        """Print the `upgrade` plan (read-only).
+
+        Example: kubeforge plan upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2
+        """
+        run_plan_upgrade(inventory, to, multi_hop, output)
+
+    app.add_typer(plan_app, name="plan")

@@ -1,0 +1,134 @@
+"""The `reset` planner: undo `up` on the selected hosts, newest layer first.
+
+Nodes leave Kubernetes (kubeadm reset, Node object deleted), services stop and are disabled, then
+kubeforge's files go. etcd data is moved aside unless the operator asked to purge it. Packages stay
+installed (and held): a later `up` reuses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
+from kubeforge.plan.phase import Plan, PhasePlan
+from kubeforge.plan.steps import RunStep
+from kubeforge.plan.strategy import parallel, serial
+from kubeforge.plan.up.context import KUBECTL
+from kubeforge.plan.up.init_first_control_plane import HOST_LOG_DIR, quiet
+from kubeforge.plan.up.scripts import q
+from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH
+from kubeforge.render.etcd import ENV_PATH, UNIT_PATH
+from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH, MODULES_PATH, SYSCTL_PATH
+from kubeforge.render.packages import BUNDLE_LIST, DEBIAN_MIRROR_LIST, KUBERNETES_LIST, PIN_PATH
+from kubeforge.transport.base import Command
+
+WORKFLOW = "reset"
+
+KUBEFORGE_PATHS = (
+    "/etc/kubeforge", "/etc/kubernetes", HOST_LOG_DIR,
+    KUBERNETES_LIST, DEBIAN_MIRROR_LIST, BUNDLE_LIST, PIN_PATH,
+    MODULES_PATH, SYSCTL_PATH, CONTAINERD_PATH, CRICTL_PATH,
+    ENV_PATH, UNIT_PATH, "/etc/etcd/pki",
+    HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH,
+)
+
+
+@dataclass(frozen=True)
+class ResetContext:
+    cluster: Cluster
+    hosts: tuple[Host, ...]  # the selection, inventory order
+    purge: bool
+    stamp: str  # UTC time for the moved-aside etcd data dir: 20261122T081500Z
+    cluster_reachable: bool  # the first control plane's API answered (to delete Node objects)
+
+    @property
+    def whole_cluster(self) -> bool:
+        return {h.name for h in self.hosts} >= {h.name for h in self.cluster.hosts}
+
+
+def _lanes(hosts, make):
+    return [(h.name, make(h)) for h in hosts]
+
+
+def reset_nodes(ctx: ResetContext) -> PhasePlan:
+    nodes = [h for h in ctx.hosts if h.is_control_plane or h.is_worker]
+    script = (
+        "if command -v kubeadm >/dev/null 2>&1; then\n"
+        f"  {quiet('kubeadm reset -f', 'kubeadm-reset').strip()}\n"
+        "fi\n"
+        "systemctl disable --now kubelet containerd 2>/dev/null || true\n"
+    )
+    return PhasePlan.of(
+        name="ResetNodes", title="Reset Kubernetes nodes (kubeadm reset, kubelet and containerd stopped)",
+        strategy=parallel(ctx.cluster.parallelism),
+        lanes=_lanes(nodes, lambda h: [RunStep(h.name, Command(script=script, sudo=True, timeout=300), "kubeadm reset", key="kubeadm-reset")]),
+        reason_if_empty="no Kubernetes node selected",
+    )
+
+
+def remove_nodes(ctx: ResetContext) -> PhasePlan:
+    nodes = [h for h in ctx.hosts if h.is_control_plane or h.is_worker]
+    if ctx.whole_cluster:
+        return PhasePlan(name="RemoveNodeObjects", title="Delete the Node objects", strategy=serial(),
+                         reason="the whole cluster is reset")
+    if not ctx.cluster_reachable:
+        return PhasePlan(name="RemoveNodeObjects", title="Delete the Node objects", strategy=serial(),
+                         reason="the API server did not answer; delete the Node objects later with kubectl")
+    first = ctx.cluster.first_control_plane
+    steps = [
+        RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(h.name)}", sudo=True),
+                f"Delete node {h.name}",
+                unless=Command(script=f"! {KUBECTL} get node {q(h.name)} >/dev/null 2>&1", sudo=True), key=f"delete-{h.name}")
+        for h in nodes
+    ]
+    return PhasePlan.of(name="RemoveNodeObjects", title="Delete the Node objects", strategy=serial(),
+                        lanes=[(first.name, steps)], reason_if_empty="no Kubernetes node selected")
+
+
+def stop_etcd(ctx: ResetContext) -> PhasePlan:
+    c = ctx.cluster
+    if c.etcd.topology is not EtcdTopology.EXTERNAL:
+        return PhasePlan(name="StopEtcd", title="Stop etcd", strategy=parallel(),
+                         reason="stacked etcd: kubeadm reset removed it with the control planes")
+    data = q(c.etcd.data_dir)
+    if ctx.purge:
+        keep = f"rm -rf -- {data}\n"
+        title = f"Stop etcd and delete {c.etcd.data_dir}"
+    else:
+        aside = q(f"{c.etcd.data_dir}.kubeforge-reset-{ctx.stamp}")
+        keep = f"if [ -d {data} ] && [ -n \"$(ls -A {data})\" ]; then mv -- {data} {aside}; fi\n"
+        title = f"Stop etcd and move {c.etcd.data_dir} aside"
+    # An empty data dir owned by etcd, as the package left it, so a later `up` can start a member.
+    script = ("systemctl disable --now etcd 2>/dev/null || true\n" + keep +
+              f"if id etcd >/dev/null 2>&1; then install -d -o etcd -g etcd -m 0700 {data}; fi\n")
+    members = [h for h in ctx.hosts if h.is_etcd]
+    return PhasePlan.of(name="StopEtcd", title="Stop etcd", strategy=parallel(ctx.cluster.parallelism),
+                        lanes=_lanes(members, lambda h: [RunStep(h.name, Command(script=script, sudo=True), title, key="stop-etcd")]),
+                        reason_if_empty="no etcd member selected")
+
+
+def stop_endpoint(ctx: ResetContext) -> PhasePlan:
+    if ctx.cluster.endpoint.mode is not EndpointMode.HAPROXY:
+        return PhasePlan(name="StopEndpoint", title="Stop the load balancers", strategy=parallel(),
+                         reason=f"endpoint mode {ctx.cluster.endpoint.mode}: no balancer of kubeforge's")
+    script = "systemctl disable --now haproxy keepalived 2>/dev/null || true\n"
+    lbs = [h for h in ctx.hosts if h.is_load_balancer]
+    return PhasePlan.of(name="StopEndpoint", title="Stop the load balancers", strategy=parallel(),
+                        lanes=_lanes(lbs, lambda h: [RunStep(h.name, Command(script=script, sudo=True), "Stop haproxy and keepalived", key="stop-lb")]),
+                        reason_if_empty="no load balancer selected")
+
+
+def remove_files(ctx: ResetContext) -> PhasePlan:
+    script = "rm -rf -- " + " ".join(q(p) for p in KUBEFORGE_PATHS) + "\nsystemctl daemon-reload\n"
+    return PhasePlan.of(name="RemoveKubeforgeFiles", title="Remove what kubeforge wrote", strategy=parallel(ctx.cluster.parallelism),
+                        lanes=_lanes(ctx.hosts, lambda h: [RunStep(h.name, Command(script=script, sudo=True), "Remove kubeforge's files", key="remove-files")]),
+                        reason_if_empty="no host selected")
+
+
+def plan_reset(ctx: ResetContext) -> Plan:
+    return Plan(WORKFLOW, (reset_nodes(ctx), remove_nodes(ctx), stop_etcd(ctx), stop_endpoint(ctx), remove_files(ctx)))
+
+
+def selected(cluster: Cluster, names: Sequence[str] | None) -> tuple[Host, ...]:
+    return cluster.hosts if names is None else cluster.select(names)

@@ -1,0 +1,61 @@
+"""InitFirstControlPlane: `kubeadm init` on the first control plane with the rendered configuration,
+once. On a cluster that already exists: a new bootstrap token when the local one expired, and the
+control-plane certificates uploaded again (they live 2 h) when control planes are about to join.
+
+kubeadm prints the token and the certificate key on stdout: it goes to a root-only log on the host,
+never back to the operator's machine. Token and key reach kubeadm inside the 0600 config file only.
+"""
+
+from __future__ import annotations
+
+from kubeforge.model import Host
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import RunStep
+from kubeforge.plan.strategy import serial
+from kubeforge.plan.up.context import ADMIN_CONF, KUBECTL, UpContext
+from kubeforge.plan.up.scripts import api_gate, puts, q
+from kubeforge.render.context import KUBEFORGE_DIR
+from kubeforge.render.kubeadm import INIT_PATH
+from kubeforge.transport.base import Command
+
+HOST_LOG_DIR = "/var/log/kubeforge"
+
+
+def quiet(command: str, log: str) -> str:
+    """Run a kubeadm command with its stdout (which may hold secrets) in a root-only log file."""
+    return f"umask 077\nmkdir -p {HOST_LOG_DIR}\n{command} > {HOST_LOG_DIR}/{log}.log\n"
+
+
+def kubeforge_files(ctx: UpContext, host: Host):
+    return ctx.pending(host, ctx.files_where(host, prefix=f"{KUBEFORGE_DIR}/"))
+
+
+class InitFirstControlPlane:
+    name = "InitFirstControlPlane"
+    title = "Initialise the first control plane"
+    strategy = serial()
+
+    def plan(self, ctx: UpContext) -> PhasePlan:
+        host = ctx.first
+        steps: list = puts(host, kubeforge_files(ctx, host))
+        if not ctx.state.initialized and not ctx.joined(host):
+            init = f"kubeadm init --config {INIT_PATH} --upload-certs"
+            guard = f"test -f {ADMIN_CONF} && {KUBECTL} get node {q(host.name)} >/dev/null 2>&1"
+            steps.append(RunStep(host.name, Command(script=quiet(init, "kubeadm-init"), sudo=True, timeout=600),
+                                 "kubeadm init", unless=Command(script=guard, sudo=True), key="kubeadm-init"))
+            steps.append(api_gate(host, ctx.gate_timeout_s))
+            return PhasePlan.of(self, [(host.name, steps)])
+        if ctx.token_expired and self._joins_pending(ctx):
+            create = f"kubeadm token create --config {INIT_PATH}"
+            steps.append(RunStep(host.name, Command(script=quiet(create, "kubeadm-token"), sudo=True),
+                                 "Create the bootstrap token in the cluster", key="token-create"))
+        if any(not ctx.joined(cp) for cp in ctx.cluster.control_planes[1:]):
+            upload = f"kubeadm init phase upload-certs --upload-certs --config {INIT_PATH}"
+            steps.append(RunStep(host.name, Command(script=quiet(upload, "kubeadm-upload-certs"), sudo=True),
+                                 "Upload the control-plane certificates for joining", key="upload-certs"))
+        return PhasePlan.of(self, [(host.name, steps)],
+                            reason_if_empty=f"{host.name} is initialised and no node is waiting to join")
+
+    @staticmethod
+    def _joins_pending(ctx: UpContext) -> bool:
+        return any(not ctx.joined(h) for h in ctx.cluster.nodes if h.name != ctx.first.name)

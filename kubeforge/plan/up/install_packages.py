@@ -1,0 +1,109 @@
+"""InstallPackages: the package sources for the exact minor, then kubeadm, kubelet and kubectl at the
+exact version and held, containerd on nodes, etcd on dedicated members, haproxy + keepalived on
+load balancers; containerd configured and (re)started when its configuration changed."""
+
+from __future__ import annotations
+
+from kubeforge.model import EndpointMode, EtcdTopology, Host
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import RunStep
+from kubeforge.plan.strategy import parallel
+from kubeforge.plan.up.context import UpContext
+from kubeforge.plan.up.scripts import puts, q, restart_when_changed
+from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
+from kubeforge.transport.base import Command
+
+KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
+SOURCE_PREFIX = "/etc/apt/"
+
+
+def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
+    """Package -> exact upstream version (None: whatever the source has) for ``host``."""
+    c = ctx.cluster
+    out: dict[str, str | None] = {}
+    if host.is_control_plane or host.is_worker:
+        for p in KUBE_PACKAGES:
+            out[p] = str(c.kubernetes_version)
+        out[c.packages.containerd_package] = None
+    if c.etcd.topology is EtcdTopology.EXTERNAL and host.is_etcd:
+        for p in c.packages.etcd_packages:
+            out[p] = None
+    if c.endpoint.mode is EndpointMode.HAPROXY and host.is_load_balancer:
+        out["haproxy"] = None
+        out["keepalived"] = None
+    return out
+
+
+def install_script(wanted: dict[str, str | None], hold: list[str]) -> str:
+    specs = " ".join(q(f"{p}={v}-*") if v else q(p) for p, v in wanted.items())
+    lines = [
+        "export DEBIAN_FRONTEND=noninteractive",
+        "apt-get update -q -o Acquire::Retries=3 >/dev/null",
+    ]
+    if hold:
+        lines.append(f"apt-mark unhold {' '.join(hold)} >/dev/null")
+    lines.append(
+        "apt-get install -y -q -o Dpkg::Options::=--force-confold --allow-change-held-packages "
+        f"--no-install-recommends {specs}"
+    )
+    if hold:
+        lines.append(f"apt-mark hold {' '.join(hold)} >/dev/null")
+    return "\n".join(lines) + "\n"
+
+
+def installed_guard(wanted: dict[str, str | None], hold: list[str]) -> str:
+    checks = []
+    for p, v in wanted.items():
+        pattern = f"^install ok installed {v}-" if v else "^install ok installed "
+        checks.append(f"dpkg-query -W -f='${{Status}} ${{Version}}' {q(p)} 2>/dev/null | grep -q {q(pattern)}")
+    for p in hold:
+        checks.append(f"dpkg --get-selections {q(p)} | grep -qw hold")
+    return " && ".join(checks) or "true"
+
+
+def converged(ctx: UpContext, host: Host, wanted: dict[str, str | None], hold: list[str]) -> bool:
+    f = ctx.facts.get(host.name)
+    if f is None:
+        return False
+    for p, v in wanted.items():
+        have = f.packages.packages.get(p)
+        if have is None or (v is not None and not have.startswith(f"{v}-")):
+            return False
+    return all(p in f.held.packages for p in hold)
+
+
+class InstallPackages:
+    name = "InstallPackages"
+    title = "Install packages (sources, exact versions, holds, container runtime)"
+    strategy = parallel()
+
+    def plan(self, ctx: UpContext) -> PhasePlan:
+        lanes = [(h.name, self._host(ctx, h)) for h in ctx.cluster.hosts]
+        return PhasePlan.of(self, lanes, strategy=parallel(ctx.cluster.parallelism),
+                            reason_if_empty="every package is installed at its version and held")
+
+    def _host(self, ctx: UpContext, host: Host) -> list:
+        wanted = wanted_packages(ctx, host)
+        if not wanted:
+            return []
+        hold = [p for p in KUBE_PACKAGES if p in wanted]
+        sources = ctx.pending(host, ctx.files_where(host, prefix=SOURCE_PREFIX))
+        steps: list = puts(host, sources)
+        if sources or not converged(ctx, host, wanted, hold):
+            versions = ", ".join(f"{p} {v}" if v else p for p, v in wanted.items())
+            steps.append(
+                RunStep(host.name, Command(script=install_script(wanted, hold), sudo=True, timeout=900),
+                        f"Install {versions}" + (" and hold them" if hold else ""),
+                        unless=Command(script=installed_guard(wanted, hold), sudo=True), key="install-packages")
+            )
+        if host.is_control_plane or host.is_worker:
+            runtime = ctx.pending(host, ctx.files_where(host, (CONTAINERD_PATH, CRICTL_PATH)))
+            steps += puts(host, runtime)
+            f = ctx.facts.get(host.name)
+            if runtime or f is None or not f.units.is_active("containerd") or not ctx.prepared(host):
+                steps.append(restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Start containerd with its configuration"))
+            unit = f.units.states.get("kubelet") if f is not None else None
+            if unit is None or unit.enabled != "enabled":
+                steps.append(RunStep(host.name, Command(argv=["systemctl", "enable", "kubelet"], sudo=True), "Enable the kubelet",
+                                     unless=Command(argv=["systemctl", "is-enabled", "--quiet", "kubelet"]), key="enable-kubelet"))
+        return steps

@@ -1,0 +1,64 @@
+"""Shell snippets the `up` phases share: restart-when-changed, kubectl on a control plane, steps for
+files. Every mutating script is guarded (``unless``) so a re-run reports it unchanged."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Iterable, Sequence
+
+from kubeforge.model import Host, RenderedFile
+from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
+from kubeforge.plan.up.context import KUBECTL, STAMP_DIR
+from kubeforge.transport.base import Command
+
+
+def q(s: str) -> str:
+    return shlex.quote(s)
+
+
+def puts(host: Host, files: Iterable[RenderedFile]) -> list[PutFileStep]:
+    return [PutFileStep(host.name, f) for f in files]
+
+
+def _digest_of(paths: Sequence[str]) -> str:
+    # One digest over the unit's inputs; a missing file counts as empty rather than failing the guard.
+    return "$(cat " + " ".join(q(p) for p in paths) + " 2>/dev/null | sha256sum | cut -d' ' -f1)"
+
+
+def restart_when_changed(host: Host, unit: str, inputs: Sequence[str], title: str | None = None, *, block: bool = True) -> RunStep:
+    """(Re)start ``unit`` when it is not active or when its input files changed since kubeforge last
+    started it (a stamp under /etc/kubeforge/stamps holds their digest)."""
+    stamp = f"{STAMP_DIR}/{unit}.sha256"
+    start = "systemctl restart" if block else "systemctl restart --no-block"
+    script = (
+        f"mkdir -p {STAMP_DIR}\n"
+        "systemctl daemon-reload\n"
+        f"systemctl enable {q(unit)} >/dev/null 2>&1\n"
+        f"{start} {q(unit)}\n"
+        f"echo {_digest_of(inputs)} > {stamp}\n"
+    )
+    guard = f"systemctl is-active --quiet {q(unit)} && [ \"$(cat {stamp} 2>/dev/null)\" = \"{_digest_of(inputs)}\" ]"
+    return RunStep(
+        host.name,
+        Command(script=script, sudo=True, description=f"restart {unit}"),
+        title or f"Start {unit} with its configuration",
+        unless=Command(script=guard, sudo=True),
+        key=f"restart-{unit}",
+    )
+
+
+def kubectl(args: str, *, timeout: float = 60.0) -> Command:
+    return Command(script=f"{KUBECTL} {args}", sudo=True, timeout=timeout)
+
+
+def node_registered_gate(host: Host, node: str, kubeconfig: str, timeout_s: float) -> GateStep:
+    """Wait until the API knows ``node``, asking from ``host`` with ``kubeconfig``. Not Ready: nodes
+    only turn Ready once the CNI is applied, after every node has joined."""
+    probe = Command(script=f"kubectl --kubeconfig {kubeconfig} get node {q(node)} >/dev/null", sudo=True, timeout=30)
+    return GateStep(host.name, probe, f"Wait for node {node} registered", what=f"node {node} registered in the API",
+                    timeout_s=timeout_s, interval_s=1.0)
+
+
+def api_gate(host: Host, timeout_s: float) -> GateStep:
+    probe = Command(script=f"{KUBECTL} get --raw /healthz >/dev/null", sudo=True, timeout=30)
+    return GateStep(host.name, probe, "Wait for the API server", what=f"the API server answering on {host.name}", timeout_s=timeout_s, interval_s=1.0)

@@ -1,0 +1,34 @@
+"""WaitNodesReady: every node of the inventory Ready, asked from the first control plane; on timeout
+the message names the nodes that are not."""
+
+from __future__ import annotations
+
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import GateStep
+from kubeforge.plan.strategy import serial
+from kubeforge.plan.up.context import KUBECTL, UpContext
+from kubeforge.transport.base import Command
+
+# Prints the nodes that are not Ready (stderr, so the failure report shows them) and fails while any is.
+PROBE = """not_ready=""
+for n in {nodes}; do
+  {kubectl} wait --for=condition=Ready node/$n --timeout=1s >/dev/null 2>&1 || not_ready="$not_ready $n"
+done
+if [ -n "$not_ready" ]; then echo "not Ready:$not_ready" >&2; exit 1; fi
+"""
+
+
+class WaitNodesReady:
+    name = "WaitNodesReady"
+    title = "Wait for every node Ready"
+    strategy = serial()
+
+    def plan(self, ctx: UpContext) -> PhasePlan:
+        names = [h.name for h in ctx.cluster.nodes]
+        waiting = [n for n in names if not (ctx.state.has_node(n) and ctx.state.nodes[n].ready)]
+        if not waiting:
+            return PhasePlan.noop(self, f"all {len(names)} nodes are Ready")
+        probe = Command(script=PROBE.format(nodes=" ".join(names), kubectl=KUBECTL), sudo=True, timeout=60)
+        gate = GateStep(ctx.first.name, probe, "Wait for every node Ready", what=f"nodes Ready ({', '.join(names)})",
+                        timeout_s=ctx.gate_timeout_s, interval_s=1.0)
+        return PhasePlan.of(self, [(ctx.first.name, [gate])])

@@ -1,0 +1,135 @@
+"""`kubeforge up` and `kubeforge plan up`: facts -> preflight -> cluster state -> secrets, PKI and
+files -> the Plan -> confirmation -> the executor (or the dry-run executor).
+
+    result = up(cluster, pool, options, confirm=..., events=..., run_dir=..., log_path=...)
+    plan, _ = plan_for_up(cluster, pool)         # read-only, for `kubeforge plan up`
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Mapping
+
+from kubeforge.errors import CheckFailed, InputError
+from kubeforge.execute import Events, Report
+from kubeforge.facts import HostFacts
+from kubeforge.model import Cluster
+from kubeforge.pki import ensure_pki, host_files
+from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
+from kubeforge.plan.phase import Plan
+from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
+from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
+from kubeforge.render.host import render_cluster
+from kubeforge.workflows.common import RunOptions, execute, file_sha256, probe_cluster, require_reached
+from kubeforge.workflows.facts import collect_facts
+
+log = logging.getLogger("kubeforge.workflows.up")
+
+
+@dataclass
+class UpResult:
+    plan: Plan
+    report: Report | None  # None: the operator declined
+    preflight: object | None = None  # the PreflightReport (warnings are worth showing)
+
+
+def cni_source(cluster: Cluster) -> CniSource | None:
+    spec = cluster.network.cni
+    if not spec.manifest:
+        return None
+    if spec.manifest.startswith(("https://", "http://")):
+        return CniSource(spec.name, url=spec.manifest)
+    path = Path(spec.manifest)
+    if not path.is_absolute():
+        path = cluster.source.parent / path
+    try:
+        return CniSource(spec.name, content=path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{cluster.source}: network.cni.manifest: cannot read {path}: {exc.strerror}") from None
+
+
+def resolve_context(
+    cluster: Cluster,
+    facts: Mapping[str, HostFacts],
+    state: ClusterState,
+    *,
+    now: datetime | None = None,
+) -> UpContext:
+    """Secrets, PKI and every host's files, resolved (and kept locally) before planning."""
+    now = now or datetime.now(timezone.utc)
+    pki = ensure_pki(cluster)
+    secrets = ensure_secrets(cluster, now=now)
+    expired = secrets.bootstrap_token_expired(now)
+    if expired:
+        # Joins need a live token; the new one goes into the rendered configs and, on a running
+        # cluster, is created there (InitFirstControlPlane) before any join.
+        secrets = rotate_bootstrap_token(cluster, now=now)
+    files = render_cluster(
+        cluster,
+        secrets=secrets,
+        ca_cert_hash=pki.bundle.kube_ca_cert_hash,
+        extra_files={h.name: host_files(cluster, pki.bundle, h) for h in cluster.hosts},
+    )
+    return UpContext(
+        cluster=cluster,
+        facts=facts,
+        files=files,
+        state=state,
+        token_expired=expired and state.initialized,
+        cni=cni_source(cluster),
+        local_admin_sha256=file_sha256(cluster.state_dir / LOCAL_NAME),
+    )
+
+
+def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:
+    """Read-only: facts (unless given), the cluster state, then the plan."""
+    if facts is None:
+        facts = require_reached(collect_facts(cluster, pool))
+    state = probe_cluster(cluster, pool)
+    ctx = resolve_context(cluster, facts, state)
+    return plan_up(ctx), ctx
+
+
+def run_preflight_gate(cluster: Cluster, pool, *, probes: bool = True):
+    """Preflight before anything is touched: a failure stops `up` here, naming every problem."""
+    from kubeforge.workflows.preflight import preflight
+
+    report, facts = preflight(cluster, pool, probes=probes, now=time.time())
+    if report.failed:
+        lines = "; ".join(f"[{r.host}] {r.check}: {r.message}" for r in report.failures[:10])
+        raise CheckFailed(f"preflight failed, nothing was changed: {lines}",
+                          hint="fix these, or see `kubeforge preflight -i <inventory>` for every check")
+    return report, require_reached(facts)
+
+
+def up(
+    cluster: Cluster,
+    pool,
+    options: RunOptions,
+    *,
+    confirm: Callable[[Plan], bool],
+    events: Events | None = None,
+    run_dir: Path,
+    log_path: Path,
+    preflight_probes: bool = True,
+    show: Callable[[Plan], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> UpResult:
+    """The whole `up`. Raises CheckFailed before touching any host when preflight fails;
+    ExecutionFailed / Interrupted (carrying the report) when the run stops part way."""
+    from kubeforge.workflows.common import completed_steps
+
+    done_before = completed_steps(cluster, "up", options.resume)
+    report, facts = run_preflight_gate(cluster, pool, probes=preflight_probes)
+    for w in report.warnings:
+        log.debug("preflight warning: %s: %s", w.check, w.message, extra={"host": w.host})
+        if warn is not None:
+            warn(f"preflight warning: [{w.host}] {w.check}: {w.message}")
+    plan, _ = plan_for_up(cluster, pool, facts=facts)
+    result = execute(plan, cluster, pool, options, confirm=confirm, events=events, run_dir=run_dir,
+                     log_path=log_path, done_before=done_before, show=show)
+    return UpResult(plan, result, report)
