@@ -146,6 +146,7 @@ class Lab:
         mach.kill(m.proc)
         m.proc = None
         mach.unmount_overlay(self._mdir(name))
+        mach.remove_cgroups(m.unit)
         self._save()
 
     def shutdown_machine(self, name: str, grace: float = 30.0) -> None:
@@ -154,6 +155,7 @@ class Lab:
         terminate(m.proc, grace)
         m.proc = None
         mach.unmount_overlay(self._mdir(name))
+        mach.remove_cgroups(m.unit)
         self._save()
 
     def start_machine(self, name: str, timeout: float = 120.0) -> None:
@@ -297,5 +299,6 @@ def teardown_state(state: dict, log=print, grace: float = 20.0) -> None:
     terminate(Proc.from_json(state.get("mirror")), 5.0)
     for m in state.get("machines", []):
         mach.unmount_overlay(lab_id.run_dir / "machines" / m["name"])
+        mach.remove_cgroups(m["unit"])
     network.delete_bridge(state.get("bridge") or lab_id.bridge)
     shutil.rmtree(lab_id.run_dir, ignore_errors=True)

@@ -42,6 +42,36 @@ chmod 0400 /sys/class/dmi/id/product_uuid
 """
 
 
+# Without machined, ``--keep-unit`` leaves every container in nspawn's own cgroup, and each
+# container's systemd then builds its units' cgroups (payload/system.slice/ssh.service...) in the
+# SAME host directories: one machine's systemd removes a cgroup another one is starting a unit in,
+# and units fail at random with status 219/CGROUP (seen with 8 machines under load). So each
+# machine's nspawn starts in a cgroup of its own in the hierarchies the container manages.
+CGROUP_PARENT = "kubeforge-lab"
+
+
+def machine_cgroups(unit: str) -> list[Path]:
+    """Per-machine cgroup directories: in the name=systemd and unified hierarchies on a hybrid/v1
+    host (the ones a container's systemd writes to), or under the root of a pure cgroup2 host."""
+    hybrid = [Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")]
+    found = [root for root in hybrid if (root / "cgroup.procs").exists()]
+    if not found and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        found = [Path("/sys/fs/cgroup")]
+    return [root / CGROUP_PARENT / unit for root in found]
+
+
+def remove_cgroups(unit: str) -> None:
+    """Remove a stopped machine's cgroup trees, deepest first (a cgroup with processes stays)."""
+    for d in machine_cgroups(unit):
+        if not d.exists():
+            continue
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [d]:
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+
+
 def write_hosts_file(path: Path, machines: Sequence[tuple[str, str]]) -> None:
     lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     lines += [f"{addr} {name}" for name, addr in machines]
@@ -71,7 +101,7 @@ def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, pr
     else:
         argv += ["-D", str(rootfs), "--volatile=overlay"]
     try:
-        return spawn(argv, mdir / "console.log")
+        return spawn(argv, mdir / "console.log", cgroups=machine_cgroups(unit))
     except RuntimeError as e:
         raise LabError(f"{hostname}: systemd-nspawn did not start: {e}") from None
 

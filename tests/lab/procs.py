@@ -81,11 +81,20 @@ def _reap(pid: int) -> None:
         pass
 
 
-def spawn(argv: Sequence[str], log: Path) -> Proc:
-    """Start argv in its own session (setsid), detached from the caller's terminal, output to log."""
+def spawn(argv: Sequence[str], log: Path, cgroups: Sequence[Path] = ()) -> Proc:
+    """Start argv in its own session (setsid), detached from the caller's terminal, output to log,
+    first moved into each cgroup directory in ``cgroups`` (created here)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    for d in cgroups:
+        d.mkdir(parents=True, exist_ok=True)
+
+    def enter_cgroups() -> None:
+        for d in cgroups:
+            (d / "cgroup.procs").write_text("0")  # "0" moves the writing process itself
+
     with open(log, "ab") as out:
-        p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True, preexec_fn=enter_cgroups if cgroups else None)
     # Popen would warn about a child it never waited for; the lab waits through the Proc instead.
     p.returncode = 0
     started = start_time(p.pid)
