@@ -108,11 +108,13 @@ def parse_applied(text: str) -> Applied:
 
 def parse_membership(text: str) -> Membership:
     words = set(text.split())
-    unknown = words - {"kubelet.conf", "etcd-data", "#checked"}
+    unknown = words - {"kubelet.conf", "etcd-data", "kubeforge-files", "etcd-stamp", "#checked"}
     if "#checked" not in words:
         return Membership(problem="membership section missing")
     return Membership(
         kubelet_conf="kubelet.conf" in words,
         etcd_data="etcd-data" in words,
+        kubeforge_files="kubeforge-files" in words,
+        etcd_stamp="etcd-stamp" in words,
         problem=f"unexpected membership output: {sorted(unknown)!r}" if unknown else None,
     )

@@ -217,6 +217,8 @@ class Applied:
 class Membership:
     kubelet_conf: bool = False  # /etc/kubernetes/kubelet.conf: the node already joined a cluster
     etcd_data: bool = False  # <etcd data dir>/member exists: an etcd member lived here
+    kubeforge_files: bool = False  # /etc/kubeforge/ is not empty: a kubeforge run prepared this host
+    etcd_stamp: bool = False  # /etc/etcd/.kubeforge-applied: kubeforge installed etcd here
     problem: str | None = None
 
 

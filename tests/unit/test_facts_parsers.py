@@ -290,3 +290,6 @@ def test_membership_sees_kubelet_conf_and_etcd_data():
     fresh = parse_software.parse_membership(fx("membership", "fresh"))
     assert not fresh.kubelet_conf and not fresh.etcd_data and fresh.problem is None
     assert parse_software.parse_membership(fx("membership", "garbage")).problem
+    assert joined.kubeforge_files and joined.etcd_stamp
+    interrupted = parse_software.parse_membership(fx("membership", "interrupted"))
+    assert interrupted.etcd_stamp and not interrupted.kubelet_conf

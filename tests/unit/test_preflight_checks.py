@@ -283,3 +283,30 @@ def test_the_report_serialises_to_json_with_a_status_per_host(cluster, fleet):
     data = json.loads(json.dumps(run_preflight(cluster, fleet, now=NOW).to_dict()))
     assert data["passed"] is False and data["generated_at"] == NOW
     assert data["hosts"]["worker-1"]["status"] == "fail" and data["hosts"]["cp-1"]["status"] in ("pass", "warn")
+
+
+def test_ports_of_a_run_interrupted_before_its_record_are_still_ours(cluster, fleet):
+    # applied.json is written last; etcd installed by kubeforge leaves its stamp before that
+    from kubeforge.facts.parse_software import parse_membership
+
+    ports = parse_ports('#ss\nLISTEN 0 4096 0.0.0.0:2379 0.0.0.0:* users:(("etcd",pid=7,fd=8))\n')
+    interrupted = parse_membership(fx("membership", "interrupted"))
+    fleet["etcd-1"] = dataclasses.replace(fleet["etcd-1"], ports=ports, membership=interrupted)
+    assert result(run_preflight(cluster, fleet, now=NOW), "etcd-1", "ports").status is Status.PASS
+
+
+def test_ports_on_a_host_recorded_for_another_cluster_are_not_ours(cluster, fleet):
+    ports = parse_ports('#ss\nLISTEN 0 4096 0.0.0.0:10250 0.0.0.0:* users:(("kubelet",pid=7,fd=8))\n')
+    applied = parse_applied(json.dumps({"cluster": "someone-elses"}))
+    fleet["worker-1"] = dataclasses.replace(fleet["worker-1"], ports=ports, applied=applied)
+    r = result(run_preflight(cluster, fleet, now=NOW), "worker-1", "ports")
+    assert r.status is Status.FAIL and "10250 (kubelet) is in use by kubelet" in r.message
+
+
+def test_any_program_kubeforge_runs_holding_a_role_port_of_a_managed_host_counts_as_ours(cluster, fleet):
+    # such a program is there because kubeforge put it there; which one holds which port is not
+    # preflight's business (the health gates of `up` judge the services themselves)
+    ports = parse_ports('#ss\nLISTEN 0 4096 *:6443 *:* users:(("kubelet",pid=7,fd=8))\n')
+    applied = parse_applied(json.dumps({"cluster": cluster.name}))
+    fleet["cp-1"] = dataclasses.replace(fleet["cp-1"], ports=ports, applied=applied)
+    assert result(run_preflight(cluster, fleet, now=NOW), "cp-1", "ports").status is Status.PASS

@@ -110,14 +110,31 @@ def check_sysctls(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[Ch
         yield warned(host.name, "sysctls", "; ".join(wrong) + " (kubeforge sets it when it prepares the host)")
 
 
+# Programs kubeforge runs on its hosts, as ss names them (the kernel's 15-character comm).
+OUR_PROGRAMS = frozenset(
+    {"kube-apiserver", "kube-controller", "kube-scheduler", "kube-proxy", "kubelet", "etcd", "haproxy", "keepalived"}
+)
+
+
+def managed_by_us(cluster: Cluster, facts: HostFacts, need: req.PortNeed) -> bool:
+    """kubeforge has worked on this host for this cluster: its applied.json says so, or, when a run
+    stopped before writing that record (it is written last), it left its files or its etcd stamp.
+    A record naming another cluster means the host is not ours, whatever else is there."""
+    record = facts.applied.record
+    if record is not None:
+        return record.get("cluster") == cluster.name
+    if need.unit == "etcd" and facts.membership.etcd_stamp:
+        return True
+    return facts.membership.kubeforge_files
+
+
 def _ours(cluster: Cluster, facts: HostFacts, need: req.PortNeed, process: str | None) -> bool:
-    if not prepared_by_us(cluster, facts):
+    if not managed_by_us(cluster, facts, need):
         return False
     if process is not None:
-        return process == need.process
+        return process == need.process or process in OUR_PROGRAMS
     # without a process name (ss run without root), the service that should hold the port must be up
-    unit = need.unit or "kubelet"
-    return facts.units.is_active(unit)
+    return facts.units.is_active(need.unit or "kubelet")
 
 
 def check_ports(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
