@@ -42,6 +42,8 @@ ExecStart=/usr/bin/kubelet
 Restart=always
 StartLimitInterval=0
 RestartSec=1
+# kubesim: the simulated static pods are child processes; like containers they outlive a kubelet restart
+KillMode=process
 
 [Install]
 WantedBy=multi-user.target

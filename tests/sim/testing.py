@@ -85,3 +85,57 @@ def run(tool: str, root: str, argv: list[str], version: str, stdin: str = "") ->
     finally:
         sys.stdin = old_in
     return rc, out.getvalue(), err.getvalue()
+
+
+class KubeletService:
+    """The kubelet as a real process under a tiny supervisor with systemd's Restart=always semantics."""
+
+    def __init__(self, root: str, version: str, env: dict[str, str], restart_sec: float = 0.2) -> None:
+        import subprocess
+        import sys
+
+        sim_dir = os.path.dirname(os.path.abspath(__file__))
+        code = (f"import sys; sys.path.insert(0, {sim_dir!r}); from kubesim import kubelet; "
+                f"sys.exit(kubelet.main(sys.argv[1:], {version!r}))")
+        self.argv = [sys.executable, "-I", "-c", code, "--config=/var/lib/kubelet/config.yaml"]
+        self.env = dict(env, KUBESIM_ROOT=root)
+        self.exits: list[int] = []
+        self.starts = 0
+        self.proc: subprocess.Popen | None = None
+        self._popen = subprocess.Popen
+        self._stop = threading.Event()
+        self._restart_sec = restart_sec
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import subprocess
+
+        while not self._stop.is_set():
+            self.proc = self._popen(self.argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.starts += 1
+            _, err = self.proc.communicate()
+            self.last_stderr = err.decode(errors="replace")
+            self.exits.append(self.proc.returncode)
+            self._stop.wait(self._restart_sec)
+
+    def restart(self) -> None:
+        """`systemctl restart kubelet`: SIGTERM, and the supervisor starts a new process."""
+        starts = self.starts
+        if self.proc is not None:
+            self.proc.terminate()
+        import time
+
+        deadline = time.time() + 10
+        while self.starts == starts and time.time() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc is not None:
+            self.proc.terminate()
+        self._thread.join(10)
+        from .kubesim import staticpod
+
+        with host.use_root(self.env["KUBESIM_ROOT"]):
+            staticpod.kill_running()

@@ -6,7 +6,7 @@ import secrets
 import subprocess
 import sys
 
-from . import client, files, host
+from . import client, files, host, staticpod
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (_local_ip, _node_checks, _preflight, _server_bases, duration, key_hash, new_token,
@@ -179,18 +179,39 @@ def upgrade(a, version: str, cfg: dict) -> int:
                 raise SimError("won't proceed; the user didn't answer (Y|y) in order to continue")
         result = client.op(bases, "upgrade_apply", {"node": name, "version": target, "kubeadmVersion": version})
         changed = files.set_manifest_versions(vstr(parse_version(target)))
+        _wait_local_version(vstr(parse_version(target)))
         print(f"[upgrade/staticpods] Upgraded {', '.join(changed)} from {result['from']} to {result['to']}")
         print(f"[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{vstr(parse_version(target))}\". Enjoy!")
         return 0
     result = client.op(bases, "upgrade_node", {"node": name, "kubeadmVersion": version})
     if result["controlPlane"]:
         files.set_manifest_versions(result["clusterVersion"])
+        _wait_local_version(result["clusterVersion"])
     if host.exists(files.KUBELET_CONFIG):
         text = host.read(files.KUBELET_CONFIG).split("\n", 1)[1]
         host.write(files.KUBELET_CONFIG, f"# written by kubeadm (kubesim) for {result['clusterVersion']}\n{text}")
     print("[upgrade] The configuration for this node was successfully upgraded!")
     print("[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.")
     return 0
+
+
+def _wait_local_version(version: str) -> None:
+    """Like kubeadm, wait until the kubelet has restarted the API server static pod at the new version."""
+    import os
+    import time
+
+    local = [f"http://127.0.0.1:{client.api_port()}"]
+    deadline = time.time() + float(os.environ.get("KUBESIM_WAIT_SECONDS", "60"))
+    print("[upgrade/staticpods] Waiting for the kubelet to restart the component")
+    while True:
+        try:
+            if client.get(local, "/version").get("gitVersion") == version:
+                return
+        except SimError:
+            pass
+        if time.time() > deadline:
+            raise SimError(f"[upgrade/staticpods] timed out waiting for kube-apiserver {version} on this node")
+        time.sleep(0.1)
 
 
 def reset(a, version: str) -> int:
@@ -215,6 +236,7 @@ def reset(a, version: str) -> int:
     print(f"[reset] Deleting contents of directories: {dirs}")
     for d in dirs:
         host.wipe_dir_contents(d)
+    staticpod.kill_running()  # "[reset] Removing containers": the API server static pod goes too
     for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
               "controller-manager.conf", "scheduler.conf"):
         host.remove(f"/etc/kubernetes/{f}")
