@@ -287,3 +287,38 @@ def test_api_server_answers_tls_health_checks_and_plain_http_on_one_port(ready_l
         assert r.status == 200 and r.read() == b"ok"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as r:
         assert json.loads(r.read())["gitVersion"] == V33
+
+
+def test_token_create_takes_the_token_from_the_init_configuration(ready_lab: Lab) -> None:
+    other = "zyxwvu.0123456789abcdef"
+    (ready_lab.base / "init2.yaml").write_text(init_config(V33).replace(TOKEN, other))
+    rc, out, err = ready_lab.kubeadm(ready_lab.cp, "token", "create", "--config", str(ready_lab.base / "init2.yaml"))
+    assert rc == 0 and out.strip() == other, err
+    third = T.make_machine(str(ready_lab.base / "worker-2"), "worker-2", V33)
+    rc, _, err = T.run("kubeadm", third, ["join", "127.0.0.1:6443", "--token", other,
+                                          "--discovery-token-ca-cert-hash", ca_cert_hash(ready_lab.ca_pem)], V33)
+    assert rc == 0, err
+    assert "worker-2" in ready_lab.state()["nodes"]
+
+
+def test_upload_certs_phase_lets_a_second_control_plane_join_with_the_configured_key(ready_lab: Lab) -> None:
+    rc, out, err = ready_lab.kubeadm(ready_lab.cp, "init", "phase", "upload-certs", "--upload-certs",
+                                     "--config", str(ready_lab.base / "init.yaml"))
+    assert rc == 0 and "ab" * 32 in out, err
+    cp2 = T.make_machine(str(ready_lab.base / "cp-2"), "cp-2", V33)
+    join = ready_lab.base / "join.yaml"
+    join.write_text(f"""apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: 127.0.0.1:6443
+    token: {TOKEN}
+    caCertHashes: [{ca_cert_hash(ready_lab.ca_pem)}]
+nodeRegistration:
+  name: cp-2
+controlPlane:
+  certificateKey: {"cd" * 32}
+""")
+    rc, _, err = T.run("kubeadm", cp2, ["join", "--config", str(join)], V33)
+    assert rc == 1 and "message authentication failed" in err
+    assert "cp-2" not in ready_lab.state()["nodes"]

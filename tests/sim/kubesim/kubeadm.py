@@ -156,9 +156,11 @@ def cmd_reset(a, version: str) -> int:
 def cmd_token(a, version: str) -> int:
     bases = _server_bases("/etc/kubernetes/admin.conf")
     if a.action == "create":
-        token = a.token or new_token()
+        # like kubeadm, the token (and its ttl) may come from the InitConfiguration's bootstrapTokens
+        first = ((_load_config(a.config).get("InitConfiguration") or {}).get("bootstrapTokens") or [{}])[0]
+        token = a.token or first.get("token") or new_token()
         tid, th = token_parts(token)
-        client.op(bases, "token_create", {"id": tid, "hash": th, "ttl": duration(a.ttl)})
+        client.op(bases, "token_create", {"id": tid, "hash": th, "ttl": duration(a.ttl or first.get("ttl"))})
         if a.print_join_command:
             st = client.get(bases, "/kubesim/state")
             endpoint = st.get("controlPlaneEndpoint") or f"{st.get('primary')}:6443"
@@ -247,6 +249,7 @@ def parser() -> _Parser:
     t.add_argument("--ttl")
     t.add_argument("--print-join-command", action="store_true")
     t.add_argument("--kubeconfig")
+    t.add_argument("--config")
     t.set_defaults(fn=cmd_token)
     v = sub.add_parser("version")
     v.add_argument("-o", "--output", default="")

@@ -188,6 +188,14 @@ def cmd_apply(a, version: str) -> int:
     for f in a.filename:
         if f == "-":
             text = sys.stdin.read()
+        elif re.match(r"https?://", f):
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(f, timeout=30) as r:
+                    text = r.read().decode()
+            except OSError as e:
+                raise SimError(f'unable to read URL "{f}": {e}') from None
         elif os.path.isdir(f):
             text = "\n---\n".join(open(os.path.join(f, n), encoding="utf-8").read() for n in sorted(os.listdir(f))
                                   if n.endswith((".yaml", ".yml", ".json")))
