@@ -107,7 +107,6 @@ def worker(spec_path: str) -> None:
     from kubeforge.transport.pool import fanout
     from kubeforge.transport.ssh import SshTransport
 
-    contents = {name: Path(spec["files_dir"], name).read_bytes() for name in FILES}
     hosts = [
         Host(name=n, address=a, internal_address=a, roles=frozenset(), ssh=SshSettings(
             user=spec["user"], port=p, identity_file=Path(spec["key"]), known_hosts=Path(spec["known_hosts"]),
@@ -122,6 +121,8 @@ def worker(spec_path: str) -> None:
             res = t.get(spec["remote"], spec["local"], sudo=False)
         print(json.dumps({"seconds": time.perf_counter() - started, "size": res.size}))
         return
+
+    contents = {name: Path(spec["files_dir"], name).read_bytes() for name in FILES}
 
     def work(t: SshTransport):
         for argv in COMMANDS:
@@ -201,7 +202,9 @@ def bench_get(t: Targets, tmp: Path, mib: int, repeat: int) -> tuple[list[float]
     kf, scp = [], []
     for _ in range(repeat):
         out = subprocess.run([sys.executable, __file__, "--worker", str(tmp / "get.json")],
-                             check=True, capture_output=True, text=True)
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"kubeforge get failed:\n{out.stderr[-3000:]}")
         kf.append(json.loads(out.stdout)["seconds"])
         started = time.perf_counter()
         subprocess.run(["scp", "-q", "-i", str(t.key), "-P", str(port), "-o", f"UserKnownHostsFile={t.known_hosts}",
