@@ -131,8 +131,7 @@ def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str) -> 
 
     cluster = load_cluster(inventory)
     with _run_log(cluster, "plan-upgrade"), TransportPool(cluster) as pool:
-        plan = plan_upgrade(cluster, pool, to=to, multi_hop=multi_hop)
-    plan = plan[0] if isinstance(plan, tuple) else plan
+        plan = plan_upgrade(inventory, to, multi_hop, pool=pool)
     if output == "json":
         from kubeforge.ui.output import emit
 
