@@ -129,17 +129,11 @@ def run_install(inventory: Path, dry_run: bool, yes: bool) -> None:
 def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], passphrase_file: Optional[Path],
                output: str) -> None:
     from kubeforge.errors import InputError
-    from kubeforge.model.secret import Secret
     from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
 
     cluster = _load(inventory)
-    passphrase = None
-    if passphrase_file is not None:
-        try:
-            passphrase = Secret(passphrase_file.read_text().rstrip("\n"))
-        except OSError as exc:
-            raise InputError(f"{passphrase_file}: cannot read the passphrase file: {exc.strerror}") from None
+    passphrase = _passphrase(passphrase_file)
     if keep is not None and keep < 1:
         raise InputError("--keep must be at least 1")
     opts = options_from_cluster(cluster, directory=directory.absolute() if directory else None, keep=keep,
@@ -173,6 +167,33 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
     ]
     for k, v in rows:
         out.print(f"{k:>12}: {v}", markup=False)
+
+
+def _passphrase(passphrase_file: Optional[Path]):
+    from kubeforge.errors import InputError
+    from kubeforge.model.secret import Secret
+
+    if passphrase_file is None:
+        return None
+    try:
+        return Secret(passphrase_file.read_text().rstrip("\n"))
+    except OSError as exc:
+        raise InputError(f"{passphrase_file}: cannot read the passphrase file: {exc.strerror}") from None
+
+
+def run_restore(inventory: Path, source: str, directory: Optional[Path], passphrase_file: Optional[Path],
+                dry_run: bool, yes: bool) -> None:
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.restore import plan_restore
+
+    cluster = _load(inventory)
+    with _run_log(cluster, "etcd-restore") as run_log, TransportPool(cluster) as pool:
+        plan, inp = plan_restore(cluster, pool, source, directory=directory.absolute() if directory else None,
+                                 passphrase=_passphrase(passphrase_file))
+        err = _consoles()[1]
+        err.print(f"restoring {inp.backup_name} (verified here: sha256 {inp.snapshot_sha256[:16]}…) onto "
+                  f"{', '.join(m.name for m in inp.members)}; old data dirs kept at {inp.aside}", markup=False)
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
 
 
 def register(app: typer.Typer) -> None:
@@ -221,5 +242,24 @@ def register(app: typer.Typer) -> None:
         Example: kubeforge etcd backup -i inventories/ha-external-etcd.yaml --keep 7
         """
         run_backup(inventory, directory, keep, passphrase_file, output)
+
+    @etcd_app.command("restore")
+    def restore_cmd(
+        inventory: Path = INVENTORY,
+        source: str = typer.Option(..., "--from", help="A backup manifest, a backup name, or 'latest'.", show_default=False),
+        directory: Optional[Path] = typer.Option(None, "--dir", help="Where backups are (default: the inventory's)."),
+        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", help="Passphrase of an encrypted backup."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+    ) -> None:
+        """Restore every member from one verified backup (the old data dirs are kept aside).
+
+        The backup is re-verified here first (manifest, checksum, integrity hash). Then: API servers
+        stopped, etcd stopped everywhere, the snapshot pushed and checked on every member, restored
+        with a new cluster token, all members started together, health gate, API servers back.
+
+        Example: kubeforge etcd restore -i inventories/ha-external-etcd.yaml --from latest --yes
+        """
+        run_restore(inventory, source, directory, passphrase_file, dry_run, yes)
 
     app.add_typer(etcd_app, name="etcd")

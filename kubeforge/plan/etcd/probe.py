@@ -72,6 +72,8 @@ def _sections(text: str) -> dict[str, str]:
             name, lines = line[2:].strip(), []
         else:
             lines.append(line)
+    if name:
+        out[name] = "\n".join(lines).strip()
     return out
 
 

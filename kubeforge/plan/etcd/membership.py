@@ -1,0 +1,174 @@
+"""Membership as the inventory changes: decide (pure), refuse unsafe changes, plan one member at a time.
+
+Adding a host: install and prepare it like any member (its env says initial-cluster-state=existing
+and names the current members plus itself), `member add --learner` on a healthy member, start it,
+promote it once it has caught up (etcd refuses to promote a learner that lags: the gate retries),
+then a health gate. Removing one: leadership moved away first if it leads, `member remove`, then its
+etcd stopped and disabled and its data dir moved aside. Refused before anything is touched: adds and
+removals in one change, a cluster without quorum now, or any step that would leave fewer healthy
+voting members than a quorum.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from kubeforge.errors import SafetyRefusal
+from kubeforge.model import Cluster, Host
+from kubeforge.plan.etcd import commands as cmd
+from kubeforge.plan.etcd.ctl import client_url, etcdctl_line, peer_url
+from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, health_gate
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import GateStep, LocalStep, RunStep
+from kubeforge.plan.strategy import serial
+from kubeforge.transport.base import Command
+
+
+@dataclass(frozen=True)
+class ListedMember:
+    """One entry of the cluster's own member list."""
+
+    id: str  # hex
+    name: str  # "" for a member added but never started
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...] = ()
+    learner: bool = False
+    healthy: bool = False
+    leader: bool = False
+
+    @property
+    def peer_url(self) -> str:
+        return self.peer_urls[0] if self.peer_urls else ""
+
+    @property
+    def address(self) -> str:
+        u = self.peer_url.split("://", 1)[-1].rsplit(":", 1)[0]
+        return u.strip("[]")
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    add: tuple[Host, ...] = ()  # inventory order
+    pending: tuple[Host, ...] = ()  # added earlier (listed, never started): only start + promote
+    remove: tuple[ListedMember, ...] = ()  # leader last
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.add or self.pending or self.remove)
+
+
+def _quorum(n: int) -> int:
+    return n // 2 + 1
+
+
+def decide(cluster: Cluster, listed: Sequence[ListedMember]) -> MembershipChange:
+    """What to add and remove so the cluster's members become the inventory's; refuses unsafe
+    changes (SafetyRefusal) without touching anything."""
+    wanted = cluster.etcd_members
+    by_url = {m.peer_url: m for m in listed}
+    add, pending = [], []
+    for h in wanted:
+        m = by_url.get(peer_url(cluster, h))
+        if m is None:
+            add.append(h)
+        elif not m.name:
+            pending.append(h)
+        elif m.name != h.name:
+            raise SafetyRefusal(f"{h.name}: its peer URL {peer_url(cluster, h)} belongs to member {m.name!r}")
+    wanted_urls = {peer_url(cluster, h) for h in wanted}
+    remove = [m for m in listed if m.peer_url not in wanted_urls]
+    if (add or pending) and remove:
+        raise SafetyRefusal(
+            f"the inventory adds {', '.join(h.name for h in add + pending)} and removes "
+            f"{', '.join(m.name or m.peer_url for m in remove)} at once",
+            hint="change one thing at a time: remove first (run), then add (run again)",
+        )
+    voters = [m for m in listed if not m.learner]
+    healthy = [m for m in voters if m.healthy]
+    if listed and len(healthy) < _quorum(len(voters)):
+        raise SafetyRefusal(f"etcd has no quorum now ({len(healthy)} of {len(voters)} voting members healthy); "
+                            "membership cannot change", hint="bring members back first (kubeforge etcd status)")
+    remove.sort(key=lambda m: (m.healthy, m.leader))  # dead members first, the leader last
+    n_voters, n_healthy = len(voters), len(healthy)
+    for m in remove:
+        n_voters -= 0 if m.learner else 1
+        n_healthy -= 1 if (m.healthy and not m.learner) else 0
+        if n_voters == 0 or n_healthy < _quorum(n_voters):
+            raise SafetyRefusal(
+                f"removing {m.name or m.peer_url} would leave {n_healthy} healthy of {n_voters} voting members, "
+                f"below quorum ({_quorum(n_voters) if n_voters else 1}); nothing was changed",
+                hint="bring the unhealthy members back (or remove them first), then run again",
+            )
+    for _ in add + pending:
+        n_voters += 1
+        n_healthy += 1
+    return MembershipChange(tuple(add), tuple(pending), tuple(remove))
+
+
+def _find_member_script(url: str) -> str:
+    # member list (3.4+ simple format): ID, status, name, peer URLs, client URLs, is learner
+    return f"awk -F', ' -v u={shlex.quote(url)} '$4 == u'"
+
+
+def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[str], members_after: tuple[Host, ...],
+                     *, register: bool) -> PhasePlan:
+    url = peer_url(cluster, host)
+    listed = f"{etcdctl_line(cluster, endpoints, 'member', 'list')} | {_find_member_script(url)} | grep -q ."
+    lanes = []
+    if register:
+        add = Command(script=etcdctl_line(cluster, endpoints, "member", "add", host.name, f"--peer-urls={url}", "--learner"),
+                      sudo=True, timeout=60, description=f"member add {host.name} as a learner")
+        lanes.append((via.name, [RunStep(via.name, add, f"Add {host.name} as a learner",
+                                         unless=Command(script=listed, sudo=True, timeout=60))]))
+    promote = "\n".join(
+        [
+            f"line=$({etcdctl_line(cluster, endpoints, 'member', 'list')} | {_find_member_script(url)})",
+            f"[ -n \"$line\" ] || {{ echo '{host.name} is not a member' >&2; exit 1; }}",
+            'case "$line" in',
+            f"  *', true') {etcdctl_line(cluster, endpoints, 'member', 'promote', 'MEMBER_ID')} ;;".replace(
+                "MEMBER_ID", '"${line%%,*}"'),
+            "esac",
+        ]
+    )
+    lanes.append((host.name, [
+        RunStep(host.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd (joining the running cluster)",
+                unless=cmd.is_active()),
+        GateStep(host.name, Command(script=promote, sudo=True, timeout=60), f"Promote {host.name} once caught up",
+                 what=f"learner {host.name} in sync with the leader and promoted", timeout_s=GATE_TIMEOUT_S,
+                 interval_s=1.0),
+        health_gate(cluster, host, members_after, key=f"gate-after-add-{host.name}",
+                    title=f"Wait for etcd healthy with {host.name}"),
+    ]))
+    return PhasePlan.of(name=f"AddEtcdMember-{host.name}", title=f"Add etcd member {host.name}", strategy=serial(),
+                        lanes=lanes)
+
+
+def remove_member_phase(cluster: Cluster, member: ListedMember, via: Host, remaining: tuple[Host, ...],
+                        retire: Callable[[], object]) -> PhasePlan:
+    endpoints = [client_url(cluster, h) for h in remaining]
+    name = member.name or member.peer_url
+    ep = member.client_urls[0] if member.client_urls else ""
+    lines = []
+    if ep and member.healthy:
+        # A leader that is removed steps down only after the change commits; moving leadership first
+        # keeps writes flowing without an election.
+        lines += [
+            f"if {etcdctl_line(cluster, [ep], 'endpoint', 'status')} 2>/dev/null | awk -F', ' '{{print $5}}' | grep -q true; then",
+            f"  to=$({etcdctl_line(cluster, [endpoints[0]], 'endpoint', 'status')} | awk -F', ' '{{print $2}}')",
+            f"  {etcdctl_line(cluster, [ep], 'move-leader', 'TARGET_ID')} >/dev/null".replace("TARGET_ID", '"$to"'),
+            "fi",
+        ]
+    lines.append(etcdctl_line(cluster, endpoints, "member", "remove", member.id))
+    unless = Command(script=f"! {{ {etcdctl_line(cluster, endpoints, 'member', 'list')} | grep -q '^{member.id},'; }}",
+                     sudo=True, timeout=60)
+    steps = [RunStep(via.name, Command(script="\n".join(lines), sudo=True, timeout=120,
+                                       description=f"member remove {name}"), f"Remove {name} from the member list",
+                     unless=unless),
+             health_gate(cluster, via, remaining, key=f"gate-after-remove-{member.id}",
+                         title=f"Wait for etcd healthy without {name}")]
+    return PhasePlan.of(name=f"RemoveEtcdMember-{name}", title=f"Remove etcd member {name}", strategy=serial(),
+                        lanes=[(via.name, steps), ("local", [LocalStep(f"Stop and disable etcd on {name} ({member.address})",
+                                                                       retire, key=f"retire-{member.id}")])])

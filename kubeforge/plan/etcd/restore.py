@@ -1,0 +1,139 @@
+"""Restore every member from one verified snapshot (external etcd).
+
+Phases, in order (each stops at the first failure):
+  StopApiServers      control planes: kube-apiserver's static pod manifest moved aside (kubelet
+                      stops the pod), so nothing writes to etcd while it is replaced
+  StopEtcd            every member stopped
+  PushSnapshot        the same snapshot on every member (0600), its sha256 checked there
+  RestoreMemberData   old data dir moved to <data_dir>.kubeforge-<stamp> (never deleted), then
+                      `snapshot restore` with the member's name, peer URL, the initial cluster and a
+                      NEW cluster token, owned by etcd
+  StartEtcdMembers    every member at once (--no-block: they wait for each other)
+  WaitForEtcdHealthy  every member healthy, one leader
+  StartApiServers     the manifests put back
+  RemoveSnapshotCopies
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.plan.etcd import commands as cmd
+from kubeforge.plan.etcd.ctl import REMOTE_WORK_DIR, initial_cluster, peer_url
+from kubeforge.plan.etcd.install import health_gate
+from kubeforge.plan.etcd.probe import EtcdHostFacts
+from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.steps import PutFileStep, RunStep
+from kubeforge.plan.strategy import parallel, serial
+from kubeforge.transport.base import Command
+
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+# Outside manifests/, so the kubelet does not see it while etcd is replaced.
+APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-restore"
+BUMP_REVISION = 1_000_000_000  # what kubeadm/etcd docs suggest: far beyond any watch cache
+
+
+@dataclass(frozen=True)
+class RestoreInput:
+    cluster: Cluster
+    members: tuple[Host, ...]
+    facts: dict[str, EtcdHostFacts]
+    control_planes: tuple[Host, ...]  # whose API servers are stopped while restoring
+    snapshot: bytes  # the verified plain snapshot
+    snapshot_sha256: str
+    backup_name: str
+    stamp: str  # UTC time of this restore, names the old data dirs and the new token
+
+    @property
+    def token(self) -> str:
+        return f"{self.cluster.name}-restore-{self.stamp}"
+
+    @property
+    def remote_path(self) -> str:
+        return f"{REMOTE_WORK_DIR}/restore-{self.backup_name}.db"
+
+    @property
+    def aside(self) -> str:
+        return f"{self.cluster.etcd.data_dir.rstrip('/')}.kubeforge-{self.stamp}"
+
+
+def restore_command(inp: RestoreInput, host: Host) -> Command:
+    c = inp.cluster
+    f = inp.facts.get(host.name)
+    data = shlex.quote(c.etcd.data_dir)
+    aside = shlex.quote(inp.aside)
+    snap = shlex.quote(inp.remote_path)
+    common = [
+        f"--name={host.name}",
+        f"--initial-cluster={initial_cluster(c, inp.members)}",
+        f"--initial-cluster-token={inp.token}",
+        f"--initial-advertise-peer-urls={peer_url(c, host)}",
+        f"--data-dir={c.etcd.data_dir}",
+    ]
+    if f is not None and f.etcdutl:
+        extra = []
+        if "--bump-revision" in f.restore_flags:
+            extra.append(f"--bump-revision={BUMP_REVISION}")
+        if "--mark-compacted" in f.restore_flags:
+            extra.append("--mark-compacted")
+        tool = "etcdutl snapshot restore " + snap + " " + " ".join(shlex.quote(a) for a in common + extra)
+    else:
+        tool = "ETCDCTL_API=3 etcdctl snapshot restore " + snap + " " + " ".join(shlex.quote(a) for a in common)
+    script = "\n".join(
+        [
+            "if systemctl is-active --quiet etcd; then echo 'etcd is still running' >&2; exit 1; fi",
+            # keep whatever was there, even an empty dir, so nothing is ever lost by a restore
+            f"if [ -e {data} ] && [ ! -e {aside} ]; then mv {data} {aside}; fi",
+            f"rm -rf {data}",
+            f"{tool} >/dev/null",
+            f"chown -R etcd:etcd {data}",
+            f"chmod 0700 {data}",
+        ]
+    )
+    return Command(script=script, sudo=True, timeout=900, description=f"restore etcd data of {host.name}")
+
+
+def restore_phases(inp: RestoreInput) -> list[PhasePlan]:
+    c = inp.cluster
+    q_manifest, q_aside = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
+    stop_api = [
+        (cp.name, [RunStep(cp.name, Command(script=f"mv {q_manifest} {q_aside}", sudo=True, timeout=60),
+                           "Stop kube-apiserver (manifest moved aside)",
+                           unless=Command(script=f"[ ! -e {q_manifest} ]", sudo=True, timeout=30))])
+        for cp in inp.control_planes
+    ]
+    start_api = [
+        (cp.name, [RunStep(cp.name, Command(script=f"mv {q_aside} {q_manifest}", sudo=True, timeout=60),
+                           "Start kube-apiserver (manifest put back)",
+                           unless=Command(script=f"[ ! -e {q_aside} ]", sudo=True, timeout=30))])
+        for cp in inp.control_planes
+    ]
+    snap_file = RenderedFile(inp.remote_path, inp.snapshot, mode=0o600, source=f"backup {inp.backup_name}")
+    check = Command(script=f"echo {shlex.quote(inp.snapshot_sha256)}'  '{shlex.quote(inp.remote_path)} | sha256sum -c --quiet -",
+                    sudo=True, timeout=300, description="snapshot checksum on the member")
+    first = inp.members[0]
+    phases = [
+        PhasePlan.of(name="StopApiServers", title="Stop the API servers", strategy=parallel(), lanes=stop_api,
+                     reason_if_empty="no control plane runs kube-apiserver from a static pod manifest"),
+        PhasePlan.of(name="StopEtcd", title="Stop etcd on every member", strategy=parallel(),
+                     lanes=[(m.name, [RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")]) for m in inp.members]),
+        PhasePlan.of(name="PushSnapshot", title="Push the snapshot to every member", strategy=parallel(),
+                     lanes=[(m.name, [PutFileStep(m.name, snap_file, title="Push the snapshot"),
+                                      RunStep(m.name, check, "Compare the snapshot checksum")]) for m in inp.members]),
+        PhasePlan.of(name="RestoreMemberData", title="Restore every member's data from the snapshot", strategy=parallel(),
+                     lanes=[(m.name, [RunStep(m.name, restore_command(inp, m), "Keep the old data dir aside and restore")])
+                            for m in inp.members]),
+        PhasePlan.of(name="StartEtcdMembers", title="Start every etcd member", strategy=parallel(),
+                     lanes=[(m.name, [RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd")])
+                            for m in inp.members]),
+        PhasePlan.of(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster", strategy=serial(),
+                     lanes=[(first.name, [health_gate(c, first, inp.members)])]),
+        PhasePlan.of(name="StartApiServers", title="Start the API servers", strategy=parallel(), lanes=start_api,
+                     reason_if_empty="no API server was stopped"),
+        PhasePlan.of(name="RemoveSnapshotCopies", title="Remove the snapshot copies", strategy=parallel(),
+                     lanes=[(m.name, [RunStep(m.name, Command(argv=["rm", "-f", inp.remote_path], sudo=True, timeout=60),
+                                              "Remove the snapshot copy")]) for m in inp.members]),
+    ]
+    return phases

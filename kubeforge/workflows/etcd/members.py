@@ -1,0 +1,124 @@
+"""`kubeforge etcd members`: make the cluster's member list match the inventory, one member at a
+time, quorum kept throughout (kubeforge.plan.etcd.membership decides and plans).
+
+    plan, change = plan_members(cluster, pool)
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+
+from kubeforge.errors import KubeforgeError
+from kubeforge.model import Cluster, Host, Role
+from kubeforge.plan.etcd.ctl import client_url, peer_url
+from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
+from kubeforge.plan.etcd.membership import ListedMember, MembershipChange, add_member_phase, decide, remove_member_phase
+from kubeforge.plan.phase import PhasePlan, Plan
+from kubeforge.plan.strategy import parallel
+from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
+from kubeforge.transport.base import Command
+from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files, require_external
+from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
+
+log = logging.getLogger("kubeforge.etcd")
+WORKFLOW = "etcd members"
+
+
+def outsider(cluster: Cluster, name: str, address: str) -> Host:
+    """A member that is no longer in the inventory, reached at its peer URL's address with the
+    cluster's SSH settings (to stop it once it has left)."""
+    return Host(name=name or address, address=address, internal_address=address, roles=frozenset({Role.ETCD}),
+                ssh=cluster.ssh)
+
+
+def listed_members(cluster: Cluster, pool, status: ClusterStatus) -> list[ListedMember]:
+    by_name = {m.name: m for m in status.members}
+    leader_id = next((m.leader_id for m in status.members if m.leader_id and m.leader_id != "0"), None)
+    wanted = {peer_url(cluster, h) for h in cluster.etcd_members}
+    extra = [m for m in status.member_list if m["peerURLs"] and m["peerURLs"][0] not in wanted]
+    health: dict[str, bool] = {m.name: m.healthy for m in status.members}
+    if extra:
+        hosts = tuple(outsider(cluster, m["name"], ListedMember("", "", tuple(m["peerURLs"])).address) for m in extra)
+        for st in gather_status(cluster, pool, members=hosts).members:
+            health[st.name] = st.healthy
+    out = []
+    for m in status.member_list:
+        name = m["name"]
+        out.append(ListedMember(id=m["id"], name=name, peer_urls=tuple(m["peerURLs"]), client_urls=tuple(m["clientURLs"]),
+                                learner=m["isLearner"], healthy=health.get(name or m["peerURLs"][0], False),
+                                leader=m["id"] == leader_id))
+        if name in by_name and by_name[name].is_learner:
+            out[-1] = ListedMember(out[-1].id, name, out[-1].peer_urls, out[-1].client_urls, True, out[-1].healthy,
+                                   out[-1].leader)
+    return out
+
+
+def _retire(cluster: Cluster, pool, member: ListedMember):
+    host = outsider(cluster, member.name, member.address)
+    data = shlex.quote(cluster.etcd.data_dir)
+    aside = shlex.quote(cluster.etcd.data_dir.rstrip("/") + ".kubeforge-removed")
+
+    def retire() -> bool:
+        script = (f"systemctl disable --now etcd 2>/dev/null || systemctl stop etcd || true\n"
+                  f"if [ -d {data}/member ]; then rm -rf {aside}; mv {data} {aside}; install -d -m 0700 -o etcd -g etcd {data}; fi")
+        try:
+            pool.get(host).run(Command(script=script, sudo=True, timeout=120, description="retire etcd"))
+        except KubeforgeError as exc:
+            # It has left the cluster already; a machine that is gone for good is the usual reason.
+            log.warning("member %s left the cluster, but its machine could not be cleaned up: %s", host.name, exc)
+            return False
+        return True
+
+    return retire
+
+
+def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipChange]:
+    from kubeforge.pki import ensure_pki
+
+    require_external(cluster, "members")
+    status = gather_status(cluster, pool)
+    listed = listed_members(cluster, pool, status)
+    change = decide(cluster, listed)
+    if change.is_noop:
+        why = "the cluster's members are the inventory's"
+        return Plan(WORKFLOW, (PhasePlan("ChangeEtcdMembers", "Change etcd members", parallel(), (), why),)), change
+    healthy_names = {m.name for m in listed if m.healthy}
+    removing = {m.peer_url for m in change.remove}
+    staying = [h for h in cluster.etcd_members if peer_url(cluster, h) not in removing
+               and h not in change.add and h not in change.pending]
+    via = next((h for h in staying if h.name in healthy_names), None) or staying[0]
+    phases: list[PhasePlan] = []
+    if change.remove:
+        remaining = list(staying)
+        for m in change.remove:
+            phases.append(remove_member_phase(cluster, m, via, tuple(remaining), _retire(cluster, pool, m)))
+        return Plan(WORKFLOW, tuple(phases)), change
+
+    bundle = ensure_pki(cluster, now=now).bundle
+    new_hosts = change.pending + change.add
+    facts = gather_member_facts(cluster, pool, new_hosts)
+    ctx = context(cluster)
+    def name_of(m: ListedMember) -> str:
+        if m.name:
+            return m.name
+        h = next((x for x in cluster.etcd_members if peer_url(cluster, x) == m.peer_url), None)
+        return h.name if h else m.id
+
+    current = [f"{name_of(m)}={m.peer_url}" for m in listed]
+    members_in = []
+    members_after = list(staying)
+    add_phases = []
+    for h in new_hosts:
+        if h in change.add:
+            current.append(f"{h.name}={peer_url(cluster, h)}")
+        files = etcd_pki_files(cluster, bundle, h) + member_etcd_files(ctx, h, None, state="existing",
+                                                                      initial_cluster=",".join(current))
+        sources = tuple(p for p in render_packages(ctx, h) if p.path not in (KUBERNETES_LIST, PIN_PATH))
+        members_in.append(MemberInput(h, sources, tuple(files), facts[h.name]))
+        members_after.append(h)
+        endpoints = [client_url(cluster, x) for x in members_after if x is not h]
+        add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after), register=h in change.add))
+    inp = InstallInput(cluster, tuple(members_in), cluster_exists=True)
+    phases = [install_packages_phase(inp), prepare_phase(inp), *add_phases, record_phase(inp)]
+    return Plan(WORKFLOW, tuple(phases)), change

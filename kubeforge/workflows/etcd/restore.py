@@ -1,0 +1,83 @@
+"""`kubeforge etcd restore --from BACKUP`: re-verify the backup here, plan, ask, restore every member.
+
+    plan, inp = plan_restore(cluster, pool, "latest")
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubeforge.errors import InputError, SafetyRefusal
+from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.model.secret import Secret
+from kubeforge.plan.etcd.restore import APISERVER_MANIFEST, RestoreInput, restore_phases
+from kubeforge.plan.phase import Plan
+from kubeforge.transport.base import Command
+from kubeforge.workflows.etcd import crypto
+from kubeforge.workflows.etcd.backup import verify_backup_file
+from kubeforge.workflows.etcd.common import gather_member_facts
+from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
+from kubeforge.workflows.etcd.snapshot import sha256_file
+
+WORKFLOW = "etcd restore"
+
+
+def find_manifest(cluster: Cluster, source: str, directory: Path | None = None) -> Path:
+    """``source``: a manifest path, a backup name in the backup directory, or ``latest``."""
+    directory = directory or cluster.etcd.backup.directory
+    p = Path(source)
+    if p.is_file():
+        if p.name.endswith(MANIFEST_SUFFIX):
+            return p
+        candidate = p.with_name(p.name.split(".db")[0] + MANIFEST_SUFFIX)
+        if candidate.is_file():
+            return candidate
+        raise InputError(f"{p}: not a kubeforge backup manifest (*{MANIFEST_SUFFIX}) and none beside it")
+    if source == "latest":
+        good = [m for m in list_backups(directory) if m.verified]
+        if not good:
+            raise InputError(f"{directory}: no verified backup to restore")
+        return directory / (good[0].name + MANIFEST_SUFFIX)
+    named = directory / (source.removesuffix(MANIFEST_SUFFIX) + MANIFEST_SUFFIX)
+    if named.is_file():
+        return named
+    raise InputError(f"--from {source}: no such backup manifest (looked for {p} and {named})")
+
+
+def _stamp(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None = None,
+                 passphrase: Secret | None = None, now: datetime | None = None) -> tuple[Plan, RestoreInput]:
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        raise SafetyRefusal(
+            "restoring stacked etcd (kubeadm's static pods on the control planes) is not implemented yet",
+            hint="restore with `etcdutl snapshot restore` on each control plane while etcd.yaml and "
+                 "kube-apiserver.yaml are moved out of /etc/kubernetes/manifests",
+        )
+    manifest_path = find_manifest(cluster, source, directory)
+    key = crypto.load_key_file(cluster.etcd.backup.key_file) if cluster.etcd.backup.key_file else None
+    work = cluster.state_dir / "restore"
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    manifest, plain = verify_backup_file(manifest_path, key=key, passphrase=passphrase, workdir=work)
+    try:
+        data = plain.read_bytes()
+        sha = sha256_file(plain)
+    finally:
+        if plain.parent == work:
+            plain.unlink(missing_ok=True)
+    members = cluster.etcd_members
+    facts = gather_member_facts(cluster, pool)
+    missing = [n for n, f in facts.items() if f is not None and f.version is None]
+    if missing:
+        raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
+    cps = []
+    for cp in cluster.control_planes:
+        res = pool.get(cp).run(Command(argv=["test", "-e", APISERVER_MANIFEST], sudo=True, check=False, timeout=30))
+        if res.ok:
+            cps.append(cp)
+    inp = RestoreInput(cluster, members, {k: v for k, v in facts.items() if v}, tuple(cps), data, sha,
+                       manifest.name, _stamp(now or datetime.now(timezone.utc)))
+    return Plan(f"{WORKFLOW} {manifest.name}", tuple(restore_phases(inp))), inp

@@ -1,0 +1,203 @@
+"""The etcd phases as data: what install, restore and membership changes plan, and what they refuse."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kubeforge.errors import SafetyRefusal
+from kubeforge.model import RenderedFile
+from kubeforge.plan.etcd.install import InstallInput, MemberInput, config_sha, install_phases
+from kubeforge.plan.etcd.membership import ListedMember, decide
+from kubeforge.plan.etcd.probe import EtcdHostFacts, parse_probe
+from kubeforge.plan.etcd.restore import RestoreInput, restore_command, restore_phases
+from kubeforge.plan.phase import Plan
+from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
+from tests.factories import make_cluster
+
+PROBE_INSTALLED = """@@pkg
+ii |3.4.23-4+b5
+@@bin
+3.4.23
+@@active
+active
+@@data
+yes
+@@stamp
+abc123
+@@env
+ETCD_INITIAL_CLUSTER="etcd-1=https://10.77.4.11:2380,etcd-2=https://10.77.4.12:2380"
+ETCD_INITIAL_CLUSTER_STATE="new"
+ETCD_INITIAL_CLUSTER_TOKEN="test"
+@@restore
+@@end
+"""
+
+PROBE_FRESH = "@@pkg\n@@bin\n@@active\ninactive\n@@data\nno\n@@stamp\n@@env\n@@restore\n@@end\n"
+
+PROBE_35 = PROBE_FRESH.replace("@@restore\n", "@@restore\netcdutl\n--bump-revision\n--mark-compacted\n")
+
+
+def test_probe_reads_an_installed_running_bootstrapped_member():
+    f = parse_probe("etcd-1", PROBE_INSTALLED)
+    assert f.installed_at("3.4.23") and not f.installed_at("3.4.22")
+    assert f.active and f.has_data and f.stamp == "abc123"
+    assert f.initial["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+    assert f.initial["ETCD_INITIAL_CLUSTER"].startswith("etcd-1=https://")
+    assert not f.etcdutl
+
+
+def test_probe_reads_a_fresh_machine_and_the_restore_tool_of_etcd_35():
+    fresh = parse_probe("etcd-2", PROBE_FRESH)
+    assert fresh.version is None and not fresh.active and not fresh.has_data and fresh.stamp == ""
+    new = parse_probe("etcd-3", PROBE_35)
+    assert new.etcdutl and new.restore_flags == ("--bump-revision", "--mark-compacted")
+
+
+def test_probe_refuses_output_cut_short():
+    with pytest.raises(ValueError, match="incomplete"):
+        parse_probe("etcd-1", "@@pkg\nii |3.4.23\n@@bin\n")
+
+
+def _inputs(cluster, facts_for, *, exists, leader=None):
+    members = []
+    for h in cluster.etcd_members:
+        files = (RenderedFile("/etc/etcd/etcd.env", f"ETCD_NAME={h.name}\n".encode()),)
+        members.append(MemberInput(h, (), files, facts_for(h, config_sha(files))))
+    return InstallInput(cluster, tuple(members), cluster_exists=exists, leader=leader)
+
+
+def _plan(inp) -> Plan:
+    return Plan("etcd install", tuple(install_phases(inp)))
+
+
+def test_a_new_cluster_starts_every_member_at_once_then_waits_for_health(tmp_path):
+    cluster = make_cluster(tmp_path)
+    plan = _plan(_inputs(cluster, lambda h, sha: EtcdHostFacts(h.name), exists=False))
+    names = [p.name for p in plan.phases if not p.is_noop]
+    assert names == ["InstallEtcdPackages", "PrepareEtcdMembers", "StartEtcdMembers", "WaitForEtcdHealthy", "RecordEtcdConfig"]
+    start = next(p for p in plan.phases if p.name == "StartEtcdMembers")
+    assert start.strategy.kind == "parallel" and len(start.lanes) == 3
+    assert all(s.command.argv == ["systemctl", "start", "--no-block", "etcd"] for s in start.steps)
+    gate = next(p for p in plan.phases if p.name == "WaitForEtcdHealthy").steps[0]
+    assert isinstance(gate, GateStep) and "3 members" in gate.what
+
+
+def test_a_converged_cluster_plans_no_start_restart_or_gate(tmp_path):
+    cluster = make_cluster(tmp_path)
+    running = lambda h, sha: EtcdHostFacts(h.name, binary_version="3.5.21", active=True, has_data=True, stamp=sha)  # noqa: E731
+    plan = _plan(_inputs(cluster, running, exists=True, leader="etcd-1"))
+    assert not any(isinstance(s, GateStep) for s in plan.steps)
+    assert all(isinstance(s, (PutFileStep, RunStep)) for s in plan.steps)
+    # every RunStep left is guarded, so it reports unchanged on a converged host
+    assert all(s.unless is not None for s in plan.steps if isinstance(s, RunStep))
+    assert {p.reason for p in plan.phases if p.is_noop} == {"every member runs this configuration and is active"}
+
+
+def test_changed_members_of_a_running_cluster_restart_one_at_a_time_leader_last(tmp_path):
+    cluster = make_cluster(tmp_path)
+    changed = lambda h, sha: EtcdHostFacts(h.name, binary_version="3.5.21", active=True, has_data=True, stamp="old")  # noqa: E731
+    plan = _plan(_inputs(cluster, changed, exists=True, leader="etcd-1"))
+    restart = next(p for p in plan.phases if p.name == "RestartEtcdMembers")
+    assert restart.strategy.kind == "rolling"
+    assert [lane.host for lane in restart.lanes] == ["etcd-2", "etcd-3", "etcd-1"]
+    assert all(isinstance(lane.steps[-1], GateStep) for lane in restart.lanes)
+
+
+def _listed(cluster, healthy=None, extra=()):
+    healthy = healthy or {}
+    out = [ListedMember(f"{i:x}", h.name, (f"https://{h.internal_address}:2380",), (f"https://{h.internal_address}:2379",),
+                        healthy=healthy.get(h.name, True), leader=i == 1)
+           for i, h in enumerate(cluster.etcd_members, 1)]
+    return out + list(extra)
+
+
+def test_growing_the_inventory_adds_the_new_hosts_in_inventory_order(tmp_path):
+    small, big = make_cluster(tmp_path, n_etcd=3), make_cluster(tmp_path, n_etcd=5)
+    listed = _listed(small)
+    # the same machines keep their addresses when the inventory grows (etcd hosts come first)
+    change = decide(big, listed)
+    assert [h.name for h in change.add] == ["etcd-4", "etcd-5"] and not change.remove
+
+
+def test_shrinking_removes_dead_members_first_and_the_leader_last(tmp_path):
+    big, small = make_cluster(tmp_path, n_etcd=5), make_cluster(tmp_path, n_etcd=3)
+    listed = _listed(big, healthy={"etcd-5": False})
+    listed = [ListedMember(m.id, m.name, m.peer_urls, m.client_urls, healthy=m.healthy, leader=m.name == "etcd-4")
+              for m in listed]
+    change = decide(small, listed)
+    assert [m.name for m in change.remove] == ["etcd-5", "etcd-4"]
+
+
+def test_a_removal_that_would_lose_quorum_is_refused(tmp_path):
+    three = make_cluster(tmp_path, n_etcd=3)
+    listed = _listed(three, healthy={"etcd-3": False})
+    # dropping the healthy etcd-2 leaves etcd-1 alone with the dead etcd-3: 1 healthy of 2 voters
+    without_2 = replace(three, hosts=tuple(h for h in three.hosts if h.name != "etcd-2"))
+    with pytest.raises(SafetyRefusal, match="below quorum"):
+        decide(without_2, listed)
+    # dropping the dead one instead is safe
+    without_3 = replace(three, hosts=tuple(h for h in three.hosts if h.name != "etcd-3"))
+    assert [m.name for m in decide(without_3, listed).remove] == ["etcd-3"]
+
+
+def test_adding_and_removing_in_one_change_is_refused(tmp_path):
+    three = make_cluster(tmp_path, n_etcd=3)
+    listed = _listed(three)
+    stranger = ListedMember("ff", "old-etcd", ("https://10.77.4.99:2380",), healthy=True)
+    with pytest.raises(SafetyRefusal, match="at once"):
+        decide(make_cluster(tmp_path, n_etcd=5), [*listed, stranger])
+
+
+def test_no_membership_change_without_quorum_now(tmp_path):
+    three = make_cluster(tmp_path, n_etcd=3)
+    listed = _listed(three, healthy={"etcd-2": False, "etcd-3": False})
+    with pytest.raises(SafetyRefusal, match="no quorum"):
+        decide(make_cluster(tmp_path, n_etcd=5), listed)
+
+
+def test_a_member_added_but_never_started_is_only_started(tmp_path):
+    small, big = make_cluster(tmp_path, n_etcd=3), make_cluster(tmp_path, n_etcd=5)
+    h4 = big.etcd_members[3]
+    pending = ListedMember("44", "", (f"https://{h4.internal_address}:2380",), learner=True)
+    change = decide(big, [*_listed(small), pending])
+    assert [h.name for h in change.pending] == ["etcd-4"] and [h.name for h in change.add] == ["etcd-5"]
+
+
+def _restore_input(cluster, facts):
+    return RestoreInput(cluster, cluster.etcd_members, facts, (), b"snapshot", "ab" * 32, "test-20261122T080000Z-rev9",
+                        "20261122T081500Z")
+
+
+def test_restore_keeps_old_data_aside_and_uses_a_new_token_with_each_members_identity(tmp_path):
+    cluster = make_cluster(tmp_path)
+    inp = _restore_input(cluster, {})
+    script = restore_command(inp, cluster.etcd_members[1]).script
+    assert "mv /var/lib/etcd /var/lib/etcd.kubeforge-20261122T081500Z" in script
+    assert "ETCDCTL_API=3 etcdctl snapshot restore" in script
+    assert "--name=etcd-2" in script and "--initial-advertise-peer-urls=https://10.77.4.12:2380" in script
+    assert "--initial-cluster-token=test-restore-20261122T081500Z" in script
+    assert "etcd-1=https://10.77.4.11:2380,etcd-2=https://10.77.4.12:2380,etcd-3=https://10.77.4.13:2380" in script
+    assert "rm -rf /var/lib/etcd.kubeforge" not in script
+
+
+def test_restore_with_etcdutl_bumps_the_revision_and_marks_it_compacted(tmp_path):
+    cluster = make_cluster(tmp_path)
+    f = parse_probe("etcd-1", PROBE_35)
+    script = restore_command(_restore_input(cluster, {"etcd-1": f}), cluster.etcd_members[0]).script
+    assert "etcdutl snapshot restore" in script
+    assert "--bump-revision=1000000000" in script and "--mark-compacted" in script
+
+
+def test_restore_phases_stop_everything_before_data_is_replaced_and_start_all_together(tmp_path):
+    cluster = make_cluster(tmp_path)
+    inp = _restore_input(cluster, {})
+    inp = RestoreInput(**{**inp.__dict__, "control_planes": cluster.control_planes})
+    plan = Plan("etcd restore", tuple(restore_phases(inp)))
+    order = [p.name for p in plan.phases]
+    assert order == ["StopApiServers", "StopEtcd", "PushSnapshot", "RestoreMemberData", "StartEtcdMembers",
+                     "WaitForEtcdHealthy", "StartApiServers", "RemoveSnapshotCopies"]
+    push = [s for s in plan.steps if isinstance(s, PutFileStep)]
+    assert len(push) == 3 and all(s.file.mode == 0o600 for s in push)
+    assert "snapshot" not in plan.render_text().split("Push the snapshot")[1].split("\n")[0].split("bytes")[0][-12:]
