@@ -8,7 +8,7 @@ from test_execute_support import intervals, max_overlap, one_phase_plan, pool_fo
 from kubeforge.errors import ExecutionFailed
 from kubeforge.execute import Executor, Recorder, StepStatus
 from kubeforge.model import RenderedFile, Secret
-from kubeforge.plan import GateStep, HostLane, LocalStep, PhasePlan, Plan, PutFileStep, RunStep, batched, parallel, serial
+from kubeforge.plan import GateStep, GetFileStep, HostLane, LocalStep, PhasePlan, Plan, PutFileStep, RunStep, batched, parallel, serial
 from kubeforge.transport.base import Command
 
 HOSTS = [f"worker-{i}" for i in range(1, 9)]
@@ -190,3 +190,15 @@ def test_a_gate_whose_probe_hangs_keeps_polling_until_the_deadline(tmp_path):
     result = info.value.report.results[0]
     assert result.message == "timed out after 0.5s waiting for the API server on cp-1"
     assert "timed out after 0.2s" in result.stderr_tail
+
+
+def test_get_file_fetches_to_the_operators_machine(tmp_path):
+    remote = tmp_path / "hosts" / "cp-1" / "etc/kubernetes/admin.conf"
+    remote.parent.mkdir(parents=True)
+    remote.write_text("apiVersion: v1\nkind: Config\n")
+    local = tmp_path / "state" / "admin.conf"
+    local.parent.mkdir()
+    step = GetFileStep("cp-1", "/etc/kubernetes/admin.conf", str(local), sudo=False)
+    report = Executor(pool_for(tmp_path, ["cp-1"])).run(one_phase_plan(serial(), {"cp-1": [step]}))
+    assert report.results[0].status is StepStatus.DONE
+    assert local.read_text() == "apiVersion: v1\nkind: Config\n"
