@@ -79,7 +79,9 @@ def check_upgrade_safety(cluster: Cluster, facts: UpgradeFacts, target: KubeVers
     first = path[0]
     cps = {h.name: facts.machines[h.name].apiserver for h in cluster.control_planes}
     kubelets = {h.name: v for h in cluster.nodes if (v := facts.kubelet(h.name)) is not None}
-    check_upgrade_skew(cps, kubelets, control_planes_to={h: first for h in cps})  # type: ignore[arg-type]
+    # The hop moves every API server below it; the path starts at the oldest version anywhere, so
+    # this only refuses a cluster that was already outside the policy in a way the hop makes worse.
+    check_upgrade_skew(cps, kubelets, control_planes_to={h: first for h, v in cps.items() if v is not None and v < first})  # type: ignore[arg-type]
     if facts.offered is not None:
         missing = [v for v in path if v not in facts.offered]
         if missing:

@@ -44,18 +44,25 @@ class UpgradeContext:
         return f"{text} to {self.target}{self.hop_note}"
 
     # --- convergence -------------------------------------------------------------------------------
+    # "Done" means at the hop's version or beyond: a node an earlier run already took further is
+    # never moved back by an intermediate hop.
+    def _at_least(self, host: Host, components) -> bool:
+        m = self.facts.machines.get(host.name)
+        if m is None:
+            return False
+        return all((v := m.packages.get(c)) is not None and v >= self.target and c in m.held for c in components)
+
     def kubelet_done(self, host: Host) -> bool:
         """kubelet and kubectl installed and held at the target, and the running kubelet reports it."""
-        m = self.facts.machines.get(host.name)
-        return bool(m and m.installed_and_held(("kubelet", "kubectl"), self.target)) and self.facts.kubelet(host.name) == self.target
+        running = self.facts.kubelet(host.name)
+        return self._at_least(host, ("kubelet", "kubectl")) and running is not None and running >= self.target
 
     def control_plane_done(self, host: Host) -> bool:
         m = self.facts.machines.get(host.name)
-        return bool(m and m.apiserver == self.target and m.installed_and_held(("kubeadm",), self.target))
+        return bool(m and m.apiserver is not None and m.apiserver >= self.target) and self._at_least(host, ("kubeadm",))
 
     def converged(self, host: Host) -> bool:
-        m = self.facts.machines.get(host.name)
-        if not (m and m.installed_and_held(COMPONENTS, self.target) and self.kubelet_done(host)):
+        if not (self._at_least(host, COMPONENTS) and self.kubelet_done(host)):
             return False
         return self.control_plane_done(host) if host.is_control_plane else True
 

@@ -1,0 +1,252 @@
+"""`kubeforge upgrade --to X.Y.Z`: facts -> refusals -> plan -> confirm -> one hop at a time.
+
+    plan = plan_upgrade(Path("inventory.yaml"), "1.34.2")                 # `kubeforge plan upgrade`
+    outcome = upgrade(cluster, "1.35.1", pool=pool, multi_hop=True, confirm=confirmer, run_dir=d)
+
+Per hop: verified etcd backup -> package source -> first control plane (`upgrade apply`) -> other
+control planes one at a time -> workers in batches -> verify. Before each hop the facts are read
+again and the hop planned from them, so a hop never trusts what the previous one was expected to
+leave. One journal for the whole run; ``resume`` reopens it and skips every step it has as done.
+Dry-run takes no lock and runs nothing on any host beyond the read-only facts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from kubeforge.errors import SafetyRefusal, TransportError, UsageError
+from kubeforge.execute import DryRunExecutor, Events, Executor, Journal, LockInfo, Report, hold_locks
+from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
+from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
+from kubeforge.plan.phase import Plan
+from kubeforge.plan.upgrade import (
+    UpgradeFacts,
+    check_upgrade_safety,
+    hop_files,
+    machine_probe,
+    nodes_probe,
+    offered_probe,
+    parse_machine,
+    parse_madison,
+    parse_nodes,
+    plan_hop,
+    plan_path,
+    workflow_name,
+)
+from kubeforge.render.packages import KUBERNETES_LIST
+
+log = logging.getLogger("kubeforge.upgrade")
+
+
+@dataclass
+class UpgradeOutcome:
+    target: KubeVersion
+    path: list[KubeVersion]  # the hops this run had left to do when it started
+    plan: Plan  # the whole plan as shown (later hops projected)
+    reports: list[Report] = field(default_factory=list)  # one per hop that ran (one for a dry run)
+    run_id: str = ""
+    backups: list[Any] = field(default_factory=list)  # BackupResult of every hop
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.reports) and self.reports[0].outcome == "dry-run"
+
+
+def parse_target(to: str) -> KubeVersion:
+    try:
+        return parse_kube(to)
+    except VersionError as exc:
+        raise UsageError(f"--to: {exc}") from None
+
+
+# --- facts -----------------------------------------------------------------------------------------
+
+def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> UpgradeFacts:
+    """Versions on every node (packages, holds, API server manifests), the nodes as the API sees
+    them, and etcd health. Read-only."""
+    nodes = cluster.nodes
+    result = pool.fanout(nodes, lambda t: parse_machine(t.host, t.run(machine_probe()).stdout))
+    machines, unreachable = {}, {}
+    for o in result.outcomes:
+        if o.ok:
+            machines[o.host] = o.value
+        else:
+            unreachable[o.host] = o.message
+    api_problem = None
+    api = {}
+    first = cluster.first_control_plane
+    if first.name not in unreachable:
+        try:
+            res = pool.get(first).run(nodes_probe())
+            if res.exit_status != 0:
+                api_problem = (res.stderr.strip() or res.stdout.strip() or f"kubectl exited {res.exit_status}").splitlines()[-1][:300]
+            else:
+                api = parse_nodes(res.stdout)
+        except TransportError as exc:
+            unreachable[first.name] = exc.message
+        except ValueError as exc:
+            api_problem = f"unreadable `kubectl get nodes` output: {exc}"
+    etcd_problems: tuple[str, ...] = ()
+    if etcd and cluster.etcd.topology is EtcdTopology.EXTERNAL and cluster.etcd_members:
+        from kubeforge.workflows.etcd.status import gather_status
+
+        status = gather_status(cluster, pool, limit=cluster.parallelism)
+        etcd_problems = tuple(f"{m.name}: {m.error or 'unhealthy'}" for m in status.members if not m.healthy)
+    return UpgradeFacts(machines=machines, nodes=api, api_problem=api_problem, unreachable=unreachable,
+                        etcd_problems=etcd_problems)
+
+
+def offered_versions(cluster: Cluster, pool, path: list[KubeVersion]) -> frozenset[KubeVersion] | None:
+    """The kubeadm versions the package source offers for the minors of ``path``, read on the first
+    control plane in a throw-away apt state. None for an offline bundle (its contents are the
+    operator's files; apt on the hosts says so when a version is missing)."""
+    if cluster.packages.kind is PackageSourceKind.OFFLINE or not path:
+        return None
+    first = cluster.first_control_plane
+    lists = []
+    for v in path:
+        f = next(f for f in hop_files(cluster, v)[first.name] if f.path == KUBERNETES_LIST)
+        lists.append(f.content.decode())
+    res = pool.get(first).run(offered_probe("\n".join(lists)))
+    if res.exit_status != 0:
+        tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-3:]
+        raise SafetyRefusal(
+            f"cannot read the package source for Kubernetes {', '.join(v.minor_str for v in path)} on {first.name}: "
+            + " / ".join(tail)[:400],
+            hint="check packages.mirrorURL / the upstream repository and the host's network; nothing was changed",
+        )
+    return parse_madison(res.stdout)
+
+
+def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *, offered: bool = True) -> tuple[UpgradeFacts, list[KubeVersion]]:
+    """Facts, then every refusal; returns the facts and the hops left."""
+    facts = gather_upgrade_facts(cluster, pool)
+    path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
+    if path and offered:
+        facts = replace(facts, offered=offered_versions(cluster, pool, path))
+        path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
+    return facts, path
+
+
+# --- planning --------------------------------------------------------------------------------------
+
+def backup_step_fn(cluster: Cluster, pool, sink: list | None = None) -> Callable[[], Any]:
+    """What the BackupEtcd step runs: take_backup verifies the snapshot and raises when it does not."""
+
+    def run() -> Any:
+        from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
+
+        result = take_backup(cluster, pool, options_from_cluster(cluster))
+        log.info("etcd backup %s verified (%s)", result.manifest.name, result.path)
+        if sink is not None:
+            sink.append(result)
+        return result
+
+    return run
+
+
+def _backup_kwargs(cluster: Cluster, pool, sink: list | None) -> dict:
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        return {"backup": None, "backup_unavailable": "stacked etcd: kubeadm backs up its static-pod etcd during `upgrade apply`"}
+    return {"backup": backup_step_fn(cluster, pool, sink)}
+
+
+def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, pool=None) -> Plan:
+    """The whole upgrade plan for ``kubeforge plan upgrade``: loads the inventory, reads the facts
+    (read-only), refuses what `upgrade` would refuse, and plans every hop."""
+    from kubeforge.inventory import load_cluster
+    from kubeforge.transport.pool import TransportPool
+
+    target = parse_target(to)
+    cluster = load_cluster(Path(cluster_path))
+    own = pool is None
+    pool = pool or TransportPool(cluster)
+    try:
+        facts, path = check(cluster, pool, target, multi_hop)
+        return plan_path(cluster, facts, path, target, **_backup_kwargs(cluster, pool, None))
+    finally:
+        if own:
+            pool.close()
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+def completed_steps(cluster: Cluster, workflow: str, resume: str | bool) -> frozenset[str]:
+    """The steps a run to be resumed has done, read without touching its journal (for --dry-run)."""
+    from kubeforge.execute.journal import COMPLETE, JOURNAL, latest_unfinished, read_records
+
+    run_id = resume if isinstance(resume, str) else latest_unfinished(cluster.runs_dir, workflow)
+    if run_id is None:
+        raise UsageError(f"no unfinished '{workflow}' run to resume under {cluster.runs_dir}")
+    records = read_records(cluster.runs_dir / run_id / JOURNAL)
+    return frozenset(r["step"] for r in records if r.get("type") == "step" and r.get("status") in COMPLETE)
+
+
+def _journal(cluster: Cluster, workflow: str, resume: str | bool | None, run_dir: Path | None,
+             log_file: Path | None) -> Journal:
+    if resume:
+        journal = Journal.resume(cluster.runs_dir, workflow, resume if isinstance(resume, str) else None)
+        journal.log_file = log_file
+        return journal
+    if run_dir is not None:
+        return Journal.start_in(run_dir, workflow)
+    return Journal.create(cluster.runs_dir, workflow)
+
+
+def upgrade(
+    cluster: Cluster,
+    to: str,
+    *,
+    pool,
+    multi_hop: bool = False,
+    dry_run: bool = False,
+    resume: str | bool | None = None,
+    break_lock: bool = False,
+    confirm: Callable[[Plan], bool] = lambda plan: True,
+    on_path: Callable[[list[KubeVersion]], None] | None = None,
+    events: Events | None = None,
+    run_dir: Path | None = None,
+    log_file: Path | None = None,
+) -> UpgradeOutcome | None:
+    """Run the upgrade; None when the operator declined. Raises SafetyRefusal before anything
+    changed, ExecutionFailed / Interrupted (each with its report) when a hop stopped."""
+    target = parse_target(to)
+    workflow = workflow_name(target)
+    if dry_run:
+        done = completed_steps(cluster, workflow, resume) if resume else frozenset()
+        facts, path = check(cluster, pool, target, multi_hop)
+        if on_path:
+            on_path(path)
+        plan = plan_path(cluster, facts, path, target, **_backup_kwargs(cluster, pool, None))
+        report = DryRunExecutor(events=events, done_before=done).run(plan)
+        return UpgradeOutcome(target, path, plan, [report])
+
+    first = pool.get(cluster.first_control_plane)
+    journal = _journal(cluster, workflow, resume, run_dir, log_file)
+    info = LockInfo.mine(f"upgrade --to {target}", journal.run_id)
+    backups: list = []
+    with hold_locks(cluster.state_dir, first, info, break_lock=break_lock):
+        facts, path = check(cluster, pool, target, multi_hop)
+        if on_path:
+            on_path(path)
+        kwargs = _backup_kwargs(cluster, pool, backups)
+        plan = plan_path(cluster, facts, path, target, **kwargs)
+        outcome = UpgradeOutcome(target, path, plan, run_id=journal.run_id, backups=backups)
+        if not plan.is_noop and not confirm(plan):
+            journal.finish("declined")
+            return None
+        executor = Executor(pool, journal=journal, events=events)
+        if not path:
+            outcome.reports.append(executor.run(plan))
+            return outcome
+        for i, version in enumerate(path, 1):
+            if i > 1:
+                # Fresh facts for every hop after the first: plan from what is, not from what was hoped.
+                facts, _ = check(cluster, pool, target, multi_hop, offered=False)
+            hop = plan_hop(cluster, facts, version, target=target, hop=i, hops=len(path), **kwargs)
+            log.info("hop %d of %d: %s", i, len(path), hop.summary())
+            outcome.reports.append(executor.run(hop))
+        return outcome
