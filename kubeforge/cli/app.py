@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "kubeforge.cli.hosts",  # facts, preflight
     "kubeforge.cli.etcd",  # etcd install|status|backup|restore|upgrade
     "kubeforge.cli.lifecycle",  # plan, up, upgrade, reset
+    "kubeforge.cli.upgrade",  # upgrade
 )
 
 
