@@ -72,6 +72,9 @@ def facts_table(facts: Mapping[str, "HostFacts | FactsError"], console: "Console
             escape(active or "-"),
         )
     console.print(table)
+    for name, f in facts.items():
+        for fact, problem in getattr(f, "problems", {}).items():
+            console.print(escape(f"[{name}] {fact}: {problem}"))
 
 
 def preflight_table(report: "PreflightReport", console: "Console") -> None:

@@ -144,21 +144,22 @@ def check_ports(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[Chec
     if facts.ports.source is None:
         yield warned(host.name, "ports", f"cannot list listening ports: {facts.ports.problem}")
         return
-    taken, ours = [], []
+    taken, ours, free = [], [], []
     for need in needs:
-        for listener in facts.ports.on(need.port):
-            if _ours(cluster, facts, need, listener.process):
-                ours.append(f"{need.port} ({need.what})")
-            else:
-                by = listener.process or "an unknown process"
-                taken.append(f"{need.port} ({need.what}) is in use by {by} on {listener.address}")
-            break
+        listener = next(iter(facts.ports.on(need.port)), None)
+        if listener is None:
+            free.append(str(need.port))
+        elif _ours(cluster, facts, need, listener.process):
+            ours.append(f"{need.port} ({need.what})")
+        else:
+            by = listener.process or "an unknown process"
+            taken.append(f"{need.port} ({need.what}) is in use by {by} on {listener.address}")
     if taken:
         yield failed(host.name, "ports", "; ".join(taken))
-    elif ours:
-        yield passed(host.name, "ports", f"free, or already ours: {', '.join(ours)}")
-    else:
-        yield passed(host.name, "ports", "free: " + ", ".join(str(n.port) for n in needs))
+        return
+    parts = [f"already ours: {', '.join(ours)}"] if ours else []
+    parts += [f"free: {', '.join(free)}"] if free else []
+    yield passed(host.name, "ports", "; ".join(parts))
 
 
 def check_cpu_memory(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
