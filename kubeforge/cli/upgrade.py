@@ -1,58 +1,50 @@
-"""``kubeforge upgrade -i FILE --to X.Y.Z``: options -> one workflow call -> the report."""
+"""``kubeforge upgrade -i FILE --to X.Y.Z``: options -> one workflow call -> the report.
+
+The run log, the consoles and the --resume [RUN] convention are the ones `up` uses
+(kubeforge.cli.lifecycle), so every lifecycle command behaves alike."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 OUTPUTS = ("table", "json")
 
 
-def run_upgrade(inventory: Path, to: str, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
+def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: Optional[str],
                 break_lock: bool, output: str) -> None:
-    from kubeforge.cli.errors import CURRENT_LOG_PATH
+    from kubeforge.cli.lifecycle import _command_line, _consoles, _run_log
     from kubeforge.errors import UsageError
     from kubeforge.inventory import load_cluster
-    from kubeforge.logs import open_run_log
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
-    from kubeforge.ui.console import make_console
+    from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
     from kubeforge.ui.report_view import print_report
+    from kubeforge.workflows.common import RunOptions
     from kubeforge.workflows.upgrade import parse_target, upgrade
 
     if output not in OUTPUTS:
         raise UsageError(f"--output {output!r} is not one of {', '.join(OUTPUTS)}")
-    parse_target(to)  # a bad --to is a usage error before anything is read
+    parse_target(to)  # a bad --to is a usage error before the inventory is even read
     cluster = load_cluster(inventory)
-    out = make_console()
-    err = make_console(stderr=True)
-    # --resume alone takes the latest unfinished run; typer hands "" for a bare flag (see register).
-    resume_arg: str | bool | None = None if resume is None else (resume or True)
+    out, err = _consoles()
+    options = RunOptions(_command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
 
     def show_path(path) -> None:
         if len(path) > 1:
-            err.print("Upgrade path: " + " -> ".join(str(v) for v in path), markup=False)
+            err.print("Upgrade path: " + " -> ".join(str(v) for v in path) + " (one minor at a time)", markup=False)
 
-    with open_run_log(cluster.state_dir, "upgrade") as run_log, TransportPool(cluster) as pool:
-        CURRENT_LOG_PATH.append(str(run_log.path))
+    with _run_log(cluster, "upgrade") as run_log, TransportPool(cluster) as pool:
         outcome = upgrade(
-            cluster,
-            to,
-            pool=pool,
-            multi_hop=multi_hop,
-            dry_run=dry_run,
-            resume=resume_arg,
-            break_lock=break_lock,
-            confirm=Confirmer(err, yes=yes),
-            on_path=show_path,
-            events=make_progress(err) if output == "table" else None,
-            run_dir=None if resume_arg else run_log.dir,
-            log_file=run_log.path,
+            cluster, pool, options, to=to, multi_hop=multi_hop, confirm=Confirmer(err, yes=yes),
+            events=make_progress(err) if output == "table" else None, run_dir=run_log.dir, log_path=run_log.path,
+            on_path=show_path, show=(lambda p: print_plan(err, p)) if output == "table" else None,
         )
     if outcome is None:
-        err.print("Nothing was changed: the plan was not confirmed.", markup=False)
+        err.print("declined: nothing was changed", markup=False)
         raise typer.Exit(1)
     if output == "json":
         from kubeforge.ui.output import emit_json
@@ -66,44 +58,41 @@ def run_upgrade(inventory: Path, to: str, multi_hop: bool, yes: bool, dry_run: b
             "backups": [str(b.path) for b in outcome.backups],
         })
         return
-    if dry_run:
-        from kubeforge.ui.plan_view import print_plan
-
-        print_plan(out, outcome.plan)
     for report in outcome.reports:
         print_report(out, report)
     for b in outcome.backups:
-        out.print(f"etcd backup (verified): {b.path}", markup=False)
+        out.print(f"etcd backup (verified) before the upgrade: {b.path}", markup=False)
     if not outcome.path:
-        out.print(f"Every node already runs {outcome.target}.", markup=False)
+        out.print(f"nothing to do: every node already runs {outcome.target}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("upgrade")
     def upgrade_cmd(
         inventory: Path = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False),
+        run: Optional[str] = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
         to: str = typer.Option(..., "--to", help="The Kubernetes version to reach, X.Y.Z.", show_default=False),
         multi_hop: bool = typer.Option(False, "--multi-hop", help="Cross several minors, one minor at a time."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished upgrade to this version."),
-        run: str = typer.Option(None, "--run", metavar="RUN", help="With --resume: the run id to continue.", show_default=False),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
+        resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade after re-checking facts."),
         break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
         output: str = typer.Option("table", "--output", "-o", help="table or json."),
     ) -> None:
-        """Upgrade the cluster one minor at a time: etcd backup (verified), package source, first
-        control plane (kubeadm upgrade apply), other control planes one at a time, workers in
-        batches of upgrade.maxUnavailable, each drained, upgraded, Ready, uncordoned.
+        """Upgrade Kubernetes one minor at a time, without an outage.
 
-        Refuses (exit 7, nothing changed) a downgrade, a skipped minor without --multi-hop, an
-        unhealthy cluster (node NotReady, etcd member unhealthy), a skew-policy break, and a version
-        the package source does not offer. Exit 6 when a step fails and 8 on Ctrl-C: run again
-        with --resume to continue where it stopped.
+        Per hop: verified etcd backup, package source switched to the new minor, the first control
+        plane (kubeadm upgrade apply), the other control planes one at a time, then workers in
+        batches of upgrade.maxUnavailable; each node drained, upgraded, Ready, uncordoned.
+
+        Refuses before changing anything (exit 7): a downgrade, a skipped minor without
+        --multi-hop, a NotReady node, an unhealthy etcd member, a version the package source does
+        not offer. A failed step exits 6, Ctrl-C 8: continue with --resume.
 
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --yes
+        Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --resume
         """
-        from kubeforge.errors import UsageError
+        from kubeforge.cli.lifecycle import _resume_value
 
-        if run and not resume:
-            raise UsageError("--run names the run to continue; it goes with --resume")
-        run_upgrade(inventory, to, multi_hop, yes, dry_run, (run or "") if resume else None, break_lock, output)
+        run_upgrade(inventory, to, multi_hop=multi_hop, yes=yes, dry_run=dry_run, resume=_resume_value(resume, run),
+                    break_lock=break_lock, output=output)

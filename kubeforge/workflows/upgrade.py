@@ -1,7 +1,8 @@
 """`kubeforge upgrade --to X.Y.Z`: facts -> refusals -> plan -> confirm -> one hop at a time.
 
-    plan = plan_upgrade(Path("inventory.yaml"), "1.34.2")                 # `kubeforge plan upgrade`
-    outcome = upgrade(cluster, "1.35.1", pool=pool, multi_hop=True, confirm=confirmer, run_dir=d)
+    plan = plan_upgrade(Path("inventory.yaml"), "1.34.2", pool=pool)     # `kubeforge plan upgrade`
+    outcome = upgrade(cluster, pool, RunOptions("kubeforge upgrade ..."), to="1.35.1", multi_hop=True,
+                      confirm=confirmer, run_dir=run_log.dir, log_path=run_log.path)
 
 Per hop: verified etcd backup -> package source -> first control plane (`upgrade apply`) -> other
 control planes one at a time -> workers in batches -> verify. Before each hop the facts are read
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kubeforge.errors import SafetyRefusal, TransportError, UsageError
-from kubeforge.execute import DryRunExecutor, Events, Executor, Journal, LockInfo, Report, hold_locks
+from kubeforge.execute import DryRunExecutor, Events, Executor, LockInfo, Report, hold_locks
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.plan.phase import Plan
@@ -37,6 +38,7 @@ from kubeforge.plan.upgrade import (
     workflow_name,
 )
 from kubeforge.render.packages import KUBERNETES_LIST
+from kubeforge.workflows.common import RunOptions, completed_steps, open_journal
 
 log = logging.getLogger("kubeforge.upgrade")
 
@@ -174,79 +176,58 @@ def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, 
 
 # --- running ---------------------------------------------------------------------------------------
 
-def completed_steps(cluster: Cluster, workflow: str, resume: str | bool) -> frozenset[str]:
-    """The steps a run to be resumed has done, read without touching its journal (for --dry-run)."""
-    from kubeforge.execute.journal import COMPLETE, JOURNAL, latest_unfinished, read_records
-
-    run_id = resume if isinstance(resume, str) else latest_unfinished(cluster.runs_dir, workflow)
-    if run_id is None:
-        raise UsageError(f"no unfinished '{workflow}' run to resume under {cluster.runs_dir}")
-    records = read_records(cluster.runs_dir / run_id / JOURNAL)
-    return frozenset(r["step"] for r in records if r.get("type") == "step" and r.get("status") in COMPLETE)
-
-
-def _journal(cluster: Cluster, workflow: str, resume: str | bool | None, run_dir: Path | None,
-             log_file: Path | None) -> Journal:
-    if resume:
-        journal = Journal.resume(cluster.runs_dir, workflow, resume if isinstance(resume, str) else None)
-        journal.log_file = log_file
-        return journal
-    if run_dir is not None:
-        return Journal.start_in(run_dir, workflow)
-    return Journal.create(cluster.runs_dir, workflow)
-
-
 def upgrade(
     cluster: Cluster,
-    to: str,
-    *,
     pool,
+    options: RunOptions,
+    *,
+    to: str,
     multi_hop: bool = False,
-    dry_run: bool = False,
-    resume: str | bool | None = None,
-    break_lock: bool = False,
     confirm: Callable[[Plan], bool] = lambda plan: True,
-    on_path: Callable[[list[KubeVersion]], None] | None = None,
     events: Events | None = None,
-    run_dir: Path | None = None,
-    log_file: Path | None = None,
+    run_dir: Path,
+    log_path: Path,
+    on_path: Callable[[list[KubeVersion]], None] | None = None,
+    show: Callable[[Plan], None] | None = None,
 ) -> UpgradeOutcome | None:
     """Run the upgrade; None when the operator declined. Raises SafetyRefusal before anything
-    changed, ExecutionFailed / Interrupted (each with its report) when a hop stopped."""
+    changed, ExecutionFailed / Interrupted (each with its report) when a hop stopped.
+
+    Like `up`, the plan is made and confirmed before the journal and the locks exist, so a declined
+    plan leaves nothing to resume. Hops after the first are planned again from fresh facts, under
+    the locks, right before they run."""
     target = parse_target(to)
     workflow = workflow_name(target)
-    if dry_run:
-        done = completed_steps(cluster, workflow, resume) if resume else frozenset()
-        facts, path = check(cluster, pool, target, multi_hop)
-        if on_path:
-            on_path(path)
-        plan = plan_path(cluster, facts, path, target, **_backup_kwargs(cluster, pool, None))
-        report = DryRunExecutor(events=events, done_before=done).run(plan)
-        return UpgradeOutcome(target, path, plan, [report])
-
-    first = pool.get(cluster.first_control_plane)
-    journal = _journal(cluster, workflow, resume, run_dir, log_file)
-    info = LockInfo.mine(f"upgrade --to {target}", journal.run_id)
+    done_before = completed_steps(cluster, workflow, options.resume)
+    facts, path = check(cluster, pool, target, multi_hop)
+    if on_path:
+        on_path(path)
     backups: list = []
-    with hold_locks(cluster.state_dir, first, info, break_lock=break_lock):
-        facts, path = check(cluster, pool, target, multi_hop)
-        if on_path:
-            on_path(path)
-        kwargs = _backup_kwargs(cluster, pool, backups)
-        plan = plan_path(cluster, facts, path, target, **kwargs)
-        outcome = UpgradeOutcome(target, path, plan, run_id=journal.run_id, backups=backups)
-        if not plan.is_noop and not confirm(plan):
-            journal.finish("declined")
-            return None
+    kwargs = _backup_kwargs(cluster, pool, backups)
+    plan = plan_path(cluster, facts, path, target, **kwargs)
+    outcome = UpgradeOutcome(target, path, plan, backups=backups)
+    if show is not None and (options.dry_run or plan.is_noop):
+        show(plan)
+    if options.dry_run:
+        outcome.reports.append(DryRunExecutor(events=events, done_before=done_before).run(plan))
+        return outcome
+    if not plan.is_noop and not confirm(plan):
+        return None
+    journal = open_journal(cluster, workflow, options, run_dir, log_path)
+    outcome.run_id = journal.run_id
+    info = LockInfo.mine(options.command, journal.run_id)
+    with hold_locks(cluster.state_dir, pool.get(cluster.first_control_plane), info, break_lock=options.break_lock):
         executor = Executor(pool, journal=journal, events=events)
         if not path:
             outcome.reports.append(executor.run(plan))
             return outcome
         for i, version in enumerate(path, 1):
-            if i > 1:
-                # Fresh facts for every hop after the first: plan from what is, not from what was hoped.
-                facts, _ = check(cluster, pool, target, multi_hop, offered=False)
-            hop = plan_hop(cluster, facts, version, target=target, hop=i, hops=len(path), **kwargs)
+            if i == 1:
+                hop_facts = facts
+            else:
+                # Plan from what the machines say now, not from what the last hop was expected to leave.
+                hop_facts, _ = check(cluster, pool, target, multi_hop, offered=False)
+            hop = plan_hop(cluster, hop_facts, version, target=target, hop=i, hops=len(path), **kwargs)
             log.info("hop %d of %d: %s", i, len(path), hop.summary())
             outcome.reports.append(executor.run(hop))
-        return outcome
+    return outcome
