@@ -140,3 +140,20 @@ def test_a_login_without_sudo_still_gathers_facts_and_says_what_is_missing(lab):
     assert "gathered without root" in facts.problems["sudo"]
     assert facts.os.family == "debian" and facts.swap.enabled is False
     assert facts.product_uuid is None  # root-only (0400) on the lab machines, as on real ones
+
+
+@pytest.mark.slow  # its own three machines and a real etcd install: about a minute
+def test_etcd_ports_held_by_the_etcd_kubeforge_installed_are_already_ours(lab_factory):
+    elab = lab_factory([("etcd-1", ("control-plane", "etcd")), ("etcd-2", ("etcd",)), ("etcd-3", ("etcd",))])
+    install = subprocess.run(
+        [sys.executable, "-m", "kubeforge", "etcd", "install", "-i", str(elab.inventory_path), "--yes"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    cluster = load_cluster(elab.inventory_path)
+    report, facts = _preflight(cluster)
+    for h in cluster.etcd_members:
+        assert facts[h.name].units.is_active("etcd")
+        r = report.get(h.name, "ports")
+        assert r.status is Status.PASS and "already ours: 2379 (etcd client), 2380 (etcd peer)" in r.message, r
+        assert report.get(h.name, "connectivity").status is Status.PASS
