@@ -139,3 +139,86 @@ class KubeletService:
 
         with host.use_root(self.env["KUBESIM_ROOT"]):
             staticpod.kill_running()
+
+
+class LoopbackEtcd:
+    """A one-member etcd on 127.0.0.1 with client-certificate TLS, as the lab's members run."""
+
+    def __init__(self, workdir: str, data_dir: str | None = None) -> None:
+        import socket
+        import subprocess
+
+        self.dir = workdir
+        self.data_dir = data_dir or os.path.join(workdir, "data")
+        if not os.path.exists(os.path.join(workdir, "ca.crt")):
+            self._pki()
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.url = f"https://127.0.0.1:{ports[0]}"
+        peer = f"http://127.0.0.1:{ports[1]}"
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "m1", "--data-dir", self.data_dir, "--listen-client-urls", self.url,
+             "--advertise-client-urls", self.url, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"m1={peer}", "--client-cert-auth", "--trusted-ca-file", self.ca,
+             "--cert-file", f"{workdir}/server.crt", "--key-file", f"{workdir}/server.key"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait()
+
+    @property
+    def ca(self) -> str:
+        return os.path.join(self.dir, "ca.crt")
+
+    @property
+    def client_pair(self) -> tuple[str, str]:
+        return os.path.join(self.dir, "client.crt"), os.path.join(self.dir, "client.key")
+
+    def store(self):
+        from .kubesim.store import EtcdStore
+
+        return EtcdStore([self.url], self.ca, *self.client_pair)
+
+    def _pki(self) -> None:
+        import subprocess
+
+        d = self.dir
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+        def ossl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+        ossl("req", "-x509", *ec, "-days", "1", "-subj", "/CN=etcd-ca", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+        for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+            ossl("req", *ec, "-subj", f"/CN={name}", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr")
+            with open(f"{d}/{name}.ext", "w") as f:
+                f.write(ext + "\n")
+            ossl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+                 "-CAcreateserial", "-days", "1", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.crt")
+
+    def _wait(self) -> None:
+        import time
+
+        deadline = time.time() + 15
+        while True:
+            try:
+                self.store().read()
+                return
+            except Exception:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.1)
+
+    def etcdctl(self, *args: str):
+        import subprocess
+
+        cert, key = self.client_pair
+        env = dict(os.environ, ETCDCTL_API="3")
+        return subprocess.run(["etcdctl", f"--endpoints={self.url}", f"--cacert={self.ca}", f"--cert={cert}",
+                               f"--key={key}", *args], capture_output=True, text=True, env=env)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.sim.kubesim.apiserver import LocalBackend
+from tests.sim.testing import LoopbackEtcd
 from tests.sim.kubesim.store import EtcdStore, FileStore
 
 
@@ -63,46 +62,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def tls_etcd(tmp_path_factory: pytest.TempPathFactory):
-    """A one-member etcd on loopback with client certificate auth, as the lab's members run."""
     if shutil.which("etcd") is None or shutil.which("openssl") is None:
         pytest.skip("etcd-server and openssl are needed (apt: etcd-server openssl)")
-    d = tmp_path_factory.mktemp("etcd")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    _openssl("req", "-x509", *ec, "-days", "1", "-subj", "/CN=etcd-ca", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        _openssl("req", *ec, "-subj", f"/CN={name}", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr")
-        (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
-                 "-CAcreateserial", "-days", "1", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.crt")
-    client_port, peer_port = _free_port(), _free_port()
-    url = f"https://127.0.0.1:{client_port}"
-    proc = subprocess.Popen(
-        ["etcd", "--name", "m1", "--data-dir", f"{d}/data", "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-cluster", f"m1=http://127.0.0.1:{peer_port}", "--client-cert-auth", "--trusted-ca-file",
-         f"{d}/ca.crt", "--cert-file", f"{d}/server.crt", "--key-file", f"{d}/server.key"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = EtcdStore([url], f"{d}/ca.crt", f"{d}/client.crt", f"{d}/client.key")
-    deadline = time.time() + 15
-    while True:
-        try:
-            store.read()
-            break
-        except Exception:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield {"url": url, "dir": d}
-    proc.terminate()
-    proc.wait(10)
+    etcd = LoopbackEtcd(str(tmp_path_factory.mktemp("etcd")))
+    yield {"url": etcd.url, "dir": Path(etcd.dir)}
+    etcd.stop()
 
 
 def _store(e: dict) -> EtcdStore:

@@ -130,7 +130,7 @@ class ApiServer:
         self.version = version
         self.servers = []
         for addr in dict.fromkeys(addresses):
-            srv = _DualServer((addr, port or client.api_port()), _Handler)
+            srv = _DualServer((addr, client.api_port() if port is None else port), _Handler)
             srv.ssl_ctx = ssl_ctx
             srv.daemon_threads = True
             srv.api = self  # type: ignore[attr-defined]
