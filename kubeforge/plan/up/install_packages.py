@@ -54,8 +54,9 @@ def install_script(wanted: dict[str, str | None], hold: list[str]) -> str:
 def installed_guard(wanted: dict[str, str | None], hold: list[str]) -> str:
     checks = []
     for p, v in wanted.items():
-        pattern = f"^install ok installed {v}-" if v else "^install ok installed "
-        checks.append(f"dpkg-query -W -f='${{Status}} ${{Version}}' {q(p)} 2>/dev/null | grep -q {q(pattern)}")
+        # a held package's status reads "hold ok installed"
+        pattern = f"^(install|hold) ok installed {v}-" if v else "^(install|hold) ok installed "
+        checks.append(f"dpkg-query -W -f='${{Status}} ${{Version}}' {q(p)} 2>/dev/null | grep -Eq {q(pattern)}")
     for p in hold:
         checks.append(f"dpkg --get-selections {q(p)} | grep -qw hold")
     return " && ".join(checks) or "true"
