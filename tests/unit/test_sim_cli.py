@@ -322,3 +322,8 @@ controlPlane:
     rc, _, err = T.run("kubeadm", cp2, ["join", "--config", str(join)], V33)
     assert rc == 1 and "message authentication failed" in err
     assert "cp-2" not in ready_lab.state()["nodes"]
+
+
+def test_kubectl_accepts_global_flags_before_the_command(ready_lab: Lab) -> None:
+    rc, out, err = T.run("kubectl", ready_lab.cp, ["--kubeconfig", ready_lab.kc, "get", "nodes", "-o", "name"], V33)
+    assert rc == 0 and out.split() == ["node/cp-1", "node/worker-1"], err

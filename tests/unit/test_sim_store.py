@@ -118,3 +118,20 @@ def test_a_transaction_that_changes_nothing_writes_nothing(tls_etcd: dict) -> No
     rev = s._post("/v3/kv/range", {"key": _b64(STATE_KEY)})["header"]["revision"]
     s.transact(lambda st: st["seq"])
     assert s._post("/v3/kv/range", {"key": _b64(STATE_KEY)})["header"]["revision"] == rev
+
+
+def test_a_stacked_secondary_api_server_proxies_to_the_first_control_planes_state(tmp_path: Path) -> None:
+    from tests.sim.kubesim import client
+    from tests.sim.kubesim.apiserver import ApiServer, ProxyBackend
+
+    first = ApiServer(LocalBackend(FileStore(str(tmp_path / "state.json"))), "v1.34.2", ["127.0.0.1"], port=0)
+    second = ApiServer(ProxyBackend(f"https://127.0.0.1:{first.port}"), "v1.34.2", ["127.0.0.1"], port=0)
+    try:
+        via_second = [f"http://127.0.0.1:{second.port}"]
+        client.op(via_second, "init", {"version": "v1.34.2", "caCertHash": "sha256:00",
+                                       "node": {"name": "cp-1", "kubeletVersion": "v1.34.2"}})
+        assert "cp-1" in FileStore(str(tmp_path / "state.json")).read()["nodes"]
+        assert client.get(via_second, "/kubesim/state")["initialized"] is True
+    finally:
+        second.stop()
+        first.stop()
