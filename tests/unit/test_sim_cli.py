@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -327,3 +328,17 @@ controlPlane:
 def test_kubectl_accepts_global_flags_before_the_command(ready_lab: Lab) -> None:
     rc, out, err = T.run("kubectl", ready_lab.cp, ["--kubeconfig", ready_lab.kc, "get", "nodes", "-o", "name"], V33)
     assert rc == 0 and out.split() == ["node/cp-1", "node/worker-1"], err
+
+
+def test_a_worker_kubelet_upgraded_before_the_control_plane_never_becomes_ready(ready_lab: Lab) -> None:
+    assert ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--timeout=5s")[0] == 0
+    ready_lab.kubelets[1].stop()
+    T.set_kubelet_package(ready_lab.w, V34)  # apt-get install kubelet=1.34.2-1.1 on the worker
+    ready_lab.kubelets[1] = T.KubeletThread(ready_lab.w, V34, restart=True)
+    deadline = time.time() + 5
+    while not ready_lab.state()["violations"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready_lab.state()["violations"][0]["message"] == (
+        "kubelet v1.34.2 on node worker-1 is newer than the API server v1.33.6; the kubelet refuses to register")
+    rc, _, err = ready_lab.kubectl("wait", "--for=condition=Ready", "node/worker-1", "--timeout=1s")
+    assert rc == 1 and "timed out waiting for the condition on nodes/worker-1" in err

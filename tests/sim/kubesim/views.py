@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from . import yamlish
 
@@ -114,7 +113,3 @@ def pods_table(st: dict, pods: list[dict], all_ns: bool, wide: bool) -> str:
             row.append(p["spec"]["nodeName"] or "<none>")
         rows.append(row)
     return table(rows) if len(rows) > 1 else "No resources found\n"
-
-
-def now() -> float:
-    return time.time()
