@@ -65,7 +65,7 @@ def run_preflight(
         for check in HOST_CHECKS:
             results.extend(check(cluster, host, f))
         results.extend(check_fsync(host, probes))
-        results.extend(check_connectivity(host, probes))
+        results.extend(check_connectivity(host, probes, {h.name: h.ssh.port for h in cluster.hosts}))
     results.extend(check_os_consistency(reached))
     results.extend(check_unique_hostnames(reached))
     results.extend(check_unique_product_uuids(reached))

@@ -310,3 +310,28 @@ def test_any_program_kubeforge_runs_holding_a_role_port_of_a_managed_host_counts
     applied = parse_applied(json.dumps({"cluster": cluster.name}))
     fleet["cp-1"] = dataclasses.replace(fleet["cp-1"], ports=ports, applied=applied)
     assert result(run_preflight(cluster, fleet, now=NOW), "cp-1", "ports").status is Status.PASS
+
+
+def test_connectivity_flows_follow_roles_not_every_pair_of_ports(cluster):
+    from kubeforge.facts.preflight.requirements import flows
+
+    etcd1, cp1, worker1 = cluster.host("etcd-1"), cluster.host("cp-1"), cluster.host("worker-1")
+    assert flows(cluster, cp1, etcd1) == (2379,)
+    assert flows(cluster, cluster.host("etcd-2"), etcd1) == (2379, 2380)
+    assert flows(cluster, worker1, etcd1) == ()  # workers never talk to etcd
+    assert flows(cluster, worker1, cp1) == (6443,)
+    assert flows(cluster, cp1, worker1) == (10250,)
+    assert flows(cluster, cp1, cp1) == ()
+
+
+def test_ssh_between_hosts_that_fails_only_warns(cluster, fleet):
+    probes = ProbeResults(
+        connectivity={
+            "worker-1": ConnectResults((
+                Connection("cp-1", "10.77.4.14", 22, False, "timed out"),
+                Connection("cp-1", "10.77.4.14", 6443, True),
+            )),
+        },
+    )
+    r = result(run_preflight(cluster, fleet, now=NOW, probes=probes), "worker-1", "connectivity")
+    assert r.status is Status.WARN and "SSH of cp-1 22 (timed out)" in r.message

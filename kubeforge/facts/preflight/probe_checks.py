@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from kubeforge.facts.preflight.probes import ProbeResults
 from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned
@@ -28,7 +28,10 @@ def check_fsync(host: Host, probes: ProbeResults) -> Iterator[CheckResult]:
         yield passed(host.name, "etcd-fsync", f"fdatasync p99 {result.p99_ms:.1f} ms on {result.directory}")
 
 
-def check_connectivity(host: Host, probes: ProbeResults) -> Iterator[CheckResult]:
+def check_connectivity(host: Host, probes: ProbeResults, ssh_ports: Mapping[str, int] | None = None) -> Iterator[CheckResult]:
+    """Role ports a peer cannot reach fail. SSH between hosts only warns: kubeforge itself never
+    needs it (it connects from the operator's machine); it is probed as the one port open on every
+    host before anything is installed, so it tells routing and firewall trouble apart early."""
     result = probes.connectivity.get(host.name)
     if result is None:
         return
@@ -41,13 +44,17 @@ def check_connectivity(host: Host, probes: ProbeResults) -> Iterator[CheckResult
         notes.append(f"peers could not test its role ports: {listening.problem}")
     elif listening is not None and listening.errors:
         notes.append("untestable ports here: " + ", ".join(f"{p} ({e})" for p, e in sorted(listening.errors.items())))
+    ssh_ports = ssh_ports or {}
     bad: dict[str, list[str]] = defaultdict(list)
+    ssh_bad: dict[str, list[str]] = defaultdict(list)
     for c in result.connections:
         if not c.ok:
-            bad[c.target].append(f"{c.port} ({c.error})")
+            (ssh_bad if ssh_ports.get(c.target) == c.port else bad)[c.target].append(f"{c.port} ({c.error})")
+    if ssh_bad:
+        notes.insert(0, "cannot connect to SSH of " + "; ".join(f"{t} {', '.join(ps)}" for t, ps in sorted(ssh_bad.items())))
     if bad:
         shown = "; ".join(f"{t} {', '.join(ps)}" for t, ps in sorted(bad.items()))
-        yield failed(host.name, "connectivity", f"cannot connect to {shown}")
+        yield failed(host.name, "connectivity", f"cannot connect to {shown}" + (f"; {'; '.join(notes)}" if notes else ""))
     elif notes:
         yield warned(host.name, "connectivity", "; ".join(notes))
     else:

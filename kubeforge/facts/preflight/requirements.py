@@ -46,6 +46,10 @@ class PortNeed:
     what: str  # "kube-apiserver"
     process: str  # the program name ss shows (15 chars at most: it is the kernel's comm)
     unit: str | None  # systemd unit that serves it, None for static pods (served via kubelet)
+    reached_by: frozenset[Role] = frozenset()  # roles of other hosts that connect to it
+
+
+_NODES = frozenset({Role.CONTROL_PLANE, Role.WORKER})
 
 
 def effective_roles(cluster: Cluster, host: Host) -> frozenset[Role]:
@@ -67,25 +71,36 @@ def required_ports(cluster: Cluster, host: Host) -> tuple[PortNeed, ...]:
     def add(n: PortNeed) -> None:
         needs.setdefault(n.port, n)
 
+    # who connects: nodes and balancers reach the API server, control planes reach kubelets and
+    # etcd clients, etcd members reach each other's peer port; the controller-manager, scheduler
+    # and kube-proxy ports are health endpoints that only need to be free
     if Role.CONTROL_PLANE in roles:
-        add(PortNeed(6443, "kube-apiserver", "kube-apiserver", None))
-        add(PortNeed(10250, "kubelet", "kubelet", "kubelet"))
+        add(PortNeed(6443, "kube-apiserver", "kube-apiserver", None, _NODES | {Role.LOAD_BALANCER}))
+        add(PortNeed(10250, "kubelet", "kubelet", "kubelet", frozenset({Role.CONTROL_PLANE})))
         add(PortNeed(10257, "kube-controller-manager", "kube-controller", None))
         add(PortNeed(10259, "kube-scheduler", "kube-scheduler", None))
     if Role.ETCD in roles:
-        add(PortNeed(cluster.etcd.client_port, "etcd client", "etcd", "etcd"))
-        add(PortNeed(cluster.etcd.peer_port, "etcd peer", "etcd", "etcd"))
+        add(PortNeed(cluster.etcd.client_port, "etcd client", "etcd", "etcd", frozenset({Role.CONTROL_PLANE, Role.ETCD})))
+        add(PortNeed(cluster.etcd.peer_port, "etcd peer", "etcd", "etcd", frozenset({Role.ETCD})))
     if Role.WORKER in roles:
-        add(PortNeed(10250, "kubelet", "kubelet", "kubelet"))
+        add(PortNeed(10250, "kubelet", "kubelet", "kubelet", frozenset({Role.CONTROL_PLANE})))
         add(PortNeed(10256, "kube-proxy", "kube-proxy", None))
     if Role.LOAD_BALANCER in roles and cluster.endpoint.mode is EndpointMode.HAPROXY:
-        add(PortNeed(cluster.endpoint.port, "API load balancer (haproxy)", "haproxy", "haproxy"))
+        add(PortNeed(cluster.endpoint.port, "API load balancer (haproxy)", "haproxy", "haproxy", _NODES))
     return tuple(sorted(needs.values(), key=lambda n: n.port))
 
 
 def peer_ports(cluster: Cluster, host: Host) -> tuple[PortNeed, ...]:
-    """Ports of ``host`` that other hosts must be able to reach (the connectivity probe's targets)."""
-    return required_ports(cluster, host)
+    """Ports of ``host`` that some other host must be able to reach (the probe listens on these)."""
+    return tuple(n for n in required_ports(cluster, host) if n.reached_by)
+
+
+def flows(cluster: Cluster, src: Host, dst: Host) -> tuple[int, ...]:
+    """Ports of ``dst`` that ``src`` connects to in a running cluster."""
+    if src.name == dst.name:
+        return ()
+    mine = effective_roles(cluster, src)
+    return tuple(n.port for n in peer_ports(cluster, dst) if n.reached_by & mine)
 
 
 def hard_minimum(cluster: Cluster, host: Host) -> Resources:

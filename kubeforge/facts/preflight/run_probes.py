@@ -8,7 +8,7 @@ from typing import Callable, Sequence, TypeVar
 from kubeforge.errors import KubeforgeError
 from kubeforge.facts.gather import TransportSource
 from kubeforge.facts.preflight import probes
-from kubeforge.facts.preflight.requirements import peer_ports
+from kubeforge.facts.preflight.requirements import flows, peer_ports
 from kubeforge.model import Cluster, Host
 from kubeforge.transport.base import Command
 
@@ -63,10 +63,12 @@ def run_connectivity_probe(
             for dst in hosts:
                 if dst.name == src.name:
                     continue
+                # SSH is the one port every host has open before anything is installed
                 out.append((dst.name, dst.internal_address, dst.ssh.port))
                 lst = listening.get(dst.name)
                 if lst is not None and lst.problem is None:
-                    out += [(dst.name, dst.internal_address, p) for p in (*lst.bound, *lst.busy)]
+                    testable = {*lst.bound, *lst.busy}
+                    out += [(dst.name, dst.internal_address, p) for p in flows(cluster, src, dst) if p in testable]
             return out
 
         connectivity = _fan(
