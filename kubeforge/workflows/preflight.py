@@ -13,6 +13,15 @@ Decisions:
 - A required port that is held fails, unless kubeforge's own service holds it on a host kubeforge
   prepared for this cluster (etcd on 2379/2380 of an etcd member, the kubelet on 10250...).
 - A host that cannot be reached fails the "reachable" check; every other host is still checked.
+- Connectivity follows roles (nodes and balancers -> API server, control planes -> kubelets and
+  etcd clients, etcd members -> each other's peer port), tested by listen-then-connect while the
+  ports are still free. A role flow that fails is a failure; SSH between hosts, which kubeforge does
+  not need, only warns.
+- Swap on a node fails: the kubelet will not run with it, and taking memory away from a machine
+  that was given swap is the operator's decision (PrepareHosts in `up` also turns swap off and keeps
+  it off, as a second line, on hosts that passed).
+- Clock skew compares each host's offset interval (the remote clock read between two local
+  readings), so a slow link widens the uncertainty and never passes for skew.
 """
 
 from __future__ import annotations
