@@ -63,8 +63,8 @@ def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool):
         err.print("declined: nothing was changed")
         raise typer.Exit(1)
     print_report(out, report)
-    if plan.is_noop:
-        out.print("nothing to do: every etcd member has converged")
+    if report.outcome == "succeeded" and report.changed() == 0:
+        out.print("nothing changed: every etcd member had already converged")
     return report
 
 
@@ -196,6 +196,39 @@ def run_restore(inventory: Path, source: str, directory: Optional[Path], passphr
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
 
 
+def run_members(inventory: Path, dry_run: bool, yes: bool) -> None:
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.common import StackedEtcd
+    from kubeforge.workflows.etcd.members import plan_members
+
+    cluster = _load(inventory)
+    with _run_log(cluster, "etcd-members") as run_log, TransportPool(cluster) as pool:
+        try:
+            plan, change = plan_members(cluster, pool)
+        except StackedEtcd as exc:
+            _consoles()[0].print(str(exc), markup=False)
+            return
+        if change.is_noop:
+            _consoles()[0].print("nothing to do: the cluster's members are the inventory's etcd hosts")
+            return
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+
+
+def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool) -> None:
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
+    from kubeforge.workflows.etcd.upgrade import plan_upgrade
+
+    cluster = _load(inventory)
+    with _run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
+        def snapshot() -> bool:
+            take_backup(cluster, pool, options_from_cluster(cluster))
+            return True
+
+        plan = plan_upgrade(cluster, pool, target, snapshot)
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+
+
 def register(app: typer.Typer) -> None:
     @etcd_app.command("status")
     def status_cmd(
@@ -261,5 +294,38 @@ def register(app: typer.Typer) -> None:
         Example: kubeforge etcd restore -i inventories/ha-external-etcd.yaml --from latest --yes
         """
         run_restore(inventory, source, directory, passphrase_file, dry_run, yes)
+
+    @etcd_app.command("members")
+    def members_cmd(
+        inventory: Path = INVENTORY,
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+    ) -> None:
+        """Make the etcd member list match the inventory's etcd hosts, one member at a time.
+
+        New hosts: certificates issued, etcd installed, added as a learner, started, promoted once
+        caught up. Hosts gone from the inventory: leadership moved away, member removed, etcd
+        stopped and disabled there. Refused (exit 7) before anything is touched: adding and removing
+        at once, no quorum now, or a removal that would leave fewer healthy members than a quorum.
+
+        Example: kubeforge etcd members -i inventories/ha-external-etcd.yaml --yes
+        """
+        run_members(inventory, dry_run, yes)
+
+    @etcd_app.command("upgrade")
+    def upgrade_cmd(
+        inventory: Path = INVENTORY,
+        to: str = typer.Option(..., "--to", help="The etcd version to reach (X.Y.Z).", show_default=False),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+    ) -> None:
+        """Upgrade etcd one minor at a time, one member at a time (leader last), snapshot first.
+
+        Refused (exit 7) while a Kubernetes upgrade is unfinished, for downgrades and unsupported
+        minors, and (exit 4) unless every member is healthy.
+
+        Example: kubeforge etcd upgrade -i inventories/ha-external-etcd.yaml --to 3.5.21 --dry-run
+        """
+        run_upgrade(inventory, to, dry_run, yes)
 
     app.add_typer(etcd_app, name="etcd")

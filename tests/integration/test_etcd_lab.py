@@ -24,7 +24,14 @@ def inventory_with(lab, path: Path, etcd_hosts: list[str]) -> Path:
     """The lab's inventory with only ``etcd_hosts`` (and the control plane) in it."""
     yaml = YAML()
     doc = yaml.load(lab.inventory_path.read_text())
-    doc["spec"]["hosts"] = [h for h in doc["spec"]["hosts"] if h["name"] in etcd_hosts or "etcd" not in h["roles"]]
+    hosts = []
+    for h in doc["spec"]["hosts"]:
+        if h["name"] in etcd_hosts or "etcd" not in h["roles"]:
+            hosts.append(h)
+        elif "control-plane" in h["roles"]:  # stays as the control plane the inventory needs
+            h["roles"] = [r for r in h["roles"] if r != "etcd"]
+            hosts.append(h)
+    doc["spec"]["hosts"] = hosts
     doc["spec"]["etcd"]["backup"] = {"keep": 3}
     with path.open("w") as f:
         yaml.dump(doc, f)
@@ -43,17 +50,43 @@ def etcdctl(lab, on: str, *args: str, endpoints: str | None = None, tls: bool = 
 
 @pytest.fixture(scope="module")
 def elab(lab_factory):
-    # etcd-1 doubles as the control plane the inventory needs: five machines, not six, on a busy runner
-    return lab_factory([("etcd-1", ("control-plane", "etcd"))] + [(f"etcd-{i}", ("etcd",)) for i in range(2, 6)])
+    # etcd-1 doubles as the control plane the inventory needs
+    return lab_factory([("etcd-1", ("control-plane", "etcd")), ("etcd-2", ("etcd",)), ("etcd-3", ("etcd",))])
+
+
+INSTALL_OUTCOME: dict = {}
 
 
 @pytest.fixture(scope="module")
 def three(elab, tmp_path_factory) -> Path:
-    """A 3-member cluster installed by kubeforge (once for the module)."""
+    """A 3-member cluster installed by kubeforge (once for the module). The first attempt loses
+    etcd-3's machine mid-install; the second, once it is back, must converge."""
     inv = inventory_with(elab, tmp_path_factory.mktemp("inv") / "etcd3.yaml", ["etcd-1", "etcd-2", "etcd-3"])
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "etcd", "install", "-i", str(inv), "--yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    # apt is running on etcd-3 while kubeforge's policy-rc.d is in place: pull the plug then
+    while elab.exec("etcd-3", ["test", "-e", "/usr/sbin/policy-rc.d"]).returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "install ended before the fault was injected"
+        time.sleep(0.2)
+    elab.stop_machine("etcd-3")
+    out, err = proc.communicate(timeout=600)
+    INSTALL_OUTCOME["first"] = (proc.returncode, out, err)
+    elab.start_machine("etcd-3")
     res = kf("etcd", "install", "-i", str(inv), "--yes")
+    INSTALL_OUTCOME["second"] = (res.returncode, res.stdout, res.stderr)
     assert res.returncode == 0, res.stdout + res.stderr
     return inv
+
+
+def test_a_machine_lost_mid_install_is_named_and_a_rerun_converges(elab, three):
+    code, out, err = INSTALL_OUTCOME["first"]
+    assert code == 6, out + err
+    assert "[etcd-3]" in err and "failed" in (out + err)
+    # nothing was started on the other members: the run stopped before any etcd came up
+    code, out, err = INSTALL_OUTCOME["second"]
+    assert code == 0
+    assert "3/3 healthy" in kf("etcd", "status", "-i", str(three)).stdout
 
 
 def members_of(lab, on: str) -> list[dict]:
@@ -86,7 +119,7 @@ def test_status_shows_three_healthy_members_and_one_leader(elab, three):
 def test_a_second_install_changes_nothing(elab, three):
     res = kf("etcd", "install", "-i", str(three), "--yes")
     assert res.returncode == 0, res.stderr
-    assert "nothing to do" in res.stdout
+    assert "nothing changed" in res.stdout
     report = json.loads(sorted(three.parent.glob(".kubeforge/*/runs/*etcd-install*/report.json"))[-1].read_text())
     assert {s["status"] for s in report["steps"]} == {"unchanged"}, [s for s in report["steps"] if s["status"] != "unchanged"]
 
@@ -97,3 +130,82 @@ def test_a_client_without_a_certificate_is_refused(elab, three):
     res = elab.exec("etcd-1", ["env", "ETCDCTL_API=3", "etcdctl", f"--endpoints=https://{elab.address('etcd-1')}:2379",
                                f"--cacert={ETCD_PKI}/ca.crt", "--dial-timeout=3s", "--command-timeout=5s", "get", "/kf/first"])
     assert res.returncode != 0 and "hello" not in res.stdout
+
+
+def backups_dir(inv: Path) -> Path:
+    return next(inv.parent.glob(".kubeforge/*")) / "backups"
+
+
+def test_backup_is_verified_recorded_and_retention_keeps_exactly_n(elab, three):
+    for i in range(4):
+        assert etcdctl(elab, "etcd-1", "put", f"/kf/backup/{i}", f"v{i}").returncode == 0
+        res = kf("etcd", "backup", "-i", str(three), "--keep", "2", "-o", "json")
+        assert res.returncode == 0, res.stderr
+        time.sleep(1.1)  # backup names carry the time to the second
+    last = json.loads(res.stdout)
+    m = last["manifest"]
+    assert m["verified"] and m["total_keys"] >= 5 and len(m["sha256"]) == 64
+    assert m["member"] != json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)["leader"]
+    d = backups_dir(three)
+    manifests = sorted(d.glob("*.manifest.json"))
+    assert len(manifests) == 2 and len(last["deleted"]) == 1
+    snap = d / m["file"]
+    assert oct(snap.stat().st_mode & 0o777) == "0o600"
+    from kubeforge.workflows.etcd.snapshot import sha256_file
+
+    assert sha256_file(snap) == m["sha256"]
+    table = kf("etcd", "backup", "-i", str(three), "--keep", "2")
+    assert table.returncode == 0 and "verification: passed" in table.stdout and "sha256:" in table.stdout
+
+
+def test_a_flipped_byte_fails_verification_and_is_never_counted(elab, three, tmp_path):
+    from kubeforge.errors import InputError
+    from kubeforge.workflows.etcd.backup import verify_backup_file
+    from kubeforge.workflows.etcd.retention import list_backups, plan_retention
+
+    d = backups_dir(three)
+    good = sorted(d.glob("*.manifest.json"))[-1]
+    bad_dir = tmp_path / "copy"
+    bad_dir.mkdir()
+    manifest = json.loads(good.read_text())
+    data = bytearray((d / manifest["file"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad_dir / manifest["file"]).write_bytes(bytes(data))
+    (bad_dir / good.name).write_text(good.read_text())
+    with pytest.raises(InputError, match="does not match"):
+        verify_backup_file(bad_dir / good.name)
+    res = kf("etcd", "restore", "-i", str(three), "--from", str(bad_dir / good.name), "--yes")
+    assert res.returncode == 3 and "does not match" in res.stderr
+    # a file that failed verification at backup time sits in failed/ and retention never counts it
+    failed = dict(manifest, verified=False, name=manifest["name"] + "-bad")
+    (bad_dir / (failed["name"] + ".manifest.json")).write_text(json.dumps(failed))
+    kept = [b for b in list_backups(bad_dir) if b.verified]
+    assert [b.name for b in kept] == [manifest["name"]] and plan_retention(list_backups(bad_dir), keep=1, max_age_days=None) == []
+
+
+def test_restore_brings_every_key_back_and_keeps_the_old_data_aside(elab, three):
+    for i in range(20):
+        assert etcdctl(elab, "etcd-2", "put", f"/kf/restore/{i:02d}", f"value-{i}").returncode == 0
+    res = kf("etcd", "backup", "-i", str(three), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    name = json.loads(res.stdout)["manifest"]["name"]
+    assert etcdctl(elab, "etcd-1", "del", "--prefix", "/kf/restore/").stdout.strip() == "20"
+    res = kf("etcd", "restore", "-i", str(three), "--from", name, "--yes", timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for n in ("etcd-1", "etcd-2", "etcd-3"):
+        got = etcdctl(elab, n, "get", "--prefix", "/kf/restore/", "--print-value-only").stdout.split()
+        assert got == [f"value-{i}" for i in range(20)], n
+        aside = elab.exec(n, ["bash", "-c", "ls -d /var/lib/etcd.kubeforge-*"]).stdout.split()
+        assert aside and elab.exec(n, ["test", "-d", aside[-1] + "/member"]).returncode == 0
+    st = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)
+    assert st["allHealthy"] and st["healthy"] == 3
+
+
+def test_with_a_member_machine_down_backup_still_succeeds_and_status_names_it(elab, three):
+    # last in the module: etcd-3 comes back with a fresh disk, so it stays down afterwards
+    elab.stop_machine("etcd-3")
+    res = kf("etcd", "backup", "-i", str(three), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["manifest"]["member"] in ("etcd-1", "etcd-2")
+    st = kf("etcd", "status", "-i", str(three))
+    assert st.returncode == 4 and "etcd-3" in st.stderr and "2/3 healthy" in st.stdout

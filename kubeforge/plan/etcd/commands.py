@@ -56,7 +56,11 @@ def install_packages(cluster: Cluster) -> Command:
             "trap put_back EXIT",
             f"printf '#!/bin/sh\\n# kubeforge: no service starts while etcd is installed\\nexit 101\\n' > {POLICY_RC}",
             f"chmod 0755 {POLICY_RC}",
-            "apt-get update -q -o Acquire::Retries=3 >/dev/null",
+            # apt-get update exits 0 when a source cannot be fetched; say so instead of "not offered"
+            'out=$(apt-get update -q -o Acquire::Retries=3 2>&1) || { echo "$out" >&2; exit 2; }',
+            "if printf '%s\\n' \"$out\" | grep -q -e '^W: Failed to fetch' -e '^E: '; then",
+            '  printf \'%s\\n\' "$out" >&2; echo "apt-get update could not read the package source" >&2; exit 2',
+            "fi",
             *pick,
             f"apt-get install -y -q -o Dpkg::Options::=--force-confold {versions} >/dev/null",
             # Debian enables its own unit; ours in /etc/systemd/system replaces it. Nothing runs yet.

@@ -1,0 +1,103 @@
+"""Membership on real machines: grow 3 -> 5 and shrink back to 3 while a writer keeps writing, and a
+change that would lose quorum refused before anything is touched."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.integration.test_etcd_lab import etcdctl, inventory_with, kf, members_of
+
+pytestmark = pytest.mark.lab
+
+
+class Writer(threading.Thread):
+    """Writes a key every 100 ms through the members that stay for the whole test, counting failures."""
+
+    def __init__(self, lab, endpoints: str) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.endpoints = lab, endpoints
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            res = etcdctl(self.lab, "etcd-1", "put", f"/kf/writer/{i:06d}", "x", endpoints=self.endpoints)
+            if res.returncode == 0:
+                self.ok += 1
+            else:
+                self.failed += 1
+                self.errors.append(res.stderr.strip()[-200:])
+            i += 1
+            self.stop.wait(0.1)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    """One directory for every inventory of this module: they share the state dir, so the PKI."""
+    return tmp_path_factory.mktemp("members")
+
+
+@pytest.fixture(scope="module")
+def mlab(lab_factory):
+    return lab_factory([("etcd-1", ("control-plane", "etcd"))] + [(f"etcd-{i}", ("etcd",)) for i in range(2, 6)])
+
+
+def test_grow_to_five_and_shrink_back_to_three_with_writes_served_throughout(mlab, state):
+    tmp_path = state
+    names3 = ["etcd-1", "etcd-2", "etcd-3"]
+    names5 = names3 + ["etcd-4", "etcd-5"]
+    inv3 = inventory_with(mlab, tmp_path / "etcd3.yaml", names3)
+    inv5 = inventory_with(mlab, tmp_path / "etcd5.yaml", names5)
+    res = kf("etcd", "install", "-i", str(inv3), "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    stay = ",".join(f"https://{mlab.address(n)}:2379" for n in names3)
+    writer = Writer(mlab, stay)
+    writer.start()
+    try:
+        refused = kf("etcd", "install", "-i", str(inv5), "--yes")
+        assert refused.returncode == 7 and "kubeforge etcd members" in refused.stderr
+        grow = kf("etcd", "members", "-i", str(inv5), "--yes", timeout=900)
+        assert grow.returncode == 0, grow.stdout + grow.stderr
+        listed = members_of(mlab, "etcd-1")
+        assert sorted(m["name"] for m in listed) == names5 and not any(m.get("isLearner") for m in listed)
+        st = json.loads(kf("etcd", "status", "-i", str(inv5), "-o", "json").stdout)
+        assert st["healthy"] == 5 and st["allHealthy"]
+        again = kf("etcd", "members", "-i", str(inv5), "--yes")
+        assert again.returncode == 0 and "nothing to do" in again.stdout
+
+        shrink = kf("etcd", "members", "-i", str(inv3), "--yes", timeout=900)
+        assert shrink.returncode == 0, shrink.stdout + shrink.stderr
+        assert sorted(m["name"] for m in members_of(mlab, "etcd-1")) == names3
+        for gone in ("etcd-4", "etcd-5"):
+            assert mlab.exec(gone, ["systemctl", "is-active", "etcd"]).stdout.strip() != "active"
+            assert mlab.exec(gone, ["systemctl", "is-enabled", "etcd"]).stdout.strip() != "enabled"
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    assert writer.ok > 20
+    assert writer.failed == 0, writer.errors[:3]
+
+
+def test_a_removal_that_would_lose_quorum_is_refused_before_anything_is_touched(mlab, state):
+    tmp_path = state
+    names3 = ["etcd-1", "etcd-2", "etcd-3"]
+    inv3 = inventory_with(mlab, tmp_path / "etcd3.yaml", names3)
+    assert kf("etcd", "install", "-i", str(inv3), "--yes").returncode == 0
+    before = members_of(mlab, "etcd-1")
+    mlab.exec("etcd-3", ["systemctl", "stop", "etcd"])
+    try:
+        # keeping only the stopped etcd-3 means removing healthy members: after the first removal
+        # one healthy member of two voters is left, below quorum
+        inv = inventory_with(mlab, tmp_path / "etcd-3-only.yaml", ["etcd-3"])
+        res = kf("etcd", "members", "-i", str(inv), "--yes")
+        assert res.returncode == 7 and "below quorum" in res.stderr, res.stdout + res.stderr
+        assert members_of(mlab, "etcd-1") == before
+        assert mlab.exec("etcd-2", ["systemctl", "is-active", "etcd"]).stdout.strip() == "active"
+    finally:
+        mlab.exec("etcd-3", ["systemctl", "start", "etcd"])
