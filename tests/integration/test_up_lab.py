@@ -1,0 +1,258 @@
+"""`kubeforge up` and `kubeforge reset` end to end on the lab: real SSH, systemd, apt from the lab's
+mirror, a real 3-member TLS etcd; kubeadm/kubelet/kubectl are the simulator (tests/sim).
+
+The tests of this module run in order on one lab: bare machines -> up -> converged re-run -> a new
+worker -> reset + rejoin -> a machine lost mid-run + --resume -> Ctrl-C + --resume. A dry run first
+proves it changes nothing on any machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
+
+ROLES = {"etcd": 3, "control-plane": 2, "worker": 3}
+ADDED = "worker-3"  # left out of the inventory until the test that adds it
+PERSISTENT = ("worker-2",)  # the machine powered off mid-run keeps its disk, like a real server
+KUBECTL = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+CNI = """apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kubesim-cni
+  namespace: kube-system
+  labels:
+    kubesim.io/cni: "true"
+spec:
+  selector:
+    matchLabels: {app: kubesim-cni}
+  template:
+    metadata:
+      labels: {app: kubesim-cni}
+    spec:
+      containers:
+        - name: cni
+          image: example.invalid/kubesim-cni:1
+"""
+# What a dry run must not change: kubeforge's files, the services it manages, its lock.
+SNAPSHOT = r"""for d in /etc /var/lib/etcd /var/lib/kubelet /var/lib/kubeforge /opt/cni; do
+  [ -e "$d" ] && find "$d" -xdev \( -type f -o -type l \) -printf '%p %m %s\n' 2>/dev/null
+done | LC_ALL=C sort
+find /etc/kubeforge /etc/kubernetes /etc/apt /etc/etcd /etc/containerd -xdev -type f -exec sha256sum {} + 2>/dev/null | LC_ALL=C sort
+for u in etcd kubelet containerd; do echo "$u $(systemctl is-active $u) $(systemctl is-enabled $u 2>&1)"; done
+cat /proc/swaps | tail -n +2
+"""
+
+
+@dataclass
+class Env:
+    lab: object
+    dir: Path
+    inventory: Path
+    full: dict  # the inventory with every machine
+
+    def kf(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kubeforge", *args, "-i", str(self.inventory)],
+                              capture_output=True, text=True, timeout=timeout, cwd=self.dir)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "kubeforge", *args, "-i", str(self.inventory)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.dir)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir / ".kubeforge" / self.full["metadata"]["name"]
+
+    def sim(self, what: str):
+        res = self.lab.exec("cp-1", [*KUBECTL, "sim", what], check=True)
+        return json.loads(res.stdout)
+
+    def ready_nodes(self) -> set[str]:
+        return {n for n, v in self.sim("state")["nodes"].items() if v.get("ready")}
+
+    def write_inventory(self, hosts_left_out=()) -> None:
+        doc = json.loads(json.dumps(self.full))
+        doc["spec"]["hosts"] = [h for h in doc["spec"]["hosts"] if h["name"] not in hosts_left_out]
+        yaml = YAML()
+        with self.inventory.open("w") as f:
+            yaml.dump(doc, f)
+
+    def latest_run(self) -> Path:
+        return max((p for p in (self.state_dir / "runs").iterdir() if (p / "journal.jsonl").exists()),
+                   key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+
+
+def journal(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines() if line.strip()]
+
+
+def report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def env(lab_factory, tmp_path_factory) -> Env:
+    lab = lab_factory(ROLES, persistent=PERSISTENT)
+    d = tmp_path_factory.mktemp("up-lab")
+    src = lab.write_inventory(d / "lab.yaml")
+    full = YAML(typ="safe").load(src.read_text())
+    full["spec"]["network"]["cni"] = {"name": "kubesim-cni", "manifest": "cni.yaml"}
+    (d / "cni.yaml").write_text(CNI)
+    e = Env(lab, d, d / "inventory.yaml", full)
+    e.write_inventory(hosts_left_out=(ADDED,))
+    return e
+
+
+def snapshot(lab) -> dict[str, str]:
+    return {name: lab.exec(name, ["bash", "-c", SNAPSHOT], check=True).stdout for name in lab.machines}
+
+
+def wait_for_step(env: Env, proc: subprocess.Popen, started: float, host: str, phase: str, timeout: float = 120) -> None:
+    """Until this run's journal shows a step of ``phase`` done on ``host``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = [p for p in (env.state_dir / "runs").glob("*-up") if (p / "journal.jsonl").exists()
+                and (p / "journal.jsonl").stat().st_mtime > started]
+        for run in runs:
+            if any(r.get("type") == "step" and r["host"] == host and r["phase"] == phase and r["status"] == "done"
+                   for r in journal(run)):
+                return
+        time.sleep(0.05)
+    out = proc.communicate(timeout=60)[0] if proc.poll() is not None else ""
+    pytest.fail(f"no {phase} step of {host} was done in time; the run said:\n{out[-3000:]}")
+
+
+def assert_nothing_repeated(run_dir: Path) -> None:
+    """Steps completed before a resume are never run (nor journaled) again after it."""
+    records = journal(run_dir)
+    cut = max(i for i, r in enumerate(records) if r["type"] == "resume")
+    before = {r["step"] for r in records[:cut] if r["type"] == "step" and r["status"] in ("done", "unchanged")}
+    after = [r["step"] for r in records[cut:] if r["type"] == "step"]
+    assert before, "the interrupted attempt completed nothing: the test proves nothing"
+    assert not before & set(after)
+
+
+def test_a_dry_run_of_up_on_bare_machines_changes_nothing_on_any_machine(env):
+    before = snapshot(env.lab)
+    res = env.kf("up", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "would run" in res.stdout + res.stderr or "dry run" in res.stdout
+    assert snapshot(env.lab) == before
+    assert not (env.state_dir / "admin.conf").exists()
+
+
+def test_up_takes_bare_machines_to_every_node_ready_with_real_etcd_files_and_units(env):
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert env.ready_nodes() == {"cp-1", "cp-2", "worker-1", "worker-2"}
+    assert env.sim("violations") == []
+    members = [h["address"] for h in env.full["spec"]["hosts"] if "etcd" in h["roles"]]
+    health = env.lab.exec("etcd-1", [
+        "env", "ETCDCTL_API=3", "etcdctl", "--cacert=/etc/etcd/pki/ca.crt", "--cert=/etc/etcd/pki/healthcheck-client.crt",
+        "--key=/etc/etcd/pki/healthcheck-client.key", "--endpoints=" + ",".join(f"https://{a}:2379" for a in members),
+        "endpoint", "health"])
+    assert health.returncode == 0, health
+    assert (health.stdout + health.stderr).count("is healthy") == 3, health
+    for name in ("cp-1", "worker-1"):
+        held = env.lab.exec(name, ["dpkg", "--get-selections", "kubeadm", "kubelet", "kubectl"], check=True).stdout
+        assert held.split().count("hold") == 3
+        version = env.lab.exec(name, ["dpkg-query", "-W", "-f=${Version}", "kubelet"], check=True).stdout
+        assert version.startswith(env.full["spec"]["kubernetesVersion"] + "-")
+        units = env.lab.exec(name, ["systemctl", "is-active", "containerd", "kubelet"]).stdout.split()
+        assert units == ["active", "active"]
+        assert env.lab.exec(name, ["test", "-f", "/etc/kubeforge/applied.json"]).returncode == 0
+        mode = env.lab.exec(name, ["stat", "-c", "%a", "/etc/kubeforge/kubeadm-init.yaml" if name == "cp-1"
+                                   else "/etc/kubeforge/kubeadm-join.yaml"], check=True).stdout.strip()
+        assert mode == "600"
+    assert env.lab.exec("etcd-1", ["systemctl", "is-active", "etcd"]).stdout.strip() == "active"
+    admin = env.state_dir / "admin.conf"
+    assert admin.exists() and (admin.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_second_up_changes_nothing_and_says_so(env):
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "nothing to do" in res.stdout
+    rep = report(env.latest_run())
+    assert rep["outcome"] == "succeeded"
+    assert [s for s in rep["steps"] if s["status"] == "done"] == []
+
+
+def test_adding_a_worker_to_the_inventory_joins_only_that_worker(env):
+    env.write_inventory()
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rep = report(env.latest_run())
+    changed = {s["host"] for s in rep["steps"] if s["status"] == "done"}
+    # cp-1 only waits for Ready and labels; every other host is left alone
+    assert changed <= {ADDED, "cp-1"} and ADDED in changed
+    assert {s["phase"] for s in rep["steps"] if s["host"] == "cp-1"} <= {"WaitNodesReady", "LabelAndTaintNodes"}
+    assert ADDED in env.ready_nodes()
+    assert env.sim("violations") == []
+
+
+def test_reset_of_one_worker_then_up_rejoins_it(env):
+    res = env.kf("reset", "--hosts", "worker-1", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "worker-1" not in env.sim("state")["nodes"]
+    assert env.lab.exec("worker-1", ["test", "-e", "/etc/kubeforge"]).returncode != 0
+    assert env.lab.exec("worker-1", ["systemctl", "is-active", "kubelet"]).stdout.strip() != "active"
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "worker-1" in env.ready_nodes()
+
+
+def test_reset_refuses_a_subset_that_would_break_etcd_quorum_and_changes_nothing(env):
+    res = env.kf("reset", "--hosts", "etcd-1,etcd-2", "--yes")
+    assert res.returncode == 7
+    assert "quorum" in res.stderr
+    assert env.lab.exec("etcd-1", ["systemctl", "is-active", "etcd"]).stdout.strip() == "active"
+
+
+def test_a_worker_lost_mid_up_fails_cleanly_and_resume_finishes_without_repeating_a_step(env):
+    assert env.kf("reset", "--hosts", "worker-2", "--yes").returncode == 0
+    started = time.time()
+    proc = env.popen("up", "--yes")
+    wait_for_step(env, proc, started, "worker-2", "PrepareHosts")
+    env.lab.stop_machine("worker-2")
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 6, out
+    run = env.latest_run()
+    rep = report(run)
+    assert rep["outcome"] == "failed"
+    statuses = {s["status"] for s in rep["steps"] if s["host"] == "worker-2"}
+    assert "failed" in statuses and "not reached" in statuses
+    assert "failed [worker-2]" in out or "error: [worker-2]" in out
+    env.lab.start_machine("worker-2")
+    res = env.kf("up", "--yes", "--resume")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_nothing_repeated(run)
+    assert "worker-2" in env.ready_nodes()
+    assert env.sim("violations") == []
+
+
+def test_ctrl_c_mid_up_stops_cleanly_and_resume_finishes_without_repeating_a_step(env):
+    assert env.kf("reset", "--hosts", "worker-1", "--yes").returncode == 0
+    started = time.time()
+    proc = env.popen("up", "--yes")
+    wait_for_step(env, proc, started, "worker-1", "PrepareHosts")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 8, out
+    assert "--resume" in out
+    run = env.latest_run()
+    assert report(run)["outcome"] == "interrupted"
+    res = env.kf("up", "--yes", "--resume")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_nothing_repeated(run)
+    assert env.ready_nodes() == {"cp-1", "cp-2", "worker-1", "worker-2", ADDED}
+    assert env.sim("violations") == []
