@@ -94,13 +94,32 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     return plan_up(ctx), ctx
 
 
+# On a host that already is a member (it joined, or runs its etcd member), its ports are held by
+# its own components: `up` will not start anything new on them, so a port check there says nothing.
+MEMBER_CHECKS = ("ports",)
+
+
+def is_member(facts: HostFacts | object) -> bool:
+    if not isinstance(facts, HostFacts):
+        return False
+    return facts.membership.kubelet_conf or (facts.membership.etcd_data and facts.units.is_active("etcd"))
+
+
+def blocking_failures(report, facts) -> list:
+    return [r for r in report.failures if not (r.check in MEMBER_CHECKS and is_member(facts.get(r.host)))]
+
+
 def run_preflight_gate(cluster: Cluster, pool, *, probes: bool = True):
     """Preflight before anything is touched: a failure stops `up` here, naming every problem."""
     from kubeforge.workflows.preflight import preflight
 
     report, facts = preflight(cluster, pool, probes=probes, now=time.time())
-    if report.failed:
-        lines = "; ".join(f"[{r.host}] {r.check}: {r.message}" for r in report.failures[:10])
+    failures = blocking_failures(report, facts)
+    for r in report.failures:
+        if r not in failures:
+            log.info("preflight on a member, not blocking: %s: %s", r.check, r.message, extra={"host": r.host})
+    if failures:
+        lines = "; ".join(f"[{r.host}] {r.check}: {r.message}" for r in failures[:10])
         raise CheckFailed(f"preflight failed, nothing was changed: {lines}",
                           hint="fix these, or see `kubeforge preflight -i <inventory>` for every check")
     return report, require_reached(facts)
