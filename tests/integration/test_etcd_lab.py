@@ -209,3 +209,16 @@ def test_with_a_member_machine_down_backup_still_succeeds_and_status_names_it(el
     assert json.loads(res.stdout)["manifest"]["member"] in ("etcd-1", "etcd-2")
     st = kf("etcd", "status", "-i", str(three))
     assert st.returncode == 4 and "etcd-3" in st.stderr and "2/3 healthy" in st.stdout
+
+
+def test_a_member_whose_machine_came_back_empty_is_replaced_and_the_cluster_heals(elab, three):
+    # follows the test above: etcd-3 is down; it boots again with a fresh disk
+    elab.start_machine("etcd-3")
+    refused = kf("etcd", "install", "-i", str(three), "--yes")
+    assert refused.returncode == 7 and "etcd-3" in refused.stderr and "etcd members" in refused.stderr
+    res = kf("etcd", "members", "-i", str(three), "--yes", timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    st = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)
+    assert st["allHealthy"] and st["healthy"] == 3
+    got = etcdctl(elab, "etcd-3", "get", "/kf/restore/05", "--print-value-only")
+    assert got.stdout.strip() == "value-5"

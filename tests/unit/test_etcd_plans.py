@@ -201,3 +201,13 @@ def test_restore_phases_stop_everything_before_data_is_replaced_and_start_all_to
     push = [s for s in plan.steps if isinstance(s, PutFileStep)]
     assert len(push) == 3 and all(s.file.mode == 0o600 for s in push)
     assert "snapshot" not in plan.render_text().split("Push the snapshot")[1].split("\n")[0].split("bytes")[0][-12:]
+
+
+def test_a_member_that_lost_its_data_is_replaced_when_the_others_keep_quorum(tmp_path):
+    three = make_cluster(tmp_path, n_etcd=3)
+    listed = _listed(three, healthy={"etcd-3": False})
+    change = decide(three, listed, frozenset({"etcd-3"}))
+    assert [m.name for m in change.remove] == ["etcd-3"] and [h.name for h in change.replace] == ["etcd-3"]
+    both = _listed(three, healthy={"etcd-2": False, "etcd-3": False})
+    with pytest.raises(SafetyRefusal, match="no quorum"):
+        decide(three, both, frozenset({"etcd-2", "etcd-3"}))

@@ -53,20 +53,23 @@ class MembershipChange:
     add: tuple[Host, ...] = ()  # inventory order
     pending: tuple[Host, ...] = ()  # added earlier (listed, never started): only start + promote
     remove: tuple[ListedMember, ...] = ()  # leader last
-    notes: tuple[str, ...] = field(default=())
+    replace: tuple[Host, ...] = ()  # members that lost their data: removed, then added again
 
     @property
     def is_noop(self) -> bool:
-        return not (self.add or self.pending or self.remove)
+        return not (self.add or self.pending or self.remove or self.replace)
 
 
 def _quorum(n: int) -> int:
     return n // 2 + 1
 
 
-def decide(cluster: Cluster, listed: Sequence[ListedMember]) -> MembershipChange:
+def decide(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[str] = frozenset()) -> MembershipChange:
     """What to add and remove so the cluster's members become the inventory's; refuses unsafe
-    changes (SafetyRefusal) without touching anything."""
+    changes (SafetyRefusal) without touching anything. ``lost``: inventory members the cluster lists
+    as started whose machines hold no data any more (a re-imaged disk): they are replaced."""
+    if lost:
+        return _replace(cluster, listed, lost)
     wanted = cluster.etcd_members
     by_url = {m.peer_url: m for m in listed}
     add, pending = [], []
@@ -108,6 +111,39 @@ def decide(cluster: Cluster, listed: Sequence[ListedMember]) -> MembershipChange
     return MembershipChange(tuple(add), tuple(pending), tuple(remove))
 
 
+def _replace(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[str]) -> MembershipChange:
+    wanted_urls = {peer_url(cluster, h) for h in cluster.etcd_members}
+    listed_urls = {m.peer_url for m in listed}
+    if wanted_urls != listed_urls:
+        raise SafetyRefusal(f"{', '.join(sorted(lost))} lost their data while the inventory also changes membership",
+                            hint="put the inventory's etcd hosts back as the cluster has them, replace first, then change")
+    gone = [m for m in listed if m.name in lost]
+    voters = [m for m in listed if not m.learner]
+    healthy = sum(1 for m in voters if m.healthy and m.name not in lost)
+    remaining = len(voters) - sum(1 for m in gone if not m.learner)
+    if healthy < _quorum(len(voters)):
+        raise SafetyRefusal(f"etcd has no quorum now ({healthy} of {len(voters)} voting members healthy): members "
+                            "cannot be replaced", hint="restore from a backup instead (kubeforge etcd restore)")
+    if remaining == 0 or healthy < _quorum(remaining):
+        raise SafetyRefusal(f"replacing {', '.join(sorted(lost))} needs {_quorum(max(remaining, 1))} healthy members "
+                            f"of the {remaining} that stay; {healthy} are healthy", hint="restore from a backup instead")
+    return MembershipChange(remove=tuple(gone), replace=tuple(h for h in cluster.etcd_members if h.name in lost))
+
+
+def _retrying(line: str, tries: int = 60) -> str:
+    """etcd refuses membership changes (strict reconfig check) until every member has been connected
+    for a few seconds, e.g. right after a promotion: retry on that answer only."""
+    return "\n".join(
+        [
+            f"for i in $(seq 1 {tries}); do",
+            f"  if out=$({line} 2>&1); then printf '%s\\n' \"$out\"; exit 0; fi",
+            '  case "$out" in *"unhealthy cluster"*) sleep 1 ;; *) printf \'%s\\n\' "$out" >&2; exit 1 ;; esac',
+            "done",
+            "printf '%s\\n' \"$out\" >&2; exit 1",
+        ]
+    )
+
+
 def _find_member_script(url: str) -> str:
     # member list (3.4+ simple format): ID, status, name, peer URLs, client URLs, is learner
     return f"awk -F', ' -v u={shlex.quote(url)} '$4 == u'"
@@ -119,8 +155,9 @@ def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[st
     listed = f"{etcdctl_line(cluster, endpoints, 'member', 'list')} | {_find_member_script(url)} | grep -q ."
     lanes = []
     if register:
-        add = Command(script=etcdctl_line(cluster, endpoints, "member", "add", host.name, f"--peer-urls={url}", "--learner"),
-                      sudo=True, timeout=60, description=f"member add {host.name} as a learner")
+        add = Command(script=_retrying(etcdctl_line(cluster, endpoints, "member", "add", host.name, f"--peer-urls={url}",
+                                                    "--learner")),
+                      sudo=True, timeout=120, description=f"member add {host.name} as a learner")
         lanes.append((via.name, [RunStep(via.name, add, f"Add {host.name} as a learner",
                                          unless=Command(script=listed, sudo=True, timeout=60))]))
     promote = "\n".join(
@@ -147,7 +184,7 @@ def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[st
 
 
 def remove_member_phase(cluster: Cluster, member: ListedMember, via: Host, remaining: tuple[Host, ...],
-                        retire: Callable[[], object]) -> PhasePlan:
+                        retire: Callable[[], object] | None) -> PhasePlan:
     endpoints = [client_url(cluster, h) for h in remaining]
     name = member.name or member.peer_url
     ep = member.client_urls[0] if member.client_urls else ""
@@ -161,14 +198,17 @@ def remove_member_phase(cluster: Cluster, member: ListedMember, via: Host, remai
             f"  {etcdctl_line(cluster, [ep], 'move-leader', 'TARGET_ID')} >/dev/null".replace("TARGET_ID", '"$to"'),
             "fi",
         ]
-    lines.append(etcdctl_line(cluster, endpoints, "member", "remove", member.id))
+    lines.append(_retrying(etcdctl_line(cluster, endpoints, "member", "remove", member.id)))
     unless = Command(script=f"! {{ {etcdctl_line(cluster, endpoints, 'member', 'list')} | grep -q '^{member.id},'; }}",
                      sudo=True, timeout=60)
-    steps = [RunStep(via.name, Command(script="\n".join(lines), sudo=True, timeout=120,
+    steps = [RunStep(via.name, Command(script="\n".join(lines), sudo=True, timeout=180,
                                        description=f"member remove {name}"), f"Remove {name} from the member list",
                      unless=unless),
              health_gate(cluster, via, remaining, key=f"gate-after-remove-{member.id}",
                          title=f"Wait for etcd healthy without {name}")]
+    lanes: list = [(via.name, steps)]
+    if retire is not None:
+        lanes.append(("local", [LocalStep(f"Stop and disable etcd on {name} ({member.address})", retire,
+                                          key=f"retire-{member.id}")]))
     return PhasePlan.of(name=f"RemoveEtcdMember-{name}", title=f"Remove etcd member {name}", strategy=serial(),
-                        lanes=[(via.name, steps), ("local", [LocalStep(f"Stop and disable etcd on {name} ({member.address})",
-                                                                       retire, key=f"retire-{member.id}")])])
+                        lanes=lanes)

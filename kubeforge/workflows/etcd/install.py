@@ -39,6 +39,14 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
         leader = status.leader.name if status.leader else None
         listed = {m["name"] or m["peerURLs"][0] for m in status.member_list}
         wanted = {h.name for h in cluster.etcd_members}
+        empty = [m["name"] for m in status.member_list
+                 if m["name"] in facts and m["clientURLs"] and facts[m["name"]] and not facts[m["name"]].has_data]
+        if empty:
+            raise SafetyRefusal(
+                f"{', '.join(empty)}: started before but holding no data now (a re-imaged or replaced disk); "
+                "starting it again would corrupt its raft log",
+                hint=f"replace it with `kubeforge etcd members -i {cluster.source}` (removed, then added again)",
+            )
         if status.member_list and listed != wanted:
             raise SafetyRefusal(
                 f"the etcd members ({', '.join(sorted(listed))}) differ from the inventory's "

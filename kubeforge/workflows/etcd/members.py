@@ -79,7 +79,12 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
     require_external(cluster, "members")
     status = gather_status(cluster, pool)
     listed = listed_members(cluster, pool, status)
-    change = decide(cluster, listed)
+    started = {m.name for m in listed if m.name and m.client_urls and not m.healthy}
+    lost: frozenset[str] = frozenset()
+    if started & {h.name for h in cluster.etcd_members}:
+        facts_now = gather_member_facts(cluster, pool, allow_unreachable=True)
+        lost = frozenset(n for n in started if facts_now.get(n) is not None and not facts_now[n].has_data)
+    change = decide(cluster, listed, lost)
     if change.is_noop:
         why = "the cluster's members are the inventory's"
         return Plan(WORKFLOW, (PhasePlan("ChangeEtcdMembers", "Change etcd members", parallel(), (), why),)), change
@@ -87,16 +92,19 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
     removing = {m.peer_url for m in change.remove}
     staying = [h for h in cluster.etcd_members if peer_url(cluster, h) not in removing
                and h not in change.add and h not in change.pending]
+    replaced = {h.name for h in change.replace}
     via = next((h for h in staying if h.name in healthy_names), None) or staying[0]
     phases: list[PhasePlan] = []
     if change.remove:
         remaining = list(staying)
         for m in change.remove:
-            phases.append(remove_member_phase(cluster, m, via, tuple(remaining), _retire(cluster, pool, m)))
-        return Plan(WORKFLOW, tuple(phases)), change
+            retire = None if m.name in replaced else _retire(cluster, pool, m)
+            phases.append(remove_member_phase(cluster, m, via, tuple(remaining), retire))
+        if not change.replace:
+            return Plan(WORKFLOW, tuple(phases)), change
 
     bundle = ensure_pki(cluster, now=now).bundle
-    new_hosts = change.pending + change.add
+    new_hosts = change.pending + change.add + change.replace
     facts = gather_member_facts(cluster, pool, new_hosts)
     ctx = context(cluster)
     def name_of(m: ListedMember) -> str:
@@ -118,7 +126,8 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         members_in.append(MemberInput(h, sources, tuple(files), facts[h.name]))
         members_after.append(h)
         endpoints = [client_url(cluster, x) for x in members_after if x is not h]
-        add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after), register=h in change.add))
+        add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after),
+                                           register=h in change.add or h in change.replace))
     inp = InstallInput(cluster, tuple(members_in), cluster_exists=True)
-    phases = [install_packages_phase(inp), prepare_phase(inp), *add_phases, record_phase(inp)]
+    phases += [install_packages_phase(inp), prepare_phase(inp), *add_phases, record_phase(inp)]
     return Plan(WORKFLOW, tuple(phases)), change
