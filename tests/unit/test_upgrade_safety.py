@@ -91,7 +91,7 @@ def test_the_projection_after_a_hop_puts_every_node_and_api_server_at_that_versi
     assert after.machines["cp-2"].apiserver == V134 and after.machines["worker-1"].apiserver is None
 
 
-MACHINE_OUT = """@@upgrade pkg kubeadm ii  1.34.2-1.1
+MACHINE_OUT = """@@upgrade pkg kubeadm hi  1.34.2-1.1
 @@upgrade pkg kubelet ii  1.33.5-1.1
 @@upgrade pkg kubectl rc  1.33.5-1.1
 @@upgrade held kubeadm kubelet 
@@ -101,7 +101,7 @@ MACHINE_OUT = """@@upgrade pkg kubeadm ii  1.34.2-1.1
 
 def test_the_machine_probe_reads_installed_versions_holds_and_the_api_server_manifest():
     m = parse_machine("cp-1", MACHINE_OUT)
-    assert m.packages == {"kubeadm": V134, "kubelet": V133}  # kubectl removed: config only
+    assert m.packages == {"kubeadm": V134, "kubelet": V133}  # kubeadm held (hi); kubectl removed (rc)
     assert m.held == {"kubeadm", "kubelet"}
     assert m.apiserver == V134
 

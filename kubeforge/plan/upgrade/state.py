@@ -123,9 +123,10 @@ def parse_machine(name: str, text: str) -> NodeMachine:
         kind, _, rest = line[len(_MARK):].partition(" ")
         if kind == "pkg":
             comp, _, status = rest.partition(" ")
-            # "ii  1.34.2-1.1": installed; "rc" (removed, config kept) or nothing: not installed
+            # "ii 1.34.2-1.1" installed, "hi" installed and held; "rc" (removed, config kept) or
+            # nothing: not installed. The second letter is the package's state.
             parts = status.split()
-            if len(parts) >= 2 and parts[0].startswith("ii") and (v := _version(parts[1])):
+            if len(parts) >= 2 and parts[0][1:2] == "i" and (v := _version(parts[1])):
                 packages[comp] = v
         elif kind == "held":
             held.update(rest.split())
