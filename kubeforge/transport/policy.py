@@ -21,6 +21,7 @@ from typing import Callable
 
 from kubeforge.errors import CommandFailed, TransportError
 from kubeforge.transport.base import Command, GetResult, PutResult, RunResult
+from kubeforge.transport.stream import HashingWriter
 from kubeforge.transport.script import TIMEOUT_EXIT, payload, shell_line
 
 log = logging.getLogger("kubeforge.transport")
@@ -252,18 +253,14 @@ class BaseTransport:
         dest = Path(local_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        hasher = hashlib.sha256()
-        size = 0
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
-                def sink(chunk: bytes) -> None:
-                    nonlocal size
-                    f.write(chunk)
-                    hasher.update(chunk)
-                    size += len(chunk)
-
-                remote_sha = self._fetch(remote_path, sink, sudo)
-            local_sha = hasher.hexdigest()
+                writer = HashingWriter(f)
+                try:
+                    remote_sha = self._fetch(remote_path, writer.feed, sudo)
+                finally:
+                    writer.close()
+                local_sha, size = writer.finish()
             if remote_sha != local_sha:
                 raise TransportError(
                     self.host,
@@ -280,10 +277,12 @@ class BaseTransport:
     def _fetch(self, remote_path: str, sink: Sink, sudo: bool) -> str:
         """Stream the file to ``sink``; return the sha256 the host computed while sending it."""
         q = shlex.quote(remote_path)
-        # The host hashes the very bytes it sends (tee), so the file is read once.
-        res = self._run(
-            Command(script=f"exec 3< {q}\ntee >(sha256sum >&2) <&3\nwait $!", sudo=sudo, timeout=None,
-                    description=f"read {remote_path}"),
-            sink,
+        # The host hashes the very bytes it sends (tee), so the file is read once. openssl's
+        # sha256 is ~7x cheaper in CPU than coreutils' where both exist.
+        script = (
+            f"exec 3< {q}\n"
+            "if command -v openssl >/dev/null 2>&1; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi\n"
+            "tee >($h >&2) <&3\nwait $!"
         )
+        res = self._run(Command(script=script, sudo=sudo, timeout=None, description=f"read {remote_path}"), sink)
         return res.stderr.strip().split()[0] if res.stderr.strip() else ""

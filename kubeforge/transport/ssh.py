@@ -24,8 +24,12 @@ log = logging.getLogger("kubeforge.transport")
 
 # AES-GCM first: measured fastest for bulk reads here (LAB.md: 1.10x scp vs 0.76x with aes-ctr).
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
-READ_CHUNK = 1 << 20
+# paramiko drops what was read from the front of its buffer with a memmove of the rest, so reading
+# everything available at once (not 1 MiB at a time) keeps bulk reads linear.
+READ_CHUNK = 64 << 20
 WINDOW = 8 << 20
+# Larger packets mean fewer per-packet trips through paramiko's Python code on bulk reads.
+MAX_PACKET = 128 << 10
 # Below this, stdin is sent before reading output; above it a thread feeds it, so a command that
 # writes while it reads cannot deadlock against us.
 INLINE_STDIN = 256 << 10
@@ -190,7 +194,7 @@ class SshTransport(BaseTransport):
     def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
         assert self._t is not None
         try:
-            chan = self._t.open_session(window_size=WINDOW, timeout=self.settings.connect_timeout)
+            chan = self._t.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET, timeout=self.settings.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ConnectionLost(self.host, f"connection lost: {exc}") from None
         try:
