@@ -85,19 +85,26 @@ def test_grow_to_five_and_shrink_back_to_three_with_writes_served_throughout(mla
 
 
 def test_a_removal_that_would_lose_quorum_is_refused_before_anything_is_touched(mlab, state):
-    tmp_path = state
-    names3 = ["etcd-1", "etcd-2", "etcd-3"]
-    inv3 = inventory_with(mlab, tmp_path / "etcd3.yaml", names3)
-    assert kf("etcd", "install", "-i", str(inv3), "--yes").returncode == 0
+    # follows the test above: etcd-1..3 are members, etcd-4 and etcd-5 were retired
+    names5 = ["etcd-1", "etcd-2", "etcd-3", "etcd-4", "etcd-5"]
+    inv5 = inventory_with(mlab, state / "etcd5.yaml", names5)
+    res = kf("etcd", "members", "-i", str(inv5), "--yes", timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
     before = members_of(mlab, "etcd-1")
-    mlab.exec("etcd-3", ["systemctl", "stop", "etcd"])
+    assert len(before) == 5
+    for n in ("etcd-4", "etcd-5"):
+        mlab.exec(n, ["systemctl", "stop", "etcd"])
     try:
-        # keeping only the stopped etcd-3 means removing healthy members: after the first removal
-        # one healthy member of two voters is left, below quorum
-        inv = inventory_with(mlab, tmp_path / "etcd-3-only.yaml", ["etcd-3"])
+        # keeping etcd-3..5 means removing the healthy etcd-1 and etcd-2 while etcd-4 and etcd-5
+        # are down: after the first removal 2 of 4 voters would be healthy, below quorum
+        inv = inventory_with(mlab, state / "etcd-3-5.yaml", ["etcd-3", "etcd-4", "etcd-5"])
         res = kf("etcd", "members", "-i", str(inv), "--yes")
         assert res.returncode == 7 and "below quorum" in res.stderr, res.stdout + res.stderr
         assert members_of(mlab, "etcd-1") == before
-        assert mlab.exec("etcd-2", ["systemctl", "is-active", "etcd"]).stdout.strip() == "active"
+        for n in ("etcd-1", "etcd-2", "etcd-3"):
+            assert mlab.exec(n, ["systemctl", "is-active", "etcd"]).stdout.strip() == "active"
+        st = kf("etcd", "status", "-i", str(inv5))
+        assert st.returncode == 4 and "etcd-4" in st.stderr and "3/5 healthy" in st.stdout
     finally:
-        mlab.exec("etcd-3", ["systemctl", "start", "etcd"])
+        for n in ("etcd-4", "etcd-5"):
+            mlab.exec(n, ["systemctl", "start", "etcd"])

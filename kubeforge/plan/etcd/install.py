@@ -16,8 +16,8 @@ A converged cluster plans no start, restart or gate at all: every step reports u
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.plan.etcd import commands as cmd
@@ -65,8 +65,6 @@ class InstallInput:
     members: tuple[MemberInput, ...]  # inventory order
     cluster_exists: bool  # some member holds data: restart members, never bootstrap again
     leader: str | None = None
-    wanted_version: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def member(self, name: str) -> MemberInput:
         return next(m for m in self.members if m.host.name == name)

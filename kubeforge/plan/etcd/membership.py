@@ -12,7 +12,7 @@ voting members than a quorum.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from kubeforge.errors import SafetyRefusal

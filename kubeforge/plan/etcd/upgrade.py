@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from kubeforge.model import Cluster, EtcdVersion, Host
+from kubeforge.model import Cluster, EtcdVersion
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.install import health_gate
 from kubeforge.plan.phase import PhasePlan
@@ -34,6 +34,3 @@ def upgrade_phases(cluster: Cluster, hops: list[EtcdVersion], leader: str | None
                                    strategy=rolling(), lanes=lanes))
     return phases
 
-
-def members_order(members: tuple[Host, ...], leader: str | None) -> list[str]:
-    return [h.name for h in sorted(members, key=lambda h: h.name == leader)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shlex
 
-from kubeforge.errors import KubeforgeError
+from kubeforge.errors import CheckFailed, KubeforgeError
 from kubeforge.model import Cluster, Host, Role
 from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
@@ -78,6 +78,10 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
 
     require_external(cluster, "members")
     status = gather_status(cluster, pool)
+    if not status.member_list:
+        down = "; ".join(f"{m.name}: {m.error or 'no answer'}" for m in status.members)
+        raise CheckFailed(f"no etcd host of the inventory answers with the cluster's member list ({down}); "
+                          "membership cannot be changed blind", hint="an inventory member must be up and healthy")
     listed = listed_members(cluster, pool, status)
     started = {m.name for m in listed if m.name and m.client_urls and not m.healthy}
     lost: frozenset[str] = frozenset()
