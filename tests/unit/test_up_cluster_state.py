@@ -1,0 +1,55 @@
+"""The read-only probe of the first control plane, parsed: no admin.conf, an API that does not
+answer, a node list, garbage."""
+
+from __future__ import annotations
+
+import json
+
+from kubeforge.workflows.common import PROBE_SCRIPT, parse_cluster_probe
+
+M = "@@kubeforge-cluster "
+NODES = {
+    "kind": "List",
+    "items": [
+        {"kind": "Node", "metadata": {"name": "cp-1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+         "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+         "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.33.5"}}},
+        {"kind": "Node", "metadata": {"name": "worker-1", "labels": {"tier": "gold"}},
+         "spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoExecute"}]},
+         "status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+    ],
+}
+
+
+def out(admin="", nodes="", cni=""):
+    return f"{M}admin\n{admin}\n{M}nodes\n{nodes}\n{M}cni\n{cni}\n"
+
+
+def test_no_admin_conf_means_a_cluster_not_initialised_yet():
+    state = parse_cluster_probe(out())
+    assert not state.initialized and state.nodes == {} and state.problem is None
+
+
+def test_an_api_that_does_not_answer_is_a_problem_not_an_empty_cluster():
+    state = parse_cluster_probe(out(admin="ab" * 32, nodes="#unreachable"))
+    assert not state.initialized and "did not answer" in state.problem
+
+
+def test_nodes_ready_labels_and_taints_are_read_from_the_node_list():
+    state = parse_cluster_probe(out(admin="ab" * 32, nodes=json.dumps(NODES, indent=2), cni="c" * 64))
+    assert state.initialized and state.cni_marker == "c" * 64
+    assert state.nodes["cp-1"].ready and not state.nodes["worker-1"].ready
+    assert state.nodes["cp-1"].taints == ("node-role.kubernetes.io/control-plane:NoSchedule",)
+    assert state.nodes["worker-1"].taints == ("dedicated=db:NoExecute",)
+    assert state.nodes["worker-1"].labels == {"tier": "gold"}
+    assert state.nodes["cp-1"].kubelet_version == "v1.33.5"
+
+
+def test_a_garbled_node_list_is_reported_not_raised():
+    state = parse_cluster_probe(out(admin="ab" * 32, nodes="{not json"))
+    assert not state.initialized and "unreadable node list" in state.problem
+
+
+def test_the_probe_only_reads():
+    for verb in ("apply", "delete", "label", "taint", "rm ", "mv ", "systemctl", "> /"):
+        assert verb not in PROBE_SCRIPT
