@@ -20,5 +20,5 @@ class FetchAdminKubeconfig:
         local = ctx.cluster.state_dir / LOCAL_NAME
         if ctx.state.admin_conf_sha256 and ctx.local_admin_sha256 == ctx.state.admin_conf_sha256:
             return PhasePlan.noop(self, f"{local} matches {ctx.first.name}:{ADMIN_CONF}")
-        step = GetFileStep(ctx.first.name, ADMIN_CONF, str(local), title="Fetch the admin kubeconfig")
+        step = GetFileStep(ctx.first.name, ADMIN_CONF, str(local), title="Fetch the admin kubeconfig", key="fetch-admin-conf")
         return PhasePlan.of(self, [(ctx.first.name, [step])])
