@@ -10,7 +10,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from kubeforge.model import Cluster, Host
+from kubeforge.model import Cluster, EtcdTopology, Host
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.ctl import client_url, etcdctl_line
 
@@ -81,8 +81,13 @@ class ClusterStatus:
 
 def status_script(cluster: Cluster, host: Host) -> str:
     ep = [client_url(cluster, host)]
+    # A stopped member would make each etcdctl call below wait out its timeouts (~1 min in all).
+    guard = []
+    if cluster.etcd.topology is EtcdTopology.EXTERNAL:
+        guard = ['if ! systemctl is-active --quiet etcd; then echo "etcd is not running ($(systemctl is-active etcd))"; exit 0; fi']
     return "\n".join(
         [
+            *guard,
             f"{etcdctl_line(cluster, ep, 'endpoint', 'status', '-w', 'json')} 2>&1 || true",
             f"echo {_SEP}",
             f"{etcdctl_line(cluster, ep, 'endpoint', 'health', '-w', 'json')} 2>&1 || true",
