@@ -9,6 +9,7 @@ import subprocess
 
 from tests.lab import claims, network
 from tests.lab.lab import teardown_state
+from tests.lab.machine import machine_cgroups, remove_cgroups
 from tests.lab.paths import RUN_DIR, LabId
 
 
@@ -50,6 +51,11 @@ def down_all(log=print, force: bool = False, only: set[str] | None = None) -> li
     for mnt in sorted(stale, reverse=True):
         subprocess.run(["umount", "-l", mnt], capture_output=True)
         removed.append(mnt)
+    busy_units = {f"kfn{name[3:]}-" for name in busy}
+    for parent in {p.parent for p in machine_cgroups("x")}:
+        for unit in sorted(d.name for d in parent.glob("kfn*-*") if d.is_dir()):
+            if not any(unit.startswith(prefix) for prefix in busy_units):
+                remove_cgroups(unit)
     busy_bridges = {LabId(int(name[3:])).bridge for name in busy}
     for bridge in network.lab_bridges():
         if bridge not in busy_bridges:

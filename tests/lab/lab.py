@@ -124,9 +124,7 @@ class Lab:
             mach.write_hosts_file(self.run_dir / "hosts", [(m.name, m.address) for m in self.machines.values()])
             for m in self.machines.values():
                 self._boot(m)
-            network.wait_for_ssh(
-                {m.name: m.address for m in self.machines.values()}, timeout, {n: self._console(n) for n in self.machines}
-            )
+            self._wait_for_ssh(list(self.machines), timeout)
             for m in self.machines.values():
                 mach.apply_product_uuid(self.leader_pid(m.name), m.product_uuid)
             self.reset_known_hosts()
@@ -165,7 +163,7 @@ class Lab:
         if m.proc and m.proc.alive():
             raise LabError(f"{name} is already running")
         self._boot(m)
-        network.wait_for_ssh({name: m.address}, timeout, {name: self._console(name)})
+        self._wait_for_ssh([name], timeout)
         mach.apply_product_uuid(self.leader_pid(name), m.product_uuid)
         self.reset_known_hosts()
 
@@ -229,6 +227,22 @@ class Lab:
 
     def _console(self, name: str) -> Path:
         return self._mdir(name) / "console.log"
+
+    def _wait_for_ssh(self, names: list[str], timeout: float) -> None:
+        try:
+            network.wait_for_ssh({n: self.address(n) for n in names}, timeout, {n: self._console(n) for n in names})
+        except LabError as e:
+            # what systemd inside says, before teardown takes the evidence away
+            notes = []
+            for n in names:
+                if network.ssh_banner(self.address(n)) is None and self.running(n):
+                    try:
+                        res = self.exec(n, ["sh", "-c", "systemctl is-system-running; systemctl --failed --no-legend; "
+                                                        "systemctl status ssh kubeforge-lab-hostkeys --no-pager -n 5"], timeout=20)
+                        notes.append(f"--- {n}:\n{res.stdout[-1500:]}")
+                    except (LabError, subprocess.TimeoutExpired) as inner:
+                        notes.append(f"--- {n}: {inner}")
+            raise LabError(str(e) + ("\n" + "\n".join(notes) if notes else "")) from None
 
     def _boot(self, m: Machine) -> None:
         assert self.rootfs is not None

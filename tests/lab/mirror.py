@@ -10,8 +10,10 @@ URL/kubernetes/v1.NN/deb/ the way pkgs.k8s.io lays them out.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -34,6 +36,21 @@ _URI_LINE = re.compile(r"^'(?P<uri>[^']+)' (?P<file>\S+) (?P<size>\d+) ?(?P<hash
 
 
 def closure_uris(rootfs: Path, packages=PACKAGES) -> list[tuple[str, str, int, str]]:
+    """The closure, remembered per image, package list and state of the runner's apt lists: apt
+    without its binary cache takes 2-12 s to compute it, and it only changes after apt-get update."""
+    lists = sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in Path("/var/lib/apt/lists").glob("*") if f.is_file())
+    key = hashlib.sha256(json.dumps([rootfs.name, list(packages), lists]).encode()).hexdigest()[:16]
+    memo = CACHE_DIR / f"closure-{key}.json"
+    if memo.exists():
+        return [tuple(x) for x in json.loads(memo.read_text())]
+    out = _closure_uris(rootfs, packages)
+    tmp = memo.with_name(f".{memo.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(memo)
+    return out
+
+
+def _closure_uris(rootfs: Path, packages) -> list[tuple[str, str, int, str]]:
     """(uri, filename, size, 'SHA256:…' or '') for every package apt would add to the image to install them."""
     empty = CACHE_DIR / "apt-archives"  # --print-uris leaves out whatever this dir already holds
     (empty / "partial").mkdir(parents=True, exist_ok=True)
@@ -105,8 +122,13 @@ def index_flat(repo: Path) -> None:
     res = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture_output=True)
     if res.returncode != 0:
         raise LabError(f"dpkg-scanpackages in {repo}: {res.stderr.decode(errors='replace')[-800:]}")
-    (repo / "Packages").write_bytes(res.stdout)
-    subprocess.run(["gzip", "-9nkf", "Packages"], cwd=repo, check=True)
+    # written aside and renamed: another session may be reading or indexing the same cached repo
+    tmp = repo / f".Packages.tmp-{os.getpid()}"
+    tmp.write_bytes(res.stdout)
+    tmp_gz = repo / f".Packages.gz.tmp-{os.getpid()}"
+    tmp_gz.write_bytes(gzip.compress(res.stdout, mtime=0))
+    tmp.replace(repo / "Packages")
+    tmp_gz.replace(repo / "Packages.gz")
 
 
 def _sim_sources_digest() -> str | None:
@@ -129,6 +151,9 @@ def build_sim_debs(log=print) -> Path | None:
         return None
     final = CACHE_DIR / f"sim-{digest}"
     if (final / "kubernetes").is_dir():
+        for repo in final.glob("kubernetes/v*/deb"):
+            if not (repo / "Packages.gz").exists():  # a cache entry from before indexes were cached
+                index_flat(repo)
         return final
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -136,6 +161,8 @@ def build_sim_debs(log=print) -> Path | None:
     if res.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise LabError(f"python -m tests.sim.build_debs --out DIR failed (exit {res.returncode}):\n{res.stderr[-1500:]}")
+    for repo in sorted(tmp.glob("kubernetes/v*/deb")):
+        index_flat(repo)
     try:
         os.rename(tmp, final)
     except OSError:  # another session built the same sources first
@@ -154,20 +181,40 @@ def kube_versions(root: Path) -> list[str]:
     return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
 
 
+def debian_repo(rootfs: Path, log=print) -> Path:
+    """The indexed flat repository of Debian packages, cached per set of .deb files (dpkg-scanpackages
+    is the slow part of a lab's start, and the set rarely changes)."""
+    debs = fetch_debs(rootfs, log=log)
+    digest = hashlib.sha256("\n".join(sorted(d.name for d in debs)).encode()).hexdigest()[:16]
+    final = CACHE_DIR / f"debian-{digest}"
+    if (final / "Packages.gz").exists():
+        return final
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        _link(deb, tmp / deb.name)
+    index_flat(tmp)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # built by another session meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _link_tree(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            _link(f, dest / f.name)
+
+
 def prepare(rootfs: Path, root: Path, log=print) -> Path:
-    """Lay out the mirror under ``root`` and index it; returns the directory to serve."""
-    debian = root / "debian"
-    debian.mkdir(parents=True, exist_ok=True)
-    for deb in fetch_debs(rootfs, log=log):
-        _link(deb, debian / deb.name)
-    index_flat(debian)
+    """Lay out the mirror under ``root`` (hard links into the caches); returns the directory to serve."""
+    _link_tree(debian_repo(rootfs, log=log), root / "debian")
     sim = build_sim_debs(log=log)
     for src in sorted(sim.glob("kubernetes/v*/deb")) if sim else []:
-        repo = root / src.relative_to(sim)
-        repo.mkdir(parents=True, exist_ok=True)
-        for deb in src.glob("*.deb"):
-            _link(deb, repo / deb.name)
-        index_flat(repo)
+        _link_tree(src, root / src.relative_to(sim))
     return root
 
 
