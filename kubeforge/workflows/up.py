@@ -17,12 +17,13 @@ from typing import Callable, Mapping
 from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report
 from kubeforge.facts import HostFacts
-from kubeforge.model import Cluster
+from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
+from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.render.host import render_cluster
 from kubeforge.workflows.common import RunOptions, execute, file_sha256, probe_cluster, require_reached
 from kubeforge.workflows.facts import collect_facts
@@ -85,13 +86,32 @@ def resolve_context(
     )
 
 
+def with_etcd_install(plan: Plan, cluster: Cluster, pool) -> Plan:
+    """Hand the external etcd cluster to the etcd workflow's install phases whenever it is not
+    converged: they restart a running cluster's changed members one at a time (never all at once)
+    and refuse a member whose disk was replaced or a membership that differs from the inventory.
+    A converged cluster keeps the thin InstallEtcd no-op and its reason."""
+    thin = next((p for p in plan.phases if p.name == InstallEtcd.name), None)
+    if thin is None or thin.is_noop or cluster.etcd.topology is not EtcdTopology.EXTERNAL:
+        return plan
+    try:
+        from kubeforge.workflows.etcd.install import plan_install
+    except ImportError:  # an older build without the etcd workflow: the thin phase does the job
+        return plan
+    etcd_plan, _ = plan_install(cluster, pool)
+    phases = []
+    for p in plan.phases:
+        phases.extend(etcd_plan.phases if p is thin else (p,))
+    return Plan(plan.workflow, tuple(phases))
+
+
 def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:
     """Read-only: facts (unless given), the cluster state, then the plan."""
     if facts is None:
         facts = require_reached(collect_facts(cluster, pool))
     state = probe_cluster(cluster, pool)
     ctx = resolve_context(cluster, facts, state)
-    return plan_up(ctx), ctx
+    return with_etcd_install(plan_up(ctx), cluster, pool), ctx
 
 
 # On a host that already is a member (it joined, or runs its etcd member), its ports are held by

@@ -256,3 +256,23 @@ def test_ctrl_c_mid_up_stops_cleanly_and_resume_finishes_without_repeating_a_ste
     assert_nothing_repeated(run)
     assert env.ready_nodes() == {"cp-1", "cp-2", "worker-1", "worker-2", ADDED}
     assert env.sim("violations") == []
+
+
+def test_an_expired_bootstrap_token_is_created_again_in_the_cluster_before_a_join(env):
+    secrets_file = env.state_dir / "pki" / "secrets.json"
+    doc = json.loads(secrets_file.read_text())
+    old_token = doc["bootstrapToken"]
+    doc["bootstrapTokenCreated"] = "2000-01-01T00:00:00+00:00"  # long past its 24 h
+    secrets_file.write_text(json.dumps(doc))
+    assert env.kf("reset", "--hosts", ADDED, "--yes").returncode == 0
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    new_token = json.loads(secrets_file.read_text())["bootstrapToken"]
+    assert new_token != old_token
+    assert (secrets_file.stat().st_mode & 0o777) == 0o600
+    rep = report(env.latest_run())
+    created = [s for s in rep["steps"] if s["title"] == "Create the bootstrap token in the cluster"]
+    assert [s["status"] for s in created] == ["done"]
+    assert new_token not in res.stdout + res.stderr and new_token not in (env.latest_run() / "kubeforge.log").read_text()
+    assert ADDED in env.ready_nodes()
+    assert env.sim("violations") == []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
+from kubeforge.plan.etcd.probe import STAMP_PATH as ETCD_STAMP
 from kubeforge.plan.phase import Plan, PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial
@@ -29,7 +30,7 @@ KUBEFORGE_PATHS = (
     "/etc/kubeforge", "/etc/kubernetes", HOST_LOG_DIR,
     KUBERNETES_LIST, DEBIAN_MIRROR_LIST, BUNDLE_LIST, PIN_PATH,
     MODULES_PATH, SYSCTL_PATH, CONTAINERD_PATH, CRICTL_PATH,
-    ENV_PATH, UNIT_PATH, "/etc/etcd/pki",
+    ENV_PATH, UNIT_PATH, "/etc/etcd/pki", ETCD_STAMP,
     HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH,
 )
 

@@ -34,10 +34,24 @@ def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
     return out
 
 
+POLICY_RC = "/usr/sbin/policy-rc.d"
+
+# No service may start with its package's defaults while apt runs (Debian's etcd would bootstrap a
+# single-member cluster on the data dir, containerd would start without its config): kubeforge
+# starts each one later, with its configuration. An operator's own policy-rc.d is put back.
+NO_STARTS = f"""saved=""
+if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi
+put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}
+trap put_back EXIT
+printf '#!/bin/sh\\nexit 101\\n' > {POLICY_RC}
+chmod 0755 {POLICY_RC}"""
+
+
 def install_script(wanted: dict[str, str | None], hold: list[str]) -> str:
     specs = " ".join(q(f"{p}={v}-*") if v else q(p) for p, v in wanted.items())
     lines = [
         "export DEBIAN_FRONTEND=noninteractive",
+        NO_STARTS,
         "apt-get update -q -o Acquire::Retries=3 >/dev/null",
     ]
     if hold:
