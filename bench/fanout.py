@@ -227,9 +227,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--loopback", action="store_true", help="use private sshd instances on 127.0.0.1")
-    ap.add_argument("--sizes", default="3,8")
+    ap.add_argument("--sizes", default="3,8", help='machine counts; "" skips the fan-out part')
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--get-mib", type=int, default=256)
+    ap.add_argument("--get-mib", type=int, default=256, help="0 skips the get part")
     args = ap.parse_args()
     if args.worker:
         worker(args.worker)
@@ -237,7 +237,7 @@ def main() -> int:
     if shutil.which("ansible-playbook") is None:
         print("ansible-playbook not found: pip install ansible-core", file=sys.stderr)
         return 2
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="kf-bench-"))
     files_dir = tmp / "files"
     files_dir.mkdir()
@@ -252,7 +252,7 @@ def main() -> int:
         if reason:
             print(f"lab unavailable ({reason}); using loopback sshd instances", file=sys.stderr)
             use_lab = False
-    n_max = max(sizes)
+    n_max = max(sizes, default=1)
     targets = None
     if use_lab:
         try:
@@ -277,6 +277,8 @@ def main() -> int:
             k, a = statistics.median(kf), statistics.median(an)
             print(f"{n} machines: kubeforge {k:6.2f}s   ansible {a:6.2f}s   ratio {k / a:.3f}x (goal <= 0.25x)"
                   f"   [kubeforge runs {', '.join(f'{x:.2f}' for x in kf)}; ansible {', '.join(f'{x:.2f}' for x in an)}]")
+        if not args.get_mib:
+            return 0
         kf, scp = bench_get(targets, tmp, args.get_mib, args.repeat)
         mb = args.get_mib
         k_tp, s_tp = mb / statistics.median(kf), mb / statistics.median(scp)
