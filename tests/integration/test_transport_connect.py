@@ -107,8 +107,13 @@ def test_fanout_over_ssh_respects_the_limit(sshd, known_hosts, tmp_path):
     slots = tmp_path / "slots"
     slots.mkdir()
     transports = [SshTransport(sshd.host(f"w-{i}", known_hosts)) for i in range(8)]
+    # Each command waits (up to 3 s) until it sees 3 commands in flight, so the peak does not
+    # depend on how fast connections come up; more than 3 would mean the limit was ignored.
     script = (
-        f'touch {slots}/"$H"; n=$(ls {slots} | wc -l); sleep 0.3; rm {slots}/"$H"; echo "$n"'
+        f'touch {slots}/"$H"; m=0\n'
+        f'for i in $(seq 1 60); do n=$(ls {slots} | wc -l); [ "$n" -gt "$m" ] && m=$n; [ "$n" -ge 3 ] && break; sleep 0.05; done\n'
+        f'sleep 0.2; n=$(ls {slots} | wc -l); [ "$n" -gt "$m" ] && m=$n\n'
+        f'rm {slots}/"$H"; echo "$m"'
     )
     try:
         result = fanout(transports, lambda t: int(t.run(Command(script=script, env={"H": t.host})).stdout), limit=3)
