@@ -140,7 +140,7 @@ s_host_keys() {
   : > "$KH"
   local name addr keys
   while read -r name addr; do
-    keys="$(ssh -F "$LOGS/ssh_config" -o BatchMode=yes "$name" cat /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub)" || return 1
+    keys="$(ssh -n -F "$LOGS/ssh_config" -o BatchMode=yes "$name" cat /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub)" || return 1
     awk -v a="$addr" 'NF >= 2 {print a, $1, $2}' <<<"$keys" >> "$KH"
   done < <(python3 -c 'import json,sys; [print(h["name"], h["address"]) for h in json.load(open(sys.argv[1]))["hosts"]]' "$LOGS/shape.json")
   chmod 0600 "$KH"
