@@ -1,10 +1,11 @@
 """Upgrade wall time on the lab, against the ideal, for 2 and 6 workers at batch 1 and batch 50%.
 
-    sudo python -m bench.upgrade            # boots its own lab (2 clusters, 12 machines), ~10 min
+    sudo python -m bench.upgrade            # boots its own lab (13 machines), ~15 min
 
-Two clusters share one lab: A (etcd-1, cp-1, 2 workers) and B (etcd-2, cp-2, 6 workers). Each is
-brought up at 1.33.5 by `kubeforge up`, upgraded to 1.34.2 with maxUnavailable 1, then to 1.35.1
-with maxUnavailable 50%. For every run, from its journal:
+Two clusters, one after the other, on one lab: A (3 etcd, cp-1, 2 workers) and B (the same 3 etcd
+after `kubeforge reset --purge` of A, cp-2, 6 workers). Each is brought up at 1.33.5 by `kubeforge
+up`, upgraded to 1.34.2 with maxUnavailable 1, then to 1.35.1 with maxUnavailable 50%. For every
+run, from its journal:
 
 - per-node time: the mean, over the workers, of the sum of their own steps' durations (install,
   drain, upgrade node, restart, Ready gate, uncordon) — what one worker costs when nothing waits;
@@ -30,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CNI = (REPO / "tests" / "smoke" / "manifests" / "kubesim-cni.yaml").read_text()
-CLUSTERS = {"bench-a": ("etcd-1", "cp-1", 2), "bench-b": ("etcd-2", "cp-2", 6)}
+ETCD = ("etcd-1", "etcd-2", "etcd-3")
+CLUSTERS = {"bench-a": ("cp-1", 2), "bench-b": ("cp-2", 6)}
 HOPS = (("1.34.2", "1"), ("1.35.1", "50%"))
 
 
@@ -44,10 +46,10 @@ def kf(workdir: Path, inventory: Path, *args: str) -> tuple[float, subprocess.Co
     return took, res
 
 
-def inventory_for(doc: dict, name: str, etcd: str, cp: str, workers: list[str], batch: str) -> dict:
+def inventory_for(doc: dict, name: str, cp: str, workers: list[str], batch: str) -> dict:
     d = json.loads(json.dumps(doc))
     d["metadata"]["name"] = name
-    hosts = [h for h in d["spec"]["hosts"] if h["name"] in (etcd, cp, *workers)]
+    hosts = [h for h in d["spec"]["hosts"] if h["name"] in (*ETCD, cp, *workers)]
     d["spec"]["hosts"] = hosts
     d["spec"]["controlPlaneEndpoint"] = {"host": next(h["address"] for h in hosts if h["name"] == cp), "port": 6443,
                                          "mode": "external"}
@@ -86,7 +88,7 @@ def main() -> None:
     from tests.lab.layout import layout
 
     index, fd = claims.claim()
-    lab = Lab(layout({"etcd": 2, "control-plane": 2, "worker": 8}), index=index, kubernetes_version="1.33.5",
+    lab = Lab(layout({"etcd": 3, "control-plane": 2, "worker": 8}), index=index, kubernetes_version="1.33.5",
               log=lambda *a: None)
     rows = []
     try:
@@ -99,15 +101,18 @@ def main() -> None:
         doc = YAML(typ="safe").load(lab.write_inventory(workdir / "lab.yaml").read_text())
         all_workers = sorted(h["name"] for h in doc["spec"]["hosts"] if h["roles"] == ["worker"])
         taken = 0
-        for name, (etcd, cp, n) in CLUSTERS.items():
+        previous: Path | None = None
+        for name, (cp, n) in CLUSTERS.items():
             workers = all_workers[taken:taken + n]
             taken += n
-            inv = workdir / f"{name}.yaml"
-            YAML().dump(inventory_for(doc, name, etcd, cp, workers, "1"), inv.open("w"))
+            if previous is not None:  # the etcd machines serve one cluster at a time
+                kf(workdir, previous, "reset", "--purge", "--yes")
+            inv = previous = workdir / f"{name}.yaml"
+            YAML().dump(inventory_for(doc, name, cp, workers, "1"), inv.open("w"))
             took, _ = kf(workdir, inv, "up", "--yes")
             print(f"{name}: up with {n} workers in {took:.0f}s", flush=True)
             for version, batch in HOPS:
-                YAML().dump(inventory_for(doc, name, etcd, cp, workers, batch), inv.open("w"))
+                YAML().dump(inventory_for(doc, name, cp, workers, batch), inv.open("w"))
                 took, _ = kf(workdir, inv, "upgrade", "--to", version, "--yes")
                 runs = sorted((workdir / ".kubeforge" / name / "runs").glob("*-upgrade"), key=lambda p: p.stat().st_mtime)
                 size = max(1, int(n * float(batch[:-1]) / 100)) if batch.endswith("%") else int(batch)
