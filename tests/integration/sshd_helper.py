@@ -97,8 +97,8 @@ class Sshd:
 
     def settings(self, known_hosts: Path, *, user: str = "root", **kw) -> SshSettings:
         return SshSettings(
-            user=user, port=self.port, identity_file=self.client_key, known_hosts=known_hosts,
-            use_agent=False, connect_retries=kw.pop("connect_retries", 0), connect_timeout=kw.pop("connect_timeout", 5.0),
+            user=user, port=self.port, identity_file=kw.pop("identity_file", self.client_key), known_hosts=known_hosts,
+            use_agent=kw.pop("use_agent", False), connect_retries=kw.pop("connect_retries", 0), connect_timeout=kw.pop("connect_timeout", 5.0),
             host_key_policy=kw.pop("host_key_policy", HostKeyPolicy.STRICT), **kw,
         )
 

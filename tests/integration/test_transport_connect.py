@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,22 @@ def test_a_host_that_dies_mid_run_is_reported_while_the_others_finish(sshd, ssh_
     assert [o.host for o in result.succeeded] == ["w-0", "w-1", "w-2"]
     assert result["w-dead"].status in (Status.FAILED, Status.NOT_REACHED)
     assert result["w-dead"].message
+
+
+def test_a_key_held_by_ssh_agent_logs_in_without_an_identity_file(sshd, known_hosts, ssh_keys, tmp_path, monkeypatch):
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(ssh_keys)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        host = sshd.host("h1", known_hosts, identity_file=None, use_agent=True)
+        with SshTransport(host) as t:
+            assert _hostname(t) == "ok"
+    finally:
+        agent.terminate()
+        agent.wait()
