@@ -1,5 +1,12 @@
 """Reaching hosts: the Transport protocol, SSH and local implementations, bounded fan-out.
 
+    with TransportPool(cluster) as pool:                       # one SSH connection per host
+        result = pool.fanout(cluster.workers, lambda t: t.run(Command(argv=["uname", "-r"])))
+        result.raise_for_failures("probe kernels")             # ExecutionFailed(report=result)
+        pool.get(cluster.first_control_plane).put("/etc/kubeforge/x.yaml", data, mode=0o600, secret=True)
+
+Every command reaches the host as ``[sudo -n --] [timeout -k 5 T] bash -s`` with the command, its
+environment and its stdin on stdin, so nothing (secrets included) shows in the host's process list.
 ``SshTransport`` (and with it paramiko, ~0.3 s to import) loads only when first used.
 """
 
