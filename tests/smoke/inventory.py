@@ -57,6 +57,13 @@ def build(shape: dict, *, mode: str, key: str, known_hosts: str, mirror_url: str
     hosts = shape["hosts"]
     packages = {"source": "mirror", "mirrorURL": mirror_url} if mode == "offline" else {"source": "upstream"}
     cni_name = "kubesim-cni" if mode == "offline" else "flannel"
+    etcd = {"topology": shape["etcdTopology"], "version": ETCD_VERSION, "dataDir": "/var/lib/etcd"}
+    if mode == "offline":
+        # QEMU without KVM commits in 100-300 ms: etcd's LAN defaults would keep electing leaders
+        etcd.update(heartbeatIntervalMs=500, electionTimeoutMs=5000)
+    ssh = {"user": "vagrant", "port": 22, "identityFile": key, "knownHosts": known_hosts, "hostKeyPolicy": "strict"}
+    if mode == "offline":
+        ssh.update(connectTimeoutSeconds=30, connectRetries=3)  # sshd in an emulated VM answers slowly
     return {
         "apiVersion": "kubeforge.io/v1alpha1",
         "kind": "Cluster",
@@ -70,9 +77,8 @@ def build(shape: dict, *, mode: str, key: str, known_hosts: str, mirror_url: str
                 "cni": {"name": cni_name, "manifest": cni or FLANNEL},
             },
             "controlPlaneEndpoint": endpoint(hosts),
-            "etcd": {"topology": shape["etcdTopology"], "version": ETCD_VERSION, "dataDir": "/var/lib/etcd"},
-            "ssh": {"user": "vagrant", "port": 22, "identityFile": key, "knownHosts": known_hosts,
-                    "hostKeyPolicy": "strict"},
+            "etcd": etcd,
+            "ssh": ssh,
             "packages": packages,
             "hosts": [{"name": h["name"], "address": h["address"], "roles": _flow(h["roles"])} for h in hosts],
         },
