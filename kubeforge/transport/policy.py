@@ -162,6 +162,10 @@ class BaseTransport:
         started = time.monotonic()
         try:
             code, out, err = self._exec(line, payload(command), deadline, sink)
+        except ConnectionLost:
+            # This command's fate is unknown and it is not re-run; the next command reconnects.
+            self.close()
+            raise
         except DeadlineExceeded as exc:
             duration = time.monotonic() - started
             log.debug("%s timed out (%.3fs, channel closed)", shown, duration, extra={"host": self.host})

@@ -191,3 +191,24 @@ def test_a_key_held_by_ssh_agent_logs_in_without_an_identity_file(sshd, known_ho
     finally:
         agent.terminate()
         agent.wait()
+
+
+def test_after_a_lost_connection_the_next_command_reconnects(ssh_keys, tmp_path):
+    from kubeforge.transport.policy import ConnectionLost
+
+    server = Sshd(tmp_path / "restarting", ssh_keys).start()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    t = SshTransport(server.host("h1", kh))
+    try:
+        assert _hostname(t) == "ok"
+        _kill_tree(server.proc.pid)
+        server.proc.wait()
+        server.start()  # same port, same host key: the machine is back
+        with pytest.raises(ConnectionLost):
+            t.run(Command(argv=["echo", "lost"], timeout=5))
+        assert _hostname(t) == "ok"
+        assert t.connect_attempts == 2
+    finally:
+        t.close()
+        server.stop()
