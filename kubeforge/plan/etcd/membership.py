@@ -152,7 +152,10 @@ def _find_member_script(url: str) -> str:
 def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[str], members_after: tuple[Host, ...],
                      *, register: bool) -> PhasePlan:
     url = peer_url(cluster, host)
-    listed = f"{etcdctl_line(cluster, endpoints, 'member', 'list')} | {_find_member_script(url)} | grep -q ."
+    # awk reads the whole list: a reader that quits early (grep -q) can kill etcdctl with SIGPIPE,
+    # and under pipefail that failure would read as "not listed"
+    listed = (f"{etcdctl_line(cluster, endpoints, 'member', 'list')} | "
+              f"awk -F', ' -v u={shlex.quote(url)} '$4 == u {{f=1}} END {{exit !f}}'")
     lanes = []
     if register:
         add = Command(script=_retrying(etcdctl_line(cluster, endpoints, "member", "add", host.name, f"--peer-urls={url}",
@@ -193,13 +196,15 @@ def remove_member_phase(cluster: Cluster, member: ListedMember, via: Host, remai
         # A leader that is removed steps down only after the change commits; moving leadership first
         # keeps writes flowing without an election.
         lines += [
-            f"if {etcdctl_line(cluster, [ep], 'endpoint', 'status')} 2>/dev/null | awk -F', ' '{{print $5}}' | grep -q true; then",
+            f"if {etcdctl_line(cluster, [ep], 'endpoint', 'status')} 2>/dev/null | awk -F', ' '$5 == \"true\" {{f=1}} END {{exit !f}}'; then",
             f"  to=$({etcdctl_line(cluster, [endpoints[0]], 'endpoint', 'status')} | awk -F', ' '{{print $2}}')",
             f"  {etcdctl_line(cluster, [ep], 'move-leader', 'TARGET_ID')} >/dev/null".replace("TARGET_ID", '"$to"'),
             "fi",
         ]
     lines.append(_retrying(etcdctl_line(cluster, endpoints, "member", "remove", member.id)))
-    unless = Command(script=f"! {{ {etcdctl_line(cluster, endpoints, 'member', 'list')} | grep -q '^{member.id},'; }}",
+    # Not listed any more: decided only from a member list that was read in full.
+    unless = Command(script=f"out=$({etcdctl_line(cluster, endpoints, 'member', 'list')})\n"
+                            f"printf '%s\\n' \"$out\" | awk -F', ' -v id={member.id} '$1 == id {{f=1}} END {{exit f}}'",
                      sudo=True, timeout=60)
     steps = [RunStep(via.name, Command(script="\n".join(lines), sudo=True, timeout=180,
                                        description=f"member remove {name}"), f"Remove {name} from the member list",
