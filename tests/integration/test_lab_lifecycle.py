@@ -13,6 +13,7 @@ from tests.lab.cleanup import leftovers
 from tests.lab.lab import Lab
 from tests.lab.layout import layout
 from tests.lab.paths import LabId
+from tests.lab.procs import Proc, start_time
 
 pytestmark = pytest.mark.lab
 
@@ -100,8 +101,11 @@ def test_five_up_down_cycles_leave_nothing_behind():
 
 
 def test_down_all_removes_what_a_crashed_run_left_and_spares_labs_in_use(lab):
+    gone = subprocess.Popen(["true"])
+    dead_owner = Proc(gone.pid, start_time(gone.pid))
+    gone.wait()
     index, fd = claims.claim()
-    crashed = Lab(layout(1), index=index, with_mirror=False, log=lambda *_: None).up()
+    crashed = Lab(layout(1), index=index, with_mirror=False, log=lambda *_: None, owner=dead_owner).up()
     pids = [m.proc.pid for m in crashed.machines.values()]
     claims.release(fd)  # the "crashed" owner is gone: its lock is free, its machines still run
     # swept alone so labs of other sessions on this runner (and a hand-started lab0) are untouched;
@@ -114,3 +118,20 @@ def test_down_all_removes_what_a_crashed_run_left_and_spares_labs_in_use(lab):
     assert all(lab.running(n) for n in lab.machines)
     assert network.bridge_exists(lab.id.bridge)
     assert lab.id.name in leftovers()["run_dirs"]
+
+
+def test_down_all_leaves_a_lab_booted_by_hand_running_unless_forced():
+    index, fd = claims.claim()
+    claims.release(fd)  # booted "by hand": no lock, no owner
+    by_hand = Lab(layout(1), index=index, with_mirror=False, log=lambda *_: None).up()
+    try:
+        sweep = [sys.executable, "-m", "tests.lab", "down", "--all", "--only", by_hand.id.name]
+        res = subprocess.run(sweep, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert by_hand.running("lab-1") and "booted by hand" in res.stdout
+        res = subprocess.run(sweep + ["--force"], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert not by_hand.running("lab-1")
+        assert not network.bridge_exists(by_hand.id.bridge)
+    finally:
+        by_hand.down()

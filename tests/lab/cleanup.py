@@ -11,6 +11,17 @@ from tests.lab import claims, network
 from tests.lab.lab import teardown_state
 from tests.lab.machine import machine_cgroups, remove_cgroups
 from tests.lab.paths import RUN_DIR, LabId
+from tests.lab.procs import Proc
+
+
+def _kept(state: dict) -> bool:
+    """A lab booted by hand (no owner) whose machines still run is in use, not left over; a lab whose
+    owner process is alive is in use too."""
+    owner = Proc.from_json(state.get("owner"))
+    if owner is not None:
+        return owner.alive()
+    recs = [m.get("proc") for m in state.get("machines", [])]
+    return any(p and p.alive() for p in map(Proc.from_json, recs))
 
 
 def down_all(log=print, force: bool = False, only: set[str] | None = None) -> list[str]:
@@ -19,6 +30,7 @@ def down_all(log=print, force: bool = False, only: set[str] | None = None) -> li
     removed: list[str] = []
     busy: set[str] = set()
     locked: set[str] = set()
+    kept: set[str] = set()
     if only is not None:  # everything outside ``only`` counts as in use
         busy |= {p.name for p in RUN_DIR.glob("lab*") if p.is_dir() and p.name not in only}
         busy |= {f"lab{b[len('kfnbr'):]}" for b in network.lab_bridges() if f"lab{b[len('kfnbr'):]}" not in only}
@@ -39,6 +51,10 @@ def down_all(log=print, force: bool = False, only: set[str] | None = None) -> li
             state = json.loads(state_file.read_text())
         except (OSError, ValueError):
             state = None
+        if state is not None and not force and _kept(state):
+            busy.add(state_file.parent.name)
+            kept.add(state_file.parent.name)
+            continue
         if state is not None:
             teardown_state(state, log=log)
             removed.append(state_file.parent.name)
@@ -69,13 +85,14 @@ def down_all(log=print, force: bool = False, only: set[str] | None = None) -> li
         claims.release(fd)
     if locked:
         log(f"left alone (in use by a running session): {', '.join(sorted(locked))}; --force removes them too")
+    if kept:
+        log(f"left alone (booted by hand, machines running): {', '.join(sorted(kept))}; "
+            "stop with 'python -m tests.lab --index N down', or --force")
     return removed
 
 
 def leftovers() -> dict[str, list[str]]:
     """What a clean runner must not have: lab bridges, live recorded processes, run directories."""
-    from tests.lab.procs import Proc
-
     live: list[str] = []
     for state_file in RUN_DIR.glob("*/state.json"):
         try:

@@ -25,6 +25,7 @@ import pytest
 from tests.lab import claims
 from tests.lab.lab import DEFAULT_KUBERNETES_VERSION, Lab
 from tests.lab.layout import layout
+from tests.lab.procs import Proc, start_time
 
 TOOLS = ("systemd-nspawn", "mmdebstrap", "ip", "nsenter", "ssh", "ssh-keygen", "ssh-keyscan", "dpkg-scanpackages", "apt-get", "mount")
 LAB_FIXTURES = {"lab", "lab_factory"}
@@ -38,6 +39,10 @@ def lab_unavailable() -> str | None:
     if missing:
         return f"the lab needs {', '.join(missing)} (apt-get install openssh-client mmdebstrap systemd-container iproute2 dpkg-dev util-linux)"
     return None
+
+
+def this_process() -> Proc:
+    return Proc(os.getpid(), start_time(os.getpid()) or "")
 
 
 def skip_or_fail(reason: str) -> None:
@@ -79,7 +84,7 @@ def lab_factory() -> Callable[..., Lab]:
              endpoint_mode: str = "auto", with_mirror: bool = True) -> Lab:
         index, fd = claims.claim()
         lab = Lab(layout(roles, persistent=persistent), index=index, kubernetes_version=kubernetes_version,
-                  endpoint_mode=endpoint_mode, with_mirror=with_mirror, log=lambda *_: None)
+                  endpoint_mode=endpoint_mode, with_mirror=with_mirror, log=lambda *_: None, owner=this_process())
         booted.append((lab, fd))
         atexit.register(lab.down)  # after an interrupted session; a second down is harmless
         try:

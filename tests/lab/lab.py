@@ -60,6 +60,9 @@ class Lab:
     endpoint_mode: str = "auto"
     with_mirror: bool = True
     log: object = print
+    # the process that tears this lab down (a pytest session); None for a lab booted by hand, which
+    # lives until ``down`` and is no leftover while its machines run
+    owner: Proc | None = None
     machines: dict[str, Machine] = field(default_factory=dict, init=False)
     mirror_proc: Proc | None = field(default=None, init=False)
     rootfs: Path | None = field(default=None, init=False)
@@ -257,6 +260,7 @@ class Lab:
     def _state(self) -> dict:
         return {
             "lab": self.id.name,
+            "owner": self.owner.to_json() if self.owner else None,
             "index": self.index,
             "bridge": self.id.bridge,
             "rootfs": str(self.rootfs) if self.rootfs else None,
@@ -292,6 +296,7 @@ class Lab:
                   with_mirror=st["with_mirror"], log=log)
         lab.rootfs = Path(st["rootfs"]) if st["rootfs"] else None
         lab.mirror_proc = Proc.from_json(st["mirror"])
+        lab.owner = Proc.from_json(st.get("owner"))
         for d in st["machines"]:
             m = lab.machines[d["name"]]
             m.machine_id, m.product_uuid, m.proc = d["machine_id"], d["product_uuid"], Proc.from_json(d["proc"])
