@@ -212,3 +212,24 @@ def test_labels_and_taints_the_api_already_shows_are_not_applied_again(cluster):
 def test_no_cni_manifest_is_a_no_op_with_the_inventory_key_named(cluster, resolved):
     ctx = dataclasses.replace(fresh_ctx(cluster, resolved[1]), cni=None)
     assert "network.cni.manifest" in phase(plan_up(ctx), "ApplyCni").reason
+
+
+def test_an_expired_local_token_is_rotated_before_planning_and_members_only_get_their_new_files(tmp_path):
+    from kubeforge.workflows.up import resolve_context
+
+    c = make_cluster(tmp_path, version=VERSION, etcd_version="3.4.23", n_cp=2, n_workers=2)
+    ensure_secrets(c)
+    path = c.pki_dir / "secrets.json"
+    doc = json.loads(path.read_text())
+    old = doc["bootstrapToken"]
+    doc["bootstrapTokenCreated"] = "2000-01-01T00:00:00+00:00"
+    path.write_text(json.dumps(doc))
+    _, files = resolve(c)  # the files the cluster converged with, still with the old token
+    facts = {h.name: converged_facts(c, files, h) for h in c.hosts}
+    facts["worker-2"] = fresh_facts("worker-2")
+    ctx = resolve_context(c, facts, ready_state(c, names={"cp-1", "cp-2", "worker-1"}))
+    assert ctx.token_expired and json.loads(path.read_text())["bootstrapToken"] != old
+    plan = plan_up(ctx)
+    assert [s.key for s in phase(plan, "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["token-create"]
+    cp2 = next(l for l in phase(plan, "JoinControlPlanes").lanes if l.host == "cp-2")
+    assert cp2.steps[-1].kind == "gate" and not any(s.key == "kubeadm-join" for s in cp2.steps)

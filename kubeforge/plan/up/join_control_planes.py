@@ -18,7 +18,9 @@ from kubeforge.transport.base import Command
 def join_steps(ctx: UpContext, host: Host, kubeconfig: str) -> list:
     steps: list = puts(host, kubeforge_files(ctx, host))
     if ctx.joined(host):
-        return steps
+        # A member only gets its refreshed config files (a new token); a rolling phase still ends
+        # every lane on a gate, here a read-only one that passes at once.
+        return [*steps, node_registered_gate(host, host.name, kubeconfig, ctx.gate_timeout_s)] if steps else []
     steps.append(
         RunStep(host.name, Command(script=quiet(f"kubeadm join --config {JOIN_PATH}", "kubeadm-join"), sudo=True, timeout=600),
                 "kubeadm join" + (" as a control plane" if host.is_control_plane else ""),
