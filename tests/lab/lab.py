@@ -69,6 +69,7 @@ class Lab:
 
     def __post_init__(self) -> None:
         self.id = LabId(self.index)
+        self._is_down = False
         for i, spec in enumerate(self.specs, start=1):
             self.machines[spec.name] = Machine(
                 spec, i, self.id.address(i), self.id.machine_name(i), uuid.uuid4().hex, str(uuid.uuid4())
@@ -109,6 +110,7 @@ class Lab:
     # --- lifecycle --------------------------------------------------------------------------
     def up(self, timeout: float = 180.0) -> "Lab":
         started = time.monotonic()
+        self._is_down = False
         if self.id.state_file.exists():
             teardown_state(json.loads(self.id.state_file.read_text()), log=self.log)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,12 @@ class Lab:
         return self
 
     def down(self) -> None:
+        """Stop everything; a second call does nothing (fixture finalizers and atexit both call it,
+        and by then the slot may belong to another session's lab)."""
+        if self._is_down:
+            return
         teardown_state(self._state(), log=self.log)
+        self._is_down = True
 
     def stop_machine(self, name: str) -> None:
         """Hard power-off: the machine's whole process tree is killed, nothing shuts down cleanly."""
