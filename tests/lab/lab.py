@@ -116,6 +116,7 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             ensure_ssh_key()
+            mach.ensure_host_limits(log=self.log)
             self.rootfs = ensure_rootfs(log=self.log)
             self._save()
             network.create_bridge(self.id.bridge, self.id.gateway, self.id.network.prefixlen)

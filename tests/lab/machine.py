@@ -72,6 +72,22 @@ def remove_cgroups(unit: str) -> None:
                 pass
 
 
+# Each machine's systemd holds inotify instances; Debian's default of 128 per user runs out after a
+# few dozen machines on one runner (units then fail with "Too many open files" and sshd never starts).
+INOTIFY_MINIMUMS = {"/proc/sys/fs/inotify/max_user_instances": 8192, "/proc/sys/fs/inotify/max_user_watches": 524288}
+
+
+def ensure_host_limits(log=print) -> None:
+    for path, minimum in INOTIFY_MINIMUMS.items():
+        p = Path(path)
+        try:
+            if int(p.read_text()) < minimum:
+                p.write_text(str(minimum))
+                log(f"raised {path.removeprefix('/proc/sys/').replace('/', '.')} to {minimum} for the lab machines")
+        except OSError as e:
+            raise LabError(f"cannot raise {path} to {minimum} ({e}); lab machines would fail to boot") from None
+
+
 def write_hosts_file(path: Path, machines: Sequence[tuple[str, str]]) -> None:
     lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
     lines += [f"{addr} {name}" for name, addr in machines]
