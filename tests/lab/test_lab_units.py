@@ -143,3 +143,23 @@ def test_waiting_for_a_process_reaps_it_and_reports_it_gone():
     started = time.monotonic()
     assert rec.wait_gone(5)
     assert time.monotonic() - started < 5
+
+
+def test_without_the_lab_tools_the_reason_names_what_is_missing(monkeypatch):
+    from tests.lab import fixtures
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(fixtures.os, "geteuid", lambda: 0)
+    reason = fixtures.lab_unavailable()
+    assert reason is not None and "systemd-nspawn" in reason and "mmdebstrap" in reason
+
+
+def test_a_missing_lab_skips_by_hand_and_fails_under_ci(monkeypatch):
+    from tests.lab.fixtures import skip_or_fail
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        skip_or_fail("the lab needs root")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and the lab cannot run: the lab needs root"):
+        skip_or_fail("the lab needs root")
