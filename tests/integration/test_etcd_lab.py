@@ -124,6 +124,25 @@ def test_a_second_install_changes_nothing(elab, three):
     assert {s["status"] for s in report["steps"]} == {"unchanged"}, [s for s in report["steps"] if s["status"] != "unchanged"]
 
 
+def test_a_changed_setting_restarts_members_one_at_a_time_leader_last_and_keeps_the_data(elab, three, tmp_path):
+    yaml = YAML()
+    doc = yaml.load(three.read_text())
+    doc["spec"]["etcd"]["heartbeatIntervalMs"] = 150
+    changed = three.with_name("etcd3-heartbeat.yaml")
+    with changed.open("w") as f:
+        yaml.dump(doc, f)
+    leader = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)["leader"]
+    res = kf("etcd", "install", "-i", str(changed), "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    restarts = [line for line in res.stderr.splitlines() if "Restart etcd with the new configuration" in line]
+    assert len(restarts) == 3 and f"[{leader}]" in restarts[-1], restarts
+    for n in ("etcd-1", "etcd-2", "etcd-3"):
+        assert 'ETCD_HEARTBEAT_INTERVAL="150"' in elab.exec(n, ["cat", "/etc/etcd/etcd.env"]).stdout
+    assert etcdctl(elab, "etcd-2", "get", "/kf/first", "--print-value-only").stdout.strip() == "hello"
+    again = kf("etcd", "install", "-i", str(changed), "--yes")
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+
+
 def test_a_client_without_a_certificate_is_refused(elab, three):
     res = etcdctl(elab, "etcd-1", "get", "/kf/first", tls=False)
     assert res.returncode != 0

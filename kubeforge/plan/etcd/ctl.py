@@ -56,7 +56,8 @@ def _bracket(addr: str) -> str:
     return f"[{addr}]" if ":" in addr else addr
 
 
-def etcdctl_argv(cluster: Cluster, endpoints: list[str], *args: str) -> list[str]:
+def etcdctl_argv(cluster: Cluster, endpoints: list[str], *args: str, command_timeout: str = "15s") -> list[str]:
+    """``command_timeout`` bounds the whole call: snapshot save of a large database needs minutes."""
     tls = tls_for(cluster)
     return [
         "etcdctl",
@@ -65,7 +66,7 @@ def etcdctl_argv(cluster: Cluster, endpoints: list[str], *args: str) -> list[str
         f"--cert={tls.cert}",
         f"--key={tls.key}",
         "--dial-timeout=3s",
-        "--command-timeout=15s",
+        f"--command-timeout={command_timeout}",
         *args,
     ]
 
@@ -80,6 +81,7 @@ def etcdctl(cluster: Cluster, endpoints: list[str], *args: str, description: str
     )
 
 
-def etcdctl_line(cluster: Cluster, endpoints: list[str], *args: str) -> str:
+def etcdctl_line(cluster: Cluster, endpoints: list[str], *args: str, command_timeout: str = "15s") -> str:
     """The same invocation as one shell-quoted line, for use inside a script."""
-    return "ETCDCTL_API=3 " + " ".join(shlex.quote(a) for a in etcdctl_argv(cluster, endpoints, *args))
+    argv = etcdctl_argv(cluster, endpoints, *args, command_timeout=command_timeout)
+    return "ETCDCTL_API=3 " + " ".join(shlex.quote(a) for a in argv)

@@ -109,7 +109,7 @@ def snapshot_script(cluster: Cluster, member: Host, remote_path: str) -> str:
         [
             f"install -d -m 0700 {shlex.quote(REMOTE_WORK_DIR)}",
             f"rm -f {q} {q}.part",
-            f"{etcdctl_line(cluster, ep, 'snapshot', 'save', remote_path)} >/dev/null",
+            f"{etcdctl_line(cluster, ep, 'snapshot', 'save', remote_path, command_timeout='30m')} >/dev/null",
             f"chmod 0600 {q}",
             "echo @@version",
             "etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'",
