@@ -73,6 +73,16 @@ def test_a_persistent_machine_keeps_its_files_and_host_keys_across_a_power_cut(p
     assert _ssh(pair, "keeper", "cat /home/kube/marker").stdout.strip() == "hello"
 
 
+def test_a_persistent_machine_reboots_from_inside_and_keeps_its_files(pair):
+    assert _ssh(pair, "keeper", "echo again > /home/kube/reboot-marker").returncode == 0
+    boot_id = pair.exec("keeper", ["cat", "/proc/sys/kernel/random/boot_id"], check=True).stdout
+    pair.reboot_machine("keeper")
+    assert pair.exec("keeper", ["cat", "/proc/sys/kernel/random/boot_id"], check=True).stdout != boot_id
+    assert _ssh(pair, "keeper", "cat /home/kube/reboot-marker").stdout.strip() == "again"
+    uuid = pair.exec("keeper", ["cat", "/sys/class/dmi/id/product_uuid"], check=True).stdout.strip()
+    assert uuid == pair.machines["keeper"].product_uuid
+
+
 @pytest.mark.slow
 def test_eight_machines_boot_and_answer_ssh_with_their_own_keys(lab_factory):
     big = lab_factory(8, with_mirror=False)

@@ -178,6 +178,26 @@ class Lab:
         mach.apply_product_uuid(self.leader_pid(name), m.product_uuid)
         self.reset_known_hosts()
 
+    def reboot_machine(self, name: str, timeout: float = 120.0) -> None:
+        """``systemctl reboot`` inside a persistent machine, then wait for it to answer SSH again."""
+        m = self._machine(name)
+        if not m.spec.persistent:
+            raise LabError(f"{name} has a volatile disk; only persistent machines reboot (use stop/start)")
+        before = self.leader_pid(name)
+        self.exec(name, ["systemctl", "reboot"], check=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.leader_pid(name) != before:
+                    break
+            except LabError:
+                pass  # between the old container's exit and the new one's start
+            if time.monotonic() > deadline or not self.running(name):
+                raise LabError(f"{name} did not come back from reboot within {timeout:.0f}s; console {self._console(name)}")
+            time.sleep(0.1)
+        self._wait_for_ssh([name], max(1.0, deadline - time.monotonic()))
+        mach.apply_product_uuid(self.leader_pid(name), m.product_uuid)
+
     def running(self, name: str) -> bool:
         p = self._machine(name).proc
         return bool(p and p.alive())

@@ -113,13 +113,30 @@ def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, pr
     ]
     if persistent:
         root = mount_overlay(rootfs, mdir)
-        argv += ["-D", str(root)]
+        # a disk that survives makes `systemctl reboot` inside meaningful: boot again on exit 133
+        argv = ["bash", "-c", REBOOT_LOOP, "kubeforge-lab-boot", *argv, "-D", str(root)]
     else:
         argv += ["-D", str(rootfs), "--volatile=overlay"]
     try:
         return spawn(argv, mdir / "console.log", cgroups=machine_cgroups(unit))
     except RuntimeError as e:
         raise LabError(f"{hostname}: systemd-nspawn did not start: {e}") from None
+
+
+# nspawn exits 133 when the machine asks for a reboot (LAB.md step 7). SIGTERM is passed on to
+# nspawn (a clean shutdown), which then exits 0 and ends the loop; a killed container ends it too.
+REBOOT_LOOP = r"""
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+while :; do
+  "$@" &
+  child=$!
+  while :; do
+    wait "$child"; rc=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  [ "$rc" -eq 133 ] || exit "$rc"
+done
+"""
 
 
 def mount_overlay(rootfs: Path, mdir: Path) -> Path:
@@ -149,9 +166,19 @@ def _is_mount(path: Path) -> bool:
         return any(line.split()[1] == target for line in f)
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def leader_pid(nspawn: Proc) -> int:
-    """The container's init (PID 1 inside): the nspawn process's child."""
+    """The container's init (PID 1 inside): the nspawn process's child (its grandchild when a
+    reboot loop runs nspawn)."""
     kids = nspawn.children()
+    if kids and _comm(kids[0]) == "systemd-nspawn":
+        kids = Proc(kids[0], "").children()
     if not kids:
         raise LabError(f"systemd-nspawn (pid {nspawn.pid}) has no container process yet")
     return kids[0]
@@ -161,11 +188,10 @@ def kill(nspawn: Proc | None) -> None:
     """Power off at once: SIGKILL to the container's init ends its whole PID namespace."""
     if nspawn is None or not nspawn.alive():
         return
-    for kid in nspawn.children():
-        try:
-            os.kill(kid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    try:
+        os.kill(leader_pid(nspawn), signal.SIGKILL)
+    except (LabError, ProcessLookupError):
+        pass
     if not nspawn.wait_gone(10):
         nspawn.signal(signal.SIGKILL)
         nspawn.wait_gone(10)
