@@ -178,6 +178,15 @@ def test_a_dry_run_of_the_upgrade_changes_nothing_on_any_machine(env):
     assert len(env.sim("state")["history"]) == history
 
 
+def test_plan_upgrade_prints_every_hop_read_only(env):
+    before = snapshot(env.lab)
+    res = env.kf("plan", "upgrade", "--to", "1.35.1", "--multi-hop")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Upgrade the first control plane (cp-1) to 1.34.2 (hop 1 of 2)" in res.stdout
+    assert "Upgrade workers to 1.35.1 (hop 2 of 2)" in res.stdout
+    assert snapshot(env.lab) == before
+
+
 def test_skipping_a_minor_is_refused_without_multi_hop_naming_the_hops_and_changing_nothing(env):
     before = snapshot(env.lab)
     res = env.kf("upgrade", "--to", "1.35.1", "--yes")
