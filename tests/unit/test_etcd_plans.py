@@ -211,3 +211,37 @@ def test_a_member_that_lost_its_data_is_replaced_when_the_others_keep_quorum(tmp
     both = _listed(three, healthy={"etcd-2": False, "etcd-3": False})
     with pytest.raises(SafetyRefusal, match="no quorum"):
         decide(three, both, frozenset({"etcd-2", "etcd-3"}))
+
+
+def _run_guard(command, tmp_path, listing: str) -> int:
+    """Run a guard under the real bash wrapper the transports use, with an etcdctl stand-in on PATH
+    that prints ``listing`` one line per write (as etcdctl does), slowly enough that a reader which
+    quits early would break the pipe."""
+    import os
+    import subprocess
+
+    from kubeforge.transport.script import script_for
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "etcdctl"
+    fake.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'; sleep 0.01\n" for line in listing.splitlines()))
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-s"], input=script_for(command), text=True, env=env, timeout=30).returncode
+
+
+def test_membership_guards_read_the_whole_member_list_so_pipefail_never_fakes_an_answer(tmp_path):
+    from kubeforge.plan.etcd.membership import add_member_phase, remove_member_phase
+
+    cluster = make_cluster(tmp_path)
+    e1, e2, e3 = cluster.etcd_members
+    listing = "\n".join([f"3, started, etcd-3, https://{e3.internal_address}:2380, https://{e3.internal_address}:2379, false"]
+                        + [f"{i:x}, started, m{i}, https://10.0.0.{i}:2380, https://10.0.0.{i}:2379, false" for i in range(10, 40)])
+    gone = ListedMember("3", "etcd-3", (f"https://{e3.internal_address}:2380",), healthy=True)
+    remove_guard = remove_member_phase(cluster, gone, e1, (e1, e2), None).steps[0].unless
+    assert _run_guard(remove_guard, tmp_path, listing) != 0  # still listed: the removal must run
+    assert _run_guard(remove_guard, tmp_path, listing.split("\n", 1)[1]) == 0  # gone: nothing to do
+    add_guard = add_member_phase(cluster, e3, e1, ["https://x:2379"], cluster.etcd_members, register=True).steps[0].unless
+    assert _run_guard(add_guard, tmp_path, listing) == 0  # already listed: no second member add
+    assert _run_guard(add_guard, tmp_path, listing.split("\n", 1)[1]) != 0
