@@ -153,9 +153,10 @@ class BaseTransport:
     def run(self, command: Command) -> RunResult:
         return self._run(command)
 
-    def _run(self, command: Command, sink: Sink | None = None) -> RunResult:
+    def _run(self, command: Command, sink: Sink | None = None, *, internal: bool = False) -> RunResult:
+        """``internal``: a command of put/get itself, shown by its description (``write /etc/x``)."""
         self.connect()
-        shown = command.display()
+        shown = ("sudo " if command.sudo else "") + command.description if internal else command.display()
         sudo = command.sudo and self._use_sudo()
         line = shell_line(sudo=sudo, timeout=command.timeout)
         deadline = None if command.timeout is None else time.monotonic() + command.timeout + LOCAL_GRACE_S
@@ -222,7 +223,7 @@ class BaseTransport:
         res = self._run(Command(
             script=f"if [ -f {q} ]; then sha256sum -- {q}; stat -c '%a %U %G' -- {q}; else echo MISSING; fi",
             sudo=True, description=f"checksum {path}",
-        ))
+        ), internal=True)
         lines = res.stdout.split("\n")
         if lines[0].strip() == "MISSING":
             return None
@@ -234,7 +235,7 @@ class BaseTransport:
         self._run(Command(
             script=f"chown {shlex.quote(owner)}:{shlex.quote(group)} -- {q}\nchmod {mode:04o} -- {q}",
             sudo=True, description=f"fix mode/owner of {path}",
-        ))
+        ), internal=True)
 
     def _write(self, path: str, content: bytes, mode: int, owner: str, group: str, secret: bool) -> None:
         q = shlex.quote(path)
@@ -248,7 +249,7 @@ class BaseTransport:
             f"chmod {mode:04o} -- \"$t\"\n"
             f"mv -f -- \"$t\" {q}"
         )
-        self._run(Command(script=script, stdin=content, sudo=True, description=f"write {path}"))
+        self._run(Command(script=script, stdin=content, sudo=True, description=f"write {path}"), internal=True)
 
     # --- get ------------------------------------------------------------------------------------
     def get(self, remote_path: str, local_path: str, *, sudo: bool = True) -> GetResult:
@@ -288,5 +289,5 @@ class BaseTransport:
             "if command -v openssl >/dev/null 2>&1; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi\n"
             "tee >($h >&2) <&3\nwait $!"
         )
-        res = self._run(Command(script=script, sudo=sudo, timeout=None, description=f"read {remote_path}"), sink)
+        res = self._run(Command(script=script, sudo=sudo, timeout=None, description=f"read {remote_path}"), sink, internal=True)
         return res.stderr.strip().split()[0] if res.stderr.strip() else ""

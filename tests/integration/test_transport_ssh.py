@@ -132,3 +132,12 @@ def test_a_shell_killed_by_a_signal_is_a_failure_not_a_lost_connection(user_t):
     res = user_t.run(Command(script="kill -9 $$", timeout=None, check=False))
     assert res.exit_status == 255
     assert user_t.run(Command(argv=["echo", "still connected"])).stdout == "still connected\n"
+
+
+def test_a_failed_put_names_the_file_it_was_writing(root_t, tmp_path):
+    (tmp_path / "plain").write_text("a file, not a directory")
+    target = str(tmp_path / "plain" / "child.conf")
+    with pytest.raises(CommandFailed) as info:
+        root_t.put(target, b"x")
+    assert info.value.command == f"sudo write {target}"
+    assert "cannot create directory" in info.value.stderr_tail
