@@ -6,14 +6,13 @@ The run log, the consoles and the --resume [RUN] convention are the ones `up` us
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 OUTPUTS = ("table", "json")
 
 
-def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: Optional[str],
+def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
                 break_lock: bool, output: str) -> None:
     from kubeforge.cli.lifecycle import _command_line, _consoles, _run_log
     from kubeforge.errors import UsageError
@@ -70,7 +69,7 @@ def register(app: typer.Typer) -> None:
     @app.command("upgrade")
     def upgrade_cmd(
         inventory: Path = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False),
-        run: Optional[str] = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
+        run: str | None = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
         to: str = typer.Option(..., "--to", help="The Kubernetes version to reach, X.Y.Z.", show_default=False),
         multi_hop: bool = typer.Option(False, "--multi-hop", help="Cross several minors, one minor at a time."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),

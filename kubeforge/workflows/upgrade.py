@@ -14,12 +14,20 @@ Dry-run takes no lock and runs nothing on any host beyond the read-only facts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kubeforge.errors import SafetyRefusal, TransportError, UsageError
-from kubeforge.execute import DryRunExecutor, Events, Executor, LockInfo, Report, hold_locks
+from kubeforge.execute import (
+    DryRunExecutor,
+    Events,
+    Executor,
+    LockInfo,
+    Report,
+    hold_locks,
+)
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.plan.phase import Plan

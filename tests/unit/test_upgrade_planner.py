@@ -131,7 +131,7 @@ def test_every_script_of_a_plan_is_valid_bash():
         elif isinstance(s, GateStep):
             scripts.append(s.probe.script)
     for script in sorted(set(filter(None, scripts))):
-        res = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+        res = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True, check=False)
         assert res.returncode == 0, (script, res.stderr)
 
 

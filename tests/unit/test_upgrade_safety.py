@@ -8,7 +8,13 @@ from dataclasses import replace
 import pytest
 
 from kubeforge.errors import SafetyRefusal
-from kubeforge.plan.upgrade import NodeStatus, check_upgrade_safety, parse_machine, parse_madison, parse_nodes
+from kubeforge.plan.upgrade import (
+    NodeStatus,
+    check_upgrade_safety,
+    parse_machine,
+    parse_madison,
+    parse_nodes,
+)
 from kubeforge.plan.upgrade.state import after_hop
 from tests.unit.test_upgrade_planner import V133, V134, V135, cluster, facts_at
 

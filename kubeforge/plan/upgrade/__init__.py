@@ -2,7 +2,13 @@
 
 from kubeforge.plan.upgrade.check_safety import check_upgrade_safety  # noqa: F401
 from kubeforge.plan.upgrade.context import UpgradeContext  # noqa: F401
-from kubeforge.plan.upgrade.planner import PHASES, hop_files, plan_hop, plan_path, workflow_name  # noqa: F401
+from kubeforge.plan.upgrade.planner import (  # noqa: F401
+    PHASES,
+    hop_files,
+    plan_hop,
+    plan_path,
+    workflow_name,
+)
 from kubeforge.plan.upgrade.state import (  # noqa: F401
     NodeMachine,
     NodeStatus,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 from kubeforge.model import Cluster, UpgradePolicy
 from kubeforge.model.versions import Version

@@ -3,8 +3,9 @@ and its rendered files. A phase is a pure function of this context."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.model.versions import KubeVersion

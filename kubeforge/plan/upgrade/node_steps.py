@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from kubeforge.model import Host
 from kubeforge.plan.steps import PutFileStep
-from kubeforge.plan.upgrade.commands import drain, install_held, node_ready_at, restart_kubelet, uncordon
+from kubeforge.plan.upgrade.commands import (
+    drain,
+    install_held,
+    node_ready_at,
+    restart_kubelet,
+    uncordon,
+)
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.render.kubeadm import UPGRADE_PATH
 

@@ -6,11 +6,12 @@ whole path (later hops shown as they will be planned once the earlier ones are d
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.model.versions import KubeVersion
-from kubeforge.plan.phase import Plan, PhasePlan
+from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.state import UpgradeFacts, after_hop

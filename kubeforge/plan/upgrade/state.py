@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
 
 from kubeforge.model.versions import KubeVersion, Version, parse_kube
 from kubeforge.transport.base import Command

@@ -9,7 +9,12 @@ from kubeforge.plan.steps import PutFileStep, slug
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.upgrade.commands import apt_update
 from kubeforge.plan.upgrade.context import UpgradeContext
-from kubeforge.render.packages import BUNDLE_LIST, DEBIAN_MIRROR_LIST, KUBERNETES_LIST, PIN_PATH
+from kubeforge.render.packages import (
+    BUNDLE_LIST,
+    DEBIAN_MIRROR_LIST,
+    KUBERNETES_LIST,
+    PIN_PATH,
+)
 
 SOURCE_FILES = (KUBERNETES_LIST, PIN_PATH, DEBIAN_MIRROR_LIST, BUNDLE_LIST)
 

@@ -10,7 +10,11 @@ from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.strategy import batched
 from kubeforge.plan.upgrade.commands import kubeadm_upgrade_node
 from kubeforge.plan.upgrade.context import UpgradeContext
-from kubeforge.plan.upgrade.node_steps import drain_step, kubeadm_first, kubelet_and_back
+from kubeforge.plan.upgrade.node_steps import (
+    drain_step,
+    kubeadm_first,
+    kubelet_and_back,
+)
 
 
 class UpgradeWorkers:
