@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -35,7 +34,7 @@ def _consoles():
     return make_console(), make_console(stderr=True)
 
 
-def _resume_value(resume: bool, run: Optional[str]) -> Optional[str]:
+def _resume_value(resume: bool, run: str | None) -> str | None:
     from kubeforge.errors import UsageError
 
     if run and not resume:
@@ -56,7 +55,7 @@ def _finish(report, plan, out, err, what: str) -> None:
         out.print(f"no changes: every step found the hosts as wanted ({what})")
 
 
-def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: Optional[str], break_lock: bool,
+def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, break_lock: bool,
            skip_preflight_warnings: bool) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
@@ -99,7 +98,7 @@ def run_plan_up(inventory: Path, output: str) -> None:
         print_plan(_consoles()[0], plan)
 
 
-def run_reset(inventory: Path, *, hosts: Optional[str], purge: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
+def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
@@ -144,7 +143,7 @@ def register(app: typer.Typer) -> None:
     @app.command("up")
     def up_cmd(
         inventory: Path = INVENTORY,
-        run: Optional[str] = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
+        run: str | None = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted or failed run after re-checking facts."),

@@ -11,16 +11,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from kubeforge.errors import InputError, TransportError
-from kubeforge.execute import DryRunExecutor, Events, Executor, Journal, LockInfo, Report, hold_locks, run_confirmed
+from kubeforge.execute import (
+    DryRunExecutor,
+    Events,
+    Executor,
+    Journal,
+    LockInfo,
+    Report,
+    hold_locks,
+    run_confirmed,
+)
 from kubeforge.facts import FactsError, HostFacts
 from kubeforge.model import Cluster
 from kubeforge.plan.phase import Plan
-from kubeforge.plan.up.context import ADMIN_CONF, CNI_MARKER, KUBECTL, ClusterState, parse_nodes
+from kubeforge.plan.up.context import (
+    ADMIN_CONF,
+    CNI_MARKER,
+    KUBECTL,
+    ClusterState,
+    parse_nodes,
+)
 from kubeforge.transport.base import Command
 
 log = logging.getLogger("kubeforge.workflows")
@@ -159,7 +174,12 @@ def completed_steps(cluster: Cluster, workflow: str, resume: str | None) -> froz
     is a clear error rather than a silent fresh start."""
     if resume is None:
         return frozenset()
-    from kubeforge.execute.journal import COMPLETE, JOURNAL, latest_unfinished, read_records
+    from kubeforge.execute.journal import (
+        COMPLETE,
+        JOURNAL,
+        latest_unfinished,
+        read_records,
+    )
 
     run_id = resume or latest_unfinished(cluster.runs_dir, workflow)
     if not run_id:

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Sequence
 
 from kubeforge.execute import Events, Report
 from kubeforge.model import Cluster
@@ -21,7 +21,7 @@ from kubeforge.workflows.facts import select_hosts
 def plan_for_reset(cluster: Cluster, pool, *, hosts: Sequence[str] | None, purge: bool, now: datetime | None = None) -> Plan:
     chosen = tuple(select_hosts(cluster, hosts))
     check_reset_selection(cluster, chosen)
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     whole = {h.name for h in chosen} >= {h.name for h in cluster.hosts}
     reachable = False if whole else probe_cluster(cluster, pool).initialized
     return plan_reset(ResetContext(cluster, chosen, purge, stamp, reachable))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Mapping
 
 from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report
@@ -25,7 +25,13 @@ from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.render.host import render_cluster
-from kubeforge.workflows.common import RunOptions, execute, file_sha256, probe_cluster, require_reached
+from kubeforge.workflows.common import (
+    RunOptions,
+    execute,
+    file_sha256,
+    probe_cluster,
+    require_reached,
+)
 from kubeforge.workflows.facts import collect_facts
 
 log = logging.getLogger("kubeforge.workflows.up")
@@ -61,7 +67,7 @@ def resolve_context(
     now: datetime | None = None,
 ) -> UpContext:
     """Secrets, PKI and every host's files, resolved (and kept locally) before planning."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     pki = ensure_pki(cluster)
     secrets = ensure_secrets(cluster, now=now)
     expired = secrets.bootstrap_token_expired(now)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def kubeforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kubeforge", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60, cwd=cwd)
+                          stdin=subprocess.DEVNULL, timeout=60, cwd=cwd, check=False)
 
 
 def test_a_whole_cluster_reset_without_yes_and_without_a_terminal_refuses_and_shows_the_plan(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kubeforge.facts.types import Applied, Held, Membership, Packages, Units
 from kubeforge.inventory import load_cluster
-from kubeforge.plan.up import ClusterState, UpContext, plan_up
+from kubeforge.plan.up import ClusterState, plan_up
 from kubeforge.workflows.up import cni_source, resolve_context
 from tests.unit.test_up_planner import RUNNER
 

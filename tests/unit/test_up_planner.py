@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kubeforge.facts import parse_host_facts
-from kubeforge.facts.parse_system import parse_modules, parse_sysctls, parse_swaps
-from kubeforge.facts.types import Applied, Held, Membership, Packages, UnitState, Units
+from kubeforge.facts.parse_system import parse_modules, parse_swaps, parse_sysctls
+from kubeforge.facts.types import Applied, Held, Membership, Packages, Units, UnitState
 from kubeforge.model import CniSpec, Network, Role
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets

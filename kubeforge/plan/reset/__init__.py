@@ -7,12 +7,12 @@ installed (and held): a later `up` reuses them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
 from kubeforge.plan.etcd.probe import STAMP_PATH as ETCD_STAMP
-from kubeforge.plan.phase import Plan, PhasePlan
+from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.context import KUBECTL
@@ -20,8 +20,18 @@ from kubeforge.plan.up.init_first_control_plane import HOST_LOG_DIR, quiet
 from kubeforge.plan.up.scripts import q
 from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH
 from kubeforge.render.etcd import ENV_PATH, UNIT_PATH
-from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH, MODULES_PATH, SYSCTL_PATH
-from kubeforge.render.packages import BUNDLE_LIST, DEBIAN_MIRROR_LIST, KUBERNETES_LIST, PIN_PATH
+from kubeforge.render.host_prep import (
+    CONTAINERD_PATH,
+    CRICTL_PATH,
+    MODULES_PATH,
+    SYSCTL_PATH,
+)
+from kubeforge.render.packages import (
+    BUNDLE_LIST,
+    DEBIAN_MIRROR_LIST,
+    KUBERNETES_LIST,
+    PIN_PATH,
+)
 from kubeforge.transport.base import Command
 
 WORKFLOW = "reset"

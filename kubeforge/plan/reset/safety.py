@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster, Host

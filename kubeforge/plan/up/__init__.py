@@ -5,7 +5,13 @@ from __future__ import annotations
 from kubeforge.plan.phase import Plan, build_plan
 from kubeforge.plan.up.apply_cni import ApplyCni
 from kubeforge.plan.up.configure_endpoint import ConfigureEndpoint
-from kubeforge.plan.up.context import ClusterState, CniSource, NodeState, UpContext, parse_nodes  # noqa: F401
+from kubeforge.plan.up.context import (  # noqa: F401
+    ClusterState,
+    CniSource,
+    NodeState,
+    UpContext,
+    parse_nodes,
+)
 from kubeforge.plan.up.fetch_admin_kubeconfig import FetchAdminKubeconfig
 from kubeforge.plan.up.init_first_control_plane import InitFirstControlPlane
 from kubeforge.plan.up.install_etcd import InstallEtcd

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from kubeforge.model import RenderedFile
 from kubeforge.plan.phase import PhasePlan
-from kubeforge.plan.steps import PutFileStep, RunStep
+from kubeforge.plan.steps import PutFileStep, RunStep, slug
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import CNI_DIR, CNI_MARKER, KUBECTL, UpContext
 from kubeforge.plan.up.scripts import q
-from kubeforge.plan.steps import slug
 from kubeforge.transport.base import Command
 
 

@@ -9,7 +9,12 @@ from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import puts, restart_when_changed
-from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH, KUBE_VIP_PATH
+from kubeforge.render.endpoint import (
+    CHECK_SCRIPT_PATH,
+    HAPROXY_PATH,
+    KEEPALIVED_PATH,
+    KUBE_VIP_PATH,
+)
 
 
 class ConfigureEndpoint:

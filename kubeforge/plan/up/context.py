@@ -7,8 +7,9 @@ first control plane), so a phase is a pure function of this context and the plan
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, Host, RenderedFile

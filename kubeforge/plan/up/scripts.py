@@ -4,7 +4,7 @@ files. Every mutating script is guarded (``unless``) so a re-run reports it unch
 from __future__ import annotations
 
 import shlex
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from kubeforge.model import Host, RenderedFile
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
