@@ -134,7 +134,9 @@ def test_a_changed_setting_restarts_members_one_at_a_time_leader_last_and_keeps_
     leader = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)["leader"]
     res = kf("etcd", "install", "-i", str(changed), "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
-    restarts = [line for line in res.stderr.splitlines() if "Restart etcd with the new configuration" in line]
+    # progress lines ("[host] title … done"), not the plan printed before them
+    restarts = [line for line in res.stderr.splitlines()
+                if line.startswith("[") and "Restart etcd with the new configuration" in line]
     assert len(restarts) == 3 and f"[{leader}]" in restarts[-1], restarts
     for n in ("etcd-1", "etcd-2", "etcd-3"):
         assert 'ETCD_HEARTBEAT_INTERVAL="150"' in elab.exec(n, ["cat", "/etc/etcd/etcd.env"]).stdout
