@@ -60,10 +60,6 @@ class UpgradeOutcome:
     run_id: str = ""
     backups: list[Any] = field(default_factory=list)  # BackupResult of every hop
 
-    @property
-    def dry_run(self) -> bool:
-        return bool(self.reports) and self.reports[0].outcome == "dry-run"
-
 
 def parse_target(to: str) -> KubeVersion:
     try:
