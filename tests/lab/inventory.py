@@ -13,6 +13,29 @@ from tests.lab.layout import MachineSpec
 from tests.lab.paths import LabError
 
 ETCD_VERSION = "3.4.23"  # what Debian bookworm ships, served by the lab mirror
+CNI_FILE = "cni.yaml"
+# The lab's nodes run the kube simulator (tests/sim), whose kubelet turns Ready once a CNI DaemonSet
+# is applied; this manifest is that stand-in CNI, so `kubeforge up` on a lab inventory finishes.
+SIM_CNI_MANIFEST = """\
+# Stand-in CNI for the lab's simulated nodes (see tests/sim/README.md); no real network plugin.
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kubesim-cni
+  namespace: kube-system
+  labels:
+    kubesim.io/cni: "true"
+spec:
+  selector:
+    matchLabels: {app: kubesim-cni}
+  template:
+    metadata:
+      labels: {app: kubesim-cni}
+    spec:
+      containers:
+        - name: cni
+          image: example.invalid/kubesim-cni:1
+"""
 ENDPOINT_MODES = ("auto", "none", "haproxy", "external")
 
 
@@ -62,7 +85,10 @@ def render_inventory(
         "metadata": {"name": cluster_name},
         "spec": {
             "kubernetesVersion": kubernetes_version,
-            "network": {"podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "clusterDomain": "cluster.local"},
+            "network": {
+                "podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "clusterDomain": "cluster.local",
+                "cni": {"name": "kubesim-cni", "manifest": CNI_FILE},
+            },
             "controlPlaneEndpoint": endpoint_for(machines, endpoint_mode, vip),
             "etcd": {"topology": topology, "version": ETCD_VERSION, "dataDir": "/var/lib/etcd"},
             "ssh": {

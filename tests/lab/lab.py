@@ -26,7 +26,7 @@ from typing import Sequence
 
 from tests.lab import machine as mach
 from tests.lab import mirror, network
-from tests.lab.inventory import render_inventory
+from tests.lab.inventory import CNI_FILE, SIM_CNI_MANIFEST, render_inventory
 from tests.lab.layout import MachineSpec
 from tests.lab.paths import LabError, LabId, ssh_key_paths
 from tests.lab.procs import Proc, terminate
@@ -224,6 +224,7 @@ class Lab:
         )
         path = path or self.inventory_path
         path.write_text(text)
+        (path.parent / CNI_FILE).write_text(SIM_CNI_MANIFEST)  # the inventory names it, relative to itself
         return path
 
     # --- inside the machines (independent of kubeforge's own SSH code) -------------------------
