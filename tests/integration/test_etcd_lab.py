@@ -222,6 +222,19 @@ def test_restore_brings_every_key_back_and_keeps_the_old_data_aside(elab, three)
     assert st["allHealthy"] and st["healthy"] == 3
 
 
+def test_an_upgrade_plans_a_snapshot_first_and_the_leader_last_and_a_downgrade_is_refused(elab, three):
+    leader = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)["leader"]
+    res = kf("etcd", "upgrade", "-i", str(three), "--to", "3.5.21", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    plan = res.stdout
+    assert plan.index("Take and verify an etcd snapshot first") < plan.index("Upgrade etcd to 3.5.21")
+    hop = plan[plan.index("Upgrade etcd to 3.5.21"):]
+    order = [n for n in ("etcd-1", "etcd-2", "etcd-3") if f"[{n}]" in hop]
+    assert sorted(order, key=hop.index)[-1] == leader
+    down = kf("etcd", "upgrade", "-i", str(three), "--to", "3.4.22")
+    assert down.returncode == 7 and "3.4.22" in down.stderr
+
+
 def test_with_a_member_machine_down_backup_still_succeeds_and_status_names_it(elab, three):
     # last in the module: etcd-3 comes back with a fresh disk, so it stays down afterwards
     elab.stop_machine("etcd-3")
