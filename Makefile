@@ -10,6 +10,7 @@ KUBEFORGE   := $(PYTHON) -m kubeforge
 LAB         := $(PYTHON) -m tests.lab
 LAB_ROLES   ?=
 INVENTORY   := /run/kubeforge-lab/lab0/inventory.yaml
+UPGRADE_TO  ?= 1.34.2
 APT_PACKAGES := openssh-client openssh-server mmdebstrap systemd-container iproute2 dpkg-dev util-linux \
                 etcd-client ca-certificates curl gzip python3-pip python3-venv
 
@@ -22,7 +23,10 @@ demo: deps install lab-up
 	$(KUBEFORGE) render -i $(INVENTORY) -o /run/kubeforge-lab/lab0/rendered
 	$(KUBEFORGE) facts -i $(INVENTORY)
 	$(KUBEFORGE) preflight -i $(INVENTORY)
-	@# later issues: kubeforge up, kubeforge etcd backup, kubeforge upgrade --to <next minor>
+	$(KUBEFORGE) up -i $(INVENTORY) -y
+	$(KUBEFORGE) etcd backup -i $(INVENTORY)
+	$(KUBEFORGE) etcd status -i $(INVENTORY)
+	$(KUBEFORGE) upgrade -i $(INVENTORY) --to $(UPGRADE_TO) -y
 	@echo "== lab still running: '$(LAB) ssh lab-1' to look around, 'make lab-down' to stop it"
 
 deps:
