@@ -7,9 +7,10 @@ SYSTEM_PYTHON ?= python3
 EXTERNALLY_MANAGED := $(shell $(SYSTEM_PYTHON) -c 'import os, sysconfig; print(int(os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))' 2>/dev/null)
 PYTHON      ?= $(if $(filter 1,$(EXTERNALLY_MANAGED)),$(CURDIR)/.venv/bin/python,$(SYSTEM_PYTHON))
 KUBEFORGE   := $(PYTHON) -m kubeforge
-LAB         := $(PYTHON) -m tests.lab
+LAB_INDEX   ?= 0
+LAB         := $(PYTHON) -m tests.lab --index $(LAB_INDEX)
 LAB_ROLES   ?=
-INVENTORY   := /run/kubeforge-lab/lab0/inventory.yaml
+INVENTORY   := /run/kubeforge-lab/lab$(LAB_INDEX)/inventory.yaml
 UPGRADE_TO  ?= 1.34.2
 APT_PACKAGES := openssh-client openssh-server mmdebstrap systemd-container iproute2 dpkg-dev util-linux \
                 etcd-client ca-certificates curl gzip python3-pip python3-venv
@@ -20,14 +21,14 @@ demo: deps install lab-up
 	@echo "== kubeforge against the lab: $(INVENTORY)"
 	@echo "   (simulated there: kubeadm/kubelet/kubectl and upstream repos only; SSH, systemd, apt, etcd, TLS are real)"
 	$(KUBEFORGE) validate -i $(INVENTORY)
-	$(KUBEFORGE) render -i $(INVENTORY) -o /run/kubeforge-lab/lab0/rendered
+	$(KUBEFORGE) render -i $(INVENTORY) -o /run/kubeforge-lab/lab$(LAB_INDEX)/rendered
 	$(KUBEFORGE) facts -i $(INVENTORY)
 	$(KUBEFORGE) preflight -i $(INVENTORY)
 	$(KUBEFORGE) up -i $(INVENTORY) -y
 	$(KUBEFORGE) etcd backup -i $(INVENTORY)
 	$(KUBEFORGE) etcd status -i $(INVENTORY)
 	$(KUBEFORGE) upgrade -i $(INVENTORY) --to $(UPGRADE_TO) -y
-	@echo "== lab still running: '$(LAB) ssh lab-1' to look around, 'make lab-down' to stop it"
+	@echo "== lab still running: '$(LAB) ssh lab-1' to look around, 'make lab-down LAB_INDEX=$(LAB_INDEX)' to stop it"
 
 deps:
 	@[ "$$(id -u)" -eq 0 ] || { echo "make demo needs root (systemd-nspawn, bridges, mounts)"; exit 1; }
