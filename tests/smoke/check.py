@@ -3,6 +3,7 @@ saying what it saw, and exits non-zero when the cluster is not what the stage ex
 
     kubectl get nodes -o json | python -m tests.smoke.check nodes --count 2 [--version 1.34.2]
     kubectl get pods -o json | python -m tests.smoke.check pods --app smoke-web --replicas 2
+    kubectl get services smoke-web -o json | python -m tests.smoke.check service --name smoke-web
     kubeforge etcd backup -o json | python -m tests.smoke.check backup      (prints the backup's name)
     kubeforge etcd status -o json | python -m tests.smoke.check etcd
 """
@@ -52,6 +53,15 @@ def pods(doc: dict, app: str, replicas: int) -> str:
     return f"app={app}: {len(running)}/{replicas} pods Running: {', '.join(running)}"
 
 
+def service(doc: dict, name: str) -> str:
+    """A Service named NAME exists: kubectl prints one object, the simulator a List of its stored objects."""
+    items = doc.get("items", [doc] if doc.get("kind") == "Service" else [])
+    found = [o for o in items if o.get("kind") == "Service" and (o.get("metadata", {}).get("name") or o.get("name")) == name]
+    if not found:
+        raise Fail(f"service {name} does not exist")
+    return f"service {name} exists"
+
+
 def backup(doc: dict) -> str:
     """kubeforge said it verified the backup; check the file it names independently (sha256 as stored).
     Prints the backup's name (what ``etcd restore --from`` takes) on stdout."""
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("pods")
     d.add_argument("--app", required=True)
     d.add_argument("--replicas", type=int, required=True)
+    sv = sub.add_parser("service")
+    sv.add_argument("--name", required=True)
     sub.add_parser("backup")
     sub.add_parser("etcd")
     args = ap.parse_args(argv)
@@ -95,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = nodes(doc, args.count, args.version)
         elif args.what == "pods":
             msg = pods(doc, args.app, args.replicas)
+        elif args.what == "service":
+            msg = service(doc, args.name)
         elif args.what == "backup":
             msg = backup(doc)
         else:

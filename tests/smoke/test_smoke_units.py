@@ -142,3 +142,10 @@ def test_etcd_check_needs_every_member_healthy():
         "etcd: 1/1 members healthy, leader cp-1"
     with pytest.raises(check.Fail, match="2/3 members healthy, quorum kept"):
         check.etcd({"members": [{}, {}, {}], "healthy": 2, "hasQuorum": True})
+
+
+def test_service_check_reads_kubectls_object_and_the_simulators_list():
+    assert check.service({"kind": "Service", "metadata": {"name": "smoke-web"}}, "smoke-web") == "service smoke-web exists"
+    assert check.service({"kind": "List", "items": [{"kind": "Service", "name": "smoke-web"}]}, "smoke-web")
+    with pytest.raises(check.Fail, match="service smoke-web does not exist"):
+        check.service({"kind": "List", "items": []}, "smoke-web")

@@ -123,7 +123,7 @@ s_box() {
   echo "box ${KF_BOX:-debian/bookworm64} (mode $MODE)"
 }
 s_shape() {
-  KF_SHAPE_OUT="$LOGS/shape.json" vagrant validate && cat "$LOGS/shape.json" && \
+  KF_SHAPE_OUT="$LOGS/shape.json" vagrant validate && cat "$LOGS/shape.json" && echo && \
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("shape:", ", ".join(h["name"]+"("+"+".join(h["roles"])+")" for h in d["hosts"]))' "$LOGS/shape.json"
 }
 s_vagrant_up() {
@@ -178,7 +178,7 @@ nodes_ok() { kubectl_cp get nodes -o json | python3 -m tests.smoke.check nodes -
 s_nodes_ready() { retry 300 nodes_ok "$FROM" && kubectl_cp get nodes -o wide; }
 workload_ok() {
   kubectl_cp get pods -o json | python3 -m tests.smoke.check pods --app smoke-web --replicas 2 || return 1
-  kubectl_cp get service smoke-web >/dev/null || { echo "service smoke-web is missing"; return 1; }
+  kubectl_cp get services smoke-web -o json | python3 -m tests.smoke.check service --name smoke-web || return 1
   if [ "$MODE" = upstream ]; then
     # A real cluster routes the NodePort on every node to a pod: ask each node for the page.
     local addr
