@@ -47,6 +47,7 @@ REFUSED = [
     ({"KF_WORKERS": "lots"}, 'KF_WORKERS="lots" is not allowed'),
     ({"KF_ETCD_TOPOLOGY": "stacked", "KF_ETCD": "3"}, "KF_ETCD_TOPOLOGY=stacked runs etcd on the control planes"),
     ({"KF_SUBNET": "10.77"}, 'KF_SUBNET="10.77" must be three octets'),
+    ({"KF_LIBVIRT_PREFIX": "prod-"}, 'KF_LIBVIRT_PREFIX="prod-" must start with kubeforge-'),
 ]
 
 
