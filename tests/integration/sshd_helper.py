@@ -18,6 +18,7 @@ import pytest
 
 from kubeforge.model import Bastion, HostKeyPolicy, Role, SshSettings
 from tests.factories import make_host
+from tests.need import skip_or_fail
 
 SSHD = "/usr/sbin/sshd"
 SUDO_USER = "kftest"
@@ -153,7 +154,7 @@ def ssh_keys(tmp_path_factory) -> Path:
 def sshd(tmp_path_factory, ssh_keys):
     reason = can_run_sshd()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     server = Sshd(tmp_path_factory.mktemp("sshd"), ssh_keys).start()
     yield server
     server.stop()
@@ -164,7 +165,7 @@ def sshd2(tmp_path_factory, ssh_keys):
     """A second server: the bastion in ProxyJump tests."""
     reason = can_run_sshd()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     server = Sshd(tmp_path_factory.mktemp("sshd2"), ssh_keys).start()
     yield server
     server.stop()
@@ -180,6 +181,6 @@ def known_hosts(tmp_path, sshd) -> Path:
 @pytest.fixture(scope="session")
 def sudo_user(ssh_keys):
     if not ensure_sudo_user(ssh_keys):
-        pytest.skip("sudo is not installed on this machine (apt-get install sudo)")
+        skip_or_fail("sudo is not installed on this machine (apt-get install sudo)")
     yield SUDO_USER
     remove_sudo_user()

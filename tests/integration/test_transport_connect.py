@@ -18,6 +18,7 @@ from kubeforge.transport.policy import NotReached
 from kubeforge.transport.pool import Status, fanout
 from kubeforge.transport.ssh import SshTransport
 from tests.integration.sshd_helper import (  # noqa: F401 - fixtures
+from tests.need import skip_or_fail
     Sshd,
     can_run_sshd,
     free_port,
@@ -150,7 +151,7 @@ def _kill_tree(pid: int) -> None:
 
 def test_a_host_that_dies_mid_run_is_reported_while_the_others_finish(sshd, ssh_keys, tmp_path):
     if can_run_sshd():
-        pytest.skip(can_run_sshd())
+        skip_or_fail(can_run_sshd())
     doomed = Sshd(tmp_path / "doomed", ssh_keys).start()
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line() + doomed.known_hosts_line())

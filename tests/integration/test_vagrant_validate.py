@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 from kubeforge.inventory import loads
 from tests.smoke import inventory
+from tests.need import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANES = (1, 2, 3, 5)
@@ -61,7 +62,7 @@ def vagrant_runs(tmp_path_factory):
     if shutil.which("vagrant") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("vagrant is not installed on this CI runner (apt install vagrant vagrant-libvirt)")
-        pytest.skip("vagrant is not installed (apt install vagrant vagrant-libvirt); CI runs these")
+        skip_or_fail("vagrant is not installed (apt install vagrant vagrant-libvirt); CI runs these")
     home = tmp_path_factory.mktemp("vagrant-home")
     out_dir = tmp_path_factory.mktemp("shapes")
 

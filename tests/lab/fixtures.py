@@ -23,6 +23,7 @@ from typing import Callable
 import pytest
 
 from tests.lab import claims
+from tests.need import skip_or_fail
 from tests.lab.lab import DEFAULT_KUBERNETES_VERSION, Lab
 from tests.lab.layout import layout
 from tests.lab.procs import Proc, start_time
@@ -45,10 +46,6 @@ def this_process() -> Proc:
     return Proc(os.getpid(), start_time(os.getpid()) or "")
 
 
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and the lab cannot run: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -155,11 +155,11 @@ def test_without_the_lab_tools_the_reason_names_what_is_missing(monkeypatch):
 
 
 def test_a_missing_lab_skips_by_hand_and_fails_under_ci(monkeypatch):
-    from tests.lab.fixtures import skip_or_fail
+    from tests.need import skip_or_fail
 
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="needs root"):
         skip_or_fail("the lab needs root")
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI=true and the lab cannot run: the lab needs root"):
+    with pytest.raises(pytest.fail.Exception, match="CI=true and this test cannot run: the lab needs root"):
         skip_or_fail("the lab needs root")

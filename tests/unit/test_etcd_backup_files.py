@@ -22,6 +22,7 @@ from kubeforge.workflows.etcd import crypto
 from kubeforge.workflows.etcd.backup import verify_backup_file
 from kubeforge.workflows.etcd.retention import BackupManifest, list_backups, plan_retention, write_manifest
 from kubeforge.workflows.etcd.snapshot import SnapshotInvalid, parse_status, sha256_file, verify_integrity
+from tests.need import skip_or_fail
 
 
 def _free_port() -> int:
@@ -33,9 +34,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def real_snapshot(tmp_path_factory) -> Path:
     if not shutil.which("etcd") or not shutil.which("etcdctl"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("etcd/etcdctl are not installed (apt-get install etcd-server etcd-client)")
-        pytest.skip("etcd/etcdctl are not installed")
+        skip_or_fail("etcd/etcdctl are not installed (apt-get install etcd-server etcd-client)")
     d = tmp_path_factory.mktemp("etcd")
     cport, pport = _free_port(), _free_port()
     client = f"http://127.0.0.1:{cport}"

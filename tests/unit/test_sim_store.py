@@ -12,6 +12,7 @@ import pytest
 from tests.sim.kubesim.apiserver import LocalBackend
 from tests.sim.testing import LoopbackEtcd
 from tests.sim.kubesim.store import EtcdStore, FileStore
+from tests.need import skip_or_fail
 
 
 def _bump(st: dict) -> int:
@@ -65,7 +66,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def tls_etcd(tmp_path_factory: pytest.TempPathFactory):
     if shutil.which("etcd") is None or shutil.which("openssl") is None:
-        pytest.skip("etcd-server and openssl are needed (apt: etcd-server openssl)")
+        skip_or_fail("etcd-server and openssl are needed (apt: etcd-server openssl)")
     etcd = LoopbackEtcd(str(tmp_path_factory.mktemp("etcd")))
     yield {"url": etcd.url, "dir": Path(etcd.dir)}
     etcd.stop()
