@@ -17,8 +17,8 @@ from kubeforge.transport.hostkeys import fingerprint, parse_pinned
 from kubeforge.transport.policy import NotReached
 from kubeforge.transport.pool import Status, fanout
 from kubeforge.transport.ssh import SshTransport
-from tests.integration.sshd_helper import (  # noqa: F401 - fixtures
 from tests.need import skip_or_fail
+from tests.integration.sshd_helper import (  # noqa: F401 - fixtures
     Sshd,
     can_run_sshd,
     free_port,
