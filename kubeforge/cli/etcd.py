@@ -7,26 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from kubeforge.cli.common import consoles, start_run_log
 
 etcd_app = typer.Typer(help="The etcd cluster: install, status, backup, restore, membership, upgrade.",
                        no_args_is_help=True)
 
 INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
-
-
-def _run_log(cluster, command: str):
-    from kubeforge.cli.errors import CURRENT_LOG_PATH
-    from kubeforge.logs import open_run_log
-
-    run_log = open_run_log(cluster.state_dir, command)
-    CURRENT_LOG_PATH.append(str(run_log.path))
-    return run_log
-
-
-def _consoles():
-    from kubeforge.ui.console import make_console
-
-    return make_console(), make_console(stderr=True)
 
 
 def _load(inventory: Path):
@@ -52,7 +38,7 @@ def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool):
     from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.etcd.common import execute_plan
 
-    out, err = _consoles()
+    out, err = consoles()
     if dry_run:
         from kubeforge.ui.plan_view import print_plan
 
@@ -94,14 +80,14 @@ def run_status(inventory: Path, output: str) -> None:
     if output not in ("table", "json"):
         raise UsageError(f"--output {output!r} is not one of table, json")
     cluster = _load(inventory)
-    with _run_log(cluster, "etcd-status"), TransportPool(cluster) as pool:
+    with start_run_log(cluster, "etcd-status"), TransportPool(cluster) as pool:
         status = gather_status(cluster, pool)
     if output == "json":
         from kubeforge.ui.output import emit_json
 
         emit_json(status.to_dict())
     else:
-        status_table(status, _consoles()[0])
+        status_table(status, consoles()[0])
     bad = [m for m in status.members if not m.healthy]
     if not status.has_quorum:
         raise CheckFailed(f"etcd has lost quorum: {status.healthy_count} of {len(status.members)} members healthy"
@@ -117,11 +103,11 @@ def run_install(inventory: Path, dry_run: bool, yes: bool) -> None:
     from kubeforge.workflows.etcd.install import plan_install
 
     cluster = _load(inventory)
-    with _run_log(cluster, "etcd-install") as run_log, TransportPool(cluster) as pool:
+    with start_run_log(cluster, "etcd-install") as run_log, TransportPool(cluster) as pool:
         try:
             plan, _ = plan_install(cluster, pool)
         except StackedEtcd as exc:
-            _consoles()[0].print(str(exc), markup=False)
+            consoles()[0].print(str(exc), markup=False)
             return
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
 
@@ -142,7 +128,7 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
         from dataclasses import replace
 
         opts = replace(opts, encryption="passphrase")
-    with _run_log(cluster, "etcd-backup"), TransportPool(cluster) as pool:
+    with start_run_log(cluster, "etcd-backup"), TransportPool(cluster) as pool:
         result = take_backup(cluster, pool, opts)
     if output == "json":
         from kubeforge.ui.output import emit_json
@@ -152,7 +138,7 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
         emit_json(json.loads(manifest_json(result)))
         return
     m = result.manifest
-    out = _consoles()[0]
+    out = consoles()[0]
     skipped = [s for s in result.status.members if not s.healthy]
     for s in skipped:
         out.print(f"note: member {s.name} is not healthy ({s.error or 'unhealthy'}); backed up from {m.member}",
@@ -187,10 +173,10 @@ def run_restore(inventory: Path, source: str, directory: Optional[Path], passphr
     from kubeforge.workflows.etcd.restore import plan_restore
 
     cluster = _load(inventory)
-    with _run_log(cluster, "etcd-restore") as run_log, TransportPool(cluster) as pool:
+    with start_run_log(cluster, "etcd-restore") as run_log, TransportPool(cluster) as pool:
         plan, inp = plan_restore(cluster, pool, source, directory=directory.absolute() if directory else None,
                                  passphrase=_passphrase(passphrase_file))
-        err = _consoles()[1]
+        err = consoles()[1]
         err.print(f"restoring {inp.backup_name} (verified here: sha256 {inp.snapshot_sha256[:16]}…) onto "
                   f"{', '.join(m.name for m in inp.members)}; old data dirs kept at {inp.aside}", markup=False)
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
@@ -202,14 +188,14 @@ def run_members(inventory: Path, dry_run: bool, yes: bool) -> None:
     from kubeforge.workflows.etcd.members import plan_members
 
     cluster = _load(inventory)
-    with _run_log(cluster, "etcd-members") as run_log, TransportPool(cluster) as pool:
+    with start_run_log(cluster, "etcd-members") as run_log, TransportPool(cluster) as pool:
         try:
             plan, change = plan_members(cluster, pool)
         except StackedEtcd as exc:
-            _consoles()[0].print(str(exc), markup=False)
+            consoles()[0].print(str(exc), markup=False)
             return
         if change.is_noop:
-            _consoles()[0].print("nothing to do: the cluster's members are the inventory's etcd hosts")
+            consoles()[0].print("nothing to do: the cluster's members are the inventory's etcd hosts")
             return
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
 
@@ -220,7 +206,7 @@ def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool) -> None:
     from kubeforge.workflows.etcd.upgrade import plan_upgrade
 
     cluster = _load(inventory)
-    with _run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
+    with start_run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
         def snapshot() -> bool:
             take_backup(cluster, pool, options_from_cluster(cluster))
             return True

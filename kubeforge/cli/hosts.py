@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import typer
+from kubeforge.cli.common import start_run_log
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,15 +27,6 @@ def _check_output(output: str) -> None:
 
 def _split_hosts(hosts: str | None) -> list[str] | None:
     return None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()]
-
-
-def _run_log(cluster, command: str):
-    from kubeforge.cli.errors import CURRENT_LOG_PATH
-    from kubeforge.logs import open_run_log
-
-    run_log = open_run_log(cluster.state_dir, command)
-    CURRENT_LOG_PATH.append(str(run_log.path))
-    return run_log
 
 
 def _gib(n: int | None) -> str:
@@ -121,7 +113,7 @@ def run_facts(inventory: Path, output: str, hosts: str | None) -> None:
     _check_output(output)
     cluster = load_cluster(inventory)
     selected = [h.name for h in select_hosts(cluster, _split_hosts(hosts))]
-    with _run_log(cluster, "facts"), TransportPool(cluster) as pool:
+    with start_run_log(cluster, "facts"), TransportPool(cluster) as pool:
         facts = collect_facts(cluster, pool, hosts=selected)
     if output == "json":
         _emit({name: f.to_dict() for name, f in facts.items()})
@@ -146,7 +138,7 @@ def run_preflight_cmd(inventory: Path, output: str, hosts: str | None, probes: b
         raise UsageError("--max-clock-skew must be more than 0 seconds")
     cluster = load_cluster(inventory)
     selected = select_hosts(cluster, _split_hosts(hosts))
-    with _run_log(cluster, "preflight"), TransportPool(cluster) as pool:
+    with start_run_log(cluster, "preflight"), TransportPool(cluster) as pool:
         report, _ = preflight(cluster, pool, hosts=selected, probes=probes, max_clock_skew_s=max_clock_skew)
     if output == "json":
         _emit(report.to_dict())

@@ -4,42 +4,13 @@ one workflow call -> ui. Heavy imports stay inside the commands so --help is ins
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import typer
+from kubeforge.cli.common import command_line, consoles, resume_value, start_run_log
 
 INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
 plan_app = typer.Typer(help="Print what a command would do, touching nothing.", no_args_is_help=True)
-
-
-def _command_line() -> str:
-    return "kubeforge " + " ".join(sys.argv[1:])[:200]
-
-
-def _run_log(cluster, command: str):
-    import logging
-
-    from kubeforge.cli.errors import CURRENT_LOG_PATH
-    from kubeforge.logs import console_handler, open_run_log
-
-    run_log = open_run_log(cluster.state_dir, command, console=console_handler(level=logging.WARNING))
-    CURRENT_LOG_PATH.append(str(run_log.path))
-    return run_log
-
-
-def _consoles():
-    from kubeforge.ui.console import make_console
-
-    return make_console(), make_console(stderr=True)
-
-
-def _resume_value(resume: bool, run: str | None) -> str | None:
-    from kubeforge.errors import UsageError
-
-    if run and not resume:
-        raise UsageError(f"{run!r}: a run id is only accepted after --resume")
-    return (run or "") if resume else None
 
 
 def _finish(report, plan, out, err, what: str) -> None:
@@ -66,10 +37,10 @@ def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, bre
     from kubeforge.workflows.up import up
 
     cluster = load_cluster(inventory)
-    out, err = _consoles()
-    options = RunOptions(_command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
+    out, err = consoles()
+    options = RunOptions(command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
     confirmer = Confirmer(err, yes=yes)
-    with _run_log(cluster, "up") as run_log, TransportPool(cluster) as pool:
+    with start_run_log(cluster, "up") as run_log, TransportPool(cluster) as pool:
         result = up(cluster, pool, options, confirm=confirmer, events=make_progress(err), run_dir=run_log.dir,
                     log_path=run_log.path, show=lambda p: print_plan(err, p),
                     warn=None if skip_preflight_warnings else (lambda m: err.print(m, markup=False)))
@@ -88,14 +59,14 @@ def run_plan_up(inventory: Path, output: str) -> None:
     if output not in ("text", "json"):
         raise UsageError(f"--output {output!r} is not one of text, json")
     cluster = load_cluster(inventory)
-    with _run_log(cluster, "plan-up"), TransportPool(cluster) as pool:
+    with start_run_log(cluster, "plan-up"), TransportPool(cluster) as pool:
         plan, _ = plan_for_up(cluster, pool)
     if output == "json":
         from kubeforge.ui.output import emit
 
         emit(plan)
     else:
-        print_plan(_consoles()[0], plan)
+        print_plan(consoles()[0], plan)
 
 
 def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
@@ -109,9 +80,9 @@ def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry
 
     cluster = load_cluster(inventory)
     names = None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()]
-    out, err = _consoles()
-    options = RunOptions(_command_line(), dry_run=dry_run, break_lock=break_lock)
-    with _run_log(cluster, "reset") as run_log, TransportPool(cluster) as pool:
+    out, err = consoles()
+    options = RunOptions(command_line(), dry_run=dry_run, break_lock=break_lock)
+    with start_run_log(cluster, "reset") as run_log, TransportPool(cluster) as pool:
         plan, report = reset(cluster, pool, options, hosts=names, purge=purge, confirm=Confirmer(err, yes=yes),
                              events=make_progress(err), run_dir=run_log.dir, log_path=run_log.path,
                              show=lambda p: print_plan(err, p))
@@ -129,14 +100,14 @@ def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str) -> 
     from kubeforge.workflows.upgrade import plan_upgrade
 
     cluster = load_cluster(inventory)
-    with _run_log(cluster, "plan-upgrade"), TransportPool(cluster) as pool:
+    with start_run_log(cluster, "plan-upgrade"), TransportPool(cluster) as pool:
         plan = plan_upgrade(inventory, to, multi_hop, pool=pool)
     if output == "json":
         from kubeforge.ui.output import emit
 
         emit(plan)
     else:
-        print_plan(_consoles()[0], plan)
+        print_plan(consoles()[0], plan)
 
 
 def register(app: typer.Typer) -> None:
@@ -158,7 +129,7 @@ def register(app: typer.Typer) -> None:
         Example: kubeforge up -i inventories/ha-external-etcd.yaml --yes
         Example: kubeforge up -i inventories/ha-external-etcd.yaml --resume
         """
-        run_up(inventory, yes=yes, dry_run=dry_run, resume=_resume_value(resume, run), break_lock=break_lock,
+        run_up(inventory, yes=yes, dry_run=dry_run, resume=resume_value(resume, run), break_lock=break_lock,
                skip_preflight_warnings=skip_preflight_warnings)
 
     @app.command("reset")

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from kubeforge.cli.common import command_line, consoles, resume_value, start_run_log
 
 OUTPUTS = ("table", "json")
 
 
 def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
                 break_lock: bool, output: str) -> None:
-    from kubeforge.cli.lifecycle import _command_line, _consoles, _run_log
     from kubeforge.errors import UsageError
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
@@ -29,14 +29,14 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
         raise UsageError(f"--output {output!r} is not one of {', '.join(OUTPUTS)}")
     parse_target(to)  # a bad --to is a usage error before the inventory is even read
     cluster = load_cluster(inventory)
-    out, err = _consoles()
-    options = RunOptions(_command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
+    out, err = consoles()
+    options = RunOptions(command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
 
     def show_path(path) -> None:
         if len(path) > 1:
             err.print("Upgrade path: " + " -> ".join(str(v) for v in path) + " (one minor at a time)", markup=False)
 
-    with _run_log(cluster, "upgrade") as run_log, TransportPool(cluster) as pool:
+    with start_run_log(cluster, "upgrade") as run_log, TransportPool(cluster) as pool:
         outcome = upgrade(
             cluster, pool, options, to=to, multi_hop=multi_hop, confirm=Confirmer(err, yes=yes),
             events=make_progress(err) if output == "table" else None, run_dir=run_log.dir, log_path=run_log.path,
@@ -91,7 +91,6 @@ def register(app: typer.Typer) -> None:
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --yes
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --resume
         """
-        from kubeforge.cli.lifecycle import _resume_value
 
-        run_upgrade(inventory, to, multi_hop=multi_hop, yes=yes, dry_run=dry_run, resume=_resume_value(resume, run),
+        run_upgrade(inventory, to, multi_hop=multi_hop, yes=yes, dry_run=dry_run, resume=resume_value(resume, run),
                     break_lock=break_lock, output=output)
