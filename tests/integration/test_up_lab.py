@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+from tests.lab.inventory import SIM_CNI_MANIFEST
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
 
@@ -24,24 +25,7 @@ ROLES = {"etcd": 3, "control-plane": 2, "worker": 3}
 ADDED = "worker-3"  # left out of the inventory until the test that adds it
 PERSISTENT = ("worker-2",)  # the machine powered off mid-run keeps its disk, like a real server
 KUBECTL = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
-CNI = """apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: kubesim-cni
-  namespace: kube-system
-  labels:
-    kubesim.io/cni: "true"
-spec:
-  selector:
-    matchLabels: {app: kubesim-cni}
-  template:
-    metadata:
-      labels: {app: kubesim-cni}
-    spec:
-      containers:
-        - name: cni
-          image: example.invalid/kubesim-cni:1
-"""
+CNI = SIM_CNI_MANIFEST  # the lab's stand-in CNI (tests/lab/inventory.py)
 # What a dry run must not change: kubeforge's files, the services it manages, its lock.
 SNAPSHOT = r"""for d in /etc /var/lib/etcd /var/lib/kubelet /var/lib/kubeforge /opt/cni; do
   [ -e "$d" ] && find "$d" -xdev \( -type f -o -type l \) -printf '%p %m %s\n' 2>/dev/null
