@@ -28,3 +28,43 @@ def test_quorum_is_kept_with_one_of_three_members_down():
     assert status.quorum == 2 and status.has_quorum and not status.all_healthy
     lost = ClusterStatus(members=[leader, down, MemberStatus(name="etcd-3", endpoint="e3")], member_list=members)
     assert not lost.has_quorum
+
+
+class _Replay:
+    """Plays back recorded etcdctl outputs, one per call, per member (a transport stand-in that only
+    answers the status script)."""
+
+    def __init__(self, host: str, outputs: list[str]):
+        self.host, self.outputs = host, outputs
+
+    def run(self, command):
+        from kubeforge.transport.base import RunResult
+
+        out = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
+        return RunResult(self.host, "etcd status", 0, out, "", 0.01)
+
+
+def test_a_backup_waits_for_a_new_leader_instead_of_giving_up_at_once(tmp_path):
+    from tests.factories import make_cluster
+    from kubeforge.workflows.etcd.backup import settled_status
+
+    cluster = make_cluster(tmp_path, n_etcd=3)
+    down, leader = (FIX / "status-down.txt").read_text(), (FIX / "status-leader.txt").read_text()
+    pool = {h.name: _Replay(h.name, [down, down, leader]) for h in cluster.etcd_members}
+
+    class Pool:
+        def get(self, host):
+            return pool[host.name]
+
+    ticks = iter(range(100))
+    status = settled_status(cluster, Pool(), clock=lambda: next(ticks), sleep=lambda s: None)
+    assert any(m.healthy for m in status.members)
+    never = {h.name: _Replay(h.name, [down]) for h in cluster.etcd_members}
+
+    class Down:
+        def get(self, host):
+            return never[host.name]
+
+    ticks = iter(range(100))
+    status = settled_status(cluster, Down(), clock=lambda: next(ticks), sleep=lambda s: None)
+    assert not any(m.healthy for m in status.members)

@@ -102,6 +102,24 @@ def choose_member(status: ClusterStatus, order: tuple[Host, ...]) -> Host:
     return next(h for h in order if h.name in healthy)
 
 
+def settled_status(cluster: Cluster, pool, *, clock, sleep=None) -> ClusterStatus:
+    """Status of every member, asked again while none is healthy for a few election timeouts.
+
+    Right after a member is lost (the leader, say), the others answer unhealthy until they have
+    elected a new leader; a backup taken then must wait for that, not give up.
+    """
+    import time
+
+    sleep = sleep or time.sleep
+    settle_s = max(5.0, 5 * cluster.etcd.election_timeout_ms / 1000)
+    deadline = clock() + settle_s
+    status = gather_status(cluster, pool)
+    while not any(m.healthy for m in status.members) and clock() < deadline:
+        sleep(1.0)
+        status = gather_status(cluster, pool)
+    return status
+
+
 def snapshot_script(cluster: Cluster, member: Host, remote_path: str) -> str:
     q = shlex.quote(remote_path)
     ep = [client_url(cluster, member)]
@@ -157,7 +175,7 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     now = now or datetime.now(timezone.utc)
     t0 = clock()
     timings: dict = {}
-    status = gather_status(cluster, pool)
+    status = settled_status(cluster, pool, clock=clock)
     timings["status"] = clock() - t0
     member = choose_member(status, cluster.etcd_members)
     transport = pool.get(member)
