@@ -112,8 +112,9 @@ def settled_status(cluster: Cluster, pool, *, clock, sleep=None) -> ClusterStatu
 
     sleep = sleep or time.sleep
     settle_s = max(5.0, 5 * cluster.etcd.election_timeout_ms / 1000)
-    deadline = clock() + settle_s
     status = gather_status(cluster, pool)
+    # counted from the first answer: asking an unreachable member can itself take a while
+    deadline = clock() + settle_s
     while not any(m.healthy for m in status.members) and clock() < deadline:
         sleep(1.0)
         status = gather_status(cluster, pool)
