@@ -7,6 +7,7 @@ import shlex
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.probe import STAMP_PATH
+from kubeforge.plan.steps import RunStep
 from kubeforge.transport.base import Command
 
 POLICY_RC = "/usr/sbin/policy-rc.d"
@@ -68,6 +69,13 @@ def install_packages(cluster: Cluster) -> Command:
         ]
     )
     return Command(script=script, sudo=True, timeout=900, description=f"install etcd {want}")
+
+
+def install_steps(cluster: Cluster, host: Host, *, key: str = "", title: str = "") -> list[RunStep]:
+    """The steps that put etcd ``cluster.etcd.version`` on ``host`` from the inventory's source,
+    each skipped when already converged. The one place install and upgrade plans get them from."""
+    return [RunStep(host.name, install_packages(cluster), title or f"Install etcd {cluster.etcd.version}",
+                    unless=installed_guard(cluster), key=key)]
 
 
 def prepare_user(cluster: Cluster) -> tuple[Command, Command]:

@@ -86,8 +86,7 @@ def install_packages_phase(inp: InstallInput) -> PhasePlan:
     lanes = []
     for m in inp.members:
         steps = [PutFileStep(m.host.name, f) for f in m.package_files]
-        steps.append(RunStep(m.host.name, cmd.install_packages(inp.cluster), f"Install etcd {inp.cluster.etcd.version}",
-                             unless=cmd.installed_guard(inp.cluster)))
+        steps.extend(cmd.install_steps(inp.cluster, m.host))
         lanes.append((m.host.name, steps))
     return PhasePlan.of(name="InstallEtcdPackages", title="Install etcd packages", strategy=parallel(), lanes=lanes)
 

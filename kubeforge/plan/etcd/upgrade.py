@@ -25,8 +25,7 @@ def upgrade_phases(cluster: Cluster, hops: list[EtcdVersion], leader: str | None
         lanes: list[tuple[str, list]] = []
         for h in members:
             lanes.append((h.name, [
-                RunStep(h.name, cmd.install_packages(at), f"Install etcd {hop}", unless=cmd.installed_guard(at),
-                        key=f"install-{hop}"),
+                *cmd.install_steps(at, h, key=f"install-{hop}", title=f"Install etcd {hop}"),
                 RunStep(h.name, cmd.systemctl("restart", "etcd", timeout=180), f"Restart etcd {hop}", key=f"restart-{hop}"),
                 health_gate(at, h, tuple(members), key=f"gate-{hop}-{h.name}", title=f"Wait for etcd healthy on {hop}"),
             ]))
