@@ -26,8 +26,10 @@ def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
             out[p] = str(c.kubernetes_version)
         out[c.packages.containerd_package] = None
     if c.etcd.topology is EtcdTopology.EXTERNAL and host.is_etcd:
+        # Pinned like the etcd workflow's own install: a source offering several etcd versions
+        # must never hand `up` a different one than the inventory names.
         for p in c.packages.etcd_packages:
-            out[p] = None
+            out[p] = str(c.etcd.version)
     if c.endpoint.mode is EndpointMode.HAPROXY and host.is_load_balancer:
         out["haproxy"] = None
         out["keepalived"] = None
