@@ -5,7 +5,8 @@ the packages kubeforge installs (minus what the image already has) is computed b
 apt against the image's dpkg status, downloaded once into /var/cache/kubeforge-lab/debs, and laid
 out as a flat repository ``deb [trusted=yes] URL/debian/ ./``. When the kube simulator's package
 builder exists (tests/sim/build_debs.py), its per-minor repositories are added under
-URL/kubernetes/v1.NN/deb/ the way pkgs.k8s.io lays them out.
+URL/kubernetes/v1.NN/deb/ the way pkgs.k8s.io lays them out. Later Debian releases' etcd builds and
+release archives made from them come from tests/lab/etcd_extra.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.lab import etcd_extra
 from tests.lab.paths import CACHE_DIR, LabError
 from tests.lab.procs import Proc, spawn
 
@@ -181,10 +183,13 @@ def kube_versions(root: Path) -> list[str]:
     return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
 
 
+etcd_versions = etcd_extra.etcd_versions
+
+
 def debian_repo(rootfs: Path, log=print) -> Path:
     """The indexed flat repository of Debian packages, cached per set of .deb files (dpkg-scanpackages
     is the slow part of a lab's start, and the set rarely changes)."""
-    debs = fetch_debs(rootfs, log=log)
+    debs = fetch_debs(rootfs, log=log) + etcd_extra.fetch(DEB_CACHE, _download, log=log)
     digest = hashlib.sha256("\n".join(sorted(d.name for d in debs)).encode()).hexdigest()[:16]
     final = CACHE_DIR / f"debian-{digest}"
     if (final / "Packages.gz").exists():
@@ -211,7 +216,11 @@ def _link_tree(src: Path, dest: Path) -> None:
 
 def prepare(rootfs: Path, root: Path, log=print) -> Path:
     """Lay out the mirror under ``root`` (hard links into the caches); returns the directory to serve."""
-    _link_tree(debian_repo(rootfs, log=log), root / "debian")
+    debian = debian_repo(rootfs, log=log)
+    _link_tree(debian, root / "debian")
+    releases = etcd_extra.release_archives(sorted(debian.glob("*.deb")), log=log)
+    for vdir in sorted(releases.glob("v*")):
+        _link_tree(vdir, root / "etcd-releases" / vdir.name)
     sim = build_sim_debs(log=log)
     for src in sorted(sim.glob("kubernetes/v*/deb")) if sim else []:
         _link_tree(src, root / src.relative_to(sim))

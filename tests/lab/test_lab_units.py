@@ -163,3 +163,27 @@ def test_a_missing_lab_skips_by_hand_and_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true and this test cannot run: the lab needs root"):
         skip_or_fail("the lab needs root")
+
+
+def test_extra_etcd_versions_are_read_from_a_debian_packages_index():
+    from tests.lab.etcd_extra import parse_packages
+
+    index = (
+        "Package: etcd-client\nSource: etcd\nVersion: 3.5.16-4\nArchitecture: amd64\n"
+        "Filename: pool/main/e/etcd/etcd-client_3.5.16-4_amd64.deb\nSize: 7\nSHA256: ab\nDescription: x\n continued\n\n"
+        "Package: etcd-server\nVersion: 3.5.16-4\nArchitecture: amd64\n"
+        "Filename: pool/main/e/etcd/etcd-server_3.5.16-4_amd64.deb\nSize: 9\nSHA256: cd\n\n"
+        "Package: etcd-discovery\nVersion: 1\nArchitecture: amd64\nFilename: x.deb\nSize: 1\nSHA256: ef\n"
+    )
+    got = parse_packages(index)
+    assert [(s["Package"], s["Version"], s["Size"], s["SHA256"]) for s in got] == [
+        ("etcd-client", "3.5.16-4", "7", "ab"), ("etcd-server", "3.5.16-4", "9", "cd")]
+
+
+def test_upstream_etcd_version_drops_the_debian_revision_and_binnmu():
+    from pathlib import Path
+
+    from tests.lab.etcd_extra import upstream_version
+
+    assert upstream_version(Path("etcd-server_3.4.23-4+b4_amd64.deb")) == "3.4.23"
+    assert upstream_version(Path("etcd-client_3.5.30-2_amd64.deb")) == "3.5.30"
