@@ -1,9 +1,13 @@
 """Build the simulator's Debian packages, laid out like pkgs.k8s.io (one flat repository per minor).
 
-    python -m tests.sim.build_debs --out DIR [--versions 1.33.5,1.33.6,1.34.2,1.35.1]
+    python -m tests.sim.build_debs --out DIR [--versions 1.33.5,1.33.6,1.34.2,1.35.1] [--etcd-debs DIR]
 
 writes DIR/kubernetes/v1.34/deb/kubeadm_1.34.2-1.1_all.deb and so on, plus cri-tools and kubernetes-cni
 in every minor's directory, as upstream does. Indexing (dpkg-scanpackages) is the lab harness's job.
+
+With --etcd-debs (or KUBESIM_ETCD_DEBS), a directory holding Debian's etcd-server and etcd-client .debs,
+the real etcd binaries become the "etcd image" (package kubesim-etcd-image, which kubeadm depends on):
+stacked control planes then run a real etcd as a static pod.
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ DESCRIPTIONS = {
     "kubectl": "Command-line utility for interacting with a Kubernetes cluster (kubesim test double)",
     "cri-tools": "Command-line utility for interacting with a container runtime (kubesim test double)",
     "kubernetes-cni": "Binaries required to provision kubernetes container networking (kubesim test double)",
+    "kubesim-etcd-image": "The etcd container image's content for the kube simulator: Debian's etcd binaries",
 }
+ETCD_IMAGE = "kubesim-etcd-image"
+ETCD_IMAGE_VERSION = "3.4.23"
+ETCD_IMAGE_DIR = "usr/lib/kubesim/images/etcd"
 
 KUBELET_SERVICE = """[Unit]
 Description=kubelet: The Kubernetes Node Agent
@@ -118,14 +126,43 @@ def _copy_sim(tree: str, version: str, component: str) -> None:
     _write(os.path.join(tree, f"usr/bin/{component}"), ENTRY.format(component=component, version=version), 0o755)
 
 
-def _tree_for(name: str, version: str, work: str) -> str:
+def etcd_debs(directory: str, version: str = ETCD_IMAGE_VERSION) -> tuple[str, str]:
+    """Debian's etcd-server and etcd-client .debs of ``version`` in ``directory``."""
+    found = []
+    for pkg in ("etcd-server", "etcd-client"):
+        names = sorted(n for n in os.listdir(directory) if n.startswith(f"{pkg}_{version}-") and n.endswith("_amd64.deb"))
+        if not names:
+            raise ValueError(f"{directory}: no {pkg}_{version}-*_amd64.deb (the etcd image is built from it)")
+        found.append(os.path.join(directory, names[-1]))
+    return found[0], found[1]
+
+
+def _etcd_image_tree(debs: tuple[str, str], work: str) -> str:
+    """Only the binaries: Debian's etcd-server package itself would start a one-member etcd on install."""
+    tree = tempfile.mkdtemp(prefix=f"{ETCD_IMAGE}_", dir=work)
+    os.chmod(tree, 0o755)
+    unpacked = tempfile.mkdtemp(prefix="etcd-debs-", dir=work)
+    for deb in debs:
+        subprocess.run(["dpkg-deb", "-x", deb, unpacked], check=True, capture_output=True)
+    dest = os.path.join(tree, ETCD_IMAGE_DIR)
+    os.makedirs(dest)
+    for binary in ("etcd", "etcdctl"):
+        shutil.copyfile(os.path.join(unpacked, "usr/bin", binary), os.path.join(dest, binary))
+        os.chmod(os.path.join(dest, binary), 0o755)
+    _control(ETCD_IMAGE, ETCD_IMAGE_VERSION, [], tree, {"Architecture": "amd64"})
+    return tree
+
+
+def _tree_for(name: str, version: str, work: str, etcd_image: bool = False) -> str:
     tree = tempfile.mkdtemp(prefix=f"{name}_{version}_", dir=work)
     os.chmod(tree, 0o755)
     minor = ".".join(version.split(".")[:2])
     if name in ("kubeadm", "kubelet", "kubectl"):
         _copy_sim(tree, version, name)
     if name == "kubeadm":
-        _control(name, version, [f"cri-tools (>= {minor}.0)", "python3 (>= 3.9)"], tree)
+        # real kubeadm pulls the etcd image at init/join; the stand-in's "image" is a package
+        image = [f"{ETCD_IMAGE} (>= {ETCD_IMAGE_VERSION})"] if etcd_image else []
+        _control(name, version, [f"cri-tools (>= {minor}.0)", "python3 (>= 3.9)", *image], tree)
     elif name == "kubelet":
         _write(os.path.join(tree, "lib/systemd/system/kubelet.service"), KUBELET_SERVICE)
         _write(os.path.join(tree, "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"), KUBEADM_DROPIN)
@@ -143,17 +180,22 @@ def _tree_for(name: str, version: str, work: str) -> str:
     return tree
 
 
-def _build(job: tuple[str, str, str, str]) -> str:
-    name, version, minor_dir, work = job
-    tree = _tree_for(name, version, work)
-    out = os.path.join(minor_dir, f"{name}_{version}-{PKG_REVISION}_all.deb")
+def _build(job: tuple) -> str:
+    name, version, minor_dir, work, image_debs = job
+    if name == ETCD_IMAGE:
+        tree = _etcd_image_tree(image_debs, work)
+        out = os.path.join(minor_dir, f"{name}_{version}-{PKG_REVISION}_amd64.deb")
+    else:
+        tree = _tree_for(name, version, work, etcd_image=image_debs is not None)
+        out = os.path.join(minor_dir, f"{name}_{version}-{PKG_REVISION}_all.deb")
     subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", tree, out], check=True,
                    capture_output=True)
     return out
 
 
-def build(out_dir: str, versions: list[str]) -> list[str]:
+def build(out_dir: str, versions: list[str], etcd_debs_dir: str | None = None) -> list[str]:
     """Build every package for every version; returns the .deb paths."""
+    image_debs = etcd_debs(etcd_debs_dir) if etcd_debs_dir else None
     jobs = []
     work = tempfile.mkdtemp(prefix="kubesim-debs-")
     try:
@@ -165,12 +207,21 @@ def build(out_dir: str, versions: list[str]) -> list[str]:
             minor_dir = os.path.join(out_dir, "kubernetes", f"v{parts[0]}.{parts[1]}", "deb")
             os.makedirs(minor_dir, exist_ok=True)
             minors[minor_dir] = f"{parts[0]}.{parts[1]}"
-            jobs += [(n, v, minor_dir, work) for n in ("kubeadm", "kubelet", "kubectl")]
+            jobs += [(n, v, minor_dir, work, image_debs) for n in ("kubeadm", "kubelet", "kubectl")]
         for minor_dir, minor in minors.items():
-            jobs.append(("cri-tools", f"{minor}.0", minor_dir, work))
-            jobs.append(("kubernetes-cni", CNI_VERSION, minor_dir, work))
+            jobs.append(("cri-tools", f"{minor}.0", minor_dir, work, image_debs))
+            jobs.append(("kubernetes-cni", CNI_VERSION, minor_dir, work, image_debs))
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(_build, jobs))
+            debs = list(pool.map(_build, jobs))
+        if image_debs is not None:
+            # built once (40 MB of binaries), then linked into every minor's repository like cri-tools
+            first, *rest = minors
+            image = _build((ETCD_IMAGE, ETCD_IMAGE_VERSION, first, work, image_debs))
+            debs.append(image)
+            for minor_dir in rest:
+                os.link(image, os.path.join(minor_dir, os.path.basename(image)))
+                debs.append(os.path.join(minor_dir, os.path.basename(image)))
+        return debs
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -179,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.sim.build_debs", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output directory (kubernetes/vX.Y/deb/ is created inside)")
     p.add_argument("--versions", default=",".join(DEFAULT_VERSIONS), help="comma-separated X.Y.Z list")
+    p.add_argument("--etcd-debs", default=os.environ.get("KUBESIM_ETCD_DEBS") or None,
+                   help="directory with etcd-server/etcd-client .debs for the etcd image (env KUBESIM_ETCD_DEBS)")
     a = p.parse_args(argv)
     start = time.monotonic()
     try:
-        debs = build(a.out, [v.strip() for v in a.versions.split(",") if v.strip()])
-    except (ValueError, subprocess.CalledProcessError) as e:
+        debs = build(a.out, [v.strip() for v in a.versions.split(",") if v.strip()], a.etcd_debs)
+    except (ValueError, OSError, subprocess.CalledProcessError) as e:
         print(f"build_debs: {e}", file=sys.stderr)
         return 1
     for d in debs:

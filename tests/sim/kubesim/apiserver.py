@@ -42,6 +42,10 @@ class LocalBackend:
     def view(self) -> dict:
         return rules.view(self.store.read(), self.clock())
 
+    def healthy(self) -> bool:
+        check = getattr(self.store, "healthy", None)
+        return check() if check is not None else True
+
 
 class ProxyBackend:
     """A secondary control plane with stacked etcd: its API server forwards to the first one's state."""
@@ -75,7 +79,13 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api  # type: ignore[attr-defined]
         p = self.path.split("?")[0]
         try:
-            if p in ("/healthz", "/livez", "/readyz"):
+            if p == "/livez":
+                return self._send(200, "ok")
+            if p in ("/healthz", "/readyz"):
+                # like kube-apiserver's etcd check: not healthy while its store cannot be read
+                healthy = getattr(api.backend, "healthy", None)
+                if healthy is not None and not healthy():
+                    return self._send(500, "[-]etcd failed: reason withheld\nhealthz check failed")
                 return self._send(200, "ok")
             if p == "/version":
                 major, minor, _ = parse_version(api.version)

@@ -59,8 +59,9 @@ def node_name_from_flags() -> str | None:
     return None
 
 
-def store_annotation(cluster_cfg: dict, primary: str | None, is_primary: bool) -> str:
-    if (cluster_cfg.get("etcd") or {}).get("external"):
+def store_annotation(cluster_cfg: dict, primary: str | None, is_primary: bool, local_etcd: bool = False) -> str:
+    """``local_etcd``: a stacked control plane running etcd from the image keeps the state in it."""
+    if (cluster_cfg.get("etcd") or {}).get("external") or local_etcd:
         return "etcd"
     return f"file:{STATE_FILE}" if is_primary else f"proxy:https://{primary}:6443"
 
@@ -75,7 +76,7 @@ def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str)
                  f"--service-cluster-ip-range={(cluster_cfg.get('networking') or {}).get('serviceSubnet', '10.96.0.0/12')}"]
     extra = [f"--{k}={v}" for k, v in _args(cluster_cfg.get("apiServer"))]
     comps = {"kube-apiserver": api_flags + extra, "kube-controller-manager": [], "kube-scheduler": []}
-    if not ext:
+    if not ext and store != "etcd":  # without the etcd image: a manifest only, no member behind it
         comps["etcd"] = [f"--advertise-client-urls=https://{advertise}:2379",
                          f"--data-dir={((cluster_cfg.get('etcd') or {}).get('local') or {}).get('dataDir', '/var/lib/etcd')}"]
     for name, flags in comps.items():
@@ -137,7 +138,7 @@ def _san(names: list[str]) -> str:
     return "subjectAltName=" + ",".join(out)
 
 
-def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool) -> list[str]:
+def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str | None = None) -> list[str]:
     """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl."""
     made = []
     if shutil.which("openssl") is None:
@@ -158,12 +159,19 @@ def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool) -> list[str]:
     endpoint = (cluster_cfg.get("controlPlaneEndpoint") or "").rsplit(":", 1)[0]
     sans = _san([advertise, "127.0.0.1", endpoint, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  *((cluster_cfg.get("apiServer") or {}).get("certSANs") or [])])
+    exts = {"apiserver": sans}
+    if stacked and node_name:
+        # kubeadm's etcd member certificates: server and peer for the node's name and addresses
+        member = _san([node_name, advertise, "localhost", "127.0.0.1", "::1"]) + "\nextendedKeyUsage=serverAuth,clientAuth"
+        leaves += [("etcd/server", "etcd/ca", node_name), ("etcd/peer", "etcd/ca", node_name),
+                   ("etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client")]
+        exts.update({"etcd/server": member, "etcd/peer": member})
     for name, ca, cn in leaves:
         if not host.exists(f"{PKI}/{name}.crt") and host.exists(f"{PKI}/{ca}.key"):
             key, csr, crt = (host.path(f"{PKI}/{name}.{x}") for x in ("key", "csr", "crt"))
             ext = host.path(f"{PKI}/{name}.ext")
             with open(ext, "w", encoding="utf-8") as f:
-                f.write((sans if name == "apiserver" else "extendedKeyUsage=clientAuth") + "\n")
+                f.write(exts.get(name, "extendedKeyUsage=clientAuth") + "\n")
             _openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={cn}",
                       "-keyout", key, "-out", csr])
             _openssl(["x509", "-req", "-in", csr, "-CA", host.path(f"{PKI}/{ca}.crt"), "-CAkey", host.path(f"{PKI}/{ca}.key"),

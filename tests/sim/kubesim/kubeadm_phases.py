@@ -6,7 +6,7 @@ import secrets
 import subprocess
 import sys
 
-from . import client, files, host, staticpod
+from . import client, etcdpod, files, host, staticpod
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (_local_ip, _node_checks, _preflight, _server_bases, duration, key_hash, new_token,
@@ -45,8 +45,9 @@ def init(a, version: str, cfg: dict) -> int:
     if ":" not in endpoint:
         endpoint += ":6443"
     external = bool((cc.get("etcd") or {}).get("external"))
+    local_etcd = not external and etcdpod.image_installed()
     print("[certs] Using certificateDir folder \"/etc/kubernetes/pki\"")
-    for made in files.ensure_pki(cc, advertise, stacked=not external):
+    for made in files.ensure_pki(cc, advertise, stacked=not external, node_name=name if local_etcd else None):
         print(f"[certs] Generating \"{made}\"")
     if not host.exists(f"{files.PKI}/ca.crt"):
         raise SimError("error execution phase certs/ca: failure loading ca certificate: /etc/kubernetes/pki/ca.crt missing")
@@ -55,7 +56,11 @@ def init(a, version: str, cfg: dict) -> int:
     files.write_kubeconfigs(f"https://{endpoint}", cluster_name, control_plane=True, super_admin=True)
     node_ip = extra_arg({"extraArgs": reg.get("kubeletExtraArgs")}, "node-ip") or advertise
     files.write_kubelet(name, node_ip, cfg.get("KubeletConfiguration"), target)
-    files.write_manifests(vstr(t), advertise, cc, files.store_annotation(cc, advertise, is_primary=True))
+    if local_etcd:
+        etcdpod.write_manifest(name, advertise, f"{name}=https://{advertise}:2380", existing=False,
+                               data_dir=_data_dir(cc))
+        print("[etcd] Creating static Pod manifest for local etcd in \"/etc/kubernetes/manifests\"")
+    files.write_manifests(vstr(t), advertise, cc, files.store_annotation(cc, advertise, True, local_etcd))
     print("[control-plane] Creating static Pod manifests in \"/etc/kubernetes/manifests\"")
     restart_kubelet()
     print("[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods")
@@ -130,8 +135,18 @@ def join(a, version: str, cfg: dict) -> int:
     files.write_kubelet(name, node_ip, None, cv)
     if control_plane:
         cc = dict(info.get("clusterConfiguration") or {})
-        files.ensure_pki(cc, advertise or node_ip, stacked=False)
-        files.write_manifests(cv, advertise or node_ip, cc, files.store_annotation(cc, info.get("primary"), False))
+        local_etcd = info.get("etcd") == "stacked" and etcdpod.image_installed()
+        if local_etcd and not host.exists(f"{files.PKI}/etcd/ca.key"):
+            raise SimError("error execution phase control-plane-prepare/certs: failure loading etcd/ca certificate "
+                           "authority: couldn't load the private key file /etc/kubernetes/pki/etcd/ca.key")
+        files.ensure_pki(cc, advertise or node_ip, stacked=local_etcd, node_name=name if local_etcd else None)
+        if local_etcd:
+            print("[etcd] Announced new etcd member joining to the existing etcd cluster")
+            initial = etcdpod.add_member(info.get("etcdEndpoints") or [f"https://{info.get('primary')}:2379"],
+                                         name, advertise or node_ip)
+            etcdpod.write_manifest(name, advertise or node_ip, initial, existing=True, data_dir=_data_dir(cc))
+        files.write_manifests(cv, advertise or node_ip, cc,
+                              files.store_annotation(cc, info.get("primary"), False, local_etcd))
     restart_kubelet()
     if control_plane:
         wait_healthy([f"http://127.0.0.1:{client.api_port()}"], "wait-control-plane")
@@ -139,6 +154,10 @@ def join(a, version: str, cfg: dict) -> int:
     else:
         print("\nThis node has joined the cluster")
     return 0
+
+
+def _data_dir(cc: dict) -> str:
+    return ((cc.get("etcd") or {}).get("local") or {}).get("dataDir") or etcdpod.DATA_DIR
 
 
 def upgrade(a, version: str, cfg: dict) -> int:
@@ -228,11 +247,18 @@ def reset(a, version: str) -> int:
         except SimError as e:
             print(f"W [reset] Unable to remove node {name} from the cluster: {e.message}", file=sys.stderr)
     stacked = files.read_manifest("etcd") is not None
+    if stacked and etcdpod.running_pid() is not None:
+        try:
+            if etcdpod.remove_member(name, ["https://127.0.0.1:2379"]) is not None:
+                print(f"[reset] Removed etcd member {name} from the cluster")
+        except SimError as e:
+            print(f"W [reset] Failed to remove etcd member: {e.message}", file=sys.stderr)
     if not host.in_test_root():
         subprocess.run(["systemctl", "stop", "kubelet.service"], capture_output=True)
     host.remove("/run/kubesim/kubelet.started")
     print("[reset] Stopping the kubelet service")
     dirs = [files.MANIFESTS, "/var/lib/kubelet", files.PKI] + (["/var/lib/etcd"] if stacked else [])
+    etcdpod.kill_running()  # the etcd "container" goes before its data dir
     print(f"[reset] Deleting contents of directories: {dirs}")
     for d in dirs:
         host.wipe_dir_contents(d)

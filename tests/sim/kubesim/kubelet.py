@@ -2,8 +2,8 @@
 
 Running static pods means: while /etc/kubernetes/manifests/kube-apiserver.yaml exists, keep a simulated
 API server process (staticpod.py) serving on the advertise address and 127.0.0.1, backed by the store
-named in the manifest; like a container it survives kubelet restarts. The etcd manifest of a stacked
-control plane needs no process of its own.
+named in the manifest; while etcd.yaml exists (stacked etcd), keep a real etcd process running its
+command with the etcd image's binary (etcdpod.py). Like containers, both survive kubelet restarts.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import client, files, host
+from .etcdpod import EtcdPod
 from .staticpod import ApiServerPod, ApiServerProcess, manifest_version
 
 STARTED_MARKER = "/run/kubesim/kubelet.started"
@@ -25,10 +26,12 @@ class Kubelet:
         self.version = version
         self.log = log
         self.pod = ApiServerProcess(log) if separate_process else ApiServerPod(log)
+        self.etcd = EtcdPod(log)
         self.apiserver_version: str | None = None
         self.announced = False
 
     def sync_static_pods(self) -> None:
+        self.etcd.sync(files.read_manifest("etcd"))
         manifest = files.read_manifest("kube-apiserver")
         self.apiserver_version = manifest_version(manifest) if manifest is not None else None
         self.pod.sync(manifest)

@@ -101,7 +101,10 @@ def op_discover(st: dict, a: dict, now: float) -> dict:
         raise SimError("couldn't validate the identity of the API Server: cluster-info ConfigMap not found", 404)
     return {"clusterVersion": st["clusterVersion"], "caCert": st.get("caCert"), "etcd": st.get("etcd"),
             "primary": st.get("primary"), "controlPlaneEndpoint": st.get("controlPlaneEndpoint"),
-            "clusterName": st.get("clusterName"), "clusterConfiguration": st.get("clusterConfiguration") or {}}
+            "clusterName": st.get("clusterName"), "clusterConfiguration": st.get("clusterConfiguration") or {},
+            # where a joining stacked control plane finds the etcd members (kubeadm reads the etcd pods)
+            "etcdEndpoints": [f"https://{ip}:2379" for ip in dict.fromkeys(
+                [st.get("primary")] + [n.get("internalIP") for n in st["nodes"].values() if n.get("controlPlane")]) if ip]}
 
 
 def op_join(st: dict, a: dict, now: float) -> dict:

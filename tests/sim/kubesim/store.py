@@ -93,6 +93,13 @@ class EtcdStore:
     def read(self) -> dict:
         return self._range()[0]
 
+    def healthy(self) -> bool:
+        try:
+            self._range()
+            return True
+        except SimError:
+            return False
+
     def transact(self, fn):
         with self._lock:
             for _ in range(100):
