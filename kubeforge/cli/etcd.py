@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from kubeforge.cli.common import consoles, start_run_log
+from kubeforge.cli.common import command_line, consoles, start_run_log
 
 etcd_app = typer.Typer(help="The etcd cluster: install, status, backup, restore, membership, upgrade.",
                        no_args_is_help=True)
 
 INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
+BREAK_LOCK = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first (another run's, left behind).")
 
 
 def _load(inventory: Path):
@@ -31,8 +32,9 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool):
-    """Show progress, confirm, run; print the report. Raises what the executor raises."""
+def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False):
+    """Show progress, confirm, run under the local and cluster locks; print the report. Raises what
+    the executor raises."""
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.progress import make_progress
     from kubeforge.ui.report_view import print_report
@@ -44,7 +46,8 @@ def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool):
 
         print_plan(out, plan)
     report = execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
-                          events=make_progress(err), run_dir=None if dry_run else run_log.dir)
+                          events=make_progress(err), run_dir=None if dry_run else run_log.dir,
+                          command=command_line(), break_lock=break_lock)
     if report is None:
         err.print("declined: nothing was changed")
         raise typer.Exit(1)
@@ -97,7 +100,7 @@ def run_status(inventory: Path, output: str) -> None:
         raise CheckFailed("etcd is degraded: " + "; ".join(what))
 
 
-def run_install(inventory: Path, dry_run: bool, yes: bool) -> None:
+def run_install(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
     from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.install import plan_install
@@ -109,7 +112,7 @@ def run_install(inventory: Path, dry_run: bool, yes: bool) -> None:
         except StackedEtcd as exc:
             consoles()[0].print(str(exc), markup=False)
             return
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
 
 
 def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], passphrase_file: Optional[Path],
@@ -182,7 +185,7 @@ def run_restore(inventory: Path, source: str, directory: Optional[Path], passphr
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
 
 
-def run_members(inventory: Path, dry_run: bool, yes: bool) -> None:
+def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
     from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.members import plan_members
@@ -197,7 +200,7 @@ def run_members(inventory: Path, dry_run: bool, yes: bool) -> None:
         if change.is_noop:
             consoles()[0].print("nothing to do: the cluster's members are the inventory's etcd hosts")
             return
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
 
 
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool) -> None:
@@ -234,6 +237,7 @@ def register(app: typer.Typer) -> None:
         inventory: Path = INVENTORY,
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        break_lock: bool = BREAK_LOCK,
     ) -> None:
         """Install etcd on the dedicated etcd hosts (external topology) and start the cluster.
 
@@ -243,7 +247,7 @@ def register(app: typer.Typer) -> None:
 
         Example: kubeforge etcd install -i inventories/ha-external-etcd.yaml --yes
         """
-        run_install(inventory, dry_run, yes)
+        run_install(inventory, dry_run, yes, break_lock)
 
     @etcd_app.command("backup")
     def backup_cmd(
@@ -286,6 +290,7 @@ def register(app: typer.Typer) -> None:
         inventory: Path = INVENTORY,
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        break_lock: bool = BREAK_LOCK,
     ) -> None:
         """Make the etcd member list match the inventory's etcd hosts, one member at a time.
 
@@ -296,7 +301,7 @@ def register(app: typer.Typer) -> None:
 
         Example: kubeforge etcd members -i inventories/ha-external-etcd.yaml --yes
         """
-        run_members(inventory, dry_run, yes)
+        run_members(inventory, dry_run, yes, break_lock)
 
     @etcd_app.command("upgrade")
     def upgrade_cmd(

@@ -124,6 +124,25 @@ def test_a_second_install_changes_nothing(elab, three):
     assert {s["status"] for s in report["steps"]} == {"unchanged"}, [s for s in report["steps"] if s["status"] != "unchanged"]
 
 
+def test_an_etcd_change_waits_for_the_cluster_lock_another_run_holds(elab, three):
+    holder = {"user": "alice", "machine": "ops-laptop", "pid": 4242, "command": "kubeforge upgrade --to 1.34.2",
+              "since": "2026-11-22T09:00:00Z", "run_id": "20261122T090000Z-upgrade"}
+    lock = "/var/lib/kubeforge/lock"
+    # the control plane holds the lock, as for `up` and `upgrade`
+    assert elab.exec("etcd-1", ["sh", "-c", f"mkdir -p /var/lib/kubeforge && cat > {lock}"],
+                     input=json.dumps(holder)).returncode == 0
+    try:
+        res = kf("etcd", "install", "-i", str(three), "--yes")
+        assert res.returncode == 7, res.stdout + res.stderr
+        assert "alice@ops-laptop" in res.stderr and "kubeforge upgrade --to 1.34.2" in res.stderr
+        assert json.loads(elab.exec("etcd-1", ["cat", lock]).stdout)["run_id"] == holder["run_id"]
+        res = kf("etcd", "install", "-i", str(three), "--yes", "--break-lock")
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        elab.exec("etcd-1", ["rm", "-f", lock])
+    assert elab.exec("etcd-1", ["test", "-e", lock]).returncode != 0  # released by the run that took it
+
+
 def test_a_changed_setting_restarts_members_one_at_a_time_leader_last_and_keeps_the_data(elab, three, tmp_path):
     yaml = YAML()
     doc = yaml.load(three.read_text())

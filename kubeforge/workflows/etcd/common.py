@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 from kubeforge.errors import CheckFailed, SafetyRefusal, TransportError
-from kubeforge.execute import DryRunExecutor, Events, Executor, Journal, Report, run_confirmed
+from kubeforge.execute import Events, Report
+from kubeforge.execute.run import RunOptions
+from kubeforge.execute.run import execute_plan as run_plan
 from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
 from kubeforge.plan.etcd.probe import EtcdHostFacts, parse_probe, probe_command
 from kubeforge.plan.phase import Plan
@@ -75,6 +77,12 @@ def context(cluster: Cluster) -> ClusterContext:
     return cluster_context(cluster)
 
 
+def lock_host(cluster: Cluster) -> Host:
+    """Where etcd workflows take the cluster lock: the same host as `up` and `upgrade` (the first
+    control plane), so an etcd change and a Kubernetes change never run at once."""
+    return cluster.control_planes[0] if cluster.control_planes else cluster.etcd_members[0]
+
+
 def execute_plan(
     cluster: Cluster,
     plan: Plan,
@@ -84,13 +92,16 @@ def execute_plan(
     confirm: Callable[[Plan], bool] = lambda plan: True,
     events: Events | None = None,
     run_dir: Path | None = None,
+    command: str = "",
+    break_lock: bool = False,
+    resume: bool = False,
 ) -> Report | None:
-    """Dry-run prints; otherwise ask (unless the plan changes nothing), journal and run.
-    ``None`` when the operator declined."""
-    if dry_run:
-        return DryRunExecutor(events=events).run(plan)
-    journal = Journal.start_in(run_dir, plan.workflow) if run_dir else Journal.create(cluster.runs_dir, plan.workflow)
-    return run_confirmed(plan, Executor(pool, journal=journal, events=events), confirm)
+    """Dry-run prints; otherwise ask (unless the plan changes nothing), then under the local and
+    the cluster lock journal and run. ``None`` when the operator declined."""
+    options = RunOptions(dry_run=dry_run, resume=resume, break_lock=break_lock,
+                         command=command or f"kubeforge {plan.workflow}")
+    return run_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=lock_host(cluster).name,
+                    confirm=confirm, events=events, options=options, run_dir=run_dir)
 
 
 def check_status_quorum(status) -> None:
