@@ -131,7 +131,8 @@ def snapshot_script(cluster: Cluster, member: Host, remote_path: str) -> str:
             f"{etcdctl_line(cluster, ep, 'snapshot', 'save', remote_path, command_timeout='30m')} >/dev/null",
             f"chmod 0600 {q}",
             "echo @@version",
-            "etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'",
+            # stacked control planes have no etcd binary on the host (it runs from kubeadm's image)
+            "{ etcd --version 2>/dev/null || true; } | sed -n 's/^etcd Version: //p'",
         ]
     )
 
