@@ -105,6 +105,8 @@ def build(ctx: Context, source: Path) -> Cluster:
         heartbeat_interval_ms=e.heartbeat_interval_ms, election_timeout_ms=e.election_timeout_ms,
         quota_backend_bytes=e.quota_backend_bytes, snapshot_count=e.snapshot_count, client_port=e.client_port,
         peer_port=e.peer_port,
+        release_url=e.release_url.rstrip("/") if e.release_url else None,
+        checksums=tuple(sorted((str(parse_etcd(k)), v.lower()) for k, v in e.checksums.items())),
         backup=BackupSettings(directory=backup_directory(ctx), keep=b.keep, max_age_days=b.max_age_days,
                               encryption=b.encryption, key_file=_path(ctx, b.key_file), include_pki=b.include_pki),
     )

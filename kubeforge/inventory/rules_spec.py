@@ -154,6 +154,27 @@ def check_etcd(ctx: Context) -> None:
                 ctx.warn(bpath + ("keyFile",), f"'{b.key_file}' does not exist")
     elif b.key_file:
         ctx.warn(bpath + ("keyFile",), f"keyFile is ignored with encryption {b.encryption}")
+    _check_etcd_sources(ctx)
+
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+# a pin names one archive, so a bare minor ("3.5") is not enough
+_FULL_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+
+
+def _check_etcd_sources(ctx: Context) -> None:
+    etcd = ctx.spec.etcd
+    url = etcd.release_url
+    if url is not None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            ctx.error(ctx.spec_path("etcd", "releaseURL"), f"'{url}' is not an http(s) URL")
+    for key, value in etcd.checksums.items():
+        path = ctx.spec_path("etcd", "checksums", key)
+        if not _FULL_VERSION.match(key):
+            ctx.error(path, f"'{key}' is not an etcd version (X.Y.Z, e.g. 3.5.16)", at_key=True)
+        if not _SHA256.match(value):
+            ctx.error(path, "a sha256 is 64 hex digits")
 
 
 def backup_directory(ctx: Context):

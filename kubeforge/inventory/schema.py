@@ -101,6 +101,17 @@ class EtcdDoc(_Doc):
     client_port: int = Field(_default(m.EtcdSpec, "client_port"), ge=1, le=65535, alias="clientPort")
     peer_port: int = Field(_default(m.EtcdSpec, "peer_port"), ge=1, le=65535, alias="peerPort")
     backup: BackupDoc = Field(default_factory=BackupDoc)
+    release_url: str | None = Field(
+        None, alias="releaseURL",
+        description="Install etcd from release archives at <releaseURL>/v<V>/etcd-v<V>-linux-<arch>.tar.gz, checked "
+        "against <releaseURL>/v<V>/SHA256SUMS (any package source). Default: packages.source upstream uses etcd's "
+        "GitHub releases, mirror uses the mirror's Debian packages, offline uses bundleDir.",
+    )
+    checksums: dict[str, StrictStr] = Field(
+        default_factory=dict,
+        description="Pinned sha256 of etcd release archives by version ('3.5.16': '<64 hex>'); they take precedence "
+        "over SHA256SUMS, and an archive that differs is refused.",
+    )
 
 
 class BastionDoc(_Doc):
@@ -133,7 +144,11 @@ class HostSshDoc(_Doc):
 class PackagesDoc(_Doc):
     source: Literal[PACKAGE_SOURCES] = Field("upstream", description="upstream, mirror (mirrorURL) or offline (bundleDir).")  # type: ignore[valid-type]
     mirror_url: str | None = Field(None, alias="mirrorURL")
-    bundle_dir: str | None = Field(None, alias="bundleDir", description="Directory of .deb files, relative to the inventory.")
+    bundle_dir: str | None = Field(
+        None, alias="bundleDir",
+        description="Directory of .deb files, relative to the inventory; for etcd it holds "
+        "etcd-v<V>-linux-<arch>.tar.gz and SHA256SUMS.",
+    )
     containerd_package: str = Field(_default(m.PackageSource, "containerd_package"), alias="containerdPackage")
     etcd_packages: list[str] = Field(list(_default(m.PackageSource, "etcd_packages")), alias="etcdPackages")
     gpg_key_url: str | None = Field(None, alias="gpgKeyURL")

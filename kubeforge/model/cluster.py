@@ -53,7 +53,7 @@ class EtcdTopology(str, enum.Enum):
 class PackageSourceKind(str, enum.Enum):
     UPSTREAM = "upstream"  # pkgs.k8s.io per minor + Debian for etcd/containerd
     MIRROR = "mirror"  # an apt mirror laid out like upstream (air-gapped sites)
-    OFFLINE = "offline"  # .deb files pushed from the operator's machine
+    OFFLINE = "offline"  # .deb files (and etcd release archives) pushed from the operator's machine
 
     def __str__(self) -> str:
         return self.value
@@ -204,6 +204,15 @@ class EtcdSpec:
     client_port: int = 2379
     peer_port: int = 2380
     backup: BackupSettings = field(default_factory=lambda: BackupSettings(directory=Path("backups")))
+    # etcd release archives at {release_url}/v{V}/etcd-v{V}-linux-{arch}.tar.gz with SHA256SUMS
+    # beside them; None: the package source decides (see kubeforge.plan.etcd.source).
+    release_url: str | None = None
+    # Operator-pinned sha256 of release archives per etcd version ("3.5.16", hex); they win over
+    # the download site's SHA256SUMS.
+    checksums: tuple[tuple[str, str], ...] = ()
+
+    def pinned_checksum(self, version: object) -> str | None:
+        return dict(self.checksums).get(str(version))
 
 
 @dataclass(frozen=True)

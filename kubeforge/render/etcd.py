@@ -7,14 +7,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from kubeforge.model import Host, RenderedFile
+from kubeforge.model import Cluster, Host, PackageSourceKind, RenderedFile
 from kubeforge.render.context import ETCD_PKI_DIR, ClusterContext, url_host
 from kubeforge.render.env import render_template
 
 ENV_PATH = "/etc/etcd/etcd.env"
 UNIT_PATH = "/etc/systemd/system/etcd.service"
-# Debian's etcd-server (3.4) and the upstream release tarball both install etcd here.
+# Where Debian's etcd-server package installs etcd.
 ETCD_BINARY = "/usr/bin/etcd"
+# Where kubeforge unpacks etcd release archives (etcd, etcdctl, etcdutl): first in sudo's
+# secure_path and in root's default PATH, so etcdctl is found there either way.
+ARCHIVE_BIN_DIR = "/usr/local/bin"
+
+
+def etcd_from_archive(cluster: Cluster) -> bool:
+    """Whether etcd comes from release archives (releaseURL, upstream, offline) rather than from the
+    mirror's Debian packages."""
+    return cluster.etcd.release_url is not None or cluster.packages.kind is not PackageSourceKind.MIRROR
+
+
+def etcd_binary(cluster: Cluster) -> str:
+    return f"{ARCHIVE_BIN_DIR}/etcd" if etcd_from_archive(cluster) else ETCD_BINARY
 
 ClusterState = Literal["new", "existing"]
 
@@ -51,7 +64,7 @@ def render_etcd(
         "initial_cluster_state": initial_cluster_state,
         "initial_cluster_token": initial_cluster_token or c.name,
         "env_path": ENV_PATH,
-        "etcd_binary": ETCD_BINARY,
+        "etcd_binary": etcd_binary(c),
     }
     return [
         RenderedFile(ENV_PATH, render_template("etcd/etcd.env.j2", **context), source="etcd/etcd.env.j2"),

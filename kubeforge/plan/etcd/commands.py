@@ -7,7 +7,8 @@ import shlex
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.probe import STAMP_PATH
-from kubeforge.plan.steps import RunStep
+from kubeforge.plan.etcd.source import BIN_DIR, DEFAULT_ARCH, UNAME_ARCH, EtcdArchive, archive_for, load_verified
+from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.transport.base import Command
 
 POLICY_RC = "/usr/sbin/policy-rc.d"
@@ -71,11 +72,59 @@ def install_packages(cluster: Cluster) -> Command:
     return Command(script=script, sudo=True, timeout=900, description=f"install etcd {want}")
 
 
-def install_steps(cluster: Cluster, host: Host, *, key: str = "", title: str = "") -> list[RunStep]:
+def install_steps(cluster: Cluster, host: Host, *, key: str = "", title: str = "",
+                  arch: str = DEFAULT_ARCH) -> list[RunStep | PutFileStep]:
     """The steps that put etcd ``cluster.etcd.version`` on ``host`` from the inventory's source,
-    each skipped when already converged. The one place install and upgrade plans get them from."""
-    return [RunStep(host.name, install_packages(cluster), title or f"Install etcd {cluster.etcd.version}",
-                    unless=installed_guard(cluster), key=key)]
+    each skipped when already converged. The one place install and upgrade plans get them from.
+
+    Debian sources: one apt step. Release archives (releaseURL, upstream, offline): the archive
+    the workflow fetched and verified beforehand (``prepare_etcd_sources``) is pushed, then
+    unpacked into /usr/local/bin unless etcd there already reports the version."""
+    title = title or f"Install etcd {cluster.etcd.version}"
+    archive = archive_for(cluster, arch=arch)
+    if archive is None:
+        return [RunStep(host.name, install_packages(cluster), title, unless=installed_guard(cluster), key=key)]
+    file = load_verified(cluster, archive)
+    return [
+        PutFileStep(host.name, file, title=f"Push {archive.name}", key=f"{key}-push" if key else ""),
+        RunStep(host.name, unpack_archive(archive, file.sha256), title, unless=archive_installed_guard(archive),
+                key=key),
+    ]
+
+
+def archive_installed_guard(archive: EtcdArchive) -> Command:
+    """Succeeds when every binary in /usr/local/bin reports the archive's version."""
+    v = archive.version
+    checks = [f"{BIN_DIR}/etcd --version 2>/dev/null | grep -qx {_q('etcd Version: ' + v)}"]
+    checks += [f"{BIN_DIR}/{b} version 2>/dev/null | grep -qx {_q(f'{b} version: {v}')}"
+               for b in archive.binaries if b != "etcd"]
+    return Command(script=" && ".join(checks), sudo=True, timeout=30,
+                   description=f"etcd {v} installed in {BIN_DIR}")
+
+
+def unpack_archive(archive: EtcdArchive, sha256: str) -> Command:
+    """Check the pushed archive's sha256 and the host's arch, unpack it beside /usr/local/bin and
+    rename each binary into place (a rename never leaves a half-written etcd behind)."""
+    a = _q(archive.remote_path)
+    arch_cases = " ".join(f"{k}) a={v};;" for k, v in UNAME_ARCH.items())
+    lines = [
+        f'case "$(uname -m)" in {arch_cases} *) a=$(uname -m);; esac',
+        f'[ "$a" = {_q(archive.arch)} ] || {{ echo "this host is $a; the etcd archive is for {archive.arch}" >&2; exit 3; }}',
+        f"echo {_q(sha256 + '  ' + archive.remote_path)} | sha256sum --check --quiet --strict - >/dev/null || "
+        f'{{ echo "{archive.remote_path} does not have sha256 {sha256}" >&2; exit 3; }}',
+        f"install -d -m 0755 {BIN_DIR}",
+        # the temp dir sits on the same filesystem as the binaries, so each mv is a rename(2)
+        f"t=$(mktemp -d {BIN_DIR}/.kubeforge-etcd.XXXXXX); trap 'rm -rf -- \"$t\"' EXIT",
+        f'tar -xzf {a} -C "$t" --no-same-owner --strip-components=1 {_q(archive.top_dir)}',
+    ]
+    for b in archive.binaries:
+        lines.append(f'[ -f "$t/{b}" ] || {{ echo "{archive.name} has no {archive.top_dir}/{b}" >&2; exit 3; }}')
+        lines.append(f'chown root:root "$t/{b}"; chmod 0755 "$t/{b}"; mv -f -- "$t/{b}" {BIN_DIR}/{b}')
+    lines.append(
+        f"{BIN_DIR}/etcd --version | grep -qx {_q('etcd Version: ' + archive.version)} || "
+        f'{{ echo "{BIN_DIR}/etcd does not report version {archive.version}" >&2; exit 3; }}'
+    )
+    return Command(script="\n".join(lines), sudo=True, timeout=300, description=f"unpack etcd {archive.version}")
 
 
 def prepare_user(cluster: Cluster) -> tuple[Command, Command]:

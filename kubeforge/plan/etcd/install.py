@@ -1,7 +1,8 @@
 """Install etcd on dedicated members, or converge a running cluster to the inventory.
 
 Phases, in order:
-  InstallEtcdPackages   (parallel)  package source files, apt install at the wanted version
+  InstallEtcdPackages   (parallel)  package source files, apt install at the wanted version; or the
+                                    verified release archive pushed and unpacked into /usr/local/bin
   PrepareEtcdMembers    (parallel)  etcd user and data dir, PKI, etcd.env, etcd.service, enable
   StartEtcdMembers      (parallel)  a new cluster: every member started at once (--no-block: a
                                     Type=notify unit only reports started once quorum exists)
@@ -46,9 +47,10 @@ def stamp_file(sha: str) -> RenderedFile:
 @dataclass(frozen=True)
 class MemberInput:
     host: Host
-    package_files: tuple[RenderedFile, ...]  # apt sources for the etcd packages
+    package_files: tuple[RenderedFile, ...]  # apt sources for the etcd packages (none for archives)
     files: tuple[RenderedFile, ...]  # PKI + etcd.env + etcd.service
     facts: EtcdHostFacts
+    arch: str = "amd64"  # which release archive the member gets, when etcd comes from archives
 
     @property
     def sha(self) -> str:
@@ -86,7 +88,7 @@ def install_packages_phase(inp: InstallInput) -> PhasePlan:
     lanes = []
     for m in inp.members:
         steps = [PutFileStep(m.host.name, f) for f in m.package_files]
-        steps.extend(cmd.install_steps(inp.cluster, m.host))
+        steps.extend(cmd.install_steps(inp.cluster, m.host, arch=m.arch))
         lanes.append((m.host.name, steps))
     return PhasePlan.of(name="InstallEtcdPackages", title="Install etcd packages", strategy=parallel(), lanes=lanes)
 

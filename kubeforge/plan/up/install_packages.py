@@ -1,6 +1,8 @@
 """InstallPackages: the package sources for the exact minor, then kubeadm, kubelet and kubectl at the
-exact version and held, containerd on nodes, etcd on dedicated members, haproxy + keepalived on
-load balancers; containerd configured and (re)started when its configuration changed."""
+exact version and held, containerd on nodes, etcd's Debian packages at the inventory's version on
+dedicated members (when etcd comes from the mirror; release archives are installed by the etcd
+phases), haproxy + keepalived on load balancers; containerd configured and (re)started when its
+configuration changed."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import puts, q, restart_when_changed
+from kubeforge.render.etcd import etcd_from_archive
 from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
 from kubeforge.transport.base import Command
 
@@ -25,7 +28,8 @@ def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
         for p in KUBE_PACKAGES:
             out[p] = str(c.kubernetes_version)
         out[c.packages.containerd_package] = None
-    if c.etcd.topology is EtcdTopology.EXTERNAL and host.is_etcd:
+    # etcd from release archives is the etcd install phases' job (kubeforge.plan.etcd.commands.install_steps)
+    if c.etcd.topology is EtcdTopology.EXTERNAL and host.is_etcd and not etcd_from_archive(c):
         # Pinned like the etcd workflow's own install: a source offering several etcd versions
         # must never hand `up` a different one than the inventory names.
         for p in c.packages.etcd_packages:

@@ -1,4 +1,5 @@
-"""`kubeforge etcd install`: load -> member facts -> the cluster's view -> plan -> confirm -> run.
+"""`kubeforge etcd install`: load -> etcd archives verified locally -> member facts -> the cluster's
+view -> plan -> confirm -> run.
 
     plan, inp = plan_install(cluster, pool)
     report = execute_plan(cluster, plan, pool, dry_run=..., confirm=...)
@@ -6,9 +7,10 @@
 
 from __future__ import annotations
 
-from kubeforge.errors import InputError, SafetyRefusal
-from kubeforge.model import Cluster, PackageSourceKind
+from kubeforge.errors import SafetyRefusal
+from kubeforge.model import Cluster
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_phases
+from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.phase import Plan
 from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.workflows.etcd.common import (
@@ -18,6 +20,7 @@ from kubeforge.workflows.etcd.common import (
     member_etcd_files,
     require_external,
 )
+from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.etcd.status import gather_status
 
 WORKFLOW = "etcd install"
@@ -27,9 +30,10 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
     from kubeforge.pki import ensure_pki
 
     require_external(cluster, "install")
-    if cluster.packages.kind is PackageSourceKind.OFFLINE:
-        raise InputError("packages.source offline: kubeforge etcd install supports the mirror and upstream "
-                         "(Debian archive) sources so far; use a mirror for etcd")
+    # Release archives are fetched and verified here, before anything on a host changes: a bad
+    # checksum stops the run with nothing touched.
+    arches = prepare_for_members(cluster, pool, [cluster.etcd.version])
+    from_archive = archive_for(cluster) is not None
     bundle = ensure_pki(cluster, now=now).bundle
     facts = gather_member_facts(cluster, pool)
     exists = any(f.has_data for f in facts.values() if f)
@@ -59,7 +63,8 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
         f = facts[host.name]
         files = etcd_pki_files(cluster, bundle, host) + member_etcd_files(ctx, host, f)
         # Only the sources etcd comes from; Kubernetes' repository and pin are `up`'s business.
-        sources = tuple(p for p in render_packages(ctx, host) if p.path not in (KUBERNETES_LIST, PIN_PATH))
-        members.append(MemberInput(host, sources, tuple(files), f))
+        sources = () if from_archive else tuple(
+            p for p in render_packages(ctx, host) if p.path not in (KUBERNETES_LIST, PIN_PATH))
+        members.append(MemberInput(host, sources, tuple(files), f, arch=arches[host.name]))
     inp = InstallInput(cluster, tuple(members), cluster_exists=exists, leader=leader)
     return Plan(WORKFLOW, tuple(install_phases(inp))), inp
