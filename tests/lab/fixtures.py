@@ -56,9 +56,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _sigterm_as_exit() -> None:
-    """A CI timeout sends SIGTERM; turn it into SystemExit so finalizers and atexit still tear down."""
+    """A CI timeout sends SIGTERM; turn it into KeyboardInterrupt so finalizers and atexit still tear
+    down. Not SystemExit: pytest records that as one failed test and goes on with the next."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
