@@ -203,19 +203,41 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
 
 
-def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool) -> None:
+def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
+                resume: Optional[str] = None) -> None:
     from kubeforge.transport.pool import TransportPool
+    from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.progress import make_progress
+    from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
-    from kubeforge.workflows.etcd.upgrade import plan_upgrade
+    from kubeforge.workflows.etcd.common import StackedEtcd
+    from kubeforge.workflows.etcd.upgrade import execute_upgrade, plan_upgrade
 
     cluster = _load(inventory)
+    out, err = consoles()
     with start_run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
         def snapshot() -> bool:
             take_backup(cluster, pool, options_from_cluster(cluster))
             return True
 
-        plan = plan_upgrade(cluster, pool, target, snapshot)
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+        try:
+            plan = plan_upgrade(cluster, pool, target, snapshot, allow_older_patch=allow_older_patch)
+        except StackedEtcd as exc:
+            out.print(str(exc), markup=False)
+            return
+        if dry_run:
+            from kubeforge.ui.plan_view import print_plan
+
+            print_plan(out, plan)
+        report = execute_upgrade(cluster, plan, pool, resume=resume, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
+                                 events=make_progress(err), run_dir=None if dry_run else run_log.dir)
+        if report is None:
+            err.print("declined: nothing was changed")
+            raise typer.Exit(1)
+        print_report(out, report)
+        if not dry_run and report.outcome == "succeeded":
+            out.print(f"etcd runs {target} on every member; set etcd.version: {target} in {inventory} so that "
+                      "`etcd install` and `up` keep it", markup=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -305,18 +327,29 @@ def register(app: typer.Typer) -> None:
 
     @etcd_app.command("upgrade")
     def upgrade_cmd(
+        run: Optional[str] = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
         inventory: Path = INVENTORY,
         to: str = typer.Option(..., "--to", help="The etcd version to reach (X.Y.Z).", show_default=False),
+        allow_older_patch: bool = typer.Option(
+            False, "--allow-older-patch",
+            help="Skip the latest-patch-first hop when the package source lacks it (never a hard floor or a minor)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade in its journal."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
     ) -> None:
         """Upgrade etcd one minor at a time, one member at a time (leader last), snapshot first.
 
-        Refused (exit 7) while a Kubernetes upgrade is unfinished, for downgrades and unsupported
-        minors, and (exit 4) unless every member is healthy.
+        Before anything changes, one healthy member is asked which etcd versions the package source
+        offers: a hop it lacks is refused (exit 7) naming the hop and the ways out. Also refused
+        (exit 7): an unfinished Kubernetes upgrade, downgrades, unsupported minors, a rolling
+        3.4 -> 3.5 with auth enabled; and (exit 4) unless every member is healthy. After each hop
+        the cluster version must reach it. A run that failed half-way (exit 6) is continued by the
+        same command, or with --resume to keep its journal.
 
-        Example: kubeforge etcd upgrade -i inventories/ha-external-etcd.yaml --to 3.5.21 --dry-run
+        Example: kubeforge etcd upgrade -i inventories/ha-external-etcd.yaml --to 3.6.5 --dry-run
         """
-        run_upgrade(inventory, to, dry_run, yes)
+        from kubeforge.cli.common import resume_value
+
+        run_upgrade(inventory, to, dry_run, yes, allow_older_patch=allow_older_patch, resume=resume_value(resume, run))
 
     app.add_typer(etcd_app, name="etcd")

@@ -8,10 +8,12 @@ and at most three minors older than it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model.versions import (
+    ETCD_MINOR_EXIT_FLOORS,
     SUPPORTED_ETCD_MINORS,
     SUPPORTED_MINORS,
     EtcdVersion,
@@ -123,15 +125,28 @@ def check_upgrade_skew(
         )
 
 
-def etcd_upgrade_path(current: Version, target: Version) -> list[EtcdVersion]:
-    """etcd versions to roll through, one minor at a time.
+@dataclass(frozen=True)
+class EtcdHop:
+    """One version an etcd upgrade rolls every member to, and why the path passes through it."""
 
-    Rule applied, from etcd's upgrade policy (etcd.io/docs/v3.6/upgrades/upgrading-etcd): only patch
-    upgrades and single-minor upgrades are supported, and a cluster must be on the most recent patch
-    of its minor before moving to the next minor. So when the current member is not on the latest
-    known patch of its minor, the first hop is that patch; each minor crossed is crossed at its latest
-    patch. (The 3.5 -> 3.6 guide also sets a 3.5 patch floor — 3.5.20, raised in later revisions — to
-    avoid membership-data bugs; keeping SUPPORTED_ETCD_MINORS' 3.5 entry current satisfies it.)
+    version: EtcdVersion
+    why: str  # "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5"
+    kind: str  # "target", "latest-patch" (advice), "floor" (hard), "minor" (crossing a minor)
+
+    def __str__(self) -> str:
+        return str(self.version)
+
+
+def etcd_upgrade_hops(current: Version, target: Version, *, allow_older_patch: bool = False) -> list[EtcdHop]:
+    """etcd versions to roll through, one minor at a time, each with the reason it is on the path.
+
+    Rules, from etcd's upgrade policy (etcd.io/docs/v3.6/upgrades/): only patch upgrades and
+    single-minor upgrades are supported; "update to the most recent patch version before upgrading
+    to the next minor" (the first hop, when the members are not on SUPPORTED_ETCD_MINORS' latest
+    patch); every minor crossed is crossed at its latest patch; and leaving 3.5 for 3.6 needs 3.5.20
+    or later (ETCD_MINOR_EXIT_FLOORS), a hard floor. ``allow_older_patch`` drops the
+    latest-patch-first hop, which many air-gapped mirrors cannot offer, but never a floor and never
+    a minor.
     """
     current, target = _plain(current), _plain(target)
     _refuse_non_upgrade(current, target, "etcd")
@@ -139,13 +154,36 @@ def etcd_upgrade_path(current: Version, target: Version) -> list[EtcdVersion]:
     for v, role in ((current, "current"), (target, "target")):
         if v.minor_key not in SUPPORTED_ETCD_MINORS:
             raise SafetyRefusal(f"{role} etcd version {v} is not in a supported minor (supported: {supported})")
+    target_hop = EtcdHop(_etcd(target), "the version asked for", "target")
     if current.minor_key == target.minor_key:
-        return [_etcd(target)]
-    path: list[EtcdVersion] = []
-    latest_current = SUPPORTED_ETCD_MINORS[current.minor_key]
-    if current.patch < latest_current:
-        path.append(EtcdVersion(current.major, current.minor, latest_current))
+        return [target_hop]
+    path: list[EtcdHop] = []
+    latest = SUPPORTED_ETCD_MINORS[current.minor_key]
+    floor = ETCD_MINOR_EXIT_FLOORS.get(current.minor_key)
+    next_minor = f"{current.major}.{current.minor + 1}"
+    if floor is not None and current.patch < floor:
+        path.append(EtcdHop(
+            EtcdVersion(current.major, current.minor, latest),
+            f"the latest {current.minor_str} patch: etcd requires at least {current.minor_str}.{floor} before "
+            f"{next_minor} (a hard floor, kept with --allow-older-patch)", "floor"))
+    elif current.patch < latest and not allow_older_patch:
+        path.append(EtcdHop(
+            EtcdVersion(current.major, current.minor, latest),
+            f"the latest {current.minor_str} patch, which etcd's upgrade policy requires before {next_minor}",
+            "latest-patch"))
     for m in range(current.minor + 1, target.minor):
-        path.append(EtcdVersion(current.major, m, SUPPORTED_ETCD_MINORS[(current.major, m)]))
-    path.append(_etcd(target))
+        v = EtcdVersion(current.major, m, SUPPORTED_ETCD_MINORS[(current.major, m)])
+        path.append(EtcdHop(v, f"{current.major}.{m} at its latest patch: etcd upgrades one minor at a time", "minor"))
+    path.append(target_hop)
     return path
+
+
+def etcd_upgrade_path(current: Version, target: Version, *, allow_older_patch: bool = False) -> list[EtcdVersion]:
+    """The versions of ``etcd_upgrade_hops``, in order, ending at ``target``; raises SafetyRefusal."""
+    return [h.version for h in etcd_upgrade_hops(current, target, allow_older_patch=allow_older_patch)]
+
+
+def dropped_patch_hop(current: Version, target: Version) -> EtcdVersion | None:
+    """The latest-patch-first hop ``--allow-older-patch`` leaves out of this upgrade, if any."""
+    full = etcd_upgrade_hops(current, target)
+    return next((h.version for h in full if h.kind == "latest-patch"), None)

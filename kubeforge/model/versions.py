@@ -21,11 +21,19 @@ SUPPORTED_MINORS: dict[tuple[int, int], int] = {
     (1, 35): 1,
 }
 
-# etcd minor -> latest patch known; etcd upgrades go one minor at a time.
+# etcd minor -> latest patch known; etcd upgrades go one minor at a time. Keep it current: an
+# upgrade to the next minor goes through this patch first (3.5.30: Debian sid ships it).
 SUPPORTED_ETCD_MINORS: dict[tuple[int, int], int] = {
     (3, 4): 37,
-    (3, 5): 21,
+    (3, 5): 30,
     (3, 6): 5,
+}
+
+# etcd minor -> the lowest patch of it that may move on to the next minor. A hard floor, unlike the
+# latest-patch advice above: etcd's 3.5 -> 3.6 guide requires 3.5.20+ (older 3.5 patches can
+# corrupt membership data on the way), and --allow-older-patch never lowers it.
+ETCD_MINOR_EXIT_FLOORS: dict[tuple[int, int], int] = {
+    (3, 5): 20,
 }
 
 

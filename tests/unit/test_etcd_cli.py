@@ -73,8 +73,9 @@ def test_an_etcd_upgrade_snapshots_first_then_rolls_each_hop_with_the_leader_las
     hops = [parse_etcd("3.5.21"), parse_etcd("3.6.5")]
     plan = Plan("etcd upgrade 3.6.5", tuple(upgrade_phases(cluster, hops, "etcd-1", lambda: True)))
     assert isinstance(plan.phases[0].steps[0], LocalStep)
-    assert [p.name for p in plan.phases[1:]] == ["UpgradeEtcd-3.5.21", "UpgradeEtcd-3.6.5"]
-    for p in plan.phases[1:]:
+    assert [p.name for p in plan.phases[1:]] == ["UpgradeEtcd-3.5.21", "CheckEtcdClusterVersion-3.5.21",
+                                                 "UpgradeEtcd-3.6.5", "CheckEtcdClusterVersion-3.6.5"]
+    for p in plan.phases[1::2]:
         assert p.strategy.kind == "rolling"
         assert [lane.host for lane in p.lanes] == ["etcd-2", "etcd-3", "etcd-1"]
     install = next(s for s in plan.steps if isinstance(s, RunStep) and s.title == "Install etcd 3.5.21")

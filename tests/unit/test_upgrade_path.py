@@ -64,10 +64,10 @@ def test_upgrade_path_refusals_say_why(current, target, message):
     [
         ("3.5.21", "3.5.22", ["3.5.22"]),  # patch
         ("3.5.10", "3.5.21", ["3.5.21"]),
-        ("3.5.21", "3.6.5", ["3.6.5"]),  # already on the latest 3.5 patch
-        ("3.5.15", "3.6.5", ["3.5.21", "3.6.5"]),  # latest patch of the current minor first
-        ("3.4.37", "3.6.0", ["3.5.21", "3.6.0"]),  # one minor at a time
-        ("3.4.20", "3.6.5", ["3.4.37", "3.5.21", "3.6.5"]),
+        ("3.5.30", "3.6.5", ["3.6.5"]),  # already on the latest 3.5 patch
+        ("3.5.15", "3.6.5", ["3.5.30", "3.6.5"]),  # latest patch of the current minor first
+        ("3.4.37", "3.6.0", ["3.5.30", "3.6.0"]),  # one minor at a time
+        ("3.4.20", "3.6.5", ["3.4.37", "3.5.30", "3.6.5"]),
     ],
 )
 def test_etcd_upgrade_path_goes_one_minor_at_a_time_from_the_latest_patch(current, target, expected):

@@ -1,23 +1,44 @@
-"""`kubeforge etcd upgrade --to X.Y.Z`: refuse what is unsafe, snapshot, roll member by member.
+"""`kubeforge etcd upgrade --to X.Y.Z`: tell the truth first, then snapshot and roll member by member.
 
-Refused before anything runs: stacked etcd (kubeadm upgrades it), a downgrade or an unsupported
-minor (etcd_upgrade_path), members on different versions, a cluster that is not fully healthy, and
-an unfinished Kubernetes upgrade (its journal has no successful end): the two never overlap.
+Refused before anything changes: stacked etcd (kubeadm upgrades it); an unfinished Kubernetes
+upgrade (its journal has no successful end: the two never overlap); a downgrade or an unsupported
+minor; members on versions that are not one step of this upgrade apart; a cluster that is not fully
+healthy (exit 4); a hop the package source does not offer (exit 7, naming the hop, why the path
+needs it, what the source offers and the ways out); a rolling 3.4 -> 3.5 with etcd auth enabled.
+
+Interrupted runs: members left on exactly {v, next hop of the path from v} continue with the same
+command (or ``--resume``, which also keeps the same journal); members that already reached a hop
+skip it step by step (see kubeforge.plan.etcd.upgrade).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from kubeforge.errors import CheckFailed, SafetyRefusal
+from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefusal
 from kubeforge.execute.journal import latest_unfinished, run_summary
-from kubeforge.model import Cluster
-from kubeforge.model.upgrade_path import etcd_upgrade_path
-from kubeforge.model.versions import parse_etcd
+from kubeforge.model import Cluster, PackageSourceKind
+from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops
+from kubeforge.model.versions import Version, parse_etcd
 from kubeforge.plan.etcd.upgrade import upgrade_phases
+from kubeforge.plan.etcd.upgrade_checks import (
+    AuthState,
+    auth_probe_command,
+    offered_versions_command,
+    parse_auth,
+    parse_offered,
+)
 from kubeforge.plan.phase import Plan
 from kubeforge.workflows.etcd.common import gather_member_facts, require_external
-from kubeforge.workflows.etcd.status import gather_status
+from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
+
+log = logging.getLogger("kubeforge.etcd.upgrade")
+
+
+def workflow_name(target: Version) -> str:
+    return f"etcd upgrade {target}"
 
 
 def unfinished_kubernetes_upgrade(runs_dir: Path) -> str | None:
@@ -32,25 +53,153 @@ def unfinished_kubernetes_upgrade(runs_dir: Path) -> str | None:
     return None
 
 
-def plan_upgrade(cluster: Cluster, pool, target: str, snapshot) -> Plan:
+@dataclass(frozen=True)
+class UpgradeDecision:
+    """What the members run and where this upgrade takes them."""
+
+    current: Version  # the oldest version a member runs: the path starts there
+    hops: tuple[EtcdHop, ...]
+    continuing: bool  # members were left on two adjacent versions of this path by an earlier run
+    warning: str | None  # set when --allow-older-patch dropped a hop
+
+
+def decide(versions: dict[str, str], target: Version, *, allow_older_patch: bool = False) -> UpgradeDecision:
+    """The path from what the members run (``{member: version}``) to ``target``. Members on two
+    versions are accepted only as an interrupted run of this very upgrade: exactly {v, the first hop
+    of the path from v}; anything else is refused, naming who runs what."""
+    parsed = {m: parse_etcd(v) for m, v in versions.items()}
+    distinct = sorted(set(parsed.values()))
+    current = distinct[0]
+    continuing = False
+    if len(distinct) > 1:
+        who = "; ".join(f"{v}: {', '.join(sorted(m for m in parsed if parsed[m] == v))}" for v in distinct)
+        if len(distinct) > 2:
+            raise SafetyRefusal(f"members run {len(distinct)} different etcd versions ({who}); "
+                                "kubeforge only continues an upgrade left between two adjacent hops",
+                                hint="bring the members to one version by hand first")
+        hops = etcd_upgrade_hops(current, target, allow_older_patch=allow_older_patch)
+        if hops[0].version != distinct[1]:
+            path = " -> ".join(str(h) for h in hops)
+            hint = "finish or undo the interrupted upgrade (the one that left them so) first"
+            if not allow_older_patch and etcd_upgrade_hops(current, target, allow_older_patch=True)[0].version == distinct[1]:
+                hint = "the interrupted run went without the latest patch: run again with --allow-older-patch"
+            raise SafetyRefusal(f"members run different etcd versions ({who}), and {distinct[1]} is not the next "
+                                f"step of the path {current} -> {path}", hint=hint)
+        continuing = True
+    hops = etcd_upgrade_hops(current, target, allow_older_patch=allow_older_patch)
+    warning = None
+    if allow_older_patch:
+        dropped = dropped_patch_hop(current, target)
+        if dropped is not None:
+            warning = (f"--allow-older-patch: upgrading {current} -> {target.minor_str} without {dropped}, the latest "
+                       f"{current.minor_str} patch etcd's upgrade policy asks for first")
+    return UpgradeDecision(current, tuple(hops), continuing, warning)
+
+
+def check_offered(decision: UpgradeDecision, offered: dict[str, str], source: str, *, allow_older_patch: bool) -> None:
+    """Refuse (SafetyRefusal) when a hop's version is not offered by the package source."""
+    for hop in decision.hops:
+        if str(hop.version) in offered:
+            continue
+        has = ", ".join(offered) or "no etcd version at all"
+        ways = [f"add etcd {hop.version} to {source}"]
+        if hop.kind == "latest-patch" and not allow_older_patch:
+            ways.append(f"pass --allow-older-patch to go from {decision.current} straight to "
+                        f"{decision.hops[1].version} (etcd advises against it; the plan will say so)")
+        raise SafetyRefusal(f"etcd {hop.version} is not offered by {source}: the path "
+                            f"{decision.current} -> {' -> '.join(str(h) for h in decision.hops)} needs it as {hop.why}; "
+                            f"the source offers {has}", hint=", or ".join(ways))
+
+
+def check_auth(decision: UpgradeDecision, auth: AuthState | None) -> None:
+    """etcd does not support a rolling 3.4 -> 3.5 upgrade with auth enabled."""
+    if not crosses_34_to_35(decision):
+        return
+    if auth is None or auth.enabled is None:
+        raise SafetyRefusal("cannot tell whether etcd auth is enabled, and a rolling 3.4 -> 3.5 upgrade is unsupported "
+                            f"with auth on ({auth.detail if auth else 'no answer'})",
+                            hint="disable auth (`etcdctl auth disable`) for the upgrade and enable it afterwards")
+    if auth.enabled:
+        raise SafetyRefusal(f"etcd auth is enabled ({auth.detail}); etcd does not support a rolling 3.4 -> 3.5 "
+                            "upgrade with auth on",
+                            hint="disable auth (`etcdctl auth disable`) for the upgrade and enable it afterwards")
+
+
+def crosses_34_to_35(decision: UpgradeDecision) -> bool:
+    steps = [decision.current, *(h.version for h in decision.hops)]
+    return any(a.minor_key == (3, 4) and b.minor_key == (3, 5) for a, b in zip(steps, steps[1:]))
+
+
+def _source_name(cluster: Cluster) -> str:
+    if cluster.packages.kind is PackageSourceKind.MIRROR:
+        return f"the mirror {cluster.packages.mirror_url}"
+    return "the configured Debian archive"
+
+
+def _probe_member(cluster: Cluster, status: ClusterStatus):
+    """A healthy follower (the leader only when it is the only member)."""
+    healthy = [m.name for m in status.members if m.healthy]
+    names = sorted(healthy, key=lambda n: status.leader is not None and n == status.leader.name)
+    return next(h for h in cluster.etcd_members if h.name == names[0])
+
+
+def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_patch: bool = False) -> Plan:
     require_external(cluster, "upgrade")
     run = unfinished_kubernetes_upgrade(cluster.runs_dir)
     if run:
         raise SafetyRefusal(f"a Kubernetes upgrade is unfinished (run {run}); etcd and Kubernetes upgrades never overlap",
                             hint="finish it with `kubeforge upgrade --resume` first")
     want = parse_etcd(target)
+    if cluster.packages.kind is PackageSourceKind.OFFLINE:
+        raise InputError("packages.source offline: kubeforge etcd upgrade supports the mirror and upstream "
+                         "(Debian archive) sources so far; use a mirror for etcd")
     facts = gather_member_facts(cluster, pool)
-    versions = {f.version for f in facts.values() if f}
-    if None in versions:
-        raise SafetyRefusal("etcd is not installed on every member", hint="run `kubeforge etcd install` first")
-    if len(versions) != 1:
-        raise SafetyRefusal(f"members run different etcd versions ({', '.join(sorted(map(str, versions)))}); "
-                            "finish or undo the interrupted upgrade first")
-    current = parse_etcd(versions.pop())
-    hops = etcd_upgrade_path(current, want)
+    missing = sorted(m for m, f in facts.items() if f is None or f.version is None)
+    if missing:
+        raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
+    versions = {m: f.version.split("+")[0] for m, f in facts.items() if f and f.version}
+    decision = decide(versions, want, allow_older_patch=allow_older_patch)
     status = gather_status(cluster, pool)
     if not status.all_healthy:
         bad = ", ".join(m.name for m in status.members if not m.healthy) or "alarms: " + "; ".join(status.alarms)
         raise CheckFailed(f"etcd is not fully healthy ({bad}); an upgrade starts only from a healthy cluster")
+    probe_host = _probe_member(cluster, status)
+    transport = pool.get(probe_host)
+    try:
+        answer = transport.run(offered_versions_command(cluster)).stdout
+    except CommandFailed as exc:
+        raise CheckFailed(f"cannot read which etcd versions {_source_name(cluster)} offers: {exc.message}") from None
+    offered = parse_offered(answer, cluster.packages.etcd_packages)
+    log.info("etcd versions offered by %s (asked on %s): %s", _source_name(cluster), probe_host.name,
+             ", ".join(f"{k} ({v})" for k, v in offered.items()) or "none")
+    check_offered(decision, offered, _source_name(cluster), allow_older_patch=allow_older_patch)
+    if crosses_34_to_35(decision):
+        check_auth(decision, parse_auth(transport.run(auth_probe_command(cluster, probe_host)).stdout))
+    if decision.continuing:
+        log.warning("members run %s: continuing the interrupted upgrade to %s",
+                    ", ".join(f"{m} {v}" for m, v in sorted(versions.items())), want)
+    if decision.warning:
+        log.warning("%s", decision.warning)
     leader = status.leader.name if status.leader else None
-    return Plan(f"etcd upgrade {want}", tuple(upgrade_phases(cluster, hops, leader, snapshot)))
+    phases = upgrade_phases(cluster, [h.version for h in decision.hops], leader, snapshot, warning=decision.warning)
+    return Plan(workflow_name(want), tuple(phases))
+
+
+def execute_upgrade(cluster: Cluster, plan: Plan, pool, *, resume: str | None = None, dry_run: bool = False,
+                    confirm=lambda plan: True, events=None, run_dir: Path | None = None):
+    """Run (or walk, with ``dry_run``) the plan. ``resume``: None for a new run, "" for the latest
+    unfinished run of this upgrade, else its id; its journal is continued and the steps it
+    completed are not repeated. ``None`` when the operator declined."""
+    from kubeforge.execute import DryRunExecutor, Executor, Journal, run_confirmed
+    from kubeforge.execute.run import completed_steps
+    from kubeforge.workflows.etcd.common import execute_plan
+
+    if resume is None:
+        return execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=confirm, events=events, run_dir=run_dir)
+    if dry_run:
+        done = completed_steps(cluster.runs_dir, plan.workflow, resume or None)
+        return DryRunExecutor(events=events, done_before=done).run(plan)
+    journal = Journal.resume(cluster.runs_dir, plan.workflow, resume or None)
+    if run_dir is not None and (Path(run_dir) / "kubeforge.log").exists():
+        journal.log_file = Path(run_dir) / "kubeforge.log"
+    return run_confirmed(plan, Executor(pool, journal=journal, events=events), confirm)
