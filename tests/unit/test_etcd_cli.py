@@ -39,9 +39,9 @@ def test_install_on_stacked_etcd_says_kubeadm_runs_it_and_exits_cleanly(stacked)
     assert "stacked" in res.stdout and "kubeadm" in res.stdout
 
 
-def test_restore_of_stacked_etcd_is_refused_clearly(stacked):
+def test_restore_of_stacked_etcd_looks_for_a_backup_before_asking_any_host(stacked):
     res = kf("etcd", "restore", "-i", str(stacked), "--from", "latest", "--yes")
-    assert res.returncode == 7 and "stacked" in res.stderr
+    assert res.returncode == 3 and "no verified backup to restore" in res.stderr
 
 
 def test_status_rejects_an_unknown_output_format(stacked):

@@ -1,4 +1,4 @@
-"""Restore every member from one verified snapshot (external etcd).
+"""Restore every member from one verified snapshot (external etcd; stacked: restore_stacked.py).
 
 Phases, in order (each stops at the first failure):
   StopApiServers      control planes: kube-apiserver's static pod manifest moved aside (kubelet
@@ -12,6 +12,9 @@ Phases, in order (each stops at the first failure):
   WaitForEtcdHealthy  every member healthy, one leader
   StartApiServers     the manifests put back
   RemoveSnapshotCopies
+
+Stacked etcd has the same phases; its members are the control planes' static pods, so stopping and
+starting them is moving etcd.yaml out of and back into the kubelet's manifest directory.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
 from kubeforge.plan.etcd import commands as cmd
+from kubeforge.plan.etcd import restore_stacked as st
 from kubeforge.plan.etcd.ctl import REMOTE_WORK_DIR, initial_cluster, peer_url
 from kubeforge.plan.etcd.install import health_gate
 from kubeforge.plan.etcd.probe import EtcdHostFacts
@@ -45,6 +49,11 @@ class RestoreInput:
     snapshot_sha256: str
     backup_name: str
     stamp: str  # UTC time of this restore, names the old data dirs and the new token
+    stacked: tuple[st.StackedMember, ...] = ()  # stacked etcd: each control plane's member, from its manifest
+
+    @property
+    def is_stacked(self) -> bool:
+        return self.cluster.etcd.topology is EtcdTopology.STACKED
 
     @property
     def token(self) -> str:
@@ -95,6 +104,23 @@ def restore_command(inp: RestoreInput, host: Host) -> Command:
     return Command(script=script, sudo=True, timeout=900, description=f"restore etcd data of {host.name}")
 
 
+def _stacked_lanes(inp: RestoreInput):
+    """(stop, restore, start) lanes of the control planes' etcd static pods."""
+    found = {m.host: m for m in inp.stacked}
+    members = [found[h.name] for h in inp.members]
+    stop, restore, start = [], [], []
+    for h in inp.members:
+        stop.append((h.name, [RunStep(h.name, st.stop_etcd_command(), "Stop etcd (manifest moved aside, etcd gone)",
+                                      unless=st.etcd_stopped_check())]))
+        restore.append((h.name, [RunStep(h.name, st.restore_command(found[h.name], members, snapshot=inp.remote_path,
+                                                                    token=inp.token, stamp=inp.stamp,
+                                                                    bump_revision=BUMP_REVISION),
+                                         "Keep the old data dir aside and restore")]))
+        start.append((h.name, [RunStep(h.name, st.start_etcd_command(), "Start etcd (manifest put back)",
+                                       unless=st.etcd_started_check())]))
+    return stop, restore, start
+
+
 def restore_phases(inp: RestoreInput) -> list[PhasePlan]:
     c = inp.cluster
     q_manifest, q_aside = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
@@ -114,20 +140,24 @@ def restore_phases(inp: RestoreInput) -> list[PhasePlan]:
     check = Command(script=f"echo {shlex.quote(inp.snapshot_sha256)}'  '{shlex.quote(inp.remote_path)} | sha256sum -c --quiet -",
                     sudo=True, timeout=300, description="snapshot checksum on the member")
     first = inp.members[0]
+    if inp.is_stacked:
+        stop_etcd, restore_data, start_etcd = _stacked_lanes(inp)
+    else:
+        stop_etcd = [(m.name, [RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")]) for m in inp.members]
+        restore_data = [(m.name, [RunStep(m.name, restore_command(inp, m), "Keep the old data dir aside and restore")])
+                        for m in inp.members]
+        start_etcd = [(m.name, [RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd")])
+                      for m in inp.members]
     phases = [
         PhasePlan.of(name="StopApiServers", title="Stop the API servers", strategy=parallel(), lanes=stop_api,
                      reason_if_empty="no control plane runs kube-apiserver from a static pod manifest"),
-        PhasePlan.of(name="StopEtcd", title="Stop etcd on every member", strategy=parallel(),
-                     lanes=[(m.name, [RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")]) for m in inp.members]),
+        PhasePlan.of(name="StopEtcd", title="Stop etcd on every member", strategy=parallel(), lanes=stop_etcd),
         PhasePlan.of(name="PushSnapshot", title="Push the snapshot to every member", strategy=parallel(),
                      lanes=[(m.name, [PutFileStep(m.name, snap_file, title="Push the snapshot"),
                                       RunStep(m.name, check, "Compare the snapshot checksum")]) for m in inp.members]),
         PhasePlan.of(name="RestoreMemberData", title="Restore every member's data from the snapshot", strategy=parallel(),
-                     lanes=[(m.name, [RunStep(m.name, restore_command(inp, m), "Keep the old data dir aside and restore")])
-                            for m in inp.members]),
-        PhasePlan.of(name="StartEtcdMembers", title="Start every etcd member", strategy=parallel(),
-                     lanes=[(m.name, [RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd")])
-                            for m in inp.members]),
+                     lanes=restore_data),
+        PhasePlan.of(name="StartEtcdMembers", title="Start every etcd member", strategy=parallel(), lanes=start_etcd),
         PhasePlan.of(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster", strategy=serial(),
                      lanes=[(first.name, [health_gate(c, first, inp.members)])]),
         PhasePlan.of(name="StartApiServers", title="Start the API servers", strategy=parallel(), lanes=start_api,

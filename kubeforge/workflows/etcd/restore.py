@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubeforge.errors import InputError, SafetyRefusal
+from kubeforge.errors import InputError, SafetyRefusal, TransportError
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.secret import Secret
-from kubeforge.plan.etcd.restore import APISERVER_MANIFEST, RestoreInput, restore_phases
+from kubeforge.plan.etcd import restore_stacked
+from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST, RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd import crypto
@@ -49,14 +50,30 @@ def _stamp(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def stacked_members(cluster: Cluster, pool) -> tuple[restore_stacked.StackedMember, ...]:
+    """Every control plane's etcd member as its static pod manifest states it, checked against the
+    inventory (refused, nothing changed, when they disagree or a tool is missing)."""
+    probe = restore_stacked.probe_command()
+    result = pool.fanout(cluster.control_planes, lambda t: restore_stacked.parse_probe(t.host, t.run(probe).stdout))
+    down = [f"{o.host}: {o.message}" for o in result.outcomes if not o.ok]
+    if down:
+        raise TransportError(", ".join(d.split(":")[0] for d in down), "cannot read the etcd manifests: " + "; ".join(down),
+                             hint="every control plane takes part in a stacked restore; nothing was changed")
+    found = {o.host: o.value for o in result.outcomes}
+    restore_stacked.check_members(cluster, found)
+    return tuple(found[cp.name] for cp in cluster.control_planes)
+
+
+def _api_control_planes(cluster: Cluster, pool) -> tuple:
+    """Control planes whose API server runs from a manifest, or whose manifest an interrupted restore
+    left aside (so a re-run puts it back)."""
+    probe = f"[ -e {APISERVER_MANIFEST} ] || [ -e {APISERVER_ASIDE} ]"
+    return tuple(cp for cp in cluster.control_planes
+                 if pool.get(cp).run(Command(script=probe, sudo=True, check=False, timeout=30)).ok)
+
+
 def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None = None,
                  passphrase: Secret | None = None, now: datetime | None = None) -> tuple[Plan, RestoreInput]:
-    if cluster.etcd.topology is EtcdTopology.STACKED:
-        raise SafetyRefusal(
-            "restoring stacked etcd (kubeadm's static pods on the control planes) is not implemented yet",
-            hint="restore with `etcdutl snapshot restore` on each control plane while etcd.yaml and "
-                 "kube-apiserver.yaml are moved out of /etc/kubernetes/manifests",
-        )
     manifest_path = find_manifest(cluster, source, directory)
     key = crypto.load_key_file(cluster.etcd.backup.key_file) if cluster.etcd.backup.key_file else None
     work = cluster.state_dir / "restore"
@@ -69,15 +86,15 @@ def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None 
         if plain.parent == work:
             plain.unlink(missing_ok=True)
     members = cluster.etcd_members
-    facts = gather_member_facts(cluster, pool)
-    missing = [n for n, f in facts.items() if f is not None and f.version is None]
-    if missing:
-        raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
-    cps = []
-    for cp in cluster.control_planes:
-        res = pool.get(cp).run(Command(argv=["test", "-e", APISERVER_MANIFEST], sudo=True, check=False, timeout=30))
-        if res.ok:
-            cps.append(cp)
-    inp = RestoreInput(cluster, members, {k: v for k, v in facts.items() if v}, tuple(cps), data, sha,
-                       manifest.name, _stamp(now or datetime.now(timezone.utc)))
+    stacked: tuple = ()
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        facts = {}
+        stacked = stacked_members(cluster, pool)
+    else:
+        facts = gather_member_facts(cluster, pool)
+        missing = [n for n, f in facts.items() if f is not None and f.version is None]
+        if missing:
+            raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
+    inp = RestoreInput(cluster, members, {k: v for k, v in facts.items() if v}, _api_control_planes(cluster, pool),
+                       data, sha, manifest.name, _stamp(now or datetime.now(timezone.utc)), stacked)
     return Plan(f"{WORKFLOW} {manifest.name}", tuple(restore_phases(inp))), inp

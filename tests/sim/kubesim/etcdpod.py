@@ -72,7 +72,7 @@ def write_manifest(name: str, advertise: str, initial_cluster: str, existing: bo
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return host.path(f"{IMAGE_DIR}/etcd").encode() in f.read().split(b"\0")[0]
+            return f.read().split(b"\0")[0] == host.path(f"{IMAGE_DIR}/etcd").encode()
     except OSError:
         return False
 
@@ -124,11 +124,15 @@ class EtcdPod:
             self.log(f"etcd manifest changed: restarting etcd (pid {pid})")
             kill_running()
         os.makedirs(os.path.dirname(host.path(LOG_FILE)), exist_ok=True)
-        with open(host.path(LOG_FILE), "ab") as out:
-            proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        host.write(PID_FILE, str(proc.pid))
+        # started through a shell that exits at once, so etcd is not the kubelet's child: like a container
+        # under its shim it is reaped by init, never left a zombie that still looks like an etcd process
+        out = subprocess.run(["/bin/sh", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!', "sh",
+                              host.path(LOG_FILE), *argv], capture_output=True, text=True, start_new_session=True,
+                             check=True)
+        pid = int(out.stdout.strip())
+        host.write(PID_FILE, str(pid))
         host.write(SPEC_FILE, spec)
-        self.log(f"started etcd static pod (pid {proc.pid})")
+        self.log(f"started etcd static pod (pid {pid})")
 
 
 # --- members, through the v3 JSON gateway --------------------------------------------------------------
