@@ -204,7 +204,7 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
 
 
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
-                resume: Optional[str] = None) -> None:
+                resume: Optional[str] = None, break_lock: bool = False) -> None:
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.progress import make_progress
@@ -230,7 +230,8 @@ def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow
 
             print_plan(out, plan)
         report = execute_upgrade(cluster, plan, pool, resume=resume, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
-                                 events=make_progress(err), run_dir=None if dry_run else run_log.dir)
+                                 events=make_progress(err), run_dir=None if dry_run else run_log.dir,
+                                 command=command_line(), break_lock=break_lock)
         if report is None:
             err.print("declined: nothing was changed")
             raise typer.Exit(1)
@@ -336,6 +337,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade in its journal."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        break_lock: bool = BREAK_LOCK,
     ) -> None:
         """Upgrade etcd one minor at a time, one member at a time (leader last), snapshot first.
 
@@ -350,6 +352,7 @@ def register(app: typer.Typer) -> None:
         """
         from kubeforge.cli.common import resume_value
 
-        run_upgrade(inventory, to, dry_run, yes, allow_older_patch=allow_older_patch, resume=resume_value(resume, run))
+        run_upgrade(inventory, to, dry_run, yes, allow_older_patch=allow_older_patch, resume=resume_value(resume, run),
+                    break_lock=break_lock)
 
     app.add_typer(etcd_app, name="etcd")

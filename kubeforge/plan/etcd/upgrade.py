@@ -23,6 +23,7 @@ from kubeforge.model import Cluster, EtcdVersion
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd import upgrade_checks as chk
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
+from kubeforge.plan.etcd.source import DEFAULT_ARCH
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep, LocalStep, RunStep
 from kubeforge.plan.strategy import rolling, serial
@@ -44,7 +45,7 @@ def warning_phase(message: str) -> PhasePlan:
                         lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message), key="warning")])])
 
 
-def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple) -> list:
+def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: str = DEFAULT_ARCH) -> list:
     at = replace(cluster, etcd=replace(cluster.etcd, version=hop))
     v = str(hop)
     others = tuple(m for m in members if m.name != host.name)
@@ -54,7 +55,7 @@ def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple) -> lis
         steps.append(RunStep(host.name, chk.move_leadership_away(cluster, host, others, v),
                              "Move etcd leadership to another member", unless=chk.not_leader_or_done(cluster, host, v),
                              key=f"move-leader-{v}"))
-    steps += cmd.install_steps(at, host, key=f"install-{v}", title=f"Install etcd {v}")
+    steps += cmd.install_steps(at, host, key=f"install-{v}", title=f"Install etcd {v}", arch=arch)
     steps.append(RunStep(host.name, cmd.systemctl("restart", "etcd", timeout=180), f"Restart etcd {v}",
                          unless=chk.runs_version(cluster, host, v), key=f"restart-{v}"))
     healthy = cmd.cluster_healthy(cluster, members).script
@@ -65,7 +66,9 @@ def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple) -> lis
 
 
 def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | None,
-                   snapshot: Callable[[], object], *, warning: str | None = None) -> list[PhasePlan]:
+                   snapshot: Callable[[], object], *, warning: str | None = None,
+                   arches: dict[str, str] | None = None) -> list[PhasePlan]:
+    """``arches``: host -> etcd arch name, for release archives (workflows.etcd.sources)."""
     members = tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
     phases = [warning_phase(warning)] if warning else []
     phases.append(PhasePlan.of(name="SnapshotEtcd", title="Take and verify an etcd snapshot first", strategy=serial(),
@@ -73,8 +76,10 @@ def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | 
     for hop in hops:
         v = str(hop)
         phases.append(PhasePlan.of(name=f"UpgradeEtcd-{v}", title=f"Upgrade etcd to {v} (leader last)",
-                                   strategy=rolling(), lanes=[(h.name, member_lane(cluster, hop, h, members))
-                                                              for h in members]))
+                                   strategy=rolling(),
+                                   lanes=[(h.name, member_lane(cluster, hop, h, members,
+                                                               (arches or {}).get(h.name, DEFAULT_ARCH)))
+                                          for h in members]))
         last = members[-1]
         gate = GateStep(last.name, chk.cluster_version_reached(cluster, members, v),
                         f"Wait for the etcd cluster version {hop.minor_str}",

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefusal
 from kubeforge.execute.journal import latest_unfinished, run_summary
-from kubeforge.model import Cluster, PackageSourceKind
+from kubeforge.model import Cluster
 from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops
 from kubeforge.model.versions import Version, parse_etcd
+from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.etcd.upgrade import upgrade_phases
 from kubeforge.plan.etcd.upgrade_checks import (
     AuthState,
@@ -131,9 +132,42 @@ def crosses_34_to_35(decision: UpgradeDecision) -> bool:
 
 
 def _source_name(cluster: Cluster) -> str:
-    if cluster.packages.kind is PackageSourceKind.MIRROR:
-        return f"the mirror {cluster.packages.mirror_url}"
-    return "the configured Debian archive"
+    archive = archive_for(cluster)
+    if archive is not None:
+        return f"the release archives at {archive.base}"
+    return f"the mirror {cluster.packages.mirror_url}"
+
+
+def offered_by_mirror(cluster: Cluster, transport, asked: str) -> dict[str, str]:
+    """{upstream version: Debian version} of etcd in the mirror, as one member's apt sees it."""
+    try:
+        answer = transport.run(offered_versions_command(cluster)).stdout
+    except CommandFailed as exc:
+        raise CheckFailed(f"cannot read which etcd versions {_source_name(cluster)} offers: {exc.message}") from None
+    offered = parse_offered(answer, cluster.packages.etcd_packages)
+    log.info("etcd versions offered by %s (asked on %s): %s", _source_name(cluster), asked,
+             ", ".join(f"{k} ({v})" for k, v in offered.items()) or "none")
+    return offered
+
+
+def prepare_archives(cluster: Cluster, pool, decision: UpgradeDecision, *, allow_older_patch: bool) -> dict[str, str]:
+    """Fetch and verify every hop's release archive here before any host is touched; a hop whose
+    archive does not exist is refused like a version the mirror lacks. Returns host -> arch."""
+    from kubeforge.workflows.etcd.sources import member_arches, prepare_etcd_sources
+
+    arches = member_arches(cluster, pool)
+    for hop in decision.hops:
+        try:
+            prepare_etcd_sources(cluster, [hop.version], arches=set(arches.values()))
+        except InputError as exc:
+            if "HTTP 404" not in exc.message and "no such file" not in exc.message:
+                raise  # a checksum that does not match is not a missing version
+            ways = [f"add etcd {hop.version} to {_source_name(cluster)}"]
+            if hop.kind == "latest-patch" and not allow_older_patch:
+                ways.append(f"pass --allow-older-patch to go from {decision.current} straight to {decision.hops[1].version}")
+            raise SafetyRefusal(f"etcd {hop.version} is not available from {_source_name(cluster)} ({exc.message}): the "
+                                f"path needs it as {hop.why}", hint=", or ".join(ways)) from None
+    return arches
 
 
 def _probe_member(cluster: Cluster, status: ClusterStatus):
@@ -150,9 +184,6 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
         raise SafetyRefusal(f"a Kubernetes upgrade is unfinished (run {run}); etcd and Kubernetes upgrades never overlap",
                             hint="finish it with `kubeforge upgrade --resume` first")
     want = parse_etcd(target)
-    if cluster.packages.kind is PackageSourceKind.OFFLINE:
-        raise InputError("packages.source offline: kubeforge etcd upgrade supports the mirror and upstream "
-                         "(Debian archive) sources so far; use a mirror for etcd")
     facts = gather_member_facts(cluster, pool)
     missing = sorted(m for m, f in facts.items() if f is None or f.version is None)
     if missing:
@@ -165,14 +196,12 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
         raise CheckFailed(f"etcd is not fully healthy ({bad}); an upgrade starts only from a healthy cluster")
     probe_host = _probe_member(cluster, status)
     transport = pool.get(probe_host)
-    try:
-        answer = transport.run(offered_versions_command(cluster)).stdout
-    except CommandFailed as exc:
-        raise CheckFailed(f"cannot read which etcd versions {_source_name(cluster)} offers: {exc.message}") from None
-    offered = parse_offered(answer, cluster.packages.etcd_packages)
-    log.info("etcd versions offered by %s (asked on %s): %s", _source_name(cluster), probe_host.name,
-             ", ".join(f"{k} ({v})" for k, v in offered.items()) or "none")
-    check_offered(decision, offered, _source_name(cluster), allow_older_patch=allow_older_patch)
+    arches = None
+    if archive_for(cluster) is None:
+        check_offered(decision, offered_by_mirror(cluster, transport, probe_host.name), _source_name(cluster),
+                      allow_older_patch=allow_older_patch)
+    else:
+        arches = prepare_archives(cluster, pool, decision, allow_older_patch=allow_older_patch)
     if crosses_34_to_35(decision):
         check_auth(decision, parse_auth(transport.run(auth_probe_command(cluster, probe_host)).stdout))
     if decision.continuing:
@@ -181,25 +210,22 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     if decision.warning:
         log.warning("%s", decision.warning)
     leader = status.leader.name if status.leader else None
-    phases = upgrade_phases(cluster, [h.version for h in decision.hops], leader, snapshot, warning=decision.warning)
+    phases = upgrade_phases(cluster, [h.version for h in decision.hops], leader, snapshot, warning=decision.warning,
+                            arches=arches)
     return Plan(workflow_name(want), tuple(phases))
 
 
 def execute_upgrade(cluster: Cluster, plan: Plan, pool, *, resume: str | None = None, dry_run: bool = False,
-                    confirm=lambda plan: True, events=None, run_dir: Path | None = None):
-    """Run (or walk, with ``dry_run``) the plan. ``resume``: None for a new run, "" for the latest
-    unfinished run of this upgrade, else its id; its journal is continued and the steps it
-    completed are not repeated. ``None`` when the operator declined."""
-    from kubeforge.execute import DryRunExecutor, Executor, Journal, run_confirmed
-    from kubeforge.execute.run import completed_steps
-    from kubeforge.workflows.etcd.common import execute_plan
+                    confirm=lambda plan: True, events=None, run_dir: Path | None = None, command: str = "",
+                    break_lock: bool = False):
+    """Run (or walk, with ``dry_run``) the plan under the local and cluster locks, like every etcd
+    workflow. ``resume``: None for a new run, "" for the latest unfinished run of this upgrade, else
+    its id; its journal is continued and the steps it completed are not repeated. ``None`` when the
+    operator declined."""
+    from kubeforge.execute.run import RunOptions, execute_plan
+    from kubeforge.workflows.etcd.common import lock_host
 
-    if resume is None:
-        return execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=confirm, events=events, run_dir=run_dir)
-    if dry_run:
-        done = completed_steps(cluster.runs_dir, plan.workflow, resume or None)
-        return DryRunExecutor(events=events, done_before=done).run(plan)
-    journal = Journal.resume(cluster.runs_dir, plan.workflow, resume or None)
-    if run_dir is not None and (Path(run_dir) / "kubeforge.log").exists():
-        journal.log_file = Path(run_dir) / "kubeforge.log"
-    return run_confirmed(plan, Executor(pool, journal=journal, events=events), confirm)
+    options = RunOptions(dry_run=dry_run, resume=resume is not None, run_id=resume or None, break_lock=break_lock,
+                         command=command or f"kubeforge {plan.workflow}")
+    return execute_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=lock_host(cluster).name,
+                        confirm=confirm, events=events, options=options, run_dir=run_dir)
