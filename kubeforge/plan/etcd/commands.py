@@ -93,10 +93,11 @@ def install_steps(cluster: Cluster, host: Host, *, key: str = "", title: str = "
 
 
 def archive_installed_guard(archive: EtcdArchive) -> Command:
-    """Succeeds when every binary in /usr/local/bin reports the archive's version."""
+    """Succeeds when every binary in /usr/local/bin reports the archive's version. grep reads all
+    of the output (no -q): under pipefail an early exit would fail the pipeline by SIGPIPE."""
     v = archive.version
-    checks = [f"{BIN_DIR}/etcd --version 2>/dev/null | grep -qx {_q('etcd Version: ' + v)}"]
-    checks += [f"{BIN_DIR}/{b} version 2>/dev/null | grep -qx {_q(f'{b} version: {v}')}"
+    checks = [f"{BIN_DIR}/etcd --version 2>/dev/null | grep -x {_q('etcd Version: ' + v)} >/dev/null"]
+    checks += [f"{BIN_DIR}/{b} version 2>/dev/null | grep -x {_q(f'{b} version: {v}')} >/dev/null"
                for b in archive.binaries if b != "etcd"]
     return Command(script=" && ".join(checks), sudo=True, timeout=30,
                    description=f"etcd {v} installed in {BIN_DIR}")
@@ -121,7 +122,7 @@ def unpack_archive(archive: EtcdArchive, sha256: str) -> Command:
         lines.append(f'[ -f "$t/{b}" ] || {{ echo "{archive.name} has no {archive.top_dir}/{b}" >&2; exit 3; }}')
         lines.append(f'chown root:root "$t/{b}"; chmod 0755 "$t/{b}"; mv -f -- "$t/{b}" {BIN_DIR}/{b}')
     lines.append(
-        f"{BIN_DIR}/etcd --version | grep -qx {_q('etcd Version: ' + archive.version)} || "
+        f"{BIN_DIR}/etcd --version | grep -x {_q('etcd Version: ' + archive.version)} >/dev/null || "
         f'{{ echo "{BIN_DIR}/etcd does not report version {archive.version}" >&2; exit 3; }}'
     )
     return Command(script="\n".join(lines), sudo=True, timeout=300, description=f"unpack etcd {archive.version}")
