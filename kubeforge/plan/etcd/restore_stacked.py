@@ -30,7 +30,9 @@ ETCD_ASIDE = "/etc/kubernetes/etcd.yaml.kubeforge-restore"
 STOP_WAIT_S = 90  # the kubelet notices a removed manifest within seconds; etcd then exits on SIGTERM
 
 # Is an etcd process alive or port 2379 open on this host? (true while etcd is still there)
-ETCD_UP = "{ grep -qx etcd /proc/[0-9]*/comm 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null; }"
+ETCD_PROCESS = "grep -qx etcd /proc/[0-9]*/comm 2>/dev/null"
+ETCD_PORT_OPEN = "(exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null"
+ETCD_UP = f"{{ {ETCD_PROCESS} || {ETCD_PORT_OPEN}; }}"
 
 
 @dataclass(frozen=True)
