@@ -159,7 +159,9 @@ def build_sim_debs(log=print) -> Path | None:
         return final
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    res = subprocess.run([sys.executable, "-m", "tests.sim.build_debs", "--out", str(tmp)], capture_output=True, text=True)
+    # the simulator's etcd image is Debian's etcd 3.4.23 binaries from the .debs cached here
+    res = subprocess.run([sys.executable, "-m", "tests.sim.build_debs", "--out", str(tmp), "--etcd-debs", str(DEB_CACHE)],
+                         capture_output=True, text=True)
     if res.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise LabError(f"python -m tests.sim.build_debs --out DIR failed (exit {res.returncode}):\n{res.stderr[-1500:]}")
