@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -57,21 +56,28 @@ def elab(lab_factory):
 INSTALL_OUTCOME: dict = {}
 
 
+def power_loss_during(lab, machine: str, when: list[str], *args: str) -> tuple[int, str, str]:
+    """Run ``kubeforge *args`` and power ``machine`` off as soon as ``when`` succeeds on it; the
+    command's exit status, stdout and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while lab.exec(machine, when).returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, f"{args[:2]} ended before the fault was injected"
+        time.sleep(0.2)
+    lab.stop_machine(machine)
+    out, err = proc.communicate(timeout=600)
+    return proc.returncode, out, err
+
+
 @pytest.fixture(scope="module")
 def three(elab, tmp_path_factory) -> Path:
     """A 3-member cluster installed by kubeforge (once for the module). The first attempt loses
     etcd-3's machine mid-install; the second, once it is back, must converge."""
     inv = inventory_with(elab, tmp_path_factory.mktemp("inv") / "etcd3.yaml", ["etcd-1", "etcd-2", "etcd-3"])
-    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "etcd", "install", "-i", str(inv), "--yes"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
     # apt is running on etcd-3 while kubeforge's policy-rc.d is in place: pull the plug then
-    while elab.exec("etcd-3", ["test", "-e", "/usr/sbin/policy-rc.d"]).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, "install ended before the fault was injected"
-        time.sleep(0.2)
-    elab.stop_machine("etcd-3")
-    out, err = proc.communicate(timeout=600)
-    INSTALL_OUTCOME["first"] = (proc.returncode, out, err)
+    INSTALL_OUTCOME["first"] = power_loss_during(elab, "etcd-3", ["test", "-e", "/usr/sbin/policy-rc.d"],
+                                                 "etcd", "install", "-i", str(inv), "--yes")
     elab.start_machine("etcd-3")
     res = kf("etcd", "install", "-i", str(inv), "--yes")
     INSTALL_OUTCOME["second"] = (res.returncode, res.stdout, res.stderr)

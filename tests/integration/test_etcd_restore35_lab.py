@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from tests.integration.test_etcd_lab import etcdctl, inventory_with, kf
+from tests.integration.test_etcd_lab import (
+    etcdctl,
+    inventory_with,
+    kf,
+    power_loss_during,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -76,16 +78,10 @@ def test_a_machine_lost_mid_restore_is_named_and_a_rerun_converges(elab, inv35):
     assert res.returncode == 0, res.stderr
     name = json.loads(res.stdout)["manifest"]["name"]
     assert etcdctl(elab, "etcd-1", "put", "/kf/fault", "after").returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "etcd", "restore", "-i", str(inv35), "--from", name,
-                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
     # etcd is stopped everywhere once the snapshot is on etcd-3: pull the plug then
-    while elab.exec("etcd-3", ["bash", "-c", "ls /var/lib/kubeforge/etcd/*.db"]).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, "restore ended before the fault was injected"
-        time.sleep(0.2)
-    elab.stop_machine("etcd-3")
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 6, out + err
+    code, out, err = power_loss_during(elab, "etcd-3", ["bash", "-c", "ls /var/lib/kubeforge/etcd/*.db"],
+                                       "etcd", "restore", "-i", str(inv35), "--from", name, "--yes")
+    assert code == 6, out + err
     assert "[etcd-3]" in err
     elab.start_machine("etcd-3")
     res = kf("etcd", "restore", "-i", str(inv35), "--from", name, "--yes", timeout=900)
