@@ -195,3 +195,17 @@ def test_a_release_url_must_be_http_and_pins_need_a_full_version_and_64_hex_digi
         "11:7: '3.5' is not an etcd version (X.Y.Z, e.g. 3.5.16)",
         "11:14: a sha256 is 64 hex digits",
     ]
+
+
+def test_up_installs_debian_etcd_pinned_from_the_mirror_and_leaves_archives_to_the_etcd_phases(tmp_path):
+    from types import SimpleNamespace
+
+    from kubeforge.plan.up.install_packages import install_script, wanted_packages
+
+    c = make_cluster(tmp_path, etcd_version="3.4.23")
+    member = c.etcd_members[0]
+    wanted = wanted_packages(SimpleNamespace(cluster=c), member)
+    assert wanted == {"etcd-server": "3.4.23", "etcd-client": "3.4.23"}
+    assert "etcd-server=3.4.23-* etcd-client=3.4.23-*" in install_script(wanted, []).replace("'", "")
+    archived = with_source(c, release_url="http://10.77.0.1/e")
+    assert wanted_packages(SimpleNamespace(cluster=archived), member) == {}
