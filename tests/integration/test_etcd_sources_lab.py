@@ -51,6 +51,9 @@ def inventory(lab, path: Path, version: str, *, release_url: str | None = None, 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         yaml.dump(doc, f)
+    cni = lab.inventory_path.with_name("cni.yaml")  # the lab's stand-in CNI, which `up` applies
+    if cni.is_file():
+        shutil.copy(cni, path.with_name("cni.yaml"))
     return path
 
 
@@ -154,3 +157,12 @@ def test_an_offline_bundle_installs_the_whole_cluster(slab, from_release, tmp_pa
     again = kf("etcd", "install", "-i", str(inv), "--yes")
     assert again.returncode == 0, again.stdout + again.stderr
     assert changed_steps(inv) == [] and "nothing changed" in again.stdout
+
+
+def test_up_installs_etcd_from_the_release_archive_and_never_from_apt(slab, from_release, tmp_path_factory):
+    wipe(slab)
+    inv = inventory(slab, tmp_path_factory.mktemp("up") / "inventory.yaml", RELEASE,
+                    release_url=f"{slab.mirror_url}/etcd-releases")
+    res = kf("up", "-i", str(inv), "--yes", timeout=1200)
+    assert res.returncode == 0, res.stdout + res.stderr[-4000:]
+    assert_cluster_from_archive(slab, inv, RELEASE)
