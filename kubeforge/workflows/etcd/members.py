@@ -14,11 +14,13 @@ from kubeforge.model import Cluster, Host, Role
 from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
 from kubeforge.plan.etcd.membership import ListedMember, MembershipChange, add_member_phase, decide, remove_member_phase
+from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.strategy import parallel
 from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files, require_external
+from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 
 log = logging.getLogger("kubeforge.etcd")
@@ -109,6 +111,9 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
 
     bundle = ensure_pki(cluster, now=now).bundle
     new_hosts = change.pending + change.add + change.replace
+    # release archives for the new members, fetched and verified before any of them is changed
+    arches = prepare_for_members(cluster, pool, [cluster.etcd.version], hosts=new_hosts)
+    from_archive = archive_for(cluster) is not None
     facts = gather_member_facts(cluster, pool, new_hosts)
     ctx = context(cluster)
     def name_of(m: ListedMember) -> str:
@@ -126,8 +131,9 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
             current.append(f"{h.name}={peer_url(cluster, h)}")
         files = etcd_pki_files(cluster, bundle, h) + member_etcd_files(ctx, h, None, state="existing",
                                                                       initial_cluster=",".join(current))
-        sources = tuple(p for p in render_packages(ctx, h) if p.path not in (KUBERNETES_LIST, PIN_PATH))
-        members_in.append(MemberInput(h, sources, tuple(files), facts[h.name]))
+        sources = () if from_archive else tuple(
+            p for p in render_packages(ctx, h) if p.path not in (KUBERNETES_LIST, PIN_PATH))
+        members_in.append(MemberInput(h, sources, tuple(files), facts[h.name], arch=arches[h.name]))
         members_after.append(h)
         endpoints = [client_url(cluster, x) for x in members_after if x is not h]
         add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after),
