@@ -185,3 +185,26 @@ def test_an_offline_bundle_without_the_archive_or_its_sums_says_which_file_is_mi
 
 def test_the_mirrors_debian_packages_need_nothing_prepared(tmp_path):
     assert prepare_etcd_sources(make_cluster(tmp_path), ["3.4.23"]) == []
+
+
+def test_prepare_for_members_asks_each_machine_its_arch_and_names_every_unreachable_one(tmp_path, site):
+    from kubeforge.errors import TransportError
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.workflows.etcd.sources import prepare_for_members
+
+    content = release_archive()
+    publish(site, content, sums_line(content))
+    c = cluster_with(tmp_path, release_url=site.url)
+    # this machine stands in for every member: real `uname -m` through a real local bash
+    arches = prepare_for_members(c, TransportPool(c, factory=lambda h: LocalTransport(host=h.name)), [VERSION])
+    assert arches == {h.name: "amd64" for h in c.etcd_members}
+
+    def unreachable(h):
+        if h.name != "etcd-1":
+            raise TransportError(h.name, "connection refused")
+        return LocalTransport(host=h.name)
+
+    with pytest.raises(TransportError) as exc:
+        prepare_for_members(c, TransportPool(c, factory=unreachable), [VERSION])
+    assert "etcd-2" in str(exc.value) and "etcd-3" in str(exc.value)

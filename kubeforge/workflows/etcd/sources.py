@@ -74,11 +74,16 @@ def member_arches(cluster: Cluster, pool, hosts: tuple[Host, ...] | None = None)
     probe = Command(argv=["uname", "-m"], timeout=30, description="machine architecture")
     result = pool.fanout(hosts, lambda t: t.run(probe).stdout.strip())
     out = {}
+    down = []
     for o in result.outcomes:
-        if not o.ok:
-            raise TransportError(o.host, f"cannot read the machine architecture: {o.message}",
-                                 hint="bring the machine back (or fix SSH), then run again; nothing was changed")
-        out[o.host] = UNAME_ARCH.get(o.value, o.value)
+        if o.ok:
+            out[o.host] = UNAME_ARCH.get(o.value, o.value)
+        else:
+            down.append(o)
+    if down:
+        raise TransportError(", ".join(o.host for o in down),
+                             "cannot read the machine architecture: " + "; ".join(f"{o.host}: {o.message}" for o in down),
+                             hint="bring the machine back (or fix SSH), then run again; nothing was changed")
     return out
 
 
