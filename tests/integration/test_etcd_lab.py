@@ -247,17 +247,22 @@ def test_restore_brings_every_key_back_and_keeps_the_old_data_aside(elab, three)
     assert st["allHealthy"] and st["healthy"] == 3
 
 
-def test_an_upgrade_plans_a_snapshot_first_and_the_leader_last_and_a_downgrade_is_refused(elab, three):
+def test_an_upgrade_dry_run_plans_a_snapshot_first_and_the_leader_last_and_a_downgrade_is_refused(elab, three):
     leader = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)["leader"]
-    res = kf("etcd", "upgrade", "-i", str(three), "--to", "3.5.21", "--dry-run")
+    # the mirror lacks 3.4.37 (the latest 3.4 patch etcd wants first): that is refused unless allowed
+    res = kf("etcd", "upgrade", "-i", str(three), "--to", "3.5.16", "--dry-run")
+    assert res.returncode == 7 and "3.4.37" in res.stderr, res.stdout + res.stderr
+    res = kf("etcd", "upgrade", "-i", str(three), "--to", "3.5.16", "--allow-older-patch", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
     plan = res.stdout
-    assert plan.index("Take and verify an etcd snapshot first") < plan.index("Upgrade etcd to 3.5.21")
-    hop = plan[plan.index("Upgrade etcd to 3.5.21"):]
+    assert plan.index("Take and verify an etcd snapshot first") < plan.index("Upgrade etcd to 3.5.16")
+    hop = plan[plan.index("Upgrade etcd to 3.5.16"):]
     order = [n for n in ("etcd-1", "etcd-2", "etcd-3") if f"[{n}]" in hop]
     assert sorted(order, key=hop.index)[-1] == leader
     down = kf("etcd", "upgrade", "-i", str(three), "--to", "3.4.22")
     assert down.returncode == 7 and "3.4.22" in down.stderr
+    st = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)
+    assert {m["version"] for m in st["members"]} == {"3.4.23"}  # a dry run and refusals touch nothing
 
 
 def test_with_a_member_machine_down_backup_still_succeeds_and_status_names_it(elab, three):
