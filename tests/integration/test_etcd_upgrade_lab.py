@@ -166,6 +166,12 @@ def test_allow_older_patch_upgrades_member_by_member_leader_last_and_loses_no_ac
     # what an earlier run that lost etcd-3's machine during apt would have left behind
     ulab.exec("etcd-3", ["sh", "-c", "printf '#!/bin/sh\\n# kubeforge: no service starts while etcd is installed\\n"
                                     "exit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d"], check=True)
+    # and what losing etcd-2's machine between dpkg's unpack and configure would: a package unpacked
+    # but not configured, which makes every later apt-get install refuse to run
+    ulab.exec("etcd-2", ["sh", "-c", "cd /tmp && v=$(dpkg-query -W -f='${Version}' etcd-server) && "
+                                    "apt-get download -q \"etcd-server=$v\" >/dev/null 2>&1 && "
+                                    "dpkg --unpack etcd-server_*.deb >/dev/null && rm -f etcd-server_*.deb"], check=True)
+    assert "etcd-server" in ulab.exec("etcd-2", ["dpkg", "--audit"]).stdout
     writer = Writer(ulab, ",".join(f"https://{ulab.address(n)}:2379" for n in NAMES))
     writer.start()
     try:
@@ -190,9 +196,10 @@ def test_allow_older_patch_upgrades_member_by_member_leader_last_and_loses_no_ac
     assert len(restarts) == 3 and restarts[-1] == leader, (restarts, leader)
     assert any(r["step"].endswith(f"/{leader}/move-leader-3.5.16") for r in steps)  # handed over, not lost
     assert "CheckEtcdClusterVersion-3.5.16/" in " ".join(ids)
-    recovered = [r["host"] for r in steps if "/recover-3.5.16" in r["step"]]
-    assert recovered == ["etcd-3"]  # the leftover policy-rc.d was removed there, and only there
+    recovered = sorted(r["host"] for r in steps if "/recover-3.5.16" in r["step"])
+    assert recovered == ["etcd-2", "etcd-3"]  # there, and only there
     assert ulab.exec("etcd-3", ["test", "-e", "/usr/sbin/policy-rc.d"]).returncode != 0
+    assert ulab.exec("etcd-2", ["dpkg", "--audit"]).stdout.strip() == ""
     manifest = json.loads(backups(inv)[-1].read_text())
     assert manifest["verified"] and manifest["etcd_version"].startswith("3.4.23")
     st = status(inv)
