@@ -90,3 +90,24 @@ def test_every_script_the_upgrade_runs_is_valid_bash(tmp_path):
     for c in commands:
         res = subprocess.run(["bash", "-n"], input=c.script, capture_output=True, text=True)
         assert res.returncode == 0, f"{c.description}: {res.stderr}\n{c.script}"
+
+
+def test_from_release_archives_a_lane_pushes_and_unpacks_the_hop_and_leaves_dpkg_alone(tmp_path):
+    import dataclasses
+    import hashlib
+
+    from kubeforge.plan.etcd.source import archive_for, cached_archive, cached_sums
+
+    base = make_cluster(tmp_path, etcd_version="3.5.16")
+    cluster = dataclasses.replace(base, etcd=dataclasses.replace(base.etcd, release_url="http://10.77.4.1/etcd-releases"))
+    archive = archive_for(cluster, "3.5.30")
+    content = b"the verified 3.5.30 archive"
+    cached_archive(cluster, archive).parent.mkdir(parents=True)
+    cached_archive(cluster, archive).write_bytes(content)
+    cached_sums(cluster, archive).write_text(f"{hashlib.sha256(content).hexdigest()}  {archive.name}\n")
+    phases = upgrade_phases(cluster, [parse_etcd("3.5.30")], "etcd-1", lambda: True, arches={"etcd-2": "amd64"})
+    lane = next(lane for lane in phases[1].lanes if lane.host == "etcd-2")
+    assert [s.title for s in lane.steps] == ["Move etcd leadership to another member", f"Push {archive.name}",
+                                             "Install etcd 3.5.30", "Restart etcd 3.5.30",
+                                             "Wait for etcd healthy on 3.5.30"]
+    assert lane.steps[1].file.content == content

@@ -4,7 +4,7 @@ the cluster itself moved to the hop's version.
 
 Each member's lane in a hop, every step skipped where the member has already converged, so a run
 that lost a machine half-way is continued by running it again:
-  recover an interrupted package install   (unless: dpkg clean, no leftover policy-rc.d)
+  recover an interrupted package install   (Debian packages; unless: dpkg clean, no leftover policy-rc.d)
   move leadership away                     (unless: not the leader, or already on the hop)
   install the hop's packages               (cmd.install_steps: unless installed at that version)
   restart etcd                             (unless: the running process already answers as the hop)
@@ -23,7 +23,7 @@ from kubeforge.model import Cluster, EtcdVersion
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd import upgrade_checks as chk
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
-from kubeforge.plan.etcd.source import DEFAULT_ARCH
+from kubeforge.plan.etcd.source import DEFAULT_ARCH, archive_for
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep, LocalStep, RunStep
 from kubeforge.plan.strategy import rolling, serial
@@ -49,8 +49,10 @@ def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: 
     at = replace(cluster, etcd=replace(cluster.etcd, version=hop))
     v = str(hop)
     others = tuple(m for m in members if m.name != host.name)
-    steps: list = [RunStep(host.name, chk.recover_package_state(), "Recover an interrupted package install",
-                           unless=chk.package_state_clean(), key=f"recover-{v}")]
+    steps: list = []
+    if archive_for(cluster) is None:  # only apt refuses to run after a lost machine's half-done install
+        steps.append(RunStep(host.name, chk.recover_package_state(), "Recover an interrupted package install",
+                             unless=chk.package_state_clean(), key=f"recover-{v}"))
     if others:
         steps.append(RunStep(host.name, chk.move_leadership_away(cluster, host, others, v),
                              "Move etcd leadership to another member", unless=chk.not_leader_or_done(cluster, host, v),
