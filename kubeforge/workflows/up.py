@@ -20,7 +20,10 @@ from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
-from kubeforge.plan.phase import Plan
+from kubeforge.plan.etcd.commands import install_steps
+from kubeforge.plan.etcd.source import archive_for
+from kubeforge.plan.phase import PhasePlan, Plan
+from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
@@ -32,6 +35,7 @@ from kubeforge.workflows.common import (
     probe_cluster,
     require_reached,
 )
+from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.facts import collect_facts
 
 log = logging.getLogger("kubeforge.workflows.up")
@@ -98,7 +102,9 @@ def with_etcd_install(plan: Plan, cluster: Cluster, pool) -> Plan:
     and refuse a member whose disk was replaced or a membership that differs from the inventory.
     A converged cluster keeps the thin InstallEtcd no-op and its reason."""
     thin = next((p for p in plan.phases if p.name == InstallEtcd.name), None)
-    if thin is None or thin.is_noop or cluster.etcd.topology is not EtcdTopology.EXTERNAL:
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        return with_stacked_etcd_tools(plan, cluster, pool)
+    if thin is None or thin.is_noop:
         return plan
     try:
         from kubeforge.workflows.etcd.install import plan_install
@@ -109,6 +115,24 @@ def with_etcd_install(plan: Plan, cluster: Cluster, pool) -> Plan:
     for p in plan.phases:
         phases.extend(etcd_plan.phases if p is thin else (p,))
     return Plan(plan.workflow, tuple(phases))
+
+
+def with_stacked_etcd_tools(plan: Plan, cluster: Cluster, pool) -> Plan:
+    """kubeadm runs stacked etcd from its image, so a control plane has no etcdctl/etcdutl of its own;
+    `etcd status`, `backup` and `restore` need them there. From a mirror, InstallPackages installs
+    the etcd client package; from release archives, this phase unpacks the verified archive of
+    the inventory's etcd version into /usr/local/bin on each control plane (no unit, nothing started)."""
+    if archive_for(cluster) is None:
+        return plan
+    cps = cluster.control_planes
+    arches = prepare_for_members(cluster, pool, [cluster.etcd.version], hosts=cps)
+    lanes = [(h.name, install_steps(cluster, h, title=f"Install etcd {cluster.etcd.version} tools",
+                                    key="etcd-tools", arch=arches[h.name])) for h in cps]
+    tools = PhasePlan.of(name="InstallEtcdTools", title="etcd tools on the control planes (stacked etcd)",
+                         strategy=parallel(), lanes=lanes)
+    names = [p.name for p in plan.phases]
+    at = names.index("InstallPackages") + 1 if "InstallPackages" in names else 0
+    return Plan(plan.workflow, (*plan.phases[:at], tools, *plan.phases[at:]))
 
 
 def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:

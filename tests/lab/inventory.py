@@ -99,7 +99,10 @@ def render_inventory(
                 "hostKeyPolicy": "strict",
             },
             "packages": {"source": "mirror", "mirrorURL": mirror_url},
-            "hosts": [{"name": m.name, "address": addr, "roles": _flow(m.roles)} for m, addr in machines],
+            # stacked members are the control planes themselves: the inventory gives them no etcd role
+            "hosts": [{"name": m.name, "address": addr,
+                       "roles": _flow(tuple(r for r in m.roles if not (topology == "stacked" and r == "etcd")))}
+                      for m, addr in machines],
         },
     }
     yaml = YAML()

@@ -34,6 +34,10 @@ def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
         # must never hand `up` a different one than the inventory names.
         for p in c.packages.etcd_packages:
             out[p] = str(c.etcd.version)
+    if c.etcd.topology is EtcdTopology.STACKED and host.is_control_plane and not etcd_from_archive(c):
+        # kubeadm runs etcd from its image: `etcd status`, `backup` and `restore` run etcdctl and
+        # etcdutl on the control planes. The client package only: the server's would start an etcd.
+        out["etcd-client"] = str(c.etcd.version)
     if c.endpoint.mode is EndpointMode.HAPROXY and host.is_load_balancer:
         out["haproxy"] = None
         out["keepalived"] = None
