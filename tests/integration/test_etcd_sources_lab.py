@@ -166,3 +166,24 @@ def test_up_installs_etcd_from_the_release_archive_and_never_from_apt(slab, from
     res = kf("up", "-i", str(inv), "--yes", timeout=1200)
     assert res.returncode == 0, res.stdout + res.stderr[-4000:]
     assert_cluster_from_archive(slab, inv, RELEASE)
+
+
+def test_up_of_a_stacked_cluster_puts_the_archives_etcd_tools_on_the_control_plane(lab_factory, tmp_path_factory):
+    # a control plane with the etcd role and no dedicated etcd hosts: kubeadm's stacked etcd
+    lab = lab_factory([("cp-1", ("control-plane", "etcd"))])
+    inv = inventory(lab, tmp_path_factory.mktemp("stacked") / "inventory.yaml", RELEASE,
+                    release_url=f"{lab.mirror_url}/etcd-releases")
+    res = kf("up", "-i", str(inv), "--yes", timeout=1200)
+    assert res.returncode == 0, res.stdout + res.stderr[-4000:]
+    for b in BINARIES[1:]:
+        out = lab.exec("cp-1", [f"/usr/local/bin/{b}", "version"]).stdout
+        assert out.splitlines()[0] == f"{b} version: {RELEASE}", out
+    # the tools only: no etcd unit of kubeforge's and no Debian etcd package next to kubeadm's etcd
+    assert lab.exec("cp-1", ["test", "-e", "/etc/systemd/system/etcd.service"]).returncode != 0
+    assert lab.exec("cp-1", ["dpkg-query", "-W", "etcd-server"]).returncode != 0
+    st = kf("etcd", "status", "-i", str(inv), "-o", "json")
+    assert st.returncode == 0 and json.loads(st.stdout)["healthy"] == 1, st.stdout + st.stderr
+    backup = kf("etcd", "backup", "-i", str(inv), "-o", "json")
+    assert backup.returncode == 0 and json.loads(backup.stdout)["manifest"]["verified"], backup.stderr
+    again = kf("up", "-i", str(inv), "--yes", timeout=1200)
+    assert again.returncode == 0 and "no changes" in again.stdout, again.stdout + again.stderr[-2000:]
