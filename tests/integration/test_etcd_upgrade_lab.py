@@ -164,13 +164,15 @@ def test_a_hop_the_mirror_lacks_is_refused_before_anything_is_touched(ulab, inv)
 def test_allow_older_patch_upgrades_member_by_member_leader_last_and_loses_no_acknowledged_write(ulab, inv):
     leader = status(inv)["leader"]
     # what an earlier run that lost etcd-3's machine during apt would have left behind
-    ulab.exec("etcd-3", ["sh", "-c", "printf '#!/bin/sh\\n# kubeforge: no service starts while etcd is installed\\n"
-                                    "exit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d"], check=True)
+    plant = ("printf '#!/bin/sh\\n# kubeforge: no service starts while etcd is installed\\nexit 101\\n' "
+             "> /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d")
+    ulab.exec("etcd-3", ["sh", "-c", plant], check=True)
     # and what losing etcd-2's machine between dpkg's unpack and configure would: a package unpacked
     # but not configured, which makes every later apt-get install refuse to run
-    ulab.exec("etcd-2", ["sh", "-c", "cd /tmp && v=$(dpkg-query -W -f='${Version}' etcd-server) && "
-                                    "apt-get download -q \"etcd-server=$v\" >/dev/null 2>&1 && "
-                                    "dpkg --unpack etcd-server_*.deb >/dev/null && rm -f etcd-server_*.deb"], check=True)
+    unpack = ("cd /tmp && v=$(dpkg-query -W -f='${Version}' etcd-server) && "
+              "apt-get download -q \"etcd-server=$v\" >/dev/null 2>&1 && "
+              "dpkg --unpack etcd-server_*.deb >/dev/null && rm -f etcd-server_*.deb")
+    ulab.exec("etcd-2", ["sh", "-c", unpack], check=True)
     assert "etcd-server" in ulab.exec("etcd-2", ["dpkg", "--audit"]).stdout
     writer = Writer(ulab, ",".join(f"https://{ulab.address(n)}:2379" for n in NAMES))
     writer.start()

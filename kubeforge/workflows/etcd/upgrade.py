@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefusal
@@ -128,7 +129,7 @@ def check_auth(decision: UpgradeDecision, auth: AuthState | None) -> None:
 
 def crosses_34_to_35(decision: UpgradeDecision) -> bool:
     steps = [decision.current, *(h.version for h in decision.hops)]
-    return any(a.minor_key == (3, 4) and b.minor_key == (3, 5) for a, b in zip(steps, steps[1:]))
+    return any(a.minor_key == (3, 4) and b.minor_key == (3, 5) for a, b in pairwise(steps))
 
 
 def _source_name(cluster: Cluster) -> str:
