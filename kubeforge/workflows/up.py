@@ -35,6 +35,8 @@ from kubeforge.workflows.common import (
     probe_cluster,
     require_reached,
 )
+from kubeforge.workflows.etcd.common import gather_member_facts
+from kubeforge.workflows.etcd.install import refuse_version_change
 from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.facts import collect_facts
 
@@ -139,6 +141,9 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     """Read-only: facts (unless given), the cluster state, then the plan."""
     if facts is None:
         facts = require_reached(collect_facts(cluster, pool))
+    if cluster.etcd.topology is EtcdTopology.EXTERNAL:
+        # InstallPackages pins etcd to the inventory's version: never over a member running another
+        refuse_version_change(cluster, gather_member_facts(cluster, pool))
     state = probe_cluster(cluster, pool)
     ctx = resolve_context(cluster, facts, state)
     return with_etcd_install(plan_up(ctx), cluster, pool), ctx

@@ -63,7 +63,10 @@ def power_loss_during(lab, machine: str, when: list[str], *args: str) -> tuple[i
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while lab.exec(machine, when).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, f"{args[:2]} ended before the fault was injected"
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"{' '.join(args[:2])} ended before {machine} lost power: {proc.returncode}\n{out}\n{err}")
         time.sleep(0.2)
     lab.stop_machine(machine)
     out, err = proc.communicate(timeout=600)

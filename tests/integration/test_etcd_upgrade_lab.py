@@ -1,13 +1,12 @@
 """etcd upgrades for real: Debian's 3.4.23 installed by kubeforge, then 3.4.23 -> 3.5.16 (trixie's
-build) and 3.5.16 -> 3.5.30 (sid's) from the lab mirror, member by member, while a writer keeps
+build, from the mirror's Debian packages) and 3.5.16 -> 3.5.30 (sid's binaries, from the mirror's release
+archives), member by member, while a writer keeps
 writing; a hop the mirror lacks refused before anything is touched; a machine lost mid-upgrade
 named, and the upgrade continued once it is back. The tests run in order on one lab."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,12 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests.integration.test_etcd_lab import etcdctl, inventory_with, kf
+from tests.integration.test_etcd_lab import (
+    etcdctl,
+    inventory_with,
+    kf,
+    power_loss_during,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -125,22 +129,6 @@ def journal(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines() if line.strip()]
 
 
-def power_loss_during(lab, machine: str, when: list[str], *args: str) -> tuple[int, str, str]:
-    """Run ``kubeforge *args`` and power ``machine`` off as soon as ``when`` succeeds on it."""
-    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while lab.exec(machine, when).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"{' '.join(args[:2])} ended before {machine} lost power: {proc.returncode}\n{out}\n{err}")
-        time.sleep(0.2)
-    lab.stop_machine(machine)
-    out, err = proc.communicate(timeout=600)
-    return proc.returncode, out, err
-
-
 def apt_lists(lab, name: str) -> str:
     return lab.exec(name, ["find", "/var/lib/apt/lists", "-maxdepth", "1", "-type", "f", "-printf", "%f %T@\n"]).stdout
 
@@ -153,7 +141,7 @@ def test_a_hop_the_mirror_lacks_is_refused_before_anything_is_touched(ulab, inv)
     err = " ".join(res.stderr.split())
     assert "etcd 3.4.37 is not offered by the mirror" in err
     assert "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5" in err
-    assert "the source offers 3.4.23, 3.5.16, 3.5.30" in err
+    assert "the source offers 3.4.23, 3.5.16" in err
     assert "--allow-older-patch" in err and "add etcd 3.4.37 to the mirror" in err
     after = {n: (etcd_pid(ulab, n), m["version"], apt_lists(ulab, n)) for n, m in zip(NAMES, status(inv)["members"])}
     # no restart, no new version, and apt's own lists untouched: the probe read a private copy
@@ -214,6 +202,17 @@ def test_allow_older_patch_upgrades_member_by_member_leader_last_and_loses_no_ac
     # a restarted member may fail the odd put sent to it; the cluster itself never stopped serving
     assert writer.longest_outage() < 5.0, writer.errors[:5]
     STATE["acked"] = set(writer.acked)
+
+
+def test_an_install_from_the_inventory_still_naming_the_old_version_is_refused(ulab, inv):
+    # the operator has not yet set etcd.version to 3.5.16: installing 3.4.23 over it would downgrade
+    pids = {n: etcd_pid(ulab, n) for n in NAMES}
+    res = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert res.returncode == 7, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    assert "etcd-1 runs 3.5.16" in err and "spec.etcd.version" in err
+    assert {n: etcd_pid(ulab, n) for n in NAMES} == pids
+    assert {m["version"] for m in status(inv)["members"]} == {"3.5.16"}
 
 
 # Debian sid's etcd-server 3.5.30 cannot be configured on bookworm (its sysusers.d line `u! etcd`

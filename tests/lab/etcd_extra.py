@@ -29,6 +29,10 @@ from tests.lab.paths import CACHE_DIR, LabError
 
 ARCHIVE = "http://deb.debian.org/debian"
 SUITES = ("trixie", "sid")  # trixie: 3.5.16; sid: the newest 3.5 patch Debian has
+# Whose .debs also go into the apt repository. sid's etcd-server does not configure on bookworm (its
+# sysusers.d line `u! etcd` needs systemd 257; bookworm has 252), so sid's binaries are served only
+# as a release archive.
+APT_SUITES = ("trixie",)
 PACKAGES = ("etcd-server", "etcd-client")
 BINARIES = ("etcd", "etcdctl", "etcdutl")
 
@@ -49,7 +53,7 @@ def parse_packages(text: str, names=PACKAGES) -> list[dict]:
 
 def resolve(log=print) -> list[dict]:
     """The etcd .debs of each suite, remembered for the day (sid's index is large and changes daily)."""
-    memo = CACHE_DIR / f"etcd-extra-{dt.datetime.now(dt.timezone.utc):%Y%m%d}.json"
+    memo = CACHE_DIR / f"etcd-extra-v2-{dt.datetime.now(dt.timezone.utc):%Y%m%d}.json"
     if memo.exists():
         return json.loads(memo.read_text())
     found: list[dict] = []
@@ -63,7 +67,7 @@ def resolve(log=print) -> list[dict]:
         stanzas = parse_packages(text)
         if {s["Package"] for s in stanzas} != set(PACKAGES):
             raise LabError(f"Debian {suite} has no etcd-server/etcd-client for amd64")
-        found += stanzas
+        found += [dict(s, Suite=suite) for s in stanzas]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_name(f".{memo.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(found))
@@ -72,11 +76,14 @@ def resolve(log=print) -> list[dict]:
     return found
 
 
-def fetch(deb_cache: Path, download, log=print) -> list[Path]:
-    """Download (once) the extra etcd .debs into ``deb_cache``; ``download(uri, dest, size, 'SHA256:x')``."""
+def fetch(deb_cache: Path, download, log=print, *, suites=SUITES) -> list[Path]:
+    """Download (once) the extra etcd .debs of ``suites`` into ``deb_cache``;
+    ``download(uri, dest, size, 'SHA256:x')``."""
     deb_cache.mkdir(parents=True, exist_ok=True)
     out = []
     for s in resolve(log=log):
+        if s["Suite"] not in suites:
+            continue
         dest = deb_cache / Path(s["Filename"]).name
         if not dest.exists():
             download(f"{ARCHIVE}/{s['Filename']}", dest, int(s["Size"]), f"SHA256:{s['SHA256']}")

@@ -191,7 +191,7 @@ etcd_versions = etcd_extra.etcd_versions
 def debian_repo(rootfs: Path, log=print) -> Path:
     """The indexed flat repository of Debian packages, cached per set of .deb files (dpkg-scanpackages
     is the slow part of a lab's start, and the set rarely changes)."""
-    debs = fetch_debs(rootfs, log=log) + etcd_extra.fetch(DEB_CACHE, _download, log=log)
+    debs = fetch_debs(rootfs, log=log) + etcd_extra.fetch(DEB_CACHE, _download, log=log, suites=etcd_extra.APT_SUITES)
     digest = hashlib.sha256("\n".join(sorted(d.name for d in debs)).encode()).hexdigest()[:16]
     final = CACHE_DIR / f"debian-{digest}"
     if (final / "Packages.gz").exists():
@@ -220,7 +220,8 @@ def prepare(rootfs: Path, root: Path, log=print) -> Path:
     """Lay out the mirror under ``root`` (hard links into the caches); returns the directory to serve."""
     debian = debian_repo(rootfs, log=log)
     _link_tree(debian, root / "debian")
-    releases = etcd_extra.release_archives(sorted(debian.glob("*.deb")), log=log)
+    etcd_debs = sorted(debian.glob("*.deb")) + etcd_extra.fetch(DEB_CACHE, _download, log=log)
+    releases = etcd_extra.release_archives(sorted(set(etcd_debs)), log=log)
     for vdir in sorted(releases.glob("v*")):
         _link_tree(vdir, root / "etcd-releases" / vdir.name)
     sim = build_sim_debs(log=log)

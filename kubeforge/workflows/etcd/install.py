@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster
+from kubeforge.model.versions import parse_etcd
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_phases
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.phase import Plan
@@ -26,6 +27,23 @@ from kubeforge.workflows.etcd.status import gather_status
 WORKFLOW = "etcd install"
 
 
+def refuse_version_change(cluster: Cluster, facts) -> None:
+    """A member that already holds data and runs another etcd version than the inventory names is
+    never re-installed by `install` (or `up`): going down would install an older etcd over newer
+    data, going up would skip the upgrade's rules (snapshot, one member at a time, leader last)."""
+    want = cluster.etcd.version
+    other = {n: f.version for n, f in facts.items() if f and f.has_data and f.version and parse_etcd(f.version) != want}
+    if not other:
+        return
+    running = ", ".join(f"{n} runs {v}" for n, v in sorted(other.items()))
+    newer = any(parse_etcd(v) > want for v in other.values())
+    hint = (f"set spec.etcd.version in {cluster.source} to the version the members run (after `kubeforge etcd "
+            "upgrade` the inventory is the operator's to update)" if newer else
+            f"change versions with `kubeforge etcd upgrade -i {cluster.source} --to {want}`")
+    raise SafetyRefusal(f"{running}; the inventory says etcd {want}: install never changes a running member's version",
+                        hint=hint)
+
+
 def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInput]:
     from kubeforge.pki import ensure_pki
 
@@ -37,6 +55,7 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
     bundle = ensure_pki(cluster, now=now).bundle
     facts = gather_member_facts(cluster, pool)
     exists = any(f.has_data for f in facts.values() if f)
+    refuse_version_change(cluster, facts)
     leader = None
     if exists:
         status = gather_status(cluster, pool)
