@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubeforge.errors import CheckFailed, InputError
+from kubeforge.errors import CheckFailed, InputError, SafetyRefusal
 from kubeforge.execute import Events, Report
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.model.versions import parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
 from kubeforge.plan.etcd.commands import install_steps
@@ -137,10 +138,32 @@ def with_stacked_etcd_tools(plan: Plan, cluster: Cluster, pool) -> Plan:
     return Plan(plan.workflow, (*plan.phases[:at], tools, *plan.phases[at:]))
 
 
+def refuse_kubernetes_version_change(cluster: Cluster, facts: Mapping[str, HostFacts]) -> None:
+    """`up` installs kubeadm, kubelet and kubectl pinned to the inventory's version. On a node that
+    already joined and runs another version that would be a downgrade (an inventory left behind
+    after `kubeforge upgrade`) or a kubelet upgrade without drain and in no safe order: refused."""
+    want = cluster.kubernetes_version
+    other: dict[str, str] = {}
+    for name, f in facts.items():
+        v = f.packages.version_of("kubelet") if f and f.membership.kubelet_conf else None
+        if v and parse_kube(v) != want:
+            other[name] = v
+    if not other:
+        return
+    running = ", ".join(f"{n} runs {v}" for n, v in sorted(other.items()))
+    newer = any(parse_kube(v) > want for v in other.values())
+    hint = (f"set spec.kubernetesVersion in {cluster.source} to the version the cluster runs (after `kubeforge "
+            "upgrade` the inventory is the operator's to update)" if newer else
+            f"change versions with `kubeforge upgrade -i {cluster.source} --to {want}` (or --resume an unfinished one)")
+    raise SafetyRefusal(f"{running}; the inventory says Kubernetes {want}: `up` never changes the version of a "
+                        "node that has joined", hint=hint)
+
+
 def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:
     """Read-only: facts (unless given), the cluster state, then the plan."""
     if facts is None:
         facts = require_reached(collect_facts(cluster, pool))
+    refuse_kubernetes_version_change(cluster, facts)
     if cluster.etcd.topology is EtcdTopology.EXTERNAL:
         # InstallPackages pins etcd to the inventory's version: never over a member running another
         refuse_version_change(cluster, gather_member_facts(cluster, pool))

@@ -289,3 +289,14 @@ def test_a_second_upgrade_to_the_same_version_changes_nothing(env):
     res = env.kf("upgrade", "--to", "1.35.1", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "nothing to do: every node already runs 1.35.1" in res.stdout
+
+
+def test_up_from_the_inventory_still_naming_the_old_version_is_refused_and_changes_nothing(env):
+    # the operator has not set kubernetesVersion to 1.35.1 yet: `up` must not downgrade the nodes
+    assert env.doc["spec"]["kubernetesVersion"] == "1.33.5"
+    before, history = snapshot(env.lab), len(env.sim("state")["history"])
+    res = env.kf("up", "--yes")
+    assert res.returncode == 7, res.stdout[-2000:] + res.stderr[-2000:]
+    err = " ".join(res.stderr.split())
+    assert "runs 1.35.1" in err and "spec.kubernetesVersion" in err
+    assert snapshot(env.lab) == before and len(env.sim("state")["history"]) == history
