@@ -110,7 +110,7 @@ def test_fresh_hosts_get_every_phase_in_the_order_that_is_the_product(cluster, r
     plan = plan_up(fresh_ctx(cluster, resolved[1]))
     assert [p.name for p in plan.phases] == [
         "PrepareHosts", "InstallPackages", "WritePki", "InstallEtcd", "ConfigureEndpoint", "InitFirstControlPlane",
-        "JoinControlPlanes", "JoinWorkers", "ApplyCni", "WaitNodesReady", "LabelAndTaintNodes",
+        "WaitEndpoint", "JoinControlPlanes", "JoinWorkers", "ApplyCni", "WaitNodesReady", "LabelAndTaintNodes",
         "FetchAdminKubeconfig", "RecordApplied",
     ]
     assert all(not p.is_noop for p in plan.phases)

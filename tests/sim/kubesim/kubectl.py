@@ -29,6 +29,9 @@ def _kubeconfig(a) -> str | None:
 
 
 def bases(a) -> list[str]:
+    if getattr(a, "server", None):
+        # like kubectl: --server replaces the kubeconfig's server; no falling back to the local one
+        return [client.base_url(a.server)]
     cfg = _kubeconfig(a)
     if not cfg:
         raise SimError("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
@@ -260,6 +263,7 @@ def parser() -> _Parser:
     p = _Parser(prog="kubectl")
     g = argparse.ArgumentParser(add_help=False)
     g.add_argument("--kubeconfig")
+    g.add_argument("-s", "--server")
     g.add_argument("-n", "--namespace")
     g.add_argument("-A", "--all-namespaces", action="store_true")
     g.add_argument("-o", "--output", default="")
@@ -316,7 +320,7 @@ def parser() -> _Parser:
     return p
 
 
-_GLOBAL_WITH_VALUE = {"--kubeconfig", "-n", "--namespace", "-o", "--output", "-v", "--v", "--request-timeout"}
+_GLOBAL_WITH_VALUE = {"--kubeconfig", "-s", "--server", "-n", "--namespace", "-o", "--output", "-v", "--v", "--request-timeout"}
 
 
 def _globals_last(argv: list[str]) -> list[str]:
