@@ -10,6 +10,7 @@ from typing import Callable, Protocol
 
 from kubeforge.errors import CommandFailed, KubeforgeError, TransportError
 from kubeforge.execute.report import StepResult, StepStatus
+from kubeforge.model.files import LocalFile
 from kubeforge.model.secret import redact
 from kubeforge.plan.steps import GateStep, GetFileStep, LocalStep, PutFileStep, RunStep, Step
 from kubeforge.transport.base import Transport
@@ -72,9 +73,14 @@ class StepRunner:
             return self._run(step)
         if isinstance(step, PutFileStep):
             f = step.file
-            res = self.pool.get(step.host).put(
-                f.path, f.content, mode=f.mode, owner=f.owner, group=f.group, secret=f.secret
-            )
+            if isinstance(f, LocalFile):  # streamed from the operator's disk
+                res = self.pool.get(step.host).put_file(  # type: ignore[attr-defined]
+                    f.path, f.local, sha256=f.sha256, mode=f.mode, owner=f.owner, group=f.group
+                )
+            else:
+                res = self.pool.get(step.host).put(
+                    f.path, f.content, mode=f.mode, owner=f.owner, group=f.group, secret=f.secret
+                )
             return (StepStatus.DONE if res.changed else StepStatus.UNCHANGED), {}
         if isinstance(step, GetFileStep):
             self.pool.get(step.host).get(step.remote, step.local, sudo=step.sudo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -20,5 +21,26 @@ class RenderedFile:
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
 
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
     def __repr__(self) -> str:  # never show content
         return f"RenderedFile({self.path!r}, {len(self.content)} bytes, mode={self.mode:o}, secret={self.secret})"
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file on the operator's machine to place on a host as it is (an offline bundle's .deb):
+    streamed from ``local`` when pushed, never held in memory whole. ``sha256`` and ``size`` were
+    checked against the file when it was chosen; the transport checks the copy on the host."""
+
+    path: str  # absolute remote path
+    local: Path
+    sha256: str
+    size: int
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    source: str = ""
+    secret = False  # never a secret: bundles hold packages

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Union
 
-from kubeforge.model.files import RenderedFile
+from kubeforge.model.files import LocalFile, RenderedFile
 from kubeforge.model.secret import Secret
 from kubeforge.transport.base import Command
 
@@ -123,10 +123,11 @@ class RunStep(_StepBase):
 
 @dataclass(frozen=True)
 class PutFileStep(_StepBase):
-    """Place a rendered file on a host (atomically; the transport skips it when sha256 matches)."""
+    """Place a rendered file on a host (atomically; the transport skips it when sha256 matches).
+    A LocalFile is streamed from the operator's disk instead of held in memory."""
 
     host: str
-    file: RenderedFile
+    file: RenderedFile | LocalFile
     title: str = ""
     kind = "put"
 
@@ -140,7 +141,7 @@ class PutFileStep(_StepBase):
     def describe(self) -> str:
         f = self.file
         secret = ", secret" if f.secret else ""
-        return f"{self.title}: {f.path} mode {f.mode:04o} {f.owner}:{f.group} sha256:{f.sha256[:12]} ({len(f.content)} bytes{secret})"
+        return f"{self.title}: {f.path} mode {f.mode:04o} {f.owner}:{f.group} sha256:{f.sha256[:12]} ({f.size} bytes{secret})"
 
     def to_dict(self) -> dict[str, Any]:
         d = self.base_dict()
@@ -151,7 +152,7 @@ class PutFileStep(_StepBase):
             "owner": f.owner,
             "group": f.group,
             "sha256": f.sha256,
-            "size": len(f.content),
+            "size": f.size,
             "secret": f.secret,
             "source": f.source,
         }

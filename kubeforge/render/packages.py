@@ -16,8 +16,14 @@ DEBIAN_MIRROR_LIST = "/etc/apt/sources.list.d/kubeforge-debian.list"
 BUNDLE_LIST = "/etc/apt/sources.list.d/kubeforge-bundle.list"
 PIN_PATH = "/etc/apt/preferences.d/kubeforge-kubernetes"
 KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
-# Where the offline workflow unpacks the bundle on each host (a flat repo with a Packages index).
+# Where the offline workflow pushes the bundle on each host (a flat repo with a Packages index).
 BUNDLE_DIR = "/var/cache/kubeforge/bundle"
+# With an offline bundle, apt reads the bundle's list and nothing else: `apt-get update` never
+# reaches for the host's own (unreachable) sources and keeps their old lists (List-Cleanup=0), and
+# `apt-get install` picks candidates from the bundle and what is installed only.
+BUNDLE_APT_OPTIONS = (
+    f"-o Dir::Etc::SourceList={BUNDLE_LIST} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0"
+)
 
 
 def render_packages(ctx: ClusterContext, host: Host, version: Version | None = None) -> list[RenderedFile]:

@@ -142,6 +142,27 @@ class LocalTransport(BaseTransport):
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def _write_from(self, path: str, local: Path, digest: str, mode: int, owner: str, group: str) -> None:
+        p = self._path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".kubeforge.", dir=p.parent)
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as f, local.open("rb") as src:
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+                self._chown(f.fileno(), owner, group)
+                os.fchmod(f.fileno(), mode)
+            if h.hexdigest() != digest:
+                raise CommandFailed(self.host, f"write {path}", 1, f"{local} does not have sha256 {digest}")
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def _fetch(self, remote_path: str, sink: Sink, sudo: bool) -> str:
         h = hashlib.sha256()
         try:

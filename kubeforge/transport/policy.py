@@ -70,6 +70,14 @@ class FileState:
     group: str
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def tail(data: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(data.rstrip("\n").splitlines()[-lines:])
 
@@ -250,6 +258,76 @@ class BaseTransport:
             f"mv -f -- \"$t\" {q}"
         )
         self._run(Command(script=script, stdin=content, sudo=True, description=f"write {path}"), internal=True)
+
+    # --- put a local file (streamed) ----------------------------------------------------------
+    # Large files (an offline bundle's .debs) go in pieces of this size, so a push holds at most one
+    # piece per host in memory, whatever the file's size.
+    PUT_CHUNK = 8 << 20
+
+    def put_file(
+        self,
+        path: str,
+        local: Path | str,
+        *,
+        sha256: str | None = None,
+        mode: int = 0o644,
+        owner: str = "root",
+        group: str = "root",
+    ) -> PutResult:
+        """``put`` for a file on this machine, read from disk piece by piece: skipped when the host's
+        copy has the same sha256 (``sha256``, when the caller already checked the local file, saves
+        hashing it again); written atomically and checked on the host before it replaces anything."""
+        if not path.startswith("/"):
+            raise ValueError(f"put needs an absolute path, got {path!r}")
+        self.connect()
+        started = time.monotonic()
+        local = Path(local)
+        size = local.stat().st_size
+        digest = sha256 or _file_sha256(local)
+        state = self._probe(path)
+        if state is not None and state.sha256 == digest:
+            changed = False
+            if (state.mode, state.owner, state.group) != (mode, owner, group):
+                self._set_attrs(path, mode, owner, group)
+        else:
+            changed = True
+            self._write_from(path, local, digest, mode, owner, group)
+        duration = time.monotonic() - started
+        log.debug("put %s from %s (%d bytes, %04o %s:%s) %s in %.3fs", path, local, size, mode, owner, group,
+                  "changed" if changed else "unchanged", duration, extra={"host": self.host})
+        return PutResult(self.host, path, changed, digest, size, duration)
+
+    def _write_from(self, path: str, local: Path, digest: str, mode: int, owner: str, group: str) -> None:
+        """Pieces appended to a temp file beside ``path``, whose sha256 the host checks before the
+        rename: a file changed under us, or a broken transfer, never replaces the old one."""
+        q = shlex.quote(path)
+        made = self._run(Command(
+            script=f"d=$(dirname -- {q}); (umask 022; mkdir -p -- \"$d\")\nmktemp \"$d/.kubeforge.XXXXXX\"",
+            sudo=True, description=f"start writing {path}",
+        ), internal=True)
+        t = shlex.quote(made.stdout.strip())
+        try:
+            with local.open("rb") as f:
+                for chunk in iter(lambda: f.read(self.PUT_CHUNK), b""):
+                    self._run(Command(script=f"cat >> {t}", stdin=chunk, sudo=True, description=f"write {path}"),
+                              internal=True)
+            self._run(Command(
+                script=(
+                    f"printf '%s  %s\\n' {shlex.quote(digest)} {t} | sha256sum --check --quiet --strict - >/dev/null || "
+                    f"{{ echo \"{path}: the copy does not have sha256 {digest}\" >&2; exit 1; }}\n"
+                    f"chown {shlex.quote(owner)}:{shlex.quote(group)} -- {t}\n"
+                    f"chmod {mode:04o} -- {t}\n"
+                    f"mv -f -- {t} {q}"
+                ),
+                sudo=True, description=f"finish writing {path}",
+            ), internal=True)
+        except BaseException:
+            try:
+                self._run(Command(script=f"rm -f -- {t}", sudo=True, check=False, description=f"clean up {path}"),
+                          internal=True)
+            except Exception:  # noqa: BLE001 - the first failure is the one to report
+                pass
+            raise
 
     # --- get ------------------------------------------------------------------------------------
     def get(self, remote_path: str, local_path: str, *, sudo: bool = True) -> GetResult:

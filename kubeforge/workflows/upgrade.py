@@ -30,6 +30,7 @@ from kubeforge.execute import (
 )
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
+from kubeforge.plan.bundle import load_bundle, offered_kubernetes
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.upgrade import (
     UpgradeFacts,
@@ -107,9 +108,14 @@ def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> Upgrad
 
 def offered_versions(cluster: Cluster, pool, path: list[KubeVersion]) -> frozenset[KubeVersion] | None:
     """The kubeadm versions the package source offers for the minors of ``path``, read on the first
-    control plane in a throw-away apt state. None for an offline bundle (its contents are the
-    operator's files; apt on the hosts says so when a version is missing)."""
-    if cluster.packages.kind is PackageSourceKind.OFFLINE or not path:
+    control plane in a throw-away apt state. With an offline bundle, read from its verified index
+    on this machine: the versions it has kubeadm, kubelet and kubectl for (a bundle that does not
+    match its index is refused here, exit 3, before any host is touched)."""
+    if cluster.packages.kind is PackageSourceKind.OFFLINE:
+        bundle = load_bundle(cluster)
+        assert bundle is not None
+        return frozenset(v for s in offered_kubernetes(bundle) if (v := _kube_or_none(s)) is not None)
+    if not path:
         return None
     first = cluster.first_control_plane
     lists = []
@@ -127,8 +133,17 @@ def offered_versions(cluster: Cluster, pool, path: list[KubeVersion]) -> frozens
     return parse_madison(res.stdout)
 
 
+def _kube_or_none(text: str) -> KubeVersion | None:
+    try:
+        return parse_kube(text)
+    except VersionError:
+        return None  # a package of the bundle kubeforge does not know as a Kubernetes version
+
+
 def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *, offered: bool = True) -> tuple[UpgradeFacts, list[KubeVersion]]:
     """Facts, then every refusal; returns the facts and the hops left."""
+    # An offline bundle is checked against its index first: a bad one is refused before any host is asked.
+    load_bundle(cluster)
     facts = gather_upgrade_facts(cluster, pool)
     path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
     if path and offered:

@@ -2,11 +2,18 @@
 exact version and held, containerd on nodes, etcd's Debian packages at the inventory's version on
 dedicated members (when etcd comes from the mirror; release archives are installed by the etcd
 phases), haproxy + keepalived on load balancers; containerd configured and (re)started when its
-configuration changed."""
+configuration changed.
+
+With ``packages.source: offline`` the bundle is verified on the operator's machine while planning
+(kubeforge.plan.bundle: exit 3 for a file that does not match its index, exit 7 for a package or
+version it lacks) and, on each host that has something to install, pushed to
+/var/cache/kubeforge/bundle/ (only files whose sha256 differs travel) before apt reads it; apt then
+reads the bundle's list and nothing else."""
 
 from __future__ import annotations
 
 from kubeforge.model import EndpointMode, EtcdTopology, Host
+from kubeforge.plan.bundle import Bundle, load_bundle, push_bundle, require_packages
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel
@@ -14,6 +21,7 @@ from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import puts, q, restart_when_changed
 from kubeforge.render.etcd import etcd_from_archive
 from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
+from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command
 
 KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
@@ -57,18 +65,26 @@ printf '#!/bin/sh\\nexit 101\\n' > {POLICY_RC}
 chmod 0755 {POLICY_RC}"""
 
 
-def install_script(wanted: dict[str, str | None], hold: list[str]) -> str:
+# apt-get update exits 0 when a source cannot be read; with the bundle as the only source, that
+# means the pushed bundle is unreadable: say so rather than "package not found" later.
+BUNDLE_UPDATE = f"""out=$(apt-get update -q {BUNDLE_APT_OPTIONS} 2>&1) || {{ echo "$out" >&2; exit 2; }}
+if printf '%s\\n' "$out" | grep -e '^W: Failed to fetch' -e '^E: ' >/dev/null; then
+  printf '%s\\n' "$out" >&2; echo "apt-get update could not read the offline bundle" >&2; exit 2
+fi"""
+
+
+def install_script(wanted: dict[str, str | None], hold: list[str], *, offline: bool = False) -> str:
     specs = " ".join(q(f"{p}={v}-*") if v else q(p) for p, v in wanted.items())
     lines = [
         "export DEBIAN_FRONTEND=noninteractive",
         NO_STARTS,
-        "apt-get update -q -o Acquire::Retries=3 >/dev/null",
+        BUNDLE_UPDATE if offline else "apt-get update -q -o Acquire::Retries=3 >/dev/null",
     ]
     if hold:
         lines.append(f"apt-mark unhold {' '.join(hold)} >/dev/null")
     lines.append(
-        "apt-get install -y -q -o Dpkg::Options::=--force-confold --allow-change-held-packages "
-        f"--no-install-recommends {specs}"
+        f"apt-get install -y -q {BUNDLE_APT_OPTIONS + ' ' if offline else ''}-o Dpkg::Options::=--force-confold "
+        f"--allow-change-held-packages --no-install-recommends {specs}"
     )
     if hold:
         lines.append(f"apt-mark hold {' '.join(hold)} >/dev/null")
@@ -103,21 +119,29 @@ class InstallPackages:
     strategy = parallel()
 
     def plan(self, ctx: UpContext) -> PhasePlan:
-        lanes = [(h.name, self._host(ctx, h)) for h in ctx.cluster.hosts]
+        bundle = load_bundle(ctx.cluster)
+        if bundle is not None:
+            require_packages(bundle, {h.name: w for h in ctx.cluster.hosts if (w := wanted_packages(ctx, h))})
+        lanes = [(h.name, self._host(ctx, h, bundle)) for h in ctx.cluster.hosts]
         return PhasePlan.of(self, lanes, strategy=parallel(ctx.cluster.parallelism),
                             reason_if_empty="every package is installed at its version and held")
 
-    def _host(self, ctx: UpContext, host: Host) -> list:
+    def _host(self, ctx: UpContext, host: Host, bundle: Bundle | None = None) -> list:
         wanted = wanted_packages(ctx, host)
         if not wanted:
             return []
         hold = [p for p in KUBE_PACKAGES if p in wanted]
         sources = ctx.pending(host, ctx.files_where(host, prefix=SOURCE_PREFIX))
-        steps: list = puts(host, sources)
+        steps: list = []
         if sources or not converged(ctx, host, wanted, hold):
+            # A converged host gets no push at all: the bundle is only ever read by this apt step.
+            if bundle is not None:
+                steps += push_bundle(host.name, bundle)
+            steps += puts(host, sources)
             versions = ", ".join(f"{p} {v}" if v else p for p, v in wanted.items())
             steps.append(
-                RunStep(host.name, Command(script=install_script(wanted, hold), sudo=True, timeout=900),
+                RunStep(host.name, Command(script=install_script(wanted, hold, offline=bundle is not None),
+                                           sudo=True, timeout=900),
                         f"Install {versions}" + (" and hold them" if hold else ""),
                         unless=Command(script=installed_guard(wanted, hold), sudo=True), key="install-packages")
             )

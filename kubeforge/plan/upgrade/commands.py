@@ -12,6 +12,7 @@ from kubeforge.model.versions import Version
 from kubeforge.plan.steps import GateStep, RunStep
 from kubeforge.plan.upgrade.state import ADMIN_CONF, APISERVER_MANIFEST
 from kubeforge.render.kubeadm import UPGRADE_PATH
+from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command
 
 KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
@@ -35,15 +36,17 @@ def installed_and_held(components: Sequence[str], version: Version) -> Command:
     return Command(script=checks, sudo=True, timeout=30)
 
 
-def install_held(host: str, components: Sequence[str], version: Version, *, key: str) -> RunStep:
-    """Unhold, install exactly ``version`` (whatever Debian revision the source has), hold again."""
+def install_held(host: str, components: Sequence[str], version: Version, *, key: str, offline: bool = False) -> RunStep:
+    """Unhold, install exactly ``version`` (whatever Debian revision the source has), hold again.
+    ``offline``: apt reads the pushed bundle's list only."""
     names = " ".join(components)
     pins = " ".join(f"{c}={version}-*" for c in components)
+    only = f"{BUNDLE_APT_OPTIONS} " if offline else ""
     script = (
         "set -eu\n"
         "export DEBIAN_FRONTEND=noninteractive\n"
         f"apt-mark unhold {names} >/dev/null\n"
-        f"apt-get install -y -q -o Dpkg::Options::=--force-confold {pins}\n"
+        f"apt-get install -y -q {only}-o Dpkg::Options::=--force-confold {pins}\n"
         f"apt-mark hold {names} >/dev/null\n"
     )
     return RunStep(
@@ -55,17 +58,25 @@ def install_held(host: str, components: Sequence[str], version: Version, *, key:
     )
 
 
-def apt_update(host: str, version: Version, *, key: str) -> RunStep:
-    """Read the new minor's repository; skipped when apt already knows the target version."""
+def apt_update(host: str, version: Version, *, key: str, offline: bool = False) -> RunStep:
+    """Read the new minor's repository; skipped when apt already knows the target version.
+    ``offline``: read the pushed bundle only, failing when apt cannot read it (apt-get update
+    itself exits 0 for a source it could not fetch)."""
     guard = Command(
         script=f"apt-cache madison kubeadm 2>/dev/null | awk -F'|' '{{gsub(/ /, \"\", $2); print $2}}' | grep -q '{_deb_prefix(version)}'",
         sudo=True,
         timeout=60,
     )
+    script = "apt-get update -q"
+    if offline:
+        script = (f"out=$(apt-get update -q {BUNDLE_APT_OPTIONS} 2>&1) || {{ echo \"$out\" >&2; exit 2; }}\n"
+                  "if printf '%s\\n' \"$out\" | grep -e '^W: Failed to fetch' -e '^E: ' >/dev/null; then\n"
+                  "  printf '%s\\n' \"$out\" >&2; echo 'apt-get update could not read the offline bundle' >&2; exit 2\n"
+                  "fi")
     return RunStep(
         host,
-        Command(script="apt-get update -q", sudo=True, timeout=300, description="apt-get update"),
-        f"Read the Kubernetes {version.minor_str} package index",
+        Command(script=script, sudo=True, timeout=300, description="apt-get update"),
+        f"Read the Kubernetes {version.minor_str} package index" + (" (offline bundle)" if offline else ""),
         unless=guard,
         key=key,
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.model import Cluster, Host, PackageSourceKind, RenderedFile
 from kubeforge.model.versions import KubeVersion
 from kubeforge.plan.steps import slug
 from kubeforge.plan.upgrade.state import COMPONENTS, UpgradeFacts
@@ -36,6 +36,11 @@ class UpgradeContext:
     def key(self, *parts: str) -> str:
         """Step keys carry the hop's version: a multi-hop run journals the same step once per hop."""
         return f"v{self.target}-" + "-".join(slug(p) for p in parts)
+
+    @property
+    def offline(self) -> bool:
+        """Packages come from the offline bundle kubeforge pushes (apt reads nothing else)."""
+        return self.cluster.packages.kind is PackageSourceKind.OFFLINE
 
     @property
     def hop_note(self) -> str:
