@@ -1,0 +1,149 @@
+"""`packages.source: offline` on real machines: a bundle built from the lab mirror's files (its Debian
+and Kubernetes .debs in one flat directory indexed by dpkg-scanpackages, plus etcd's release archive),
+an inventory that names no mirror, and `kubeforge up` on one control plane (stacked etcd) and one
+worker. The machines have no route out and no apt source but the one kubeforge writes, so Ready
+nodes prove every package came from the pushed bundle. A bundle with a flipped byte is refused
+before any host is touched; a second `up` pushes nothing; `upgrade --to` the next minor reads the
+same bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from tests.lab.inventory import SIM_CNI_MANIFEST
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+
+KUBE = "1.33.5"
+NEXT = "1.34.2"
+ETCD = "3.5.16"
+NODES = ("cp-1", "w-1")
+BUNDLE_DIR = "/var/cache/kubeforge/bundle"
+KUBECTL = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+
+
+def kf(inv: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kubeforge", *args, "-i", str(inv)], capture_output=True,
+                          text=True, timeout=timeout, cwd=inv.parent, check=False)
+
+
+def build_bundle(lab, into: Path, *, flip: str | None = None) -> Path:
+    """Every .deb the lab mirror serves in one directory, ``Packages`` by dpkg-scanpackages, and
+    etcd's release archive with its SHA256SUMS. ``flip``: a package whose .deb gets one byte flipped
+    after indexing (what a corrupted copy to an air-gapped site looks like)."""
+    mirror = lab.run_dir / "mirror"
+    into.mkdir(parents=True)
+    for deb in [*(mirror / "debian").glob("*.deb"), *mirror.glob("kubernetes/v*/deb/*.deb")]:
+        if not (into / deb.name).exists():  # the same file can sit in several minors' repos
+            shutil.copyfile(deb, into / deb.name)
+    index = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=into, capture_output=True, check=True)
+    (into / "Packages").write_bytes(index.stdout)
+    for f in (mirror / "etcd-releases" / f"v{ETCD}").iterdir():
+        shutil.copyfile(f, into / f.name)
+    if flip:
+        deb = next(into.glob(f"{flip}_{KUBE}-*.deb"))
+        data = bytearray(deb.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        deb.write_bytes(bytes(data))
+    return into
+
+
+def inventory(lab, d: Path, bundle: Path) -> Path:
+    doc = YAML(typ="safe").load(lab.write_inventory(d / "lab.yaml").read_text())
+    doc["spec"]["packages"] = {"source": "offline", "bundleDir": str(bundle)}
+    doc["spec"]["etcd"]["version"] = ETCD
+    doc["spec"]["network"]["cni"] = {"name": "kubesim-cni", "manifest": "cni.yaml"}
+    (d / "cni.yaml").write_text(SIM_CNI_MANIFEST)
+    inv = d / "inventory.yaml"
+    with inv.open("w") as f:
+        YAML().dump(doc, f)
+    return inv
+
+
+def report(inv: Path, workflow: str) -> dict:
+    # run dirs are <UTC time>Z-<command>[-n]: "up" must not pick an upgrade's
+    runs = sorted((p for p in inv.parent.glob(".kubeforge/*/runs/*/report.json")
+                   if p.parent.name.split("Z-", 1)[-1].split("-")[0] == workflow), key=lambda p: p.stat().st_mtime)
+    return json.loads(runs[-1].read_text())
+
+
+def sources(lab, node: str) -> list[str]:
+    """Every apt source line the machine has."""
+    out = lab.exec(node, ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | "
+                                      "grep -v '^#' | grep . || true"]).stdout
+    return out.splitlines()
+
+
+@pytest.fixture(scope="module")
+def olab(lab_factory):
+    return lab_factory([("cp-1", ("control-plane", "etcd")), ("w-1", ("worker",))], kubernetes_version=KUBE)
+
+
+@pytest.fixture(scope="module")
+def good(olab, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("offline")
+    return inventory(olab, d, build_bundle(olab, d / "bundle"))
+
+
+def test_a_bundle_with_a_flipped_byte_in_kubeadm_is_refused_with_exit_3_before_any_host_is_touched(olab, tmp_path_factory):
+    d = tmp_path_factory.mktemp("flipped")
+    bundle = build_bundle(olab, d / "bundle", flip="kubeadm")
+    inv = inventory(olab, d, bundle)
+    res = kf(inv, "up", "--yes")
+    assert res.returncode == 3, res.stdout + res.stderr
+    deb = next(bundle.glob(f"kubeadm_{KUBE}-*.deb"))
+    assert str(deb) in res.stderr and "sha256" in res.stderr
+    for n in NODES:
+        assert olab.exec(n, ["test", "-e", BUNDLE_DIR]).returncode != 0, n
+        assert sources(olab, n) == [], n
+        assert olab.exec(n, ["dpkg-query", "-W", "kubeadm"]).returncode != 0, n
+    assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))  # no run started
+
+
+def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
+    res = kf(good, "up", "--yes")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    nodes = json.loads(olab.exec("cp-1", [*KUBECTL, "sim", "state"], check=True).stdout)["nodes"]
+    assert {n for n, v in nodes.items() if v.get("ready")} == set(NODES)
+    bundle = good.parent / "bundle"
+    pushed = {s["title"] for s in report(good, "up")["steps"]
+              if s["phase"] == "InstallPackages" and s["status"] == "done" and s["title"].startswith("Push ")}
+    for n in NODES:
+        # the one source apt has is the pushed bundle; the packages came from it at the exact version
+        assert sources(olab, n) == [f"deb [trusted=yes] file:{BUNDLE_DIR} ./"], n
+        assert olab.exec(n, ["dpkg-query", "-W", "-f", "${Version}", "kubeadm"]).stdout.startswith(f"{KUBE}-"), n
+        policy = olab.exec(n, ["apt-cache", "policy", "kubeadm"]).stdout
+        assert f"file:{BUNDLE_DIR} ./ Packages" in policy, policy
+        same = olab.exec(n, ["sh", "-c", f"cd {BUNDLE_DIR} && sha256sum Packages"]).stdout.split()[0]
+        assert same == subprocess.run(["sha256sum", str(bundle / "Packages")], capture_output=True, text=True).stdout.split()[0]
+    # the etcd release archive is not apt's business: the bundle push is the indexed .debs and the index
+    assert pushed == {f"Push {p.name}" for p in bundle.glob("*.deb")} | {"Push Packages"}
+    assert olab.exec("cp-1", ["test", "-e", f"{BUNDLE_DIR}/etcd-v{ETCD}-linux-amd64.tar.gz"]).returncode != 0
+
+
+def test_a_second_up_pushes_nothing_and_changes_nothing(olab, good):
+    res = kf(good, "up", "--yes")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rep = report(good, "up")
+    assert [s for s in rep["steps"] if s["status"] not in ("unchanged",)] == []
+    assert not [s for s in rep["steps"] if s["title"].startswith("Push ")]
+    assert "no changes" in res.stdout
+
+
+def test_upgrade_to_the_next_minor_reads_the_same_bundle(olab, good):
+    res = kf(good, "upgrade", "--to", NEXT, "--yes")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    nodes = json.loads(olab.exec("cp-1", [*KUBECTL, "sim", "state"], check=True).stdout)["nodes"]
+    assert {n: v["kubeletVersion"] for n, v in nodes.items()} == {n: f"v{NEXT}" for n in NODES}
+    for n in NODES:
+        assert olab.exec(n, ["dpkg-query", "-W", "-f", "${Version}", "kubelet"]).stdout.startswith(f"{NEXT}-"), n
+        assert sources(olab, n) == [f"deb [trusted=yes] file:{BUNDLE_DIR} ./"], n
+    # the bundle was already on the machines: the upgrade pushed none of its files again
+    rep = report(good, "upgrade")
+    assert not [s for s in rep["steps"] if s["title"].startswith("Push ") and s["status"] == "done"]
