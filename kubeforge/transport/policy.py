@@ -262,7 +262,7 @@ class BaseTransport:
     # --- put a local file (streamed) ----------------------------------------------------------
     # Large files (an offline bundle's .debs) go in pieces of this size, so a push holds at most one
     # piece per host in memory, whatever the file's size.
-    PUT_CHUNK = 8 << 20
+    PUT_CHUNK = 16 << 20
 
     def put_file(
         self,
