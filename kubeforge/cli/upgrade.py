@@ -63,6 +63,10 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
         out.print(f"etcd backup (verified) before the upgrade: {b.path}", markup=False)
     if not outcome.path:
         out.print(f"nothing to do: every node already runs {outcome.target}", markup=False)
+    ran = outcome.reports and all(r.outcome == "succeeded" for r in outcome.reports) and not dry_run
+    if (ran or not outcome.path) and cluster.kubernetes_version != outcome.target:
+        # `up` refuses an inventory that names another version than the nodes run
+        out.print(f"next: set spec.kubernetesVersion to \"{outcome.target}\" in {inventory}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -289,6 +289,7 @@ def test_a_second_upgrade_to_the_same_version_changes_nothing(env):
     res = env.kf("upgrade", "--to", "1.35.1", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "nothing to do: every node already runs 1.35.1" in res.stdout
+    assert 'next: set spec.kubernetesVersion to "1.35.1"' in res.stdout  # the inventory still says 1.33.5
 
 
 def test_up_from_the_inventory_still_naming_the_old_version_is_refused_and_changes_nothing(env):
