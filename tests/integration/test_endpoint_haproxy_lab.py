@@ -117,6 +117,11 @@ def steady_answers(vip: str, count: int, timeout: float) -> int:
     return failed
 
 
+def latest_report(env: Env) -> dict:
+    runs = (env.dir / ".kubeforge").glob("*/runs/*-up/report.json")
+    return json.loads(max(runs, key=lambda p: p.stat().st_mtime).read_text())
+
+
 @pytest.fixture(scope="module")
 def env(lab_factory, tmp_path_factory) -> Env:
     lab = lab_factory(LAYOUT, endpoint_mode="haproxy", persistent=("lb-1",))
@@ -131,6 +136,11 @@ def env(lab_factory, tmp_path_factory) -> Env:
 def test_up_converges_with_haproxy_and_keepalived_active_on_both_balancers(env):
     res = env.kf("up", "--yes")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    steps = latest_report(env)["steps"]
+    phases = [s["phase"] for s in steps]
+    # the joins waited until the API answered through the VIP, not only on cp-1
+    assert [s["status"] for s in steps if s["phase"] == "WaitEndpoint"] == ["done"]
+    assert phases.index("WaitEndpoint") < phases.index("JoinControlPlanes")
     for lb in LBS:
         units = env.lab.exec(lb, ["systemctl", "is-active", "haproxy", "keepalived"]).stdout.split()
         assert units == ["active", "active"], (lb, units)
@@ -226,7 +236,7 @@ def test_haproxy_takes_a_stopped_api_server_out_and_the_api_still_answers(env):
 def test_a_second_up_changes_nothing(env):
     res = env.kf("up", "--yes")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    rep = json.loads(max((env.dir / ".kubeforge").glob("*/runs/*-up/report.json"), key=lambda p: p.stat().st_mtime).read_text())
+    rep = latest_report(env)
     assert rep["outcome"] == "succeeded"
     assert [s for s in rep["steps"] if s["status"] == "done"] == []
     assert env.vip_holders() == ["lb-1"]
