@@ -62,11 +62,11 @@ def main() -> None:
             t = SshTransport(sshd.host("bench", kh))
             rows: dict[str, list[tuple[float, float]]] = {"put_file": [], "put bytes": [], "scp": []}
             for r in range(args.rounds):
-                rows["put_file"].append(timed(lambda: t.put_file(str(out / f"a{r}.deb"), src)))
-                rows["put bytes"].append(timed(lambda: t.put(str(out / f"b{r}.deb"), src.read_bytes())))
+                rows["put_file"].append(timed(lambda r=r: t.put_file(str(out / f"a{r}.deb"), src)))
+                rows["put bytes"].append(timed(lambda r=r: t.put(str(out / f"b{r}.deb"), src.read_bytes())))
                 scp = ["scp", "-q", "-i", str(key), "-o", f"UserKnownHostsFile={kh}", "-P", str(sshd.port),
                        str(src), f"root@127.0.0.1:{out}/c{r}.deb"]
-                rows["scp"].append(timed(lambda: subprocess.run(scp, check=True)))
+                rows["scp"].append(timed(lambda scp=scp: subprocess.run(scp, check=True)))
             t.close()
         finally:
             sshd.stop()

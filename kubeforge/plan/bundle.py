@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from kubeforge.errors import InputError, SafetyRefusal
 from kubeforge.model import Cluster, PackageSourceKind

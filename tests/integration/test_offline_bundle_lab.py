@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+
 from tests.lab.inventory import SIM_CNI_MANIFEST
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
@@ -75,8 +76,8 @@ def report(inv: Path, workflow: str) -> dict:
 
 def sources(lab, node: str) -> list[str]:
     """Every apt source line the machine has."""
-    out = lab.exec(node, ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | "
-                                      "grep -v '^#' | grep . || true"]).stdout
+    script = "cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v '^#' | grep . || true"
+    out = lab.exec(node, ["sh", "-c", script]).stdout
     return out.splitlines()
 
 
@@ -121,7 +122,7 @@ def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
         policy = olab.exec(n, ["apt-cache", "policy", "kubeadm"]).stdout
         assert f"file:{BUNDLE_DIR} ./ Packages" in policy, policy
         same = olab.exec(n, ["sh", "-c", f"cd {BUNDLE_DIR} && sha256sum Packages"]).stdout.split()[0]
-        assert same == subprocess.run(["sha256sum", str(bundle / "Packages")], capture_output=True, text=True).stdout.split()[0]
+        assert same == subprocess.run(["sha256sum", str(bundle / "Packages")], capture_output=True, text=True, check=True).stdout.split()[0]
     # the etcd release archive is not apt's business: the bundle push is the indexed .debs and the index
     assert pushed == {f"Push {p.name}" for p in bundle.glob("*.deb")} | {"Push Packages"}
     assert olab.exec("cp-1", ["test", "-e", f"{BUNDLE_DIR}/etcd-v{ETCD}-linux-amd64.tar.gz"]).returncode != 0

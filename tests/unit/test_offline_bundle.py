@@ -13,7 +13,13 @@ import pytest
 from kubeforge.errors import InputError, SafetyRefusal
 from kubeforge.model import PackageSource, PackageSourceKind
 from kubeforge.model.versions import parse_kube
-from kubeforge.plan.bundle import INDEX, load_bundle, offered_kubernetes, parse_packages, require_packages
+from kubeforge.plan.bundle import (
+    INDEX,
+    load_bundle,
+    offered_kubernetes,
+    parse_packages,
+    require_packages,
+)
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.plan.up import ClusterState, UpContext
 from kubeforge.plan.up.install_packages import InstallPackages
@@ -119,7 +125,7 @@ def test_a_flipped_byte_in_a_deb_is_refused_with_exit_3_naming_the_file_and_both
         load_bundle(offline(bundle))
     assert e.value.exit_code == 3
     assert str(deb) in e.value.message and listed in e.value.message
-    assert subprocess.run(["sha256sum", str(deb)], capture_output=True, text=True).stdout.split()[0] in e.value.message
+    assert subprocess.run(["sha256sum", str(deb)], capture_output=True, text=True, check=True).stdout.split()[0] in e.value.message
 
 
 def test_a_missing_deb_and_a_truncated_one_are_both_named(bundle):

@@ -5,7 +5,12 @@ operator's machine while planning) is pushed first: only files whose sha256 diff
 
 from __future__ import annotations
 
-from kubeforge.plan.bundle import KUBE_PACKAGES, load_bundle, push_bundle, require_packages
+from kubeforge.plan.bundle import (
+    KUBE_PACKAGES,
+    load_bundle,
+    push_bundle,
+    require_packages,
+)
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import PutFileStep, slug
 from kubeforge.plan.strategy import parallel
