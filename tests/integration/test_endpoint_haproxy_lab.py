@@ -3,8 +3,8 @@ lab's bridge (VRRP between real keepalived daemons), real haproxy balances two c
 API servers are the simulator's (TLS on 6443, /readyz), one external etcd member, one worker.
 
 The tests run in order on one lab: up -> the VIP on exactly one balancer, kubectl through it -> the
-balancer holding the VIP loses keepalived, then power, the other takes it -> one API server stops,
-haproxy's check takes it out -> everything back -> a second up changes nothing."""
+balancer holding the VIP loses keepalived, then haproxy, then power, the other takes it each time ->
+one API server stops, haproxy's check takes it out -> everything back -> a second up changes nothing."""
 
 from __future__ import annotations
 
@@ -189,6 +189,23 @@ def test_the_other_balancer_takes_the_vip_when_keepalived_stops_and_the_api_stil
     assert res.returncode == 0, res.stderr
     env.lab.exec("lb-1", ["systemctl", "start", "keepalived"], check=True)
     wait_until("the VIP back on lb-1 (higher priority)", lambda: env.vip_holders() == ["lb-1"], 15)
+    steady_answers(env.vip, 5, 15)
+
+
+def test_the_holder_gives_the_vip_up_when_its_haproxy_stops(env):
+    # keepalived stays up: only its check script (haproxy running and accepting) tells it to let go
+    assert env.vip_holders() == ["lb-1"]
+    started = time.monotonic()
+    env.lab.exec("lb-1", ["systemctl", "stop", "haproxy"], check=True)
+    try:
+        wait_until("lb-2 holding the VIP alone", lambda: env.vip_holders() == ["lb-2"], 20)
+        took = time.monotonic() - started
+        failed = steady_answers(env.vip, 5, 15)
+        print(f"haproxy stopped on lb-1: VIP on lb-2 {took:.1f}s later; {failed} requests failed before 5 answered in a row")
+        assert took < 12, "two failed checks 3 s apart, then the next advert"
+    finally:
+        env.lab.exec("lb-1", ["systemctl", "start", "haproxy"], check=True)
+    wait_until("the VIP back on lb-1 once its haproxy runs", lambda: env.vip_holders() == ["lb-1"], 30)
     steady_answers(env.vip, 5, 15)
 
 

@@ -42,5 +42,9 @@ class ConfigureEndpoint:
         f = ctx.facts.get(host.name)
         for unit, inputs in (("haproxy", [HAPROXY_PATH]), ("keepalived", [KEEPALIVED_PATH, CHECK_SCRIPT_PATH])):
             if files or f is None or not f.units.is_active(unit) or not ctx.prepared(host):
-                steps.append(restart_when_changed(host, unit, inputs, f"Start {unit} with its configuration"))
+                # reload, not restart, when running: the balancers are changed in parallel, and
+                # restarting both haproxys at once would drop every connection through the VIP
+                # (kubectl watches included) and refuse new ones; a keepalived restart on the holder
+                # would move the VIP away and back
+                steps.append(restart_when_changed(host, unit, inputs, f"Start {unit} with its configuration", reload=True))
         return steps

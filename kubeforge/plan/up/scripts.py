@@ -25,11 +25,14 @@ def _digest_of(paths: Sequence[str]) -> str:
     return "$(cat " + " ".join(q(p) for p in paths) + " 2>/dev/null | sha256sum | cut -d' ' -f1)"
 
 
-def restart_when_changed(host: Host, unit: str, inputs: Sequence[str], title: str | None = None, *, block: bool = True) -> RunStep:
+def restart_when_changed(host: Host, unit: str, inputs: Sequence[str], title: str | None = None, *, block: bool = True,
+                         reload: bool = False) -> RunStep:
     """(Re)start ``unit`` when it is not active or when its input files changed since kubeforge last
-    started it (a stamp under /etc/kubeforge/stamps holds their digest)."""
+    started it (a stamp under /etc/kubeforge/stamps holds their digest). ``reload``: a running unit
+    is reloaded instead (``systemctl reload-or-restart``), keeping its connections."""
     stamp = f"{STAMP_DIR}/{unit}.sha256"
-    start = "systemctl restart" if block else "systemctl restart --no-block"
+    verb = "reload-or-restart" if reload else "restart"
+    start = f"systemctl {verb}" if block else f"systemctl {verb} --no-block"
     script = (
         f"mkdir -p {STAMP_DIR}\n"
         "systemctl daemon-reload\n"
