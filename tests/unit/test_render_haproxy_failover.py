@@ -37,7 +37,7 @@ def free_port() -> int:
 def self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
@@ -50,7 +50,7 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 class Readyz(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         body = self.server.name.encode()
         self.send_response(200 if self.path == "/readyz" else 404)
         self.send_header("Content-Length", str(len(body)))
@@ -89,7 +89,7 @@ def ask(port: int) -> str | None:
     except (OSError, ssl.SSLError):
         return None
     head, _, body = data.partition(b"\r\n\r\n")
-    return body.decode() if head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200") else None
+    return body.decode() if head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")) else None
 
 
 def server_states(sock: Path) -> dict[str, str]:
@@ -122,7 +122,7 @@ def balanced(tmp_path: Path):
     # Only addresses change: the frontend and two of the servers onto loopback, the rest dropped.
     cfg = cfg.replace("bind *:6443", f"bind 127.0.0.1:{front}").replace("/run/haproxy/admin.sock", str(sock))
     cfg = cfg.replace("log /dev/log local0", "")
-    servers = re.findall(r"^    server (\S+) (\S+) .*$", cfg, flags=re.M)
+    servers = re.findall(r"^    server (\S+) (\S+) .*$", cfg, flags=re.MULTILINE)
     assert len(servers) >= 2, cfg
     lines = []
     for line in cfg.splitlines():

@@ -11,7 +11,14 @@ from kubeforge.model import CniSpec, EndpointMode, Network, Role
 from kubeforge.plan.steps import GateStep
 from kubeforge.plan.up import ClusterState, UpContext, plan_up
 from tests.factories import make_cluster, make_host
-from tests.unit.test_up_planner import CNI, VERSION, converged_ctx, fresh_facts, phase, resolve
+from tests.unit.test_up_planner import (
+    CNI,
+    VERSION,
+    converged_ctx,
+    fresh_facts,
+    phase,
+    resolve,
+)
 
 
 def haproxy_cluster(tmp_path, **kw):

@@ -15,9 +15,13 @@ from kubeforge.plan.steps import GateStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import KUBECTL, UpContext
 from kubeforge.plan.up.scripts import q
-from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH, KUBE_VIP_PATH
+from kubeforge.render.endpoint import (
+    CHECK_SCRIPT_PATH,
+    HAPROXY_PATH,
+    KEEPALIVED_PATH,
+    KUBE_VIP_PATH,
+)
 from kubeforge.transport.base import Command
-
 
 
 class WaitEndpoint:
