@@ -94,3 +94,15 @@ def test_the_step_runner_pushes_a_local_file_then_reports_it_unchanged(tmp_path,
     assert runner.run(step).status is StepStatus.UNCHANGED
     d = step.to_dict()["file"]
     assert d["size"] == 4500 and d["sha256"] == f.sha256 and not d["secret"]
+
+
+def test_an_empty_file_and_a_one_piece_file_each_take_one_write_command(tmp_path):
+    t = PiecewiseTransport()
+    for name, data in (("empty", b""), ("small", b"x" * 999)):
+        src = tmp_path / f"{name}.deb"
+        src.write_bytes(data)
+        t.stdin_sizes.clear()
+        res = t.put_file(str(tmp_path / "host" / src.name), src)
+        assert res.changed and (tmp_path / "host" / src.name).read_bytes() == data
+        # (LocalTransport probes in Python): one command creates the temp file, writes, checks and renames
+        assert t.stdin_sizes == [len(data)]
