@@ -34,13 +34,16 @@ def kf(inv: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProc
                           text=True, timeout=timeout, cwd=inv.parent, check=False)
 
 
-def build_bundle(lab, into: Path, *, flip: str | None = None) -> Path:
+def build_bundle(lab, into: Path, *, flip: str | None = None, without: str | None = None) -> Path:
     """Every .deb the lab mirror serves in one directory, ``Packages`` by dpkg-scanpackages, and
     etcd's release archive with its SHA256SUMS. ``flip``: a package whose .deb gets one byte flipped
-    after indexing (what a corrupted copy to an air-gapped site looks like)."""
+    after indexing (what a corrupted copy to an air-gapped site looks like); ``without``: a
+    Kubernetes version whose packages are left out."""
     mirror = lab.run_dir / "mirror"
     into.mkdir(parents=True)
     for deb in [*(mirror / "debian").glob("*.deb"), *mirror.glob("kubernetes/v*/deb/*.deb")]:
+        if without and f"_{without}-" in deb.name:
+            continue
         if not (into / deb.name).exists():  # the same file can sit in several minors' repos
             shutil.copyfile(deb, into / deb.name)
     index = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=into, capture_output=True, check=True)
@@ -152,3 +155,14 @@ def test_upgrade_to_the_next_minor_reads_the_same_bundle(olab, good):
     # the bundle was already on the machines: the upgrade pushed none of its files again
     rep = report(good, "upgrade")
     assert not [s for s in rep["steps"] if s["title"].startswith("Push ") and s["status"] == "done"]
+
+
+def test_an_upgrade_to_a_version_the_bundle_lacks_is_refused_with_exit_7_changing_nothing(olab, good, tmp_path_factory):
+    d = tmp_path_factory.mktemp("lacking")
+    inv = inventory(olab, d, build_bundle(olab, d / "bundle", without="1.35.1"))
+    before = {n: olab.exec(n, ["sh", "-c", f"ls -l --time-style=+%s {BUNDLE_DIR}; dpkg -l 'kube*'"]).stdout for n in NODES}
+    res = kf(inv, "upgrade", "--to", "1.35.1", "--yes")
+    assert res.returncode == 7, res.stdout + res.stderr
+    assert "does not offer kubeadm 1.35.1" in res.stderr and "1.34.2" in res.stderr
+    assert {n: olab.exec(n, ["sh", "-c", f"ls -l --time-style=+%s {BUNDLE_DIR}; dpkg -l 'kube*'"]).stdout for n in NODES} == before
+    assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))
