@@ -223,3 +223,15 @@ def test_an_upgrade_hop_pushes_the_bundle_before_apt_reads_it_and_installs_from_
     # each hop journals its own pushes: keys carry the version, and no two steps share one
     ids = [s.id for s in plan.steps]
     assert len(ids) == len(set(ids)) and all("v1.35.1-bundle-" in lane[i].id for i in pushes)
+
+
+def test_every_offline_script_is_valid_bash(up_cluster):
+    from kubeforge.plan.up.install_packages import install_script
+    from kubeforge.plan.upgrade.commands import apt_update, install_held
+
+    scripts = [install_script({"kubeadm": "1.34.2", "containerd": None}, ["kubeadm"], offline=True),
+               apt_update("cp-1", parse_kube("1.35.1"), key="k", offline=True).command.script,
+               install_held("cp-1", KUBE, parse_kube("1.35.1"), key="k", offline=True).command.script]
+    for script in scripts:
+        res = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, check=False)
+        assert res.returncode == 0, res.stderr + script
