@@ -32,7 +32,8 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False):
+def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False,
+              resume: Optional[str] = None):
     """Show progress, confirm, run under the local and cluster locks; print the report. Raises what
     the executor raises."""
     from kubeforge.ui.confirm import Confirmer
@@ -47,7 +48,7 @@ def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_l
         print_plan(out, plan)
     report = execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
                           events=make_progress(err), run_dir=None if dry_run else run_log.dir,
-                          command=command_line(), break_lock=break_lock)
+                          command=command_line(), break_lock=break_lock, resume=resume)
     if report is None:
         err.print("declined: nothing was changed")
         raise typer.Exit(1)
@@ -206,15 +207,12 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
                 resume: Optional[str] = None, break_lock: bool = False) -> None:
     from kubeforge.transport.pool import TransportPool
-    from kubeforge.ui.confirm import Confirmer
-    from kubeforge.ui.progress import make_progress
-    from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
     from kubeforge.workflows.etcd.common import StackedEtcd
-    from kubeforge.workflows.etcd.upgrade import execute_upgrade, plan_upgrade
+    from kubeforge.workflows.etcd.upgrade import plan_upgrade
 
     cluster = _load(inventory)
-    out, err = consoles()
+    out = consoles()[0]
     with start_run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
         def snapshot() -> bool:
             take_backup(cluster, pool, options_from_cluster(cluster))
@@ -225,17 +223,8 @@ def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow
         except StackedEtcd as exc:
             out.print(str(exc), markup=False)
             return
-        if dry_run:
-            from kubeforge.ui.plan_view import print_plan
-
-            print_plan(out, plan)
-        report = execute_upgrade(cluster, plan, pool, resume=resume, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
-                                 events=make_progress(err), run_dir=None if dry_run else run_log.dir,
-                                 command=command_line(), break_lock=break_lock)
-        if report is None:
-            err.print("declined: nothing was changed")
-            raise typer.Exit(1)
-        print_report(out, report)
+        report = _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
+                           resume=resume)
         if not dry_run and report.outcome == "succeeded":
             out.print(f"etcd runs {target} on every member; set etcd.version: {target} in {inventory} so that "
                       "`etcd install` and `up` keep it", markup=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubeforge.errors import CheckFailed, InputError, SafetyRefusal
+from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
@@ -37,9 +37,12 @@ from kubeforge.workflows.common import (
     require_reached,
 )
 from kubeforge.workflows.etcd.common import gather_member_facts
-from kubeforge.workflows.etcd.install import refuse_version_change
+from kubeforge.workflows.etcd.install import (
+    refuse_version_change as refuse_etcd_version_change,
+)
 from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.facts import collect_facts
+from kubeforge.workflows.version_guard import refuse_version_change
 
 log = logging.getLogger("kubeforge.workflows.up")
 
@@ -139,24 +142,12 @@ def with_stacked_etcd_tools(plan: Plan, cluster: Cluster, pool) -> Plan:
 
 
 def refuse_kubernetes_version_change(cluster: Cluster, facts: Mapping[str, HostFacts]) -> None:
-    """`up` installs kubeadm, kubelet and kubectl pinned to the inventory's version. On a node that
-    already joined and runs another version that would be a downgrade (an inventory left behind
-    after `kubeforge upgrade`) or a kubelet upgrade without drain and in no safe order: refused."""
-    want = cluster.kubernetes_version
-    other: dict[str, str] = {}
-    for name, f in facts.items():
-        v = f.packages.version_of("kubelet") if f and f.membership.kubelet_conf else None
-        if v and parse_kube(v) != want:
-            other[name] = v
-    if not other:
-        return
-    running = ", ".join(f"{n} runs {v}" for n, v in sorted(other.items()))
-    newer = any(parse_kube(v) > want for v in other.values())
-    hint = (f"set spec.kubernetesVersion in {cluster.source} to the version the cluster runs (after `kubeforge "
-            "upgrade` the inventory is the operator's to update)" if newer else
-            f"change versions with `kubeforge upgrade -i {cluster.source} --to {want}` (or --resume an unfinished one)")
-    raise SafetyRefusal(f"{running}; the inventory says Kubernetes {want}: `up` never changes the version of a "
-                        "node that has joined", hint=hint)
+    """`up` installs kubeadm, kubelet and kubectl pinned to the inventory's version: on a node that
+    has joined and runs another, that would downgrade it or upgrade its kubelet without drain."""
+    running = {n: v for n, f in facts.items()
+               if f and f.membership.kubelet_conf and (v := f.packages.version_of("kubelet"))}
+    refuse_version_change(running, cluster.kubernetes_version, parse_kube, what="Kubernetes",
+                          field="spec.kubernetesVersion", source=cluster.source, upgrade="kubeforge upgrade")
 
 
 def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:
@@ -166,7 +157,7 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     refuse_kubernetes_version_change(cluster, facts)
     if cluster.etcd.topology is EtcdTopology.EXTERNAL:
         # InstallPackages pins etcd to the inventory's version: never over a member running another
-        refuse_version_change(cluster, gather_member_facts(cluster, pool))
+        refuse_etcd_version_change(cluster, gather_member_facts(cluster, pool))
     state = probe_cluster(cluster, pool)
     ctx = resolve_context(cluster, facts, state)
     return with_etcd_install(plan_up(ctx), cluster, pool), ctx

@@ -94,11 +94,13 @@ def execute_plan(
     run_dir: Path | None = None,
     command: str = "",
     break_lock: bool = False,
-    resume: bool = False,
+    resume: str | None = None,
 ) -> Report | None:
     """Dry-run prints; otherwise ask (unless the plan changes nothing), then under the local and
-    the cluster lock journal and run. ``None`` when the operator declined."""
-    options = RunOptions(dry_run=dry_run, resume=resume, break_lock=break_lock,
+    the cluster lock journal and run. ``resume``: None for a new run, "" for the latest unfinished
+    run of this workflow, else its id (its journal continues; completed steps are not repeated).
+    ``None`` when the operator declined."""
+    options = RunOptions(dry_run=dry_run, resume=resume is not None, run_id=resume or None, break_lock=break_lock,
                          command=command or f"kubeforge {plan.workflow}")
     return run_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=lock_host(cluster).name,
                     confirm=confirm, events=events, options=options, run_dir=run_dir)

@@ -23,25 +23,18 @@ from kubeforge.workflows.etcd.common import (
 )
 from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.etcd.status import gather_status
+from kubeforge.workflows.version_guard import (
+    refuse_version_change as refuse_running_version_change,
+)
 
 WORKFLOW = "etcd install"
 
 
 def refuse_version_change(cluster: Cluster, facts) -> None:
-    """A member that already holds data and runs another etcd version than the inventory names is
-    never re-installed by `install` (or `up`): going down would install an older etcd over newer
-    data, going up would skip the upgrade's rules (snapshot, one member at a time, leader last)."""
-    want = cluster.etcd.version
-    other = {n: f.version for n, f in facts.items() if f and f.has_data and f.version and parse_etcd(f.version) != want}
-    if not other:
-        return
-    running = ", ".join(f"{n} runs {v}" for n, v in sorted(other.items()))
-    newer = any(parse_etcd(v) > want for v in other.values())
-    hint = (f"set spec.etcd.version in {cluster.source} to the version the members run (after `kubeforge etcd "
-            "upgrade` the inventory is the operator's to update)" if newer else
-            f"change versions with `kubeforge etcd upgrade -i {cluster.source} --to {want}`")
-    raise SafetyRefusal(f"{running}; the inventory says etcd {want}: install never changes a running member's version",
-                        hint=hint)
+    """Members holding data run the inventory's etcd version, or nothing is touched."""
+    running = {n: f.version for n, f in facts.items() if f and f.has_data and f.version}
+    refuse_running_version_change(running, cluster.etcd.version, parse_etcd, what="etcd", field="spec.etcd.version",
+                                  source=cluster.source, upgrade="kubeforge etcd upgrade")
 
 
 def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInput]:

@@ -214,19 +214,3 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     phases = upgrade_phases(cluster, [h.version for h in decision.hops], leader, snapshot, warning=decision.warning,
                             arches=arches)
     return Plan(workflow_name(want), tuple(phases))
-
-
-def execute_upgrade(cluster: Cluster, plan: Plan, pool, *, resume: str | None = None, dry_run: bool = False,
-                    confirm=lambda plan: True, events=None, run_dir: Path | None = None, command: str = "",
-                    break_lock: bool = False):
-    """Run (or walk, with ``dry_run``) the plan under the local and cluster locks, like every etcd
-    workflow. ``resume``: None for a new run, "" for the latest unfinished run of this upgrade, else
-    its id; its journal is continued and the steps it completed are not repeated. ``None`` when the
-    operator declined."""
-    from kubeforge.execute.run import RunOptions, execute_plan
-    from kubeforge.workflows.etcd.common import lock_host
-
-    options = RunOptions(dry_run=dry_run, resume=resume is not None, run_id=resume or None, break_lock=break_lock,
-                         command=command or f"kubeforge {plan.workflow}")
-    return execute_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=lock_host(cluster).name,
-                        confirm=confirm, events=events, options=options, run_dir=run_dir)
