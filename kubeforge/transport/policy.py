@@ -209,14 +209,8 @@ class BaseTransport:
         self.connect()
         started = time.monotonic()
         digest = hashlib.sha256(content).hexdigest()
-        state = self._probe(path)
-        if state is not None and state.sha256 == digest:
-            changed = False
-            if (state.mode, state.owner, state.group) != (mode, owner, group):
-                self._set_attrs(path, mode, owner, group)
-        else:
-            changed = True
-            self._write(path, content, mode, owner, group, secret)
+        changed = self._put_unless_same(path, digest, mode, owner, group,
+                                        lambda: self._write(path, content, mode, owner, group, secret))
         duration = time.monotonic() - started
         log.debug(
             "put %s (%d bytes, %04o %s:%s%s) %s in %.3fs",
@@ -224,6 +218,17 @@ class BaseTransport:
             "changed" if changed else "unchanged", duration, extra={"host": self.host},
         )
         return PutResult(self.host, path, changed, digest, len(content), duration)
+
+    def _put_unless_same(self, path: str, digest: str, mode: int, owner: str, group: str, write) -> bool:
+        """Write with ``write()`` unless the host's file has ``digest`` already (then only fix its
+        mode and ownership when they differ). True when the content was written."""
+        state = self._probe(path)
+        if state is not None and state.sha256 == digest:
+            if (state.mode, state.owner, state.group) != (mode, owner, group):
+                self._set_attrs(path, mode, owner, group)
+            return False
+        write()
+        return True
 
     # Default file primitives: one exec each, through run(), so they are logged like any command.
     def _probe(self, path: str) -> FileState | None:
@@ -284,14 +289,8 @@ class BaseTransport:
         local = Path(local)
         size = local.stat().st_size
         digest = sha256 or _file_sha256(local)
-        state = self._probe(path)
-        if state is not None and state.sha256 == digest:
-            changed = False
-            if (state.mode, state.owner, state.group) != (mode, owner, group):
-                self._set_attrs(path, mode, owner, group)
-        else:
-            changed = True
-            self._write_from(path, local, digest, mode, owner, group)
+        changed = self._put_unless_same(path, digest, mode, owner, group,
+                                        lambda: self._write_from(path, local, digest, mode, owner, group))
         duration = time.monotonic() - started
         log.debug("put %s from %s (%d bytes, %04o %s:%s) %s in %.3fs", path, local, size, mode, owner, group,
                   "changed" if changed else "unchanged", duration, extra={"host": self.host})
