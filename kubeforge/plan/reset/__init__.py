@@ -42,6 +42,7 @@ KUBEFORGE_PATHS = (
     MODULES_PATH, SYSCTL_PATH, CONTAINERD_PATH, CRICTL_PATH,
     ENV_PATH, UNIT_PATH, "/etc/etcd/pki", ETCD_STAMP,
     HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH,
+    "/var/cache/kubeforge",  # the offline bundle and etcd release archives kubeforge pushed
 )
 
 
