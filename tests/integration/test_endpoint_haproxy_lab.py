@@ -221,7 +221,12 @@ def test_the_other_balancer_takes_the_vip_when_the_holder_loses_power(env):
     assert env.kubectl_nodes().returncode == 0
     # lb-1 keeps its disk: haproxy and keepalived start at boot (enabled by up) and take the VIP back
     env.lab.start_machine("lb-1")
-    wait_until("the VIP back on lb-1 after its boot", lambda: env.vip_holders() == ["lb-1"], 60, 0.5)
+    try:
+        wait_until("the VIP back on lb-1 after its boot", lambda: env.vip_holders() == ["lb-1"], 150, 0.5)
+    except pytest.fail.Exception:
+        seen = env.lab.exec("lb-1", ["bash", "-c", "systemctl is-active haproxy keepalived; ip -4 -br addr; "
+                                     "journalctl -b --no-pager -n 30 -u keepalived -u haproxy"]).stdout
+        pytest.fail(f"the VIP did not come back to lb-1 within 150s of its boot (holders {env.vip_holders()}):\n{seen}")
     assert env.lab.exec("lb-1", ["systemctl", "is-active", "haproxy", "keepalived"]).stdout.split() == ["active"] * 2
     steady_answers(env.vip, 5, 20)
 
