@@ -76,7 +76,7 @@ class Env:
         return {r[1]: r[17] for r in rows if r[1] not in ("FRONTEND", "BACKEND")}
 
 
-def readyz_through_vip(vip: str, timeout: float = 3.0) -> bool:
+def readyz_through_vip(vip: str, timeout: float = 10.0) -> bool:
     """One TLS request from the runner (the bridge's gateway) to the VIP, as any https client makes it."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
