@@ -44,3 +44,12 @@ class LocalFile:
     group: str = "root"
     source: str = ""
     secret = False  # never a secret: bundles hold packages
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a local file, read in 1 MiB pieces (bundles and archives can be large)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -22,6 +22,7 @@ from pathlib import Path
 from kubeforge.errors import InputError, SafetyRefusal
 from kubeforge.model import Cluster, PackageSourceKind
 from kubeforge.model.files import LocalFile
+from kubeforge.model.files import file_sha256 as sha256_of
 from kubeforge.plan.steps import PutFileStep, slug
 from kubeforge.render.packages import BUNDLE_DIR
 
@@ -128,12 +129,8 @@ _HASHED: dict[tuple[str, int, int], str] = {}
 def file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASHED:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHED[key] = h.hexdigest()
+    if key not in _HASHED:  # the bundle is checked while planning and again before each push
+        _HASHED[key] = sha256_of(path)
     return _HASHED[key]
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 from kubeforge.errors import CommandFailed, TransportError
+from kubeforge.model.files import file_sha256
 from kubeforge.transport.base import Command, GetResult, PutResult, RunResult
-from kubeforge.transport.stream import HashingWriter
 from kubeforge.transport.script import TIMEOUT_EXIT, payload, shell_line
+from kubeforge.transport.stream import HashingWriter
 
 log = logging.getLogger("kubeforge.transport")
 
@@ -68,14 +69,6 @@ class FileState:
     mode: int
     owner: str
     group: str
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tail(data: str, lines: int = TAIL_LINES) -> str:
@@ -288,7 +281,7 @@ class BaseTransport:
         started = time.monotonic()
         local = Path(local)
         size = local.stat().st_size
-        digest = sha256 or _file_sha256(local)
+        digest = sha256 or file_sha256(local)
         changed = self._put_unless_same(path, digest, mode, owner, group,
                                         lambda: self._write_from(path, local, digest, mode, owner, group))
         duration = time.monotonic() - started

@@ -149,14 +149,6 @@ def cached_sums(cluster: Cluster, archive: EtcdArchive) -> Path:
     return cache_dir(cluster, archive) / SUMS_NAME
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cached_expected(cluster: Cluster, archive: EtcdArchive) -> tuple[str, str]:
     sums_path = cached_sums(cluster, archive)
     sums = parse_sha256sums(sums_path.read_text(), str(sums_path)) if sums_path.is_file() else None

@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 
 from kubeforge.errors import CheckFailed, InputError, TransportError
 from kubeforge.model import Cluster, Host
+from kubeforge.model.files import file_sha256
 from kubeforge.plan.etcd.source import (
     DEFAULT_ARCH,
     UNAME_ARCH,
@@ -35,7 +36,6 @@ from kubeforge.plan.etcd.source import (
     cached_sums,
     check_sha,
     expected_checksum,
-    file_sha256,
     parse_sha256sums,
 )
 from kubeforge.transport.base import Command
