@@ -13,6 +13,7 @@ from kubeforge.model import Cluster, RenderedFile
 from kubeforge.model.versions import KubeVersion
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
+from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.state import UpgradeFacts, after_hop
 from kubeforge.plan.upgrade.switch_package_source import SwitchPackageSource
@@ -24,9 +25,11 @@ from kubeforge.render.context import cluster_context
 from kubeforge.render.kubeadm import render_upgrade
 from kubeforge.render.packages import render_packages
 
-# Backup first, then sources, then the first control plane (the only `upgrade apply`), the other
-# control planes one at a time, workers in batches, and a final check.
+# The removed-API warning (steps only with --allow-removed-apis and objects found), backup first,
+# then sources, then the first control plane (the only `upgrade apply`), the other control planes
+# one at a time, workers in batches, and a final check.
 PHASES = (
+    CheckRemovedAPIs(),
     BackupEtcd(),
     SwitchPackageSource(),
     UpgradeFirstControlPlane(),
