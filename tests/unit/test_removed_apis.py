@@ -3,6 +3,7 @@ removed_apis, recorded from the simulator's kubectl), and the refusal / warning 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,13 @@ from kubeforge.model.removed_apis import (
     removed_between,
 )
 from kubeforge.model.versions import parse_kube
+from kubeforge.plan.upgrade import plan_path
 from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs, check_removed_apis
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.state import NodeMachine, UpgradeFacts
+from tests.unit.test_upgrade_planner import cluster as ha_cluster
+from tests.unit.test_upgrade_planner import facts_at as ha_facts
+from tests.unit.test_upgrade_planner import noop_backup
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "removed_apis"
 HOP_135 = removed_between((1, 34), (1, 35))
@@ -172,3 +177,13 @@ def test_a_hop_with_nothing_found_shows_why_the_check_has_nothing_to_do():
     assert CheckRemovedAPIs().plan(ctx).reason == "no object is written in an API version it stops serving"
     ctx = UpgradeContext(None, facts_at("1.34.1", None), parse_kube("1.34.2"))  # type: ignore[arg-type]
     assert CheckRemovedAPIs().plan(ctx).reason == "not a minor hop"
+
+
+def test_a_multi_hop_plan_puts_the_warning_before_the_hop_it_concerns_and_only_there():
+    c = ha_cluster()
+    facts = replace(ha_facts(c, parse_kube("1.34.2")), removed_apis=RemovedAPIScan((SVM,), (), tuple(HOP_135)))
+    plan = plan_path(c, facts, [parse_kube("1.35.1")], parse_kube("1.35.1"), backup=noop_backup)
+    assert [p.name for p in plan.phases][:2] == ["CheckRemovedAPIs", "BackupEtcd"]
+    clean = replace(facts, removed_apis=RemovedAPIScan())
+    plan = plan_path(c, clean, [parse_kube("1.35.1")], parse_kube("1.35.1"), backup=noop_backup)
+    assert "CheckRemovedAPIs" not in [p.name for p in plan.phases]

@@ -2,7 +2,7 @@
 no longer serves (kubeforge/model/versions.yaml removedAPIs; found by facts.removed_apis).
 
     check_removed_apis(facts, path, allow=False)   # SafetyRefusal (exit 7) naming every object
-    CheckRemovedAPIs().plan(ctx)                   # the hop's warning phase with --allow-removed-apis
+    CheckRemovedAPIs().plan(ctx)                   # the hop's warning phase (a no-op without findings)
 
 Without ``--allow-removed-apis`` an upgrade whose path crosses such a removal is refused before
 anything is touched; with it, each hop's plan starts with a warning that lists the objects.
@@ -102,8 +102,9 @@ class CheckRemovedAPIs:
         found = hop_findings(ctx.facts, start, ctx.target)
         if not found:
             gone = removed_between(start, ctx.target.minor_key)
-            why = ("no object is written in an API version it stops serving" if gone
-                   else f"{ctx.target.minor_str} serves every API version {start[0]}.{start[1]} does ({DATA})")
+            why = (f"{ctx.target.minor_str} serves every API version {start[0]}.{start[1]} does ({DATA})" if not gone
+                   else "the removed-API scan did not run" if ctx.facts.removed_apis is None
+                   else "no object is written in an API version it stops serving")
             return PhasePlan(self.name, ctx.title(self.title), self.strategy, (), why)
         message = (f"{FLAG}: {ctx.target.minor_str} stops serving API versions these objects still use; "
                    "going on anyway: " + "; ".join(str(o) for o in found))

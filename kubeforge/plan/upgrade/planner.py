@@ -25,11 +25,11 @@ from kubeforge.render.context import cluster_context
 from kubeforge.render.kubeadm import render_upgrade
 from kubeforge.render.packages import render_packages
 
-# The removed-API warning (steps only with --allow-removed-apis and objects found), backup first,
-# then sources, then the first control plane (the only `upgrade apply`), the other control planes
-# one at a time, workers in batches, and a final check.
+# Backup first, then sources, then the first control plane (the only `upgrade apply`), the other
+# control planes one at a time, workers in batches, and a final check. Before them, only when
+# --allow-removed-apis let a hop through with objects in versions it stops serving: the warning.
+WARNINGS = (CheckRemovedAPIs(),)
 PHASES = (
-    CheckRemovedAPIs(),
     BackupEtcd(),
     SwitchPackageSource(),
     UpgradeFirstControlPlane(),
@@ -68,7 +68,8 @@ def hop_phases(
     hops: int = 1,
 ) -> list[PhasePlan]:
     ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops)
-    return [phase.plan(ctx) for phase in PHASES]
+    warnings = [w for w in (phase.plan(ctx) for phase in WARNINGS) if not w.is_noop]
+    return warnings + [phase.plan(ctx) for phase in PHASES]
 
 
 def plan_hop(cluster: Cluster, facts: UpgradeFacts, version: KubeVersion, *, target: KubeVersion | None = None,
