@@ -89,7 +89,7 @@ def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry
     _finish(report, plan, out, err, "nothing of kubeforge's is left on those hosts")
 
 
-def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str) -> None:
+def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str, *, allow_removed_apis: bool = False) -> None:
     from kubeforge.errors import UsageError
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
@@ -101,7 +101,7 @@ def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str) -> 
 
     cluster = load_cluster(inventory)
     with start_run_log(cluster, "plan-upgrade"), TransportPool(cluster) as pool:
-        plan = plan_upgrade(inventory, to, multi_hop, pool=pool)
+        plan = plan_upgrade(inventory, to, multi_hop, pool=pool, allow_removed_apis=allow_removed_apis)
     if output == "json":
         from kubeforge.ui.output import emit
 
@@ -167,11 +167,13 @@ def register(app: typer.Typer) -> None:
         to: str = typer.Option(..., "--to", help="The Kubernetes version to reach, X.Y.Z."),
         multi_hop: bool = typer.Option(False, "--multi-hop", help="Allow several minors, one at a time."),
         output: str = typer.Option("text", "--output", "-o", help="text or json."),
+        allow_removed_apis: bool = typer.Option(False, "--allow-removed-apis",
+                                                help="Plan even with objects in API versions the target no longer serves."),
     ) -> None:
         """Print the `upgrade` plan (read-only).
 
         Example: kubeforge plan upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2
         """
-        run_plan_upgrade(inventory, to, multi_hop, output)
+        run_plan_upgrade(inventory, to, multi_hop, output, allow_removed_apis=allow_removed_apis)
 
     app.add_typer(plan_app, name="plan")

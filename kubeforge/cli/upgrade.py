@@ -14,7 +14,7 @@ OUTPUTS = ("table", "json")
 
 
 def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
-                break_lock: bool, output: str) -> None:
+                break_lock: bool, output: str, allow_removed_apis: bool = False) -> None:
     from kubeforge.errors import UsageError
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
@@ -38,7 +38,7 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
 
     with start_run_log(cluster, "upgrade") as run_log, TransportPool(cluster) as pool:
         outcome = upgrade(
-            cluster, pool, options, to=to, multi_hop=multi_hop, confirm=Confirmer(err, yes=yes),
+            cluster, pool, options, to=to, multi_hop=multi_hop, allow_removed_apis=allow_removed_apis, confirm=Confirmer(err, yes=yes),
             events=make_progress(err) if output == "table" else None, run_dir=run_log.dir, log_path=run_log.path,
             on_path=show_path, show=(lambda p: print_plan(err, p)) if output == "table" else None,
         )
@@ -81,6 +81,9 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade after re-checking facts."),
         break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
         output: str = typer.Option("table", "--output", "-o", help="table or json."),
+        allow_removed_apis: bool = typer.Option(
+            False, "--allow-removed-apis",
+            help="Go on although objects are written in API versions a hop stops serving (a warning in the plan)."),
     ) -> None:
         """Upgrade Kubernetes one minor at a time, without an outage.
 
@@ -90,11 +93,12 @@ def register(app: typer.Typer) -> None:
 
         Refuses before changing anything (exit 7): a downgrade, a skipped minor without
         --multi-hop, a NotReady node, an unhealthy etcd member, a version the package source does
-        not offer. A failed step exits 6, Ctrl-C 8: continue with --resume.
+        not offer, objects written in an API version a hop stops serving (each named; see
+        --allow-removed-apis). A failed step exits 6, Ctrl-C 8: continue with --resume.
 
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --yes
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --resume
         """
 
         run_upgrade(inventory, to, multi_hop=multi_hop, yes=yes, dry_run=dry_run, resume=resume_value(resume, run),
-                    break_lock=break_lock, output=output)
+                    break_lock=break_lock, output=output, allow_removed_apis=allow_removed_apis)

@@ -32,8 +32,11 @@ from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.plan.bundle import load_bundle, offered_kubernetes
 from kubeforge.plan.phase import Plan
+from kubeforge.facts.removed_apis import parse_removed_apis_scan, removed_apis_probe
+from kubeforge.model.removed_apis import removed_between
 from kubeforge.plan.upgrade import (
     UpgradeFacts,
+    check_removed_apis,
     check_upgrade_safety,
     hop_files,
     machine_probe,
@@ -140,7 +143,28 @@ def _kube_or_none(text: str) -> KubeVersion | None:
         return None  # a package of the bundle kubeforge does not know as a Kubernetes version
 
 
-def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *, offered: bool = True) -> tuple[UpgradeFacts, list[KubeVersion]]:
+def scan_removed_apis(cluster: Cluster, pool, facts: UpgradeFacts, path: list[KubeVersion]) -> UpgradeFacts:
+    """The removed-API scan on the first control plane, for every minor the path moves into (read-only).
+    Skipped when no minor of the path stops serving anything."""
+    versions = [m.apiserver for m in facts.machines.values() if m.apiserver is not None]
+    if not path or not versions:
+        return facts
+    apis = removed_between(min(versions).minor_key, max(path).minor_key)
+    if not apis:
+        return facts
+    first = cluster.first_control_plane
+    res = pool.get(first).run(removed_apis_probe(apis))
+    try:
+        scan = parse_removed_apis_scan(res.stdout, apis, host=first.name)
+    except ValueError as exc:
+        tail = (res.stderr.strip() or res.stdout.strip() or f"exit {res.exit_status}").splitlines()[-1][:300]
+        raise SafetyRefusal(f"cannot scan for objects in removed API versions on {first.name}: {exc}: {tail}",
+                            hint="is kubectl working with /etc/kubernetes/admin.conf there? Nothing was changed") from None
+    return replace(facts, removed_apis=scan)
+
+
+def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *, offered: bool = True,
+          allow_removed_apis: bool = False) -> tuple[UpgradeFacts, list[KubeVersion]]:
     """Facts, then every refusal; returns the facts and the hops left."""
     # An offline bundle is checked against its index first: a bad one is refused before any host is asked.
     load_bundle(cluster)
@@ -149,6 +173,8 @@ def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *, offer
     if path and offered:
         facts = replace(facts, offered=offered_versions(cluster, pool, path))
         path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
+    facts = scan_removed_apis(cluster, pool, facts, path)
+    check_removed_apis(facts, path, allow=allow_removed_apis)
     return facts, path
 
 
@@ -175,7 +201,8 @@ def _backup_kwargs(cluster: Cluster, pool, sink: list | None) -> dict:
     return {"backup": backup_step_fn(cluster, pool, sink)}
 
 
-def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, pool=None) -> Plan:
+def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, pool=None,
+                 allow_removed_apis: bool = False) -> Plan:
     """The whole upgrade plan for ``kubeforge plan upgrade``: loads the inventory, reads the facts
     (read-only), refuses what `upgrade` would refuse, and plans every hop."""
     from kubeforge.inventory import load_cluster
@@ -186,7 +213,7 @@ def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, 
     own = pool is None
     pool = pool or TransportPool(cluster)
     try:
-        facts, path = check(cluster, pool, target, multi_hop)
+        facts, path = check(cluster, pool, target, multi_hop, allow_removed_apis=allow_removed_apis)
         return plan_path(cluster, facts, path, target, **_backup_kwargs(cluster, pool, None))
     finally:
         if own:
@@ -202,6 +229,7 @@ def upgrade(
     *,
     to: str,
     multi_hop: bool = False,
+    allow_removed_apis: bool = False,
     confirm: Callable[[Plan], bool] = lambda plan: True,
     events: Events | None = None,
     run_dir: Path,
@@ -218,7 +246,7 @@ def upgrade(
     target = parse_target(to)
     workflow = workflow_name(target)
     done_before = completed_steps(cluster, workflow, options.resume)
-    facts, path = check(cluster, pool, target, multi_hop)
+    facts, path = check(cluster, pool, target, multi_hop, allow_removed_apis=allow_removed_apis)
     if on_path:
         on_path(path)
     backups: list = []
@@ -245,7 +273,8 @@ def upgrade(
                 hop_facts = facts
             else:
                 # Plan from what the machines say now, not from what the last hop was expected to leave.
-                hop_facts, _ = check(cluster, pool, target, multi_hop, offered=False)
+                hop_facts, _ = check(cluster, pool, target, multi_hop, offered=False,
+                                     allow_removed_apis=allow_removed_apis)
             hop = plan_hop(cluster, hop_facts, version, target=target, hop=i, hops=len(path), **kwargs)
             log.info("hop %d of %d: %s", i, len(path), hop.summary())
             outcome.reports.append(executor.run(hop))

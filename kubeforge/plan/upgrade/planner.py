@@ -13,6 +13,7 @@ from kubeforge.model import Cluster, RenderedFile
 from kubeforge.model.versions import KubeVersion
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
+from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.state import UpgradeFacts, after_hop
 from kubeforge.plan.upgrade.switch_package_source import SwitchPackageSource
@@ -25,7 +26,9 @@ from kubeforge.render.kubeadm import render_upgrade
 from kubeforge.render.packages import render_packages
 
 # Backup first, then sources, then the first control plane (the only `upgrade apply`), the other
-# control planes one at a time, workers in batches, and a final check.
+# control planes one at a time, workers in batches, and a final check. Before them, only when
+# --allow-removed-apis let a hop through with objects in versions it stops serving: the warning.
+WARNINGS = (CheckRemovedAPIs(),)
 PHASES = (
     BackupEtcd(),
     SwitchPackageSource(),
@@ -65,7 +68,8 @@ def hop_phases(
     hops: int = 1,
 ) -> list[PhasePlan]:
     ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops)
-    return [phase.plan(ctx) for phase in PHASES]
+    warnings = [w for w in (phase.plan(ctx) for phase in WARNINGS) if not w.is_noop]
+    return warnings + [phase.plan(ctx) for phase in PHASES]
 
 
 def plan_hop(cluster: Cluster, facts: UpgradeFacts, version: KubeVersion, *, target: KubeVersion | None = None,

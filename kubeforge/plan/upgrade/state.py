@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from kubeforge.facts.removed_apis import RemovedAPIScan
 from kubeforge.model.versions import KubeVersion, Version, parse_kube
 from kubeforge.transport.base import Command
 
@@ -69,6 +70,7 @@ class UpgradeFacts:
     unreachable: Mapping[str, str] = field(default_factory=dict)  # host -> why
     etcd_problems: tuple[str, ...] = ()  # "etcd-2: connection refused"
     offered: frozenset[KubeVersion] | None = None  # kubeadm versions the package source offers; None: not checked
+    removed_apis: RemovedAPIScan | None = None  # objects in API versions the path stops serving; None: not scanned
 
     def kubelet(self, name: str) -> KubeVersion | None:
         """The kubelet version that counts for skew: the running one (API) before the package."""
@@ -96,6 +98,10 @@ class UpgradeFacts:
             "unreachable": dict(self.unreachable),
             "etcd_problems": list(self.etcd_problems),
             "offered": sorted(str(v) for v in self.offered) if self.offered is not None else None,
+            "removed_apis": None if self.removed_apis is None else {
+                "objects": [o.to_dict() for o in self.removed_apis.objects],
+                "problems": list(self.removed_apis.problems),
+            },
         }
 
 

@@ -92,7 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"major": str(major), "minor": str(minor), "gitVersion": api.version,
                                         "platform": "linux/amd64", "goVersion": "kubesim"})
             if p == "/kubesim/state":
-                return self._send(200, api.backend.view())
+                # with the answering API server's own version: what it serves depends on it
+                return self._send(200, {**api.backend.view(), "serverVersion": api.version})
             if p == "/kubesim/violations":
                 return self._send(200, api.backend.view()["violations"])
         except SimError as e:
@@ -105,7 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"error": "not found"})
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-            status, out = api.backend.op(body["op"], body.get("args") or {})
+            args = body.get("args") or {}
+            if body["op"] == "apply":
+                args.setdefault("serverVersion", api.version)  # a proxying API server's version wins
+            status, out = api.backend.op(body["op"], args)
         except SimError as e:
             status, out = e.code, {"error": e.message}
         except (ValueError, KeyError) as e:

@@ -9,7 +9,7 @@ import re
 import sys
 import time
 
-from . import client, host, views, yamlish
+from . import apis, client, host, views, yamlish
 from .host import SimError, parse_version
 
 
@@ -86,9 +86,9 @@ def cmd_get(a, version: str) -> int:
     kind, _, name = a.kind.partition("/")
     names = [n for n in ([name] if name else []) + a.names if n]
     what = _KINDS.get(kind.lower())
-    if what is None:
-        raise SimError(f'the server doesn\'t have a resource type "{kind}"')
     st = state(a)
+    if what is None:
+        return _get_stored(a, st, kind, names)
     if what == "nodes":
         items = views.node_list(st, names)
         missing = [n for n in names if n not in st["nodes"]]
@@ -114,6 +114,31 @@ def cmd_get(a, version: str) -> int:
             and (a.all_namespaces or o["namespace"] == (a.namespace or "default"))]
     if a.output == "json":
         print(json.dumps({"kind": "List", "items": objs}, indent=2))
+    else:
+        sys.stdout.write(views.table([["NAMESPACE", "NAME"]] + [[o["namespace"], o["name"]] for o in objs]))
+    return 0
+
+
+def _get_stored(a, st: dict, resource: str, names: list[str]) -> int:
+    """`kubectl get` of any other resource type the API server of this minor serves: objects in its
+    preferred version, with the managedFields and annotations they were written with."""
+    minor = parse_version(st.get("serverVersion") or st.get("clusterVersion") or "v1.0.0")[1]
+    found = apis.resolve(st, resource, minor)
+    if found is None:
+        raise SimError(f"the server doesn't have a resource type \"{resource.partition('.')[0]}\"")
+    group, kind = found
+    ns = None if a.all_namespaces else (a.namespace or "default")
+    objs = [o for o in views.stored_objects(st, group, kind)
+            if (ns is None or not o["namespace"] or o["namespace"] == ns) and (not names or o["name"] in names)]
+    missing = [n for n in names if n not in {o["name"] for o in objs}]
+    if missing:
+        plural = f"{kind.lower()}s" + (f".{group}" if group else "")
+        raise SimError(f'Error from server (NotFound): {plural} "{missing[0]}" not found', 404)
+    items = [views.api_object(st, o, apis.preferred(st, o.get("apiVersion") or "v1", kind, minor)) for o in objs]
+    if a.output in ("json", "yaml", "name"):
+        sys.stdout.write(views.dump(items, a.output, kind.lower(), single=len(names) == 1))
+    elif not items:
+        print(f"No resources found{'' if ns is None else f' in {ns} namespace'}.", file=sys.stderr)
     else:
         sys.stdout.write(views.table([["NAMESPACE", "NAME"]] + [[o["namespace"], o["name"]] for o in objs]))
     return 0
@@ -214,8 +239,16 @@ def cmd_apply(a, version: str) -> int:
     for o in objects:
         if a.namespace and isinstance(o, dict):
             o.setdefault("metadata", {}).setdefault("namespace", a.namespace)
-    out = client.op(bases(a), "apply", {"objects": objects})
-    print("\n".join(out["lines"]))
+    source = a.filename[0] if len(a.filename) == 1 else "STDIN"
+    out = client.op(bases(a), "apply", {"objects": objects, "serverSide": a.server_side,
+                                        "source": "STDIN" if source == "-" else source})
+    applied = [ln for ln in out["lines"] if not ln.startswith("error:")]
+    failed = [ln for ln in out["lines"] if ln.startswith("error:")]
+    if applied:
+        print("\n".join(applied))
+    if failed:
+        print("\n".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -342,7 +375,7 @@ def main(argv: list[str], version: str) -> int:
         return a.fn(a, version)
     except SimError as e:
         msg = e.message
-        print(msg if msg.startswith(("error", "The connection")) else f"error: {msg}", file=sys.stderr)
+        print(msg if msg.startswith(("error", "Error from server", "The connection")) else f"error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -295,7 +295,10 @@ def op_reset(st: dict, a: dict, now: float) -> dict:
 
 
 def op_apply(st: dict, a: dict, now: float) -> dict:
-    return {"lines": workloads.apply(st, a["objects"], now)}
+    # the minor of the API server that took the request decides which API versions are served
+    minor = parse_version(a["serverVersion"])[1] if a.get("serverVersion") else None
+    return {"lines": workloads.apply(st, a["objects"], now, minor=minor, server_side=bool(a.get("serverSide")),
+                                     source=a.get("source") or "STDIN")}
 
 
 def op_evict(st: dict, a: dict, now: float) -> dict:

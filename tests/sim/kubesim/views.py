@@ -113,3 +113,42 @@ def pods_table(st: dict, pods: list[dict], all_ns: bool, wide: bool) -> str:
             row.append(p["spec"]["nodeName"] or "<none>")
         rows.append(row)
     return table(rows) if len(rows) > 1 else "No resources found\n"
+
+
+def _kubeadm_config(st: dict) -> dict | None:
+    """kube-system/kubeadm-config as kubeadm uploads it at init and re-uploads at `upgrade apply`:
+    the ClusterConfiguration in that kubeadm's own config API (v1beta4 from kubeadm 1.31 on)."""
+    if not st.get("initialized"):
+        return None
+    minor = int(str(st.get("clusterVersion") or "v1.0.0").lstrip("v").split(".")[1])
+    cc = {"apiVersion": f"kubeadm.k8s.io/{'v1beta4' if minor >= 31 else 'v1beta3'}", "kind": "ClusterConfiguration",
+          **{k: v for k, v in (st.get("clusterConfiguration") or {}).items() if k not in ("apiVersion", "kind")},
+          "kubernetesVersion": st.get("clusterVersion")}
+    return {"kind": "ConfigMap", "apiVersion": "v1", "name": "kubeadm-config", "namespace": "kube-system",
+            "labels": {}, "annotations": {}, "data": {"ClusterConfiguration": yamlish.dump(cc)},
+            "managedFields": [{"manager": "kubeadm", "operation": "Update", "apiVersion": "v1",
+                               "fieldsType": "FieldsV1"}]}
+
+
+def stored_objects(st: dict, group: str, kind: str) -> list[dict]:
+    """The stored records of one kind (in any version of ``group``), kubeadm's ConfigMap included."""
+    out = [o for o in st["objects"].values()
+           if o["kind"] == kind and (o.get("apiVersion") or "v1").rpartition("/")[0] == group]
+    if kind == "ConfigMap" and not group and "ConfigMap/kube-system/kubeadm-config" not in st["objects"]:
+        cm = _kubeadm_config(st)
+        out += [cm] if cm else []
+    return sorted(out, key=lambda o: (o["namespace"], o["name"]))
+
+
+def api_object(st: dict, o: dict, served_as: str) -> dict:
+    """A stored record as the API server returns it: in ``served_as`` (its preferred version), with the
+    metadata that records who wrote it in which version."""
+    meta = {"name": o["name"], **({"namespace": o["namespace"]} if o["namespace"] else {})}
+    for k in ("labels", "annotations", "managedFields"):
+        if o.get(k):
+            meta[k] = o[k]
+    out = {"apiVersion": served_as, "kind": o["kind"], "metadata": meta}
+    for k in ("spec", "status", "data"):
+        if k in o:
+            out[k] = o[k]
+    return out

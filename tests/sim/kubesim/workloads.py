@@ -6,14 +6,19 @@ State is one JSON-able dict (see state.new_state); every function here mutates i
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+import time
 
+from . import apis
 from .host import SimError
 
 HEARTBEAT_GRACE = 6.0  # seconds without a kubelet heartbeat before a node counts as NotReady
 _CNI_NAMES = re.compile(r"calico|flannel|cilium|weave|canal|antrea|kube-router|kubesim-cni")
 _STRUCTURED = {"Deployment", "DaemonSet", "PodDisruptionBudget", "Service"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_WRITE_RECORD = ("annotations", "managedFields", "status")
 
 
 def node_ready(st: dict, node: dict, now: float) -> bool:
@@ -35,8 +40,7 @@ def _summarise(obj: dict) -> dict:
     meta = obj.get("metadata") or {}
     kind = obj.get("kind", "")
     out = {"kind": kind, "apiVersion": obj.get("apiVersion"), "name": meta.get("name"),
-           "namespace": meta.get("namespace") or ("" if kind in ("Namespace", "ClusterRole", "ClusterRoleBinding",
-                                                                  "CustomResourceDefinition") else "default"),
+           "namespace": "" if kind in apis.CLUSTER_SCOPED else (meta.get("namespace") or "default"),
            "labels": dict(meta.get("labels") or {})}
     spec = obj.get("spec") or {}
     if kind in ("Deployment", "DaemonSet"):
@@ -51,6 +55,12 @@ def _summarise(obj: dict) -> dict:
     elif kind == "Service":
         out["spec"] = {"type": spec.get("type", "ClusterIP"), "selector": spec.get("selector") or {},
                        "ports": spec.get("ports") or []}
+    elif kind == "CustomResourceDefinition":
+        out["spec"] = {"group": spec.get("group"), "names": spec.get("names") or {}, "scope": spec.get("scope"),
+                       "versions": [{k: v.get(k) for k in ("name", "served", "storage")}
+                                    for v in spec.get("versions") or [] if isinstance(v, dict)]}
+    elif kind == "ConfigMap":
+        out["data"] = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
     return out
 
 
@@ -59,17 +69,86 @@ def is_cni(obj: dict) -> bool:
         obj["labels"].get("kubesim.io/cni") == "true" or bool(_CNI_NAMES.search(f"{obj['namespace']}/{obj['name']}")))
 
 
-def apply(st: dict, objects: list[dict], now: float) -> list[str]:
-    """kubectl apply: returns kubectl's per-object lines (created / configured / unchanged)."""
+def _not_served(obj: dict, source: str) -> str:
+    # kubectl's own words when discovery has no REST mapping for the object's kind and version
+    return (f'error: resource mapping not found for name: "{obj["name"]}" namespace: "{obj["namespace"]}" '
+            f'from "{source}": no matches for kind "{obj["kind"]}" in version "{obj["apiVersion"]}"\n'
+            "ensure CRDs are installed first")
+
+
+def _timestamp(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def _record_write(new: dict, old: dict | None, raw: dict, now: float, server_side: bool) -> None:
+    """What the API server and kubectl keep about who wrote an object, in which version: the
+    last-applied annotation (client-side apply, and kept current by server-side apply once present) and
+    metadata.managedFields. An Update entry is one per manager and apiVersion, so an object first
+    written in an old version keeps that entry while its fields stay untouched; an Apply entry is one
+    per manager whatever the version, and kubectl's server-side apply takes over the fields of its
+    client-side entries."""
+    annotations = dict(((raw.get("metadata") or {}).get("annotations")) or {})
+    had_last = bool(old and LAST_APPLIED in (old.get("annotations") or {}))
+    if not server_side or had_last:
+        applied = json.loads(json.dumps(raw))
+        (applied.get("metadata") or {}).get("annotations", {}).pop(LAST_APPLIED, None)
+        if not (applied.get("metadata") or {}).get("annotations"):
+            (applied.get("metadata") or {}).pop("annotations", None)
+        annotations[LAST_APPLIED] = json.dumps(applied, separators=(",", ":"), sort_keys=True) + "\n"
+    new["annotations"] = annotations
+    fields = list((old or {}).get("managedFields") or [])
+    entry = {"manager": "kubectl" if server_side else "kubectl-client-side-apply",
+             "operation": "Apply" if server_side else "Update", "apiVersion": new["apiVersion"],
+             "time": _timestamp(now), "fieldsType": "FieldsV1"}
+    if server_side:
+        fields = [f for f in fields if not (f["manager"] == "kubectl" and f["operation"] == "Apply")
+                  and f["manager"] != "kubectl-client-side-apply"]
+    else:
+        fields = [f for f in fields if not (f["manager"] == entry["manager"] and f["operation"] == "Update"
+                                            and f["apiVersion"] == entry["apiVersion"])]
+    new["managedFields"] = fields + [entry]
+
+
+def _stored_versions(new: dict, old: dict | None) -> None:
+    """A CRD's status.storedVersions: every storage version objects may have been written in; the API
+    server appends, never removes (the operator does, after migrating storage)."""
+    stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
+    storage = [v["name"] for v in new["spec"]["versions"] if v.get("storage")]
+    for v in storage[:1]:
+        if v not in stored:
+            stored.append(v)
+    new["status"] = {"storedVersions": stored}
+
+
+def _writers(obj: dict) -> list[tuple]:
+    return sorted((f["manager"], f["operation"], f["apiVersion"]) for f in obj.get("managedFields") or [])
+
+
+def apply(st: dict, objects: list[dict], now: float, *, minor: int | None = None, server_side: bool = False,
+          source: str = "STDIN") -> list[str]:
+    """kubectl apply: returns kubectl's per-object lines (created / configured / unchanged); an object
+    in a version the API server of ``minor`` does not serve is not applied and gets kubectl's error
+    line (starting with "error:") instead."""
     lines = []
     for raw in objects:
         if not isinstance(raw, dict) or not raw.get("kind") or not (raw.get("metadata") or {}).get("name"):
             raise SimError("error validating data: [apiVersion not set, kind not set] or metadata.name missing")
         obj = _summarise(raw)
+        if minor is not None and not apis.serves(st, obj["apiVersion"] or "v1", obj["kind"], minor):
+            lines.append(_not_served(obj, source))
+            continue
         key = f"{obj['kind']}/{obj['namespace']}/{obj['name']}"
         old = st["objects"].get(key)
-        verb = "created" if old is None else ("unchanged" if old == obj else "configured")
-        st["objects"][key] = obj
+        kept = {k: v for k, v in (old or {}).items() if k not in _WRITE_RECORD}
+        _record_write(obj, old, raw, now, server_side)
+        if obj["kind"] == "CustomResourceDefinition":
+            _stored_versions(obj, old)
+        if old is not None and {k: v for k, v in obj.items() if k not in _WRITE_RECORD} == kept \
+                and obj["annotations"] == old.get("annotations") and _writers(obj) == _writers(old):
+            verb = "unchanged"  # a no-op write changes nothing, managedFields included
+        else:
+            verb = "created" if old is None else "configured"
+            st["objects"][key] = obj
         if is_cni(obj):
             st["cni"] = True
         lines.append(f"{obj['kind'].lower()}.{_group(obj)}/{obj['name']} {verb}")
