@@ -51,6 +51,8 @@ def report_error(exc: KubeforgeError, *, verbose: bool = False) -> int:
         problems = [redact(str(p)) for p in exc.problems]
     else:
         print(f"error: {redact(str(exc))}", file=err)
+    if exc.unreachable and not isinstance(exc, TransportError):
+        print(f"unreachable: {', '.join(exc.unreachable)}", file=err)
     if exc.hint:
         print(f"hint: {redact(exc.hint)}", file=err)
     report = getattr(exc, "report", None)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kubeforge.errors import InputError, UsageError
+from kubeforge.errors import InputError, InventoryError, UsageError
 from kubeforge.model import Role
 from kubeforge.model.versions import SUPPORTED_MINORS, latest_patch
 
@@ -84,7 +84,7 @@ def starter_text(*, name: str, hosts: list[StarterHost], kubernetes_version: str
     workloads_on_cps = any("worker" in h.roles for h in cps)
     lines = [
         f"# kubeforge inventory for the cluster {name!r}, started by `kubeforge init`.",
-        f"# Check it with `kubeforge validate -i <this file>`; every field is in docs/inventory.md",
+        "# Check it with `kubeforge validate -i <this file>`; every field is in docs/inventory.md",
         "# (or `kubeforge schema` for editors).",
         "apiVersion: kubeforge.io/v1alpha1",
         "kind: Cluster",
@@ -162,7 +162,10 @@ def write_starter(path: Path, *, name: str, hosts: list[StarterHost], kubernetes
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp.write_text(text)
-        result = load(tmp)  # raises InventoryError (exit 3) naming the problem: a --host that cannot work
+        try:
+            result = load(tmp)
+        except InventoryError as exc:  # a --host that cannot work: the problems, named after the real file
+            raise InventoryError([replace(p, file=str(path)) for p in exc.problems + exc.warnings]) from None
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
