@@ -51,9 +51,9 @@ RESUME = typer.Option(False, "--resume", help="Continue an interrupted or failed
 RUN_ARG = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished).",
                          metavar="RUN", show_default=False)
 KEEP_RUNS = typer.Option(None, "--keep-runs", min=1, metavar="N",
-                         help="Run records to keep under .kubeforge/<cluster>/runs/ (default: the inventory's, else 50).")
+                         help="Run records kept under .kubeforge/<cluster>/runs/ after each command (default 50).")
 KEEP_RUNS_DAYS = typer.Option(None, "--keep-runs-days", min=1, metavar="DAYS",
-                              help="Delete run records older than this (default: the inventory's, else 90).")
+                              help="Run records older than this are deleted (default 90).")
 
 
 def split_hosts(hosts: str | None) -> list[str] | None:

@@ -56,8 +56,8 @@ def _private_dir(cluster: Cluster, path: Path) -> None:
             d.chmod(0o700)
 
 
-def _read(path: Path) -> tuple[str | None, datetime | None]:
-    """(server, client certificate NotAfter) of a kubeconfig file."""
+def _read(path: Path, *, with_expiry: bool) -> tuple[str | None, datetime | None]:
+    """(server, client certificate NotAfter when ``with_expiry``) of a kubeconfig file."""
     import base64
 
     from ruamel.yaml import YAML
@@ -71,7 +71,7 @@ def _read(path: Path) -> tuple[str | None, datetime | None]:
         raise InputError(f"{path}: the fetched file is not a kubeconfig ({exc})") from None
     expires = None
     data = (doc.get("users") or [{}])[0].get("user", {}).get("client-certificate-data")
-    if data:
+    if data and with_expiry:
         expires = load_cert(base64.b64decode(data)).not_valid_after_utc
     return server, expires
 
@@ -104,7 +104,7 @@ def fetch_kubeconfig(cluster: Cluster, pool, *, out: Path | None = None, user: s
     report = execute_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=None, lock=False, events=events,
                           run_dir=run_dir, options=RunOptions(command=f"kubeforge {plan.workflow}"))
     dest.chmod(0o600)
-    server, not_after = _read(dest)
+    server, not_after = _read(dest, with_expiry=user is not None)
     return KubeconfigResult(dest, user or "kubernetes-admin", server, not_after, report)
 
 

@@ -156,12 +156,14 @@ def _help(*argv: str, **env: str) -> str:
     return res.stdout
 
 
-@pytest.mark.parametrize("path", ["up", "etcd backup", "kubeconfig", "plan up"])
-def test_help_has_no_bool_metavars_or_rst_markup_and_wraps_to_the_terminal(path):
-    narrow = _help(*path.split(), COLUMNS="60")
-    assert "<bool>" not in narrow and "``" not in narrow
+@pytest.mark.parametrize("path", sorted(COMMANDS))
+def test_help_has_no_bool_metavars_or_rst_markup_and_wraps_to_the_terminal(path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    code, narrow, _ = kf(capsys, *path.split(), "--help")
+    assert code == 0 and "<bool>" not in narrow and "``" not in narrow
     assert max(len(line) for line in narrow.splitlines()) <= 60
-    wide = _help(*path.split(), COLUMNS="200")
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = kf(capsys, *path.split(), "--help")[1]
     assert len(wide.splitlines()) < len(narrow.splitlines())  # paragraphs reflow, not hard-wrapped
 
 
