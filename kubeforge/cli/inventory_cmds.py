@@ -114,9 +114,13 @@ def init(
 def _ask_hosts(console) -> list[str]:
     console.print("One host per line as NAME=ADDRESS:ROLES (roles joined by +), an empty line to finish.",
                   markup=False)
+    import sys
+
     specs = []
     while True:
-        line = input(f"host {len(specs) + 1}: ").strip()
+        # the prompt on stderr, like every message: stdout stays for -o json|yaml
+        console.print(f"host {len(specs) + 1}: ", end="", markup=False)
+        line = sys.stdin.readline().strip()
         if not line:
             return specs
         specs.append(line)

@@ -3,6 +3,8 @@ operators start from: one node, HA with stacked etcd (behind haproxy or kube-vip
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ruamel.yaml import YAML
 
@@ -80,3 +82,17 @@ def test_without_hosts_and_without_a_terminal_init_asks_for_host_flags(tmp_path,
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     code, _, err = init(tmp_path, capsys, "-f", str(tmp_path / "x.yaml"))
     assert code == 2 and "--host NAME=ADDRESS:ROLES" in err
+
+
+def test_on_a_terminal_init_asks_for_the_hosts_one_per_line(tmp_path, capsys, monkeypatch):
+    import io
+
+    answers = io.StringIO("cp-1=10.0.0.11:control-plane+worker\nw-1=10.0.0.21:worker\n\n")
+    answers.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr("sys.stdin", answers)
+    path = tmp_path / "inventory.yaml"
+    code, out, err = init(tmp_path, capsys, "-f", str(path), "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["file"] == str(path) and "host 3: " in err  # prompts never on stdout
+    hosts = YAML(typ="safe").load(path.read_text())["spec"]["hosts"]
+    assert [h["name"] for h in hosts] == ["cp-1", "w-1"] and "NAME=ADDRESS:ROLES" in err
