@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 # --keep-runs / --keep-runs-days of this invocation (None: the defaults of kubeforge.execute.prune).
 RUN_RETENTION: dict[str, Optional[int]] = {"keep": None, "max_age_days": None}
@@ -29,6 +30,16 @@ def start_run_log(cluster, command: str):
     CURRENT_LOG_PATH.append(str(log.path))
     OPENED_RUNS.append(Path(log.dir))
     return log
+
+
+@contextmanager
+def session(cluster, command: str) -> Iterator[tuple[object, object]]:
+    """One command's run log and host connections, ``(run_log, pool)``: the CLI's only door to
+    the transport layer."""
+    from kubeforge.transport.pool import TransportPool
+
+    with start_run_log(cluster, command) as run_log, TransportPool(cluster) as pool:
+        yield run_log, pool
 
 
 def prune_opened_runs() -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from kubeforge.cli.common import command_line, consoles, declined, start_run_log
+from kubeforge.cli.common import command_line, consoles, declined, session
 from kubeforge.cli.options import BREAK_LOCK, INVENTORY, OUTPUT, RUN_ARG, Output
 
 etcd_app = typer.Typer(help="The etcd cluster: install, status, backup, restore, membership, upgrade.",
@@ -59,13 +59,12 @@ def _nothing_to_do(message: str) -> None:
 
 
 def run_status(inventory: Path) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.etcd_view import status_table
     from kubeforge.ui.output import show
     from kubeforge.workflows.etcd.status import gather_status, health_problem
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-status"), TransportPool(cluster) as pool:
+    with session(cluster, "etcd-status") as (_, pool):
         status = gather_status(cluster, pool)
     show(status.to_dict, lambda: status_table(status, consoles()[0]))
     problem = health_problem(status)
@@ -74,12 +73,11 @@ def run_status(inventory: Path) -> None:
 
 
 def run_install(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.install import plan_install
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-install") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-install") as (run_log, pool):
         try:
             plan, _ = plan_install(cluster, pool)
         except StackedEtcd as exc:
@@ -92,7 +90,6 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
     import json
 
     from kubeforge.errors import InputError
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.etcd_view import backup_summary
     from kubeforge.ui.output import show
     from kubeforge.workflows.etcd.backup import manifest_json, options_from_cluster, take_backup
@@ -107,7 +104,7 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
         from dataclasses import replace
 
         opts = replace(opts, encryption="passphrase")
-    with start_run_log(cluster, "etcd-backup"), TransportPool(cluster) as pool:
+    with session(cluster, "etcd-backup") as (_, pool):
         result = take_backup(cluster, pool, opts)
     show(lambda: json.loads(manifest_json(result)), lambda: backup_summary(result, consoles()[0]))
 
@@ -126,11 +123,10 @@ def _passphrase(passphrase_file: Optional[Path]):
 
 def run_restore(inventory: Path, source: str, directory: Optional[Path], passphrase_file: Optional[Path],
                 dry_run: bool, yes: bool) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.restore import plan_restore
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-restore") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-restore") as (run_log, pool):
         plan, inp = plan_restore(cluster, pool, source, directory=directory.absolute() if directory else None,
                                  passphrase=_passphrase(passphrase_file))
         err = consoles()[1]
@@ -140,12 +136,11 @@ def run_restore(inventory: Path, source: str, directory: Optional[Path], passphr
 
 
 def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.members import plan_members
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-members") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-members") as (run_log, pool):
         try:
             plan, change = plan_members(cluster, pool)
         except StackedEtcd as exc:
@@ -159,13 +154,12 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
 
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
                 resume: Optional[str] = None, break_lock: bool = False) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.upgrade import plan_upgrade
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-upgrade") as (run_log, pool):
         def snapshot() -> bool:
             take_backup(cluster, pool, options_from_cluster(cluster))
             return True

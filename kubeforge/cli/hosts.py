@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from kubeforge.cli.common import consoles, start_run_log
+from kubeforge.cli.common import consoles, session
 from kubeforge.cli.options import HOSTS, INVENTORY, OUTPUT, Output, split_hosts
 
 
@@ -15,14 +15,13 @@ def run_facts(inventory: Path, hosts: str | None) -> None:
     from kubeforge.errors import TransportError
     from kubeforge.facts import FactsError
     from kubeforge.inventory import load_cluster
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.hosts_view import facts_table
     from kubeforge.ui.output import show
     from kubeforge.workflows.facts import collect_facts, select_hosts
 
     cluster = load_cluster(inventory)
     selected = [h.name for h in select_hosts(cluster, split_hosts(hosts))]
-    with start_run_log(cluster, "facts"), TransportPool(cluster) as pool:
+    with session(cluster, "facts") as (_, pool):
         facts = collect_facts(cluster, pool, hosts=selected)
     show(lambda: {name: f.to_dict() for name, f in facts.items()}, lambda: facts_table(facts, consoles()[0]))
     down = [f for f in facts.values() if isinstance(f, FactsError)]
@@ -34,7 +33,6 @@ def run_facts(inventory: Path, hosts: str | None) -> None:
 def run_preflight_cmd(inventory: Path, hosts: str | None, probes: bool, max_clock_skew: float) -> None:
     from kubeforge.errors import CheckFailed, UsageError
     from kubeforge.inventory import load_cluster
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.hosts_view import preflight_table
     from kubeforge.ui.output import show
     from kubeforge.workflows.facts import select_hosts
@@ -44,7 +42,7 @@ def run_preflight_cmd(inventory: Path, hosts: str | None, probes: bool, max_cloc
         raise UsageError("--max-clock-skew must be more than 0 seconds")
     cluster = load_cluster(inventory)
     selected = select_hosts(cluster, split_hosts(hosts))
-    with start_run_log(cluster, "preflight"), TransportPool(cluster) as pool:
+    with session(cluster, "preflight") as (_, pool):
         report, _ = preflight(cluster, pool, hosts=selected, probes=probes, max_clock_skew_s=max_clock_skew)
     show(report.to_dict, lambda: preflight_table(report, consoles()[0]))
     if report.failed:

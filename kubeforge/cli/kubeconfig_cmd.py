@@ -7,19 +7,18 @@ from typing import List, Optional
 
 import typer
 
-from kubeforge.cli.common import consoles, start_run_log
+from kubeforge.cli.common import consoles, session
 from kubeforge.cli.options import INVENTORY, OUTPUT, Output
 
 
 def run_kubeconfig(inventory: Path, *, out: Optional[Path], user: Optional[str], expires: Optional[str],
                    orgs: tuple[str, ...]) -> None:
     from kubeforge.inventory import load_cluster
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.output import show
     from kubeforge.workflows.kubeconfig import fetch_kubeconfig
 
     cluster = load_cluster(inventory)
-    with start_run_log(cluster, "kubeconfig") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "kubeconfig") as (run_log, pool):
         result = fetch_kubeconfig(cluster, pool, out=out, user=user, expires=expires, orgs=orgs, run_dir=run_log.dir)
 
     def table() -> None:
