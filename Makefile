@@ -21,7 +21,7 @@ demo: deps install lab-up
 	@echo "== kubeforge against the lab: $(INVENTORY)"
 	@echo "   (simulated there: kubeadm/kubelet/kubectl and upstream repos only; SSH, systemd, apt, etcd, TLS are real)"
 	$(KUBEFORGE) validate -i $(INVENTORY)
-	$(KUBEFORGE) render -i $(INVENTORY) -o /run/kubeforge-lab/lab$(LAB_INDEX)/rendered
+	$(KUBEFORGE) render -i $(INVENTORY) -d /run/kubeforge-lab/lab$(LAB_INDEX)/rendered
 	$(KUBEFORGE) facts -i $(INVENTORY)
 	$(KUBEFORGE) preflight -i $(INVENTORY)
 	$(KUBEFORGE) up -i $(INVENTORY) -y

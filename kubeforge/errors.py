@@ -24,10 +24,14 @@ class KubeforgeError(Exception):
     exit_code = 1
     category = "error"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, unreachable: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Hosts that could not be reached behind this error. The CLI's one error boundary exits 5
+        # for any error that names some, whatever its category (a refused upgrade, a failed check):
+        # "unreachable" means one exit code everywhere.
+        self.unreachable = tuple(unreachable)
 
     def __str__(self) -> str:
         return self.message
@@ -95,7 +99,7 @@ class TransportError(KubeforgeError):
     category = "transport"
 
     def __init__(self, host: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(f"[{host}] {message}", hint=hint)
+        super().__init__(f"[{host}] {message}", hint=hint, unreachable=(host,))
         self.host = host
 
 

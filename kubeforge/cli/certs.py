@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kubeforge.cli.options import INVENTORY, OUTPUT, Output
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -19,8 +21,6 @@ certs_app = typer.Typer(
     no_args_is_help=True,
 )
 
-OUTPUTS = ("table", "json")
-
 
 def check(
     cluster: "Cluster",
@@ -30,32 +30,33 @@ def check(
     now: datetime | None = None,
     console: "Console | None" = None,
 ) -> None:
-    """Print the expiry report; raise CertificatesExpiring when something expires within the window.
+    """Show the expiry report; raise CertificatesExpiring when something expires within the window.
 
     Reads the store only: a missing store is an error pointing at ``kubeforge render``.
     """
     from kubeforge.errors import CertificatesExpiring, UsageError
     from kubeforge.pki import expiring, expiry_report, load_pki
+    from kubeforge.ui import output as out
+    from kubeforge.ui.certs_view import certs_table
+    from kubeforge.ui.console import make_console
 
-    if output not in OUTPUTS:
-        raise UsageError(f"--output {output!r} is not one of {', '.join(OUTPUTS)}")
+    if output not in out.FORMATS:
+        raise UsageError(f"--output {output!r} is not one of {', '.join(out.FORMATS)}")
     if within_days < 0:
         raise UsageError("--within-days must be 0 or more")
     report = expiry_report(load_pki(cluster), now)
     soon = expiring(report, within_days)
-    if output == "json":
-        from kubeforge.ui.output import emit_json
-
-        emit_json(
-            {
-                "cluster": cluster.name,
-                "withinDays": within_days,
-                "certificates": [s.to_json() | {"expiring": s.expires_within(within_days)} for s in report],
-            },
-            file=console.file if console else None,
-        )
+    doc = {
+        "cluster": cluster.name,
+        "withinDays": within_days,
+        "certificates": [s.to_json() | {"expiring": s.expires_within(within_days)} for s in report],
+    }
+    if output == "table":
+        certs_table(report, within_days, cluster.pki_dir, console or make_console())
+    elif console is not None:  # called as a library function: the document goes there, now
+        console.file.write(out.render(doc, output))
     else:
-        _print_table(report, within_days, cluster.pki_dir, console)
+        out.show(doc, lambda: None)
     if soon:
         names = ", ".join(s.name for s in soon)
         raise CertificatesExpiring(
@@ -64,43 +65,12 @@ def check(
         )
 
 
-def _print_table(report, within_days: int, pki_dir: Path, console: "Console | None") -> None:
-    from rich import box
-    from rich.table import Table
-
-    from kubeforge.ui.console import make_console
-
-    console = console or make_console()
-    shown_dir = pki_dir
-    if pki_dir.is_relative_to(Path.cwd()):
-        shown_dir = pki_dir.relative_to(Path.cwd())
-    table = Table(
-        title=f"certificates in {shown_dir}/ (flagged: {within_days} days left or less)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
-    # Subjects and file paths are in --output json; the table keeps what fits 80 columns.
-    table.add_column("name", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("days left", justify="right", no_wrap=True)
-    table.add_column("expires", no_wrap=True)
-    for s in report:
-        # The word carries the verdict without colour (pipes, logs); colour only adds emphasis.
-        if s.days_left < 0:
-            status = "[bold red]EXPIRED[/]"
-        elif s.expires_within(within_days):
-            status = "[bold yellow]EXPIRING[/]"
-        else:
-            status = "ok"
-        table.add_row(s.name, status, str(s.days_left), s.not_after.strftime("%Y-%m-%d %H:%M UTC"))
-    console.print(table)
-
-
 @certs_app.command("check")
 def check_cmd(
-    inventory: Path = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False),
-    within_days: int = typer.Option(30, "--within-days", help="Fail (exit 9) when a certificate expires within N days."),
-    output: str = typer.Option("table", "--output", "-o", help="table or json."),
+    inventory: Path = INVENTORY,
+    within_days: int = typer.Option(30, "--within-days", metavar="N",
+                                    help="Fail (exit 9) when a certificate expires within N days."),
+    output: Output = OUTPUT,
 ) -> None:
     """Show every certificate in the local PKI store with its expiry; exit 9 if any expires soon.
 
@@ -108,7 +78,7 @@ def check_cmd(
     """
     from kubeforge.inventory import load_cluster
 
-    check(load_cluster(inventory), within_days=within_days, output=output)
+    check(load_cluster(inventory), within_days=within_days, output=output.value)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,18 @@
-"""What every command module shares: the run log, the two consoles, the command line, --resume."""
+"""What every command module shares: the run log, the two consoles, the command line, --resume,
+and pruning old run records once a command is over."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+# --keep-runs / --keep-runs-days of this invocation (None: the defaults of kubeforge.execute.prune).
+RUN_RETENTION: dict[str, Optional[int]] = {"keep": None, "max_age_days": None}
+# The run directories this invocation opened: pruning never deletes them.
+OPENED_RUNS: list[Path] = []
 
 
 def command_line() -> str:
@@ -19,14 +28,41 @@ def start_run_log(cluster, command: str):
 
     log = open_run_log(cluster.state_dir, command, console=console_handler(level=logging.WARNING))
     CURRENT_LOG_PATH.append(str(log.path))
+    OPENED_RUNS.append(Path(log.dir))
     return log
 
 
-def consoles():
-    """(stdout console, stderr console)."""
-    from kubeforge.ui.console import make_console
+@contextmanager
+def session(cluster, command: str) -> Iterator[tuple[object, object]]:
+    """One command's run log and host connections, ``(run_log, pool)``: the CLI's only door to
+    the transport layer."""
+    from kubeforge.transport.pool import TransportPool
 
-    return make_console(), make_console(stderr=True)
+    with start_run_log(cluster, command) as run_log, TransportPool(cluster) as pool:
+        yield run_log, pool
+
+
+def prune_opened_runs() -> None:
+    """After the command (success or failure): prune the runs/ directories it wrote into. The one
+    place run records are pruned; never fatal (a run that worked must not fail on housekeeping)."""
+    from kubeforge.execute.prune import RunRetention, prune_runs
+
+    settings = {k: v for k, v in RUN_RETENTION.items() if v is not None}
+    for runs_dir in {p.parent for p in OPENED_RUNS}:
+        try:
+            prune_runs(runs_dir, RunRetention(**settings), protect={p.name for p in OPENED_RUNS})
+        except OSError as exc:
+            logging.getLogger("kubeforge.prune").warning("could not prune %s: %s", runs_dir, exc)
+    OPENED_RUNS.clear()
+
+
+def consoles():
+    """(stdout console, stderr console). With --output json|yaml stdout is kept for the one
+    document, so what a command prints for people goes to stderr."""
+    from kubeforge.ui.console import make_console
+    from kubeforge.ui.output import structured
+
+    return make_console(stderr=structured()), make_console(stderr=True)
 
 
 def resume_value(resume: bool, run: str | None) -> str | None:
@@ -36,3 +72,10 @@ def resume_value(resume: bool, run: str | None) -> str | None:
     if run and not resume:
         raise UsageError(f"{run!r}: a run id is only accepted after --resume")
     return (run or "") if resume else None
+
+
+def declined():
+    """The operator answered no at the prompt: nothing changed, exit 8 like any other stop."""
+    from kubeforge.errors import Interrupted
+
+    return Interrupted("declined at the prompt: nothing was changed")

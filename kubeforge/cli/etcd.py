@@ -7,29 +7,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from kubeforge.cli.common import command_line, consoles, start_run_log
+
+from kubeforge.cli.common import command_line, consoles, declined, session
+from kubeforge.cli.options import BREAK_LOCK, INVENTORY, OUTPUT, RUN_ARG, Output
 
 etcd_app = typer.Typer(help="The etcd cluster: install, status, backup, restore, membership, upgrade.",
                        no_args_is_help=True)
-
-INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
-BREAK_LOCK = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first (another run's, left behind).")
 
 
 def _load(inventory: Path):
     from kubeforge.inventory import load_cluster
 
     return load_cluster(inventory)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False,
@@ -41,6 +30,8 @@ def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_l
     from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.etcd.common import execute_plan
 
+    from kubeforge.ui.output import show
+
     out, err = consoles()
     if dry_run:
         from kubeforge.ui.plan_view import print_plan
@@ -50,77 +41,58 @@ def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_l
                           events=make_progress(err), run_dir=None if dry_run else run_log.dir,
                           command=command_line(), break_lock=break_lock, resume=resume)
     if report is None:
-        err.print("declined: nothing was changed")
-        raise typer.Exit(1)
-    print_report(out, report)
-    if report.outcome == "succeeded" and report.changed() == 0:
-        out.print("nothing changed: every etcd member had already converged")
+        raise declined()
+
+    def table() -> None:
+        print_report(out, report)
+        if report.outcome == "succeeded" and report.changed() == 0:
+            out.print("nothing changed: every etcd member had already converged")
+
+    show(lambda: {"plan": plan.to_dict(), "report": report.to_dict()}, table)
     return report
 
 
-def status_table(status, console) -> None:
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
+def _nothing_to_do(message: str) -> None:
+    from kubeforge.ui.output import show
 
-    table = Table(title="etcd", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("member", "endpoint", "health", "leader", "version", "db size", "raft index", "alarms"):
-        table.add_column(col, no_wrap=col != "alarms")
-    for m in status.members:
-        health = "[green]healthy[/]" if m.healthy else f"[bold red]{escape(m.error or 'unhealthy')}[/]"
-        role = "leader" if m.is_leader else ("learner" if m.is_learner else ("follower" if m.member_id else "-"))
-        table.add_row(escape(m.name), escape(m.endpoint), health, role, escape(m.version or "-"), _size(m.db_size),
-                      str(m.raft_index) if m.raft_index is not None else "-", escape(", ".join(m.alarms) or "-"))
-    console.print(table)
-    leader = status.leader.name if status.leader else "none"
-    console.print(f"{status.healthy_count}/{len(status.members)} healthy, quorum {status.quorum}, leader {leader}")
+    show({"nothing_to_do": message}, lambda: consoles()[0].print(message, markup=False))
 
 
-def run_status(inventory: Path, output: str) -> None:
-    from kubeforge.errors import CheckFailed, UsageError
-    from kubeforge.transport.pool import TransportPool
-    from kubeforge.workflows.etcd.status import gather_status
+def run_status(inventory: Path) -> None:
+    from kubeforge.ui.etcd_view import status_table
+    from kubeforge.ui.output import show
+    from kubeforge.workflows.etcd.status import gather_status, health_problem
 
-    if output not in ("table", "json"):
-        raise UsageError(f"--output {output!r} is not one of table, json")
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-status"), TransportPool(cluster) as pool:
+    with session(cluster, "etcd-status") as (_, pool):
         status = gather_status(cluster, pool)
-    if output == "json":
-        from kubeforge.ui.output import emit_json
-
-        emit_json(status.to_dict())
-    else:
-        status_table(status, consoles()[0])
-    bad = [m for m in status.members if not m.healthy]
-    if not status.has_quorum:
-        raise CheckFailed(f"etcd has lost quorum: {status.healthy_count} of {len(status.members)} members healthy"
-                          + (f"; unhealthy: {', '.join(m.name for m in bad)}" if bad else ""))
-    if bad or status.alarms:
-        what = [f"{m.name} ({m.error or 'unhealthy'})" for m in bad] + status.alarms
-        raise CheckFailed("etcd is degraded: " + "; ".join(what))
+    show(status.to_dict, lambda: status_table(status, consoles()[0]))
+    problem = health_problem(status)
+    if problem is not None:
+        raise problem
 
 
 def run_install(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.install import plan_install
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-install") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-install") as (run_log, pool):
         try:
             plan, _ = plan_install(cluster, pool)
         except StackedEtcd as exc:
-            consoles()[0].print(str(exc), markup=False)
+            _nothing_to_do(str(exc))
             return
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
 
 
-def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], passphrase_file: Optional[Path],
-               output: str) -> None:
+def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], passphrase_file: Optional[Path]) -> None:
+    import json
+
     from kubeforge.errors import InputError
-    from kubeforge.transport.pool import TransportPool
-    from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
+    from kubeforge.ui.etcd_view import backup_summary
+    from kubeforge.ui.output import show
+    from kubeforge.workflows.etcd.backup import manifest_json, options_from_cluster, take_backup
 
     cluster = _load(inventory)
     passphrase = _passphrase(passphrase_file)
@@ -132,31 +104,9 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
         from dataclasses import replace
 
         opts = replace(opts, encryption="passphrase")
-    with start_run_log(cluster, "etcd-backup"), TransportPool(cluster) as pool:
+    with session(cluster, "etcd-backup") as (_, pool):
         result = take_backup(cluster, pool, opts)
-    if output == "json":
-        from kubeforge.ui.output import emit_json
-        from kubeforge.workflows.etcd.backup import manifest_json
-        import json
-
-        emit_json(json.loads(manifest_json(result)))
-        return
-    m = result.manifest
-    out = consoles()[0]
-    skipped = [s for s in result.status.members if not s.healthy]
-    for s in skipped:
-        out.print(f"note: member {s.name} is not healthy ({s.error or 'unhealthy'}); backed up from {m.member}",
-                  markup=False)
-    rows = [
-        ("backup", m.name), ("member", m.member), ("revision", str(m.revision)), ("keys", str(m.total_keys)),
-        ("size", f"{_size(m.size)} ({m.size} bytes)"), ("sha256", m.sha256),
-        ("verification", "passed (checksum member = download, integrity hash, snapshot status)"),
-        ("encrypted", m.encryption if m.encrypted else "no"), ("file", str(result.path)),
-        ("manifest", str(result.manifest_path)), ("pki bundle", m.pki_bundle or "-"),
-        ("deleted", ", ".join(result.deleted) or "-"), ("took", f"{result.timings.get('total', 0):.2f}s"),
-    ]
-    for k, v in rows:
-        out.print(f"{k:>12}: {v}", markup=False)
+    show(lambda: json.loads(manifest_json(result)), lambda: backup_summary(result, consoles()[0]))
 
 
 def _passphrase(passphrase_file: Optional[Path]):
@@ -173,11 +123,10 @@ def _passphrase(passphrase_file: Optional[Path]):
 
 def run_restore(inventory: Path, source: str, directory: Optional[Path], passphrase_file: Optional[Path],
                 dry_run: bool, yes: bool) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.restore import plan_restore
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-restore") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-restore") as (run_log, pool):
         plan, inp = plan_restore(cluster, pool, source, directory=directory.absolute() if directory else None,
                                  passphrase=_passphrase(passphrase_file))
         err = consoles()[1]
@@ -187,33 +136,30 @@ def run_restore(inventory: Path, source: str, directory: Optional[Path], passphr
 
 
 def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.members import plan_members
 
     cluster = _load(inventory)
-    with start_run_log(cluster, "etcd-members") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-members") as (run_log, pool):
         try:
             plan, change = plan_members(cluster, pool)
         except StackedEtcd as exc:
-            consoles()[0].print(str(exc), markup=False)
+            _nothing_to_do(str(exc))
             return
         if change.is_noop:
-            consoles()[0].print("nothing to do: the cluster's members are the inventory's etcd hosts")
+            _nothing_to_do("nothing to do: the cluster's members are the inventory's etcd hosts")
             return
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
 
 
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
                 resume: Optional[str] = None, break_lock: bool = False) -> None:
-    from kubeforge.transport.pool import TransportPool
     from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.upgrade import plan_upgrade
 
     cluster = _load(inventory)
-    out = consoles()[0]
-    with start_run_log(cluster, "etcd-upgrade") as run_log, TransportPool(cluster) as pool:
+    with session(cluster, "etcd-upgrade") as (run_log, pool):
         def snapshot() -> bool:
             take_backup(cluster, pool, options_from_cluster(cluster))
             return True
@@ -221,28 +167,26 @@ def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow
         try:
             plan = plan_upgrade(cluster, pool, target, snapshot, allow_older_patch=allow_older_patch)
         except StackedEtcd as exc:
-            out.print(str(exc), markup=False)
+            _nothing_to_do(str(exc))
             return
         report = _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
                            resume=resume)
         if not dry_run and report.outcome == "succeeded":
-            out.print(f"etcd runs {target} on every member; set etcd.version: {target} in {inventory} so that "
+            consoles()[0].print(f"etcd runs {target} on every member; set etcd.version: {target} in {inventory} so that "
                       "`etcd install` and `up` keep it", markup=False)
 
 
 def register(app: typer.Typer) -> None:
     @etcd_app.command("status")
-    def status_cmd(
-        inventory: Path = INVENTORY,
-        output: str = typer.Option("table", "--output", "-o", help="table or json."),
-    ) -> None:
+    def status_cmd(inventory: Path = INVENTORY, output: Output = OUTPUT) -> None:
         """Members, leader, version, db size, raft index, health and alarms of every member.
 
-        Read-only. Exit 4 when quorum is lost or any member is unhealthy (naming it).
+        Read-only. Exit 4 when quorum is lost or any member is unhealthy (naming it), 5 when a
+        member's machine cannot be reached.
 
         Example: kubeforge etcd status -i inventories/ha-external-etcd.yaml -o json
         """
-        run_status(inventory, output)
+        run_status(inventory)
 
     @etcd_app.command("install")
     def install_cmd(
@@ -250,6 +194,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
         break_lock: bool = BREAK_LOCK,
+        output: Output = OUTPUT,
     ) -> None:
         """Install etcd on the dedicated etcd hosts (external topology) and start the cluster.
 
@@ -264,10 +209,10 @@ def register(app: typer.Typer) -> None:
     @etcd_app.command("backup")
     def backup_cmd(
         inventory: Path = INVENTORY,
-        directory: Optional[Path] = typer.Option(None, "--dir", help="Where backups go (default: the inventory's etcd.backup.directory)."),
-        keep: Optional[int] = typer.Option(None, "--keep", help="Verified backups to keep (the newest is always kept)."),
-        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", help="Encrypt with the passphrase in this file."),
-        output: str = typer.Option("table", "--output", "-o", help="table or json."),
+        directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help="Where backups go (default: the inventory's etcd.backup.directory)."),
+        keep: Optional[int] = typer.Option(None, "--keep", metavar="N", help="Verified backups to keep (the newest is always kept)."),
+        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", metavar="FILE", help="Encrypt with the passphrase in this file."),
+        output: Output = OUTPUT,
     ) -> None:
         """Snapshot a healthy member (a follower when possible), stream it here, verify it, keep N.
 
@@ -276,16 +221,17 @@ def register(app: typer.Typer) -> None:
 
         Example: kubeforge etcd backup -i inventories/ha-external-etcd.yaml --keep 7
         """
-        run_backup(inventory, directory, keep, passphrase_file, output)
+        run_backup(inventory, directory, keep, passphrase_file)
 
     @etcd_app.command("restore")
     def restore_cmd(
         inventory: Path = INVENTORY,
-        source: str = typer.Option(..., "--from", help="A backup manifest, a backup name, or 'latest'.", show_default=False),
-        directory: Optional[Path] = typer.Option(None, "--dir", help="Where backups are (default: the inventory's)."),
-        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", help="Passphrase of an encrypted backup."),
+        source: str = typer.Option(..., "--from", metavar="BACKUP", help="A backup manifest, a backup name, or 'latest'.", show_default=False),
+        directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help="Where backups are (default: the inventory's)."),
+        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", metavar="FILE", help="Passphrase of an encrypted backup."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        output: Output = OUTPUT,
     ) -> None:
         """Restore every member from one verified backup (the old data dirs are kept aside).
 
@@ -303,6 +249,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
         break_lock: bool = BREAK_LOCK,
+        output: Output = OUTPUT,
     ) -> None:
         """Make the etcd member list match the inventory's etcd hosts, one member at a time.
 
@@ -317,9 +264,9 @@ def register(app: typer.Typer) -> None:
 
     @etcd_app.command("upgrade")
     def upgrade_cmd(
-        run: Optional[str] = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
+        run: Optional[str] = RUN_ARG,
         inventory: Path = INVENTORY,
-        to: str = typer.Option(..., "--to", help="The etcd version to reach (X.Y.Z).", show_default=False),
+        to: str = typer.Option(..., "--to", metavar="X.Y.Z", help="The etcd version to reach (X.Y.Z).", show_default=False),
         allow_older_patch: bool = typer.Option(
             False, "--allow-older-patch",
             help="Skip the latest-patch-first hop when the package source lacks it (never a hard floor or a minor)."),
@@ -327,6 +274,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
         break_lock: bool = BREAK_LOCK,
+        output: Output = OUTPUT,
     ) -> None:
         """Upgrade etcd one minor at a time, one member at a time (leader last), snapshot first.
 

@@ -7,23 +7,31 @@ import importlib.util
 from pathlib import Path
 
 import typer
-from kubeforge.cli.common import command_line, consoles, resume_value, start_run_log
 
-INVENTORY = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False)
+from kubeforge.cli.common import command_line, consoles, declined, resume_value, start_run_log
+from kubeforge.cli.options import INVENTORY, OUTPUT, RUN_ARG, Output
+
 plan_app = typer.Typer(help="Print what a command would do, touching nothing.", no_args_is_help=True)
 
 
-def _finish(report, plan, out, err, what: str) -> None:
+def _finish(report, plan, out, err, what: str, **extra) -> None:
+    """The report for people, or ``{"plan", "report", ...extra}`` in json/yaml."""
+    from kubeforge.ui.output import show
     from kubeforge.ui.report_view import print_report
 
     if report is None:
-        err.print("declined: nothing was changed")
-        raise typer.Exit(1)
-    print_report(out, report)
-    if plan.is_noop:
-        out.print(f"nothing to do: {what}")
-    elif report.outcome == "succeeded" and report.changed() == 0:
-        out.print(f"no changes: every step found the hosts as wanted ({what})")
+        raise declined()
+
+    def table() -> None:
+        print_report(out, report)
+        if plan.is_noop:
+            out.print(f"nothing to do: {what}")
+        elif report.outcome == "succeeded" and report.changed() == 0:
+            out.print(f"no changes: every step found the hosts as wanted ({what})")
+        for key, value in extra.items():
+            out.print(f"{key.replace('_', ' ')}: {value}", markup=False)
+
+    show(lambda: {"plan": plan.to_dict(), "report": report.to_dict(), **{k: str(v) for k, v in extra.items()}}, table)
 
 
 def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, break_lock: bool,
@@ -44,29 +52,27 @@ def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, bre
         result = up(cluster, pool, options, confirm=confirmer, events=make_progress(err), run_dir=run_log.dir,
                     log_path=run_log.path, show=lambda p: print_plan(err, p),
                     warn=None if skip_preflight_warnings else (lambda m: err.print(m, markup=False)))
-    _finish(result.report, result.plan, out, err, "the cluster has converged")
-    if result.report is not None and result.report.outcome == "succeeded":
-        out.print(f"admin kubeconfig: {cluster.state_dir / 'admin.conf'}", markup=False)
+    done = result.report is not None and result.report.outcome == "succeeded"
+    extra = {"admin_kubeconfig": cluster.state_dir / "admin.conf"} if done else {}
+    _finish(result.report, result.plan, out, err, "the cluster has converged", **extra)
 
 
-def run_plan_up(inventory: Path, output: str) -> None:
-    from kubeforge.errors import UsageError
+def run_plan_up(inventory: Path) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
-    from kubeforge.ui.plan_view import print_plan
     from kubeforge.workflows.up import plan_for_up
 
-    if output not in ("text", "json"):
-        raise UsageError(f"--output {output!r} is not one of text, json")
     cluster = load_cluster(inventory)
     with start_run_log(cluster, "plan-up"), TransportPool(cluster) as pool:
         plan, _ = plan_for_up(cluster, pool)
-    if output == "json":
-        from kubeforge.ui.output import emit
+    _show_plan(plan)
 
-        emit(plan)
-    else:
-        print_plan(consoles()[0], plan)
+
+def _show_plan(plan) -> None:
+    from kubeforge.ui.output import show
+    from kubeforge.ui.plan_view import print_plan
+
+    show(plan.to_dict, lambda: print_plan(consoles()[0], plan))
 
 
 def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
@@ -89,11 +95,10 @@ def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry
     _finish(report, plan, out, err, "nothing of kubeforge's is left on those hosts")
 
 
-def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str, *, allow_removed_apis: bool = False) -> None:
+def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, *, allow_removed_apis: bool = False) -> None:
     from kubeforge.errors import UsageError
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
-    from kubeforge.ui.plan_view import print_plan
 
     if importlib.util.find_spec("kubeforge.workflows.upgrade") is None:
         raise UsageError("`plan upgrade` needs the upgrade workflow, which this build does not have yet")
@@ -102,24 +107,20 @@ def run_plan_upgrade(inventory: Path, to: str, multi_hop: bool, output: str, *, 
     cluster = load_cluster(inventory)
     with start_run_log(cluster, "plan-upgrade"), TransportPool(cluster) as pool:
         plan = plan_upgrade(inventory, to, multi_hop, pool=pool, allow_removed_apis=allow_removed_apis)
-    if output == "json":
-        from kubeforge.ui.output import emit
-
-        emit(plan)
-    else:
-        print_plan(consoles()[0], plan)
+    _show_plan(plan)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up_cmd(
         inventory: Path = INVENTORY,
-        run: str | None = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
+        run: str | None = RUN_ARG,
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted or failed run after re-checking facts."),
         break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
         skip_preflight_warnings: bool = typer.Option(False, "--skip-preflight-warnings", help="Do not print preflight warnings."),
+        output: Output = OUTPUT,
     ) -> None:
         """Bring the cluster of the inventory up, or converge it: facts, preflight, prepare hosts,
         packages, PKI, etcd, endpoint, kubeadm init, joins, CNI, Ready, labels, admin kubeconfig.
@@ -140,9 +141,10 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),
         break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        output: Output = OUTPUT,
     ) -> None:
         """Undo `up` on some or all hosts: kubeadm reset, services stopped and disabled, kubeforge's
-        files removed; etcd data moved aside (``<data dir>.kubeforge-reset-<time>``) unless --purge.
+        files removed; etcd data moved aside (<data dir>.kubeforge-reset-<time>) unless --purge.
 
         Refuses a subset that would break etcd quorum or leave no control plane.
 
@@ -153,20 +155,20 @@ def register(app: typer.Typer) -> None:
     @plan_app.command("up")
     def plan_up_cmd(
         inventory: Path = INVENTORY,
-        output: str = typer.Option("text", "--output", "-o", help="text or json."),
+        output: Output = OUTPUT,
     ) -> None:
         """Print the `up` plan per phase and host (read-only facts only; nothing changes).
 
         Example: kubeforge plan up -i inventories/ha-external-etcd.yaml -o json
         """
-        run_plan_up(inventory, output)
+        run_plan_up(inventory)
 
     @plan_app.command("upgrade")
     def plan_upgrade_cmd(
         inventory: Path = INVENTORY,
         to: str = typer.Option(..., "--to", help="The Kubernetes version to reach, X.Y.Z."),
         multi_hop: bool = typer.Option(False, "--multi-hop", help="Allow several minors, one at a time."),
-        output: str = typer.Option("text", "--output", "-o", help="text or json."),
+        output: Output = OUTPUT,
         allow_removed_apis: bool = typer.Option(False, "--allow-removed-apis",
                                                 help="Plan even with objects in API versions the target no longer serves."),
     ) -> None:
@@ -174,6 +176,6 @@ def register(app: typer.Typer) -> None:
 
         Example: kubeforge plan upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2
         """
-        run_plan_upgrade(inventory, to, multi_hop, output, allow_removed_apis=allow_removed_apis)
+        run_plan_upgrade(inventory, to, multi_hop, allow_removed_apis=allow_removed_apis)
 
     app.add_typer(plan_app, name="plan")

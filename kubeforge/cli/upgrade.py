@@ -8,25 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from kubeforge.cli.common import command_line, consoles, resume_value, start_run_log
 
-OUTPUTS = ("table", "json")
+from kubeforge.cli.common import command_line, consoles, declined, resume_value, start_run_log
+from kubeforge.cli.options import INVENTORY, OUTPUT, RUN_ARG, Output
 
 
 def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
-                break_lock: bool, output: str, allow_removed_apis: bool = False) -> None:
-    from kubeforge.errors import UsageError
+                break_lock: bool, allow_removed_apis: bool = False) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
+    from kubeforge.ui.output import show, structured
     from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.common import RunOptions
     from kubeforge.workflows.upgrade import parse_target, upgrade
 
-    if output not in OUTPUTS:
-        raise UsageError(f"--output {output!r} is not one of {', '.join(OUTPUTS)}")
     parse_target(to)  # a bad --to is a usage error before the inventory is even read
     cluster = load_cluster(inventory)
     out, err = consoles()
@@ -38,31 +36,30 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
 
     with start_run_log(cluster, "upgrade") as run_log, TransportPool(cluster) as pool:
         outcome = upgrade(
-            cluster, pool, options, to=to, multi_hop=multi_hop, allow_removed_apis=allow_removed_apis, confirm=Confirmer(err, yes=yes),
-            events=make_progress(err) if output == "table" else None, run_dir=run_log.dir, log_path=run_log.path,
-            on_path=show_path, show=(lambda p: print_plan(err, p)) if output == "table" else None,
+            cluster, pool, options, to=to, multi_hop=multi_hop, allow_removed_apis=allow_removed_apis,
+            confirm=Confirmer(err, yes=yes),
+            events=None if structured() else make_progress(err), run_dir=run_log.dir, log_path=run_log.path,
+            on_path=show_path, show=None if structured() else (lambda p: print_plan(err, p)),
         )
     if outcome is None:
-        err.print("declined: nothing was changed", markup=False)
-        raise typer.Exit(1)
-    if output == "json":
-        from kubeforge.ui.output import emit_json
+        raise declined()
 
-        emit_json({
-            "target": str(outcome.target),
-            "path": [str(v) for v in outcome.path],
-            "run_id": outcome.run_id,
-            "plan": outcome.plan.to_dict(),
-            "reports": [r.to_dict() for r in outcome.reports],
-            "backups": [str(b.path) for b in outcome.backups],
-        })
-        return
-    for report in outcome.reports:
-        print_report(out, report)
-    for b in outcome.backups:
-        out.print(f"etcd backup (verified) before the upgrade: {b.path}", markup=False)
-    if not outcome.path:
-        out.print(f"nothing to do: every node already runs {outcome.target}", markup=False)
+    def table() -> None:
+        for report in outcome.reports:
+            print_report(out, report)
+        for b in outcome.backups:
+            out.print(f"etcd backup (verified) before the upgrade: {b.path}", markup=False)
+        if not outcome.path:
+            out.print(f"nothing to do: every node already runs {outcome.target}", markup=False)
+
+    show(lambda: {
+        "target": str(outcome.target),
+        "path": [str(v) for v in outcome.path],
+        "run_id": outcome.run_id,
+        "plan": outcome.plan.to_dict(),
+        "reports": [r.to_dict() for r in outcome.reports],
+        "backups": [str(b.path) for b in outcome.backups],
+    }, table)
     ran = outcome.reports and all(r.outcome == "succeeded" for r in outcome.reports) and not dry_run
     if (ran or not outcome.path) and cluster.kubernetes_version != outcome.target:
         # `up` refuses an inventory that names another version than the nodes run
@@ -72,15 +69,15 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
 def register(app: typer.Typer) -> None:
     @app.command("upgrade")
     def upgrade_cmd(
-        inventory: Path = typer.Option(..., "-i", "--inventory", help="The inventory file.", show_default=False),
-        run: str | None = typer.Argument(None, help="With --resume: the run to continue (default: the latest unfinished)."),
-        to: str = typer.Option(..., "--to", help="The Kubernetes version to reach, X.Y.Z.", show_default=False),
+        inventory: Path = INVENTORY,
+        run: str | None = RUN_ARG,
+        to: str = typer.Option(..., "--to", metavar="X.Y.Z", help="The Kubernetes version to reach.", show_default=False),
         multi_hop: bool = typer.Option(False, "--multi-hop", help="Cross several minors, one minor at a time."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
         resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade after re-checking facts."),
         break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
-        output: str = typer.Option("table", "--output", "-o", help="table or json."),
+        output: Output = OUTPUT,
         allow_removed_apis: bool = typer.Option(
             False, "--allow-removed-apis",
             help="Go on although objects are written in API versions a hop stops serving (a warning in the plan)."),
@@ -101,4 +98,4 @@ def register(app: typer.Typer) -> None:
         """
 
         run_upgrade(inventory, to, multi_hop=multi_hop, yes=yes, dry_run=dry_run, resume=resume_value(resume, run),
-                    break_lock=break_lock, output=output, allow_removed_apis=allow_removed_apis)
+                    break_lock=break_lock, allow_removed_apis=allow_removed_apis)

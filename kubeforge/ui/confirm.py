@@ -26,8 +26,13 @@ class Confirmer:
     ) -> None:
         self.console = console
         self.yes = yes
-        self.ask = ask or input
+        self.ask = ask or self._ask_on_console
         self.interactive = sys.stdin.isatty() if interactive is None else interactive
+
+    def _ask_on_console(self, prompt: str) -> str:
+        # The question goes where the plan went (stderr): stdout stays for -o json|yaml.
+        self.console.print(prompt, end="", markup=False)
+        return sys.stdin.readline()
 
     def __call__(self, plan: Plan) -> bool:
         print_plan(self.console, plan)

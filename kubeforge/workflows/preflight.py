@@ -128,3 +128,9 @@ def preflight(
         max_clock_skew_s=max_clock_skew_s,
     )
     return report, facts
+
+
+def unreachable_hosts(report: PreflightReport, failures=None) -> tuple[str, ...]:
+    """Hosts whose "reachable" check failed (among ``failures``, default every failure): the CLI
+    exits 5 for them rather than 4."""
+    return tuple(r.host for r in (report.failures if failures is None else failures) if r.check == "reachable")

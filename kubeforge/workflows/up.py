@@ -180,7 +180,7 @@ def blocking_failures(report, facts) -> list:
 
 def run_preflight_gate(cluster: Cluster, pool, *, probes: bool = True):
     """Preflight before anything is touched: a failure stops `up` here, naming every problem."""
-    from kubeforge.workflows.preflight import preflight
+    from kubeforge.workflows.preflight import preflight, unreachable_hosts
 
     report, facts = preflight(cluster, pool, probes=probes, now=time.time())
     failures = blocking_failures(report, facts)
@@ -190,7 +190,8 @@ def run_preflight_gate(cluster: Cluster, pool, *, probes: bool = True):
     if failures:
         lines = "; ".join(f"[{r.host}] {r.check}: {r.message}" for r in failures[:10])
         raise CheckFailed(f"preflight failed, nothing was changed: {lines}",
-                          hint="fix these, or see `kubeforge preflight -i <inventory>` for every check")
+                          hint="fix these, or see `kubeforge preflight -i <inventory>` for every check",
+                          unreachable=unreachable_hosts(report, failures))
     return report, require_reached(facts)
 
 

@@ -45,8 +45,8 @@ def test_restore_of_stacked_etcd_looks_for_a_backup_before_asking_any_host(stack
 
 
 def test_status_rejects_an_unknown_output_format(stacked):
-    res = kf("etcd", "status", "-i", str(stacked), "-o", "yaml")
-    assert res.returncode == 2 and "--output 'yaml'" in res.stderr
+    res = kf("etcd", "status", "-i", str(stacked), "-o", "xml")
+    assert res.returncode == 2 and "'xml' is not one of 'table', 'json', 'yaml'" in res.stderr
 
 
 def test_restore_from_a_backup_that_does_not_exist_names_where_it_looked(tmp_path):

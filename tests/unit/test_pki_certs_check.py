@@ -73,8 +73,8 @@ def test_a_missing_store_is_reported_with_the_render_hint_and_nothing_is_created
 
 
 def test_an_unknown_output_format_is_a_usage_error(cluster):
-    with pytest.raises(UsageError, match="--output 'yaml'"):
-        check(cluster, output="yaml", console=console())
+    with pytest.raises(UsageError, match="--output 'xml'"):
+        check(cluster, output="xml", console=console())
 
 
 def test_register_adds_a_certs_group_with_check():

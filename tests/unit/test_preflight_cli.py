@@ -14,9 +14,9 @@ def _kubeforge(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_preflight_rejects_an_unknown_output_format_with_a_usage_error():
-    proc = _kubeforge("preflight", "-i", str(INVENTORY), "-o", "yaml")
+    proc = _kubeforge("preflight", "-i", str(INVENTORY), "-o", "xml")
     assert proc.returncode == 2
-    assert "--output 'yaml' is not one of table, json" in proc.stderr
+    assert "'xml' is not one of 'table', 'json', 'yaml'" in proc.stderr
 
 
 def test_facts_rejects_a_host_name_that_is_not_in_the_inventory_and_lists_the_known_ones():

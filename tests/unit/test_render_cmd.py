@@ -29,7 +29,7 @@ def inventory(tmp_path: Path) -> Path:
 
 def test_render_writes_one_tree_per_host_with_private_secrets(inventory: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_render("-i", str(inventory), "-o", str(out))
+    result = run_render("-i", str(inventory), "-d", str(out))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["etcd-1", "etcd-2", "etcd-3", "cp-1", "cp-2", "cp-3", "worker-1", "worker-2", "worker-3"]
@@ -48,9 +48,9 @@ def test_render_writes_one_tree_per_host_with_private_secrets(inventory: Path, t
 
 def test_a_second_render_reuses_the_pki_and_gives_identical_files(inventory: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run_render("-i", str(inventory), "-o", str(out)).returncode == 0
+    assert run_render("-i", str(inventory), "-d", str(out)).returncode == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    again = run_render("-i", str(inventory), "-o", str(out))
+    again = run_render("-i", str(inventory), "-d", str(out))
     assert again.returncode == 0, again.stderr
     assert "PKI: unchanged" in again.stdout
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
@@ -58,10 +58,10 @@ def test_a_second_render_reuses_the_pki_and_gives_identical_files(inventory: Pat
 
 def test_files_an_earlier_render_produced_are_pruned(inventory: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run_render("-i", str(inventory), "-o", str(out)).returncode == 0
+    assert run_render("-i", str(inventory), "-d", str(out)).returncode == 0
     leftover = out / "worker-1/etc/leftover.conf"
     leftover.write_text("from an older inventory\n")
-    again = run_render("-i", str(inventory), "-o", str(out))
+    again = run_render("-i", str(inventory), "-d", str(out))
     assert not leftover.exists() and "removed 1 file" in again.stdout
 
 
@@ -73,7 +73,7 @@ def test_the_default_output_is_the_state_directory_beside_the_inventory(inventor
 def test_an_invalid_inventory_is_one_clear_message_and_exit_3(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "inventories/ha-external-etcd.yaml").read_text().replace("roles: [worker]", "roles: [master]", 1))
-    result = run_render("-i", str(bad), "-o", str(tmp_path / "out"))
+    result = run_render("-i", str(bad), "-d", str(tmp_path / "out"))
     assert result.returncode == 3
     assert f"{bad}:" in result.stderr and "master" in result.stderr
     assert not (tmp_path / "out").exists()

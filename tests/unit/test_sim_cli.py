@@ -342,3 +342,63 @@ def test_a_worker_kubelet_upgraded_before_the_control_plane_never_becomes_ready(
         "kubelet v1.34.2 on node worker-1 is newer than the API server v1.33.6; the kubelet refuses to register")
     rc, _, err = ready_lab.kubectl("wait", "--for=condition=Ready", "node/worker-1", "--timeout=1s")
     assert rc == 1 and "timed out waiting for the condition on nodes/worker-1" in err
+
+
+
+def _client_pem(kubeconfig_text: str) -> tuple[dict, bytes]:
+    import base64
+
+    from tests.sim.kubesim import yamlish
+
+    doc = yamlish.load_all(kubeconfig_text)[0]
+    return doc, base64.b64decode(doc["users"][0]["user"]["client-certificate-data"])
+
+
+def test_kubeconfig_user_signs_a_client_certificate_with_the_cluster_ca_that_expires_after_the_period(lab):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    lab.init()
+    before = datetime.datetime.now(datetime.timezone.utc)
+    rc, out, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
+                               "--client-name", "alice", "--org", "dev", "--validity-period", "24h")
+    assert rc == 0, err
+    doc, pem = _client_pem(out)
+    cert = x509.load_pem_x509_certificate(pem)
+    assert doc["current-context"] == "alice@kubernetes" and doc["users"][0]["name"] == "alice"
+    assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
+    assert [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["dev"]
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    left = cert.not_valid_after_utc - before
+    assert datetime.timedelta(hours=23, minutes=59) < left <= datetime.timedelta(hours=24, minutes=1)
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(lab.base / "cp-1/etc/kubernetes/pki/ca.crt"), "/dev/stdin"],
+                            input=pem, capture_output=True)
+    assert verify.returncode == 0, verify.stderr
+
+def test_kubeconfig_user_requires_client_name_and_config_like_kubeadm(lab):
+    rc, _, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--validity-period", "1h")
+    assert rc == 1 and 'required flag(s) "client-name", "config" not set' in err
+
+
+def test_kubeconfig_user_refuses_a_validity_period_that_is_not_a_go_duration(lab):
+    rc, _, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
+                             "--client-name", "alice", "--validity-period", "1d")
+    assert rc == 1
+    assert 'invalid argument "1d" for "--validity-period" flag: time: unknown unit "d" in duration "1d"' in err
+
+
+def test_kubeconfig_user_without_the_cluster_ca_fails_naming_the_file(env):
+    root = T.make_machine(str(env / "bare"), "bare", V34)
+    (env / "init.yaml").write_text(init_config(V34))
+    rc, out, err = T.run("kubeadm", root, ["kubeconfig", "user", "--config", str(env / "init.yaml"),
+                                           "--client-name", "alice"], V34)
+    assert rc == 1 and out == "" and "/etc/kubernetes/pki/ca.crt" in err
+
+
+def test_kubeconfig_user_warns_about_a_period_longer_than_a_year(lab):
+    rc, _, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
+                             "--client-name", "alice", "--validity-period", "9000h")
+    assert rc == 0 and "9000h0m0s is longer than the default duration 8760h0m0s" in err

@@ -37,7 +37,8 @@ def _refuse_unhealthy(cluster: Cluster, facts: UpgradeFacts) -> None:
     if facts.unreachable:
         gone = "; ".join(f"{h}: {why}" for h, why in facts.unreachable.items())
         raise SafetyRefusal(f"cannot upgrade while hosts give no facts: {gone}",
-                            hint="bring them back (or fix SSH) and run again; nothing was changed")
+                            hint="bring them back (or fix SSH) and run again; nothing was changed",
+                            unreachable=tuple(facts.unreachable))
     if facts.api_problem:
         raise SafetyRefusal(f"cannot read the cluster's nodes from {cluster.first_control_plane.name}: {facts.api_problem}",
                             hint="is the cluster up? `kubeforge up` first; nothing was changed")

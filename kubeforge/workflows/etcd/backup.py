@@ -94,7 +94,8 @@ def choose_member(status: ClusterStatus, order: tuple[Host, ...]) -> Host:
     healthy = {m.name for m in status.members if m.healthy}
     if not healthy:
         detail = "; ".join(f"{m.name}: {m.error or 'unhealthy'}" for m in status.members)
-        raise CheckFailed(f"no healthy etcd member to take a snapshot from ({detail})")
+        raise CheckFailed(f"no healthy etcd member to take a snapshot from ({detail})",
+                          unreachable=tuple(m.name for m in status.members if not m.reachable))
     leader = status.leader.name if status.leader else None
     for h in order:
         if h.name in healthy and h.name != leader:

@@ -83,7 +83,8 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
     if not status.member_list:
         down = "; ".join(f"{m.name}: {m.error or 'no answer'}" for m in status.members)
         raise CheckFailed(f"no etcd host of the inventory answers with the cluster's member list ({down}); "
-                          "membership cannot be changed blind", hint="an inventory member must be up and healthy")
+                          "membership cannot be changed blind", hint="an inventory member must be up and healthy",
+                          unreachable=tuple(m.name for m in status.members if not m.reachable))
     listed = listed_members(cluster, pool, status)
     started = {m.name for m in listed if m.name and m.client_urls and not m.healthy}
     lost: frozenset[str] = frozenset()

@@ -1,4 +1,5 @@
-"""`kubeadm` stand-in: init, join, upgrade plan|apply|node, reset, token, upload-certs, version, config validate."""
+"""`kubeadm` stand-in: init, join, upgrade plan|apply|node, reset, token, upload-certs, version, config validate,
+kubeconfig user."""
 
 from __future__ import annotations
 
@@ -204,6 +205,12 @@ def cmd_config(a, version: str) -> int:
     return 0
 
 
+def cmd_kubeconfig_user(a, version: str) -> int:
+    from .user_kubeconfig import user
+
+    return user(a, _load_config)
+
+
 def parser() -> _Parser:
     p = _Parser(prog="kubeadm")
     p.add_argument("-v", "--v", default=None)
@@ -258,6 +265,14 @@ def parser() -> _Parser:
     c.add_argument("action")
     c.add_argument("--config")
     c.set_defaults(fn=cmd_config)
+    kc = sub.add_parser("kubeconfig").add_subparsers(dest="action", required=True).add_parser("user")
+    kc.add_argument("--client-name")
+    kc.add_argument("--config")
+    kc.add_argument("--org", action="append")
+    kc.add_argument("--token")
+    kc.add_argument("--validity-period", default="8760h0m0s")
+    kc.add_argument("-v", "--v", default=None)
+    kc.set_defaults(fn=cmd_kubeconfig_user)
     return p
 
 

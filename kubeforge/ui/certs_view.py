@@ -1,0 +1,35 @@
+"""The table of ``kubeforge certs check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+
+def certs_table(report, within_days: int, pki_dir: Path, console: Console) -> None:
+    shown_dir = pki_dir
+    if pki_dir.is_relative_to(Path.cwd()):
+        shown_dir = pki_dir.relative_to(Path.cwd())
+    table = Table(
+        title=f"certificates in {shown_dir}/ (flagged: {within_days} days left or less)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    # Subjects and file paths are in --output json; the table keeps what fits 80 columns.
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("days left", justify="right", no_wrap=True)
+    table.add_column("expires", no_wrap=True)
+    for s in report:
+        # The word carries the verdict without colour (pipes, logs); colour only adds emphasis.
+        if s.days_left < 0:
+            status = "[bold red]EXPIRED[/]"
+        elif s.expires_within(within_days):
+            status = "[bold yellow]EXPIRING[/]"
+        else:
+            status = "ok"
+        table.add_row(s.name, status, str(s.days_left), s.not_after.strftime("%Y-%m-%d %H:%M UTC"))
+    console.print(table)

@@ -1,0 +1,105 @@
+"""`kubeforge kubeconfig` on the lab: after a real `up` of one control plane (stacked etcd; kubeadm is
+the simulator, whose `kubeconfig user` signs a real client certificate with the cluster CA), the admin
+kubeconfig is fetched 0600 into a 0700 directory and refreshed when it changed here, and a named
+user's kubeconfig expires when asked and leaves nothing behind on the control plane.
+
+The tests run in order on one lab: up -> admin kubeconfig -> refresh -> user kubeconfig."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import stat
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.integration.test_etcd_stacked_lab import Env as StackedEnv
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+
+
+
+@dataclass
+class Env(StackedEnv):
+    """The stacked-etcd lab test's environment (kf runs this checkout), plus what this module reads."""
+
+    @property
+    def state_dir(self) -> Path:
+        name = YAML(typ="safe").load(self.inventory.read_text())["metadata"]["name"]
+        return self.dir / ".kubeforge" / name
+
+    def remote_sha256(self, path: str) -> str:
+        return self.lab.exec("cp-1", ["sudo", "sha256sum", path], check=True).stdout.split()[0]
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def env(lab_factory, tmp_path_factory) -> Env:
+    lab = lab_factory([("cp-1", ("control-plane", "etcd"))])
+    d = tmp_path_factory.mktemp("kubeconfig-lab")
+    return Env(lab, d, lab.write_inventory(d / "inventory.yaml"))
+
+
+def test_up_brings_the_one_control_plane_up(env):
+    res = env.kf("up", "--yes", timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_kubeconfig_fetches_the_admin_kubeconfig_0600_in_a_0700_directory(env):
+    target = env.state_dir / "admin.conf"
+    target.unlink(missing_ok=True)
+    res = env.kf("kubeconfig", "-o", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["path"] == str(target) and doc["user"] == "kubernetes-admin"
+    assert mode(target) == 0o600 and mode(target.parent) == 0o700
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == env.remote_sha256("/etc/kubernetes/admin.conf")
+    assert doc["server"] == YAML(typ="safe").load(target.read_text())["clusters"][0]["cluster"]["server"]
+
+
+def test_kubeconfig_refreshes_a_local_copy_that_no_longer_matches(env):
+    target = env.state_dir / "admin.conf"
+    target.write_text("stale\n")
+    res = env.kf("kubeconfig")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert str(target) in res.stdout and mode(target) == 0o600
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == env.remote_sha256("/etc/kubernetes/admin.conf")
+
+
+def test_kubeconfig_for_a_user_expires_when_asked_and_leaves_nothing_on_the_control_plane(env):
+    out = env.dir / "private" / "alice.conf"
+    before = datetime.now(timezone.utc)
+    res = env.kf("kubeconfig", "--user", "alice", "--org", "dev", "--expires", "2h", "--out", str(out), "-o", "yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = YAML(typ="safe").load(res.stdout)
+    assert doc["path"] == str(out) and doc["user"] == "alice"
+    assert mode(out) == 0o600 and mode(out.parent) == 0o700
+    expires = datetime.fromisoformat(doc["expires"])
+    assert before + timedelta(hours=2) - timedelta(minutes=2) < expires <= datetime.now(timezone.utc) + timedelta(hours=2)
+
+    conf = YAML(typ="safe").load(out.read_text())
+    assert conf["users"][0]["name"] == "alice" and conf["current-context"].startswith("alice@")
+    pem = base64.b64decode(conf["users"][0]["user"]["client-certificate-data"])
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "RFC2253"], input=pem,
+                             capture_output=True, check=True).stdout.decode()
+    assert "CN=alice" in subject and "O=dev" in subject
+    ca = env.state_dir / "pki" / "ca.crt"  # kubeforge's cluster CA, the one the control plane signs with
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(ca), "/dev/stdin"], input=pem, capture_output=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    left = env.lab.exec("cp-1", ["bash", "-c", "ls -d /run/kubeforge-kubeconfig-* 2>/dev/null || true"], check=True)
+    assert left.stdout.strip() == ""
+
+
+def test_an_expiry_kubeadm_cannot_express_is_refused_before_any_host_is_touched(env):
+    res = env.kf("kubeconfig", "--user", "bob", "--expires", "soon", "-o", "json")
+    assert res.returncode == 2
+    assert json.loads(res.stdout)["error"]["category"] == "usage" and "--expires 'soon'" in res.stderr
