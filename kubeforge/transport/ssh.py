@@ -35,6 +35,31 @@ MAX_PACKET = 128 << 10
 INLINE_STDIN = 256 << 10
 
 
+PARAMIKO_CHANNEL = "paramiko.kubeforge"
+
+
+class _ToRunLog(logging.Handler):
+    """paramiko's records (tracebacks of its transport thread included) go to the run's log file as
+    debug records of the host they concern, never to stderr: the report says what failed, once."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        host = record.name[len(PARAMIKO_CHANNEL) + 1:] if record.name.startswith(PARAMIKO_CHANNEL + ".") else "-"
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        log.debug("paramiko: %s", text, extra={"host": host})
+
+
+def _route_paramiko_logs() -> None:
+    plog = logging.getLogger("paramiko")
+    if not any(isinstance(h, _ToRunLog) for h in plog.handlers):
+        plog.addHandler(_ToRunLog())
+    plog.propagate = False
+
+
+_route_paramiko_logs()
+
+
 def _tcp(address: str, port: int, timeout: float) -> socket.socket:
     sock = socket.create_connection((address, port), timeout=timeout)
     # Without this every small command waits ~45 ms for Nagle + delayed ACK (LAB.md).
@@ -70,14 +95,19 @@ def open_session(
 ) -> paramiko.Transport:
     """SSH handshake over ``sock``, host key verification, then public-key authentication."""
     t = paramiko.Transport(sock, default_window_size=WINDOW)
+    t.set_log_channel(f"{PARAMIKO_CHANNEL}.{check.host}")
     opts = t.get_security_options()
     supported = opts.ciphers
     opts.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in supported) + tuple(
         c for c in supported if c not in PREFERRED_CIPHERS
     )
-    trusted_types = [k for k in check.preferred_key_types() if k in opts.key_types]
-    if trusted_types:
-        opts.key_types = tuple(trusted_types) + tuple(k for k in opts.key_types if k not in trusted_types)
+    # Ask for what known_hosts holds for this host first (certificates when it lists a CA), as ssh
+    # does: a host with ed25519 and RSA keys, known only by its RSA key, then shows the RSA one.
+    trusted = [k for k in check.preferred_key_types() if k in t._key_info]
+    if trusted:
+        opts.key_types = tuple(trusted) + tuple(k for k in opts.key_types if k not in trusted)
+    # A host that accepts TCP and never speaks SSH is given connect_timeout, not paramiko's 15 s.
+    t.banner_timeout = timeout
     try:
         t.start_client(timeout=timeout)
         check.verify(t.get_remote_server_key())
