@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Linux's PATH_MAX and NAME_MAX: longer can never name a file.
 MAX_PATH = 4096

@@ -22,7 +22,7 @@ def _at(data: Any, parts: tuple) -> Any:
 
 def check_paths(ctx: Context) -> None:
     spec = ctx.data.get("spec") if isinstance(ctx.data, dict) else None
-    wanted = [("spec",) + p for p in SPEC_PATHS]
+    wanted: list[tuple[str | int, ...]] = [("spec", *p) for p in SPEC_PATHS]
     hosts = _at(spec, ("hosts",))
     if isinstance(hosts, list):
         wanted += [("spec", "hosts", i) + p for i in range(len(hosts)) for p in HOST_PATHS]

@@ -18,7 +18,7 @@ import paramiko
 
 from kubeforge.errors import HostKeyError
 from kubeforge.model.cluster import HostKeyPolicy
-from kubeforge.transport import known_hosts
+from kubeforge.transport import known_hosts as kh_file
 from kubeforge.transport.hostcert import CERT_SUFFIX, CertificateError, certificate_of, check_host_certificate, parse_certificate
 
 log = logging.getLogger("kubeforge.transport")
@@ -81,8 +81,8 @@ class HostKeyCheck:
     def name(self) -> str:
         return known_hosts_name(self.address, self.port)
 
-    def _entries(self) -> known_hosts.HostEntries:
-        return known_hosts.for_host(known_hosts.load(self.known_hosts), self.name)
+    def _entries(self) -> kh_file.HostEntries:
+        return kh_file.for_host(kh_file.load(self.known_hosts), self.name)
 
     def preferred_key_types(self) -> list[str]:
         """Host key algorithms to ask the server for, best first: certificates when a CA is listed
@@ -169,7 +169,7 @@ class HostKeyCheck:
             "(ssh-keyscan, then ssh-keygen -lf) and update hostKey in the inventory",
         )
 
-    def _check_certificate(self, blob: bytes, entries: known_hosts.HostEntries) -> str | None:
+    def _check_certificate(self, blob: bytes, entries: kh_file.HostEntries) -> str | None:
         """None when the certificate is good for this host, else why not."""
         try:
             cert = parse_certificate(blob)

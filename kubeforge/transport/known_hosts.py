@@ -155,7 +155,9 @@ class HostEntries:
 
 def for_host(entries: list[KnownKey], name: str) -> HostEntries:
     """The entries whose patterns match ``name`` (``host`` or ``[host]:port``)."""
-    keys, cas, revoked = [], [], []
+    keys: list[KnownKey] = []
+    cas: list[KnownKey] = []
+    revoked: list[KnownKey] = []
     for e in entries:
         if not patterns_match(e.patterns, name):
             continue

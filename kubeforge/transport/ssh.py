@@ -16,7 +16,7 @@ from pathlib import Path
 import paramiko
 
 from kubeforge.errors import TransportError
-from kubeforge.model.cluster import Bastion, Host, HostKeyPolicy, SshSettings
+from kubeforge.model.cluster import Bastion, Host, SshSettings
 from kubeforge.transport.hostkeys import HostKeyCheck
 from kubeforge.transport.policy import BaseTransport, ConnectionLost, DeadlineExceeded, Sink
 

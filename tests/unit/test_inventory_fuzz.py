@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-import pytest
 
 from kubeforge.errors import InventoryError, Problem
 from kubeforge.inventory import loads

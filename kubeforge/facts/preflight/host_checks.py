@@ -1,4 +1,4 @@
-"""Checks of one host against its own facts: OS, swap, modules, sysctls, ports, CPU/RAM/disk.
+"""Checks of one host against its own facts: sudo, OS, swap, modules, sysctls, ports, CPU/RAM/disk.
 
 Pure functions of (cluster, host, facts): unit-testable with recorded facts, no I/O.
 """
@@ -213,7 +213,28 @@ def check_disk(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[Check
     yield (failed if worst == "fail" else warned)(host.name, "disk", "; ".join(m for _, m in results))
 
 
+def check_sudo(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    """Every change runs as root: as the login user root, or through ``sudo -n`` (never a password
+    prompt: there is no terminal to answer it)."""
+    user = host.ssh.user
+    if user == "root":
+        yield passed(host.name, "sudo", "logged in as root")
+        return
+    if not host.ssh.sudo:
+        yield failed(host.name, "sudo", f"{user} is not root and ssh.sudo is false: kubeforge cannot install or "
+                     "change anything on this host; log in as root or set ssh.sudo: true with passwordless sudo")
+        return
+    problem = facts.problems.get("sudo")
+    if problem is not None:
+        yield failed(host.name, "sudo", f"passwordless sudo does not work for {user} ({problem[:160]}); kubeforge "
+                     f"runs every change through `sudo -n`: give {user} passwordless sudo (e.g. "
+                     f"/etc/sudoers.d/kubeforge: `{user} ALL=(ALL) NOPASSWD: ALL`) or log in as root")
+        return
+    yield passed(host.name, "sudo", f"{user} has passwordless sudo")
+
+
 HOST_CHECKS: tuple[HostCheck, ...] = (
+    check_sudo,
     check_os,
     check_swap,
     check_modules,
