@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.lab.paths import BRIDGE_PREFIX, LabError
 
