@@ -111,6 +111,10 @@ def open_session(
     t.banner_timeout = timeout
     try:
         t.start_client(timeout=timeout)
+        # start_client returns (without raising) when its timeout passes mid-handshake
+        if not t.is_active() or not getattr(t, "initial_kex_done", True):
+            raise paramiko.SSHException(f"no SSH handshake within {timeout:g} s: the port accepts TCP but does not "
+                                        "speak SSH (or is far too slow to)")
         check.verify(t.get_remote_server_key())
         keys = _keys(check.host, user, identity_files, use_agent)
         if not keys:
