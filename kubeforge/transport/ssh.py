@@ -148,13 +148,15 @@ class SshTransport(BaseTransport):
         self.settings: SshSettings = target.ssh
         self._t: paramiko.Transport | None = None
         self._hops: list[paramiko.Transport] = []  # jump hosts, in order
+        self._login_user: str | None = None
 
     @property
     def known_hosts(self) -> Path:
         return self.settings.known_hosts or Path.home() / ".ssh" / "known_hosts"
 
     def _use_sudo(self) -> bool:
-        return self.settings.user != "root" and self.settings.sudo
+        # the user actually logged in as: the ssh config may have given it (called after connect)
+        return (self._login_user or self.settings.user) != "root" and self.settings.sudo
 
     # --- connect --------------------------------------------------------------------------------
     def _check(self, hop: Hop) -> HostKeyCheck:
@@ -187,6 +189,7 @@ class SshTransport(BaseTransport):
             self._close_hops()
             raise
         target = hops[-1]
+        self._login_user = target.user
         via = " via " + ", ".join(f"{h.address}:{h.port}" for h in hops[:-1]) if len(hops) > 1 else ""
         log.debug("connected to %s@%s:%d%s (cipher %s)", target.user, target.address, target.port, via,
                   self._t.remote_cipher if self._t else "?", extra={"host": self.host})

@@ -16,7 +16,7 @@ from kubeforge.transport.policy import NotReached
 from kubeforge.transport.ssh import SshTransport
 from kubeforge.transport.sshconfig import route
 from tests.factories import make_host
-from tests.integration.sshd_helper import free_port, ssh_keys, sshd, sshd2  # noqa: F401 - fixtures
+from tests.integration.sshd_helper import free_port, ssh_keys, sshd, sshd2, sudo_user  # noqa: F401 - fixtures
 
 
 def _host(name: str, address: str, config: Path, kh: Path, **given) -> object:
@@ -99,3 +99,11 @@ def test_sshconfig_none_reads_no_config(kh, tmp_path):
     host = _host("x", "10.9.9.9", Path("none"), kh)
     assert [(h.address, h.port, h.user) for h in route(host)] == [("10.9.9.9", 22, "root")]
     assert dataclasses.replace(host.ssh, ssh_config=Path("none")).ssh_config == Path("none")
+
+
+def test_a_login_user_from_the_ssh_config_gets_sudo_for_privileged_commands(sshd, ssh_keys, sudo_user, kh, tmp_path):  # noqa: F811
+    config = tmp_path / "config"
+    config.write_text(f"Host box\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sudo_user}\n  IdentityFile {ssh_keys}\n")
+    with SshTransport(_host("box", "box", config, kh)) as t:
+        assert t.run(Command(argv=["id", "-un"])).stdout.strip() == sudo_user
+        assert t.run(Command(argv=["id", "-u"], sudo=True)).stdout.strip() == "0"
