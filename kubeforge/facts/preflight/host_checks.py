@@ -5,7 +5,7 @@ Pure functions of (cluster, host, facts): unit-testable with recorded facts, no 
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from kubeforge.facts.preflight import requirements as req
 from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned
