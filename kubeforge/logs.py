@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from kubeforge.model.secret import redact
+from kubeforge.model.files import private_dir
 
 ROOT_LOGGER = "kubeforge"
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(host)s] %(message)s"
@@ -133,7 +134,7 @@ def _run_dir(runs: Path, command_name: str, now: datetime) -> Path:
     candidate, n = base, 1
     while True:
         try:
-            candidate.mkdir(parents=True, mode=0o700)
+            private_dir(candidate, exist_ok=False)
             return candidate
         except FileExistsError:
             n += 1

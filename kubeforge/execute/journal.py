@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kubeforge.errors import InputError
+from kubeforge.model.files import private_dir
 from kubeforge.plan.steps import slug
 
 JOURNAL = "journal.jsonl"
@@ -89,7 +90,7 @@ class Journal:
     def create(cls, runs_dir: Path, workflow: str, *, run_id: str | None = None) -> "Journal":
         run_id = run_id or new_run_id(workflow)
         run_dir = Path(runs_dir) / run_id
-        run_dir.mkdir(parents=True, mode=0o700, exist_ok=False)
+        private_dir(run_dir, exist_ok=False)
         journal = cls(run_dir, run_id, workflow)
         journal._append({"type": "start", "run_id": run_id, "workflow": workflow, "pid": os.getpid()})
         return journal

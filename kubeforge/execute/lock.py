@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kubeforge.errors import CommandFailed, LockHeld
+from kubeforge.model.files import private_dir
 from kubeforge.transport.base import Command, Transport
 
 CLUSTER_LOCK_PATH = "/var/lib/kubeforge/lock"
@@ -90,7 +91,7 @@ class LocalLock:
         self._fd: int | None = None
 
     def acquire(self, info: LockInfo) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

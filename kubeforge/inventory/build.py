@@ -57,6 +57,8 @@ def _ssh(ctx: Context, doc: SshDoc) -> SshSettings:
         known_hosts=_path(ctx, doc.known_hosts), host_key_policy=HostKeyPolicy(doc.host_key_policy),
         bastion=bastion, connect_timeout=float(doc.connect_timeout_seconds), connect_retries=doc.connect_retries,
         use_agent=doc.use_agent, sudo=doc.sudo,
+        ssh_config=Path("none") if doc.ssh_config == "none" else _path(ctx, doc.ssh_config),
+        given=frozenset(f for f in ("user", "port", "identity_file", "bastion") if f in doc.model_fields_set),
     )
 
 
@@ -70,7 +72,7 @@ def _host(ctx: Context, index: int, h: HostDoc, ssh: SshSettings) -> Host:
         if h.ssh.identity_file is not None:
             overrides["identity_file"] = _path(ctx, h.ssh.identity_file)
         if overrides:
-            ssh = dataclasses.replace(ssh, **overrides)
+            ssh = dataclasses.replace(ssh, **overrides, given=ssh.given | overrides.keys())
     roles = frozenset(Role(r) for r in h.roles)
     taints = [Taint(key=t.key, value=t.value or None, effect=t.effect) for t in h.taints]
     # kubeadm taints control planes by default; recording it here keeps render and plan honest

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.errors import Problem
-from kubeforge.inventory.messages import where
+from kubeforge.inventory.messages import clip, where
+from kubeforge.inventory.paths import resolve_path  # noqa: F401 - rules import it from here
 from kubeforge.inventory.schema import HostDoc, SpecDoc
 from kubeforge.inventory.yamldoc import Positions
 
@@ -18,12 +19,6 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # a host name in any case (SSH targets may be written in upper case; DNS is case-insensitive)
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*\.?$")
-
-
-def resolve_path(base_dir: Path, text: str) -> Path:
-    """An inventory path: ``~`` expands, relative paths are relative to the inventory's directory."""
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else base_dir / p
 
 
 @lru_cache(maxsize=16384)  # every address is looked at by several rules
@@ -57,7 +52,7 @@ class Context:
     # --- reporting -------------------------------------------------------------------------------
     def _add(self, path: tuple, message: str, severity: str, at_key: bool) -> None:
         line, col = self.positions.key(path) if at_key else self.positions.value(path)
-        self.problems.append(Problem(self.file, line, col, where(path), message, severity=severity))
+        self.problems.append(Problem(self.file, line, col, clip(where(path)), clip(message), severity=severity))
 
     def error(self, path: tuple, message: str, *, at_key: bool = False) -> None:
         self._add(path, message, "error", at_key)

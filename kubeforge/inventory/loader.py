@@ -10,15 +10,16 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 
 from kubeforge.errors import InventoryError, Problem
-from kubeforge.inventory import rules_hosts, rules_spec
+from kubeforge.inventory import rules_hosts, rules_paths, rules_spec
 from kubeforge.inventory.build import build
 from kubeforge.inventory.context import Context
-from kubeforge.inventory.messages import problems_from_pydantic, where
+from kubeforge.inventory.messages import clip, problems_from_pydantic, where
 from kubeforge.inventory.schema import API_VERSION, KIND, SPEC_SECTIONS, ClusterDoc, HostDoc, SpecDoc
-from kubeforge.inventory.yamldoc import Document, YamlSyntaxError, parse
+from kubeforge.inventory.yamldoc import MAX_BYTES, Document, YamlSyntaxError, parse
 from kubeforge.model import Cluster
 
 RULES = (
+    rules_paths.check_paths,
     rules_spec.check_metadata,
     rules_spec.check_versions,
     rules_hosts.check_host_entries,
@@ -53,13 +54,19 @@ def load(path: Path | str) -> LoadResult:
     display = str(path)
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        # bounded: /dev/zero or a multi-GB file is refused after MAX_BYTES, never read whole
+        with open(p, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise _fail(display, 0, 0, "no such file") from None
     except IsADirectoryError:
         raise _fail(display, 0, 0, "is a directory, not an inventory file") from None
     except OSError as exc:
         raise _fail(display, 0, 0, f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the path
+        raise _fail(display, 0, 0, "cannot read: the path contains a NUL character") from None
+    if len(raw) > MAX_BYTES:
+        raise _fail(display, 0, 0, f"larger than {MAX_BYTES >> 20} MiB; not an inventory file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -79,8 +86,8 @@ def loads(text: str, *, file: str = "inventory.yaml", source: Path | None = None
     try:
         doc = parse(text.lstrip("\ufeff"))
     except YamlSyntaxError as exc:
-        raise _fail(file, exc.line, exc.col, exc.message) from None
-    problems = [Problem(file, p.line, p.col, where(p.path), p.message) for p in doc.problems]
+        raise _fail(file, exc.line, exc.col, clip(exc.message)) from None
+    problems = [Problem(file, p.line, p.col, clip(where(p.path)), clip(p.message)) for p in doc.problems]
     if doc.data is None:
         hint = f"expected a Cluster document (apiVersion: {API_VERSION}, kind: {KIND})"
         raise InventoryError(problems + [Problem(file, 0, 0, "", f"the file is empty; {hint}")])

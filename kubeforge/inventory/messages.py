@@ -37,6 +37,24 @@ def where(path: Iterable) -> str:
     return out
 
 
+# a quoted value: the opening quote follows a space, '(' or ':' and is followed by a non-space (so the
+# prose between one value's closing quote and the next value's opening quote never matches)
+_QUOTED = re.compile(r"(?:^|(?<=[\s(:=]))'([^\s'][^'\n]{60,})'")
+MAX_MESSAGE = 600
+# control characters (NUL, escapes, newlines) shown escaped: a message is one printable line
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f"}
+
+
+def clip(message: str) -> str:
+    """A message with every quoted value cut to 60 characters and the whole to MAX_MESSAGE: an
+    inventory value of any length never floods the terminal."""
+    message = _QUOTED.sub(lambda m: "'" + m.group(1)[:57] + "...'", message)
+    message = message.translate(_CONTROL)
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 20] + " ... (cut)"
+    return message
+
+
 def show(value: Any) -> str:
     """A short rendering of a YAML value for messages."""
     if value is None:
@@ -180,5 +198,5 @@ def problems_from_pydantic(
         else:
             line, col = positions.value(path)
             at = path
-        out.append(Problem(file, line, col, where(at), _message(err, key, root, parent)))
+        out.append(Problem(file, line, col, clip(where(at)), clip(_message(err, key, root, parent))))
     return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from kubeforge.inventory.context import HOSTNAME, Context, as_ip, is_dns_subdomain, resolve_path
+from kubeforge.inventory.context import HOSTNAME, Context, as_ip, is_dns_subdomain
+from kubeforge.inventory.paths import missing
 
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -60,7 +61,7 @@ def check_host_entries(ctx: Context) -> None:
                       "effect; set spec.allowWorkloadsOnControlPlanes: true to run workloads on control planes")
         if h.host_key is not None and not _HOST_KEY.match(h.host_key.strip()):
             ctx.error(ctx.host_path(i, "hostKey"), "not an SSH public key (expected 'ssh-ed25519 AAAA...')")
-        if h.ssh and h.ssh.identity_file and not resolve_path(ctx.base_dir, h.ssh.identity_file).exists():
+        if h.ssh and h.ssh.identity_file and missing(ctx.base_dir, h.ssh.identity_file):
             ctx.warn(ctx.host_path(i, "ssh", "identityFile"), f"'{h.ssh.identity_file}' does not exist")
 
 
@@ -180,6 +181,15 @@ def check_topology(ctx: Context) -> None:
                  "(add workers or set allowWorkloadsOnControlPlanes: true)")
 
 
+def _check_sans(ctx: Context, sans: list[str], at: tuple) -> None:
+    """Each extra SAN goes into the API server's certificate: an IP address or a DNS name (a leading
+    ``*.`` wildcard allowed), nothing else."""
+    for i, san in enumerate(sans):
+        name = san[2:] if san.startswith("*.") else san
+        if as_ip(san) is None and not (0 < len(name) <= 253 and HOSTNAME.match(name)):
+            ctx.error(at + (i,), f"'{san}' is neither an IP address nor a DNS name")
+
+
 def check_endpoint(ctx: Context) -> None:
     if not ctx.ok("control_plane_endpoint"):
         return
@@ -189,6 +199,7 @@ def check_endpoint(ctx: Context) -> None:
     lbs = ctx.with_role("load-balancer")
     mode_at = base + ("mode",) if ctx.given(base + ("mode",)) else (base if ctx.given(base) else ctx.spec_path("hosts"))
     hosts_ok = ctx.ok("hosts")
+    _check_sans(ctx, ep.extra_sans, base + ("extraSANs",))
     if hosts_ok and len(cps) > 1 and ep.mode == "none":
         ctx.error(mode_at, f"{len(cps)} control planes need a shared API endpoint: set controlPlaneEndpoint.host and "
                   "mode (kube-vip, haproxy or external)")

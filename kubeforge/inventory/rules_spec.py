@@ -6,7 +6,9 @@ import ipaddress
 import re
 from urllib.parse import urlparse
 
+from kubeforge.inventory import paths
 from kubeforge.inventory.context import DNS1123_LABEL, Context, as_ip, is_dns_subdomain, resolve_path
+from kubeforge.inventory.paths import missing, path_problem
 from kubeforge.model.versions import (
     SUPPORTED_ETCD_MINORS,
     VersionError,
@@ -34,6 +36,10 @@ def check_metadata(ctx: Context) -> None:
 def check_versions(ctx: Context) -> None:
     if ctx.ok("kubernetes_version"):
         text = ctx.spec.kubernetes_version
+        if not _FULL_VERSION.match(text):
+            ctx.error(ctx.spec_path("kubernetesVersion"), f"'{text}' is not a full Kubernetes version: "
+                      "write X.Y.Z (e.g. 1.34.2); kubeforge never guesses the patch release")
+            return
         try:
             v = parse_kube(text)
         except VersionError as exc:
@@ -97,6 +103,12 @@ def check_network(ctx: Context) -> None:
 
 def _check_hosts_outside(ctx: Context, pod, svc) -> None:
     for i, h in ctx.hosts:
+        ip = ctx.internal_ip(h)
+        if ip and pod and ip.version != pod.version:
+            key = "internalAddress" if h.internal_address else "address"
+            ctx.error(ctx.host_path(i, key), f"{ip} is IPv{ip.version} but podCIDR {pod} is IPv{pod.version}: "
+                      "a single-stack cluster's nodes and ranges share one IP family (change the ranges, or set "
+                      f"an IPv{pod.version} internalAddress)")
         for key, text in (("address", h.address), ("internalAddress", h.internal_address)):
             ip = as_ip(text)
             for label, net in (("podCIDR", pod), ("serviceCIDR", svc)):
@@ -122,7 +134,9 @@ def _check_manifest(ctx: Context, manifest: str | None) -> None:
         ctx.error(path, "the CNI manifest is applied with cluster-admin rights; fetch it over https")
     elif url.scheme and len(url.scheme) > 1:
         ctx.error(path, f"'{manifest}' is neither an https URL nor a local path")
-    elif not resolve_path(ctx.base_dir, manifest).is_file():
+    elif (problem := path_problem(manifest)) is not None:
+        ctx.error(path, f"'{manifest}' {problem}")
+    elif missing(ctx.base_dir, manifest, paths.is_file):
         ctx.warn(path, f"'{manifest}' does not exist (relative paths are relative to the inventory)")
 
 
@@ -145,12 +159,12 @@ def check_etcd(ctx: Context) -> None:
         if not b.key_file:
             ctx.error(bpath + ("encryption",), "keyfile encryption needs backup.keyFile")
         else:
-            key = resolve_path(ctx.base_dir, b.key_file).resolve()
-            backups = backup_directory(ctx).resolve()
+            key = paths.real(resolve_path(ctx.base_dir, b.key_file))
+            backups = paths.real(backup_directory(ctx))
             if key == backups or backups in key.parents:
                 ctx.error(bpath + ("keyFile",), "the key must not live inside the backup directory (a copied backup "
                           "directory would carry its own key)")
-            elif not key.exists():
+            elif missing(ctx.base_dir, b.key_file):
                 ctx.warn(bpath + ("keyFile",), f"'{b.key_file}' does not exist")
     elif b.key_file:
         ctx.warn(bpath + ("keyFile",), f"keyFile is ignored with encryption {b.encryption}")
@@ -189,7 +203,7 @@ def check_ssh(ctx: Context) -> None:
         return
     ssh = ctx.spec.ssh
     for key, value in (("identityFile", ssh.identity_file), ("knownHosts", ssh.known_hosts)):
-        if value and not resolve_path(ctx.base_dir, value).exists():
+        if value and missing(ctx.base_dir, value):
             if key == "knownHosts" and ssh.host_key_policy == "accept-new":
                 continue  # accept-new creates it
             ctx.warn(ctx.spec_path("ssh", key), f"'{value}' does not exist")
@@ -215,7 +229,7 @@ def check_packages(ctx: Context) -> None:
     if p.bundle_dir:
         if p.source != "offline":
             ctx.warn(base + ("bundleDir",), f"bundleDir is ignored with source {p.source}")
-        elif not resolve_path(ctx.base_dir, p.bundle_dir).is_dir():
+        elif missing(ctx.base_dir, p.bundle_dir, paths.is_dir):
             ctx.warn(base + ("bundleDir",), f"'{p.bundle_dir}' is not a directory (yet)")
     if not p.etcd_packages and ctx.topology == "external":
         ctx.error(base + ("etcdPackages",), "external etcd needs the etcd package names")

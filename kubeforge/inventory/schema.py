@@ -133,6 +133,8 @@ class SshDoc(_Doc):
     connect_retries: int = Field(_default(m.SshSettings, "connect_retries"), ge=0, alias="connectRetries")
     use_agent: bool = Field(_default(m.SshSettings, "use_agent"), alias="useAgent")
     sudo: bool = Field(_default(m.SshSettings, "sudo"), description="Use sudo for privileged commands when user is not root.")
+    ssh_config: str | None = Field(None, alias="sshConfig", description="OpenSSH client config to read HostName, User, Port, "
+                                   "IdentityFile and ProxyJump from. Default: ~/.ssh/config; 'none' reads none.")
 
 
 class HostSshDoc(_Doc):

@@ -31,7 +31,10 @@ _MAX_NODES = 200_000
 # limit; an inventory is at most a handful of levels deep.
 _MAX_DEPTH = 100
 _BRACKETS = re.compile(r"[\[\]{}]")
-_DASH_RUN = re.compile(r"(?:-[ \t]+){%d,}" % _MAX_DEPTH)
+# "- - - x" and "? ? ? x" nest one level per indicator on a single line
+_INDICATOR_RUN = re.compile(r"(?:[-?:][ \t]+){%d,}" % _MAX_DEPTH)
+# An inventory of 1,000 hosts is ~150 KB; anything past this is not an inventory (and /dev/zero never ends).
+MAX_BYTES = 16 << 20
 
 
 @dataclass
@@ -118,6 +121,7 @@ class _Walker:
         self.positions = Positions()
         self.problems: list[YamlProblem] = []
         self.count = 0
+        self.merging: set[int] = set()  # mapping nodes being merged right now: a cycle is refused
 
     def walk(self, node: Node, path: tuple) -> Any:
         self.count += 1
@@ -173,8 +177,16 @@ class _Walker:
             out[key] = self.walk(value_node, path + (key,))
         # YAML merge keys (<<: *defaults): explicit keys win, earlier sources win over later ones
         for source in merged:
-            for k, v in self._mapping(source, path).items():
-                out.setdefault(k, v)
+            if id(source) in self.merging or source is node:
+                line, col = _pos(source)
+                self.problems.append(YamlProblem(line, col, path, "'<<' merges a mapping into itself"))
+                continue
+            self.merging.add(id(source))
+            try:
+                for k, v in self._mapping(source, path).items():
+                    out.setdefault(k, v)
+            finally:
+                self.merging.discard(id(source))
         return out
 
     def _merge_sources(self, node: Node, path: tuple) -> list[MappingNode]:
@@ -202,13 +214,15 @@ def _check_nesting(text: str) -> None:
                 raise YamlSyntaxError(*_line_col(text, m.start()), f"nested deeper than {_MAX_DEPTH} levels")
         elif depth:
             depth -= 1
-    run = _DASH_RUN.search(text)
+    run = _INDICATOR_RUN.search(text)
     if run:
         raise YamlSyntaxError(*_line_col(text, run.start()), f"nested deeper than {_MAX_DEPTH} levels")
 
 
 def parse(text: str) -> Document:
     """Parse one YAML document. Raises YamlSyntaxError when the text is not YAML."""
+    if len(text) > MAX_BYTES:
+        raise YamlSyntaxError(1, 1, f"larger than {MAX_BYTES >> 20} MiB; not an inventory")
     _check_nesting(text)
     y = _yaml()
     try:

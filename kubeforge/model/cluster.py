@@ -80,6 +80,12 @@ class SshSettings:
     connect_retries: int = 3
     use_agent: bool = True
     sudo: bool = True  # run privileged commands with sudo when user is not root
+    # OpenSSH client config read for HostName, User, Port, IdentityFile and ProxyJump of each host;
+    # None: ~/.ssh/config when it exists. Path("none") reads none (as ``ssh -F none``).
+    ssh_config: Path | None = None
+    # the settings the inventory wrote itself ("user", "port", "identity_file", "bastion"): they win
+    # over the ssh config, as ssh's -l/-p/-i/-J win over it
+    given: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from kubeforge.errors import InputError
+from kubeforge.model.files import private_dir
 
 DIR_MODE = 0o700
 KEY_MODE = 0o600
@@ -41,7 +42,7 @@ class Store:
 
     def ensure_dir(self, rel: str = "") -> None:
         d = self.path(rel) if rel else self.root
-        d.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        private_dir(d)
         # mkdir's mode is filtered by the umask and ignored for existing directories: tighten them all.
         cur = d
         while True:

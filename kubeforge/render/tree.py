@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from kubeforge.model import RenderedFile
+from kubeforge.model.files import private_dir
 from kubeforge.render.record import RECORD_PATH
 
 
@@ -26,7 +27,7 @@ class HostTree:
 
 
 def _write_atomic(target: Path, content: bytes, mode: int) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(target.parent)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         # mkstemp creates 0600: a secret is never readable by others, not even for a moment.

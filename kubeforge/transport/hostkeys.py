@@ -1,5 +1,6 @@
-"""Host key verification: known_hosts (plain, hashed, ``[host]:port``) or a key pinned in the
-inventory. Unknown keys are refused unless the policy is accept-new; changed keys always are.
+"""Host key verification: known_hosts as OpenSSH reads it (every key type, hashed names,
+``[host]:port``, ``@cert-authority`` and ``@revoked``) or a key pinned in the inventory. Unknown keys
+are refused unless the policy is accept-new; changed and revoked keys always are.
 
 Never paramiko's AutoAddPolicy: a key is trusted only because the operator said so.
 """
@@ -17,6 +18,8 @@ import paramiko
 
 from kubeforge.errors import HostKeyError
 from kubeforge.model.cluster import HostKeyPolicy
+from kubeforge.transport import known_hosts as kh_file
+from kubeforge.transport.hostcert import CERT_SUFFIX, CertificateError, certificate_of, check_host_certificate, parse_certificate
 
 log = logging.getLogger("kubeforge.transport")
 
@@ -28,6 +31,24 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's form: ``SHA256:<base64 without padding>``."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+# Host key algorithms whose certificate variants paramiko understands, best first.
+CERT_ALGORITHMS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                   "rsa-sha2-512", "rsa-sha2-256")
+
+
+def algorithms_for(key_type: str) -> list[str]:
+    """Host key algorithms that present a key of ``key_type`` (an RSA key has three)."""
+    if key_type == "ssh-rsa":
+        return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+    return [key_type]
+
+
+def _short(key: paramiko.PKey) -> str:
+    """The key file name's part for a key type: ssh_host_<ed25519|ecdsa|rsa>_key."""
+    name = key.get_name()
+    return "ecdsa" if name.startswith("ecdsa") else name.removeprefix("ssh-")
 
 
 def known_hosts_name(address: str, port: int) -> str:
@@ -60,43 +81,59 @@ class HostKeyCheck:
     def name(self) -> str:
         return known_hosts_name(self.address, self.port)
 
-    def _load(self) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
-        if self.known_hosts.exists():
-            keys.load(str(self.known_hosts))
-        return keys
+    def _entries(self) -> kh_file.HostEntries:
+        return kh_file.for_host(kh_file.load(self.known_hosts), self.name)
 
     def preferred_key_types(self) -> list[str]:
-        """Key types we already trust for this host, so the server is asked to present one of them."""
+        """Host key algorithms to ask the server for, best first: certificates when a CA is listed
+        for this host, then the types known_hosts (or the pin) holds for it, as ssh orders them.
+        An RSA key is asked for by its SHA-2 algorithms (OpenSSH 8.8+ no longer offers ssh-rsa)."""
         if self.pinned:
-            return [parse_pinned(self.pinned).get_name()]
-        entry = self._load().lookup(self.name)
-        return list(entry.keys()) if entry else []
+            return algorithms_for(parse_pinned(self.pinned).get_name())
+        entries = self._entries()
+        out: list[str] = []
+        if entries.authorities:
+            out += [a + CERT_SUFFIX for a in CERT_ALGORITHMS]
+        for k in entries.keys:
+            out += [a for a in algorithms_for(k.key.get_name()) if a not in out]
+        return out
 
     def verify(self, key: paramiko.PKey) -> None:
         """Return when ``key`` is trusted; raise HostKeyError otherwise (or record it: accept-new)."""
         presented = f"{key.get_name()} {fingerprint(key)}"
         if self.pinned:
-            pinned = parse_pinned(self.pinned)
-            if pinned.get_name() == key.get_name() and pinned.asbytes() == key.asbytes():
-                return
+            self._verify_pinned(key, presented)
+            return
+        entries = self._entries()
+        cert_blob = certificate_of(key)
+        revoked = entries.is_revoked(key)
+        if revoked is not None:
             raise HostKeyError(
                 self.host,
-                f"host key mismatch for {self.name}: the inventory pins {pinned.get_name()} "
-                f"{fingerprint(pinned)}, the host presented {presented}; refusing to connect",
-                hint="if the host was really reinstalled, verify the new key out of band "
-                "(ssh-keyscan, then ssh-keygen -lf) and update hostKey in the inventory",
+                f"host key {presented} of {self.name} is marked @revoked in {revoked.origin}; refusing to connect",
+                hint="the key was revoked on purpose: ask whoever manages the host for its new key",
             )
-        entry = self._load().lookup(self.name)
-        if entry:
-            known = entry.get(key.get_name())
-            if known is not None and known.asbytes() == key.asbytes():
+        if cert_blob is not None and entries.authorities:
+            problem = self._check_certificate(cert_blob, entries)
+            if problem is None:
                 return
-            old = known if known is not None else next(iter(entry.values()))
+            # as ssh: a certificate that fails falls back to the plain key, when that is known
+            if any(k.blob == key.asbytes() for k in entries.keys):
+                log.warning("%s: %s; the plain key is in known_hosts, accepted", self.name, problem,
+                            extra={"host": self.host})
+                return
+            raise HostKeyError(self.host, f"host certificate of {self.name} refused: {problem}",
+                               hint="check the certificate on the host (ssh-keygen -L -f <host cert>) and the "
+                               f"@cert-authority line in {self.known_hosts}")
+        if entries.keys:
+            if any(k.blob == key.asbytes() for k in entries.keys):
+                return
+            same_type = [k for k in entries.keys if k.key.get_name() == key.get_name()]
+            old = (same_type or list(entries.keys))[0]
             raise HostKeyError(
                 self.host,
-                f"HOST KEY CHANGED for {self.name}: {self.known_hosts} has {old.get_name()} "
-                f"{fingerprint(old)}, the host presented {presented}; refusing to connect "
+                f"HOST KEY CHANGED for {self.name}: {old.origin} has {old.key.get_name()} "
+                f"{fingerprint(old.key)}, the host presented {presented}; refusing to connect "
                 "(someone may be intercepting the connection)",
                 hint=f"if the host was really reinstalled: ssh-keygen -f {self.known_hosts} -R "
                 f"'{self.name}', then verify the new fingerprint and add it "
@@ -109,13 +146,39 @@ class HostKeyCheck:
                 extra={"host": self.host},
             )
             return
+        # the way forward goes in the message itself: reports that show one line per host show it
         raise HostKeyError(
             self.host,
-            f"unknown host key for {self.name} ({presented}); refusing to connect",
-            hint=f"verify the fingerprint out of band, then: ssh-keyscan -p {self.port} {self.address} "
-            f">> {self.known_hosts} — or pin it as hostKey in the inventory, or set "
-            "ssh.hostKeyPolicy: accept-new",
+            f"unknown host key for {self.name}: {presented}; refusing to connect. Compare that fingerprint "
+            f"with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_{_short(key)}_key.pub on its console), then "
+            f"add it (ssh-keyscan -p {self.port} {self.address} >> {self.known_hosts}), or pin it on the host "
+            f"in the inventory (hostKey: \"{key.get_name()} {key.get_base64()}\"), or set "
+            "ssh: {hostKeyPolicy: accept-new}",
         )
+
+    def _verify_pinned(self, key: paramiko.PKey, presented: str) -> None:
+        assert self.pinned is not None
+        pinned = parse_pinned(self.pinned)
+        if pinned.get_name() == key.get_name() and pinned.asbytes() == key.asbytes():
+            return
+        raise HostKeyError(
+            self.host,
+            f"host key mismatch for {self.name}: the inventory pins {pinned.get_name()} "
+            f"{fingerprint(pinned)}, the host presented {presented}; refusing to connect",
+            hint="if the host was really reinstalled, verify the new key out of band "
+            "(ssh-keyscan, then ssh-keygen -lf) and update hostKey in the inventory",
+        )
+
+    def _check_certificate(self, blob: bytes, entries: kh_file.HostEntries) -> str | None:
+        """None when the certificate is good for this host, else why not."""
+        try:
+            cert = parse_certificate(blob)
+            if any(r.blob == cert.ca_blob for r in entries.revoked):
+                return "its CA key is marked @revoked"
+            check_host_certificate(cert, self.address, [a.blob for a in entries.authorities])
+        except CertificateError as exc:
+            return str(exc)
+        return None
 
     def _record(self, key: paramiko.PKey) -> None:
         with _KNOWN_HOSTS_LOCK:

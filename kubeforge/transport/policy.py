@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from kubeforge.errors import CommandFailed, TransportError
-from kubeforge.model.files import file_sha256
+from kubeforge.model.files import file_sha256, private_dir
 from kubeforge.transport.base import Command, GetResult, PutResult, RunResult
 from kubeforge.transport.script import TIMEOUT_EXIT, payload, shell_line
 from kubeforge.transport.stream import HashingWriter
@@ -341,7 +341,7 @@ class BaseTransport:
         self.connect()
         started = time.monotonic()
         dest = Path(local_path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:

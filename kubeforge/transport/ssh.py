@@ -16,9 +16,10 @@ from pathlib import Path
 import paramiko
 
 from kubeforge.errors import TransportError
-from kubeforge.model.cluster import Bastion, Host, HostKeyPolicy, SshSettings
+from kubeforge.model.cluster import Host, SshSettings
 from kubeforge.transport.hostkeys import HostKeyCheck
 from kubeforge.transport.policy import BaseTransport, ConnectionLost, DeadlineExceeded, Sink
+from kubeforge.transport.sshconfig import Hop, route
 
 log = logging.getLogger("kubeforge.transport")
 
@@ -35,6 +36,31 @@ MAX_PACKET = 128 << 10
 INLINE_STDIN = 256 << 10
 
 
+PARAMIKO_CHANNEL = "paramiko.kubeforge"
+
+
+class _ToRunLog(logging.Handler):
+    """paramiko's records (tracebacks of its transport thread included) go to the run's log file as
+    debug records of the host they concern, never to stderr: the report says what failed, once."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        host = record.name[len(PARAMIKO_CHANNEL) + 1:] if record.name.startswith(PARAMIKO_CHANNEL + ".") else "-"
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        log.debug("paramiko: %s", text, extra={"host": host})
+
+
+def _route_paramiko_logs() -> None:
+    plog = logging.getLogger("paramiko")
+    if not any(isinstance(h, _ToRunLog) for h in plog.handlers):
+        plog.addHandler(_ToRunLog())
+    plog.propagate = False
+
+
+_route_paramiko_logs()
+
+
 def _tcp(address: str, port: int, timeout: float) -> socket.socket:
     sock = socket.create_connection((address, port), timeout=timeout)
     # Without this every small command waits ~45 ms for Nagle + delayed ACK (LAB.md).
@@ -42,9 +68,9 @@ def _tcp(address: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _keys(host: str, user: str, identity_file: Path | None, use_agent: bool) -> list[paramiko.PKey]:
+def _keys(host: str, user: str, identity_files: tuple[Path, ...], use_agent: bool) -> list[paramiko.PKey]:
     keys: list[paramiko.PKey] = []
-    if identity_file is not None:
+    for identity_file in identity_files:
         try:
             keys.append(paramiko.PKey.from_path(str(identity_file)))
         except paramiko.PasswordRequiredException:
@@ -64,24 +90,33 @@ def open_session(
     check: HostKeyCheck,
     *,
     user: str,
-    identity_file: Path | None,
+    identity_files: tuple[Path, ...],
     use_agent: bool,
     timeout: float,
 ) -> paramiko.Transport:
     """SSH handshake over ``sock``, host key verification, then public-key authentication."""
     t = paramiko.Transport(sock, default_window_size=WINDOW)
+    t.set_log_channel(f"{PARAMIKO_CHANNEL}.{check.host}")
     opts = t.get_security_options()
     supported = opts.ciphers
     opts.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in supported) + tuple(
         c for c in supported if c not in PREFERRED_CIPHERS
     )
-    trusted_types = [k for k in check.preferred_key_types() if k in opts.key_types]
-    if trusted_types:
-        opts.key_types = tuple(trusted_types) + tuple(k for k in opts.key_types if k not in trusted_types)
+    # Ask for what known_hosts holds for this host first (certificates when it lists a CA), as ssh
+    # does: a host with ed25519 and RSA keys, known only by its RSA key, then shows the RSA one.
+    trusted = [k for k in check.preferred_key_types() if k in t._key_info]
+    if trusted:
+        opts.key_types = tuple(trusted) + tuple(k for k in opts.key_types if k not in trusted)
+    # A host that accepts TCP and never speaks SSH is given connect_timeout, not paramiko's 15 s.
+    t.banner_timeout = timeout
     try:
         t.start_client(timeout=timeout)
+        # start_client returns (without raising) when its timeout passes mid-handshake
+        if not t.is_active() or not getattr(t, "initial_kex_done", True):
+            raise paramiko.SSHException(f"no SSH handshake within {timeout:g} s: the port accepts TCP but does not "
+                                        "speak SSH (or is far too slow to)")
         check.verify(t.get_remote_server_key())
-        keys = _keys(check.host, user, identity_file, use_agent)
+        keys = _keys(check.host, user, identity_files, use_agent)
         if not keys:
             raise TransportError(check.host, "no SSH key to log in with (set ssh.identityFile or run an ssh-agent)")
         for key in keys:
@@ -112,83 +147,71 @@ class SshTransport(BaseTransport):
         self.target = target
         self.settings: SshSettings = target.ssh
         self._t: paramiko.Transport | None = None
-        self._bastion: paramiko.Transport | None = None
+        self._hops: list[paramiko.Transport] = []  # jump hosts, in order
+        self._login_user: str | None = None
 
     @property
     def known_hosts(self) -> Path:
         return self.settings.known_hosts or Path.home() / ".ssh" / "known_hosts"
 
     def _use_sudo(self) -> bool:
-        return self.settings.user != "root" and self.settings.sudo
+        # the user actually logged in as: the ssh config may have given it (called after connect)
+        return (self._login_user or self.settings.user) != "root" and self.settings.sudo
 
     # --- connect --------------------------------------------------------------------------------
+    def _check(self, hop: Hop) -> HostKeyCheck:
+        s = self.settings
+        return HostKeyCheck(host=hop.label, address=hop.address, port=hop.port, known_hosts=self.known_hosts,
+                            policy=s.host_key_policy, pinned=hop.host_key)
+
     def _open(self) -> None:
+        """The route's hops in order (ProxyJump): TCP to the first, then each next one through a
+        direct-tcpip channel of the one before; every hop's host key checked and logged into."""
         s = self.settings
-        check = HostKeyCheck(
-            host=self.host,
-            address=self.target.address,
-            port=s.port,
-            known_hosts=self.known_hosts,
-            policy=s.host_key_policy,
-            pinned=self.target.host_key,
-        )
-        if s.bastion is not None:
-            sock = self._via_bastion(s.bastion)
-        else:
-            sock = _tcp(self.target.address, s.port, s.connect_timeout)
+        hops = route(self.target)
+        sock = None
         try:
-            self._t = open_session(
-                sock, check, user=s.user, identity_file=s.identity_file, use_agent=s.use_agent,
-                timeout=s.connect_timeout,
-            )
+            for i, hop in enumerate(hops):
+                if i == 0:
+                    sock = _tcp(hop.address, hop.port, s.connect_timeout)
+                else:
+                    sock = self._through(self._hops[-1], hops[i - 1], hop)
+                t = open_session(sock, self._check(hop), user=hop.user, identity_files=hop.identity_files,
+                                 use_agent=s.use_agent, timeout=s.connect_timeout)
+                sock = None  # the session owns it now
+                if i < len(hops) - 1:
+                    self._hops.append(t)
+                else:
+                    self._t = t
         except BaseException:
-            sock.close()
-            self._close_bastion()
+            if sock is not None:
+                sock.close()
+            self._close_hops()
             raise
-        log.debug(
-            "connected to %s@%s:%d%s (cipher %s)", s.user, self.target.address, s.port,
-            f" via {s.bastion.address}" if s.bastion else "", self._t.remote_cipher, extra={"host": self.host},
-        )
+        target = hops[-1]
+        self._login_user = target.user
+        via = " via " + ", ".join(f"{h.address}:{h.port}" for h in hops[:-1]) if len(hops) > 1 else ""
+        log.debug("connected to %s@%s:%d%s (cipher %s)", target.user, target.address, target.port, via,
+                  self._t.remote_cipher if self._t else "?", extra={"host": self.host})
 
-    def _via_bastion(self, b: Bastion):
-        """ProxyJump: an SSH session to the bastion, then a direct-tcpip channel to the target."""
-        s = self.settings
-        check = HostKeyCheck(
-            host=f"{self.host} (bastion {b.address})",
-            address=b.address,
-            port=b.port,
-            known_hosts=self.known_hosts,
-            policy=s.host_key_policy,
-            pinned=b.host_key,
-        )
-        sock = _tcp(b.address, b.port, s.connect_timeout)
+    def _through(self, jump: paramiko.Transport, jump_hop: Hop, hop: Hop):
         try:
-            self._bastion = open_session(
-                sock, check, user=b.user or s.user, identity_file=b.identity_file or s.identity_file,
-                use_agent=s.use_agent, timeout=s.connect_timeout,
-            )
-        except BaseException:
-            sock.close()
-            raise
-        try:
-            return self._bastion.open_channel(
-                "direct-tcpip", (self.target.address, s.port), ("127.0.0.1", 0), timeout=s.connect_timeout
-            )
-        except paramiko.ChannelException as exc:
-            self._close_bastion()
-            # The bastion answered but could not reach the target: the target is "not reached".
-            raise OSError(f"bastion {b.address} could not open a connection to {self.target.address}:{s.port}: {exc}") from None
+            return jump.open_channel("direct-tcpip", (hop.address, hop.port), ("127.0.0.1", 0),
+                                     timeout=self.settings.connect_timeout)
+        except (paramiko.ChannelException, paramiko.SSHException) as exc:
+            # The jump host answered but could not reach the next hop: that hop is "not reached".
+            raise OSError(f"{jump_hop.address} could not open a connection to {hop.address}:{hop.port}: {exc}") from None
 
-    def _close_bastion(self) -> None:
-        if self._bastion is not None:
-            self._bastion.close()
-            self._bastion = None
+    def _close_hops(self) -> None:
+        for t in reversed(self._hops):
+            t.close()
+        self._hops = []
 
     def _close(self) -> None:
         if self._t is not None:
             self._t.close()
             self._t = None
-        self._close_bastion()
+        self._close_hops()
 
     # --- exec -----------------------------------------------------------------------------------
     def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:

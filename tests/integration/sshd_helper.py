@@ -54,27 +54,36 @@ class Sshd:
     client_key: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    # more host keys (e.g. "rsa") and sshd_config lines (e.g. HostCertificate) for host key tests
+    extra_key_kinds: tuple[str, ...] = ()
+    extra_config: str = ""
 
     @property
     def host_pub(self) -> str:
         """``"ssh-ed25519 AAAA..."`` without the comment, as known_hosts and hostKey hold it."""
-        return " ".join((self.workdir / "host_ed25519.pub").read_text().split()[:2])
+        return self.host_pub_of("ed25519")
+
+    def host_pub_of(self, kind: str) -> str:
+        return " ".join((self.workdir / f"host_{kind}.pub").read_text().split()[:2])
 
     def start(self) -> "Sshd":
         self.workdir.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        if not (self.workdir / "host_ed25519").exists():
-            keygen(self.workdir / "host_ed25519")
+        for kind in ("ed25519", *self.extra_key_kinds):
+            if not (self.workdir / f"host_{kind}").exists():
+                keygen(self.workdir / f"host_{kind}", kind)
+        host_keys = "".join(f"HostKey {self.workdir}/host_{kind}\n" for kind in ("ed25519", *self.extra_key_kinds))
         shutil.copy(f"{self.client_key}.pub", self.workdir / "authorized_keys")
         (self.workdir / "sshd_config").write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\n"
-            f"HostKey {self.workdir}/host_ed25519\n"
+            f"{host_keys}"
             f"AuthorizedKeysFile {self.workdir}/authorized_keys .ssh/authorized_keys\n"
             f"PidFile {self.workdir}/sshd.pid\n"
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
             "MaxStartups 200\nMaxSessions 50\nLogLevel ERROR\n"
             "Subsystem sftp internal-sftp\n"
+            f"{self.extra_config}"
         )
         self.proc = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(self.workdir / "sshd_config")],

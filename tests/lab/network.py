@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.lab.paths import BRIDGE_PREFIX, LabError
 
@@ -87,3 +87,27 @@ def scan_host_keys(addresses: Sequence[str], timeout: float = 15.0) -> list[str]
         if time.monotonic() > deadline:
             raise LabError(f"ssh-keyscan got no host key from {', '.join(missing)}: {res.stderr.strip()[-500:]}")
         time.sleep(0.3)
+
+
+def _iptables_in(pid: int, *argv: str) -> subprocess.CompletedProcess:
+    # the runner's iptables, run in the machine's network namespace (the lab image has none)
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", *argv], capture_output=True, text=True)
+
+
+def refuse_ssh_from(pid: int, source: str) -> None:
+    """Inside one machine's netns: refuse SSH connections from ``source`` (the runner's address on
+    the bridge), so the machine is reachable only through another lab machine (a bastion). Everything
+    else (the mirror, the API, the other machines) stays open. Reset rather than drop, so a
+    connection that wrongly skips the bastion fails at once rather than after a timeout."""
+    rule = ["INPUT", "-s", source, "-p", "tcp", "--dport", "22", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    if _iptables_in(pid, "-C", *rule).returncode == 0:
+        return
+    res = _iptables_in(pid, "-I", *rule)
+    if res.returncode != 0:
+        raise LabError(f"iptables in the netns of pid {pid}: {res.stderr.strip()}")
+
+
+def allow_ssh_from(pid: int, source: str) -> None:
+    rule = ["INPUT", "-s", source, "-p", "tcp", "--dport", "22", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    while _iptables_in(pid, "-C", *rule).returncode == 0:
+        _iptables_in(pid, "-D", *rule)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from kubeforge.errors import InventoryError, Problem
@@ -15,7 +16,10 @@ from kubeforge.inventory.yamldoc import parse
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [p.read_text() for p in sorted((REPO / "inventories").glob("*.yaml"))]
 SOURCE = Path("/nonexistent/fuzz/inv.yaml")
-FUZZ = settings(max_examples=int(os.environ.get("KUBEFORGE_FUZZ_EXAMPLES", "80")), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run and in CI (a fixed seed); the budget keeps the whole
+# module well under a minute on a loaded CI runner.
+FUZZ = settings(max_examples=int(os.environ.get("KUBEFORGE_FUZZ_EXAMPLES", "80")), deadline=None, database=None,
+                derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _outcome(text: str) -> str:
@@ -129,3 +133,146 @@ def test_a_directory_is_not_an_inventory(tmp_path):
         assert str(exc) == f"{tmp_path}: is a directory, not an inventory file"
     else:
         raise AssertionError("a directory loaded")
+
+
+
+# --- the classes of input that crashed once; each must end in exit 3 with file:line:col -----------
+SINGLE = (REPO / "inventories" / "single-node.yaml").read_text()
+HOSTILE_VALUES = [
+    "a" * 5000,  # longer than PATH_MAX
+    "dir/" + "n" * 300,  # a name longer than NAME_MAX
+    '"a\\0b"',  # NUL
+    "~nosuchuser-kf/key",  # expanduser raises RuntimeError
+    "x" * 100_000,  # a value of any length, echoed in messages
+    "'has space'", "https://x.example/", "''", "'\\x1b[31mred'",
+    "*.wild.example", "fd00::1", "'1.34'", "1.34", "'v1.34.2'",
+]
+
+
+def _with(text: str, key: str, value: str) -> str:
+    """``text`` with the line setting ``key`` (anywhere) replaced by ``key: value``."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        head, sep, _ = line.partition(":")
+        if sep and head.strip().lstrip("- ") == key:
+            indent = head[: len(head) - len(head.lstrip())]
+            lines[i] = f"{indent}{head.strip()}: {value}\n"
+    return "".join(lines)
+
+
+def _invalid_at(text: str, needle: str) -> str:
+    try:
+        loads(text, file="case.yaml", source=SOURCE)
+    except InventoryError as exc:
+        shown = str(exc)
+        assert needle in shown, shown
+        assert all(p.line >= 1 and p.col >= 1 for p in exc.problems if needle in p.message), shown
+        assert max(len(str(p)) for p in exc.problems) < 800
+        return shown
+    raise AssertionError(f"accepted: {text[:200]!r}")
+
+
+def test_a_mapping_that_merges_itself_is_refused_at_its_merge_key():
+    text = SINGLE.replace("  ssh:\n", "  ssh: &s\n    <<: *s\n")
+    _invalid_at(text, "merges a mapping into itself")
+    _invalid_at("a: &a\n  b: &b\n    <<: *a\n  <<: *b\n", "merges a mapping into itself")
+
+
+def test_deeply_nested_explicit_keys_are_refused_before_the_c_parser_sees_them():
+    for text in ("? " * 50_000 + "x\n", "- ? " * 30_000 + "x\n", "a: " + "{" * 50_000):
+        _invalid_at(text, "nested deeper than 100 levels")
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("a" * 5000, "a path has at most 4096"),
+    ("dir/" + "n" * 300, "a file name has at most 255 bytes"),
+    ('"a\\0b"', "contains a NUL character"),
+    ("~nosuchuser-kf/key", "no such user on this machine"),
+], ids=["too-long", "long-name", "nul", "unknown-user"])
+@pytest.mark.parametrize("key", ["identityFile", "knownHosts", "bundleDir", "keyFile", "directory", "manifest"])
+def test_path_values_the_os_cannot_take_are_refused_without_touching_it(key, value, needle):
+    text = SINGLE.replace("    user: root\n", "    user: root\n    identityFile: x\n    knownHosts: y\n")
+    text = text.replace("      keep: 7\n", "      keep: 7\n      directory: b\n      keyFile: k\n      encryption: keyfile\n")
+    text = text.replace("  ssh:\n", "  packages:\n    source: offline\n    bundleDir: d\n  ssh:\n")
+    _invalid_at(_with(text, key, value), needle)
+
+
+def test_a_file_with_no_end_is_read_only_up_to_the_limit():
+    from kubeforge.inventory import load
+
+    try:
+        load("/dev/zero")
+    except InventoryError as exc:
+        assert "larger than 16 MiB" in str(exc)
+    else:
+        raise AssertionError("/dev/zero loaded")
+
+
+@pytest.mark.parametrize("san", ["has space", "https://x.example/", "", "x" * 80_000, "a_b.example", "10.0.0.1/24"],
+                         ids=["space", "url", "empty", "80k", "underscore", "cidr"])
+def test_extra_sans_that_are_neither_dns_names_nor_ips_are_refused(san):
+    text = SINGLE.replace("    mode: none\n", f"    mode: none\n    extraSANs: ['{san}', api.example, '*.api.example', 10.1.2.3, 'fd00::1']\n")
+    shown = _invalid_at(text, "is neither an IP address nor a DNS name")
+    assert shown.count("is neither an IP address nor a DNS name") == 1
+
+
+def test_an_ipv6_host_with_ipv4_ranges_is_refused():
+    _invalid_at(SINGLE.replace("192.168.50.10", "fd00::10"), "is IPv6 but podCIDR 10.244.0.0/16 is IPv4")
+
+
+@pytest.mark.parametrize("version", ['"1.34"', "'1.34'", '"1"', "'v1.34'"])
+def test_a_kubernetes_version_without_its_patch_is_refused_even_quoted(version):
+    _invalid_at(SINGLE.replace("kubernetesVersion: 1.34.2", f"kubernetesVersion: {version}"), "write X.Y.Z")
+
+
+def test_values_of_any_length_are_cut_in_messages():
+    shown = _invalid_at(SINGLE.replace("name: single", "name: " + "X" * 100_000), "is not a valid cluster name")
+    assert len(shown) < 1000 and "XXX..." in shown
+
+
+def test_control_characters_in_values_are_shown_escaped():
+    shown = _invalid_at(SINGLE.replace("name: single", 'name: "a\\x1b[2Jb"'), "is not a valid cluster name")
+    assert "\x1b" not in shown and "\\x1b" in shown
+
+
+@seed(20261206)
+@FUZZ
+@given(st.sampled_from(EXAMPLES), st.data())
+def test_example_inventories_with_hostile_values_anywhere_give_only_clean_errors(text, data):
+    lines = text.splitlines(keepends=True)
+    candidates = [i for i, line in enumerate(lines) if ":" in line and not line.lstrip().startswith("#")]
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.sampled_from(candidates))
+        head, _, _ = lines[i].partition(":")
+        value = data.draw(st.one_of(st.sampled_from(HOSTILE_VALUES), st.sampled_from(["&x {<<: *x}", "[" * 200, "? " * 200])))
+        lines[i] = f"{head}: {value}\n"
+    assert _outcome("".join(lines)) in ("ok", "invalid")
+
+
+CLI_CASES = {
+    "self-merge": SINGLE.replace("  ssh:\n", "  ssh: &s\n    <<: *s\n"),
+    "deep-keys": "? " * 50_000 + "x\n",
+    "long-path": SINGLE.replace("    user: root\n", "    user: root\n    identityFile: " + "a" * 5000 + "\n"),
+    "nul-path": SINGLE.replace("    user: root\n", '    user: root\n    identityFile: "a\\0b"\n'),
+    "unknown-user": SINGLE.replace("    user: root\n", "    user: root\n    identityFile: ~nosuchuser-kf/k\n"),
+    "bad-san": SINGLE.replace("    mode: none\n", "    mode: none\n    extraSANs: ['a b']\n"),
+    "ipv6-host": SINGLE.replace("192.168.50.10", "fd00::10"),
+    "short-version": SINGLE.replace("kubernetesVersion: 1.34.2", 'kubernetesVersion: "1.34"'),
+}
+
+
+def test_each_class_exits_3_with_a_position_through_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    files = []
+    for name, text in CLI_CASES.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+        files.append(tmp_path / f"{name}.yaml")
+    files.append(Path("/dev/zero"))
+    for f in files:
+        res = subprocess.run([sys.executable, "-m", "kubeforge", "validate", "-i", str(f)], capture_output=True,
+                             text=True, timeout=120, cwd=REPO)
+        assert res.returncode == 3, (f, res.returncode, res.stdout[-500:], res.stderr[-500:])
+        assert "Traceback" not in res.stderr and "bug" not in res.stderr
+        assert f"{f}:" in res.stdout + res.stderr

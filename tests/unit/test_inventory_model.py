@@ -163,3 +163,19 @@ def test_loads_validates_text_without_a_file(tmp_path):
     result = loads(MINIMAL, file="mem.yaml", source=tmp_path / "mem.yaml")
     assert result.cluster.name == "mini"
     assert result.cluster.source == tmp_path / "mem.yaml"
+
+
+def test_ssh_config_path_and_the_settings_the_inventory_wrote_reach_the_model():
+    from pathlib import Path as _P
+
+    from kubeforge.inventory import loads as _loads
+
+    text = (_P(__file__).resolve().parents[2] / "inventories" / "single-node.yaml").read_text()
+    text = text.replace("    user: root\n", "    user: root\n    sshConfig: site/ssh_config\n")
+    cluster = _loads(text, file="inv.yaml", source=_P("/srv/inv/inv.yaml")).cluster
+    ssh = cluster.hosts[0].ssh
+    assert ssh.ssh_config == _P("/srv/inv/site/ssh_config")
+    assert ssh.given == frozenset({"user"})
+    none = _loads(text.replace("sshConfig: site/ssh_config", "sshConfig: none"), file="inv.yaml",
+                  source=_P("/srv/inv/inv.yaml")).cluster
+    assert str(none.hosts[0].ssh.ssh_config) == "none"

@@ -1,7 +1,7 @@
 """The layering rule, checked over every module's imports (including ones inside functions):
 
 cli > ui, workflows > execute > plan > facts, render, pki, inventory > transport > model > errors.
-Only kubeforge/transport imports paramiko/fabric; only kubeforge/cli and kubeforge/ui import
+Only kubeforge/transport imports paramiko; only kubeforge/cli and kubeforge/ui import
 typer/rich (and click, which typer is built on).
 """
 
@@ -35,7 +35,6 @@ LEVEL = {
 FORBIDDEN_PAIRS = {("ui", "workflows"), ("workflows", "ui")}
 THIRD_PARTY_OWNERS = {
     "paramiko": {"transport"},
-    "fabric": {"transport"},
     "invoke": {"transport"},
     "typer": {"cli", "ui"},
     "click": {"cli", "ui"},

@@ -335,3 +335,30 @@ def test_ssh_between_hosts_that_fails_only_warns(cluster, fleet):
     )
     r = result(run_preflight(cluster, fleet, now=NOW, probes=probes), "worker-1", "connectivity")
     assert r.status is Status.WARN and "SSH of cp-1 22 (timed out)" in r.message
+
+
+def _as_user(cluster, name: str, user: str, *, sudo: bool = True):
+    hosts = tuple(
+        dataclasses.replace(h, ssh=dataclasses.replace(h.ssh, user=user, sudo=sudo)) if h.name == name else h
+        for h in cluster.hosts
+    )
+    return dataclasses.replace(cluster, hosts=hosts)
+
+
+def test_a_login_user_without_passwordless_sudo_fails_preflight_saying_how_to_fix_it(cluster, fleet):
+    cluster = _as_user(cluster, "worker-1", "kube")
+    fleet["worker-1"] = dataclasses.replace(
+        fleet["worker-1"], problems={"sudo": "gathered without root (sudo: a password is required)"})
+    report = run_preflight(cluster, fleet, now=NOW)
+    r = result(report, "worker-1", "sudo")
+    assert r.status is Status.FAIL and "passwordless sudo does not work for kube" in r.message
+    assert "kube ALL=(ALL) NOPASSWD: ALL" in r.message and report.failed
+    assert result(report, "etcd-1", "sudo").status is Status.PASS
+
+
+def test_a_user_with_passwordless_sudo_passes_and_one_with_sudo_off_fails(cluster, fleet):
+    report = run_preflight(_as_user(cluster, "worker-1", "kube"), fleet, now=NOW)
+    assert result(report, "worker-1", "sudo").status is Status.PASS
+    report = run_preflight(_as_user(cluster, "worker-1", "kube", sudo=False), fleet, now=NOW)
+    r = result(report, "worker-1", "sudo")
+    assert r.status is Status.FAIL and "ssh.sudo is false" in r.message

@@ -1,11 +1,11 @@
-"""Checks of one host against its own facts: OS, swap, modules, sysctls, ports, CPU/RAM/disk.
+"""Checks of one host against its own facts: sudo, OS, swap, modules, sysctls, ports, CPU/RAM/disk.
 
 Pure functions of (cluster, host, facts): unit-testable with recorded facts, no I/O.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from kubeforge.facts.preflight import requirements as req
 from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned
@@ -213,7 +213,27 @@ def check_disk(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[Check
     yield (failed if worst == "fail" else warned)(host.name, "disk", "; ".join(m for _, m in results))
 
 
+def check_sudo(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    """Every change runs as root: as the login user root, or through ``sudo -n`` (never a password
+    prompt: there is no terminal to answer it). Judged on what the facts script met, since the login
+    user may come from the ssh config rather than the inventory."""
+    user = host.ssh.user if "user" in host.ssh.given or host.ssh.user != "root" else "the login user"
+    problem = facts.problems.get("sudo")
+    if problem is not None:
+        who = user if user != "the login user" else "<user>"
+        yield failed(host.name, "sudo", f"passwordless sudo does not work for {user} ({problem[:160]}); kubeforge "
+                     f"runs every change through `sudo -n`: give it passwordless sudo (e.g. "
+                     f"/etc/sudoers.d/kubeforge: `{who} ALL=(ALL) NOPASSWD: ALL`) or log in as root")
+        return
+    if host.ssh.user != "root" and not host.ssh.sudo:
+        yield failed(host.name, "sudo", f"{user} is not root and ssh.sudo is false: kubeforge cannot install or "
+                     "change anything on this host; log in as root or set ssh.sudo: true with passwordless sudo")
+        return
+    yield passed(host.name, "sudo", "root, or passwordless sudo works")
+
+
 HOST_CHECKS: tuple[HostCheck, ...] = (
+    check_sudo,
     check_os,
     check_swap,
     check_modules,

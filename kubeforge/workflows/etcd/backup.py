@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kubeforge.errors import CheckFailed, KubeforgeError, TransportError
+from kubeforge.model.files import private_dir
 from kubeforge.model import Cluster, Host
 from kubeforge.model.secret import Secret
 from kubeforge.transport.base import Command
@@ -191,7 +192,7 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     etcd_version = _section(out.stdout, "version") or str(cluster.etcd.version)
 
     directory = opts.directory
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(directory)
     partial = directory / f".{cluster.name}-{stamp}.db.part"
     t2 = clock()
     # `snapshot status` reads the whole file on the member; it runs on a second channel while the
@@ -236,7 +237,7 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     )
     if problem:
         failed_dir = directory / "failed"
-        failed_dir.mkdir(exist_ok=True, mode=0o700)
+        private_dir(failed_dir)
         os.replace(partial, failed_dir / manifest.file)
         write_manifest(failed_dir, replace(manifest, verification={**verification, "problem": problem}))
         raise BackupVerificationFailed(f"backup from {member.name} failed verification ({problem}); kept aside in {failed_dir}")

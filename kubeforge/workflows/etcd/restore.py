@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
 from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.model.files import private_dir
 from kubeforge.model.secret import Secret
 from kubeforge.plan.etcd import restore_stacked
 from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST, RestoreInput, restore_phases
@@ -77,7 +78,7 @@ def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None 
     manifest_path = find_manifest(cluster, source, directory)
     key = crypto.load_key_file(cluster.etcd.backup.key_file) if cluster.etcd.backup.key_file else None
     work = cluster.state_dir / "restore"
-    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(work)
     manifest, plain = verify_backup_file(manifest_path, key=key, passphrase=passphrase, workdir=work)
     try:
         data = plain.read_bytes()

@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 
 from kubeforge.errors import CheckFailed, InputError, TransportError
 from kubeforge.model import Cluster, Host
+from kubeforge.model.files import private_dir
 from kubeforge.model.files import file_sha256
 from kubeforge.plan.etcd.source import (
     DEFAULT_ARCH,
@@ -103,7 +104,7 @@ def prepare_for_members(cluster: Cluster, pool, versions: Iterable[object], *,
 
 def _prepare(cluster: Cluster, archive: EtcdArchive, opener: Opener, timeout: float) -> PreparedArchive:
     dest = cached_archive(cluster, archive)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(dest.parent)
     pinned = cluster.etcd.pinned_checksum(archive.version) is not None
     sums_path = cached_sums(cluster, archive)
     if archive.offline:
