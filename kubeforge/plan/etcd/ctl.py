@@ -53,15 +53,12 @@ REQUESTS: dict[tuple[str, ...], EtcdRequest] = {r.words: r for r in (
     # etcdctl's health check: a linearizable Get of "health", then (etcdctl 3.4+) AlarmList
     EtcdRequest(("endpoint", "health"), "entry", (3, 0), "KV.Range (linearizable) + Maintenance.Alarm GET"),
     EtcdRequest(("alarm", "list"), "entry", (3, 0), "Maintenance.Alarm GET"),
-    EtcdRequest(("alarm", "disarm"), "entry", (3, 0), "Maintenance.Alarm DEACTIVATE"),
     EtcdRequest(("member", "list"), "local", (3, 0), "Cluster.MemberList"),
     EtcdRequest(("member", "add"), "conf-change", (3, 0), "Cluster.MemberAdd (--learner: 3.4)"),
     EtcdRequest(("member", "remove"), "conf-change", (3, 0), "Cluster.MemberRemove"),
     EtcdRequest(("member", "promote"), "conf-change", (3, 4), "Cluster.MemberPromote"),
     EtcdRequest(("move-leader",), "message", (3, 3), "Maintenance.MoveLeader"),
     EtcdRequest(("snapshot", "save"), "local", (3, 0), "Maintenance.Snapshot"),
-    EtcdRequest(("put",), "entry", (3, 0), "KV.Put"),
-    EtcdRequest(("get",), "read-index", (3, 0), "KV.Range"),
     EtcdRequest(("user", "list"), "entry", (3, 0), "Auth.UserList"),
     EtcdRequest(("auth", "status"), "entry", (3, 5), "Auth.AuthStatus"),
 )}
