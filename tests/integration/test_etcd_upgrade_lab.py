@@ -249,22 +249,31 @@ def interrupt_after_first_restart(inv: Path, target: str) -> tuple[str, str]:
     before = set(upgrade_runs(inv))
     proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "etcd", "upgrade", "-i", str(inv), "--to", target,
                              "--allow-older-patch", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first, deadline = None, time.monotonic() + 600
+    first, run, deadline = None, None, time.monotonic() + 600
     while first is None:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             out, err = proc.communicate()
             pytest.fail(f"the upgrade ended before a member restarted on {target}: {proc.returncode}\n{out}\n{err}")
-        for run in set(upgrade_runs(inv)) - before:
-            for r in journal(run) if (run / "journal.jsonl").exists() else []:
-                if r.get("type") == "step" and r.get("status") == "done" and r["step"].endswith(f"/restart-{target}"):
-                    first = r["host"]
-        time.sleep(0.2)
+        run = run or next(iter(set(upgrade_runs(inv)) - before), None)
+        for r in journal(run) if run else []:
+            if r.get("type") == "step" and r.get("status") == "done" and r["step"].endswith(f"/restart-{target}"):
+                first = r["host"]
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 8, out + err
     assert "--resume" in err
     return first, err
+
+
+def running_versions(lab) -> dict[str, str | None]:
+    """The version each member's etcd process answers with (None: not serving)."""
+    out = {}
+    for n in NAMES:
+        res = etcdctl(lab, n, "endpoint", "status")
+        out[n] = res.stdout.split(", ")[2] if res.returncode == 0 else None
+    return out
 
 
 def panics(lab, name: str, since: float = 0) -> int:
@@ -280,8 +289,11 @@ def test_an_upgrade_across_the_minor_interrupted_and_resumed_never_crashes_the_o
     writer.start()
     try:
         first, _ = interrupt_after_first_restart(inv, "3.5.16")
-        versions = {m["name"]: m["version"] for m in status(inv)["members"]}
-        assert versions[first] == "3.5.16" and sorted(versions.values()) == ["3.4.23", "3.4.23", "3.5.16"], versions
+        running = running_versions(ulab)
+        # mixed: the first member serves on 3.5.16 beside 3.4.23 ones (the next member may be stopped
+        # if Ctrl-C came while its install ran: installing stops etcd, the step is let finish)
+        assert running[first] == "3.5.16" and "3.4.23" in running.values(), running
+        print(f"\nleft by Ctrl-C: {running}")
         res = kf("etcd", "upgrade", "-i", str(inv), "--to", "3.5.16", "--allow-older-patch", "--resume", "--yes",
                  timeout=900)
         time.sleep(1)

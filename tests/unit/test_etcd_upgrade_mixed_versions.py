@@ -164,3 +164,27 @@ def test_a_crash_loop_that_is_not_an_interrupted_upgrade_is_refused_pointing_at_
     with pytest.raises(CheckFailed) as err:
         crashed_way_out(decision, v, v.installed)  # the newer member does not serve: no quorum to come back to
     assert "etcd-2" in str(err.value) and "docs/etcd.md" in err.value.hint
+
+
+def _status(**healthy: bool):
+    from kubeforge.workflows.etcd.status import ClusterStatus, MemberStatus
+
+    members = [MemberStatus(name=n, endpoint="", reachable=True, healthy=h, is_leader=(i == 0)) for i, (n, h)
+               in enumerate(healthy.items())]
+    return ClusterStatus(members=members, member_list=[])
+
+
+def test_a_member_stopped_between_install_and_restart_by_an_interrupted_run_does_not_block_its_resume():
+    from kubeforge.workflows.etcd.upgrade import stopped_mid_lane
+
+    stopped_out = "@@active\ninactive\n@@metrics\n@@panics\n0\n@@end\n"
+    v = versions(**{"etcd-1": ("3.4.23", SERVING_34), "etcd-2": ("3.5.16", SERVING_35_CLUSTER_34),
+                    "etcd-3": ("3.5.16", stopped_out)})
+    decision = decide(v.installed, Version.parse("3.5.16"), allow_older_patch=True)
+    assert stopped_mid_lane(decision, v, v.installed, _status(**{"etcd-1": True, "etcd-2": True, "etcd-3": False})) \
+        == ["etcd-3"]
+    # without a quorum of the others, or stopped on the old version, it is not that
+    assert stopped_mid_lane(decision, v, v.installed, _status(**{"etcd-1": True, "etcd-2": False, "etcd-3": False})) == []
+    old = versions(**{"etcd-1": ("3.4.23", SERVING_34), "etcd-2": ("3.5.16", SERVING_35_CLUSTER_34),
+                      "etcd-3": ("3.4.23", stopped_out)})
+    assert stopped_mid_lane(decision, old, old.installed, _status(**{"etcd-1": True, "etcd-2": True, "etcd-3": False})) == []

@@ -258,7 +258,8 @@ def move_leadership_away(cluster: Cluster, member: Host, others: tuple[Host, ...
     others_eps = [client_url(cluster, h) for h in others]
     others_status = etcdctl_line(cluster, others_eps, "endpoint", "status")
     script = "\n".join([
-        f"st=$({_self_status(cluster, member)})",
+        # a member an interrupted run stopped between install and restart serves nothing: not the leader
+        f"st=$({_self_status(cluster, member)} 2>/dev/null) || {{ echo 'not serving, so not the leader'; exit 0; }}",
         "[ \"$(printf '%s\\n' \"$st\" | awk -F', ' '{print $5}')\" = true ] || { echo 'not the leader'; exit 0; }",
         f"all=$({others_status} 2>/dev/null || true)",
         f"to=$(printf '%s\\n' \"$all\" | awk -F', ' -v w={version} '$3 == w && $6 == \"false\" {{print $2; exit}}')",

@@ -210,6 +210,22 @@ def crashed_way_out(decision: UpgradeDecision, versions: ClusterVersions, instal
     return crashed
 
 
+def stopped_mid_lane(decision: UpgradeDecision, versions: ClusterVersions, installed: dict[str, str],
+                     status: ClusterStatus) -> list[str]:
+    """Members an interrupted run of this upgrade left stopped between installing the first hop and
+    restarting on it (installing stops etcd), when they are the only thing wrong: the others serve
+    with a quorum and no alarm. [] otherwise, and the health check refuses as usual."""
+    if not decision.continuing or status.alarms or not status.has_quorum:
+        return []
+    hop = str(decision.hops[0].version)
+    down = [m.name for m in status.members if not m.healthy]
+    for name in down:
+        mv = versions.members.get(name)
+        if mv is None or mv.active or mv.server is not None or mv.apply_panics or installed.get(name) != hop:
+            return []
+    return down
+
+
 def _probe_member(cluster: Cluster, status: ClusterStatus):
     """A healthy follower (the leader only when it is the only member)."""
     healthy = [m.name for m in status.members if m.healthy]
@@ -240,7 +256,11 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
         probe_host = next(h for h in cluster.etcd_members if h.name not in crashed)
     else:
         status = gather_status(cluster, pool)
-        if not status.all_healthy:
+        stopped = stopped_mid_lane(decision, cluster_versions, installed, status)
+        if stopped:
+            log.warning("etcd on %s is stopped with %s installed: an interrupted run stopped it between its install "
+                        "and its restart; its lane starts it", ", ".join(stopped), decision.hops[0].version)
+        elif not status.all_healthy:
             bad = ", ".join(m.name for m in status.members if not m.healthy) or "alarms: " + "; ".join(status.alarms)
             raise CheckFailed(f"etcd is not fully healthy ({bad}); an upgrade starts only from a healthy cluster")
         probe_host = _probe_member(cluster, status)
