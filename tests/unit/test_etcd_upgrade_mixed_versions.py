@@ -139,7 +139,7 @@ def test_older_members_crash_looping_on_a_newer_entry_are_upgraded_first():
     v = versions(**{"etcd-1": ("3.5.16", SERVING_35_CLUSTER_34), "etcd-2": ("3.4.23", CRASHING_34),
                     "etcd-3": ("3.4.23", CRASHING_34)})
     decision = decide(v.installed, Version.parse("3.5.16"), allow_older_patch=True)
-    assert crashed_way_out(decision, v, v.installed) == ["etcd-2", "etcd-3"]
+    assert crashed_way_out(decision, v, v.installed) == (["etcd-2", "etcd-3"], [])
     cluster = make_cluster(etcd_version="3.4.23")
     phases = upgrade_phases(cluster, [h.version for h in decision.hops], None, lambda: True, crashed=["etcd-2", "etcd-3"])
     names = [p.name for p in phases]
@@ -188,3 +188,17 @@ def test_a_member_stopped_between_install_and_restart_by_an_interrupted_run_does
     old = versions(**{"etcd-1": ("3.4.23", SERVING_34), "etcd-2": ("3.5.16", SERVING_35_CLUSTER_34),
                       "etcd-3": ("3.4.23", stopped_out)})
     assert stopped_mid_lane(decision, old, old.installed, _status(**{"etcd-1": True, "etcd-2": True, "etcd-3": False})) == []
+
+
+def test_a_member_left_stopped_with_the_hop_installed_is_started_first_beside_the_crashed_ones():
+    # Ctrl-C while etcd-2's install ran (installing stops etcd), then a 3.5-only entry crashed etcd-3
+    v = versions(**{"etcd-1": ("3.5.16", SERVING_35_CLUSTER_34),
+                    "etcd-2": ("3.5.16", "@@active\ninactive\n@@metrics\n@@panics\n0\n@@end\n"),
+                    "etcd-3": ("3.4.23", CRASHING_34)})
+    decision = decide(v.installed, Version.parse("3.5.16"), allow_older_patch=True)
+    assert crashed_way_out(decision, v, v.installed) == (["etcd-3"], ["etcd-2"])
+    cluster = make_cluster(etcd_version="3.4.23")
+    phases = upgrade_phases(cluster, [h.version for h in decision.hops], None, lambda: True, crashed=["etcd-3"],
+                            stopped=["etcd-2"])
+    assert "and starting etcd-2, left stopped with 3.5.16 installed" in phases[0].title
+    assert [lane.host for lane in phases[1].lanes] == ["etcd-2", "etcd-3"]

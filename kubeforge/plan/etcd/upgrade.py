@@ -82,15 +82,19 @@ def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: 
     return steps
 
 
-def crashed_members_phases(cluster: Cluster, hop: EtcdVersion, crashed: Sequence[str],
+def crashed_members_phases(cluster: Cluster, hop: EtcdVersion, crashed: Sequence[str], stopped: Sequence[str] = (),
                            arches: dict[str, str] | None = None) -> list[PhasePlan]:
-    """The warning that says what happened, then the crashed members upgraded one at a time."""
-    names = ", ".join(crashed)
-    message = (f"{names} keep crashing on a raft entry only etcd {hop.minor_str} can apply (their journal shows "
-               f"`panic: not implemented`); upgrading them to {hop} first: the newer binary applies it")
-    hosts = [h for h in cluster.etcd_members if h.name in set(crashed)]
+    """The warning that says what happened, then the members that are down brought back on ``hop``
+    one at a time: first those an interrupted run left stopped with ``hop`` installed (they only
+    need starting), then the crashed ones."""
+    message = (f"{', '.join(crashed)} keep crashing on a raft entry only etcd {hop.minor_str} can apply (their journal "
+               f"shows `panic: not implemented`); upgrading them to {hop} first: the newer binary applies it")
+    if stopped:
+        message += f" (and starting {', '.join(stopped)}, left stopped with {hop} installed)"
+    by_name = {h.name: h for h in cluster.etcd_members}
+    hosts = [by_name[n] for n in (*stopped, *crashed)]
     return [warning_phase(message, name="CrashedOnNewerEntry"),
-            PhasePlan.of(name=f"UpgradeCrashedEtcd-{hop}", title=f"Upgrade the crashed members to {hop}",
+            PhasePlan.of(name=f"UpgradeCrashedEtcd-{hop}", title=f"Bring the members that are down back on {hop}",
                          strategy=rolling(),
                          lanes=[(h.name, member_lane(cluster, hop, h, tuple(hosts), (arches or {}).get(h.name, DEFAULT_ARCH),
                                                      crashed=True))
@@ -99,14 +103,16 @@ def crashed_members_phases(cluster: Cluster, hop: EtcdVersion, crashed: Sequence
 
 def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | None,
                    snapshot: Callable[[], object], *, warning: str | None = None,
-                   arches: dict[str, str] | None = None, crashed: Sequence[str] = ()) -> list[PhasePlan]:
+                   arches: dict[str, str] | None = None, crashed: Sequence[str] = (),
+                   stopped: Sequence[str] = ()) -> list[PhasePlan]:
     """``arches``: host -> etcd arch name, for release archives (workflows.etcd.sources).
     ``crashed``: members crash-looping on an entry only the first hop's etcd applies (upgraded
-    first, before the snapshot, which needs the quorum they restore)."""
+    first, before the snapshot, which needs the quorum they restore); ``stopped``: members left
+    stopped with the first hop installed, started in that same first phase."""
     members = tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
     phases = [warning_phase(warning)] if warning else []
     if crashed:
-        phases += crashed_members_phases(cluster, hops[0], crashed, arches)
+        phases += crashed_members_phases(cluster, hops[0], crashed, stopped, arches)
     phases.append(PhasePlan.of(name="SnapshotEtcd", title="Take and verify an etcd snapshot first", strategy=serial(),
                                lanes=[("local", [LocalStep("Snapshot etcd and verify it", snapshot, key="snapshot")])]))
     for hop in hops:

@@ -191,23 +191,33 @@ def gather_versions(cluster: Cluster, pool, installed: dict[str, str]) -> Cluste
     return versions
 
 
-def crashed_way_out(decision: UpgradeDecision, versions: ClusterVersions, installed: dict[str, str]) -> list[str]:
-    """The members to upgrade first because they crash-loop on an entry only the first hop applies;
-    [] when none do. Refused (exit 4) when members crash that way but the cluster is not a
-    continued upgrade whose newer members all serve on the first hop."""
+def crashed_way_out(decision: UpgradeDecision, versions: ClusterVersions,
+                    installed: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(crashed, stopped): the members to upgrade first because they crash-loop on an entry only the
+    first hop applies, and those an interrupted run left stopped with that hop already installed
+    (started in the same phase: they help restore the quorum). ([], []) when none crash. Refused
+    (exit 4) when members crash that way but the cluster is not a continued upgrade whose other
+    members serve on the first hop or wait, stopped, with it installed."""
     crashed = versions.crashing_on_apply()
     if not crashed:
-        return []
+        return [], []
     hop = str(decision.hops[0].version)
-    others = [n for n in versions.members if n not in crashed]
-    serving = [n for n in others if (mv := versions.members[n]) is not None and mv.server == hop]
+    serving, stopped = [], []
+    for name, mv in sorted(versions.members.items()):
+        if name in crashed or mv is None:
+            continue
+        if mv.server == hop:
+            serving.append(name)
+        elif mv.server is None and not mv.active and not mv.apply_panics and installed.get(name) == hop:
+            stopped.append(name)
+    others = len(versions.members) - len(crashed)
     older = all(installed.get(n) == str(decision.current) for n in crashed)
-    if not (decision.continuing and older and serving and len(serving) == len(others)):
+    if not (decision.continuing and older and serving and len(serving) + len(stopped) == others):
         raise CheckFailed(f"etcd on {', '.join(crashed)} keeps panicking on an entry it cannot apply "
                           f"({versions.describe()}), and the cluster is not an interrupted upgrade to {hop} that "
                           "kubeforge can finish", hint="docs/etcd.md, 'A member crash-loops on an entry it cannot "
                           "apply', says how to get out of this by hand")
-    return crashed
+    return crashed, stopped
 
 
 def stopped_mid_lane(decision: UpgradeDecision, versions: ClusterVersions, installed: dict[str, str],
@@ -248,7 +258,7 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     # learnt before any request raft would append: every later request is picked by the lowest
     cluster_versions = gather_versions(cluster, pool, installed)
     decision = decide(installed, want, allow_older_patch=allow_older_patch)
-    crashed = crashed_way_out(decision, cluster_versions, installed)
+    crashed, stopped = crashed_way_out(decision, cluster_versions, installed)
     if crashed:
         # no quorum to ask about health or auth: the interrupted run checked both before it began
         log.warning("etcd on %s keeps crashing on a raft entry only etcd %s applies: upgrading them first, to %s",
@@ -281,5 +291,5 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
         log.warning("%s", decision.warning)
     leader = None if crashed or status.leader is None else status.leader.name
     phases = upgrade_phases(cluster, [h.version for h in decision.hops], leader, snapshot, warning=decision.warning,
-                            arches=arches, crashed=crashed)
+                            arches=arches, crashed=crashed, stopped=stopped)
     return Plan(workflow_name(want), tuple(phases))
