@@ -2,11 +2,17 @@
 build, from the mirror's Debian packages) and 3.5.16 -> 3.5.30 (sid's binaries, from the mirror's release
 archives), member by member, while a writer keeps
 writing; a hop the mirror lacks refused before anything is touched; a machine lost mid-upgrade
-named, and the upgrade continued once it is back. The tests run in order on one lab."""
+named, and the upgrade continued once it is back; an upgrade across the minor interrupted by SIGINT
+once the first member runs 3.5.16 and resumed, with no 3.5-only raft entry ever reaching the 3.4
+members; and the way out for 3.4 members already crash-looping on one. The tests run in order on one
+lab."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -222,6 +228,122 @@ WIPE = ("systemctl stop etcd 2>/dev/null; systemctl disable etcd 2>/dev/null; "
         "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q etcd-server etcd-client >/dev/null; "
         "rm -rf /var/lib/etcd /etc/etcd /etc/systemd/system/etcd.service /var/cache/kubeforge/etcd; "
         "systemctl daemon-reload; true")
+
+
+
+def reinstall_34(lab, inv: Path) -> None:
+    """A fresh 3-member 3.4.23 cluster from the mirror's Debian packages on the same machines."""
+    for n in NAMES:
+        assert lab.exec(n, ["sh", "-c", WIPE]).returncode == 0
+    res = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for i in range(KEYS):
+        assert etcdctl(lab, "etcd-1", "put", f"/kf/before/{i:03d}", f"v{i}").returncode == 0
+    assert {m["version"] for m in status(inv)["members"]} == {"3.4.23"}
+
+
+def interrupt_after_first_restart(inv: Path, target: str) -> tuple[str, str]:
+    """Run ``kubeforge etcd upgrade --to target --allow-older-patch`` as an operator would and press
+    Ctrl-C (SIGINT to the process) as soon as its journal says the first member restarted on
+    ``target``. The member that restarted, and kubeforge's stderr."""
+    before = set(upgrade_runs(inv))
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "etcd", "upgrade", "-i", str(inv), "--to", target,
+                             "--allow-older-patch", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, run, deadline = None, None, time.monotonic() + 600
+    while first is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the upgrade ended before a member restarted on {target}: {proc.returncode}\n{out}\n{err}")
+        run = run or next(iter(set(upgrade_runs(inv)) - before), None)
+        for r in journal(run) if run else []:
+            if r.get("type") == "step" and r.get("status") == "done" and r["step"].endswith(f"/restart-{target}"):
+                first = r["host"]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 8, out + err
+    assert "--resume" in err
+    return first, err
+
+
+def running_versions(lab) -> dict[str, str | None]:
+    """The version each member's etcd process answers with (None: not serving)."""
+    out = {}
+    for n in NAMES:
+        res = etcdctl(lab, n, "endpoint", "status")
+        out[n] = res.stdout.split(", ")[2] if res.returncode == 0 else None
+    return out
+
+
+def panics(lab, name: str, since: float = 0) -> int:
+    """Lines of the member's etcd journal (since ``since``, epoch seconds) that report a panic."""
+    res = lab.exec(name, ["sh", "-c", f"journalctl -u etcd -o cat --no-pager --since=@{int(since)} | grep -c panic"])
+    return int(res.stdout.strip() or 0)
+
+
+def test_an_upgrade_across_the_minor_interrupted_and_resumed_never_crashes_the_older_members(ulab, inv):
+    reinstall_34(ulab, inv)
+    start = time.time()
+    writer = Writer(ulab, ",".join(f"https://{ulab.address(n)}:2379" for n in NAMES))
+    writer.start()
+    try:
+        first, _ = interrupt_after_first_restart(inv, "3.5.16")
+        running = running_versions(ulab)
+        # mixed: the first member serves on 3.5.16 beside 3.4.23 ones (the next member may be stopped
+        # if Ctrl-C came while its install ran: installing stops etcd, the step is let finish)
+        assert running[first] == "3.5.16" and "3.4.23" in running.values(), running
+        print(f"\nleft by Ctrl-C: {running}")
+        res = kf("etcd", "upgrade", "-i", str(inv), "--to", "3.5.16", "--allow-older-patch", "--resume", "--yes",
+                 timeout=900)
+        time.sleep(1)
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    print(f"\nwriter through the interrupted and resumed 3.4.23 -> 3.5.16: {len(writer.acked)} acknowledged, "
+          f"{writer.failed} failed, longest run of failures {writer.longest_outage():.1f}s")
+    run = upgrade_runs(inv)[-1]
+    log_text = (run / "kubeforge.log").read_text()
+    # the versions were learnt, and the 3.4 members were asked nothing 3.5-only
+    assert "lowest minor 3.4" in log_text
+    st = status(inv)
+    assert {m["version"] for m in st["members"]} == {"3.5.16"} and st["allHealthy"] and st["healthy"] == 3
+    assert {cluster_version(ulab, n) for n in NAMES} == {"3.5"}
+    assert {n: panics(ulab, n, start) for n in NAMES} == {n: 0 for n in NAMES}
+    assert keys(ulab, "/kf/before/") == {f"/kf/before/{i:03d}" for i in range(KEYS)}
+    assert set(writer.acked) <= keys(ulab, "/kf/writer/") and len(writer.acked) > 50
+
+
+def test_older_members_crash_looping_on_a_3_5_only_entry_are_upgraded_by_the_resumed_run(ulab, inv):
+    reinstall_34(ulab, inv)
+    start = time.time()
+    first, _ = interrupt_after_first_restart(inv, "3.5.16")
+    running = running_versions(ulab)
+    print(f"\nleft by Ctrl-C: {running}")
+    # those still serving on 3.4.23 (a member whose install Ctrl-C let finish is stopped, on 3.5.16)
+    older = [n for n in NAMES if running[n] == "3.4.23"]
+    assert older, running
+    # what the resumed run used to do: ask the 3.5 member `auth status` (a raft entry new in 3.5)
+    etcdctl(ulab, first, "auth", "status")
+    deadline = time.monotonic() + 120
+    while not all(panics(ulab, n, start) for n in older):
+        assert time.monotonic() < deadline, {n: panics(ulab, n, start) for n in older}
+        time.sleep(1)
+    assert kf("etcd", "status", "-i", str(inv)).returncode != 0  # quorum lost: 1 of 3
+    res = kf("etcd", "upgrade", "-i", str(inv), "--to", "3.5.16", "--allow-older-patch", "--resume", "--yes",
+             timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    said = " ".join((res.stdout + res.stderr).split())
+    assert f"{', '.join(older)} keep crashing on a raft entry only etcd 3.5 can apply" in said
+    assert "upgrading them to 3.5.16 first" in said
+    st = status(inv)
+    assert {m["version"] for m in st["members"]} == {"3.5.16"} and st["allHealthy"] and st["healthy"] == 3
+    assert {cluster_version(ulab, n) for n in NAMES} == {"3.5"}
+    assert keys(ulab, "/kf/before/") == {f"/kf/before/{i:03d}" for i in range(KEYS)}
+    # nothing panics any more: the last minute of every member's journal is quiet
+    time.sleep(6)  # longer than the unit's RestartSec: a member still crash-looping would have panicked again
+    assert {n: panics(ulab, n, time.time() - 6) for n in NAMES} == {n: 0 for n in NAMES}
 
 
 @pytest.fixture(scope="module")

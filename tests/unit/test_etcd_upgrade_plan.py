@@ -81,7 +81,7 @@ def test_every_script_the_upgrade_runs_is_valid_bash(tmp_path):
     from kubeforge.plan.etcd.upgrade_checks import auth_probe_command, offered_versions_command
 
     cluster = make_cluster(tmp_path, etcd_version="3.4.23")
-    commands = [offered_versions_command(cluster), auth_probe_command(cluster, cluster.etcd_members[0])]
+    commands = [offered_versions_command(cluster), auth_probe_command(cluster, cluster.etcd_members[0], (3, 5))]
     for step in _plan(tmp_path, ["3.4.37", "3.5.16"]).steps:
         for c in (getattr(step, "command", None), getattr(step, "unless", None), getattr(step, "probe", None)):
             if c is not None and c.script is not None:

@@ -21,8 +21,11 @@ from kubeforge.plan.etcd.upgrade_checks import (
     METRICS_PORT,
     auth_probe_command,
     cluster_version_reached,
+    member_version_command,
+    move_leadership_away,
     not_leader_or_done,
     parse_auth,
+    parse_member_version,
     runs_version,
 )
 from tests.factories import make_cluster
@@ -98,7 +101,7 @@ def test_the_cluster_version_gate_reads_etcds_own_metrics(etcd, member):
 def test_auth_is_read_from_a_real_3_4_etcd_before_and_after_it_is_enabled(etcd, member):
     cluster, m = member
     client, mport = etcd
-    probe = auth_probe_command(cluster, m).script
+    probe = auth_probe_command(cluster, m, (3, 4)).script
     assert parse_auth(run(probe, client, mport).stdout).enabled is False
     env = {**os.environ, "ETCDCTL_API": "3"}
     ctl = ["etcdctl", f"--endpoints={client}"]
@@ -112,3 +115,15 @@ def test_auth_is_read_from_a_real_3_4_etcd_before_and_after_it_is_enabled(etcd, 
         assert state.enabled is True and "user name is empty" in state.detail
     finally:
         subprocess.run(ctl + ["--user", "root:pw", "auth", "disable"], env=env, check=True, capture_output=True)
+
+
+def test_the_version_probe_reads_a_real_3_4_member_and_a_3_4_cluster_from_its_metrics(etcd, member):
+    mv = parse_member_version("t", run(member_version_command().script, *etcd).stdout)
+    assert (mv.server, mv.cluster, mv.apply_panics) == ("3.4.23", "3.4", 0)
+
+
+def test_a_stopped_member_has_no_leadership_to_hand_over(etcd, member):
+    cluster, m = member
+    other = make_cluster(etcd_version="3.4.23", n_etcd=2).etcd_members[1]
+    res = run(move_leadership_away(cluster, m, (other,), "3.5.16").script, f"http://127.0.0.1:{_free_port()}", etcd[1])
+    assert res.returncode == 0 and "not serving, so not the leader" in res.stdout

@@ -11,6 +11,11 @@ that lost a machine half-way is continued by running it again:
   gate: cluster healthy, this member on the hop
 After the last member: gate on the cluster version (etcd raises it only once every member runs the
 new minor) and on every member's server version.
+
+The way out of a crash loop: when older members keep panicking on a raft entry only the newer etcd
+knows (committed while they ran, so every restart replays it), a first phase upgrades just them to
+the version the others already run (the newer binary applies the entry), each gated on itself
+serving again rather than on the whole cluster; the snapshot follows once quorum is back.
 """
 
 from __future__ import annotations
@@ -39,40 +44,75 @@ def _warn(message: str) -> Callable[[], bool]:
     return fn
 
 
-def warning_phase(message: str) -> PhasePlan:
+def warning_phase(message: str, name: str = "AcceptOlderPatch") -> PhasePlan:
     """A warning the operator sees in the plan and that the run log keeps."""
-    return PhasePlan.of(name="AcceptOlderPatch", title=f"Warning: {message}", strategy=serial(),
+    return PhasePlan.of(name=name, title=f"Warning: {message}", strategy=serial(),
                         lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message), key="warning")])])
 
 
-def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: str = DEFAULT_ARCH) -> list:
+def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: str = DEFAULT_ARCH, *,
+                crashed: bool = False) -> list:
+    """``crashed``: the member cannot start on its version (see crashed_members_phases). It has no
+    leadership to hand over, and its gate is on itself serving on ``hop`` with a leader (which needs
+    a quorum: the first member back restores it beside the newer ones), not on every member."""
     at = replace(cluster, etcd=replace(cluster.etcd, version=hop))
     v = str(hop)
+    pre = "crashed-" if crashed else ""
     others = tuple(m for m in members if m.name != host.name)
     steps: list = []
     if archive_for(cluster) is None:  # only apt refuses to run after a lost machine's half-done install
         steps.append(RunStep(host.name, chk.recover_package_state(), "Recover an interrupted package install",
-                             unless=chk.package_state_clean(), key=f"recover-{v}"))
-    if others:
+                             unless=chk.package_state_clean(), key=f"{pre}recover-{v}"))
+    if others and not crashed:
         steps.append(RunStep(host.name, chk.move_leadership_away(cluster, host, others, v),
                              "Move etcd leadership to another member", unless=chk.not_leader_or_done(cluster, host, v),
                              key=f"move-leader-{v}"))
-    steps += cmd.install_steps(at, host, key=f"install-{v}", title=f"Install etcd {v}", arch=arch)
-    steps.append(RunStep(host.name, cmd.systemctl("restart", "etcd", timeout=180), f"Restart etcd {v}",
-                         unless=chk.runs_version(cluster, host, v), key=f"restart-{v}"))
-    healthy = cmd.cluster_healthy(cluster, members).script
-    steps.append(GateStep(host.name, chk.member_upgraded(cluster, host, v, healthy), f"Wait for etcd healthy on {v}",
-                          what=f"etcd healthy on {len(members)} members with one leader, {host.name} on {v}",
-                          timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"gate-{v}-{host.name}"))
+    steps += cmd.install_steps(at, host, key=f"{pre}install-{v}", title=f"Install etcd {v}", arch=arch)
+    steps.append(RunStep(host.name, cmd.systemctl("restart", "etcd", timeout=180),
+                         f"{'Start' if crashed else 'Restart'} etcd {v}",
+                         unless=chk.runs_version(cluster, host, v), key=f"{pre}restart-{v}"))
+    if crashed:
+        ready, title = cmd.member_healthy(cluster, host).script, f"Wait for {host.name} serving on {v}"
+        what = f"{host.name} serving on {v} with a leader"
+    else:
+        ready, title = cmd.cluster_healthy(cluster, members).script, f"Wait for etcd healthy on {v}"
+        what = f"etcd healthy on {len(members)} members with one leader, {host.name} on {v}"
+    steps.append(GateStep(host.name, chk.member_upgraded(cluster, host, v, ready), title, what=what,
+                          timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"{pre}gate-{v}-{host.name}"))
     return steps
+
+
+def crashed_members_phases(cluster: Cluster, hop: EtcdVersion, crashed: Sequence[str], stopped: Sequence[str] = (),
+                           arches: dict[str, str] | None = None) -> list[PhasePlan]:
+    """The warning that says what happened, then the members that are down brought back on ``hop``
+    one at a time: first those an interrupted run left stopped with ``hop`` installed (they only
+    need starting), then the crashed ones."""
+    message = (f"{', '.join(crashed)} keep crashing on a raft entry only etcd {hop.minor_str} can apply (their journal "
+               f"shows `panic: not implemented`); upgrading them to {hop} first: the newer binary applies it")
+    if stopped:
+        message += f" (and starting {', '.join(stopped)}, left stopped with {hop} installed)"
+    by_name = {h.name: h for h in cluster.etcd_members}
+    hosts = [by_name[n] for n in (*stopped, *crashed)]
+    return [warning_phase(message, name="CrashedOnNewerEntry"),
+            PhasePlan.of(name=f"UpgradeCrashedEtcd-{hop}", title=f"Bring the members that are down back on {hop}",
+                         strategy=rolling(),
+                         lanes=[(h.name, member_lane(cluster, hop, h, tuple(hosts), (arches or {}).get(h.name, DEFAULT_ARCH),
+                                                     crashed=True))
+                                for h in hosts])]
 
 
 def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | None,
                    snapshot: Callable[[], object], *, warning: str | None = None,
-                   arches: dict[str, str] | None = None) -> list[PhasePlan]:
-    """``arches``: host -> etcd arch name, for release archives (workflows.etcd.sources)."""
+                   arches: dict[str, str] | None = None, crashed: Sequence[str] = (),
+                   stopped: Sequence[str] = ()) -> list[PhasePlan]:
+    """``arches``: host -> etcd arch name, for release archives (workflows.etcd.sources).
+    ``crashed``: members crash-looping on an entry only the first hop's etcd applies (upgraded
+    first, before the snapshot, which needs the quorum they restore); ``stopped``: members left
+    stopped with the first hop installed, started in that same first phase."""
     members = tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
     phases = [warning_phase(warning)] if warning else []
+    if crashed:
+        phases += crashed_members_phases(cluster, hops[0], crashed, stopped, arches)
     phases.append(PhasePlan.of(name="SnapshotEtcd", title="Take and verify an etcd snapshot first", strategy=serial(),
                                lanes=[("local", [LocalStep("Snapshot etcd and verify it", snapshot, key="snapshot")])]))
     for hop in hops:

@@ -1,8 +1,9 @@
 """What an etcd upgrade asks the members, as commands and pure parsers (tested on recorded output).
 
-Before planning (read-only): which etcd versions the package source offers, and whether etcd auth
-is enabled. While running: guards and gates that read a member's running server version, its
-leadership, and the cluster version etcd has settled on.
+Before planning (read-only): which etcd version every member runs and the cluster version (learnt
+before any request etcd would propose through raft, and without one), which etcd versions the
+package source offers, and whether etcd auth is enabled. While running: guards and gates that read a
+member's running server version, its leadership, and the cluster version etcd has settled on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 from kubeforge.model import Cluster, Host
-from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
+from kubeforge.plan.etcd.ctl import REQUESTS, client_url, etcdctl_line, may_send
+from kubeforge.plan.etcd.probe import _sections
 from kubeforge.transport.base import Command
 
 # The plain-HTTP metrics listener every kubeforge member has (ETCD_LISTEN_METRICS_URLS in
@@ -72,16 +74,17 @@ class AuthState:
     detail: str
 
 
-def auth_probe_command(cluster: Cluster, member: Host) -> Command:
-    """``auth status`` (etcdctl 3.5+); ``user list`` for 3.4, whose etcdctl has no ``auth status``."""
+def auth_probe_command(cluster: Cluster, member: Host, lowest_minor: tuple[int, int] | None) -> Command:
+    """``auth status`` when every member runs 3.5+ (``lowest_minor``: the cluster's lowest, from
+    ``ClusterVersions``); ``user list`` always. AuthStatus is a raft entry new in 3.5: sent while a
+    member runs 3.4, that member panics applying it and crash-loops (it replays it on every start)."""
     ep = [client_url(cluster, member)]
-    script = "\n".join([
-        "echo @@auth-status",
-        f"{etcdctl_line(cluster, ep, 'auth', 'status')} 2>&1; echo \"@@rc $?\"",
-        "echo @@user-list",
-        f"{etcdctl_line(cluster, ep, 'user', 'list')} 2>&1; echo \"@@rc $?\"",
-    ])
-    return Command(script=script, sudo=True, timeout=60, check=False, description="etcd auth status")
+    lines = []
+    if may_send(REQUESTS[("auth", "status")], lowest_minor):
+        lines += ["echo @@auth-status",
+                  f"{etcdctl_line(cluster, ep, 'auth', 'status', lowest_minor=lowest_minor)} 2>&1; echo \"@@rc $?\""]
+    lines += ["echo @@user-list", f"{etcdctl_line(cluster, ep, 'user', 'list')} 2>&1; echo \"@@rc $?\""]
+    return Command(script="\n".join(lines), sudo=True, timeout=60, check=False, description="etcd auth status")
 
 
 def _section(text: str, name: str) -> tuple[list[str], int | None]:
@@ -118,6 +121,114 @@ def parse_auth(text: str) -> AuthState:
     return AuthState(None, f"`etcdctl user list` failed: {answer[-1] if answer else 'no answer'}")
 
 
+# --- what every member runs, learnt without a raft request --------------------------------------
+# A 3.4 member that was sent a raft entry only a newer etcd knows panics applying it: 3.4 prints
+# `panic: not implemented`, 3.5 logs "not implemented apply" at panic level.
+APPLY_PANIC_PATTERNS = ("panic: not implemented", "not implemented apply")
+PANIC_WINDOW_S = 120  # etcd's unit restarts it every 5 s: a crash-looping member panicked within this
+
+
+@dataclass(frozen=True)
+class MemberVersion:
+    host: str
+    active: bool  # systemd says the etcd unit is active (a crash-looping one flips in and out)
+    server: str | None  # what the running process says it is (metrics), None when it does not answer
+    cluster: str | None  # the cluster version this member reports ("3.4"), None when it does not answer
+    apply_panics: int  # panics applying an entry it does not know, in the last PANIC_WINDOW_S seconds
+
+
+def member_version_command() -> Command:
+    """The member's own server and cluster version from its plain-HTTP metrics listener on loopback
+    (no TLS, no etcdctl, nothing proposed), whether its unit is active, and whether it has been
+    panicking on an entry it cannot apply."""
+    greps = " ".join(f"-e {p!r}" for p in APPLY_PANIC_PATTERNS)
+    script = "\n".join([
+        "echo @@active",
+        "systemctl is-active etcd 2>/dev/null || true",
+        "echo @@metrics",
+        f"if exec 3<>/dev/tcp/{METRICS_HOST}/{METRICS_PORT}; then",
+        "  printf 'GET /metrics HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3",
+        "  grep -a -e '^etcd_server_version{' -e '^etcd_cluster_version{' <&3 || true",
+        "  exec 3<&-",
+        "fi 2>/dev/null",
+        "echo @@panics",
+        f"journalctl -u etcd --since=-{PANIC_WINDOW_S}s -o cat --no-pager 2>/dev/null | grep -c {greps} || true",
+        "echo @@end",
+    ])
+    return Command(script=script, sudo=True, timeout=30, check=False, description="etcd server and cluster version")
+
+
+def parse_member_version(host: str, text: str) -> MemberVersion:
+    sections = {k: [ln.strip() for ln in v.splitlines()] for k, v in _sections(text).items()}
+    if "end" not in sections:
+        raise ValueError(f"{host}: the etcd version probe's output is incomplete")
+    server = cluster = None
+    for line in sections.get("metrics", []):
+        m = re.match(r'^etcd_server_version\{server_version="([0-9.]+)"\}\s+1\b', line)
+        if m:
+            server = m.group(1)
+        m = re.match(r'^etcd_cluster_version\{cluster_version="([0-9.]+)"\}\s+1\b', line)
+        if m:
+            cluster = m.group(1)
+    counts = [int(x) for x in sections.get("panics", []) if x.isdigit()]
+    return MemberVersion(host=host, active=(sections.get("active") or [""])[0] == "active", server=server,
+                         cluster=cluster, apply_panics=counts[0] if counts else 0)
+
+
+def minor_of(version: str | None) -> tuple[int, int] | None:
+    if not version:
+        return None
+    parts = version.split(".")
+    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
+
+
+@dataclass(frozen=True)
+class ClusterVersions:
+    """What every member runs (``installed``: the binary each would start, from the host facts) and
+    what the running ones answer. ``lowest_minor`` picks every request: the oldest of any running
+    server, any binary a stopped member would start, and the cluster version any member reports;
+    None when a member could not be asked at all."""
+
+    members: dict[str, MemberVersion | None]
+    installed: dict[str, str]
+
+    @property
+    def lowest_minor(self) -> tuple[int, int] | None:
+        minors = []
+        for name, mv in self.members.items():
+            if mv is None:
+                return None
+            running = minor_of(mv.server) or minor_of(self.installed.get(name))
+            if running is None:
+                return None
+            minors.append(running)
+            if minor_of(mv.cluster) is not None:
+                minors.append(minor_of(mv.cluster))
+        return min(minors) if minors else None
+
+    def crashing_on_apply(self) -> list[str]:
+        """Members that panicked on an entry they cannot apply within the last PANIC_WINDOW_S seconds
+        and still have a binary older than another member's: the entry is in their log, so every
+        restart panics again (whether the probe caught the process up between two restarts or not)."""
+        newest = max((_vkey(v) for v in self.installed.values()), default=())
+        return sorted(n for n, mv in self.members.items()
+                      if mv is not None and mv.apply_panics and n in self.installed
+                      and _vkey(self.installed[n]) < newest)
+
+    def describe(self) -> str:
+        parts = []
+        for name, mv in sorted(self.members.items()):
+            if mv is None:
+                parts.append(f"{name}: not asked")
+            elif mv.server:
+                parts.append(f"{name}: server {mv.server}, cluster {mv.cluster or '?'}")
+            else:
+                parts.append(f"{name}: not serving ({self.installed.get(name, '?')} installed"
+                             + (f", {mv.apply_panics} apply panics" if mv.apply_panics else "") + ")")
+        low = self.lowest_minor
+        return "; ".join(parts) + f"; lowest minor {'.'.join(map(str, low)) if low else 'unknown'}"
+
+
 # --- while running --------------------------------------------------------------------------------
 def _self_status(cluster: Cluster, member: Host) -> str:
     # simple output: endpoint, ID, version, db size, is leader, is learner, raft term, raft index, ...
@@ -147,7 +258,8 @@ def move_leadership_away(cluster: Cluster, member: Host, others: tuple[Host, ...
     others_eps = [client_url(cluster, h) for h in others]
     others_status = etcdctl_line(cluster, others_eps, "endpoint", "status")
     script = "\n".join([
-        f"st=$({_self_status(cluster, member)})",
+        # a member an interrupted run stopped between install and restart serves nothing: not the leader
+        f"st=$({_self_status(cluster, member)} 2>/dev/null) || {{ echo 'not serving, so not the leader'; exit 0; }}",
         "[ \"$(printf '%s\\n' \"$st\" | awk -F', ' '{print $5}')\" = true ] || { echo 'not the leader'; exit 0; }",
         f"all=$({others_status} 2>/dev/null || true)",
         f"to=$(printf '%s\\n' \"$all\" | awk -F', ' -v w={version} '$3 == w && $6 == \"false\" {{print $2; exit}}')",

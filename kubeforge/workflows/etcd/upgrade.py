@@ -6,9 +6,15 @@ minor; members on versions that are not one step of this upgrade apart; a cluste
 healthy (exit 4); a hop the package source does not offer (exit 7, naming the hop, why the path
 needs it, what the source offers and the ways out); a rolling 3.4 -> 3.5 with etcd auth enabled.
 
+Before any etcd request that raft would append to its log, every member is asked over SSH which
+server and cluster version it runs (its metrics listener on loopback: nothing proposed); every
+request after that is picked by the lowest of those, never by the local etcdctl or the member asked.
+
 Interrupted runs: members left on exactly {v, next hop of the path from v} continue with the same
 command (or ``--resume``, which also keeps the same journal); members that already reached a hop
-skip it step by step (see kubeforge.plan.etcd.upgrade).
+skip it step by step (see kubeforge.plan.etcd.upgrade). When the older members of such a cluster
+crash-loop on an entry only the newer etcd applies (a 3.5-only request sent while they ran 3.4, by
+anyone), the health gate does not refuse: the plan upgrades them first, and says so.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.etcd.upgrade import upgrade_phases
 from kubeforge.plan.etcd.upgrade_checks import (
     AuthState,
+    ClusterVersions,
     auth_probe_command,
+    member_version_command,
+    parse_member_version,
     offered_versions_command,
     parse_auth,
     parse_offered,
@@ -171,6 +180,62 @@ def prepare_archives(cluster: Cluster, pool, decision: UpgradeDecision, *, allow
     return arches
 
 
+def gather_versions(cluster: Cluster, pool, installed: dict[str, str]) -> ClusterVersions:
+    """Every member's server and cluster version, asked in parallel over SSH without a raft request;
+    an unreachable member is None (and makes the lowest minor unknown)."""
+    probe = member_version_command()
+    result = pool.fanout(cluster.etcd_members, lambda t: parse_member_version(t.host, t.run(probe).stdout))
+    members = {o.host: (o.value if o.ok else None) for o in result.outcomes}
+    versions = ClusterVersions(members=members, installed=installed)
+    log.info("etcd versions: %s", versions.describe())
+    return versions
+
+
+def crashed_way_out(decision: UpgradeDecision, versions: ClusterVersions,
+                    installed: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(crashed, stopped): the members to upgrade first because they crash-loop on an entry only the
+    first hop applies, and those an interrupted run left stopped with that hop already installed
+    (started in the same phase: they help restore the quorum). ([], []) when none crash. Refused
+    (exit 4) when members crash that way but the cluster is not a continued upgrade whose other
+    members serve on the first hop or wait, stopped, with it installed."""
+    crashed = versions.crashing_on_apply()
+    if not crashed:
+        return [], []
+    hop = str(decision.hops[0].version)
+    serving, stopped = [], []
+    for name, mv in sorted(versions.members.items()):
+        if name in crashed or mv is None:
+            continue
+        if mv.server == hop:
+            serving.append(name)
+        elif mv.server is None and not mv.active and not mv.apply_panics and installed.get(name) == hop:
+            stopped.append(name)
+    others = len(versions.members) - len(crashed)
+    older = all(installed.get(n) == str(decision.current) for n in crashed)
+    if not (decision.continuing and older and serving and len(serving) + len(stopped) == others):
+        raise CheckFailed(f"etcd on {', '.join(crashed)} keeps panicking on an entry it cannot apply "
+                          f"({versions.describe()}), and the cluster is not an interrupted upgrade to {hop} that "
+                          "kubeforge can finish", hint="docs/etcd.md, 'A member crash-loops on an entry it cannot "
+                          "apply', says how to get out of this by hand")
+    return crashed, stopped
+
+
+def stopped_mid_lane(decision: UpgradeDecision, versions: ClusterVersions, installed: dict[str, str],
+                     status: ClusterStatus) -> list[str]:
+    """Members an interrupted run of this upgrade left stopped between installing the first hop and
+    restarting on it (installing stops etcd), when they are the only thing wrong: the others serve
+    with a quorum and no alarm. [] otherwise, and the health check refuses as usual."""
+    if not decision.continuing or status.alarms or not status.has_quorum:
+        return []
+    hop = str(decision.hops[0].version)
+    down = [m.name for m in status.members if not m.healthy]
+    for name in down:
+        mv = versions.members.get(name)
+        if mv is None or mv.active or mv.server is not None or mv.apply_panics or installed.get(name) != hop:
+            return []
+    return down
+
+
 def _probe_member(cluster: Cluster, status: ClusterStatus):
     """A healthy follower (the leader only when it is the only member)."""
     healthy = [m.name for m in status.members if m.healthy]
@@ -189,13 +254,26 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     missing = sorted(m for m, f in facts.items() if f is None or f.version is None)
     if missing:
         raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
-    versions = {m: f.version.split("+")[0] for m, f in facts.items() if f and f.version}
-    decision = decide(versions, want, allow_older_patch=allow_older_patch)
-    status = gather_status(cluster, pool)
-    if not status.all_healthy:
-        bad = ", ".join(m.name for m in status.members if not m.healthy) or "alarms: " + "; ".join(status.alarms)
-        raise CheckFailed(f"etcd is not fully healthy ({bad}); an upgrade starts only from a healthy cluster")
-    probe_host = _probe_member(cluster, status)
+    installed = {m: f.version.split("+")[0] for m, f in facts.items() if f and f.version}
+    # learnt before any request raft would append: every later request is picked by the lowest
+    cluster_versions = gather_versions(cluster, pool, installed)
+    decision = decide(installed, want, allow_older_patch=allow_older_patch)
+    crashed, stopped = crashed_way_out(decision, cluster_versions, installed)
+    if crashed:
+        # no quorum to ask about health or auth: the interrupted run checked both before it began
+        log.warning("etcd on %s keeps crashing on a raft entry only etcd %s applies: upgrading them first, to %s",
+                    ", ".join(crashed), decision.hops[0].version.minor_str, decision.hops[0].version)
+        probe_host = next(h for h in cluster.etcd_members if h.name not in crashed)
+    else:
+        status = gather_status(cluster, pool)
+        stopped = stopped_mid_lane(decision, cluster_versions, installed, status)
+        if stopped:
+            log.warning("etcd on %s is stopped with %s installed: an interrupted run stopped it between its install "
+                        "and its restart; its lane starts it", ", ".join(stopped), decision.hops[0].version)
+        elif not status.all_healthy:
+            bad = ", ".join(m.name for m in status.members if not m.healthy) or "alarms: " + "; ".join(status.alarms)
+            raise CheckFailed(f"etcd is not fully healthy ({bad}); an upgrade starts only from a healthy cluster")
+        probe_host = _probe_member(cluster, status)
     transport = pool.get(probe_host)
     arches = None
     if archive_for(cluster) is None:
@@ -203,14 +281,15 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
                       allow_older_patch=allow_older_patch)
     else:
         arches = prepare_archives(cluster, pool, decision, allow_older_patch=allow_older_patch)
-    if crosses_34_to_35(decision):
-        check_auth(decision, parse_auth(transport.run(auth_probe_command(cluster, probe_host)).stdout))
+    if crosses_34_to_35(decision) and not crashed:
+        probe = auth_probe_command(cluster, probe_host, cluster_versions.lowest_minor)
+        check_auth(decision, parse_auth(transport.run(probe).stdout))
     if decision.continuing:
         log.warning("members run %s: continuing the interrupted upgrade to %s",
-                    ", ".join(f"{m} {v}" for m, v in sorted(versions.items())), want)
+                    ", ".join(f"{m} {v}" for m, v in sorted(installed.items())), want)
     if decision.warning:
         log.warning("%s", decision.warning)
-    leader = status.leader.name if status.leader else None
+    leader = None if crashed or status.leader is None else status.leader.name
     phases = upgrade_phases(cluster, [h.version for h in decision.hops], leader, snapshot, warning=decision.warning,
-                            arches=arches)
+                            arches=arches, crashed=crashed, stopped=stopped)
     return Plan(workflow_name(want), tuple(phases))
