@@ -63,7 +63,7 @@ def test_exist_ok_false_refuses_an_existing_directory(tmp_path):
 def test_render_under_umask_000_leaves_no_directory_others_can_open(tmp_path):
     shutil.copy(REPO / "inventories" / "single-node.yaml", tmp_path / "inv.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run(f"umask 000; exec {sys.executable} -m kubeforge render -i inv.yaml -o out", shell=True,
+    res = subprocess.run(f"umask 000; exec {sys.executable} -m kubeforge render -i inv.yaml -d out", shell=True,
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     loose = [p for p in tmp_path.rglob("*") if p.is_dir() and _mode(p) != 0o700]
@@ -75,7 +75,7 @@ def test_a_world_writable_cluster_directory_stops_the_cli_with_exit_3(tmp_path):
     shutil.copy(REPO / "inventories" / "single-node.yaml", tmp_path / "inv.yaml")
     (tmp_path / ".kubeforge" / "single").mkdir(parents=True)
     os.chmod(tmp_path / ".kubeforge" / "single", 0o777)
-    res = subprocess.run([sys.executable, "-m", "kubeforge", "render", "-i", "inv.yaml", "-o", "out"], cwd=tmp_path,
+    res = subprocess.run([sys.executable, "-m", "kubeforge", "render", "-i", "inv.yaml", "-d", "out"], cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert res.returncode == 3, res.stdout + res.stderr
     assert "is writable by group and others" in res.stderr and "Traceback" not in res.stderr
