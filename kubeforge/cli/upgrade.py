@@ -22,7 +22,7 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
     from kubeforge.ui.report_view import print_report
-    from kubeforge.workflows.common import RunOptions
+    from kubeforge.execute import RunOptions
     from kubeforge.workflows.upgrade import parse_target, upgrade
 
     if output not in OUTPUTS:
