@@ -9,7 +9,7 @@ Exit codes (stable, documented in the README):
   5  a host could not be reached or refused us (SSH, host key)
   6  a step failed on a host while executing a plan
   7  refused by a safety rule (downgrade, skipped minor, quorum, lock held)
-  8  interrupted (Ctrl-C); a journal was kept for --resume
+  8  interrupted (Ctrl-C, SIGTERM, SIGHUP); the locks were released, the journal kept for --resume
   9  a certificate expires within the asked window
 """
 

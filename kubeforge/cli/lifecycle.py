@@ -41,7 +41,7 @@ def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, bre
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
-    from kubeforge.workflows.common import RunOptions
+    from kubeforge.execute import RunOptions
     from kubeforge.workflows.up import up
 
     cluster = load_cluster(inventory)
@@ -81,7 +81,7 @@ def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
-    from kubeforge.workflows.common import RunOptions
+    from kubeforge.execute import RunOptions
     from kubeforge.workflows.reset import reset
 
     cluster = load_cluster(inventory)

@@ -22,7 +22,7 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
     from kubeforge.ui.progress import make_progress
     from kubeforge.ui.output import show, structured
     from kubeforge.ui.report_view import print_report
-    from kubeforge.workflows.common import RunOptions
+    from kubeforge.execute import RunOptions
     from kubeforge.workflows.upgrade import parse_target, upgrade
 
     parse_target(to)  # a bad --to is a usage error before the inventory is even read

@@ -3,15 +3,17 @@
 Each host's steps run in order on a worker thread; a batch's hosts run at once up to the
 strategy's limit. On a failure nothing new starts (``finish_batch`` phases first let the hosts of
 the current batch finish), later phases are not reached, and ``ExecutionFailed`` carries a report
-in which every planned step appears once. Ctrl-C starts nothing new either: steps already running
-end, the journal keeps what completed, and ``Interrupted`` carries the report. Steps the journal of
-a resumed run has as done are skipped, never repeated.
+in which every planned step appears once. A stop request (kubeforge.execute.stop: a signal, or
+Ctrl-C as KeyboardInterrupt when no handler is installed) starts nothing new either; steps already
+running end, or are stopped on their hosts, the journal keeps how each ended, and ``Interrupted``
+carries the report. Steps the journal of a resumed run has as done are skipped, never repeated.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import time
 from typing import Callable
@@ -21,13 +23,15 @@ from kubeforge.execute.events import Events
 from kubeforge.execute.journal import Journal
 from kubeforge.execute.report import Report, StepResult, StepStatus
 from kubeforge.execute.step_runner import Pool, StepRunner
+from kubeforge.execute.stop import Stop
 from kubeforge.plan.phase import HostLane, PhasePlan, Plan
 from kubeforge.plan.steps import DescribedStep, Step
+from kubeforge.transport.cancel import stop_on
 
 # Every step goes to the run's log file at debug level; the console hears about it through Events.
 log = logging.getLogger("kubeforge.execute")
 
-# How often the main thread wakes while waiting for workers, so Ctrl-C is handled promptly.
+# How often the main thread wakes while waiting for workers, so a stop request is seen promptly.
 _POLL_S = 0.05
 
 
@@ -55,12 +59,14 @@ class _Batch:
 
     def _work(self) -> None:
         try:
-            while True:
-                try:
-                    lane = self.todo.get_nowait()
-                except queue.Empty:
-                    return
-                self._run_lane(lane)
+            # Commands of this thread's steps are stopped on their hosts when the run must stop now.
+            with stop_on(self.ex.stop.kill):
+                while True:
+                    try:
+                        lane = self.todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    self._run_lane(lane)
         finally:
             with self.ex.lock:
                 self.alive -= 1
@@ -87,7 +93,7 @@ class _Batch:
             if result.status is StepStatus.FAILED:
                 ex.failed.set()
                 return
-            if result.status is StepStatus.NOT_REACHED:  # a gate gave up on Ctrl-C
+            if result.status in (StepStatus.INTERRUPTED, StepStatus.NOT_REACHED):  # stopped by a stop request
                 return
 
     def start(self) -> None:
@@ -95,8 +101,15 @@ class _Batch:
             t.start()
 
     def wait(self) -> None:
-        while not self.finished.wait(_POLL_S):
-            pass
+        """Until every worker is done. Ctrl-C arriving as KeyboardInterrupt (no handler installed)
+        becomes a stop request like any signal, and the wait goes on: the workers end soon."""
+        while True:
+            try:
+                while not self.finished.wait(_POLL_S):
+                    pass
+                return
+            except KeyboardInterrupt:
+                self.ex.stop.request(signal.SIGINT)
 
 
 class Executor:
@@ -109,22 +122,23 @@ class Executor:
         journal: Journal | None = None,
         events: Events | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop: Stop | None = None,
     ) -> None:
         self.pool = pool
         self.journal = journal
         self.events = events or Events()
         self.clock = clock
-        self.halt = threading.Event()  # Ctrl-C: start nothing new anywhere
+        self.stop = stop or Stop()  # the engine's, which its signal handlers set
         self.failed = threading.Event()  # a step failed in the running phase
         self.lock = threading.Lock()
-        self.runner = StepRunner(pool, clock=clock, halt=self.halt)
+        self.runner = StepRunner(pool, clock=clock, halt=self.stop.halt)
         self.done_before: frozenset[str] = frozenset(journal.completed) if journal else frozenset()
         self.results: dict[str, StepResult] = {}
         self.running = 0
         self.max_running = 0  # the most steps that ran at once; the tests check limits with it
 
     def must_halt(self, phase: PhasePlan) -> bool:
-        if self.halt.is_set():
+        if self.stop.requested:
             return True
         return self.failed.is_set() and not phase.strategy.finish_batch
 
@@ -145,58 +159,45 @@ class Executor:
             raise TypeError("a plan read back from JSON describes steps; it cannot be executed")
         if self.journal is not None and self.journal.workflow != plan.workflow:
             raise ValueError(f"journal of '{self.journal.workflow}' cannot record a '{plan.workflow}' plan")
-        # An executor may run several plans (one per upgrade hop); each run starts clean.
-        self.halt.clear()
+        # An executor may run several plans (one per upgrade hop); each starts clean, but a stop
+        # request stays: once asked to stop, nothing more starts.
         self.failed.clear()
         self.results = {}
         self.done_before = frozenset(self.journal.completed) if self.journal else frozenset()
         started = self.clock()
         self.events.plan_started(plan)
-        interrupted = False
         try:
             for phase in plan.phases:
-                if self.failed.is_set():
+                if self.failed.is_set() or self.stop.requested:
                     break
                 if phase.is_noop:
                     self.events.phase_skipped(phase)
                     continue
                 self.events.phase_started(phase)
                 for lanes in phase.strategy.batches(phase.lanes):
-                    if self.failed.is_set():
+                    if self.failed.is_set() or self.stop.requested:
                         break
                     batch = _Batch(self, phase, lanes)
-                    try:
-                        batch.start()
-                        batch.wait()
-                    except KeyboardInterrupt:
-                        interrupted = True
-                        self.halt.set()
-                        self._drain(batch)
-                        raise
+                    batch.start()
+                    batch.wait()
                 self.events.phase_finished(phase)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.halt.set()
-        report = self._report(plan, started, interrupted)
+        except KeyboardInterrupt:  # between batches, with no handler installed: no worker runs
+            self.stop.request(signal.SIGINT)
+        report = self._report(plan, started)
         self.events.plan_finished(report)
-        if interrupted:
+        if report.outcome == "interrupted":
             raise Interrupted(self._interrupted_message(report), report)
         if report.failed:
             raise ExecutionFailed(self._failure_message(report), report)
         return report
 
-    def _drain(self, batch: _Batch) -> None:
-        """Let the steps already running end so their outcome is journaled; a second Ctrl-C stops
-        waiting (those steps are then reported not reached and rerun on resume)."""
-        try:
-            batch.wait()
-        except KeyboardInterrupt:
-            pass
-
-    def _report(self, plan: Plan, started: float, interrupted: bool) -> Report:
+    def _report(self, plan: Plan, started: float) -> Report:
         with self.lock:
             results = [self.results.get(s.id) or not_reached(s) for s in plan.steps]
         failed = any(r.status is StepStatus.FAILED for r in results)
+        # A stop request that came after the last step ended changed nothing: that run succeeded.
+        unfinished = any(r.status in (StepStatus.NOT_REACHED, StepStatus.INTERRUPTED) for r in results)
+        interrupted = self.stop.requested and unfinished
         outcome = "interrupted" if interrupted else ("failed" if failed else "succeeded")
         report = Report(plan.workflow, outcome=outcome, results=results, duration=self.clock() - started)
         if self.journal is not None:
@@ -217,9 +218,6 @@ class Executor:
         never = f"; never touched: {', '.join(untouched)}" if untouched else ""
         return f"[{first.host}] {first.title}: {first.message}{also}{never}"
 
-    @staticmethod
-    def _interrupted_message(report: Report) -> str:
-        done = sum(1 for r in report.results if r.status in (StepStatus.DONE, StepStatus.UNCHANGED))
-        left = sum(1 for r in report.results if r.status is StepStatus.NOT_REACHED)
+    def _interrupted_message(self, report: Report) -> str:
         resume = f"; continue with --resume (run {report.run_id})" if report.run_id else ""
-        return f"interrupted after {done} step{'s' if done != 1 else ''}, {left} not started{resume}"
+        return f"{self.stop.reason()}: {report.summary()}{resume}"

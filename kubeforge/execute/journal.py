@@ -1,4 +1,5 @@
-"""The run journal: one JSON line per completed step, fsync'd, so ``--resume`` knows what is done.
+"""The run journal: one JSON line per completed step, durable (the file and its directory are
+fsync'd: kubeforge.execute.durable), so ``--resume`` knows what is done even after a power cut.
 
 Layout: ``<state_dir>/runs/<run-id>/journal.jsonl`` beside ``report.json`` and the run's log. The
 first record names the workflow; a step record is written the moment the step ends; the last record
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kubeforge.errors import InputError
-from kubeforge.model.files import private_dir
+from kubeforge.execute.durable import append_line, make_dir
 from kubeforge.plan.steps import slug
 
 JOURNAL = "journal.jsonl"
@@ -90,7 +91,7 @@ class Journal:
     def create(cls, runs_dir: Path, workflow: str, *, run_id: str | None = None) -> "Journal":
         run_id = run_id or new_run_id(workflow)
         run_dir = Path(runs_dir) / run_id
-        private_dir(run_dir, exist_ok=False)
+        make_dir(run_dir)
         journal = cls(run_dir, run_id, workflow)
         journal._append({"type": "start", "run_id": run_id, "workflow": workflow, "pid": os.getpid()})
         return journal
@@ -136,12 +137,7 @@ class Journal:
         record = {**record, "time": self.clock().isoformat(timespec="milliseconds")}
         line = (json.dumps(record, sort_keys=True) + "\n").encode()
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_line(self.path, line)
 
     def record_step(self, step_id: str, phase: str, host: str, status: str, duration: float) -> None:
         self._append(

@@ -5,7 +5,8 @@
 - Cluster: a file on the first control plane created atomically with bash ``noclobber`` (O_EXCL),
   holding who took it (user@machine, pid, command, since, run id). It protects the cluster from
   operators on other machines; it outlives a killed run, so it can be broken (``--break-lock``).
-Both are released at the end, even on failure; the cluster lock only by the run that holds it.
+The engine (kubeforge.execute.engine) takes both, local first, before the run's journal exists,
+and releases both at the end, even on failure; the cluster lock only by the run that holds it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import getpass
 import json
 import os
 import socket
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from kubeforge.errors import CommandFailed, LockHeld
 from kubeforge.model.files import private_dir
@@ -177,32 +176,3 @@ class ClusterLock:
         if res.exit_status != 0:
             raise self._failed(res)
         return previous
-
-
-@contextmanager
-def hold_locks(
-    state_dir: Path,
-    first_control_plane: Transport | None,
-    info: LockInfo,
-    *,
-    break_lock: bool = False,
-    cluster_lock_path: str = CLUSTER_LOCK_PATH,
-    sudo: bool = True,
-) -> Iterator[None]:
-    """Take the local lock, then the cluster lock (breaking a stale one when asked); release both
-    at the end, whatever happens inside."""
-    local = LocalLock(state_dir)
-    local.acquire(info)
-    cluster = ClusterLock(first_control_plane, cluster_lock_path, sudo=sudo) if first_control_plane else None
-    try:
-        if cluster is not None:
-            if break_lock:
-                cluster.break_()
-            cluster.acquire(info)
-        try:
-            yield
-        finally:
-            if cluster is not None:
-                cluster.release()
-    finally:
-        local.release()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ class StepStatus(str, enum.Enum):
     DONE = "done"
     UNCHANGED = "unchanged"  # already as wanted (file sha256 matched, guard said converged)
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # running when the run was interrupted; stopped (rerun on --resume)
     NOT_REACHED = "not reached"
     EARLIER = "done earlier"  # recorded done in the journal of the run being resumed
     PLANNED = "would run"  # dry run
@@ -29,7 +29,10 @@ class StepStatus(str, enum.Enum):
         return self.value
 
 
-COUNTED = (StepStatus.DONE, StepStatus.UNCHANGED, StepStatus.FAILED, StepStatus.NOT_REACHED, StepStatus.EARLIER)
+COUNTED = (StepStatus.DONE, StepStatus.UNCHANGED, StepStatus.FAILED, StepStatus.INTERRUPTED, StepStatus.NOT_REACHED,
+           StepStatus.EARLIER)
+# Columns shown only when some step has that status.
+OPTIONAL = (StepStatus.INTERRUPTED, StepStatus.EARLIER)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ class Report:
     duration: float = 0.0
     run_dir: str = ""
     log_path: str = ""
+    # What went wrong around the run rather than in a step (a cluster lock that could not be
+    # released): shown beside the outcome, never instead of it.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[StepResult]:
@@ -105,6 +111,9 @@ class Report:
             row[r.status.value] = row.get(r.status.value, 0) + 1
         return table
 
+    def with_status(self, *statuses: StepStatus) -> list[StepResult]:
+        return [r for r in self.results if r.status in statuses]
+
     def hosts_with(self, status: StepStatus) -> list[str]:
         return [h for h in self.hosts if any(r.host == h and r.status is status for r in self.results)]
 
@@ -121,7 +130,7 @@ class Report:
 
     def render_text(self) -> str:
         counts = self.counts()
-        cols = [s.value for s in COUNTED]
+        cols = [s.value for s in COUNTED if s not in OPTIONAL or self.hosts_with(s)]
         if self.outcome == "dry-run":
             cols = [StepStatus.PLANNED.value, StepStatus.EARLIER.value]
         width = max([4] + [len(h) for h in counts])
@@ -137,12 +146,28 @@ class Report:
                 lines.append(f"  exit status: {r.exit_status}")
             for tail in r.stderr_tail.strip().splitlines()[-5:]:
                 lines.append(f"  | {tail}")
+        for r in self.with_status(StepStatus.INTERRUPTED):
+            lines.append(f"interrupted [{r.host}] {r.title}: {r.message}")
+        if self.outcome == "interrupted":
+            lines.append(self.summary())
         untouched = self.untouched_hosts()
         if untouched and self.outcome != "succeeded":
             lines.append("never touched: " + ", ".join(untouched))
+        for note in self.notes:
+            lines.append(f"note: {note}")
         if self.run_dir:
             lines.append(f"run: {self.run_dir}")
         return redact("\n".join(lines))
+
+    def summary(self) -> str:
+        """``12 done, 3 unchanged, 1 failed, 1 interrupted, 20 never reached``: every step counted once."""
+        n = {s: len(self.with_status(s)) for s in StepStatus}
+        parts = [f"{n[StepStatus.DONE]} done", f"{n[StepStatus.UNCHANGED]} unchanged"]
+        if n[StepStatus.EARLIER]:
+            parts.append(f"{n[StepStatus.EARLIER]} done earlier")
+        parts += [f"{n[StepStatus.FAILED]} failed", f"{n[StepStatus.INTERRUPTED]} interrupted",
+                  f"{n[StepStatus.NOT_REACHED]} never reached"]
+        return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +179,7 @@ class Report:
             "log_path": self.log_path,
             "hosts": self.counts(),
             "steps": [r.to_dict() for r in self.results],
+            "notes": [redact(n) for n in self.notes],
         }
 
     @classmethod
@@ -166,10 +192,11 @@ class Report:
             duration=d.get("duration", 0.0),
             run_dir=d.get("run_dir", ""),
             log_path=d.get("log_path", ""),
+            notes=list(d.get("notes", [])),
         )
 
     def save(self, path: Path) -> Path:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        from kubeforge.execute.durable import replace_file
+
+        replace_file(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
         return path

@@ -14,6 +14,7 @@ from kubeforge.model.files import LocalFile
 from kubeforge.model.secret import redact
 from kubeforge.plan.steps import GateStep, GetFileStep, LocalStep, PutFileStep, RunStep, Step
 from kubeforge.transport.base import Transport
+from kubeforge.transport.cancel import CommandStopped
 
 TAIL_LINES = 20
 
@@ -38,13 +39,15 @@ class StepRunner:
     ) -> None:
         self.pool = pool
         self.clock = clock
-        # Set when the run is interrupted: a gate stops waiting instead of polling on.
+        # Set when the run is asked to stop: a gate stops waiting instead of polling on.
         self.halt = halt or threading.Event()
 
     def run(self, step: Step) -> StepResult:
         start = self.clock()
         try:
             status, extra = self._dispatch(step)
+        except CommandStopped as exc:
+            status, extra = StepStatus.INTERRUPTED, {"command": exc.command, "message": exc.message}
         except CommandFailed as exc:
             status, extra = StepStatus.FAILED, {
                 "command": exc.command,
@@ -128,4 +131,4 @@ class StepRunner:
                     "message": f"timed out after {step.timeout_s:g}s waiting for {step.what}",
                 }
             if self.halt.wait(min(step.interval_s, max(0.0, deadline - now))):
-                return StepStatus.NOT_REACHED, {"message": f"interrupted while waiting for {step.what}"}
+                return StepStatus.INTERRUPTED, {"message": f"interrupted while waiting for {step.what}"}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from kubeforge.errors import CommandFailed
+from kubeforge.transport.cancel import STOP_WAIT_S, CommandStopped, stop_event
 from kubeforge.transport.policy import BaseTransport, DeadlineExceeded, FileState, Sink
 
 CHUNK = 1 << 20
@@ -50,7 +51,8 @@ class LocalTransport(BaseTransport):
         return self.root / path.lstrip("/")
 
     # --- exec -----------------------------------------------------------------------------------
-    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
+    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None,
+              stopper=None) -> tuple[int, bytes, bytes]:
         proc = subprocess.Popen(
             shlex.split(line),
             stdin=subprocess.PIPE,
@@ -83,8 +85,21 @@ class LocalTransport(BaseTransport):
         threads = [threading.Thread(target=f, daemon=True) for f in (feed, drain_err, drain_out)]
         for t in threads:
             t.start()
+        # The process group is ours to signal here: ``stopper`` (for a remote host) is not needed.
+        stop = stop_event() if stopper is not None else None
         try:
-            proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    # With a run that can be interrupted, look at its stop event now and then.
+                    proc.wait(timeout=left if stop is None else min(left if left is not None else 0.1, 0.1))
+                    break
+                except subprocess.TimeoutExpired:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+                    if stop is not None and stop.is_set():
+                        self._stop(proc, threads)
+                        raise CommandStopped(self.host, line) from None
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -94,6 +109,20 @@ class LocalTransport(BaseTransport):
         for t in threads:
             t.join()
         return proc.returncode, b"".join(out_chunks), b"".join(err_chunks)
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen, threads: list[threading.Thread]) -> None:
+        """SIGTERM to the command's process group, SIGKILL if it is still there after STOP_WAIT_S."""
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            proc.wait()
+        for t in threads:
+            t.join(timeout=2)
 
     # --- files ----------------------------------------------------------------------------------
     def _probe(self, path: str) -> FileState | None:

@@ -11,18 +11,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shlex
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from kubeforge.errors import CommandFailed, TransportError
 from kubeforge.model.files import file_sha256, private_dir
 from kubeforge.transport.base import Command, GetResult, PutResult, RunResult
-from kubeforge.transport.script import TIMEOUT_EXIT, payload, shell_line
+from kubeforge.transport.cancel import CommandStopped, stop_event
+from kubeforge.transport.script import STOP_SCRIPT, TIMEOUT_EXIT, payload, shell_line
 from kubeforge.transport.stream import HashingWriter
 
 log = logging.getLogger("kubeforge.transport")
@@ -105,9 +108,13 @@ class BaseTransport:
         """Whether a Command with sudo=True needs ``sudo -n`` here (False when already root)."""
         raise NotImplementedError
 
-    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
+    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None,
+              stopper: Callable[[], None] | None = None) -> tuple[int, bytes, bytes]:
         """Run ``line`` with ``data`` on stdin. Returns (exit, stdout, stderr); stdout goes to
-        ``sink`` instead when given. Raises DeadlineExceeded after killing the command."""
+        ``sink`` instead when given. Raises DeadlineExceeded after killing the command. With a
+        ``stopper``, watches ``kubeforge.transport.cancel.stop_event()``: once it is set, stops the
+        command on the host (``stopper()`` does what the channel alone cannot) and raises
+        CommandStopped."""
         raise NotImplementedError
 
     # --- connection policy ----------------------------------------------------------------------
@@ -158,16 +165,27 @@ class BaseTransport:
         """``internal``: a command of put/get itself, shown by its description (``write /etc/x``)."""
         self.connect()
         shown = ("sudo " if command.sudo else "") + command.description if internal else command.display()
+        stop = stop_event()
+        if stop is not None and stop.is_set():
+            raise CommandStopped(self.host, shown, started=False)
         sudo = command.sudo and self._use_sudo()
         line = shell_line(sudo=sudo, timeout=command.timeout)
         deadline = None if command.timeout is None else time.monotonic() + command.timeout + LOCAL_GRACE_S
         started = time.monotonic()
+        mark = stopper = None
+        if stop is not None:  # a run that can be interrupted: mark the command's processes
+            mark = secrets.token_hex(8)
+            stopper = partial(self._stop_marked, mark, sudo)
         try:
-            code, out, err = self._exec(line, payload(command), deadline, sink)
+            code, out, err = self._exec(line, payload(command, mark), deadline, sink, stopper)
         except ConnectionLost:
             # This command's fate is unknown and it is not re-run; the next command reconnects.
             self.close()
             raise
+        except CommandStopped as exc:
+            log.debug("%s stopped after %.3fs: the run was interrupted", shown, time.monotonic() - started,
+                      extra={"host": self.host})
+            raise CommandStopped(self.host, shown) from exc
         except DeadlineExceeded as exc:
             duration = time.monotonic() - started
             log.debug("%s timed out (%.3fs, channel closed)", shown, duration, extra={"host": self.host})
@@ -185,6 +203,15 @@ class BaseTransport:
         if code != 0 and command.check:
             raise CommandFailed(self.host, shown, code, tail(stderr), stdout_tail=tail(stdout))
         return RunResult(self.host, shown, code, stdout, stderr, duration)
+
+    def _stop_marked(self, mark: str, sudo: bool) -> None:
+        """SIGTERM, on the host, to the processes of the command marked ``mark`` (STOP_SCRIPT). Its
+        own command is not interruptible; a failure here leaves the host-side timeout to end it."""
+        stop = Command(script=STOP_SCRIPT, env={"T": mark}, timeout=20)
+        try:
+            self._exec(shell_line(sudo=sudo, timeout=20), payload(stop), time.monotonic() + 20 + LOCAL_GRACE_S, None)
+        except Exception as exc:  # noqa: BLE001 - best effort: the connection may be gone
+            log.debug("could not stop a command on the host: %s", exc, extra={"host": self.host})
 
     # --- put ------------------------------------------------------------------------------------
     def put(

@@ -35,11 +35,28 @@ def stdin_bytes(command: Command) -> bytes:
     return command.stdin
 
 
-def script_for(command: Command) -> str:
-    """The bash program for ``command``: exports, then the body, then ``exit``."""
+# Every process a command starts inherits this variable, set to a random mark per command; an
+# interrupted run finds the command's processes by it and stops their process groups (STOP_SCRIPT).
+MARK_VAR = "KUBEFORGE_COMMAND"
+
+# Run with T=<mark>, under the same sudo as the command: SIGTERM to the process group of every
+# process whose environment carries the mark (the host-side ``timeout`` SIGKILLs the rest 5 s later).
+STOP_SCRIPT = f"""for e in /proc/[0-9]*/environ; do
+  grep -qsxzF "{MARK_VAR}=$T" "$e" || continue
+  p=${{e#/proc/}}; p=${{p%/environ}}
+  g=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f3) || continue
+  if [ -n "$g" ] && [ "$g" -gt 1 ]; then kill -TERM -- "-$g" 2>/dev/null || true; fi
+  kill -TERM "$p" 2>/dev/null || true
+done
+"""
+
+
+def script_for(command: Command, mark: str | None = None) -> str:
+    """The bash program for ``command``: exports, then the body, then ``exit``. ``mark``: the value
+    of MARK_VAR its processes carry, so that they can be stopped (kubeforge.transport.cancel)."""
     if (command.argv is None) == (command.script is None):
         raise ValueError("a Command has exactly one of argv or script")
-    lines: list[str] = []
+    lines: list[str] = [f"export {MARK_VAR}={mark}"] if mark else []
     for name, value in command.env.items():
         if not _ENV_NAME.match(name):
             raise ValueError(f"not an environment variable name: {name!r}")
@@ -56,9 +73,9 @@ def script_for(command: Command) -> str:
     return "\n".join(lines) + "\n"
 
 
-def payload(command: Command) -> bytes:
+def payload(command: Command, mark: str | None = None) -> bytes:
     """Everything written to the shell's stdin: the program, then the command's stdin."""
-    return script_for(command).encode() + stdin_bytes(command)
+    return script_for(command, mark).encode() + stdin_bytes(command)
 
 
 def shell_line(*, sudo: bool, timeout: float | None) -> str:

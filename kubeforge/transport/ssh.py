@@ -17,6 +17,7 @@ import paramiko
 
 from kubeforge.errors import TransportError
 from kubeforge.model.cluster import Host, SshSettings
+from kubeforge.transport.cancel import STOP_WAIT_S, CommandStopped, stop_event
 from kubeforge.transport.hostkeys import HostKeyCheck
 from kubeforge.transport.policy import BaseTransport, ConnectionLost, DeadlineExceeded, Sink
 from kubeforge.transport.sshconfig import Hop, route
@@ -214,18 +215,19 @@ class SshTransport(BaseTransport):
         self._close_hops()
 
     # --- exec -----------------------------------------------------------------------------------
-    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None) -> tuple[int, bytes, bytes]:
+    def _exec(self, line: str, data: bytes, deadline: float | None, sink: Sink | None,
+              stopper=None) -> tuple[int, bytes, bytes]:
         assert self._t is not None
         try:
             chan = self._t.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET, timeout=self.settings.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ConnectionLost(self.host, f"connection lost: {exc}") from None
         try:
-            return self._exec_on(chan, line, data, deadline, sink)
+            return self._exec_on(chan, line, data, deadline, sink, stopper)
         finally:
             chan.close()
 
-    def _exec_on(self, chan: paramiko.Channel, line, data, deadline, sink) -> tuple[int, bytes, bytes]:
+    def _exec_on(self, chan: paramiko.Channel, line, data, deadline, sink, stopper=None) -> tuple[int, bytes, bytes]:
         chan.exec_command(line)
         feeder = None
         if len(data) <= INLINE_STDIN:
@@ -246,7 +248,11 @@ class SshTransport(BaseTransport):
         out: list[bytes] = []
         err: list[bytes] = []
         put_out = sink or out.append
+        stop = stop_event() if stopper is not None else None
         while True:
+            if stop is not None and stop.is_set() and not chan.exit_status_ready():
+                self._stop(chan, stopper)
+                raise CommandStopped(self.host, line)
             got = False
             while chan.recv_ready():
                 put_out(chan.recv(READ_CHUNK))
@@ -262,16 +268,43 @@ class SshTransport(BaseTransport):
                 wait = 1.0 if deadline is None else deadline - time.monotonic()
                 if wait <= 0:
                     raise DeadlineExceeded(b"".join(err))
-                select.select([chan], [], [], min(wait, 1.0))
+                # An interruptible run looks at its stop event often enough to stop promptly.
+                select.select([chan], [], [], min(wait, 1.0 if stop is None else 0.1))
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not chan.status_event.wait(remaining):
             raise DeadlineExceeded(b"".join(err))
         if feeder is not None:
             feeder.join(timeout=5)
         if chan.exit_status == -1:
+            if stop is not None and stop.is_set():
+                raise CommandStopped(self.host, line)
             if self._t is None or not self._t.is_active():
                 raise ConnectionLost(self.host, "connection lost while a command was running")
             # The shell died of a signal (sshd sends exit-signal, not a status); report it as
             # OpenSSH's client does.
             return 255, b"".join(out), b"".join(err) + b"\nkilled by a signal"
         return chan.exit_status, b"".join(out), b"".join(err)
+
+    def _stop(self, chan: paramiko.Channel, stopper) -> None:
+        """Stop the command on the host, not just our end of it: closing a channel without a pty
+        leaves the remote process running. Two ways, as neither reaches every case alone:
+        RFC 4254 6.9 "signal" makes sshd (OpenSSH >= 7.9) signal the session's process group as the
+        login user, which sudo relays to the command, but sshd refuses it for root logins; and
+        ``stopper`` signals, over a second channel, the process groups of every process carrying
+        the command's mark (kubeforge.transport.script.STOP_SCRIPT). The host-side ``timeout``
+        passes SIGTERM to the whole command and SIGKILLs what is left 5 s later. Then wait for the
+        exit status, and close the channel either way."""
+        m = paramiko.Message()
+        m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+        m.add_int(chan.remote_chanid)
+        m.add_string("signal")
+        m.add_boolean(False)
+        m.add_string("TERM")
+        try:
+            chan.transport._send_user_message(m)  # paramiko has no public call for this request
+        except (paramiko.SSHException, EOFError, OSError):
+            return  # the connection is gone; the host-side timeout stops the command
+        stopper()
+        chan.status_event.wait(STOP_WAIT_S)
+        log.debug("stopped a command (%s)", "it exited" if chan.exit_status_ready() else "no exit status yet",
+                  extra={"host": self.host})

@@ -8,13 +8,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kubeforge.execute.report import COUNTED, Report, StepStatus
+from kubeforge.execute.report import COUNTED, OPTIONAL, Report, StepStatus
 from kubeforge.model.secret import redact
 
 _STYLE = {
     StepStatus.DONE: "green",
     StepStatus.UNCHANGED: "dim",
     StepStatus.FAILED: "bold red",
+    StepStatus.INTERRUPTED: "magenta",
     StepStatus.NOT_REACHED: "yellow",
     StepStatus.EARLIER: "dim",
 }
@@ -24,7 +25,7 @@ def report_table(report: Report) -> Table:
     # A light box: the table also lands in CI logs and terminals without box-drawing fonts.
     table = Table(title=f"{report.workflow}: {report.outcome}", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("host")
-    statuses = [s for s in COUNTED if s is not StepStatus.EARLIER or report.hosts_with(StepStatus.EARLIER)]
+    statuses = [s for s in COUNTED if s not in OPTIONAL or report.hosts_with(s)]
     for s in statuses:
         table.add_column(s.value, justify="right", style=_STYLE[s])
     for host, row in report.counts().items():

@@ -1,34 +1,23 @@
 """What every lifecycle workflow does around its plan: facts, the live cluster state from the first
-control plane, secrets and files resolved before planning, then locks + journal + executor (or the
-dry-run executor) over the very Plan that was shown and confirmed.
+control plane, secrets and files resolved before planning; then the run engine
+(kubeforge.execute.engine) over the very Plan that was shown and confirmed.
 
     facts = gather(cluster, pool)                         # read-only, every host in parallel
     state = probe_cluster(cluster, pool)                  # read-only, the first control plane
-    report = execute(plan, cluster, pool, options, confirm=..., events=..., run_log=...)
+    run = execute(plan, site(cluster, pool, run_dir=..., log_path=...), options, confirm=..., events=...)
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
-from kubeforge.errors import InputError, TransportError
-from kubeforge.execute import (
-    DryRunExecutor,
-    Events,
-    Executor,
-    Journal,
-    LockInfo,
-    Report,
-    hold_locks,
-    run_confirmed,
-)
+from kubeforge.errors import TransportError
+from kubeforge.execute import Site
 from kubeforge.facts import FactsError, HostFacts
 from kubeforge.model import Cluster
-from kubeforge.plan.phase import Plan
 from kubeforge.plan.up.context import (
     ADMIN_CONF,
     CNI_MARKER,
@@ -50,16 +39,6 @@ fi
 echo '{_MARK}cni'
 cat {CNI_MARKER} 2>/dev/null || true
 """
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How the operator asked to run: the CLI flags every lifecycle command shares."""
-
-    command: str  # "kubeforge up -i lab.yaml", for the lock's holder line
-    dry_run: bool = False
-    resume: str | None = None  # None: a fresh run; "" the latest unfinished run; else that run id
-    break_lock: bool = False
 
 
 def reached(facts: Mapping[str, HostFacts | FactsError]) -> dict[str, HostFacts]:
@@ -122,68 +101,9 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def open_journal(cluster: Cluster, workflow: str, options: RunOptions, run_dir: Path, log_path: Path) -> Journal:
-    if options.resume is None:
-        return Journal.start_in(run_dir, workflow)
-    journal = Journal.resume(cluster.runs_dir, workflow, options.resume or None)
-    journal.log_file = log_path
-    return journal
-
-
-class _LockedRun:
-    """Runs a confirmed plan: journal opened, local and cluster locks held, the real executor."""
-
-    def __init__(self, cluster: Cluster, pool, options: RunOptions, events: Events | None, run_dir: Path, log_path: Path):
-        self.cluster, self.pool, self.options, self.events = cluster, pool, options, events
-        self.run_dir, self.log_path = run_dir, log_path
-
-    def run(self, plan: Plan) -> Report:
-        journal = open_journal(self.cluster, plan.workflow, self.options, self.run_dir, self.log_path)
-        info = LockInfo.mine(self.options.command, journal.run_id)
-        first = self.pool.get(self.cluster.first_control_plane.name)
-        with hold_locks(self.cluster.state_dir, first, info, break_lock=self.options.break_lock):
-            return Executor(self.pool, journal=journal, events=self.events).run(plan)
-
-
-def execute(
-    plan: Plan,
-    cluster: Cluster,
-    pool,
-    options: RunOptions,
-    *,
-    confirm: Callable[[Plan], bool],
-    events: Events | None = None,
-    run_dir: Path,
-    log_path: Path,
-    done_before: frozenset[str] = frozenset(),
-    show: Callable[[Plan], None] | None = None,
-) -> Report | None:
-    """Confirm, then run ``plan``: for real under both locks with a journal (opened only once the
-    operator said yes, so a declined plan leaves nothing to resume), or with the dry-run executor,
-    which holds no transport and takes no lock on a host. None: the operator declined.
-    ``show`` prints the plan where no confirmation does (a dry run, a plan with nothing to do)."""
-    if show is not None and (options.dry_run or plan.is_noop):
-        show(plan)
-    if options.dry_run:
-        return run_confirmed(plan, DryRunExecutor(events=events, done_before=done_before), lambda p: True)
-    return run_confirmed(plan, _LockedRun(cluster, pool, options, events, run_dir, log_path), confirm)
-
-
-def completed_steps(cluster: Cluster, workflow: str, resume: str | None) -> frozenset[str]:
-    """Step ids an unfinished run already completed (for showing a resumed plan); nothing to resume
-    is a clear error rather than a silent fresh start."""
-    if resume is None:
-        return frozenset()
-    from kubeforge.execute.journal import (
-        COMPLETE,
-        JOURNAL,
-        latest_unfinished,
-        read_records,
-    )
-
-    run_id = resume or latest_unfinished(cluster.runs_dir, workflow)
-    if not run_id:
-        raise InputError(f"no unfinished '{workflow}' run to resume under {cluster.runs_dir}",
-                         hint="run without --resume to start afresh")
-    records = read_records(cluster.runs_dir / run_id / JOURNAL)
-    return frozenset(r["step"] for r in records if r.get("type") == "step" and r.get("status") in COMPLETE)
+def site(cluster: Cluster, pool, *, run_dir: Path | None, log_path: Path | None,
+         lock_host: str | None = None) -> Site:
+    """Where a run of this cluster happens: its state dir, its hosts, the cluster lock on the first
+    control plane (unless ``lock_host`` names another), the journal beside the run's log."""
+    return Site(cluster.state_dir, pool, lock_host or cluster.first_control_plane.name,
+                run_dir=run_dir, log_path=log_path)

@@ -81,7 +81,7 @@ def fetch_kubeconfig(cluster: Cluster, pool, *, out: Path | None = None, user: s
                      events=None) -> KubeconfigResult:
     """Fetch or refresh the admin kubeconfig (``user`` None), or write one for ``user`` valid for
     ``expires``. Raises ExecutionFailed when a step fails on the control plane."""
-    from kubeforge.execute.run import RunOptions, execute_plan
+    from kubeforge.execute.engine import RunOptions, Site, execute
     from kubeforge.facts import gather_facts
     from kubeforge.plan.kubeconfig import plan_admin, plan_user
     from kubeforge.workflows.common import require_reached
@@ -101,8 +101,12 @@ def fetch_kubeconfig(cluster: Cluster, pool, *, out: Path | None = None, user: s
     # The control plane's facts first: an unreachable host is exit 5 here, not a failed step (6).
     require_reached(gather_facts(pool, [cluster.first_control_plane], limit=1, etcd_data_dir=cluster.etcd.data_dir))
     _private_dir(cluster, dest.parent)
-    report = execute_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=None, lock=False, events=events,
-                          run_dir=run_dir, options=RunOptions(command=f"kubeforge {plan.workflow}"))
+    # The local lock only: a fetch changes nothing on the hosts, but not while another run rewrites
+    # the cluster's local state.
+    run = execute(plan, Site(cluster.state_dir, pool, lock_host=None, run_dir=run_dir),
+                  RunOptions(command=f"kubeforge {plan.workflow}"), events=events)
+    assert run is not None  # no confirmation is asked
+    report = run.report
     dest.chmod(0o600)
     server, not_after = _read(dest, with_expiry=user is not None)
     return KubeconfigResult(dest, user or "kubernetes-admin", server, not_after, report)

@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubeforge.execute import Events, Report
+from kubeforge.execute import Events, Report, RunOptions, execute
 from kubeforge.model import Cluster
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.reset import ResetContext, plan_reset
 from kubeforge.plan.reset.safety import check_reset_selection
-from kubeforge.workflows.common import RunOptions, execute, probe_cluster
+from kubeforge.workflows.common import probe_cluster, site
 from kubeforge.workflows.facts import select_hosts
 
 
@@ -43,6 +43,6 @@ def reset(
     """Refuses (SafetyRefusal) a selection that would break etcd quorum or orphan the cluster,
     before anything runs. Report None: the operator declined."""
     plan = plan_for_reset(cluster, pool, hosts=hosts, purge=purge)
-    report = execute(plan, cluster, pool, options, confirm=confirm, events=events, run_dir=run_dir,
-                     log_path=log_path, show=show)
-    return plan, report
+    run = execute(plan, site(cluster, pool, run_dir=run_dir, log_path=log_path), options, confirm=confirm,
+                  events=events, show=show)
+    return plan, run.report if run else None

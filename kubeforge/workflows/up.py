@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import CheckFailed, InputError
-from kubeforge.execute import Events, Report
+from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.versions import parse_kube
@@ -30,11 +30,10 @@ from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.render.host import render_cluster
 from kubeforge.workflows.common import (
-    RunOptions,
-    execute,
     file_sha256,
     probe_cluster,
     require_reached,
+    site,
 )
 from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.install import (
@@ -210,15 +209,13 @@ def up(
 ) -> UpResult:
     """The whole `up`. Raises CheckFailed before touching any host when preflight fails;
     ExecutionFailed / Interrupted (carrying the report) when the run stops part way."""
-    from kubeforge.workflows.common import completed_steps
-
-    done_before = completed_steps(cluster, "up", options.resume)
+    completed_steps(cluster.runs_dir, "up", options.resume)  # nothing to resume: say so before any facts
     report, facts = run_preflight_gate(cluster, pool, probes=preflight_probes)
     for w in report.warnings:
         log.debug("preflight warning: %s: %s", w.check, w.message, extra={"host": w.host})
         if warn is not None:
             warn(f"preflight warning: [{w.host}] {w.check}: {w.message}")
     plan, _ = plan_for_up(cluster, pool, facts=facts)
-    result = execute(plan, cluster, pool, options, confirm=confirm, events=events, run_dir=run_dir,
-                     log_path=log_path, done_before=done_before, show=show)
-    return UpResult(plan, result, report)
+    run = execute(plan, site(cluster, pool, run_dir=run_dir, log_path=log_path), options, confirm=confirm,
+                  events=events, show=show)
+    return UpResult(plan, run.report if run else None, report)

@@ -20,14 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.errors import SafetyRefusal, TransportError, UsageError
-from kubeforge.execute import (
-    DryRunExecutor,
-    Events,
-    Executor,
-    LockInfo,
-    Report,
-    hold_locks,
-)
+from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.plan.bundle import load_bundle, offered_kubernetes
@@ -50,7 +43,7 @@ from kubeforge.plan.upgrade import (
     workflow_name,
 )
 from kubeforge.render.packages import KUBERNETES_LIST
-from kubeforge.workflows.common import RunOptions, completed_steps, open_journal
+from kubeforge.workflows.common import site
 
 log = logging.getLogger("kubeforge.upgrade")
 
@@ -240,12 +233,12 @@ def upgrade(
     """Run the upgrade; None when the operator declined. Raises SafetyRefusal before anything
     changed, ExecutionFailed / Interrupted (each with its report) when a hop stopped.
 
-    Like `up`, the plan is made and confirmed before the journal and the locks exist, so a declined
-    plan leaves nothing to resume. Hops after the first are planned again from fresh facts, under
-    the locks, right before they run."""
+    Through the run engine like every mutating workflow: the whole plan is made and confirmed
+    before the locks and the journal exist, so a declined or refused plan leaves nothing to resume.
+    Hops after the first are planned again from fresh facts, under the locks, right before they run."""
     target = parse_target(to)
     workflow = workflow_name(target)
-    done_before = completed_steps(cluster, workflow, options.resume)
+    completed_steps(cluster.runs_dir, workflow, options.resume)  # nothing to resume: say so before any facts
     facts, path = check(cluster, pool, target, multi_hop, allow_removed_apis=allow_removed_apis)
     if on_path:
         on_path(path)
@@ -253,29 +246,22 @@ def upgrade(
     kwargs = _backup_kwargs(cluster, pool, backups)
     plan = plan_path(cluster, facts, path, target, **kwargs)
     outcome = UpgradeOutcome(target, path, plan, backups=backups)
-    if show is not None and (options.dry_run or plan.is_noop):
-        show(plan)
-    if options.dry_run:
-        outcome.reports.append(DryRunExecutor(events=events, done_before=done_before).run(plan))
-        return outcome
-    if not plan.is_noop and not confirm(plan):
-        return None
-    journal = open_journal(cluster, workflow, options, run_dir, log_path)
-    outcome.run_id = journal.run_id
-    info = LockInfo.mine(options.command, journal.run_id)
-    with hold_locks(cluster.state_dir, pool.get(cluster.first_control_plane), info, break_lock=options.break_lock):
-        executor = Executor(pool, journal=journal, events=events)
+
+    def hops():
         if not path:
-            outcome.reports.append(executor.run(plan))
-            return outcome
+            yield plan
+            return
         for i, version in enumerate(path, 1):
-            if i == 1:
-                hop_facts = facts
-            else:
-                # Plan from what the machines say now, not from what the last hop was expected to leave.
-                hop_facts, _ = check(cluster, pool, target, multi_hop, offered=False,
-                                     allow_removed_apis=allow_removed_apis)
+            # Plan from what the machines say now, not from what the last hop was expected to leave.
+            hop_facts = facts if i == 1 else check(cluster, pool, target, multi_hop, offered=False,
+                                                   allow_removed_apis=allow_removed_apis)[0]
             hop = plan_hop(cluster, hop_facts, version, target=target, hop=i, hops=len(path), **kwargs)
             log.info("hop %d of %d: %s", i, len(path), hop.summary())
-            outcome.reports.append(executor.run(hop))
+            yield hop
+
+    run = execute(plan, site(cluster, pool, run_dir=run_dir, log_path=log_path), options, confirm=confirm,
+                  events=events, show=show, stages=hops)
+    if run is None:
+        return None
+    outcome.reports, outcome.run_id = run.reports, run.run_id
     return outcome

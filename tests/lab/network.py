@@ -25,9 +25,20 @@ def bridge_exists(name: str) -> bool:
 def create_bridge(name: str, gateway: str, prefixlen: int) -> None:
     if bridge_exists(name):
         delete_bridge(name)
+    # A bridge without an address of its own takes the lowest of its ports' and changes it when that
+    # machine stops: the others keep the old one for the gateway in their ARP caches and lose the
+    # runner for ~30 s (a lab-2 command timed out while lab-3 was powered off). A set address stays.
     _ip("link", "add", name, "type", "bridge")
+    _ip("link", "set", "dev", name, "address", bridge_mac(name))
     _ip("addr", "add", f"{gateway}/{prefixlen}", "dev", name)
     _ip("link", "set", name, "up")
+
+
+def bridge_mac(name: str) -> str:
+    """A fixed, locally administered unicast address derived from the bridge's name."""
+    import hashlib
+
+    return ":".join(["02", *(f"{b:02x}" for b in hashlib.sha256(name.encode()).digest()[:5])])
 
 
 def delete_bridge(name: str) -> None:

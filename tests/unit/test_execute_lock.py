@@ -9,10 +9,8 @@ import textwrap
 
 import pytest
 
-from kubeforge.errors import ExecutionFailed, LockHeld
-from kubeforge.execute import ClusterLock, Executor, LocalLock, LockInfo, hold_locks
-from kubeforge.plan import HostLane, PhasePlan, Plan, RunStep, serial
-from kubeforge.transport.base import Command
+from kubeforge.errors import LockHeld
+from kubeforge.execute import ClusterLock, LocalLock, LockInfo
 from kubeforge.transport.local import LocalTransport
 
 
@@ -100,25 +98,3 @@ def test_the_local_lock_refuses_a_second_process_and_names_the_holder(tmp_path):
     lock = LocalLock(state)
     lock.acquire(info("run-me"))  # the kernel dropped the dead holder's lock
     lock.release()
-
-
-def test_both_locks_are_released_when_the_run_fails(tmp_path, cp1):
-    state = tmp_path / "state"
-    plan = Plan("t", (PhasePlan("Fail", "Fail", serial(), (HostLane("cp-1", (RunStep("cp-1", Command(argv=["false"]), "Break"),)),)),))
-    with pytest.raises(ExecutionFailed):
-        with hold_locks(state, cp1, info("run-1"), cluster_lock_path=lock_path(tmp_path), sudo=False):
-            assert os.path.exists(lock_path(tmp_path))
-            Executor({"cp-1": cp1}).run(plan)
-    assert not os.path.exists(lock_path(tmp_path))
-    with hold_locks(state, cp1, info("run-2"), cluster_lock_path=lock_path(tmp_path), sudo=False):
-        assert ClusterLock(cp1, lock_path(tmp_path), sudo=False).holder().run_id == "run-2"
-
-
-def test_hold_locks_releases_the_local_lock_when_the_cluster_lock_is_held(tmp_path, cp1):
-    state = tmp_path / "state"
-    ClusterLock(cp1, lock_path(tmp_path), sudo=False).acquire(info("run-other", machine="bob-desktop"))
-    with pytest.raises(LockHeld, match="bob-desktop"):
-        with hold_locks(state, cp1, info("run-1"), cluster_lock_path=lock_path(tmp_path), sudo=False):
-            pass
-    with hold_locks(state, cp1, info("run-2"), break_lock=True, cluster_lock_path=lock_path(tmp_path), sudo=False):
-        assert ClusterLock(cp1, lock_path(tmp_path), sudo=False).holder().run_id == "run-2"

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from kubeforge.errors import CheckFailed, SafetyRefusal, TransportError
-from kubeforge.execute import Events, Report
-from kubeforge.execute.run import RunOptions
-from kubeforge.execute.run import execute_plan as run_plan
+from kubeforge.execute import Events, Report, RunOptions, Site, execute
 from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
 from kubeforge.plan.etcd.probe import EtcdHostFacts, parse_probe, probe_command
 from kubeforge.plan.phase import Plan
@@ -96,14 +94,15 @@ def execute_plan(
     break_lock: bool = False,
     resume: str | None = None,
 ) -> Report | None:
-    """Dry-run prints; otherwise ask (unless the plan changes nothing), then under the local and
-    the cluster lock journal and run. ``resume``: None for a new run, "" for the latest unfinished
-    run of this workflow, else its id (its journal continues; completed steps are not repeated).
-    ``None`` when the operator declined."""
-    options = RunOptions(dry_run=dry_run, resume=resume is not None, run_id=resume or None, break_lock=break_lock,
-                         command=command or f"kubeforge {plan.workflow}")
-    return run_plan(plan, state_dir=cluster.state_dir, pool=pool, lock_host=lock_host(cluster).name,
-                    confirm=confirm, events=events, options=options, run_dir=run_dir)
+    """Through the run engine (kubeforge.execute.engine): dry-run walks the plan; otherwise ask
+    (unless the plan changes nothing), then under the local and the cluster lock journal and run.
+    ``resume``: None for a new run, "" for the latest unfinished run of this workflow, else its id
+    (its journal continues; completed steps are not repeated). ``None`` when the operator declined."""
+    options = RunOptions(command or f"kubeforge {plan.workflow}", dry_run=dry_run, resume=resume,
+                         break_lock=break_lock)
+    where = Site(cluster.state_dir, pool, lock_host(cluster).name, run_dir=run_dir)
+    run = execute(plan, where, options, confirm=confirm, events=events)
+    return run.report if run else None
 
 
 def check_status_quorum(status) -> None:
