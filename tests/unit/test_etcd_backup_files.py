@@ -209,3 +209,64 @@ def test_the_pki_bundle_is_packed_straight_into_ciphertext(tmp_path):
     assert b"-----BEGIN" not in stored and not stored.startswith(b"\x1f\x8b") and crypto.is_encrypted(dst)
     with tarfile.open(fileobj=io.BytesIO(crypto.decrypt_bytes(dst, key=key)), mode="r:gz") as tar:
         assert tar.extractfile("pki/etcd/ca.key").read() == pem
+
+
+def _encrypted_opts(tmp_path, key):
+    from kubeforge.workflows.etcd.backup import BackupOptions
+
+    return BackupOptions(directory=tmp_path / "backups", keep=1, max_age_days=None, encryption="keyfile", key=key)
+
+
+def test_a_download_is_verified_and_encrypted_on_the_stream(real_snapshot, tmp_path):
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.workflows.etcd.backup import download
+
+    key = os.urandom(32)
+    (tmp_path / "backups").mkdir()
+    part = tmp_path / "backups" / ".c-1.db.enc.part"
+    got = download(LocalTransport(), str(real_snapshot), part, _encrypted_opts(tmp_path, key))
+    assert got.problem is None and got.sha256 == sha256_file(real_snapshot) and got.stored_sha256 == sha256_file(part)
+    assert b"vvvvvvvvvvvvvvvv" not in part.read_bytes() and part.stat().st_mode & 0o777 == 0o600
+    assert crypto.decrypt_bytes(part, key=key) == real_snapshot.read_bytes()
+
+
+def test_a_snapshot_failing_its_trailer_is_kept_only_as_ciphertext(real_snapshot, tmp_path):
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.workflows.etcd.backup import download
+
+    bad = tmp_path / "bad.db"
+    data = bytearray(real_snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    (tmp_path / "backups").mkdir()
+    part = tmp_path / "backups" / ".c-1.db.enc.part"
+    got = download(LocalTransport(), str(bad), part, _encrypted_opts(tmp_path, os.urandom(32)))
+    assert got.problem and "does not match" in got.problem
+    assert b"vvvvvvvvvvvvvvvv" not in part.read_bytes()  # what failed/ receives
+
+
+def test_a_download_cut_off_midway_leaves_no_file(real_snapshot, tmp_path, monkeypatch):
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.transport import local as local_mod
+    from kubeforge.workflows.etcd.backup import download
+
+    monkeypatch.setattr(local_mod, "CHUNK", 4096)
+    transport = LocalTransport()
+    real_fetch = transport._fetch
+
+    def dies_halfway(remote_path, sink, sudo):
+        sent = [0]
+
+        def counting(chunk):
+            sent[0] += 1
+            if sent[0] == 3:
+                raise KeyboardInterrupt  # Ctrl-C arrives mid-stream
+            sink(chunk)
+        return real_fetch(remote_path, counting, sudo)
+
+    monkeypatch.setattr(transport, "_fetch", dies_halfway)
+    (tmp_path / "backups").mkdir()
+    part = tmp_path / "backups" / ".c-1.db.enc.part"
+    with pytest.raises(KeyboardInterrupt):
+        download(transport, str(real_snapshot), part, _encrypted_opts(tmp_path, os.urandom(32)))
+    assert list((tmp_path / "backups").iterdir()) == []

@@ -218,6 +218,40 @@ def pki_bundle(pki_dir: Path, dst: Path, opts: BackupOptions) -> None:
     os.replace(tmp, dst)
 
 
+@dataclass(frozen=True)
+class Download:
+    sha256: str  # of the plain snapshot, equal to the member's (checked by the transport)
+    size: int  # bytes of the plain snapshot
+    stored_sha256: str  # of the file as stored (ciphertext when encrypted)
+    problem: str | None  # etcd's integrity trailer does not match; None when it does
+
+
+def download(transport, remote: str, partial: Path, opts: BackupOptions) -> Download:
+    """Stream ``remote`` into ``partial``: every chunk checked (the member's sha256 of what it sent,
+    etcd's integrity trailer) and, with encryption on, encrypted before it is written, so no
+    plaintext byte reaches the disk. Any failure removes ``partial``; a trailer that does not
+    match is returned as ``problem`` (the file is kept, as stored, for failed/)."""
+    integrity = IntegrityCheck(partial.name)
+    stored = _StoredFile(partial, opts)
+
+    def take(chunk: bytes) -> None:
+        integrity.feed(chunk)
+        stored.write(chunk)
+
+    try:
+        got = transport.stream(remote, take, sudo=True)
+        stored_sha = stored.finish()
+    except BaseException:
+        stored.abandon()
+        raise
+    try:
+        integrity.check()
+        problem = None
+    except SnapshotInvalid as exc:
+        problem = str(exc)
+    return Download(got.sha256, got.size, stored_sha, problem)
+
+
 def _stamp(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -251,26 +285,14 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     # file streams home, so the backup costs about save + download. The host hashes the bytes it
     # sends (the transport compares that with what arrived), etcd's trailer is checked on the same
     # stream, and the bytes are encrypted before they are written: nothing is read back from disk.
-    integrity = IntegrityCheck(partial.name)
-    stored = _StoredFile(partial, opts)
-
-    def take(chunk: bytes) -> None:
-        integrity.feed(chunk)
-        stored.write(chunk)
-
     with ThreadPoolExecutor(max_workers=1) as ex:
         status_run = ex.submit(transport.run, Command(script=status_script(remote), sudo=True, timeout=1800,
                                                       check=False, description="etcd snapshot status"))
         try:
-            got = transport.stream(remote, take, sudo=True)
-            stored_sha = stored.finish()
+            got = download(transport, remote, partial, opts)
         except TransportError as exc:
-            stored.abandon()
             if "checksum mismatch" in exc.message:  # the bytes that arrived are not the bytes sent
                 raise BackupVerificationFailed(f"backup from {member.name} failed verification: {exc.message}") from None
-            raise
-        except BaseException:
-            stored.abandon()
             raise
         finally:
             status_out = status_run.result()
@@ -282,17 +304,15 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
         partial.unlink(missing_ok=True)
         raise BackupVerificationFailed(f"[{member.name}] snapshot status failed on the member: {exc}") from None
     remote_sha = got.sha256
+    stored_sha = got.stored_sha256
     name = f"{cluster.name}-{stamp}-rev{remote_status.revision}"
 
     t3 = clock()
     verification = {"remoteSha256": remote_sha, "downloadSha256": got.sha256, "snapshotStatus": remote_status.to_dict(),
                     "remoteSha256Source": "computed by the member while sending"}
-    problem = None
-    try:
-        integrity.check()
+    problem = got.problem
+    if problem is None:
         verification["integrityTrailer"] = "ok"
-    except SnapshotInvalid as exc:
-        problem = str(exc)
     timings["verify"] = clock() - t3
     encrypted = opts.encryption != "none"
     manifest = BackupManifest(
