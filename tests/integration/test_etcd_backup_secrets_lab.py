@@ -129,6 +129,21 @@ def test_an_encrypted_backup_holds_the_canary_only_as_ciphertext(slab, encrypted
     assert b"-----BEGIN" in gzip.decompress(crypto.decrypt_bytes(backups / m["pki_bundle"], key=key))
 
 
+def test_restore_from_the_encrypted_backup_brings_the_data_back_and_writes_no_plaintext(slab, encrypted):
+    res = kf("etcd", "backup", "-i", str(encrypted), "-o", "json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    name = json.loads(res.stdout)["manifest"]["name"]
+    argv = ["env", "ETCDCTL_API=3", "etcdctl", f"--endpoints=https://{slab.address('etcd-1')}:2379",
+            "--cacert=/etc/etcd/pki/ca.crt", "--cert=/etc/etcd/pki/healthcheck-client.crt",
+            "--key=/etc/etcd/pki/healthcheck-client.key", "--command-timeout=30s"]
+    assert slab.exec("etcd-1", [*argv, "del", "/kf/big/000"]).stdout.strip() == "1"
+    res = kf("etcd", "restore", "-i", str(encrypted), "--from", name, "--yes", timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = slab.exec("etcd-1", [*argv, "get", "/kf/big/000", "--print-value-only"])
+    assert got.returncode == 0 and CANARY.decode() in got.stdout
+    assert plaintext_leaks(encrypted) == []
+
+
 def test_kubeforge_killed_mid_download_leaves_no_plaintext_anywhere(slab, encrypted):
     code, out, caught = backup_interrupted(encrypted, lambda p: p.send_signal(signal.SIGKILL))
     assert caught, f"the backup finished before it could be interrupted ({code}): {out}"
