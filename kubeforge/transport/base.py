@@ -7,7 +7,7 @@ code + stderr tail); implementations (SSH over paramiko, local) provide only pri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from kubeforge.model.secret import Secret
 
@@ -93,5 +93,7 @@ class Transport(Protocol):
     ) -> PutResult: ...
 
     def get(self, remote_path: str, local_path: str, *, sudo: bool = True) -> GetResult: ...
+
+    def stream(self, remote_path: str, write: Callable[[bytes], object], *, sudo: bool = True) -> GetResult: ...
 
     def close(self) -> None: ...

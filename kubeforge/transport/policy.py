@@ -83,6 +83,11 @@ def tail(data: str, lines: int = TAIL_LINES) -> str:
 LOCAL_GRACE_S = 7.0
 
 
+@dataclass(frozen=True)
+class _WriteTo:
+    write: Callable[[bytes], object]
+
+
 class BaseTransport:
     """Policy for every transport. Thread-safe: one instance may be used by several threads."""
 
@@ -365,31 +370,41 @@ class BaseTransport:
 
     # --- get ------------------------------------------------------------------------------------
     def get(self, remote_path: str, local_path: str, *, sudo: bool = True) -> GetResult:
-        self.connect()
-        started = time.monotonic()
         dest = Path(local_path)
         private_dir(dest.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
-                writer = HashingWriter(f)
-                try:
-                    remote_sha = self._fetch(remote_path, writer.feed, sudo)
-                finally:
-                    writer.close()
-                local_sha, size = writer.finish()
-            if remote_sha != local_sha:
-                raise TransportError(
-                    self.host,
-                    f"checksum mismatch reading {remote_path}: host has {remote_sha}, received {local_sha}",
-                )
+                got = self.stream(remote_path, f.write, sudo=sudo)
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return GetResult(self.host, remote_path, str(dest), got.sha256, got.size, got.duration)
+
+    def stream(self, remote_path: str, write: Callable[[bytes], object], *, sudo: bool = True) -> GetResult:
+        """Hand the file's bytes to ``write`` as they arrive (from one thread, in order), checked
+        against the sha256 the host computed while sending; nothing is written locally here.
+
+        Callers that must not keep the bytes in plain (an encrypted backup) pass an encrypting
+        writer. A checksum mismatch raises TransportError after the last byte was handed over.
+        """
+        self.connect()
+        started = time.monotonic()
+        writer = HashingWriter(_WriteTo(write))
+        try:
+            remote_sha = self._fetch(remote_path, writer.feed, sudo)
+        finally:
+            writer.close()
+        local_sha, size = writer.finish()
+        if remote_sha != local_sha:
+            raise TransportError(
+                self.host,
+                f"checksum mismatch reading {remote_path}: host has {remote_sha}, received {local_sha}",
+            )
         duration = time.monotonic() - started
-        log.debug("get %s -> %s (%d bytes) in %.3fs", remote_path, dest, size, duration, extra={"host": self.host})
-        return GetResult(self.host, remote_path, str(dest), local_sha, size, duration)
+        log.debug("read %s (%d bytes) in %.3fs", remote_path, size, duration, extra={"host": self.host})
+        return GetResult(self.host, remote_path, "", local_sha, size, duration)
 
     def _fetch(self, remote_path: str, sink: Sink, sudo: bool) -> str:
         """Stream the file to ``sink``; return the sha256 the host computed while sending it."""

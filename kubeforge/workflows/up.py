@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
-from kubeforge.model.versions import parse_kube
+from kubeforge.model.versions import KubeVersion, parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
 from kubeforge.plan.etcd.commands import install_steps
@@ -66,6 +66,17 @@ def cni_source(cluster: Cluster) -> CniSource | None:
         return CniSource(spec.name, content=path.read_bytes())
     except OSError as exc:
         raise InputError(f"{cluster.source}: network.cni.manifest: cannot read {path}: {exc.strerror}") from None
+
+
+def files_at(cluster: Cluster, version: KubeVersion | None = None, *, now: datetime | None = None) -> dict:
+    """Every host's files as `up` renders them, for the cluster moved to ``version`` (the upgrade
+    writes and records them per node, so `up` at the new version finds nothing to do)."""
+    if version is not None:
+        cluster = replace(cluster, kubernetes_version=version)
+    pki = ensure_pki(cluster)
+    secrets = ensure_secrets(cluster, now=now or datetime.now(UTC))
+    return render_cluster(cluster, secrets=secrets, ca_cert_hash=pki.bundle.kube_ca_cert_hash,
+                          extra_files={h.name: host_files(cluster, pki.bundle, h) for h in cluster.hosts})
 
 
 def resolve_context(

@@ -194,6 +194,14 @@ def _backup_kwargs(cluster: Cluster, pool, sink: list | None) -> dict:
     return {"backup": backup_step_fn(cluster, pool, sink)}
 
 
+def _hop_kwargs(cluster: Cluster, pool, sink: list | None) -> dict:
+    """What every hop is planned with: the backup, and the files `up` renders at the hop's version
+    (written in each node's drain window and recorded, so `up` afterwards plans nothing)."""
+    from kubeforge.workflows.up import files_at
+
+    return {**_backup_kwargs(cluster, pool, sink), "node_files": lambda version: files_at(cluster, version)}
+
+
 def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, pool=None,
                  allow_removed_apis: bool = False) -> Plan:
     """The whole upgrade plan for ``kubeforge plan upgrade``: loads the inventory, reads the facts
@@ -207,7 +215,7 @@ def plan_upgrade(cluster_path: Path | str, to: str, multi_hop: bool = False, *, 
     pool = pool or TransportPool(cluster)
     try:
         facts, path = check(cluster, pool, target, multi_hop, allow_removed_apis=allow_removed_apis)
-        return plan_path(cluster, facts, path, target, **_backup_kwargs(cluster, pool, None))
+        return plan_path(cluster, facts, path, target, **_hop_kwargs(cluster, pool, None))
     finally:
         if own:
             pool.close()
@@ -243,7 +251,7 @@ def upgrade(
     if on_path:
         on_path(path)
     backups: list = []
-    kwargs = _backup_kwargs(cluster, pool, backups)
+    kwargs = _hop_kwargs(cluster, pool, backups)
     plan = plan_path(cluster, facts, path, target, **kwargs)
     outcome = UpgradeOutcome(target, path, plan, backups=backups)
 

@@ -209,7 +209,7 @@ def test_backup_is_verified_recorded_and_retention_keeps_exactly_n(elab, three):
 
 def test_a_flipped_byte_fails_verification_and_is_never_counted(elab, three, tmp_path):
     from kubeforge.errors import InputError
-    from kubeforge.workflows.etcd.backup import verify_backup_file
+    from kubeforge.workflows.etcd.backup import read_verified_snapshot
     from kubeforge.workflows.etcd.retention import list_backups, plan_retention
 
     d = backups_dir(three)
@@ -222,7 +222,7 @@ def test_a_flipped_byte_fails_verification_and_is_never_counted(elab, three, tmp
     (bad_dir / manifest["file"]).write_bytes(bytes(data))
     (bad_dir / good.name).write_text(good.read_text())
     with pytest.raises(InputError, match="does not match"):
-        verify_backup_file(bad_dir / good.name)
+        read_verified_snapshot(bad_dir / good.name)
     res = kf("etcd", "restore", "-i", str(three), "--from", str(bad_dir / good.name), "--yes")
     assert res.returncode == 3 and "does not match" in res.stderr
     # a file that failed verification at backup time sits in failed/ and retention never counts it

@@ -161,6 +161,35 @@ def test_up_takes_bare_machines_to_every_node_ready_with_real_etcd_files_and_uni
     assert admin.exists() and (admin.stat().st_mode & 0o777) == 0o600
 
 
+# Where the token and certificate key may be at rest on a host: the 0600 kubeadm config files that
+# hand them to kubeadm, and etcd's data (a bootstrap token is a Secret in the cluster; the simulator
+# keeps the cluster's objects in etcd as well).
+SECRETS_ALLOWED_IN = ("/etc/kubeforge/kubeadm-init.yaml", "/etc/kubeforge/kubeadm-join.yaml", "/var/lib/etcd/")
+
+
+def test_after_up_no_file_on_any_machine_holds_the_token_or_certificate_key(env):
+    secrets = json.loads((env.state_dir / "pki" / "secrets.json").read_text())
+    patterns = f"{secrets['bootstrapToken']}\n{secrets['certificateKey']}\n"
+    found = {}
+    for name in env.lab.machines:
+        if not env.lab.running(name):
+            continue
+        # the whole filesystem but the kernel's views (sockets and FIFOs skipped); patterns on stdin,
+        # never in argv. grep exits 2 when some file vanished or could not be read (-s keeps quiet
+        # about those); the kubeadm config found on each node shows the scan did read the disk.
+        res = env.lab.exec(name, ["grep", "-rlsF", "-D", "skip", "-f", "-", "--exclude-dir=proc", "--exclude-dir=sys",
+                                  "--exclude-dir=dev", "/"], input=patterns, timeout=600)
+        listed = res.stdout.split()
+        if name.startswith(("cp-", "worker-")) and name != ADDED:  # a node of the inventory
+            assert any(p.startswith("/etc/kubeforge/kubeadm-") for p in listed), (name, res.returncode, listed)
+        hits = [p for p in listed if not p.startswith(SECRETS_ALLOWED_IN)]
+        if hits:
+            found[name] = hits
+    assert found == {}
+    logs = env.lab.exec("cp-1", ["cat", "/var/log/kubeforge/kubeadm-init.log"], check=True).stdout
+    assert "--token <token>" in logs  # the log is still there for diagnosis, masked
+
+
 def test_a_second_up_changes_nothing_and_says_so(env):
     res = env.kf("up", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr

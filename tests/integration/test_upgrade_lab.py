@@ -301,3 +301,21 @@ def test_up_from_the_inventory_still_naming_the_old_version_is_refused_and_chang
     err = " ".join(res.stderr.split())
     assert "runs 1.35.1" in err and "spec.kubernetesVersion" in err
     assert snapshot(env.lab) == before and len(env.sim("state")["history"]) == history
+
+
+def test_up_with_the_inventory_at_the_new_version_plans_zero_steps_and_restarts_nothing(env):
+    # the upgrade wrote the minor's runtime config in each node's drain window and recorded it
+    env.doc["spec"]["kubernetesVersion"] = "1.35.1"
+    env.write_inventory(**{k: v for k, v in env.doc["spec"]["upgrade"].items()
+                           if k not in ("drainTimeoutSeconds", "nodeReadyTimeoutSeconds")})
+    since = {n: env.lab.exec(n, ["systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "containerd"],
+                             check=True).stdout for n in (*CONTROL_PLANES, *WORKERS)}
+    plan = env.kf("plan", "up")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-2000:]
+    assert "Plan up: 0 steps" in plan.stdout, plan.stdout[-3000:]
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "nothing to do" in res.stdout
+    after = {n: env.lab.exec(n, ["systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "containerd"],
+                             check=True).stdout for n in (*CONTROL_PLANES, *WORKERS)}
+    assert after == since

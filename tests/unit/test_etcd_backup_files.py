@@ -19,9 +19,9 @@ import pytest
 from kubeforge.errors import InputError
 from kubeforge.model.secret import Secret
 from kubeforge.workflows.etcd import crypto
-from kubeforge.workflows.etcd.backup import verify_backup_file
+from kubeforge.workflows.etcd.backup import BackupOptions, pki_bundle, read_verified_snapshot
 from kubeforge.workflows.etcd.retention import BackupManifest, list_backups, plan_retention, write_manifest
-from kubeforge.workflows.etcd.snapshot import SnapshotInvalid, parse_status, sha256_file, verify_integrity
+from kubeforge.workflows.etcd.snapshot import IntegrityCheck, SnapshotInvalid, parse_status, sha256_file, verify_integrity
 from tests.need import skip_or_fail
 
 
@@ -93,21 +93,20 @@ def test_snapshot_status_json_from_etcdctl_is_parsed(real_snapshot):
 
 def test_encryption_with_a_key_round_trips_and_hides_the_content(real_snapshot, tmp_path):
     key = os.urandom(32)
-    enc, dec = tmp_path / "s.enc", tmp_path / "s.dec"
+    enc = tmp_path / "s.enc"
     crypto.encrypt_file(real_snapshot, enc, key=key)
     assert crypto.is_encrypted(enc)
     assert b"vvvvvvvvvvvvvvvv" not in enc.read_bytes()
     assert enc.stat().st_mode & 0o777 == 0o600
-    crypto.decrypt_file(enc, dec, key=key)
-    assert dec.read_bytes() == real_snapshot.read_bytes()
+    assert crypto.decrypt_bytes(enc, key=key) == real_snapshot.read_bytes()
 
 
 def test_decryption_with_the_wrong_passphrase_is_refused_cleanly(real_snapshot, tmp_path):
     enc = tmp_path / "s.enc"
     crypto.encrypt_file(real_snapshot, enc, passphrase=Secret("correct horse battery"))
     with pytest.raises(crypto.DecryptionFailed, match="wrong key or passphrase"):
-        crypto.decrypt_file(enc, tmp_path / "out", passphrase=Secret("wrong passphrase!"))
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.part").exists()
+        crypto.decrypt_bytes(enc, passphrase=Secret("wrong passphrase!"))
+    assert [p.name for p in tmp_path.iterdir()] == ["s.enc"]
 
 
 def test_a_key_file_must_hold_32_bytes(tmp_path):
@@ -144,16 +143,130 @@ def test_a_stored_backup_is_rechecked_before_use(real_snapshot, tmp_path):
     sha = sha256_file(tmp_path / "c-1.db")
     m = replace(_manifest("c-1", datetime.now(timezone.utc)), sha256=sha, file_sha256=sha)
     path = write_manifest(tmp_path, m)
-    assert verify_backup_file(path)[1] == tmp_path / "c-1.db"
+    assert read_verified_snapshot(path)[1] == real_snapshot.read_bytes()
     assert [b.name for b in list_backups(tmp_path)] == ["c-1"]
     with open(tmp_path / "c-1.db", "r+b") as f:
         f.seek(5000)
         f.write(b"\x00garbage")
     with pytest.raises(InputError, match="does not match the manifest"):
-        verify_backup_file(path)
+        read_verified_snapshot(path)
 
 
 def test_an_unverified_backup_is_never_used(tmp_path):
     path = write_manifest(tmp_path, _manifest("c-2", datetime.now(timezone.utc), verified=False))
     with pytest.raises(InputError, match="never passed verification"):
-        verify_backup_file(path)
+        read_verified_snapshot(path)
+
+
+def test_an_encrypted_stream_cut_short_holds_no_plaintext_and_never_decrypts(real_snapshot, tmp_path):
+    key = os.urandom(32)
+    data = real_snapshot.read_bytes()
+    cut = tmp_path / "cut.enc"
+    with crypto.open_private(cut) as out:
+        enc = crypto.Encryptor(out, key=key)
+        enc.write(data[: len(data) // 2])  # the run dies here: no close(), no tag
+    assert b"vvvvvvvvvvvvvvvv" not in cut.read_bytes() and cut.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(crypto.DecryptionFailed):
+        crypto.decrypt_bytes(cut, key=key)
+
+
+def test_the_integrity_trailer_is_checked_on_the_stream_whatever_the_chunk_sizes(real_snapshot):
+    data = real_snapshot.read_bytes()
+    for size in (1, 7, 31, 32, 33, 4096, len(data)):
+        check = IntegrityCheck("s")
+        for i in range(0, len(data), size if size > 1 else 997):
+            check.feed(data[i:i + (size if size > 1 else 997)])
+        check.check()
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x01
+    check = IntegrityCheck("s")
+    for i in range(0, len(flipped), 1000):
+        check.feed(bytes(flipped[i:i + 1000]))
+    with pytest.raises(SnapshotInvalid, match="does not match"):
+        check.check()
+    short = IntegrityCheck("s")
+    short.feed(data[:-1])
+    with pytest.raises(SnapshotInvalid):
+        short.check()
+
+
+def test_the_pki_bundle_is_packed_straight_into_ciphertext(tmp_path):
+    import io
+    import tarfile
+
+    pki = tmp_path / "pki"
+    (pki / "etcd").mkdir(parents=True)
+    pem = b"-----BEGIN PRIVATE KEY-----\n" + b"A" * 64 + b"\n-----END PRIVATE KEY-----\n"
+    (pki / "etcd" / "ca.key").write_bytes(pem)
+    (pki / "ca.crt").write_bytes(pem.replace(b"PRIVATE KEY", b"CERTIFICATE"))
+    key = os.urandom(32)
+    out = tmp_path / "backups"
+    out.mkdir()
+    dst = out / "b.pki.tar.gz.enc"
+    pki_bundle(pki, dst, BackupOptions(directory=out, keep=1, max_age_days=None, encryption="keyfile", key=key))
+    assert [p.name for p in out.iterdir()] == [dst.name] and dst.stat().st_mode & 0o777 == 0o600
+    stored = dst.read_bytes()  # neither the PEM nor the gzip'd tarball around it is readable
+    assert b"-----BEGIN" not in stored and not stored.startswith(b"\x1f\x8b") and crypto.is_encrypted(dst)
+    with tarfile.open(fileobj=io.BytesIO(crypto.decrypt_bytes(dst, key=key)), mode="r:gz") as tar:
+        assert tar.extractfile("pki/etcd/ca.key").read() == pem
+
+
+def _encrypted_opts(tmp_path, key):
+    from kubeforge.workflows.etcd.backup import BackupOptions
+
+    return BackupOptions(directory=tmp_path / "backups", keep=1, max_age_days=None, encryption="keyfile", key=key)
+
+
+def test_a_download_is_verified_and_encrypted_on_the_stream(real_snapshot, tmp_path):
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.workflows.etcd.backup import download
+
+    key = os.urandom(32)
+    (tmp_path / "backups").mkdir()
+    part = tmp_path / "backups" / ".c-1.db.enc.part"
+    got = download(LocalTransport(), str(real_snapshot), part, _encrypted_opts(tmp_path, key))
+    assert got.problem is None and got.sha256 == sha256_file(real_snapshot) and got.stored_sha256 == sha256_file(part)
+    assert b"vvvvvvvvvvvvvvvv" not in part.read_bytes() and part.stat().st_mode & 0o777 == 0o600
+    assert crypto.decrypt_bytes(part, key=key) == real_snapshot.read_bytes()
+
+
+def test_a_snapshot_failing_its_trailer_is_kept_only_as_ciphertext(real_snapshot, tmp_path):
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.workflows.etcd.backup import download
+
+    bad = tmp_path / "bad.db"
+    data = bytearray(real_snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    (tmp_path / "backups").mkdir()
+    part = tmp_path / "backups" / ".c-1.db.enc.part"
+    got = download(LocalTransport(), str(bad), part, _encrypted_opts(tmp_path, os.urandom(32)))
+    assert got.problem and "does not match" in got.problem
+    assert b"vvvvvvvvvvvvvvvv" not in part.read_bytes()  # what failed/ receives
+
+
+def test_a_download_cut_off_midway_leaves_no_file(real_snapshot, tmp_path, monkeypatch):
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.transport import local as local_mod
+    from kubeforge.workflows.etcd.backup import download
+
+    monkeypatch.setattr(local_mod, "CHUNK", 4096)
+    transport = LocalTransport()
+    real_fetch = transport._fetch
+
+    def dies_halfway(remote_path, sink, sudo):
+        sent = [0]
+
+        def counting(chunk):
+            sent[0] += 1
+            if sent[0] == 3:
+                raise KeyboardInterrupt  # Ctrl-C arrives mid-stream
+            sink(chunk)
+        return real_fetch(remote_path, counting, sudo)
+
+    monkeypatch.setattr(transport, "_fetch", dies_halfway)
+    (tmp_path / "backups").mkdir()
+    part = tmp_path / "backups" / ".c-1.db.enc.part"
+    with pytest.raises(KeyboardInterrupt):
+        download(transport, str(real_snapshot), part, _encrypted_opts(tmp_path, os.urandom(32)))
+    assert list((tmp_path / "backups").iterdir()) == []

@@ -50,15 +50,23 @@ def noop_backup():
     return None
 
 
+def up_files(c):
+    """What `up` renders for every host of ``c`` moved to a version (the workflow's files_at)."""
+    from tests.unit.test_up_planner import resolve
+
+    return lambda version: resolve(replace(c, kubernetes_version=version))[1]
+
+
 def steps_of(plan, phase):
     return [s for p in plan.phases if p.name == phase for s in p.steps]
 
 
-def test_a_hop_runs_backup_sources_first_control_plane_other_control_planes_workers_then_verify():
+def test_a_hop_runs_backup_sources_first_control_plane_other_control_planes_workers_verify_then_record():
     c = cluster()
-    plan = plan_hop(c, facts_at(c), V134, backup=noop_backup)
+    plan = plan_hop(c, facts_at(c), V134, backup=noop_backup, node_files=up_files(c))
     assert [p.name for p in plan.phases] == [
         "BackupEtcd", "SwitchPackageSource", "UpgradeFirstControlPlane", "UpgradeControlPlanes", "UpgradeWorkers", "VerifyVersions",
+        "RecordApplied",
     ]
     assert all(not p.is_noop for p in plan.phases)
     assert isinstance(plan.phases[0].steps[0], LocalStep)

@@ -21,6 +21,7 @@ from kubeforge.plan.up.join_workers import JoinWorkers
 from kubeforge.plan.up.label_and_taint_nodes import LabelAndTaintNodes
 from kubeforge.plan.up.prepare_hosts import PrepareHosts
 from kubeforge.plan.up.record_applied import RecordApplied
+from kubeforge.plan.up.restart_runtimes import RestartControlPlaneRuntimes, RestartWorkerRuntimes
 from kubeforge.plan.up.wait_endpoint import WaitEndpoint
 from kubeforge.plan.up.wait_nodes_ready import WaitNodesReady
 from kubeforge.plan.up.write_pki import WritePki
@@ -39,6 +40,8 @@ PHASES = (
     JoinWorkers(),
     ApplyCni(),
     WaitNodesReady(),
+    RestartControlPlaneRuntimes(),
+    RestartWorkerRuntimes(),
     LabelAndTaintNodes(),
     FetchAdminKubeconfig(),
     RecordApplied(),

@@ -2,8 +2,10 @@
 once. On a cluster that already exists: a new bootstrap token when the local one expired, and the
 control-plane certificates uploaded again (they live 2 h) when control planes are about to join.
 
-kubeadm prints the token and the certificate key on stdout: it goes to a root-only log on the host,
-never back to the operator's machine. Token and key reach kubeadm inside the 0600 config file only.
+kubeadm prints the token and the certificate key on stdout. Its stdout is kept on the host for
+diagnosis (root-only, /var/log/kubeforge/) but only after both are masked on the way to the file:
+no token or key is ever written there, and nothing of it goes back to the operator's machine. Token
+and key reach kubeadm inside the 0600 config files only (which stay: see docs/lifecycle.md).
 """
 
 from __future__ import annotations
@@ -21,9 +23,19 @@ from kubeforge.transport.base import Command
 HOST_LOG_DIR = "/var/log/kubeforge"
 
 
+# What kubeadm prints that is secret: bootstrap tokens ([a-z0-9]{6}.[a-z0-9]{16}) and the
+# certificate key (64 hex characters; the CA hash is 64 hex too, but always follows "sha256:").
+MASK_SECRETS = (
+    r"sed -E -e 's/[a-z0-9]{6}\.[a-z0-9]{16}/<token>/g'"
+    r" -e 's/(^|[^:0-9a-f])[0-9a-f]{64}/\1<certificate-key>/g'"
+)
+
+
 def quiet(command: str, log: str) -> str:
-    """Run a kubeadm command with its stdout (which may hold secrets) in a root-only log file."""
-    return f"umask 077\nmkdir -p {HOST_LOG_DIR}\n{command} > {HOST_LOG_DIR}/{log}.log\n"
+    """Run a kubeadm command with its stdout in a root-only log file, secrets masked before they are
+    written (the pipeline keeps kubeadm's exit status)."""
+    return (f"umask 077\nmkdir -p {HOST_LOG_DIR}\nset -o pipefail\n"
+            f"{command} | {MASK_SECRETS} > {HOST_LOG_DIR}/{log}.log\n")
 
 
 def kubeforge_files(ctx: UpContext, host: Host):

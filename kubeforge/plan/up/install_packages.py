@@ -2,7 +2,8 @@
 exact version and held, containerd on nodes, etcd's Debian packages at the inventory's version on
 dedicated members (when etcd comes from the mirror; release archives are installed by the etcd
 phases), haproxy + keepalived on load balancers; containerd configured and (re)started when its
-configuration changed.
+configuration changed on nodes not yet in the cluster (a joined node's runtime changes roll,
+drained: restart_runtimes).
 
 With ``packages.source: offline`` the bundle is verified on the operator's machine while planning
 (kubeforge.plan.bundle: exit 3 for a file that does not match its index, exit 7 for a package or
@@ -20,7 +21,8 @@ from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import puts, q, restart_when_changed
 from kubeforge.render.etcd import etcd_from_archive
-from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
+from kubeforge.plan.up.restart_runtimes import runtime_changes, runtime_restart_is_rolling
+from kubeforge.render.host_prep import CONTAINERD_PATH
 from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command
 
@@ -146,11 +148,14 @@ class InstallPackages:
                         unless=Command(script=installed_guard(wanted, hold), sudo=True), key="install-packages")
             )
         if host.is_control_plane or host.is_worker:
-            runtime = ctx.pending(host, ctx.files_where(host, (CONTAINERD_PATH, CRICTL_PATH)))
-            steps += puts(host, runtime)
             f = ctx.facts.get(host.name)
-            if runtime or f is None or not f.units.is_active("containerd") or not ctx.prepared(host):
-                steps.append(restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Start containerd with its configuration"))
+            # A node of the running cluster gets runtime changes drained, one at a time or in
+            # batches (restart_runtimes); only a node not yet joined is configured here, at once.
+            if not runtime_restart_is_rolling(ctx, host):
+                runtime, start = runtime_changes(ctx, host)
+                steps += puts(host, runtime)
+                if start:
+                    steps.append(restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Start containerd with its configuration"))
             unit = f.units.states.get("kubelet") if f is not None else None
             if unit is None or unit.enabled != "enabled":
                 steps.append(RunStep(host.name, Command(argv=["systemctl", "enable", "kubelet"], sudo=True), "Enable the kubelet",

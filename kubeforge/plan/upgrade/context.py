@@ -24,6 +24,10 @@ class UpgradeContext:
     backup_unavailable: str = "no backup function was given"
     hop: int = 1
     hops: int = 1
+    # Per host: every file `up` renders for the cluster at this hop's version (runtime config with
+    # the minor's pause image, kubeadm configs, applied.json). The upgrade writes what a new minor
+    # changes, so the next `up` finds nothing to do; empty: not known (nothing of it is written).
+    node_files: Mapping[str, Sequence[RenderedFile]] = field(default_factory=dict)
 
     @property
     def first(self) -> Host:
@@ -77,3 +81,6 @@ class UpgradeContext:
 
     def files_of(self, host: Host, paths: Sequence[str]) -> list[RenderedFile]:
         return [f for f in self.files.get(host.name, ()) if f.path in paths]
+
+    def up_files_of(self, host: Host, paths: Sequence[str]) -> list[RenderedFile]:
+        return [f for f in self.node_files.get(host.name, ()) if f.path in paths]

@@ -1,11 +1,18 @@
-"""The steps one node goes through, shared by the control-plane and worker phases: drain, kubelet
-and kubectl, restart, readiness gate, uncordon. kubectl runs on the first control plane (it holds
-admin.conf); the package and kubelet steps run on the node itself."""
+"""The steps one node goes through, shared by the control-plane and worker phases: drain, the new
+minor's runtime configuration (containerd restarted on it), kubelet and kubectl, restart, readiness
+gate, uncordon. kubectl runs on the first control plane (it holds admin.conf); the package, runtime
+and kubelet steps run on the node itself.
+
+Whatever the new minor changes on a node (containerd's config with the minor's pause image, the
+kubeadm configs kubeforge keeps) is written here, inside the node's own drain window, so the next
+`up` at the new version has nothing left to change or restart."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kubeforge.model import Host
-from kubeforge.plan.steps import PutFileStep
+from kubeforge.plan.steps import PutFileStep, slug
 from kubeforge.plan.upgrade.commands import (
     drain,
     install_held,
@@ -14,7 +21,14 @@ from kubeforge.plan.upgrade.commands import (
     uncordon,
 )
 from kubeforge.plan.upgrade.context import UpgradeContext
-from kubeforge.render.kubeadm import UPGRADE_PATH
+from kubeforge.plan.up.scripts import restart_when_changed
+from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
+from kubeforge.render.kubeadm import INIT_PATH, JOIN_PATH, UPGRADE_PATH
+
+# Files of a node that depend on the Kubernetes minor, as `up` renders them; the runtime's are
+# read by containerd only when it starts.
+RUNTIME_FILES = (CONTAINERD_PATH, CRICTL_PATH)
+KUBEADM_FILES = (INIT_PATH, JOIN_PATH)
 
 
 def kubeadm_first(ctx: UpgradeContext, host: Host) -> list:
@@ -28,10 +42,24 @@ def drain_step(ctx: UpgradeContext, host: Host):
     return drain(ctx.first.name, host.name, ctx.cluster.upgrade, key=ctx.key("drain", host.name))
 
 
+def runtime_for_minor(ctx: UpgradeContext, host: Host) -> list:
+    """The runtime and kubeadm files `up` renders at the target, and containerd restarted when its
+    configuration changed (the stamp `up` checks, so `up` does not restart it again)."""
+    files = ctx.up_files_of(host, RUNTIME_FILES + KUBEADM_FILES)
+    steps: list = [PutFileStep(host.name, f, key=ctx.key("put", slug(f.path))) for f in files]
+    if any(f.path in RUNTIME_FILES for f in files):
+        restart = restart_when_changed(host, "containerd", [CONTAINERD_PATH],
+                                       f"Restart containerd with the {ctx.target.minor_str} configuration")
+        steps.append(replace(restart, key=ctx.key("restart-containerd")))
+    return steps
+
+
 def kubelet_and_back(ctx: UpgradeContext, host: Host) -> list:
-    """kubelet + kubectl at the target, the kubelet restarted, Ready on the new version, uncordoned."""
+    """Inside the drain window: the minor's runtime configuration, kubelet + kubectl at the target,
+    the kubelet restarted, Ready on the new version, uncordoned."""
     via = ctx.first.name
     return [
+        *runtime_for_minor(ctx, host),
         install_held(host.name, ("kubelet", "kubectl"), ctx.target, key=ctx.key("kubelet-kubectl"),
                      offline=ctx.offline),
         restart_kubelet(host.name, ctx.target, key=ctx.key("restart-kubelet")),

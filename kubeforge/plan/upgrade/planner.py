@@ -6,7 +6,7 @@ whole path (later hops shown as they will be planned once the earlier ones are d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubeforge.model import Cluster, RenderedFile
@@ -15,6 +15,7 @@ from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
 from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs
 from kubeforge.plan.upgrade.context import UpgradeContext
+from kubeforge.plan.upgrade.record_applied import RecordApplied
 from kubeforge.plan.upgrade.state import UpgradeFacts, after_hop
 from kubeforge.plan.upgrade.switch_package_source import SwitchPackageSource
 from kubeforge.plan.upgrade.upgrade_control_planes import UpgradeControlPlanes
@@ -26,8 +27,9 @@ from kubeforge.render.kubeadm import render_upgrade
 from kubeforge.render.packages import render_packages
 
 # Backup first, then sources, then the first control plane (the only `upgrade apply`), the other
-# control planes one at a time, workers in batches, and a final check. Before them, only when
-# --allow-removed-apis let a hop through with objects in versions it stops serving: the warning.
+# control planes one at a time, workers in batches, a final check, and the record `up` reads.
+# Before them, only when --allow-removed-apis let a hop through with objects in versions it stops
+# serving: the warning.
 WARNINGS = (CheckRemovedAPIs(),)
 PHASES = (
     BackupEtcd(),
@@ -36,7 +38,12 @@ PHASES = (
     UpgradeControlPlanes(),
     UpgradeWorkers(),
     VerifyVersions(),
+    RecordApplied(),
 )
+
+# What `up` renders for every host at a version (kubeforge.workflows.up.files_at): the upgrade
+# writes what a new minor changes in each node's own drain window, and records it.
+NodeFiles = Callable[[KubeVersion], Mapping[str, Sequence[RenderedFile]]]
 
 
 def workflow_name(target: KubeVersion) -> str:
@@ -66,16 +73,19 @@ def hop_phases(
     backup_unavailable: str = "no backup function was given",
     hop: int = 1,
     hops: int = 1,
+    node_files: NodeFiles | None = None,
 ) -> list[PhasePlan]:
-    ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops)
+    ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops,
+                         node_files=node_files(version) if node_files is not None else {})
     warnings = [w for w in (phase.plan(ctx) for phase in WARNINGS) if not w.is_noop]
     return warnings + [phase.plan(ctx) for phase in PHASES]
 
 
 def plan_hop(cluster: Cluster, facts: UpgradeFacts, version: KubeVersion, *, target: KubeVersion | None = None,
-             hop: int = 1, hops: int = 1, **backup: Any) -> Plan:
-    """The plan of one hop, under the workflow name of the whole upgrade (``target``)."""
-    return Plan(workflow_name(target or version), tuple(hop_phases(cluster, facts, version, hop=hop, hops=hops, **backup)))
+             hop: int = 1, hops: int = 1, **kwargs: Any) -> Plan:
+    """The plan of one hop, under the workflow name of the whole upgrade (``target``). ``kwargs``:
+    hop_phases' backup, backup_unavailable and node_files."""
+    return Plan(workflow_name(target or version), tuple(hop_phases(cluster, facts, version, hop=hop, hops=hops, **kwargs)))
 
 
 def plan_path(cluster: Cluster, facts: UpgradeFacts, path: Sequence[KubeVersion], target: KubeVersion, **backup: Any) -> Plan:

@@ -1,19 +1,20 @@
 """`kubeforge etcd backup`: snapshot on a healthy member, stream it home, verify, keep N.
 
 Order: status of every member -> pick a healthy follower (the leader only when it is the only
-healthy member) -> snapshot save + sha256 + snapshot status on that member (one script) -> stream
-to a .part file -> compare checksums, check etcd's own integrity trailer -> optional encryption and
-PKI bundle -> manifest -> retention. A file that fails verification goes to failed/ with a
-manifest saying why, and never counts as a backup.
+healthy member) -> snapshot save + snapshot status on that member -> stream home, where every
+chunk is checked (the member's sha256 of what it sent, etcd's own integrity trailer) and, with
+encryption on, encrypted before it is written: the .part file, failed/ and the PKI bundle never
+hold a plaintext byte, even when the run is killed halfway -> manifest -> retention. A file that
+fails verification goes to failed/ (as stored: encrypted when encryption is on) with a manifest
+saying why, and never counts as a backup.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
 import shlex
-import shutil
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -34,7 +35,13 @@ from kubeforge.workflows.etcd.retention import (
     plan_retention,
     write_manifest,
 )
-from kubeforge.workflows.etcd.snapshot import SnapshotInvalid, parse_status, sha256_file, verify_integrity
+from kubeforge.workflows.etcd.snapshot import (
+    IntegrityCheck,
+    SnapshotInvalid,
+    parse_status,
+    sha256_file,
+    verify_integrity_bytes,
+)
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 
 
@@ -130,6 +137,9 @@ def snapshot_script(cluster: Cluster, member: Host, remote_path: str) -> str:
         [
             f"install -d -m 0700 {shlex.quote(REMOTE_WORK_DIR)}",
             f"rm -f {q} {q}.part",
+            # a run killed mid-download leaves its snapshot here; an hour is far past any live one
+            f"find {shlex.quote(REMOTE_WORK_DIR)} -maxdepth 1 -name {shlex.quote(cluster.name + '-*.db*')} "
+            "-mmin +60 -delete 2>/dev/null || true",
             f"{etcdctl_line(cluster, ep, 'snapshot', 'save', remote_path, command_timeout='30m')} >/dev/null",
             f"chmod 0600 {q}",
             "echo @@version",
@@ -157,14 +167,91 @@ def _section(text: str, name: str) -> str:
     return rest.split("@@", 1)[0].strip()
 
 
-def _pki_bundle(cluster: Cluster, dst: Path) -> None:
-    """The local PKI a restore onto new machines needs (etcd + Kubernetes CAs and keys), 0600."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(cluster.pki_dir, arcname="pki")
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
+class _HashedFile:
+    def __init__(self, f) -> None:
+        self.f = f
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return self.f.write(data)
+
+
+class _StoredFile:
+    """The file a backup is written to: 0600 from creation, hashed as stored, and encrypted on the
+    way in when ``opts`` asks for it; ``write`` takes plaintext. ``abandon`` removes it."""
+
+    def __init__(self, path: Path, opts: BackupOptions) -> None:
+        self.path = path
+        self._out = _HashedFile(crypto.open_private(path))
+        self._encryptor = (crypto.Encryptor(self._out, key=opts.key, passphrase=opts.passphrase)
+                           if opts.encryption != "none" else None)
+
+    def write(self, data: bytes) -> int:
+        return (self._encryptor or self._out).write(data)
+
+    def finish(self) -> str:
+        """Tag, fsync and close; the sha256 of the file as stored."""
+        if self._encryptor is not None:
+            self._encryptor.close()
+        self._out.f.flush()
+        os.fsync(self._out.f.fileno())
+        self._out.f.close()
+        return self._out.hash.hexdigest()
+
+    def abandon(self) -> None:
+        self._out.f.close()
+        self.path.unlink(missing_ok=True)
+
+
+def pki_bundle(pki_dir: Path, dst: Path, opts: BackupOptions) -> None:
+    """The local PKI a restore onto new machines needs (etcd + Kubernetes CAs and keys), 0600,
+    packed straight into the (encrypting) file: the tarball never exists in plain, on disk or whole
+    in memory."""
+    tmp = dst.with_name(dst.name + ".part")
+    out = _StoredFile(tmp, opts)
+    try:
+        with tarfile.open(fileobj=out, mode="w|gz") as tar:
+            tar.add(pki_dir, arcname="pki")
+        out.finish()
+    except BaseException:
+        out.abandon()
+        raise
+    os.replace(tmp, dst)
+
+
+@dataclass(frozen=True)
+class Download:
+    sha256: str  # of the plain snapshot, equal to the member's (checked by the transport)
+    size: int  # bytes of the plain snapshot
+    stored_sha256: str  # of the file as stored (ciphertext when encrypted)
+    problem: str | None  # etcd's integrity trailer does not match; None when it does
+
+
+def download(transport, remote: str, partial: Path, opts: BackupOptions) -> Download:
+    """Stream ``remote`` into ``partial``: every chunk checked (the member's sha256 of what it sent,
+    etcd's integrity trailer) and, with encryption on, encrypted before it is written, so no
+    plaintext byte reaches the disk. Any failure removes ``partial``; a trailer that does not
+    match is returned as ``problem`` (the file is kept, as stored, for failed/)."""
+    integrity = IntegrityCheck(partial.name)
+    stored = _StoredFile(partial, opts)
+
+    def take(chunk: bytes) -> None:
+        integrity.feed(chunk)
+        stored.write(chunk)
+
+    try:
+        got = transport.stream(remote, take, sudo=True)
+        stored_sha = stored.finish()
+    except BaseException:
+        stored.abandon()
+        raise
+    try:
+        integrity.check()
+        problem = None
+    except SnapshotInvalid as exc:
+        problem = str(exc)
+    return Download(got.sha256, got.size, stored_sha, problem)
 
 
 def _stamp(now: datetime) -> str:
@@ -193,16 +280,18 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
 
     directory = opts.directory
     private_dir(directory)
-    partial = directory / f".{cluster.name}-{stamp}.db.part"
+    suffix = ".db.enc" if opts.encryption != "none" else ".db"
+    partial = directory / f".{cluster.name}-{stamp}{suffix}.part"
     t2 = clock()
     # `snapshot status` reads the whole file on the member; it runs on a second channel while the
     # file streams home, so the backup costs about save + download. The host hashes the bytes it
-    # sends (the transport compares that with what arrived), so no separate checksum pass is needed.
+    # sends (the transport compares that with what arrived), etcd's trailer is checked on the same
+    # stream, and the bytes are encrypted before they are written: nothing is read back from disk.
     with ThreadPoolExecutor(max_workers=1) as ex:
         status_run = ex.submit(transport.run, Command(script=status_script(remote), sudo=True, timeout=1800,
                                                       check=False, description="etcd snapshot status"))
         try:
-            got = transport.get(remote, str(partial), sudo=True)
+            got = download(transport, remote, partial, opts)
         except TransportError as exc:
             if "checksum mismatch" in exc.message:  # the bytes that arrived are not the bytes sent
                 raise BackupVerificationFailed(f"backup from {member.name} failed verification: {exc.message}") from None
@@ -217,23 +306,23 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
         partial.unlink(missing_ok=True)
         raise BackupVerificationFailed(f"[{member.name}] snapshot status failed on the member: {exc}") from None
     remote_sha = got.sha256
+    stored_sha = got.stored_sha256
     name = f"{cluster.name}-{stamp}-rev{remote_status.revision}"
 
     t3 = clock()
     verification = {"remoteSha256": remote_sha, "downloadSha256": got.sha256, "snapshotStatus": remote_status.to_dict(),
                     "remoteSha256Source": "computed by the member while sending"}
-    problem = None
-    try:
-        verify_integrity(partial)
+    problem = got.problem
+    if problem is None:
         verification["integrityTrailer"] = "ok"
-    except SnapshotInvalid as exc:
-        problem = str(exc)
     timings["verify"] = clock() - t3
+    encrypted = opts.encryption != "none"
     manifest = BackupManifest(
         name=name, cluster=cluster.name, created=now.astimezone(timezone.utc).isoformat(), member=member.name,
         etcd_version=etcd_version, revision=remote_status.revision, total_keys=remote_status.total_keys,
-        snapshot_hash=remote_status.hash, size=got.size, sha256=got.sha256, file=f"{name}.db",
-        file_sha256=got.sha256, encrypted=False, verified=problem is None, verification=verification,
+        snapshot_hash=remote_status.hash, size=got.size, sha256=got.sha256, file=f"{name}{suffix}",
+        file_sha256=stored_sha, encrypted=encrypted, encryption=opts.encryption if encrypted else "none",
+        verified=problem is None, verification=verification,
     )
     if problem:
         failed_dir = directory / "failed"
@@ -244,22 +333,10 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
 
     t4 = clock()
     final = directory / manifest.file
-    if opts.encryption != "none":
-        enc_path = directory / f"{name}.db.enc"
-        crypto.encrypt_file(partial, enc_path, key=opts.key, passphrase=opts.passphrase)
-        partial.unlink()
-        final = enc_path
-        manifest = replace(manifest, file=enc_path.name, file_sha256=sha256_file(enc_path), encrypted=True,
-                           encryption=opts.encryption)
-    else:
-        os.replace(partial, final)
+    os.replace(partial, final)
     if opts.include_pki and cluster.pki_dir.is_dir():
-        bundle = directory / f"{name}.pki.tar.gz"
-        _pki_bundle(cluster, bundle)
-        if opts.encryption != "none":
-            crypto.encrypt_file(bundle, bundle.with_name(bundle.name + ".enc"), key=opts.key, passphrase=opts.passphrase)
-            bundle.unlink()
-            bundle = bundle.with_name(bundle.name + ".enc")
+        bundle = directory / (f"{name}.pki.tar.gz" + (".enc" if encrypted else ""))
+        pki_bundle(cluster.pki_dir, bundle, opts)
         manifest = replace(manifest, pki_bundle=bundle.name)
     manifest_path = write_manifest(directory, manifest)
     timings["store"] = clock() - t4
@@ -273,11 +350,13 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
                         member=member.name, status=status, timings=timings)
 
 
-def verify_backup_file(manifest_path: Path, *, key: bytes | None = None, passphrase: Secret | None = None,
-                       workdir: Path | None = None) -> tuple[BackupManifest, Path]:
-    """Re-check a stored backup before it is used: manifest verified, file checksum, integrity.
+def read_verified_snapshot(manifest_path: Path, *, key: bytes | None = None,
+                           passphrase: Secret | None = None) -> tuple[BackupManifest, bytes]:
+    """Re-check a stored backup before it is used: manifest verified, file checksum, decryption
+    (authenticated), the plain snapshot's sha256 and etcd's integrity trailer.
 
-    Returns the manifest and a path to the plain snapshot (decrypted into ``workdir`` if needed).
+    Returns the manifest and the plain snapshot, in memory only: an encrypted backup is never
+    written out in plain on the operator's machine, not even while it is restored.
     """
     from kubeforge.errors import InputError
     from kubeforge.workflows.etcd.retention import read_manifest
@@ -294,25 +373,20 @@ def verify_backup_file(manifest_path: Path, *, key: bytes | None = None, passphr
     actual = sha256_file(snap)
     if actual != manifest.file_sha256:
         raise InputError(f"{snap}: checksum {actual[:12]}… does not match the manifest's {manifest.file_sha256[:12]}…")
-    plain = snap
     if manifest.encrypted:
-        workdir = workdir or manifest_path.parent
-        plain = workdir / f".{manifest.name}.db.plain"
-        crypto.decrypt_file(snap, plain, key=key, passphrase=passphrase)
-        if sha256_file(plain) != manifest.sha256:
-            plain.unlink(missing_ok=True)
+        data = crypto.decrypt_bytes(snap, key=key, passphrase=passphrase)
+        if hashlib.sha256(data).hexdigest() != manifest.sha256:
             raise InputError(f"{snap}: decrypted snapshot does not match the manifest's checksum")
+    else:
+        data = snap.read_bytes()
     try:
-        verify_integrity(plain)
+        verify_integrity_bytes(data, snap.name)
     except SnapshotInvalid as exc:
         raise InputError(str(exc)) from None
-    return manifest, plain
+    return manifest, data
 
 
 def manifest_json(result: BackupResult) -> str:
     return json.dumps({"manifest": json.loads(result.manifest.to_json()), "path": str(result.path),
                        "deleted": result.deleted, "timings": result.timings}, indent=2)
 
-
-def copy_for_restore(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)

@@ -10,17 +10,15 @@ from pathlib import Path
 
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
 from kubeforge.model import Cluster, EtcdTopology
-from kubeforge.model.files import private_dir
 from kubeforge.model.secret import Secret
 from kubeforge.plan.etcd import restore_stacked
 from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST, RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd import crypto
-from kubeforge.workflows.etcd.backup import verify_backup_file
+from kubeforge.workflows.etcd.backup import read_verified_snapshot
 from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
-from kubeforge.workflows.etcd.snapshot import sha256_file
 
 WORKFLOW = "etcd restore"
 
@@ -77,15 +75,8 @@ def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None 
                  passphrase: Secret | None = None, now: datetime | None = None) -> tuple[Plan, RestoreInput]:
     manifest_path = find_manifest(cluster, source, directory)
     key = crypto.load_key_file(cluster.etcd.backup.key_file) if cluster.etcd.backup.key_file else None
-    work = cluster.state_dir / "restore"
-    private_dir(work)
-    manifest, plain = verify_backup_file(manifest_path, key=key, passphrase=passphrase, workdir=work)
-    try:
-        data = plain.read_bytes()
-        sha = sha256_file(plain)
-    finally:
-        if plain.parent == work:
-            plain.unlink(missing_ok=True)
+    manifest, data = read_verified_snapshot(manifest_path, key=key, passphrase=passphrase)
+    sha = manifest.sha256
     members = cluster.etcd_members
     stacked: tuple = ()
     if cluster.etcd.topology is EtcdTopology.STACKED:

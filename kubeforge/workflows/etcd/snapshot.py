@@ -39,23 +39,49 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class IntegrityCheck:
+    """etcd's trailer check on a stream: ``feed`` chunks as they arrive, then ``check``.
+
+    Keeps back the last 32 bytes seen (the trailer candidate) and hashes everything before them,
+    so a snapshot is verified while it downloads and never has to be read back from disk.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        data = self._tail + chunk if self._tail else chunk
+        if len(data) > _TRAILER:
+            self._hash.update(memoryview(data)[: len(data) - _TRAILER])
+            self._tail = bytes(data[-_TRAILER:])
+        else:
+            self._tail = bytes(data)
+
+    def check(self) -> None:
+        """Raise SnapshotInvalid unless the trailer is the sha256 of everything before it."""
+        if self.size <= _TRAILER + 4096:
+            raise SnapshotInvalid(f"{self.name}: {self.size} bytes is too small to be an etcd snapshot")
+        if self._hash.digest() != self._tail:
+            raise SnapshotInvalid(f"{self.name}: integrity hash does not match its content (corrupted or truncated)")
+
+
 def verify_integrity(path: Path) -> None:
     """Raise SnapshotInvalid unless the file's trailer is the sha256 of everything before it."""
-    size = path.stat().st_size
-    if size <= _TRAILER + 4096:
-        raise SnapshotInvalid(f"{path.name}: {size} bytes is too small to be an etcd snapshot")
-    h = hashlib.sha256()
-    remaining = size - _TRAILER
+    check = IntegrityCheck(path.name)
     with open(path, "rb") as f:
-        while remaining > 0:
-            chunk = f.read(min(_CHUNK, remaining))
-            if not chunk:
-                raise SnapshotInvalid(f"{path.name}: truncated while reading")
-            h.update(chunk)
-            remaining -= len(chunk)
-        trailer = f.read(_TRAILER)
-    if h.digest() != trailer:
-        raise SnapshotInvalid(f"{path.name}: integrity hash does not match its content (corrupted or truncated)")
+        while chunk := f.read(_CHUNK):
+            check.feed(chunk)
+    check.check()
+
+
+def verify_integrity_bytes(data: bytes, name: str) -> None:
+    check = IntegrityCheck(name)
+    check.feed(data)
+    check.check()
 
 
 def parse_status(text: str) -> SnapshotStatus:
