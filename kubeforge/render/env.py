@@ -77,7 +77,7 @@ def yaml_scalar(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    if _PLAIN_SAFE.match(text) and not _YAML_AMBIGUOUS.fullmatch(text) and not text.endswith(":"):
+    if _PLAIN_SAFE.fullmatch(text) and not _YAML_AMBIGUOUS.fullmatch(text) and not text.endswith(":"):
         return text
     return _double_quoted(text)
 

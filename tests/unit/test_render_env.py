@@ -52,7 +52,8 @@ _yaml12 = YAML(typ="safe", pure=True)
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=30), st.sampled_from(["yes", "no", "on", "1e3", "0x1f", "10:20", "~", "null",
-                                                         "2024-01-02", ".inf", "1_000", "-", "a: b", "#x", "v1.34.2"])))
+                                                         "2024-01-02", ".inf", "1_000", "-", "a: b", "#x", "v1.34.2",
+                                                         "0\n", "v1.34.2\n"])))
 def test_yaml_scalars_read_back_as_the_same_string_in_yaml_1_1_and_1_2(text: str) -> None:
     document = f"key: {yaml_scalar(text)}\n"
     assert yaml.load(document, Loader=_yaml11) == {"key": text}
