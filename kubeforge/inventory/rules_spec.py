@@ -8,13 +8,15 @@ from urllib.parse import urlparse
 
 from kubeforge.inventory.context import DNS1123_LABEL, Context, as_ip, is_dns_subdomain, resolve_path
 from kubeforge.model.versions import (
-    SUPPORTED_ETCD_MINORS,
     VersionError,
+    end_of_life_note,
+    etcd_end_of_life_note,
     is_supported_etcd,
     is_supported_kube,
+    known_etcd_minors,
+    known_kube_minors,
     parse_etcd,
     parse_kube,
-    supported_kube_minors,
 )
 
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
@@ -41,7 +43,9 @@ def check_versions(ctx: Context) -> None:
         else:
             if not is_supported_kube(v):
                 ctx.error(ctx.spec_path("kubernetesVersion"), f"Kubernetes {v.minor_str} is not supported "
-                          f"(supported minors: {', '.join(supported_kube_minors())})")
+                          f"(known minors: {', '.join(known_kube_minors())}; source: kubeforge/model/versions.yaml)")
+            elif (note := end_of_life_note(v)) is not None:
+                ctx.warn(ctx.spec_path("kubernetesVersion"), note)
     if ctx.ok("etcd") and ctx.spec.etcd.version is not None:
         try:
             ev = parse_etcd(ctx.spec.etcd.version)
@@ -49,8 +53,10 @@ def check_versions(ctx: Context) -> None:
             ctx.error(ctx.spec_path("etcd", "version"), str(exc))
         else:
             if not is_supported_etcd(ev):
-                minors = ", ".join(f"{a}.{b}" for a, b in sorted(SUPPORTED_ETCD_MINORS))
-                ctx.error(ctx.spec_path("etcd", "version"), f"etcd {ev.minor_str} is not supported (supported minors: {minors})")
+                ctx.error(ctx.spec_path("etcd", "version"), f"etcd {ev.minor_str} is not supported (known minors: "
+                          f"{', '.join(known_etcd_minors())}; source: kubeforge/model/versions.yaml)")
+            elif (note := etcd_end_of_life_note(ev)) is not None:
+                ctx.warn(ctx.spec_path("etcd", "version"), note)
 
 
 def _network(ctx: Context, key: str, text: str):

@@ -79,5 +79,5 @@ def test_every_example_inventory_satisfies_the_published_schema(name):
 
 def test_summary_names_roles_topology_and_endpoint():
     c = load(REPO / "inventories" / "ha-external-etcd.yaml").cluster
-    assert summary(c) == ("prod-ha: Kubernetes 1.34.2; 3 control-plane, 3 etcd, 3 worker; etcd external 3.5.21 "
+    assert summary(c) == ("prod-ha: Kubernetes 1.35.1; 3 control-plane, 3 etcd, 3 worker; etcd external 3.5.21 "
                           "(3 members); endpoint kube-vip 192.168.10.100:6443")
