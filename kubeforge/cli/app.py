@@ -41,15 +41,26 @@ def _root(
 
 
 @app.command("version")
-def version_cmd() -> None:
+def version_cmd(
+    output: str = typer.Option("text", "-o", "--output", help="text, or json: every version fact with its source."),
+) -> None:
     """Print kubeforge's version and the Kubernetes minors it supports.
 
-    Example: kubeforge version
+    Example: kubeforge version -o json
     """
-    from kubeforge.model.versions import supported_kube_minors
+    from kubeforge.model.versions import version_facts, version_summary
 
-    typer.echo(f"kubeforge {__version__}")
-    typer.echo("supported Kubernetes minors: " + ", ".join(supported_kube_minors()))
+    if output == "json":
+        import json
+
+        typer.echo(json.dumps({"kubeforge": __version__, **version_facts()}, indent=2))
+    elif output == "text":
+        typer.echo(f"kubeforge {__version__}")
+        typer.echo(version_summary())
+    else:
+        from kubeforge.errors import UsageError
+
+        raise UsageError(f"--output: '{output}' is not an output format (text, json)")
 
 
 def _register_all() -> None:

@@ -7,6 +7,7 @@ import re
 from urllib.parse import urlparse
 
 from kubeforge.inventory.context import DNS1123_LABEL, Context, as_ip, is_dns_subdomain, resolve_path
+from kubeforge.model.upgrade_path import etcd_step_to
 from kubeforge.model.versions import (
     VersionError,
     end_of_life_note,
@@ -15,6 +16,7 @@ from kubeforge.model.versions import (
     is_supported_kube,
     known_etcd_minors,
     known_kube_minors,
+    kube_minor,
     parse_etcd,
     parse_kube,
 )
@@ -57,6 +59,31 @@ def check_versions(ctx: Context) -> None:
                           f"{', '.join(known_etcd_minors())}; source: kubeforge/model/versions.yaml)")
             elif (note := etcd_end_of_life_note(ev)) is not None:
                 ctx.warn(ctx.spec_path("etcd", "version"), note)
+            _check_etcd_for_kubernetes(ctx, ev)
+
+
+def _check_etcd_for_kubernetes(ctx: Context, ev) -> None:
+    """Stacked: kubeadm picks etcd (etcd.version only chooses the client tools). External: kubeadm
+    refuses an etcd below its MinExternalEtcdVersion, so `up` would fail at `kubeadm init`."""
+    if not ctx.ok("kubernetes_version"):
+        return
+    try:
+        kube = parse_kube(ctx.spec.kubernetes_version)
+    except VersionError:
+        return
+    minor = kube_minor(kube)
+    if minor is None:
+        return
+    path = ctx.spec_path("etcd", "version")
+    if ctx.topology == "stacked":
+        if ev != minor.kubeadm_etcd:
+            ctx.warn(path, f"stacked etcd runs kubeadm {minor.name}'s etcd {minor.kubeadm_etcd} "
+                     f"({minor.source('kubeadmEtcd')}); etcd.version {ev} only chooses the etcd client tools")
+    elif minor.min_external_etcd is not None and ev < minor.min_external_etcd:
+        ctx.error(path, f"etcd {ev} is below {minor.min_external_etcd}, the oldest external etcd kubeadm {minor.name} "
+                  f"accepts (MinExternalEtcdVersion; {minor.source('minExternalEtcd')}); run `kubeforge etcd upgrade "
+                  f"-i <inventory> --to {etcd_step_to(ev, minor.min_external_etcd)}` first, or keep kubernetesVersion "
+                  f"below {minor.name}")
 
 
 def _network(ctx: Context, key: str, text: str):

@@ -238,6 +238,15 @@ def needs_v2store_check(current: Version, target: Version) -> bool:
     return bool(here and here.v2store_check_before_exit and target.minor_key > current.minor_key)
 
 
+def etcd_step_to(current: Version, minimum: Version) -> EtcdVersion:
+    """The etcd upgrade to suggest to bring ``current`` to ``minimum`` or later: the latest release of
+    its own minor when that is enough (a patch upgrade), else ``minimum``."""
+    here = etcd_minor(current)
+    if here is not None and here.latest_release >= minimum:
+        return here.latest_release
+    return _etcd(minimum)
+
+
 def etcd_for_kubernetes(kube: Version, etcd_versions: Mapping[str, Version]) -> None:
     """Refuse (SafetyRefusal) a Kubernetes version whose kubeadm needs a newer external etcd than the
     members run (versions.yaml's minExternalEtcd), naming the etcd upgrade to run first."""
@@ -248,9 +257,7 @@ def etcd_for_kubernetes(kube: Version, etcd_versions: Mapping[str, Version]) -> 
     if not low:
         return
     who = ", ".join(f"{h} {v}" for h, v in sorted(low.items()))
-    oldest = min(low.values())
-    here = etcd_minor(oldest)
-    to = here.latest_release if here and here.latest_release >= m.min_external_etcd else m.min_external_etcd
+    to = etcd_step_to(min(low.values()), m.min_external_etcd)
     raise SafetyRefusal(
         f"Kubernetes {kube} needs external etcd {m.min_external_etcd} or later, and members run {who} "
         f"(kubeadm {m.name} MinExternalEtcdVersion; source: {m.source('minExternalEtcd')})",

@@ -281,6 +281,17 @@ def etcd_end_of_life_note(v: Version) -> str | None:
             f"`kubeforge etcd upgrade{to}`")
 
 
+def version_summary() -> str:
+    """The lines ``kubeforge version`` prints after its own version."""
+    etcd = [m.name for m in etcd_minors().values() if m.support == SUPPORTED]
+    return "\n".join([
+        "supported Kubernetes minors: " + ", ".join(supported_kube_minors()),
+        "upgrade-from only (past end of life): " + ", ".join(upgrade_from_kube_minors()),
+        "supported etcd minors: " + ", ".join(etcd),
+        "latest patches: read from the package source at plan time (`kubeforge version -o json` for every fact)",
+    ])
+
+
 def version_facts() -> dict[str, Any]:
     """Everything versions.yaml holds, with sources, for ``kubeforge version -o json``."""
     data = raw_data()

@@ -23,7 +23,7 @@ def test_validate_prints_a_one_line_summary_and_exits_0():
     proc = run("validate", "-i", "inventories/ha-stacked-haproxy.yaml")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "prod-stacked: Kubernetes 1.33.6; 3 control-plane, 3 worker, 2 load-balancer; etcd stacked 3.5.21 "
+        "prod-stacked: Kubernetes 1.36.5; 3 control-plane, 3 worker, 2 load-balancer; etcd stacked, 3.6.9 from kubeadm 1.36 "
         "(3 members); endpoint haproxy 192.168.20.100:6443"
     ]
 
