@@ -72,7 +72,8 @@ def hop_minors(current: Version, target: Version) -> list[KubeVersion]:
             raise SafetyRefusal(
                 f"{role} version {v}: Kubernetes {v.minor_str} is not a minor kubeforge knows (known: {known}; "
                 f"source: kubeforge/model/versions.yaml)",
-                hint="choose a version in a known minor; a newer kubeforge knows newer minors",
+                hint="`kubeforge version -o json` lists the known minors and their sources; choose a version in one "
+                     "(a newer kubeforge knows newer minors); nothing was changed",
             )
     return [KubeVersion(current.major, m, 0) for m in range(current.minor + 1, target.minor + 1)]
 
