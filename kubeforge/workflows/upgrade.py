@@ -197,7 +197,8 @@ def backup_step_fn(cluster: Cluster, pool, sink: list | None = None) -> Callable
 
 def _backup_kwargs(cluster: Cluster, pool, sink: list | None) -> dict:
     if cluster.etcd.topology is EtcdTopology.STACKED:
-        return {"backup": None, "backup_unavailable": "stacked etcd: kubeadm backs up its static-pod etcd during `upgrade apply`"}
+        return {"backup": None, "backup_unavailable": "stacked etcd: kubeadm backs up its static-pod etcd during "
+                "`upgrade apply` and moves it to the etcd its minor ships (`kubeforge version -o json`: kubeadmEtcd)"}
     return {"backup": backup_step_fn(cluster, pool, sink)}
 
 

@@ -35,6 +35,15 @@ def kubelets(env: Env) -> dict[str, tuple[str, bool]]:
     return {n: (v["kubeletVersion"], bool(v.get("ready"))) for n, v in env.sim("state")["nodes"].items()}
 
 
+def test_validate_and_plan_up_report_the_etcd_kubeadm_1_36_runs_for_stacked_etcd(env):
+    res = env.kf("validate")
+    assert res.returncode == 0, res.stderr
+    assert "etcd stacked, 3.6.9 from kubeadm 1.36" in res.stdout
+    res = env.kf("plan", "up")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "kubeadm 1.36 runs etcd 3.6.9 as a static pod" in res.stdout
+
+
 def test_up_at_1_36_brings_every_node_ready_at_1_36(env):
     res = env.kf("up", "--yes")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
