@@ -278,7 +278,7 @@ def etcd_end_of_life_note(v: Version) -> str | None:
     nxt = etcd_minor((m.minor[0], m.minor[1] + 1))
     to = f" --to {nxt.latest_release}" if nxt else ""
     return (f"etcd {m.name} is end of life ({m.source('support')}); upgrade it one minor at a time: "
-            f"`kubeforge etcd upgrade{to}`")
+            f"`kubeforge etcd upgrade -i <inventory>{to}`")
 
 
 def version_summary() -> str:
