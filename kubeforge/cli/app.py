@@ -55,27 +55,16 @@ def version_cmd(output: Output = OUTPUT) -> None:
 
     Example: kubeforge version -o json
     """
-    from kubeforge.model import versions
+    from kubeforge.model.versions import version_facts, version_summary
     from kubeforge.ui.output import show
 
-    if hasattr(versions, "version_data"):
-        data = versions.version_data()
-    else:
-        data = {"kubeforge": __version__, "supportedKubernetesMinors": list(versions.supported_kube_minors())}
-    show(data, lambda: _print_version(data))
+    data = {"kubeforge": __version__, **version_facts()}
 
+    def table() -> None:
+        typer.echo(f"kubeforge {__version__}")
+        typer.echo(version_summary())
 
-def _print_version(data: dict) -> None:
-    from kubeforge.ui.console import make_console
-
-    console = make_console()
-    minors = data.get("supportedKubernetesMinors") or data.get("supported_kubernetes_minors")
-    console.print(f"kubeforge {data.get('kubeforge', __version__)}", markup=False)
-    if minors is not None:
-        console.print("supported Kubernetes minors: " + ", ".join(minors), markup=False)
-    for key, value in data.items():
-        if key not in ("kubeforge", "supportedKubernetesMinors", "supported_kubernetes_minors"):
-            console.print(f"{key}: {value}", markup=False)
+    show(data, table)
 
 
 def _register_all() -> None:

@@ -30,9 +30,8 @@ from kubeforge.model import (
     Taint,
     UpgradePolicy,
 )
-from kubeforge.model.versions import SUPPORTED_ETCD_MINORS, parse_etcd, parse_kube
+from kubeforge.model.versions import kubeadm_etcd, parse_etcd, parse_kube
 
-DEFAULT_ETCD_MINOR = (3, 5)
 
 
 def _path(ctx: Context, text: str | None) -> Path | None:
@@ -100,7 +99,9 @@ def build(ctx: Context, source: Path) -> Cluster:
         virtual_router_id=ep.virtual_router_id, extra_sans=tuple(ep.extra_sans),
     )
     e = s.etcd
-    version = e.version or f"{DEFAULT_ETCD_MINOR[0]}.{DEFAULT_ETCD_MINOR[1]}.{SUPPORTED_ETCD_MINORS[DEFAULT_ETCD_MINOR]}"
+    # No etcd.version: kubeadm's own choice for the Kubernetes minor (versions.yaml, kubeadmEtcd), so a
+    # new external cluster runs what a stacked one would.
+    version = e.version or str(kubeadm_etcd(parse_kube(s.kubernetes_version)))
     b = e.backup
     etcd = EtcdSpec(
         topology=EtcdTopology(ctx.topology), version=parse_etcd(version), data_dir=e.data_dir,

@@ -9,14 +9,18 @@ from urllib.parse import urlparse
 from kubeforge.inventory import paths
 from kubeforge.inventory.context import DNS1123_LABEL, Context, as_ip, is_dns_subdomain, resolve_path
 from kubeforge.inventory.paths import missing, path_problem
+from kubeforge.model.upgrade_path import etcd_step_to
 from kubeforge.model.versions import (
-    SUPPORTED_ETCD_MINORS,
     VersionError,
+    end_of_life_note,
+    etcd_end_of_life_note,
     is_supported_etcd,
     is_supported_kube,
+    known_etcd_minors,
+    known_kube_minors,
+    kube_minor,
     parse_etcd,
     parse_kube,
-    supported_kube_minors,
 )
 
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
@@ -47,7 +51,9 @@ def check_versions(ctx: Context) -> None:
         else:
             if not is_supported_kube(v):
                 ctx.error(ctx.spec_path("kubernetesVersion"), f"Kubernetes {v.minor_str} is not supported "
-                          f"(supported minors: {', '.join(supported_kube_minors())})")
+                          f"(known minors: {', '.join(known_kube_minors())}; source: kubeforge/model/versions.yaml)")
+            elif (note := end_of_life_note(v)) is not None:
+                ctx.warn(ctx.spec_path("kubernetesVersion"), note)
     if ctx.ok("etcd") and ctx.spec.etcd.version is not None:
         try:
             ev = parse_etcd(ctx.spec.etcd.version)
@@ -55,8 +61,35 @@ def check_versions(ctx: Context) -> None:
             ctx.error(ctx.spec_path("etcd", "version"), str(exc))
         else:
             if not is_supported_etcd(ev):
-                minors = ", ".join(f"{a}.{b}" for a, b in sorted(SUPPORTED_ETCD_MINORS))
-                ctx.error(ctx.spec_path("etcd", "version"), f"etcd {ev.minor_str} is not supported (supported minors: {minors})")
+                ctx.error(ctx.spec_path("etcd", "version"), f"etcd {ev.minor_str} is not supported (known minors: "
+                          f"{', '.join(known_etcd_minors())}; source: kubeforge/model/versions.yaml)")
+            elif (note := etcd_end_of_life_note(ev)) is not None:
+                ctx.warn(ctx.spec_path("etcd", "version"), note)
+            _check_etcd_for_kubernetes(ctx, ev)
+
+
+def _check_etcd_for_kubernetes(ctx: Context, ev) -> None:
+    """Stacked: kubeadm picks etcd (etcd.version only chooses the client tools). External: kubeadm
+    refuses an etcd below its MinExternalEtcdVersion, so `up` would fail at `kubeadm init`."""
+    if not ctx.ok("kubernetes_version"):
+        return
+    try:
+        kube = parse_kube(ctx.spec.kubernetes_version)
+    except VersionError:
+        return
+    minor = kube_minor(kube)
+    if minor is None:
+        return
+    path = ctx.spec_path("etcd", "version")
+    if ctx.topology == "stacked":
+        if ev != minor.kubeadm_etcd:
+            ctx.warn(path, f"stacked etcd runs kubeadm {minor.name}'s etcd {minor.kubeadm_etcd} "
+                     f"({minor.source('kubeadmEtcd')}); etcd.version {ev} only chooses the etcd client tools")
+    elif minor.min_external_etcd is not None and ev < minor.min_external_etcd:
+        ctx.error(path, f"etcd {ev} is below {minor.min_external_etcd}, the oldest external etcd kubeadm {minor.name} "
+                  f"accepts (MinExternalEtcdVersion; {minor.source('minExternalEtcd')}); run `kubeforge etcd upgrade "
+                  f"-i <inventory> --to {etcd_step_to(ev, minor.min_external_etcd)}` first, or keep kubernetesVersion "
+                  f"below {minor.name}")
 
 
 def _network(ctx: Context, key: str, text: str):

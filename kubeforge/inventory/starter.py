@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kubeforge.errors import InputError, InventoryError, UsageError
 from kubeforge.model import Role
-from kubeforge.model.versions import SUPPORTED_MINORS, latest_patch
+from kubeforge.model.versions import newest_supported_minor
 
 ROLE_NAMES = tuple(str(r) for r in Role)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -78,7 +78,9 @@ def starter_text(*, name: str, hosts: list[StarterHost], kubernetes_version: str
     cps = _has(hosts, "control-plane")
     if not cps:
         raise UsageError("no host has the control-plane role", hint="give at least one host control-plane")
-    version = kubernetes_version or str(latest_patch(max(SUPPORTED_MINORS)))
+    # Without --kubernetes-version: the first release of the newest minor upstream supports (the data
+    # knows minors, not patches; the package source says which patches exist, and `plan up` shows it).
+    version = kubernetes_version or f"{newest_supported_minor().name}.0"
     external = any("control-plane" not in h.roles for h in _has(hosts, "etcd"))
     lbs = _has(hosts, "load-balancer")
     workloads_on_cps = any("worker" in h.roles for h in cps)

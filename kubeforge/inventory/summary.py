@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kubeforge.model import Cluster, EndpointMode, Role
+from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Role
+from kubeforge.model.versions import kubeadm_etcd
 
 
 def summary(cluster: Cluster) -> str:
@@ -11,8 +12,11 @@ def summary(cluster: Cluster) -> str:
     members = len(cluster.etcd_members)
     ep = cluster.endpoint
     endpoint = f"{ep.host_port} (no balancer)" if ep.mode is EndpointMode.NONE else f"{ep.mode} {ep.host_port}"
-    return (
-        f"{cluster.name}: Kubernetes {cluster.kubernetes_version}; {counts}; "
-        f"etcd {cluster.etcd.topology} {cluster.etcd.version} ({members} member{'s' if members != 1 else ''}); "
-        f"endpoint {endpoint}"
-    )
+    plural = "s" if members != 1 else ""
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        # kubeadm picks the stacked etcd (its image for the minor), not the inventory's etcd.version
+        v = cluster.kubernetes_version
+        etcd = f"etcd stacked, {kubeadm_etcd(v)} from kubeadm {v.minor_str} ({members} member{plural})"
+    else:
+        etcd = f"etcd external {cluster.etcd.version} ({members} member{plural})"
+    return f"{cluster.name}: Kubernetes {cluster.kubernetes_version}; {counts}; {etcd}; endpoint {endpoint}"

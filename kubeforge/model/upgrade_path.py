@@ -1,30 +1,36 @@
-"""Upgrade paths and version-skew rules for Kubernetes and etcd.
+"""Upgrade paths and version-skew rules for Kubernetes and etcd, from the facts of versions.yaml.
 
 Kubernetes (kubeadm): a control plane moves one minor at a time; patch upgrades inside a minor are a
-single hop; an intermediate minor is crossed at its latest known patch. Skew (Kubernetes version skew
-policy): API servers within one minor of each other; a kubelet never newer than the oldest API server
-and at most three minors older than it.
+single hop; an intermediate minor is crossed at the latest patch the package source offers (read at
+plan time, never a table). Skew (Kubernetes version skew policy): API servers within one minor of
+each other; a kubelet never newer than the oldest API server and at most three minors older than it.
+
+etcd: one minor per upgrade; leaving a minor needs its exit floor (3.5.32+ before 3.6, 3.6.11+
+before 3.7: a refusal naming the patch upgrade to run first, never lowered by --allow-older-patch);
+the latest released patch of the current minor first (advice that --allow-older-patch drops).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model.versions import (
-    ETCD_MINOR_EXIT_FLOORS,
-    SUPPORTED_ETCD_MINORS,
-    SUPPORTED_MINORS,
     EtcdVersion,
     KubeVersion,
     Version,
-    latest_patch,
-    supported_kube_minors,
+    etcd_minor,
+    etcd_rule_source,
+    known_etcd_minors,
+    known_kube_minors,
+    kube_minor,
+    skew,
+    skew_source,
 )
 
-KUBELET_MAX_MINORS_BEHIND = 3
-CONTROL_PLANE_MAX_MINOR_SPREAD = 1
+KUBELET_MAX_MINORS_BEHIND = skew("kubeletMaxMinorsBehind")
+CONTROL_PLANE_MAX_MINOR_SPREAD = skew("apiServersMaxMinorSpread")
 
 
 def _plain(v: Version | str) -> Version:
@@ -54,21 +60,57 @@ def _refuse_non_upgrade(current: Version, target: Version, what: str) -> None:
         raise SafetyRefusal(f"{current} -> {target} changes the major version; that is not an upgrade kubeforge knows")
 
 
-def upgrade_path(current: Version, target: Version, *, multi_hop: bool = False) -> list[KubeVersion]:
-    """The versions to upgrade through, in order, ending at ``target``; raises SafetyRefusal."""
+def hop_minors(current: Version, target: Version) -> list[KubeVersion]:
+    """One version per minor an upgrade from ``current`` to ``target`` enters (patch 0 stands for
+    the minor): the minors whose package sources must be read before the path can be chosen.
+    Refuses (SafetyRefusal) a downgrade or a minor versions.yaml does not know."""
     current, target = _plain(current), _plain(target)
     _refuse_non_upgrade(current, target, "Kubernetes")
-    supported = ", ".join(supported_kube_minors())
+    known = ", ".join(known_kube_minors())
     for v, role in ((current, "current"), (target, "target")):
-        if v.minor_key not in SUPPORTED_MINORS:
-            raise SafetyRefusal(f"{role} version {v} is not in a supported minor (supported: {supported})")
-    hops = [latest_patch((current.major, m)) for m in range(current.minor + 1, target.minor)]
+        if kube_minor(v) is None:
+            raise SafetyRefusal(
+                f"{role} version {v}: Kubernetes {v.minor_str} is not a minor kubeforge knows (known: {known}; "
+                f"source: kubeforge/model/versions.yaml)",
+                hint="`kubeforge version -o json` lists the known minors and their sources; choose a version in one "
+                     "(a newer kubeforge knows newer minors); nothing was changed",
+            )
+    return [KubeVersion(current.major, m, 0) for m in range(current.minor + 1, target.minor + 1)]
+
+
+def latest_offered(offered: Iterable[Version], minor: tuple[int, int]) -> KubeVersion | None:
+    """The newest version of ``minor`` among ``offered`` (what the package source has)."""
+    best = max((_plain(v) for v in offered if v.minor_key == minor), default=None)
+    return _kube(best) if best is not None else None
+
+
+def upgrade_path(current: Version, target: Version, *, multi_hop: bool = False,
+                 offered: Iterable[Version] | None = None, source: str = "the package source") -> list[KubeVersion]:
+    """The versions to upgrade through, in order, ending at ``target``; raises SafetyRefusal.
+
+    Each intermediate minor is crossed at the newest patch ``offered`` (what ``source`` offers)."""
+    current, target = _plain(current), _plain(target)
+    minors = hop_minors(current, target)
+    offered = tuple(offered) if offered is not None else None
+    hops = []
+    for m in minors[:-1]:
+        if offered is None:
+            raise SafetyRefusal(f"the latest Kubernetes {m.minor_str} patch comes from the package source, "
+                                "which was not read", hint="this is a bug: report it")
+        best = latest_offered(offered, m.minor_key)
+        if best is None:
+            raise SafetyRefusal(
+                f"{current} -> {target} passes through Kubernetes {m.minor_str}, and {source} offers no "
+                f"{m.minor_str} kubeadm (kubeadm upgrades one minor at a time)",
+                hint=f"add Kubernetes {m.minor_str} packages to the package source; nothing was changed",
+            )
+        hops.append(best)
     path = [*hops, _kube(target)]
     if len(path) > 1 and not multi_hop:
         arrow = " -> ".join(str(v) for v in path)
         raise SafetyRefusal(
             f"{current} -> {target} skips minors; with --multi-hop the path is {arrow}",
-            hint="kubeadm upgrades one minor at a time",
+            hint=f"kubeadm upgrades one minor at a time ({skew_source().split(';')[0]}); run again with --multi-hop",
         )
     return path
 
@@ -131,51 +173,97 @@ class EtcdHop:
 
     version: EtcdVersion
     why: str  # "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5"
-    kind: str  # "target", "latest-patch" (advice), "floor" (hard), "minor" (crossing a minor)
+    kind: str  # "target" or "latest-patch" (advice --allow-older-patch drops)
 
     def __str__(self) -> str:
         return str(self.version)
 
 
-def etcd_upgrade_hops(current: Version, target: Version, *, allow_older_patch: bool = False) -> list[EtcdHop]:
-    """etcd versions to roll through, one minor at a time, each with the reason it is on the path.
+def _etcd_command(version: Version) -> str:
+    return f"kubeforge etcd upgrade -i <inventory> --to {version}"
 
-    Rules, from etcd's upgrade policy (etcd.io/docs/v3.6/upgrades/): only patch upgrades and
-    single-minor upgrades are supported; "update to the most recent patch version before upgrading
-    to the next minor" (the first hop, when the members are not on SUPPORTED_ETCD_MINORS' latest
-    patch); every minor crossed is crossed at its latest patch; and leaving 3.5 for 3.6 needs 3.5.20
-    or later (ETCD_MINOR_EXIT_FLOORS), a hard floor. ``allow_older_patch`` drops the
-    latest-patch-first hop, which many air-gapped mirrors cannot offer, but never a floor and never
-    a minor.
+
+def etcd_upgrade_hops(current: Version, target: Version, *, allow_older_patch: bool = False) -> list[EtcdHop]:
+    """etcd versions to roll through, each with the reason it is on the path (versions.yaml's rules).
+
+    One minor per upgrade ("upgrades that skip a minor are not supported and will likely fail";
+    3.4 data is refused by 3.6 outright): a larger jump is refused naming the upgrade to run first.
+    Leaving a minor needs every member on its exit floor or later (3.5.32 before 3.6, 3.6.11 before
+    3.7): below it the upgrade is refused, naming the patch upgrade to run first — a hard rule that
+    ``allow_older_patch`` never lowers. At or above the floor, the path goes through the minor's
+    latest release first ("update to the most recent patch version before upgrading to the next
+    minor"), advice that ``allow_older_patch`` drops for mirrors that never carried it.
     """
     current, target = _plain(current), _plain(target)
     _refuse_non_upgrade(current, target, "etcd")
-    supported = ", ".join(f"{a}.{b}" for a, b in sorted(SUPPORTED_ETCD_MINORS))
+    known = ", ".join(known_etcd_minors())
     for v, role in ((current, "current"), (target, "target")):
-        if v.minor_key not in SUPPORTED_ETCD_MINORS:
-            raise SafetyRefusal(f"{role} etcd version {v} is not in a supported minor (supported: {supported})")
+        if etcd_minor(v) is None:
+            raise SafetyRefusal(f"{role} etcd version {v} is not in a minor kubeforge knows (known: {known}; "
+                                "source: kubeforge/model/versions.yaml)")
     target_hop = EtcdHop(_etcd(target), "the version asked for", "target")
     if current.minor_key == target.minor_key:
         return [target_hop]
-    path: list[EtcdHop] = []
-    latest = SUPPORTED_ETCD_MINORS[current.minor_key]
-    floor = ETCD_MINOR_EXIT_FLOORS.get(current.minor_key)
+    here = etcd_minor(current)
+    assert here is not None
     next_minor = f"{current.major}.{current.minor + 1}"
-    if floor is not None and current.patch < floor:
+    if target.minor - current.minor > 1:
+        nxt = etcd_minor((current.major, current.minor + 1))
+        step = nxt.latest_release if nxt else next_minor
+        raise SafetyRefusal(
+            f"etcd {current} -> {target} skips etcd {next_minor}: etcd upgrades one minor at a time"
+            + (f" and {target.minor_str} refuses {current.minor_str} data" if (current.minor, target.minor) == (4, 6) else "")
+            + f" (source: {etcd_rule_source('noDirect34To36' if (current.minor, target.minor) == (4, 6) else 'oneMinorPerUpgrade')})",
+            hint=f"upgrade to {next_minor} first: `{_etcd_command(step)}`, then to {target}; nothing was changed",
+        )
+    floor, latest = here.exit_floor, here.latest_release
+    if floor is not None and current < floor:
+        raise SafetyRefusal(
+            f"etcd {current} -> {target} is refused: every {current.minor_str} member must run {floor} or later "
+            f"before {next_minor} (source: {here.source('exitFloor')}); --allow-older-patch does not lower this",
+            hint=f"upgrade the patch first: `{_etcd_command(latest)}`, then `{_etcd_command(target)}`; nothing was changed",
+        )
+    path: list[EtcdHop] = []
+    if current < latest and not allow_older_patch:
         path.append(EtcdHop(
-            EtcdVersion(current.major, current.minor, latest),
-            f"the latest {current.minor_str} patch: etcd requires at least {current.minor_str}.{floor} before "
-            f"{next_minor} (a hard floor, kept with --allow-older-patch)", "floor"))
-    elif current.patch < latest and not allow_older_patch:
-        path.append(EtcdHop(
-            EtcdVersion(current.major, current.minor, latest),
-            f"the latest {current.minor_str} patch, which etcd's upgrade policy requires before {next_minor}",
-            "latest-patch"))
-    for m in range(current.minor + 1, target.minor):
-        v = EtcdVersion(current.major, m, SUPPORTED_ETCD_MINORS[(current.major, m)])
-        path.append(EtcdHop(v, f"{current.major}.{m} at its latest patch: etcd upgrades one minor at a time", "minor"))
+            _etcd(latest),
+            f"the latest {current.minor_str} patch, which etcd's upgrade policy requires before {next_minor} "
+            f"({here.source('latestRelease')})", "latest-patch"))
     path.append(target_hop)
     return path
+
+
+def needs_v2store_check(current: Version, target: Version) -> bool:
+    """Whether leaving ``current``'s minor for ``target`` needs `etcdutl check v2store` first."""
+    here = etcd_minor(current)
+    return bool(here and here.v2store_check_before_exit and target.minor_key > current.minor_key)
+
+
+def etcd_step_to(current: Version, minimum: Version) -> EtcdVersion:
+    """The etcd upgrade to suggest to bring ``current`` to ``minimum`` or later: the latest release of
+    its own minor when that is enough (a patch upgrade), else ``minimum``."""
+    here = etcd_minor(current)
+    if here is not None and here.latest_release >= minimum:
+        return here.latest_release
+    return _etcd(minimum)
+
+
+def etcd_for_kubernetes(kube: Version, etcd_versions: Mapping[str, Version]) -> None:
+    """Refuse (SafetyRefusal) a Kubernetes version whose kubeadm needs a newer external etcd than the
+    members run (versions.yaml's minExternalEtcd), naming the etcd upgrade to run first."""
+    m = kube_minor(kube)
+    if m is None or m.min_external_etcd is None or not etcd_versions:
+        return
+    low = {h: _plain(v) for h, v in etcd_versions.items() if _plain(v) < m.min_external_etcd}
+    if not low:
+        return
+    who = ", ".join(f"{h} {v}" for h, v in sorted(low.items()))
+    to = etcd_step_to(min(low.values()), m.min_external_etcd)
+    raise SafetyRefusal(
+        f"Kubernetes {kube} needs external etcd {m.min_external_etcd} or later, and members run {who} "
+        f"(kubeadm {m.name} MinExternalEtcdVersion; source: {m.source('minExternalEtcd')})",
+        hint=f"upgrade etcd first: `{_etcd_command(to)}`; nothing was changed",
+    )
 
 
 def etcd_upgrade_path(current: Version, target: Version, *, allow_older_patch: bool = False) -> list[EtcdVersion]:

@@ -1,40 +1,22 @@
-"""Kubernetes and etcd versions: parsing, comparison, the supported table, kubeadm API choice.
+"""Kubernetes and etcd versions: parsing, comparison, and the version facts of versions.yaml.
 
-The one table of supported Kubernetes minors is ``SUPPORTED_MINORS``: adding a newer minor is adding
-one line there (its latest known patch).
+Every version number kubeforge acts on comes from ``kubeforge/model/versions.yaml`` (each fact with
+its source beside it), loaded once through importlib.resources, or from the package source at plan
+time (the latest patch of a Kubernetes minor). Adding a Kubernetes minor is adding data there.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import total_ordering
+from functools import cache, total_ordering
+from importlib import resources
+from typing import Any
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
-
-# minor -> latest patch known to kubeforge (used when an upgrade path passes through that minor)
-SUPPORTED_MINORS: dict[tuple[int, int], int] = {
-    (1, 31): 14,
-    (1, 32): 10,
-    (1, 33): 6,
-    (1, 34): 2,
-    (1, 35): 1,
-}
-
-# etcd minor -> latest patch known; etcd upgrades go one minor at a time. Keep it current: an
-# upgrade to the next minor goes through this patch first (3.5.30: Debian sid ships it).
-SUPPORTED_ETCD_MINORS: dict[tuple[int, int], int] = {
-    (3, 4): 37,
-    (3, 5): 30,
-    (3, 6): 5,
-}
-
-# etcd minor -> the lowest patch of it that may move on to the next minor. A hard floor, unlike the
-# latest-patch advice above: etcd's 3.5 -> 3.6 guide requires 3.5.20+ (older 3.5 patches can
-# corrupt membership data on the way), and --allow-older-patch never lowers it.
-ETCD_MINOR_EXIT_FLOORS: dict[tuple[int, int], int] = {
-    (3, 5): 20,
-}
+DATA_FILE = "versions.yaml"
+SUPPORTED = "supported"
+UPGRADE_FROM = "upgrade-from"
 
 
 class VersionError(ValueError):
@@ -109,22 +91,225 @@ def parse_etcd(text: str) -> EtcdVersion:
     return EtcdVersion(v.major, v.minor, v.patch)
 
 
+# --- the data ----------------------------------------------------------------------------------------
+
+@cache
+def raw_data() -> dict[str, Any]:
+    """versions.yaml as loaded (read once; the package ships it, see pyproject)."""
+    from ruamel.yaml import YAML
+
+    text = resources.files("kubeforge.model").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    return YAML(typ="safe").load(text)
+
+
+def _minor_key(text: str) -> tuple[int, int]:
+    major, minor = str(text).split(".")
+    return int(major), int(minor)
+
+
+class _MinorFacts:
+    minor: tuple[int, int]
+    sources: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.minor[0]}.{self.minor[1]}"
+
+    def source(self, fact: str) -> str:
+        """Where versions.yaml says ``fact`` of this minor comes from."""
+        return self.sources.get(fact) or "kubeforge/model/versions.yaml"
+
+
+@dataclass(frozen=True)
+class KubeMinor(_MinorFacts):
+    """What versions.yaml says about one Kubernetes minor."""
+
+    minor: tuple[int, int]
+    support: str  # SUPPORTED or UPGRADE_FROM
+    end_of_life: str | None
+    config_apis: tuple[str, ...]  # kubeadm.k8s.io versions its kubeadm reads; the first is rendered
+    kubeadm_etcd: "EtcdVersion"
+    min_external_etcd: "EtcdVersion | None"
+    pause: str
+    sources: dict[str, str]
+
+
+@dataclass(frozen=True)
+class EtcdMinor(_MinorFacts):
+    """What versions.yaml says about one etcd minor."""
+
+    minor: tuple[int, int]
+    support: str
+    latest_release: "EtcdVersion"
+    exit_floor: "EtcdVersion | None"
+    v2store_check_before_exit: bool
+    sources: dict[str, str]
+
+
+def _minors(section: str, make) -> dict:
+    return dict(sorted((_minor_key(name), make(_minor_key(name), d)) for name, d in raw_data()[section]["minors"].items()))
+
+
+@cache
+def kube_minors() -> dict[tuple[int, int], KubeMinor]:
+    return _minors("kubernetes", lambda key, d: KubeMinor(
+            minor=key, support=d["support"], end_of_life=d.get("endOfLife"),
+            config_apis=tuple(f"kubeadm.k8s.io/{a}" for a in d["kubeadmConfigAPIs"]),
+            kubeadm_etcd=parse_etcd(d["kubeadmEtcd"]),
+            min_external_etcd=parse_etcd(d["minExternalEtcd"]) if d.get("minExternalEtcd") else None,
+            pause=d["pause"], sources=dict(d.get("sources") or {}),
+        ))
+
+
+@cache
+def etcd_minors() -> dict[tuple[int, int], EtcdMinor]:
+    return _minors("etcd", lambda key, d: EtcdMinor(
+            minor=key, support=d["support"], latest_release=parse_etcd(d["latestRelease"]),
+            exit_floor=parse_etcd(d["exitFloor"]) if d.get("exitFloor") else None,
+            v2store_check_before_exit=bool(d.get("v2storeCheckBeforeExit")), sources=dict(d.get("sources") or {}),
+        ))
+
+
+def etcd_rule_source(rule: str) -> str:
+    return raw_data()["etcd"]["rules"][rule]
+
+
+def skew(name: str) -> int:
+    """A skew limit (``kubeletMaxMinorsBehind``...) from versions.yaml."""
+    return int(raw_data()["kubernetes"]["skew"][name])
+
+
+def skew_source() -> str:
+    return raw_data()["kubernetes"]["skew"]["source"]
+
+
+def supported_os() -> dict[str, tuple[str, ...]]:
+    return {k: tuple(str(x) for x in v) for k, v in raw_data()["operatingSystems"]["supported"].items()}
+
+
+def supported_arch() -> dict[str, str]:
+    return dict(raw_data()["operatingSystems"]["architectures"])
+
+
+# --- questions about the data -------------------------------------------------------------------------
+
+def kube_minor(v: Version | tuple[int, int]) -> KubeMinor | None:
+    return kube_minors().get(v.minor_key if isinstance(v, Version) else v)
+
+
 def is_supported_kube(v: Version) -> bool:
-    return v.minor_key in SUPPORTED_MINORS
+    """Known to kubeforge: supported, or kept so clusters running it can be upgraded out of it."""
+    return v.minor_key in kube_minors()
 
 
 def supported_kube_minors() -> list[str]:
-    return [f"{a}.{b}" for a, b in sorted(SUPPORTED_MINORS)]
+    return [m.name for m in kube_minors().values() if m.support == SUPPORTED]
+
+
+def known_kube_minors() -> list[str]:
+    return [m.name for m in kube_minors().values()]
+
+
+def upgrade_from_kube_minors() -> list[str]:
+    return [m.name for m in kube_minors().values() if m.support == UPGRADE_FROM]
+
+
+def newest_supported_minor() -> KubeMinor:
+    return [m for m in kube_minors().values() if m.support == SUPPORTED][-1]
 
 
 def is_supported_etcd(v: Version) -> bool:
-    return v.minor_key in SUPPORTED_ETCD_MINORS
+    return v.minor_key in etcd_minors()
 
 
-def latest_patch(minor: tuple[int, int]) -> KubeVersion:
-    return KubeVersion(minor[0], minor[1], SUPPORTED_MINORS[minor])
+def etcd_minor(v: Version | tuple[int, int]) -> EtcdMinor | None:
+    return etcd_minors().get(v.minor_key if isinstance(v, Version) else v)
+
+
+def known_etcd_minors() -> list[str]:
+    return [m.name for m in etcd_minors().values()]
 
 
 def kubeadm_api_version(v: Version) -> str:
-    """kubeadm's configuration API for a Kubernetes version: v1beta4 from 1.31, v1beta3 before."""
-    return "kubeadm.k8s.io/v1beta4" if v.minor_key >= (1, 31) else "kubeadm.k8s.io/v1beta3"
+    """The kubeadm configuration API kubeforge renders for a Kubernetes version (versions.yaml)."""
+    m = kube_minor(v)
+    if m is None:
+        raise VersionError(f"Kubernetes {v.minor_str} is not in kubeforge/model/versions.yaml "
+                           f"(known minors: {', '.join(known_kube_minors())})")
+    return m.config_apis[0]
+
+
+def kubeadm_config_apis(v: Version) -> tuple[str, ...]:
+    m = kube_minor(v)
+    return m.config_apis if m else ()
+
+
+def pause_image(v: Version) -> str:
+    m = kube_minor(v)
+    if m is None:
+        raise VersionError(f"no pause image known for Kubernetes {v.minor_str}")
+    return m.pause
+
+
+def kubeadm_etcd(v: Version) -> EtcdVersion:
+    """The etcd kubeadm of ``v``'s minor runs for a stacked control plane (SupportedEtcdVersion)."""
+    m = kube_minor(v)
+    if m is None:
+        raise VersionError(f"no kubeadm etcd version known for Kubernetes {v.minor_str}")
+    return m.kubeadm_etcd
+
+
+def end_of_life_note(v: Version) -> str | None:
+    """A warning for a Kubernetes minor kept only to upgrade out of; None for a supported one."""
+    m = kube_minor(v)
+    if m is None or m.support != UPGRADE_FROM:
+        return None
+    nxt = next((k for k in kube_minors().values() if k.minor > m.minor), None)
+    eol = f" on {m.end_of_life}" if m.end_of_life else ""
+    return (f"Kubernetes {m.name} left upstream support{eol} ({m.source('endOfLife')}); kubeforge keeps it only so "
+            f"clusters running it can grow and be upgraded: next `kubeforge upgrade -i <inventory> --to "
+            f"<{nxt.name if nxt else m.name}.x>`")
+
+
+def etcd_end_of_life_note(v: Version) -> str | None:
+    m = etcd_minor(v)
+    if m is None or m.support != UPGRADE_FROM:
+        return None
+    nxt = etcd_minor((m.minor[0], m.minor[1] + 1))
+    to = f" --to {nxt.latest_release}" if nxt else ""
+    return (f"etcd {m.name} is end of life ({m.source('support')}); upgrade it one minor at a time: "
+            f"`kubeforge etcd upgrade -i <inventory>{to}`")
+
+
+def version_summary() -> str:
+    """The lines ``kubeforge version`` prints after its own version."""
+    etcd = [m.name for m in etcd_minors().values() if m.support == SUPPORTED]
+    return "\n".join([
+        "supported Kubernetes minors: " + ", ".join(supported_kube_minors()),
+        "upgrade-from only (past end of life): " + ", ".join(upgrade_from_kube_minors()),
+        "supported etcd minors: " + ", ".join(etcd),
+        "latest patches: read from the package source at plan time (`kubeforge version -o json` for every fact)",
+    ])
+
+
+def version_facts() -> dict[str, Any]:
+    """Everything versions.yaml holds, with sources, for ``kubeforge version -o json``."""
+    data = raw_data()
+    return {
+        "checked": data.get("checked"),
+        "kubernetes": {
+            "supportedMinors": supported_kube_minors(),
+            "upgradeFromMinors": upgrade_from_kube_minors(),
+            "latestPatch": "read from the package source the inventory names, at plan time",
+            "skew": data["kubernetes"]["skew"],
+            "minors": data["kubernetes"]["minors"],
+        },
+        "etcd": {
+            "supportedMinors": [m.name for m in etcd_minors().values() if m.support == SUPPORTED],
+            "upgradeFromMinors": [m.name for m in etcd_minors().values() if m.support == UPGRADE_FROM],
+            "minors": data["etcd"]["minors"],
+            "rules": data["etcd"]["rules"],
+        },
+        "operatingSystems": data["operatingSystems"],
+        "removedAPIs": data.get("removedAPIs"),
+    }

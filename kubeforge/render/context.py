@@ -7,25 +7,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubeforge.model import Cluster, EtcdTopology, Host, Secret
-from kubeforge.model.versions import KubeVersion, kubeadm_api_version
+from kubeforge.model.versions import KubeVersion, kubeadm_api_version, pause_image
 
 # Paths the PKI places on hosts (kubeadm's layout for Kubernetes, ours for dedicated etcd members).
 KUBE_PKI_DIR = "/etc/kubernetes/pki"
 ETCD_PKI_DIR = "/etc/etcd/pki"
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBEFORGE_DIR = "/etc/kubeforge"
-
-# The pause image kubeadm expects for each minor (``kubeadm config images list``); containerd's
-# sandbox_image must match it or kubeadm preflight warns and the image is pulled twice.
-PAUSE_IMAGES: dict[tuple[int, int], str] = {
-    (1, 30): "registry.k8s.io/pause:3.9",
-    (1, 31): "registry.k8s.io/pause:3.10",
-    (1, 32): "registry.k8s.io/pause:3.10",
-    (1, 33): "registry.k8s.io/pause:3.10",
-    (1, 34): "registry.k8s.io/pause:3.10.1",
-    (1, 35): "registry.k8s.io/pause:3.10.1",
-}
-DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 
 # kubelet accepts only these label prefixes from the node itself (NodeRestriction admission);
 # other labels are applied with kubectl after the node has joined.
@@ -106,7 +94,7 @@ def cluster_context(cluster: Cluster, version: KubeVersion | None = None) -> Clu
         etcd_initial_cluster=",".join(
             f"{m.name}=https://{url_host(m.internal_address)}:{etcd.peer_port}" for m in cluster.etcd_members
         ),
-        pause_image=PAUSE_IMAGES.get(version.minor_key, DEFAULT_PAUSE_IMAGE),
+        pause_image=pause_image(version),  # containerd's sandbox image must match kubeadm's
         control_planes=cluster.control_planes,
         first_control_plane=cluster.control_planes[0].name if cluster.control_planes else "",
         load_balancers=cluster.load_balancers,

@@ -18,11 +18,11 @@ from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
-from kubeforge.model.versions import KubeVersion, parse_kube
+from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
 from kubeforge.plan.etcd.commands import install_steps
-from kubeforge.plan.etcd.source import archive_for
+from kubeforge.plan.etcd.source import UPSTREAM_RELEASES, archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
@@ -137,18 +137,33 @@ def with_stacked_etcd_tools(plan: Plan, cluster: Cluster, pool) -> Plan:
     """kubeadm runs stacked etcd from its image, so a control plane has no etcdctl/etcdutl of its own;
     `etcd status`, `backup` and `restore` need them there. From a mirror, InstallPackages installs
     the etcd client package; from release archives, this phase unpacks the verified archive of
-    the inventory's etcd version into /usr/local/bin on each control plane (no unit, nothing started)."""
-    if archive_for(cluster) is None:
+    the inventory's etcd version into /usr/local/bin on each control plane (no unit, nothing started).
+    Never from the internet: with upstream packages and no etcd.releaseURL the archive would be
+    GitHub's, so the phase is a no-op saying how to get the tools (planning fetches nothing)."""
+    archive = archive_for(cluster)
+    if archive is None:
         return plan
+    if archive.base == UPSTREAM_RELEASES:
+        reason = (f"stacked etcd runs from kubeadm's image (etcd {kubeadm_etcd(cluster.kubernetes_version)} for "
+                  f"Kubernetes {cluster.kubernetes_version.minor_str}); kubeforge fetches no etcd archive from the "
+                  "internet for it. For etcdctl/etcdutl on the control planes (etcd status, backup, restore), set "
+                  "spec.etcd.releaseURL to your copy of etcd's releases or use packages.source mirror")
+        skipped = PhasePlan(name="InstallEtcdTools", title="etcd tools on the control planes (stacked etcd)",
+                            strategy=parallel(), reason=reason)
+        return _after_packages(plan, skipped)
     cps = cluster.control_planes
     arches = prepare_for_members(cluster, pool, [cluster.etcd.version], hosts=cps)
     lanes = [(h.name, install_steps(cluster, h, title=f"Install etcd {cluster.etcd.version} tools",
                                     key="etcd-tools", arch=arches[h.name])) for h in cps]
     tools = PhasePlan.of(name="InstallEtcdTools", title="etcd tools on the control planes (stacked etcd)",
                          strategy=parallel(), lanes=lanes)
+    return _after_packages(plan, tools)
+
+
+def _after_packages(plan: Plan, phase: PhasePlan) -> Plan:
     names = [p.name for p in plan.phases]
     at = names.index("InstallPackages") + 1 if "InstallPackages" in names else 0
-    return Plan(plan.workflow, (*plan.phases[:at], tools, *plan.phases[at:]))
+    return Plan(plan.workflow, (*plan.phases[:at], phase, *plan.phases[at:]))
 
 
 def refuse_kubernetes_version_change(cluster: Cluster, facts: Mapping[str, HostFacts]) -> None:

@@ -32,6 +32,7 @@ from kubeforge.plan.upgrade import (
     check_removed_apis,
     check_upgrade_safety,
     hop_files,
+    minors_to_read,
     machine_probe,
     nodes_probe,
     offered_probe,
@@ -98,15 +99,31 @@ def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> Upgrad
 
         status = gather_status(cluster, pool, limit=cluster.parallelism)
         etcd_problems = tuple(f"{m.name}: {m.error or 'unhealthy'}" for m in status.members if not m.healthy)
+        etcd_versions = {m.name: m.version for m in status.members if m.version}
+    else:
+        etcd_versions = {}
     return UpgradeFacts(machines=machines, nodes=api, api_problem=api_problem, unreachable=unreachable,
-                        etcd_problems=etcd_problems)
+                        etcd_problems=etcd_problems, etcd_versions=etcd_versions)
+
+
+def source_name(cluster: Cluster, minors: list[KubeVersion] = ()) -> str:
+    """Which package source the offered versions come from, as the plan and refusals name it."""
+    src = cluster.packages
+    which = ", ".join(f"v{v.minor_str}" for v in minors)
+    if src.kind is PackageSourceKind.OFFLINE:
+        return f"the offline bundle {src.bundle_dir} (its Packages index)"
+    if src.kind is PackageSourceKind.MIRROR:
+        return f"the mirror {src.mirror_url} (kubernetes/{{{which}}}/deb Packages)" if which else f"the mirror {src.mirror_url}"
+    base = src.upstream_url.rstrip("/")
+    return f"{base} (per-minor repositories {which})" if which else base
 
 
 def offered_versions(cluster: Cluster, pool, path: list[KubeVersion]) -> frozenset[KubeVersion] | None:
     """The kubeadm versions the package source offers for the minors of ``path``, read on the first
-    control plane in a throw-away apt state. With an offline bundle, read from its verified index
-    on this machine: the versions it has kubeadm, kubelet and kubectl for (a bundle that does not
-    match its index is refused here, exit 3, before any host is touched)."""
+    control plane in a throw-away apt state (apt reads each minor's Packages index). With an offline
+    bundle, read from its verified index on this machine: the versions it has kubeadm, kubelet and
+    kubectl for (a bundle that does not match its index is refused here, exit 3, before any host is
+    touched)."""
     if cluster.packages.kind is PackageSourceKind.OFFLINE:
         bundle = load_bundle(cluster)
         assert bundle is not None
@@ -156,18 +173,27 @@ def scan_removed_apis(cluster: Cluster, pool, facts: UpgradeFacts, path: list[Ku
     return replace(facts, removed_apis=scan)
 
 
-def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *, offered: bool = True,
-          allow_removed_apis: bool = False) -> tuple[UpgradeFacts, list[KubeVersion]]:
-    """Facts, then every refusal; returns the facts and the hops left."""
+def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *,
+          known: UpgradeFacts | None = None, allow_removed_apis: bool = False) -> tuple[UpgradeFacts, list[KubeVersion]]:
+    """Facts, then every refusal; returns the facts and the hops left. The package source of every
+    minor the upgrade enters is read before the path is chosen (an intermediate minor is crossed at
+    the newest patch it offers); ``known``: facts whose source reading is reused (later hops). Before
+    any hop, the removed-API scan (refused unless ``allow_removed_apis``)."""
     # An offline bundle is checked against its index first: a bad one is refused before any host is asked.
     load_bundle(cluster)
     facts = gather_upgrade_facts(cluster, pool)
+    minors = minors_to_read(cluster, facts, target)
+    if minors:
+        if known is not None and known.offered is not None:
+            facts = replace(facts, offered=known.offered, offered_from=known.offered_from)
+        else:
+            facts = replace(facts, offered=offered_versions(cluster, pool, minors),
+                            offered_from=source_name(cluster, minors))
     path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
-    if path and offered:
-        facts = replace(facts, offered=offered_versions(cluster, pool, path))
-        path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
     facts = scan_removed_apis(cluster, pool, facts, path)
     check_removed_apis(facts, path, allow=allow_removed_apis)
+    if path:
+        log.info("upgrade path %s (patches offered by %s)", " -> ".join(map(str, path)), facts.offered_from)
     return facts, path
 
 
@@ -190,7 +216,8 @@ def backup_step_fn(cluster: Cluster, pool, sink: list | None = None) -> Callable
 
 def _backup_kwargs(cluster: Cluster, pool, sink: list | None) -> dict:
     if cluster.etcd.topology is EtcdTopology.STACKED:
-        return {"backup": None, "backup_unavailable": "stacked etcd: kubeadm backs up its static-pod etcd during `upgrade apply`"}
+        return {"backup": None, "backup_unavailable": "stacked etcd: kubeadm backs up its static-pod etcd during "
+                "`upgrade apply` and moves it to the etcd its minor ships (`kubeforge version -o json`: kubeadmEtcd)"}
     return {"backup": backup_step_fn(cluster, pool, sink)}
 
 
@@ -261,7 +288,7 @@ def upgrade(
             return
         for i, version in enumerate(path, 1):
             # Plan from what the machines say now, not from what the last hop was expected to leave.
-            hop_facts = facts if i == 1 else check(cluster, pool, target, multi_hop, offered=False,
+            hop_facts = facts if i == 1 else check(cluster, pool, target, multi_hop, known=facts,
                                                    allow_removed_apis=allow_removed_apis)[0]
             hop = plan_hop(cluster, hop_facts, version, target=target, hop=i, hops=len(path), **kwargs)
             log.info("hop %d of %d: %s", i, len(path), hop.summary())

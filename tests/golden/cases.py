@@ -55,12 +55,6 @@ def single_node() -> Cluster:
     )
 
 
-def v1beta3_stacked() -> Cluster:
-    """Kubernetes 1.30 (kubeadm v1beta3): map-style extraArgs, no UpgradeConfiguration."""
-    c = make_cluster(name="old", version="1.30.9", topology=EtcdTopology.STACKED, n_cp=1, n_workers=1)
-    return _with_worker_extras(c)
-
-
 def _with_worker_extras(c: Cluster) -> Cluster:
     worker = c.workers[0]
     worker = dataclasses.replace(
@@ -76,7 +70,7 @@ def _with_worker_extras(c: Cluster) -> Cluster:
 
 
 def v1beta4_extras() -> Cluster:
-    """The same extras as v1beta3_stacked on 1.34: extraArgs must become name/value lists."""
+    """Worker labels, taints and kubelet extra args on 1.34: extraArgs are name/value lists (v1beta4)."""
     c = make_cluster(name="new", version="1.34.2", topology=EtcdTopology.STACKED, n_cp=1, n_workers=1)
     return _with_worker_extras(c)
 
@@ -85,6 +79,5 @@ CASES: dict[str, Callable[[], Cluster]] = {
     "external-kube-vip": external_kube_vip,
     "stacked-haproxy": stacked_haproxy,
     "single-node": single_node,
-    "v1beta3-stacked": v1beta3_stacked,
     "v1beta4-extras": v1beta4_extras,
 }

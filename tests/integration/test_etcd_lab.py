@@ -252,9 +252,9 @@ def test_restore_brings_every_key_back_and_keeps_the_old_data_aside(elab, three)
 
 def test_an_upgrade_dry_run_plans_a_snapshot_first_and_the_leader_last_and_a_downgrade_is_refused(elab, three):
     leader = json.loads(kf("etcd", "status", "-i", str(three), "-o", "json").stdout)["leader"]
-    # the mirror lacks 3.4.37 (the latest 3.4 patch etcd wants first): that is refused unless allowed
+    # the mirror lacks 3.4.45 (the latest 3.4 patch etcd wants first): that is refused unless allowed
     res = kf("etcd", "upgrade", "-i", str(three), "--to", "3.5.16", "--dry-run")
-    assert res.returncode == 7 and "3.4.37" in res.stderr, res.stdout + res.stderr
+    assert res.returncode == 7 and "3.4.45" in res.stderr, res.stdout + res.stderr
     res = kf("etcd", "upgrade", "-i", str(three), "--to", "3.5.16", "--allow-older-patch", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
     plan = res.stdout

@@ -145,10 +145,10 @@ def test_a_hop_the_mirror_lacks_is_refused_before_anything_is_touched(ulab, inv)
     res = kf("etcd", "upgrade", "-i", str(inv), "--to", "3.5.16", "--yes")
     assert res.returncode == 7, res.stdout + res.stderr
     err = " ".join(res.stderr.split())
-    assert "etcd 3.4.37 is not offered by the mirror" in err
+    assert "etcd 3.4.45 is not offered by the mirror" in err
     assert "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5" in err
     assert "the source offers 3.4.23, 3.5.16" in err
-    assert "--allow-older-patch" in err and "add etcd 3.4.37 to the mirror" in err
+    assert "--allow-older-patch" in err and "add etcd 3.4.45 to the mirror" in err
     after = {n: (etcd_pid(ulab, n), m["version"], apt_lists(ulab, n)) for n, m in zip(NAMES, status(inv)["members"])}
     # no restart, no new version, and apt's own lists untouched: the probe read a private copy
     assert after == before
@@ -180,10 +180,10 @@ def test_allow_older_patch_upgrades_member_by_member_leader_last_and_loses_no_ac
     assert res.returncode == 0, res.stdout + res.stderr
     print(f"\nwriter during 3.4.23 -> 3.5.16: {len(writer.acked)} acknowledged, {writer.failed} failed, "
           f"longest run of failures {writer.longest_outage():.1f}s; errors: {writer.errors[:3]}")
-    assert "Warning: --allow-older-patch: upgrading 3.4.23 -> 3.5 without 3.4.37" in " ".join(res.stderr.split())
+    assert "Warning: --allow-older-patch: upgrading 3.4.23 -> 3.5 without 3.4.45" in " ".join(res.stderr.split())
     run = upgrade_runs(inv)[-1]
     log_text = (run / "kubeforge.log").read_text()
-    assert "without 3.4.37" in log_text and "WARNING" in log_text.upper()
+    assert "without 3.4.45" in log_text and "WARNING" in log_text.upper()
     # the journal: the verified snapshot before any member, then restarts one at a time, leader last
     steps = [r for r in journal(run) if r.get("type") == "step" and r["status"] == "done"]
     ids = [r["step"] for r in steps]
@@ -365,13 +365,23 @@ def archives_inv(ulab, inv, tmp_path_factory) -> Path:
     return path
 
 
-def test_a_hop_without_a_release_archive_is_refused_naming_it(ulab, archives_inv):
+def test_3_5_below_the_3_5_32_floor_to_3_6_is_refused_naming_the_patch_upgrade_to_run_first(ulab, archives_inv):
     pids = {n: etcd_pid(ulab, n) for n in NAMES}
-    res = kf("etcd", "upgrade", "-i", str(archives_inv), "--to", "3.6.5", "--yes")
+    res = kf("etcd", "upgrade", "-i", str(archives_inv), "--to", "3.6.14", "--allow-older-patch", "--yes")
     assert res.returncode == 7, res.stdout + res.stderr
     err = " ".join(res.stderr.split())
-    # 3.5.16 -> 3.6 goes through 3.5.30 (the 3.5.20+ floor); that archive exists, 3.6.5's does not
-    assert "etcd 3.6.5 is not available from the release archives at" in err and "HTTP 404" in err
+    assert "every 3.5 member must run 3.5.32 or later before 3.6" in err and "etcd.io/docs/v3.6/upgrades" in err
+    assert "kubeforge etcd upgrade -i <inventory> --to 3.5.33" in err
+    assert {n: etcd_pid(ulab, n) for n in NAMES} == pids
+
+
+def test_a_hop_without_a_release_archive_is_refused_naming_it(ulab, archives_inv):
+    pids = {n: etcd_pid(ulab, n) for n in NAMES}
+    res = kf("etcd", "upgrade", "-i", str(archives_inv), "--to", "3.5.33", "--yes")
+    assert res.returncode == 7, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    # a patch upgrade is one hop: 3.5.33's archive is not in the lab's release archives
+    assert "etcd 3.5.33 is not available from the release archives at" in err and "HTTP 404" in err
     assert "--allow-older-patch" not in err
     assert {n: etcd_pid(ulab, n) for n in NAMES} == pids
 

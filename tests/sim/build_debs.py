@@ -1,6 +1,6 @@
 """Build the simulator's Debian packages, laid out like pkgs.k8s.io (one flat repository per minor).
 
-    python -m tests.sim.build_debs --out DIR [--versions 1.33.5,1.33.6,1.34.2,1.35.1] [--etcd-debs DIR]
+    python -m tests.sim.build_debs --out DIR [--versions 1.35.1,1.36.5,1.37.1] [--etcd-debs DIR]
 
 writes DIR/kubernetes/v1.34/deb/kubeadm_1.34.2-1.1_all.deb and so on, plus cri-tools and kubernetes-cni
 in every minor's directory, as upstream does. Indexing (dpkg-scanpackages) is the lab harness's job.
@@ -21,7 +21,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-DEFAULT_VERSIONS = ("1.33.5", "1.33.6", "1.34.2", "1.35.1")
+# What the lab mirror offers: 1.33/1.34 (past end of life, kept to upgrade from), 1.35-1.37 (today's).
+DEFAULT_VERSIONS = ("1.33.5", "1.33.6", "1.34.2", "1.35.1", "1.36.4", "1.36.5", "1.37.1")
 CNI_VERSION = "1.7.1"
 PKG_REVISION = "1.1"
 SIM_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kubesim")

@@ -10,7 +10,7 @@ import pytest
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model.upgrade_path import etcd_upgrade_hops, etcd_upgrade_path
-from kubeforge.model.versions import SUPPORTED_ETCD_MINORS, Version
+from kubeforge.model.versions import Version, etcd_minors
 from kubeforge.plan.etcd.upgrade_checks import AuthState, parse_auth, parse_offered
 from kubeforge.workflows.etcd.upgrade import check_auth, check_offered, crosses_34_to_35, decide
 
@@ -42,29 +42,30 @@ USAGE:
 """
 
 
-def test_the_3_5_row_knows_the_patch_debian_sid_ships():
-    assert SUPPORTED_ETCD_MINORS[(3, 5)] >= 30
+def test_the_3_5_row_knows_a_release_at_or_above_its_exit_floor():
+    m = etcd_minors()[(3, 5)]
+    assert m.latest_release >= m.exit_floor
 
 
 def test_each_hop_says_why_the_path_needs_it():
     hops = etcd_upgrade_hops(V("3.4.23"), V("3.5.16"))
-    assert [str(h) for h in hops] == ["3.4.37", "3.5.16"]
+    assert [str(h) for h in hops] == ["3.4.45", "3.5.16"]
     assert hops[0].kind == "latest-patch"
-    assert hops[0].why == "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5"
+    assert hops[0].why.startswith("the latest 3.4 patch, which etcd's upgrade policy requires before 3.5 (etcd-io/etcd tag v3.4.45")
 
 
 def test_allow_older_patch_drops_only_the_latest_patch_first_hop():
     assert [str(v) for v in etcd_upgrade_path(V("3.4.23"), V("3.5.16"), allow_older_patch=True)] == ["3.5.16"]
-    # a minor is never skipped: 3.5 is still crossed at its latest patch
-    assert [str(v) for v in etcd_upgrade_path(V("3.4.23"), V("3.6.5"), allow_older_patch=True)] == ["3.5.30", "3.6.5"]
+    # a minor is never skipped, with or without the flag
+    with pytest.raises(SafetyRefusal, match="skips etcd 3.5"):
+        etcd_upgrade_path(V("3.4.23"), V("3.6.14"), allow_older_patch=True)
 
 
 def test_allow_older_patch_never_lowers_the_3_5_floor_for_3_6():
-    hops = etcd_upgrade_hops(V("3.5.15"), V("3.6.5"), allow_older_patch=True)
-    assert [(str(h), h.kind) for h in hops] == [("3.5.30", "floor"), ("3.6.5", "target")]
-    assert "at least 3.5.20" in hops[0].why
-    # from 3.5.20 on, the flag may go straight to 3.6
-    assert [str(v) for v in etcd_upgrade_path(V("3.5.20"), V("3.6.5"), allow_older_patch=True)] == ["3.6.5"]
+    with pytest.raises(SafetyRefusal, match=re.escape("must run 3.5.32 or later before 3.6")):
+        etcd_upgrade_hops(V("3.5.30"), V("3.6.14"), allow_older_patch=True)
+    # from 3.5.32 on, the flag may go straight to 3.6
+    assert [str(v) for v in etcd_upgrade_path(V("3.5.32"), V("3.6.14"), allow_older_patch=True)] == ["3.6.14"]
 
 
 def test_a_patch_upgrade_is_one_hop_with_or_without_the_flag():
@@ -75,17 +76,17 @@ def test_a_patch_upgrade_is_one_hop_with_or_without_the_flag():
 def test_members_on_one_version_start_a_fresh_path():
     d = decide({"etcd-1": "3.4.23", "etcd-2": "3.4.23", "etcd-3": "3.4.23"}, V("3.5.16"), allow_older_patch=True)
     assert (str(d.current), [str(h) for h in d.hops], d.continuing) == ("3.4.23", ["3.5.16"], False)
-    assert "without 3.4.37" in d.warning and "--allow-older-patch" in d.warning
+    assert "without 3.4.45" in d.warning and "--allow-older-patch" in d.warning
 
 
 def test_members_left_on_two_adjacent_hops_continue_the_same_upgrade():
     d = decide({"etcd-1": "3.5.30", "etcd-2": "3.5.16", "etcd-3": "3.5.16"}, V("3.5.30"))
     assert d.continuing and str(d.current) == "3.5.16" and [str(h) for h in d.hops] == ["3.5.30"]
-    d = decide({"etcd-1": "3.4.37", "etcd-2": "3.4.23", "etcd-3": "3.4.23"}, V("3.5.16"))
-    assert d.continuing and [str(h) for h in d.hops] == ["3.4.37", "3.5.16"]
-    # stopped inside the 3.5.20+ floor hop of a 3.6 upgrade
-    d = decide({"etcd-1": "3.5.30", "etcd-2": "3.5.16", "etcd-3": "3.5.16"}, V("3.6.5"))
-    assert d.continuing and [str(h) for h in d.hops] == ["3.5.30", "3.6.5"]
+    d = decide({"etcd-1": "3.4.45", "etcd-2": "3.4.23", "etcd-3": "3.4.23"}, V("3.5.16"))
+    assert d.continuing and [str(h) for h in d.hops] == ["3.4.45", "3.5.16"]
+    # stopped inside the latest-patch hop of a 3.6 upgrade that started at the floor
+    d = decide({"etcd-1": "3.5.33", "etcd-2": "3.5.32", "etcd-3": "3.5.32"}, V("3.6.14"))
+    assert d.continuing and [str(h) for h in d.hops] == ["3.5.33", "3.6.14"]
 
 
 def test_members_on_versions_that_are_not_one_hop_apart_are_refused_naming_who_runs_what():
@@ -118,10 +119,10 @@ def test_a_hop_the_source_lacks_is_refused_with_why_what_is_offered_and_the_ways
     with pytest.raises(SafetyRefusal) as err:
         check_offered(d, parse_offered(MADISON_MIRROR, PKGS), "the mirror http://m", allow_older_patch=False)
     msg = str(err.value)
-    assert "etcd 3.4.37 is not offered by the mirror http://m" in msg
+    assert "etcd 3.4.45 is not offered by the mirror http://m" in msg
     assert "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5" in msg
     assert "the source offers 3.4.23, 3.5.16, 3.5.30" in msg
-    assert "add etcd 3.4.37 to the mirror http://m" in err.value.hint and "--allow-older-patch" in err.value.hint
+    assert "add etcd 3.4.45 to the mirror http://m" in err.value.hint and "--allow-older-patch" in err.value.hint
     assert err.value.exit_code == 7
 
 

@@ -23,7 +23,7 @@ def test_validate_prints_a_one_line_summary_and_exits_0():
     proc = run("validate", "-i", "inventories/ha-stacked-haproxy.yaml")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "prod-stacked: Kubernetes 1.33.6; 3 control-plane, 3 worker, 2 load-balancer; etcd stacked 3.5.21 "
+        "prod-stacked: Kubernetes 1.36.5; 3 control-plane, 3 worker, 2 load-balancer; etcd stacked, 3.6.9 from kubeadm 1.36 "
         "(3 members); endpoint haproxy 192.168.20.100:6443"
     ]
 
@@ -79,5 +79,5 @@ def test_every_example_inventory_satisfies_the_published_schema(name):
 
 def test_summary_names_roles_topology_and_endpoint():
     c = load(REPO / "inventories" / "ha-external-etcd.yaml").cluster
-    assert summary(c) == ("prod-ha: Kubernetes 1.34.2; 3 control-plane, 3 etcd, 3 worker; etcd external 3.5.21 "
+    assert summary(c) == ("prod-ha: Kubernetes 1.35.1; 3 control-plane, 3 etcd, 3 worker; etcd external 3.5.21 "
                           "(3 members); endpoint kube-vip 192.168.10.100:6443")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -220,9 +222,16 @@ def test_an_ipv6_host_with_ipv4_ranges_is_refused():
     _invalid_at(SINGLE.replace("192.168.50.10", "fd00::10"), "is IPv6 but podCIDR 10.244.0.0/16 is IPv4")
 
 
+def _with_version(version: str) -> str:
+    """The single-node example with its kubernetesVersion line set to ``version`` (whatever it was)."""
+    out, n = re.subn(r"(?m)^(\s*kubernetesVersion:).*$", lambda m: f"{m.group(1)} {version}", SINGLE)
+    assert n == 1
+    return out
+
+
 @pytest.mark.parametrize("version", ['"1.34"', "'1.34'", '"1"', "'v1.34'"])
 def test_a_kubernetes_version_without_its_patch_is_refused_even_quoted(version):
-    _invalid_at(SINGLE.replace("kubernetesVersion: 1.34.2", f"kubernetesVersion: {version}"), "write X.Y.Z")
+    _invalid_at(_with_version(version), "write X.Y.Z")
 
 
 def test_values_of_any_length_are_cut_in_messages():
@@ -257,7 +266,7 @@ CLI_CASES = {
     "unknown-user": SINGLE.replace("    user: root\n", "    user: root\n    identityFile: ~nosuchuser-kf/k\n"),
     "bad-san": SINGLE.replace("    mode: none\n", "    mode: none\n    extraSANs: ['a b']\n"),
     "ipv6-host": SINGLE.replace("192.168.50.10", "fd00::10"),
-    "short-version": SINGLE.replace("kubernetesVersion: 1.34.2", 'kubernetesVersion: "1.34"'),
+    "short-version": _with_version('"1.34"'),
 }
 
 

@@ -18,7 +18,7 @@ kind: Cluster
 metadata:
   name: mini
 spec:
-  kubernetesVersion: 1.34.2
+  kubernetesVersion: 1.35.1
   hosts:
     - name: cp-1
       address: 10.0.0.11
@@ -38,7 +38,7 @@ def _load(tmp_path: Path, text: str):
 def test_a_minimal_inventory_gets_every_default_once(tmp_path):
     c = _load(tmp_path, MINIMAL).cluster
     assert c.etcd.topology is EtcdTopology.STACKED  # no etcd hosts
-    assert str(c.etcd.version) == "3.5.30"  # the latest 3.5 patch in SUPPORTED_ETCD_MINORS
+    assert str(c.etcd.version) == "3.6.6"  # kubeadm 1.35's etcd (versions.yaml kubeadmEtcd)
     assert c.endpoint.mode is EndpointMode.NONE
     assert c.endpoint.host == "10.0.0.11"  # the single control plane
     assert c.endpoint.port == 6443

@@ -15,7 +15,7 @@ kind: Cluster
 metadata:
   name: t
 spec:
-  kubernetesVersion: 1.34.2
+  kubernetesVersion: 1.35.1
 """
 
 
@@ -207,7 +207,7 @@ def test_etcd_ports_must_differ_and_election_timeout_must_cover_five_heartbeats(
 
 def test_unsupported_etcd_minor_lists_the_supported_ones():
     assert errors(HEAD + "  etcd: {version: 3.3.27}\n" + SMALL) == [
-        "etcd.version: etcd 3.3 is not supported (supported minors: 3.4, 3.5, 3.6)"]
+        "etcd.version: etcd 3.3 is not supported (known minors: 3.4, 3.5, 3.6, 3.7; source: kubeforge/model/versions.yaml)"]
 
 
 def test_kubelet_extra_args_are_written_without_dashes():
@@ -222,8 +222,8 @@ def test_an_unknown_key_suggests_the_closest_known_one():
 
 
 def test_a_float_version_gets_a_clear_message():
-    assert errors(HEAD.replace("1.34.2", "1.34") + SMALL) == [
-        "kubernetesVersion: expected a string, got the number 1.34 (write X.Y.Z or quote it)"]
+    assert errors(HEAD.replace("1.35.1", "1.35") + SMALL) == [
+        "kubernetesVersion: expected a string, got the number 1.35 (write X.Y.Z or quote it)"]
 
 
 def test_a_host_with_a_schema_problem_still_gets_its_other_checks():

@@ -11,7 +11,7 @@ def big_inventory(n_workers: int = 994) -> str:
     """3 etcd + 3 control planes + ``n_workers`` workers, with labels, taints and per-host SSH."""
     lines = [
         "apiVersion: kubeforge.io/v1alpha1", "kind: Cluster", "metadata:", "  name: big", "spec:",
-        "  kubernetesVersion: 1.34.2",
+        "  kubernetesVersion: 1.35.1",
         "  network:", "    podCIDR: 10.128.0.0/12", "    serviceCIDR: 10.96.0.0/16",
         "  controlPlaneEndpoint:", "    host: 172.16.0.100", "    mode: kube-vip", "    interface: eth0",
         "  etcd:", "    topology: external", "  upgrade:", "    maxUnavailable: 10%", "  hosts:",

@@ -72,13 +72,16 @@ def test_the_built_wheel_ships_the_templates_and_renders_from_them(tmp_path: Pat
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in (REPO / "templates").rglob("*.j2"):
         assert f"kubeforge/templates/{template.relative_to(REPO / 'templates')}" in names
+    assert "kubeforge/model/versions.yaml" in names  # the version facts, read through importlib.resources
     # Import kubeforge from the zipped wheel itself, so templates come through importlib.resources.
     probe = (
         "import kubeforge, kubeforge.render.env as e;"
         "assert '.whl' in kubeforge.__file__, kubeforge.__file__;"
-        "print(e.render_template('packages/kubernetes-pin.j2', version='1.34.2').decode())"
+        "print(e.render_template('packages/kubernetes-pin.j2', version='1.34.2').decode());"
+        "import kubeforge.model.versions as v; print('supported', *v.supported_kube_minors())"
     )
     env = {**os.environ, "PYTHONPATH": str(wheel)}
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Pin: version 1.34.2-*" in run.stdout
+    assert "supported 1.35 1.36 1.37" in run.stdout

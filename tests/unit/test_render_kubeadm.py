@@ -65,7 +65,8 @@ def test_every_rendered_yaml_file_parses_back() -> None:
 
 def test_every_kubeadm_document_has_only_fields_of_its_api_version() -> None:
     seen = {(d["apiVersion"], d["kind"]) for _, _, d in ALL_DOCS}
-    assert ("kubeadm.k8s.io/v1beta3", "InitConfiguration") in seen and (V1BETA4, "UpgradeConfiguration") in seen
+    assert (V1BETA4, "InitConfiguration") in seen and (V1BETA4, "UpgradeConfiguration") in seen
+    assert not any(api == "kubeadm.k8s.io/v1beta3" for api, _ in seen)  # every known minor reads v1beta4
     for case, where, d in ALL_DOCS:
         assert not unknown_fields(d), f"{case} {where} {d['kind']}: {sorted(unknown_fields(d))}"
 
@@ -106,13 +107,14 @@ def test_field_lists_reject_a_v1beta3_field_in_a_v1beta4_document() -> None:
     assert (V1BETA4, "ClusterConfiguration") in ALLOWED
 
 
-def test_the_api_version_follows_the_kubernetes_version() -> None:
-    old = dataclasses.replace(CASES["external-kube-vip"](), kubernetes_version=parse_kube("1.30.4"))
-    cp = old.first_control_plane
-    assert doc(old, cp.name, "InitConfiguration")["apiVersion"] == "kubeadm.k8s.io/v1beta3"
-    assert render_upgrade(cluster_context(old), cp) is None  # no UpgradeConfiguration before v1beta4
-    new = CASES["external-kube-vip"]()
-    assert doc(new, cp.name, "InitConfiguration")["apiVersion"] == V1BETA4
+@pytest.mark.parametrize("version", ["1.35.9", "1.36.5", "1.37.1"])
+def test_every_supported_minor_renders_v1beta4_and_only_v1beta4(version: str) -> None:
+    c = dataclasses.replace(CASES["external-kube-vip"](), kubernetes_version=parse_kube(version))
+    apis = {d["apiVersion"] for files in render_cluster(c, secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH).values()
+            for f in files if f.path.endswith(".yaml") for d in docs_of(f.content)
+            if isinstance(d, dict) and str(d.get("apiVersion", "")).startswith("kubeadm.k8s.io/")}
+    assert apis == {V1BETA4}
+    assert render_upgrade(cluster_context(c), c.first_control_plane) is not None
 
 
 def test_cluster_configuration_points_at_the_external_etcd_members_and_the_endpoint() -> None:

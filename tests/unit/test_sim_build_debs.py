@@ -31,11 +31,11 @@ def contents(deb: Path) -> list[str]:
                           text=True).stdout.splitlines()
 
 
-def test_default_versions_cover_kubeforges_latest_patches() -> None:
-    from kubeforge.model.versions import SUPPORTED_MINORS
+def test_default_versions_offer_every_minor_kubeforge_knows() -> None:
+    from kubeforge.model.versions import known_kube_minors
 
-    for minor in ((1, 33), (1, 34), (1, 35)):
-        assert f"{minor[0]}.{minor[1]}.{SUPPORTED_MINORS[minor]}" in build_debs.DEFAULT_VERSIONS
+    offered = {v.rsplit(".", 1)[0] for v in build_debs.DEFAULT_VERSIONS}
+    assert set(known_kube_minors()) <= offered
 
 
 def test_packages_land_in_one_flat_repository_per_minor(repo: Path) -> None:
@@ -44,7 +44,7 @@ def test_packages_land_in_one_flat_repository_per_minor(repo: Path) -> None:
     assert "kubernetes/v1.33/deb/kubelet_1.33.6-1.1_all.deb" in names
     assert "kubernetes/v1.34/deb/kubectl_1.34.2-1.1_all.deb" in names
     assert "kubernetes/v1.35/deb/cri-tools_1.35.0-1.1_all.deb" in names
-    assert {n.split("/")[1] for n in names} == {"v1.33", "v1.34", "v1.35"}
+    assert {n.split("/")[1] for n in names} == {"v1.33", "v1.34", "v1.35", "v1.36", "v1.37"}
     for minor in ("v1.33", "v1.34", "v1.35"):
         assert any(n.startswith(f"kubernetes/{minor}/deb/kubernetes-cni_") for n in names)
         assert any(n.startswith(f"kubernetes/{minor}/deb/cri-tools_") for n in names)

@@ -219,3 +219,21 @@ def test_cordon_and_labels_and_taints_change_the_node() -> None:
     rules.op_taint(st, {"node": "cp-1", "remove": [{"key": "node-role.kubernetes.io/control-plane"}]}, 1001.0)
     node = st["nodes"]["cp-1"]
     assert node["unschedulable"] and node["labels"]["pool"] == "a" and node["taints"] == []
+
+
+@pytest.mark.parametrize(("kubelet", "violation"), [("v1.34.12", False), ("v1.33.13", True)])
+def test_a_1_37_api_server_accepts_kubelets_three_minors_older_and_no_older(kubelet, violation) -> None:
+    st = initialised("v1.37.1")
+    st["nodes"]["cp-1"]["kubeletVersion"] = kubelet
+    out = rules.op_heartbeat(st, {"node": "cp-1", "kubeletVersion": kubelet, "apiserverVersion": "v1.37.1"}, 1001.0)
+    assert out["registered"] is True
+    assert bool(st["violations"]) is violation
+
+
+def test_kubeadm_1_37_upgrades_a_1_36_cluster_but_refuses_one_at_1_35() -> None:
+    st = initialised("v1.36.5")
+    rules.op_upgrade_apply(st, {"node": "cp-1", "version": "v1.37.1", "kubeadmVersion": "v1.37.1"}, 1001.0)
+    assert st["clusterVersion"] == "v1.37.1"
+    old = initialised("v1.35.1")
+    err = refused(rules.op_upgrade_apply, old, {"node": "cp-1", "version": "v1.37.1", "kubeadmVersion": "v1.37.1"}, 1001.0)
+    assert "is too high; kubeadm can upgrade only 1 minor version at a time" in str(err)

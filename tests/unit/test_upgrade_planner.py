@@ -209,3 +209,20 @@ def test_the_plan_of_an_ha_upgrade_matches_its_json_snapshot(update_golden):
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
+
+
+def test_a_multi_hop_plan_from_1_35_to_1_37_crosses_1_36_at_the_patch_the_source_offers_and_names_it():
+    c = replace(make_cluster(Path("/tmp/kubeforge-upgrade-test"), version="1.35.1", n_cp=2, n_workers=1,
+                             etcd_version="3.6.11"))
+    offered = frozenset(parse_kube(v) for v in ("1.36.4", "1.36.5", "1.37.1"))
+    facts = replace(facts_at(c, version=V135), offered=offered, offered_from="the mirror http://m (kubernetes/{v1.36, v1.37}/deb Packages)")
+    path = check_upgrade_safety(c, facts, parse_kube("1.37.1"), multi_hop=True)
+    assert [str(v) for v in path] == ["1.36.5", "1.37.1"]
+    plan = plan_path(c, facts, path, parse_kube("1.37.1"), backup=noop_backup)
+    titles = [p.title for p in plan.phases]
+    assert "Switch the package source to Kubernetes 1.36 (hop 1 of 2); 1.36.5 offered by the mirror http://m " \
+           "(kubernetes/{v1.36, v1.37}/deb Packages)" in titles
+    assert any(t.startswith("Switch the package source to Kubernetes 1.37 (hop 2 of 2); 1.37.1 offered by") for t in titles)
+    configs = [s.file.content.decode() for s in plan.steps if isinstance(s, PutFileStep)
+               and s.file.path.endswith("kubeadm-upgrade.yaml")]
+    assert configs and all("kubeadm.k8s.io/v1beta4" in t and "v1beta3" not in t for t in configs)

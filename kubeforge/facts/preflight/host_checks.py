@@ -11,9 +11,10 @@ from kubeforge.facts.preflight import requirements as req
 from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned
 from kubeforge.facts.types import HostFacts, ModuleState
 from kubeforge.model import Cluster, Host, Role
+from kubeforge.model.versions import supported_arch, supported_os
 
-SUPPORTED_OS = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
-SUPPORTED_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+SUPPORTED_OS = supported_os()  # kubeforge/model/versions.yaml
+SUPPORTED_ARCH = supported_arch()
 NODE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward")
 NODE_MODULES = ("overlay", "br_netfilter")
 

@@ -16,11 +16,11 @@ import shlex
 from dataclasses import dataclass
 
 from kubeforge.model import Cluster, EtcdTopology, Host
-from kubeforge.model.versions import SUPPORTED_ETCD_MINORS
+from kubeforge.model.versions import etcd_minors
 from kubeforge.transport.base import Command
 
 # The oldest minor kubeforge runs etcd at: what a cluster whose lowest member is unknown is taken to be.
-OLDEST_MINOR: tuple[int, int] = min(SUPPORTED_ETCD_MINORS)
+OLDEST_MINOR: tuple[int, int] = min(etcd_minors())  # known minors, upgrade-from ones included
 
 
 @dataclass(frozen=True)

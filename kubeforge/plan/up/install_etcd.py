@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import EtcdTopology, Host
+from kubeforge.model.versions import kubeadm_etcd
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep
 from kubeforge.plan.strategy import parallel
@@ -41,7 +42,8 @@ class InstallEtcd:
     def plan(self, ctx: UpContext) -> PhasePlan:
         c = ctx.cluster
         if c.etcd.topology is not EtcdTopology.EXTERNAL:
-            return PhasePlan.noop(self, "etcd is stacked: kubeadm runs it as a static pod on the control planes")
+            return PhasePlan.noop(self, f"etcd is stacked: kubeadm {c.kubernetes_version.minor_str} runs etcd "
+                                        f"{kubeadm_etcd(c.kubernetes_version)} as a static pod on the control planes")
         members = c.etcd_members
         running = [m for m in members if self._running(ctx, m)]
         new = [m for m in members if m not in running]

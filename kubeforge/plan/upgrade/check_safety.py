@@ -3,14 +3,15 @@
 Refusals (SafetyRefusal, exit 7), each naming the hosts and versions involved: a host that gave no
 facts; a node the API does not know or reports NotReady; the API not answering; an unhealthy etcd
 member; a downgrade; a skipped minor without --multi-hop (the message names the hops); a step that
-would break the version-skew policy; a hop version the package source does not offer.
+would break the version-skew policy; a hop version the package source does not offer; an external etcd older than the target minor's
+kubeadm accepts (naming the `kubeforge etcd upgrade` to run first).
 """
 
 from __future__ import annotations
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster
-from kubeforge.model.upgrade_path import check_upgrade_skew, upgrade_path
+from kubeforge.model.upgrade_path import check_upgrade_skew, etcd_for_kubernetes, hop_minors, upgrade_path
 from kubeforge.model.versions import KubeVersion, Version
 from kubeforge.plan.upgrade.state import COMPONENTS, UpgradeFacts
 
@@ -59,9 +60,9 @@ def _refuse_unhealthy(cluster: Cluster, facts: UpgradeFacts) -> None:
                             hint="`kubeforge etcd status` shows the members; nothing was changed")
 
 
-def check_upgrade_safety(cluster: Cluster, facts: UpgradeFacts, target: KubeVersion, *, multi_hop: bool) -> list[KubeVersion]:
-    """The hops still to make, in order (empty when every node already runs ``target``), or a
-    SafetyRefusal saying why not."""
+def _current(cluster: Cluster, facts: UpgradeFacts, target: KubeVersion) -> Version | None:
+    """The oldest version anywhere (None when every node runs ``target``); refuses an unhealthy
+    cluster and a downgrade."""
     _refuse_unhealthy(cluster, facts)
     seen = _versions(cluster, facts)
     newer = [(h, what, v) for h, what, v in seen if v > target]
@@ -72,11 +73,28 @@ def check_upgrade_safety(cluster: Cluster, facts: UpgradeFacts, target: KubeVers
     current = min((v for _, _, v in seen), default=None)
     if current is None:
         raise SafetyRefusal("no Kubernetes version found on any node", hint="run `kubeforge up` first")
-    if current == target:
+    return None if current == target else current
+
+
+def minors_to_read(cluster: Cluster, facts: UpgradeFacts, target: KubeVersion) -> list[KubeVersion]:
+    """The minors (patch 0 stands for each) whose package source must be read before the path can
+    be chosen: every minor the upgrade enters. Refuses what check_upgrade_safety refuses first."""
+    current = _current(cluster, facts, target)
+    return [] if current is None else hop_minors(current, target)
+
+
+def check_upgrade_safety(cluster: Cluster, facts: UpgradeFacts, target: KubeVersion, *, multi_hop: bool) -> list[KubeVersion]:
+    """The hops still to make, in order (empty when every node already runs ``target``), or a
+    SafetyRefusal saying why not. Intermediate minors are crossed at the newest patch
+    ``facts.offered`` holds (what the package source offers)."""
+    current = _current(cluster, facts, target)
+    if current is None:
         return []
     # Patch level first: the oldest version anywhere decides the path, so a half-finished earlier
     # upgrade is completed hop by hop rather than skipped over.
-    path = upgrade_path(current, target, multi_hop=multi_hop)
+    path = upgrade_path(current, target, multi_hop=multi_hop, offered=facts.offered, source=facts.offered_from)
+    # A minor whose kubeadm needs a newer external etcd than the members run: the etcd upgrade first.
+    etcd_for_kubernetes(target, {m: Version.parse(v.split("+")[0]) for m, v in facts.etcd_versions.items()})
     first = path[0]
     cps = {h.name: facts.machines[h.name].apiserver for h in cluster.control_planes}
     kubelets = {h.name: v for h in cluster.nodes if (v := facts.kubelet(h.name)) is not None}
@@ -88,7 +106,7 @@ def check_upgrade_safety(cluster: Cluster, facts: UpgradeFacts, target: KubeVers
         if missing:
             offered = ", ".join(str(v) for v in sorted(facts.offered)) or "nothing"
             raise SafetyRefusal(
-                f"the package source does not offer kubeadm {', '.join(str(v) for v in missing)} "
+                f"{facts.offered_from} does not offer kubeadm {', '.join(str(v) for v in missing)} "
                 f"(it offers: {offered})",
                 hint="add those versions to the mirror or bundle, or choose a version it has; nothing was changed",
             )

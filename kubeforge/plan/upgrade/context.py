@@ -50,6 +50,13 @@ class UpgradeContext:
     def hop_note(self) -> str:
         return f" (hop {self.hop} of {self.hops})" if self.hops > 1 else ""
 
+    @property
+    def offered_note(self) -> str:
+        """Which package source offered the hop's version (read at plan time)."""
+        if self.facts.offered is None or self.target not in self.facts.offered:
+            return ""
+        return f"; {self.target} offered by {self.facts.offered_from}"
+
     def title(self, text: str) -> str:
         return f"{text} to {self.target}{self.hop_note}"
 

@@ -71,6 +71,8 @@ class UpgradeFacts:
     etcd_problems: tuple[str, ...] = ()  # "etcd-2: connection refused"
     offered: frozenset[KubeVersion] | None = None  # kubeadm versions the package source offers; None: not checked
     removed_apis: RemovedAPIScan | None = None  # objects in API versions the path stops serving; None: not scanned
+    offered_from: str = "the package source"  # which source said so (shown in the plan and refusals)
+    etcd_versions: Mapping[str, str] = field(default_factory=dict)  # external etcd member -> version it runs
 
     def kubelet(self, name: str) -> KubeVersion | None:
         """The kubelet version that counts for skew: the running one (API) before the package."""

@@ -47,7 +47,7 @@ class SwitchPackageSource:
         return PhasePlan.of(
             self,
             lanes,
-            title=f"Switch the package source to Kubernetes {ctx.target.minor_str}{ctx.hop_note}",
+            title=f"Switch the package source to Kubernetes {ctx.target.minor_str}{ctx.hop_note}{ctx.offered_note}",
             strategy=parallel(ctx.cluster.parallelism),
             reason_if_empty=f"every node already runs {ctx.target}",
         )

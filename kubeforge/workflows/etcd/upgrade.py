@@ -27,7 +27,7 @@ from pathlib import Path
 from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefusal
 from kubeforge.execute.journal import latest_unfinished, run_summary
 from kubeforge.model import Cluster
-from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops
+from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops, needs_v2store_check
 from kubeforge.model.versions import Version, parse_etcd
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.etcd.upgrade import upgrade_phases
@@ -134,6 +134,34 @@ def check_auth(decision: UpgradeDecision, auth: AuthState | None) -> None:
         raise SafetyRefusal(f"etcd auth is enabled ({auth.detail}); etcd does not support a rolling 3.4 -> 3.5 "
                             "upgrade with auth on",
                             hint="disable auth (`etcdctl auth disable`) for the upgrade and enable it afterwards")
+
+
+def check_v2store(cluster: Cluster, pool) -> None:
+    """Before leaving 3.5 (versions.yaml v2storeCheckBeforeExit): every member's v2 store, read-only.
+    Refuses a member with --enable-v2 set or whose `etcdutl check v2store` fails; a member without
+    etcdutl is checked for the flag only, with a warning saying what could not be seen."""
+    from kubeforge.model.versions import etcd_minor
+    from kubeforge.plan.etcd.v2store import parse_v2store, v2store_probe
+
+    source = etcd_minor((3, 5)).source("v2storeCheckBeforeExit")
+    result = pool.fanout(cluster.etcd_members, lambda t: parse_v2store(t.run(v2store_probe(cluster)).stdout))
+    blind = []
+    for o in result.outcomes:
+        if not o.ok:
+            raise CheckFailed(f"cannot check the etcd v2 store on {o.host}: {o.message}")
+        state = o.value
+        if state.enabled_now or state.clean is False:
+            why = "--enable-v2 / ETCD_ENABLE_V2 is set" if state.enabled_now else f"`etcdutl check v2store`: {state.detail}"
+            raise SafetyRefusal(
+                f"{o.host}: the etcd v2 store must be clean before 3.6 ({why}; source: {source})",
+                hint="remove --enable-v2/ETCD_ENABLE_V2, migrate or drop v2 data (etcd's workaround: restart the member "
+                     "once with --snapshot-count=1), then run the upgrade again; nothing was changed")
+        if state.etcdutl is None:
+            blind.append(o.host)
+    if blind:
+        log.warning("no etcdutl on %s: checked only that --enable-v2/ETCD_ENABLE_V2 is not set now; v2 data written "
+                    "while it was on in the past cannot be seen without `etcdutl check v2store` (%s)",
+                    ", ".join(sorted(blind)), source)
 
 
 def crosses_34_to_35(decision: UpgradeDecision) -> bool:
@@ -284,6 +312,8 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     if crosses_34_to_35(decision) and not crashed:
         probe = auth_probe_command(cluster, probe_host, cluster_versions.lowest_minor)
         check_auth(decision, parse_auth(transport.run(probe).stdout))
+    if needs_v2store_check(decision.current, want):
+        check_v2store(cluster, pool)
     if decision.continuing:
         log.warning("members run %s: continuing the interrupted upgrade to %s",
                     ", ".join(f"{m} {v}" for m, v in sorted(installed.items())), want)

@@ -86,6 +86,8 @@ def _schemas(v4: bool) -> dict[str, dict]:
 
 
 SCHEMAS = {"kubeadm.k8s.io/v1beta4": _schemas(True), "kubeadm.k8s.io/v1beta3": _schemas(False)}
+# Config APIs a kubeadm minor no longer reads: kubeadm 1.37 removed v1beta3 (kubernetes/kubernetes#136016).
+REMOVED_IN = {"kubeadm.k8s.io/v1beta3": (1, 37)}
 COMPONENT_CONFIGS = {("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
                      ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")}
 
@@ -108,8 +110,16 @@ def _check(value, schema, where: str, gvk: str) -> None:
         _check(sub, schema[key], f"{where}.{key}" if where else key, gvk)
 
 
-def parse(text: str, source: str = "config") -> dict[str, dict]:
-    """Documents by kind, each checked strictly; raises SimError like `kubeadm config validate`."""
+def _minor(version: str | None) -> tuple[int, int] | None:
+    if not version:
+        return None
+    parts = version.lstrip("v").split(".")
+    return int(parts[0]), int(parts[1])
+
+
+def parse(text: str, source: str = "config", *, kubeadm_version: str | None = None) -> dict[str, dict]:
+    """Documents by kind, each checked strictly; raises SimError like `kubeadm config validate`.
+    ``kubeadm_version``: the kubeadm reading it, which refuses config APIs its minor removed."""
     try:
         docs = yamlish.load_all(text)
     except yamlish.YamlError as e:
@@ -124,6 +134,13 @@ def parse(text: str, source: str = "config") -> dict[str, dict]:
         if (av, kind) in COMPONENT_CONFIGS:
             out[kind] = doc
             continue
+        removed, mine = REMOVED_IN.get(av), _minor(kubeadm_version)
+        if removed is not None and mine is not None and mine >= removed:
+            # kubeadm's validateSupportedVersion wording for a removed API version
+            raise SimError(f"your configuration file uses an old API spec: \"{av}\" (kind: \"{kind}\"). Please use "
+                           f"kubeadm v{removed[0]}.{removed[1] - 1} instead and run 'kubeadm config migrate --old-config "
+                           f"old.yaml --new-config new.yaml', which will write the new, similar spec using a newer API "
+                           f"version.")
         if av not in SCHEMAS:
             raise SimError(f"{source}: no kind \"{kind}\" is registered for version \"{av}\"")
         if kind not in SCHEMAS[av]:

@@ -112,14 +112,14 @@ def wait_healthy(bases: list[str], what: str) -> None:
         time.sleep(0.1)
 
 
-def _load_config(path: str | None) -> dict[str, dict]:
+def _load_config(path: str | None, version: str | None = None) -> dict[str, dict]:
     if not path:
         return {}
     try:
         text = open(path, encoding="utf-8").read()
     except OSError as e:
         raise SimError(f"unable to read config from \"{path}\": {e.strerror}") from None
-    return kconfig.parse(text, path)
+    return kconfig.parse(text, path, kubeadm_version=version)
 
 
 def _server_bases(kubeconfig_path: str) -> list[str]:
@@ -133,19 +133,19 @@ def _server_bases(kubeconfig_path: str) -> list[str]:
 def cmd_init(a, version: str) -> int:
     from .kubeadm_phases import init
 
-    return init(a, version, _load_config(a.config))
+    return init(a, version, _load_config(a.config, version))
 
 
 def cmd_join(a, version: str) -> int:
     from .kubeadm_phases import join
 
-    return join(a, version, _load_config(a.config))
+    return join(a, version, _load_config(a.config, version))
 
 
 def cmd_upgrade(a, version: str) -> int:
     from .kubeadm_phases import upgrade
 
-    return upgrade(a, version, _load_config(a.config))
+    return upgrade(a, version, _load_config(a.config, version))
 
 
 def cmd_reset(a, version: str) -> int:
@@ -158,7 +158,7 @@ def cmd_token(a, version: str) -> int:
     bases = _server_bases("/etc/kubernetes/admin.conf")
     if a.action == "create":
         # like kubeadm, the token (and its ttl) may come from the InitConfiguration's bootstrapTokens
-        first = ((_load_config(a.config).get("InitConfiguration") or {}).get("bootstrapTokens") or [{}])[0]
+        first = ((_load_config(a.config, version).get("InitConfiguration") or {}).get("bootstrapTokens") or [{}])[0]
         token = a.token or first.get("token") or new_token()
         tid, th = token_parts(token)
         client.op(bases, "token_create", {"id": tid, "hash": th, "ttl": duration(a.ttl or first.get("ttl"))})
@@ -173,7 +173,7 @@ def cmd_token(a, version: str) -> int:
 
 
 def cmd_upload_certs(a, version: str) -> int:
-    cfg = _load_config(a.config)
+    cfg = _load_config(a.config, version)
     key = a.certificate_key or (cfg.get("InitConfiguration") or {}).get("certificateKey") or secrets.token_hex(32)
     client.op(_server_bases("/etc/kubernetes/admin.conf"), "upload_certs", {"certKeyHash": key_hash(key)})
     print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
@@ -200,7 +200,7 @@ def cmd_config(a, version: str) -> int:
         raise SimError(f"unknown config action {a.action} (the simulator supports: validate)")
     if not a.config:
         raise SimError("the --config flag is mandatory")
-    _load_config(a.config)
+    _load_config(a.config, version)
     print("ok")
     return 0
 
