@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -27,6 +28,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sample", type=int, help="run N points drawn with the seed (at least one per workflow, "
                                                 "and the mixed-version etcd case whenever etcd-upgrade is in)")
     ap.add_argument("--seed", type=int, help="default: random, printed")
+    ap.add_argument("--shard", help="K/N: only every N-th selected point from the K-th (1-based), to run "
+                                    "the matrix in batches that each hold the lab lock briefly")
     ap.add_argument("--out", type=Path, help="where each case's logs go (default: a directory under /tmp)")
     return ap.parse_args(argv)
 
@@ -65,8 +68,14 @@ def table(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # a timeout's SIGTERM must still tear the lab down (the finally below)
+    signal.signal(signal.SIGTERM, _interrupt)
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     print(f"seed {seed}", flush=True)
     out = args.out or Path(f"/tmp/kubeforge-faults-{time.strftime('%Y%m%dT%H%M%S')}-{seed}")
@@ -83,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                     if args.workflow is None or w == args.workflow}
         full = matrix(steps_of, seed)
         points = select(full, workflow=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
+        if args.shard:
+            k, n = (int(x) for x in args.shard.split("/"))
+            points = points[k - 1::n]
         print(f"{len(points)} of {len(full)} points in the full matrix", flush=True)
         for i, point in enumerate(points, 1):
             o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")

@@ -13,19 +13,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from tests.faults import journals
+from tests.faults import journals, pki
 from tests.faults.etcdwire import Client, ClientCerts, QuorumWatcher, Writer
 from tests.faults.points import Point
-from tests.faults.workflows import ETCD_FROM, FOUR, LAB_MACHINES, THREE, Workflow
+from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, THREE, Workflow
 from tests.lab import claims, disks
 from tests.lab.lab import Lab
 from tests.lab.layout import layout
+from tests.lab.procs import Proc, start_time
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 900.0  # one kubeforge run; a hung run is killed and the case fails
@@ -33,13 +35,14 @@ FAULTED_TIMEOUT = 300.0  # the run that took the fault must end by itself within
 CLUSTER_LOCK = "/var/lib/kubeforge/lock"
 
 # What "the same end state" means on a machine: packages, unit state, and every file kubeforge
-# writes for etcd, by sha256. The data dir is not compared (its bytes differ run to run).
+# writes for etcd, by sha256 (the PKI by what must hold of it: tests/faults/pki.py). The data dir is
+# not compared (its bytes differ run to run).
 FINGERPRINT = r"""
 dpkg-query -W -f='${Package} ${Version} ${Status}\n' etcd-server etcd-client 2>/dev/null | sort
 echo "enabled $(systemctl is-enabled etcd 2>/dev/null)"
 echo "active $(systemctl is-active etcd 2>/dev/null)"
 test -e /usr/sbin/policy-rc.d && echo "policy-rc.d present"
-for f in /etc/etcd/etcd.env /etc/systemd/system/etcd.service /etc/default/etcd /etc/etcd/pki/*; do
+for f in /etc/etcd/etcd.env /etc/systemd/system/etcd.service /etc/default/etcd; do
   [ -f "$f" ] && sha256sum "$f"
 done
 ls /usr/local/bin 2>/dev/null | grep etcd
@@ -52,8 +55,16 @@ def kubeforge_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "kubeforge", *args]
 
 
-def kf(*args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(kubeforge_argv(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def kf(*args: str, timeout: float = RUN_TIMEOUT) -> tuple[subprocess.CompletedProcess, int]:
+    """Run kubeforge to the end: its result and its pid (which names its records in a journal)."""
+    with subprocess.Popen(kubeforge_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=REPO) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
 @dataclass
@@ -89,14 +100,66 @@ class Reference:
     always_run: set[str]
 
 
+class Observers:
+    """The quorum watcher and the writer of one case. From bare machines they start once the
+    cluster first serves (its certificates exist only then)."""
+
+    def __init__(self, flab: "FaultLab", wf: Workflow) -> None:
+        self.flab, self.addresses = flab, flab.addresses(wf.watch)
+        self.watcher: QuorumWatcher | None = None
+        self.writer: Writer | None = None
+        self.certs: ClientCerts | None = None
+        self.done = threading.Event()
+        self.starter: threading.Thread | None = None
+
+    def start(self, late: bool) -> None:
+        if not late:
+            self._begin()
+            return
+        self.starter = threading.Thread(target=self._when_serving, daemon=True)
+        self.starter.start()
+
+    def _begin(self) -> None:
+        self.certs = self.flab.certs()
+        self.watcher = QuorumWatcher(self.addresses, self.certs)
+        self.writer = Writer(self.addresses, self.certs, tag=f"{time.time_ns()}")
+        self.watcher.start()
+        self.writer.start()
+
+    def _when_serving(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                certs = self.flab.certs()
+                probe = Client(self.addresses[0], certs, timeout=1.0)
+                try:
+                    probe.read_linearizable("/kf/faults/probe")
+                finally:
+                    probe.close()
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
+                continue
+            self._begin()
+            return
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.starter:
+            self.starter.join(30)
+        for t in (self.writer, self.watcher):
+            if t:
+                t.stop()
+
+
 class FaultLab:
-    """The four etcd machines, the operator's directory (inventories + .kubeforge state), saved states."""
+    """The five etcd machines, the operator's directory (inventories + .kubeforge state), saved states."""
 
     def __init__(self, log=print) -> None:
         self.log = log
         self.index, self.claim_fd = claims.claim()
-        self.lab = Lab(layout(LAB_MACHINES, persistent=FOUR), index=self.index, log=lambda *_: None)
+        # owned by this process: if it dies without tearing down, `python -m tests.lab down --all` knows
+        self.lab = Lab(layout(LAB_MACHINES, persistent=FIVE), index=self.index, log=lambda *_: None,
+                       owner=Proc(os.getpid(), start_time(os.getpid()) or ""))
         self.references: dict[str, Reference] = {}
+        self.started: list[subprocess.Popen] = []  # kubeforge runs, killed on teardown if still running
 
     # --- lifecycle ----------------------------------------------------------------------------
     def up(self) -> "FaultLab":
@@ -104,13 +167,17 @@ class FaultLab:
         self.lab.up()
         self.work = self.lab.run_dir / "operator"
         self.work.mkdir(mode=0o700, exist_ok=True)
-        for name, hosts in (("etcd3", THREE), ("etcd4", FOUR)):
+        for name, hosts in (("etcd3", THREE), ("etcd5", FIVE)):
             self._inventory(self.work / f"{name}.yaml", hosts)
         self.save("bare")
-        self.log(f"lab {self.lab.id.name}: 4 machines up and saved as 'bare' in {time.monotonic() - t:.0f}s")
+        self.log(f"lab {self.lab.id.name}: 5 machines up and saved as 'bare' in {time.monotonic() - t:.0f}s")
         return self
 
     def down(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         try:
             self.lab.down()
         finally:
@@ -130,6 +197,9 @@ class FaultLab:
         doc["spec"]["etcd"]["version"] = ETCD_FROM
         with path.open("w") as f:
             yaml.dump(doc, f)
+        cni = self.lab.inventory_path.parent / "cni.yaml"
+        if cni.exists():
+            shutil.copy(cni, path.parent / cni.name)
 
     @property
     def state_dir(self) -> Path:
@@ -189,8 +259,13 @@ class FaultLab:
 
     def fingerprint(self, wf: Workflow) -> dict:
         out: dict = {}
-        for n in FOUR:
+        cas = set()
+        for n in FIVE:
             out[n] = self.lab.exec(n, ["bash", "-c", FINGERPRINT]).stdout
+            out[f"{n} pki"], ca = pki.describe(self.lab, n)
+            if ca:
+                cas.add(ca)
+        out["one CA on every machine"] = len(cas) <= 1
         certs = self.certs()
         versions, members = {}, None
         for n in wf.members:
@@ -208,12 +283,17 @@ class FaultLab:
     def etcd_panics(self, since: str) -> dict[str, str]:
         """Members whose etcd logged a Go panic since ``since`` (``@<epoch>``): the first panic line."""
         out = {}
-        for n in FOUR:
+        for n in FIVE:
             res = self.lab.exec(n, ["journalctl", "-u", "etcd", "--since", since, "--no-pager", "-o", "cat"])
             hits = [line for line in res.stdout.splitlines() if line.startswith("panic:")]
             if hits:
                 out[n] = f"{hits[0][:120]} ({len(hits)}x)"
         return out
+
+    def noop(self, wf: Workflow) -> tuple[subprocess.CompletedProcess, list[dict]]:
+        """The command that must find nothing to do, and the journal records it wrote (if any)."""
+        res, pid = kf(*wf.noop, "-i", self.inventory(wf), "--yes")
+        return res, journals.attempt(self.runs_dir(), pid)[1]
 
     def cluster_lock_held(self) -> bool:
         return self.lab.exec("etcd-1", ["test", "-e", CLUSTER_LOCK]).returncode == 0
@@ -233,6 +313,7 @@ class FaultLab:
         out = log_to.open("w")
         proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf)), *extra), stdout=out,
                                 stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
+        self.started = [p for p in self.started if p.poll() is None] + [proc]
         return proc, out
 
     def reference(self, wf: Workflow, case_dir: Path) -> Reference:
@@ -250,13 +331,12 @@ class FaultLab:
             raise RuntimeError(f"{wf.name}: the uninterrupted run failed (exit {rc}); see {case_dir / 'reference.log'}")
         _, recs = journals.attempt(self.runs_dir(), proc.pid)
         fp = self.fingerprint(wf)
-        again = kf(*wf.noop, "-i", self.inventory(wf), "--yes")
-        always: set[str] = set()
-        if again.returncode == 0:
-            pid_runs = [p for p in journals.journals(self.runs_dir())]
-            newest = max(pid_runs, key=lambda p: p.stat().st_mtime_ns) if pid_runs else None
-            if newest is not None:
-                always = journals.done_ids(journals.records(newest))
+        res, again = self.noop(wf)
+        always = journals.done_ids(again)
+        text = " ".join((res.stdout + res.stderr).split())
+        if res.returncode != wf.noop_exit or wf.noop_says not in text:
+            self.log(f"warning: after the uninterrupted {wf.name}, `{' '.join(wf.noop)}` did not find nothing to do "
+                     f"(exit {res.returncode}): {text[-300:]}")
         if wf.saves:
             self.save(wf.saves)
         ref = Reference(len(journals.steps(recs)), seconds, fp, always)
@@ -272,17 +352,11 @@ class FaultLab:
         ref = self.references[wf.name]
         case_dir.mkdir(parents=True, exist_ok=True)
         self.restore(wf.baseline)
-        watching = wf.baseline != "bare"
-        if watching:
+        if wf.baseline != "bare":
             self.wait_serving(wf.watch)
-            certs = self.certs()
-        watcher = writer = None
+        observers = Observers(self, wf)
         try:
-            if watching:
-                watcher = QuorumWatcher(self.addresses(wf.watch), certs)
-                writer = Writer(self.addresses(wf.watch), certs, tag=f"{int(time.time())}")
-                watcher.start()
-                writer.start()
+            observers.start(late=wf.baseline == "bare")
             proc, out = self.start(wf, (), case_dir / "faulted.log")
             host = self._wait_for_point(proc, point, o)
             if host is not None:
@@ -294,8 +368,8 @@ class FaultLab:
                 os.killpg(proc.pid, signal.SIGKILL)
                 o.faulted_exit = proc.wait()
             out.close()
-            if point.kind == "power" and host is not None and host != "local":
-                self.lab.start_machine(host)
+            if point.kind == "power" and host is not None:
+                self.lab.start_machine(victim(host))
             first_journal, first = journals.attempt(self.runs_dir(), proc.pid)
             self._check_report(point, first_journal, o)
             if o.faulted_exit == 0:
@@ -319,15 +393,13 @@ class FaultLab:
                     o.problems.append(f"the continuation exited {o.resumed_exit}: {_tail(case_dir / 'resumed.log')}")
             time.sleep(1.0)  # a last second of watching and writing on the end state
         finally:
-            if writer:
-                writer.stop()
-            if watcher:
-                watcher.stop()
+            observers.stop()
+        watcher, writer = observers.watcher, observers.writer
         if watcher:
             o.quorum_losses = watcher.losses()
-        if writer:
+        if writer and observers.certs:
             o.acked = len(writer.acked)
-            lost = writer.lost(self.addresses(wf.watch), certs)
+            lost = writer.lost(observers.addresses, observers.certs)
             if lost is None:
                 # not counted as lost: unreadable is not gone (the quorum loss is counted already)
                 o.problems.append(f"no member answered the read of the writer's keys at the end: "
@@ -362,7 +434,7 @@ class FaultLab:
         return None
 
     def _strike(self, proc: subprocess.Popen, kind: str, host: str, o: Outcome) -> None:
-        victim = host if host != "local" else "etcd-1"
+        machine = victim(host)
         if kind == "sigint":
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         elif kind == "sigterm":
@@ -370,10 +442,10 @@ class FaultLab:
         elif kind == "sigkill":
             os.kill(proc.pid, signal.SIGKILL)
         elif kind == "ssh-cut":
-            if self.cut_ssh(victim) == 0:
-                o.problems.append(f"no SSH session to cut on {victim}")
+            if self.cut_ssh(machine) == 0:
+                o.problems.append(f"no SSH session to cut on {machine}")
         elif kind == "power":
-            self.lab.stop_machine(victim)
+            self.lab.stop_machine(machine)
         else:
             raise ValueError(kind)
 
@@ -399,16 +471,26 @@ class FaultLab:
         for key, want in ref.fingerprint.items():
             if fp.get(key) != want:
                 o.problems.append(f"end state differs from the uninterrupted run on {key}: {_diff(want, fp.get(key))}")
-        noop = kf(*wf.noop, "-i", self.inventory(wf), "--yes")
-        text = " ".join((noop.stdout + noop.stderr).split())
-        if noop.returncode != wf.noop_exit or wf.noop_says not in text:
-            o.problems.append(f"`{' '.join(wf.noop)}` afterwards did not find nothing to do (exit {noop.returncode}): {text[-300:]}")
+        if o.resumed_exit != 0:
+            o.problems.append(f"`{' '.join(wf.noop)}` afterwards: not tried, the continuation failed")
+        else:
+            noop, _ = self.noop(wf)
+            text = " ".join((noop.stdout + noop.stderr).split())
+            if noop.returncode != wf.noop_exit or wf.noop_says not in text:
+                o.problems.append(f"`{' '.join(wf.noop)}` afterwards did not find nothing to do (exit {noop.returncode}): {text[-300:]}")
         o.converged = o.resumed_exit == 0 and not o.problems
 
 
+def victim(host: str) -> str:
+    """The machine a fault of ssh-cut or power hits: the host of the step at the boundary (a step on
+    the operator's machine talks to the first member)."""
+    return "etcd-1" if host == "local" else host
+
+
 def _diff(want, got) -> str:
-    if isinstance(want, str) and isinstance(got, str):
-        a, b = set(want.splitlines()), set(got.splitlines())
+    if isinstance(want, (str, list)) and isinstance(got, (str, list)):
+        a = set(want.splitlines() if isinstance(want, str) else want)
+        b = set(got.splitlines() if isinstance(got, str) else got)
         return f"missing {sorted(a - b)[:4]}, extra {sorted(b - a)[:4]}"
     return f"wanted {want}, got {got}"
 

@@ -3,21 +3,21 @@ how it is continued after a fault, what its end state must be, and which command
 nothing to do.
 
 One lab serves every etcd workflow: etcd-1 (the control plane the inventory needs, and a member),
-etcd-2, etcd-3, and etcd-4 which only ``etcd members`` adds and removes. All four have persistent
+etcd-2, etcd-3, and etcd-4 and etcd-5 which only ``etcd members`` adds and removes. All five have persistent
 disks; the states the workflows start from are saved disks (tests/lab/disks.py):
 
     bare       nothing installed                       (saved right after boot)
     etcd34     etcd 3.4.23 on etcd-1..3, 50 keys       (the reference `etcd install` from bare)
-    etcd34x4   etcd 3.4.23 on etcd-1..4                (the reference `etcd members` add from etcd34)
+    etcd34x5   etcd 3.4.23 on etcd-1..5                (the reference `etcd members` add from etcd34)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 THREE = ["etcd-1", "etcd-2", "etcd-3"]
-FOUR = THREE + ["etcd-4"]
-LAB_MACHINES = [("etcd-1", ("control-plane", "etcd"))] + [(n, ("etcd",)) for n in FOUR[1:]]
+FIVE = THREE + ["etcd-4", "etcd-5"]  # an etcd cluster has an odd member count: 3 -> 5 -> 3
+LAB_MACHINES = [("etcd-1", ("control-plane", "etcd"))] + [(n, ("etcd",)) for n in FIVE[1:]]
 ETCD_FROM = "3.4.23"
 ETCD_TO = "3.5.16"
 
@@ -26,7 +26,7 @@ ETCD_TO = "3.5.16"
 class Workflow:
     name: str
     baseline: str  # saved disks it starts from
-    inventory: str  # "etcd3" or "etcd4"
+    inventory: str  # "etcd3" or "etcd5"
     args: tuple[str, ...]  # after `kubeforge`; -i INVENTORY is added
     resume: tuple[str, ...]  # extra arguments of the run after a fault ("--resume" or nothing: a re-run)
     members: tuple[str, ...]  # the etcd members at the end
@@ -36,7 +36,6 @@ class Workflow:
     noop_says: str  # ...and what it says (in stdout+stderr) when it does
     noop_exit: int = 0
     saves: str | None = None  # the reference run's end state is saved as this baseline
-    retired: tuple[str, ...] = field(default=())  # machines whose etcd must end stopped and disabled
 
     def command(self, inventory_path: str) -> list[str]:
         return [*self.args, "-i", inventory_path, "--yes"]
@@ -55,14 +54,14 @@ WORKFLOWS: dict[str, Workflow] = {w.name: w for w in [
         noop=("etcd", "upgrade", "--to", ETCD_TO, "--allow-older-patch"), noop_says=f"already at {ETCD_TO}", noop_exit=7,
     ),
     Workflow(
-        name="etcd-members-add", baseline="etcd34", inventory="etcd4", args=("etcd", "members"), resume=(),
-        members=tuple(FOUR), version=ETCD_FROM, watch=tuple(THREE),
-        noop=("etcd", "members"), noop_says="nothing to do", saves="etcd34x4",
+        name="etcd-members-add", baseline="etcd34", inventory="etcd5", args=("etcd", "members"), resume=(),
+        members=tuple(FIVE), version=ETCD_FROM, watch=tuple(THREE),
+        noop=("etcd", "members"), noop_says="nothing to do", saves="etcd34x5",
     ),
     Workflow(
-        name="etcd-members-remove", baseline="etcd34x4", inventory="etcd3", args=("etcd", "members"), resume=(),
+        name="etcd-members-remove", baseline="etcd34x5", inventory="etcd3", args=("etcd", "members"), resume=(),
         members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
-        noop=("etcd", "members"), noop_says="nothing to do", retired=("etcd-4",),
+        noop=("etcd", "members"), noop_says="nothing to do",
     ),
 ]}
 
