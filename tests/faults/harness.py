@@ -378,8 +378,8 @@ class FaultLab:
                 second: list[dict] = []
                 o.resumed_exit = 0
             else:
-                # the faulted run's own journal decides between a resume and a plain re-run
-                extra = wf.resume
+                # a killed kubeforge cannot release the cluster lock: the operator is told to break it
+                extra = wf.resume + (("--break-lock",) if point.kind == "sigkill" else ())
                 proc2, out2 = self.start(wf, extra, case_dir / "resumed.log")
                 try:
                     o.resumed_exit = proc2.wait(RUN_TIMEOUT)
