@@ -257,6 +257,15 @@ class FaultLab:
             if pending:
                 time.sleep(0.5)
 
+    def wait_etcd_after_boot(self, name: str, timeout: float = 120.0) -> None:
+        """After a power cycle: until an enabled etcd is active again (or is not enabled), as an
+        operator would wait for the machine to be back before continuing."""
+        script = ("[ \"$(systemctl is-enabled etcd 2>/dev/null)\" = enabled ] || exit 0; "
+                  "[ \"$(systemctl is-active etcd 2>/dev/null)\" = active ]")
+        deadline = time.monotonic() + timeout
+        while self.lab.exec(name, ["bash", "-c", script]).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(1.0)
+
     def fingerprint(self, wf: Workflow) -> dict:
         out: dict = {}
         cas = set()
@@ -370,6 +379,7 @@ class FaultLab:
             out.close()
             if point.kind == "power" and host is not None:
                 self.lab.start_machine(victim(host))
+                self.wait_etcd_after_boot(victim(host))
             first_journal, first = journals.attempt(self.runs_dir(), proc.pid)
             self._check_report(point, first_journal, o)
             if o.faulted_exit == 0:
@@ -406,7 +416,7 @@ class FaultLab:
                                   f"{len(writer.acked)} acknowledged writes could not be checked")
             else:
                 o.lost_writes = len(lost)
-        o.repeated = journals.repeated(first, second, ref.always_run)
+        o.repeated = journals.repeated(first, second, ref.always_run, journals.guarded_steps(self.runs_dir()))
         for member, line in self.etcd_panics(since).items():
             o.problems.append(f"etcd on {member} panicked: {line}")
         self._check_end(wf, ref, o)

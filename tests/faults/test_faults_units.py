@@ -58,13 +58,20 @@ def test_a_resumed_journal_splits_into_the_attempts_of_each_process(tmp_path):
     assert journals.attempt(runs, 300) == (None, [])
 
 
-def test_only_changing_steps_done_by_both_attempts_count_as_repeated():
-    first = [{"type": "step", "step": s, "status": "done"} for s in
-             ("P/etcd-1/restart-etcd-1a2b", "P/etcd-1/gate-healthy-9f", "P/etcd-1/check-x", "P/etcd-2/put-x")]
-    second = [{"type": "step", "step": s, "status": st} for s, st in
-              (("P/etcd-1/restart-etcd-1a2b", "done"), ("P/etcd-1/gate-healthy-9f", "done"),
-               ("P/etcd-1/check-x", "done"), ("P/etcd-2/put-x", "unchanged"))]
-    assert journals.repeated(first, second, always_run={"P/etcd-1/check-x"}) == ["P/etcd-1/restart-etcd-1a2b"]
+def test_only_unguarded_steps_done_by_both_attempts_count_as_repeated(tmp_path):
+    ids = ["P/etcd-1/restart-etcd-1a2b", "P/etcd-1/gate-healthy-9f", "P/etcd-1/check-x", "P/etcd-2/put-x",
+           "P/etcd-2/reload-systemd-aa", "P/local/snapshot"]
+    first = [{"type": "step", "step": s, "status": "done"} for s in ids]
+    second = [{"type": "step", "step": s, "status": "done"} for s in ids]
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "kubeforge.log").write_text(
+        "2026-12-06 DEBUG [etcd-2] P/etcd-2/reload-systemd-aa: start Reload systemd: sudo systemctl daemon-reload  (unless: sudo test x)\n"
+        "2026-12-06 DEBUG [etcd-1] P/etcd-1/restart-etcd-1a2b: start Restart etcd: sudo systemctl restart etcd\n")
+    guarded = journals.guarded_steps(tmp_path / "runs")
+    assert guarded == {"P/etcd-2/reload-systemd-aa"}
+    assert journals.repeated(first, second, always_run={"P/etcd-1/check-x"}, guarded=guarded) == [
+        "P/etcd-1/restart-etcd-1a2b", "P/local/snapshot"]
 
 
 def test_only_a_gap_longer_than_five_seconds_after_the_first_answer_is_a_lost_quorum():
