@@ -76,6 +76,7 @@ class Outcome:
     lost_writes: int = 0
     repeated: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what happened that is not a failure
     faulted_exit: int | None = None
     resumed_exit: int | None = None
     acked: int = 0
@@ -89,7 +90,7 @@ class Outcome:
         rep = " ".join(f"{k}={v}" for k, v in sorted(self.report.items()))
         return (f"{self.point.name}: {state} in {self.seconds:.0f}s (exit {self.faulted_exit} then {self.resumed_exit}; "
                 f"report {rep or 'none'}; {self.acked} writes acked){q}{lw}{r}"
-                + ("".join(f"\n    - {p}" for p in self.problems)))
+                + "".join(f"\n    - {p}" for p in self.problems) + "".join(f"\n    note: {n}" for n in self.notes))
 
 
 @dataclass
@@ -398,6 +399,15 @@ class FaultLab:
                     o.resumed_exit = proc2.wait()
                     o.problems.append(f"the continuation did not end within {RUN_TIMEOUT:.0f}s; killed")
                 out2.close()
+                if (point.kind == "power" and o.resumed_exit == 7
+                        and "--break-lock" in (case_dir / "resumed.log").read_text()):
+                    # the machine holding the cluster lock lost power under the run, which could
+                    # then not release it: the refusal names --break-lock, and the operator uses it
+                    o.notes.append("the continuation was refused by the lock the faulted run could not release; "
+                                   "continued with --break-lock as the refusal says")
+                    proc2, out2 = self.start(wf, extra + ("--break-lock",), case_dir / "resumed.log")
+                    o.resumed_exit = proc2.wait(RUN_TIMEOUT)
+                    out2.close()
                 _, second = journals.attempt(self.runs_dir(), proc2.pid)
                 if o.resumed_exit != 0:
                     o.problems.append(f"the continuation exited {o.resumed_exit}: {_tail(case_dir / 'resumed.log')}")
