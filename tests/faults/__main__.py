@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     lab = FaultLab(log=lambda m: print(m, flush=True))
     outcomes: list[Outcome] = []
+    full: list = []
+    interrupted = False
     try:
         lab.up()
         for w in needed(args.workflow):
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")
             outcomes.append(o)
             print(f"[{i}/{len(points)}] {o.line()}", flush=True)
+    except KeyboardInterrupt as e:
+        interrupted = True  # the points that ended still count; the summary below says so
+        print(f"stopped ({e or 'interrupted'}) after {len(outcomes)} points", flush=True)
     finally:
         lab.down()
     if outcomes:
@@ -109,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.monotonic() - started:.0f}s in all; {per_point:.0f}s per point; the full matrix "
               f"({len(full)} points) would take about {(len(full) * per_point + refs) / 60:.0f} min", flush=True)
     print(summary_line(outcomes), flush=True)
-    return 0 if outcomes and all(o.converged and not o.quorum_losses and not o.lost_writes and not o.repeated
-                                 for o in outcomes) else 1
+    return 0 if outcomes and not interrupted and all(
+        o.converged and not o.quorum_losses and not o.lost_writes and not o.repeated for o in outcomes) else 1
 
 
 if __name__ == "__main__":
