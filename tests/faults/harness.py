@@ -96,6 +96,7 @@ class Outcome:
 @dataclass
 class Reference:
     steps: int
+    hosts: list[str]  # the host of each step record, in the order the uninterrupted run wrote them
     seconds: float
     fingerprint: dict
     always_run: set[str]
@@ -349,7 +350,7 @@ class FaultLab:
                      f"(exit {res.returncode}): {text[-300:]}")
         if wf.saves:
             self.save(wf.saves)
-        ref = Reference(len(journals.steps(recs)), seconds, fp, always)
+        ref = Reference(len(journals.steps(recs)), [r["host"] for r in journals.steps(recs)], seconds, fp, always)
         self.references[wf.name] = ref
         self.log(f"reference {wf.name}: {ref.steps} steps in {seconds:.0f}s"
                  + (f"; steps a converged re-run still does: {sorted(always)}" if always else ""))
@@ -370,6 +371,7 @@ class FaultLab:
             proc, out = self.start(wf, (), case_dir / "faulted.log")
             host = self._wait_for_point(proc, point, o)
             if host is not None:
+                host = changing(ref, point, host)
                 self._strike(proc, point.kind, host, o)
             try:
                 o.faulted_exit = proc.wait(FAULTED_TIMEOUT)
@@ -499,6 +501,14 @@ class FaultLab:
             if noop.returncode != wf.noop_exit or wf.noop_says not in text:
                 o.problems.append(f"`{' '.join(wf.noop)}` afterwards did not find nothing to do (exit {noop.returncode}): {text[-300:]}")
         o.converged = o.resumed_exit == 0 and not o.problems
+
+
+def changing(ref: Reference, point: Point, at_boundary: str) -> str:
+    """The machine being changed at a boundary: the host of the next step of the uninterrupted run
+    (the executor has just started it), else the host of the step that just completed."""
+    if not point.after_step and point.after < len(ref.hosts) and ref.hosts[point.after] != "local":
+        return ref.hosts[point.after]
+    return at_boundary
 
 
 def victim(host: str) -> str:
