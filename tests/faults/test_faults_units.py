@@ -13,11 +13,13 @@ from tests.faults.harness import Outcome
 from tests.faults.points import MIXED_VERSION, Point, matrix, select
 
 
-def test_the_full_matrix_has_sigint_at_every_boundary_and_the_mixed_version_case():
+def test_the_full_matrix_has_sigint_at_every_upgrade_boundary_every_second_elsewhere_and_the_mixed_version_case():
     full = matrix({"etcd-install": 10, "etcd-upgrade": 6}, seed=7)
     assert sorted(p.after for p in full if p.workflow == "etcd-upgrade" and p.kind == "sigint" and not p.label) == [1, 2, 3, 4, 5]
     assert [p.label for p in full if p.label] == [MIXED_VERSION]
     assert all(0 < p.after < 10 for p in full if p.workflow == "etcd-install")
+    install_sigint = [p.after for p in full if p.workflow == "etcd-install" and p.kind == "sigint"]
+    assert len(install_sigint) in (4, 5) and all(b - a == 2 for a, b in zip(install_sigint, install_sigint[1:]))
     assert {p.kind for p in full} == {"sigint", "sigterm", "sigkill", "ssh-cut", "power"}
 
 
