@@ -277,8 +277,12 @@ class FaultLab:
             if ca:
                 cas.add(ca)
         out["one CA on every machine"] = len(cas) <= 1
-        certs = self.certs()
         versions, members = {}, None
+        try:
+            certs = self.certs()
+        except RuntimeError as e:  # an install that never got as far as the PKI
+            out["versions"], out["members"] = {n: f"no client certificates: {e}" for n in wf.members}, None
+            return out
         for n in wf.members:
             c = Client(self.lab.address(n), certs, timeout=5.0)
             try:
