@@ -1,0 +1,536 @@
+"""One lab, its saved states, and running one case: a real kubeforge subprocess, a fault sent at a
+step boundary seen in its journal, the continuation, and the checks.
+
+kubeforge knows nothing of this: it is started as an operator starts it, and watched only through
+the files it writes (its journal and report) and the machines themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from tests.faults import journals, pki
+from tests.faults.etcdwire import Client, ClientCerts, QuorumWatcher, Writer
+from tests.faults.points import Point
+from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, THREE, Workflow
+from tests.lab import claims, disks
+from tests.lab.lab import Lab
+from tests.lab.layout import layout
+from tests.lab.procs import Proc, start_time
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT = 900.0  # one kubeforge run; a hung run is killed and the case fails
+FAULTED_TIMEOUT = 300.0  # the run that took the fault must end by itself within this
+CLUSTER_LOCK = "/var/lib/kubeforge/lock"
+
+# What "the same end state" means on a machine: packages, unit state, and every file kubeforge
+# writes for etcd, by sha256 (the PKI by what must hold of it: tests/faults/pki.py). The data dir is
+# not compared (its bytes differ run to run).
+FINGERPRINT = r"""
+dpkg-query -W -f='${Package} ${Version} ${Status}\n' etcd-server etcd-client 2>/dev/null | sort
+echo "enabled $(systemctl is-enabled etcd 2>/dev/null)"
+echo "active $(systemctl is-active etcd 2>/dev/null)"
+test -e /usr/sbin/policy-rc.d && echo "policy-rc.d present"
+for f in /etc/etcd/etcd.env /etc/systemd/system/etcd.service /etc/default/etcd; do
+  [ -f "$f" ] && sha256sum "$f"
+done
+ls /usr/local/bin 2>/dev/null | grep etcd
+dpkg --audit 2>/dev/null | head -3
+true
+"""
+
+
+def kubeforge_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kubeforge", *args]
+
+
+def kf(*args: str, timeout: float = RUN_TIMEOUT) -> tuple[subprocess.CompletedProcess, int]:
+    """Run kubeforge to the end: its result and its pid (which names its records in a journal)."""
+    with subprocess.Popen(kubeforge_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=REPO) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
+
+
+@dataclass
+class Outcome:
+    point: Point
+    seconds: float = 0.0
+    converged: bool = False
+    quorum_losses: list[float] = field(default_factory=list)
+    lost_writes: int = 0
+    repeated: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what happened that is not a failure
+    faulted_exit: int | None = None
+    resumed_exit: int | None = None
+    acked: int = 0
+    report: dict[str, int] = field(default_factory=dict)  # the faulted run's report: status -> steps
+
+    def line(self) -> str:
+        state = "converged" if self.converged else "NOT converged"
+        q = f", quorum lost {len(self.quorum_losses)}x ({', '.join(f'{g:.1f}s' for g in self.quorum_losses)})" if self.quorum_losses else ""
+        lw = f", {self.lost_writes} lost writes" if self.lost_writes else ""
+        r = f", repeated {len(self.repeated)}: {', '.join(self.repeated[:3])}" if self.repeated else ""
+        rep = " ".join(f"{k}={v}" for k, v in sorted(self.report.items()))
+        return (f"{self.point.name}: {state} in {self.seconds:.0f}s (exit {self.faulted_exit} then {self.resumed_exit}; "
+                f"report {rep or 'none'}; {self.acked} writes acked){q}{lw}{r}"
+                + "".join(f"\n    - {p}" for p in self.problems) + "".join(f"\n    note: {n}" for n in self.notes))
+
+
+@dataclass
+class Reference:
+    steps: int
+    hosts: list[str]  # the host of each step record, in the order the uninterrupted run wrote them
+    seconds: float
+    fingerprint: dict
+    always_run: set[str]
+
+
+class Observers:
+    """The quorum watcher and the writer of one case. From bare machines they start once the
+    cluster first serves (its certificates exist only then)."""
+
+    def __init__(self, flab: "FaultLab", wf: Workflow) -> None:
+        self.flab, self.addresses = flab, flab.addresses(wf.watch)
+        self.watcher: QuorumWatcher | None = None
+        self.writer: Writer | None = None
+        self.certs: ClientCerts | None = None
+        self.done = threading.Event()
+        self.starter: threading.Thread | None = None
+
+    def start(self, late: bool) -> None:
+        if not late:
+            self._begin()
+            return
+        self.starter = threading.Thread(target=self._when_serving, daemon=True)
+        self.starter.start()
+
+    def _begin(self) -> None:
+        self.certs = self.flab.certs()
+        self.watcher = QuorumWatcher(self.addresses, self.certs)
+        self.writer = Writer(self.addresses, self.certs, tag=f"{time.time_ns()}")
+        self.watcher.start()
+        self.writer.start()
+
+    def _when_serving(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                certs = self.flab.certs()
+                probe = Client(self.addresses[0], certs, timeout=1.0)
+                try:
+                    probe.read_linearizable("/kf/faults/probe")
+                finally:
+                    probe.close()
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
+                continue
+            self._begin()
+            return
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.starter:
+            self.starter.join(30)
+        for t in (self.writer, self.watcher):
+            if t:
+                t.stop()
+
+
+class FaultLab:
+    """The five etcd machines, the operator's directory (inventories + .kubeforge state), saved states."""
+
+    def __init__(self, log=print) -> None:
+        self.log = log
+        self.index, self.claim_fd = claims.claim()
+        # owned by this process: if it dies without tearing down, `python -m tests.lab down --all` knows
+        self.lab = Lab(layout(LAB_MACHINES, persistent=FIVE), index=self.index, log=lambda *_: None,
+                       owner=Proc(os.getpid(), start_time(os.getpid()) or ""))
+        self.references: dict[str, Reference] = {}
+        self.started: list[subprocess.Popen] = []  # kubeforge runs, killed on teardown if still running
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def up(self) -> "FaultLab":
+        t = time.monotonic()
+        self.lab.up()
+        self.work = self.lab.run_dir / "operator"
+        self.work.mkdir(mode=0o700, exist_ok=True)
+        for name, hosts in (("etcd3", THREE), ("etcd5", FIVE)):
+            self._inventory(self.work / f"{name}.yaml", hosts)
+        self.save("bare")
+        self.log(f"lab {self.lab.id.name}: 5 machines up and saved as 'bare' in {time.monotonic() - t:.0f}s")
+        return self
+
+    def down(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        try:
+            self.lab.down()
+        finally:
+            claims.release(self.claim_fd)
+
+    def _inventory(self, path: Path, hosts: list[str]) -> None:
+        yaml = YAML()
+        doc = yaml.load(self.lab.inventory_path.read_text())
+        kept = []
+        for h in doc["spec"]["hosts"]:
+            if h["name"] in hosts or "etcd" not in h["roles"]:
+                kept.append(h)
+            elif "control-plane" in h["roles"]:
+                h["roles"] = [r for r in h["roles"] if r != "etcd"]
+                kept.append(h)
+        doc["spec"]["hosts"] = kept
+        doc["spec"]["etcd"]["version"] = ETCD_FROM
+        with path.open("w") as f:
+            yaml.dump(doc, f)
+        cni = self.lab.inventory_path.parent / "cni.yaml"
+        if cni.exists():
+            shutil.copy(cni, path.parent / cni.name)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.work / ".kubeforge"
+
+    def runs_dir(self) -> Path:
+        found = sorted(self.state_dir.glob("*/runs"))
+        return found[0] if found else self.state_dir / "none" / "runs"
+
+    def inventory(self, wf: Workflow) -> str:
+        return str(self.work / f"{wf.inventory}.yaml")
+
+    # --- saved states: the machines' disks and the operator's state dir, together --------------
+    def save(self, name: str) -> None:
+        disks.save(self.lab, name)
+        dest = self.lab.run_dir / "saved-state" / name
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.state_dir.exists():
+            shutil.copytree(self.state_dir, dest, symlinks=True)
+        else:
+            dest.mkdir()
+
+    def restore(self, name: str) -> None:
+        disks.restore(self.lab, name)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        src = self.lab.run_dir / "saved-state" / name
+        if any(src.iterdir()):
+            shutil.copytree(src, self.state_dir, symlinks=True)
+
+    # --- looking at the cluster from outside ---------------------------------------------------
+    def certs(self) -> ClientCerts:
+        return ClientCerts.fetch(self.lab, "etcd-1", self.lab.run_dir / "faults-client")
+
+    def addresses(self, names) -> list[str]:
+        return [self.lab.address(n) for n in names]
+
+    def wait_serving(self, names, timeout: float = 120.0) -> None:
+        """Until every one of ``names`` answers a linearizable read (after a restore's boot)."""
+        certs = self.certs()
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while pending:
+            for n in list(pending):
+                c = Client(self.lab.address(n), certs, timeout=2.0)
+                try:
+                    c.read_linearizable("/kf/faults/probe")
+                    pending.remove(n)
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"etcd on {', '.join(pending)} not serving {timeout:.0f}s after the restore")
+            if pending:
+                time.sleep(0.5)
+
+    def wait_etcd_after_boot(self, name: str, timeout: float = 120.0) -> None:
+        """After a power cycle: until an enabled etcd is active again (or is not enabled), as an
+        operator would wait for the machine to be back before continuing."""
+        script = ("[ \"$(systemctl is-enabled etcd 2>/dev/null)\" = enabled ] || exit 0; "
+                  "[ \"$(systemctl is-active etcd 2>/dev/null)\" = active ]")
+        deadline = time.monotonic() + timeout
+        while self.lab.exec(name, ["bash", "-c", script]).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(1.0)
+
+    def fingerprint(self, wf: Workflow) -> dict:
+        out: dict = {}
+        cas = set()
+        for n in FIVE:
+            out[n] = self.lab.exec(n, ["bash", "-c", FINGERPRINT]).stdout
+            out[f"{n} pki"], ca = pki.describe(self.lab, n)
+            if ca:
+                cas.add(ca)
+        out["one CA on every machine"] = len(cas) <= 1
+        versions, members = {}, None
+        try:
+            certs = self.certs()
+        except RuntimeError as e:  # an install that never got as far as the PKI
+            out["versions"], out["members"] = {n: f"no client certificates: {e}" for n in wf.members}, None
+            return out
+        for n in wf.members:
+            c = Client(self.lab.address(n), certs, timeout=5.0)
+            try:
+                versions[n] = c.version().get("etcdserver")
+                members = members or c.members()
+            except OSError as e:
+                versions[n] = f"unreachable: {e}"
+            finally:
+                c.close()
+        out["versions"], out["members"] = versions, members
+        return out
+
+    def etcd_panics(self, since: str) -> dict[str, str]:
+        """Members whose etcd logged a Go panic since ``since`` (``@<epoch>``): the first panic line."""
+        out = {}
+        for n in FIVE:
+            res = self.lab.exec(n, ["journalctl", "-u", "etcd", "--since", since, "--no-pager", "-o", "cat"])
+            hits = [line for line in res.stdout.splitlines() if line.startswith("panic:")]
+            if hits:
+                out[n] = f"{hits[0][:120]} ({len(hits)}x)"
+        return out
+
+    def noop(self, wf: Workflow) -> tuple[subprocess.CompletedProcess, list[dict]]:
+        """The command that must find nothing to do, and the journal records it wrote (if any)."""
+        res, pid = kf(*wf.noop, "-i", self.inventory(wf), "--yes")
+        return res, journals.attempt(self.runs_dir(), pid)[1]
+
+    def cluster_lock_held(self) -> bool:
+        return self.lab.exec("etcd-1", ["test", "-e", CLUSTER_LOCK]).returncode == 0
+
+    # --- faults -----------------------------------------------------------------------------------
+    def cut_ssh(self, host: str) -> int:
+        """Kill the sshd processes serving connections on ``host`` (children of the listener): what
+        a dropped link looks like to the client, mid-command. The number of sessions cut."""
+        script = ('l=$(cat /run/sshd.pid 2>/dev/null || pgrep -o -x sshd); kids=$(pgrep -P "$l"); '
+                  '[ -n "$kids" ] && kill -KILL $kids; echo $kids | wc -w')
+        res = self.lab.exec(host, ["bash", "-c", script])
+        return int((res.stdout.strip() or "0").split()[-1])
+
+    # --- running ------------------------------------------------------------------------------------
+    def start(self, wf: Workflow, extra: tuple[str, ...], log_to: Path) -> tuple[subprocess.Popen, object]:
+        log_to.parent.mkdir(parents=True, exist_ok=True)
+        out = log_to.open("w")
+        proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf)), *extra), stdout=out,
+                                stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
+        self.started = [p for p in self.started if p.poll() is None] + [proc]
+        return proc, out
+
+    def reference(self, wf: Workflow, case_dir: Path) -> Reference:
+        """The uninterrupted run from the workflow's baseline: its step count, time, end state, and
+        which steps a converged re-run still reports done. Saves ``wf.saves`` when it has one."""
+        self.restore(wf.baseline)
+        if wf.baseline != "bare":
+            self.wait_serving(wf.watch)
+        t = time.monotonic()
+        proc, out = self.start(wf, (), case_dir / "reference.log")
+        rc = proc.wait(RUN_TIMEOUT)
+        out.close()
+        seconds = time.monotonic() - t
+        if rc != 0:
+            raise RuntimeError(f"{wf.name}: the uninterrupted run failed (exit {rc}); see {case_dir / 'reference.log'}")
+        _, recs = journals.attempt(self.runs_dir(), proc.pid)
+        fp = self.fingerprint(wf)
+        res, again = self.noop(wf)
+        always = journals.done_ids(again)
+        text = " ".join((res.stdout + res.stderr).split())
+        if res.returncode != wf.noop_exit or wf.noop_says not in text:
+            self.log(f"warning: after the uninterrupted {wf.name}, `{' '.join(wf.noop)}` did not find nothing to do "
+                     f"(exit {res.returncode}): {text[-300:]}")
+        if wf.saves:
+            self.save(wf.saves)
+        ref = Reference(len(journals.steps(recs)), [r["host"] for r in journals.steps(recs)], seconds, fp, always)
+        self.references[wf.name] = ref
+        self.log(f"reference {wf.name}: {ref.steps} steps in {seconds:.0f}s"
+                 + (f"; steps a converged re-run still does: {sorted(always)}" if always else ""))
+        return ref
+
+    def case(self, wf: Workflow, point: Point, case_dir: Path) -> Outcome:
+        o = Outcome(point)
+        t0 = time.monotonic()
+        since = f"@{int(time.time()) - 1}"
+        ref = self.references[wf.name]
+        case_dir.mkdir(parents=True, exist_ok=True)
+        self.restore(wf.baseline)
+        if wf.baseline != "bare":
+            self.wait_serving(wf.watch)
+        observers = Observers(self, wf)
+        try:
+            observers.start(late=wf.baseline == "bare")
+            proc, out = self.start(wf, (), case_dir / "faulted.log")
+            host = self._wait_for_point(proc, point, o)
+            if host is not None:
+                host = changing(ref, point, host)
+                self._strike(proc, point.kind, host, o)
+            try:
+                o.faulted_exit = proc.wait(FAULTED_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                o.problems.append(f"kubeforge did not end within {FAULTED_TIMEOUT:.0f}s of the fault; killed")
+                os.killpg(proc.pid, signal.SIGKILL)
+                o.faulted_exit = proc.wait()
+            out.close()
+            if point.kind == "power" and host is not None:
+                self.lab.start_machine(victim(host))
+                self.wait_etcd_after_boot(victim(host))
+            first_journal, first = journals.attempt(self.runs_dir(), proc.pid)
+            self._check_report(point, first_journal, o)
+            if o.faulted_exit == 0:
+                if host is None:
+                    o.problems.append("the run ended before the point was reached")
+                second: list[dict] = []
+                o.resumed_exit = 0
+            else:
+                # a killed kubeforge cannot release the cluster lock: the operator is told to break it
+                extra = wf.resume + (("--break-lock",) if point.kind == "sigkill" else ())
+                proc2, out2 = self.start(wf, extra, case_dir / "resumed.log")
+                try:
+                    o.resumed_exit = proc2.wait(RUN_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc2.pid, signal.SIGKILL)
+                    o.resumed_exit = proc2.wait()
+                    o.problems.append(f"the continuation did not end within {RUN_TIMEOUT:.0f}s; killed")
+                out2.close()
+                if (point.kind == "power" and o.resumed_exit == 7
+                        and "--break-lock" in (case_dir / "resumed.log").read_text()):
+                    # the machine holding the cluster lock lost power under the run, which could
+                    # then not release it: the refusal names --break-lock, and the operator uses it
+                    o.notes.append("the continuation was refused by the lock the faulted run could not release; "
+                                   "continued with --break-lock as the refusal says")
+                    proc2, out2 = self.start(wf, extra + ("--break-lock",), case_dir / "resumed.log")
+                    o.resumed_exit = proc2.wait(RUN_TIMEOUT)
+                    out2.close()
+                _, second = journals.attempt(self.runs_dir(), proc2.pid)
+                if o.resumed_exit != 0:
+                    o.problems.append(f"the continuation exited {o.resumed_exit}: {_tail(case_dir / 'resumed.log')}")
+            time.sleep(1.0)  # a last second of watching and writing on the end state
+        finally:
+            observers.stop()
+        watcher, writer = observers.watcher, observers.writer
+        if watcher:
+            o.quorum_losses = watcher.losses()
+        if writer and observers.certs:
+            o.acked = len(writer.acked)
+            lost = writer.lost(observers.addresses, observers.certs)
+            if lost is None:
+                # not counted as lost: unreadable is not gone (the quorum loss is counted already)
+                o.problems.append(f"no member answered the read of the writer's keys at the end: "
+                                  f"{len(writer.acked)} acknowledged writes could not be checked")
+            else:
+                o.lost_writes = len(lost)
+        o.repeated = journals.repeated(first, second, ref.always_run, journals.guarded_steps(self.runs_dir()))
+        for member, line in self.etcd_panics(since).items():
+            o.problems.append(f"etcd on {member} panicked: {line}")
+        self._check_end(wf, ref, o)
+        o.seconds = time.monotonic() - t0
+        (case_dir / "outcome.txt").write_text(o.line() + "\n")
+        return o
+
+    def _wait_for_point(self, proc: subprocess.Popen, point: Point, o: Outcome) -> str | None:
+        """Until the journal of ``proc`` shows the point's step completed; the host of that step, or
+        None when the run ended first."""
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < deadline:
+            _, recs = journals.attempt(self.runs_dir(), proc.pid)
+            steps = journals.steps(recs)
+            if point.after_step:
+                hit = [s for s in steps if s["step"].endswith(point.after_step)]
+                if hit:
+                    return hit[0]["host"]
+            elif len(steps) >= point.after:
+                return steps[point.after - 1]["host"]
+            if proc.poll() is not None:
+                return None
+            time.sleep(0.02)
+        o.problems.append("the point was never reached")
+        return None
+
+    def _strike(self, proc: subprocess.Popen, kind: str, host: str, o: Outcome) -> None:
+        machine = victim(host)
+        if kind == "sigint":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        elif kind == "sigterm":
+            os.kill(proc.pid, signal.SIGTERM)  # a closed terminal, a CI timeout, systemd stopping a job
+        elif kind == "sigkill":
+            os.kill(proc.pid, signal.SIGKILL)
+        elif kind == "ssh-cut":
+            if self.cut_ssh(machine) == 0:
+                o.problems.append(f"no SSH session to cut on {machine}")
+        elif kind == "power":
+            self.lab.stop_machine(machine)
+        else:
+            raise ValueError(kind)
+
+    def _check_report(self, point: Point, journal: Path | None, o: Outcome) -> None:
+        """The faulted run's report names what was done, failed and never reached (a killed run
+        leaves none: its journal is all there is)."""
+        if point.kind == "sigkill" or o.faulted_exit == 0 or journal is None:
+            return
+        path = journal.parent / "report.json"
+        if not path.exists():
+            o.problems.append(f"the faulted run (exit {o.faulted_exit}) left no report.json")
+            return
+        report = json.loads(path.read_text())
+        for s in report.get("steps", []):
+            o.report[s["status"]] = o.report.get(s["status"], 0) + 1
+        if point.kind in ("sigint", "sigterm") and o.faulted_exit != 8:
+            o.problems.append(f"interrupted by {point.kind.upper()} but exited {o.faulted_exit} (8 is interrupted)")
+
+    def _check_end(self, wf: Workflow, ref: Reference, o: Outcome) -> None:
+        if self.cluster_lock_held():
+            o.problems.append(f"the cluster lock {CLUSTER_LOCK} is still held on etcd-1")
+        fp = self.fingerprint(wf)
+        for key, want in ref.fingerprint.items():
+            if fp.get(key) != want:
+                o.problems.append(f"end state differs from the uninterrupted run on {key}: {_diff(want, fp.get(key))}")
+        if o.resumed_exit != 0:
+            o.problems.append(f"`{' '.join(wf.noop)}` afterwards: not tried, the continuation failed")
+        else:
+            noop, _ = self.noop(wf)
+            text = " ".join((noop.stdout + noop.stderr).split())
+            if noop.returncode != wf.noop_exit or wf.noop_says not in text:
+                o.problems.append(f"`{' '.join(wf.noop)}` afterwards did not find nothing to do (exit {noop.returncode}): {text[-300:]}")
+        o.converged = o.resumed_exit == 0 and not o.problems
+
+
+def changing(ref: Reference, point: Point, at_boundary: str) -> str:
+    """The machine being changed at a boundary: the host of the next step of the uninterrupted run
+    (the executor has just started it), else the host of the step that just completed."""
+    if not point.after_step and point.after < len(ref.hosts) and ref.hosts[point.after] != "local":
+        return ref.hosts[point.after]
+    return at_boundary
+
+
+def victim(host: str) -> str:
+    """The machine a fault of ssh-cut or power hits: the host of the step at the boundary (a step on
+    the operator's machine talks to the first member)."""
+    return "etcd-1" if host == "local" else host
+
+
+def _diff(want, got) -> str:
+    if isinstance(want, (str, list)) and isinstance(got, (str, list)):
+        a = set(want.splitlines() if isinstance(want, str) else want)
+        b = set(got.splitlines() if isinstance(got, str) else got)
+        return f"missing {sorted(a - b)[:4]}, extra {sorted(b - a)[:4]}"
+    return f"wanted {want}, got {got}"
+
+
+def _tail(path: Path, n: int = 400) -> str:
+    try:
+        return " ".join(path.read_text()[-n:].split())
+    except OSError:
+        return ""

@@ -1,0 +1,89 @@
+"""The fault matrix's own logic, without a lab: which points run, how journals are split into
+attempts, what counts as a repeated step, and when a watcher's gap is a lost quorum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.faults import journals
+from tests.faults.__main__ import needed, summary_line
+from tests.faults.etcdwire import QuorumWatcher
+from tests.faults.harness import Outcome
+from tests.faults.points import MIXED_VERSION, Point, matrix, select
+
+
+def test_the_full_matrix_has_sigint_at_every_upgrade_boundary_every_second_elsewhere_and_the_mixed_version_case():
+    full = matrix({"etcd-install": 10, "etcd-upgrade": 6}, seed=7)
+    assert sorted(p.after for p in full if p.workflow == "etcd-upgrade" and p.kind == "sigint" and not p.label) == [1, 2, 3, 4, 5]
+    assert [p.label for p in full if p.label] == [MIXED_VERSION]
+    assert all(0 < p.after < 10 for p in full if p.workflow == "etcd-install")
+    install_sigint = [p.after for p in full if p.workflow == "etcd-install" and p.kind == "sigint"]
+    assert len(install_sigint) in (4, 5) and all(b - a == 2 for a, b in zip(install_sigint, install_sigint[1:]))
+    assert {p.kind for p in full} == {"sigint", "sigterm", "sigkill", "ssh-cut", "power"}
+
+
+def test_a_sample_has_one_point_per_workflow_and_always_the_mixed_version_case():
+    full = matrix({"etcd-install": 40, "etcd-upgrade": 18, "etcd-members-add": 30}, seed=1)
+    for seed in range(20):
+        chosen = select(full, workflow=None, kind=None, sample=4, seed=seed)
+        assert len(chosen) == 4
+        assert any(p.label == MIXED_VERSION for p in chosen)
+        assert {p.workflow for p in chosen} == {"etcd-install", "etcd-upgrade", "etcd-members-add"}
+    assert select(full, workflow=None, kind=None, sample=4, seed=3) == select(full, workflow=None, kind=None, sample=4, seed=3)
+
+
+def test_a_workflow_needs_the_references_that_save_its_start_state():
+    assert needed("etcd-members-remove") == ["etcd-install", "etcd-members-add", "etcd-members-remove"]
+    assert needed("etcd-install") == ["etcd-install"]
+
+
+def _journal(tmp_path: Path, records: list[dict]) -> Path:
+    run = tmp_path / "runs" / "20261206T000000Z-etcd-upgrade"
+    run.mkdir(parents=True)
+    (run / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
+    return tmp_path / "runs"
+
+
+def test_a_resumed_journal_splits_into_the_attempts_of_each_process(tmp_path):
+    runs = _journal(tmp_path, [
+        {"type": "start", "pid": 100, "workflow": "etcd upgrade"},
+        {"type": "step", "step": "A/etcd-1/install-1", "status": "done"},
+        {"type": "end", "outcome": "interrupted"},
+        {"type": "resume", "pid": 200},
+        {"type": "step", "step": "A/etcd-2/install-2", "status": "done"},
+    ])
+    _, first = journals.attempt(runs, 100)
+    _, second = journals.attempt(runs, 200)
+    assert journals.done_ids(first) == {"A/etcd-1/install-1"} and journals.ended(first) == "interrupted"
+    assert journals.done_ids(second) == {"A/etcd-2/install-2"} and journals.ended(second) is None
+    assert journals.attempt(runs, 300) == (None, [])
+
+
+def test_only_unguarded_steps_done_by_both_attempts_count_as_repeated(tmp_path):
+    ids = ["P/etcd-1/restart-etcd-1a2b", "P/etcd-1/gate-healthy-9f", "P/etcd-1/check-x", "P/etcd-2/put-x",
+           "P/etcd-2/reload-systemd-aa", "P/local/snapshot"]
+    first = [{"type": "step", "step": s, "status": "done"} for s in ids]
+    second = [{"type": "step", "step": s, "status": "done"} for s in ids]
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "kubeforge.log").write_text(
+        "2026-12-06 DEBUG [etcd-2] P/etcd-2/reload-systemd-aa: start Reload systemd: sudo systemctl daemon-reload  (unless: sudo test x)\n"
+        "2026-12-06 DEBUG [etcd-1] P/etcd-1/restart-etcd-1a2b: start Restart etcd: sudo systemctl restart etcd\n")
+    guarded = journals.guarded_steps(tmp_path / "runs")
+    assert guarded == {"P/etcd-2/reload-systemd-aa"}
+    assert journals.repeated(first, second, always_run={"P/etcd-1/check-x"}, guarded=guarded) == [
+        "P/etcd-1/restart-etcd-1a2b", "P/local/snapshot"]
+
+
+def test_only_a_gap_longer_than_five_seconds_after_the_first_answer_is_a_lost_quorum():
+    w = QuorumWatcher.__new__(QuorumWatcher)
+    w.samples = [(0.0, False), (9.0, False), (10.0, True), (11.0, False), (12.5, True), (20.0, False), (26.0, False)]
+    assert w.gaps() == [1.5, 6.0]
+    assert w.losses() == [6.0]
+
+
+def test_the_last_line_adds_up_every_point():
+    a, b = Outcome(Point("etcd-upgrade", "sigint", 3)), Outcome(Point("etcd-install", "power", 2))
+    a.converged, b.quorum_losses, b.lost_writes, b.repeated = True, [7.0, 9.0], 3, ["x"]
+    assert summary_line([a, b]) == "faults: 2 points, 1 converged, 2 quorum losses, 3 lost writes, 1 repeated steps"

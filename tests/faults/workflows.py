@@ -1,0 +1,71 @@
+"""The workflows the matrix interrupts, each as data: the saved disks it starts from, the command,
+how it is continued after a fault, what its end state must be, and which command must then find
+nothing to do.
+
+One lab serves every etcd workflow: etcd-1 (the control plane the inventory needs, and a member),
+etcd-2, etcd-3, and etcd-4 and etcd-5 which only ``etcd members`` adds and removes. All five have persistent
+disks; the states the workflows start from are saved disks (tests/lab/disks.py):
+
+    bare       nothing installed                       (saved right after boot)
+    etcd34     etcd 3.4.23 on etcd-1..3, 50 keys       (the reference `etcd install` from bare)
+    etcd34x5   etcd 3.4.23 on etcd-1..5                (the reference `etcd members` add from etcd34)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+THREE = ["etcd-1", "etcd-2", "etcd-3"]
+FIVE = THREE + ["etcd-4", "etcd-5"]  # an etcd cluster has an odd member count: 3 -> 5 -> 3
+LAB_MACHINES = [("etcd-1", ("control-plane", "etcd"))] + [(n, ("etcd",)) for n in FIVE[1:]]
+ETCD_FROM = "3.4.23"
+ETCD_TO = "3.5.16"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    baseline: str  # saved disks it starts from
+    inventory: str  # "etcd3" or "etcd5"
+    args: tuple[str, ...]  # after `kubeforge`; -i INVENTORY is added
+    resume: tuple[str, ...]  # extra arguments of the run after a fault ("--resume" or nothing: a re-run)
+    members: tuple[str, ...]  # the etcd members at the end
+    version: str  # every member's etcd version at the end
+    watch: tuple[str, ...]  # members the watcher and the writer use (they stay members throughout)
+    noop: tuple[str, ...]  # the command that must find nothing to do afterwards
+    noop_says: str  # ...and what it says (in stdout+stderr) when it does
+    noop_exit: int = 0
+    saves: str | None = None  # the reference run's end state is saved as this baseline
+
+    def command(self, inventory_path: str) -> list[str]:
+        return [*self.args, "-i", inventory_path, "--yes"]
+
+
+WORKFLOWS: dict[str, Workflow] = {w.name: w for w in [
+    Workflow(
+        name="etcd-install", baseline="bare", inventory="etcd3", args=("etcd", "install"), resume=(),
+        members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
+        noop=("etcd", "install"), noop_says="nothing changed", saves="etcd34",
+    ),
+    Workflow(
+        name="etcd-upgrade", baseline="etcd34", inventory="etcd3",
+        args=("etcd", "upgrade", "--to", ETCD_TO, "--allow-older-patch"), resume=("--resume",),
+        members=tuple(THREE), version=ETCD_TO, watch=tuple(THREE),
+        noop=("etcd", "upgrade", "--to", ETCD_TO, "--allow-older-patch"), noop_says=f"already at {ETCD_TO}", noop_exit=7,
+    ),
+    Workflow(
+        name="etcd-members-add", baseline="etcd34", inventory="etcd5", args=("etcd", "members"), resume=(),
+        members=tuple(FIVE), version=ETCD_FROM, watch=tuple(THREE),
+        noop=("etcd", "members"), noop_says="nothing to do", saves="etcd34x5",
+    ),
+    Workflow(
+        name="etcd-members-remove", baseline="etcd34x5", inventory="etcd3", args=("etcd", "members"), resume=(),
+        members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
+        noop=("etcd", "members"), noop_says="nothing to do",
+    ),
+]}
+
+# the order references must run in: a workflow's baseline is saved by an earlier one
+ORDER = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove"]
+NOT_COVERED = ["up (bare machines)", "up (add a worker and a control plane)", "upgrade (Kubernetes, one minor)",
+               "reset", "etcd restore"]
