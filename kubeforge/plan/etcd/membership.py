@@ -163,8 +163,12 @@ def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[st
                       sudo=True, timeout=120, description=f"member add {host.name} as a learner")
         lanes.append((via.name, [RunStep(via.name, add, f"Add {host.name} as a learner",
                                          unless=Command(script=listed, sudo=True, timeout=60))]))
+    # The gate first makes sure the learner's etcd runs: after a power loss of the new member between
+    # "Start etcd" (done, journaled) and its promotion, a resumed run skips the start step, and a
+    # learner that never starts never catches up. Starting an active unit is a no-op.
     promote = "\n".join(
         [
+            "systemctl is-active --quiet etcd || systemctl start --no-block etcd",
             f"line=$({etcdctl_line(cluster, endpoints, 'member', 'list')} | {_find_member_script(url)})",
             f"[ -n \"$line\" ] || {{ echo '{host.name} is not a member' >&2; exit 1; }}",
             'case "$line" in',
