@@ -8,7 +8,6 @@ The seed is printed; replay a failure with ``python -m tests.faults --sample 5 -
 from __future__ import annotations
 
 import os
-import random
 import re
 import subprocess
 import sys
@@ -22,6 +21,10 @@ from tests.need import skip_or_fail
 
 pytestmark = pytest.mark.lab
 
+# CI draws the same sample every run, so a red run is a change of kubeforge's, not of the draw; any
+# other seed (KF_FAULTS_SEED) replays another sample, and the full matrix runs by hand (docs/faults.md).
+CI_SEED = 958594
+
 SUMMARY = re.compile(r"^faults: (\d+) points, (\d+) converged, (\d+) quorum losses, (\d+) lost writes, (\d+) repeated steps$")
 
 
@@ -29,7 +32,7 @@ def test_a_seeded_sample_of_faults_converges_without_losing_quorum_writes_or_rep
     reason = lab_unavailable()
     if reason:
         skip_or_fail(reason)
-    seed = int(os.environ.get("KF_FAULTS_SEED") or random.randrange(1_000_000))
+    seed = int(os.environ.get("KF_FAULTS_SEED") or CI_SEED)
     sample = len(ORDER) + 1  # one point per workflow, and the mixed-version case
     print(f"\nfault sample seed {seed} (KF_FAULTS_SEED={seed} to replay)")
     res = subprocess.run([sys.executable, "-m", "tests.faults", "--sample", str(sample), "--seed", str(seed),
