@@ -166,6 +166,19 @@ def test_a_crash_loop_that_is_not_an_interrupted_upgrade_is_refused_pointing_at_
     assert "etcd-2" in str(err.value) and "docs/etcd.md" in err.value.hint
 
 
+def test_a_panic_in_the_journal_of_a_member_one_patch_behind_is_not_a_crash_loop_on_a_newer_entry():
+    # a patch upgrade 3.5.16 -> 3.5.30 after a power loss: a member's journal can still hold an apply
+    # panic from an earlier cluster on that machine; members a patch apart apply the same entries
+    serving_3530 = SERVING_35.replace('server_version="3.5.16"', 'server_version="3.5.30"')
+    stale_panic = SERVING_35.replace("@@panics\n0", "@@panics\n3")
+    v = versions(**{"etcd-1": ("3.5.30", serving_3530), "etcd-2": ("3.5.16", SERVING_35),
+                    "etcd-3": ("3.5.16", stale_panic)})
+    assert v.members["etcd-3"].apply_panics == 3
+    assert v.crashing_on_apply() == []
+    decision = decide(v.installed, Version.parse("3.5.30"), allow_older_patch=True)
+    assert crashed_way_out(decision, v, v.installed) == ([], [])
+
+
 def _status(**healthy: bool):
     from kubeforge.workflows.etcd.status import ClusterStatus, MemberStatus
 

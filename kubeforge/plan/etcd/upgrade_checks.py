@@ -208,12 +208,15 @@ class ClusterVersions:
 
     def crashing_on_apply(self) -> list[str]:
         """Members that panicked on an entry they cannot apply within the last PANIC_WINDOW_S seconds
-        and still have a binary older than another member's: the entry is in their log, so every
-        restart panics again (whether the probe caught the process up between two restarts or not)."""
-        newest = max((_vkey(v) for v in self.installed.values()), default=())
+        and still have a binary of an older *minor* than another member's: the entry is in their
+        log, so every restart panics again (whether the probe caught the process up between two
+        restarts or not). Request types come with minors: members a patch apart apply the same
+        entries, so a panic logged there is not this (a machine's journal can also hold one from an
+        earlier cluster on it)."""
+        newest = max((_vkey(v)[:2] for v in self.installed.values()), default=())
         return sorted(n for n, mv in self.members.items()
                       if mv is not None and mv.apply_panics and n in self.installed
-                      and _vkey(self.installed[n]) < newest)
+                      and _vkey(self.installed[n])[:2] < newest)
 
     def describe(self) -> str:
         parts = []
