@@ -78,7 +78,10 @@ def check_cmd(
     """
     from kubeforge.inventory import load_cluster
 
-    check(load_cluster(inventory), within_days=within_days, output=output.value)
+    from kubeforge.ui.output import current_format
+
+    # the format --output set (the parameter itself is None under some typer/click pairs)
+    check(load_cluster(inventory), within_days=within_days, output=current_format())
 
 
 def register(app: typer.Typer) -> None:

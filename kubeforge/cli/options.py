@@ -18,11 +18,12 @@ class Output(str, enum.Enum):
 
 def _remember_output(value: Optional[Output]) -> Optional[Output]:
     # Eager, so the format is known before any other option can fail: an error is then printed as
-    # a json/yaml error object too.
+    # a json/yaml error object too. Commands read the format from kubeforge.ui.output, not from
+    # this parameter: some typer/click pairs (typer 0.16 with click 8.2+) hand the command None.
     if value is not None:
         from kubeforge.ui.output import set_format
 
-        set_format(value.value)
+        set_format(getattr(value, "value", value))
     return value
 
 

@@ -78,6 +78,10 @@ def set_format(fmt: str) -> None:
     STATE.format = fmt
 
 
+def current_format() -> str:
+    return STATE.format
+
+
 def structured() -> bool:
     return STATE.format in STRUCTURED
 
