@@ -3,6 +3,7 @@ load-balancer hosts. An external balancer or a single control plane needs no fil
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from kubeforge.model import EndpointMode, Host, RenderedFile
@@ -14,6 +15,11 @@ KUBE_VIP_PATH = "/etc/kubernetes/manifests/kube-vip.yaml"
 HAPROXY_PATH = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_PATH = "/etc/keepalived/keepalived.conf"
 CHECK_SCRIPT_PATH = "/etc/keepalived/check-haproxy.sh"
+# keepalived waits for its unicast source address (keepalived-address.conf.j2 says why)
+KEEPALIVED_DROPIN_PATH = "/etc/systemd/system/keepalived.service.d/10-kubeforge-address.conf"
+KEEPALIVED_INPUTS = (KEEPALIVED_PATH, KEEPALIVED_DROPIN_PATH, CHECK_SCRIPT_PATH)
+BALANCER_PATHS = (HAPROXY_PATH, *KEEPALIVED_INPUTS)
+ADDRESS_WAIT_S = 60
 APISERVER_PORT = 6443
 
 
@@ -78,8 +84,13 @@ def _haproxy_keepalived(ctx: ClusterContext, host: Host) -> list[RenderedFile]:
         **common,
     )
     check = render_template("endpoint/check-haproxy.sh.j2", **common)
+    # `ip -o addr` prints the canonical form of an address; the inventory may spell it otherwise
+    address = ipaddress.ip_address(host.internal_address).compressed
+    dropin = render_template("endpoint/keepalived-address.conf.j2", address=address, wait_tries=ADDRESS_WAIT_S * 2,
+                             **common)
     return [
         RenderedFile(HAPROXY_PATH, haproxy, source="endpoint/haproxy.cfg.j2"),
         RenderedFile(KEEPALIVED_PATH, keepalived, source="endpoint/keepalived.conf.j2"),
+        RenderedFile(KEEPALIVED_DROPIN_PATH, dropin, source="endpoint/keepalived-address.conf.j2"),
         RenderedFile(CHECK_SCRIPT_PATH, check, mode=0o755, source="endpoint/check-haproxy.sh.j2"),
     ]

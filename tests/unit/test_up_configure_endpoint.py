@@ -36,14 +36,15 @@ def lane_steps(plan, host):
     return next(lane for lane in phase(plan, "ConfigureEndpoint").lanes if lane.host == host).steps
 
 
-def test_fresh_balancers_get_their_three_files_and_both_units_started(cluster, files):
+def test_fresh_balancers_get_their_four_files_and_both_units_started(cluster, files):
     ctx = UpContext(cluster, {h.name: fresh_facts(h.name) for h in cluster.hosts}, files, ClusterState(), cni=CNI)
     plan = plan_up(ctx)
     assert [lane.host for lane in phase(plan, "ConfigureEndpoint").lanes] == ["lb-1", "lb-2"]
     for lb in ("lb-1", "lb-2"):
         steps = lane_steps(plan, lb)
         assert [s.file.path for s in steps if isinstance(s, PutFileStep)] == [
-            "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/check-haproxy.sh"]
+            "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf",
+            "/etc/systemd/system/keepalived.service.d/10-kubeforge-address.conf", "/etc/keepalived/check-haproxy.sh"]
         runs = [s for s in steps if isinstance(s, RunStep)]
         assert [s.key for s in runs] == ["restart-haproxy", "restart-keepalived"]
         # started when inactive, reloaded when running: never a plain restart of a running balancer

@@ -18,7 +18,7 @@ from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.context import KUBECTL
 from kubeforge.plan.up.init_first_control_plane import HOST_LOG_DIR, quiet
 from kubeforge.plan.up.scripts import q
-from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH
+from kubeforge.render.endpoint import BALANCER_PATHS
 from kubeforge.render.etcd import ENV_PATH, UNIT_PATH
 from kubeforge.render.host_prep import (
     CONTAINERD_PATH,
@@ -41,7 +41,7 @@ KUBEFORGE_PATHS = (
     KUBERNETES_LIST, DEBIAN_MIRROR_LIST, BUNDLE_LIST, PIN_PATH,
     MODULES_PATH, SYSCTL_PATH, CONTAINERD_PATH, CRICTL_PATH,
     ENV_PATH, UNIT_PATH, "/etc/etcd/pki", ETCD_STAMP,
-    HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH,
+    *BALANCER_PATHS,
     "/var/cache/kubeforge",  # the offline bundle and etcd release archives kubeforge pushed
 )
 

@@ -9,12 +9,7 @@ from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import puts, restart_when_changed
-from kubeforge.render.endpoint import (
-    CHECK_SCRIPT_PATH,
-    HAPROXY_PATH,
-    KEEPALIVED_PATH,
-    KUBE_VIP_PATH,
-)
+from kubeforge.render.endpoint import BALANCER_PATHS, HAPROXY_PATH, KEEPALIVED_INPUTS, KUBE_VIP_PATH
 
 
 class ConfigureEndpoint:
@@ -37,10 +32,10 @@ class ConfigureEndpoint:
                             reason_if_empty="haproxy and keepalived run with their configuration")
 
     def _balancer(self, ctx: UpContext, host: Host) -> list:
-        files = ctx.pending(host, ctx.files_where(host, (HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH)))
+        files = ctx.pending(host, ctx.files_where(host, BALANCER_PATHS))
         steps: list = puts(host, files)
         f = ctx.facts.get(host.name)
-        for unit, inputs in (("haproxy", [HAPROXY_PATH]), ("keepalived", [KEEPALIVED_PATH, CHECK_SCRIPT_PATH])):
+        for unit, inputs in (("haproxy", [HAPROXY_PATH]), ("keepalived", list(KEEPALIVED_INPUTS))):
             if files or f is None or not f.units.is_active(unit) or not ctx.prepared(host):
                 # reload, not restart, when running: the balancers are changed in parallel, and
                 # restarting both haproxys at once would drop every connection through the VIP

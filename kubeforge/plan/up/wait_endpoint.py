@@ -15,12 +15,7 @@ from kubeforge.plan.steps import GateStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import KUBECTL, UpContext
 from kubeforge.plan.up.scripts import q
-from kubeforge.render.endpoint import (
-    CHECK_SCRIPT_PATH,
-    HAPROXY_PATH,
-    KEEPALIVED_PATH,
-    KUBE_VIP_PATH,
-)
+from kubeforge.render.endpoint import BALANCER_PATHS, KUBE_VIP_PATH
 from kubeforge.transport.base import Command
 
 
@@ -51,7 +46,7 @@ class WaitEndpoint:
         """This run writes the balancers' or kube-vip's files: the endpoint may be down a moment."""
         mode = ctx.cluster.endpoint.mode
         if mode is EndpointMode.HAPROXY:
-            hosts, paths = ctx.cluster.load_balancers, (HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH)
+            hosts, paths = ctx.cluster.load_balancers, BALANCER_PATHS
         elif mode is EndpointMode.KUBE_VIP:
             hosts, paths = ctx.cluster.control_planes, (KUBE_VIP_PATH,)
         else:
