@@ -23,6 +23,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite golden files from the current output instead of comparing (review the diff!)",
     )
+    parser.addoption(
+        "--by-hand",
+        action="store_true",
+        default=False,
+        help="also run the tests marked by_hand (heavy matrices and long lab cases; their last "
+        "figures are in docs)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``by_hand`` are deselected (listed as such, never skipped) unless --by-hand or
+    KUBEFORGE_BY_HAND=1: they are the full versions of what CI runs as a seeded sample."""
+    if config.getoption("--by-hand") or os.environ.get("KUBEFORGE_BY_HAND") == "1":
+        return
+    keep = [i for i in items if i.get_closest_marker("by_hand") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("by_hand") is not None])
+        items[:] = keep
 
 
 @pytest.fixture
