@@ -18,7 +18,7 @@ import pytest
 
 from kubeforge.errors import InputError
 from kubeforge.model.secret import Secret
-from kubeforge.workflows.etcd import crypto
+from kubeforge.pki import backup_crypto as crypto
 from kubeforge.workflows.etcd.backup import BackupOptions, pki_bundle, read_verified_snapshot
 from kubeforge.workflows.etcd.retention import BackupManifest, list_backups, plan_retention, write_manifest
 from kubeforge.workflows.etcd.snapshot import IntegrityCheck, SnapshotInvalid, parse_status, sha256_file, verify_integrity

@@ -26,7 +26,7 @@ from kubeforge.model.files import private_dir
 from kubeforge.model import Cluster, Host
 from kubeforge.model.secret import Secret
 from kubeforge.transport.base import Command
-from kubeforge.workflows.etcd import crypto
+from kubeforge.pki import backup_crypto as crypto
 from kubeforge.workflows.etcd.ctl import REMOTE_WORK_DIR, client_url, etcdctl_line
 from kubeforge.workflows.etcd.retention import (
     BackupManifest,

@@ -15,7 +15,7 @@ from kubeforge.plan.etcd import restore_stacked
 from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST, RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
-from kubeforge.workflows.etcd import crypto
+from kubeforge.pki import backup_crypto as crypto
 from kubeforge.workflows.etcd.backup import read_verified_snapshot
 from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
