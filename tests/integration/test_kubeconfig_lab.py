@@ -103,3 +103,46 @@ def test_an_expiry_kubeadm_cannot_express_is_refused_before_any_host_is_touched(
     res = env.kf("kubeconfig", "--user", "bob", "--expires", "soon", "-o", "json")
     assert res.returncode == 2
     assert json.loads(res.stdout)["error"]["category"] == "usage" and "--expires 'soon'" in res.stderr
+
+
+# The README's "On your own servers" walk, run as written on this module's lab. Substituted: the
+# inventory file (the lab's) and the upgrade's target (the next minor the lab mirror offers).
+README = Path(__file__).resolve().parents[2] / "README.md"
+LAB_NEXT_MINOR = "1.34.2"
+
+
+def readme_walk() -> list[list[str]]:
+    import re
+    import shlex
+
+    text = README.read_text()
+    block = text.split("<!-- readme-walk:start -->", 1)[1].split("<!-- readme-walk:end -->", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    commands = [shlex.split(line) for line in lines if line and not line.startswith("```")]
+    assert commands and all(c[0] == "kubeforge" for c in commands), commands
+    targets = {c[c.index("--to") + 1] for c in commands if "--to" in c}
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+", t) for t in targets), targets
+    return commands
+
+
+def test_the_readme_walk_for_your_own_servers_runs_as_written(env):
+    import os
+    import sys
+
+    from tests.integration.test_etcd_stacked_lab import REPO
+
+    name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    for command in readme_walk():
+        argv = [str(env.inventory) if a == "inventory.yaml" else a for a in command[1:]]
+        if "--to" in argv:
+            argv[argv.index("--to") + 1] = LAB_NEXT_MINOR
+        res = subprocess.run([sys.executable, "-m", "kubeforge", *argv], capture_output=True, text=True,
+                             timeout=900, cwd=env.dir, env=environ, check=False)
+        assert res.returncode == 0, f"{' '.join(command)}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    # what the comments promise
+    admin = env.dir / ".kubeforge" / name / "admin.conf"
+    assert mode(admin) == 0o600
+    assert list((env.dir / ".kubeforge" / name / "backups").glob("*.json")), "no verified backup manifest"
+    versions = env.lab.exec("cp-1", ["dpkg-query", "-W", "-f=${Version}", "kubeadm"], check=True).stdout
+    assert versions.startswith(LAB_NEXT_MINOR + "-")

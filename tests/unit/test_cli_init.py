@@ -96,3 +96,19 @@ def test_on_a_terminal_init_asks_for_the_hosts_one_per_line(tmp_path, capsys, mo
     assert json.loads(out)["file"] == str(path) and "host 3: " in err  # prompts never on stdout
     hosts = YAML(typ="safe").load(path.read_text())["spec"]["hosts"]
     assert [h["name"] for h in hosts] == ["cp-1", "w-1"] and "NAME=ADDRESS:ROLES" in err
+
+
+def test_the_readme_init_line_writes_an_inventory_that_validates(tmp_path, capsys, monkeypatch):
+    """The `kubeforge init` line of the README's "On your own servers", run as written (the rest of
+    that walk runs on the lab: tests/integration/test_kubeconfig_lab.py)."""
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("kubeforge init "))
+    argv = shlex.split(line.split("#", 1)[0])[2:]  # after "kubeforge init"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = init(tmp_path, capsys, *argv)
+    assert code == 0, err
+    assert kubeforge(["validate", "-i", "inventory.yaml"]) == 0, capsys.readouterr().err
+    assert YAML(typ="safe").load((tmp_path / "inventory.yaml").read_text())["metadata"]["name"] == "prod"

@@ -119,3 +119,16 @@ def test_reset_stops_the_api_server_static_pod(service, tmp_path: Path) -> None:
     with T.host.use_root(root):
         until(lambda: staticpod.running_pid() is None, what="the API server process to end")
     assert not Path(root, "etc/kubernetes/admin.conf").exists()
+
+
+def test_the_api_server_static_pod_process_is_named_kube_apiserver_as_the_real_container_is():
+    """`ss -p` and kubeforge's preflight read /proc/PID/comm: the port is held by kube-apiserver."""
+    import subprocess
+    import sys
+
+    code = ("from tests.sim.kubesim import staticpod; staticpod._name_process('kube-apiserver'); "
+            "print(open('/proc/self/comm').read().strip())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "kube-apiserver"

@@ -154,9 +154,20 @@ def _listening() -> bool:
         return False
 
 
+def _name_process(name: str) -> None:
+    """The process name `ss -p` and `ps` show (/proc/PID/comm), as the real container's binary has it:
+    a port held by this process is held by kube-apiserver, not by "python3"."""
+    import ctypes
+
+    pr_set_name = 15
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_name, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
 def serve_main() -> int:
     """The static pod process: serve while the manifest exists, follow its changes, exit when it goes."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _name_process("kube-apiserver")
     pod = ApiServerPod(log=lambda m: None)
     try:
         while True:
