@@ -30,7 +30,7 @@ from kubeforge.errors import InputError, SafetyRefusal
 from kubeforge.model import Cluster
 from kubeforge.model.files import LocalFile
 from kubeforge.model.images import Image
-from kubeforge.plan.bundle import bundle_dir, file_sha256
+from kubeforge.plan.bundle import bundle_dir, check_listed
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.transport.base import Command
 
@@ -115,19 +115,9 @@ def load_image_part(cluster: Cluster) -> ImagePart | None:
         raise InputError(f"{manifest}: no such file: the bundle's images/ directory needs its manifest",
                          hint="list every archive with its ref, file, sha256 and size (docs/airgapped.md)")
     archives = parse_manifest(manifest.read_text(errors="replace"), str(manifest))
-    bad = []
-    for a in archives:
-        p = root / IMAGES_DIR / a.file
-        if not p.is_file():
-            bad.append(f"{p}: no such file ({MANIFEST} lists it for {a.ref})")
-        elif p.stat().st_size != a.size:
-            bad.append(f"{p}: {p.stat().st_size} bytes, {MANIFEST} says {a.size}")
-        elif (actual := file_sha256(p)) != a.sha256:
-            bad.append(f"{p}: sha256 {actual}, {MANIFEST} says {a.sha256}")
-    if bad:
-        raise InputError(f"the offline bundle's images do not match their manifest: {'; '.join(bad[:5])}"
-                         + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""),
-                         hint="copy the archives again or rebuild images/manifest.json; nothing was changed on any host")
+    check_listed(((root / IMAGES_DIR / a.file, a.size, a.sha256, f"{MANIFEST} for {a.ref}") for a in archives),
+                 "the offline bundle's images do not match their manifest",
+                 "copy the archives again or rebuild images/manifest.json; nothing was changed on any host")
     return ImagePart(root, archives)
 
 
