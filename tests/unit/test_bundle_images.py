@@ -217,3 +217,19 @@ def test_registry_files_are_pushed_by_prepare_images_and_credentials_stay_out_of
     assert "pw-that-must-not-show" not in text and "Basic " not in text
     secret = next(s for s in puts if s.file.path.endswith("5000/hosts.toml"))
     assert secret.file.secret and secret.file.mode == 0o600 and "secret" in secret.describe()
+
+
+def test_upgrade_refuses_a_hop_the_bundle_has_no_images_for_before_scanning_the_cluster(tmp_path, cluster, every_image,
+                                                                                      monkeypatch):
+    import kubeforge.workflows.upgrade as upgrade
+
+    c = offline(cluster, write_bundle(tmp_path, every_image))
+    monkeypatch.setattr(upgrade, "load_bundle", lambda cluster: None)  # the apt part is test_offline_bundle's
+    monkeypatch.setattr(upgrade, "gather_upgrade_facts", lambda cluster, pool: object())
+    monkeypatch.setattr(upgrade, "minors_to_read", lambda cluster, facts, target: [])
+    monkeypatch.setattr(upgrade, "check_upgrade_safety", lambda cluster, facts, target, multi_hop: [parse_kube("1.35.1")])
+    scanned = []
+    monkeypatch.setattr(upgrade, "scan_removed_apis", lambda *a: scanned.append(a))
+    with pytest.raises(SafetyRefusal, match=r"registry.k8s.io/kube-apiserver:v1.35.1 \(needed on cp-1, cp-2, cp-3\)"):
+        upgrade.check(c, pool=None, target=parse_kube("1.35.1"), multi_hop=False)
+    assert scanned == []
