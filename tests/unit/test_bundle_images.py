@@ -3,9 +3,11 @@ node pushed only its roles' archives, and the import script run against a real c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -105,16 +107,15 @@ def test_each_node_is_pushed_only_the_archives_its_roles_need(tmp_path, cluster,
     assert import_steps(cluster.etcd_members[0].name, part, images_for_host(cluster, cluster.etcd_members[0])) == []
 
 
-@pytest.fixture
-def containerd(tmp_path_factory):
-    """A real containerd on a private socket and root (no CRI, no network)."""
+@contextlib.contextmanager
+def running_containerd(d: Path, config: str = 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'):
+    """A real containerd on a private socket, root and state under ``d``; ``config``: the rest of
+    its (version 2) config.toml."""
     if os.geteuid() != 0 or not shutil.which("containerd") or not shutil.which("ctr"):
         skip_or_fail("needs root, containerd and ctr")
-    d = Path(tmp_path_factory.mktemp("ctrd"))
     sock = d / "containerd.sock"
-    (d / "config.toml").write_text(
-        f'version = 2\nroot = "{d}/root"\nstate = "{d}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-        f'[grpc]\n  address = "{sock}"\n')
+    (d / "config.toml").write_text(f'version = 2\nroot = "{d}/root"\nstate = "{d}/state"\n{config}'
+                                   f'\n[grpc]\n  address = "{sock}"\n')
     log = (d / "log").open("wb")
     proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=log, stderr=log)
     try:
@@ -127,6 +128,30 @@ def containerd(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def containerd(tmp_path_factory):
+    """A real containerd without CRI (no network): enough for `ctr images import`."""
+    with running_containerd(Path(tmp_path_factory.mktemp("ctrd"))) as sock:
+        yield sock
+
+
+def test_real_containerd_loads_the_rendered_config_with_its_registry_config_path(tmp_path, monkeypatch):
+    from kubeforge.inventory import load_cluster
+    from kubeforge.render.registries import CERTS_DIR
+
+    from tests.unit.test_render_golden import render_case
+    monkeypatch.setenv("KUBEFORGE_REGISTRY_PASSWORD", "not-a-real-password")
+    c = load_cluster(Path(__file__).resolve().parents[2] / "inventories" / "private-registry.yaml")
+    config = next(f for f in render_case(c)["cp-1"] if f.path == "/etc/containerd/config.toml").content.decode()
+    certs = tmp_path / "certs.d"
+    body = config.replace("version = 2\n", "").replace(CERTS_DIR, str(certs))
+    with running_containerd(tmp_path, body) as sock:
+        plugins = subprocess.run(["ctr", "--address", sock, "plugins", "ls"], capture_output=True, text=True).stdout
+    assert re.search(r"io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok", plugins), plugins
+    assert f"ConfigPath:{certs}" in (tmp_path / "log").read_text()
 
 
 def run(script: str, sock: str) -> subprocess.CompletedProcess:
