@@ -138,3 +138,20 @@ def test_the_json_schema_documents_the_images_section():
     props = json_schema()["$defs"]["ImagesDoc"]["properties"]
     assert set(props) == {"repository", "mirrors", "credentials", "ca"}
     assert props["repository"]["default"] == "registry.k8s.io"
+
+
+def test_render_without_the_registry_password_exits_3_before_creating_any_state(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("private-registry.yaml", "private-registry-ca.pem"):
+        shutil.copy(repo / "inventories" / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k != "KUBEFORGE_REGISTRY_PASSWORD"}
+    res = subprocess.run([sys.executable, "-m", "kubeforge", "render", "-i", str(tmp_path / "private-registry.yaml")],
+                         capture_output=True, text=True, env=env, cwd=repo, timeout=60)
+    assert res.returncode == 3, res.stderr
+    assert "the environment variable KUBEFORGE_REGISTRY_PASSWORD is not set" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / ".kubeforge").exists()
