@@ -140,13 +140,15 @@ def require_images(part: ImagePart, wanted: Mapping[str, Iterable[Image]]) -> No
 def import_script(archives: Iterable[Archive], directory: str = REMOTE_DIR) -> str:
     """Import each archive (from ``directory``) unless containerd's k8s.io namespace lists its image
     already; fail when an import did not produce the image the manifest names."""
-    lines = ["set -eu", f"have=$({CTR} images ls -q)"]
+    # grep without -q: under the transport's pipefail, a grep that stops at the first match kills
+    # the writer with SIGPIPE and fails the pipeline (seen in the lab as a spurious "did not hold")
+    lines = [f"have=$({CTR} images ls -q)"]
     for a in archives:
         ref, path = _q(a.ref), _q(f"{directory}/{a.file}")
         lines.append(
-            f"if printf '%s\\n' \"$have\" | grep -qxF {ref}; then echo {ref}': already present'; else\n"
+            f"if printf '%s\\n' \"$have\" | grep -xF {ref} >/dev/null; then echo {ref}': already present'; else\n"
             f"  {CTR} images import {path} >/dev/null\n"
-            f"  {CTR} images ls -q | grep -qxF {ref} || {{ echo {path}' did not hold '{ref} >&2; exit 1; }}\n"
+            f"  {CTR} images ls -q | grep -xF {ref} >/dev/null || {{ echo {path}' did not hold '{ref} >&2; exit 1; }}\n"
             f"  echo {ref}': imported'\n"
             "fi"
         )
@@ -154,7 +156,7 @@ def import_script(archives: Iterable[Archive], directory: str = REMOTE_DIR) -> s
 
 
 def present_guard(refs: Iterable[str]) -> str:
-    checks = [f"printf '%s\\n' \"$have\" | grep -qxF {_q(r)}" for r in refs]
+    checks = [f"printf '%s\\n' \"$have\" | grep -xF {_q(r)} >/dev/null" for r in refs]
     return f"have=$({CTR} images ls -q) && " + " && ".join(checks)
 
 

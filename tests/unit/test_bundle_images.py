@@ -155,7 +155,11 @@ def test_real_containerd_loads_the_rendered_config_with_its_registry_config_path
 
 
 def run(script: str, sock: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+    """As the transport runs it on a host: bash, set -euo pipefail (kubeforge.transport.script)."""
+    from kubeforge.transport.base import Command
+    from kubeforge.transport.script import script_for
+
+    return subprocess.run(["bash", "-c", script_for(Command(script=script))], capture_output=True, text=True,
                           env={**os.environ, "CONTAINERD_ADDRESS": sock}, timeout=120)
 
 
