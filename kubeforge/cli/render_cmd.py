@@ -27,6 +27,7 @@ def render(
     """
     from kubeforge.cli.common import consoles
     from kubeforge.inventory import load
+    from kubeforge.model.images import images_by_host
     from kubeforge.model.secret import redact
     from kubeforge.ui.output import show
     from kubeforge.ui.render_view import render_document, render_summary
@@ -36,7 +37,8 @@ def render(
     for w in result.warnings:
         typer.echo(redact(str(w)), err=True)
     cluster = result.cluster
-    doc = render_document(cluster.name, *render_to(cluster, out_dir))
+    images = {h: [i.ref for i in imgs] for h, imgs in images_by_host(cluster).items()}
+    doc = render_document(cluster.name, *render_to(cluster, out_dir), images=images)
     show(doc, lambda: render_summary(doc, consoles()[0]))
 
 

@@ -20,11 +20,13 @@ from kubeforge.model import (
     EtcdTopology,
     Host,
     HostKeyPolicy,
+    ImageSettings,
     KubeletSettings,
     Network,
     PackageSource,
     PackageSourceKind,
     PkiSettings,
+    RegistryCredential,
     Role,
     SshSettings,
     Taint,
@@ -142,4 +144,12 @@ def build(ctx: Context, source: Path) -> Cluster:
         allow_workloads_on_control_planes=s.allow_workloads_on_control_planes,
         source=source,
         parallelism=s.parallelism,
+        images=ImageSettings(
+            repository=s.images.repository.rstrip("/"),
+            mirrors=tuple((r, tuple(u.rstrip("/") for u in urls)) for r, urls in s.images.mirrors.items()),
+            credentials=tuple(RegistryCredential(registry=r, username=cr.username,
+                                                 password_file=_path(ctx, cr.password_file), password_env=cr.password_env)
+                              for r, cr in s.images.credentials.items()),
+            ca=_path(ctx, s.images.ca),
+        ),
     )

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 
 from kubeforge.errors import InventoryError, Problem
-from kubeforge.inventory import rules_hosts, rules_paths, rules_spec
+from kubeforge.inventory import rules_hosts, rules_images, rules_paths, rules_spec
 from kubeforge.inventory.build import build
 from kubeforge.inventory.context import Context
 from kubeforge.inventory.messages import clip, problems_from_pydantic, where
@@ -29,6 +29,7 @@ RULES = (
     rules_spec.check_etcd,
     rules_spec.check_ssh,
     rules_spec.check_packages,
+    rules_images.check_images,
     rules_spec.check_upgrade,
     rules_spec.check_pki_kubelet,
 )

@@ -25,6 +25,7 @@ SPEC_PATHS: tuple[tuple[str, ...], ...] = (
     ("etcd", "backup", "directory"),
     ("etcd", "backup", "keyFile"),
     ("packages", "bundleDir"),
+    ("images", "ca"),
 )
 HOST_PATHS: tuple[tuple[str, ...], ...] = (("ssh", "identityFile"),)
 

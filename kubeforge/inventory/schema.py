@@ -158,6 +158,30 @@ class PackagesDoc(_Doc):
     upstream_url: str = Field(_default(m.PackageSource, "upstream_url"), alias="upstreamURL")
 
 
+class RegistryCredentialDoc(_Doc):
+    username: str = Field(description="Registry user name.")
+    password_file: str | None = Field(
+        None, alias="passwordFile",
+        description="File holding the password (mode 0600), relative to the inventory. Never the password itself.",
+    )
+    password_env: str | None = Field(None, alias="passwordEnv", description="Environment variable holding the password.")
+
+
+class ImagesDoc(_Doc):
+    repository: str = Field(
+        _default(m.ImageSettings, "repository"),
+        description="kubeadm's imageRepository (host[:port][/path]); the pause, CoreDNS, etcd and kube-vip images follow it.",
+    )
+    mirrors: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Registry host -> endpoint URLs tried in order before it (containerd hosts.toml).",
+    )
+    credentials: dict[str, RegistryCredentialDoc] = Field(
+        default_factory=dict, description="Registry or mirror host -> basic-auth user and where its password is."
+    )
+    ca: str | None = Field(None, description="CA certificate (PEM) that signs the registries' and mirrors' certificates.")
+
+
 class UpgradeDoc(_Doc):
     max_unavailable: Union[int, str] = Field(
         _default(m.UpgradePolicy, "max_unavailable"),
@@ -224,6 +248,7 @@ class SpecDoc(_Doc):
     etcd: EtcdDoc = Field(default_factory=EtcdDoc, description="etcd topology, version, tuning and backups.")
     ssh: SshDoc = Field(default_factory=SshDoc, description="How kubeforge reaches every host (per-host ssh overrides these).")
     packages: PackagesDoc = Field(default_factory=PackagesDoc, description="Where Kubernetes, containerd and etcd packages come from.")
+    images: ImagesDoc = Field(default_factory=ImagesDoc, description="Where container images come from: repository, mirrors, credentials, CA.")
     upgrade: UpgradeDoc = Field(default_factory=UpgradeDoc, description="How worker upgrades roll: batch size, drain options.")
     pki: PkiDoc = Field(default_factory=PkiDoc, description="Key type and lifetimes of the certificates kubeforge issues.")
     kubelet: KubeletDoc = Field(default_factory=KubeletDoc, description="Kubelet settings for every node.")

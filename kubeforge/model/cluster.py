@@ -238,6 +238,53 @@ class PackageSource:
     gpg_key_url: str | None = None  # None with MIRROR: the mirror is trusted ([trusted=yes])
 
 
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+
+
+@dataclass(frozen=True)
+class RegistryCredential:
+    """Basic-auth credentials for one registry host (``registry.example.com:5000``). The password is
+    never in the model: only where to read it on the operator's machine (a file or an env var)."""
+
+    registry: str
+    username: str
+    password_file: Path | None = None
+    password_env: str | None = None
+
+    @property
+    def password_source(self) -> str:
+        return f"file {self.password_file}" if self.password_file else f"environment variable {self.password_env}"
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Where container images come from (spec.images)."""
+
+    # kubeadm's imageRepository; pause, CoreDNS, etcd and kube-vip follow it (kubeforge.model.images)
+    repository: str = DEFAULT_IMAGE_REPOSITORY
+    mirrors: tuple[tuple[str, tuple[str, ...]], ...] = ()  # registry host -> endpoint URLs, in order
+    credentials: tuple[RegistryCredential, ...] = ()
+    ca: Path | None = None  # a CA (PEM) on the operator's machine that signs the registries' certificates
+
+    @property
+    def registry(self) -> str:
+        """The registry host of ``repository`` (``registry.k8s.io``, ``reg.example:5000``)."""
+        return self.repository.split("/", 1)[0]
+
+    def credential_for(self, registry: str) -> RegistryCredential | None:
+        return next((c for c in self.credentials if c.registry == registry), None)
+
+    @property
+    def configured_registries(self) -> tuple[str, ...]:
+        """Registries that get a containerd hosts.toml: each mirrored one, each with credentials, and
+        the repository's own when there is a CA or credentials for it."""
+        out = [r for r, _ in self.mirrors]
+        out += [c.registry for c in self.credentials if c.registry not in out]
+        if self.ca is not None and self.registry not in out:
+            out.append(self.registry)
+        return tuple(out)
+
+
 @dataclass(frozen=True)
 class UpgradePolicy:
     max_unavailable: str = "1"  # a count ("2") or a percentage of workers ("25%")
@@ -289,6 +336,7 @@ class Cluster:
     allow_workloads_on_control_planes: bool = False
     source: Path = Path("inventory.yaml")  # the inventory file this came from (absolute)
     parallelism: int = 30  # hosts reached at once
+    images: ImageSettings = field(default_factory=ImageSettings)
 
     # --- selectors -----------------------------------------------------------------------------
     def with_role(self, role: Role) -> tuple[Host, ...]:

@@ -132,6 +132,8 @@ class KubeMinor(_MinorFacts):
     min_external_etcd: "EtcdVersion | None"
     pause: str
     sources: dict[str, str]
+    etcd_image_tag: str = ""  # kubeadm's etcd image tag ("3.6.6-0")
+    coredns: str = ""  # kubeadm's CoreDNS image tag ("v1.12.0")
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def kube_minors() -> dict[tuple[int, int], KubeMinor]:
             kubeadm_etcd=parse_etcd(d["kubeadmEtcd"]),
             min_external_etcd=parse_etcd(d["minExternalEtcd"]) if d.get("minExternalEtcd") else None,
             pause=d["pause"], sources=dict(d.get("sources") or {}),
+            etcd_image_tag=d["etcdImageTag"], coredns=d["coredns"],
         ))
 
 
@@ -249,6 +252,12 @@ def pause_image(v: Version) -> str:
     if m is None:
         raise VersionError(f"no pause image known for Kubernetes {v.minor_str}")
     return m.pause
+
+
+def own_image(name: str) -> tuple[str, str, str]:
+    """An image kubeforge itself runs (``kubeVip``): (image without tag, tag, source)."""
+    d = raw_data()["images"][name]
+    return d["image"], d["tag"], d["source"]
 
 
 def kubeadm_etcd(v: Version) -> EtcdVersion:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,22 @@ def file_sha256(path: Path) -> str:
     return _HASHED[key]
 
 
+def check_listed(entries: Iterable[tuple[Path, int, str, str]], problem: str, hint: str) -> None:
+    """Each (path, size, sha256, who lists it) must exist with that size and sha256; otherwise one
+    InputError (exit 3) naming up to five files and, for a changed one, both checksums."""
+    bad = []
+    for p, size, sha, lister in entries:
+        if not p.is_file():
+            bad.append(f"{p}: no such file ({lister} lists it)")
+        elif p.stat().st_size != size:
+            bad.append(f"{p}: {p.stat().st_size} bytes, {lister} says {size}")
+        elif (actual := file_sha256(p)) != sha:
+            bad.append(f"{p}: sha256 {actual}, {lister} says {sha}")
+    if bad:
+        raise InputError(f"{problem}: {'; '.join(bad[:5])}" + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""),
+                         hint=hint)
+
+
 def bundle_dir(cluster: Cluster) -> Path | None:
     """The bundle dir when packages come from an offline bundle, else None."""
     if cluster.packages.kind is not PackageSourceKind.OFFLINE:
@@ -157,19 +173,9 @@ def load_bundle(cluster: Cluster) -> Bundle | None:
     debs = parse_packages(text, str(index))
     if not debs:
         raise InputError(f"{index}: lists no packages", hint=f"put the .deb files in {root} and index them")
-    bad = []
-    for d in debs:
-        p = root / d.filename
-        if not p.is_file():
-            bad.append(f"{p}: no such file ({INDEX} line {d.line} lists it)")
-        elif p.stat().st_size != d.size:
-            bad.append(f"{p}: {p.stat().st_size} bytes, {INDEX} line {d.line} says {d.size}")
-        elif (actual := file_sha256(p)) != d.sha256:
-            bad.append(f"{p}: sha256 {actual}, {INDEX} line {d.line} says {d.sha256}")
-    if bad:
-        raise InputError(f"the offline bundle does not match its index: {'; '.join(bad[:5])}"
-                         + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""),
-                         hint="copy the files again or rebuild the index; nothing was changed on any host")
+    check_listed(((root / d.filename, d.size, d.sha256, f"{INDEX} line {d.line}") for d in debs),
+                 "the offline bundle does not match its index",
+                 "copy the files again or rebuild the index; nothing was changed on any host")
     return Bundle(root, tuple(debs), file_sha256(index), index.stat().st_size)
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubeforge.model import Cluster, EtcdTopology, Host, Secret
-from kubeforge.model.versions import KubeVersion, kubeadm_api_version, pause_image
+from kubeforge.model.images import RegistryAccess, pause_image
+from kubeforge.model.versions import KubeVersion, kubeadm_api_version
 
 # Paths the PKI places on hosts (kubeadm's layout for Kubernetes, ours for dedicated etcd members).
 KUBE_PKI_DIR = "/etc/kubernetes/pki"
@@ -42,6 +43,7 @@ class ClusterContext:
     control_planes: tuple[Host, ...] = ()
     first_control_plane: str = ""
     load_balancers: tuple[Host, ...] = ()
+    registry_access: RegistryAccess | None = None  # credentials and CA for hosts.toml (kubeforge.pki.registry)
     # Files whose bytes do not depend on the host are rendered once per cluster and shared.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -75,7 +77,8 @@ def _unique(items) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def cluster_context(cluster: Cluster, version: KubeVersion | None = None) -> ClusterContext:
+def cluster_context(cluster: Cluster, version: KubeVersion | None = None,
+                    registry_access: RegistryAccess | None = None) -> ClusterContext:
     """Everything shared by all hosts; ``version`` overrides the inventory's (an upgrade hop)."""
     version = version or cluster.kubernetes_version
     sans = [cluster.endpoint.host]
@@ -94,10 +97,11 @@ def cluster_context(cluster: Cluster, version: KubeVersion | None = None) -> Clu
         etcd_initial_cluster=",".join(
             f"{m.name}=https://{url_host(m.internal_address)}:{etcd.peer_port}" for m in cluster.etcd_members
         ),
-        pause_image=pause_image(version),  # containerd's sandbox image must match kubeadm's
+        pause_image=pause_image(cluster, version).ref,  # containerd's sandbox image must match kubeadm's
         control_planes=cluster.control_planes,
         first_control_plane=cluster.control_planes[0].name if cluster.control_planes else "",
         load_balancers=cluster.load_balancers,
+        registry_access=registry_access,
     )
 
 

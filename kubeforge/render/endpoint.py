@@ -7,10 +7,10 @@ import ipaddress
 from dataclasses import dataclass
 
 from kubeforge.model import EndpointMode, Host, RenderedFile
+from kubeforge.model.images import kube_vip_image
 from kubeforge.render.context import ClusterContext, is_ipv6, url_host
 from kubeforge.render.env import render_template
 
-KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip:v0.8.9"
 KUBE_VIP_PATH = "/etc/kubernetes/manifests/kube-vip.yaml"
 HAPROXY_PATH = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_PATH = "/etc/keepalived/keepalived.conf"
@@ -55,7 +55,7 @@ def _kube_vip(ctx: ClusterContext, host: Host) -> RenderedFile:
         port=c.endpoint.port,
         interface=c.endpoint.interface,
         vip_cidr=_vip_cidr(c.endpoint.host),
-        image=KUBE_VIP_IMAGE,
+        image=kube_vip_image(c).ref,
         kubeconfig="/etc/kubernetes/super-admin.conf" if first else "/etc/kubernetes/admin.conf",
     )
     return RenderedFile(KUBE_VIP_PATH, content, mode=0o600, source="endpoint/kube-vip.yaml.j2")

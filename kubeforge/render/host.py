@@ -12,7 +12,9 @@ from kubeforge.render.etcd import ClusterState, render_etcd
 from kubeforge.render.host_prep import render_host_prep
 from kubeforge.render.kubeadm import render_kubeadm
 from kubeforge.render.packages import render_packages
+from kubeforge.model.images import RegistryAccess
 from kubeforge.render.record import render_record
+from kubeforge.render.registries import render_registries
 
 
 class DuplicateFileError(ValueError):
@@ -30,6 +32,7 @@ def _render(
     files: list[RenderedFile] = []
     files += render_packages(ctx, host)
     files += render_host_prep(ctx, host)
+    files += render_registries(ctx, host)
     files += extra_files
     files += render_etcd(ctx, host, initial_cluster_state=etcd_cluster_state)
     files += render_endpoint(ctx, host)
@@ -52,15 +55,17 @@ def render_host(
     extra_files: Sequence[RenderedFile] = (),
     kubernetes_version: KubeVersion | None = None,
     etcd_cluster_state: ClusterState = "new",
+    registry_access: RegistryAccess | None = None,
 ) -> list[RenderedFile]:
     """Every file kubeforge places on ``host``, applied.json last.
 
     ``extra_files`` are the host's PKI files (kubeforge.pki.host_files). ``kubernetes_version``
     overrides the inventory's for an upgrade hop (package sources, pin, kubeadm configs).
     kubeadm init/join files need ``secrets`` (and joins ``ca_cert_hash``); without them those files
-    are left out.
+    are left out. ``registry_access`` (kubeforge.pki.read_registry_access) is needed when the
+    inventory names registry credentials or a CA.
     """
-    ctx = cluster_context(cluster, kubernetes_version)
+    ctx = cluster_context(cluster, kubernetes_version, registry_access)
     return _render(ctx, host, secrets, ca_cert_hash, extra_files, etcd_cluster_state)
 
 
@@ -72,9 +77,10 @@ def render_cluster(
     extra_files: Mapping[str, Sequence[RenderedFile]] | None = None,
     kubernetes_version: KubeVersion | None = None,
     etcd_cluster_state: ClusterState = "new",
+    registry_access: RegistryAccess | None = None,
 ) -> dict[str, list[RenderedFile]]:
     """render_host for every host (in inventory order), sharing the cluster-wide values."""
-    ctx = cluster_context(cluster, kubernetes_version)
+    ctx = cluster_context(cluster, kubernetes_version, registry_access)
     extra_files = extra_files or {}
     return {
         h.name: _render(ctx, h, secrets, ca_cert_hash, extra_files.get(h.name, ()), etcd_cluster_state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kubeforge.model import Host, RenderedFile
 from kubeforge.render.context import CRI_SOCKET, ClusterContext, is_ipv6
 from kubeforge.render.env import render_template
+from kubeforge.render.registries import CERTS_DIR
 
 MODULES_PATH = "/etc/modules-load.d/kubeforge.conf"
 SYSCTL_PATH = "/etc/sysctl.d/99-kubeforge.conf"
@@ -22,7 +23,8 @@ def render_host_prep(ctx: ClusterContext, host: Host) -> list[RenderedFile]:
 
 
 def _render(ctx: ClusterContext, ipv6: bool) -> list[RenderedFile]:
-    context = {"c": ctx.cluster, "pause_image": ctx.pause_image, "cri_socket": CRI_SOCKET, "ipv6": ipv6}
+    context = {"c": ctx.cluster, "pause_image": ctx.pause_image, "cri_socket": CRI_SOCKET, "ipv6": ipv6,
+               "certs_dir": CERTS_DIR}
     return [
         RenderedFile(path, render_template(template, **context), source=template)
         for path, template in (

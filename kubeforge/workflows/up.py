@@ -21,6 +21,7 @@ from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
+from kubeforge.pki.registry import read_registry_access
 from kubeforge.plan.etcd.commands import install_steps
 from kubeforge.plan.etcd.source import UPSTREAM_RELEASES, archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -73,10 +74,12 @@ def files_at(cluster: Cluster, version: KubeVersion | None = None, *, now: datet
     writes and records them per node, so `up` at the new version finds nothing to do)."""
     if version is not None:
         cluster = replace(cluster, kubernetes_version=version)
+    registry = read_registry_access(cluster)
     pki = ensure_pki(cluster)
     secrets = ensure_secrets(cluster, now=now or datetime.now(UTC))
     return render_cluster(cluster, secrets=secrets, ca_cert_hash=pki.bundle.kube_ca_cert_hash,
-                          extra_files={h.name: host_files(cluster, pki.bundle, h) for h in cluster.hosts})
+                          extra_files={h.name: host_files(cluster, pki.bundle, h) for h in cluster.hosts},
+                          registry_access=registry)
 
 
 def resolve_context(
@@ -88,6 +91,7 @@ def resolve_context(
 ) -> UpContext:
     """Secrets, PKI and every host's files, resolved (and kept locally) before planning."""
     now = now or datetime.now(UTC)
+    registry = read_registry_access(cluster)  # a missing password stops us before the PKI is created
     pki = ensure_pki(cluster)
     secrets = ensure_secrets(cluster, now=now)
     expired = secrets.bootstrap_token_expired(now)
@@ -100,6 +104,7 @@ def resolve_context(
         secrets=secrets,
         ca_cert_hash=pki.bundle.kube_ca_cert_hash,
         extra_files={h.name: host_files(cluster, pki.bundle, h) for h in cluster.hosts},
+        registry_access=registry,
     )
     return UpContext(
         cluster=cluster,

@@ -23,7 +23,9 @@ from kubeforge.errors import SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
+from kubeforge.model.images import images_by_host
 from kubeforge.plan.bundle import load_bundle, offered_kubernetes
+from kubeforge.plan.bundle_images import load_image_part, require_images
 from kubeforge.plan.phase import Plan
 from kubeforge.facts.removed_apis import parse_removed_apis_scan, removed_apis_probe
 from kubeforge.model.removed_apis import removed_between
@@ -181,6 +183,7 @@ def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *,
     any hop, the removed-API scan (refused unless ``allow_removed_apis``)."""
     # An offline bundle is checked against its index first: a bad one is refused before any host is asked.
     load_bundle(cluster)
+    images = load_image_part(cluster)
     facts = gather_upgrade_facts(cluster, pool)
     minors = minors_to_read(cluster, facts, target)
     if minors:
@@ -190,6 +193,9 @@ def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *,
             facts = replace(facts, offered=offered_versions(cluster, pool, minors),
                             offered_from=source_name(cluster, minors))
     path = check_upgrade_safety(cluster, facts, target, multi_hop=multi_hop)
+    if images is not None:  # a bundle that carries images must carry every hop's (exit 7)
+        for version in path:
+            require_images(images, images_by_host(cluster, version))
     facts = scan_removed_apis(cluster, pool, facts, path)
     check_removed_apis(facts, path, allow=allow_removed_apis)
     if path:

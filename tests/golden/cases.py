@@ -24,6 +24,7 @@ GOLDEN_DIR = Path(__file__).parent
 FAKE_TOKEN = "abcdef.0123456789abcdef"
 FAKE_CERT_KEY = "0f" * 32
 FAKE_CA_HASH = "sha256:" + "ab" * 32
+FAKE_REGISTRY_PASSWORD = "not-a-real-registry-password"
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,27 @@ def build_bundle(lab, into: Path, *, flip: str | None = None, without: str | Non
     return into
 
 
+def add_images(bundle: Path, inv: Path, versions: tuple[str, ...]) -> dict[str, set[str]]:
+    """The images every node needs at each of ``versions``, as tiny OCI archives with their real
+    names and tags in ``bundle/images`` with the manifest; returns node -> refs at the first version."""
+    from kubeforge.inventory import load_cluster
+    from kubeforge.model.images import images_by_host
+    from kubeforge.model.versions import parse_kube
+    from tests.oci_archive import build_oci_archive
+
+    cluster = load_cluster(inv)
+    d = bundle / "images"
+    d.mkdir()
+    refs = sorted({i.ref for v in versions for imgs in images_by_host(cluster, parse_kube(v)).values() for i in imgs})
+    entries = []
+    for ref in refs:
+        name = ref.rsplit("/", 1)[1].replace(":", "_") + ".tar"
+        entries.append({"ref": ref, "file": name, "sha256": build_oci_archive(d / name, ref), "size": 0})
+        entries[-1]["size"] = (d / name).stat().st_size
+    (d / "manifest.json").write_text(json.dumps({"schema": 1, "images": entries}, indent=1))
+    return {h: {i.ref for i in imgs} for h, imgs in images_by_host(cluster, parse_kube(versions[0])).items()}
+
+
 def inventory(lab, d: Path, bundle: Path) -> Path:
     doc = YAML(typ="safe").load(lab.write_inventory(d / "lab.yaml").read_text())
     doc["spec"]["packages"] = {"source": "offline", "bundleDir": str(bundle)}
@@ -92,7 +113,13 @@ def olab(lab_factory):
 @pytest.fixture(scope="module")
 def good(olab, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("offline")
-    return inventory(olab, d, build_bundle(olab, d / "bundle"))
+    inv = inventory(olab, d, build_bundle(olab, d / "bundle"))
+    add_images(d / "bundle", inv, (KUBE, NEXT))
+    return inv
+
+
+def node_images(lab, node: str) -> set[str]:
+    return set(lab.exec(node, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], check=True).stdout.split())
 
 
 def test_a_bundle_with_a_flipped_byte_in_kubeadm_is_refused_with_exit_3_before_any_host_is_touched(olab, tmp_path_factory):
@@ -131,6 +158,13 @@ def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
         assert there == here and "containerd_" in here
     # the etcd release archive is not apt's business: the bundle push is the indexed .debs and the index
     assert pushed == {f"Push {p.name}" for p in bundle.glob("*.deb")} | {"Push Packages"}
+    # each node got its roles' images at this version from the bundle, imported into containerd
+    from kubeforge.inventory import load_cluster
+    from kubeforge.model.images import images_by_host
+    wanted = {h: {i.ref for i in imgs} for h, imgs in images_by_host(load_cluster(good)).items()}
+    for n in NODES:
+        assert wanted[n] <= node_images(olab, n), n
+    assert any("/etcd:" in r for r in wanted["cp-1"]) and not any("/etcd:" in r for r in wanted["w-1"])
     assert olab.exec("cp-1", ["test", "-e", f"{BUNDLE_DIR}/etcd-v{ETCD}-linux-amd64.tar.gz"]).returncode != 0
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from kubeforge.inventory import load_cluster
+from kubeforge.pki.registry import read_registry_access
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.render import render_cluster
-from tests.golden.cases import CASES, FAKE_CA_HASH, GOLDEN_DIR, FakeSecrets
+from tests.golden.cases import CASES, FAKE_CA_HASH, FAKE_REGISTRY_PASSWORD, GOLDEN_DIR, FakeSecrets
 
 INVENTORIES = sorted((Path(__file__).resolve().parents[2] / "inventories").glob("*.yaml"))
 
@@ -57,7 +58,8 @@ def check_golden(case_dir: Path, tree: dict[str, bytes], update: bool) -> None:
 
 
 def render_case(cluster: Cluster) -> dict[str, list[RenderedFile]]:
-    return render_cluster(cluster, secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH)
+    return render_cluster(cluster, secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH,
+                          registry_access=read_registry_access(cluster))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -71,7 +73,9 @@ def test_every_example_inventory_is_covered() -> None:
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES, ids=[p.stem for p in INVENTORIES])
-def test_example_inventories_render_to_their_golden_copies(inventory: Path, update_golden: bool) -> None:
+def test_example_inventories_render_to_their_golden_copies(inventory: Path, update_golden: bool, monkeypatch) -> None:
+    # private-registry.yaml reads its registry password from this variable: an obviously fake one
+    monkeypatch.setenv("KUBEFORGE_REGISTRY_PASSWORD", FAKE_REGISTRY_PASSWORD)
     # PKI files are left out: their keys are random, and the PKI is tested by properties instead.
     rendered = render_case(load_cluster(inventory))
     check_golden(GOLDEN_DIR / f"inventory-{inventory.stem}", expected_tree(rendered), update_golden)

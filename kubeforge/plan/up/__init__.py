@@ -20,6 +20,7 @@ from kubeforge.plan.up.join_control_planes import JoinControlPlanes
 from kubeforge.plan.up.join_workers import JoinWorkers
 from kubeforge.plan.up.label_and_taint_nodes import LabelAndTaintNodes
 from kubeforge.plan.up.prepare_hosts import PrepareHosts
+from kubeforge.plan.up.prepare_images import PrepareImages
 from kubeforge.plan.up.record_applied import RecordApplied
 from kubeforge.plan.up.restart_runtimes import RestartControlPlaneRuntimes, RestartWorkerRuntimes
 from kubeforge.plan.up.wait_endpoint import WaitEndpoint
@@ -31,6 +32,7 @@ WORKFLOW = "up"
 PHASES = (
     PrepareHosts(),
     InstallPackages(),
+    PrepareImages(),
     WritePki(),
     InstallEtcd(),
     ConfigureEndpoint(),
