@@ -51,16 +51,30 @@ class CertsCheck:
 
 
 def read_hosts(cluster: Cluster, pool, hosts=None) -> tuple[dict[str, list[HostCert]], list[str]]:
-    """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel."""
+    """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel. A host
+    that answered but whose answer could not be read is a failed check (exit 4), not unreachable."""
+    from kubeforge.transport.pool import Status
+
     probe = probe_command()
-    result = pool.fanout(hosts if hosts is not None else cluster.hosts,
-                         lambda t: parse_probe(t.host.name, t.run(probe).stdout))
-    found, down = {}, []
+
+    def one(t) -> list[HostCert]:
+        try:
+            return parse_probe(t.host, t.run(probe).stdout)
+        except ValueError as exc:
+            raise CheckFailed(str(exc)) from None
+
+    result = pool.fanout(hosts if hosts is not None else cluster.hosts, one)
+    found, down, broken = {}, [], []
     for o in result.outcomes:
         if o.ok:
             found[o.host] = o.value
-        else:
+        elif o.status is Status.NOT_REACHED:
             down.append(f"{o.host}: {o.message}")
+        else:
+            broken.append(f"{o.host}: {o.message}")
+    if broken:
+        raise CheckFailed("cannot read the certificates on " + "; ".join(broken),
+                          unreachable=tuple(d.split(":")[0] for d in down))
     return found, down
 
 
