@@ -192,3 +192,53 @@ def test_stacked_clusters_have_no_store_files_on_members_to_compare(tmp_path):
     owners = {f.cert.path: str(f.owner) for f in report.findings}
     assert owners["/etc/kubernetes/pki/etcd/ca.crt"] == "ca:etcd-ca" and report.missing == ()
 
+
+
+def local_pool(cluster, root: Path, reachable: set[str], monkeypatch):
+    """Hosts in ``reachable`` are this machine (real bash and sed) reading the files under ``root``;
+    the others refuse the connection."""
+    from kubeforge.errors import TransportError
+    from kubeforge.transport.base import Command
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.transport.pool import TransportPool
+    import kubeforge.workflows.certs as wf
+
+    script = probe_command().script.replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
+    monkeypatch.setattr(wf, "probe_command", lambda: Command(script=script, timeout=60))
+
+    def factory(h):
+        if h.name not in reachable:
+            raise TransportError(h.name, "connection refused")
+        return LocalTransport(host=h.name)
+
+    return TransportPool(cluster, factory=factory)
+
+
+def test_check_reads_the_hosts_it_reaches_and_names_the_others(cluster, tmp_path, monkeypatch):
+    from kubeforge.workflows.certs import check
+
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    root = tmp_path / "etcd-1"
+    lay_out(root, host_files(cluster, bundle, cluster.host("etcd-1")))
+    with local_pool(cluster, root, {"etcd-1"}, monkeypatch) as pool:
+        result = check(cluster, pool, within_days=400, now=NOW)
+    assert result.hosts.unreachable == tuple(sorted(h.name for h in cluster.hosts if h.name != "etcd-1"))
+    paths = sorted(f.cert.path.removeprefix(str(root)) for f in result.hosts.findings)
+    assert paths == ["/etc/etcd/pki/ca.crt", "/etc/etcd/pki/healthcheck-client.crt", "/etc/etcd/pki/peer.crt",
+                     "/etc/etcd/pki/server.crt"]
+    doc = result.to_json(cluster.name)
+    assert doc["unreachable"] and all(h["host"] == "etcd-1" for h in doc["hosts"])
+    assert {h["path"].rsplit("/", 1)[1] for h in doc["hosts"] if h["expiring"]} == {
+        "healthcheck-client.crt", "peer.crt", "server.crt"}  # 365 days <= 400; the CA has 3650
+
+
+def test_renew_changes_nothing_when_a_host_cannot_be_read(cluster, tmp_path, monkeypatch):
+    from kubeforge.errors import CheckFailed
+    from kubeforge.workflows.certs import plan_renew
+
+    before = {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()}
+    with local_pool(cluster, tmp_path / "empty", {"etcd-1"}, monkeypatch) as pool:
+        with pytest.raises(CheckFailed) as err:
+            plan_renew(cluster, pool, within_days=400, now=NOW)
+    assert set(err.value.unreachable) == {h.name for h in cluster.hosts if h.name != "etcd-1"}
+    assert {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()} == before
