@@ -98,6 +98,12 @@ def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_tim
     assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
 
     set_leaf_days(inv, 365)  # the operator gives the renewed leaves a year
+    store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
+    kept = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    dry = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Restart etcd on its renewed certificates" in dry.stdout and "PRIVATE KEY" not in dry.stdout
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == kept  # a dry run re-issues nothing
     assert etcdctl(lab, "etcd-1", "put", "/kf/certs", "kept").returncode == 0
     watcher = QuorumWatcher(lab)
     watcher.start()

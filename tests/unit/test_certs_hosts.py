@@ -242,3 +242,12 @@ def test_renew_changes_nothing_when_a_host_cannot_be_read(cluster, tmp_path, mon
             plan_renew(cluster, pool, within_days=400, now=NOW)
     assert set(err.value.unreachable) == {h.name for h in cluster.hosts if h.name != "etcd-1"}
     assert {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()} == before
+
+
+def test_renew_refuses_an_unknown_host_name_before_contacting_any_host(cluster, monkeypatch, tmp_path):
+    from kubeforge.errors import UsageError
+    from kubeforge.workflows.certs import plan_renew
+
+    with local_pool(cluster, tmp_path / "empty", set(), monkeypatch) as pool:
+        with pytest.raises(UsageError, match="--hosts: etcd-9 is not in the inventory"):
+            plan_renew(cluster, pool, within_days=30, hosts=["etcd-1", "etcd-9"], now=NOW)
