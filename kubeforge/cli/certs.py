@@ -1,14 +1,15 @@
-"""``kubeforge certs check``: how long the cluster's certificates have left, from the local store."""
+"""``kubeforge certs check|renew``: the certificates on the hosts beside the local store, and their
+rolling renewal. Thin: kubeforge.workflows.certs does the work, kubeforge.ui.certs_view the tables."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from kubeforge.cli.options import INVENTORY, OUTPUT, Output
+from kubeforge.cli.options import BREAK_LOCK, DRY_RUN, HOSTS, INVENTORY, OUTPUT, RUN_ARG, YES, Output
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 certs_app = typer.Typer(
     name="certs",
-    help="Inspect the cluster's certificates.\n\nExample: kubeforge certs check -i inventory.yaml",
+    help="The cluster's certificates: check them on the hosts, renew what expires.\n\n"
+         "Example: kubeforge certs check -i inventory.yaml",
     no_args_is_help=True,
 )
 
@@ -65,14 +67,46 @@ def check(
         )
 
 
+WITHIN_DAYS = typer.Option(30, "--within-days", metavar="N",
+                          help="Certificates with N days left or less count as expiring (check exits 9).")
+
+
+def check_hosts(cluster: "Cluster", *, within_days: int) -> None:
+    """Read every host and the store; show both; exit 5 when a host could not be read, else 9 when
+    something (on a host or in the store) expires within the window."""
+    from kubeforge.cli.common import consoles, session
+    from kubeforge.errors import CertificatesExpiring, CheckFailed
+    from kubeforge.ui.certs_view import hosts_table
+    from kubeforge.ui.output import show
+    from kubeforge.workflows.certs import check as read_check
+
+    with session(cluster, "certs-check") as (_, pool):
+        result = read_check(cluster, pool, within_days=within_days)
+    show(result.to_json(cluster.name), lambda: hosts_table(result, consoles()[0]))
+    if result.hosts.unreachable:
+        raise CheckFailed(f"cannot read the certificates on {', '.join(result.hosts.unreachable)}",
+                          hint="bring the machine back (or fix SSH) and check again",
+                          unreachable=result.hosts.unreachable)
+    soon = [f"{f.cert.host}:{f.cert.path}" for f in result.hosts.expiring]
+    soon += [f"store:{s.name}" for s in result.store_expiring]
+    if soon:
+        raise CertificatesExpiring(
+            f"{len(soon)} certificate{'s' if len(soon) != 1 else ''} expire within {within_days} days: "
+            + ", ".join(soon[:8]) + (f" and {len(soon) - 8} more" if len(soon) > 8 else ""),
+            hint=f"renew them: kubeforge certs renew -i {cluster.source} --within-days {within_days}")
+
+
 @certs_app.command("check")
 def check_cmd(
     inventory: Path = INVENTORY,
-    within_days: int = typer.Option(30, "--within-days", metavar="N",
-                                    help="Fail (exit 9) when a certificate expires within N days."),
+    within_days: int = WITHIN_DAYS,
+    store_only: bool = typer.Option(False, "--store-only",
+                                    help="Read only the local PKI store (no host is contacted)."),
     output: Output = OUTPUT,
 ) -> None:
-    """Show every certificate in the local PKI store with its expiry; exit 9 if any expires soon.
+    """Every certificate on every host and in the local store: expiry, SANs, issuer, and where a
+    host's copy differs from the store. Exit 9 if any expires within the window; 5 if a host
+    cannot be read.
 
     Example: kubeforge certs check -i inventories/ha-external-etcd.yaml --within-days 60
     """
@@ -80,9 +114,53 @@ def check_cmd(
 
     from kubeforge.ui.output import current_format
 
-    # the format --output set (the parameter itself is None under some typer/click pairs)
-    check(load_cluster(inventory), within_days=within_days, output=current_format())
+    cluster = load_cluster(inventory)
+    if store_only:
+        # the format --output set (the parameter itself is None under some typer/click pairs)
+        check(cluster, within_days=within_days, output=current_format())
+    else:
+        check_hosts(cluster, within_days=within_days)
 
+
+@certs_app.command("renew")
+def renew_cmd(
+    run: Optional[str] = RUN_ARG,
+    inventory: Path = INVENTORY,
+    within_days: int = WITHIN_DAYS,
+    renew_all: bool = typer.Option(False, "--all", help="Renew every certificate this command renews, expiring or not."),
+    hosts: Optional[str] = HOSTS,
+    resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted renewal in its journal."),
+    dry_run: bool = DRY_RUN,
+    yes: bool = YES,
+    break_lock: bool = BREAK_LOCK,
+    output: Output = OUTPUT,
+) -> None:
+    """Renew what expires within the window, one etcd member at a time.
+
+    Reads every host first (exit 5 if one cannot be read) and needs every etcd member healthy (exit 4).
+    The expiring etcd leaves are re-issued from the etcd CA in the local store, then each member gets
+    its files, etcd restarts, and every member must be healthy under one leader before the next. What
+    expires but this command does not renew yet (kubeadm's certificates, CAs, the kubelet's) is named
+    in the plan.
+
+    Example: kubeforge certs renew -i inventories/ha-external-etcd.yaml --within-days 30 --dry-run
+    """
+    from kubeforge.cli.common import resume_value, session
+    from kubeforge.cli.etcd import _nothing_to_do, _run_plan
+    from kubeforge.cli.options import split_hosts
+    from kubeforge.inventory import load_cluster
+    from kubeforge.workflows.certs import plan_renew
+
+    resume_run = resume_value(resume, run)
+    cluster = load_cluster(inventory)
+    with session(cluster, "certs-renew") as (run_log, pool):
+        plan, _ = plan_renew(cluster, pool, within_days=within_days, renew_all=renew_all,
+                             hosts=split_hosts(hosts), write_store=not dry_run)
+        if all(p.is_noop or p.name == "NotRenewed" for p in plan.phases) and resume_run is None:
+            warned = next((p.title for p in plan.phases if p.name == "NotRenewed"), "")
+            _nothing_to_do(f"nothing to renew within {within_days} days" + (f" ({warned})" if warned else ""))
+            return
+        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run)
 
 def register(app: typer.Typer) -> None:
     app.add_typer(certs_app, name="certs")

@@ -60,6 +60,7 @@ class _Run:
     changes: list[PkiChange]
     signers: dict[str, crypto.PrivateKey] = field(default_factory=dict)  # CA item -> validated key
     fresh_cas: set[str] = field(default_factory=set)  # CAs generated in this run
+    renew: frozenset[str] = frozenset()  # leaf items to re-issue however well they fit (certs renew)
 
     def _missing(self, rel: str) -> PkiStoreError:
         return PkiStoreError(
@@ -125,6 +126,8 @@ class _Run:
             missing = [s for s in spec.sans if s not in crypto.cert_sans(cert)]
             if not crypto.signed_by(cert, ca.cert):
                 reason = f"not signed by the current {ca_item}"
+            elif item in self.renew:
+                reason = f"renewed (was valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
             elif missing:
                 reason = "SANs no longer cover the inventory (missing " + ", ".join(missing) + ")"
             else:
@@ -184,7 +187,8 @@ def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
         return None
 
 
-def _build(cluster: Cluster, *, now: datetime | None, create: bool) -> PkiResult:
+def _build(cluster: Cluster, *, now: datetime | None, create: bool, renew: frozenset[str] = frozenset(),
+           leaf_days: int | None = None) -> PkiResult:
     if cluster.pki.key_type not in crypto.KEY_TYPES:
         raise PkiStoreError(
             f"pki.keyType {cluster.pki.key_type!r} is not supported (use {', '.join(crypto.KEY_TYPES)})"
@@ -201,11 +205,15 @@ def _build(cluster: Cluster, *, now: datetime | None, create: bool) -> PkiResult
         store=store,
         key_type=cluster.pki.key_type,
         ca_days=cluster.pki.ca_days,
-        leaf_days=cluster.pki.leaf_days,
+        leaf_days=cluster.pki.leaf_days if leaf_days is None else leaf_days,
         now=now or datetime.now(timezone.utc),
         create=create,
         changes=[],
+        renew=renew,
     )
+    unknown = renew - set(leaf_items(cluster))
+    if unknown:
+        raise ValueError(f"not leaf items of this PKI: {', '.join(sorted(unknown))}")
     (etcd_ca, etcd_key), (kube_ca, _), (fp_ca, _) = (run.ca(*spec) for spec in CAS)
     sa = run.service_account()
     servers: dict[str, CertPair] = {}
@@ -244,9 +252,23 @@ def _build(cluster: Cluster, *, now: datetime | None, create: bool) -> PkiResult
     return PkiResult(bundle=bundle, changes=run.changes)
 
 
-def ensure_pki(cluster: Cluster, *, now: datetime | None = None) -> PkiResult:
-    """Load ``cluster.pki_dir``, create what is missing, re-issue leaves that no longer fit."""
-    return _build(cluster, now=now, create=True)
+def leaf_items(cluster: Cluster) -> list[str]:
+    """The store's leaf items for this inventory (what ``renew`` may name)."""
+    out = []
+    for host in cluster.etcd_members:
+        out += [f"etcd-server/{host.name}", f"etcd-peer/{host.name}"]
+    return [*out, HEALTHCHECK[0], APISERVER_ETCD[0]]
+
+
+def ensure_pki(cluster: Cluster, *, now: datetime | None = None, renew: frozenset[str] = frozenset(),
+               leaf_days: int | None = None) -> PkiResult:
+    """Load ``cluster.pki_dir``, create what is missing, re-issue leaves that no longer fit.
+
+    ``renew``: leaf items (see ``leaf_items``) re-issued even though they fit, with a new key, from
+    the CA in the store (``kubeforge certs renew``). ``leaf_days``: the validity of leaves issued by
+    this call instead of the inventory's ``pki.leafDays`` (tests issue leaves that expire soon).
+    """
+    return _build(cluster, now=now, create=True, renew=frozenset(renew), leaf_days=leaf_days)
 
 
 def load_pki(cluster: Cluster) -> PkiBundle:

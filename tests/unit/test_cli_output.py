@@ -97,7 +97,7 @@ def test_reads_that_need_no_host_print_one_document(fmt, capsys, tmp_path):
         ("schema",): lambda d: d["type"] == "object" and "spec" in d["properties"],
         ("version",): lambda d: "kubeforge" in d,
         ("render", "-i", str(inv), "-d", str(tmp_path / "out")): lambda d: d["hosts"][0]["host"] == "node-1",
-        ("certs", "check", "-i", str(inv)): lambda d: d["cluster"] == "single" and d["certificates"],
+        ("certs", "check", "-i", str(inv), "--store-only"): lambda d: d["cluster"] == "single" and d["certificates"],
         ("init", "--host", "n-1=10.0.0.1:control-plane+worker", "-f", str(tmp_path / f"new-{fmt}.yaml")):
             lambda d: d["file"].endswith(f"new-{fmt}.yaml"),
     }
@@ -113,7 +113,7 @@ def test_a_failure_after_a_result_prints_the_result_and_the_error_in_one_documen
     inv = tmp_path / "inventory.yaml"
     inv.write_bytes(INVENTORY.read_bytes())
     assert kf(capsys, "render", "-i", str(inv), "-o", "json")[0] == 0
-    code, out, _ = kf(capsys, "certs", "check", "-i", str(inv), "--within-days", str(timedelta(days=4000).days),
+    code, out, _ = kf(capsys, "certs", "check", "-i", str(inv), "--store-only", "--within-days", str(timedelta(days=4000).days),
                       "-o", "json")
     doc = json.loads(out)
     assert code == 9 and doc["error"]["exit_code"] == 9 and doc["error"]["category"] == "certs"

@@ -103,12 +103,12 @@ def test_the_command_reads_the_store_beside_a_real_inventory_and_exits_by_the_wi
 
     inventory = tmp_path / "cluster.yaml"
     inventory.write_bytes(INVENTORY.read_bytes())
-    missing = run_cli("certs", "check", "-i", str(inventory), cwd=tmp_path)
+    missing = run_cli("certs", "check", "--store-only", "-i", str(inventory), cwd=tmp_path)
     assert missing.returncode == 3 and "no PKI store" in missing.stderr and "kubeforge render" in missing.stderr
     ensure_pki(load_cluster(inventory))
-    fine = run_cli("certs", "check", "-i", str(inventory), cwd=tmp_path)
+    fine = run_cli("certs", "check", "--store-only", "-i", str(inventory), cwd=tmp_path)
     assert fine.returncode == 0, fine.stderr
     assert "apiserver-etcd-client" in fine.stdout and "EXPIRING" not in fine.stdout
-    soon = run_cli("certs", "check", "-i", str(inventory), "--within-days", "400", "-o", "json", cwd=tmp_path)
+    soon = run_cli("certs", "check", "--store-only", "-i", str(inventory), "--within-days", "400", "-o", "json", cwd=tmp_path)
     assert soon.returncode == 9 and "8 certificates expire within 400 days" in soon.stderr
     assert len(json.loads(soon.stdout)["certificates"]) == 11

@@ -1,0 +1,166 @@
+"""``kubeforge certs check`` and ``certs renew``: the certificates on the hosts beside the store.
+
+check: every host is read in parallel (one sudo script each, kubeforge.plan.certs.hostcerts), the
+PEMs parsed here, each certificate given an owner and compared with the store. Read-only.
+
+renew: from the same reading, the store's etcd leaves that expire (or all of them, ``renew_all``)
+are re-issued from the store's etcd CA before planning; the plan pushes them one member at a time
+with a health gate in between, through the one run engine (journaled, resumable). A store leaf
+that is still fresh is never re-issued again, so a resumed or repeated run pushes the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+from kubeforge.errors import CheckFailed, UsageError
+from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
+from kubeforge.pki.bundle import PkiBundle
+from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
+from kubeforge.plan.certs.hostcerts import HostCert, parse_probe, probe_command
+from kubeforge.plan.certs.renew import RenewSelection, renew_plan, select
+from kubeforge.plan.phase import Plan
+
+log = logging.getLogger("kubeforge.certs")
+
+
+@dataclass(frozen=True)
+class CertsCheck:
+    store: list[CertStatus]
+    hosts: HostReport
+    within_days: int
+    now: datetime
+
+    @property
+    def store_expiring(self) -> list[CertStatus]:
+        return [s for s in self.store if s.expires_within(self.within_days)]
+
+    def to_json(self, cluster_name: str) -> dict[str, object]:
+        return {
+            "cluster": cluster_name,
+            "withinDays": self.within_days,
+            "certificates": [s.to_json() | {"expiring": s.expires_within(self.within_days)} for s in self.store],
+            "hosts": [f.to_json(self.now) for f in self.hosts.findings],
+            "differences": self.hosts.differences,
+            "unreachable": list(self.hosts.unreachable),
+        }
+
+
+def read_hosts(cluster: Cluster, pool, hosts=None) -> tuple[dict[str, list[HostCert]], list[str]]:
+    """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel. A host
+    that answered but whose answer could not be read is a failed check (exit 4), not unreachable."""
+    from kubeforge.transport.pool import Status
+
+    probe = probe_command()
+
+    def one(t) -> list[HostCert]:
+        try:
+            return parse_probe(t.host, t.run(probe).stdout)
+        except ValueError as exc:
+            raise CheckFailed(str(exc)) from None
+
+    result = pool.fanout(hosts if hosts is not None else cluster.hosts, one)
+    found, down, broken = {}, [], []
+    for o in result.outcomes:
+        if o.ok:
+            found[o.host] = o.value
+        elif o.status is Status.NOT_REACHED:
+            down.append(f"{o.host}: {o.message}")
+        else:
+            broken.append(f"{o.host}: {o.message}")
+    if broken:
+        raise CheckFailed("cannot read the certificates on " + "; ".join(broken),
+                          unreachable=tuple(d.split(":")[0] for d in down))
+    return found, down
+
+
+def _check_days(within_days: int) -> None:
+    if within_days < 0:
+        raise UsageError("--within-days must be 0 or more")
+
+
+def check(cluster: Cluster, pool, *, within_days: int, now: datetime | None = None) -> CertsCheck:
+    """Read every host and the store. Unreachable hosts are in the report (the CLI exits 5). Without
+    a local store (a cluster set up from another machine) the hosts are still read, compared with
+    nothing."""
+    _check_days(within_days)
+    now = now or datetime.now(timezone.utc)
+    bundle = load_pki(cluster) if cluster.pki_dir.is_dir() else None
+    if bundle is None:
+        log.warning("no local PKI store at %s: the hosts' certificates are compared with nothing", cluster.pki_dir)
+    found, down = read_hosts(cluster, pool)
+    report = compare(cluster, bundle, found, within_days=within_days, now=now,
+                     unreachable=[d.split(":")[0] for d in down])
+    for d in down:
+        log.error("cannot read the certificates of %s", d)
+    return CertsCheck(expiry_report(bundle, now) if bundle is not None else [], report, within_days, now)
+
+
+def _require_all_read(down: list[str]) -> None:
+    if down:
+        raise CheckFailed("cannot read the certificates on " + "; ".join(down),
+                          hint="bring the machine back (or fix SSH), then run again; nothing was changed",
+                          unreachable=tuple(d.split(":")[0] for d in down))
+
+
+def _to_reissue(cluster: Cluster, bundle: PkiBundle, members: Sequence[str], *, within_days: int,
+                renew_all: bool, now: datetime) -> frozenset[str]:
+    if renew_all:
+        items = [i for i in leaf_items(cluster) if i.split("/")[0] not in ("etcd-server", "etcd-peer")
+                 or i.split("/", 1)[1] in members]
+        return frozenset(items)
+    return frozenset(store_leaves_expiring(bundle, within_days=within_days, now=now))
+
+
+def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = False,
+               hosts: Sequence[str] | None = None, now: datetime | None = None,
+               write_store: bool = True) -> tuple[Plan, list[str]]:
+    """The renewal plan, and the store items re-issued for it (already written to the store).
+    ``write_store=False`` (dry run): nothing is re-issued; the plan pushes the store's files as they
+    are and the second value names what a real run would re-issue."""
+    from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files
+    from kubeforge.workflows.etcd.status import gather_status
+
+    _check_days(within_days)
+    now = now or datetime.now(timezone.utc)
+    unknown = sorted(set(hosts or ()) - {h.name for h in cluster.hosts})
+    if unknown:
+        raise UsageError(f"--hosts: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the inventory")
+    found, down = read_hosts(cluster, pool)
+    _require_all_read(down)
+    bundle = load_pki(cluster)
+    report = compare(cluster, bundle, found, within_days=within_days, now=now)
+    if cluster.etcd.topology is EtcdTopology.STACKED:
+        selection = RenewSelection((), tuple(f"{f.cert.host}: {f.cert.path}: stacked etcd is kubeadm's"
+                                             for f in report.expiring))
+    else:
+        selection = select(cluster, report, renew_all=renew_all, hosts=hosts)
+    reissued: list[str] = []
+    if selection.members:
+        status = gather_status(cluster, pool)
+        sick = [m.name for m in status.members if not m.healthy]
+        if sick:
+            raise CheckFailed(f"etcd is not healthy on {', '.join(sick)}; a rolling renewal restarts members one "
+                              "at a time and starts only from a fully healthy cluster",
+                              hint="`kubeforge etcd status` says what is wrong; nothing was changed")
+        items = _to_reissue(cluster, bundle, selection.members, within_days=within_days, renew_all=renew_all, now=now)
+        if not write_store:
+            reissued = sorted(items)
+            log.warning("dry run: %s not re-issued in the store; a real run re-issues them first",
+                        ", ".join(reissued) or "nothing")
+        else:
+            result = ensure_pki(cluster, renew=items, now=now)
+            reissued = [c.item for c in result.changed]
+            for c in result.changed:
+                log.info("store: %s", c)
+            bundle = result.bundle
+    by_name = {h.name: h for h in cluster.etcd_members}
+    facts = gather_member_facts(cluster, pool, tuple(by_name[m] for m in selection.members)) if selection.members else {}
+    ctx = context(cluster)
+    pki = {m: etcd_pki_files(cluster, bundle, by_name[m]) for m in selection.members}
+    config = {m: member_etcd_files(ctx, by_name[m], facts[m]) for m in selection.members}
+    return renew_plan(cluster, selection, pki, config), reissued

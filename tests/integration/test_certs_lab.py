@@ -1,0 +1,141 @@
+"""Certificates on real machines: etcd 3-member TLS cluster installed by kubeforge with leaves issued
+to expire within the warning window; `certs check` finds them on the hosts (exit 9), `certs renew`
+renews them one member at a time while a watcher counts health reads that saw no quorum, `certs
+check` then passes and every renewed leaf verifies against the etcd CA with the members' openssl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.integration.test_etcd_lab import ETCD_PKI, etcdctl, inventory_with
+
+pytestmark = pytest.mark.lab
+MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
+
+
+def kf(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kubeforge", *args], capture_output=True, text=True, timeout=600)
+
+
+def set_leaf_days(inv: Path, days: int) -> None:
+    yaml = YAML()
+    doc = yaml.load(inv.read_text())
+    doc["spec"].setdefault("pki", {})["leafDays"] = days
+    with inv.open("w") as f:
+        yaml.dump(doc, f)
+
+
+@pytest.fixture(scope="module")
+def short_lived(lab_factory, tmp_path_factory) -> tuple[object, Path]:
+    """A 3-member cluster whose etcd leaves were issued for 20 days (the inventory's pki.leafDays)."""
+    lab = lab_factory([("etcd-1", ("control-plane", "etcd")), ("etcd-2", ("etcd",)), ("etcd-3", ("etcd",))])
+    inv = inventory_with(lab, tmp_path_factory.mktemp("certs") / "etcd3.yaml", list(MEMBERS))
+    set_leaf_days(inv, 20)
+    res = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return lab, inv
+
+
+WATCH = "/root/watcher"
+
+
+class QuorumWatcher(threading.Thread):
+    """Asks the cluster for every member's health until stopped; counts the answers with fewer
+    healthy members than a quorum (2 of 3). An outside client: it holds its own copy of a client
+    certificate (the renewal replaces the files under /etc/etcd/pki it would otherwise read)."""
+
+    def __init__(self, lab) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.stop, self.reads, self.lost = lab, threading.Event(), 0, []
+        self.endpoints = ",".join(f"https://{lab.address(m)}:2379" for m in MEMBERS)
+        copy = f"mkdir -p {WATCH} && cp {ETCD_PKI}/ca.crt {ETCD_PKI}/healthcheck-client.crt {ETCD_PKI}/healthcheck-client.key {WATCH}/"
+        assert lab.exec("etcd-1", ["sh", "-c", copy]).returncode == 0
+
+    def run(self) -> None:
+        tls = [f"--cacert={WATCH}/ca.crt", f"--cert={WATCH}/healthcheck-client.crt",
+               f"--key={WATCH}/healthcheck-client.key"]
+        while not self.stop.is_set():
+            res = self.lab.exec("etcd-1", ["env", "ETCDCTL_API=3", "etcdctl", f"--endpoints={self.endpoints}",
+                                           "--dial-timeout=3s", "--command-timeout=10s", *tls,
+                                           "endpoint", "health", "-w", "json"])
+            try:
+                healthy = sum(1 for e in json.loads(res.stdout) if e.get("health"))
+            except ValueError:
+                healthy = 0
+            self.reads += 1
+            if healthy < 2:
+                self.lost.append(res.stdout + res.stderr)
+
+
+def host_certs(doc: dict, path: str) -> dict[str, dict]:
+    return {c["host"]: c for c in doc["hosts"] if c["path"] == path}
+
+
+def only_the_unbuilt_control_plane(differences: list[str]) -> bool:
+    """etcd-1 is the inventory's control plane, but only etcd was installed: the store's control
+    plane files are (rightly) reported missing there, and nothing else differs."""
+    return bool(differences) and all(d.startswith("etcd-1: /etc/kubernetes/pki/") and "is missing" in d
+                                     for d in differences)
+
+
+def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_time_and_verify(short_lived):
+    lab, inv = short_lived
+    before = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
+    assert before.returncode == 9, before.stdout + before.stderr
+    doc = json.loads(before.stdout)
+    servers = host_certs(doc, f"{ETCD_PKI}/server.crt")
+    assert sorted(servers) == list(MEMBERS)
+    assert all(c["expiring"] and c["daysLeft"] <= 20 and c["store"] == "same" for c in servers.values())
+    assert servers["etcd-2"]["issuer"] == "CN=etcd-ca" and lab.address("etcd-2") in servers["etcd-2"]["sans"]
+    assert doc["error"]["exit_code"] == 9
+    assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
+
+    set_leaf_days(inv, 365)  # the operator gives the renewed leaves a year
+    store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
+    kept = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    dry = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Restart etcd on its renewed certificates" in dry.stdout and "PRIVATE KEY" not in dry.stdout
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == kept  # a dry run re-issues nothing
+    assert etcdctl(lab, "etcd-1", "put", "/kf/certs", "kept").returncode == 0
+    watcher = QuorumWatcher(lab)
+    watcher.start()
+    try:
+        renew = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
+    finally:
+        watcher.stop.set()
+        watcher.join(timeout=60)
+    assert renew.returncode == 0, renew.stdout + renew.stderr
+    assert watcher.reads > 0 and watcher.lost == [], watcher.lost[:3]
+    # progress lines ("[host] title … done"): one restart per member, each after the previous gate
+    progress = [line for line in renew.stderr.splitlines() if line.startswith("[")]
+    restarts = [i for i, line in enumerate(progress) if "Restart etcd on its renewed certificates" in line]
+    gates = [i for i, line in enumerate(progress) if "Wait for etcd healthy" in line]
+    assert len(restarts) == 3 and len(gates) == 3, progress
+    assert restarts[0] < gates[0] < restarts[1] < gates[1] < restarts[2] < gates[2], progress
+    assert etcdctl(lab, "etcd-3", "get", "/kf/certs", "--print-value-only").stdout.strip() == "kept"
+
+    after = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
+    assert after.returncode == 0, after.stdout + after.stderr
+    doc = json.loads(after.stdout)
+    for path in ("server.crt", "peer.crt", "healthcheck-client.crt"):
+        found = host_certs(doc, f"{ETCD_PKI}/{path}")
+        assert sorted(found) == list(MEMBERS) and all(c["daysLeft"] >= 364 for c in found.values()), found
+        assert {c["sha256"] for c in found.values()} != {c["sha256"] for c in servers.values()}
+    assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
+    for m in MEMBERS:
+        leaves = [f"{ETCD_PKI}/{n}.crt" for n in ("server", "peer", "healthcheck-client")]
+        ok = lab.exec(m, ["openssl", "verify", "-CAfile", f"{ETCD_PKI}/ca.crt", *leaves])
+        assert ok.returncode == 0 and ok.stdout.count(": OK") == 3, ok.stdout + ok.stderr
+    again = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
+    assert again.returncode == 0 and "nothing to renew" in again.stdout, again.stdout + again.stderr
+    # the applied-config stamp was recorded: etcd install sees the renewed members as converged
+    install = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr

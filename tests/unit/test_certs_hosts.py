@@ -1,0 +1,253 @@
+"""`certs check` reading the hosts: the probe script (run for real with bash and sed on a copy of a
+host's files), its parser, the owner of each certificate and the comparison with the local store;
+`certs renew`'s store re-issue and plan."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from kubeforge.model import EtcdTopology
+from kubeforge.pki import ensure_pki, host_files, leaf_items
+from kubeforge.pki.crypto import CLIENT_AUTH, LeafSpec, generate_key, issue_leaf
+from kubeforge.plan.certs.compare import compare, store_leaves_expiring
+from kubeforge.plan.certs.hostcerts import describe, parse_probe, probe_command
+from kubeforge.plan.certs.renew import renew_plan, select
+from kubeforge.workflows.etcd.common import etcd_pki_files
+from tests.factories import make_cluster
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    c = make_cluster(tmp_path)
+    ensure_pki(c, now=NOW)
+    return c
+
+
+def lay_out(root: Path, files) -> None:
+    for f in files:
+        p = root / f.path.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(f.content)
+
+
+def run_probe(root: Path) -> str:
+    """The probe's own script, run by bash with every absolute path moved under ``root``."""
+    script = probe_command().script.replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_the_probe_reads_certificates_and_kubeconfig_client_certs_but_never_a_key(cluster, tmp_path):
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    cp = cluster.host("cp-1")
+    root = tmp_path / "host"
+    lay_out(root, host_files(cluster, bundle, cp))
+    # kubeadm's files: a kubeconfig with an embedded client cert and key, the kubelet's cert+key pem
+    client = bundle.apiserver_etcd_client
+    (root / "etc/kubernetes/admin.conf").write_text(
+        "users:\n- name: kubernetes-admin\n  user:\n"
+        f"    client-certificate-data: {base64.b64encode(client.cert_pem).decode()}\n"
+        f"    client-key-data: {base64.b64encode(client.key_pem).decode()}\n")
+    (root / "var/lib/kubelet/pki").mkdir(parents=True)
+    (root / "var/lib/kubelet/pki/kubelet-client-current.pem").write_bytes(client.cert_pem + client.key_pem)
+    out = run_probe(root)
+    assert "PRIVATE KEY" not in out and base64.b64encode(client.key_pem).decode()[:40] not in out
+    found = {c.path.removeprefix(str(root)): c for c in parse_probe("cp-1", out)}
+    assert set(found) == {"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/front-proxy-ca.crt",
+                          "/etc/kubernetes/pki/etcd/ca.crt", "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                          "/etc/kubernetes/admin.conf", "/var/lib/kubelet/pki/kubelet-client-current.pem"}
+    admin = found["/etc/kubernetes/admin.conf"]
+    assert admin.subject == "CN=kube-apiserver-etcd-client,O=system:masters" and admin.issuer == "CN=etcd-ca"
+    assert admin.not_after == client.cert.not_valid_after_utc
+
+
+def test_a_member_certificate_lists_its_sans_and_issuer(cluster):
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    c = describe("etcd-1", "/etc/etcd/pki/server.crt", bundle.etcd_server("etcd-1").cert)
+    assert {"etcd-1", "127.0.0.1", "localhost", *cluster.host("etcd-1").addresses} <= set(c.sans)
+    assert c.issuer == "CN=etcd-ca" and c.days_left(NOW) == 365
+
+
+def test_a_cut_short_or_garbled_answer_is_an_error_not_an_empty_host():
+    with pytest.raises(ValueError, match="cut short"):
+        parse_probe("etcd-1", "==> /etc/etcd/pki/server.crt\n-----BEGIN CERTIFICATE-----\nMII")
+    bad = parse_probe("etcd-1", "==> /etc/etcd/pki/server.crt\nnot a pem\n@@end\n")
+    assert len(bad) == 1 and bad[0].error.startswith("no readable certificate")
+
+
+def host_view(cluster, bundle, host_name, replace=None):
+    """What the probe would read on a host where kubeforge put the store's files (``replace``:
+    path -> certificate found there instead)."""
+    out = []
+    for f in host_files(cluster, bundle, cluster.host(host_name)):
+        if not f.path.endswith(".crt"):
+            continue
+        from cryptography import x509
+
+        cert = (replace or {}).get(f.path) or x509.load_pem_x509_certificate(f.content)
+        out.append(describe(host_name, f.path, cert))
+    return out
+
+
+def test_host_and_store_are_compared_file_by_file(cluster):
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    other_key = generate_key("ecdsa-p256")
+    stale = issue_leaf(LeafSpec(cn="etcd-1", usages=(CLIENT_AUTH,)), other_key, bundle.etcd_ca.cert,
+                       generate_key("ecdsa-p256"), days=5, now=NOW)
+    found = {"etcd-1": host_view(cluster, bundle, "etcd-1", {"/etc/etcd/pki/peer.crt": stale}),
+             "etcd-2": [c for c in host_view(cluster, bundle, "etcd-2") if not c.path.endswith("server.crt")],
+             "cp-1": host_view(cluster, bundle, "cp-1")}
+    report = compare(cluster, bundle, found, within_days=30, now=NOW, unreachable=["etcd-3"])
+    by = {(f.cert.host, f.cert.path): f for f in report.findings}
+    peer = by[("etcd-1", "/etc/etcd/pki/peer.crt")]
+    assert peer.store == "differs" and peer.expiring and str(peer.owner) == "store:etcd-peer/etcd-1"
+    assert peer.store_not_after == bundle.etcd_peer("etcd-1").cert.not_valid_after_utc
+    assert by[("etcd-1", "/etc/etcd/pki/server.crt")].store == "same"
+    assert str(by[("etcd-1", "/etc/etcd/pki/ca.crt")].owner) == "ca:etcd-ca"
+    assert str(by[("cp-1", "/etc/kubernetes/pki/apiserver-etcd-client.crt")].owner) == "store:apiserver-etcd-client"
+    assert report.missing == (("etcd-2", "/etc/etcd/pki/server.crt"),)
+    assert report.unreachable == ("etcd-3",)
+    assert [f.cert.path for f in report.expiring] == ["/etc/etcd/pki/peer.crt"]
+    assert any("etcd-2: /etc/etcd/pki/server.crt is missing" in d for d in report.differences)
+    assert any("etcd-1: /etc/etcd/pki/peer.crt is not the certificate" in d for d in report.differences)
+
+
+def test_renew_reissues_only_the_named_leaves_with_a_new_key_from_the_same_ca(cluster, tmp_path):
+    before = ensure_pki(cluster, now=NOW).bundle
+    later = NOW + timedelta(days=340)
+    result = ensure_pki(cluster, now=later, renew=frozenset({"etcd-server/etcd-2", "etcd-peer/etcd-2"}))
+    after = result.bundle
+    assert sorted(c.item for c in result.changed) == ["etcd-peer/etcd-2", "etcd-server/etcd-2"]
+    assert all(c.reason.startswith("renewed") for c in result.changed)
+    assert after.etcd_server("etcd-2").key_pem != before.etcd_server("etcd-2").key_pem
+    assert after.etcd_server("etcd-2").cert.not_valid_after_utc == later + timedelta(days=365)
+    assert after.etcd_server("etcd-1").cert_pem == before.etcd_server("etcd-1").cert_pem
+    assert after.etcd_ca.cert_pem == before.etcd_ca.cert_pem
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(after.etcd_server("etcd-2").cert_pem)
+    at = str(int((later + timedelta(days=1)).timestamp()))
+    ok = subprocess.run(["openssl", "verify", "-attime", at, "-CAfile", str(after.etcd_ca.path), str(leaf)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    with pytest.raises(ValueError, match="not leaf items"):
+        ensure_pki(cluster, renew=frozenset({"etcd-ca"}))
+
+
+def test_leaves_can_be_issued_with_a_validity_other_than_the_inventorys(cluster):
+    items = frozenset(leaf_items(cluster))
+    bundle = ensure_pki(cluster, now=NOW, renew=items, leaf_days=10).bundle
+    assert sorted(store_leaves_expiring(bundle, within_days=30, now=NOW)) == sorted(items)
+    assert bundle.etcd_ca.cert.not_valid_after_utc > NOW + timedelta(days=3000)  # CAs untouched
+
+
+def test_renew_plans_only_members_with_expiring_leaves_one_at_a_time_each_gated(cluster):
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    short = ensure_pki(cluster, now=NOW, renew=frozenset({"etcd-server/etcd-2", "etcd-peer/etcd-2"}),
+                       leaf_days=10).bundle
+    found = {h.name: host_view(cluster, short, h.name) for h in cluster.hosts}
+    report = compare(cluster, short, found, within_days=30, now=NOW)
+    sel = select(cluster, report)
+    assert sel.members == ("etcd-2",) and sel.not_renewed == ()
+    pki = {"etcd-2": etcd_pki_files(cluster, bundle, cluster.host("etcd-2"))}
+    plan = renew_plan(cluster, sel, pki, {"etcd-2": []})
+    (phase,) = plan.phases
+    assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["etcd-2"]
+    steps = phase.lanes[0].steps
+    assert [s.kind for s in steps][-3:] == ["run", "put", "gate"]
+    assert "systemctl restart etcd" in steps[-3].describe()
+    assert {s.file.path for s in steps if s.kind == "put"} >= {"/etc/etcd/pki/server.crt", "/etc/etcd/pki/peer.key"}
+    assert "etcd healthy on 3 members" in steps[-1].what
+    assert "PRIVATE KEY" not in plan.render_text()
+    every = select(cluster, report, renew_all=True)
+    assert every.members == ("etcd-1", "etcd-2", "etcd-3")
+    assert select(cluster, report, renew_all=True, hosts=["etcd-3"]).members == ("etcd-3",)
+
+
+def test_what_renew_does_not_handle_is_named_in_the_plan(cluster):
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    found = {"cp-1": host_view(cluster, bundle, "cp-1")}
+    kubeadm_leaf = issue_leaf(LeafSpec(cn="kube-apiserver", usages=(CLIENT_AUTH,)), generate_key("ecdsa-p256"),
+                              bundle.kube_ca.cert, generate_key("ecdsa-p256"), days=3, now=NOW)
+    found["cp-1"].append(describe("cp-1", "/etc/kubernetes/pki/apiserver.crt", kubeadm_leaf))
+    report = compare(cluster, bundle, found, within_days=30, now=NOW)
+    sel = select(cluster, report)
+    assert sel.members == ()
+    assert len(sel.not_renewed) == 1 and "apiserver.crt" in sel.not_renewed[0] and "kubeadm" in sel.not_renewed[0]
+    plan = renew_plan(cluster, sel, {}, {})
+    assert [p.name for p in plan.phases] == ["NotRenewed", "RenewEtcdMembers"] and plan.phases[1].is_noop
+
+
+def test_stacked_clusters_have_no_store_files_on_members_to_compare(tmp_path):
+    c = make_cluster(tmp_path, topology=EtcdTopology.STACKED)
+    bundle = ensure_pki(c, now=NOW).bundle
+    found = {"cp-1": host_view(c, bundle, "cp-1")}
+    report = compare(c, bundle, found, within_days=30, now=NOW)
+    owners = {f.cert.path: str(f.owner) for f in report.findings}
+    assert owners["/etc/kubernetes/pki/etcd/ca.crt"] == "ca:etcd-ca" and report.missing == ()
+
+
+
+def local_pool(cluster, root: Path, reachable: set[str], monkeypatch):
+    """Hosts in ``reachable`` are this machine (real bash and sed) reading the files under ``root``;
+    the others refuse the connection."""
+    from kubeforge.errors import TransportError
+    from kubeforge.transport.base import Command
+    from kubeforge.transport.local import LocalTransport
+    from kubeforge.transport.pool import TransportPool
+    import kubeforge.workflows.certs as wf
+
+    script = probe_command().script.replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
+    monkeypatch.setattr(wf, "probe_command", lambda: Command(script=script, timeout=60))
+
+    def factory(h):
+        if h.name not in reachable:
+            raise TransportError(h.name, "connection refused")
+        return LocalTransport(host=h.name)
+
+    return TransportPool(cluster, factory=factory)
+
+
+def test_check_reads_the_hosts_it_reaches_and_names_the_others(cluster, tmp_path, monkeypatch):
+    from kubeforge.workflows.certs import check
+
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    root = tmp_path / "etcd-1"
+    lay_out(root, host_files(cluster, bundle, cluster.host("etcd-1")))
+    with local_pool(cluster, root, {"etcd-1"}, monkeypatch) as pool:
+        result = check(cluster, pool, within_days=400, now=NOW)
+    assert result.hosts.unreachable == tuple(sorted(h.name for h in cluster.hosts if h.name != "etcd-1"))
+    paths = sorted(f.cert.path.removeprefix(str(root)) for f in result.hosts.findings)
+    assert paths == ["/etc/etcd/pki/ca.crt", "/etc/etcd/pki/healthcheck-client.crt", "/etc/etcd/pki/peer.crt",
+                     "/etc/etcd/pki/server.crt"]
+    doc = result.to_json(cluster.name)
+    assert doc["unreachable"] and all(h["host"] == "etcd-1" for h in doc["hosts"])
+    assert {h["path"].rsplit("/", 1)[1] for h in doc["hosts"] if h["expiring"]} == {
+        "healthcheck-client.crt", "peer.crt", "server.crt"}  # 365 days <= 400; the CA has 3650
+
+
+def test_renew_changes_nothing_when_a_host_cannot_be_read(cluster, tmp_path, monkeypatch):
+    from kubeforge.errors import CheckFailed
+    from kubeforge.workflows.certs import plan_renew
+
+    before = {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()}
+    with local_pool(cluster, tmp_path / "empty", {"etcd-1"}, monkeypatch) as pool:
+        with pytest.raises(CheckFailed) as err:
+            plan_renew(cluster, pool, within_days=400, now=NOW)
+    assert set(err.value.unreachable) == {h.name for h in cluster.hosts if h.name != "etcd-1"}
+    assert {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()} == before
+
+
+def test_renew_refuses_an_unknown_host_name_before_contacting_any_host(cluster, monkeypatch, tmp_path):
+    from kubeforge.errors import UsageError
+    from kubeforge.workflows.certs import plan_renew
+
+    with local_pool(cluster, tmp_path / "empty", set(), monkeypatch) as pool:
+        with pytest.raises(UsageError, match="--hosts: etcd-9 is not in the inventory"):
+            plan_renew(cluster, pool, within_days=30, hosts=["etcd-1", "etcd-9"], now=NOW)
