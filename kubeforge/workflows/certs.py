@@ -1,6 +1,6 @@
 """``kubeforge certs check`` and ``certs renew``: the certificates on the hosts beside the store.
 
-check: every host is read in parallel (one sudo script each, kubeforge.plan.certs.hostcerts), the
+check: every host is read in parallel (one sudo script each, kubeforge.pki.hostcerts), the
 PEMs parsed here, each certificate given an owner and compared with the store. Read-only.
 
 renew: from the same reading, the store's etcd leaves that expire (or all of them, ``renew_all``)
@@ -21,7 +21,7 @@ from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
 from kubeforge.pki.bundle import PkiBundle
 from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
-from kubeforge.plan.certs.hostcerts import HostCert, parse_probe, probe_command
+from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.plan.certs.renew import RenewSelection, renew_plan, select
 from kubeforge.plan.phase import Plan
 

@@ -15,7 +15,7 @@ from kubeforge.model import EtcdTopology
 from kubeforge.pki import ensure_pki, host_files, leaf_items
 from kubeforge.pki.crypto import CLIENT_AUTH, LeafSpec, generate_key, issue_leaf
 from kubeforge.plan.certs.compare import compare, store_leaves_expiring
-from kubeforge.plan.certs.hostcerts import describe, parse_probe, probe_command
+from kubeforge.pki.hostcerts import describe, parse_probe, probe_command
 from kubeforge.plan.certs.renew import renew_plan, select
 from kubeforge.workflows.etcd.common import etcd_pki_files
 from tests.factories import make_cluster

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping
 from kubeforge.model.cluster import Cluster
 from kubeforge.pki.bundle import PkiBundle
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI, host_files
-from kubeforge.plan.certs.hostcerts import KUBELET_PKI, HostCert, fingerprint
+from kubeforge.pki.hostcerts import KUBELET_PKI, HostCert, fingerprint
 
 # What kubeadm issued and renews itself (`kubeadm certs renew <name>`), by file.
 KUBEADM_OWNED = {
