@@ -20,9 +20,10 @@ from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
 from kubeforge.pki.bundle import PkiBundle
-from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
 from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
-from kubeforge.plan.certs.renew import RenewSelection, renew_plan, select
+from kubeforge.pki.layout import host_files
+from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
+from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, RenewSelection, renew_plan, select
 from kubeforge.plan.phase import Plan
 
 log = logging.getLogger("kubeforge.certs")
@@ -147,6 +148,7 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
             raise CheckFailed(f"etcd is not healthy on {', '.join(sick)}; a rolling renewal restarts members one "
                               "at a time and starts only from a fully healthy cluster",
                               hint="`kubeforge etcd status` says what is wrong; nothing was changed")
+    if selection.members or selection.apiservers:
         items = _to_reissue(cluster, bundle, selection.members, within_days=within_days, renew_all=renew_all, now=now)
         if not write_store:
             reissued = sorted(items)
@@ -163,4 +165,6 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     ctx = context(cluster)
     pki = {m: etcd_pki_files(cluster, bundle, by_name[m]) for m in selection.members}
     config = {m: member_etcd_files(ctx, by_name[m], facts[m]) for m in selection.members}
-    return renew_plan(cluster, selection, pki, config), reissued
+    apiserver = {cp: [f for f in host_files(cluster, bundle, cluster.host(cp)) if f.path.startswith(APISERVER_ETCD_CLIENT)]
+                 for cp in selection.apiservers}
+    return renew_plan(cluster, selection, pki, config, apiserver), reissued

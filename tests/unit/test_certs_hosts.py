@@ -14,8 +14,8 @@ import pytest
 from kubeforge.model import EtcdTopology
 from kubeforge.pki import ensure_pki, host_files, leaf_items
 from kubeforge.pki.crypto import CLIENT_AUTH, LeafSpec, generate_key, issue_leaf
-from kubeforge.plan.certs.compare import compare, store_leaves_expiring
 from kubeforge.pki.hostcerts import describe, parse_probe, probe_command
+from kubeforge.plan.certs.compare import compare, store_leaves_expiring
 from kubeforge.plan.certs.renew import renew_plan, select
 from kubeforge.workflows.etcd.common import etcd_pki_files
 from tests.factories import make_cluster
@@ -157,7 +157,8 @@ def test_renew_plans_only_members_with_expiring_leaves_one_at_a_time_each_gated(
     assert sel.members == ("etcd-2",) and sel.not_renewed == ()
     pki = {"etcd-2": etcd_pki_files(cluster, bundle, cluster.host("etcd-2"))}
     plan = renew_plan(cluster, sel, pki, {"etcd-2": []})
-    (phase,) = plan.phases
+    phase, apiservers = plan.phases
+    assert apiservers.name == "RenewApiServerEtcdClient" and apiservers.is_noop
     assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["etcd-2"]
     steps = phase.lanes[0].steps
     assert [s.kind for s in steps][-3:] == ["run", "put", "gate"]
@@ -181,7 +182,8 @@ def test_what_renew_does_not_handle_is_named_in_the_plan(cluster):
     assert sel.members == ()
     assert len(sel.not_renewed) == 1 and "apiserver.crt" in sel.not_renewed[0] and "kubeadm" in sel.not_renewed[0]
     plan = renew_plan(cluster, sel, {}, {})
-    assert [p.name for p in plan.phases] == ["NotRenewed", "RenewEtcdMembers"] and plan.phases[1].is_noop
+    assert [p.name for p in plan.phases] == ["NotRenewed", "RenewEtcdMembers", "RenewApiServerEtcdClient"]
+    assert plan.phases[1].is_noop and plan.phases[2].is_noop
 
 
 def test_stacked_clusters_have_no_store_files_on_members_to_compare(tmp_path):
@@ -197,11 +199,11 @@ def test_stacked_clusters_have_no_store_files_on_members_to_compare(tmp_path):
 def local_pool(cluster, root: Path, reachable: set[str], monkeypatch):
     """Hosts in ``reachable`` are this machine (real bash and sed) reading the files under ``root``;
     the others refuse the connection."""
+    import kubeforge.workflows.certs as wf
     from kubeforge.errors import TransportError
     from kubeforge.transport.base import Command
     from kubeforge.transport.local import LocalTransport
     from kubeforge.transport.pool import TransportPool
-    import kubeforge.workflows.certs as wf
 
     script = probe_command().script.replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
     monkeypatch.setattr(wf, "probe_command", lambda: Command(script=script, timeout=60))
@@ -251,3 +253,48 @@ def test_renew_refuses_an_unknown_host_name_before_contacting_any_host(cluster, 
     with local_pool(cluster, tmp_path / "empty", set(), monkeypatch) as pool:
         with pytest.raises(UsageError, match="--hosts: etcd-9 is not in the inventory"):
             plan_renew(cluster, pool, within_days=30, hosts=["etcd-1", "etcd-9"], now=NOW)
+
+
+def test_an_expiring_apiserver_etcd_client_is_pushed_one_control_plane_at_a_time_each_api_gated(cluster):
+    from kubeforge.plan.certs.renew import APISERVER_ASIDE, APISERVER_MANIFEST
+
+    short = ensure_pki(cluster, now=NOW, renew=frozenset({"apiserver-etcd-client"}), leaf_days=10).bundle
+    found = {h.name: host_view(cluster, short, h.name) for h in cluster.hosts}
+    report = compare(cluster, short, found, within_days=30, now=NOW)
+    sel = select(cluster, report)
+    assert sel.members == () and sel.not_renewed == ()
+    assert sel.apiservers == ("cp-1", "cp-2", "cp-3")
+    assert select(cluster, report, hosts=["cp-2"]).apiservers == ("cp-2",)
+    fresh = ensure_pki(cluster, now=NOW, renew=frozenset({"apiserver-etcd-client"})).bundle
+    files = {cp: [f for f in host_files(cluster, fresh, cluster.host(cp))
+                  if f.path.startswith("/etc/kubernetes/pki/apiserver-etcd-client")] for cp in sel.apiservers}
+    plan = renew_plan(cluster, sel, {}, {}, files)
+    assert [p.name for p in plan.phases] == ["RenewEtcdMembers", "RenewApiServerEtcdClient"]
+    assert plan.phases[0].is_noop
+    phase = plan.phases[1]
+    assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["cp-1", "cp-2", "cp-3"]
+    for lane in phase.lanes:
+        kinds = [s.kind for s in lane.steps]
+        assert kinds == ["put", "put", "run", "gate"]
+        assert {s.file.path for s in lane.steps[:2]} == {"/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                                                        "/etc/kubernetes/pki/apiserver-etcd-client.key"}
+        restart, gate = lane.steps[2].command.script, lane.steps[3].probe.script
+        assert restart.index(f"mv -f {APISERVER_MANIFEST} {APISERVER_ASIDE}") < restart.index(
+            f"mv -f {APISERVER_ASIDE} {APISERVER_MANIFEST}")
+        address = cluster.host(lane.host).internal_address
+        assert f"--server https://{address}:6443 get --raw /readyz" in gate
+    assert "PRIVATE KEY" not in plan.render_text()
+    # a resumed run: the store already holds the new certificate, the hosts still the old one
+    assert select(cluster, compare(cluster, fresh, found, within_days=0, now=NOW)).apiservers == ("cp-1", "cp-2", "cp-3")
+    pushed = {h.name: host_view(cluster, fresh, h.name) for h in cluster.hosts}
+    assert select(cluster, compare(cluster, fresh, pushed, within_days=30, now=NOW)).apiservers == ()
+
+
+def test_a_member_on_a_control_plane_is_not_restarted_for_the_api_servers_client_cert(tmp_path):
+    """Only /etc/etcd/pki leaves select an etcd member; the API server's client cert selects its control plane."""
+    c = make_cluster(tmp_path, n_etcd=1, n_cp=1)
+    ensure_pki(c, now=NOW)
+    short = ensure_pki(c, now=NOW, renew=frozenset({"apiserver-etcd-client"}), leaf_days=10).bundle
+    found = {h.name: host_view(c, short, h.name) for h in c.hosts}
+    sel = select(c, compare(c, short, found, within_days=30, now=NOW))
+    assert (sel.members, sel.apiservers) == ((), ("cp-1",))

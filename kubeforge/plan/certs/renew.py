@@ -1,6 +1,8 @@
 """The plan of ``kubeforge certs renew``: etcd members one at a time (leaf files from the store,
 pushed, etcd restarted, the cluster healthy with one leader before the next member), then the
-applied-config stamp so a later ``etcd install`` sees nothing to do.
+applied-config stamp so a later ``etcd install`` sees nothing to do; then the API server's etcd
+client certificate, control planes one at a time (pushed, the kube-apiserver static pod restarted by
+moving its manifest out of the kubelet's sight and back, that node's API ready before the next).
 
 What expires but is not renewed by this plan (kubeadm's certificates, CAs, the kubelet's) is a
 warning phase at the top of the plan, so the operator sees it in the plan, the prompt and the log.
@@ -8,10 +10,12 @@ warning phase at the top of the plan, so the operator sees it in the plan, the p
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from kubeforge.model import Cluster, RenderedFile
+from kubeforge.model import Cluster, EtcdTopology, RenderedFile
+from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
@@ -19,9 +23,20 @@ from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
 from kubeforge.plan.strategy import rolling
+from kubeforge.render.endpoint import APISERVER_PORT
+from kubeforge.transport.base import Command
 
 WORKFLOW = "certs renew"
 MEMBER_ITEMS = ("etcd-server", "etcd-peer")
+APISERVER_ETCD_CLIENT = f"{KUBE_PKI}/apiserver-etcd-client"
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+# Outside manifests/ (the kubelet watches only that directory), named for this workflow so a
+# restore's aside file is never mistaken for it.
+APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-certs"
+# How long the kubelet may take to stop the pod once its manifest is gone: it looks at the manifest
+# directory every fileCheckFrequency (20 s by default), then stops the container.
+STOP_TIMEOUT_S = 90
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,7 @@ class RenewSelection:
 
     members: tuple[str, ...]
     not_renewed: tuple[str, ...]
+    apiservers: tuple[str, ...] = ()  # control planes whose API server etcd client cert is pushed
 
 
 def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
@@ -41,22 +57,33 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
     for m in cluster.etcd_members:
         if wanted is not None and m.name not in wanted:
             continue
-        ours = [f for f in report.findings if f.cert.host == m.name and f.owner.kind == "store"]
+        ours = [f for f in report.findings if f.cert.host == m.name and f.owner.kind == "store"
+                and f.cert.path.startswith(ETCD_PKI + "/")]
         if renew_all and ours or any(f.expiring for f in ours):
             members.append(m.name)
+    apiservers: list[str] = []
+    for cp in cluster.control_planes:
+        if wanted is not None and cp.name not in wanted:
+            continue
+        client = [f for f in report.findings if f.cert.host == cp.name and f.owner.kind == "store"
+                  and f.cert.path == APISERVER_ETCD_CLIENT + ".crt"]
+        # "differs": the store re-issued it (a run stopped before pushing, or `--all --hosts` elsewhere)
+        if renew_all and client or any(f.expiring or f.store == "differs" for f in client):
+            apiservers.append(cp.name)
     for f in report.expiring:
         if wanted is not None and f.cert.host not in wanted:
             continue
-        if f.owner.kind == "store" and f.cert.host in members:
+        if f.owner.kind == "store" and (f.cert.host in members and f.cert.path.startswith(ETCD_PKI + "/")
+                                        or f.cert.host in apiservers and f.cert.path.startswith(APISERVER_ETCD_CLIENT)):
             continue
         why = {
             "ca": "a CA: only a CA rotation renews it (`certs rotate-ca`, not built yet)",
             "kubeadm": "kubeadm's: `kubeadm certs renew` is not run by this version of kubeforge",
             "kubelet": "the kubelet's: turn on kubelet client certificate rotation",
-            "store": "re-issued in the store, but pushing it to a control plane is not built yet",
+            "store": "kubeforge's, but not one this run pushes",
         }.get(f.owner.kind, "not a certificate kubeforge knows how to renew")
         left.append(f"{f.cert.host}: {f.cert.path} (until {f.cert.not_after:%Y-%m-%d}): {why}")
-    return RenewSelection(tuple(members), tuple(left))
+    return RenewSelection(tuple(members), tuple(left), tuple(apiservers))
 
 
 def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFile],
@@ -76,10 +103,57 @@ def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFi
     return steps
 
 
+def api_url(host) -> str:
+    """The API server of this one control plane (where kubeadm's advertiseAddress puts it)."""
+    return f"https://{host.internal_address}:{APISERVER_PORT}"
+
+
+def api_ready(host) -> Command:
+    """This node's own API server answers ready: ``--server`` so kubectl asks no other one."""
+    return Command(script=f"kubectl --kubeconfig {ADMIN_CONF} --server {shlex.quote(api_url(host))} "
+                          "get --raw /readyz >/dev/null", sudo=True, timeout=30)
+
+
+def restart_apiserver(host) -> Command:
+    """Restart the kube-apiserver static pod as kubeadm's docs have it: the manifest out of the
+    kubelet's sight until the pod is gone (this node's API stops answering), then back. The manifest
+    goes back whatever happened, and a run interrupted with it aside puts it back on resume."""
+    m, a = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
+    probe = api_ready(host).script
+    script = "\n".join([
+        f"if [ -e {m} ]; then mv -f {m} {a}; elif [ ! -e {a} ]; then echo 'no {APISERVER_MANIFEST}' >&2; exit 1; fi",
+        "gone=0",
+        f"for i in $(seq 1 {STOP_TIMEOUT_S * 2}); do",
+        f"  if ! {probe} 2>/dev/null; then gone=1; break; fi",
+        "  sleep 0.5",
+        "done",
+        f"mv -f {a} {m}",
+        f"[ $gone = 1 ] || {{ echo 'the kube-apiserver static pod still answered {STOP_TIMEOUT_S}s after its manifest "
+        "was moved away (the manifest is back)' >&2; exit 1; }",
+    ])
+    return Command(script=script, sudo=True, timeout=STOP_TIMEOUT_S + 60,
+                   description="restart the kube-apiserver static pod")
+
+
+def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFile], gate_timeout_s: float) -> list:
+    """Put the API server's etcd client pair (unchanged files skipped by sha256), restart the
+    kube-apiserver static pod, wait until this node's API is ready again."""
+    host = cluster.host(host_name)
+    steps: list = [PutFileStep(host_name, f) for f in files]
+    steps.append(RunStep(host_name, restart_apiserver(host), "Restart kube-apiserver on its renewed etcd client certificate",
+                         key="restart-apiserver"))
+    steps.append(GateStep(host_name, api_ready(host), "Wait for the API ready",
+                          what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
+                          timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}"))
+    return steps
+
+
 def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[str, Sequence[RenderedFile]],
-               config_files: Mapping[str, Sequence[RenderedFile]]) -> Plan:
+               config_files: Mapping[str, Sequence[RenderedFile]],
+               apiserver_files: Mapping[str, Sequence[RenderedFile]] | None = None) -> Plan:
     """``pki_files`` / ``config_files``: per selected member, its etcd PKI files from the (already
-    renewed) store and its etcd.env + unit as in place (for the applied-config stamp)."""
+    renewed) store and its etcd.env + unit as in place (for the applied-config stamp).
+    ``apiserver_files``: per selected control plane, the API server's etcd client cert and key."""
     phases: list[PhasePlan] = []
     if selection.not_renewed:
         phases.append(warning_phase("expiring but not renewed by this run: " + "; ".join(selection.not_renewed),
@@ -90,4 +164,13 @@ def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[s
         lanes=[(m, member_lane(cluster, m, pki_files[m], config_files[m])) for m in selection.members],
         reason_if_empty="no etcd member certificate to renew",
     ))
+    if selection.apiservers or cluster.etcd.topology is EtcdTopology.EXTERNAL:
+        phases.append(PhasePlan.of(
+            name="RenewApiServerEtcdClient",
+            title="Renew the API server's etcd client certificate (one control plane at a time)",
+            strategy=rolling(),
+            lanes=[(cp, apiserver_lane(cluster, cp, (apiserver_files or {})[cp], GATE_TIMEOUT_S))
+                   for cp in selection.apiservers],
+            reason_if_empty="no API server etcd client certificate to renew",
+        ))
     return Plan(WORKFLOW, tuple(phases))
