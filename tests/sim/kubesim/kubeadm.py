@@ -1,5 +1,5 @@
 """`kubeadm` stand-in: init, join, upgrade plan|apply|node, reset, token, upload-certs, version, config validate,
-kubeconfig user."""
+kubeconfig user, certs renew|check-expiration."""
 
 from __future__ import annotations
 
@@ -265,6 +265,18 @@ def parser() -> _Parser:
     c.add_argument("action")
     c.add_argument("--config")
     c.set_defaults(fn=cmd_config)
+    from . import kubeadm_certs
+
+    certs = sub.add_parser("certs").add_subparsers(dest="action", required=True)
+    cr = certs.add_parser("renew")
+    cr.add_argument("name")
+    cr.add_argument("--config")
+    cr.add_argument("-v", "--v", default=None)
+    cr.set_defaults(fn=kubeadm_certs.renew)
+    ce = certs.add_parser("check-expiration")
+    ce.add_argument("--config")
+    ce.add_argument("-v", "--v", default=None)
+    ce.set_defaults(fn=kubeadm_certs.check_expiration)
     kc = sub.add_parser("kubeconfig").add_subparsers(dest="action", required=True).add_parser("user")
     kc.add_argument("--client-name")
     kc.add_argument("--config")
