@@ -149,7 +149,7 @@ def renew_cmd(
     from kubeforge.cli.etcd import _nothing_to_do, _run_plan
     from kubeforge.cli.options import split_hosts
     from kubeforge.inventory import load_cluster
-    from kubeforge.workflows.certs import plan_renew
+    from kubeforge.workflows.certs import plan_renew, refresh_local_admin
 
     resume_run = resume_value(resume, run)
     cluster = load_cluster(inventory)
@@ -160,7 +160,10 @@ def renew_cmd(
             warned = next((p.title for p in plan.phases if p.name == "NotRenewed"), "")
             _nothing_to_do(f"nothing to renew within {within_days} days" + (f" ({warned})" if warned else ""))
             return
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run)
+        report = _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
+                           resume=resume_run)
+        if not dry_run and report.outcome == "succeeded":
+            refresh_local_admin(cluster, pool, plan)
 
 def register(app: typer.Typer) -> None:
     app.add_typer(certs_app, name="certs")

@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from kubeforge.errors import CheckFailed, UsageError
-from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
 from kubeforge.pki.bundle import PkiBundle
 from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.pki.layout import host_files
 from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
-from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, RenewSelection, renew_plan, select
+from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, renew_plan, select
 from kubeforge.plan.phase import Plan
 
 log = logging.getLogger("kubeforge.certs")
@@ -135,11 +135,8 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     _require_all_read(down)
     bundle = load_pki(cluster)
     report = compare(cluster, bundle, found, within_days=within_days, now=now)
-    if cluster.etcd.topology is EtcdTopology.STACKED:
-        selection = RenewSelection((), tuple(f"{f.cert.host}: {f.cert.path}: stacked etcd is kubeadm's"
-                                             for f in report.expiring))
-    else:
-        selection = select(cluster, report, renew_all=renew_all, hosts=hosts)
+    # stacked etcd: no member is kubeforge's (its certificates are kubeadm's, named as not renewed)
+    selection = select(cluster, report, renew_all=renew_all, hosts=hosts)
     reissued: list[str] = []
     if selection.members:
         status = gather_status(cluster, pool)
@@ -168,3 +165,16 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     apiserver = {cp: [f for f in host_files(cluster, bundle, cluster.host(cp)) if f.path.startswith(APISERVER_ETCD_CLIENT)]
                  for cp in selection.apiservers}
     return renew_plan(cluster, selection, pki, config, apiserver), reissued
+
+
+def refresh_local_admin(cluster: Cluster, pool, plan: Plan) -> bool:
+    """After a run that renewed admin.conf on the control planes, fetch it again into the local
+    state dir (only when a local copy exists: nothing is created that the operator did not fetch)."""
+    from kubeforge.plan.certs.renew import renews_admin_conf
+    from kubeforge.workflows.kubeconfig import ADMIN_LOCAL, fetch_kubeconfig
+
+    if not renews_admin_conf(plan) or not (cluster.state_dir / ADMIN_LOCAL).is_file():
+        return False
+    fetch_kubeconfig(cluster, pool)
+    log.info("refreshed the local admin kubeconfig %s", cluster.state_dir / ADMIN_LOCAL)
+    return True

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kubeforge.plan.certs.renew import APISERVER_MANIFEST, api_ready, restart_apiserver
+from kubeforge.plan.certs.renew import APISERVER_MANIFEST, api_ready, kubeadm_renew, restart_apiserver
 from tests.sim import testing as T
 from tests.sim.kubesim import staticpod
 from tests.unit.test_sim_kubelet_process import INIT, V, service, until  # noqa: F401 (service: a fixture)
@@ -23,7 +23,7 @@ from tests.unit.test_sim_kubelet_process import INIT, V, service, until  # noqa:
 
 @pytest.fixture
 def control_plane(service, tmp_path: Path):
-    """cp-1 after `kubeadm init`, its kubelet a real process, and a bin/ with the simulator's kubectl."""
+    """cp-1 after `kubeadm init`, its kubelet a real process, and a bin/ with the simulator's kubectl and kubeadm."""
     root, _svc = service
     port = os.environ["KUBESIM_API_PORT"]
     (tmp_path / "init.yaml").write_text(INIT)
@@ -32,10 +32,11 @@ def control_plane(service, tmp_path: Path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     sim = Path(T.__file__).resolve().parent
-    wrapper = bindir / "kubectl"
-    wrapper.write_text(f"#!{sys.executable} -I\nimport sys\nsys.path.insert(0, {str(sim)!r})\n"
-                       f"from kubesim import kubectl\nsys.exit(kubectl.main(sys.argv[1:], {V!r}))\n")
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    for tool in ("kubectl", "kubeadm"):
+        wrapper = bindir / tool
+        wrapper.write_text(f"#!{sys.executable} -I\nimport sys\nsys.path.insert(0, {str(sim)!r})\n"
+                           f"from kubesim import {tool}\nsys.exit({tool}.main(sys.argv[1:], {V!r}))\n")
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     env = dict(os.environ, KUBESIM_ROOT=root, PATH=f"{bindir}:{os.environ['PATH']}")
     return root, port, env
 
@@ -75,3 +76,15 @@ def test_a_run_stopped_with_the_manifest_aside_puts_it_back(control_plane):
     assert res.returncode == 0, res.stderr
     assert Path(root + APISERVER_MANIFEST).is_file() and not Path(root + APISERVER_ASIDE).exists()
     until(lambda: run(on_machine(api_ready(cp).script, root, port), env).returncode == 0, what="the API ready")
+
+
+def test_kubeadm_renew_step_renews_and_fails_where_kubeadm_only_says_it_could_not(control_plane):
+    root, _port, env = control_plane
+    crt = Path(root, "etc/kubernetes/pki/apiserver.crt")
+    before = crt.read_bytes()
+    res = run(kubeadm_renew(["apiserver", "admin.conf"]).script, env)
+    assert res.returncode == 0, res.stderr
+    assert crt.read_bytes() != before
+    Path(root, "etc/kubernetes/pki/ca.key").unlink()  # an external CA: kubeadm exits 0 having renewed nothing
+    res = run(kubeadm_renew(["apiserver-kubelet-client"]).script, env)
+    assert res.returncode == 1 and "kubeadm did not renew apiserver-kubelet-client" in res.stderr

@@ -158,7 +158,7 @@ def test_renew_plans_only_members_with_expiring_leaves_one_at_a_time_each_gated(
     pki = {"etcd-2": etcd_pki_files(cluster, bundle, cluster.host("etcd-2"))}
     plan = renew_plan(cluster, sel, pki, {"etcd-2": []})
     phase, apiservers = plan.phases
-    assert apiservers.name == "RenewApiServerEtcdClient" and apiservers.is_noop
+    assert apiservers.name == "RenewControlPlanes" and apiservers.is_noop
     assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["etcd-2"]
     steps = phase.lanes[0].steps
     assert [s.kind for s in steps][-3:] == ["run", "put", "gate"]
@@ -176,13 +176,13 @@ def test_what_renew_does_not_handle_is_named_in_the_plan(cluster):
     found = {"cp-1": host_view(cluster, bundle, "cp-1")}
     kubeadm_leaf = issue_leaf(LeafSpec(cn="kube-apiserver", usages=(CLIENT_AUTH,)), generate_key("ecdsa-p256"),
                               bundle.kube_ca.cert, generate_key("ecdsa-p256"), days=3, now=NOW)
-    found["cp-1"].append(describe("cp-1", "/etc/kubernetes/pki/apiserver.crt", kubeadm_leaf))
+    found["cp-1"].append(describe("cp-1", "/etc/kubernetes/pki/etcd/server.crt", kubeadm_leaf))
     report = compare(cluster, bundle, found, within_days=30, now=NOW)
     sel = select(cluster, report)
-    assert sel.members == ()
-    assert len(sel.not_renewed) == 1 and "apiserver.crt" in sel.not_renewed[0] and "kubeadm" in sel.not_renewed[0]
+    assert sel.members == () and sel.kubeadm == ()
+    assert len(sel.not_renewed) == 1 and "etcd/server.crt" in sel.not_renewed[0] and "kubeadm" in sel.not_renewed[0]
     plan = renew_plan(cluster, sel, {}, {})
-    assert [p.name for p in plan.phases] == ["NotRenewed", "RenewEtcdMembers", "RenewApiServerEtcdClient"]
+    assert [p.name for p in plan.phases] == ["NotRenewed", "RenewEtcdMembers", "RenewControlPlanes"]
     assert plan.phases[1].is_noop and plan.phases[2].is_noop
 
 
@@ -269,7 +269,7 @@ def test_an_expiring_apiserver_etcd_client_is_pushed_one_control_plane_at_a_time
     files = {cp: [f for f in host_files(cluster, fresh, cluster.host(cp))
                   if f.path.startswith("/etc/kubernetes/pki/apiserver-etcd-client")] for cp in sel.apiservers}
     plan = renew_plan(cluster, sel, {}, {}, files)
-    assert [p.name for p in plan.phases] == ["RenewEtcdMembers", "RenewApiServerEtcdClient"]
+    assert [p.name for p in plan.phases] == ["RenewEtcdMembers", "RenewControlPlanes"]
     assert plan.phases[0].is_noop
     phase = plan.phases[1]
     assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["cp-1", "cp-2", "cp-3"]
@@ -298,3 +298,48 @@ def test_a_member_on_a_control_plane_is_not_restarted_for_the_api_servers_client
     found = {h.name: host_view(c, short, h.name) for h in c.hosts}
     sel = select(c, compare(c, short, found, within_days=30, now=NOW))
     assert (sel.members, sel.apiservers) == ((), ("cp-1",))
+
+
+def kubeadm_leaf(bundle, days: int):
+    return issue_leaf(LeafSpec(cn="kube-apiserver", usages=(CLIENT_AUTH,)), generate_key("ecdsa-p256"),
+                      bundle.kube_ca.cert, generate_key("ecdsa-p256"), days=days, now=NOW)
+
+
+def test_kubeadms_expiring_certificates_are_renewed_by_kubeadm_one_control_plane_at_a_time(cluster):
+    from kubeforge.plan.certs.renew import renews_admin_conf
+
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    found = {h.name: host_view(cluster, bundle, h.name) for h in cluster.hosts}
+    for cp, days in (("cp-1", 5), ("cp-2", 200), ("cp-3", 5)):
+        found[cp] += [describe(cp, "/etc/kubernetes/pki/apiserver.crt", kubeadm_leaf(bundle, days)),
+                      describe(cp, "/etc/kubernetes/admin.conf", kubeadm_leaf(bundle, days)),
+                      describe(cp, "/etc/kubernetes/scheduler.conf", kubeadm_leaf(bundle, days))]
+    report = compare(cluster, bundle, found, within_days=30, now=NOW)
+    sel = select(cluster, report)
+    assert sel.kubeadm == (("cp-1", ("apiserver", "admin.conf")), ("cp-3", ("apiserver", "admin.conf")))
+    assert [n.split(":")[0] for n in sel.not_renewed] == ["cp-1", "cp-3"]  # scheduler.conf: not built
+    assert all("scheduler.conf" in n for n in sel.not_renewed)
+    plan = renew_plan(cluster, sel, {}, {})
+    phase = plan.phases[-1]
+    assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["cp-1", "cp-3"]
+    steps = phase.lanes[0].steps
+    assert [s.kind for s in steps] == ["run", "run", "gate"]
+    assert "kubeadm certs renew apiserver" in steps[0].command.script
+    assert "Detected external" in steps[0].command.script  # kubeadm's exit 0 without a CA key is a failure here
+    assert "mv -f /etc/kubernetes/manifests/kube-apiserver.yaml" in steps[1].command.script
+    assert renews_admin_conf(plan)
+    every = select(cluster, report, renew_all=True, hosts=["cp-2"])
+    assert every.kubeadm == (("cp-2", ("apiserver", "admin.conf")),)
+
+
+def test_renewing_only_kubeconfigs_restarts_nothing_but_still_gates_on_the_api(cluster):
+    from kubeforge.plan.certs.renew import renews_admin_conf
+
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    found = {"cp-2": host_view(cluster, bundle, "cp-2")
+             + [describe("cp-2", "/etc/kubernetes/super-admin.conf", kubeadm_leaf(bundle, 3))]}
+    sel = select(cluster, compare(cluster, bundle, found, within_days=30, now=NOW))
+    assert sel.kubeadm == (("cp-2", ("super-admin.conf",)),)
+    plan = renew_plan(cluster, sel, {}, {})
+    assert [s.kind for s in plan.phases[-1].lanes[0].steps] == ["run", "gate"]
+    assert not renews_admin_conf(plan)

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from kubeforge.model import Cluster, EtcdTopology, RenderedFile
+from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
 from kubeforge.plan.etcd import commands as cmd
@@ -37,6 +37,11 @@ APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-certs"
 # How long the kubelet may take to stop the pod once its manifest is gone: it looks at the manifest
 # directory every fileCheckFrequency (20 s by default), then stops the container.
 STOP_TIMEOUT_S = 90
+# What this run renews with `kubeadm certs renew <name>` (kubeadm's names): the kube-apiserver's own
+# certificates (its static pod is restarted) and the admin kubeconfigs (read afresh by each client).
+# controller-manager.conf and scheduler.conf are left to the NotRenewed warning: restarting those two
+# static pods, gated on their health, is not built.
+KUBEADM_RENEWED = ("apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin.conf", "super-admin.conf")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,12 @@ class RenewSelection:
     members: tuple[str, ...]
     not_renewed: tuple[str, ...]
     apiservers: tuple[str, ...] = ()  # control planes whose API server etcd client cert is pushed
+    kubeadm: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (control plane, kubeadm names to renew there)
+
+    @property
+    def control_planes(self) -> tuple[str, ...]:
+        """Every control plane this run touches (the rolling order)."""
+        return tuple(dict.fromkeys([*self.apiservers, *(cp for cp, _ in self.kubeadm)]))
 
 
 def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
@@ -70,20 +81,31 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
         # "differs": the store re-issued it (a run stopped before pushing, or `--all --hosts` elsewhere)
         if renew_all and client or any(f.expiring or f.store == "differs" for f in client):
             apiservers.append(cp.name)
+    kubeadm: list[tuple[str, tuple[str, ...]]] = []
+    for cp in cluster.control_planes:
+        if wanted is not None and cp.name not in wanted:
+            continue
+        names = tuple(f.owner.item for f in report.findings if f.cert.host == cp.name and f.owner.kind == "kubeadm"
+                      and f.owner.item in KUBEADM_RENEWED and (renew_all or f.expiring))
+        if names:
+            kubeadm.append((cp.name, names))
+    renewing = {(cp, n) for cp, names in kubeadm for n in names}
     for f in report.expiring:
         if wanted is not None and f.cert.host not in wanted:
+            continue
+        if f.owner.kind == "kubeadm" and (f.cert.host, f.owner.item) in renewing:
             continue
         if f.owner.kind == "store" and (f.cert.host in members and f.cert.path.startswith(ETCD_PKI + "/")
                                         or f.cert.host in apiservers and f.cert.path.startswith(APISERVER_ETCD_CLIENT)):
             continue
         why = {
             "ca": "a CA: only a CA rotation renews it (`certs rotate-ca`, not built yet)",
-            "kubeadm": "kubeadm's: `kubeadm certs renew` is not run by this version of kubeforge",
+            "kubeadm": "kubeadm's: renewing it (and restarting what uses it) is not built yet",
             "kubelet": "the kubelet's: turn on kubelet client certificate rotation",
             "store": "kubeforge's, but not one this run pushes",
         }.get(f.owner.kind, "not a certificate kubeforge knows how to renew")
         left.append(f"{f.cert.host}: {f.cert.path} (until {f.cert.not_after:%Y-%m-%d}): {why}")
-    return RenewSelection(tuple(members), tuple(left), tuple(apiservers))
+    return RenewSelection(tuple(members), tuple(left), tuple(apiservers), tuple(kubeadm))
 
 
 def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFile],
@@ -135,17 +157,40 @@ def restart_apiserver(host) -> Command:
                    description="restart the kube-apiserver static pod")
 
 
-def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFile], gate_timeout_s: float) -> list:
-    """Put the API server's etcd client pair (unchanged files skipped by sha256), restart the
-    kube-apiserver static pod, wait until this node's API is ready again."""
+def kubeadm_renew(names: Sequence[str]) -> Command:
+    """``kubeadm certs renew`` for each name. kubeadm exits 0 when it could not renew (an external CA:
+    "Detected external ca ... can't be renewed"; a file not there: "MISSING!"), so its answer is read."""
+    lines = ["set -e"]
+    for n in names:
+        lines += [f"out=$(kubeadm certs renew {shlex.quote(n)})", 'echo "$out"',
+                  'case "$out" in *"Detected external"*|*"MISSING!"*) '
+                  f'echo "kubeadm did not renew {n}: $out" >&2; exit 1;; esac']
+    return Command(script="\n".join(lines), sudo=True, timeout=120, description="kubeadm certs renew " + " ".join(names))
+
+
+def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFile], gate_timeout_s: float,
+                   kubeadm_names: Sequence[str] = ()) -> list:
+    """Put the API server's etcd client pair (unchanged files skipped by sha256), run
+    ``kubeadm certs renew`` for kubeadm's expiring certificates, restart the kube-apiserver static pod
+    when one of its certificates changed, wait until this node's API is ready again."""
     host = cluster.host(host_name)
     steps: list = [PutFileStep(host_name, f) for f in files]
-    steps.append(RunStep(host_name, restart_apiserver(host), "Restart kube-apiserver on its renewed etcd client certificate",
-                         key="restart-apiserver"))
+    if kubeadm_names:
+        steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
+                             key="kubeadm-renew"))
+    if files or any(not n.endswith(".conf") for n in kubeadm_names):
+        steps.append(RunStep(host_name, restart_apiserver(host), "Restart kube-apiserver on its renewed certificates",
+                             key="restart-apiserver"))
     steps.append(GateStep(host_name, api_ready(host), "Wait for the API ready",
                           what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
                           timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}"))
     return steps
+
+
+def renews_admin_conf(plan: Plan) -> bool:
+    """The plan runs ``kubeadm certs renew admin.conf`` somewhere: the local copy is stale after it."""
+    return any(getattr(s, "key", "") == "kubeadm-renew" and "admin.conf" in s.command.description.split()
+               for p in plan.phases for lane in p.lanes for s in lane.steps)
 
 
 def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[str, Sequence[RenderedFile]],
@@ -164,13 +209,13 @@ def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[s
         lanes=[(m, member_lane(cluster, m, pki_files[m], config_files[m])) for m in selection.members],
         reason_if_empty="no etcd member certificate to renew",
     ))
-    if selection.apiservers or cluster.etcd.topology is EtcdTopology.EXTERNAL:
-        phases.append(PhasePlan.of(
-            name="RenewApiServerEtcdClient",
-            title="Renew the API server's etcd client certificate (one control plane at a time)",
-            strategy=rolling(),
-            lanes=[(cp, apiserver_lane(cluster, cp, (apiserver_files or {})[cp], GATE_TIMEOUT_S))
-                   for cp in selection.apiservers],
-            reason_if_empty="no API server etcd client certificate to renew",
-        ))
+    kubeadm = dict(selection.kubeadm)
+    phases.append(PhasePlan.of(
+        name="RenewControlPlanes",
+        title="Renew control-plane certificates (one control plane at a time)",
+        strategy=rolling(),
+        lanes=[(cp, apiserver_lane(cluster, cp, (apiserver_files or {}).get(cp, ()), GATE_TIMEOUT_S, kubeadm.get(cp, ())))
+               for cp in selection.control_planes],
+        reason_if_empty="no control-plane certificate to renew",
+    ))
     return Plan(WORKFLOW, tuple(phases))
