@@ -135,13 +135,15 @@ def renew_cmd(
     break_lock: bool = BREAK_LOCK,
     output: Output = OUTPUT,
 ) -> None:
-    """Renew what expires within the window, one etcd member at a time.
+    """Renew what expires within the window: etcd members, then control planes, one at a time.
 
-    Reads every host first (exit 5 if one cannot be read) and needs every etcd member healthy (exit 4).
-    The expiring etcd leaves are re-issued from the etcd CA in the local store, then each member gets
-    its files, etcd restarts, and every member must be healthy under one leader before the next. What
-    expires but this command does not renew yet (kubeadm's certificates, CAs, the kubelet's) is named
-    in the plan.
+    Reads every host first (exit 5 if one cannot be read) and needs every etcd member healthy (exit 4)
+    before restarting one. The expiring etcd leaves are re-issued from the etcd CA in the local store,
+    then each member gets its files, etcd restarts, and every member must be healthy under one leader
+    before the next. Each control plane then gets the API server's etcd client certificate and
+    `kubeadm certs renew` for kubeadm's expiring certificates, kube-apiserver restarts, and its API must
+    answer before the next; a local admin.conf is fetched again afterwards. What expires but is not
+    renewed (CAs, the kubelet's, controller-manager.conf, scheduler.conf) is named in the plan.
 
     Example: kubeforge certs renew -i inventories/ha-external-etcd.yaml --within-days 30 --dry-run
     """
