@@ -343,3 +343,15 @@ def test_renewing_only_kubeconfigs_restarts_nothing_but_still_gates_on_the_api(c
     plan = renew_plan(cluster, sel, {}, {})
     assert [s.kind for s in plan.phases[-1].lanes[0].steps] == ["run", "gate"]
     assert not renews_admin_conf(plan)
+
+
+def test_the_local_admin_kubeconfig_is_refetched_only_after_admin_conf_was_renewed_and_only_if_kept(cluster):
+    from kubeforge.workflows.certs import refresh_local_admin
+
+    bundle = ensure_pki(cluster, now=NOW).bundle
+    found = {"cp-1": host_view(cluster, bundle, "cp-1")
+             + [describe("cp-1", "/etc/kubernetes/admin.conf", kubeadm_leaf(bundle, 3))]}
+    plan = renew_plan(cluster, select(cluster, compare(cluster, bundle, found, within_days=30, now=NOW)), {}, {})
+    assert not (cluster.state_dir / "admin.conf").exists()
+    assert refresh_local_admin(cluster, None, plan) is False  # no local copy: nothing fetched, no host asked
+    assert not (cluster.state_dir / "admin.conf").exists()
