@@ -1,0 +1,77 @@
+"""``kubeforge node remove NAME...``: options -> one workflow call -> the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from kubeforge.cli.common import command_line, consoles, declined, start_run_log
+from kubeforge.cli.options import INVENTORY, OUTPUT, Output
+
+node_app = typer.Typer(help="Nodes leaving the cluster.", no_args_is_help=True)
+
+
+def run_node_remove(inventory: Path, names: list[str], *, yes: bool, dry_run: bool, resume: bool, break_lock: bool,
+                    drain_timeout: int | None, allow_below_quorum: bool) -> None:
+    from kubeforge.execute import RunOptions
+    from kubeforge.inventory import load_cluster
+    from kubeforge.transport.pool import TransportPool
+    from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.output import show, structured
+    from kubeforge.ui.plan_view import print_plan
+    from kubeforge.ui.progress import make_progress
+    from kubeforge.ui.report_view import print_report
+    from kubeforge.workflows.node import node_remove
+
+    cluster = load_cluster(inventory)
+    out, err = consoles()
+    options = RunOptions(command_line(), dry_run=dry_run, resume="" if resume else None, break_lock=break_lock)
+    with start_run_log(cluster, "node-remove") as run_log, TransportPool(cluster) as pool:
+        plan, report = node_remove(
+            cluster, pool, options, names=names, confirm=Confirmer(err, yes=yes), drain_timeout_s=drain_timeout,
+            allow_below_quorum=allow_below_quorum, events=None if structured() else make_progress(err),
+            run_dir=run_log.dir, log_path=run_log.path, show=None if structured() else (lambda p: print_plan(err, p)))
+    if report is None:
+        raise declined()
+    done = report.outcome == "succeeded" and not dry_run
+    after = (f"{', '.join(names)} left the cluster; delete {'them' if len(names) > 1 else 'it'} from "
+             f"{inventory} now (a later `kubeforge up` would join {'them' if len(names) > 1 else 'it'} again)")
+
+    def table() -> None:
+        print_report(out, report)
+        if done:
+            out.print(after, markup=False)
+
+    show(lambda: {"plan": plan.to_dict(), "report": report.to_dict(), **({"next": after} if done else {})}, table)
+
+
+def register(app: typer.Typer) -> None:
+    @node_app.command("remove")
+    def remove_cmd(
+        names: list[str] = typer.Argument(..., metavar="NAME", help="Hosts of the inventory that leave the cluster."),
+        inventory: Path = INVENTORY,
+        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished `node remove` run."),
+        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        drain_timeout: int = typer.Option(None, "--drain-timeout", min=1, metavar="SECONDS",
+                                          help="How long a drain may wait for PodDisruptionBudgets (default: upgrade.drainTimeout)."),
+        allow_below_quorum: bool = typer.Option(False, "--allow-below-quorum",
+                                                help="Remove etcd members even when fewer than today's quorum stay (2 -> 1)."),
+        output: Output = OUTPUT,
+    ) -> None:
+        """Take hosts out of the cluster: drain (PodDisruptionBudgets respected), update the load
+        balancers, remove their etcd members (never below quorum), kubeadm reset, delete the Node
+        objects, remove kubeforge's files. The hosts stay in the inventory until this has run;
+        delete them from it afterwards.
+
+        Refused (exit 7, nothing changed) for the first control plane, or when too few etcd
+        members or balancers would stay.
+
+        Example: kubeforge node remove worker-3 -i inventories/ha-external-etcd.yaml --yes
+        """
+        run_node_remove(inventory, names, yes=yes, dry_run=dry_run, resume=resume, break_lock=break_lock,
+                        drain_timeout=drain_timeout, allow_below_quorum=allow_below_quorum)
+
+    app.add_typer(node_app, name="node")
