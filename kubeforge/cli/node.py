@@ -22,7 +22,7 @@ def run_node_remove(inventory: Path, names: list[str], *, yes: bool, dry_run: bo
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
     from kubeforge.ui.report_view import print_report
-    from kubeforge.workflows.node import node_remove
+    from kubeforge.workflows.node import next_step, node_remove
 
     cluster = load_cluster(inventory)
     out, err = consoles()
@@ -35,8 +35,7 @@ def run_node_remove(inventory: Path, names: list[str], *, yes: bool, dry_run: bo
     if report is None:
         raise declined()
     done = report.outcome == "succeeded" and not dry_run
-    after = (f"{', '.join(names)} left the cluster; delete {'them' if len(names) > 1 else 'it'} from "
-             f"{inventory} now (a later `kubeforge up` would join {'them' if len(names) > 1 else 'it'} again)")
+    after = next_step(cluster, names, str(inventory))
 
     def table() -> None:
         print_report(out, report)

@@ -19,9 +19,11 @@ from kubeforge.execute import Events, Report, RunOptions, execute
 from kubeforge.model import Cluster
 from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.membership import decide
-from kubeforge.plan.node.remove import RemovalInput, check_removal, plan_node_remove, without
+from kubeforge.plan.node.remove import RemovalInput, check_removal, next_step, plan_node_remove, without
 from kubeforge.plan.phase import Plan
 from kubeforge.workflows.common import probe_cluster, site
+
+__all__ = ["next_step", "node_remove", "plan_for_node_remove"]
 
 
 def _selected(cluster: Cluster, names: Sequence[str]):

@@ -10,7 +10,7 @@ import pytest
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import EndpointMode, EtcdTopology
 from kubeforge.plan.etcd.membership import ListedMember
-from kubeforge.plan.node.remove import RemovalInput, check_removal, plan_node_remove
+from kubeforge.plan.node.remove import RemovalInput, check_removal, next_step, plan_node_remove
 from kubeforge.render.endpoint import HAPROXY_PATH
 from tests.factories import make_cluster
 
@@ -158,3 +158,13 @@ def test_the_plan_round_trips_as_json_with_unique_step_ids(external):
     assert doc["workflow"] == "node remove"
     ids = [s.id for s in p.steps]
     assert len(ids) == len(set(ids))
+
+
+def test_the_next_step_says_to_delete_the_host_from_the_inventory(external):
+    note = next_step(external, ["worker-2"], "inv.yaml")
+    assert "delete it from inv.yaml" in note and "stacked" not in note
+
+
+def test_two_stacked_control_planes_left_ask_for_a_third_in_the_same_edit(stacked):
+    note = next_step(stacked, ["cp-3"], "inv.yaml")
+    assert "2 control planes with stacked etcd" in note and "add a third control plane" in note

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from kubeforge.errors import SafetyRefusal
-from kubeforge.model import Cluster, EndpointMode, Host, UpgradePolicy
+from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host, UpgradePolicy
 from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.membership import ListedMember, remove_member_phase
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -62,6 +62,19 @@ class RemovalInput:
 def without(cluster: Cluster, names: frozenset[str]) -> Cluster:
     """The cluster as it is meant to be once ``names`` have left: what the balancers are rendered from."""
     return replace(cluster, hosts=tuple(h for h in cluster.hosts if h.name not in names))
+
+
+def next_step(cluster: Cluster, names: Sequence[str], inventory: str) -> str:
+    """What the operator does once the hosts have left: the inventory still lists them."""
+    them = "them" if len(names) > 1 else "it"
+    note = (f"{', '.join(names)} left the cluster; delete {them} from {inventory} now "
+            f"(a later `kubeforge up` would join {them} again)")
+    after = without(cluster, frozenset(names))
+    if after.etcd.topology is EtcdTopology.STACKED and len(after.control_planes) == 2:
+        # kubeforge refuses to load such an inventory (either failure loses etcd quorum)
+        note += ("; 2 control planes with stacked etcd tolerate no failure and kubeforge will not load that "
+                 "inventory: add a third control plane in the same edit, then run `kubeforge up`")
+    return note
 
 
 def check_removal(cluster: Cluster, hosts: Sequence[Host], *, allow_below_quorum: bool = False) -> None:
