@@ -268,3 +268,41 @@ def test_a_second_up_changes_nothing(env):
     assert env.vip_holders() == ["lb-1"]
     violations = env.lab.exec("cp-1", ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "sim", "violations"], check=True)
     assert json.loads(violations.stdout) == []
+
+
+def test_node_remove_of_a_control_plane_takes_it_out_of_haproxy_first_and_the_vip_answers_throughout(env):
+    """cp-2 leaves: both balancers' haproxy.cfg are rendered without it and reloaded before kubeadm
+    reset stops its API server, so requests through the VIP keep being answered during the run."""
+    import threading
+
+    answered, failed = [0], [0]
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            ok = readyz_through_vip(env.vip)
+            answered[0] += ok
+            failed[0] += not ok
+            stop.wait(0.2)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        res = env.kf("node", "remove", "cp-2", "--yes")
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    print(f"during node remove: {answered[0]} requests through the VIP answered, {failed[0]} failed")
+    assert answered[0] >= 5 and failed[0] == 0
+    run = max((env.dir / ".kubeforge").glob("*/runs/*-node-remove/report.json"), key=lambda p: p.stat().st_mtime)
+    phases = [s["phase"] for s in json.loads(run.read_text())["steps"] if s["status"] == "done"]
+    assert phases.index("UpdateEndpoint") < phases.index("ResetNodes")
+    for lb in LBS:
+        assert "cp-2" not in env.lab.exec(lb, ["cat", "/etc/haproxy/haproxy.cfg"], check=True).stdout
+        assert set(env.backend_status(lb)) == {"cp-1"}
+    res = env.kubectl_nodes()
+    assert res.returncode == 0, res.stderr
+    assert {line.split("/", 1)[1] for line in res.stdout.split()} == NODES - {"cp-2"}
+    assert env.lab.exec("cp-2", ["systemctl", "is-active", "kubelet"]).stdout.strip() != "active"
+    assert len(env.vip_holders()) == 1
