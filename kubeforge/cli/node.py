@@ -10,9 +10,12 @@ from kubeforge.cli.common import command_line, consoles, declined, start_run_log
 from kubeforge.cli.options import INVENTORY, OUTPUT, Output
 
 node_app = typer.Typer(help="Nodes leaving the cluster.", no_args_is_help=True)
+# Optional for click, required by the workflow (a usage error naming the inventory's hosts): the
+# inventory is read first, as by every command.
+NAMES = typer.Argument(None, metavar="NAME...", help="Hosts of the inventory that leave the cluster.", show_default=False)
 
 
-def run_node_remove(inventory: Path, names: list[str], *, yes: bool, dry_run: bool, resume: bool, break_lock: bool,
+def run_node_remove(inventory: Path, names: list[str] | None, *, yes: bool, dry_run: bool, resume: bool, break_lock: bool,
                     drain_timeout: int | None, allow_below_quorum: bool) -> None:
     from kubeforge.execute import RunOptions
     from kubeforge.inventory import load_cluster
@@ -29,13 +32,13 @@ def run_node_remove(inventory: Path, names: list[str], *, yes: bool, dry_run: bo
     options = RunOptions(command_line(), dry_run=dry_run, resume="" if resume else None, break_lock=break_lock)
     with start_run_log(cluster, "node-remove") as run_log, TransportPool(cluster) as pool:
         plan, report = node_remove(
-            cluster, pool, options, names=names, confirm=Confirmer(err, yes=yes), drain_timeout_s=drain_timeout,
+            cluster, pool, options, names=names or [], confirm=Confirmer(err, yes=yes), drain_timeout_s=drain_timeout,
             allow_below_quorum=allow_below_quorum, events=None if structured() else make_progress(err),
             run_dir=run_log.dir, log_path=run_log.path, show=None if structured() else (lambda p: print_plan(err, p)))
     if report is None:
         raise declined()
     done = report.outcome == "succeeded" and not dry_run
-    after = next_step(cluster, names, str(inventory))
+    after = next_step(cluster, names or [], str(inventory))
 
     def table() -> None:
         print_report(out, report)
@@ -48,7 +51,7 @@ def run_node_remove(inventory: Path, names: list[str], *, yes: bool, dry_run: bo
 def register(app: typer.Typer) -> None:
     @node_app.command("remove")
     def remove_cmd(
-        names: list[str] = typer.Argument(..., metavar="NAME", help="Hosts of the inventory that leave the cluster."),
+        names: list[str] | None = NAMES,
         inventory: Path = INVENTORY,
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),

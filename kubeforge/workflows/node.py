@@ -29,7 +29,8 @@ __all__ = ["next_step", "node_remove", "plan_for_node_remove"]
 def _selected(cluster: Cluster, names: Sequence[str]):
     wanted = list(dict.fromkeys(n for n in names if n))
     if not wanted:
-        raise UsageError("node remove: name at least one host of the inventory")
+        raise UsageError(f"node remove: name at least one host of {cluster.source.name} "
+                         f"(hosts: {', '.join(h.name for h in cluster.hosts)})")
     known = {h.name for h in cluster.hosts}
     unknown = [n for n in wanted if n not in known]
     if unknown:

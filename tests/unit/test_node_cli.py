@@ -59,3 +59,9 @@ def test_the_refusal_is_one_json_error_object_with_output_json(inventory, tmp_pa
 def test_node_remove_is_listed_in_the_help(tmp_path):
     res = kubeforge("node", "--help", cwd=tmp_path)
     assert res.returncode == 0 and "remove" in res.stdout
+
+
+def test_no_name_is_a_usage_error_listing_the_inventorys_hosts(inventory, tmp_path):
+    res = kubeforge("node", "remove", "-i", str(inventory), "--yes", cwd=tmp_path)
+    assert res.returncode == 2 and "name at least one host" in res.stderr and "worker-3" in res.stderr
+    assert nothing_ran(tmp_path)
