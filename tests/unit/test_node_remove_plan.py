@@ -168,3 +168,16 @@ def test_the_next_step_says_to_delete_the_host_from_the_inventory(external):
 def test_two_stacked_control_planes_left_ask_for_a_third_in_the_same_edit(stacked):
     note = next_step(stacked, ["cp-3"], "inv.yaml")
     assert "2 control planes with stacked etcd" in note and "add a third control plane" in note
+
+
+def test_a_leaving_balancer_is_dropped_from_the_other_ones_keepalived_peers_and_stopped(external):
+    from kubeforge.render.endpoint import KEEPALIVED_PATH
+
+    p = plan(external, ["lb-2"])
+    lanes = phase(p, "UpdateEndpoint").lanes
+    assert [lane.host for lane in lanes] == ["lb-1"]
+    conf = next(s.file.content.decode() for s in lanes[0].steps
+                if getattr(s, "file", None) is not None and s.file.path == KEEPALIVED_PATH)
+    assert external.host("lb-2").internal_address not in conf
+    assert [s.host for s in phase(p, "StopEndpoint").steps] == ["lb-2"]
+    assert phase(p, "DrainNodes").is_noop and phase(p, "ResetNodes").is_noop
