@@ -273,28 +273,13 @@ def test_a_second_up_changes_nothing(env):
 def test_node_remove_of_a_control_plane_takes_it_out_of_haproxy_first_and_the_vip_answers_throughout(env):
     """cp-2 leaves: both balancers' haproxy.cfg are rendered without it and reloaded before kubeadm
     reset stops its API server, so requests through the VIP keep being answered during the run."""
-    import threading
+    from tests.integration.polling import while_polling
 
-    answered, failed = [0], [0]
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            ok = readyz_through_vip(env.vip)
-            answered[0] += ok
-            failed[0] += not ok
-            stop.wait(0.2)
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    try:
-        res = env.kf("node", "remove", "cp-2", "--yes")
-    finally:
-        stop.set()
-        watcher.join(timeout=30)
+    res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else "no answer",
+                                       lambda: env.kf("node", "remove", "cp-2", "--yes"), 0.2)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
-    print(f"during node remove: {answered[0]} requests through the VIP answered, {failed[0]} failed")
-    assert answered[0] >= 5 and failed[0] == 0
+    print(f"during node remove: {polls - len(failed)} requests through the VIP answered, {len(failed)} failed")
+    assert polls >= 5 and failed == []
     run = max((env.dir / ".kubeforge").glob("*/runs/*-node-remove/report.json"), key=lambda p: p.stat().st_mtime)
     phases = [s["phase"] for s in json.loads(run.read_text())["steps"] if s["status"] == "done"]
     assert phases.index("UpdateEndpoint") < phases.index("ResetNodes")

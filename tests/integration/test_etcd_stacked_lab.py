@@ -181,28 +181,13 @@ def test_an_inventory_that_disagrees_with_the_etcd_manifests_is_refused_before_a
 def test_node_remove_of_a_stacked_control_plane_removes_its_member_first_and_the_api_answers_throughout(env):
     """cp-3 leaves: its etcd member is removed by cp-1 before kubeadm reset runs on it, etcd keeps
     2 of 2 healthy, and kubectl through the endpoint (cp-1) answers at every poll while it runs."""
-    import threading
+    from tests.integration.polling import while_polling
 
-    failures: list[str] = []
-    polls = 0
-    stop = threading.Event()
+    def api() -> str | None:
+        res = env.lab.exec("cp-1", [*KUBECTL, "get", "nodes", "-o", "name"], check=False, timeout=30)
+        return res.stderr.strip()[-200:] if res.returncode else None
 
-    def poll() -> None:
-        nonlocal polls
-        while not stop.is_set():
-            res = env.lab.exec("cp-1", [*KUBECTL, "get", "nodes", "-o", "name"], check=False, timeout=30)
-            polls += 1
-            if res.returncode:
-                failures.append(res.stderr.strip()[-200:])
-            stop.wait(0.5)
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    try:
-        res = env.kf("node", "remove", "cp-3", "--yes")
-    finally:
-        stop.set()
-        watcher.join(timeout=60)
+    res, polls, failures = while_polling(api, lambda: env.kf("node", "remove", "cp-3", "--yes"), 0.5)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "2 control planes with stacked etcd" in " ".join(res.stdout.split())  # the note on what the inventory needs next
     assert polls >= 3 and failures == [], failures
