@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "kubeforge.cli.etcd",  # etcd install|status|backup|restore|members|upgrade
     "kubeforge.cli.lifecycle",  # plan, up, reset
     "kubeforge.cli.upgrade",  # upgrade
+    "kubeforge.cli.node",  # node remove
     "kubeforge.cli.kubeconfig_cmd",  # kubeconfig
 )
 VERBOSE_FLAGS = ("-v", "--verbose")

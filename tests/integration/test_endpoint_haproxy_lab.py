@@ -268,3 +268,26 @@ def test_a_second_up_changes_nothing(env):
     assert env.vip_holders() == ["lb-1"]
     violations = env.lab.exec("cp-1", ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "sim", "violations"], check=True)
     assert json.loads(violations.stdout) == []
+
+
+def test_node_remove_of_a_control_plane_takes_it_out_of_haproxy_first_and_the_vip_answers_throughout(env):
+    """cp-2 leaves: both balancers' haproxy.cfg are rendered without it and reloaded before kubeadm
+    reset stops its API server, so requests through the VIP keep being answered during the run."""
+    from tests.integration.polling import while_polling
+
+    res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else "no answer",
+                                       lambda: env.kf("node", "remove", "cp-2", "--yes"), 0.2)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    print(f"during node remove: {polls - len(failed)} requests through the VIP answered, {len(failed)} failed")
+    assert polls >= 5 and failed == []
+    run = max((env.dir / ".kubeforge").glob("*/runs/*-node-remove/report.json"), key=lambda p: p.stat().st_mtime)
+    phases = [s["phase"] for s in json.loads(run.read_text())["steps"] if s["status"] == "done"]
+    assert phases.index("UpdateEndpoint") < phases.index("ResetNodes")
+    for lb in LBS:
+        assert "cp-2" not in env.lab.exec(lb, ["cat", "/etc/haproxy/haproxy.cfg"], check=True).stdout
+        assert set(env.backend_status(lb)) == {"cp-1"}
+    res = env.kubectl_nodes()
+    assert res.returncode == 0, res.stderr
+    assert {line.split("/", 1)[1] for line in res.stdout.split()} == NODES - {"cp-2"}
+    assert env.lab.exec("cp-2", ["systemctl", "is-active", "kubelet"]).stdout.strip() != "active"
+    assert len(env.vip_holders()) == 1

@@ -176,3 +176,33 @@ def test_an_inventory_that_disagrees_with_the_etcd_manifests_is_refused_before_a
     after = {cp: env.lab.exec(cp, ["bash", "-c", "sudo ls -d /var/lib/etcd*; sudo ls /etc/kubernetes/manifests"],
                               check=True).stdout for cp in CPS}
     assert after == before
+
+
+def test_node_remove_of_a_stacked_control_plane_removes_its_member_first_and_the_api_answers_throughout(env):
+    """cp-3 leaves: its etcd member is removed by cp-1 before kubeadm reset runs on it, etcd keeps
+    2 of 2 healthy, and kubectl through the endpoint (cp-1) answers at every poll while it runs."""
+    from tests.integration.polling import while_polling
+
+    def api() -> str | None:
+        res = env.lab.exec("cp-1", [*KUBECTL, "get", "nodes", "-o", "name"], check=False, timeout=30)
+        return res.stderr.strip()[-200:] if res.returncode else None
+
+    res, polls, failures = while_polling(api, lambda: env.kf("node", "remove", "cp-3", "--yes"), 0.5)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "2 control planes with stacked etcd" in " ".join(res.stdout.split())  # the note on what the inventory needs next
+    assert polls >= 3 and failures == [], failures
+
+    listed = env.etcdctl("cp-1", "member", "list").stdout
+    assert "cp-3" not in listed and all(f"started, {cp}," in listed for cp in ("cp-1", "cp-2")), listed
+    # every member etcd lists answers healthy (an inventory of 2 stacked control planes is one kubeforge
+    # refuses to load: the operator adds a third in the edit that deletes cp-3)
+    health = env.etcdctl("cp-1", "endpoint", "health", "--cluster", check=False)
+    assert health.returncode == 0 and (health.stdout + health.stderr).count("is healthy") == 2, health.stdout + health.stderr
+    assert env.nodes() == {"cp-1", "cp-2"}
+    assert not etcd_processes(env, "cp-3")
+
+    name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
+    runs = env.dir / ".kubeforge" / name / "runs"
+    run = max((p for p in runs.iterdir() if (p / "journal.jsonl").exists()), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+    order = [json.loads(line).get("phase") for line in (run / "journal.jsonl").read_text().splitlines() if line.strip()]
+    assert order.index("RemoveEtcdMember-cp-3") < order.index("ResetNodes")

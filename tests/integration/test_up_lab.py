@@ -288,3 +288,58 @@ def test_an_expired_bootstrap_token_is_created_again_in_the_cluster_before_a_joi
     assert new_token not in res.stdout + res.stderr and new_token not in (env.latest_run() / "kubeforge.log").read_text()
     assert ADDED in env.ready_nodes()
     assert env.sim("violations") == []
+
+
+# One replica per worker (the simulator spreads a Deployment's pods over the schedulable nodes) and
+# a PodDisruptionBudget that allows none to go: draining any worker must wait for it.
+SPREAD = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      containers: [{name: app, image: example.invalid/app:1}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: spread, namespace: default}
+spec:
+  minAvailable: MIN
+  selector: {matchLabels: {app: spread}}
+"""
+
+
+def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_and_resets_the_host(env):
+    """The inventory still lists the worker (kubeforge reaches it from there): a blocked drain fails
+    at its timeout with the node uncordoned and nothing reset; once the budget allows, --resume
+    drains it, resets the machine and deletes the Node."""
+    env.lab.exec("cp-1", [*KUBECTL, "apply", "-f", "-"], input=SPREAD.replace("MIN", "3"), check=True)
+    assert any(p["node"] == ADDED for p in env.sim("state")["pods"].values() if p["ownerName"] == "spread")
+    dry = env.kf("node", "remove", ADDED, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"Drain {ADDED}" in dry.stdout + dry.stderr and ADDED in env.ready_nodes()
+
+    blocked = env.kf("node", "remove", ADDED, "--yes", "--drain-timeout", "3")
+    assert blocked.returncode == 6, blocked.stdout + blocked.stderr
+    node = env.sim("state")["nodes"][ADDED]
+    assert not node.get("unschedulable")  # uncordoned again: the drain failed, its removal stops there
+    assert env.lab.exec(ADDED, ["systemctl", "is-active", "kubelet"]).stdout.strip() == "active"
+    assert env.lab.exec(ADDED, ["test", "-e", "/etc/kubeforge"]).returncode == 0
+
+    env.lab.exec("cp-1", [*KUBECTL, "apply", "-f", "-"], input=SPREAD.replace("MIN", "2"), check=True)
+    res = env.kf("node", "remove", ADDED, "--yes", "--resume")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "delete it from" in res.stdout
+    state = env.sim("state")
+    assert ADDED not in state["nodes"]
+    assert not [p for p in state["pods"].values() if p["node"] == ADDED]
+    seen = [h["event"] for h in state["history"] if h.get("node") == ADDED and h["event"] in ("cordon", "reset")]
+    assert seen[-2:] == ["cordon", "reset"]  # drained before kubeadm reset
+    assert env.lab.exec(ADDED, ["test", "-e", "/etc/kubeforge"]).returncode != 0
+    assert env.lab.exec(ADDED, ["systemctl", "is-active", "kubelet"]).stdout.strip() != "active"
+    done = [s for s in report(env.latest_run())["steps"] if s["phase"] == "DrainNodes"]
+    assert [s["status"] for s in done] == ["done"]
+    assert env.sim("violations") == []

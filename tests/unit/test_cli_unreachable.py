@@ -26,6 +26,7 @@ HOST_COMMANDS = {
     "plan upgrade": ["--to", "1.35.1"],
     "up": ["--yes"],
     "reset": ["--yes"],
+    "node remove": ["worker-1", "--yes"],
     "upgrade": ["--to", "1.35.1", "--yes"],
     "etcd status": [],
     "etcd backup": [],

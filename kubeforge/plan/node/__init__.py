@@ -1,0 +1,1 @@
+"""Planners of the `node` workflows: nodes leaving the cluster (remove)."""
