@@ -108,7 +108,12 @@ def load_image_part(cluster: Cluster) -> ImagePart | None:
     bundle has no ``images/`` directory. InputError (exit 3) for an unreadable manifest and for any
     archive missing or not matching its size and sha256 (all of them named, up to five)."""
     root = bundle_dir(cluster)
-    if root is None or not (root / IMAGES_DIR).is_dir():
+    return None if root is None else read_image_part(root)
+
+
+def read_image_part(root: Path) -> ImagePart | None:
+    """The verified images part of the bundle in ``root``; None without ``images/``."""
+    if not (root / IMAGES_DIR).is_dir():
         return None
     manifest = root / IMAGES_DIR / MANIFEST
     if not manifest.is_file():
