@@ -33,7 +33,7 @@ COMMAND_MODULES = (
     "kubeforge.cli.lifecycle",  # plan, up, reset
     "kubeforge.cli.upgrade",  # upgrade
     "kubeforge.cli.kubeconfig_cmd",  # kubeconfig
-    "kubeforge.cli.bundle_cmd",  # bundle verify
+    "kubeforge.cli.bundle_cmd",  # bundle verify|create
 )
 VERBOSE_FLAGS = ("-v", "--verbose")
 

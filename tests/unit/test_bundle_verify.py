@@ -76,3 +76,52 @@ def test_a_bundle_without_images_lists_packages_only_and_a_missing_dir_is_a_usag
     assert res.returncode == 2 and "not a directory" in res.stderr
     res = kf(str(tmp_path))  # a directory without an index
     assert res.returncode == 3 and "Packages: no such file" in res.stderr
+
+
+# --- bundle create --from-dir ---------------------------------------------------------------------------
+
+def create(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kubeforge", "bundle", "create", "--from-dir", str(src), "--out",
+                           str(out), *extra], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+
+
+def downloads(template, tmp_path, refs) -> Path:
+    """What an operator downloaded: .debs and `ctr images export` archives, under any names."""
+    from tests.oci_archive import build_oci_archive
+
+    src = tmp_path / "downloads"
+    src.mkdir()
+    for deb in template.glob("*.deb"):
+        (src / deb.name).write_bytes(deb.read_bytes())
+    for i, ref in enumerate(sorted(refs)):
+        build_oci_archive(src / f"export-{i}.tar", ref)
+    return src
+
+
+def test_create_from_a_download_dir_writes_a_bundle_up_accepts(template, tmp_path):
+    from kubeforge.plan.bundle import read_bundle
+    from kubeforge.plan.bundle_images import read_image_part
+
+    refs = images_of("1.34.2")
+    res = create(downloads(template, tmp_path, refs), tmp_path / "bundle", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["images"]["archives"] == len(refs) and set(doc["kubernetes"]) == {"1.34.2", "1.35.1"}
+    out = tmp_path / "bundle"
+    # the same readers `up` uses accept it: the index lists every .deb, the manifest every archive
+    assert len(read_bundle(out).debs) == len(list(template.glob("*.deb")))
+    part = read_image_part(out)
+    assert {a.ref for a in part.archives} == refs
+    assert all(a.file == a.ref.rsplit("/", 1)[1].replace(":", "_") + ".tar" for a in part.archives)
+
+
+def test_create_refuses_a_non_empty_out_dir_and_a_tar_that_is_not_an_oci_archive(template, tmp_path):
+    src = downloads(template, tmp_path, images_of("1.34.2"))
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("x")
+    res = create(src, tmp_path / "used")
+    assert res.returncode == 3 and "exists and is not an empty directory" in res.stderr
+    (src / "junk.tar").write_bytes(b"not a tar")
+    res = create(src, tmp_path / "new")
+    assert res.returncode == 3 and f"{src / 'junk.tar'}: not an OCI archive" in res.stderr
+    assert not (tmp_path / "new").exists()  # refused before anything was written
