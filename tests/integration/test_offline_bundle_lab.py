@@ -138,6 +138,26 @@ def test_a_bundle_with_a_flipped_byte_in_kubeadm_is_refused_with_exit_3_before_a
     assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))  # no run started
 
 
+def test_a_bundle_missing_an_image_stops_up_at_the_images_preflight_with_exit_4_changing_nothing(olab, tmp_path_factory):
+    d = tmp_path_factory.mktemp("no-proxy-image")
+    bundle = build_bundle(olab, d / "bundle")
+    inv = inventory(olab, d, bundle)
+    add_images(bundle, inv, (KUBE,))
+    manifest = bundle / "images" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    gone = f"registry.k8s.io/kube-proxy:v{KUBE}"
+    doc["images"] = [e for e in doc["images"] if e["ref"] != gone]
+    manifest.write_text(json.dumps(doc))
+    res = kf(inv, "up", "--yes")
+    assert res.returncode == 4, res.stdout + res.stderr
+    for n in NODES:  # every node runs kube-proxy: both named, with the image
+        assert f"[{n}] not in containerd and not in the offline bundle: {gone}" in res.stderr, res.stderr
+        assert olab.exec(n, ["test", "-e", BUNDLE_DIR]).returncode != 0, n
+        assert olab.exec(n, ["test", "-e", "/var/cache/kubeforge/images"]).returncode != 0, n
+        assert sources(olab, n) == [], n
+    assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))  # no run started
+
+
 def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
     res = kf(good, "up", "--yes")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
