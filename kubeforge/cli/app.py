@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "kubeforge.cli.upgrade",  # upgrade
     "kubeforge.cli.node",  # node remove
     "kubeforge.cli.kubeconfig_cmd",  # kubeconfig
+    "kubeforge.cli.bundle_cmd",  # bundle verify|create
 )
 VERBOSE_FLAGS = ("-v", "--verbose")
 

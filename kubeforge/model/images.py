@@ -116,3 +116,24 @@ def needs_registry_access(cluster: Cluster) -> bool:
 def images_by_host(cluster: Cluster, version: KubeVersion | None = None) -> dict[str, tuple[Image, ...]]:
     """images_for_host for every host that needs any, in inventory order."""
     return {h.name: imgs for h in cluster.hosts if (imgs := images_for_host(cluster, h, version))}
+
+
+# Per role, as images_for_host decides it: what a control plane runs beyond what every node runs
+# (etcd only when stacked, kube-vip only in kube-vip mode), and what every Kubernetes node runs.
+ROLE_COMPONENTS = {
+    "control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kube-vip"),
+    "every node": ("kube-proxy", "pause", "coredns"),
+}
+OPTIONAL_COMPONENTS = {"etcd": "stacked etcd only", "kube-vip": "controlPlaneEndpoint.mode kube-vip only"}
+
+
+def component_tags(version: KubeVersion) -> dict[str, str]:
+    """component -> the tag its image has for ``version`` (whatever the repository), for reading a
+    bundle without an inventory."""
+    m = kube_minor(version)
+    if m is None:
+        raise VersionError(f"Kubernetes {version.minor_str} is not in kubeforge/model/versions.yaml")
+    tags = {c: f"v{version}" for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")}
+    tags.update({"etcd": m.etcd_image_tag, "coredns": m.coredns, "pause": m.pause.rpartition(":")[2],
+                 "kube-vip": own_image("kubeVip")[1]})
+    return tags

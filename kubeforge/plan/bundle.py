@@ -163,8 +163,11 @@ def load_bundle(cluster: Cluster) -> Bundle | None:
     """The verified bundle of an offline inventory (None for the other sources). Raises InputError
     (exit 3) for a missing index, a missing file or one whose size or sha256 differs from it."""
     root = bundle_dir(cluster)
-    if root is None:
-        return None
+    return None if root is None else read_bundle(root)
+
+
+def read_bundle(root: Path) -> Bundle:
+    """The verified bundle in ``root`` (load_bundle's check, for `kubeforge bundle verify`)."""
     index = root / INDEX
     if not index.is_file():
         raise InputError(f"{index}: no such file: the offline bundle needs its package index",

@@ -108,7 +108,12 @@ def load_image_part(cluster: Cluster) -> ImagePart | None:
     bundle has no ``images/`` directory. InputError (exit 3) for an unreadable manifest and for any
     archive missing or not matching its size and sha256 (all of them named, up to five)."""
     root = bundle_dir(cluster)
-    if root is None or not (root / IMAGES_DIR).is_dir():
+    return None if root is None else read_image_part(root)
+
+
+def read_image_part(root: Path) -> ImagePart | None:
+    """The verified images part of the bundle in ``root``; None without ``images/``."""
+    if not (root / IMAGES_DIR).is_dir():
         return None
     manifest = root / IMAGES_DIR / MANIFEST
     if not manifest.is_file():
@@ -160,19 +165,20 @@ def present_guard(refs: Iterable[str]) -> str:
     return f"have=$({CTR} images ls -q) && " + " && ".join(checks)
 
 
-def import_steps(host: str, part: ImagePart, images: Iterable[Image]) -> list:
+def import_steps(host: str, part: ImagePart, images: Iterable[Image], *, key: str = "") -> list:
     """Push the archives of ``images`` (skipped where the host's copy matches) and import what
-    containerd does not have; [] when ``images`` is empty."""
+    containerd does not have; [] when ``images`` is empty. ``key``: a prefix for the step keys
+    (an upgrade journals the same steps once per hop)."""
     have = part.by_ref()
     archives = sorted({have[i.ref] for i in images}, key=lambda a: a.ref)
     if not archives:
         return []
     steps: list = [PutFileStep(host, a.local_file(part.root), title=f"Push image {a.ref}",
-                               key=f"push-image-{_key(a)}") for a in archives]
+                               key=f"{key}push-image-{_key(a)}") for a in archives]
     steps.append(RunStep(
         host, Command(script=import_script(archives), sudo=True, timeout=900, description="import bundle images"),
         f"Import {len(archives)} image{'s' if len(archives) != 1 else ''} into containerd (k8s.io)",
-        unless=Command(script=present_guard(a.ref for a in archives), sudo=True), key="import-images"))
+        unless=Command(script=present_guard(a.ref for a in archives), sudo=True), key=f"{key}import-images"))
     return steps
 
 

@@ -18,6 +18,8 @@ from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.model.images import images_by_host
+from kubeforge.workflows.preflight_images import check_needed_images
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
@@ -246,6 +248,7 @@ def up(
         log.debug("preflight warning: %s: %s", w.check, w.message, extra={"host": w.host})
         if warn is not None:
             warn(f"preflight warning: [{w.host}] {w.check}: {w.message}")
+    check_needed_images(cluster, pool, images_by_host(cluster), warn=warn)  # exit 4 before any change
     plan, _ = plan_for_up(cluster, pool, facts=facts)
     run = execute(plan, site(cluster, pool, run_dir=run_dir, log_path=log_path), options, confirm=confirm,
                   events=events, show=show)

@@ -196,6 +196,14 @@ def check(cluster: Cluster, pool, target: KubeVersion, multi_hop: bool, *,
     if images is not None:  # a bundle that carries images must carry every hop's (exit 7)
         for version in path:
             require_images(images, images_by_host(cluster, version))
+    if path and known is None:  # every hop's images present, in the bundle or their registry answering (exit 4)
+        from kubeforge.workflows.preflight_images import check_needed_images
+
+        needed: dict[str, set] = {}
+        for version in path:
+            for host, imgs in images_by_host(cluster, version).items():
+                needed.setdefault(host, set()).update(imgs)
+        check_needed_images(cluster, pool, needed)
     facts = scan_removed_apis(cluster, pool, facts, path)
     check_removed_apis(facts, path, allow=allow_removed_apis)
     if path:

@@ -4,7 +4,8 @@ an inventory that names no mirror, and `kubeforge up` on one control plane (stac
 worker. The machines have no route out and no apt source but the one kubeforge writes, so Ready
 nodes prove every package came from the pushed bundle. A bundle with a flipped byte is refused
 before any host is touched; a second `up` pushes nothing; `upgrade --to` the next minor reads the
-same bundle."""
+same bundle, and its images are
+pushed and imported on every node before the first drain."""
 
 from __future__ import annotations
 
@@ -137,6 +138,26 @@ def test_a_bundle_with_a_flipped_byte_in_kubeadm_is_refused_with_exit_3_before_a
     assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))  # no run started
 
 
+def test_a_bundle_missing_an_image_stops_up_at_the_images_preflight_with_exit_4_changing_nothing(olab, tmp_path_factory):
+    d = tmp_path_factory.mktemp("no-proxy-image")
+    bundle = build_bundle(olab, d / "bundle")
+    inv = inventory(olab, d, bundle)
+    add_images(bundle, inv, (KUBE,))
+    manifest = bundle / "images" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    gone = f"registry.k8s.io/kube-proxy:v{KUBE}"
+    doc["images"] = [e for e in doc["images"] if e["ref"] != gone]
+    manifest.write_text(json.dumps(doc))
+    res = kf(inv, "up", "--yes")
+    assert res.returncode == 4, res.stdout + res.stderr
+    for n in NODES:  # every node runs kube-proxy: both named, with the image
+        assert f"[{n}] not in containerd and not in the offline bundle: {gone}" in res.stderr, res.stderr
+        assert olab.exec(n, ["test", "-e", BUNDLE_DIR]).returncode != 0, n
+        assert olab.exec(n, ["test", "-e", "/var/cache/kubeforge/images"]).returncode != 0, n
+        assert sources(olab, n) == [], n
+    assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))  # no run started
+
+
 def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
     res = kf(good, "up", "--yes")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -186,9 +207,26 @@ def test_upgrade_to_the_next_minor_reads_the_same_bundle(olab, good):
     for n in NODES:
         assert olab.exec(n, ["dpkg-query", "-W", "-f", "${Version}", "kubelet"]).stdout.startswith(f"{NEXT}-"), n
         assert sources(olab, n) == [f"deb [trusted=yes] file:{BUNDLE_DIR} ./"], n
-    # the bundle was already on the machines: the upgrade pushed none of its files again
+    # the bundle's .debs were already on the machines: the upgrade pushed none of them again
     rep = report(good, "upgrade")
-    assert not [s for s in rep["steps"] if s["title"].startswith("Push ") and s["status"] == "done"]
+    pushed = [s for s in rep["steps"] if s["title"].startswith("Push ") and s["status"] == "done"]
+    assert pushed and all(s["phase"] == "PrepareImages" and s["title"].startswith("Push image ") for s in pushed)
+    # the new minor's images: pushed and imported on every node before the first drain began
+    from kubeforge.inventory import load_cluster
+    from kubeforge.model.images import images_by_host
+    from kubeforge.model.versions import parse_kube
+    wanted = {h: {i.ref for i in imgs} for h, imgs in images_by_host(load_cluster(good), parse_kube(NEXT)).items()}
+    phases = [s["phase"] for s in rep["steps"]]
+    imported = [s["host"] for s in rep["steps"] if s["phase"] == "PrepareImages" and s["title"].startswith("Import ")]
+    assert sorted(imported) == sorted(NODES)
+    first_drain = next(i for i, s in enumerate(rep["steps"]) if s["title"].startswith("Drain "))
+    assert max(i for i, p in enumerate(phases) if p == "PrepareImages") < first_drain
+    assert {s["host"] for s in pushed} == set(NODES)
+    # a worker gets its roles' images only (pause or CoreDNS the old minor shares are there already)
+    w1 = {s["title"].removeprefix("Push image ") for s in pushed if s["host"] == "w-1"}
+    assert f"registry.k8s.io/kube-proxy:v{NEXT}" in w1 and w1 <= wanted["w-1"]
+    for n in NODES:
+        assert wanted[n] <= node_images(olab, n), n
 
 
 def test_an_upgrade_to_a_version_the_bundle_lacks_is_refused_with_exit_7_changing_nothing(olab, good, tmp_path_factory):

@@ -65,10 +65,12 @@ def test_a_hop_runs_backup_sources_first_control_plane_other_control_planes_work
     c = cluster()
     plan = plan_hop(c, facts_at(c), V134, backup=noop_backup, node_files=up_files(c))
     assert [p.name for p in plan.phases] == [
-        "BackupEtcd", "SwitchPackageSource", "UpgradeFirstControlPlane", "UpgradeControlPlanes", "UpgradeWorkers", "VerifyVersions",
-        "RecordApplied",
+        "BackupEtcd", "PrepareImages", "SwitchPackageSource", "UpgradeFirstControlPlane", "UpgradeControlPlanes",
+        "UpgradeWorkers", "VerifyVersions", "RecordApplied",
     ]
-    assert all(not p.is_noop for p in plan.phases)
+    images = plan.phases[1]  # no offline bundle: the images come from the registry
+    assert images.is_noop and images.reason == "images come from the registry"
+    assert all(not p.is_noop for p in plan.phases if p is not images)
     assert isinstance(plan.phases[0].steps[0], LocalStep)
     assert plan.workflow == "upgrade 1.34.2"
 

@@ -15,6 +15,7 @@ from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
 from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs
 from kubeforge.plan.upgrade.context import UpgradeContext
+from kubeforge.plan.upgrade.prepare_images import PrepareImages
 from kubeforge.plan.upgrade.record_applied import RecordApplied
 from kubeforge.plan.upgrade.state import UpgradeFacts, after_hop
 from kubeforge.plan.upgrade.switch_package_source import SwitchPackageSource
@@ -26,13 +27,15 @@ from kubeforge.render.context import cluster_context
 from kubeforge.render.kubeadm import render_upgrade
 from kubeforge.render.packages import render_packages
 
-# Backup first, then sources, then the first control plane (the only `upgrade apply`), the other
+# Backup first, then the hop's images on every node at once (offline bundle only: pushed and imported
+# before any node's drain window), then sources, then the first control plane (the only `upgrade apply`), the other
 # control planes one at a time, workers in batches, a final check, and the record `up` reads.
 # Before them, only when --allow-removed-apis let a hop through with objects in versions it stops
 # serving: the warning.
 WARNINGS = (CheckRemovedAPIs(),)
 PHASES = (
     BackupEtcd(),
+    PrepareImages(),
     SwitchPackageSource(),
     UpgradeFirstControlPlane(),
     UpgradeControlPlanes(),

@@ -1,0 +1,150 @@
+"""`kubeforge bundle verify DIR`: an offline bundle checked exactly as `up` checks it (the .deb index
+and the images manifest: every listed file present with its size and sha256, exit 3 otherwise),
+then what it holds per Kubernetes version and role, with sizes.
+
+    doc = verify_bundle(Path("bundle"))    # a plain dict: the -o json document
+
+Without an inventory the images are matched to a version and role by their name and tag (the
+repository is the inventory's business): ``<anything>/kube-apiserver:v1.34.2`` is the control
+plane's at 1.34.2, ``.../pause:3.10.1`` every node's at each version whose minor pins that tag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubeforge.errors import InputError
+from kubeforge.model.images import OPTIONAL_COMPONENTS, ROLE_COMPONENTS, component_tags
+from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
+from kubeforge.plan.bundle import INDEX, KUBE_PACKAGES, offered_kubernetes, read_bundle
+from kubeforge.plan.bundle_images import IMAGES_DIR, MANIFEST, read_image_part
+
+
+def _version(text: str) -> KubeVersion | None:
+    try:
+        return parse_kube(text)
+    except VersionError:
+        return None
+
+
+def _upstream(deb_version: str) -> str:
+    return deb_version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def verify_bundle(root: Path) -> dict[str, Any]:
+    bundle = read_bundle(root)  # InputError (exit 3): no index, a file missing or changed
+    part = read_image_part(root)
+    versions = sorted(v for s in offered_kubernetes(bundle) if (v := _version(s)) is not None)
+    kube_debs = [d for d in bundle.debs if d.package in KUBE_PACKAGES]
+    out_versions: dict[str, Any] = {}
+    claimed: set[str] = set()
+    for v in versions:
+        debs = [d for d in kube_debs if _upstream(d.version) == str(v)]
+        entry: dict[str, Any] = {"packages": [{"package": d.package, "version": d.version, "file": d.filename,
+                                               "size": d.size} for d in sorted(debs, key=lambda d: d.package)]}
+        if part is not None:
+            try:
+                tags = component_tags(v)
+            except VersionError as exc:
+                entry["imagesUnknown"] = str(exc)
+            else:
+                entry["images"] = {}
+                for role, components in ROLE_COMPONENTS.items():
+                    found, missing = [], []
+                    for c in components:
+                        hits = [a for a in part.archives
+                                if a.ref.rsplit("/", 1)[-1] == f"{c}:{tags[c]}"
+                                or (c == "coredns" and a.ref.endswith(f"/coredns/coredns:{tags[c]}"))]
+                        found += hits
+                        if not hits:
+                            missing.append(f"{c}:{tags[c]}" + (f" ({OPTIONAL_COMPONENTS[c]})" if c in OPTIONAL_COMPONENTS else ""))
+                    claimed.update(a.ref for a in found)
+                    entry["images"][role] = {"images": [{"ref": a.ref, "file": a.file, "size": a.size} for a in found],
+                                             "missing": missing, "size": sum(a.size for a in found)}
+        entry["size"] = sum(d.size for d in debs) + sum(r["size"] for r in entry.get("images", {}).values())
+        out_versions[str(v)] = entry
+    versioned = {d.filename for d in kube_debs if (_version(_upstream(d.version)) in versions)}
+    other = [d for d in bundle.debs if d.filename not in versioned]
+    images_size = sum(a.size for a in part.archives) if part is not None else 0
+    return {
+        "bundle": str(root),
+        "ok": True,
+        "index": {"file": INDEX, "packages": len(bundle.debs), "size": bundle.size},
+        "images": None if part is None else {"manifest": f"{IMAGES_DIR}/{MANIFEST}", "archives": len(part.archives),
+                                             "size": images_size},
+        "kubernetes": out_versions,
+        "otherPackages": [{"package": d.package, "version": d.version, "file": d.filename, "size": d.size}
+                          for d in sorted(other, key=lambda d: (d.package, d.version))],
+        "otherImages": [{"ref": a.ref, "file": a.file, "size": a.size}
+                        for a in sorted(part.archives, key=lambda a: a.ref) if a.ref not in claimed] if part else [],
+        "size": bundle.size + images_size,
+    }
+
+
+# --- bundle create --from-dir --------------------------------------------------------------------------
+
+def image_name_of(archive: Path) -> str:
+    """The image an OCI archive holds, as `ctr images import` names it (index.json's
+    io.containerd.image.name annotation). InputError when the file is not such an archive."""
+    import json
+    import tarfile
+
+    try:
+        with tarfile.open(archive) as t:
+            member = t.extractfile("index.json")
+            index = json.loads(member.read()) if member is not None else {}
+    except (tarfile.TarError, KeyError, OSError, ValueError) as exc:
+        raise InputError(f"{archive}: not an OCI archive with an index.json ({exc})",
+                         hint="export images with `ctr images export FILE REF`") from None
+    names = {m.get("annotations", {}).get("io.containerd.image.name") for m in index.get("manifests", [])} - {None}
+    if len(names) != 1:
+        raise InputError(f"{archive}: index.json names {len(names)} images (io.containerd.image.name); "
+                         "a bundle archive holds exactly one", hint="export one image per file")
+    return names.pop()
+
+
+def create_bundle(source: Path, out: Path) -> dict[str, Any]:
+    """A bundle directory in ``out`` (new or empty) from ``source``: every .deb (indexed by
+    dpkg-scanpackages into Packages), every OCI archive (*.tar) under images/ with
+    images/manifest.json (ref, file, sha256, size), etcd release archives and SHA256SUMS as they
+    are. Then checked as `bundle verify` checks it; returns that document."""
+    import json
+    import shutil
+    import subprocess
+
+    from kubeforge.model.files import file_sha256
+
+    if not source.is_dir():
+        raise InputError(f"{source}: not a directory")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: exists and is not an empty directory", hint="name a new directory")
+    debs = sorted(source.glob("*.deb"))
+    if not debs:
+        raise InputError(f"{source}: no .deb files", hint="put the packages (kubeadm, kubelet, kubectl, containerd...) there")
+    if shutil.which("dpkg-scanpackages") is None:
+        raise InputError("dpkg-scanpackages is not installed on this machine", hint="apt-get install dpkg-dev")
+    archives = {a: image_name_of(a) for a in sorted(source.glob("*.tar"))}
+    seen: dict[str, Path] = {}
+    for a, ref in archives.items():
+        if ref in seen:
+            raise InputError(f"{a}: holds {ref}, as {seen[ref]} does", hint="keep one archive per image")
+        seen[ref] = a
+    out.mkdir(parents=True, exist_ok=True)
+    for f in [*debs, *source.glob("etcd-v*.tar.gz"), *source.glob("SHA256SUMS")]:
+        shutil.copyfile(f, out / f.name)
+    res = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=out, capture_output=True, timeout=600)
+    if res.returncode != 0:
+        raise InputError(f"dpkg-scanpackages failed in {out}: {res.stderr.decode(errors='replace').strip()[-300:]}")
+    (out / INDEX).write_bytes(res.stdout)
+    if archives:
+        images = out / IMAGES_DIR
+        images.mkdir()
+        entries = []
+        for a, ref in sorted(archives.items(), key=lambda kv: kv[1]):
+            name = ref.rsplit("/", 1)[-1].replace(":", "_") + ".tar"
+            shutil.copyfile(a, images / name)
+            entries.append({"ref": ref, "file": name, "sha256": file_sha256(images / name),
+                            "size": (images / name).stat().st_size})
+        (images / MANIFEST).write_text(json.dumps({"schema": 1, "images": entries}, indent=1) + "\n")
+    return verify_bundle(out)
