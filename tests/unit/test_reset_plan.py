@@ -8,7 +8,7 @@ import pytest
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import EtcdTopology
-from kubeforge.plan.reset import ResetContext, plan_reset
+from kubeforge.plan.reset import ResetContext, node_absent, plan_reset
 from kubeforge.plan.reset.safety import check_reset_selection, quorum
 from tests.factories import make_cluster
 
@@ -59,6 +59,8 @@ def test_resetting_one_worker_resets_it_and_deletes_its_node_from_the_first_cont
     assert "kubeadm reset -f" in phase(plan, "ResetNodes").steps[0].command.script
     delete = phase(plan, "RemoveNodeObjects").steps[0]
     assert delete.host == "cp-1" and "delete node worker-2" in delete.command.script
+    # skipped only on the API's NotFound (tests/unit/test_sim_cli.py runs this guard against the simulator)
+    assert delete.unless == node_absent("worker-2") and "(NotFound)" in delete.unless.script
     assert phase(plan, "StopEtcd").is_noop
     removed = phase(plan, "RemoveKubeforgeFiles").steps[0].command.script
     for path in ("/etc/kubeforge", "/etc/kubernetes", "/etc/apt/preferences.d/kubeforge-kubernetes"):

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -258,12 +259,49 @@ def test_upgrade_apply_without_yes_needs_a_confirmation(ready_lab: Lab) -> None:
     assert rc == 1 and "won't proceed" in err and ready_lab.state()["clusterVersion"] == V33
 
 
-def test_reset_removes_the_node_and_wipes_what_kubeadm_wrote(ready_lab: Lab) -> None:
+def test_reset_wipes_what_kubeadm_wrote_but_leaves_the_node_object_for_kubectl_delete(ready_lab: Lab) -> None:
     rc, out, err = ready_lab.kubeadm(ready_lab.w, "reset", "-f")
     assert rc == 0, err
     w = Path(ready_lab.w)
     assert not (w / "etc/kubernetes/kubelet.conf").exists() and not any((w / "var/lib/kubelet").iterdir())
+    assert "worker-1" in ready_lab.state()["nodes"]  # real kubeadm reset never deletes the Node
+    assert ready_lab.kubectl("delete", "node", "worker-1") == (0, 'node "worker-1" deleted\n', "")
     assert "worker-1" not in ready_lab.state()["nodes"]
+    rc, _, err = ready_lab.kubectl("get", "node", "worker-1")
+    assert rc == 1 and err == 'Error from server (NotFound): nodes "worker-1" not found\n'
+    assert ready_lab.kubectl("delete", "node", "worker-1")[0] == 1
+    assert ready_lab.kubectl("delete", "node", "worker-1", "--ignore-not-found") == (0, "", "")
+
+
+def _kubectl_on_path(lab: Lab, port: str) -> dict[str, str]:
+    """An environment whose `kubectl` is the simulator's, run as a process on cp-1 (as on a machine)."""
+    sim_dir = Path(T.__file__).parent
+    bin_dir = lab.base / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        f"exec {sys.executable} -c 'import sys; sys.path.insert(0, \"{sim_dir}\"); from kubesim import kubectl; "
+        f"sys.exit(kubectl.main(sys.argv[1:], \"{lab.version}\"))' \"$@\"\n")
+    (bin_dir / "kubectl").chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", KUBESIM_ROOT=lab.cp, KUBESIM_API_PORT=port)
+
+
+def test_resets_node_absent_guard_skips_only_on_notfound_never_on_an_unreachable_api(ready_lab: Lab) -> None:
+    from kubeforge.plan.reset import node_absent
+
+    guard = node_absent("worker-1").script.replace("/etc/kubernetes/admin.conf", ready_lab.kc)  # the machine's path
+    live = _kubectl_on_path(ready_lab, os.environ["KUBESIM_API_PORT"])
+    got = subprocess.run(["sh", "-c", f"kubectl --kubeconfig {ready_lab.kc} get node worker-1 -o name"], env=live,
+                         capture_output=True, text=True)
+    assert got.stdout == "node/worker-1\n", got.stderr  # the shim really reaches the API server
+    assert subprocess.run(["sh", "-c", guard], env=live).returncode == 1  # the node is there: delete it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = str(s.getsockname()[1])
+    # kubectl fails (connection refused): the guard must not call the node gone
+    assert subprocess.run(["sh", "-c", guard], env=_kubectl_on_path(ready_lab, closed)).returncode == 1
+    assert ready_lab.kubectl("delete", "node", "worker-1")[0] == 0
+    assert subprocess.run(["sh", "-c", guard], env=live).returncode == 0  # NotFound: nothing left to delete
 
 
 def test_kubectl_label_taint_cordon_and_uncordon(ready_lab: Lab) -> None:

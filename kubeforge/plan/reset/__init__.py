@@ -79,6 +79,16 @@ def reset_nodes(ctx: ResetContext) -> PhasePlan:
     )
 
 
+def node_absent(name: str) -> Command:
+    """Succeeds only when the API server says the Node does not exist (kubectl's "(NotFound)"): a
+    kubectl that cannot reach the API, or any other error, fails the check, so the delete still runs
+    (and reports its own error) rather than leaving a stale Node behind."""
+    script = (f"out=$({KUBECTL} get node {q(name)} -o name 2>&1) && exit 1\n"
+              "case \"$out\" in *'(NotFound)'*) exit 0 ;; esac\n"
+              "exit 1\n")
+    return Command(script=script, sudo=True)
+
+
 def remove_nodes(ctx: ResetContext) -> PhasePlan:
     nodes = [h for h in ctx.hosts if h.is_control_plane or h.is_worker]
     if ctx.whole_cluster:
@@ -89,9 +99,8 @@ def remove_nodes(ctx: ResetContext) -> PhasePlan:
                          reason="the API server did not answer; delete the Node objects later with kubectl")
     first = ctx.cluster.first_control_plane
     steps = [
-        RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(h.name)}", sudo=True),
-                f"Delete node {h.name}",
-                unless=Command(script=f"! {KUBECTL} get node {q(h.name)} >/dev/null 2>&1", sudo=True), key=f"delete-{h.name}")
+        RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(h.name)} --ignore-not-found", sudo=True),
+                f"Delete node {h.name}", unless=node_absent(h.name), key=f"delete-{h.name}")
         for h in nodes
     ]
     return PhasePlan.of(name="RemoveNodeObjects", title="Delete the Node objects", strategy=serial(),

@@ -288,10 +288,21 @@ def op_taint(st: dict, a: dict, now: float) -> dict:
 
 
 def op_reset(st: dict, a: dict, now: float) -> dict:
-    removed = st["nodes"].pop(a["node"], None) is not None
+    """`kubeadm reset` only records itself: the real one removes the local etcd member and wipes the
+    machine but leaves the Node object (kubernetes.io/docs/reference/setup-tools/kubeadm/kubeadm-reset:
+    "kubectl delete node" is the operator's step). The stopped kubelet turns the node NotReady."""
     _event(st, {"time": now, "event": "reset", "node": a["node"]})
+    return {}
+
+
+def op_delete_node(st: dict, a: dict, now: float) -> dict:
+    """`kubectl delete node`: the object goes; the pod garbage collector removes pods bound to it, so
+    their controllers recreate them elsewhere."""
+    if st["nodes"].pop(a["node"], None) is None:
+        raise SimError(f'Error from server (NotFound): nodes "{a["node"]}" not found', 404)
+    _event(st, {"time": now, "event": "delete-node", "node": a["node"]})
     workloads.reconcile(st, now)
-    return {"removed": removed}
+    return {}
 
 
 def op_apply(st: dict, a: dict, now: float) -> dict:
