@@ -178,7 +178,8 @@ def op_kubelet_started(st: dict, a: dict, now: float) -> dict:
                           "version": a.get("kubeletVersion")})
     if node is None or not a.get("restart"):
         return {}
-    busy = [p for p in st["pods"].values() if p["node"] == a["node"] and p["ownerKind"] != "DaemonSet"]
+    busy = [p for p in st["pods"].values() if p["node"] == a["node"] and p["ownerKind"] != "DaemonSet"
+            and not workloads.gone(p, now)]
     if not node.get("unschedulable") and busy:
         violation(st, now, a["node"], f"kubelet restarted on undrained node {a['node']}")
     return {}
@@ -313,7 +314,7 @@ def op_apply(st: dict, a: dict, now: float) -> dict:
 
 
 def op_evict(st: dict, a: dict, now: float) -> dict:
-    workloads.evict(st, a["namespace"], a["name"], now)
+    workloads.evict(st, a["namespace"], a["name"], now, int(a.get("gracePeriod", -1)))
     return {}
 
 
@@ -324,6 +325,7 @@ def view(st: dict, now: float) -> dict:
     """The state as clients see it: node readiness computed at this moment."""
     out = dict(st)
     out["nodes"] = {k: dict(v, ready=workloads.node_ready(st, v, now)) for k, v in st["nodes"].items()}
+    out["pods"] = {k: p for k, p in st["pods"].items() if not workloads.gone(p, now)}
     out.pop("tokens", None)
     out.pop("certs", None)
     out["now"] = now
