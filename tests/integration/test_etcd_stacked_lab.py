@@ -185,6 +185,5 @@ def test_reset_of_a_control_plane_leaves_no_node_object_and_no_etcd_member(env):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert env.nodes() == {"cp-1", "cp-2"}
     listed = env.etcdctl("cp-1", "member", "list").stdout
-    print(res.stdout[-3000:], res.stderr[-3000:])
     assert "cp-3" not in listed and listed.count("started") == 2, listed
     assert not etcd_processes(env, "cp-3")

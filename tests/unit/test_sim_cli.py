@@ -227,6 +227,63 @@ def test_drain_refuses_emptydir_pods_then_blocks_on_the_pdb_until_the_timeout(re
     assert ready_lab.state()["nodes"]["worker-1"]["unschedulable"] is True
 
 
+BARE = """apiVersion: v1
+kind: Pod
+metadata:
+  name: debug
+spec:
+  nodeName: worker-1
+  terminationGracePeriodSeconds: 1
+"""
+
+
+def test_drain_refuses_a_bare_pod_without_force_and_with_it_waits_out_its_grace_period(ready_lab: Lab) -> None:
+    (ready_lab.base / "bare.yaml").write_text(BARE)
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "bare.yaml")) == (0, "pod/debug created\n", "")
+    rc, _, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--timeout=5s")
+    assert rc == 1 and "cannot delete Pods that declare no controller (use --force to override): default/debug" in err
+    assert "default/debug" in ready_lab.state()["pods"]
+    started = time.monotonic()
+    rc, out, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--force", "--timeout=5s")
+    assert rc == 0, err
+    assert time.monotonic() - started >= 1.0  # the pod's terminationGracePeriodSeconds
+    assert "evicting pod default/debug\npod/debug evicted\nnode/worker-1 drained\n" in out
+    assert "default/debug" not in ready_lab.state()["pods"]  # a bare pod is gone for good
+
+
+def test_drain_fails_at_its_timeout_while_a_pod_is_still_terminating(ready_lab: Lab) -> None:
+    (ready_lab.base / "bare.yaml").write_text(BARE.replace("terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 60"))
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "bare.yaml"))[0] == 0
+    rc, _, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--force", "--timeout=1s")
+    assert rc == 1  # the cap (KUBESIM_GRACE_CAP_SECONDS, 2 s by default) outlasts the 1 s timeout
+    assert 'error when waiting for pod "debug" in namespace "default" to terminate: global timeout reached: 1s' in err
+
+
+def _kubeforge_drain(lab: Lab, force_bare_pods: bool) -> subprocess.CompletedProcess:
+    """kubeforge's drain step, its script run as on the first control plane against the simulator."""
+    from kubeforge.model.cluster import UpgradePolicy
+    from kubeforge.plan.upgrade.commands import drain
+
+    step = drain("cp-1", "worker-1", UpgradePolicy(drain_timeout_s=5, force_bare_pods=force_bare_pods), key="d")
+    script = step.command.script.replace("/etc/kubernetes/admin.conf", lab.kc)  # the machine's path
+    return subprocess.run(["bash", "-c", script], env=_kubectl_on_path(lab, os.environ["KUBESIM_API_PORT"]),
+                          capture_output=True, text=True)
+
+
+def test_kubeforges_drain_refuses_a_bare_pod_naming_it_and_the_option_and_uncordons(ready_lab: Lab) -> None:
+    (ready_lab.base / "bare.yaml").write_text(BARE)
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "bare.yaml"))[0] == 0
+    res = _kubeforge_drain(ready_lab, force_bare_pods=False)
+    assert res.returncode == 1
+    assert ("kubeforge: worker-1 runs pods no controller manages (default/debug): a drain deletes them for good"
+            in res.stderr and "--force-bare-pods" in res.stderr), res.stderr
+    assert ready_lab.state()["nodes"]["worker-1"]["unschedulable"] is False  # uncordoned again
+    assert "default/debug" in ready_lab.state()["pods"]
+    res = _kubeforge_drain(ready_lab, force_bare_pods=True)
+    assert res.returncode == 0, res.stderr
+    assert "pod/debug evicted" in res.stdout and "default/debug" not in ready_lab.state()["pods"]
+
+
 def test_drain_without_ignore_daemonsets_names_the_daemonset_pods(ready_lab: Lab) -> None:
     rc, _, err = ready_lab.kubectl("drain", "worker-1")
     assert rc == 1 and "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): kube-system/calico-node" in err
