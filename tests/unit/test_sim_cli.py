@@ -331,16 +331,7 @@ def test_reset_wipes_what_kubeadm_wrote_but_leaves_the_node_object_for_kubectl_d
 
 
 def _kubectl_on_path(lab: Lab, port: str) -> dict[str, str]:
-    """An environment whose `kubectl` is the simulator's, run as a process on cp-1 (as on a machine)."""
-    sim_dir = Path(T.__file__).parent
-    bin_dir = lab.base / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "kubectl").write_text(
-        "#!/bin/sh\n"
-        f"exec {sys.executable} -c 'import sys; sys.path.insert(0, \"{sim_dir}\"); from kubesim import kubectl; "
-        f"sys.exit(kubectl.main(sys.argv[1:], \"{lab.version}\"))' \"$@\"\n")
-    (bin_dir / "kubectl").chmod(0o755)
-    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", KUBESIM_ROOT=lab.cp, KUBESIM_API_PORT=port)
+    return T.kubectl_on_path(str(lab.base / "bin"), lab.cp, lab.version, port)
 
 
 def test_resets_node_absent_guard_skips_only_on_notfound_never_on_an_unreachable_api(ready_lab: Lab) -> None:

@@ -9,10 +9,20 @@ from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import KUBECTL, UpContext
 from kubeforge.transport.base import Command
 
-# Prints the nodes that are not Ready (stderr, so the failure report shows them) and fails while any is.
+# Prints the nodes that are not Ready with the kubelet's reason from their Ready condition (stderr, so
+# the failure report shows them: swap, a dead containerd, a cgroup-driver mismatch, no CNI...) and
+# fails while any is. The condition is one flat JSON object, its keys in any order.
 PROBE = """not_ready=""
 for n in {nodes}; do
-  {kubectl} wait --for=condition=Ready node/$n --timeout=1s >/dev/null 2>&1 || not_ready="$not_ready $n"
+  {kubectl} wait --for=condition=Ready node/$n --timeout=1s >/dev/null 2>&1 && continue
+  not_ready="$not_ready $n"
+  if j=$({kubectl} get node $n -o json 2>&1); then
+    why=$(printf %s "$j" | tr -d '\\n' | grep -o '{{[^{{}}]*"type": *"Ready"[^{{}}]*}}' | head -n 1 \\
+          | sed -n 's/.*"message": *"\\(\\([^"\\\\]\\|\\\\.\\)*\\)".*/\\1/p' | sed 's/\\\\"/"/g')
+  else
+    why=$j
+  fi
+  echo "$n not Ready: ${{why:-no Ready condition reported (is its kubelet running?)}}" >&2
 done
 if [ -n "$not_ready" ]; then echo "not Ready:$not_ready" >&2; exit 1; fi
 """

@@ -151,6 +151,7 @@ def op_heartbeat(st: dict, a: dict, now: float) -> dict:
     if now - node.get("lastHeartbeat", 0) >= HEARTBEAT_WRITE_EVERY:
         node["lastHeartbeat"] = now
     node["kubeletVersion"] = a["kubeletVersion"]
+    node["runtimeProblem"] = a.get("runtimeProblem")  # the kubelet's runtime check (kubesim/runtime.py)
     if node.get("controlPlane") and a.get("apiserverVersion"):
         node["apiserverVersion"] = a["apiserverVersion"]
     # a control plane's kubelet talks to its own API server; a worker's may reach any of them

@@ -24,7 +24,8 @@ _WRITE_RECORD = ("annotations", "managedFields", "status")
 
 
 def node_ready(st: dict, node: dict, now: float) -> bool:
-    return bool(st.get("cni") and node.get("registered") and now - node.get("lastHeartbeat", 0) <= HEARTBEAT_GRACE)
+    return bool(st.get("cni") and node.get("registered") and not node.get("runtimeProblem")
+                and now - node.get("lastHeartbeat", 0) <= HEARTBEAT_GRACE)
 
 
 def _pod_template(obj: dict) -> dict:
