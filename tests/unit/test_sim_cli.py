@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -265,8 +266,7 @@ def _kubeforge_drain(lab: Lab, force_bare_pods: bool) -> subprocess.CompletedPro
     from kubeforge.plan.upgrade.commands import drain
 
     step = drain("cp-1", "worker-1", UpgradePolicy(drain_timeout_s=5, force_bare_pods=force_bare_pods), key="d")
-    script = step.command.script.replace("/etc/kubernetes/admin.conf", lab.kc)  # the machine's path
-    return subprocess.run(["bash", "-c", script], env=_kubectl_on_path(lab, os.environ["KUBESIM_API_PORT"]),
+    return subprocess.run(["bash"], input=as_run(step.command, lab.kc), env=_kubectl_on_path(lab, os.environ["KUBESIM_API_PORT"]),
                           capture_output=True, text=True)
 
 
@@ -330,6 +330,14 @@ def test_reset_wipes_what_kubeadm_wrote_but_leaves_the_node_object_for_kubectl_d
     assert ready_lab.kubectl("delete", "node", "worker-1", "--ignore-not-found") == (0, "", "")
 
 
+def as_run(command, kubeconfig: str) -> str:
+    """The bash program kubeforge's transport sends for ``command`` (``set -euo pipefail`` and all),
+    with the machine's admin.conf path pointing into the simulated machine's root."""
+    from kubeforge.transport.script import script_for
+
+    return script_for(dataclasses.replace(command, script=command.script.replace("/etc/kubernetes/admin.conf", kubeconfig)))
+
+
 def _kubectl_on_path(lab: Lab, port: str) -> dict[str, str]:
     return T.kubectl_on_path(str(lab.base / "bin"), lab.cp, lab.version, port)
 
@@ -337,19 +345,19 @@ def _kubectl_on_path(lab: Lab, port: str) -> dict[str, str]:
 def test_resets_node_absent_guard_skips_only_on_notfound_never_on_an_unreachable_api(ready_lab: Lab) -> None:
     from kubeforge.plan.reset import node_absent
 
-    guard = node_absent("worker-1").script.replace("/etc/kubernetes/admin.conf", ready_lab.kc)  # the machine's path
+    guard = as_run(node_absent("worker-1"), ready_lab.kc)
     live = _kubectl_on_path(ready_lab, os.environ["KUBESIM_API_PORT"])
     got = subprocess.run(["sh", "-c", f"kubectl --kubeconfig {ready_lab.kc} get node worker-1 -o name"], env=live,
                          capture_output=True, text=True)
     assert got.stdout == "node/worker-1\n", got.stderr  # the shim really reaches the API server
-    assert subprocess.run(["sh", "-c", guard], env=live).returncode == 1  # the node is there: delete it
+    assert subprocess.run(["bash"], input=guard, text=True, env=live).returncode == 1  # the node is there: delete it
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = str(s.getsockname()[1])
     # kubectl fails (connection refused): the guard must not call the node gone
-    assert subprocess.run(["sh", "-c", guard], env=_kubectl_on_path(ready_lab, closed)).returncode == 1
+    assert subprocess.run(["bash"], input=guard, text=True, env=_kubectl_on_path(ready_lab, closed)).returncode == 1
     assert ready_lab.kubectl("delete", "node", "worker-1")[0] == 0
-    assert subprocess.run(["sh", "-c", guard], env=live).returncode == 0  # NotFound: nothing left to delete
+    assert subprocess.run(["bash"], input=guard, text=True, env=live).returncode == 0  # NotFound: nothing left to delete
 
 
 def test_kubectl_label_taint_cordon_and_uncordon(ready_lab: Lab) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from kubeforge.plan.up.wait_nodes_ready import PROBE
+from kubeforge.transport.base import Command
+from kubeforge.transport.script import script_for
 from tests.sim import testing as T
 from tests.sim.kubesim import staticpod
 
@@ -177,7 +179,8 @@ def test_a_dead_containerd_or_a_cgroup_driver_mismatch_turns_the_node_not_ready_
     # kubeforge's WaitNodesReady gate says why, from the node's Ready condition
     probe = PROBE.format(nodes="cp-1", kubectl=f"kubectl --kubeconfig {root}/etc/kubernetes/admin.conf")
     env = T.kubectl_on_path(str(tmp_path / "bin"), root, V, os.environ["KUBESIM_API_PORT"])
-    res = subprocess.run(["bash", "-c", probe], env=env, capture_output=True, text=True)
+    # as kubeforge's transport runs it (set -euo pipefail)
+    res = subprocess.run(["bash"], input=script_for(Command(script=probe)), env=env, capture_output=True, text=True)
     assert res.returncode == 1 and "cp-1 not Ready: failed to create pod sandbox: OCI runtime create failed: the " \
         'kubelet\'s cgroup driver "systemd" is not the container runtime\'s "cgroupfs"' in res.stderr, res.stderr
     config.write_text(config.read_text().replace("SystemdCgroup = false", "SystemdCgroup = true"))

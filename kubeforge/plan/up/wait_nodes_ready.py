@@ -12,14 +12,15 @@ from kubeforge.transport.base import Command
 
 # Prints the nodes that are not Ready with the kubelet's reason from their Ready condition (stderr, so
 # the failure report shows them: swap, a dead containerd, a cgroup-driver mismatch, no CNI...) and
-# fails while any is. The condition is one flat JSON object, its keys in any order.
+# fails while any is. The condition is one flat JSON object, its keys in any order. (Scripts run under
+# `set -euo pipefail`: a grep that finds nothing must not end the loop.)
 PROBE = """not_ready=""
 for n in {nodes}; do
   {kubectl} wait --for=condition=Ready node/$n --timeout=1s >/dev/null 2>&1 && continue
   not_ready="$not_ready $n"
   if j=$({kubectl} get node $n -o json 2>&1); then
     why=$(printf %s "$j" | tr -d '\\n' | grep -o '{{[^{{}}]*"type": *"Ready"[^{{}}]*}}' | head -n 1 \\
-          | sed -n 's/.*"message": *"\\(\\([^"\\\\]\\|\\\\.\\)*\\)".*/\\1/p' | sed 's/\\\\"/"/g')
+          | sed -n 's/.*"message": *"\\(\\([^"\\\\]\\|\\\\.\\)*\\)".*/\\1/p' | sed 's/\\\\"/"/g' || true)
   else
     why=$j
   fi

@@ -159,14 +159,13 @@ def drain(via: str, node: str, policy: UpgradePolicy, *, key: str) -> RunStep:
     # kubectl refuses pods that declare no controller without --force; say which and how to allow it
     # the pod list (namespace/name, comma separated) after kubectl's reason, wherever it stands on a line
     pods = r"[^ ,/]+/[^] ,]+"
-    bare = (f"bare=$(grep -oE 'no controller \\(use --force to override\\): {pods}(, {pods})*' \"$err\" | head -n 1 | sed 's/^[^:]*: //')\n"
+    bare = (f"bare=$(grep -oE 'no controller \\(use --force to override\\): {pods}(, {pods})*' \"$err\" | head -n 1 | sed 's/^[^:]*: //' || true)\n"
             'if [ -n "$bare" ]; then\n'
             f'  echo "kubeforge: {node} runs pods no controller manages ($bare): a drain deletes them for good and '
             f'nothing recreates them; move or delete them, or resume with {FORCE_BARE_PODS} to let the drain delete them" >&2\n'
             "fi\n")
     script = (
-        f"err=$(mktemp); {KUBECTL} drain {q(node)} {' '.join(flags)} 2>\"$err\"\n"
-        "rc=$?\n"
+        f"err=$(mktemp); {KUBECTL} drain {q(node)} {' '.join(flags)} 2>\"$err\" && rc=0 || rc=$?\n"
         'trap \'rm -f "$err"\' EXIT\n'
         'cat "$err" >&2\n'
         '[ "$rc" -eq 0 ] && exit 0\n'
