@@ -254,3 +254,15 @@ def test_a_node_with_containerd_stopped_is_restarted_drained_and_not_waited_for_
     restart = phase(plan, "RestartWorkerRuntimes")
     assert [s.title.split(" (")[0] for s in restart.steps][:1] == ["Drain worker-1"]
     assert any("restart containerd" in (s.command.description or "") for s in restart.steps)
+
+
+def test_a_reset_worker_whose_node_object_was_left_behind_joins_again(cluster, resolved):
+    # kubeadm reset keeps the Node (NotReady); reset could not delete it (API down at the time)
+    ctx = converged_ctx(cluster, resolved[1])
+    wiped = dataclasses.replace(fresh_facts("worker-1"), swap=ctx.facts["worker-1"].swap)
+    state = ready_state(cluster)
+    nodes = dict(state.nodes)
+    nodes["worker-1"] = dataclasses.replace(nodes["worker-1"], ready=False)
+    ctx = dataclasses.replace(ctx, facts={**ctx.facts, "worker-1": wiped}, state=dataclasses.replace(state, nodes=nodes))
+    assert not ctx.joined(cluster.select(["worker-1"])[0])
+    assert [l.host for l in phase(plan_up(ctx), "JoinWorkers").lanes] == ["worker-1"]
