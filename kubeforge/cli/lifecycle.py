@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, resume_value, start_run_log
-from kubeforge.cli.options import INVENTORY, OUTPUT, RUN_ARG, Output
+from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, Output
 
 plan_app = typer.Typer(help="Print what a command would do, touching nothing.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def _finish(report, plan, out, err, what: str, **extra) -> None:
 
 
 def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, break_lock: bool,
-           skip_preflight_warnings: bool) -> None:
+           skip_preflight_warnings: bool, force_bare_pods: bool = False) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
@@ -43,8 +43,9 @@ def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, bre
     from kubeforge.ui.progress import make_progress
     from kubeforge.execute import RunOptions
     from kubeforge.workflows.up import up
+    from kubeforge.cli.options import allow_bare_pods
 
-    cluster = load_cluster(inventory)
+    cluster = allow_bare_pods(load_cluster(inventory), force_bare_pods)
     out, err = consoles()
     options = RunOptions(command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
     confirmer = Confirmer(err, yes=yes)
@@ -121,6 +122,7 @@ def register(app: typer.Typer) -> None:
         break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
         skip_preflight_warnings: bool = typer.Option(False, "--skip-preflight-warnings", help="Do not print preflight warnings."),
         output: Output = OUTPUT,
+        force_bare_pods: bool = FORCE_BARE_PODS,
     ) -> None:
         """Bring the cluster of the inventory up, or converge it: facts, preflight, prepare hosts,
         packages, PKI, etcd, endpoint, kubeadm init, joins, CNI, Ready, labels, admin kubeconfig.
@@ -131,7 +133,7 @@ def register(app: typer.Typer) -> None:
         Example: kubeforge up -i inventories/ha-external-etcd.yaml --resume
         """
         run_up(inventory, yes=yes, dry_run=dry_run, resume=resume_value(resume, run), break_lock=break_lock,
-               skip_preflight_warnings=skip_preflight_warnings)
+               skip_preflight_warnings=skip_preflight_warnings, force_bare_pods=force_bare_pods)
 
     @app.command("reset")
     def reset_cmd(

@@ -59,3 +59,16 @@ KEEP_RUNS_DAYS = typer.Option(None, "--keep-runs-days", min=1, metavar="DAYS",
 
 def split_hosts(hosts: str | None) -> list[str] | None:
     return None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()]
+FORCE_BARE_PODS = typer.Option(
+    False, "--force-bare-pods",
+    help="Let drains delete pods no controller manages (kubectl drain --force); they are gone for good. "
+         "Without it a drain meeting such a pod fails, naming it.")
+
+
+def allow_bare_pods(cluster, force: bool):
+    """The cluster with UpgradePolicy.force_bare_pods set from --force-bare-pods."""
+    import dataclasses
+
+    if not force:
+        return cluster
+    return dataclasses.replace(cluster, upgrade=dataclasses.replace(cluster.upgrade, force_bare_pods=True))

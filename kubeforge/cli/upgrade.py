@@ -10,11 +10,11 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, resume_value, start_run_log
-from kubeforge.cli.options import INVENTORY, OUTPUT, RUN_ARG, Output
+from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, Output, allow_bare_pods
 
 
 def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
-                break_lock: bool, allow_removed_apis: bool = False) -> None:
+                break_lock: bool, allow_removed_apis: bool = False, force_bare_pods: bool = False) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
@@ -26,7 +26,7 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
     from kubeforge.workflows.upgrade import parse_target, upgrade
 
     parse_target(to)  # a bad --to is a usage error before the inventory is even read
-    cluster = load_cluster(inventory)
+    cluster = allow_bare_pods(load_cluster(inventory), force_bare_pods)
     out, err = consoles()
     options = RunOptions(command_line(), dry_run=dry_run, resume=resume, break_lock=break_lock)
 
@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
         allow_removed_apis: bool = typer.Option(
             False, "--allow-removed-apis",
             help="Go on although objects are written in API versions a hop stops serving (a warning in the plan)."),
+        force_bare_pods: bool = FORCE_BARE_PODS,
     ) -> None:
         """Upgrade Kubernetes one minor at a time, without an outage.
 
@@ -91,11 +92,12 @@ def register(app: typer.Typer) -> None:
         Refuses before changing anything (exit 7): a downgrade, a skipped minor without
         --multi-hop, a NotReady node, an unhealthy etcd member, a version the package source does
         not offer, objects written in an API version a hop stops serving (each named; see
-        --allow-removed-apis). A failed step exits 6, Ctrl-C 8: continue with --resume.
+        --allow-removed-apis). A failed step exits 6, Ctrl-C 8: continue with --resume. A drain
+        meets a pod no controller manages: exit 6 naming it; --force-bare-pods lets drains delete it.
 
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --yes
         Example: kubeforge upgrade -i inventories/ha-external-etcd.yaml --to 1.34.2 --resume
         """
 
         run_upgrade(inventory, to, multi_hop=multi_hop, yes=yes, dry_run=dry_run, resume=resume_value(resume, run),
-                    break_lock=break_lock, allow_removed_apis=allow_removed_apis)
+                    break_lock=break_lock, allow_removed_apis=allow_removed_apis, force_bare_pods=force_bare_pods)

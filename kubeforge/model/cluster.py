@@ -294,6 +294,8 @@ class UpgradePolicy:
     ignore_daemonsets: bool = True
     leave_cordoned_on_failure: bool = False
     node_ready_timeout_s: int = 300
+    # Pods no controller manages are deleted for good by a drain: only with --force-bare-pods
+    force_bare_pods: bool = False
 
     def batch_size(self, workers: int) -> int:
         """Workers upgraded at once (at least 1, at most ``workers``)."""

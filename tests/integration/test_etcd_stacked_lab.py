@@ -1,6 +1,7 @@
 """Stacked etcd end to end on the lab: `kubeforge up` of 3 control planes whose etcd members are
 kubeadm's static pods (the simulator runs Debian's real etcd 3.4.23 from its "etcd image" package),
-then `etcd status`, `etcd backup` and `etcd restore` against that real etcd.
+then `etcd status`, `etcd backup` and `etcd restore` against that real etcd, and last `reset --hosts` of
+one control plane (no Node object, no etcd member left).
 
 The tests run in order on one lab: up -> status -> backup, damage, restore -> a restore that an
 interruption left half done converges -> an inventory that disagrees with the manifests is refused."""
@@ -176,6 +177,24 @@ def test_an_inventory_that_disagrees_with_the_etcd_manifests_is_refused_before_a
     after = {cp: env.lab.exec(cp, ["bash", "-c", "sudo ls -d /var/lib/etcd*; sudo ls /etc/kubernetes/manifests"],
                               check=True).stdout for cp in CPS}
     assert after == before
+
+
+def test_reset_of_a_control_plane_leaves_no_node_object_and_no_etcd_member(env):
+    # kubeadm reset removes the local etcd member but (as the real one) never the Node: kubeforge must
+    res = env.kf("reset", "--hosts", "cp-3", "--yes")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert env.nodes() == {"cp-1", "cp-2"}
+    listed = env.etcdctl("cp-1", "member", "list").stdout
+    assert "cp-3" not in listed and listed.count("started") == 2, listed
+    assert not etcd_processes(env, "cp-3")
+
+def test_up_rejoins_the_reset_control_plane_as_a_stacked_member(env):
+    # kubeadm reset left cp-3's Node out of the API and its member out of etcd: up joins it again
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert env.nodes() == {"cp-1", "cp-2", "cp-3"}
+    listed = env.etcdctl("cp-1", "member", "list").stdout
+    assert listed.count("started") == 3 and "cp-3" in listed, listed
 
 
 def test_node_remove_of_a_stacked_control_plane_removes_its_member_first_and_the_api_answers_throughout(env):

@@ -223,6 +223,22 @@ def test_reset_of_one_worker_then_up_rejoins_it(env):
     assert "worker-1" in env.ready_nodes()
 
 
+def test_a_stopped_containerd_turns_its_node_not_ready_and_up_brings_it_back(env):
+    # the kubelet needs a live CRI socket (tests/sim/README.md "kubelet: CRI socket")
+    env.lab.exec("worker-1", ["sudo", "systemctl", "stop", "containerd"], check=True)
+    deadline = time.monotonic() + 60
+    while "worker-1" in env.ready_nodes():
+        assert time.monotonic() < deadline, "worker-1 stayed Ready without containerd"
+        time.sleep(1)
+    node = env.sim("state")["nodes"]["worker-1"]
+    assert (node.get("runtimeProblem") or "").startswith("container runtime is down"), node
+    res = env.kf("up", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert env.lab.exec("worker-1", ["systemctl", "is-active", "containerd"]).stdout.strip() == "active"
+    assert "worker-1" in env.ready_nodes()
+    assert env.sim("violations") == []
+
+
 def test_reset_refuses_a_subset_that_would_break_etcd_quorum_and_changes_nothing(env):
     res = env.kf("reset", "--hosts", "etcd-1,etcd-2", "--yes")
     assert res.returncode == 7

@@ -31,6 +31,45 @@ def make_machine(root: str, hostname: str, version: str, kubelet_version: str | 
     return root
 
 
+class RuntimeSocket:
+    """A live socket where containerd's would be (the kubelet stand-in only checks that it accepts a
+    connection), with containerd's config saying SystemdCgroup = true as kubeforge writes it."""
+
+    def __init__(self, root: str) -> None:
+        import socket
+
+        path = os.path.join(root, "run/containerd/containerd.sock")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.join(root, "etc/containerd"), exist_ok=True)
+        with open(os.path.join(root, "etc/containerd/config.toml"), "w") as f:
+            f.write('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n')
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(64)
+
+    def close(self) -> None:
+        self.sock.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def kubectl_on_path(bin_dir: str, root: str, version: str, port: str) -> dict[str, str]:
+    """An environment whose `kubectl` is the simulator's, run as a process on the machine at ``root``,
+    for running kubeforge's own shell scripts against the simulator."""
+    import sys
+
+    sim_dir = os.path.dirname(os.path.abspath(__file__))
+    os.makedirs(bin_dir, exist_ok=True)
+    path = os.path.join(bin_dir, "kubectl")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"exec {sys.executable} -c 'import sys; sys.path.insert(0, \"{sim_dir}\"); from kubesim import kubectl; "
+                f"sys.exit(kubectl.main(sys.argv[1:], \"{version}\"))' \"$@\"\n")
+    os.chmod(path, 0o755)
+    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", KUBESIM_ROOT=root, KUBESIM_API_PORT=port)
+
+
 def set_kubelet_package(root: str, version: str) -> None:
     """What `apt-get install kubelet=X` does to the simulator's library directory."""
     import glob

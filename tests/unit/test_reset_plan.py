@@ -8,7 +8,7 @@ import pytest
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import EtcdTopology
-from kubeforge.plan.reset import ResetContext, plan_reset
+from kubeforge.plan.reset import ResetContext, node_absent, plan_reset
 from kubeforge.plan.reset.safety import check_reset_selection, quorum
 from tests.factories import make_cluster
 
@@ -59,6 +59,8 @@ def test_resetting_one_worker_resets_it_and_deletes_its_node_from_the_first_cont
     assert "kubeadm reset -f" in phase(plan, "ResetNodes").steps[0].command.script
     delete = phase(plan, "RemoveNodeObjects").steps[0]
     assert delete.host == "cp-1" and "delete node worker-2" in delete.command.script
+    # skipped only on the API's NotFound (tests/unit/test_sim_cli.py runs this guard against the simulator)
+    assert delete.unless == node_absent("worker-2") and "(NotFound)" in delete.unless.script
     assert phase(plan, "StopEtcd").is_noop
     removed = phase(plan, "RemoveKubeforgeFiles").steps[0].command.script
     for path in ("/etc/kubeforge", "/etc/kubernetes", "/etc/apt/preferences.d/kubeforge-kubernetes"):
@@ -78,3 +80,20 @@ def test_a_whole_cluster_reset_deletes_no_node_objects_and_its_plan_round_trips_
     assert phase(plan, "RemoveNodeObjects").reason == "the whole cluster is reset"
     doc = json.loads(json.dumps(plan.to_dict()))
     assert [p["name"] for p in doc["phases"]] == [p.name for p in plan.phases]
+
+
+def test_a_stacked_control_planes_reset_removes_its_etcd_member_from_the_first_control_plane_if_still_listed(tmp_path):
+    # kubeadm reset only warns when etcd refuses its member removal; kubeforge makes sure
+    stacked = make_cluster(tmp_path, topology=EtcdTopology.STACKED, n_cp=3, n_workers=1)
+    step = phase(plan_reset(ctx(stacked, ["cp-3"])), "RemoveEtcdMembers").steps[0]
+    script = step.command.script
+    assert step.host == "cp-1" and "-v n=cp-3 '$3 == n" in script and 'member remove "$id"' in script
+    assert "set -o pipefail" in script and "unhealthy cluster" in script  # a failed list is no "absent"
+    endpoints = [u for u in script.split() if u.startswith("--endpoints=")][0]
+    assert "11:2379" in endpoints and "12:2379" in endpoints and "13:2379" not in endpoints  # the staying members
+    assert phase(plan_reset(ctx(stacked, [h.name for h in stacked.hosts])), "RemoveEtcdMembers").is_noop
+    assert phase(plan_reset(ctx(stacked, ["worker-1"])), "RemoveEtcdMembers").is_noop
+
+
+def test_external_etcd_members_are_not_touched_by_a_control_plane_reset(cluster):
+    assert phase(plan_reset(ctx(cluster, ["cp-3"])), "RemoveEtcdMembers").is_noop

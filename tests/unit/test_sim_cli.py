@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -226,6 +228,62 @@ def test_drain_refuses_emptydir_pods_then_blocks_on_the_pdb_until_the_timeout(re
     assert ready_lab.state()["nodes"]["worker-1"]["unschedulable"] is True
 
 
+BARE = """apiVersion: v1
+kind: Pod
+metadata:
+  name: debug
+spec:
+  nodeName: worker-1
+  terminationGracePeriodSeconds: 1
+"""
+
+
+def test_drain_refuses_a_bare_pod_without_force_and_with_it_waits_out_its_grace_period(ready_lab: Lab) -> None:
+    (ready_lab.base / "bare.yaml").write_text(BARE)
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "bare.yaml")) == (0, "pod/debug created\n", "")
+    rc, _, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--timeout=5s")
+    assert rc == 1 and "cannot delete Pods that declare no controller (use --force to override): default/debug" in err
+    assert "default/debug" in ready_lab.state()["pods"]
+    started = time.monotonic()
+    rc, out, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--force", "--timeout=5s")
+    assert rc == 0, err
+    assert time.monotonic() - started >= 1.0  # the pod's terminationGracePeriodSeconds
+    assert "evicting pod default/debug\npod/debug evicted\nnode/worker-1 drained\n" in out
+    assert "default/debug" not in ready_lab.state()["pods"]  # a bare pod is gone for good
+
+
+def test_drain_fails_at_its_timeout_while_a_pod_is_still_terminating(ready_lab: Lab) -> None:
+    (ready_lab.base / "bare.yaml").write_text(BARE.replace("terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 60"))
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "bare.yaml"))[0] == 0
+    rc, _, err = ready_lab.kubectl("drain", "worker-1", "--ignore-daemonsets", "--force", "--timeout=1s")
+    assert rc == 1  # the cap (KUBESIM_GRACE_CAP_SECONDS, 2 s by default) outlasts the 1 s timeout
+    assert 'error when waiting for pod "debug" in namespace "default" to terminate: global timeout reached: 1s' in err
+
+
+def _kubeforge_drain(lab: Lab, force_bare_pods: bool) -> subprocess.CompletedProcess:
+    """kubeforge's drain step, its script run as on the first control plane against the simulator."""
+    from kubeforge.model.cluster import UpgradePolicy
+    from kubeforge.plan.upgrade.commands import drain
+
+    step = drain("cp-1", "worker-1", UpgradePolicy(drain_timeout_s=5, force_bare_pods=force_bare_pods), key="d")
+    return subprocess.run(["bash"], input=as_run(step.command, lab.kc), env=_kubectl_on_path(lab, os.environ["KUBESIM_API_PORT"]),
+                          capture_output=True, text=True)
+
+
+def test_kubeforges_drain_refuses_a_bare_pod_naming_it_and_the_option_and_uncordons(ready_lab: Lab) -> None:
+    (ready_lab.base / "bare.yaml").write_text(BARE)
+    assert ready_lab.kubectl("apply", "-f", str(ready_lab.base / "bare.yaml"))[0] == 0
+    res = _kubeforge_drain(ready_lab, force_bare_pods=False)
+    assert res.returncode == 1
+    assert ("kubeforge: worker-1 runs pods no controller manages (default/debug): a drain deletes them for good"
+            in res.stderr and "--force-bare-pods" in res.stderr), res.stderr
+    assert ready_lab.state()["nodes"]["worker-1"]["unschedulable"] is False  # uncordoned again
+    assert "default/debug" in ready_lab.state()["pods"]
+    res = _kubeforge_drain(ready_lab, force_bare_pods=True)
+    assert res.returncode == 0, res.stderr
+    assert "pod/debug evicted" in res.stdout and "default/debug" not in ready_lab.state()["pods"]
+
+
 def test_drain_without_ignore_daemonsets_names_the_daemonset_pods(ready_lab: Lab) -> None:
     rc, _, err = ready_lab.kubectl("drain", "worker-1")
     assert rc == 1 and "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): kube-system/calico-node" in err
@@ -258,12 +316,48 @@ def test_upgrade_apply_without_yes_needs_a_confirmation(ready_lab: Lab) -> None:
     assert rc == 1 and "won't proceed" in err and ready_lab.state()["clusterVersion"] == V33
 
 
-def test_reset_removes_the_node_and_wipes_what_kubeadm_wrote(ready_lab: Lab) -> None:
+def test_reset_wipes_what_kubeadm_wrote_but_leaves_the_node_object_for_kubectl_delete(ready_lab: Lab) -> None:
     rc, out, err = ready_lab.kubeadm(ready_lab.w, "reset", "-f")
     assert rc == 0, err
     w = Path(ready_lab.w)
     assert not (w / "etc/kubernetes/kubelet.conf").exists() and not any((w / "var/lib/kubelet").iterdir())
+    assert "worker-1" in ready_lab.state()["nodes"]  # real kubeadm reset never deletes the Node
+    assert ready_lab.kubectl("delete", "node", "worker-1") == (0, 'node "worker-1" deleted\n', "")
     assert "worker-1" not in ready_lab.state()["nodes"]
+    rc, _, err = ready_lab.kubectl("get", "node", "worker-1")
+    assert rc == 1 and err == 'Error from server (NotFound): nodes "worker-1" not found\n'
+    assert ready_lab.kubectl("delete", "node", "worker-1")[0] == 1
+    assert ready_lab.kubectl("delete", "node", "worker-1", "--ignore-not-found") == (0, "", "")
+
+
+def as_run(command, kubeconfig: str) -> str:
+    """The bash program kubeforge's transport sends for ``command`` (``set -euo pipefail`` and all),
+    with the machine's admin.conf path pointing into the simulated machine's root."""
+    from kubeforge.transport.script import script_for
+
+    return script_for(dataclasses.replace(command, script=command.script.replace("/etc/kubernetes/admin.conf", kubeconfig)))
+
+
+def _kubectl_on_path(lab: Lab, port: str) -> dict[str, str]:
+    return T.kubectl_on_path(str(lab.base / "bin"), lab.cp, lab.version, port)
+
+
+def test_resets_node_absent_guard_skips_only_on_notfound_never_on_an_unreachable_api(ready_lab: Lab) -> None:
+    from kubeforge.plan.reset import node_absent
+
+    guard = as_run(node_absent("worker-1"), ready_lab.kc)
+    live = _kubectl_on_path(ready_lab, os.environ["KUBESIM_API_PORT"])
+    got = subprocess.run(["sh", "-c", f"kubectl --kubeconfig {ready_lab.kc} get node worker-1 -o name"], env=live,
+                         capture_output=True, text=True)
+    assert got.stdout == "node/worker-1\n", got.stderr  # the shim really reaches the API server
+    assert subprocess.run(["bash"], input=guard, text=True, env=live).returncode == 1  # the node is there: delete it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = str(s.getsockname()[1])
+    # kubectl fails (connection refused): the guard must not call the node gone
+    assert subprocess.run(["bash"], input=guard, text=True, env=_kubectl_on_path(ready_lab, closed)).returncode == 1
+    assert ready_lab.kubectl("delete", "node", "worker-1")[0] == 0
+    assert subprocess.run(["bash"], input=guard, text=True, env=live).returncode == 0  # NotFound: nothing left to delete
 
 
 def test_kubectl_label_taint_cordon_and_uncordon(ready_lab: Lab) -> None:

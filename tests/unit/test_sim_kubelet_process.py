@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from kubeforge.plan.up.wait_nodes_ready import PROBE
+from kubeforge.transport.base import Command
+from kubeforge.transport.script import script_for
 from tests.sim import testing as T
 from tests.sim.kubesim import staticpod
 
@@ -60,9 +64,11 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     for k, v in {"KUBESIM_API_PORT": port, "KUBESIM_WAIT_SECONDS": "10", "KUBESIM_HEARTBEAT_SECONDS": "0.1"}.items():
         monkeypatch.setenv(k, v)
     root = T.make_machine(str(tmp_path / "cp-1"), "cp-1", V)
+    cri = T.RuntimeSocket(root)
     svc = T.KubeletService(root, V, dict(os.environ))
     yield root, svc
     svc.stop()
+    cri.close()
 
 
 def kubectl(root: str, *argv: str):
@@ -132,3 +138,64 @@ def test_the_api_server_static_pod_process_is_named_kube_apiserver_as_the_real_c
                          cwd=Path(__file__).resolve().parents[2])
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "kube-apiserver"
+def ready_cp(root: str, tmp_path: Path) -> None:
+    (tmp_path / "init.yaml").write_text(INIT)
+    assert T.run("kubeadm", root, ["init", "--config", str(tmp_path / "init.yaml")], V)[0] == 0
+    (tmp_path / "w.yaml").write_text(WORKLOAD)
+    assert kubectl(root, "apply", "-f", str(tmp_path / "w.yaml"))[0] == 0
+    until(lambda: "Ready" in kubectl(root, "get", "nodes")[1].split(), what="cp-1 Ready")
+
+
+def ready_message(root: str) -> str:
+    node = json.loads(kubectl(root, "get", "node", "cp-1", "-o", "json")[1])
+    return next(c["message"] for c in node["status"]["conditions"] if c["type"] == "Ready")
+
+
+def test_the_kubelet_refuses_to_start_with_swap_on_unless_its_config_allows_it(service) -> None:
+    root, svc = service
+    Path(root, "var/lib/kubelet").mkdir(parents=True)
+    Path(root, "var/lib/kubelet/config.yaml").write_text("kind: KubeletConfiguration\ncgroupDriver: systemd\n")
+    Path(root, "proc/swaps").write_text("Filename\tType\tSize\tUsed\tPriority\n/swapfile file 1024 0 -2\n")
+    until(lambda: svc.exits.count(1) >= 2 and "swap" in svc.last_stderr, what="the kubelet to refuse swap")
+    assert "running with swap on is not supported, please disable swap" in svc.last_stderr
+    assert "/swapfile file 1024 0 -2" in svc.last_stderr
+    Path(root, "var/lib/kubelet/config.yaml").write_text("kind: KubeletConfiguration\ncgroupDriver: systemd\nfailSwapOn: false\n")
+    exits = len(svc.exits)
+    time.sleep(1.0)  # a restart or two at 0.2 s: none of them may exit again
+    assert len(svc.exits) <= exits + 1 and svc.proc.poll() is None
+
+
+def test_the_kubelet_refuses_to_start_without_a_live_cri_socket(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KUBESIM_HEARTBEAT_SECONDS", "0.1")
+    root = T.make_machine(str(tmp_path / "m"), "m", V)
+    Path(root, "var/lib/kubelet").mkdir(parents=True)
+    Path(root, "var/lib/kubelet/config.yaml").write_text("kind: KubeletConfiguration\ncgroupDriver: systemd\n")
+    svc = T.KubeletService(root, V, dict(os.environ))  # containerd stopped: no socket
+    try:
+        until(lambda: svc.exits.count(1) >= 2, what="the kubelet to crash-loop without containerd")
+        assert 'failed to run Kubelet: validate service connection: validate CRI v1 runtime API for endpoint ' \
+               '"unix:///run/containerd/containerd.sock"' in svc.last_stderr
+        assert "connect: no such file or directory" in svc.last_stderr
+    finally:
+        svc.stop()
+
+
+def test_a_dead_containerd_or_a_cgroup_driver_mismatch_turns_the_node_not_ready_saying_why(service, tmp_path) -> None:
+    root, svc = service
+    ready_cp(root, tmp_path)
+    config = Path(root, "etc/containerd/config.toml")
+    config.write_text(config.read_text().replace("SystemdCgroup = true", "SystemdCgroup = false"))
+    until(lambda: "NotReady" in kubectl(root, "get", "nodes")[1].split(), what="cp-1 NotReady on the mismatch")
+    assert 'cgroup driver "systemd" is not the container runtime\'s "cgroupfs"' in ready_message(root)
+    # kubeforge's WaitNodesReady gate says why, from the node's Ready condition
+    probe = PROBE.format(nodes="cp-1", kubectl=f"kubectl --kubeconfig {root}/etc/kubernetes/admin.conf")
+    env = T.kubectl_on_path(str(tmp_path / "bin"), root, V, os.environ["KUBESIM_API_PORT"])
+    # as kubeforge's transport runs it (set -euo pipefail)
+    res = subprocess.run(["bash"], input=script_for(Command(script=probe)), env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "cp-1 not Ready: failed to create pod sandbox: OCI runtime create failed: the " \
+        'kubelet\'s cgroup driver "systemd" is not the container runtime\'s "cgroupfs"' in res.stderr, res.stderr
+    config.write_text(config.read_text().replace("SystemdCgroup = false", "SystemdCgroup = true"))
+    until(lambda: "Ready" in kubectl(root, "get", "nodes")[1].split(), what="cp-1 Ready again")
+    os.unlink(Path(root, "run/containerd/containerd.sock"))  # containerd stopped under a running kubelet
+    until(lambda: "NotReady" in kubectl(root, "get", "nodes")[1].split(), what="cp-1 NotReady without containerd")
+    assert ready_message(root).startswith("container runtime is down: validate CRI v1 runtime API")

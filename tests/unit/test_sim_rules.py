@@ -199,7 +199,7 @@ def test_nodes_are_not_ready_until_a_cni_is_applied_and_not_after_heartbeats_sto
     assert rules.view(st, 1010.0)["nodes"]["cp-1"]["ready"] is False
 
 
-def test_reset_removes_the_node_and_its_pods() -> None:
+def test_reset_keeps_the_node_object_and_only_kubectl_delete_node_removes_it_and_its_pods() -> None:
     st = initialised()
     rules.op_join(st, join_args("worker-1"), 1001.0)
     rules.op_apply(st, {"objects": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -207,7 +207,11 @@ def test_reset_removes_the_node_and_its_pods() -> None:
                                      "spec": {"template": {"spec": {"tolerations": [{"operator": "Exists"}]}}}}]}, 1001.0)
     assert {p["node"] for p in st["pods"].values()} == {"cp-1", "worker-1"}
     rules.op_reset(st, {"node": "worker-1"}, 1002.0)
+    assert "worker-1" in st["nodes"] and {p["node"] for p in st["pods"].values()} == {"cp-1", "worker-1"}
+    rules.op_delete_node(st, {"node": "worker-1"}, 1003.0)
     assert "worker-1" not in st["nodes"] and {p["node"] for p in st["pods"].values()} == {"cp-1"}
+    e = refused(rules.op_delete_node, st, {"node": "worker-1"}, 1004.0)
+    assert e.code == 404 and e.message == 'Error from server (NotFound): nodes "worker-1" not found'
 
 
 def test_cordon_and_labels_and_taints_change_the_node() -> None:

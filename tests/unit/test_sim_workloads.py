@@ -91,7 +91,39 @@ def test_evicted_deployment_pods_are_rescheduled_on_other_ready_nodes() -> None:
     st["nodes"]["w-1"]["unschedulable"] = True
     for p in [p for p in st["pods"].values() if p["node"] == "w-1"]:
         workloads.evict(st, "default", p["name"], NOW)
+    # the evicted pod terminates for its grace period while its replacement already runs on w-2
+    assert placement(st, "web") == ["w-1", "w-2", "w-2"]
+    workloads.reconcile(st, NOW + workloads.grace_cap())
     assert placement(st, "web") == ["w-2", "w-2"]
+
+
+def test_an_evicted_pod_takes_its_grace_period_bounded_by_the_cap_or_the_override(monkeypatch) -> None:
+    monkeypatch.setenv("KUBESIM_GRACE_CAP_SECONDS", "3")
+    st = cluster("w-1")
+    workloads.apply(st, [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{g}"},
+                          "spec": {"nodeName": "w-1", "terminationGracePeriodSeconds": g}} for g in (1, 60)]
+                    + [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "default-grace"},
+                        "spec": {"nodeName": "w-1"}}], NOW)
+    assert st["pods"]["default/default-grace"]["grace"] == 30  # the PodSpec default
+    for name in ("p1", "p60"):
+        workloads.evict(st, "default", name, NOW)
+    workloads.evict(st, "default", "default-grace", NOW, grace=0)  # --grace-period=0
+    assert st["pods"]["default/p1"]["deleteAt"] == NOW + 1 and st["pods"]["default/p60"]["deleteAt"] == NOW + 3
+    assert rules.view(st, NOW + 0.5)["pods"].keys() == {"default/p1", "default/p60"}
+    assert rules.view(st, NOW + 1)["pods"].keys() == {"default/p60"}
+    workloads.reconcile(st, NOW + 3)
+    assert st["pods"] == {}
+
+
+def test_a_bare_pod_is_bound_to_its_node_name_and_never_recreated() -> None:
+    st = cluster("w-1", "w-2")
+    assert workloads.apply(st, [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug"},
+                                 "spec": {"nodeName": "w-2"}}], NOW) == ["pod/debug created"]
+    pod = st["pods"]["default/debug"]
+    assert pod["node"] == "w-2" and pod["ownerKind"] is None
+    workloads.evict(st, "default", "debug", NOW, grace=0)
+    workloads.reconcile(st, NOW)
+    assert st["pods"] == {}
 
 
 def test_max_unavailable_budget_allows_one_disruption_at_a_time() -> None:

@@ -237,3 +237,34 @@ def test_an_expired_local_token_is_rotated_before_planning_and_members_only_get_
     assert [s.key for s in phase(plan, "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["token-create"]
     cp2 = next(l for l in phase(plan, "JoinControlPlanes").lanes if l.host == "cp-2")
     assert cp2.steps[-1].kind == "gate" and not any(s.key == "kubeadm-join" for s in cp2.steps)
+
+
+def test_a_node_with_containerd_stopped_is_restarted_drained_and_not_waited_for_before_its_restart(cluster, resolved):
+    # the kubelet reports NotReady without a live runtime; WaitNodesReady (phase 11) must not wait for
+    # a node only RestartWorkerRuntimes (phase 13) brings back
+    ctx = converged_ctx(cluster, resolved[1])
+    stopped = dataclasses.replace(ctx.facts["worker-1"], units=Units({
+        "containerd": UnitState("inactive", "enabled", True), "kubelet": UnitState("active", "enabled", True)}))
+    state = ready_state(cluster)
+    nodes = dict(state.nodes)
+    nodes["worker-1"] = dataclasses.replace(nodes["worker-1"], ready=False)
+    ctx = dataclasses.replace(ctx, facts={**ctx.facts, "worker-1": stopped},
+                              state=dataclasses.replace(state, nodes=nodes))
+    plan = plan_up(ctx)
+    wait = phase(plan, "WaitNodesReady")
+    assert wait.is_noop and "worker-1 after its runtime restart" in wait.reason
+    restart = phase(plan, "RestartWorkerRuntimes")
+    assert [s.title.split(" (")[0] for s in restart.steps][:1] == ["Drain worker-1"]
+    assert any("restart containerd" in (s.command.description or "") for s in restart.steps)
+
+
+def test_a_reset_worker_whose_node_object_was_left_behind_joins_again(cluster, resolved):
+    # kubeadm reset keeps the Node (NotReady); reset could not delete it (API down at the time)
+    ctx = converged_ctx(cluster, resolved[1])
+    wiped = dataclasses.replace(fresh_facts("worker-1"), swap=ctx.facts["worker-1"].swap)
+    state = ready_state(cluster)
+    nodes = dict(state.nodes)
+    nodes["worker-1"] = dataclasses.replace(nodes["worker-1"], ready=False)
+    ctx = dataclasses.replace(ctx, facts={**ctx.facts, "worker-1": wiped}, state=dataclasses.replace(state, nodes=nodes))
+    assert not ctx.joined(cluster.select(["worker-1"])[0])
+    assert [l.host for l in phase(plan_up(ctx), "JoinWorkers").lanes] == ["worker-1"]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
+from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
+from kubeforge.plan.etcd.membership import _retrying
 from kubeforge.plan.etcd.probe import STAMP_PATH as ETCD_STAMP
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import RunStep
@@ -79,6 +81,16 @@ def reset_nodes(ctx: ResetContext) -> PhasePlan:
     )
 
 
+def node_absent(name: str) -> Command:
+    """Succeeds only when the API server says the Node does not exist (kubectl's "(NotFound)"): a
+    kubectl that cannot reach the API, or any other error, fails the check, so the delete still runs
+    (and reports its own error) rather than leaving a stale Node behind."""
+    script = (f"out=$({KUBECTL} get node {q(name)} -o name 2>&1) && exit 1\n"
+              "case \"$out\" in *'(NotFound)'*) exit 0 ;; esac\n"
+              "exit 1\n")
+    return Command(script=script, sudo=True)
+
+
 def remove_nodes(ctx: ResetContext) -> PhasePlan:
     nodes = [h for h in ctx.hosts if h.is_control_plane or h.is_worker]
     if ctx.whole_cluster:
@@ -89,13 +101,40 @@ def remove_nodes(ctx: ResetContext) -> PhasePlan:
                          reason="the API server did not answer; delete the Node objects later with kubectl")
     first = ctx.cluster.first_control_plane
     steps = [
-        RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(h.name)}", sudo=True),
-                f"Delete node {h.name}",
-                unless=Command(script=f"! {KUBECTL} get node {q(h.name)} >/dev/null 2>&1", sudo=True), key=f"delete-{h.name}")
+        RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(h.name)} --ignore-not-found", sudo=True),
+                f"Delete node {h.name}", unless=node_absent(h.name), key=f"delete-{h.name}")
         for h in nodes
     ]
     return PhasePlan.of(name="RemoveNodeObjects", title="Delete the Node objects", strategy=serial(),
                         lanes=[(first.name, steps)], reason_if_empty="no Kubernetes node selected")
+
+
+def remove_stacked_members(ctx: ResetContext) -> PhasePlan:
+    """kubeadm reset removes its own stacked etcd member only on a best-effort basis: when etcd refuses
+    (its strict reconfiguration check right after a join, or the member was already down) it warns
+    "please manually remove this etcd member using etcdctl" and goes on. The first control plane removes
+    whatever is still listed under a reset control plane's name, so no member is left behind to
+    weigh on the quorum."""
+    title = "Remove the reset control planes' etcd members"
+    c = ctx.cluster
+    if c.etcd.topology is not EtcdTopology.STACKED:
+        return PhasePlan(name="RemoveEtcdMembers", title=title, strategy=serial(),
+                         reason="external etcd: its members are managed with the etcd workflow")
+    if ctx.whole_cluster:
+        return PhasePlan(name="RemoveEtcdMembers", title=title, strategy=serial(), reason="the whole cluster is reset")
+    leaving = {h.name for h in ctx.hosts}
+    endpoints = [client_url(c, h) for h in c.etcd_members if h.name not in leaving]
+    first = c.first_control_plane
+    listed = etcdctl_line(c, endpoints, "member", "list")
+    steps = []
+    for h in (h for h in ctx.hosts if h.is_control_plane):
+        find = f"set -o pipefail\nid=$({listed} | awk -F', ' -v n={q(h.name)} '$3 == n {{print $1}}') || exit 1\n"
+        script = find + "[ -n \"$id\" ] || exit 0\n" + _retrying(etcdctl_line(c, endpoints, "member", "remove", "ID")).replace(
+            "member remove ID", 'member remove "$id"')
+        steps.append(RunStep(first.name, Command(script=script, sudo=True, timeout=180, description=f"member remove {h.name}"),
+                             f"Remove etcd member {h.name} if still listed", key=f"etcd-member-{h.name}"))
+    return PhasePlan.of(name="RemoveEtcdMembers", title=title, strategy=serial(), lanes=[(first.name, steps)],
+                        reason_if_empty="no control plane selected")
 
 
 def stop_etcd(ctx: ResetContext) -> PhasePlan:
@@ -139,7 +178,7 @@ def remove_files(ctx: ResetContext) -> PhasePlan:
 
 
 def plan_reset(ctx: ResetContext) -> Plan:
-    return Plan(WORKFLOW, (reset_nodes(ctx), remove_nodes(ctx), stop_etcd(ctx), stop_endpoint(ctx), remove_files(ctx)))
+    return Plan(WORKFLOW, (reset_nodes(ctx), remove_nodes(ctx), remove_stacked_members(ctx), stop_etcd(ctx), stop_endpoint(ctx), remove_files(ctx)))
 
 
 def selected(cluster: Cluster, names: Sequence[str] | None) -> tuple[Host, ...]:

@@ -106,11 +106,13 @@ class UpContext:
         return self.cluster.first_control_plane
 
     def joined(self, host: Host) -> bool:
-        """The host is a node of the cluster already (the API says so, or it holds kubelet.conf)."""
-        if self.state.has_node(host.name):
-            return True
+        """The host is a node of the cluster already: it holds kubelet.conf (when its facts were read),
+        else the API knows it. A Node object alone is not enough: `kubeadm reset` wipes the machine
+        but leaves its Node (NotReady), and such a host must join again."""
         f = self.facts.get(host.name)
-        return bool(f and f.membership.kubelet_conf)
+        if f is not None:
+            return bool(f.membership.kubelet_conf)
+        return self.state.has_node(host.name)
 
     def prepared(self, host: Host) -> bool:
         """kubeforge applied this cluster's files to the host in an earlier run."""

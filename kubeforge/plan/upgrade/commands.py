@@ -135,6 +135,9 @@ def kubeadm_upgrade_node(cluster: Cluster, host: str, version: Version, *, contr
     )
 
 
+FORCE_BARE_PODS = "--force-bare-pods"  # the CLI option that sets UpgradePolicy.force_bare_pods
+
+
 def drain(via: str, node: str, policy: UpgradePolicy, *, key: str) -> RunStep:
     """Drain ``node`` with kubectl on ``via`` (a control plane holding admin.conf). When the drain
     fails (a PodDisruptionBudget still blocks at the timeout) the node is uncordoned again unless
@@ -146,15 +149,28 @@ def drain(via: str, node: str, policy: UpgradePolicy, *, key: str) -> RunStep:
         flags.append("--delete-emptydir-data")
     if policy.drain_grace_period_s >= 0:
         flags.append(f"--grace-period={policy.drain_grace_period_s}")
+    if policy.force_bare_pods:
+        flags.append("--force")  # kubectl's own name: delete pods no controller manages
     if policy.leave_cordoned_on_failure:
         after = f'echo "kubeforge: drain of {node} failed; left cordoned (leaveCordonedOnFailure)" >&2'
     else:
         after = (f"{KUBECTL} uncordon {q(node)} >/dev/null 2>&1 || true\n"
                  f'  echo "kubeforge: drain of {node} failed; uncordoned it again, its upgrade stops here" >&2')
+    # kubectl refuses pods that declare no controller without --force; say which and how to allow it
+    # the pod list (namespace/name, comma separated) after kubectl's reason, wherever it stands on a line
+    pods = r"[^ ,/]+/[^] ,]+"
+    bare = (f"bare=$(grep -oE 'no controller \\(use --force to override\\): {pods}(, {pods})*' \"$err\" | head -n 1 | sed 's/^[^:]*: //' || true)\n"
+            'if [ -n "$bare" ]; then\n'
+            f'  echo "kubeforge: {node} runs pods no controller manages ($bare): a drain deletes them for good and '
+            f'nothing recreates them; move or delete them, or resume with {FORCE_BARE_PODS} to let the drain delete them" >&2\n'
+            "fi\n")
     script = (
-        f"{KUBECTL} drain {q(node)} {' '.join(flags)} && exit 0\n"
-        "rc=$?\n"
+        f"err=$(mktemp); {KUBECTL} drain {q(node)} {' '.join(flags)} 2>\"$err\" && rc=0 || rc=$?\n"
+        'trap \'rm -f "$err"\' EXIT\n'
+        'cat "$err" >&2\n'
+        '[ "$rc" -eq 0 ] && exit 0\n'
         f"{{\n  {after}\n}}\n"
+        + bare +
         "exit $rc\n"
     )
     return RunStep(

@@ -24,6 +24,22 @@ def _fail(node: str, errors: list[str]) -> SimError:
                     f'There are pending nodes to be drained:\n {node}\n' + "\n".join(errors))
 
 
+def _wait_deleted(bases: list[str], node: str, evicted: list[dict], deadline: float | None, timeout: str) -> None:
+    """kubectl waits for each evicted pod to be gone (its grace period) before calling it evicted."""
+    waiting = {f"{p['namespace']}/{p['name']}": p for p in evicted}
+    while waiting:
+        present = client.get(bases, "/kubesim/state")["pods"]
+        for key in [k for k in waiting if k not in present]:
+            print(f"pod/{waiting.pop(key)['name']} evicted", flush=True)
+        if not waiting:
+            return
+        if deadline is not None and time.time() > deadline:
+            errs = [f'error when waiting for pod "{p["name"]}" in namespace "{p["namespace"]}" to terminate: '
+                    f"global timeout reached: {timeout}" for p in waiting.values()]
+            raise _fail(node, errs)
+        time.sleep(0.2)
+
+
 def drain(bases: list[str], a) -> int:
     node = a.node
     out = client.op(bases, "cordon", {"node": node, "unschedulable": True})
@@ -52,15 +68,17 @@ def drain(bases: list[str], a) -> int:
     deadline = time.time() + timeout if timeout > 0 else None
     retry = float(os.environ.get("KUBESIM_EVICT_RETRY_SECONDS", "5"))
     pending = list(rest)
+    grace = int(a.grace_period)
+    evicted: list[dict] = []
     while pending:
         still = []
         for p in pending:
             try:
-                client.op(bases, "evict", {"namespace": p["namespace"], "name": p["name"]})
-                print(f"pod/{p['name']} evicted", flush=True)
+                client.op(bases, "evict", {"namespace": p["namespace"], "name": p["name"], "gracePeriod": grace})
+                evicted.append(p)
             except SimError as e:
                 if e.code == 404:
-                    print(f"pod/{p['name']} evicted", flush=True)
+                    evicted.append(p)
                 elif e.code == 429:
                     print(f'error when evicting pods/"{p["name"]}" -n "{p["namespace"]}" (will retry after 5s): '
                           f"{e.message}", file=sys.stderr, flush=True)
@@ -80,5 +98,6 @@ def drain(bases: list[str], a) -> int:
                 print(f"{p['namespace']}/{p['name']}", file=sys.stderr)
             raise _fail(node, errs)
         time.sleep(retry)
+    _wait_deleted(bases, node, evicted, deadline, a.timeout)
     print(f"node/{node} drained", flush=True)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import time
 
 from . import client, etcdpod, files, host, staticpod
 from .host import SimError, parse_version, vstr
@@ -248,11 +249,19 @@ def reset(a, version: str) -> int:
             print(f"W [reset] Unable to remove node {name} from the cluster: {e.message}", file=sys.stderr)
     stacked = files.read_manifest("etcd") is not None
     if stacked and etcdpod.running_pid() is not None:
-        try:
-            if etcdpod.remove_member(name, ["https://127.0.0.1:2379"]) is not None:
-                print(f"[reset] Removed etcd member {name} from the cluster")
-        except SimError as e:
-            print(f"W [reset] Failed to remove etcd member: {e.message}", file=sys.stderr)
+        # kubeadm's etcd client retries with backoff (50 ms, doubling, 9 steps), then only warns
+        delay = 0.05
+        for attempt in range(9):
+            try:
+                if etcdpod.remove_member(name, ["https://127.0.0.1:2379"]) is not None:
+                    print(f"[reset] Removed etcd member {name} from the cluster")
+                break
+            except SimError as e:
+                if attempt == 8:
+                    print(f"W [reset] Failed to remove etcd member: {e.message}, please manually remove this "
+                          "etcd member using etcdctl", file=sys.stderr)
+                time.sleep(delay)
+                delay *= 2
     if not host.in_test_root():
         subprocess.run(["systemctl", "stop", "kubelet.service"], capture_output=True)
     host.remove("/run/kubesim/kubelet.started")

@@ -93,7 +93,7 @@ def cmd_get(a, version: str) -> int:
         items = views.node_list(st, names)
         missing = [n for n in names if n not in st["nodes"]]
         if missing:
-            raise SimError(f'nodes "{missing[0]}" not found')
+            raise SimError(f'Error from server (NotFound): nodes "{missing[0]}" not found', 404)
         if a.output in ("json", "yaml", "name"):
             sys.stdout.write(views.dump(items, a.output, "node", single=len(names) == 1))
         else:
@@ -255,9 +255,12 @@ def cmd_apply(a, version: str) -> int:
 def cmd_delete(a, version: str) -> int:
     if a.kind not in ("node", "nodes", "no"):
         raise SimError("the simulator deletes nodes only")
-    out = client.op(bases(a), "reset", {"node": a.name})
-    if not out["removed"]:
-        raise SimError(f'nodes "{a.name}" not found')
+    try:
+        client.op(bases(a), "delete_node", {"node": a.name})
+    except SimError as e:
+        if not (a.ignore_not_found and e.code == 404):
+            raise
+        return 0
     print(f'node "{a.name}" deleted')
     return 0
 
@@ -340,6 +343,7 @@ def parser() -> _Parser:
     s = sub.add_parser("delete", parents=[g])
     s.add_argument("kind")
     s.add_argument("name")
+    s.add_argument("--ignore-not-found", action="store_true")
     s.set_defaults(fn=cmd_delete)
     s = sub.add_parser("wait", parents=[g])
     s.add_argument("targets", nargs="*")

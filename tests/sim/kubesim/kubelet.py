@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from . import client, files, host
+from . import client, files, host, runtime
 from .etcdpod import EtcdPod
 from .staticpod import ApiServerPod, ApiServerProcess, manifest_version
 
@@ -50,12 +50,13 @@ class Kubelet:
             bases.insert(0, f"http://127.0.0.1:{client.api_port()}")  # a control plane's kubelet uses its own
         return bases
 
-    def heartbeat(self, restart: bool) -> dict | None:
+    def heartbeat(self, restart: bool, runtime_problem: str | None = None) -> dict | None:
         bases = self.api_bases()
         if not bases:
             return None
         name = files.node_name_from_flags() or host.hostname()
-        args = {"node": name, "kubeletVersion": self.version, "apiserverVersion": self.apiserver_version}
+        args = {"node": name, "kubeletVersion": self.version, "apiserverVersion": self.apiserver_version,
+                "runtimeProblem": runtime_problem}
         result = client.op(bases, "heartbeat", args, timeout=3)
         if result.get("known") and not self.announced:
             client.op(bases, "kubelet_started", {"node": name, "restart": restart, "kubeletVersion": self.version},
@@ -83,6 +84,13 @@ def main(argv: list[str], version: str) -> int:
               f'Kubelet config file {config}, error failed to read kubelet config file "{config}", error: open '
               f'{config}: no such file or directory"', file=sys.stderr)
         return 1
+    cfg = runtime.config(config)
+    refusal = runtime.swap_refusal(cfg)
+    if refusal is None and (down := runtime.cri_problem(cfg)) is not None:
+        refusal = f'"command failed" err="failed to run Kubelet: validate service connection: {down}"'
+    if refusal is not None:
+        print(f"E {refusal}", file=sys.stderr)
+        return 1
     # a marker in /run (tmpfs) tells a kubelet restart apart from the first start after a boot
     restart = host.exists(STARTED_MARKER)
     host.write(STARTED_MARKER, str(os.getpid()))
@@ -96,8 +104,11 @@ def main(argv: list[str], version: str) -> int:
                 print("kubelet config removed; exiting", file=sys.stderr, flush=True)
                 return 1
             try:
+                problem = runtime.problem(cfg)
+                if problem is not None:
+                    print(f"E kubelet: {problem}", file=sys.stderr, flush=True)
                 kubelet.sync_static_pods()
-                kubelet.heartbeat(restart)
+                kubelet.heartbeat(restart, problem)
             except (host.SimError, OSError, ValueError, KeyError) as e:
                 print(f"kubelet: {getattr(e, 'message', e)}", file=sys.stderr, flush=True)
             time.sleep(interval)

@@ -151,6 +151,7 @@ def op_heartbeat(st: dict, a: dict, now: float) -> dict:
     if now - node.get("lastHeartbeat", 0) >= HEARTBEAT_WRITE_EVERY:
         node["lastHeartbeat"] = now
     node["kubeletVersion"] = a["kubeletVersion"]
+    node["runtimeProblem"] = a.get("runtimeProblem")  # the kubelet's runtime check (kubesim/runtime.py)
     if node.get("controlPlane") and a.get("apiserverVersion"):
         node["apiserverVersion"] = a["apiserverVersion"]
     # a control plane's kubelet talks to its own API server; a worker's may reach any of them
@@ -178,7 +179,8 @@ def op_kubelet_started(st: dict, a: dict, now: float) -> dict:
                           "version": a.get("kubeletVersion")})
     if node is None or not a.get("restart"):
         return {}
-    busy = [p for p in st["pods"].values() if p["node"] == a["node"] and p["ownerKind"] != "DaemonSet"]
+    busy = [p for p in st["pods"].values() if p["node"] == a["node"] and p["ownerKind"] != "DaemonSet"
+            and not workloads.gone(p, now)]
     if not node.get("unschedulable") and busy:
         violation(st, now, a["node"], f"kubelet restarted on undrained node {a['node']}")
     return {}
@@ -288,10 +290,21 @@ def op_taint(st: dict, a: dict, now: float) -> dict:
 
 
 def op_reset(st: dict, a: dict, now: float) -> dict:
-    removed = st["nodes"].pop(a["node"], None) is not None
+    """`kubeadm reset` only records itself: the real one removes the local etcd member and wipes the
+    machine but leaves the Node object (kubernetes.io/docs/reference/setup-tools/kubeadm/kubeadm-reset:
+    "kubectl delete node" is the operator's step). The stopped kubelet turns the node NotReady."""
     _event(st, {"time": now, "event": "reset", "node": a["node"]})
+    return {}
+
+
+def op_delete_node(st: dict, a: dict, now: float) -> dict:
+    """`kubectl delete node`: the object goes; the pod garbage collector removes pods bound to it, so
+    their controllers recreate them elsewhere."""
+    if st["nodes"].pop(a["node"], None) is None:
+        raise SimError(f'Error from server (NotFound): nodes "{a["node"]}" not found', 404)
+    _event(st, {"time": now, "event": "delete-node", "node": a["node"]})
     workloads.reconcile(st, now)
-    return {"removed": removed}
+    return {}
 
 
 def op_apply(st: dict, a: dict, now: float) -> dict:
@@ -302,7 +315,7 @@ def op_apply(st: dict, a: dict, now: float) -> dict:
 
 
 def op_evict(st: dict, a: dict, now: float) -> dict:
-    workloads.evict(st, a["namespace"], a["name"], now)
+    workloads.evict(st, a["namespace"], a["name"], now, int(a.get("gracePeriod", -1)))
     return {}
 
 
@@ -313,6 +326,7 @@ def view(st: dict, now: float) -> dict:
     """The state as clients see it: node readiness computed at this moment."""
     out = dict(st)
     out["nodes"] = {k: dict(v, ready=workloads.node_ready(st, v, now)) for k, v in st["nodes"].items()}
+    out["pods"] = {k: p for k, p in st["pods"].items() if not workloads.gone(p, now)}
     out.pop("tokens", None)
     out.pop("certs", None)
     out["now"] = now

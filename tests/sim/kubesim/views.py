@@ -30,6 +30,8 @@ def _ready_condition(st: dict, n: dict) -> dict:
     if not n.get("registered"):
         return {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
                 "message": "kubelet version is newer than the API server; the node cannot register"}
+    if n.get("runtimeProblem"):
+        return {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": n["runtimeProblem"]}
     return {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": _NOT_READY_CNI}
 
 

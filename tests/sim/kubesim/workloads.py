@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import time
 
@@ -15,6 +16,7 @@ from . import apis
 from .host import SimError
 
 HEARTBEAT_GRACE = 6.0  # seconds without a kubelet heartbeat before a node counts as NotReady
+DEFAULT_GRACE = 30  # a pod's terminationGracePeriodSeconds when it names none (PodSpec default)
 _CNI_NAMES = re.compile(r"calico|flannel|cilium|weave|canal|antrea|kube-router|kubesim-cni")
 _STRUCTURED = {"Deployment", "DaemonSet", "PodDisruptionBudget", "Service"}
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -22,18 +24,44 @@ _WRITE_RECORD = ("annotations", "managedFields", "status")
 
 
 def node_ready(st: dict, node: dict, now: float) -> bool:
-    return bool(st.get("cni") and node.get("registered") and now - node.get("lastHeartbeat", 0) <= HEARTBEAT_GRACE)
+    return bool(st.get("cni") and node.get("registered") and not node.get("runtimeProblem")
+                and now - node.get("lastHeartbeat", 0) <= HEARTBEAT_GRACE)
 
 
 def _pod_template(obj: dict) -> dict:
-    tpl = ((obj.get("spec") or {}).get("template") or {})
+    return _pod_spec((obj.get("spec") or {}).get("template") or {})
+
+
+def _pod_spec(tpl: dict) -> dict:
+    """What the rules need of a pod (a template's, or a bare Pod's own metadata and spec)."""
     spec = tpl.get("spec") or {}
     volumes = spec.get("volumes") or []
     return {
         "labels": dict(((tpl.get("metadata") or {}).get("labels")) or {}),
         "emptyDir": any(isinstance(v, dict) and "emptyDir" in v for v in volumes),
         "tolerations": list(spec.get("tolerations") or []),
+        "grace": int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE)),
     }
+
+
+def grace_cap() -> float:
+    """The simulator waits a pod's grace period out, bounded so tests stay short (the real kubelet
+    waits the full period only for a container that ignores SIGTERM)."""
+    return float(os.environ.get("KUBESIM_GRACE_CAP_SECONDS", "2"))
+
+
+def _apply_pod(st: dict, raw: dict) -> str:
+    """A bare Pod (no controller): bound to spec.nodeName, else scheduled; kept until deleted or evicted."""
+    meta = raw.get("metadata") or {}
+    ns, name = meta.get("namespace") or "default", meta["name"]
+    key = f"{ns}/{name}"
+    if key in st["pods"]:
+        return f"pod/{name} unchanged"
+    spec = _pod_spec(raw)
+    st["pods"][key] = {"namespace": ns, "name": name, "node": (raw.get("spec") or {}).get("nodeName"),
+                       "ownerKind": None, "ownerName": None, "labels": spec["labels"], "emptyDir": spec["emptyDir"],
+                       "tolerations": spec["tolerations"], "grace": spec["grace"]}
+    return f"pod/{name} created"
 
 
 def _summarise(obj: dict) -> dict:
@@ -133,6 +161,9 @@ def apply(st: dict, objects: list[dict], now: float, *, minor: int | None = None
     for raw in objects:
         if not isinstance(raw, dict) or not raw.get("kind") or not (raw.get("metadata") or {}).get("name"):
             raise SimError("error validating data: [apiVersion not set, kind not set] or metadata.name missing")
+        if raw["kind"] == "Pod" and (raw.get("apiVersion") or "v1") == "v1":
+            lines.append(_apply_pod(st, raw))
+            continue
         obj = _summarise(raw)
         if minor is not None and not apis.serves(st, obj["apiVersion"] or "v1", obj["kind"], minor):
             lines.append(_not_served(obj, source))
@@ -185,7 +216,8 @@ def _new_pod(st: dict, owner: dict, node: str | None) -> dict:
     name = f"{owner['name']}-{suffix}" if owner["kind"] == "DaemonSet" else f"{owner['name']}-{h}-{suffix}"
     pod = {"namespace": owner["namespace"], "name": name, "node": node, "ownerKind": owner["kind"],
            "ownerName": owner["name"], "labels": dict(owner["template"]["labels"]),
-           "emptyDir": owner["template"]["emptyDir"], "tolerations": owner["template"]["tolerations"]}
+           "emptyDir": owner["template"]["emptyDir"], "tolerations": owner["template"]["tolerations"],
+           "grace": owner["template"].get("grace", DEFAULT_GRACE)}
     st["pods"][f"{pod['namespace']}/{name}"] = pod
     return pod
 
@@ -196,9 +228,12 @@ def reconcile(st: dict, now: float) -> None:
     for key, pod in list(st["pods"].items()):
         if pod["node"] is not None and pod["node"] not in nodes:
             del st["pods"][key]  # node deleted: its pods are gone (controllers recreate them below)
+        elif gone(pod, now):
+            del st["pods"][key]  # its grace period is over
     for obj in st["objects"].values():
+        # a terminating pod no longer counts: the ReplicaSet replaces it at once, as the real one does
         owned = [p for p in st["pods"].values() if p["ownerKind"] == obj["kind"] and p["ownerName"] == obj["name"]
-                 and p["namespace"] == obj["namespace"]]
+                 and p["namespace"] == obj["namespace"] and "deleteAt" not in p]
         if obj["kind"] == "Deployment":
             for _ in range(obj["replicas"] - len(owned)):
                 _new_pod(st, obj, None)
@@ -240,16 +275,23 @@ def _amount(value, total: int) -> int:
     return int(value)
 
 
-def evict(st: dict, namespace: str, name: str, now: float) -> None:
-    """The Eviction API: refuses (429) when a PodDisruptionBudget would be violated."""
+def gone(pod: dict, now: float) -> bool:
+    return "deleteAt" in pod and pod["deleteAt"] <= now
+
+
+def evict(st: dict, namespace: str, name: str, now: float, grace: int = -1) -> None:
+    """The Eviction API: refuses (429) when a PodDisruptionBudget would be violated; otherwise the pod
+    is terminating for its grace period (``grace`` ≥ 0 overrides the pod's, like DeleteOptions)."""
     key = f"{namespace}/{name}"
     pod = st["pods"].get(key)
-    if pod is None:
+    if pod is None or gone(pod, now):
         raise SimError(f'pods "{name}" not found', 404)
+    if "deleteAt" in pod:
+        return  # already terminating
 
     def healthy(p: dict) -> bool:
         n = st["nodes"].get(p["node"] or "")
-        return n is not None and node_ready(st, n, now)
+        return n is not None and node_ready(st, n, now) and "deleteAt" not in p
 
     for pdb in st["objects"].values():
         if pdb["kind"] != "PodDisruptionBudget" or pdb["namespace"] != namespace or not _selected(pod, pdb["selector"]):
@@ -262,5 +304,6 @@ def evict(st: dict, namespace: str, name: str, now: float) -> None:
             allowed = _amount(pdb.get("maxUnavailable", 0), len(matching)) - (len(matching) - len(ok))
         if healthy(pod) and allowed < 1:
             raise SimError("Cannot evict pod as it would violate the pod's disruption budget.", 429)
-    del st["pods"][key]
+    period = pod.get("grace", DEFAULT_GRACE) if grace < 0 else grace
+    pod["deleteAt"] = now + min(float(period), grace_cap())
     reconcile(st, now)
