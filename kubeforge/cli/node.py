@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, start_run_log
-from kubeforge.cli.options import INVENTORY, OUTPUT, Output
+from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, Output, allow_bare_pods
 
 node_app = typer.Typer(help="Nodes leaving the cluster.", no_args_is_help=True)
 # Optional for click, required by the workflow (a usage error naming the inventory's hosts): the
@@ -16,7 +16,7 @@ NAMES = typer.Argument(None, metavar="NAME...", help="Hosts of the inventory tha
 
 
 def run_node_remove(inventory: Path, names: list[str] | None, *, yes: bool, dry_run: bool, resume: bool, break_lock: bool,
-                    drain_timeout: int | None, allow_below_quorum: bool) -> None:
+                    drain_timeout: int | None, allow_below_quorum: bool, force_bare_pods: bool = False) -> None:
     from kubeforge.execute import RunOptions
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
@@ -27,7 +27,7 @@ def run_node_remove(inventory: Path, names: list[str] | None, *, yes: bool, dry_
     from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.node import next_step, node_remove
 
-    cluster = load_cluster(inventory)
+    cluster = allow_bare_pods(load_cluster(inventory), force_bare_pods)
     out, err = consoles()
     options = RunOptions(command_line(), dry_run=dry_run, resume="" if resume else None, break_lock=break_lock)
     with start_run_log(cluster, "node-remove") as run_log, TransportPool(cluster) as pool:
@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
                                           help="How long a drain may wait for PodDisruptionBudgets (default: upgrade.drainTimeout)."),
         allow_below_quorum: bool = typer.Option(False, "--allow-below-quorum",
                                                 help="Remove etcd members even when fewer than today's quorum stay (2 -> 1)."),
+        force_bare_pods: bool = FORCE_BARE_PODS,
         output: Output = OUTPUT,
     ) -> None:
         """Take hosts out of the cluster: drain (PodDisruptionBudgets respected), update the load
@@ -74,6 +75,6 @@ def register(app: typer.Typer) -> None:
         Example: kubeforge node remove worker-3 -i inventories/ha-external-etcd.yaml --yes
         """
         run_node_remove(inventory, names, yes=yes, dry_run=dry_run, resume=resume, break_lock=break_lock,
-                        drain_timeout=drain_timeout, allow_below_quorum=allow_below_quorum)
+                        drain_timeout=drain_timeout, allow_below_quorum=allow_below_quorum, force_bare_pods=force_bare_pods)
 
     app.add_typer(node_app, name="node")

@@ -89,7 +89,9 @@ def test_a_worker_is_drained_before_its_reset_and_its_node_deleted_after(externa
     drain = phase(p, "DrainNodes").steps[0]
     assert drain.host == "cp-1" and "drain worker-2" in drain.command.script
     assert f"--timeout={external.upgrade.drain_timeout_s}s" in drain.command.script
-    assert "--disable-eviction" not in drain.command.script and "--force" not in drain.command.script  # PDBs hold
+    drain_line = next(line for line in drain.command.script.splitlines() if " drain worker-2" in line)
+    # PDBs hold, bare pods stay (the drain refuses them unless --force-bare-pods)
+    assert "--disable-eviction" not in drain_line and "--force" not in drain_line
     assert "get node worker-2" in drain.unless.script  # a resumed run skips a node already gone
     assert "delete node worker-2" in phase(p, "RemoveNodeObjects").steps[0].command.script
     assert {s.host for s in phase(p, "ResetNodes").steps} == {"worker-2"}
@@ -181,3 +183,12 @@ def test_a_leaving_balancer_is_dropped_from_the_other_ones_keepalived_peers_and_
     assert external.host("lb-2").internal_address not in conf
     assert [s.host for s in phase(p, "StopEndpoint").steps] == ["lb-2"]
     assert phase(p, "DrainNodes").is_noop and phase(p, "ResetNodes").is_noop
+
+
+def test_with_force_bare_pods_the_drain_deletes_pods_no_controller_manages(external):
+    from kubeforge.cli.options import allow_bare_pods
+
+    p = plan(allow_bare_pods(external, True), ["worker-2"])
+    drain = phase(p, "DrainNodes").steps[0]
+    drain_line = next(line for line in drain.command.script.splitlines() if " drain worker-2" in line)
+    assert "--force" in drain_line and "--disable-eviction" not in drain_line  # PDBs still hold
