@@ -6,7 +6,7 @@ import shlex
 
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
-from kubeforge.plan.etcd.probe import STAMP_PATH
+from kubeforge.plan.etcd.probe import PACKAGE, STAMP_PATH
 from kubeforge.plan.etcd.source import BIN_DIR, DEFAULT_ARCH, UNAME_ARCH, EtcdArchive, archive_for, load_verified
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.transport.base import Command
@@ -53,6 +53,9 @@ def install_packages(cluster: Cluster) -> Command:
         [
             "export DEBIAN_FRONTEND=noninteractive",
             'saved=""',
+            # installed before (an upgrade, a re-run): its enabled-at-boot state is left as it is
+            f"st=$(dpkg-query -W -f='${{db:Status-Abbrev}}' {_q(PACKAGE)} 2>/dev/null || true)",
+            'case "$st" in ii*) fresh=0 ;; *) fresh=1 ;; esac',
             f'if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi',
             f'put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}',
             "trap put_back EXIT",
@@ -67,6 +70,10 @@ def install_packages(cluster: Cluster) -> Command:
             f"apt-get install -y -q -o Dpkg::Options::=--force-confold {versions} >/dev/null",
             # Debian enables its own unit; ours in /etc/systemd/system replaces it. Nothing runs yet.
             "systemctl stop etcd 2>/dev/null || true",
+            # ...and nothing may start at boot: after a power loss Debian's unit would start a
+            # single-member etcd of its own (and a joining member must not start before it is
+            # added). kubeforge enables etcd itself once the member may start.
+            'if [ "$fresh" = 1 ]; then systemctl disable etcd >/dev/null 2>&1 || true; fi',
         ]
     )
     return Command(script=script, sudo=True, timeout=900, description=f"install etcd {want}")

@@ -13,7 +13,15 @@ from kubeforge.errors import CheckFailed, KubeforgeError
 from kubeforge.model import Cluster, Host, Role
 from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
-from kubeforge.plan.etcd.membership import ListedMember, MembershipChange, add_member_phase, decide, remove_member_phase
+from kubeforge.plan.etcd.membership import (
+    ListedMember,
+    MembershipChange,
+    add_member_phase,
+    aside_path,
+    clear_never_joined,
+    decide,
+    remove_member_phase,
+)
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.strategy import parallel
@@ -59,7 +67,7 @@ def listed_members(cluster: Cluster, pool, status: ClusterStatus) -> list[Listed
 def _retire(cluster: Cluster, pool, member: ListedMember):
     host = outsider(cluster, member.name, member.address)
     data = shlex.quote(cluster.etcd.data_dir)
-    aside = shlex.quote(cluster.etcd.data_dir.rstrip("/") + ".kubeforge-removed")
+    aside = shlex.quote(aside_path(cluster))
 
     def retire() -> bool:
         script = (f"systemctl disable --now etcd 2>/dev/null || systemctl stop etcd || true\n"
@@ -140,5 +148,9 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after),
                                            register=h in change.add or h in change.replace))
     inp = InstallInput(cluster, tuple(members_in), cluster_exists=True)
-    phases += [install_packages_phase(inp), prepare_phase(inp), *add_phases, record_phase(inp)]
+    # Every new host is enabled at boot only once added; a host not listed yet first loses whatever
+    # an earlier attempt left running on it (checked against the member list when the step runs).
+    listed_eps = [client_url(cluster, x) for x in staying]
+    joining = {h.name: ([clear_never_joined(cluster, h, listed_eps)] if h in change.add else []) for h in new_hosts}
+    phases += [install_packages_phase(inp), prepare_phase(inp, joining=joining), *add_phases, record_phase(inp)]
     return Plan(WORKFLOW, tuple(phases)), change
