@@ -327,3 +327,52 @@ def test_a_member_the_cluster_lists_keeps_its_etcd_and_data(tmp_path):
 def test_a_member_list_that_cannot_be_read_clears_nothing(tmp_path):
     rc, data, calls, _ = _clear_run(tmp_path, "", etcdctl_exit=1)
     assert rc != 0 and calls == "" and (data / "member" / "snap").is_dir()
+
+
+def test_a_member_removed_by_a_run_that_ended_before_stopping_it_is_found_by_the_next_run(tmp_path):
+    """`etcd members` 5 -> 3 interrupted between the member remove and the stop (issue 10's fault
+    matrix): the member list and the inventory no longer name etcd-4, so only kubeforge's own record
+    of the removal, written before it, tells the next run that etcd-4's etcd is still to be stopped."""
+    from kubeforge.workflows.etcd.members import _note_leaving, leaving_path, left_behind
+
+    big, small = make_cluster(tmp_path, n_etcd=5), make_cluster(tmp_path, n_etcd=3)
+    listed5 = _listed(big)
+    gone = tuple(m for m in listed5 if m.name in ("etcd-4", "etcd-5"))
+    assert _note_leaving(small, gone)() is False  # changes nothing on a host: reported unchanged
+    assert leaving_path(small).stat().st_mode & 0o777 == 0o600
+    # before the member remove ran they are still listed: nothing left behind
+    assert left_behind(small, listed5) == ()
+    # etcd-4 removed, etcd-5 not yet: only etcd-4 is left to stop
+    listed4 = [m for m in listed5 if m.name != "etcd-4"]
+    (left,) = left_behind(small, listed4)
+    assert (left.id, left.name, left.address) == (gone[0].id, "etcd-4", big.etcd_members[3].internal_address)
+    # an inventory that takes etcd-4 back: it is added again (and cleared then), not retired
+    assert [m.name for m in left_behind(make_cluster(tmp_path, n_etcd=4), listed4)] == []
+
+
+def test_an_unreadable_record_of_leaving_members_retires_nothing(tmp_path):
+    from kubeforge.workflows.etcd.members import leaving_path, left_behind
+
+    small = make_cluster(tmp_path, n_etcd=3)
+    leaving_path(small).parent.mkdir(parents=True, exist_ok=True)
+    leaving_path(small).write_text("{not json")
+    assert left_behind(small, _listed(small)) == ()
+
+
+def test_a_first_install_cut_short_before_the_cluster_formed_starts_every_member_together(tmp_path):
+    """etcd install, a member's machine powered off before the first start (issue 10's fault
+    matrix): some members hold data, none answers with a member list, none recorded an applied
+    configuration. The re-run plans the new cluster's start (all at once, then one gate), never the
+    rolling restart whose first gate waits for a quorum one member cannot have."""
+    from kubeforge.workflows.etcd.install import never_formed
+
+    cluster = make_cluster(tmp_path, n_etcd=3)
+    half = {h.name: EtcdHostFacts(h.name, active=i == 0, has_data=i < 2) for i, h in enumerate(cluster.etcd_members)}
+    assert never_formed([], half)
+    inp = _inputs(cluster, lambda h, sha: half[h.name], exists=not never_formed([], half))
+    names = [p.name for p in _plan(inp).phases]
+    assert "StartEtcdMembers" in names and "RestartEtcdMembers" not in names
+    # a cluster that formed once (a stamp), or that answers now, is never bootstrapped again
+    stamped = {**half, "etcd-1": replace(half["etcd-1"], stamp="abc")}
+    assert not never_formed([], stamped)
+    assert not never_formed([{"name": "etcd-1", "peerURLs": ["https://x:2380"]}], half)

@@ -54,10 +54,13 @@ class MembershipChange:
     pending: tuple[Host, ...] = ()  # added earlier (listed, never started): only start + promote
     remove: tuple[ListedMember, ...] = ()  # leader last
     replace: tuple[Host, ...] = ()  # members that lost their data: removed, then added again
+    # removed from the member list by an earlier run that ended before it stopped them: their etcd
+    # is still to be stopped, disabled and moved aside
+    retire: tuple[ListedMember, ...] = ()
 
     @property
     def is_noop(self) -> bool:
-        return not (self.add or self.pending or self.remove or self.replace)
+        return not (self.add or self.pending or self.remove or self.replace or self.retire)
 
 
 def _quorum(n: int) -> int:
