@@ -376,3 +376,17 @@ def test_a_first_install_cut_short_before_the_cluster_formed_starts_every_member
     stamped = {**half, "etcd-1": replace(half["etcd-1"], stamp="abc")}
     assert not never_formed([], stamped)
     assert not never_formed([{"name": "etcd-1", "peerURLs": ["https://x:2380"]}], half)
+
+
+def test_a_joining_members_initial_cluster_is_in_inventory_order_whatever_the_member_list_order(tmp_path):
+    """The member list comes ordered by member id: a re-run that finds etcd-4 added already (a power
+    loss after its add) must render etcd-5's env with the same bytes as an uninterrupted run."""
+    from kubeforge.plan.etcd.membership import initial_cluster
+
+    big = make_cluster(tmp_path, n_etcd=5)
+    pairs = [(h.name, f"https://{h.internal_address}:2380") for h in big.etcd_members]
+    uninterrupted = initial_cluster(big, [pairs[2], pairs[0], pairs[1], pairs[3], pairs[4]])
+    rerun = initial_cluster(big, [pairs[3], pairs[1], pairs[2], pairs[0], pairs[4]])
+    assert uninterrupted == rerun == ",".join(f"{n}={u}" for n, u in pairs)
+    stranger = ("old", "https://10.9.9.9:2380")
+    assert initial_cluster(big, [stranger, *pairs]).endswith("old=https://10.9.9.9:2380")

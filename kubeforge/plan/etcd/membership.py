@@ -134,6 +134,15 @@ def _replace(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[s
     return MembershipChange(remove=tuple(gone), replace=tuple(h for h in cluster.etcd_members if h.name in lost))
 
 
+def initial_cluster(cluster: Cluster, members: Sequence[tuple[str, str]]) -> str:
+    """ETCD_INITIAL_CLUSTER of a joining member from ``(name, peer URL)`` pairs: in the inventory's
+    order (members it does not name after, as given), never in the member list's order (by member
+    id), so a re-run that finds earlier members already added renders the same bytes."""
+    order = {peer_url(cluster, h): i for i, h in enumerate(cluster.etcd_members)}
+    ranked = sorted(enumerate(members), key=lambda im: (order.get(im[1][1], len(order)), im[0]))
+    return ",".join(f"{name}={url}" for _, (name, url) in ranked)
+
+
 def _retrying(line: str, tries: int = 60) -> str:
     """etcd refuses membership changes (strict reconfig check) until every member has been connected
     for a few seconds, e.g. right after a promotion: retry on that answer only."""

@@ -24,6 +24,7 @@ from kubeforge.plan.etcd.membership import (
     aside_path,
     clear_never_joined,
     decide,
+    initial_cluster,
     remove_member_phase,
 )
 from kubeforge.plan.etcd.source import archive_for
@@ -205,15 +206,15 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         h = next((x for x in cluster.etcd_members if peer_url(cluster, x) == m.peer_url), None)
         return h.name if h else m.id
 
-    current = [f"{name_of(m)}={m.peer_url}" for m in listed]
+    current = [(name_of(m), m.peer_url) for m in listed]
     members_in = []
     members_after = list(staying)
     add_phases = []
     for h in new_hosts:
         if h in change.add:
-            current.append(f"{h.name}={peer_url(cluster, h)}")
+            current.append((h.name, peer_url(cluster, h)))
         files = etcd_pki_files(cluster, bundle, h) + member_etcd_files(ctx, h, None, state="existing",
-                                                                      initial_cluster=",".join(current))
+                                                                      initial_cluster=initial_cluster(cluster, current))
         sources = () if from_archive else tuple(
             p for p in render_packages(ctx, h) if p.path not in (KUBERNETES_LIST, PIN_PATH))
         members_in.append(MemberInput(h, sources, tuple(files), facts[h.name], arch=arches[h.name]))
