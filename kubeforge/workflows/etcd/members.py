@@ -186,6 +186,7 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
             name="NoteLeavingEtcdMembers", title="Record the members being removed", strategy=serial(),
             lanes=[("local", [LocalStep("Record the members being removed", _note_leaving(cluster, retiring),
                                         key="note-leaving")])]))
+    if change.remove:
         remaining = list(staying)
         for m in change.remove:
             retire = None if m.name in replaced else _retire(cluster, pool, m)
