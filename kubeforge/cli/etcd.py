@@ -165,7 +165,8 @@ def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow
             return True
 
         try:
-            plan = plan_upgrade(cluster, pool, target, snapshot, allow_older_patch=allow_older_patch)
+            plan = plan_upgrade(cluster, pool, target, snapshot, allow_older_patch=allow_older_patch,
+                                resume=resume is not None)
         except StackedEtcd as exc:
             _nothing_to_do(str(exc))
             return

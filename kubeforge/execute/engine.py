@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubeforge.errors import ExecutionFailed, InputError, Interrupted, KubeforgeError
+from kubeforge.errors import ExecutionFailed, InputError, Interrupted, KubeforgeError, TransportError
 from kubeforge.execute.dry_run import DryRunExecutor
 from kubeforge.execute.events import Events
 from kubeforge.execute.executor import Executor
@@ -169,6 +169,7 @@ class _Locks:
         self.local = LocalLock(site.state_dir)
         self.cluster = (ClusterLock(site.pool.get(site.lock_host), site.cluster_lock_path, sudo=site.lock_sudo)
                         if site.lock_host else None)
+        self.site = site
         self.info = info
         self.break_lock = break_lock
 
@@ -187,17 +188,35 @@ class _Locks:
         """Both released, whatever happens to either; what went wrong, as sentences."""
         problems = []
         if self.cluster is not None:
+            failure: BaseException | None = None
             try:
                 self.cluster.release()
             except (KubeforgeError, OSError) as exc:
+                # the lock host's connection cut under the run: once more over a new one
+                if not (isinstance(exc, TransportError) and _reconnected_release(self)):
+                    failure = exc
+            if failure is not None:
                 problems.append(
                     f"the cluster lock {self.cluster.path} on {self.cluster.transport.host} could not be released "
-                    f"({exc}); once no kubeforge run is active, run again with --break-lock")
+                    f"({failure}); once no kubeforge run is active, run again with --break-lock")
         try:
             self.local.release()
         except OSError as exc:
             problems.append(f"the local lock {self.local.path} could not be released ({exc})")
         return problems
+
+
+def _reconnected_release(locks: _Locks) -> bool:
+    reconnect = getattr(locks.site.pool, "reconnect", None)
+    if reconnect is None or locks.cluster is None:
+        return False
+    try:
+        locks.cluster.transport = reconnect(locks.site.lock_host)
+        locks.cluster.release()
+    except (KubeforgeError, OSError) as exc:
+        log.debug("releasing the cluster lock over a new connection failed: %s", exc)
+        return False
+    return True
 
 
 def _release(locks: _Locks, report: Report | None, error: BaseException | None) -> None:

@@ -202,6 +202,18 @@ class TransportPool:
                 self._transports[name] = t
             return t
 
+    def reconnect(self, host: str) -> Transport:
+        """A new transport for ``host`` in place of its current one (closed): for work that must
+        still be done after a connection was cut under the run, such as releasing the cluster lock."""
+        with self._lock:
+            old = self._transports.pop(host, None)
+        if old is not None:
+            try:
+                old.close()
+            except Exception as exc:  # noqa: BLE001 - it is broken already
+                log.debug("close failed: %s", exc, extra={"host": host})
+        return self.get(host)
+
     def fanout(
         self,
         hosts: Sequence[Host] | None,

@@ -224,6 +224,10 @@ class SshTransport(BaseTransport):
             raise ConnectionLost(self.host, f"connection lost: {exc}") from None
         try:
             return self._exec_on(chan, line, data, deadline, sink, stopper)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            # the connection dropped between opening the channel and the end of the command (paramiko
+            # says EOFError or "Channel closed"): never a bare EOFError out of a run
+            raise ConnectionLost(self.host, f"connection lost: {exc or type(exc).__name__}") from None
         finally:
             chan.close()
 

@@ -141,3 +141,16 @@ def test_a_failed_put_names_the_file_it_was_writing(root_t, tmp_path):
         root_t.put(target, b"x")
     assert info.value.command == f"sudo write {target}"
     assert "cannot create directory" in info.value.stderr_tail
+
+
+def test_a_connection_cut_under_a_command_is_connection_lost_and_the_next_command_reconnects(root_t, sshd):
+    """What the fault matrix's ssh-cut does to a run: the sshd processes serving the connection are
+    killed. Whatever paramiko says about it (EOFError, "Channel closed"), the run sees ConnectionLost,
+    and the next command (the cluster lock's release, say) goes over a new connection."""
+    from kubeforge.transport.policy import ConnectionLost
+
+    assert root_t.run(Command(argv=["true"])).exit_status == 0
+    listener = sshd.proc.pid
+    with pytest.raises(ConnectionLost):
+        root_t.run(Command(script=f"kill -KILL $(pgrep -P {listener})", timeout=30, check=False))
+    assert root_t.run(Command(argv=["echo", "back"])).stdout == "back\n"

@@ -245,3 +245,148 @@ def test_membership_guards_read_the_whole_member_list_so_pipefail_never_fakes_an
     add_guard = add_member_phase(cluster, e3, e1, ["https://x:2379"], cluster.etcd_members, register=True).steps[0].unless
     assert _run_guard(add_guard, tmp_path, listing) == 0  # already listed: no second member add
     assert _run_guard(add_guard, tmp_path, listing.split("\n", 1)[1]) != 0
+
+
+def test_a_joining_member_is_enabled_at_boot_only_after_its_member_add(tmp_path):
+    """A power loss of a new member between its preparation and its member add must not leave an
+    etcd that starts at boot against a cluster that does not list it (issue 10, fault matrix)."""
+    from kubeforge.plan.etcd.install import prepare_phase
+    from kubeforge.plan.etcd.membership import add_member_phase, clear_never_joined
+
+    big = make_cluster(tmp_path, n_etcd=4)
+    e1, h4 = big.etcd_members[0], big.etcd_members[3]
+    inp = _inputs(big, lambda h, sha: EtcdHostFacts(h.name), exists=True)
+    inp = InstallInput(big, (inp.member("etcd-4"),), cluster_exists=True)
+    eps = [f"https://{h.internal_address}:2379" for h in big.etcd_members[:3]]
+    prepare = prepare_phase(inp, joining={"etcd-4": [clear_never_joined(big, h4, eps)]})
+    titles = [s.title for s in prepare.steps]
+    assert "Enable etcd at boot" not in titles
+    assert titles.index("Clear an etcd that never joined") < titles.index("Reload systemd")
+    add = add_member_phase(big, h4, e1, eps, big.etcd_members, register=True)
+    order = [(s.host, s.title) for s in add.steps]
+    assert order.index(("etcd-1", "Add etcd-4 as a learner")) < order.index(("etcd-4", "Enable etcd at boot")) \
+        < order.index(("etcd-4", "Start etcd (joining the running cluster)"))
+    # an install of a new cluster still enables every member in its preparation
+    fresh = _inputs(make_cluster(tmp_path, n_etcd=3), lambda h, sha: EtcdHostFacts(h.name), exists=False)
+    assert sum(s.title == "Enable etcd at boot" for s in prepare_phase(fresh).steps) == 3
+
+
+def test_a_learner_left_unpromoted_by_an_interrupted_add_is_started_and_promoted(tmp_path):
+    small, big = make_cluster(tmp_path, n_etcd=3), make_cluster(tmp_path, n_etcd=5)
+    h4 = big.etcd_members[3]
+    learner = ListedMember("44", "etcd-4", (f"https://{h4.internal_address}:2380",),
+                           (f"https://{h4.internal_address}:2379",), learner=True, healthy=True)
+    change = decide(big, [*_listed(small), learner])
+    assert [h.name for h in change.pending] == ["etcd-4"] and [h.name for h in change.add] == ["etcd-5"]
+
+
+def _clear_run(tmp_path, listing: str, etcdctl_exit: int = 0):
+    """Run the never-joined cleanup under the real bash wrapper with an etcdctl stand-in printing
+    ``listing`` and a systemctl stand-in recording its calls; the data dir is a real directory."""
+    import os
+    import subprocess
+
+    from kubeforge.plan.etcd.membership import clear_never_joined
+    from kubeforge.transport.script import script_for
+
+    cluster = make_cluster(tmp_path, n_etcd=4)
+    data = tmp_path / "var-lib-etcd"
+    (data / "member" / "snap").mkdir(parents=True)
+    cluster = replace(cluster, etcd=replace(cluster.etcd, data_dir=str(data)))
+    h4 = cluster.etcd_members[3]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "systemctl.calls"
+    (bin_dir / "etcdctl").write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in listing.splitlines())
+                                     + f"exit {etcdctl_exit}\n")
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    step = clear_never_joined(cluster, h4, ["https://10.0.0.1:2379"])
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    rc = subprocess.run(["bash", "-s"], input=script_for(step.command), text=True, env=env, timeout=30).returncode
+    return rc, data, calls.read_text() if calls.exists() else "", h4
+
+
+def test_an_etcd_that_never_joined_is_stopped_disabled_and_its_data_moved_aside(tmp_path):
+    rc, data, calls, _ = _clear_run(tmp_path, "1, started, etcd-1, https://10.0.0.1:2380, https://10.0.0.1:2379, false")
+    assert rc == 0
+    assert "disable --now etcd" in calls
+    assert not (data / "member").exists() and data.is_dir()
+    assert (data.parent / (data.name + ".kubeforge-removed") / "member" / "snap").is_dir()
+
+
+def test_a_member_the_cluster_lists_keeps_its_etcd_and_data(tmp_path):
+    cluster = make_cluster(tmp_path, n_etcd=4)
+    a = cluster.etcd_members[3].internal_address
+    rc, data, calls, _ = _clear_run(tmp_path, f"1, started, etcd-1, https://10.0.0.1:2380, https://10.0.0.1:2379, false\n"
+                                              f"44, unstarted, , https://{a}:2380, , true")
+    assert rc == 0 and calls == "" and (data / "member" / "snap").is_dir()
+
+
+def test_a_member_list_that_cannot_be_read_clears_nothing(tmp_path):
+    rc, data, calls, _ = _clear_run(tmp_path, "", etcdctl_exit=1)
+    assert rc != 0 and calls == "" and (data / "member" / "snap").is_dir()
+
+
+def test_a_member_removed_by_a_run_that_ended_before_stopping_it_is_found_by_the_next_run(tmp_path):
+    """`etcd members` 5 -> 3 interrupted between the member remove and the stop (issue 10's fault
+    matrix): the member list and the inventory no longer name etcd-4, so only kubeforge's own record
+    of the removal, written before it, tells the next run that etcd-4's etcd is still to be stopped."""
+    from kubeforge.workflows.etcd.members import _note_leaving, leaving_path, left_behind
+
+    big, small = make_cluster(tmp_path, n_etcd=5), make_cluster(tmp_path, n_etcd=3)
+    listed5 = _listed(big)
+    gone = tuple(m for m in listed5 if m.name in ("etcd-4", "etcd-5"))
+    assert _note_leaving(small, gone)() is False  # changes nothing on a host: reported unchanged
+    assert leaving_path(small).stat().st_mode & 0o777 == 0o600
+    # before the member remove ran they are still listed: nothing left behind
+    assert left_behind(small, listed5) == ()
+    # etcd-4 removed, etcd-5 not yet: only etcd-4 is left to stop
+    listed4 = [m for m in listed5 if m.name != "etcd-4"]
+    (left,) = left_behind(small, listed4)
+    assert (left.id, left.name, left.address) == (gone[0].id, "etcd-4", big.etcd_members[3].internal_address)
+    # an inventory that takes etcd-4 back: it is added again (and cleared then), not retired
+    assert [m.name for m in left_behind(make_cluster(tmp_path, n_etcd=4), listed4)] == []
+
+
+def test_an_unreadable_record_of_leaving_members_retires_nothing(tmp_path):
+    from kubeforge.workflows.etcd.members import leaving_path, left_behind
+
+    small = make_cluster(tmp_path, n_etcd=3)
+    leaving_path(small).parent.mkdir(parents=True, exist_ok=True)
+    leaving_path(small).write_text("{not json")
+    assert left_behind(small, _listed(small)) == ()
+
+
+def test_a_first_install_cut_short_before_the_cluster_formed_starts_every_member_together(tmp_path):
+    """etcd install, a member's machine powered off before the first start (issue 10's fault
+    matrix): some members hold data, none answers with a member list, none recorded an applied
+    configuration. The re-run plans the new cluster's start (all at once, then one gate), never the
+    rolling restart whose first gate waits for a quorum one member cannot have."""
+    from kubeforge.workflows.etcd.install import never_formed
+
+    cluster = make_cluster(tmp_path, n_etcd=3)
+    half = {h.name: EtcdHostFacts(h.name, active=i == 0, has_data=i < 2) for i, h in enumerate(cluster.etcd_members)}
+    assert never_formed([], half)
+    inp = _inputs(cluster, lambda h, sha: half[h.name], exists=not never_formed([], half))
+    names = [p.name for p in _plan(inp).phases]
+    assert "StartEtcdMembers" in names and "RestartEtcdMembers" not in names
+    # a cluster that formed once (a stamp), or that answers now, is never bootstrapped again
+    stamped = {**half, "etcd-1": replace(half["etcd-1"], stamp="abc")}
+    assert not never_formed([], stamped)
+    assert not never_formed([{"name": "etcd-1", "peerURLs": ["https://x:2380"]}], half)
+
+
+def test_a_joining_members_initial_cluster_is_in_inventory_order_whatever_the_member_list_order(tmp_path):
+    """The member list comes ordered by member id: a re-run that finds etcd-4 added already (a power
+    loss after its add) must render etcd-5's env with the same bytes as an uninterrupted run."""
+    from kubeforge.plan.etcd.membership import initial_cluster
+
+    big = make_cluster(tmp_path, n_etcd=5)
+    pairs = [(h.name, f"https://{h.internal_address}:2380") for h in big.etcd_members]
+    uninterrupted = initial_cluster(big, [pairs[2], pairs[0], pairs[1], pairs[3], pairs[4]])
+    rerun = initial_cluster(big, [pairs[3], pairs[1], pairs[2], pairs[0], pairs[4]])
+    assert uninterrupted == rerun == ",".join(f"{n}={u}" for n, u in pairs)
+    stranger = ("old", "https://10.9.9.9:2380")
+    assert initial_cluster(big, [stranger, *pairs]).endswith("old=https://10.9.9.9:2380")

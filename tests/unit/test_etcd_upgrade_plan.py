@@ -111,3 +111,19 @@ def test_from_release_archives_a_lane_pushes_and_unpacks_the_hop_and_leaves_dpkg
                                              "Install etcd 3.5.30", "Restart etcd 3.5.30",
                                              "Wait for etcd healthy on 3.5.30"]
     assert lane.steps[1].file.content == content
+
+
+def test_a_resume_after_every_member_reached_the_target_plans_the_last_hops_steps_under_their_ids(tmp_path):
+    """--resume of a run that failed in its final checks (issue 10's fault matrix: SSH cut during the
+    cluster-version gate): the same step ids as the run being resumed, so its journal skips what was
+    done and the checks left run; no second snapshot."""
+    from kubeforge.plan.etcd.upgrade import finish_phases
+
+    cluster = make_cluster(tmp_path)
+    hops = [parse_etcd("3.5.16")]
+    original = Plan("etcd upgrade 3.5.16", tuple(upgrade_phases(cluster, hops, "etcd-1", lambda: True)))
+    finish = Plan("etcd upgrade 3.5.16", tuple(finish_phases(cluster, hops[-1], "etcd-1")))
+    ids = [s.id for s in finish.steps]
+    assert ids == [s.id for s in original.steps if not isinstance(s, LocalStep)]
+    assert not any(isinstance(s, LocalStep) for s in finish.steps)
+    assert ids[-1].startswith("CheckEtcdClusterVersion-3.5.16/")

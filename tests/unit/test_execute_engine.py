@@ -254,3 +254,40 @@ def test_an_interrupted_run_names_what_was_done_stopped_and_never_reached(tmp_pa
     assert str(info.value).startswith("interrupted by SIGTERM: 1 done, 0 unchanged, 0 failed, 1 interrupted, 1 never reached")
     text = report.render_text()
     assert "interrupted [cp-1] Long" in text and "1 never reached" in text
+
+
+class _CutPool(dict):
+    """pool_for's transports; cp-1's connection is cut once ``cut`` exists (as the fault matrix's
+    ssh-cut does: every later command on it fails with ConnectionLost), and ``reconnect`` gives a
+    new connection, as TransportPool.reconnect does."""
+
+    def __init__(self, tmp_path, cut):
+        from kubeforge.transport.local import LocalTransport
+        from kubeforge.transport.policy import ConnectionLost
+
+        class Cut(LocalTransport):
+            def run(self, command):
+                if cut.exists():
+                    raise ConnectionLost(self.host, "connection lost: SSH session not active")
+                return super().run(command)
+
+        super().__init__(pool_for(tmp_path, HOSTS))
+        self["cp-1"] = Cut(host="cp-1", root=tmp_path / "hosts" / "cp-1")
+        self.fresh = lambda: LocalTransport(host="cp-1", root=tmp_path / "hosts" / "cp-1")
+        self.reconnects = 0
+
+    def reconnect(self, host):
+        self.reconnects += 1
+        self[host] = self.fresh()
+        return self[host]
+
+
+def test_a_cluster_lock_whose_connection_was_cut_under_the_run_is_released_over_a_new_one(tmp_path):
+    cut = tmp_path / "cut"
+    pool = _CutPool(tmp_path, cut)
+    plan = plan_for(tmp_path, extra=f"touch {cut}\n")  # worker-1's step cuts cp-1's connection
+    s = Site(tmp_path / "state", pool, "cp-1", cluster_lock_path=str(tmp_path / "cp-1-lock"), lock_sudo=False)
+    report = execute(plan, s, RunOptions("kubeforge up -i inv.yaml")).report
+    assert report.outcome == "succeeded" and pool.reconnects == 1
+    assert not (tmp_path / "cp-1-lock").exists()
+    assert not any("could not be released" in n for n in report.notes)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
-from kubeforge.plan.etcd.probe import STAMP_PATH
+from kubeforge.plan.etcd.probe import PACKAGE, STAMP_PATH
 from kubeforge.plan.etcd.source import BIN_DIR, DEFAULT_ARCH, UNAME_ARCH, EtcdArchive, archive_for, load_verified
+from kubeforge.plan.etcd.upgrade_checks import POLICY_RC, POLICY_RC_MARKER, package_state_clean
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.transport.base import Command
-
-POLICY_RC = "/usr/sbin/policy-rc.d"
 
 
 def _q(s: str) -> str:
@@ -53,10 +53,15 @@ def install_packages(cluster: Cluster) -> Command:
         [
             "export DEBIAN_FRONTEND=noninteractive",
             'saved=""',
+            # installed before (an upgrade, a re-run): its enabled-at-boot state is left as it is
+            f"st=$(dpkg-query -W -f='${{db:Status-Abbrev}}' {_q(PACKAGE)} 2>/dev/null || true)",
+            'case "$st" in ii*) fresh=0 ;; *) fresh=1 ;; esac',
+            # kubeforge's own, left by a run whose machine lost power during apt: removed, never kept
+            f"if grep -qs '{POLICY_RC_MARKER}' {POLICY_RC}; then rm -f {POLICY_RC}; fi",
             f'if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi',
             f'put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}',
             "trap put_back EXIT",
-            f"printf '#!/bin/sh\\n# kubeforge: no service starts while etcd is installed\\nexit 101\\n' > {POLICY_RC}",
+            f"printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while etcd is installed\\nexit 101\\n' > {POLICY_RC}",
             f"chmod 0755 {POLICY_RC}",
             # apt-get update exits 0 when a source cannot be fetched; say so instead of "not offered"
             'out=$(apt-get update -q -o Acquire::Retries=3 2>&1) || { echo "$out" >&2; exit 2; }',
@@ -64,9 +69,18 @@ def install_packages(cluster: Cluster) -> Command:
             '  printf \'%s\\n\' "$out" >&2; echo "apt-get update could not read the package source" >&2; exit 2',
             "fi",
             *pick,
+            # a dpkg run cut short (power loss) refuses every apt-get install until it is finished;
+            # finished here with service starts still forbidden
+            'if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]; then',
+            "  dpkg --configure -a >/dev/null",
+            "fi",
             f"apt-get install -y -q -o Dpkg::Options::=--force-confold {versions} >/dev/null",
             # Debian enables its own unit; ours in /etc/systemd/system replaces it. Nothing runs yet.
             "systemctl stop etcd 2>/dev/null || true",
+            # ...and nothing may start at boot: after a power loss Debian's unit would start a
+            # single-member etcd of its own (and a joining member must not start before it is
+            # added). kubeforge enables etcd itself once the member may start.
+            'if [ "$fresh" = 1 ]; then systemctl disable etcd >/dev/null 2>&1 || true; fi',
         ]
     )
     return Command(script=script, sudo=True, timeout=900, description=f"install etcd {want}")
@@ -83,7 +97,10 @@ def install_steps(cluster: Cluster, host: Host, *, key: str = "", title: str = "
     title = title or f"Install etcd {cluster.etcd.version}"
     archive = archive_for(cluster, arch=arch)
     if archive is None:
-        return [RunStep(host.name, install_packages(cluster), title, unless=installed_guard(cluster), key=key)]
+        # installed, and no trace of an install cut short (kubeforge's policy-rc.d, a dpkg to finish)
+        guard = installed_guard(cluster)
+        guard = replace(guard, script=f"{guard.script} && {package_state_clean().script}")
+        return [RunStep(host.name, install_packages(cluster), title, unless=guard, key=key)]
     file = load_verified(cluster, archive)
     return [
         PutFileStep(host.name, file, title=f"Push {archive.name}", key=f"{key}-push" if key else ""),

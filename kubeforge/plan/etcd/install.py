@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.plan.etcd import commands as cmd
@@ -93,15 +93,26 @@ def install_packages_phase(inp: InstallInput) -> PhasePlan:
     return PhasePlan.of(name="InstallEtcdPackages", title="Install etcd packages", strategy=parallel(), lanes=lanes)
 
 
-def prepare_phase(inp: InstallInput) -> PhasePlan:
+def enable_step(host: Host) -> RunStep:
+    return RunStep(host.name, cmd.systemctl("enable", "etcd"), "Enable etcd at boot", unless=cmd.is_enabled())
+
+
+def prepare_phase(inp: InstallInput, *, joining: Mapping[str, Sequence[RunStep]] | None = None) -> PhasePlan:
+    """``joining``: members that join a running cluster later in the plan, with the steps that
+    clear what an earlier attempt left on them; they are enabled at boot only once added (by
+    kubeforge.plan.etcd.membership), never here: an etcd that starts at boot before its member add
+    starts against a cluster that does not list it."""
     user, user_guard = cmd.prepare_user(inp.cluster)
+    joining = joining or {}
     lanes = []
     for m in inp.members:
         h = m.host.name
         steps: list = [RunStep(h, user, "Create the etcd user and data dir", unless=user_guard)]
         steps += [PutFileStep(h, f) for f in m.files]
+        steps += list(joining.get(h, ()))
         steps.append(RunStep(h, cmd.systemctl("daemon-reload"), "Reload systemd", unless=cmd.stamp_is(m.sha)))
-        steps.append(RunStep(h, cmd.systemctl("enable", "etcd"), "Enable etcd at boot", unless=cmd.is_enabled()))
+        if h not in joining:
+            steps.append(enable_step(m.host))
         lanes.append((h, steps))
     return PhasePlan.of(name="PrepareEtcdMembers", title="Prepare etcd members", strategy=parallel(), lanes=lanes)
 

@@ -19,7 +19,7 @@ from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line, peer_url
-from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, health_gate
+from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, enable_step, health_gate
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep, LocalStep, RunStep
 from kubeforge.plan.strategy import serial
@@ -54,10 +54,13 @@ class MembershipChange:
     pending: tuple[Host, ...] = ()  # added earlier (listed, never started): only start + promote
     remove: tuple[ListedMember, ...] = ()  # leader last
     replace: tuple[Host, ...] = ()  # members that lost their data: removed, then added again
+    # removed from the member list by an earlier run that ended before it stopped them: their etcd
+    # is still to be stopped, disabled and moved aside
+    retire: tuple[ListedMember, ...] = ()
 
     @property
     def is_noop(self) -> bool:
-        return not (self.add or self.pending or self.remove or self.replace)
+        return not (self.add or self.pending or self.remove or self.replace or self.retire)
 
 
 def _quorum(n: int) -> int:
@@ -77,7 +80,8 @@ def decide(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[str
         m = by_url.get(peer_url(cluster, h))
         if m is None:
             add.append(h)
-        elif not m.name:
+        elif not m.name or m.learner:
+            # listed but never started, or a learner never promoted (an interrupted add)
             pending.append(h)
         elif m.name != h.name:
             raise SafetyRefusal(f"{h.name}: its peer URL {peer_url(cluster, h)} belongs to member {m.name!r}")
@@ -130,6 +134,15 @@ def _replace(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[s
     return MembershipChange(remove=tuple(gone), replace=tuple(h for h in cluster.etcd_members if h.name in lost))
 
 
+def initial_cluster(cluster: Cluster, members: Sequence[tuple[str, str]]) -> str:
+    """ETCD_INITIAL_CLUSTER of a joining member from ``(name, peer URL)`` pairs: in the inventory's
+    order (members it does not name after, as given), never in the member list's order (by member
+    id), so a re-run that finds earlier members already added renders the same bytes."""
+    order = {peer_url(cluster, h): i for i, h in enumerate(cluster.etcd_members)}
+    ranked = sorted(enumerate(members), key=lambda im: (order.get(im[1][1], len(order)), im[0]))
+    return ",".join(f"{name}={url}" for _, (name, url) in ranked)
+
+
 def _retrying(line: str, tries: int = 60) -> str:
     """etcd refuses membership changes (strict reconfig check) until every member has been connected
     for a few seconds, e.g. right after a promotion: retry on that answer only."""
@@ -147,6 +160,38 @@ def _retrying(line: str, tries: int = 60) -> str:
 def _find_member_script(url: str) -> str:
     # member list (3.4+ simple format): ID, status, name, peer URLs, client URLs, is learner
     return f"awk -F', ' -v u={shlex.quote(url)} '$4 == u'"
+
+
+def aside_path(cluster: Cluster) -> str:
+    """Where the data dir of a member that left (or never joined) is moved, never deleted."""
+    return cluster.etcd.data_dir.rstrip("/") + ".kubeforge-removed"
+
+
+def clear_never_joined(cluster: Cluster, host: Host, endpoints: list[str]) -> RunStep:
+    """For a host about to be added: an etcd an earlier attempt left on it (enabled, running, or a
+    data dir from a start against a cluster that did not list it — e.g. booted after a power loss)
+    is stopped and disabled and its data dir moved aside, so the member starts clean once added.
+    Only when the cluster's member list, read in full, does not name its peer URL: a member that
+    joined is never touched. Nothing to clear (the usual case): unchanged."""
+    url = peer_url(cluster, host)
+    data = shlex.quote(cluster.etcd.data_dir)
+    aside = shlex.quote(aside_path(cluster))
+    script = "\n".join(
+        [
+            f"out=$({etcdctl_line(cluster, endpoints, 'member', 'list')}) || "
+            f"{{ echo 'cannot read the member list; {host.name} left as it is' >&2; exit 1; }}",
+            f"if printf '%s\\n' \"$out\" | {_find_member_script(url)} | grep . >/dev/null; then",
+            f"  echo '{host.name} is listed as a member: its etcd is kept'; exit 0",
+            "fi",
+            "systemctl disable --now etcd >/dev/null 2>&1 || systemctl stop etcd || true",
+            f"if [ -d {data}/member ]; then rm -rf {aside}; mv {data} {aside}; install -d -m 0700 -o etcd -g etcd {data}; fi",
+        ]
+    )
+    nothing = (f"! systemctl is-active --quiet etcd && ! systemctl is-enabled --quiet etcd && "
+               f"[ ! -d {data}/member ]")
+    return RunStep(host.name, Command(script=script, sudo=True, timeout=120,
+                                      description=f"clear an etcd that never joined on {host.name}"),
+                   "Clear an etcd that never joined", unless=Command(script=nothing, sudo=True, timeout=30))
 
 
 def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[str], members_after: tuple[Host, ...],
@@ -178,6 +223,7 @@ def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[st
         ]
     )
     lanes.append((host.name, [
+        enable_step(host),  # only now: the cluster lists it, so a start at boot joins
         RunStep(host.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd (joining the running cluster)",
                 unless=cmd.is_active()),
         GateStep(host.name, Command(script=promote, sudo=True, timeout=60), f"Promote {host.name} once caught up",

@@ -116,18 +116,35 @@ def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | 
     phases.append(PhasePlan.of(name="SnapshotEtcd", title="Take and verify an etcd snapshot first", strategy=serial(),
                                lanes=[("local", [LocalStep("Snapshot etcd and verify it", snapshot, key="snapshot")])]))
     for hop in hops:
-        v = str(hop)
-        phases.append(PhasePlan.of(name=f"UpgradeEtcd-{v}", title=f"Upgrade etcd to {v} (leader last)",
-                                   strategy=rolling(),
-                                   lanes=[(h.name, member_lane(cluster, hop, h, members,
-                                                               (arches or {}).get(h.name, DEFAULT_ARCH)))
-                                          for h in members]))
-        last = members[-1]
-        gate = GateStep(last.name, chk.cluster_version_reached(cluster, members, v),
-                        f"Wait for the etcd cluster version {hop.minor_str}",
-                        what=f"etcd cluster version {hop.minor_str} with every member on {v}",
-                        timeout_s=GATE_TIMEOUT_S, interval_s=2.0, key=f"cluster-version-{v}")
-        phases.append(PhasePlan.of(name=f"CheckEtcdClusterVersion-{v}",
-                                   title=f"Check that the etcd cluster runs {v}", strategy=serial(),
-                                   lanes=[(last.name, [gate])]))
+        phases += hop_phases(cluster, hop, members, arches)
+    return phases
+
+
+def finish_phases(cluster: Cluster, hop: EtcdVersion, leader: str | None,
+                  arches: dict[str, str] | None = None) -> list[PhasePlan]:
+    """A resumed run whose members all reached its last hop already (interrupted, or failed, in the
+    final checks): that hop's phases again, with the same step keys, so the journal skips what
+    completed; every member lane's change steps are unchanged (their guards see the hop), and the
+    gates and the cluster-version check not journaled yet run. No new snapshot."""
+    members = tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
+    return hop_phases(cluster, hop, members, arches)
+
+
+def hop_phases(cluster: Cluster, hop: EtcdVersion, members: tuple, arches: dict[str, str] | None) -> list[PhasePlan]:
+    """One hop: every member in turn (``members`` in order, leader last), then the cluster version."""
+    phases = []
+    v = str(hop)
+    phases.append(PhasePlan.of(name=f"UpgradeEtcd-{v}", title=f"Upgrade etcd to {v} (leader last)",
+                               strategy=rolling(),
+                               lanes=[(h.name, member_lane(cluster, hop, h, members,
+                                                           (arches or {}).get(h.name, DEFAULT_ARCH)))
+                                      for h in members]))
+    last = members[-1]
+    gate = GateStep(last.name, chk.cluster_version_reached(cluster, members, v),
+                    f"Wait for the etcd cluster version {hop.minor_str}",
+                    what=f"etcd cluster version {hop.minor_str} with every member on {v}",
+                    timeout_s=GATE_TIMEOUT_S, interval_s=2.0, key=f"cluster-version-{v}")
+    phases.append(PhasePlan.of(name=f"CheckEtcdClusterVersion-{v}",
+                               title=f"Check that the etcd cluster runs {v}", strategy=serial(),
+                               lanes=[(last.name, [gate])]))
     return phases

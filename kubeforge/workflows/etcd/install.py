@@ -7,6 +7,8 @@ view -> plan -> confirm -> run.
 
 from __future__ import annotations
 
+import logging
+
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster
 from kubeforge.model.versions import parse_etcd
@@ -28,6 +30,7 @@ from kubeforge.workflows.version_guard import (
 )
 
 WORKFLOW = "etcd install"
+log = logging.getLogger("kubeforge.etcd")
 
 
 def refuse_version_change(cluster: Cluster, facts) -> None:
@@ -35,6 +38,15 @@ def refuse_version_change(cluster: Cluster, facts) -> None:
     running = {n: f.version for n, f in facts.items() if f and f.has_data and f.version}
     refuse_running_version_change(running, cluster.etcd.version, parse_etcd, what="etcd", field="spec.etcd.version",
                                   source=cluster.source, upgrade="kubeforge etcd upgrade")
+
+
+def never_formed(member_list, facts) -> bool:
+    """A first install that ended (power loss, Ctrl-C) after some members started but before the
+    cluster ever formed: no member answers with a member list (no quorum), and no member has the
+    applied-config stamp, which is recorded only once the whole cluster was healthy. Its members
+    must start together like a new cluster's: one at a time, each gated on a healthy cluster, the
+    first one waits for a quorum it can never have alone."""
+    return not member_list and not any(f.stamp for f in facts.values() if f)
 
 
 def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInput]:
@@ -69,6 +81,11 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
                 f"({', '.join(sorted(wanted))})",
                 hint=f"change membership with `kubeforge etcd members -i {cluster.source}` (one member at a time, quorum kept)",
             )
+        if never_formed(status.member_list, facts):
+            log.warning("etcd members hold data but no member answers with a member list, and none ever recorded an "
+                        "applied configuration: a first install cut short before the cluster formed; every member "
+                        "starts together, as in a first install")
+            exists = False
     ctx = context(cluster)
     members = []
     for host in cluster.etcd_members:

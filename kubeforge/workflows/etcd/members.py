@@ -6,17 +6,31 @@ time, quorum kept throughout (kubeforge.plan.etcd.membership decides and plans).
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
+from dataclasses import replace
+from pathlib import Path
 
 from kubeforge.errors import CheckFailed, KubeforgeError
+from kubeforge.execute.durable import replace_file
 from kubeforge.model import Cluster, Host, Role
 from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
-from kubeforge.plan.etcd.membership import ListedMember, MembershipChange, add_member_phase, decide, remove_member_phase
+from kubeforge.plan.etcd.membership import (
+    ListedMember,
+    MembershipChange,
+    add_member_phase,
+    aside_path,
+    clear_never_joined,
+    decide,
+    initial_cluster,
+    remove_member_phase,
+)
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
-from kubeforge.plan.strategy import parallel
+from kubeforge.plan.steps import LocalStep
+from kubeforge.plan.strategy import parallel, serial
 from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files, require_external
@@ -56,10 +70,58 @@ def listed_members(cluster: Cluster, pool, status: ClusterStatus) -> list[Listed
     return out
 
 
+def leaving_path(cluster: Cluster) -> Path:
+    """Members kubeforge is removing, recorded before their `member remove` and dropped once their
+    machine's etcd is stopped: a run that ends in between (interrupted, its machine cut off) leaves
+    a member the member list no longer names but whose etcd still runs and starts at boot; the next
+    run finds it here, as nothing on the cluster names it any more."""
+    return cluster.runs_dir.parent / "etcd-leaving.json"
+
+
+def load_leaving(cluster: Cluster) -> dict[str, dict]:
+    """{member id: {"name", "peer_url"}}; {} when none (or the record is unreadable: logged)."""
+    path = leaving_path(cluster)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read (%s): members an earlier run removed are not retired again", path, exc)
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("peer_url"), str)}
+
+
+def _save_leaving(cluster: Cluster, entries: dict[str, dict]) -> None:
+    path = leaving_path(cluster)
+    if not entries:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, json.dumps(entries, indent=1, sort_keys=True).encode())
+
+
+def _note_leaving(cluster: Cluster, members: tuple[ListedMember, ...]):
+    def note() -> bool:
+        entries = load_leaving(cluster)
+        entries.update({m.id: {"name": m.name, "peer_url": m.peer_url} for m in members})
+        _save_leaving(cluster, entries)
+        return False  # nothing changed on any host
+
+    return note
+
+
+def left_behind(cluster: Cluster, listed: list[ListedMember]) -> tuple[ListedMember, ...]:
+    """Recorded leaving members the cluster no longer lists and the inventory does not name."""
+    listed_urls = {m.peer_url for m in listed}
+    wanted = {peer_url(cluster, h) for h in cluster.etcd_members}
+    return tuple(ListedMember(mid, e.get("name", ""), (e["peer_url"],)) for mid, e in sorted(load_leaving(cluster).items())
+                 if e["peer_url"] not in listed_urls and e["peer_url"] not in wanted)
+
+
 def _retire(cluster: Cluster, pool, member: ListedMember):
     host = outsider(cluster, member.name, member.address)
     data = shlex.quote(cluster.etcd.data_dir)
-    aside = shlex.quote(cluster.etcd.data_dir.rstrip("/") + ".kubeforge-removed")
+    aside = shlex.quote(aside_path(cluster))
 
     def retire() -> bool:
         script = (f"systemctl disable --now etcd 2>/dev/null || systemctl stop etcd || true\n"
@@ -70,6 +132,9 @@ def _retire(cluster: Cluster, pool, member: ListedMember):
             # It has left the cluster already; a machine that is gone for good is the usual reason.
             log.warning("member %s left the cluster, but its machine could not be cleaned up: %s", host.name, exc)
             return False
+        entries = load_leaving(cluster)
+        if entries.pop(member.id, None) is not None:
+            _save_leaving(cluster, entries)
         return True
 
     return retire
@@ -92,7 +157,19 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         facts_now = gather_member_facts(cluster, pool, allow_unreachable=True)
         lost = frozenset(n for n in started if facts_now.get(n) is not None and not facts_now[n].has_data)
     change = decide(cluster, listed, lost)
-    if change.is_noop:
+    left = left_behind(cluster, listed)
+    retire_phases = []
+    if left:
+        change = replace(change, retire=left)
+        log.warning("%s left the member list in an earlier run that ended before stopping it: stopped now",
+                    ", ".join(m.name or m.address for m in left))
+        retire_phases.append(PhasePlan.of(
+            name="RetireLeftEtcdMembers", title="Stop etcd on members an earlier run removed", strategy=serial(),
+            lanes=[("local", [LocalStep(f"Stop and disable etcd on {m.name or m.address} ({m.address})",
+                                        _retire(cluster, pool, m), key=f"retire-{m.id}") for m in left])]))
+    if not (change.add or change.pending or change.remove or change.replace):
+        if retire_phases:
+            return Plan(WORKFLOW, tuple(retire_phases)), change
         why = "the cluster's members are the inventory's"
         return Plan(WORKFLOW, (PhasePlan("ChangeEtcdMembers", "Change etcd members", parallel(), (), why),)), change
     healthy_names = {m.name for m in listed if m.healthy}
@@ -101,7 +178,14 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
                and h not in change.add and h not in change.pending]
     replaced = {h.name for h in change.replace}
     via = next((h for h in staying if h.name in healthy_names), None) or staying[0]
-    phases: list[PhasePlan] = []
+    phases: list[PhasePlan] = list(retire_phases)
+    retiring = tuple(m for m in change.remove if m.name not in replaced)
+    if retiring:
+        # recorded before any member remove: see leaving_path
+        phases.append(PhasePlan.of(
+            name="NoteLeavingEtcdMembers", title="Record the members being removed", strategy=serial(),
+            lanes=[("local", [LocalStep("Record the members being removed", _note_leaving(cluster, retiring),
+                                        key="note-leaving")])]))
     if change.remove:
         remaining = list(staying)
         for m in change.remove:
@@ -123,15 +207,15 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         h = next((x for x in cluster.etcd_members if peer_url(cluster, x) == m.peer_url), None)
         return h.name if h else m.id
 
-    current = [f"{name_of(m)}={m.peer_url}" for m in listed]
+    current = [(name_of(m), m.peer_url) for m in listed]
     members_in = []
     members_after = list(staying)
     add_phases = []
     for h in new_hosts:
         if h in change.add:
-            current.append(f"{h.name}={peer_url(cluster, h)}")
+            current.append((h.name, peer_url(cluster, h)))
         files = etcd_pki_files(cluster, bundle, h) + member_etcd_files(ctx, h, None, state="existing",
-                                                                      initial_cluster=",".join(current))
+                                                                      initial_cluster=initial_cluster(cluster, current))
         sources = () if from_archive else tuple(
             p for p in render_packages(ctx, h) if p.path not in (KUBERNETES_LIST, PIN_PATH))
         members_in.append(MemberInput(h, sources, tuple(files), facts[h.name], arch=arches[h.name]))
@@ -140,5 +224,9 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after),
                                            register=h in change.add or h in change.replace))
     inp = InstallInput(cluster, tuple(members_in), cluster_exists=True)
-    phases += [install_packages_phase(inp), prepare_phase(inp), *add_phases, record_phase(inp)]
+    # Every new host is enabled at boot only once added; a host not listed yet first loses whatever
+    # an earlier attempt left running on it (checked against the member list when the step runs).
+    listed_eps = [client_url(cluster, x) for x in staying]
+    joining = {h.name: ([clear_never_joined(cluster, h, listed_eps)] if h in change.add else []) for h in new_hosts}
+    phases += [install_packages_phase(inp), prepare_phase(inp, joining=joining), *add_phases, record_phase(inp)]
     return Plan(WORKFLOW, tuple(phases)), change

@@ -271,7 +271,26 @@ def _probe_member(cluster: Cluster, status: ClusterStatus):
     return next(h for h in cluster.etcd_members if h.name == names[0])
 
 
-def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_patch: bool = False) -> Plan:
+def finish_resumed(cluster: Cluster, pool, want: Version) -> Plan:
+    """``--resume`` of a run whose members all reached ``want`` (it stopped or failed in its final
+    checks): the last hop's phases again under the same step keys, so the journal skips what was
+    done and the checks left run; "already at" is for a plain run, not for finishing a journaled one."""
+    from kubeforge.plan.etcd.upgrade import finish_phases
+
+    arches = None
+    if archive_for(cluster) is not None:
+        from kubeforge.workflows.etcd.sources import member_arches, prepare_etcd_sources
+
+        arches = member_arches(cluster, pool)
+        prepare_etcd_sources(cluster, [want], arches=set(arches.values()))
+    status = gather_status(cluster, pool)
+    log.warning("every member already runs %s: resuming the run's remaining checks", want)
+    leader = status.leader.name if status.leader else None
+    return Plan(workflow_name(want), tuple(finish_phases(cluster, want, leader, arches)))
+
+
+def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_patch: bool = False,
+                 resume: bool = False) -> Plan:
     require_external(cluster, "upgrade")
     run = unfinished_kubernetes_upgrade(cluster.runs_dir)
     if run:
@@ -283,6 +302,8 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     if missing:
         raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
     installed = {m: f.version.split("+")[0] for m, f in facts.items() if f and f.version}
+    if resume and set(installed.values()) == {str(want)}:
+        return finish_resumed(cluster, pool, want)
     # learnt before any request raft would append: every later request is picked by the lowest
     cluster_versions = gather_versions(cluster, pool, installed)
     decision = decide(installed, want, allow_older_patch=allow_older_patch)
