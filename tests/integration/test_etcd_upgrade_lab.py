@@ -282,6 +282,7 @@ def panics(lab, name: str, since: float = 0) -> int:
     return int(res.stdout.strip() or 0)
 
 
+@pytest.mark.by_hand  # CI runs this case as the fault sample's mixed-version point (test_faults_lab.py)
 def test_an_upgrade_across_the_minor_interrupted_and_resumed_never_crashes_the_older_members(ulab, inv):
     reinstall_34(ulab, inv)
     start = time.time()
