@@ -69,8 +69,8 @@ def main() -> int:
 
     from kubeforge.inventory import load
     from kubeforge.pki import ensure_pki, ensure_secrets, host_files
-    from kubeforge.render import render_cluster
     from kubeforge.render import env as render_env
+    from kubeforge.render import render_cluster
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
@@ -129,8 +129,8 @@ def main() -> int:
     print(f"{'validate (inventory.load)':44} {t_load:>9.3f}s")
     print(f"{'PKI + secrets (once, fresh store)':44} {t_pki:>9.3f}s")
     print(f"{'render every host (with its PKI files)':44} {t_render:>9.3f}s")
-    print(f"{'total: validate + PKI + render':44} {total:>9.3f}s {'< %.1f s' % GOAL_SECONDS:>12}  {'OK' if total < GOAL_SECONDS else 'OVER GOAL'}")
-    print(f"{'peak RSS':44} {rss:>8.1f}MB {'< %.0f MB' % GOAL_RSS_MB:>12}  {'OK' if rss < GOAL_RSS_MB else 'OVER GOAL'}")
+    print(f"{'total: validate + PKI + render':44} {total:>9.3f}s {f'< {GOAL_SECONDS:.1f} s':>12}  {'OK' if total < GOAL_SECONDS else 'OVER GOAL'}")
+    print(f"{'peak RSS':44} {rss:>8.1f}MB {f'< {GOAL_RSS_MB:.0f} MB':>12}  {'OK' if rss < GOAL_RSS_MB else 'OVER GOAL'}")
     print(f"{'ref: bare ruamel.yaml parse of the file':44} {t_parse_ref:>9.3f}s")
     print(f"{'ref: render recompiling templates per host':44} {t_uncached:>9.3f}s  (scaled from {len(sample)} hosts)")
     return 0

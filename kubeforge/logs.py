@@ -14,12 +14,12 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from kubeforge.model.secret import redact
 from kubeforge.model.files import private_dir
+from kubeforge.model.secret import redact
 
 ROOT_LOGGER = "kubeforge"
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(host)s] %(message)s"
@@ -45,7 +45,7 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        t = datetime.fromtimestamp(record.created, tz=timezone.utc)
+        t = datetime.fromtimestamp(record.created, tz=UTC)
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
@@ -57,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {
-            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "host": getattr(record, "host", "-"),
             "logger": record.name,
@@ -120,7 +120,7 @@ class RunLog:
             h.close()
         self.handlers.clear()
 
-    def __enter__(self) -> "RunLog":
+    def __enter__(self) -> RunLog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -128,7 +128,7 @@ class RunLog:
 
 
 def _run_dir(runs: Path, command_name: str, now: datetime) -> Path:
-    stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in command_name) or "run"
     base = runs / f"{stamp}-{safe}"
     candidate, n = base, 1
@@ -154,7 +154,7 @@ def open_run_log(
 
     The file is 0600: it names hosts, paths and commands even when secrets are redacted.
     """
-    run_dir = _run_dir(Path(cluster_state_dir) / "runs", command_name, now or datetime.now(timezone.utc))
+    run_dir = _run_dir(Path(cluster_state_dir) / "runs", command_name, now or datetime.now(UTC))
     path = run_dir / ("kubeforge.jsonl" if log_format == "json" else "kubeforge.log")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.close(fd)

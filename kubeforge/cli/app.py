@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -42,8 +41,8 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, *VERBOSE_FLAGS, help="Show tracebacks and debug output (anywhere on the line)."),
-    keep_runs: Optional[int] = KEEP_RUNS,
-    keep_runs_days: Optional[int] = KEEP_RUNS_DAYS,
+    keep_runs: int | None = KEEP_RUNS,
+    keep_runs_days: int | None = KEEP_RUNS_DAYS,
 ) -> None:
     """Declarative Kubernetes provisioning for on-prem and bare-metal fleets, over plain SSH."""
     from kubeforge.cli.common import RUN_RETENTION
@@ -172,7 +171,7 @@ def _run(argv: list[str]) -> int:
         return report_error(Interrupted("interrupted"), verbose=verbose)
     except KeyboardInterrupt:
         return report_error(Interrupted("interrupted by Ctrl-C"), verbose=verbose)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the last resort: any other error is reported as a bug, never a traceback
         if _is_usage_error(exc):
             return report_usage(exc)
         return report_bug(exc, verbose=verbose)  # a bug: say so, point at the log

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -25,12 +25,12 @@ certs_app = typer.Typer(
 
 
 def check(
-    cluster: "Cluster",
+    cluster: Cluster,
     *,
     within_days: int = 30,
     output: str = "table",
     now: datetime | None = None,
-    console: "Console | None" = None,
+    console: Console | None = None,
 ) -> None:
     """Show the expiry report; raise CertificatesExpiring when something expires within the window.
 
@@ -71,7 +71,7 @@ WITHIN_DAYS = typer.Option(30, "--within-days", metavar="N",
                           help="Certificates with N days left or less count as expiring (check exits 9).")
 
 
-def check_hosts(cluster: "Cluster", *, within_days: int) -> None:
+def check_hosts(cluster: Cluster, *, within_days: int) -> None:
     """Read every host and the store; show both; exit 5 when a host could not be read, else 9 when
     something (on a host or in the store) expires within the window."""
     from kubeforge.cli.common import consoles, session
@@ -111,7 +111,6 @@ def check_cmd(
     Example: kubeforge certs check -i inventories/ha-external-etcd.yaml --within-days 60
     """
     from kubeforge.inventory import load_cluster
-
     from kubeforge.ui.output import current_format
 
     cluster = load_cluster(inventory)
@@ -124,11 +123,11 @@ def check_cmd(
 
 @certs_app.command("renew")
 def renew_cmd(
-    run: Optional[str] = RUN_ARG,
+    run: str | None = RUN_ARG,
     inventory: Path = INVENTORY,
     within_days: int = WITHIN_DAYS,
     renew_all: bool = typer.Option(False, "--all", help="Renew every certificate this command renews, expiring or not."),
-    hosts: Optional[str] = HOSTS,
+    hosts: str | None = HOSTS,
     resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted renewal in its journal."),
     dry_run: bool = DRY_RUN,
     yes: bool = YES,

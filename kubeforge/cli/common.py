@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 
 # --keep-runs / --keep-runs-days of this invocation (None: the defaults of kubeforge.execute.prune).
-RUN_RETENTION: dict[str, Optional[int]] = {"keep": None, "max_age_days": None}
+RUN_RETENTION: dict[str, int | None] = {"keep": None, "max_age_days": None}
 # The run directories this invocation opened: pruning never deletes them.
 OPENED_RUNS: list[Path] = []
 

@@ -4,7 +4,6 @@ kubeforge.workflows.etcd; tables here, the work there."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,15 +21,14 @@ def _load(inventory: Path):
 
 
 def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False,
-              resume: Optional[str] = None):
+              resume: str | None = None):
     """Show progress, confirm, run under the local and cluster locks; print the report. Raises what
     the executor raises."""
     from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.output import show
     from kubeforge.ui.progress import make_progress
     from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.etcd.common import execute_plan
-
-    from kubeforge.ui.output import show
 
     out, err = consoles()
     if dry_run:
@@ -86,7 +84,7 @@ def run_install(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
         _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
 
 
-def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], passphrase_file: Optional[Path]) -> None:
+def run_backup(inventory: Path, directory: Path | None, keep: int | None, passphrase_file: Path | None) -> None:
     import json
 
     from kubeforge.errors import InputError
@@ -109,7 +107,7 @@ def run_backup(inventory: Path, directory: Optional[Path], keep: Optional[int], 
     show(lambda: json.loads(manifest_json(result)), lambda: backup_summary(result, consoles()[0]))
 
 
-def _passphrase(passphrase_file: Optional[Path]):
+def _passphrase(passphrase_file: Path | None):
     from kubeforge.errors import InputError
     from kubeforge.model.secret import Secret
 
@@ -121,7 +119,7 @@ def _passphrase(passphrase_file: Optional[Path]):
         raise InputError(f"{passphrase_file}: cannot read the passphrase file: {exc.strerror}") from None
 
 
-def run_restore(inventory: Path, source: str, directory: Optional[Path], passphrase_file: Optional[Path],
+def run_restore(inventory: Path, source: str, directory: Path | None, passphrase_file: Path | None,
                 dry_run: bool, yes: bool) -> None:
     from kubeforge.workflows.etcd.restore import plan_restore
 
@@ -153,7 +151,7 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
 
 
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
-                resume: Optional[str] = None, break_lock: bool = False) -> None:
+                resume: str | None = None, break_lock: bool = False) -> None:
     from kubeforge.workflows.etcd.backup import options_from_cluster, take_backup
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.upgrade import plan_upgrade
@@ -210,9 +208,9 @@ def register(app: typer.Typer) -> None:
     @etcd_app.command("backup")
     def backup_cmd(
         inventory: Path = INVENTORY,
-        directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help="Where backups go (default: the inventory's etcd.backup.directory)."),
-        keep: Optional[int] = typer.Option(None, "--keep", metavar="N", help="Verified backups to keep (the newest is always kept)."),
-        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", metavar="FILE", help="Encrypt with the passphrase in this file."),
+        directory: Path | None = typer.Option(None, "--dir", metavar="DIR", help="Where backups go (default: the inventory's etcd.backup.directory)."),
+        keep: int | None = typer.Option(None, "--keep", metavar="N", help="Verified backups to keep (the newest is always kept)."),
+        passphrase_file: Path | None = typer.Option(None, "--passphrase-file", metavar="FILE", help="Encrypt with the passphrase in this file."),
         output: Output = OUTPUT,
     ) -> None:
         """Snapshot a healthy member (a follower when possible), stream it here, verify it, keep N.
@@ -228,8 +226,8 @@ def register(app: typer.Typer) -> None:
     def restore_cmd(
         inventory: Path = INVENTORY,
         source: str = typer.Option(..., "--from", metavar="BACKUP", help="A backup manifest, a backup name, or 'latest'.", show_default=False),
-        directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR", help="Where backups are (default: the inventory's)."),
-        passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file", metavar="FILE", help="Passphrase of an encrypted backup."),
+        directory: Path | None = typer.Option(None, "--dir", metavar="DIR", help="Where backups are (default: the inventory's)."),
+        passphrase_file: Path | None = typer.Option(None, "--passphrase-file", metavar="FILE", help="Passphrase of an encrypted backup."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
         output: Output = OUTPUT,
@@ -265,7 +263,7 @@ def register(app: typer.Typer) -> None:
 
     @etcd_app.command("upgrade")
     def upgrade_cmd(
-        run: Optional[str] = RUN_ARG,
+        run: str | None = RUN_ARG,
         inventory: Path = INVENTORY,
         to: str = typer.Option(..., "--to", metavar="X.Y.Z", help="The etcd version to reach (X.Y.Z).", show_default=False),
         allow_older_patch: bool = typer.Option(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -52,7 +51,7 @@ def run_preflight_cmd(inventory: Path, hosts: str | None, probes: bool, max_cloc
 
 def register(app: typer.Typer) -> None:
     @app.command("facts")
-    def facts_cmd(inventory: Path = INVENTORY, output: Output = OUTPUT, hosts: Optional[str] = HOSTS) -> None:
+    def facts_cmd(inventory: Path = INVENTORY, output: Output = OUTPUT, hosts: str | None = HOSTS) -> None:
         """Show what every host is: OS, kernel, CPUs, memory, disks, swap, installed versions, units.
 
         Read-only. Exit 5 when a host cannot be reached (the others are still shown).
@@ -65,7 +64,7 @@ def register(app: typer.Typer) -> None:
     def preflight_cmd(
         inventory: Path = INVENTORY,
         output: Output = OUTPUT,
-        hosts: Optional[str] = HOSTS,
+        hosts: str | None = HOSTS,
         probes: bool = typer.Option(
             True, "--probes/--no-probes", help="Run the etcd fsync and host-to-host connectivity probes."
         ),

@@ -4,7 +4,6 @@ JSON Schema, start a new one."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -64,14 +63,14 @@ def schema(
 
 
 def init(
-    host: Optional[List[str]] = typer.Option(
+    host: list[str] | None = typer.Option(
         None, "--host", metavar="NAME=ADDRESS:ROLES",
         help="A host, e.g. cp-1=10.0.0.11:control-plane+etcd (roles joined by +); repeat for every host.",
     ),
     name: str = typer.Option("my-cluster", "--name", help="The cluster's name (metadata.name)."),
-    kubernetes_version: Optional[str] = typer.Option(
+    kubernetes_version: str | None = typer.Option(
         None, "--kubernetes-version", metavar="X.Y.Z", help="Default: the newest version kubeforge supports."),
-    endpoint: Optional[str] = typer.Option(
+    endpoint: str | None = typer.Option(
         None, "--endpoint", metavar="ADDRESS",
         help="The API endpoint's virtual IP or DNS name (HA clusters; default: a placeholder to edit)."),
     ssh_user: str = typer.Option("root", "--ssh-user", help="The SSH user (passwordless sudo when not root)."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -11,7 +10,7 @@ from kubeforge.cli.common import consoles, session
 from kubeforge.cli.options import INVENTORY, OUTPUT, Output
 
 
-def run_kubeconfig(inventory: Path, *, out: Optional[Path], user: Optional[str], expires: Optional[str],
+def run_kubeconfig(inventory: Path, *, out: Path | None, user: str | None, expires: str | None,
                    orgs: tuple[str, ...]) -> None:
     from kubeforge.inventory import load_cluster
     from kubeforge.ui.output import show
@@ -35,15 +34,15 @@ def register(app: typer.Typer) -> None:
     @app.command("kubeconfig")
     def kubeconfig_cmd(
         inventory: Path = INVENTORY,
-        out: Optional[Path] = typer.Option(
+        out: Path | None = typer.Option(
             None, "--out", metavar="FILE",
             help="Where to write it (default: .kubeforge/<cluster>/admin.conf, or users/<NAME>.conf with --user)."),
-        user: Optional[str] = typer.Option(
+        user: str | None = typer.Option(
             None, "--user", metavar="NAME",
             help="Write a kubeconfig for this user (certificate CN), signed by the cluster CA, instead of the admin's."),
-        expires: Optional[str] = typer.Option(
+        expires: str | None = typer.Option(
             None, "--expires", metavar="DURATION", help="With --user: how long it is valid, e.g. 24h, 90m, 7d (default 24h)."),
-        org: Optional[List[str]] = typer.Option(
+        org: list[str] | None = typer.Option(
             None, "--org", metavar="GROUP", help="With --user: a group (certificate O) for RBAC; repeat for several."),
         output: Output = OUTPUT,
     ) -> None:

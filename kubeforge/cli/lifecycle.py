@@ -36,14 +36,14 @@ def _finish(report, plan, out, err, what: str, **extra) -> None:
 
 def run_up(inventory: Path, *, yes: bool, dry_run: bool, resume: str | None, break_lock: bool,
            skip_preflight_warnings: bool, force_bare_pods: bool = False) -> None:
+    from kubeforge.cli.options import allow_bare_pods
+    from kubeforge.execute import RunOptions
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
-    from kubeforge.execute import RunOptions
     from kubeforge.workflows.up import up
-    from kubeforge.cli.options import allow_bare_pods
 
     cluster = allow_bare_pods(load_cluster(inventory), force_bare_pods)
     out, err = consoles()
@@ -77,12 +77,12 @@ def _show_plan(plan) -> None:
 
 
 def run_reset(inventory: Path, *, hosts: str | None, purge: bool, yes: bool, dry_run: bool, break_lock: bool) -> None:
+    from kubeforge.execute import RunOptions
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
-    from kubeforge.execute import RunOptions
     from kubeforge.workflows.reset import reset
 
     cluster = load_cluster(inventory)

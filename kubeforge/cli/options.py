@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ class Output(str, enum.Enum):
     yaml = "yaml"
 
 
-def _remember_output(value: Optional[Output]) -> Optional[Output]:
+def _remember_output(value: Output | None) -> Output | None:
     # Eager, so the format is known before any other option can fail: an error is then printed as
     # a json/yaml error object too. Commands read the format from kubeforge.ui.output, not from
     # this parameter: some typer/click pairs (typer 0.16 with click 8.2+) hand the command None.

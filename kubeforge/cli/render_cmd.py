@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,7 @@ from kubeforge.cli.options import INVENTORY, OUTPUT, Output
 
 def render(
     inventory: Path = INVENTORY,
-    out_dir: Optional[Path] = typer.Option(
+    out_dir: Path | None = typer.Option(
         None, "--out-dir", "-d", metavar="DIR",
         help="Where to write one tree per host (default: .kubeforge/<cluster>/rendered).",
     ),

@@ -15,14 +15,14 @@ from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, O
 
 def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
                 break_lock: bool, allow_removed_apis: bool = False, force_bare_pods: bool = False) -> None:
+    from kubeforge.execute import RunOptions
     from kubeforge.inventory import load_cluster
     from kubeforge.transport.pool import TransportPool
     from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.output import show, structured
     from kubeforge.ui.plan_view import print_plan
     from kubeforge.ui.progress import make_progress
-    from kubeforge.ui.output import show, structured
     from kubeforge.ui.report_view import print_report
-    from kubeforge.execute import RunOptions
     from kubeforge.workflows.upgrade import parse_target, upgrade
 
     parse_target(to)  # a bad --to is a usage error before the inventory is even read

@@ -6,7 +6,8 @@ callable so they never import the UI.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from kubeforge.execute.report import Report
 from kubeforge.plan.phase import Plan

@@ -16,7 +16,7 @@ import queue
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from kubeforge.errors import ExecutionFailed, Interrupted
 from kubeforge.execute.events import Events
@@ -42,7 +42,7 @@ def not_reached(step: Step, status: StepStatus = StepStatus.NOT_REACHED) -> Step
 class _Batch:
     """One batch of host lanes running on worker threads; the main thread only waits."""
 
-    def __init__(self, executor: "Executor", phase: PhasePlan, lanes: list[HostLane]) -> None:
+    def __init__(self, executor: Executor, phase: PhasePlan, lanes: list[HostLane]) -> None:
         self.ex = executor
         self.phase = phase
         self.todo: queue.Queue[HostLane] = queue.Queue()

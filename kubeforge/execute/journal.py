@@ -13,10 +13,11 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kubeforge.errors import InputError
 from kubeforge.execute.durable import append_line, make_dir
@@ -31,7 +32,7 @@ COMPLETE = ("done", "unchanged", "done earlier")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_run_id(workflow: str, now: datetime | None = None) -> str:
@@ -88,7 +89,7 @@ class Journal:
 
     # --- opening ---------------------------------------------------------------------------------
     @classmethod
-    def create(cls, runs_dir: Path, workflow: str, *, run_id: str | None = None) -> "Journal":
+    def create(cls, runs_dir: Path, workflow: str, *, run_id: str | None = None) -> Journal:
         run_id = run_id or new_run_id(workflow)
         run_dir = Path(runs_dir) / run_id
         make_dir(run_dir)
@@ -97,7 +98,7 @@ class Journal:
         return journal
 
     @classmethod
-    def start_in(cls, run_dir: Path, workflow: str) -> "Journal":
+    def start_in(cls, run_dir: Path, workflow: str) -> Journal:
         """Start the journal in a run directory that already exists (``kubeforge.logs.open_run_log``
         made it); the directory name is the run id."""
         run_dir = Path(run_dir)
@@ -108,7 +109,7 @@ class Journal:
         return journal
 
     @classmethod
-    def resume(cls, runs_dir: Path, workflow: str, run_id: str | None = None) -> "Journal":
+    def resume(cls, runs_dir: Path, workflow: str, run_id: str | None = None) -> Journal:
         """Reopen the given run, or the latest unfinished run of ``workflow``."""
         runs_dir = Path(runs_dir)
         if run_id is None:

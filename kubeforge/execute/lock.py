@@ -17,7 +17,7 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import CommandFailed, LockHeld
@@ -38,19 +38,19 @@ class LockInfo:
     run_id: str
 
     @classmethod
-    def mine(cls, command: str, run_id: str, now: datetime | None = None) -> "LockInfo":
+    def mine(cls, command: str, run_id: str, now: datetime | None = None) -> LockInfo:
         try:
             user = getpass.getuser()
-        except Exception:  # no passwd entry (containers): the uid still identifies the operator
+        except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still identifies the operator
             user = str(os.getuid())
-        since = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         return cls(user, socket.gethostname(), os.getpid(), command, since, run_id)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def parse(cls, text: str) -> "LockInfo | None":
+    def parse(cls, text: str) -> LockInfo | None:
         try:
             d = json.loads(text)
             return cls(str(d["user"]), str(d["machine"]), int(d["pid"]), str(d["command"]), str(d["since"]), str(d["run_id"]))

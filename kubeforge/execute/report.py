@@ -63,7 +63,7 @@ class StepResult:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StepResult":
+    def from_dict(cls, d: dict[str, Any]) -> StepResult:
         return cls(
             step_id=d["step"],
             phase=d["phase"],
@@ -183,7 +183,7 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Report":
+    def from_dict(cls, d: dict[str, Any]) -> Report:
         return cls(
             workflow=d["workflow"],
             run_id=d.get("run_id", ""),

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 from kubeforge.errors import CommandFailed, KubeforgeError, TransportError
 from kubeforge.execute.report import StepResult, StepStatus
@@ -57,7 +58,7 @@ class StepRunner:
             }
         except KubeforgeError as exc:
             status, extra = StepStatus.FAILED, {"message": redact(exc.message)}
-        except Exception as exc:  # a LocalStep's function or a transport bug: report, don't crash the run
+        except Exception as exc:  # noqa: BLE001 - a LocalStep's function or a transport bug: report, don't crash the run
             status, extra = StepStatus.FAILED, {"message": redact(f"{type(exc).__name__}: {exc}")}
         return StepResult(
             step_id=step.id,

@@ -46,7 +46,7 @@ class Stop:
         return f"interrupted by {self.signal_name or 'a signal'}"
 
     @contextmanager
-    def handling_signals(self) -> Iterator["Stop"]:
+    def handling_signals(self) -> Iterator[Stop]:
         """Turn SIGINT, SIGTERM and SIGHUP into requests to this object while the block runs (only
         the main thread can; elsewhere, as in a test's worker thread, nothing is installed)."""
         if threading.current_thread() is not threading.main_thread():

@@ -9,8 +9,8 @@ from kubeforge.facts.script import build_script, parse_host_facts, split_section
 from kubeforge.facts.types import (  # noqa: F401
     Applied,
     ClockSample,
-    DiskUsage,
     Disks,
+    DiskUsage,
     FactsError,
     Held,
     HostFacts,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from kubeforge.errors import KubeforgeError, TransportError
 from kubeforge.facts.script import build_script, parse_host_facts

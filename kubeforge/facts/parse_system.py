@@ -6,8 +6,8 @@ import re
 
 from kubeforge.facts.types import (
     ClockSample,
-    DiskUsage,
     Disks,
+    DiskUsage,
     Macs,
     Memory,
     Modules,

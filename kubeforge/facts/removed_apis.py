@@ -193,7 +193,7 @@ def _scan_kubeadm_config(body: str, apis: Sequence[RemovedAPI]) -> list[StoredOb
     removed = {a.group_version for a in apis if a.kubeadm}
     out = []
     for cm in _items(body):
-        for key, value in sorted(((cm.get("data") or {}).items())):
+        for key, value in sorted((cm.get("data") or {}).items()):
             m = _API_VERSION_LINE.search(value or "")
             if m and m.group(1) in removed:
                 out.append(StoredObject("ConfigMap", "kube-system", "kubeadm-config", m.group(1),

@@ -8,8 +8,8 @@ failure is ignored, so one missing tool leaves only its own section empty.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kubeforge.facts import parse_network, parse_software, parse_system
 from kubeforge.facts.types import HostFacts

@@ -35,7 +35,6 @@ from kubeforge.model import (
 from kubeforge.model.versions import kubeadm_etcd, parse_etcd, parse_kube
 
 
-
 def _path(ctx: Context, text: str | None) -> Path | None:
     return resolve_path(ctx.base_dir, text) if text else None
 

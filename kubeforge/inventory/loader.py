@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +41,7 @@ class LoadResult:
     warnings: list[Problem]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adapter(annotation: Any) -> TypeAdapter:
     return TypeAdapter(annotation)
 

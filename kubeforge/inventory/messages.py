@@ -10,13 +10,13 @@ import difflib
 import re
 import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel
 
 from kubeforge.errors import Problem
 from kubeforge.inventory.yamldoc import Positions
-
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 

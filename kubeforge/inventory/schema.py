@@ -8,7 +8,7 @@ fields (etcd topology, endpoint host, backup directory) are left ``None`` here a
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -183,7 +183,7 @@ class ImagesDoc(_Doc):
 
 
 class UpgradeDoc(_Doc):
-    max_unavailable: Union[int, str] = Field(
+    max_unavailable: int | str = Field(
         _default(m.UpgradePolicy, "max_unavailable"),
         alias="maxUnavailable",
         description="Workers upgraded at once: a count (2) or a percentage of workers ('25%').",

@@ -29,7 +29,7 @@ class StarterHost:
     roles: tuple[str, ...]
 
     @classmethod
-    def parse(cls, spec: str) -> "StarterHost":
+    def parse(cls, spec: str) -> StarterHost:
         """``cp-1=10.0.0.11:control-plane+etcd`` (roles joined by ``+`` or ``,``)."""
         name, sep, rest = spec.partition("=")
         address, colon, roles = rest.rpartition(":")

@@ -17,9 +17,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 Path_ = tuple  # a document path: ("spec", "hosts", 2, "roles")
 
@@ -32,7 +32,7 @@ _MAX_NODES = 200_000
 _MAX_DEPTH = 100
 _BRACKETS = re.compile(r"[\[\]{}]")
 # "- - - x" and "? ? ? x" nest one level per indicator on a single line
-_INDICATOR_RUN = re.compile(r"(?:[-?:][ \t]+){%d,}" % _MAX_DEPTH)
+_INDICATOR_RUN = re.compile(r"(?:[-?:][ \t]+){" + f"{_MAX_DEPTH:d}" + ",}")
 # An inventory of 1,000 hosts is ~150 KB; anything past this is not an inventory (and /dev/zero never ends).
 MAX_BYTES = 16 << 20
 

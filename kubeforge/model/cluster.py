@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from kubeforge.model.versions import EtcdVersion, KubeVersion
 

@@ -12,8 +12,8 @@ the latest released patch of the current minor first (advice that --allow-older-
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model.versions import (

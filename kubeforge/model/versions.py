@@ -31,7 +31,7 @@ class Version:
     patch: int
 
     @classmethod
-    def parse(cls, text: str | "Version") -> "Version":
+    def parse(cls, text: str | Version) -> Version:
         if isinstance(text, Version):
             return text
         m = _VERSION_RE.match(str(text).strip())
@@ -128,8 +128,8 @@ class KubeMinor(_MinorFacts):
     support: str  # SUPPORTED or UPGRADE_FROM
     end_of_life: str | None
     config_apis: tuple[str, ...]  # kubeadm.k8s.io versions its kubeadm reads; the first is rendered
-    kubeadm_etcd: "EtcdVersion"
-    min_external_etcd: "EtcdVersion | None"
+    kubeadm_etcd: EtcdVersion
+    min_external_etcd: EtcdVersion | None
     pause: str
     sources: dict[str, str]
     etcd_image_tag: str = ""  # kubeadm's etcd image tag ("3.6.6-0")
@@ -142,8 +142,8 @@ class EtcdMinor(_MinorFacts):
 
     minor: tuple[int, int]
     support: str
-    latest_release: "EtcdVersion"
-    exit_floor: "EtcdVersion | None"
+    latest_release: EtcdVersion
+    exit_floor: EtcdVersion | None
     v2store_check_before_exit: bool
     sources: dict[str, str]
 

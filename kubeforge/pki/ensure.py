@@ -8,7 +8,7 @@ current CA, or when one of its two files is gone. A second run on the same inven
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography import x509
 
@@ -206,7 +206,7 @@ def _build(cluster: Cluster, *, now: datetime | None, create: bool, renew: froze
         key_type=cluster.pki.key_type,
         ca_days=cluster.pki.ca_days,
         leaf_days=cluster.pki.leaf_days if leaf_days is None else leaf_days,
-        now=now or datetime.now(timezone.utc),
+        now=now or datetime.now(UTC),
         create=create,
         changes=[],
         renew=renew,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.pki.bundle import PkiBundle
@@ -32,7 +32,7 @@ class CertStatus:
 
 def expiry_report(bundle: PkiBundle, now: datetime | None = None) -> list[CertStatus]:
     """Every certificate in the bundle with its expiry, in the bundle's order (CAs first)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     out = []
     for name, pair in bundle.certificates():
         not_after = pair.cert.not_valid_after_utc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -106,7 +106,7 @@ def parse_probe(host: str, stdout: str) -> list[HostCert]:
             return
         except (ValueError, UnicodeDecodeError) as exc:
             why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            out.append(HostCert(host, path, "", "", datetime.min.replace(tzinfo=timezone.utc), (), "",
+            out.append(HostCert(host, path, "", "", datetime.min.replace(tzinfo=UTC), (), "",
                                 error=f"no readable certificate ({why})"))
 
     for line in stdout.splitlines():

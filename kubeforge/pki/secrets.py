@@ -10,7 +10,7 @@ import json
 import re
 import secrets as _random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from kubeforge.model.cluster import Cluster
 from kubeforge.model.secret import Secret
@@ -80,7 +80,7 @@ def _read(store: Store) -> ClusterSecrets:
     if not isinstance(key, str) or not CERT_KEY_RE.match(key):
         raise PkiStoreError(f"{path}: certificateKey is not 64 hexadecimal characters")
     if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+        created = created.replace(tzinfo=UTC)
     return ClusterSecrets(Secret(token), Secret(key), created, ttl)
 
 
@@ -95,7 +95,7 @@ def ensure_secrets(
     s = ClusterSecrets(
         bootstrap_token=new_bootstrap_token(),
         certificate_key=new_certificate_key(),
-        bootstrap_token_created=now or datetime.now(timezone.utc),
+        bootstrap_token_created=now or datetime.now(UTC),
         bootstrap_token_ttl=ttl,
     )
     _write(store, s)
@@ -111,7 +111,7 @@ def rotate_bootstrap_token(
     s = ClusterSecrets(
         bootstrap_token=new_bootstrap_token(),
         certificate_key=old.certificate_key,
-        bootstrap_token_created=now or datetime.now(timezone.utc),
+        bootstrap_token_created=now or datetime.now(UTC),
         bootstrap_token_ttl=ttl if ttl is not None else old.bootstrap_token_ttl,
     )
     _write(Store(cluster.pki_dir), s)

@@ -17,7 +17,7 @@ import re
 
 from kubeforge.model import Cluster
 from kubeforge.model.versions import kubeadm_api_version
-from kubeforge.plan.phase import Plan, PhasePlan
+from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import GetFileStep, RunStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import ADMIN_CONF

@@ -8,8 +8,9 @@ the very same Plan object.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from kubeforge.plan.steps import DescribedStep, Step
 from kubeforge.plan.strategy import Strategy
@@ -20,7 +21,7 @@ class Phase(Protocol):
     title: str  # "Upgrade workers"
     strategy: Strategy
 
-    def plan(self, ctx: Any) -> "PhasePlan": ...
+    def plan(self, ctx: Any) -> PhasePlan: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class PhasePlan:
         title: str = "",
         strategy: Strategy | None = None,
         reason_if_empty: str = "nothing to do",
-    ) -> "PhasePlan":
+    ) -> PhasePlan:
         """The plan of ``phase`` from ``(host, steps)`` pairs; hosts with no steps are dropped and a
         phase left with none becomes a no-op with ``reason_if_empty``."""
         name = name or (phase.name if phase else "")
@@ -81,7 +82,7 @@ class PhasePlan:
         return cls(name, title, strategy, kept)
 
     @classmethod
-    def noop(cls, phase: Phase, reason: str) -> "PhasePlan":
+    def noop(cls, phase: Phase, reason: str) -> PhasePlan:
         return cls(phase.name, phase.title, phase.strategy, (), reason)
 
     @property
@@ -163,7 +164,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Plan":
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
         """A plan read back from JSON, for showing and comparing; its steps cannot run."""
         phases = []
         for p in d["phases"]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Union
+from typing import Any
 
 from kubeforge.model.files import LocalFile, RenderedFile
 from kubeforge.model.secret import Secret
@@ -81,7 +82,7 @@ class _StepBase:
     def content_key(self) -> str:
         raise NotImplementedError
 
-    def bind(self, phase: str) -> "_StepBase":
+    def bind(self, phase: str) -> _StepBase:
         return replace(self, phase=phase)
 
     def base_dict(self) -> dict[str, Any]:
@@ -257,7 +258,7 @@ class DescribedStep:
     def title(self) -> str:
         return self.data["title"]
 
-    def bind(self, phase: str) -> "DescribedStep":
+    def bind(self, phase: str) -> DescribedStep:
         return self
 
     def describe(self) -> str:
@@ -267,4 +268,4 @@ class DescribedStep:
         return dict(self.data)
 
 
-Step = Union[RunStep, PutFileStep, GetFileStep, GateStep, LocalStep, DescribedStep]
+Step = RunStep | PutFileStep | GetFileStep | GateStep | LocalStep | DescribedStep

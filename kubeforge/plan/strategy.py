@@ -10,8 +10,9 @@ was never touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class Strategy:
         return {"kind": self.kind, "limit": self.limit, "size": self.size, "finish_batch": self.finish_batch}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Strategy":
+    def from_dict(cls, d: dict[str, Any]) -> Strategy:
         return cls(kind=d["kind"], limit=d.get("limit"), size=d.get("size"), finish_batch=d.get("finish_batch", False))
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 

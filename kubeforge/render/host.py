@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.model.images import RegistryAccess
 from kubeforge.model.versions import KubeVersion
 from kubeforge.render.context import ClusterContext, ClusterSecretsLike, cluster_context
 from kubeforge.render.endpoint import render_endpoint
@@ -12,7 +13,6 @@ from kubeforge.render.etcd import ClusterState, render_etcd
 from kubeforge.render.host_prep import render_host_prep
 from kubeforge.render.kubeadm import render_kubeadm
 from kubeforge.render.packages import render_packages
-from kubeforge.model.images import RegistryAccess
 from kubeforge.render.record import render_record
 from kubeforge.render.registries import render_registries
 

@@ -4,7 +4,7 @@ can tell which files it owns and whether they drifted. Deterministic: sorted key
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from kubeforge.model import Host, RenderedFile
 from kubeforge.model.versions import Version

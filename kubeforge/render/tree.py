@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from kubeforge.model import RenderedFile
 from kubeforge.model.files import private_dir

@@ -6,8 +6,9 @@ code + stderr tail); implementations (SSH over paramiko, local) provide only pri
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from kubeforge.model.secret import Secret
 

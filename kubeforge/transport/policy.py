@@ -16,10 +16,10 @@ import shlex
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from kubeforge.errors import CommandFailed, TransportError
 from kubeforge.model.files import file_sha256, private_dir

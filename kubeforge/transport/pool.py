@@ -11,9 +11,10 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kubeforge.errors import CommandFailed, ExecutionFailed, KubeforgeError, TransportError
 from kubeforge.model.cluster import Cluster, Host
@@ -94,7 +95,7 @@ class FanoutResult(Generic[T]):
             lines.append(line)
         return "\n".join(lines)
 
-    def raise_for_failures(self, what: str = "fan-out") -> "FanoutResult[T]":
+    def raise_for_failures(self, what: str = "fan-out") -> FanoutResult[T]:
         """Raise ExecutionFailed (carrying this result as its report) unless every host succeeded."""
         if not self.ok:
             raise ExecutionFailed(
@@ -240,7 +241,7 @@ class TransportPool:
             except Exception as exc:  # noqa: BLE001 - closing must reach every host
                 log.debug("close failed: %s", exc, extra={"host": t.host})
 
-    def __enter__(self) -> "TransportPool":
+    def __enter__(self) -> TransportPool:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 # Chunks in flight per consumer; chunks are at most a channel window (a few MiB) each.
 DEPTH = 8

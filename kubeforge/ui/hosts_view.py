@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,7 +20,7 @@ def _gib(n: int | None) -> str:
     return "?" if n is None else f"{n / 1024**3:.1f}G"
 
 
-def facts_table(facts: Mapping[str, "HostFacts | FactsError"], console: Console) -> None:
+def facts_table(facts: Mapping[str, HostFacts | FactsError], console: Console) -> None:
     """The facts an operator looks at first; everything else is in ``--output json``."""
     from kubeforge.facts import FactsError
 
@@ -52,7 +53,7 @@ def facts_table(facts: Mapping[str, "HostFacts | FactsError"], console: Console)
             console.print(escape(f"[{name}] {fact}: {problem}"))
 
 
-def preflight_table(report: "PreflightReport", console: Console) -> None:
+def preflight_table(report: PreflightReport, console: Console) -> None:
     """One row per host (fits any terminal however many checks there are), then every warning and
     failure with its message."""
     from kubeforge.facts.preflight import Status

@@ -12,9 +12,9 @@ that is still fresh is never re-issued again, so a resumed or repeated run pushe
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.model import Cluster
@@ -89,7 +89,7 @@ def check(cluster: Cluster, pool, *, within_days: int, now: datetime | None = No
     a local store (a cluster set up from another machine) the hosts are still read, compared with
     nothing."""
     _check_days(within_days)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     bundle = load_pki(cluster) if cluster.pki_dir.is_dir() else None
     if bundle is None:
         log.warning("no local PKI store at %s: the hosts' certificates are compared with nothing", cluster.pki_dir)
@@ -127,7 +127,7 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     from kubeforge.workflows.etcd.status import gather_status
 
     _check_days(within_days)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     unknown = sorted(set(hosts or ()) - {h.name for h in cluster.hosts})
     if unknown:
         raise UsageError(f"--hosts: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the inventory")

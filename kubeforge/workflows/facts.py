@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from kubeforge.errors import UsageError
 from kubeforge.facts import FactsError, HostFacts, gather_facts

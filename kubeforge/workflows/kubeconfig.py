@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kubeforge.errors import InputError, UsageError
@@ -67,7 +67,7 @@ def _read(path: Path, *, with_expiry: bool) -> tuple[str | None, datetime | None
     try:
         doc = YAML(typ="safe", pure=True).load(path.read_text())
         server = doc["clusters"][0]["cluster"]["server"]
-    except Exception as exc:  # a file that is not a kubeconfig: say so rather than pretend
+    except Exception as exc:  # noqa: BLE001 - a file that is not a kubeconfig: say so rather than pretend
         raise InputError(f"{path}: the fetched file is not a kubeconfig ({exc})") from None
     expires = None
     data = (doc.get("users") or [{}])[0].get("user", {}).get("client-certificate-data")
@@ -115,4 +115,4 @@ def fetch_kubeconfig(cluster: Cluster, pool, *, out: Path | None = None, user: s
 def expires_in(result: KubeconfigResult, now: datetime | None = None) -> timedelta | None:
     if result.expires is None:
         return None
-    return result.expires - (now or datetime.now(timezone.utc))
+    return result.expires - (now or datetime.now(UTC))

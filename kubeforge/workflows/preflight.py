@@ -27,7 +27,7 @@ Decisions:
 from __future__ import annotations
 
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from kubeforge.facts import FactsError, HostFacts, gather_facts
 from kubeforge.facts.gather import TransportSource

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from kubeforge.pki import PkiResult
 
 
-def render_inventory(cluster: "Cluster") -> tuple[dict[str, list["RenderedFile"]], "PkiResult"]:
+def render_inventory(cluster: Cluster) -> tuple[dict[str, list[RenderedFile]], PkiResult]:
     """Ensure the PKI and secrets in the local store, then render every host with its PKI files."""
     from kubeforge.pki import ensure_pki, ensure_secrets, host_files
     from kubeforge.pki.registry import read_registry_access
@@ -27,7 +27,7 @@ def render_inventory(cluster: "Cluster") -> tuple[dict[str, list["RenderedFile"]
     return rendered, pki
 
 
-def render_to(cluster: "Cluster", out_dir: Path | None = None):
+def render_to(cluster: Cluster, out_dir: Path | None = None):
     """Render into ``out_dir`` (default: the state dir's ``rendered/``): (out dir, trees, pki)."""
     from kubeforge.render.tree import write_tree
 

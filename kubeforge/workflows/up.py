@@ -19,11 +19,10 @@ from kubeforge.execute import Events, Report, RunOptions, completed_steps, execu
 from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.images import images_by_host
-from kubeforge.workflows.preflight_images import check_needed_images
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
 from kubeforge.pki import ensure_pki, host_files
-from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
 from kubeforge.pki.registry import read_registry_access
+from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
 from kubeforge.plan.etcd.commands import install_steps
 from kubeforge.plan.etcd.source import UPSTREAM_RELEASES, archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -44,6 +43,7 @@ from kubeforge.workflows.etcd.install import (
 )
 from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.facts import collect_facts
+from kubeforge.workflows.preflight_images import check_needed_images
 from kubeforge.workflows.version_guard import refuse_version_change
 
 log = logging.getLogger("kubeforge.workflows.up")

@@ -21,21 +21,21 @@ from typing import Any
 
 from kubeforge.errors import SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
+from kubeforge.facts.removed_apis import parse_removed_apis_scan, removed_apis_probe
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
-from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.model.images import images_by_host
+from kubeforge.model.removed_apis import removed_between
+from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.plan.bundle import load_bundle, offered_kubernetes
 from kubeforge.plan.bundle_images import load_image_part, require_images
 from kubeforge.plan.phase import Plan
-from kubeforge.facts.removed_apis import parse_removed_apis_scan, removed_apis_probe
-from kubeforge.model.removed_apis import removed_between
 from kubeforge.plan.upgrade import (
     UpgradeFacts,
     check_removed_apis,
     check_upgrade_safety,
     hop_files,
-    minors_to_read,
     machine_probe,
+    minors_to_read,
     nodes_probe,
     offered_probe,
     parse_machine,

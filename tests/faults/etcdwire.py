@@ -47,7 +47,7 @@ class ClientCerts:
     key: Path
 
     @classmethod
-    def fetch(cls, lab, member: str, into: Path) -> "ClientCerts":
+    def fetch(cls, lab, member: str, into: Path) -> ClientCerts:
         """The CA and the health-check client pair, copied from a member (0600 in a 0700 dir)."""
         into.mkdir(parents=True, exist_ok=True, mode=0o700)
         into.chmod(0o700)
@@ -185,7 +185,7 @@ class Writer(_Poller):
         while not self.stop_event.is_set():
             start = time.monotonic()
             key = f"{PREFIX}{self.tag}/{i:06d}"
-            if self.each_member(lambda c: c.put(key, "x")):
+            if self.each_member(lambda c: c.put(key, "x")):  # noqa: B023 - called within this iteration
                 self.acked.append(key)
             else:
                 self.failed += 1

@@ -106,7 +106,7 @@ class Observers:
     """The quorum watcher and the writer of one case. From bare machines they start once the
     cluster first serves (its certificates exist only then)."""
 
-    def __init__(self, flab: "FaultLab", wf: Workflow) -> None:
+    def __init__(self, flab: FaultLab, wf: Workflow) -> None:
         self.flab, self.addresses = flab, flab.addresses(wf.watch)
         self.watcher: QuorumWatcher | None = None
         self.writer: Writer | None = None
@@ -164,7 +164,7 @@ class FaultLab:
         self.started: list[subprocess.Popen] = []  # kubeforge runs, killed on teardown if still running
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def up(self) -> "FaultLab":
+    def up(self) -> FaultLab:
         t = time.monotonic()
         self.lab.up()
         self.work = self.lab.run_dir / "operator"

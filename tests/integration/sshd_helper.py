@@ -66,7 +66,7 @@ class Sshd:
     def host_pub_of(self, kind: str) -> str:
         return " ".join((self.workdir / f"host_{kind}.pub").read_text().split()[:2])
 
-    def start(self) -> "Sshd":
+    def start(self) -> Sshd:
         self.workdir.mkdir(parents=True, exist_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         for kind in ("ed25519", *self.extra_key_kinds):

@@ -140,7 +140,7 @@ def apt_lists(lab, name: str) -> str:
 
 
 def test_a_hop_the_mirror_lacks_is_refused_before_anything_is_touched(ulab, inv):
-    before = {n: (etcd_pid(ulab, n), m["version"], apt_lists(ulab, n)) for n, m in zip(NAMES, status(inv)["members"])}
+    before = {n: (etcd_pid(ulab, n), m["version"], apt_lists(ulab, n)) for n, m in zip(NAMES, status(inv)["members"], strict=False)}
     assert {v for _, v, _ in before.values()} == {"3.4.23"}
     res = kf("etcd", "upgrade", "-i", str(inv), "--to", "3.5.16", "--yes")
     assert res.returncode == 7, res.stdout + res.stderr
@@ -149,7 +149,7 @@ def test_a_hop_the_mirror_lacks_is_refused_before_anything_is_touched(ulab, inv)
     assert "the latest 3.4 patch, which etcd's upgrade policy requires before 3.5" in err
     assert "the source offers 3.4.23, 3.5.16" in err
     assert "--allow-older-patch" in err and "add etcd 3.4.45 to the mirror" in err
-    after = {n: (etcd_pid(ulab, n), m["version"], apt_lists(ulab, n)) for n, m in zip(NAMES, status(inv)["members"])}
+    after = {n: (etcd_pid(ulab, n), m["version"], apt_lists(ulab, n)) for n, m in zip(NAMES, status(inv)["members"], strict=False)}
     # no restart, no new version, and apt's own lists untouched: the probe read a private copy
     assert after == before
     assert backups(inv) == [] and upgrade_runs(inv) == []  # not even the snapshot was taken

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from ruamel.yaml import YAML
 
-from tests.integration.test_upgrade_lab import CNI, KUBECTL, Env
+from tests.integration.test_upgrade_lab import CNI, Env
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 

@@ -13,7 +13,7 @@ import json
 import stat
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -77,14 +77,14 @@ def test_kubeconfig_refreshes_a_local_copy_that_no_longer_matches(env):
 
 def test_kubeconfig_for_a_user_expires_when_asked_and_leaves_nothing_on_the_control_plane(env):
     out = env.dir / "private" / "alice.conf"
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     res = env.kf("kubeconfig", "--user", "alice", "--org", "dev", "--expires", "2h", "--out", str(out), "-o", "yaml")
     assert res.returncode == 0, res.stdout + res.stderr
     doc = YAML(typ="safe").load(res.stdout)
     assert doc["path"] == str(out) and doc["user"] == "alice"
     assert mode(out) == 0o600 and mode(out.parent) == 0o700
     expires = datetime.fromisoformat(doc["expires"])
-    assert before + timedelta(hours=2) - timedelta(minutes=2) < expires <= datetime.now(timezone.utc) + timedelta(hours=2)
+    assert before + timedelta(hours=2) - timedelta(minutes=2) < expires <= datetime.now(UTC) + timedelta(hours=2)
 
     conf = YAML(typ="safe").load(out.read_text())
     assert conf["users"][0]["name"] == "alice" and conf["current-context"].startswith("alice@")

@@ -48,7 +48,7 @@ def test_machines_have_distinct_hostnames_machine_ids_and_product_uuids(lab):
 def test_every_machine_has_its_own_host_keys_in_known_hosts(lab):
     lines = [line.split() for line in lab.known_hosts.read_text().splitlines()]
     by_type: dict[str, set[str]] = {}
-    for addr, keytype, key in lines:
+    for _addr, keytype, key in lines:
         by_type.setdefault(keytype, set()).add(key)
     assert set(by_type) == {"ssh-ed25519", "ecdsa-sha2-nistp256"}  # no slow RSA keys
     assert {addr for addr, _, _ in lines} == {m.address for m in lab.machines.values()}

@@ -17,7 +17,6 @@ from kubeforge.transport.hostkeys import fingerprint, parse_pinned
 from kubeforge.transport.policy import NotReached
 from kubeforge.transport.pool import Status, fanout
 from kubeforge.transport.ssh import SshTransport
-from tests.need import skip_or_fail
 from tests.integration.sshd_helper import (  # noqa: F401 - fixtures
     Sshd,
     can_run_sshd,
@@ -28,6 +27,7 @@ from tests.integration.sshd_helper import (  # noqa: F401 - fixtures
     sshd2,
     sudo_user,
 )
+from tests.need import skip_or_fail
 
 
 def _hostname(t: SshTransport) -> str:

@@ -15,7 +15,7 @@ from kubeforge.model.secret import Secret
 from kubeforge.transport import Command
 from kubeforge.transport.policy import CommandTimeout
 from kubeforge.transport.ssh import SshTransport
-from tests.integration.sshd_helper import known_hosts, sshd, ssh_keys, sudo_user  # noqa: F401 - fixtures
+from tests.integration.sshd_helper import known_hosts, ssh_keys, sshd, sudo_user  # noqa: F401 - fixtures
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from kubeforge.transport import Command
 from kubeforge.transport.cancel import CommandStopped, stop_on
 from kubeforge.transport.ssh import SshTransport
-from tests.integration.sshd_helper import known_hosts, sshd, ssh_keys, sudo_user  # noqa: F401 - fixtures
+from tests.integration.sshd_helper import known_hosts, ssh_keys, sshd, sudo_user  # noqa: F401 - fixtures
 
 
 def alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+
 from tests.lab.inventory import SIM_CNI_MANIFEST
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 from kubeforge.inventory import loads
-from tests.smoke import inventory
 from tests.need import skip_or_fail
+from tests.smoke import inventory
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_PLANES = (1, 2, 3, 5)

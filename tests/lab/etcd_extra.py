@@ -53,7 +53,7 @@ def parse_packages(text: str, names=PACKAGES) -> list[dict]:
 
 def resolve(log=print) -> list[dict]:
     """The etcd .debs of each suite, remembered for the day (sid's index is large and changes daily)."""
-    memo = CACHE_DIR / f"etcd-extra-v2-{dt.datetime.now(dt.timezone.utc):%Y%m%d}.json"
+    memo = CACHE_DIR / f"etcd-extra-v2-{dt.datetime.now(dt.UTC):%Y%m%d}.json"
     if memo.exists():
         return json.loads(memo.read_text())
     found: list[dict] = []

@@ -18,15 +18,15 @@ import atexit
 import os
 import shutil
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from tests.lab import claims
-from tests.need import skip_or_fail
 from tests.lab.lab import DEFAULT_KUBERNETES_VERSION, Lab
 from tests.lab.layout import layout
 from tests.lab.procs import Proc, start_time
+from tests.need import skip_or_fail
 
 TOOLS = ("systemd-nspawn", "mmdebstrap", "ip", "nsenter", "ssh", "ssh-keygen", "ssh-keyscan", "dpkg-scanpackages", "apt-get", "mount")
 LAB_FIXTURES = {"lab", "lab_factory"}
@@ -91,7 +91,7 @@ def lab_factory() -> Callable[..., Lab]:
         atexit.register(lab.down)  # after an interrupted session; a second down is harmless
         try:
             lab.up()
-        except Exception as e:  # the runner can host a lab, so a failed boot is a failure, never a skip
+        except Exception as e:  # noqa: BLE001 - the runner can host a lab, so a failed boot is a failure, never a skip
             pytest.fail(f"lab {lab.id.name} did not boot: {e}", pytrace=False)
         return lab
 

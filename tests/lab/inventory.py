@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq

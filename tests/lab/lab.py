@@ -20,9 +20,9 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from tests.lab import machine as mach
 from tests.lab import mirror, network
@@ -108,7 +108,7 @@ class Lab:
         ]
 
     # --- lifecycle --------------------------------------------------------------------------
-    def up(self, timeout: float = 180.0) -> "Lab":
+    def up(self, timeout: float = 180.0) -> Lab:
         started = time.monotonic()
         self._is_down = False
         if self.id.state_file.exists():
@@ -314,7 +314,7 @@ class Lab:
         tmp.replace(self.id.state_file)
 
     @classmethod
-    def attach(cls, index: int = 0, log=print) -> "Lab":
+    def attach(cls, index: int = 0, log=print) -> Lab:
         """The lab another process booted, from its state file."""
         state_file = LabId(index).state_file
         if not state_file.exists():

@@ -8,8 +8,8 @@ explicit roles per machine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
 
 from tests.lab.paths import LabError
 
@@ -25,7 +25,7 @@ class MachineSpec:
     persistent: bool = False  # keep the disk across stop/start (overlay upper dir in the state dir)
 
 
-Layout = Union[None, int, Mapping[str, int], Sequence]
+Layout = None | int | Mapping[str, int] | Sequence
 
 
 def layout(spec: Layout = None, *, persistent: Sequence[str] = ()) -> list[MachineSpec]:

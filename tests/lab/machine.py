@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.lab.paths import LabError
 from tests.lab.procs import Proc, spawn

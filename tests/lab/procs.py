@@ -11,9 +11,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -69,7 +69,7 @@ class Proc:
         return {"pid": self.pid, "started": self.started}
 
     @classmethod
-    def from_json(cls, d: dict | None) -> "Proc | None":
+    def from_json(cls, d: dict | None) -> Proc | None:
         return cls(int(d["pid"]), str(d["started"])) if d else None
 
 

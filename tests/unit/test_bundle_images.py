@@ -141,7 +141,6 @@ def containerd(tmp_path_factory):
 def test_real_containerd_loads_the_rendered_config_with_its_registry_config_path(tmp_path, monkeypatch):
     from kubeforge.inventory import load_cluster
     from kubeforge.render.registries import CERTS_DIR
-
     from tests.unit.test_render_golden import render_case
     monkeypatch.setenv("KUBEFORGE_REGISTRY_PASSWORD", "not-a-real-password")
     c = load_cluster(Path(__file__).resolve().parents[2] / "inventories" / "private-registry.yaml")
@@ -226,11 +225,11 @@ def test_up_imports_each_nodes_images_before_kubeadm_and_refuses_a_bundle_lackin
 
 def test_registry_files_are_pushed_by_prepare_images_and_credentials_stay_out_of_the_plan(tmp_path, monkeypatch):
     from kubeforge.inventory import load_cluster
-    from kubeforge.plan.up.prepare_images import PrepareImages
     from kubeforge.pki.registry import read_registry_access
+    from kubeforge.plan.up import ClusterState, UpContext
+    from kubeforge.plan.up.prepare_images import PrepareImages
     from kubeforge.render import render_cluster
     from tests.golden.cases import FAKE_CA_HASH, FakeSecrets
-    from kubeforge.plan.up import ClusterState, UpContext
     from tests.unit.test_up_planner import fresh_facts
 
     monkeypatch.setenv("KUBEFORGE_REGISTRY_PASSWORD", "pw-that-must-not-show")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from kubeforge.plan.certs.renew import renew_plan, select
 from kubeforge.workflows.etcd.common import etcd_pki_files
 from tests.factories import make_cluster
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def results(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
                               stdin=subprocess.DEVNULL)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(HOST_COMMANDS, pool.map(one, HOST_COMMANDS)))
+        return dict(zip(HOST_COMMANDS, pool.map(one, HOST_COMMANDS), strict=True))
 
 
 def test_the_list_holds_every_command_that_touches_hosts():

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -124,14 +124,14 @@ def _manifest(name: str, created: datetime, verified: bool = True) -> BackupMani
 
 
 def test_retention_keeps_exactly_the_newest_n_verified_backups():
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
     backups = [_manifest(f"b{i}", now - timedelta(hours=i)) for i in range(6)]
     doomed = plan_retention(backups, keep=3, max_age_days=None, now=now)
     assert sorted(b.name for b in doomed) == ["b3", "b4", "b5"]
 
 
 def test_retention_by_age_never_deletes_the_newest_verified_backup():
-    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
     backups = [_manifest("old", now - timedelta(days=90)), _manifest("older", now - timedelta(days=95)),
                _manifest("unverified", now, verified=False)]
     doomed = plan_retention(backups, keep=10, max_age_days=30, now=now)
@@ -141,7 +141,7 @@ def test_retention_by_age_never_deletes_the_newest_verified_backup():
 def test_a_stored_backup_is_rechecked_before_use(real_snapshot, tmp_path):
     shutil.copy(real_snapshot, tmp_path / "c-1.db")
     sha = sha256_file(tmp_path / "c-1.db")
-    m = replace(_manifest("c-1", datetime.now(timezone.utc)), sha256=sha, file_sha256=sha)
+    m = replace(_manifest("c-1", datetime.now(UTC)), sha256=sha, file_sha256=sha)
     path = write_manifest(tmp_path, m)
     assert read_verified_snapshot(path)[1] == real_snapshot.read_bytes()
     assert [b.name for b in list_backups(tmp_path)] == ["c-1"]
@@ -153,7 +153,7 @@ def test_a_stored_backup_is_rechecked_before_use(real_snapshot, tmp_path):
 
 
 def test_an_unverified_backup_is_never_used(tmp_path):
-    path = write_manifest(tmp_path, _manifest("c-2", datetime.now(timezone.utc), verified=False))
+    path = write_manifest(tmp_path, _manifest("c-2", datetime.now(UTC), verified=False))
     with pytest.raises(InputError, match="never passed verification"):
         read_verified_snapshot(path)
 
@@ -246,8 +246,8 @@ def test_a_snapshot_failing_its_trailer_is_kept_only_as_ciphertext(real_snapshot
 
 
 def test_a_download_cut_off_midway_leaves_no_file(real_snapshot, tmp_path, monkeypatch):
-    from kubeforge.transport.local import LocalTransport
     from kubeforge.transport import local as local_mod
+    from kubeforge.transport.local import LocalTransport
     from kubeforge.workflows.etcd.backup import download
 
     monkeypatch.setattr(local_mod, "CHUNK", 4096)

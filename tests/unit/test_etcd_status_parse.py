@@ -45,8 +45,8 @@ class _Replay:
 
 
 def test_a_backup_waits_for_a_new_leader_instead_of_giving_up_at_once(tmp_path):
-    from tests.factories import make_cluster
     from kubeforge.workflows.etcd.backup import settled_status
+    from tests.factories import make_cluster
 
     cluster = make_cluster(tmp_path, n_etcd=3)
     down, leader = (FIX / "status-down.txt").read_text(), (FIX / "status-leader.txt").read_text()

@@ -17,7 +17,6 @@ from kubeforge.plan.etcd.ctl import REQUESTS, UnsafeEtcdRequest, etcdctl_argv, m
 from kubeforge.plan.etcd.upgrade import upgrade_phases
 from kubeforge.plan.etcd.upgrade_checks import (
     ClusterVersions,
-    MemberVersion,
     auth_probe_command,
     member_version_command,
     parse_member_version,

@@ -8,7 +8,19 @@ from test_execute_support import intervals, max_overlap, one_phase_plan, pool_fo
 from kubeforge.errors import ExecutionFailed
 from kubeforge.execute import Executor, Recorder, StepStatus
 from kubeforge.model import RenderedFile, Secret
-from kubeforge.plan import GateStep, GetFileStep, HostLane, LocalStep, PhasePlan, Plan, PutFileStep, RunStep, batched, parallel, serial
+from kubeforge.plan import (
+    GateStep,
+    GetFileStep,
+    HostLane,
+    LocalStep,
+    PhasePlan,
+    Plan,
+    PutFileStep,
+    RunStep,
+    batched,
+    parallel,
+    serial,
+)
 from kubeforge.transport.base import Command
 
 HOSTS = [f"worker-{i}" for i in range(1, 9)]

@@ -71,6 +71,7 @@ def test_schema_describes_fields_with_their_yaml_names_and_defaults():
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "inventories").glob("*.yaml")))
 def test_every_example_inventory_satisfies_the_published_schema(name):
     import jsonschema
+
     from kubeforge.inventory.yamldoc import parse
 
     data = parse((REPO / "inventories" / name).read_text()).data

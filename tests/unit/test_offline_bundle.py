@@ -178,7 +178,7 @@ def up_cluster(bundle):
 def test_up_pushes_the_bundle_before_the_sources_and_installs_from_it_alone(up_cluster):
     _, files = resolve(up_cluster)
     ctx = UpContext(up_cluster, {h.name: fresh_facts(h.name) for h in up_cluster.hosts}, files, ClusterState())
-    lanes = {l.host: l.steps for l in InstallPackages().plan(ctx).lanes}
+    lanes = {ln.host: ln.steps for ln in InstallPackages().plan(ctx).lanes}
     assert set(lanes) == {"cp-1", "worker-1"}  # etcd comes from the release archive: no apt on members
     steps = lanes["worker-1"]
     pushes = [s for s in steps if isinstance(s, PutFileStep) and s.file.path.startswith(BUNDLE_DIR)]
@@ -213,7 +213,7 @@ def test_an_upgrade_hop_pushes_the_bundle_before_apt_reads_it_and_installs_from_
     c = offline(bundle, version="1.34.2", n_cp=1, n_workers=1)
     plan = plan_hop(c, facts_at(c, parse_kube("1.34.2")), parse_kube("1.35.1"), backup=noop_backup)
     switch = next(p for p in plan.phases if p.name == "SwitchPackageSource")
-    lane = next(l for l in switch.lanes if l.host == "worker-1").steps
+    lane = next(ln for ln in switch.lanes if ln.host == "worker-1").steps
     pushes = [i for i, s in enumerate(lane) if isinstance(s, PutFileStep) and s.file.path.startswith(BUNDLE_DIR)]
     update = next(i for i, s in enumerate(lane) if isinstance(s, RunStep) and "apt-get update" in s.command.script)
     assert len(pushes) == 9 and max(pushes) < update

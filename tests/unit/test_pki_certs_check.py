@@ -6,7 +6,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from kubeforge.errors import CertificatesExpiring, UsageError
 from kubeforge.pki import PkiStoreError, ensure_pki
 from tests.factories import make_cluster
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def console() -> Console:

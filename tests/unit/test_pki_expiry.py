@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kubeforge.model import PkiSettings
 from kubeforge.pki import ensure_pki, expiring, expiry_report, load_pki
 from tests.factories import make_cluster
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_report_lists_every_certificate_with_subject_path_and_days_left(tmp_path: Path):

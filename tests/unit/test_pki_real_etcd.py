@@ -10,7 +10,7 @@ import socket
 import ssl
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,7 @@ def etcd_cluster(tmp_path_factory):
     base = make_cluster(tmp, n_etcd=3)
     members = tuple(make_host(name, addr, Role.ETCD) for name, addr in MEMBERS.items())
     cluster = dataclasses.replace(base, hosts=(*members, *base.hosts[3:]))
-    result = ensure_pki(cluster, now=datetime.now(timezone.utc))
+    result = ensure_pki(cluster, now=datetime.now(UTC))
     pki = cluster.pki_dir
     ports = {n: (free_port(a), free_port(a)) for n, a in MEMBERS.items()}
     initial = ",".join(f"{n}=https://{MEMBERS[n]}:{ports[n][1]}" for n in MEMBERS)

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from kubeforge.model import PkiSettings
 from kubeforge.pki import PkiStoreError, ensure_pki, load_pki
 from tests.factories import make_cluster
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def snapshot(root: Path) -> dict[str, str]:

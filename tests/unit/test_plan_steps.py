@@ -171,14 +171,17 @@ def test_build_plan_asks_each_phase_and_drops_converged_hosts():
 
 
 def test_rolling_gates_are_steps_of_the_plan():
-    gate = lambda h: GateStep(h, Command(argv=["kubectl", "get", "node", h]), f"Wait for {h} Ready", what=f"node {h} Ready")
+    def gate(h):
+        return GateStep(h, Command(argv=["kubectl", "get", "node", h]), f"Wait for {h} Ready", what=f"node {h} Ready")
     lanes = with_gates([("cp-2", [RunStep("cp-2", Command(argv=["kubeadm", "upgrade", "node"]), "Upgrade node")])], gate)
     phase = PhasePlan.of(None, lanes, name="UpgradeControlPlanes", title="Upgrade control planes", strategy=rolling())
     assert [s.kind for s in phase.steps] == ["run", "gate"]
 
 
 def test_plan_hosts_keep_plan_order_not_name_order():
-    lane = lambda h: HostLane(h, (RunStep(h, Command(argv=["true"]), "T"),))
+    def lane(h):
+        return HostLane(h, (RunStep(h, Command(argv=["true"]), "T"),))
+
     plan = Plan("x", (PhasePlan("P", "P", serial(), (lane("worker-2"), lane("cp-1"))),))
     assert plan.hosts == ["worker-2", "cp-1"]
 

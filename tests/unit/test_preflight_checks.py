@@ -12,7 +12,7 @@ from kubeforge.facts import parse_host_facts
 from kubeforge.facts.parse_network import parse_ports
 from kubeforge.facts.parse_software import parse_applied, parse_units
 from kubeforge.facts.parse_system import parse_modules, parse_os_release, parse_swaps, parse_sysctls
-from kubeforge.facts.preflight import ConnectResults, Connection, FsyncResult, Listening, ProbeResults, Status
+from kubeforge.facts.preflight import Connection, ConnectResults, FsyncResult, Listening, ProbeResults, Status
 from kubeforge.facts.types import ClockSample, FactsError, Macs, Memory
 from kubeforge.model import EtcdTopology
 from kubeforge.workflows.preflight import run_preflight

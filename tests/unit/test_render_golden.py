@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kubeforge.inventory import load_cluster
-from kubeforge.pki.registry import read_registry_access
 from kubeforge.model import Cluster, RenderedFile
+from kubeforge.pki.registry import read_registry_access
 from kubeforge.render import render_cluster
 from tests.golden.cases import CASES, FAKE_CA_HASH, FAKE_REGISTRY_PASSWORD, GOLDEN_DIR, FakeSecrets
 

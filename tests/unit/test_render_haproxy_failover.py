@@ -137,7 +137,7 @@ def balanced(tmp_path: Path):
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(*self_signed(tmp_path))
     names = [s for s, _ in servers[:2]]
-    apis = {name: ApiStandIn(name, port, tls) for name, port in zip(names, ports)}
+    apis = {name: ApiStandIn(name, port, tls) for name, port in zip(names, ports, strict=False)}
     proc = subprocess.Popen([haproxy, "-db", "-f", str(tmp_path / "haproxy.cfg")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -10,10 +10,10 @@ from ruamel.yaml import YAML
 
 from kubeforge.inventory import load_cluster
 from kubeforge.model import Secret
+from kubeforge.model.versions import parse_kube
 from kubeforge.render import render_cluster, render_host
 from kubeforge.render.context import cluster_context
 from kubeforge.render.kubeadm import render_init, render_join, render_upgrade
-from kubeforge.model.versions import parse_kube
 from tests.golden.cases import CASES, FAKE_CA_HASH, FakeSecrets
 from tests.unit.kubeadm_api_fields import ALLOWED, V1BETA4, field_paths, unknown_fields
 

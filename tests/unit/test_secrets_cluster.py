@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from kubeforge.pki import PkiStoreError, ensure_secrets, rotate_bootstrap_token
 from kubeforge.pki.secrets import SECRETS_FILE
 from tests.factories import make_cluster
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_secrets_have_kubeadms_formats(tmp_path: Path):

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -455,7 +454,7 @@ def test_kubeconfig_user_signs_a_client_certificate_with_the_cluster_ca_that_exp
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     lab.init()
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     rc, out, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
                                "--client-name", "alice", "--org", "dev", "--validity-period", "24h")
     assert rc == 0, err

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.sim.kubesim.apiserver import LocalBackend
-from tests.sim.testing import LoopbackEtcd
-from tests.sim.kubesim.store import EtcdStore, FileStore
 from tests.need import skip_or_fail
+from tests.sim.kubesim.apiserver import LocalBackend
+from tests.sim.kubesim.store import EtcdStore, FileStore
+from tests.sim.testing import LoopbackEtcd
 
 
 def _bump(st: dict) -> int:

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kubeforge.logs import console_handler, open_run_log
 from kubeforge.model.secret import Secret
@@ -16,7 +16,7 @@ log = logging.getLogger("kubeforge.test")
 
 
 def test_run_log_lives_in_a_timestamped_directory_named_after_the_command(tmp_path):
-    when = datetime(2026, 11, 22, 7, 45, 3, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 22, 7, 45, 3, tzinfo=UTC)
     with open_run_log(tmp_path, "etcd backup", now=when) as run:
         log.info("hello", extra={"host": "etcd-1"})
     assert run.dir == tmp_path / "runs" / "20261122T074503Z-etcd-backup"
@@ -27,7 +27,7 @@ def test_run_log_lives_in_a_timestamped_directory_named_after_the_command(tmp_pa
 
 
 def test_two_runs_in_the_same_second_get_separate_directories(tmp_path):
-    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
     with open_run_log(tmp_path, "up", now=when) as a, open_run_log(tmp_path, "up", now=when) as b:
         pass
     assert a.dir != b.dir

@@ -129,12 +129,12 @@ def test_fresh_hosts_get_every_phase_in_the_order_that_is_the_product(cluster, r
 
 def test_fresh_nodes_install_the_exact_version_and_hold_it(cluster, resolved):
     plan = plan_up(fresh_ctx(cluster, resolved[1]))
-    lane = next(l for l in phase(plan, "InstallPackages").lanes if l.host == "worker-1")
+    lane = next(ln for ln in phase(plan, "InstallPackages").lanes if ln.host == "worker-1")
     install = next(s for s in lane.steps if s.key == "install-packages")
     assert f"kubeadm={VERSION}-*" in install.command.script
     assert f"kubelet={VERSION}-*" in install.command.script
     assert "apt-mark hold kubeadm kubelet kubectl" in install.command.script
-    etcd_lane = next(l for l in phase(plan, "InstallPackages").lanes if l.host == "etcd-1")
+    etcd_lane = next(ln for ln in phase(plan, "InstallPackages").lanes if ln.host == "etcd-1")
     assert "kubeadm" not in next(s for s in etcd_lane.steps if s.key == "install-packages").command.script
 
 
@@ -165,7 +165,7 @@ def test_a_new_worker_in_the_inventory_is_the_only_host_that_joins(cluster, reso
     plan = plan_up(ctx)
     touched = {s.host for s in plan.steps}
     assert touched == {"worker-3", "cp-1"}, plan.render_text()
-    assert [l.host for l in phase(plan, "JoinWorkers").lanes] == ["worker-3"]
+    assert [ln.host for ln in phase(plan, "JoinWorkers").lanes] == ["worker-3"]
     assert phase(plan, "JoinControlPlanes").is_noop
     assert phase(plan, "InitFirstControlPlane").is_noop  # no control plane waits, the token is fresh
     cp1 = [s for s in plan.steps if s.host == "cp-1"]
@@ -190,7 +190,7 @@ def test_a_control_plane_joining_a_running_cluster_gets_the_certificates_uploade
     plan = plan_up(ctx)
     upload = [s for s in phase(plan, "InitFirstControlPlane").steps if s.key == "upload-certs"]
     assert upload and "--config /etc/kubeforge/kubeadm-init.yaml" in upload[0].command.script
-    assert [l.host for l in phase(plan, "JoinControlPlanes").lanes] == ["cp-2"]
+    assert [ln.host for ln in phase(plan, "JoinControlPlanes").lanes] == ["cp-2"]
 
 
 def test_secrets_never_appear_in_the_plan_text_or_json(cluster, resolved):
@@ -235,7 +235,7 @@ def test_an_expired_local_token_is_rotated_before_planning_and_members_only_get_
     assert ctx.token_expired and json.loads(path.read_text())["bootstrapToken"] != old
     plan = plan_up(ctx)
     assert [s.key for s in phase(plan, "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["token-create"]
-    cp2 = next(l for l in phase(plan, "JoinControlPlanes").lanes if l.host == "cp-2")
+    cp2 = next(ln for ln in phase(plan, "JoinControlPlanes").lanes if ln.host == "cp-2")
     assert cp2.steps[-1].kind == "gate" and not any(s.key == "kubeadm-join" for s in cp2.steps)
 
 
@@ -267,4 +267,4 @@ def test_a_reset_worker_whose_node_object_was_left_behind_joins_again(cluster, r
     nodes["worker-1"] = dataclasses.replace(nodes["worker-1"], ready=False)
     ctx = dataclasses.replace(ctx, facts={**ctx.facts, "worker-1": wiped}, state=dataclasses.replace(state, nodes=nodes))
     assert not ctx.joined(cluster.select(["worker-1"])[0])
-    assert [l.host for l in phase(plan_up(ctx), "JoinWorkers").lanes] == ["worker-1"]
+    assert [ln.host for ln in phase(plan_up(ctx), "JoinWorkers").lanes] == ["worker-1"]

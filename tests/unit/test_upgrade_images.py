@@ -4,6 +4,8 @@ upgraded; nodes already at the version get nothing; the steps are journalled per
 
 from __future__ import annotations
 
+import pytest
+
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model.images import images_for_host
 from kubeforge.model.versions import parse_kube
@@ -12,8 +14,6 @@ from kubeforge.plan.upgrade import plan_hop, plan_path
 from tests.unit.test_bundle_images import write_bundle
 from tests.unit.test_offline_bundle import bundle, offline, template  # noqa: F401 (fixtures)
 from tests.unit.test_upgrade_planner import facts_at, noop_backup
-
-import pytest
 
 V134, V135 = parse_kube("1.34.2"), parse_kube("1.35.1")
 
@@ -42,7 +42,7 @@ def test_the_hops_images_are_imported_on_every_node_at_once_before_any_drain_or_
     assert phase.strategy.kind == "parallel" and phase.strategy.batch_size(len(phase.lanes)) == len(c.nodes)
     assert sorted(lane.host for lane in phase.lanes) == sorted(h.name for h in c.nodes)
     for host in c.nodes:
-        lane = next(l for l in phase.lanes if l.host == host.name)
+        lane = next(ln for ln in phase.lanes if ln.host == host.name)
         pushed = {s.file.source.removeprefix("bundle image ") for s in lane.steps if isinstance(s, PutFileStep)}
         assert pushed == {i.ref for i in images_for_host(c, host, V135)}
         run = [s for s in lane.steps if isinstance(s, RunStep)]
@@ -55,7 +55,7 @@ def test_a_worker_gets_only_kube_proxy_pause_and_coredns_of_the_new_version(bund
     c = with_images(bundle)
     phase = next(p for p in plan_hop(c, facts_at(c, version=V134), V135, backup=noop_backup).phases
                  if p.name == "PrepareImages")
-    lane = next(l for l in phase.lanes if l.host == c.workers[0].name)
+    lane = next(ln for ln in phase.lanes if ln.host == c.workers[0].name)
     refs = sorted(s.file.source.removeprefix("bundle image ") for s in lane.steps if isinstance(s, PutFileStep))
     assert [r.rsplit("/", 1)[1].split(":")[0] for r in refs] == ["coredns", "kube-proxy", "pause"]
     assert "registry.k8s.io/kube-proxy:v1.35.1" in refs
@@ -65,7 +65,7 @@ def test_a_node_already_at_the_hop_version_gets_no_images(bundle):
     c = with_images(bundle)
     facts = facts_at(c, version=V134, cp_1=V135, worker_1=V135)
     phase = next(p for p in plan_hop(c, facts, V135, backup=noop_backup).phases if p.name == "PrepareImages")
-    assert sorted(l.host for l in phase.lanes) == ["cp-2", "worker-2"]
+    assert sorted(ln.host for ln in phase.lanes) == ["cp-2", "worker-2"]
     done = next(p for p in plan_hop(c, facts_at(c, version=V135), V135, backup=noop_backup).phases
                 if p.name == "PrepareImages")
     assert done.is_noop and done.reason == "every node already runs 1.35.1"

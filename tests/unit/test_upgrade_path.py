@@ -137,7 +137,7 @@ def test_every_multi_hop_path_rises_one_minor_at_a_time_and_ends_at_the_target(c
     path = upgrade_path(current, target, multi_hop=True, offered=OFFERED)
     assert (path[-1].major, path[-1].minor, path[-1].patch) == (target.major, target.minor, target.patch)
     steps = [current, *path]
-    for a, b in zip(steps, steps[1:]):
+    for a, b in zip(steps, steps[1:], strict=False):
         assert a < b and b.minor - a.minor <= 1
     assert check_skew({"cp-1": path[0]}, {"w-1": current}) == []  # kubelets may trail the first hop
 

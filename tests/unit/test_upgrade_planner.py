@@ -107,7 +107,7 @@ def test_the_batch_size_of_a_resumed_run_counts_every_worker_not_only_those_left
 def test_a_worker_is_drained_before_its_kubelet_restarts_and_uncordoned_only_after_ready_on_the_new_version():
     c = cluster()
     plan = plan_hop(c, facts_at(c), V134, backup=noop_backup)
-    lane = next(l for p in plan.phases if p.name == "UpgradeWorkers" for l in p.lanes if l.host == "worker-1")
+    lane = next(ln for p in plan.phases if p.name == "UpgradeWorkers" for ln in p.lanes if ln.host == "worker-1")
     titles = [s.title for s in lane.steps]
     order = [
         next(i for i, t in enumerate(titles) if t.startswith(prefix))
@@ -123,7 +123,8 @@ def test_a_worker_is_drained_before_its_kubelet_restarts_and_uncordoned_only_aft
 
 
 def test_a_failed_drain_uncordons_the_node_unless_the_policy_leaves_it_cordoned():
-    drain = lambda c: next(s for s in plan_hop(c, facts_at(c), V134, backup=noop_backup).steps if s.title.startswith("Drain worker-1"))
+    def drain(c):
+        return next(s for s in plan_hop(c, facts_at(c), V134, backup=noop_backup).steps if s.title.startswith("Drain worker-1"))
     default = drain(cluster(drain_timeout_s=42))
     assert "--timeout=42s" in default.command.script and "--ignore-daemonsets" in default.command.script
     assert "uncordon worker-1" in default.command.script
@@ -162,7 +163,7 @@ def test_a_cluster_stopped_after_the_first_control_plane_plans_only_what_is_left
     first = next(p for p in plan.phases if p.name == "UpgradeFirstControlPlane")
     assert first.is_noop and first.reason == "cp-1 already runs 1.34.2"
     assert not any("upgrade apply" in getattr(getattr(s, "command", None), "script", "") for s in plan.steps)
-    assert [l.host for l in next(p for p in plan.phases if p.name == "UpgradeControlPlanes").lanes] == ["cp-2"]
+    assert [ln.host for ln in next(p for p in plan.phases if p.name == "UpgradeControlPlanes").lanes] == ["cp-2"]
 
 
 def test_a_control_plane_whose_kubeadm_ran_but_kubelet_did_not_only_gets_the_kubelet_steps():

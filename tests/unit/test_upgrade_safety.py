@@ -101,7 +101,7 @@ def test_the_projection_after_a_hop_puts_every_node_and_api_server_at_that_versi
 MACHINE_OUT = """@@upgrade pkg kubeadm hi  1.34.2-1.1
 @@upgrade pkg kubelet ii  1.33.5-1.1
 @@upgrade pkg kubectl rc  1.33.5-1.1
-@@upgrade held kubeadm kubelet 
+@@upgrade held kubeadm kubelet\x20
 @@upgrade apiserver kube-apiserver:v1.34.2
 """
 

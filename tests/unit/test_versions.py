@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 from kubeforge.model.versions import (
     Version,

@@ -7,7 +7,7 @@ host says what to fix.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned
 from kubeforge.facts.types import HostFacts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from kubeforge.facts.preflight.probes import ProbeResults
 from kubeforge.facts.preflight.report import CheckResult, failed, passed, warned

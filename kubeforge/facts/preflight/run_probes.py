@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from kubeforge.errors import KubeforgeError
 from kubeforge.facts.gather import TransportSource
@@ -19,7 +20,7 @@ def _fan(hosts: Sequence[Host], fn: Callable[[Host], T], limit: int) -> dict[str
     if not hosts:
         return {}
     with ThreadPoolExecutor(max_workers=max(1, min(limit, len(hosts))), thread_name_prefix="probe") as ex:
-        return {h.name: r for h, r in zip(hosts, ex.map(fn, hosts))}
+        return {h.name: r for h, r in zip(hosts, ex.map(fn, hosts), strict=True)}
 
 
 def _run(pool: TransportSource, host: Host, command: Command) -> tuple[int, str, str]:

@@ -3,14 +3,14 @@ expires: the report of ``certs check`` and the input of ``certs renew``'s plan."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping
 
 from kubeforge.model.cluster import Cluster
 from kubeforge.pki.bundle import PkiBundle
-from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI, host_files
 from kubeforge.pki.hostcerts import KUBELET_PKI, HostCert, fingerprint
+from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI, host_files
 
 # What kubeadm issued and renews itself (`kubeadm certs renew <name>`), by file.
 KUBEADM_OWNED = {

@@ -11,8 +11,8 @@ warning phase at the top of the plan, so the operator sees it in the plan, the p
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI

@@ -17,8 +17,8 @@ A converged cluster plans no start, restart or gate at all: every step reports u
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.plan.etcd import commands as cmd

@@ -12,8 +12,8 @@ voting members than a quorum.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster, Host

@@ -21,8 +21,8 @@ serving again rather than on the whole cluster; the snapshot follows once quorum
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Callable, Sequence
 
 from kubeforge.model import Cluster, EtcdVersion
 from kubeforge.plan.etcd import commands as cmd

@@ -19,9 +19,9 @@ from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up.context import UpContext
+from kubeforge.plan.up.restart_runtimes import runtime_changes, runtime_restart_is_rolling
 from kubeforge.plan.up.scripts import puts, q, restart_when_changed
 from kubeforge.render.etcd import etcd_from_archive
-from kubeforge.plan.up.restart_runtimes import runtime_changes, runtime_restart_is_rolling
 from kubeforge.render.host_prep import CONTAINERD_PATH
 from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command

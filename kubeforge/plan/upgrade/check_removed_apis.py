@@ -11,8 +11,7 @@ anything is touched; with it, each hop's plan starts with a warning that lists t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.removed_apis import StoredObject

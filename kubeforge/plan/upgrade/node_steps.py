@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from kubeforge.model import Host
 from kubeforge.plan.steps import PutFileStep, slug
+from kubeforge.plan.up.scripts import restart_when_changed
 from kubeforge.plan.upgrade.commands import (
     drain,
     install_held,
@@ -21,7 +22,6 @@ from kubeforge.plan.upgrade.commands import (
     uncordon,
 )
 from kubeforge.plan.upgrade.context import UpgradeContext
-from kubeforge.plan.up.scripts import restart_when_changed
 from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
 from kubeforge.render.kubeadm import INIT_PATH, JOIN_PATH, UPGRADE_PATH
 

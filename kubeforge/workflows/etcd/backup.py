@@ -18,15 +18,15 @@ import shlex
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import CheckFailed, KubeforgeError, TransportError
-from kubeforge.model.files import private_dir
 from kubeforge.model import Cluster, Host
+from kubeforge.model.files import private_dir
 from kubeforge.model.secret import Secret
-from kubeforge.transport.base import Command
 from kubeforge.pki import backup_crypto as crypto
+from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.ctl import REMOTE_WORK_DIR, client_url, etcdctl_line
 from kubeforge.workflows.etcd.retention import (
     BackupManifest,
@@ -255,7 +255,7 @@ def download(transport, remote: str, partial: Path, opts: BackupOptions) -> Down
 
 
 def _stamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | None = None,
@@ -263,7 +263,7 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     import time
 
     clock = clock or time.monotonic
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     t0 = clock()
     timings: dict = {}
     status = settled_status(cluster, pool, clock=clock)
@@ -318,7 +318,7 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     timings["verify"] = clock() - t3
     encrypted = opts.encryption != "none"
     manifest = BackupManifest(
-        name=name, cluster=cluster.name, created=now.astimezone(timezone.utc).isoformat(), member=member.name,
+        name=name, cluster=cluster.name, created=now.astimezone(UTC).isoformat(), member=member.name,
         etcd_version=etcd_version, revision=remote_status.revision, total_keys=remote_status.total_keys,
         snapshot_hash=remote_status.hash, size=got.size, sha256=got.sha256, file=f"{name}{suffix}",
         file_sha256=stored_sha, encrypted=encrypted, encryption=opts.encryption if encrypted else "none",

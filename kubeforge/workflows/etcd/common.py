@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from kubeforge.errors import CheckFailed, SafetyRefusal, TransportError
 from kubeforge.execute import Events, Report, RunOptions, Site, execute

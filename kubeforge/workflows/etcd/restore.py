@@ -5,17 +5,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.secret import Secret
+from kubeforge.pki import backup_crypto as crypto
 from kubeforge.plan.etcd import restore_stacked
 from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST, RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
-from kubeforge.pki import backup_crypto as crypto
 from kubeforge.workflows.etcd.backup import read_verified_snapshot
 from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
@@ -46,7 +46,7 @@ def find_manifest(cluster: Cluster, source: str, directory: Path | None = None) 
 
 
 def _stamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def stacked_members(cluster: Cluster, pool) -> tuple[restore_stacked.StackedMember, ...]:
@@ -88,5 +88,5 @@ def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None 
         if missing:
             raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
     inp = RestoreInput(cluster, members, {k: v for k, v in facts.items() if v}, _api_control_planes(cluster, pool),
-                       data, sha, manifest.name, _stamp(now or datetime.now(timezone.utc)), stacked)
+                       data, sha, manifest.name, _stamp(now or datetime.now(UTC)), stacked)
     return Plan(f"{WORKFLOW} {manifest.name}", tuple(restore_phases(inp))), inp

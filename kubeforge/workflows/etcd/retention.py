@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -76,7 +76,7 @@ def plan_retention(
     The newest verified backup is never deleted, whatever the settings. Unverified backups are not
     touched here (they live in failed/ and are the operator's to inspect).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     verified = [b for b in backups if b.verified]
     verified.sort(key=lambda m: m.created, reverse=True)
     doomed = []

@@ -20,14 +20,13 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from kubeforge.errors import CheckFailed, InputError, TransportError
 from kubeforge.model import Cluster, Host
-from kubeforge.model.files import private_dir
-from kubeforge.model.files import file_sha256
+from kubeforge.model.files import file_sha256, private_dir
 from kubeforge.plan.etcd.source import (
     DEFAULT_ARCH,
     UNAME_ARCH,

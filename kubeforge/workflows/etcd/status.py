@@ -166,7 +166,7 @@ def gather_status(cluster: Cluster, pool, members: tuple[Host, ...] | None = Non
             result = pool.get(host).run(
                 Command(script=status_script(cluster, host), sudo=True, timeout=60, check=False, description="etcd status")
             )
-        except Exception as exc:  # unreachable machine: reported, never fatal for the others
+        except Exception as exc:  # noqa: BLE001 - unreachable machine: reported, never fatal for the others
             return MemberStatus(name=host.name, endpoint=endpoint, error=str(exc)[:300]), []
         return parse_member_output(host.name, endpoint, result.stdout + result.stderr)
 

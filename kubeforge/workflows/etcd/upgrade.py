@@ -36,9 +36,9 @@ from kubeforge.plan.etcd.upgrade_checks import (
     ClusterVersions,
     auth_probe_command,
     member_version_command,
-    parse_member_version,
     offered_versions_command,
     parse_auth,
+    parse_member_version,
     parse_offered,
 )
 from kubeforge.plan.phase import Plan

@@ -33,9 +33,9 @@ class LocalBackend:
                 result = self.store.transact(lambda st: fn(st, args, now))
         except SimError as e:
             if getattr(e, "record", False):
-                self.store.transact(lambda st: rules.violation(st, now, args.get("node", {}).get("name")
-                                                               if isinstance(args.get("node"), dict)
-                                                               else args.get("node"), e.message))
+                node = args.get("node", {}).get("name") if isinstance(args.get("node"), dict) else args.get("node")
+                message = e.message
+                self.store.transact(lambda st: rules.violation(st, now, node, message))
             return e.code, {"error": e.message}
         return 200, {"result": result}
 

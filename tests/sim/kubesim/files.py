@@ -45,7 +45,7 @@ def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super
 def write_kubelet(node_name: str, node_ip: str, kubelet_doc: dict | None, version: str) -> None:
     cfg = dict(kubelet_doc or {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
                                "cgroupDriver": "systemd", "staticPodPath": MANIFESTS})
-    host.write(KUBELET_CONFIG, "# written by kubeadm (kubesim) for %s\n%s" % (version, yamlish.dump(cfg)), 0o644)
+    host.write(KUBELET_CONFIG, f"# written by kubeadm (kubesim) for {version}\n{yamlish.dump(cfg)}", 0o644)
     host.write(KUBELET_FLAGS, 'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///var/run/containerd/'
                               f'containerd.sock --hostname-override={node_name} --node-ip={node_ip}"\n', 0o644)
 

@@ -101,7 +101,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 
 def vstr(v: tuple[int, int, int]) -> str:
-    return "v%d.%d.%d" % v
+    return "v{:d}.{:d}.{:d}".format(*v)
 
 
 def installed_version(component: str) -> str | None:

@@ -10,8 +10,18 @@ import time
 from . import client, etcdpod, files, host, staticpod
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
-from .kubeadm import (_local_ip, _node_checks, _preflight, _server_bases, duration, key_hash, new_token,
-                      restart_kubelet, token_parts, wait_healthy)
+from .kubeadm import (
+    _local_ip,
+    _node_checks,
+    _preflight,
+    _server_bases,
+    duration,
+    key_hash,
+    new_token,
+    restart_kubelet,
+    token_parts,
+    wait_healthy,
+)
 from .pki import ca_cert_hash
 
 _DEFAULT_CP_TAINT = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
@@ -82,7 +92,7 @@ def init(a, version: str, cfg: dict) -> int:
         "version": vstr(t), "clusterName": cluster_name, "controlPlaneEndpoint": endpoint,
         "etcd": "external" if external else "stacked", "primary": advertise, "caCertHash": ca_cert_hash(ca_pem),
         "caCert": ca_pem, "clusterConfiguration": cluster_cfg,
-        "tokens": [{"id": token_parts(tk)[0], "hash": token_parts(tk)[1], "ttl": ttl} for tk, ttl in zip(tokens, ttls)],
+        "tokens": [{"id": token_parts(tk)[0], "hash": token_parts(tk)[1], "ttl": ttl} for tk, ttl in zip(tokens, ttls, strict=False)],
         "certKeyHash": key_hash(cert_key) if cert_key else None,
         "node": {"name": name, "ip": node_ip, "kubeletVersion": host.installed_version("kubelet"),
                  "labels": {}, "taints": _taints(reg, True)}})
@@ -275,7 +285,7 @@ def reset(a, version: str) -> int:
     for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
               "controller-manager.conf", "scheduler.conf"):
         host.remove(f"/etc/kubernetes/{f}")
-    print(f"[reset] Deleting files: [/etc/kubernetes/admin.conf /etc/kubernetes/super-admin.conf "
-          f"/etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf "
-          f"/etc/kubernetes/controller-manager.conf /etc/kubernetes/scheduler.conf]")
+    print("[reset] Deleting files: [/etc/kubernetes/admin.conf /etc/kubernetes/super-admin.conf "
+          "/etc/kubernetes/kubelet.conf /etc/kubernetes/bootstrap-kubelet.conf "
+          "/etc/kubernetes/controller-manager.conf /etc/kubernetes/scheduler.conf]")
     return 0

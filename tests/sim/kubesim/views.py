@@ -86,7 +86,7 @@ def dump(items: list[dict], output: str, kind: str, single: bool = False) -> str
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+    return "".join("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n" for r in rows)
 
 
 def nodes_table(st: dict, nodes: list[dict], wide: bool) -> str:

@@ -258,7 +258,7 @@ def _schedule(st: dict, now: float) -> None:
             continue
 
         def load(n: dict) -> tuple:
-            same = sum(1 for p in st["pods"].values() if p["node"] == n["name"] and p["ownerName"] == pod["ownerName"])
+            same = sum(1 for p in st["pods"].values() if p["node"] == n["name"] and p["ownerName"] == pod["ownerName"])  # noqa: B023 - used by min() in this iteration
             total = sum(1 for p in st["pods"].values() if p["node"] == n["name"])
             return same, total, n["name"]
 
