@@ -8,6 +8,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kubeforge.logs import RunLog
+    from kubeforge.transport.pool import TransportPool
 
 # --keep-runs / --keep-runs-days of this invocation (None: the defaults of kubeforge.execute.prune).
 RUN_RETENTION: dict[str, int | None] = {"keep": None, "max_age_days": None}
@@ -20,7 +25,7 @@ def command_line() -> str:
     return "kubeforge " + " ".join(sys.argv[1:])[:200]
 
 
-def start_run_log(cluster, command: str):
+def start_run_log(cluster, command: str) -> RunLog:
     """Open ``runs/<time>-<command>/`` with the full debug log; warnings also reach the terminal.
     The path is remembered so any failure can point at it."""
     from kubeforge.cli.errors import CURRENT_LOG_PATH
@@ -33,7 +38,7 @@ def start_run_log(cluster, command: str):
 
 
 @contextmanager
-def session(cluster, command: str) -> Iterator[tuple[object, object]]:
+def session(cluster, command: str) -> Iterator[tuple[RunLog, TransportPool]]:
     """One command's run log and host connections, ``(run_log, pool)``: the CLI's only door to
     the transport layer."""
     from kubeforge.transport.pool import TransportPool

@@ -37,8 +37,8 @@ def validate(
         "hosts": [{"name": h.name, "address": h.address, "roles": sorted(str(r) for r in h.roles)} for h in cluster.hosts],
         "warnings": [redact(str(w)) for w in result.warnings],
     }
-    for w in doc["warnings"]:
-        typer.echo(w, err=True)
+    for w in result.warnings:
+        typer.echo(redact(str(w)), err=True)
     show(doc, lambda: None if quiet else consoles()[0].print(doc["summary"], markup=False))
 
 
@@ -106,8 +106,12 @@ def init(
            "hosts": [{"name": h.name, "address": h.address, "roles": list(h.roles)} for h in hosts],
            "next": f"kubeforge validate -i {written.path}"}
     out = consoles()[0]
-    show(doc, lambda: (out.print(f"wrote {written.path}: {written.summary}", markup=False),
-                       out.print(f"next: edit it, then {doc['next']}", markup=False)))
+
+    def table() -> None:
+        out.print(f"wrote {written.path}: {written.summary}", markup=False)
+        out.print(f"next: edit it, then {doc['next']}", markup=False)
+
+    show(doc, table)
 
 
 def _ask_hosts(console) -> list[str]:
@@ -115,7 +119,7 @@ def _ask_hosts(console) -> list[str]:
                   markup=False)
     import sys
 
-    specs = []
+    specs: list[str] = []
     while True:
         # the prompt on stderr, like every message: stdout stays for -o json|yaml
         console.print(f"host {len(specs) + 1}: ", end="", markup=False)

@@ -37,7 +37,8 @@ def render(
         typer.echo(redact(str(w)), err=True)
     cluster = result.cluster
     images = {h: [i.ref for i in imgs] for h, imgs in images_by_host(cluster).items()}
-    doc = render_document(cluster.name, *render_to(cluster, out_dir), images=images)
+    target, trees, pki = render_to(cluster, out_dir)
+    doc = render_document(cluster.name, target, trees, pki, images=images)
     show(doc, lambda: render_summary(doc, consoles()[0]))
 
 

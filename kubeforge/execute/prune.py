@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def unfinished_runs(runs_dir: Path) -> set[str]:
     return {r for r in found if r}
 
 
-def prune_runs(runs_dir: Path, retention: RunRetention = RunRetention(), *, protect: set[str] = frozenset(),
+def prune_runs(runs_dir: Path, retention: RunRetention = RunRetention(), *, protect: AbstractSet[str] = frozenset(),
                now: float | None = None) -> list[str]:
     """Delete what ``retention`` lets go; return the names of the deleted run directories."""
     runs_dir = Path(runs_dir)

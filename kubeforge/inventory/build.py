@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from kubeforge.inventory.context import Context, resolve_path
 from kubeforge.inventory.rules_hosts import CONTROL_PLANE_TAINT
@@ -64,7 +65,7 @@ def _ssh(ctx: Context, doc: SshDoc) -> SshSettings:
 
 def _host(ctx: Context, index: int, h: HostDoc, ssh: SshSettings) -> Host:
     if h.ssh:
-        overrides = {}
+        overrides: dict[str, Any] = {}
         if h.ssh.user is not None:
             overrides["user"] = h.ssh.user
         if h.ssh.port is not None:

@@ -128,10 +128,11 @@ def _validate(doc: Document, file: str, source: Path) -> Context | None:
         hosts = list(enumerate(model.spec.hosts))
         ctx = Context(file, pos, data, model.spec, set(), hosts, source.parent, model.metadata.name)
     else:
-        ctx = _partial(data, pos, file, source)
-        if ctx is None:
+        partial = _partial(data, pos, file, source)
+        if partial is None:
             # without a usable spec there is nothing more to check; report what the schema found
             return _only(problems, file, pos, data, source)
+        ctx = partial
     ctx.problems.extend(problems)
     for rule in RULES:
         rule(ctx)
@@ -181,8 +182,8 @@ def _partial(data: dict, pos, file: str, source: Path) -> Context | None:
             fields[name] = getattr(defaults, name)
     model = SpecDoc.model_construct(hosts=[h for _, h in hosts], kubernetes_version=spec.get("kubernetesVersion"), **fields)
     meta = data.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
-    return Context(file, pos, data, model, invalid, hosts, source.parent, name)
+    cluster_name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+    return Context(file, pos, data, model, invalid, hosts, source.parent, cluster_name)
 
 
 def _field_type(f: Any) -> Any:

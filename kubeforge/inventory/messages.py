@@ -10,7 +10,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -125,7 +125,7 @@ def _data_path(loc: tuple, data: Any, missing: bool) -> tuple:
     return tuple(out)
 
 
-def _message(err: dict, key: Any, root: type[BaseModel], parent: tuple) -> str:
+def _message(err: Mapping[str, Any], key: Any, root: type[BaseModel], parent: tuple) -> str:
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
@@ -173,7 +173,7 @@ def _message(err: dict, key: Any, root: type[BaseModel], parent: tuple) -> str:
 
 
 def problems_from_pydantic(
-    errors: list[dict], data: Any, positions: Positions, file: str, root: type[BaseModel], prefix: tuple = ()
+    errors: Sequence[Mapping[str, Any]], data: Any, positions: Positions, file: str, root: type[BaseModel], prefix: tuple = ()
 ) -> list[Problem]:
     out: list[Problem] = []
     seen: set[tuple] = set()

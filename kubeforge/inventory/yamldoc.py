@@ -134,6 +134,7 @@ class _Walker:
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):
             return [self.walk(item, path + (i,)) for i, item in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)  # the composer makes only these three kinds
         return self._scalar(node, path)
 
     def _scalar(self, node: ScalarNode, path: tuple) -> Any:

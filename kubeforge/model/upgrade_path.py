@@ -179,7 +179,7 @@ class EtcdHop:
         return str(self.version)
 
 
-def _etcd_command(version: Version) -> str:
+def _etcd_command(version: Version | str) -> str:
     return f"kubeforge etcd upgrade -i <inventory> --to {version}"
 
 

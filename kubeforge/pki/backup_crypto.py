@@ -19,7 +19,7 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -61,6 +61,14 @@ def _derive(passphrase: Secret, salt: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, **_SCRYPT).derive(passphrase.reveal().encode())
 
 
+class Sink(Protocol):
+    """Where an Encryptor writes: a file, or anything with write and flush."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
 class Encryptor:
     """A write-only file object: plaintext in, the KFENC1 format out to ``out``.
 
@@ -68,7 +76,7 @@ class Encryptor:
     A file whose writer never reached ``close()`` has no tag and can never be decrypted.
     """
 
-    def __init__(self, out: BinaryIO, *, key: bytes | None = None, passphrase: Secret | None = None) -> None:
+    def __init__(self, out: Sink, *, key: bytes | None = None, passphrase: Secret | None = None) -> None:
         header: dict = {"cipher": "AES-256-GCM"}
         if passphrase is not None:
             salt = os.urandom(16)

@@ -95,7 +95,8 @@ def parse_probe(host: str, stdout: str) -> list[HostCert]:
     if "@@end" not in stdout:
         raise ValueError(f"{host}: the certificate probe's answer was cut short")
     out: list[HostCert] = []
-    path, body = None, []
+    path: str | None = None
+    body: list[str] = []
 
     def flush() -> None:
         if path is None:

@@ -30,7 +30,7 @@ def _password(cluster: Cluster, cred: RegistryCredential) -> str:
             raise InputError(f"{where}: passwordFile {cred.password_file} is readable or writable by others "
                              f"(mode {cred.password_file.stat().st_mode & 0o777:03o})",
                              hint=f"chmod 600 {cred.password_file}")
-        value = text.rstrip("\r\n")
+        value: str | None = text.rstrip("\r\n")
     else:
         value = os.environ.get(cred.password_env or "")
         if value is None:

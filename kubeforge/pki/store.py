@@ -72,7 +72,7 @@ class Store:
             for rel, (content, mode) in files.items():
                 target = self.path(rel)
                 self.ensure_dir(str(Path(rel).parent) if Path(rel).parent != Path(".") else "")
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+                fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
                 try:
                     os.fchmod(fd, mode)
                     with os.fdopen(fd, "wb") as fh:
@@ -80,9 +80,9 @@ class Store:
                         fh.flush()
                         os.fsync(fh.fileno())
                 except BaseException:
-                    os.unlink(tmp)
+                    os.unlink(tmp_name)
                     raise
-                staged.append((rel, Path(tmp)))
+                staged.append((rel, Path(tmp_name)))
             for rel, tmp in staged:
                 os.replace(tmp, self.path(rel))
             staged = []

@@ -18,7 +18,7 @@ import re
 from kubeforge.model import Cluster
 from kubeforge.model.versions import kubeadm_api_version
 from kubeforge.plan.phase import PhasePlan, Plan
-from kubeforge.plan.steps import GetFileStep, RunStep
+from kubeforge.plan.steps import GetFileStep, RunStep, Step
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import ADMIN_CONF
 from kubeforge.plan.up.scripts import q
@@ -70,7 +70,7 @@ def plan_user(cluster: Cluster, local: str, user: str, seconds: int, orgs: tuple
         f"kubeadm kubeconfig user --config {q(workdir + '/config.yaml')} --client-name {q(user)}"
         f" --validity-period {seconds}s{org_flags} > {q(remote)}",
     ])
-    steps = [
+    steps: list[Step] = [
         RunStep(first, Command(script=write, sudo=True, timeout=120, description=f"kubeadm kubeconfig user {user}"),
                 f"Have kubeadm write a kubeconfig for {user}", key="kubeconfig-user"),
         GetFileStep(first, remote, local, title=f"Fetch the kubeconfig of {user}", key="fetch-user-conf"),

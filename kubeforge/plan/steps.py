@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 from kubeforge.model.files import LocalFile, RenderedFile
 from kubeforge.model.secret import Secret
@@ -82,7 +82,7 @@ class _StepBase:
     def content_key(self) -> str:
         raise NotImplementedError
 
-    def bind(self, phase: str) -> _StepBase:
+    def bind(self, phase: str) -> Self:
         return replace(self, phase=phase)
 
     def base_dict(self) -> dict[str, Any]:

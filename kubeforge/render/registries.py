@@ -48,8 +48,9 @@ def _render(ctx: ClusterContext) -> list[RenderedFile]:
     files: list[RenderedFile] = []
     mirrors = dict(images.mirrors)
     for registry in images.configured_registries:
-        ca_path = f"{CERTS_DIR}/{registry}/ca.crt" if access and access.ca_pem else None
-        if ca_path:
+        ca_path = None
+        if access is not None and access.ca_pem:
+            ca_path = f"{CERTS_DIR}/{registry}/ca.crt"
             files.append(RenderedFile(ca_path, access.ca_pem, source="images.ca"))
         endpoints = [_Endpoint(u, _auth(access, urlparse(u).netloc)) for u in mirrors.get(registry, ())]
         server = _SERVERS.get(registry, f"https://{registry}")

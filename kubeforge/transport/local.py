@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import io
 import os
 import pwd
 import shlex
@@ -17,6 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 from kubeforge.errors import CommandFailed
 from kubeforge.transport.cancel import STOP_WAIT_S, CommandStopped, stop_event
@@ -60,26 +62,30 @@ class LocalTransport(BaseTransport):
             stderr=subprocess.PIPE,
             start_new_session=True,  # so a timeout can kill the whole process group
         )
+        # three PIPEs with the default bufsize: buffered files, which have read1 (typeshed says IO[bytes] | None)
+        stdin = cast(io.BufferedWriter, proc.stdin)
+        stdout = cast(io.BufferedReader, proc.stdout)
+        stderr = cast(io.BufferedReader, proc.stderr)
         err_chunks: list[bytes] = []
         out_chunks: list[bytes] = []
 
         def feed() -> None:
             try:
-                proc.stdin.write(data)
+                stdin.write(data)
             except BrokenPipeError:
                 pass  # the command exited without reading all its stdin
             finally:
                 try:
-                    proc.stdin.close()
+                    stdin.close()
                 except BrokenPipeError:
                     pass
 
         def drain_err() -> None:
-            for chunk in iter(lambda: proc.stderr.read1(CHUNK), b""):
+            for chunk in iter(lambda: stderr.read1(CHUNK), b""):
                 err_chunks.append(chunk)
 
         def drain_out() -> None:
-            for chunk in iter(lambda: proc.stdout.read1(CHUNK), b""):
+            for chunk in iter(lambda: stdout.read1(CHUNK), b""):
                 (sink or out_chunks.append)(chunk)
 
         threads = [threading.Thread(target=f, daemon=True) for f in (feed, drain_err, drain_out)]

@@ -10,7 +10,11 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Protocol
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
 # Chunks in flight per consumer; chunks are at most a channel window (a few MiB) each.
 DEPTH = 8
@@ -19,7 +23,7 @@ DEPTH = 8
 class HashingWriter:
     """``feed(chunk)`` from one thread; ``finish()`` returns (sha256 hex, size) once all is written."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: Writable) -> None:
         self._hasher = hashlib.sha256()
         self.size = 0
         self._errors: list[BaseException] = []

@@ -34,7 +34,8 @@ def to_yaml(data: Any) -> str:
     plain = json.loads(json.dumps(data, default=str))
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # keep the document's own key order
+    # keep the document's own key order (ruamel's annotations declare this bool switch as None)
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     buf = io.StringIO()
     yaml.dump(plain, buf)
     return redact(buf.getvalue())

@@ -46,12 +46,12 @@ def render_summary(doc: dict[str, Any], console: Console) -> None:
 def _images(images: dict[str, list[str]], console: Console) -> None:
     """Hosts needing the same images share one entry: "cp-1, cp-2, cp-3: 8 images"."""
     groups: dict[tuple[str, ...], list[str]] = {}
-    for host, refs in images.items():
-        groups.setdefault(tuple(refs), []).append(host)
+    for host, host_refs in images.items():
+        groups.setdefault(tuple(host_refs), []).append(host)
     if not groups:
         return
     console.print("Container images per host:")
-    for refs, hosts in groups.items():
-        console.print(f"  {', '.join(hosts)}: {len(refs)} image{'s' if len(refs) != 1 else ''}", markup=False)
+    for refs, group in groups.items():
+        console.print(f"  {', '.join(group)}: {len(refs)} image{'s' if len(refs) != 1 else ''}", markup=False)
         for ref in refs:
             console.print(f"    {ref}", markup=False)

@@ -47,8 +47,8 @@ def print_report(console: Console, report: Report) -> None:
             console.print(f"  command: {redact(r.command)}", markup=False)
         if r.exit_status is not None:
             console.print(f"  exit status: {r.exit_status}", markup=False)
-        for line in r.stderr_tail.strip().splitlines()[-5:]:
-            console.print(f"  | {redact(line)}", markup=False)
+        for tail_line in r.stderr_tail.strip().splitlines()[-5:]:
+            console.print(f"  | {redact(tail_line)}", markup=False)
     untouched = report.untouched_hosts()
     if untouched and report.outcome != "succeeded":
         console.print("never touched: " + ", ".join(untouched), markup=False)

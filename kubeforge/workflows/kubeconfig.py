@@ -11,9 +11,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubeforge.errors import InputError, UsageError
 from kubeforge.model import Cluster
+
+if TYPE_CHECKING:
+    from kubeforge.execute.report import Report
 
 ADMIN_LOCAL = "admin.conf"
 USERS_DIR = "users"
@@ -27,7 +31,7 @@ class KubeconfigResult:
     user: str
     server: str | None
     expires: datetime | None  # the client certificate's NotAfter, when there is one
-    report: object  # the execute Report
+    report: Report
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "user": self.user, "server": self.server,

@@ -68,11 +68,11 @@ def run_preflight(
         reached[host.name] = f
         results.append(passed(host.name, "reachable", "facts gathered"))
     for host in hosts:
-        f = reached.get(host.name)
-        if f is None:
+        hf = reached.get(host.name)
+        if hf is None:
             continue
         for check in HOST_CHECKS:
-            results.extend(check(cluster, host, f))
+            results.extend(check(cluster, host, hf))
         results.extend(check_fsync(host, probes))
         results.extend(check_connectivity(host, probes, {h.name: h.ssh.port for h in cluster.hosts}))
     results.extend(check_os_consistency(reached))

@@ -134,7 +134,7 @@ def with_etcd_install(plan: Plan, cluster: Cluster, pool) -> Plan:
     except ImportError:  # an older build without the etcd workflow: the thin phase does the job
         return plan
     etcd_plan, _ = plan_install(cluster, pool)
-    phases = []
+    phases: list[PhasePlan] = []
     for p in plan.phases:
         phases.extend(etcd_plan.phases if p is thin else (p,))
     return Plan(plan.workflow, tuple(phases))

@@ -14,7 +14,7 @@ Dry-run takes no lock and runs nothing on any host beyond the read-only facts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,7 @@ def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> Upgrad
                         etcd_problems=etcd_problems, etcd_versions=etcd_versions)
 
 
-def source_name(cluster: Cluster, minors: list[KubeVersion] = ()) -> str:
+def source_name(cluster: Cluster, minors: Sequence[KubeVersion] = ()) -> str:
     """Which package source the offered versions come from, as the plan and refusals name it."""
     src = cluster.packages
     which = ", ".join(f"v{v.minor_str}" for v in minors)

@@ -93,7 +93,7 @@ def check_clock_skew(facts: Mapping[str, HostFacts], max_skew_s: float = DEFAULT
             gap = max(iv[0] - piv[1], piv[0] - iv[1], 0.0)
             if gap > worst:
                 worst, worst_peer = gap, peer
-        if worst > max_skew_s:
+        if worst > max_skew_s and worst_peer is not None:
             ahead = "ahead of" if iv[0] > known[worst_peer][0] else "behind"
             yield failed(
                 name,

@@ -28,7 +28,7 @@ def _gib(n: int | None) -> str:
 def prepared_by_us(cluster: Cluster, facts: HostFacts) -> bool:
     """kubeforge has already prepared this host for this cluster (its applied.json says so)."""
     record = facts.applied.record
-    return bool(record) and record.get("cluster") == cluster.name
+    return record is not None and bool(record) and record.get("cluster") == cluster.name
 
 
 def check_os(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:

@@ -81,9 +81,10 @@ def run_connectivity_probe(
         )
     finally:
         # the listeners end by themselves after listen_s; stopping them now keeps the window short
+        pids = {name: lst.pid for name, lst in listening.items() if lst and lst.pid}
         _fan(
-            [h for h in hosts if listening.get(h.name) and listening[h.name].pid],
-            lambda h: _run(pool, h, probes.stop_listener_command(listening[h.name].pid)),
+            [h for h in hosts if h.name in pids],
+            lambda h: _run(pool, h, probes.stop_listener_command(pids[h.name])),
             limit,
         )
     return listening, connectivity

@@ -189,7 +189,7 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
 
 def renews_admin_conf(plan: Plan) -> bool:
     """The plan runs ``kubeadm certs renew admin.conf`` somewhere: the local copy is stale after it."""
-    return any(getattr(s, "key", "") == "kubeadm-renew" and "admin.conf" in s.command.description.split()
+    return any(isinstance(s, RunStep) and s.key == "kubeadm-renew" and "admin.conf" in s.command.description.split()
                for p in plan.phases for lane in p.lanes for s in lane.steps)
 
 

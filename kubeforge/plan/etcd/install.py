@@ -24,7 +24,7 @@ from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.probe import STAMP_PATH, EtcdHostFacts
 from kubeforge.plan.phase import PhasePlan
-from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
+from kubeforge.plan.steps import GateStep, PutFileStep, RunStep, Step
 from kubeforge.plan.strategy import parallel, rolling, serial
 
 GATE_TIMEOUT_S = 120.0
@@ -85,9 +85,9 @@ def health_gate(cluster: Cluster, on: Host, members: tuple[Host, ...], *, key: s
 
 
 def install_packages_phase(inp: InstallInput) -> PhasePlan:
-    lanes = []
+    lanes: list[tuple[str, list[Step]]] = []
     for m in inp.members:
-        steps = [PutFileStep(m.host.name, f) for f in m.package_files]
+        steps: list[Step] = [PutFileStep(m.host.name, f) for f in m.package_files]
         steps.extend(cmd.install_steps(inp.cluster, m.host, arch=m.arch))
         lanes.append((m.host.name, steps))
     return PhasePlan.of(name="InstallEtcdPackages", title="Install etcd packages", strategy=parallel(), lanes=lanes)
@@ -104,7 +104,7 @@ def prepare_phase(inp: InstallInput, *, joining: Mapping[str, Sequence[RunStep]]
     starts against a cluster that does not list it."""
     user, user_guard = cmd.prepare_user(inp.cluster)
     joining = joining or {}
-    lanes = []
+    lanes: list[tuple[str, list[Step]]] = []
     for m in inp.members:
         h = m.host.name
         steps: list = [RunStep(h, user, "Create the etcd user and data dir", unless=user_guard)]
@@ -132,7 +132,7 @@ def restart_phase(inp: InstallInput) -> PhasePlan:
     due = [m for m in inp.members if not m.converged]
     due.sort(key=lambda m: m.host.name == inp.leader)
     all_hosts = tuple(m.host for m in inp.members)
-    lanes = []
+    lanes: list[tuple[str, list[Step]]] = []
     for m in due:
         h = m.host.name
         if m.facts.active:

@@ -21,7 +21,7 @@ from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line, peer_url
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, enable_step, health_gate
 from kubeforge.plan.phase import PhasePlan
-from kubeforge.plan.steps import GateStep, LocalStep, RunStep
+from kubeforge.plan.steps import GateStep, LocalStep, RunStep, Step
 from kubeforge.plan.strategy import serial
 from kubeforge.transport.base import Command
 
@@ -201,7 +201,7 @@ def add_member_phase(cluster: Cluster, host: Host, via: Host, endpoints: list[st
     # and under pipefail that failure would read as "not listed"
     listed = (f"{etcdctl_line(cluster, endpoints, 'member', 'list')} | "
               f"awk -F', ' -v u={shlex.quote(url)} '$4 == u {{f=1}} END {{exit !f}}'")
-    lanes = []
+    lanes: list[tuple[str, list[Step]]] = []
     if register:
         add = Command(script=_retrying(etcdctl_line(cluster, endpoints, "member", "add", host.name, f"--peer-urls={url}",
                                                     "--learner")),

@@ -77,6 +77,7 @@ def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: 
     else:
         ready, title = cmd.cluster_healthy(cluster, members).script, f"Wait for etcd healthy on {v}"
         what = f"etcd healthy on {len(members)} members with one leader, {host.name} on {v}"
+    assert ready is not None  # member_healthy and cluster_healthy build scripts
     steps.append(GateStep(host.name, chk.member_upgraded(cluster, host, v, ready), title, what=what,
                           timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"{pre}gate-{v}-{host.name}"))
     return steps

@@ -202,8 +202,9 @@ class ClusterVersions:
             if running is None:
                 return None
             minors.append(running)
-            if minor_of(mv.cluster) is not None:
-                minors.append(minor_of(mv.cluster))
+            cluster_minor = minor_of(mv.cluster)
+            if cluster_minor is not None:
+                minors.append(cluster_minor)
         return min(minors) if minors else None
 
     def crashing_on_apply(self) -> list[str]:
@@ -275,8 +276,10 @@ def move_leadership_away(cluster: Cluster, member: Host, others: tuple[Host, ...
 
 def member_upgraded(cluster: Cluster, member: Host, version: str, healthy_script: str) -> Command:
     """The cluster is healthy with one leader (``healthy_script``) and ``member`` runs ``version``."""
+    runs = runs_version(cluster, member, version).script
+    assert runs is not None  # runs_version builds a script
     return Command(
-        script=healthy_script + "\n" + runs_version(cluster, member, version).script,
+        script=healthy_script + "\n" + runs,
         sudo=True, timeout=40, description=f"etcd healthy and {member.name} on {version}",
     )
 

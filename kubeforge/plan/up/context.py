@@ -117,7 +117,7 @@ class UpContext:
     def prepared(self, host: Host) -> bool:
         """kubeforge applied this cluster's files to the host in an earlier run."""
         rec = self.record(host)
-        return bool(rec) and rec.get("cluster") == self.cluster.name
+        return rec is not None and bool(rec) and rec.get("cluster") == self.cluster.name
 
     # --- files -------------------------------------------------------------------------------------
     def record(self, host: Host) -> Mapping[str, Any] | None:

@@ -45,6 +45,7 @@ class WaitEndpoint:
     def _endpoint_changing(ctx: UpContext) -> bool:
         """This run writes the balancers' or kube-vip's files: the endpoint may be down a moment."""
         mode = ctx.cluster.endpoint.mode
+        paths: tuple[str, ...]
         if mode is EndpointMode.HAPROXY:
             hosts, paths = ctx.cluster.load_balancers, BALANCER_PATHS
         elif mode is EndpointMode.KUBE_VIP:

@@ -18,7 +18,7 @@ from kubeforge.plan.upgrade.state import COMPONENTS, UpgradeFacts
 
 def _versions(cluster: Cluster, facts: UpgradeFacts) -> list[tuple[str, str, Version]]:
     """(host, what, version) for every version running or installed on a node."""
-    out = []
+    out: list[tuple[str, str, Version]] = []
     for host in cluster.nodes:
         m = facts.machines.get(host.name)
         if m is None:

@@ -176,6 +176,9 @@ class _HashedFile:
         self.hash.update(data)
         return self.f.write(data)
 
+    def flush(self) -> None:
+        self.f.flush()
+
 
 class _StoredFile:
     """The file a backup is written to: 0600 from creation, hashed as stored, and encrypted on the
@@ -211,7 +214,8 @@ def pki_bundle(pki_dir: Path, dst: Path, opts: BackupOptions) -> None:
     tmp = dst.with_name(dst.name + ".part")
     out = _StoredFile(tmp, opts)
     try:
-        with tarfile.open(fileobj=out, mode="w|gz") as tar:
+        # stream mode "w|gz" only calls write(); typeshed's _Fileobj asks for a whole file object
+        with tarfile.open(fileobj=out, mode="w|gz") as tar:  # type: ignore[call-overload]
             tar.add(pki_dir, arcname="pki")
         out.finish()
     except BaseException:

@@ -68,7 +68,7 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
         listed = {m["name"] or m["peerURLs"][0] for m in status.member_list}
         wanted = {h.name for h in cluster.etcd_members}
         empty = [m["name"] for m in status.member_list
-                 if m["name"] in facts and m["clientURLs"] and facts[m["name"]] and not facts[m["name"]].has_data]
+                 if m["name"] in facts and m["clientURLs"] and (mf := facts[m["name"]]) and not mf.has_data]
         if empty:
             raise SafetyRefusal(
                 f"{', '.join(empty)}: started before but holding no data now (a re-imaged or replaced disk); "
@@ -90,6 +90,7 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
     members = []
     for host in cluster.etcd_members:
         f = facts[host.name]
+        assert f is not None  # gather_member_facts raises for an unreachable member unless allow_unreachable
         files = etcd_pki_files(cluster, bundle, host) + member_etcd_files(ctx, host, f)
         # Only the sources etcd comes from; Kubernetes' repository and pin are `up`'s business.
         sources = () if from_archive else tuple(

@@ -155,7 +155,7 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
     lost: frozenset[str] = frozenset()
     if started & {h.name for h in cluster.etcd_members}:
         facts_now = gather_member_facts(cluster, pool, allow_unreachable=True)
-        lost = frozenset(n for n in started if facts_now.get(n) is not None and not facts_now[n].has_data)
+        lost = frozenset(n for n in started if (nf := facts_now.get(n)) is not None and not nf.has_data)
     change = decide(cluster, listed, lost)
     left = left_behind(cluster, listed)
     retire_phases = []
@@ -218,7 +218,9 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
                                                                       initial_cluster=initial_cluster(cluster, current))
         sources = () if from_archive else tuple(
             p for p in render_packages(ctx, h) if p.path not in (KUBERNETES_LIST, PIN_PATH))
-        members_in.append(MemberInput(h, sources, tuple(files), facts[h.name], arch=arches[h.name]))
+        member_facts = facts[h.name]
+        assert member_facts is not None  # gather_member_facts raises for an unreachable member unless allow_unreachable
+        members_in.append(MemberInput(h, sources, tuple(files), member_facts, arch=arches[h.name]))
         members_after.append(h)
         endpoints = [client_url(cluster, x) for x in members_after if x is not h]
         add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after),

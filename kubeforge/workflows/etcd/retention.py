@@ -57,7 +57,7 @@ def read_manifest(path: Path) -> BackupManifest:
 
 def list_backups(directory: Path) -> list[BackupManifest]:
     """Every manifest in the directory, newest first (unreadable manifests are skipped)."""
-    out = []
+    out: list[BackupManifest] = []
     if not directory.is_dir():
         return out
     for p in directory.glob("*" + MANIFEST_SUFFIX):

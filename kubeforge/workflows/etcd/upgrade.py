@@ -28,7 +28,7 @@ from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefus
 from kubeforge.execute.journal import latest_unfinished, run_summary
 from kubeforge.model import Cluster
 from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops, needs_v2store_check
-from kubeforge.model.versions import Version, parse_etcd
+from kubeforge.model.versions import EtcdVersion, Version, parse_etcd
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.etcd.upgrade import upgrade_phases
 from kubeforge.plan.etcd.upgrade_checks import (
@@ -143,7 +143,9 @@ def check_v2store(cluster: Cluster, pool) -> None:
     from kubeforge.model.versions import etcd_minor
     from kubeforge.plan.etcd.v2store import parse_v2store, v2store_probe
 
-    source = etcd_minor((3, 5)).source("v2storeCheckBeforeExit")
+    minor = etcd_minor((3, 5))
+    assert minor is not None  # versions.yaml describes 3.5
+    source = minor.source("v2storeCheckBeforeExit")
     result = pool.fanout(cluster.etcd_members, lambda t: parse_v2store(t.run(v2store_probe(cluster)).stdout))
     blind = []
     for o in result.outcomes:
@@ -271,7 +273,7 @@ def _probe_member(cluster: Cluster, status: ClusterStatus):
     return next(h for h in cluster.etcd_members if h.name == names[0])
 
 
-def finish_resumed(cluster: Cluster, pool, want: Version) -> Plan:
+def finish_resumed(cluster: Cluster, pool, want: EtcdVersion) -> Plan:
     """``--resume`` of a run whose members all reached ``want`` (it stopped or failed in its final
     checks): the last hop's phases again under the same step keys, so the journal skips what was
     done and the checks left run; "already at" is for a plain run, not for finishing a journaled one."""
