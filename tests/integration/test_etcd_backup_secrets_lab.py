@@ -19,6 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.integration.test_etcd_lab import kf
+from tests.terminal import foreground_sigint
 
 pytestmark = pytest.mark.lab
 
@@ -99,7 +100,7 @@ def backup_interrupted(inv: Path, interrupt) -> tuple[int, str, bool]:
     backups = next(inv.parent.glob(".kubeforge/*")) / "backups"
     earlier = set(backups.glob(".*.part"))  # left by a SIGKILL'd run before this one
     proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "etcd", "backup", "-i", str(inv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=foreground_sigint)
     caught = False
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:

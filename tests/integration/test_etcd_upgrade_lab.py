@@ -316,6 +316,7 @@ def test_an_upgrade_across_the_minor_interrupted_and_resumed_never_crashes_the_o
     assert set(writer.acked) <= keys(ulab, "/kf/writer/") and len(writer.acked) > 50
 
 
+@pytest.mark.by_hand  # 140 s; passed in the fresh-clone rehearsal of 5b93161 (docs/etcd.md, the way out)
 def test_older_members_crash_looping_on_a_3_5_only_entry_are_upgraded_by_the_resumed_run(ulab, inv):
     reinstall_34(ulab, inv)
     start = time.time()

@@ -18,7 +18,7 @@ import atexit
 import os
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -74,7 +74,7 @@ def lab_factory() -> Callable[..., Lab]:
     if reason:
         skip_or_fail(reason)
     _sigterm_as_exit()
-    booted: list[tuple[Lab, int]] = []
+    booted = _BOOTED
 
     def teardown(lab: Lab, fd: int) -> None:
         try:
@@ -83,11 +83,13 @@ def lab_factory() -> Callable[..., Lab]:
             claims.release(fd)
 
     def make(roles=None, *, persistent=(), kubernetes_version: str | None = DEFAULT_KUBERNETES_VERSION,
-             endpoint_mode: str = "auto", with_mirror: bool = True) -> Lab:
+             endpoint_mode: str = "auto", with_mirror: bool = True, shared: bool = False) -> Lab:
         index, fd = claims.claim()
         lab = Lab(layout(roles, persistent=persistent), index=index, kubernetes_version=kubernetes_version,
                   endpoint_mode=endpoint_mode, with_mirror=with_mirror, log=lambda *_: None, owner=this_process())
         booted.append((lab, fd))
+        if shared:
+            _SHARED.add(id(lab))
         atexit.register(lab.down)  # after an interrupted session; a second down is harmless
         try:
             lab.up()
@@ -95,15 +97,37 @@ def lab_factory() -> Callable[..., Lab]:
             pytest.fail(f"lab {lab.id.name} did not boot: {e}", pytrace=False)
         return lab
 
+    _TEARDOWN.append(teardown)
     try:
         yield make
     finally:
+        _TEARDOWN.clear()
         for lab, fd in reversed(booted):
             teardown(lab, fd)
+        booted.clear()
+
+
+# Labs booted by a module's tests end with that module (an idle lab still runs systemd, etcd and the
+# simulator's loops on the runner's 2 cores), except the session's shared `lab`.
+_BOOTED: list[tuple[Lab, int]] = []
+_SHARED: set[int] = set()
+_TEARDOWN: list[Callable[[Lab, int], None]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _labs_end_with_their_module() -> Iterator[None]:
+    start = len(_BOOTED)
+    yield
+    if not _TEARDOWN:
+        return
+    mine = [entry for entry in _BOOTED[start:] if id(entry[0]) not in _SHARED]
+    _BOOTED[:] = [entry for entry in _BOOTED if not any(entry is m for m in mine)]
+    for lab, fd in reversed(mine):
+        _TEARDOWN[0](lab, fd)
 
 
 @pytest.fixture(scope="session")
 def lab(lab_factory: Callable[..., Lab]) -> Lab:
     """Three machines (lab-1 control-plane+etcd, lab-2 and lab-3 etcd+worker), shared by the session.
     A test that breaks a machine puts it back, or boots its own with lab_factory."""
-    return lab_factory()
+    return lab_factory(shared=True)

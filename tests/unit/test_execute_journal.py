@@ -19,6 +19,7 @@ from kubeforge.execute import Executor, Journal, StepStatus, latest_unfinished
 from kubeforge.execute.journal import run_summary
 from kubeforge.plan import HostLane, PhasePlan, Plan, RunStep, serial
 from kubeforge.transport.base import Command
+from tests.terminal import foreground_sigint
 
 HOSTS = ["cp-1", "cp-2", "cp-3"]
 UNIT_DIR = Path(__file__).parent
@@ -123,6 +124,7 @@ def run_child(tmp_path: Path, mode: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path), mode],
         env=env,
+        preexec_fn=foreground_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
