@@ -13,6 +13,7 @@ from kubeforge.facts.script import build_script, parse_host_facts
 from kubeforge.facts.types import FactsError, HostFacts
 from kubeforge.model import Host
 from kubeforge.transport.base import Command, Transport
+from kubeforge.transport.policy import ConnectionLost
 from kubeforge.transport.pool import fanout
 
 log = logging.getLogger("kubeforge.facts")
@@ -63,7 +64,8 @@ def gather_host(
             result = transport.run(dataclasses.replace(facts_command(etcd_data_dir), sudo=False))
             after = clock()
     except TransportError as exc:
-        return FactsError(host, f"not reached: {exc.message.removeprefix(f'[{host}] ')}", reached=False)
+        return FactsError(host, f"not reached: {exc.message.removeprefix(f'[{host}] ')}", reached=False,
+                          lost=isinstance(exc, ConnectionLost))
     except KubeforgeError as exc:
         return FactsError(host, f"facts script failed: {exc}", reached=True)
     if result.exit_status != 0:
@@ -93,7 +95,17 @@ def gather_facts(
             transport = pool.get(host)
         except TransportError as exc:
             return FactsError(host.name, f"not reached: {exc.message.removeprefix(f'[{host.name}] ')}")
-        return gather_host(transport, host.name, etcd_data_dir=etcd_data_dir, clock=clock)
+        facts = gather_host(transport, host.name, etcd_data_dir=etcd_data_dir, clock=clock)
+        reconnect = getattr(pool, "reconnect", None)
+        if isinstance(facts, FactsError) and facts.lost and callable(reconnect):
+            # the facts script only reads: a connection cut under it is retried once on a new one
+            log.info("facts: connection lost (%s); trying once more", facts.message, extra={"host": host.name})
+            try:
+                transport = reconnect(host.name)
+            except TransportError as exc:
+                return FactsError(host.name, f"not reached: {exc.message.removeprefix(f'[{host.name}] ')}")
+            facts = gather_host(transport, host.name, etcd_data_dir=etcd_data_dir, clock=clock)
+        return facts
 
     result = fanout(hosts, one, limit=max(1, limit))
     out: dict[str, HostFacts | FactsError] = {}

@@ -258,6 +258,7 @@ class FactsError:
     host: str
     message: str
     reached: bool = False  # True: connected, but the script failed
+    lost: bool = False  # the connection broke while the (read-only) script ran: worth one retry
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "error": self.message, "reached": self.reached}

@@ -100,3 +100,33 @@ def test_the_recorded_lab_machine_output_parses_without_any_problem():
     assert facts.units.states["etcd"].exists is False
     assert [(x.port, x.process) for x in facts.ports.listeners] == [(22, "sshd"), (22, "sshd")]
     assert facts.product_uuid == "028fd151-400c-4961-af23-1b9c3e628b4b"
+
+
+def test_a_connection_cut_under_the_facts_script_is_retried_once_on_a_new_connection():
+    """The facts script only reads: a connection lost while it ran is tried once more over a new one
+    (seen under load on a fresh login), and a second loss is reported as the host's error."""
+    from kubeforge.transport.policy import ConnectionLost
+
+    class CutOnce(LocalTransport):
+        def run(self, command):
+            raise ConnectionLost("local-1", "connection lost: Socket is closed")
+
+    class Pool:
+        def __init__(self, cuts: int) -> None:
+            self.cuts, self.reconnects = cuts, 0
+
+        def get(self, host):
+            return CutOnce(host.name) if self.cuts > 0 else LocalTransport(host.name)
+
+        def reconnect(self, name):
+            self.reconnects += 1
+            self.cuts -= 1
+            return CutOnce(name) if self.cuts > 0 else LocalTransport(name)
+
+    host = make_host("local-1", "127.0.0.1", Role.CONTROL_PLANE)
+    once = Pool(cuts=1)
+    assert isinstance(gather_facts(once, [host])["local-1"], HostFacts) and once.reconnects == 1
+    twice = Pool(cuts=2)
+    lost = gather_facts(twice, [host])["local-1"]
+    assert isinstance(lost, FactsError) and lost.lost and "connection lost" in lost.message
+    assert twice.reconnects == 1
