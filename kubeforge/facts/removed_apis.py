@@ -27,13 +27,13 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kubeforge.model.kubeadm_paths import KUBECTL, KUBERNETES_DIR
 from kubeforge.model.removed_apis import RemovedAPI
 from kubeforge.transport.base import Command
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
-KUBEADM_FILES = "/etc/kubernetes"
+KUBEADM_FILES = KUBERNETES_DIR
 _MARK = "@@removedapis "
 _NOT_SERVED = re.compile(r"doesn't have a resource type|could not find the requested resource|no matches for kind")
 _NOT_FOUND = re.compile(r'NotFound|not found')
@@ -80,7 +80,7 @@ def removed_apis_probe(apis: Sequence[RemovedAPI]) -> Command:
     """List every resource the given removals touch, the CRDs, the kubeadm-config ConfigMap and the
     kubeadm config files. Each section: a marker line with its name and kubectl's exit status, then
     its output. Read-only."""
-    k = f"kubectl --kubeconfig {ADMIN_CONF}"
+    k = KUBECTL
     # scripts run under `set -euo pipefail`: a failing kubectl is recorded, not fatal
     lines = ["section() { rc=0; out=$(\"$@\" 2>&1) || rc=$?; }"]
     for r in _resources(apis):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kubeforge.model.cluster import Cluster, EtcdTopology, Host
 from kubeforge.model.files import RenderedFile
+from kubeforge.model.kubeadm_paths import KUBE_PKI
 from kubeforge.pki.bundle import CertPair, PkiBundle
 
-KUBE_PKI = "/etc/kubernetes/pki"
 ETCD_PKI = "/etc/etcd/pki"
 SOURCE = "pki"
 

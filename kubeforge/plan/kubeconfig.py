@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 
 from kubeforge.model import Cluster
+from kubeforge.model.kubeadm_paths import ADMIN_CONF
 from kubeforge.model.versions import kubeadm_api_version
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import GetFileStep, RunStep, Step
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import ADMIN_CONF
 from kubeforge.plan.up.scripts import q
 from kubeforge.transport.base import Command
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from kubeforge.model import EndpointMode, Host, RenderedFile
 from kubeforge.model.images import kube_vip_image
+from kubeforge.model.kubeadm_paths import ADMIN_CONF, MANIFESTS_DIR, SUPER_ADMIN_CONF
 from kubeforge.render.context import ClusterContext, is_ipv6, url_host
 from kubeforge.render.env import render_template
 
-KUBE_VIP_PATH = "/etc/kubernetes/manifests/kube-vip.yaml"
+KUBE_VIP_PATH = f"{MANIFESTS_DIR}/kube-vip.yaml"
 HAPROXY_PATH = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_PATH = "/etc/keepalived/keepalived.conf"
 CHECK_SCRIPT_PATH = "/etc/keepalived/check-haproxy.sh"
@@ -56,7 +57,7 @@ def _kube_vip(ctx: ClusterContext, host: Host) -> RenderedFile:
         interface=c.endpoint.interface,
         vip_cidr=_vip_cidr(c.endpoint.host),
         image=kube_vip_image(c).ref,
-        kubeconfig="/etc/kubernetes/super-admin.conf" if first else "/etc/kubernetes/admin.conf",
+        kubeconfig=SUPER_ADMIN_CONF if first else ADMIN_CONF,
     )
     return RenderedFile(KUBE_VIP_PATH, content, mode=0o600, source="endpoint/kube-vip.yaml.j2")
 

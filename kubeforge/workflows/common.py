@@ -9,7 +9,6 @@ control plane, secrets and files resolved before planning; then the run engine
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,13 +17,9 @@ from kubeforge.errors import TransportError
 from kubeforge.execute import Site
 from kubeforge.facts import FactsError, HostFacts
 from kubeforge.model import Cluster
-from kubeforge.plan.up.context import (
-    ADMIN_CONF,
-    CNI_MARKER,
-    KUBECTL,
-    ClusterState,
-    parse_nodes,
-)
+from kubeforge.model.files import file_sha256 as model_file_sha256
+from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL
+from kubeforge.plan.up.context import CNI_MARKER, ClusterState, parse_nodes
 from kubeforge.transport.base import Command
 
 log = logging.getLogger("kubeforge.workflows")
@@ -95,8 +90,9 @@ def probe_cluster(cluster: Cluster, pool) -> ClusterState:
 
 
 def file_sha256(path: Path) -> str | None:
+    """The local file's sha256, or None when it is not there."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return model_file_sha256(path)
     except FileNotFoundError:
         return None
 

@@ -200,7 +200,7 @@ def test_backup_is_verified_recorded_and_retention_keeps_exactly_n(elab, three):
     assert len(manifests) == 2 and len(last["deleted"]) == 1
     snap = d / m["file"]
     assert oct(snap.stat().st_mode & 0o777) == "0o600"
-    from kubeforge.workflows.etcd.snapshot import sha256_file
+    from kubeforge.model.files import file_sha256 as sha256_file
 
     assert sha256_file(snap) == m["sha256"]
     table = kf("etcd", "backup", "-i", str(three), "--keep", "2")

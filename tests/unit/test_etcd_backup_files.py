@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from kubeforge.errors import InputError
+from kubeforge.model.files import file_sha256 as sha256_file
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
 from kubeforge.workflows.etcd.backup import BackupOptions, pki_bundle, read_verified_snapshot
 from kubeforge.workflows.etcd.retention import BackupManifest, list_backups, plan_retention, write_manifest
-from kubeforge.workflows.etcd.snapshot import IntegrityCheck, SnapshotInvalid, parse_status, sha256_file, verify_integrity
+from kubeforge.workflows.etcd.snapshot import IntegrityCheck, SnapshotInvalid, parse_status, verify_integrity
 from tests.need import skip_or_fail
 
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster
+from kubeforge.model.kubeadm_paths import ETCD_MANIFEST
+from kubeforge.model.kubeadm_paths import MANIFESTS_DIR as MANIFESTS
 from kubeforge.transport.base import Command
 
-MANIFESTS = "/etc/kubernetes/manifests"
-ETCD_MANIFEST = f"{MANIFESTS}/etcd.yaml"
 # Outside manifests/, so the kubelet does not see it while etcd is replaced.
 ETCD_ASIDE = "/etc/kubernetes/etcd.yaml.kubeforge-restore"
 STOP_WAIT_S = 90  # the kubelet notices a removed manifest within seconds; etcd then exits on SIGTERM
@@ -51,7 +51,8 @@ class StackedMember:
 
 
 def probe_command() -> Command:
-    from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST
+    from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
+    from kubeforge.plan.etcd.restore import APISERVER_ASIDE
 
     script = "\n".join(
         [

@@ -5,10 +5,11 @@ holding the manifest's sha256 makes it once: a changed manifest is applied again
 from __future__ import annotations
 
 from kubeforge.model import RenderedFile
+from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import PutFileStep, RunStep, slug
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import CNI_DIR, CNI_MARKER, KUBECTL, UpContext
+from kubeforge.plan.up.context import CNI_DIR, CNI_MARKER, UpContext
 from kubeforge.plan.up.scripts import q
 from kubeforge.transport.base import Command
 

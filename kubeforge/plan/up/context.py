@@ -15,9 +15,6 @@ from kubeforge.facts import HostFacts
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.render.record import RECORD_PATH
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
-KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
-KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
 STAMP_DIR = "/etc/kubeforge/stamps"
 CNI_DIR = "/etc/kubeforge/cni"
 CNI_MARKER = "/etc/kubeforge/cni-applied"

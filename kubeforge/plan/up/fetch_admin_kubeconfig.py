@@ -3,10 +3,11 @@ checksummed in transit), unless the local copy already has the same sha256."""
 
 from __future__ import annotations
 
+from kubeforge.model.kubeadm_paths import ADMIN_CONF
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GetFileStep
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import ADMIN_CONF, UpContext
+from kubeforge.plan.up.context import UpContext
 
 LOCAL_NAME = "admin.conf"
 

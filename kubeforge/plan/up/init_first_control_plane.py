@@ -11,10 +11,11 @@ and key reach kubeadm inside the 0600 config files only (which stay: see docs/li
 from __future__ import annotations
 
 from kubeforge.model import Host
+from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import ADMIN_CONF, KUBECTL, UpContext
+from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import api_gate, puts, q
 from kubeforge.render.context import KUBEFORGE_DIR
 from kubeforge.render.kubeadm import INIT_PATH

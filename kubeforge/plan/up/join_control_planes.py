@@ -5,10 +5,11 @@ once). Ready comes later, once the CNI runs (WaitNodesReady)."""
 from __future__ import annotations
 
 from kubeforge.model import Host
+from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBELET_CONF
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import rolling
-from kubeforge.plan.up.context import ADMIN_CONF, KUBELET_CONF, UpContext
+from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.init_first_control_plane import kubeforge_files, quiet
 from kubeforge.plan.up.scripts import node_registered_gate, puts
 from kubeforge.render.kubeadm import JOIN_PATH

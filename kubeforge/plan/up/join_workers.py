@@ -3,9 +3,10 @@ failing batch finishes, later batches are not started, and the report names who 
 
 from __future__ import annotations
 
+from kubeforge.model.kubeadm_paths import KUBELET_CONF
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.strategy import batched
-from kubeforge.plan.up.context import KUBELET_CONF, UpContext
+from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.join_control_planes import join_steps
 
 

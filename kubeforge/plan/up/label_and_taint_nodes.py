@@ -5,10 +5,11 @@ this way; taints of nodes that joined before the inventory named them, too)."""
 from __future__ import annotations
 
 from kubeforge.model import Host
+from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import KUBECTL, NodeState, UpContext
+from kubeforge.plan.up.context import NodeState, UpContext
 from kubeforge.plan.up.scripts import q
 from kubeforge.render.kubeadm import node_view
 from kubeforge.transport.base import Command

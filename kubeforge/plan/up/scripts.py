@@ -7,8 +7,9 @@ import shlex
 from collections.abc import Iterable, Sequence
 
 from kubeforge.model import Host, RenderedFile
+from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
-from kubeforge.plan.up.context import KUBECTL, STAMP_DIR
+from kubeforge.plan.up.context import STAMP_DIR
 from kubeforge.transport.base import Command
 
 

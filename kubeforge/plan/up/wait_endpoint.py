@@ -10,10 +10,11 @@ endpoint, but the explicit flag keeps the gate honest whatever kubeconfig kubead
 from __future__ import annotations
 
 from kubeforge.model import EndpointMode
+from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import KUBECTL, UpContext
+from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import q
 from kubeforge.render.endpoint import BALANCER_PATHS, KUBE_VIP_PATH
 from kubeforge.transport.base import Command

@@ -3,10 +3,11 @@ the message names the nodes that are not."""
 
 from __future__ import annotations
 
+from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import KUBECTL, UpContext
+from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.restart_runtimes import runtime_changes, runtime_restart_is_rolling
 from kubeforge.transport.base import Command
 

@@ -8,14 +8,12 @@ import shlex
 from collections.abc import Sequence
 
 from kubeforge.model import Cluster, UpgradePolicy
+from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST, KUBECTL
 from kubeforge.model.versions import Version
 from kubeforge.plan.steps import GateStep, RunStep
-from kubeforge.plan.upgrade.state import ADMIN_CONF, APISERVER_MANIFEST
 from kubeforge.render.kubeadm import UPGRADE_PATH
 from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command
-
-KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
 
 
 def q(s: str) -> str:

@@ -17,11 +17,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from kubeforge.facts.removed_apis import RemovedAPIScan
+from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST, KUBECTL
 from kubeforge.model.versions import KubeVersion, Version, parse_kube
 from kubeforge.transport.base import Command
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
-APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 COMPONENTS = ("kubeadm", "kubelet", "kubectl")
 
 _MARK = "@@upgrade "
@@ -148,7 +147,7 @@ def parse_machine(name: str, text: str) -> NodeMachine:
 
 def nodes_probe() -> Command:
     return Command(
-        script=f"kubectl --kubeconfig {ADMIN_CONF} get nodes -o json",
+        script=f"{KUBECTL} get nodes -o json",
         sudo=True,
         timeout=60,
         check=False,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, KubeforgeError, TransportError
 from kubeforge.model import Cluster, Host
-from kubeforge.model.files import private_dir
+from kubeforge.model.files import file_sha256, private_dir
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
 from kubeforge.transport.base import Command
@@ -39,7 +39,6 @@ from kubeforge.workflows.etcd.snapshot import (
     IntegrityCheck,
     SnapshotInvalid,
     parse_status,
-    sha256_file,
     verify_integrity_bytes,
 )
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
@@ -374,7 +373,7 @@ def read_verified_snapshot(manifest_path: Path, *, key: bytes | None = None,
     snap = manifest_path.parent / manifest.file
     if not snap.is_file():
         raise InputError(f"{snap}: the snapshot file named in the manifest is missing")
-    actual = sha256_file(snap)
+    actual = file_sha256(snap)
     if actual != manifest.file_sha256:
         raise InputError(f"{snap}: checksum {actual[:12]}… does not match the manifest's {manifest.file_sha256[:12]}…")
     if manifest.encrypted:

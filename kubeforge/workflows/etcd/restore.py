@@ -10,10 +10,11 @@ from pathlib import Path
 
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
 from kubeforge.model import Cluster, EtcdTopology
+from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
 from kubeforge.plan.etcd import restore_stacked
-from kubeforge.plan.etcd.restore import APISERVER_ASIDE, APISERVER_MANIFEST, RestoreInput, restore_phases
+from kubeforge.plan.etcd.restore import APISERVER_ASIDE, RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.backup import read_verified_snapshot

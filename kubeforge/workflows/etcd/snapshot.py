@@ -31,12 +31,6 @@ class SnapshotInvalid(ValueError):
     """The snapshot file is not a complete etcd snapshot."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class IntegrityCheck:
