@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import posixpath
-import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote as _q
 
 from kubeforge.errors import InputError, SafetyRefusal
 from kubeforge.model import Cluster
@@ -185,6 +185,3 @@ def import_steps(host: str, part: ImagePart, images: Iterable[Image], *, key: st
 def _key(a: Archive) -> str:
     return a.sha256[:16]
 
-
-def _q(text: str) -> str:
-    return shlex.quote(text)

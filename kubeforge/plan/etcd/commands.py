@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import replace
+from shlex import quote as _q
 
 from kubeforge.model import Cluster, Host
+from kubeforge.plan.apt import DEBIAN_FRONTEND, FINISH_DPKG, apt_update, no_service_starts
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.probe import PACKAGE, STAMP_PATH
 from kubeforge.plan.etcd.source import BIN_DIR, DEFAULT_ARCH, UNAME_ARCH, EtcdArchive, archive_for, load_verified
-from kubeforge.plan.etcd.upgrade_checks import POLICY_RC, POLICY_RC_MARKER, package_state_clean
+from kubeforge.plan.etcd.upgrade_checks import package_state_clean
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.transport.base import Command
-
-
-def _q(s: str) -> str:
-    return shlex.quote(s)
 
 
 def installed_guard(cluster: Cluster) -> Command:
@@ -51,29 +48,14 @@ def install_packages(cluster: Cluster) -> Command:
     versions = " ".join(f"{_q(p)}=\"$v_{p.replace('-', '_')}\"" for p in cluster.packages.etcd_packages)
     script = "\n".join(
         [
-            "export DEBIAN_FRONTEND=noninteractive",
-            'saved=""',
+            DEBIAN_FRONTEND,
             # installed before (an upgrade, a re-run): its enabled-at-boot state is left as it is
             f"st=$(dpkg-query -W -f='${{db:Status-Abbrev}}' {_q(PACKAGE)} 2>/dev/null || true)",
             'case "$st" in ii*) fresh=0 ;; *) fresh=1 ;; esac',
-            # kubeforge's own, left by a run whose machine lost power during apt: removed, never kept
-            f"if grep -qs '{POLICY_RC_MARKER}' {POLICY_RC}; then rm -f {POLICY_RC}; fi",
-            f'if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi',
-            f'put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}',
-            "trap put_back EXIT",
-            f"printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while etcd is installed\\nexit 101\\n' > {POLICY_RC}",
-            f"chmod 0755 {POLICY_RC}",
-            # apt-get update exits 0 when a source cannot be fetched; say so instead of "not offered"
-            'out=$(apt-get update -q -o Acquire::Retries=3 2>&1) || { echo "$out" >&2; exit 2; }',
-            "if printf '%s\\n' \"$out\" | grep -q -e '^W: Failed to fetch' -e '^E: '; then",
-            '  printf \'%s\\n\' "$out" >&2; echo "apt-get update could not read the package source" >&2; exit 2',
-            "fi",
+            no_service_starts("etcd is installed"),
+            apt_update(),
             *pick,
-            # a dpkg run cut short (power loss) refuses every apt-get install until it is finished;
-            # finished here with service starts still forbidden
-            'if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]; then',
-            "  dpkg --configure -a >/dev/null",
-            "fi",
+            FINISH_DPKG,
             f"apt-get install -y -q -o Dpkg::Options::=--force-confold {versions} >/dev/null",
             # Debian enables its own unit; ours in /etc/systemd/system replaces it. Nothing runs yet.
             "systemctl stop etcd 2>/dev/null || true",

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from kubeforge.model import Cluster, Host
+from kubeforge.plan.apt import POLICY_RC, POLICY_RC_MARKER, REMOVE_STALE_POLICY_RC
 from kubeforge.plan.etcd.ctl import REQUESTS, client_url, etcdctl_line, may_send
 from kubeforge.plan.etcd.probe import _sections
 from kubeforge.transport.base import Command
@@ -19,9 +20,6 @@ from kubeforge.transport.base import Command
 # The plain-HTTP metrics listener every kubeforge member has (ETCD_LISTEN_METRICS_URLS in
 # templates/etcd/etcd.env.j2): the one place a member says which cluster version it runs.
 METRICS_HOST, METRICS_PORT = "127.0.0.1", 2381
-# The marker kubeforge's temporary policy-rc.d carries (plan/etcd/commands.install_packages).
-POLICY_RC = "/usr/sbin/policy-rc.d"
-POLICY_RC_MARKER = "kubeforge: no service starts"
 
 _UPSTREAM = re.compile(r"^(?:\d+:)?(\d+\.\d+\.\d+)")
 
@@ -319,7 +317,7 @@ def recover_package_state() -> Command:
     configured with service starts still forbidden, so the running member is not restarted."""
     script = "\n".join([
         "export DEBIAN_FRONTEND=noninteractive",
-        f"if grep -qs '{POLICY_RC_MARKER}' {POLICY_RC}; then rm -f {POLICY_RC}; fi",
+        REMOVE_STALE_POLICY_RC,
         "if [ -n \"$(ls -A /var/lib/dpkg/updates 2>/dev/null)\" ] || [ -n \"$(dpkg --audit 2>/dev/null)\" ]; then",
         f"  [ ! -e {POLICY_RC} ] || {{ echo '{POLICY_RC} exists and is not kubeforge'\"'\"'s; repair dpkg by hand' >&2; exit 1; }}",
         f"  printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while dpkg recovers\\nexit 101\\n' > {POLICY_RC}",

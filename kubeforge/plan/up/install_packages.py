@@ -14,6 +14,7 @@ reads the bundle's list and nothing else."""
 from __future__ import annotations
 
 from kubeforge.model import EndpointMode, EtcdTopology, Host
+from kubeforge.plan.apt import install_pinned
 from kubeforge.plan.bundle import Bundle, load_bundle, push_bundle, require_packages
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
@@ -23,7 +24,6 @@ from kubeforge.plan.up.restart_runtimes import runtime_changes, runtime_restart_
 from kubeforge.plan.up.scripts import puts, q, restart_when_changed
 from kubeforge.render.etcd import etcd_from_archive
 from kubeforge.render.host_prep import CONTAINERD_PATH
-from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command
 
 KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
@@ -54,43 +54,11 @@ def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
     return out
 
 
-POLICY_RC = "/usr/sbin/policy-rc.d"
-
-# No service may start with its package's defaults while apt runs (Debian's etcd would bootstrap a
-# single-member cluster on the data dir, containerd would start without its config): kubeforge
-# starts each one later, with its configuration. An operator's own policy-rc.d is put back.
-NO_STARTS = f"""saved=""
-if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi
-put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}
-trap put_back EXIT
-printf '#!/bin/sh\\nexit 101\\n' > {POLICY_RC}
-chmod 0755 {POLICY_RC}"""
-
-
-# apt-get update exits 0 when a source cannot be read; with the bundle as the only source, that
-# means the pushed bundle is unreadable: say so rather than "package not found" later.
-BUNDLE_UPDATE = f"""out=$(apt-get update -q {BUNDLE_APT_OPTIONS} 2>&1) || {{ echo "$out" >&2; exit 2; }}
-if printf '%s\\n' "$out" | grep -e '^W: Failed to fetch' -e '^E: ' >/dev/null; then
-  printf '%s\\n' "$out" >&2; echo "apt-get update could not read the offline bundle" >&2; exit 2
-fi"""
-
-
 def install_script(wanted: dict[str, str | None], hold: list[str], *, offline: bool = False) -> str:
-    specs = " ".join(q(f"{p}={v}-*") if v else q(p) for p, v in wanted.items())
-    lines = [
-        "export DEBIAN_FRONTEND=noninteractive",
-        NO_STARTS,
-        BUNDLE_UPDATE if offline else "apt-get update -q -o Acquire::Retries=3 >/dev/null",
-    ]
-    if hold:
-        lines.append(f"apt-mark unhold {' '.join(hold)} >/dev/null")
-    lines.append(
-        f"apt-get install -y -q {BUNDLE_APT_OPTIONS + ' ' if offline else ''}-o Dpkg::Options::=--force-confold "
-        f"--allow-change-held-packages --no-install-recommends {specs}"
-    )
-    if hold:
-        lines.append(f"apt-mark hold {' '.join(hold)} >/dev/null")
-    return "\n".join(lines) + "\n"
+    """Service starts forbidden while apt runs (etcd's postinst would start a single-member cluster
+    on the data dir, containerd would start without its config): kubeforge starts each one later,
+    with its configuration (kubeforge.plan.apt)."""
+    return install_pinned(wanted, hold, offline=offline)
 
 
 def installed_guard(wanted: dict[str, str | None], hold: list[str]) -> str:

@@ -3,18 +3,14 @@ files. Every mutating script is guarded (``unless``) so a re-run reports it unch
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Sequence
+from shlex import quote as q
 
 from kubeforge.model import Host, RenderedFile
 from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
 from kubeforge.plan.up.context import STAMP_DIR
 from kubeforge.transport.base import Command
-
-
-def q(s: str) -> str:
-    return shlex.quote(s)
 
 
 def puts(host: Host, files: Iterable[RenderedFile]) -> list[PutFileStep]:

@@ -4,20 +4,17 @@ host can tell it has converged, so a re-run reports it unchanged instead of doin
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
+from shlex import quote as q
 
 from kubeforge.model import Cluster, UpgradePolicy
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST, KUBECTL
 from kubeforge.model.versions import Version
+from kubeforge.plan.apt import apt_update as update_sources
+from kubeforge.plan.apt import install_pinned
 from kubeforge.plan.steps import GateStep, RunStep
 from kubeforge.render.kubeadm import UPGRADE_PATH
-from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 from kubeforge.transport.base import Command
-
-
-def q(s: str) -> str:
-    return shlex.quote(s)
 
 
 def _deb_prefix(version: Version) -> str:
@@ -38,15 +35,10 @@ def install_held(host: str, components: Sequence[str], version: Version, *, key:
     """Unhold, install exactly ``version`` (whatever Debian revision the source has), hold again.
     ``offline``: apt reads the pushed bundle's list only."""
     names = " ".join(components)
-    pins = " ".join(f"{c}={version}-*" for c in components)
-    only = f"{BUNDLE_APT_OPTIONS} " if offline else ""
-    script = (
-        "set -eu\n"
-        "export DEBIAN_FRONTEND=noninteractive\n"
-        f"apt-mark unhold {names} >/dev/null\n"
-        f"apt-get install -y -q {only}-o Dpkg::Options::=--force-confold {pins}\n"
-        f"apt-mark hold {names} >/dev/null\n"
-    )
+    # apt's lists were read by this hop's apt_update step; the running kubelet is restarted by
+    # the upgrade itself, inside the node's drain window, never by the package's postinst
+    script = install_pinned({c: str(version) for c in components}, components, offline=offline, update=False,
+                            during=f"{names} {version} is installed")
     return RunStep(
         host,
         Command(script=script, sudo=True, timeout=600, description=f"install {names} {version} and hold"),
@@ -65,12 +57,7 @@ def apt_update(host: str, version: Version, *, key: str, offline: bool = False) 
         sudo=True,
         timeout=60,
     )
-    script = "apt-get update -q"
-    if offline:
-        script = (f"out=$(apt-get update -q {BUNDLE_APT_OPTIONS} 2>&1) || {{ echo \"$out\" >&2; exit 2; }}\n"
-                  "if printf '%s\\n' \"$out\" | grep -e '^W: Failed to fetch' -e '^E: ' >/dev/null; then\n"
-                  "  printf '%s\\n' \"$out\" >&2; echo 'apt-get update could not read the offline bundle' >&2; exit 2\n"
-                  "fi")
+    script = update_sources(offline=offline)
     return RunStep(
         host,
         Command(script=script, sudo=True, timeout=300, description="apt-get update"),

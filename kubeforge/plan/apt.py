@@ -1,0 +1,84 @@
+"""apt on a host, written once: the shell fragments every package install of kubeforge's is made of.
+
+- ``no_service_starts``: a policy-rc.d that forbids Debian's maintainer scripts to start or restart
+  services while apt runs (etcd's postinst would start a single-member etcd of its own, containerd's
+  would start without kubeforge's config, kubelet's would restart the running kubelet); kubeforge
+  starts each service itself, later, with its configuration. It carries a marker, so one left behind
+  by a machine that lost power during apt is known as kubeforge's and removed by the next run; an
+  operator's own policy-rc.d is saved and put back.
+- ``apt_update``: apt-get update exits 0 when a source cannot be read; that is reported as such
+  (exit 2) instead of a "package not found" later.
+- ``FINISH_DPKG``: a dpkg run cut short (power loss) refuses every apt-get install until it is
+  finished; finished here, with service starts still forbidden.
+- ``install_pinned``: the above, then unhold, install the exact versions, hold again.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from kubeforge.render.packages import BUNDLE_APT_OPTIONS
+
+POLICY_RC = "/usr/sbin/policy-rc.d"
+POLICY_RC_MARKER = "kubeforge: no service starts"
+DEBIAN_FRONTEND = "export DEBIAN_FRONTEND=noninteractive"
+# kubeforge's own policy-rc.d, left by a run whose machine lost power during apt: removed, never kept
+REMOVE_STALE_POLICY_RC = f"if grep -qs '{POLICY_RC_MARKER}' {POLICY_RC}; then rm -f {POLICY_RC}; fi"
+
+FINISH_DPKG = "\n".join([
+    'if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]; then',
+    "  dpkg --configure -a >/dev/null",
+    "fi",
+])
+
+
+def no_service_starts(during: str) -> str:
+    """Forbid service starts until the script exits (``during`` says why, inside the file)."""
+    return "\n".join([
+        'saved=""',
+        REMOVE_STALE_POLICY_RC,
+        f'if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi',
+        f'put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}',
+        "trap put_back EXIT",
+        f"printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while {during}\\nexit 101\\n' > {POLICY_RC}",
+        f"chmod 0755 {POLICY_RC}",
+    ])
+
+
+def apt_update(*, offline: bool = False) -> str:
+    """Read the package sources (only the pushed bundle's list when ``offline``); a source that
+    cannot be read fails the script with apt's own lines and exit 2."""
+    opts = BUNDLE_APT_OPTIONS if offline else "-o Acquire::Retries=3"
+    what = "the offline bundle" if offline else "the package source"
+    return "\n".join([
+        f'out=$(apt-get update -q {opts} 2>&1) || {{ echo "$out" >&2; exit 2; }}',
+        "if printf '%s\\n' \"$out\" | grep -q -e '^W: Failed to fetch' -e '^E: '; then",
+        f'  printf \'%s\\n\' "$out" >&2; echo "apt-get update could not read {what}" >&2; exit 2',
+        "fi",
+    ])
+
+
+def install_line(specs: str, *, offline: bool = False, held: bool = False) -> str:
+    """``apt-get install`` of ``specs`` (already quoted), keeping changed config files as they are."""
+    return (f"apt-get install -y -q {BUNDLE_APT_OPTIONS + ' ' if offline else ''}-o Dpkg::Options::=--force-confold "
+            f"{'--allow-change-held-packages ' if held else ''}--no-install-recommends {specs}")
+
+
+def install_pinned(wanted: dict[str, str | None], hold: Sequence[str], *, offline: bool = False,
+                   update: bool = True, during: str = "packages are installed") -> str:
+    """Install each package at its exact upstream version (any Debian revision of it; None: what
+    the source has), the ``hold`` ones unheld first and held again after, service starts forbidden
+    throughout, an interrupted dpkg finished first."""
+    specs = " ".join(shlex.quote(f"{p}={v}-*") if v else shlex.quote(p) for p, v in wanted.items())
+    names = " ".join(shlex.quote(h) for h in hold)
+    lines = [DEBIAN_FRONTEND, no_service_starts(during)]
+    if update:
+        lines.append(apt_update(offline=offline))
+    lines.append(FINISH_DPKG)
+    if hold:
+        lines.append(f"apt-mark unhold {names} >/dev/null")
+    lines.append(install_line(specs, offline=offline, held=bool(hold)))
+    if hold:
+        lines.append(f"apt-mark hold {names} >/dev/null")
+    return "\n".join(lines) + "\n"
