@@ -219,19 +219,24 @@ class GateStep(_StepBase):
 
 @dataclass(frozen=True)
 class LocalStep(_StepBase):
-    """Work on the operator's machine (write admin.conf, record state). ``fn()`` returns False when
-    nothing needed changing (reported unchanged), anything else means done. ``key`` should be given:
-    a function has no content to derive one from."""
+    """Work driven from the operator's machine (write admin.conf, record state, stream a snapshot).
+    ``fn()`` returns False when nothing needed changing (reported unchanged), anything else means
+    done. ``key`` should be given: a function has no content to derive one from. ``reaches``: the
+    hosts the function acts on over SSH, when it does (the plan says so instead of "on this
+    machine" only)."""
 
     title: str
     fn: Callable[[], Any] = field(compare=False, repr=False)
     host: str = LOCAL
+    reaches: str = ""
     kind = "local"
 
     def content_key(self) -> str:
         return f"local-{slug(self.title)}"
 
     def describe(self) -> str:
+        if self.reaches:
+            return f"{self.title} (from this machine, on {self.reaches})"
         return f"{self.title} (on this machine)"
 
     def to_dict(self) -> dict[str, Any]:

@@ -190,3 +190,28 @@ def test_a_rolling_phase_refuses_a_host_without_a_readiness_gate():
     lanes = [("cp-2", [RunStep("cp-2", Command(argv=["kubeadm", "upgrade", "node"]), "Upgrade node")])]
     with pytest.raises(ValueError, match="cp-2 end without a readiness gate"):
         PhasePlan.of(None, lanes, name="UpgradeControlPlanes", strategy=rolling())
+
+
+def test_a_local_step_that_acts_on_hosts_says_where_in_the_plan():
+    from kubeforge.plan.steps import LocalStep
+
+    plain = LocalStep("Record state", lambda: None, key="record")
+    reaching = LocalStep("Stop and disable etcd on etcd-3", lambda: None, key="retire", reaches="etcd-3")
+    assert plain.describe() == "Record state (on this machine)"
+    assert reaching.describe() == "Stop and disable etcd on etcd-3 (from this machine, on etcd-3)"
+    assert reaching.to_dict()["line"] == reaching.describe()
+
+
+def test_every_local_step_of_the_upgrade_and_etcd_plans_that_reaches_a_member_says_so():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "kubeforge"
+    for rel in ("plan/upgrade/backup_etcd.py", "plan/etcd/upgrade.py", "plan/etcd/membership.py",
+                "workflows/etcd/members.py"):
+        tree = ast.parse((root / rel).read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "LocalStep"]
+        acting = [c for c in calls if "Warning" not in ast.unparse(c.args[0]) and "Record" not in ast.unparse(c.args[0])]
+        assert acting, rel
+        for c in acting:
+            assert any(k.arg == "reaches" for k in c.keywords), f"{rel}: {ast.unparse(c)[:80]}"

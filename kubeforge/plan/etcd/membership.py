@@ -264,6 +264,6 @@ def remove_member_phase(cluster: Cluster, member: ListedMember, via: Host, remai
     lanes: list = [(via.name, steps)]
     if retire is not None:
         lanes.append(("local", [LocalStep(f"Stop and disable etcd on {name} ({member.address})", retire,
-                                          key=f"retire-{member.id}")]))
+                                          key=f"retire-{member.id}", reaches=name)]))
     return PhasePlan.of(name=f"RemoveEtcdMember-{name}", title=f"Remove etcd member {name}", strategy=serial(),
                         lanes=lanes)

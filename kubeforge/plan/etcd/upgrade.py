@@ -115,7 +115,8 @@ def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | 
     if crashed:
         phases += crashed_members_phases(cluster, hops[0], crashed, stopped, arches)
     phases.append(PhasePlan.of(name="SnapshotEtcd", title="Take and verify an etcd snapshot first", strategy=serial(),
-                               lanes=[("local", [LocalStep("Snapshot etcd and verify it", snapshot, key="snapshot")])]))
+                               lanes=[("local", [LocalStep("Snapshot etcd and verify it", snapshot, key="snapshot",
+                                                          reaches="a healthy etcd member: the snapshot streams to this machine")])]))
     for hop in hops:
         phases += hop_phases(cluster, hop, members, arches)
     return phases

@@ -20,5 +20,6 @@ class BackupEtcd:
             return PhasePlan.of(self, (), title=title, reason_if_empty=f"every node already runs {ctx.target}")
         if ctx.backup is None:
             return PhasePlan.of(self, (), title=title, reason_if_empty=ctx.backup_unavailable)
-        step = LocalStep(f"Take and verify an etcd snapshot before {ctx.target}", ctx.backup, key=ctx.key("etcd-backup"))
+        step = LocalStep(f"Take and verify an etcd snapshot before {ctx.target}", ctx.backup, key=ctx.key("etcd-backup"),
+                         reaches="a healthy etcd member: the snapshot streams to this machine")
         return PhasePlan.of(self, [(step.host, [step])], title=title)

@@ -166,7 +166,8 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
         retire_phases.append(PhasePlan.of(
             name="RetireLeftEtcdMembers", title="Stop etcd on members an earlier run removed", strategy=serial(),
             lanes=[("local", [LocalStep(f"Stop and disable etcd on {m.name or m.address} ({m.address})",
-                                        _retire(cluster, pool, m), key=f"retire-{m.id}") for m in left])]))
+                                        _retire(cluster, pool, m), key=f"retire-{m.id}",
+                                        reaches=m.name or m.address) for m in left])]))
     if not (change.add or change.pending or change.remove or change.replace):
         if retire_phases:
             return Plan(WORKFLOW, tuple(retire_phases)), change
