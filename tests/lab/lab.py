@@ -293,7 +293,7 @@ class Lab:
             rootfs=self.rootfs, mdir=self._mdir(m.name), unit=m.unit, hostname=m.name, address=m.address,
             prefixlen=self.id.network.prefixlen, gateway=self.id.gateway, bridge=self.id.bridge,
             machine_id=m.machine_id, hosts_file=self.run_dir / "hosts",
-            persistent=m.spec.persistent, dns=self.egress,
+            persistent=m.spec.persistent, egress=self.egress,
         )
         self._save()
 
