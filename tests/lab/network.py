@@ -151,5 +151,11 @@ def cut_egress(pid: int, gateway: str) -> None:
             raise LabError(f"iptables in the netns of pid {pid}: {res.stderr.strip()}")
 
 
+def egress_cut(pid: int, gateway: str) -> bool:
+    """Whether the machine is as cut_egress leaves it: no default route, every rule in place."""
+    routes = any(_ip_in(pid, family, "route", "show", "default").stdout.strip() for family in ("-4", "-6"))
+    return not routes and all(_iptables_in(pid, "-C", *rule).returncode == 0 for rule in no_egress_rules(gateway))
+
+
 def _ip_in(pid: int, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", *argv], capture_output=True, text=True)
