@@ -8,6 +8,7 @@ from kubeforge.facts.types import (
     ClockSample,
     Disks,
     DiskUsage,
+    Dns,
     Macs,
     Memory,
     Modules,
@@ -74,6 +75,16 @@ def parse_os_release(text: str) -> OsInfo:
         pretty_name=values.get("PRETTY_NAME"),
         codename=values.get("VERSION_CODENAME") or values.get("UBUNTU_CODENAME"),
     )
+
+
+def parse_dns(text: str) -> Dns:
+    """The dns section: the resolv.conf's path on the first line, then one name server a line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return Dns()
+    if not lines[0].startswith("/") or any(" " in line for line in lines):
+        return Dns(problem=f"unreadable resolv.conf listing: {text[:80]!r}")
+    return Dns(path=lines[0], nameservers=tuple(lines[1:]))
 
 
 def parse_line(text: str) -> str | None:

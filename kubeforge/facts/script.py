@@ -116,6 +116,13 @@ def sections(etcd_data_dir: str = "/var/lib/etcd") -> tuple[Section, ...]:
         ),
         # what `apt-mark showhold` prints, without its ~1 s of loading the apt cache
         Section("held", "dpkg --get-selections | awk '$2 == \"hold\" { print $1 }'"),
+        # the file the kubelet hands CoreDNS (kubeadm: systemd-resolved's upstream list when resolved runs)
+        Section(
+            "dns",
+            "f=/etc/resolv.conf; if [ \"$(systemctl is-active systemd-resolved 2>/dev/null)\" = active ] "
+            "&& [ -f /run/systemd/resolve/resolv.conf ]; then f=/run/systemd/resolve/resolv.conf; fi; "
+            "echo \"$f\"; awk '$1 == \"nameserver\" && NF > 1 { print $2 }' \"$f\"",
+        ),
         Section(
             "applied",
             "if [ -f /etc/kubeforge/applied.json ]; then cat /etc/kubeforge/applied.json; else echo '#absent'; fi",
@@ -198,6 +205,7 @@ def parse_host_facts(
         held=note("held", parse_software.parse_held(get("held"))),
         applied=note("applied", parse_software.parse_applied(get("applied"))),
         membership=note("membership", parse_software.parse_membership(get("membership"))),
+        dns=note("dns", parse_system.parse_dns(get("dns"))),
         problems=problems,
     )
     return facts

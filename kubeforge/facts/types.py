@@ -215,6 +215,16 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class Dns:
+    """The resolv.conf the kubelet gives pods of dnsPolicy Default (CoreDNS's: kubeadm picks
+    systemd-resolved's upstream file when resolved runs, else /etc/resolv.conf) and its name servers."""
+
+    path: str | None = None  # None: not gathered
+    nameservers: tuple[str, ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class Membership:
     kubelet_conf: bool = False  # /etc/kubernetes/kubelet.conf: the node already joined a cluster
     etcd_data: bool = False  # <etcd data dir>/member exists: an etcd member lived here
@@ -245,6 +255,7 @@ class HostFacts:
     held: Held
     applied: Applied
     membership: Membership
+    dns: Dns = field(default_factory=Dns)
     problems: Mapping[str, str] = field(default_factory=dict)  # fact -> what could not be parsed
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from kubeforge.inventory.cni_images import manifest_images
 from kubeforge.inventory.context import Context, resolve_path
 from kubeforge.inventory.rules_hosts import CONTROL_PLANE_TAINT
 from kubeforge.inventory.rules_spec import backup_directory
@@ -44,6 +45,17 @@ def _manifest(ctx: Context, manifest: str | None) -> str | None:
     if not manifest or manifest.startswith("https://"):
         return manifest
     return str(resolve_path(ctx.base_dir, manifest))
+
+
+def _cni(ctx: Context, name: str, manifest: str | None) -> CniSpec:
+    local = _manifest(ctx, manifest)
+    images: tuple[str, ...] = ()
+    if local and not local.startswith("https://"):
+        try:
+            images = manifest_images(Path(local).read_text(errors="replace"))
+        except (OSError, ValueError):
+            pass  # validation warned already (check_network); `up` reports an unreadable file
+    return CniSpec(manifest=local, name=name, images=images)
 
 
 def _ssh(ctx: Context, doc: SshDoc) -> SshSettings:
@@ -122,7 +134,7 @@ def build(ctx: Context, source: Path) -> Cluster:
         name=ctx.name or "",
         kubernetes_version=parse_kube(s.kubernetes_version),
         network=Network(pod_cidr=n.pod_cidr, service_cidr=n.service_cidr, cluster_domain=n.cluster_domain,
-                        cni=CniSpec(manifest=_manifest(ctx, n.cni.manifest), name=n.cni.name)),
+                        cni=_cni(ctx, n.cni.name, n.cni.manifest)),
         endpoint=endpoint,
         etcd=etcd,
         ssh=ssh,

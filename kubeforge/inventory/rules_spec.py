@@ -7,6 +7,7 @@ import re
 from urllib.parse import urlparse
 
 from kubeforge.inventory import paths
+from kubeforge.inventory.cni_images import manifest_images
 from kubeforge.inventory.context import DNS1123_LABEL, Context, as_ip, is_dns_subdomain, resolve_path
 from kubeforge.inventory.paths import missing, path_problem
 from kubeforge.model.upgrade_path import etcd_step_to
@@ -163,6 +164,9 @@ def _check_manifest(ctx: Context, manifest: str | None) -> None:
     if url.scheme == "https":
         if not url.netloc:
             ctx.error(path, f"'{manifest}' is not a URL")
+        elif ctx.ok("packages") and ctx.spec.packages.source == "offline":
+            ctx.warn(path, "kubectl on the first control plane fetches this URL, and kubeforge cannot list or push "
+                           "the images it runs: on a site with no way out, name a local copy of the manifest")
     elif url.scheme == "http":
         ctx.error(path, "the CNI manifest is applied with cluster-admin rights; fetch it over https")
     elif url.scheme and len(url.scheme) > 1:
@@ -171,6 +175,13 @@ def _check_manifest(ctx: Context, manifest: str | None) -> None:
         ctx.error(path, f"'{manifest}' {problem}")
     elif missing(ctx.base_dir, manifest, paths.is_file):
         ctx.warn(path, f"'{manifest}' does not exist (relative paths are relative to the inventory)")
+    else:
+        try:
+            manifest_images(resolve_path(ctx.base_dir, manifest).read_text(errors="replace"))
+        except OSError as exc:
+            ctx.warn(path, f"'{manifest}' cannot be read: {exc.strerror}")
+        except ValueError as exc:
+            ctx.warn(path, f"'{manifest}' is {exc}: kubeforge cannot list the images it runs")
 
 
 def check_etcd(ctx: Context) -> None:

@@ -147,6 +147,9 @@ class CniSpec:
 
     manifest: str | None  # a local path (relative to the inventory) or an https URL; None: no CNI
     name: str = "custom"  # calico, cilium, flannel, custom...
+    # what a local manifest's pod templates run, normalized (kubeforge.inventory.cni_images), read
+    # when the inventory is loaded; () for a URL, whose content kubeforge never sees
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

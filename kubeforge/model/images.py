@@ -13,8 +13,10 @@ not know, is ``ghcr.io/kube-vip/kube-vip`` upstream and ``<repository>/kube-vip`
 
 Per role: control planes run the control-plane static pods (and etcd's when stacked, and kube-vip in
 kube-vip mode); every node runs kube-proxy and pause; CoreDNS's Deployment tolerates the
-control-plane taint and may land on any node, so every node carries it. Dedicated etcd members run
-etcd from packages or release archives, and balancers run haproxy: no images.
+control-plane taint and may land on any node, so every node carries it. The CNI's images (what a
+local ``network.cni.manifest`` runs, read with the inventory) go to every node too: its DaemonSets run
+everywhere, and its Deployments may land anywhere. They do not change with the Kubernetes version.
+Dedicated etcd members run etcd from packages or release archives, and balancers run haproxy: no images.
 """
 
 from __future__ import annotations
@@ -31,15 +33,24 @@ _UPSTREAM_PREFIX = DEFAULT_IMAGE_REPOSITORY + "/"
 @dataclass(frozen=True, order=True)
 class Image:
     name: str  # repository/name without the tag: registry.k8s.io/kube-apiserver
-    tag: str  # v1.35.0, 3.6.6-0
-    component: str = ""  # what runs it: kube-apiserver, etcd, coredns, pause, kube-vip
+    tag: str  # v1.35.0, 3.6.6-0; or a digest, sha256:... (a CNI manifest may pin one)
+    component: str = ""  # what runs it: kube-apiserver, etcd, coredns, pause, kube-vip, cni
 
     @property
     def ref(self) -> str:
-        return f"{self.name}:{self.tag}"
+        return f"{self.name}{'@' if self.tag.startswith('sha256:') else ':'}{self.tag}"
 
     def __str__(self) -> str:
         return self.ref
+
+
+def cni_image(ref: str) -> Image:
+    """An Image from a normalized reference of the CNI manifest (``name:tag`` or ``name@sha256:...``)."""
+    name, at, digest = ref.partition("@")
+    if at:
+        return Image(name, digest, "cni")
+    name, _, tag = name.rpartition(":")
+    return Image(name, tag, "cni")
 
 
 def _in(repository: str, upstream_name: str) -> str:
@@ -94,7 +105,8 @@ def images_for_host(cluster: Cluster, host: Host, version: KubeVersion | None = 
     out = [k[c] for c in wanted]
     if host.is_control_plane and cluster.endpoint.mode is EndpointMode.KUBE_VIP:
         out.append(kube_vip_image(cluster))
-    return tuple(sorted(out))
+    out += [cni_image(ref) for ref in cluster.network.cni.images]
+    return tuple(sorted(set(out)))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,13 @@ def _assert_gone(index: int, pids: list[int]) -> None:
 
 @pytest.fixture(scope="module")
 def pair(lab_factory):
-    return lab_factory([("fresh", ["control-plane"]), ("keeper", ["worker"])], persistent=["keeper"], with_mirror=False)
+    # with no way out (egress=False): every boot of a machine, power cuts and reboots too, gets it again
+    return lab_factory([("fresh", ["control-plane"]), ("keeper", ["worker"])], persistent=["keeper"], with_mirror=False,
+                       egress=False)
+
+
+def _cut(lab, name: str) -> bool:
+    return network.egress_cut(lab.leader_pid(name), lab.id.gateway)
 
 
 def test_a_hard_stopped_machine_stops_answering_and_the_others_keep_running(pair):
@@ -71,6 +77,7 @@ def test_a_persistent_machine_keeps_its_files_and_host_keys_across_a_power_cut(p
     pair.start_machine("keeper")
     assert _host_key(pair, "keeper") == before
     assert _ssh(pair, "keeper", "cat /home/kube/marker").stdout.strip() == "hello"
+    assert _cut(pair, "keeper")  # a new boot, a new network namespace: cut again
 
 
 def test_a_persistent_machine_reboots_from_inside_and_keeps_its_files(pair):
@@ -81,6 +88,7 @@ def test_a_persistent_machine_reboots_from_inside_and_keeps_its_files(pair):
     assert _ssh(pair, "keeper", "cat /home/kube/reboot-marker").stdout.strip() == "again"
     uuid = pair.exec("keeper", ["cat", "/sys/class/dmi/id/product_uuid"], check=True).stdout.strip()
     assert uuid == pair.machines["keeper"].product_uuid
+    assert _cut(pair, "keeper") and _cut(pair, "fresh")
 
 
 @pytest.mark.slow

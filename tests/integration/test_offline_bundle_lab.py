@@ -1,11 +1,16 @@
-"""`packages.source: offline` on real machines: a bundle built from the lab mirror's files (its Debian
-and Kubernetes .debs in one flat directory indexed by dpkg-scanpackages, plus etcd's release archive),
-an inventory that names no mirror, and `kubeforge up` on one control plane (stacked etcd) and one
-worker. The machines have no route out and no apt source but the one kubeforge writes, so Ready
-nodes prove every package came from the pushed bundle. A bundle with a flipped byte is refused
-before any host is touched; a second `up` pushes nothing; `upgrade --to` the next minor reads the
-same bundle, and its images are
-pushed and imported on every node before the first drain."""
+"""An air-gapped site on real machines: `packages.source: offline` with a bundle built from the lab
+mirror's files (its Debian and Kubernetes .debs in one flat directory indexed by dpkg-scanpackages,
+etcd's release archive, and an OCI archive of every image two consecutive minors need), an inventory
+that names no mirror, and `kubeforge up` on one control plane (stacked etcd) and one worker.
+
+The lab has no way out (``egress=False``, tests/lab/lab.py): no default route, an empty resolv.conf,
+and no connection from a machine to the runner, the lab mirror included; the machines only answer
+SSH from the operator's side. The first test proves that from inside. So Ready nodes prove every
+package and image came from the pushed bundle (apt has no other source, containerd no registry it
+could reach). A bundle with a flipped byte is refused before any host is touched, and one missing an
+image at the images preflight (exit 4), each host's files byte for byte as before; a second `up`
+pushes nothing; `upgrade --to` the next minor reads the same bundle, its images pushed and imported
+on every node before the first drain; `etcd backup` is verified on the operator's side."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -108,7 +114,8 @@ def sources(lab, node: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def olab(lab_factory):
-    return lab_factory([("cp-1", ("control-plane", "etcd")), ("w-1", ("worker",))], kubernetes_version=KUBE)
+    return lab_factory([("cp-1", ("control-plane", "etcd")), ("w-1", ("worker",))], kubernetes_version=KUBE,
+                       egress=False)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +128,80 @@ def good(olab, tmp_path_factory) -> Path:
 
 def node_images(lab, node: str) -> set[str]:
     return set(lab.exec(node, ["ctr", "-n", "k8s.io", "images", "ls", "-q"], check=True).stdout.split())
+
+
+# Everything a run could change on a host: every file (path, type, size, mode, mtime) and directory
+# (path, mode) where packages, configuration, caches and state live, and the package database.
+# systemd's own state aside, and directories' mtimes: preflight's fsync probe writes a file beside
+# etcd's data dir (/var/lib) and removes it (kubeforge/facts/preflight/probes.py), documented.
+FINGERPRINT = r"""
+dirs="/etc /opt /usr/local /usr/bin /usr/sbin /var/lib /var/cache /root /home"
+{ find $dirs -xdev -path /var/lib/systemd -prune -o -type d -printf '%p %y %m\n'
+  find $dirs -xdev -path /var/lib/systemd -prune -o ! -type d -printf '%p %y %s %m %T@\n'; } | sort
+dpkg-query -W -f '${Package} ${Version} ${Status}\n'
+"""
+
+
+def fingerprint(lab, node: str) -> list[str]:
+    res = lab.exec(node, ["sh", "-c", FINGERPRINT], check=True)
+    return res.stdout.splitlines()
+
+
+def changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, list[str]]:
+    """node -> the lines only one of the two fingerprints has (empty when nothing changed)."""
+    return {n: sorted(set(before[n]) ^ set(after[n])) for n in before if before[n] != after[n]}
+
+
+# Run inside a machine: try each (address, port) and print what happened, by errno name.
+CONNECT = r"""
+import errno, json, socket, sys
+out = {}
+for addr, port in json.loads(sys.argv[1]):
+    try:
+        socket.create_connection((addr, port), timeout=5).close()
+        out[f"{addr}:{port}"] = "connected"
+    except OSError as e:
+        out[f"{addr}:{port}"] = errno.errorcode.get(e.errno, str(e)) if e.errno else type(e).__name__
+print(json.dumps(out))
+"""
+
+
+def runner_outside_address() -> str | None:
+    """The runner's own source address towards the world (a route lookup: no packet is sent)."""
+    res = subprocess.run(["ip", "-o", "-4", "route", "get", "192.0.2.1"], capture_output=True, text=True, check=False)
+    words = res.stdout.split()
+    return words[words.index("src") + 1] if "src" in words else None
+
+
+def test_the_lab_machines_have_no_way_out_and_answer_ssh_from_the_operator_side(olab):
+    """No default route, no name server, no connection to the runner (whose mirror is up: the runner
+    itself reads it), and SSH from the runner works."""
+    with urllib.request.urlopen(olab.mirror_url + "/", timeout=10) as r:  # the mirror serves the runner
+        assert r.status == 200
+    port = int(olab.mirror_url.rsplit(":", 1)[1])
+    targets = [(olab.id.gateway, port), (olab.id.gateway, 22), ("192.0.2.1", 443)]
+    outside = runner_outside_address()
+    if outside:
+        targets.append((outside, 22))
+    for n in NODES:
+        for family in ("-4", "-6"):
+            assert olab.exec(n, ["ip", family, "route", "show", "default"], check=True).stdout.strip() == "", n
+        assert "nameserver" not in olab.exec(n, ["cat", "/etc/resolv.conf"], check=True).stdout, n
+        assert olab.exec(n, ["getent", "hosts", "deb.debian.org"]).returncode != 0, n
+        tried = json.loads(olab.exec(n, ["python3", "-c", CONNECT, json.dumps(targets)], check=True).stdout)
+        # the runner (mirror, sshd) refuses the machine at once; anything beyond the bridge has no route
+        assert tried[f"{olab.id.gateway}:{port}"] == "ECONNREFUSED", tried
+        assert tried[f"{olab.id.gateway}:22"] == "ECONNREFUSED", tried
+        assert tried["192.0.2.1:443"] == "ENETUNREACH", tried
+        if outside:
+            assert tried[f"{outside}:22"] == "ENETUNREACH", tried
+        # the other machine is on the same bridge: reachable (refused: nothing listens there yet)
+        other = next(m for m in NODES if m != n)
+        peer = json.loads(olab.exec(n, ["python3", "-c", CONNECT, json.dumps([(olab.address(other), 6443)])],
+                                    check=True).stdout)
+        assert peer == {f"{olab.address(other)}:6443": "ECONNREFUSED"}, peer
+        res = subprocess.run(olab.ssh_argv(n, "true"), capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
 
 
 def test_a_bundle_with_a_flipped_byte_in_kubeadm_is_refused_with_exit_3_before_any_host_is_touched(olab, tmp_path_factory):
@@ -148,8 +229,11 @@ def test_a_bundle_missing_an_image_stops_up_at_the_images_preflight_with_exit_4_
     gone = f"registry.k8s.io/kube-proxy:v{KUBE}"
     doc["images"] = [e for e in doc["images"] if e["ref"] != gone]
     manifest.write_text(json.dumps(doc))
+    (bundle / "images" / f"kube-proxy_v{KUBE}.tar").unlink()
+    before = {n: fingerprint(olab, n) for n in NODES}
     res = kf(inv, "up", "--yes")
     assert res.returncode == 4, res.stdout + res.stderr
+    assert changed(before, {n: fingerprint(olab, n) for n in NODES}) == {}
     for n in NODES:  # every node runs kube-proxy: both named, with the image
         assert f"[{n}] not in containerd and not in the offline bundle: {gone}" in res.stderr, res.stderr
         assert olab.exec(n, ["test", "-e", BUNDLE_DIR]).returncode != 0, n
@@ -161,6 +245,8 @@ def test_a_bundle_missing_an_image_stops_up_at_the_images_preflight_with_exit_4_
 def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
     res = kf(good, "up", "--yes")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for n in NODES:  # no name server on a node: CoreDNS's forward plugin would not start there (a warning)
+        assert f"[{n}] dns: /etc/resolv.conf names no name server" in res.stdout + res.stderr, res.stdout + res.stderr
     nodes = json.loads(olab.exec("cp-1", [*KUBECTL, "sim", "state"], check=True).stdout)["nodes"]
     assert {n for n, v in nodes.items() if v.get("ready")} == set(NODES)
     bundle = good.parent / "bundle"
@@ -183,6 +269,10 @@ def test_up_from_the_bundle_alone_reaches_ready_nodes(olab, good):
     from kubeforge.inventory import load_cluster
     from kubeforge.model.images import images_by_host
     wanted = {h: {i.ref for i in imgs} for h, imgs in images_by_host(load_cluster(good)).items()}
+    # the CNI manifest's images too: kubeforge read them from the manifest, the bundle carried them
+    from kubeforge.inventory.cni_images import manifest_images
+    cni = set(manifest_images(SIM_CNI_MANIFEST))
+    assert cni and all(cni <= wanted[n] for n in NODES)
     for n in NODES:
         assert wanted[n] <= node_images(olab, n), n
     assert any("/etcd:" in r for r in wanted["cp-1"]) and not any("/etcd:" in r for r in wanted["w-1"])
@@ -238,3 +328,21 @@ def test_an_upgrade_to_a_version_the_bundle_lacks_is_refused_with_exit_7_changin
     assert "does not offer kubeadm 1.35.1" in res.stderr and "1.34.2" in res.stderr
     assert {n: olab.exec(n, ["sh", "-c", f"ls -l --time-style=+%s {BUNDLE_DIR}; dpkg -l 'kube*'"]).stdout for n in NODES} == before
     assert not list(d.glob(".kubeforge/*/runs/*/journal.jsonl"))
+
+
+def test_etcd_backup_of_the_air_gapped_cluster_is_verified_on_the_operator_side(olab, good):
+    """Stacked etcd on cp-1 with etcdctl from the bundle's release archive: the snapshot streamed
+    home over SSH, checked (sha256, etcd's integrity trailer) as it arrived and again from disk."""
+    from kubeforge.workflows.etcd.backup import read_verified_snapshot
+
+    res = kf(good, "etcd", "backup", "-o", "json", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    m = json.loads(res.stdout)["manifest"]
+    assert m["verified"] and m["member"] == "cp-1" and m["total_keys"] > 0, m
+    manifest = next(good.parent.glob(f".kubeforge/*/backups/{m['name']}.manifest.json"))
+    read_verified_snapshot(manifest)  # raises on any mismatch
+    assert olab.exec("cp-1", ["sh", "-c", "command -v etcdctl"], check=True).stdout.strip() == "/usr/local/bin/etcdctl"
+    # after up, upgrade and backup, still no way out: nothing kubeforge did added a route or a name server
+    for n in NODES:
+        assert olab.exec(n, ["ip", "route", "show", "default"], check=True).stdout.strip() == "", n
+        assert "nameserver" not in olab.exec(n, ["cat", "/etc/resolv.conf"], check=True).stdout, n

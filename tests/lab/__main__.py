@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kubernetes-version", default=None)
     up.add_argument("--endpoint-mode", default="auto", choices=["auto", "none", "haproxy", "external"])
     up.add_argument("--no-mirror", action="store_true")
+    up.add_argument("--no-egress", action="store_true",
+                    help="no way out: no default route, no DNS, no connection to the runner (the mirror included)")
     up.add_argument("--persistent", default="", help="comma-separated machines whose disk survives stop/start")
     up.add_argument("--inventory-out", help="also copy the inventory here")
     down = sub.add_parser("down", help="stop the lab and remove its bridge and state")
@@ -70,6 +72,7 @@ def _run(args) -> int:
             kubernetes_version=args.kubernetes_version or DEFAULT_KUBERNETES_VERSION,
             endpoint_mode=args.endpoint_mode,
             with_mirror=not args.no_mirror,
+            egress=not args.no_egress,
         ).up()
         if args.inventory_out:
             lab.write_inventory(__import__("pathlib").Path(args.inventory_out))

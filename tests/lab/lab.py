@@ -59,6 +59,10 @@ class Lab:
     kubernetes_version: str | None = DEFAULT_KUBERNETES_VERSION
     endpoint_mode: str = "auto"
     with_mirror: bool = True
+    # False: a site with no way out. The machines get no default route and an empty resolv.conf, and
+    # open no connection to the runner (the lab mirror included); they answer SSH from it, and reach
+    # each other. Packages and images then come only from what kubeforge pushes over SSH.
+    egress: bool = True
     log: object = print
     # the process that tears this lab down (a pytest session); None for a lab booted by hand, which
     # lives until ``down`` and is no leftover while its machines run
@@ -132,7 +136,7 @@ class Lab:
                 self._boot(m)
             self._wait_for_ssh(list(self.machines), timeout)
             for m in self.machines.values():
-                mach.apply_product_uuid(self.leader_pid(m.name), m.product_uuid)
+                self._after_boot(m.name)
             self.reset_known_hosts()
             self.write_inventory()
         except BaseException:
@@ -175,7 +179,7 @@ class Lab:
             raise LabError(f"{name} is already running")
         self._boot(m)
         self._wait_for_ssh([name], timeout)
-        mach.apply_product_uuid(self.leader_pid(name), m.product_uuid)
+        self._after_boot(name)
         self.reset_known_hosts()
 
     def reboot_machine(self, name: str, timeout: float = 120.0) -> None:
@@ -196,7 +200,7 @@ class Lab:
                 raise LabError(f"{name} did not come back from reboot within {timeout:.0f}s; console {self._console(name)}")
             time.sleep(0.1)
         self._wait_for_ssh([name], max(1.0, deadline - time.monotonic()))
-        mach.apply_product_uuid(self.leader_pid(name), m.product_uuid)
+        self._after_boot(name)
 
     def running(self, name: str) -> bool:
         p = self._machine(name).proc
@@ -276,13 +280,20 @@ class Lab:
                         notes.append(f"--- {n}: {inner}")
             raise LabError(str(e) + ("\n" + "\n".join(notes) if notes else "")) from None
 
+    def _after_boot(self, name: str) -> None:
+        """What every boot of a machine gets once its sshd answers (each boot has a new netns)."""
+        pid = self.leader_pid(name)
+        mach.apply_product_uuid(pid, self._machine(name).product_uuid)
+        if not self.egress:
+            network.cut_egress(pid, self.id.gateway)
+
     def _boot(self, m: Machine) -> None:
         assert self.rootfs is not None
         m.proc = mach.boot(
             rootfs=self.rootfs, mdir=self._mdir(m.name), unit=m.unit, hostname=m.name, address=m.address,
             prefixlen=self.id.network.prefixlen, gateway=self.id.gateway, bridge=self.id.bridge,
             machine_id=m.machine_id, hosts_file=self.run_dir / "hosts",
-            persistent=m.spec.persistent,
+            persistent=m.spec.persistent, egress=self.egress,
         )
         self._save()
 
@@ -296,6 +307,7 @@ class Lab:
             "kubernetes_version": self.kubernetes_version,
             "endpoint_mode": self.endpoint_mode,
             "with_mirror": self.with_mirror,
+            "egress": self.egress,
             "mirror": self.mirror_proc.to_json() if self.mirror_proc else None,
             "machines": [
                 {
@@ -322,7 +334,7 @@ class Lab:
         st = json.loads(state_file.read_text())
         specs = [MachineSpec(d["name"], tuple(d["roles"]), d["persistent"]) for d in st["machines"]]
         lab = cls(specs, index=index, kubernetes_version=st["kubernetes_version"], endpoint_mode=st["endpoint_mode"],
-                  with_mirror=st["with_mirror"], log=log)
+                  with_mirror=st["with_mirror"], egress=st.get("egress", True), log=log)
         lab.rootfs = Path(st["rootfs"]) if st["rootfs"] else None
         lab.mirror_proc = Proc.from_json(st["mirror"])
         lab.owner = Proc.from_json(st.get("owner"))

@@ -101,7 +101,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, prefixlen: int, gateway: str,
-         bridge: str, machine_id: str, hosts_file: Path, persistent: bool) -> Proc:
+         bridge: str, machine_id: str, hosts_file: Path, persistent: bool, egress: bool = True) -> Proc:
+    # egress=False (a site with no way out): no route beyond the bridge (never a Gateway= here) and an
+    # empty resolv.conf; the lab removes any default route and closes the runner after boot (network.cut_egress)
     net = _write(mdir / "05-host0.network", f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\n")
     name = _write(mdir / "hostname", hostname + "\n")
     argv = [
@@ -111,6 +113,9 @@ def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, pr
         f"--bind-ro={name}:/etc/hostname",
         f"--bind-ro={hosts_file}:/etc/hosts",
     ]
+    if not egress:
+        # an empty resolv.conf, read-only: the resolver falls back to 127.0.0.1:53, where nothing listens
+        argv += ["--resolv-conf=off", f"--bind-ro={_write(mdir / 'resolv.conf', '')}:/etc/resolv.conf"]
     if persistent:
         root = mount_overlay(rootfs, mdir)
         # a disk that survives makes `systemctl reboot` inside meaningful: boot again on exit 133

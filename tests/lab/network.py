@@ -122,3 +122,40 @@ def allow_ssh_from(pid: int, source: str) -> None:
     rule = ["INPUT", "-s", source, "-p", "tcp", "--dport", "22", "-j", "REJECT", "--reject-with", "tcp-reset"]
     while _iptables_in(pid, "-C", *rule).returncode == 0:
         _iptables_in(pid, "-D", *rule)
+
+
+def no_egress_rules(gateway: str) -> list[list[str]]:
+    """iptables OUTPUT rules for a machine with no way out: it answers SSH from the operator's side
+    (the runner, at the bridge's ``gateway`` address) and opens nothing towards it: not the lab's
+    package mirror, not the runner's sshd, nothing. The other lab machines stay reachable (a cluster
+    needs them); anything beyond the bridge already has no route."""
+    return [
+        ["OUTPUT", "-d", gateway, "-p", "tcp", "--sport", "22", "-j", "ACCEPT"],
+        ["OUTPUT", "-d", gateway, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+        ["OUTPUT", "-d", gateway, "-j", "REJECT"],
+    ]
+
+
+def cut_egress(pid: int, gateway: str) -> None:
+    """Inside one machine's netns: no default route (IPv4 or IPv6) and the rules above."""
+    for family in ("-4", "-6"):
+        while _ip_in(pid, family, "route", "show", "default").stdout.strip():
+            res = _ip_in(pid, family, "route", "del", "default")
+            if res.returncode != 0:
+                raise LabError(f"ip {family} route del default in the netns of pid {pid}: {res.stderr.strip()}")
+    for rule in no_egress_rules(gateway):
+        if _iptables_in(pid, "-C", *rule).returncode == 0:
+            continue
+        res = _iptables_in(pid, "-A", *rule)
+        if res.returncode != 0:
+            raise LabError(f"iptables in the netns of pid {pid}: {res.stderr.strip()}")
+
+
+def egress_cut(pid: int, gateway: str) -> bool:
+    """Whether the machine is as cut_egress leaves it: no default route, every rule in place."""
+    routes = any(_ip_in(pid, family, "route", "show", "default").stdout.strip() for family in ("-4", "-6"))
+    return not routes and all(_iptables_in(pid, "-C", *rule).returncode == 0 for rule in no_egress_rules(gateway))
+
+
+def _ip_in(pid: int, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", *argv], capture_output=True, text=True)

@@ -293,3 +293,21 @@ def test_membership_sees_kubelet_conf_and_etcd_data():
     assert joined.kubeforge_files and joined.etcd_stamp
     interrupted = parse_software.parse_membership(fx("membership", "interrupted"))
     assert interrupted.etcd_stamp and not interrupted.kubelet_conf
+
+
+# --- dns (the resolv.conf the kubelet gives CoreDNS) ------------------------------------------------
+def test_dns_gives_the_resolv_conf_and_its_name_servers():
+    dns = parse_system.parse_dns(fx("dns", "resolved"))
+    assert (dns.path, dns.nameservers, dns.problem) == ("/run/systemd/resolve/resolv.conf", ("192.0.2.53", "2001:db8::53"), None)
+    assert parse_system.parse_dns(fx("dns", "nameserver")).nameservers == ("10.255.255.53",)
+
+
+def test_dns_of_a_host_without_a_name_server_is_known_and_empty():
+    dns = parse_system.parse_dns(fx("dns", "none"))
+    assert (dns.path, dns.nameservers, dns.problem) == ("/etc/resolv.conf", (), None)
+
+
+def test_dns_garbage_is_a_problem_and_an_absent_section_is_simply_unknown():
+    assert "unreadable" in parse_system.parse_dns(fx("dns", "garbage")).problem
+    assert parse_system.parse_dns("") == parse_system.parse_dns("\n")
+    assert parse_system.parse_dns("").path is None and parse_system.parse_dns("").problem is None

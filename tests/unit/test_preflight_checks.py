@@ -362,3 +362,21 @@ def test_a_user_with_passwordless_sudo_passes_and_one_with_sudo_off_fails(cluste
     report = run_preflight(_as_user(cluster, "worker-1", "kube", sudo=False), fleet, now=NOW)
     r = result(report, "worker-1", "sudo")
     assert r.status is Status.FAIL and "ssh.sudo is false" in r.message
+
+
+def test_a_node_whose_resolv_conf_names_no_name_server_warns_that_coredns_will_not_start(cluster, fleet):
+    from kubeforge.facts.parse_system import parse_dns
+
+    none = parse_dns(fx("dns", "none"))
+    for name in fleet:
+        fleet[name] = dataclasses.replace(fleet[name], dns=none)
+    report = run_preflight(cluster, fleet, now=NOW)
+    for node in ("cp-1", "worker-1"):
+        r = result(report, node, "dns")
+        assert r.status is Status.WARN and "/etc/resolv.conf names no name server" in r.message
+        assert "plugin/forward: no nameservers found" in r.message
+    assert report.get("etcd-1", "dns") is None  # a dedicated etcd member runs no CoreDNS
+    assert not report.failed
+    fleet["worker-1"] = dataclasses.replace(fleet["worker-1"], dns=parse_dns(fx("dns", "nameserver")))
+    r = result(run_preflight(cluster, fleet, now=NOW), "worker-1", "dns")
+    assert r.status is Status.PASS and "10.255.255.53" in r.message

@@ -214,6 +214,26 @@ def check_disk(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[Check
     yield (failed if worst == "fail" else warned)(host.name, "disk", "; ".join(m for _, m in results))
 
 
+def check_dns(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
+    """kubeadm's Corefile forwards what is not the cluster's to the node's resolv.conf (``forward .
+    /etc/resolv.conf``), and CoreDNS's forward plugin refuses to start without a name server there
+    ("plugin/forward: no nameservers found", coredns/coredns#5764): on a node of a site with no DNS
+    CoreDNS crash-loops. The cluster still comes up, so this warns."""
+    if not req.is_node(req.effective_roles(cluster, host)):
+        return
+    dns = facts.dns
+    if dns.problem is not None:
+        yield warned(host.name, "dns", f"cannot tell the node's name servers: {dns.problem}")
+    elif dns.path is None:
+        return  # not gathered (an older facts record)
+    elif not dns.nameservers:
+        yield warned(host.name, "dns", f"{dns.path} names no name server: CoreDNS (kubeadm's Corefile: forward . "
+                     "/etc/resolv.conf) exits with 'plugin/forward: no nameservers found' on this node; give the "
+                     "nodes the site's name server, or take the forward line out of the coredns ConfigMap")
+    else:
+        yield passed(host.name, "dns", f"{dns.path}: {', '.join(dns.nameservers)}")
+
+
 def check_sudo(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[CheckResult]:
     """Every change runs as root: as the login user root, or through ``sudo -n`` (never a password
     prompt: there is no terminal to answer it). Judged on what the facts script met, since the login
@@ -242,4 +262,5 @@ HOST_CHECKS: tuple[HostCheck, ...] = (
     check_ports,
     check_cpu_memory,
     check_disk,
+    check_dns,
 )

@@ -15,8 +15,9 @@ Decisions:
   an HTTPS ``GET /v2/`` from the host, with the inventory's CA when it has one; any HTTP answer
   (401 included: the pull will authenticate) is reachable. No endpoint answering fails the check
   (exit 4 in `up`/`upgrade`), naming the registry, what was tried and the images.
-- An upstream registry (registry.k8s.io, ghcr.io) with no mirror is a warning only: whether it is
-  reachable cannot be decided honestly from a host that may or may not have egress.
+- An upstream registry (registry.k8s.io, ghcr.io, docker.io), or any registry the inventory does not
+  configure (a CNI manifest's quay.io), with no mirror is a warning only: whether it is reachable
+  cannot be decided honestly from a host that may or may not have egress.
 - No credentials are sent: the question is whether the registry can be reached, not the password.
 """
 
@@ -55,7 +56,10 @@ def registry_sources(cluster: Cluster, refs: Iterable[str]) -> dict[str, Registr
     out = {}
     for registry in sorted({registry_of(r) for r in refs}):
         endpoints = [u.rstrip("/") for u in mirrors.get(registry, ())]
-        if registry not in UPSTREAM_REGISTRIES:
+        # a private registry is the inventory's (its repository's, or one it has credentials for);
+        # any other one (a CNI manifest's quay.io, say) is as upstream as registry.k8s.io
+        configured = registry == cluster.images.registry or cluster.images.credential_for(registry) is not None
+        if registry not in UPSTREAM_REGISTRIES and configured:
             endpoints.append(f"https://{registry}")
         out[registry] = RegistrySource(registry, tuple(dict.fromkeys(endpoints)))
     return out
