@@ -5,16 +5,24 @@ check` then passes and every renewed leaf verifies against the etcd CA with the 
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
+from tests.faults import journals
+from tests.faults.etcdwire import Client, ClientCerts, Writer
+from tests.faults.etcdwire import QuorumWatcher as FaultWatcher
 from tests.integration.test_etcd_lab import ETCD_PKI, etcdctl, inventory_with
+from tests.terminal import foreground_sigint
 
 pytestmark = pytest.mark.lab
 MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
@@ -139,3 +147,105 @@ def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_tim
     # the applied-config stamp was recorded: etcd install sees the renewed members as converged
     install = kf("etcd", "install", "-i", str(inv), "--yes")
     assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
+
+
+def new_ca_client(store: Path, into: Path) -> ClientCerts:
+    """A client an operator hands the new CA's trust and a certificate from it, once the rotation
+    has written that CA to the store: the CA file holds both CAs (servers show either during the
+    rotation), the client certificate is signed by the new CA alone."""
+    from datetime import UTC, datetime
+
+    from kubeforge.pki import crypto
+
+    rot = store / "rotation" / "etcd-ca" / "etcd"
+    ca_cert = crypto.load_cert((rot / "ca.crt").read_bytes())
+    ca_key = crypto.load_key((rot / "ca.key").read_bytes())
+    key = crypto.generate_key("ecdsa-p256")
+    leaf = crypto.issue_leaf(crypto.LeafSpec(cn="rotation-test-writer", usages=(crypto.CLIENT_AUTH,)), key,
+                             ca_cert, ca_key, days=1, now=datetime.now(UTC))
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (into / "ca.crt").write_bytes((store / "etcd" / "ca.crt").read_bytes() + (rot / "ca.crt").read_bytes())
+    (into / "client.crt").write_bytes(crypto.cert_to_pem(leaf))
+    (into / "client.key").touch(mode=0o600)
+    (into / "client.key").write_bytes(crypto.key_to_pem(key))
+    return ClientCerts(into / "ca.crt", into / "client.crt", into / "client.key")
+
+
+def observers(addresses: list[str], certs: list[ClientCerts], tag: str) -> tuple[Writer, FaultWatcher]:
+    """The fault matrix's writer and quorum watcher, each trying every member with each client."""
+    writer, watcher = Writer(addresses, certs[0], tag), FaultWatcher(addresses, certs[0])
+    for extra in certs[1:]:
+        writer.clients += [Client(a, extra, 2.0) for a in addresses]
+        watcher.clients += [Client(a, extra, 1.0) for a in addresses]
+    writer.start()
+    watcher.start()
+    return writer, watcher
+
+
+def test_rotate_ca_etcd_interrupted_at_a_phase_boundary_resumes_to_the_new_ca_alone_without_losing_a_write(
+        short_lived, tmp_path):
+    lab, inv = short_lived
+    store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
+    runs = store.parent / "runs"
+    addresses = [lab.address(m) for m in MEMBERS]
+    old = ClientCerts.fetch(lab, "etcd-1", tmp_path / "old")
+    old_ca = (store / "etcd" / "ca.crt").read_bytes()
+
+    # phase 1 under a writer and a quorum watcher holding the old CA's client; Ctrl-C once phase 1
+    # is recorded (the run's journal has the local record step done)
+    writer1, watcher1 = observers(addresses, [old], "rotate1")
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "certs", "rotate-ca", "--ca", "etcd", "-i", str(inv),
+                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=foreground_sigint, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            _, recs = journals.attempt(runs, proc.pid)
+            if any(s["step"].startswith("RecordTrustBothCAs/") and s.get("status") == "done"
+                   for s in journals.steps(recs)):
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        writer1.stop()
+        watcher1.stop()
+    assert proc.returncode == 8, out + err
+    state = json.loads((store / "rotation" / "etcd-ca" / "state.json").read_text())
+    assert state["phasesDone"] == 1, state
+    blocked = kf("certs", "renew", "-i", str(inv), "--all", "--yes")
+    assert blocked.returncode == 7 and "rotation of the etcd CA is in progress" in blocked.stderr, blocked.stderr
+
+    # the rest under clients holding both: the old CA's (refused by the end) and the new CA's
+    new = new_ca_client(store, tmp_path / "new")
+    writer2, watcher2 = observers(addresses, [new, old], "rotate2")
+    try:
+        resumed = kf("certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--resume", "--yes")
+    finally:
+        writer2.stop()
+        watcher2.stop()
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    for w, name in ((writer1, "phase 1"), (writer2, "phases 2-3")):
+        assert len(w.acked) > 10 and w.lost(addresses, new) == [], (name, w.lost(addresses, new))
+    assert watcher1.losses() == [] and watcher2.losses() == [], (watcher1.gaps(), watcher2.gaps())
+    assert watcher1.samples and watcher2.samples
+
+    assert not (store / "rotation" / "etcd-ca").exists()
+    new_ca = (store / "etcd" / "ca.crt").read_bytes()
+    assert new_ca != old_ca
+    for m in MEMBERS:
+        assert lab.exec(m, ["cat", f"{ETCD_PKI}/ca.crt"]).stdout == new_ca.decode()  # the new CA alone
+        leaves = [f"{ETCD_PKI}/{n}.crt" for n in ("server", "peer", "healthcheck-client")]
+        ok = lab.exec(m, ["openssl", "verify", "-CAfile", f"{ETCD_PKI}/ca.crt", *leaves])
+        assert ok.returncode == 0 and ok.stdout.count(": OK") == 3, ok.stdout + ok.stderr
+    # real etcd refuses a client certificate from the old CA and takes one from the new CA
+    refused = ClientCerts(new.ca, old.cert, old.key)
+    with pytest.raises((OSError, http.client.HTTPException)):
+        Client(addresses[1], refused, timeout=5.0).put("/kf/rotate/old-client", "x")
+    Client(addresses[1], new, timeout=5.0).put("/kf/rotate/new-client", "x")
+    # the store and the hosts agree, and etcd install sees nothing to change
+    install = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
+    again = kf("certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--dry-run")
+    assert again.returncode == 0 and "Phase 1/3" in again.stdout, again.stdout + again.stderr
+    assert not (store / "rotation").exists() or not any((store / "rotation").iterdir())  # a dry run writes nothing
