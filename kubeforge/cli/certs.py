@@ -187,8 +187,7 @@ def rotate_ca_cmd(
 
     Example: kubeforge certs rotate-ca --ca etcd -i inventories/ha-external-etcd.yaml --dry-run
     """
-    from kubeforge.cli.common import resume_value, session
-    from kubeforge.cli.etcd import _run_plan
+    from kubeforge.cli.common import resume_value, run_plan, session
     from kubeforge.inventory import load_cluster
     from kubeforge.workflows.certs_rotate import check_ca, plan_rotate_ca
 
@@ -197,7 +196,8 @@ def rotate_ca_cmd(
     check_ca(cluster, ca)  # refused before any host is contacted
     with session(cluster, "certs-rotate-ca") as (run_log, pool):
         plan = plan_rotate_ca(cluster, pool, ca=ca, write_store=not dry_run)
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run)
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run,
+                 converged="nothing changed: the etcd CA rotation had already converged")
 
 
 def register(app: typer.Typer) -> None:
