@@ -212,3 +212,20 @@ def test_phases_the_store_records_as_done_are_planned_as_done(cluster):
     # all three recorded but the store not yet handed the new set: only that (idempotent) step is left
     plan, recorded = plan_for(cluster, r, 3)
     assert [p.name for p in plan.phases if not p.is_noop] == ["ControlPlanesNotSetUp", "RecordDropOldCA"]
+
+
+@pytest.mark.parametrize(("inventory", "ca", "says"), [
+    ("ha-external-etcd.yaml", "kubernetes", "not supported yet: rotating the kubernetes CA"),
+    ("ha-external-etcd.yaml", "front-proxy", "not supported yet: rotating the front-proxy CA"),
+    ("ha-stacked-haproxy.yaml", "etcd", "not supported yet: rotating the etcd CA of stacked etcd"),
+])
+def test_the_command_refuses_what_it_does_not_rotate_before_any_host_or_file(capsys, inventory, ca, says):
+    from kubeforge.cli.app import run
+
+    inv = Path(__file__).parents[2] / "inventories" / inventory
+    state = inv.parent / ".kubeforge"
+    existed = state.exists()
+    code = run(["certs", "rotate-ca", "--ca", ca, "-i", str(inv)])
+    err = capsys.readouterr().err
+    assert code == 7 and says in err, err
+    assert state.exists() == existed  # no run log, no store: nothing was written

@@ -32,11 +32,11 @@ from kubeforge.plan.strategy import rolling, serial
 
 WORKFLOW = "certs rotate-ca"
 APISERVER_ETCD_CA = f"{KUBE_PKI}/etcd/ca.crt"
-# (phase number, name stem, what the hosts hold once it is done)
+# (phase number, name stem, what the hosts hold once it is done, why etcd / kube-apiserver restarts)
 STAGES = (
-    (1, "TrustBothCAs", "trust the old and the new etcd CA"),
-    (2, "ReissueLeaves", "re-issue every etcd leaf from the new CA"),
-    (3, "DropOldCA", "trust the new etcd CA alone"),
+    (1, "TrustBothCAs", "trust the old and the new etcd CA", "trusting the old and the new etcd CA"),
+    (2, "ReissueLeaves", "re-issue every etcd leaf from the new CA", "on certificates from the new etcd CA"),
+    (3, "DropOldCA", "trust the new etcd CA alone", "trusting the new etcd CA alone"),
 )
 
 
@@ -68,7 +68,7 @@ def rotation_plan(
         phases.append(warning_phase(
             f"{', '.join(not_set_up)}: no API server etcd client files there yet (not set up): nothing to "
             "restart; `up` puts the new CA's files there", name="ControlPlanesNotSetUp"))
-    for n, stem, what in STAGES:
+    for n, stem, what, why in STAGES:
         title = (f"Record phase {n}/3 done in the local store" if n < 3
                  else "Record phase 3/3 done; the store takes the new etcd CA and leaves")
         record_phase = PhasePlan.of(name=f"Record{stem}", title=title, strategy=serial(),
@@ -82,13 +82,15 @@ def rotation_plan(
         phases.append(PhasePlan.of(
             name=f"{stem}OnMembers", title=f"Phase {n}/3: etcd members {what} (one member at a time)",
             strategy=rolling(),
-            lanes=[(m, member_lane(cluster, m, member_files[n][m], config_files[m])) for m in members],
+            lanes=[(m, member_lane(cluster, m, member_files[n][m], config_files[m], restart_title=f"Restart etcd {why}"))
+                   for m in members],
             reason_if_empty="no etcd member"))
         phases.append(PhasePlan.of(
             name=f"{stem}OnApiServers",
             title=f"Phase {n}/3: API servers {what} (one control plane at a time)",
             strategy=rolling(),
-            lanes=[(cp, apiserver_lane(cluster, cp, apiserver_files[n][cp], GATE_TIMEOUT_S)) for cp in apiservers],
+            lanes=[(cp, apiserver_lane(cluster, cp, apiserver_files[n][cp], GATE_TIMEOUT_S,
+                                       restart_title=f"Restart kube-apiserver {why}")) for cp in apiservers],
             reason_if_empty="no API server talks to etcd yet"))
         phases.append(record_phase)
     return Plan(WORKFLOW, tuple(phases))
