@@ -182,49 +182,61 @@ def observers(addresses: list[str], certs: list[ClientCerts], tag: str) -> tuple
     return writer, watcher
 
 
-def test_rotate_ca_etcd_interrupted_at_a_phase_boundary_resumes_to_the_new_ca_alone_without_losing_a_write(
+def interrupt_once_done(runs: Path, step_prefix: str, *args: str) -> subprocess.CompletedProcess:
+    """Run kubeforge as a terminal's foreground job; Ctrl-C as soon as its journal has a step whose
+    id starts with ``step_prefix`` done (a phase boundary: the local step recording the phase)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=foreground_sigint, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        _, recs = journals.attempt(runs, proc.pid)
+        if any(s["step"].startswith(step_prefix) and s.get("status") == "done" for s in journals.steps(recs)):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_rotate_ca_etcd_interrupted_at_phase_boundaries_converges_on_the_new_ca_alone_without_losing_a_write(
         short_lived, tmp_path):
     lab, inv = short_lived
     store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
     runs = store.parent / "runs"
+    state_file = store / "rotation" / "etcd-ca" / "state.json"
     addresses = [lab.address(m) for m in MEMBERS]
     old = ClientCerts.fetch(lab, "etcd-1", tmp_path / "old")
     old_ca = (store / "etcd" / "ca.crt").read_bytes()
+    rotate = ("certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--yes")
 
-    # phase 1 under a writer and a quorum watcher holding the old CA's client; Ctrl-C once phase 1
-    # is recorded (the run's journal has the local record step done)
+    # phase 1 under a writer and a quorum watcher holding the old CA's client; Ctrl-C once it is recorded
     writer1, watcher1 = observers(addresses, [old], "rotate1")
-    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "certs", "rotate-ca", "--ca", "etcd", "-i", str(inv),
-                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=foreground_sigint, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            _, recs = journals.attempt(runs, proc.pid)
-            if any(s["step"].startswith("RecordTrustBothCAs/") and s.get("status") == "done"
-                   for s in journals.steps(recs)):
-                os.killpg(proc.pid, signal.SIGINT)
-                break
-            time.sleep(0.02)
-        out, err = proc.communicate(timeout=300)
+        first = interrupt_once_done(runs, "RecordTrustBothCAs/", *rotate)
     finally:
         writer1.stop()
         watcher1.stop()
-    assert proc.returncode == 8, out + err
-    state = json.loads((store / "rotation" / "etcd-ca" / "state.json").read_text())
-    assert state["phasesDone"] == 1, state
+    assert first.returncode == 8, first.stdout + first.stderr
+    assert json.loads(state_file.read_text())["phasesDone"] == 1
     blocked = kf("certs", "renew", "-i", str(inv), "--all", "--yes")
     assert blocked.returncode == 7 and "rotation of the etcd CA is in progress" in blocked.stderr, blocked.stderr
 
-    # the rest under clients holding both: the old CA's (refused by the end) and the new CA's
+    # the rest under clients holding both: the old CA's (refused by the end) and the new CA's.
+    # --resume, Ctrl-C again once phase 2 is recorded; then a fresh run planned from the store's record
     new = new_ca_client(store, tmp_path / "new")
     writer2, watcher2 = observers(addresses, [new, old], "rotate2")
     try:
-        resumed = kf("certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--resume", "--yes")
+        second = interrupt_once_done(runs, "RecordReissueLeaves/", *rotate, "--resume")
+        assert second.returncode == 8, second.stdout + second.stderr
+        assert json.loads(state_file.read_text())["phasesDone"] == 2
+        third = kf(*rotate)
     finally:
         writer2.stop()
         watcher2.stop()
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert third.returncode == 0, third.stdout + third.stderr
+    # planned from the store's record: only phase 3 ran (the progress lines name each restart)
+    restarts = [line for line in third.stderr.splitlines() if line.startswith("[etcd-") and "Restart etcd" in line]
+    assert len(restarts) == 3 and all("trusting the new etcd CA alone" in r for r in restarts), third.stderr
     for w, name in ((writer1, "phase 1"), (writer2, "phases 2-3")):
         assert len(w.acked) > 10 and w.lost(addresses, new) == [], (name, w.lost(addresses, new))
     assert watcher1.losses() == [] and watcher2.losses() == [], (watcher1.gaps(), watcher2.gaps())
@@ -243,9 +255,6 @@ def test_rotate_ca_etcd_interrupted_at_a_phase_boundary_resumes_to_the_new_ca_al
     with pytest.raises((OSError, http.client.HTTPException)):
         Client(addresses[1], refused, timeout=5.0).put("/kf/rotate/old-client", "x")
     Client(addresses[1], new, timeout=5.0).put("/kf/rotate/new-client", "x")
-    # the store and the hosts agree, and etcd install sees nothing to change
+    # the store and the hosts agree: etcd install sees nothing to change
     install = kf("etcd", "install", "-i", str(inv), "--yes")
     assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
-    again = kf("certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--dry-run")
-    assert again.returncode == 0 and "Phase 1/3" in again.stdout, again.stdout + again.stderr
-    assert not (store / "rotation").exists() or not any((store / "rotation").iterdir())  # a dry run writes nothing
