@@ -15,10 +15,13 @@ directory goes. While it exists, nothing else may issue from the store (``refuse
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,13 +124,19 @@ def _write_state(store: Store, state: RotationState) -> None:
 def start(cluster: Cluster, *, root: Path | None = None, now: datetime | None = None) -> EtcdRotation:
     """Load the rotation under way, or begin one: the new CA written first, then the state, then the
     leaves it signs. ``root`` elsewhere (a dry run's scratch directory) leaves the store untouched."""
+    now = now or datetime.now(UTC)
+    if root is not None:
+        return _start(cluster, root, now, real=False)
+    # two runs started at once (before the run engine's locks) must not make two new CAs: the second
+    # waits here and loads the first one's; the engine's lock then refuses one of them
+    with _exclusive(cluster.pki_dir / ROTATION / ".lock"):
+        _drop_committed(cluster)
+        return _start(cluster, rotation_dir(cluster), now, real=True)
+
+
+def _start(cluster: Cluster, root: Path, now: datetime, *, real: bool) -> EtcdRotation:
     from kubeforge.pki.ensure import ensure_etcd_leaves, load_pki
 
-    now = now or datetime.now(UTC)
-    real = root is None
-    root = root or rotation_dir(cluster)
-    if real:
-        _drop_committed(cluster)
     old = load_pki(cluster)
     store = Store(root)
     state = read_state(cluster) if real else None
@@ -200,6 +209,17 @@ def commit(cluster: Cluster) -> bool:
     _fsync_dir(root.parent)
     _drop_committed(cluster)
     return True
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    Store(path.parent.parent).ensure_dir(path.parent.name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _drop_committed(cluster: Cluster) -> None:

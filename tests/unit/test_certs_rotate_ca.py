@@ -63,6 +63,15 @@ def test_the_new_ca_is_written_before_planning_and_never_generated_again(cluster
     assert store_bytes(cluster) == kept  # a second start writes nothing
 
 
+def test_a_rotation_planned_in_a_scratch_directory_leaves_the_store_as_it_was(cluster, tmp_path):
+    kept = store_bytes(cluster)
+    scratch = tmp_path / "scratch"
+    r = ca_rotation.start(cluster, root=scratch, now=NOW)
+    assert r.new.etcd_ca.cert_pem != r.old.etcd_ca.cert_pem and (scratch / "etcd/ca.key").is_file()
+    assert store_bytes(cluster) == kept and not ca_rotation.rotation_dir(cluster).exists()
+    ensure_pki(cluster, now=NOW)  # no rotation under way
+
+
 def test_a_rotation_refuses_a_new_ca_file_it_did_not_record(cluster):
     ca_rotation.start(cluster, now=NOW)
     root = ca_rotation.rotation_dir(cluster)
