@@ -93,62 +93,6 @@ def only_the_unbuilt_control_plane(differences: list[str]) -> bool:
                                      for d in differences)
 
 
-def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_time_and_verify(short_lived):
-    lab, inv = short_lived
-    before = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
-    assert before.returncode == 9, before.stdout + before.stderr
-    doc = json.loads(before.stdout)
-    servers = host_certs(doc, f"{ETCD_PKI}/server.crt")
-    assert sorted(servers) == list(MEMBERS)
-    assert all(c["expiring"] and c["daysLeft"] <= 20 and c["store"] == "same" for c in servers.values())
-    assert servers["etcd-2"]["issuer"] == "CN=etcd-ca" and lab.address("etcd-2") in servers["etcd-2"]["sans"]
-    assert doc["error"]["exit_code"] == 9
-    assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
-
-    set_leaf_days(inv, 365)  # the operator gives the renewed leaves a year
-    store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
-    kept = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
-    dry = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--dry-run")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "Restart etcd on its renewed certificates" in dry.stdout and "PRIVATE KEY" not in dry.stdout
-    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == kept  # a dry run re-issues nothing
-    assert etcdctl(lab, "etcd-1", "put", "/kf/certs", "kept").returncode == 0
-    watcher = QuorumWatcher(lab)
-    watcher.start()
-    try:
-        renew = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
-    finally:
-        watcher.stop.set()
-        watcher.join(timeout=60)
-    assert renew.returncode == 0, renew.stdout + renew.stderr
-    assert watcher.reads > 0 and watcher.lost == [], watcher.lost[:3]
-    # progress lines ("[host] title … done"): one restart per member, each after the previous gate
-    progress = [line for line in renew.stderr.splitlines() if line.startswith("[")]
-    restarts = [i for i, line in enumerate(progress) if "Restart etcd on its renewed certificates" in line]
-    gates = [i for i, line in enumerate(progress) if "Wait for etcd healthy" in line]
-    assert len(restarts) == 3 and len(gates) == 3, progress
-    assert restarts[0] < gates[0] < restarts[1] < gates[1] < restarts[2] < gates[2], progress
-    assert etcdctl(lab, "etcd-3", "get", "/kf/certs", "--print-value-only").stdout.strip() == "kept"
-
-    after = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
-    assert after.returncode == 0, after.stdout + after.stderr
-    doc = json.loads(after.stdout)
-    for path in ("server.crt", "peer.crt", "healthcheck-client.crt"):
-        found = host_certs(doc, f"{ETCD_PKI}/{path}")
-        assert sorted(found) == list(MEMBERS) and all(c["daysLeft"] >= 364 for c in found.values()), found
-        assert {c["sha256"] for c in found.values()} != {c["sha256"] for c in servers.values()}
-    assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
-    for m in MEMBERS:
-        leaves = [f"{ETCD_PKI}/{n}.crt" for n in ("server", "peer", "healthcheck-client")]
-        ok = lab.exec(m, ["openssl", "verify", "-CAfile", f"{ETCD_PKI}/ca.crt", *leaves])
-        assert ok.returncode == 0 and ok.stdout.count(": OK") == 3, ok.stdout + ok.stderr
-    again = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
-    assert again.returncode == 0 and "nothing to renew" in again.stdout, again.stdout + again.stderr
-    # the applied-config stamp was recorded: etcd install sees the renewed members as converged
-    install = kf("etcd", "install", "-i", str(inv), "--yes")
-    assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
-
-
 def new_ca_client(store: Path, into: Path) -> ClientCerts:
     """A client an operator hands the new CA's trust and a certificate from it, once the rotation
     has written that CA to the store: the CA file holds both CAs (servers show either during the
@@ -258,3 +202,60 @@ def test_rotate_ca_etcd_interrupted_at_phase_boundaries_converges_on_the_new_ca_
     # the store and the hosts agree: etcd install sees nothing to change
     install = kf("etcd", "install", "-i", str(inv), "--yes")
     assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
+
+
+def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_time_and_verify(short_lived):
+    lab, inv = short_lived
+    before = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
+    assert before.returncode == 9, before.stdout + before.stderr
+    doc = json.loads(before.stdout)
+    servers = host_certs(doc, f"{ETCD_PKI}/server.crt")
+    assert sorted(servers) == list(MEMBERS)
+    assert all(c["expiring"] and c["daysLeft"] <= 20 and c["store"] == "same" for c in servers.values())
+    assert servers["etcd-2"]["issuer"] == "CN=etcd-ca" and lab.address("etcd-2") in servers["etcd-2"]["sans"]
+    assert doc["error"]["exit_code"] == 9
+    assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
+
+    set_leaf_days(inv, 365)  # the operator gives the renewed leaves a year
+    store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
+    kept = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    dry = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Restart etcd on its renewed certificates" in dry.stdout and "PRIVATE KEY" not in dry.stdout
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == kept  # a dry run re-issues nothing
+    assert etcdctl(lab, "etcd-1", "put", "/kf/certs", "kept").returncode == 0
+    watcher = QuorumWatcher(lab)
+    watcher.start()
+    try:
+        renew = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
+    finally:
+        watcher.stop.set()
+        watcher.join(timeout=60)
+    assert renew.returncode == 0, renew.stdout + renew.stderr
+    assert watcher.reads > 0 and watcher.lost == [], watcher.lost[:3]
+    # progress lines ("[host] title … done"): one restart per member, each after the previous gate
+    progress = [line for line in renew.stderr.splitlines() if line.startswith("[")]
+    restarts = [i for i, line in enumerate(progress) if "Restart etcd on its renewed certificates" in line]
+    gates = [i for i, line in enumerate(progress) if "Wait for etcd healthy" in line]
+    assert len(restarts) == 3 and len(gates) == 3, progress
+    assert restarts[0] < gates[0] < restarts[1] < gates[1] < restarts[2] < gates[2], progress
+    assert etcdctl(lab, "etcd-3", "get", "/kf/certs", "--print-value-only").stdout.strip() == "kept"
+
+    after = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
+    assert after.returncode == 0, after.stdout + after.stderr
+    doc = json.loads(after.stdout)
+    for path in ("server.crt", "peer.crt", "healthcheck-client.crt"):
+        found = host_certs(doc, f"{ETCD_PKI}/{path}")
+        assert sorted(found) == list(MEMBERS) and all(c["daysLeft"] >= 364 for c in found.values()), found
+        assert {c["sha256"] for c in found.values()} != {c["sha256"] for c in servers.values()}
+    assert only_the_unbuilt_control_plane(doc["differences"]), doc["differences"]
+    for m in MEMBERS:
+        leaves = [f"{ETCD_PKI}/{n}.crt" for n in ("server", "peer", "healthcheck-client")]
+        ok = lab.exec(m, ["openssl", "verify", "-CAfile", f"{ETCD_PKI}/ca.crt", *leaves])
+        assert ok.returncode == 0 and ok.stdout.count(": OK") == 3, ok.stdout + ok.stderr
+    again = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
+    assert again.returncode == 0 and "nothing to renew" in again.stdout, again.stdout + again.stderr
+    # the applied-config stamp was recorded: etcd install sees the renewed members as converged
+    install = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
+
