@@ -258,4 +258,3 @@ def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_tim
     # the applied-config stamp was recorded: etcd install sees the renewed members as converged
     install = kf("etcd", "install", "-i", str(inv), "--yes")
     assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
-
