@@ -166,5 +166,39 @@ def renew_cmd(
         if not dry_run and report.outcome == "succeeded":
             refresh_local_admin(cluster, pool, plan)
 
+@certs_app.command("rotate-ca")
+def rotate_ca_cmd(
+    run: str | None = RUN_ARG,
+    inventory: Path = INVENTORY,
+    ca: str = typer.Option(..., "--ca", metavar="etcd|kubernetes|front-proxy", help="The CA to rotate."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted rotation in its journal."),
+    dry_run: bool = DRY_RUN,
+    yes: bool = YES,
+    break_lock: bool = BREAK_LOCK,
+    output: Output = OUTPUT,
+) -> None:
+    """Rotate a CA without downtime, in three phases rolled one host at a time behind health gates:
+    both CAs trusted everywhere; every leaf re-issued from the new CA; the old CA dropped.
+
+    The new CA is written to the local store before anything changes and the store records each
+    phase when it is done, so an interrupted rotation goes on where it stopped (with --resume, or a
+    new run planned from the store's record); until it ends, nothing else may issue certificates
+    from the store. Only the etcd CA of external etcd is rotated by this version (exit 7 otherwise).
+
+    Example: kubeforge certs rotate-ca --ca etcd -i inventories/ha-external-etcd.yaml --dry-run
+    """
+    from kubeforge.cli.common import resume_value, run_plan, session
+    from kubeforge.inventory import load_cluster
+    from kubeforge.workflows.certs_rotate import check_ca, plan_rotate_ca
+
+    resume_run = resume_value(resume, run)
+    cluster = load_cluster(inventory)
+    check_ca(cluster, ca)  # refused before any host is contacted
+    with session(cluster, "certs-rotate-ca") as (run_log, pool):
+        plan = plan_rotate_ca(cluster, pool, ca=ca, write_store=not dry_run)
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run,
+                 converged="nothing changed: the etcd CA rotation had already converged")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(certs_app, name="certs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 
@@ -195,6 +196,9 @@ def _build(cluster: Cluster, *, now: datetime | None, create: bool, renew: froze
         )
     store = Store(cluster.pki_dir)
     if create:
+        from kubeforge.pki.ca_rotation import refuse_while_rotating
+
+        refuse_while_rotating(cluster)  # the store's CA is about to change: nothing else may issue from it
         store.ensure_dir()
     elif not store.root.is_dir():
         raise PkiStoreError(
@@ -216,28 +220,10 @@ def _build(cluster: Cluster, *, now: datetime | None, create: bool, renew: froze
         raise ValueError(f"not leaf items of this PKI: {', '.join(sorted(unknown))}")
     (etcd_ca, etcd_key), (kube_ca, _), (fp_ca, _) = (run.ca(*spec) for spec in CAS)
     sa = run.service_account()
-    servers: dict[str, CertPair] = {}
-    peers: dict[str, CertPair] = {}
-    both = (SERVER_AUTH, CLIENT_AUTH)  # members dial each other, so each cert is also a client
-    for host in cluster.etcd_members:
-        sans = member_sans(host)
-        servers[host.name] = run.leaf(
-            f"etcd-server/{host.name}", member_rel(host.name, "server"),
-            LeafSpec(cn=host.name, usages=both, sans=sans), etcd_ca, etcd_key, "etcd-ca",
-        )
-        peers[host.name] = run.leaf(
-            f"etcd-peer/{host.name}", member_rel(host.name, "peer"),
-            LeafSpec(cn=host.name, usages=both, sans=sans), etcd_ca, etcd_key, "etcd-ca",
-        )
-    health = run.leaf(
-        *HEALTHCHECK, LeafSpec(cn="kube-etcd-healthcheck-client", usages=(CLIENT_AUTH,)),
-        etcd_ca, etcd_key, "etcd-ca",
-    )
-    api = run.leaf(
-        *APISERVER_ETCD,
-        LeafSpec(cn="kube-apiserver-etcd-client", org="system:masters", usages=(CLIENT_AUTH,)),
-        etcd_ca, etcd_key, "etcd-ca",
-    )
+    leaves = _etcd_leaves(run, cluster, etcd_ca, etcd_key)
+    servers = {h.name: leaves[f"etcd-server/{h.name}"] for h in cluster.etcd_members}
+    peers = {h.name: leaves[f"etcd-peer/{h.name}"] for h in cluster.etcd_members}
+    health, api = leaves[HEALTHCHECK[0]], leaves[APISERVER_ETCD[0]]
     bundle = PkiBundle(
         pki_dir=store.root,
         etcd_ca=etcd_ca,
@@ -252,12 +238,37 @@ def _build(cluster: Cluster, *, now: datetime | None, create: bool, renew: froze
     return PkiResult(bundle=bundle, changes=run.changes)
 
 
+def etcd_leaf_specs(cluster: Cluster) -> list[tuple[str, str, LeafSpec]]:
+    """Every leaf the etcd CA signs: (item, store path without extension, what it must say)."""
+    both = (SERVER_AUTH, CLIENT_AUTH)  # members dial each other, so each cert is also a client
+    out: list[tuple[str, str, LeafSpec]] = []
+    for host in cluster.etcd_members:
+        spec = LeafSpec(cn=host.name, usages=both, sans=member_sans(host))
+        out.append((f"etcd-server/{host.name}", member_rel(host.name, "server"), spec))
+        out.append((f"etcd-peer/{host.name}", member_rel(host.name, "peer"), spec))
+    out.append((*HEALTHCHECK, LeafSpec(cn="kube-etcd-healthcheck-client", usages=(CLIENT_AUTH,))))
+    out.append((*APISERVER_ETCD, LeafSpec(cn="kube-apiserver-etcd-client", org="system:masters",
+                                          usages=(CLIENT_AUTH,))))
+    return out
+
+
+def _etcd_leaves(run: _Run, cluster: Cluster, ca: CertPair, ca_key: crypto.PrivateKey) -> dict[str, CertPair]:
+    return {item: run.leaf(item, rel, spec, ca, ca_key, "etcd-ca") for item, rel, spec in etcd_leaf_specs(cluster)}
+
+
+def ensure_etcd_leaves(cluster: Cluster, root: Path, ca: CertPair, ca_key: crypto.PrivateKey, *,
+                       now: datetime | None = None) -> dict[str, CertPair]:
+    """The etcd leaves under ``root`` (a store of their own: a CA rotation's next set), issued from
+    ``ca`` by the same rules as the main store's: kept while they fit and are signed by ``ca``."""
+    run = _Run(store=Store(root), key_type=cluster.pki.key_type, ca_days=cluster.pki.ca_days,
+               leaf_days=cluster.pki.leaf_days, now=now or datetime.now(UTC), create=True, changes=[],
+               signers={"etcd-ca": ca_key})
+    return _etcd_leaves(run, cluster, ca, ca_key)
+
+
 def leaf_items(cluster: Cluster) -> list[str]:
     """The store's leaf items for this inventory (what ``renew`` may name)."""
-    out = []
-    for host in cluster.etcd_members:
-        out += [f"etcd-server/{host.name}", f"etcd-peer/{host.name}"]
-    return [*out, HEALTHCHECK[0], APISERVER_ETCD[0]]
+    return [item for item, _, _ in etcd_leaf_specs(cluster)]
 
 
 def ensure_pki(cluster: Cluster, *, now: datetime | None = None, renew: frozenset[str] = frozenset(),

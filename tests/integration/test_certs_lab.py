@@ -5,16 +5,24 @@ check` then passes and every renewed leaf verifies against the etcd CA with the 
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
+from tests.faults import journals
+from tests.faults.etcdwire import Client, ClientCerts, Writer
+from tests.faults.etcdwire import QuorumWatcher as FaultWatcher
 from tests.integration.test_etcd_lab import ETCD_PKI, etcdctl, inventory_with
+from tests.terminal import foreground_sigint
 
 pytestmark = pytest.mark.lab
 MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
@@ -83,6 +91,117 @@ def only_the_unbuilt_control_plane(differences: list[str]) -> bool:
     plane files are (rightly) reported missing there, and nothing else differs."""
     return bool(differences) and all(d.startswith("etcd-1: /etc/kubernetes/pki/") and "is missing" in d
                                      for d in differences)
+
+
+def new_ca_client(store: Path, into: Path) -> ClientCerts:
+    """A client an operator hands the new CA's trust and a certificate from it, once the rotation
+    has written that CA to the store: the CA file holds both CAs (servers show either during the
+    rotation), the client certificate is signed by the new CA alone."""
+    from datetime import UTC, datetime
+
+    from kubeforge.pki import crypto
+
+    rot = store / "rotation" / "etcd-ca" / "etcd"
+    ca_cert = crypto.load_cert((rot / "ca.crt").read_bytes())
+    ca_key = crypto.load_key((rot / "ca.key").read_bytes())
+    key = crypto.generate_key("ecdsa-p256")
+    leaf = crypto.issue_leaf(crypto.LeafSpec(cn="rotation-test-writer", usages=(crypto.CLIENT_AUTH,)), key,
+                             ca_cert, ca_key, days=1, now=datetime.now(UTC))
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (into / "ca.crt").write_bytes((store / "etcd" / "ca.crt").read_bytes() + (rot / "ca.crt").read_bytes())
+    (into / "client.crt").write_bytes(crypto.cert_to_pem(leaf))
+    (into / "client.key").touch(mode=0o600)
+    (into / "client.key").write_bytes(crypto.key_to_pem(key))
+    return ClientCerts(into / "ca.crt", into / "client.crt", into / "client.key")
+
+
+def observers(addresses: list[str], certs: list[ClientCerts], tag: str) -> tuple[Writer, FaultWatcher]:
+    """The fault matrix's writer and quorum watcher, each trying every member with each client."""
+    writer, watcher = Writer(addresses, certs[0], tag), FaultWatcher(addresses, certs[0])
+    for extra in certs[1:]:
+        writer.clients += [Client(a, extra, 2.0) for a in addresses]
+        watcher.clients += [Client(a, extra, 1.0) for a in addresses]
+    writer.start()
+    watcher.start()
+    return writer, watcher
+
+
+def interrupt_once_done(runs: Path, step_prefix: str, *args: str) -> subprocess.CompletedProcess:
+    """Run kubeforge as a terminal's foreground job; Ctrl-C as soon as its journal has a step whose
+    id starts with ``step_prefix`` done (a phase boundary: the local step recording the phase)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=foreground_sigint, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        _, recs = journals.attempt(runs, proc.pid)
+        if any(s["step"].startswith(step_prefix) and s.get("status") == "done" for s in journals.steps(recs)):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_rotate_ca_etcd_interrupted_at_phase_boundaries_converges_on_the_new_ca_alone_without_losing_a_write(
+        short_lived, tmp_path):
+    lab, inv = short_lived
+    store = sorted(inv.parent.glob(".kubeforge/*/pki"))[0]
+    runs = store.parent / "runs"
+    state_file = store / "rotation" / "etcd-ca" / "state.json"
+    addresses = [lab.address(m) for m in MEMBERS]
+    old = ClientCerts.fetch(lab, "etcd-1", tmp_path / "old")
+    old_ca = (store / "etcd" / "ca.crt").read_bytes()
+    rotate = ("certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--yes")
+
+    # phase 1 under a writer and a quorum watcher holding the old CA's client; Ctrl-C once it is recorded
+    writer1, watcher1 = observers(addresses, [old], "rotate1")
+    try:
+        first = interrupt_once_done(runs, "RecordTrustBothCAs/", *rotate)
+    finally:
+        writer1.stop()
+        watcher1.stop()
+    assert first.returncode == 8, first.stdout + first.stderr
+    assert json.loads(state_file.read_text())["phasesDone"] == 1
+    blocked = kf("certs", "renew", "-i", str(inv), "--all", "--yes")
+    assert blocked.returncode == 7 and "rotation of the etcd CA is in progress" in blocked.stderr, blocked.stderr
+
+    # the rest under clients holding both: the old CA's (refused by the end) and the new CA's.
+    # --resume, Ctrl-C again once phase 2 is recorded; then a fresh run planned from the store's record
+    new = new_ca_client(store, tmp_path / "new")
+    writer2, watcher2 = observers(addresses, [new, old], "rotate2")
+    try:
+        second = interrupt_once_done(runs, "RecordReissueLeaves/", *rotate, "--resume")
+        assert second.returncode == 8, second.stdout + second.stderr
+        assert json.loads(state_file.read_text())["phasesDone"] == 2
+        third = kf(*rotate)
+    finally:
+        writer2.stop()
+        watcher2.stop()
+    assert third.returncode == 0, third.stdout + third.stderr
+    # planned from the store's record: only phase 3 ran (the progress lines name each restart)
+    restarts = [line for line in third.stderr.splitlines() if line.startswith("[etcd-") and "Restart etcd" in line]
+    assert len(restarts) == 3 and all("trusting the new etcd CA alone" in r for r in restarts), third.stderr
+    for w, name in ((writer1, "phase 1"), (writer2, "phases 2-3")):
+        assert len(w.acked) > 10 and w.lost(addresses, new) == [], (name, w.lost(addresses, new))
+    assert watcher1.losses() == [] and watcher2.losses() == [], (watcher1.gaps(), watcher2.gaps())
+    assert watcher1.samples and watcher2.samples
+
+    assert not (store / "rotation" / "etcd-ca").exists()
+    new_ca = (store / "etcd" / "ca.crt").read_bytes()
+    assert new_ca != old_ca
+    for m in MEMBERS:
+        assert lab.exec(m, ["cat", f"{ETCD_PKI}/ca.crt"]).stdout == new_ca.decode()  # the new CA alone
+        leaves = [f"{ETCD_PKI}/{n}.crt" for n in ("server", "peer", "healthcheck-client")]
+        ok = lab.exec(m, ["openssl", "verify", "-CAfile", f"{ETCD_PKI}/ca.crt", *leaves])
+        assert ok.returncode == 0 and ok.stdout.count(": OK") == 3, ok.stdout + ok.stderr
+    # real etcd refuses a client certificate from the old CA and takes one from the new CA
+    refused = ClientCerts(new.ca, old.cert, old.key)
+    with pytest.raises((OSError, http.client.HTTPException)):
+        Client(addresses[1], refused, timeout=5.0).put("/kf/rotate/old-client", "x")
+    Client(addresses[1], new, timeout=5.0).put("/kf/rotate/new-client", "x")
+    # the store and the hosts agree: etcd install sees nothing to change
+    install = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
 
 
 def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_time_and_verify(short_lived):

@@ -19,7 +19,7 @@ from kubeforge.cli.app import build_command, run
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "single-node.yaml"
 # Required options other than -i, with values that pass their own checks.
-REQUIRED = {"--to": {"etcd upgrade": "3.6.5", "": "1.35.1"}, "--from": {"": "latest"}}
+REQUIRED = {"--to": {"etcd upgrade": "3.6.5", "": "1.35.1"}, "--from": {"": "latest"}, "--ca": {"": "etcd"}}
 NO_INVENTORY = {"version", "schema", "init", "bundle create", "bundle verify"}  # bundle: a directory, not an inventory
 
 

@@ -36,6 +36,7 @@ HOST_COMMANDS = {
     "kubeconfig": [],
     "certs check": [],
     "certs renew": ["--yes"],
+    "certs rotate-ca": ["--ca", "etcd", "--yes"],
 }
 
 

@@ -99,7 +99,7 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
                                         or f.cert.host in apiservers and f.cert.path.startswith(APISERVER_ETCD_CLIENT)):
             continue
         why = {
-            "ca": "a CA: only a CA rotation renews it (`certs rotate-ca`, not built yet)",
+            "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd`; the others are not built yet)",
             "kubeadm": "kubeadm's: renewing it (and restarting what uses it) is not built yet",
             "kubelet": "the kubelet's: turn on kubelet client certificate rotation",
             "store": "kubeforge's, but not one this run pushes",
@@ -109,13 +109,13 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
 
 
 def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFile],
-                config_files: Sequence[RenderedFile]) -> list:
+                config_files: Sequence[RenderedFile], *,
+                restart_title: str = "Restart etcd on its renewed certificates") -> list:
     """Put the member's etcd PKI files (unchanged ones are skipped by sha256), restart etcd, wait
     until every member is healthy under one leader, record the applied configuration."""
     members = cluster.etcd_members
     steps: list = [PutFileStep(host_name, f) for f in pki_files]
-    steps.append(RunStep(host_name, cmd.systemctl("restart", "etcd", timeout=180),
-                         "Restart etcd on its renewed certificates", key="restart-etcd"))
+    steps.append(RunStep(host_name, cmd.systemctl("restart", "etcd", timeout=180), restart_title, key="restart-etcd"))
     steps.append(PutFileStep(host_name, stamp_file(config_sha([*pki_files, *config_files])),
                              title="Record the applied etcd configuration"))
     steps.append(GateStep(host_name, cmd.cluster_healthy(cluster, members), "Wait for etcd healthy",
@@ -169,7 +169,8 @@ def kubeadm_renew(names: Sequence[str]) -> Command:
 
 
 def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFile], gate_timeout_s: float,
-                   kubeadm_names: Sequence[str] = ()) -> list:
+                   kubeadm_names: Sequence[str] = (), *,
+                   restart_title: str = "Restart kube-apiserver on its renewed certificates") -> list:
     """Put the API server's etcd client pair (unchanged files skipped by sha256), run
     ``kubeadm certs renew`` for kubeadm's expiring certificates, restart the kube-apiserver static pod
     when one of its certificates changed, wait until this node's API is ready again."""
@@ -179,8 +180,7 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
         steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
                              key="kubeadm-renew"))
     if files or any(not n.endswith(".conf") for n in kubeadm_names):
-        steps.append(RunStep(host_name, restart_apiserver(host), "Restart kube-apiserver on its renewed certificates",
-                             key="restart-apiserver"))
+        steps.append(RunStep(host_name, restart_apiserver(host), restart_title, key="restart-apiserver"))
     steps.append(GateStep(host_name, api_ready(host), "Wait for the API ready",
                           what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
                           timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}"))

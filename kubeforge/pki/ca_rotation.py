@@ -1,0 +1,237 @@
+"""A CA rotation's durable state in the local store (``kubeforge certs rotate-ca``).
+
+The next CA and every leaf it signs live beside the main store, in ``pki/rotation/etcd-ca/`` laid out
+like the store itself (``etcd/ca.*``, ``etcd/members/<host>/…``, ``apiserver-etcd-client.*``), with
+``state.json`` saying how many of the rotation's three phases are done:
+
+    1 both CAs trusted everywhere  ->  2 every leaf re-issued from the new CA  ->  3 the old CA dropped
+
+The new CA is written (fsync'd, renamed) before anything is planned and is never generated again
+while this directory exists, so a resumed or repeated run pushes the very same files. The main
+store keeps the old CA and leaves until phase 3 is done; then the next set is copied over it and the
+directory goes. While it exists, nothing else may issue from the store (``refuse_while_rotating``):
+``up`` or ``certs renew`` would put the old CA alone back on hosts that need both.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from kubeforge.errors import SafetyRefusal
+from kubeforge.model.cluster import Cluster
+from kubeforge.pki import crypto
+from kubeforge.pki.bundle import CertPair, PkiBundle
+from kubeforge.pki.store import CERT_MODE, KEY_MODE, PkiStoreError, Store
+
+ROTATION = "rotation"
+ETCD_ROTATION = "etcd-ca"
+STATE = "state.json"
+CA_REL = "etcd/ca"
+PHASES = 3
+# What each phase leaves behind, for messages ("2 of 3 phases done: every leaf re-issued ...").
+PHASE_DONE = ("nothing changed on the hosts yet", "both CAs trusted everywhere",
+              "every leaf re-issued from the new CA", "the old CA dropped")
+
+
+class RotationInProgress(SafetyRefusal):
+    """The store's CA is being rotated: only ``certs rotate-ca`` may change the store until it ends."""
+
+
+@dataclass(frozen=True)
+class RotationState:
+    ca: str
+    phases_done: int
+    old_sha256: str  # of the old CA certificate (DER): the main store's until the rotation ends
+    new_sha256: str
+    started: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"ca": self.ca, "phasesDone": self.phases_done, "oldSha256": self.old_sha256,
+                "newSha256": self.new_sha256, "started": self.started}
+
+
+@dataclass(frozen=True)
+class EtcdRotation:
+    """The old bundle (the main store), the next one (new CA and leaves), and the state."""
+
+    state: RotationState
+    old: PkiBundle
+    new: PkiBundle
+
+    @property
+    def trust_both(self) -> bytes:
+        """The CA file of phases 1 and 2: the old CA, then the new one."""
+        return self.old.etcd_ca.cert_pem + self.new.etcd_ca.cert_pem
+
+    def bundle_for_phase(self, phase: int) -> PkiBundle:
+        """What the hosts hold once ``phase`` (1-3) is done: old leaves trusting both, new leaves
+        trusting both, new leaves trusting the new CA alone."""
+        if phase == 3:
+            return self.new
+        base = self.old if phase == 1 else self.new
+        return replace(base, etcd_ca=replace(base.etcd_ca, cert_pem=self.trust_both))
+
+
+def rotation_dir(cluster: Cluster) -> Path:
+    return cluster.pki_dir / ROTATION / ETCD_ROTATION
+
+
+def cert_sha256(cert) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def read_state(cluster: Cluster) -> RotationState | None:
+    path = rotation_dir(cluster) / STATE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+        return RotationState(d["ca"], int(d["phasesDone"]), d["oldSha256"], d["newSha256"], d["started"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PkiStoreError(f"{path}: not a rotation state kubeforge wrote ({exc})",
+                            hint="restore it from a backup of the store; never delete it during a rotation") from None
+
+
+def refuse_while_rotating(cluster: Cluster) -> None:
+    """Nothing but the rotation may issue from the store while it runs (see the module doc)."""
+    if not rotation_dir(cluster).is_dir():
+        return
+    state = read_state(cluster)
+    done = state.phases_done if state is not None else 0
+    raise RotationInProgress(
+        f"a rotation of the etcd CA is in progress ({done} of {PHASES} phases done: {PHASE_DONE[done]}); "
+        "nothing else may issue certificates from the store until it ends",
+        hint=f"finish it first: kubeforge certs rotate-ca --ca etcd -i {cluster.source} --resume "
+             "(or without --resume to plan what is left from the store's record)")
+
+
+def _write_state(store: Store, state: RotationState) -> None:
+    store.write_many({STATE: (json.dumps(state.to_json(), indent=2).encode() + b"\n", KEY_MODE)})
+    _fsync_dir(store.root)
+
+
+def start(cluster: Cluster, *, root: Path | None = None, now: datetime | None = None) -> EtcdRotation:
+    """Load the rotation under way, or begin one: the new CA written first, then the state, then the
+    leaves it signs. ``root`` elsewhere (a dry run's scratch directory) leaves the store untouched."""
+    now = now or datetime.now(UTC)
+    if root is not None:
+        return _start(cluster, root, now, real=False)
+    # two runs started at once (before the run engine's locks) must not make two new CAs: the second
+    # waits here and loads the first one's; the engine's lock then refuses one of them
+    with _exclusive(cluster.pki_dir / ROTATION / ".lock"):
+        _drop_committed(cluster)
+        return _start(cluster, rotation_dir(cluster), now, real=True)
+
+
+def _start(cluster: Cluster, root: Path, now: datetime, *, real: bool) -> EtcdRotation:
+    from kubeforge.pki.ensure import ensure_etcd_leaves, load_pki
+
+    old = load_pki(cluster)
+    store = Store(root)
+    state = read_state(cluster) if real else None
+    if state is not None and state.phases_done < PHASES and cert_sha256(old.etcd_ca.cert) != state.old_sha256:
+        raise PkiStoreError(
+            f"{old.etcd_ca.path}: is not the CA this rotation started from (the store changed under it)",
+            hint="restore the store's etcd/ca.crt and ca.key from a backup taken before the rotation began")
+    new_ca, new_key = _next_ca(cluster, store, now)
+    if state is not None and cert_sha256(new_ca.cert) != state.new_sha256:
+        raise PkiStoreError(f"{store.path(CA_REL + '.crt')}: is not the new CA this rotation recorded",
+                            hint="restore the rotation directory from a backup of the store")
+    if state is None:
+        state = RotationState("etcd", 0, cert_sha256(old.etcd_ca.cert), cert_sha256(new_ca.cert),
+                              now.isoformat(timespec="seconds"))
+        _write_state(store, state)
+    leaves = ensure_etcd_leaves(cluster, root, new_ca, new_key, now=now)
+    new = replace(old, etcd_ca=new_ca, etcd_healthcheck_client=leaves["etcd-healthcheck-client"],
+                  apiserver_etcd_client=leaves["apiserver-etcd-client"],
+                  etcd_servers={h.name: leaves[f"etcd-server/{h.name}"] for h in cluster.etcd_members},
+                  etcd_peers={h.name: leaves[f"etcd-peer/{h.name}"] for h in cluster.etcd_members})
+    return EtcdRotation(state, old, new)
+
+
+def _next_ca(cluster: Cluster, store: Store, now: datetime) -> tuple[CertPair, crypto.PrivateKey]:
+    crt, key = CA_REL + ".crt", CA_REL + ".key"
+    if store.exists(crt) and store.exists(key):
+        cert, k = crypto.load_cert(store.read(crt)), crypto.load_key(store.read(key), validate=True)
+        if not crypto.same_public_key(cert, k):
+            raise PkiStoreError(f"{store.path(key)}: does not belong to {store.path(crt)}")
+        return CertPair(store.read(crt), store.read(key), cert, store.path(crt)), k
+    if store.exists(crt) or store.exists(key):
+        raise PkiStoreError(f"{store.path(crt if not store.exists(crt) else key)}: missing beside its pair; "
+                            "kubeforge never generates a rotation's new CA twice",
+                            hint="restore the rotation directory from a backup of the store")
+    store.ensure_dir()
+    k = crypto.generate_key(cluster.pki.key_type)
+    cert = crypto.issue_ca(k, "etcd-ca", days=cluster.pki.ca_days, now=now)
+    key_pem, cert_pem = crypto.key_to_pem(k), crypto.cert_to_pem(cert)
+    store.write_many({key: (key_pem, KEY_MODE), crt: (cert_pem, CERT_MODE)})
+    _fsync_dir(store.path(crt).parent)
+    return CertPair(cert_pem, key_pem, cert, store.path(crt)), k
+
+
+def record(cluster: Cluster, phases_done: int) -> bool:
+    """Write down that ``phases_done`` phases are done (False when the store already said so)."""
+    state = read_state(cluster)
+    if state is None:
+        raise PkiStoreError(f"{rotation_dir(cluster) / STATE}: missing: no rotation of the etcd CA is under way")
+    if state.phases_done >= phases_done:
+        return False
+    _write_state(Store(rotation_dir(cluster)), replace(state, phases_done=phases_done))
+    return True
+
+
+def commit(cluster: Cluster) -> bool:
+    """After phase 3: the next set replaces the main store's etcd CA and leaves, and the rotation
+    directory goes (renamed away first, so an interruption never leaves half a rotation behind)."""
+    root = rotation_dir(cluster)
+    state = read_state(cluster)
+    if state is None:
+        return False
+    if state.phases_done < PHASES:
+        raise PkiStoreError(f"{root}: the old CA is still trusted on the hosts ({state.phases_done} of "
+                            f"{PHASES} phases done); the store keeps it until the last phase is done")
+    files = {str(p.relative_to(root)): (p.read_bytes(), KEY_MODE if p.suffix == ".key" else CERT_MODE)
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != STATE and not p.name.startswith(".tmp-")}
+    Store(cluster.pki_dir).write_many(files)
+    done = root.with_name(f"{ETCD_ROTATION}.committed-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    os.replace(root, done)
+    _fsync_dir(root.parent)
+    _drop_committed(cluster)
+    return True
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    Store(path.parent.parent).ensure_dir(path.parent.name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _drop_committed(cluster: Cluster) -> None:
+    parent = cluster.pki_dir / ROTATION
+    if parent.is_dir():
+        for d in parent.glob(f"{ETCD_ROTATION}.committed-*"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
