@@ -102,7 +102,10 @@ def _write(path: Path, text: str) -> Path:
 
 def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, prefixlen: int, gateway: str,
          bridge: str, machine_id: str, hosts_file: Path, persistent: bool) -> Proc:
-    net = _write(mdir / "05-host0.network", f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\n")
+    # A default route via the runner (which forwards nothing): a connected machine, so the simulator's
+    # stand-in for the public registries answers (tests/sim/README.md "Images"); no DNS either way.
+    net = _write(mdir / "05-host0.network",
+                 f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\nGateway={gateway}\n")
     name = _write(mdir / "hostname", hostname + "\n")
     argv = [
         "systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-b", "-M", unit, f"--uuid={machine_id}",
