@@ -120,6 +120,13 @@ def test_the_kubelet_never_starts_a_static_pod_whose_image_cannot_be_had(tmp_pat
             assert k.pod.running and k.apiserver_version == V35
         finally:
             k.stop_api()
+        host.write(images.TEST_STORE, "[]")  # containerd cannot be asked now: a restarted kubelet
+        again = Kubelet(V35, log=logged.append)  # finds the container it started this boot
+        again.sync_static_pods()
+        try:
+            assert again.pod.running and len([m for m in logged if "kube-apiserver:" in m]) == 1
+        finally:
+            again.stop_api()
 
 
 @pytest.fixture

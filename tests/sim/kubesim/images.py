@@ -361,13 +361,19 @@ def pull_checks(refs: list[str]) -> list[tuple[str, str | None]]:
     return out
 
 
+STARTED = "/run/kubesim/images-started"
+
+
 class PodImages:
     """The kubelet's side: a static pod runs only once its image is present (imagePullPolicy
-    IfNotPresent); a failed pull is logged as ErrImagePull and retried with the kubelet's back-off."""
+    IfNotPresent); a failed pull is logged as ErrImagePull and retried with the kubelet's back-off.
+    Images a container was started from in this boot are remembered in /run (tmpfs, as containers
+    are): a restarted kubelet finds those containers and does not ask containerd again, even while
+    containerd is down."""
 
     def __init__(self, log) -> None:
         self.log = log
-        self.present: set[str] = set()
+        self.present: set[str] = set(host.read(STARTED).split()) if host.exists(STARTED) else set()
         self.backoff: dict[str, tuple[float, float]] = {}  # ref -> (next try, current delay)
 
     def runnable(self, pod: dict | None) -> dict | None:
@@ -393,4 +399,5 @@ class PodImages:
             return None
         self.present.add(ref)
         self.backoff.pop(ref, None)
+        host.write(STARTED, "\n".join(sorted(self.present)) + "\n")
         return pod

@@ -303,6 +303,7 @@ def reset(a, version: str) -> int:
     for d in dirs:
         host.wipe_dir_contents(d)
     staticpod.kill_running()  # "[reset] Removing containers": the API server static pod goes too
+    host.remove(images.STARTED)  # no container left from any image (the images stay in containerd)
     for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
               "controller-manager.conf", "scheduler.conf"):
         host.remove(f"/etc/kubernetes/{f}")
