@@ -222,11 +222,14 @@ class CtrStore:
         return subprocess.run(["ctr", "--address", self.address, "-n", NAMESPACE, *argv], capture_output=True,
                               text=True, timeout=120)
 
-    def has(self, ref: str) -> bool:
+    def refs(self) -> list[str]:
         res = self._ctr("images", "ls", "-q")
         if res.returncode != 0:
             raise PullError(f"rpc error: code = Unavailable desc = {res.stderr.strip()}")
-        return ref in res.stdout.split()
+        return res.stdout.split()
+
+    def has(self, ref: str) -> bool:
+        return ref in self.refs()
 
     def add(self, data: bytes, ref: str) -> None:
         with tempfile.NamedTemporaryFile(prefix="kubesim-pull-", suffix=".tar") as f:
@@ -240,14 +243,14 @@ class CtrStore:
 class FileStore:
     """An in-process test machine's image list (it has no containerd)."""
 
-    def _refs(self) -> list[str]:
+    def refs(self) -> list[str]:
         return json.loads(host.read(TEST_STORE)) if host.exists(TEST_STORE) else []
 
     def has(self, ref: str) -> bool:
-        return ref in self._refs()
+        return ref in self.refs()
 
     def add(self, data: bytes, ref: str) -> None:
-        host.write(TEST_STORE, json.dumps(sorted({*self._refs(), *archive_refs(data)})))
+        host.write(TEST_STORE, json.dumps(sorted({*self.refs(), *archive_refs(data)})))
 
 
 def store() -> CtrStore | FileStore:
@@ -340,11 +343,11 @@ def pull(ref: str) -> bytes:
                     f'failed to resolve reference "{ref}": {why}')
 
 
-def ensure(ref: str) -> bool:
+def ensure(ref: str, present: list[str] | None = None) -> bool:
     """Make ``ref`` present in containerd, pulling it if needed; True when it was pulled now.
-    PullError says why it cannot be had."""
+    ``present``: what containerd listed just before. PullError says why it cannot be had."""
     s = store()
-    if s.has(ref):
+    if ref in (s.refs() if present is None else present):
         return False
     s.add(pull(ref), ref)
     return True
@@ -352,10 +355,14 @@ def ensure(ref: str) -> bool:
 
 def pull_checks(refs: list[str]) -> list[tuple[str, str | None]]:
     """kubeadm's ImagePull preflight check (preflight.ImagePullCheck): one entry per image that fails."""
+    try:
+        present: list[str] | None = store().refs()
+    except PullError:
+        present = None  # each image's own attempt then fails with containerd's answer
     out: list[tuple[str, str | None]] = []
     for ref in refs:
         try:
-            ensure(ref)
+            ensure(ref, present)
         except PullError as e:
             out.append(("ImagePull", f"failed to pull image {ref}: {e}"))
     return out
