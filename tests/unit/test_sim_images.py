@@ -145,22 +145,29 @@ def registry(tmp_path_factory):
         yield url, f"127.0.0.1:{port}", ca
 
 
-def render_registry_files(tmp_path: Path, monkeypatch, registry_host: str, ca: Path, password: str) -> dict:
-    """kubeforge's own hosts.toml and CA for an inventory whose images come from ``registry_host``."""
+def render_registry_files(tmp_path: Path, monkeypatch, images_spec: dict, password: str) -> dict:
+    """kubeforge's own hosts.toml files and CA for an inventory with ``images_spec`` as spec.images."""
+    from ruamel.yaml import YAML
+
     from kubeforge.inventory import load_cluster
     from kubeforge.pki.registry import read_registry_access
     from kubeforge.render import render_cluster
     from kubeforge.render.registries import CERTS_DIR
     from tests.golden.cases import FAKE_CA_HASH, FakeSecrets
 
-    src = (Path(__file__).resolve().parents[2] / "inventories" / "private-registry.yaml").read_text()
-    src = src.replace("registry.site.example:5000", registry_host).replace("private-registry-ca.pem", str(ca))
-    src = re.sub(r"    mirrors:\n      docker.io:\n        - \S+\n", "", src)
-    (tmp_path / "inv.yaml").write_text(src)
+    doc = YAML(typ="safe").load((Path(__file__).resolve().parents[2] / "inventories" / "private-registry.yaml").read_text())
+    doc["spec"]["images"] = images_spec
+    with (tmp_path / "inv.yaml").open("w") as f:
+        YAML().dump(doc, f)
     monkeypatch.setenv("KUBEFORGE_REGISTRY_PASSWORD", password)
     c = load_cluster(tmp_path / "inv.yaml")
     rendered = render_cluster(c, secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH, registry_access=read_registry_access(c))
     return {f.path: f for f in rendered["worker-1"] if f.path.startswith(CERTS_DIR)}
+
+
+def private(reg_host: str, ca: Path) -> dict:
+    return {"repository": f"{reg_host}/k8s", "ca": str(ca),
+            "credentials": {reg_host: {"username": USER, "passwordEnv": "KUBEFORGE_REGISTRY_PASSWORD"}}}
 
 
 def place(root: str, rendered: dict) -> None:
@@ -177,7 +184,7 @@ def test_an_image_is_pulled_through_the_registry_kubeforges_hosts_toml_names_wit
     ref = f"{reg_host}/k8s/kube-apiserver:{V35}"
     R.push(url, f"k8s/kube-apiserver:{V35}", ref, auth=R.basic(USER, PASSWORD), ca=ca)
     root = machine(tmp_path, route=False)  # no way out: only the private registry can answer
-    place(root, render_registry_files(tmp_path, monkeypatch, reg_host, ca, PASSWORD))
+    place(root, render_registry_files(tmp_path, monkeypatch, private(reg_host, ca), PASSWORD))
     with running_containerd(Path(real_containerd_machine(root))):
         with host.use_root(root):
             assert images.pull_checks([ref]) == []
@@ -194,9 +201,9 @@ def test_a_wrong_password_or_another_ca_fails_the_pull_with_the_registrys_answer
     ref = f"{reg_host}/k8s/pause:3.10.1"
     R.push(url, "k8s/pause:3.10.1", ref, auth=R.basic(USER, PASSWORD), ca=ca)
     wrong_pw = machine(tmp_path / "a", route=True)
-    place(wrong_pw, render_registry_files(tmp_path, monkeypatch, reg_host, ca, "not-the-password"))
+    place(wrong_pw, render_registry_files(tmp_path, monkeypatch, private(reg_host, ca), "not-the-password"))
     other_ca = machine(tmp_path / "b", route=True)
-    place(other_ca, render_registry_files(tmp_path, monkeypatch, reg_host, R.make_ca(tmp_path / "ca2", "other"),
+    place(other_ca, render_registry_files(tmp_path, monkeypatch, private(reg_host, R.make_ca(tmp_path / "ca2", "other")),
                                           PASSWORD))
     with host.use_root(wrong_pw):
         [(_, unauthorized)] = images.pull_checks([ref])
@@ -204,3 +211,23 @@ def test_a_wrong_password_or_another_ca_fails_the_pull_with_the_registrys_answer
         [(_, untrusted)] = images.pull_checks([ref])
     assert "401 Unauthorized" in unauthorized and f"failed to pull image {ref}" in unauthorized
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted
+
+
+def test_an_upstream_image_comes_through_its_configured_mirror_on_a_machine_with_no_route(tmp_path: Path, monkeypatch,
+                                                                                        registry) -> None:
+    """An air-gapped site's registry.k8s.io mirror (spec.images.mirrors): the mirror endpoint is tried
+    first, with the mirror's credentials; upstream itself (no route) is never what answered."""
+    from tests import registry as R
+
+    url, reg_host, ca = registry
+    ref = "registry.k8s.io/pause:3.10.1"
+    R.push(url, "pause:3.10.1", ref, auth=R.basic(USER, PASSWORD), ca=ca)
+    spec = {"ca": str(ca), "mirrors": {"registry.k8s.io": [url]},
+            "credentials": {reg_host: {"username": USER, "passwordEnv": "KUBEFORGE_REGISTRY_PASSWORD"}}}
+    root = machine(tmp_path, route=False)
+    place(root, render_registry_files(tmp_path, monkeypatch, spec, PASSWORD))
+    with host.use_root(root):
+        assert images.pull_checks([ref]) == []
+        [(_, neither)] = images.pull_checks(["registry.k8s.io/pause:3.10.2"])  # not on the mirror
+        assert images.store().refs() == [ref]
+    assert "network is unreachable" in neither  # the mirror said not found, then upstream had no route
