@@ -102,9 +102,13 @@ def _write(path: Path, text: str) -> Path:
 
 def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, prefixlen: int, gateway: str,
          bridge: str, machine_id: str, hosts_file: Path, persistent: bool, egress: bool = True) -> Proc:
+    # A connected machine has a default route via the runner (which forwards nothing), so the
+    # simulator's stand-in for the public registries answers (tests/sim/README.md "Images"); no DNS.
     # egress=False (a site with no way out): no route beyond the bridge (never a Gateway= here) and an
     # empty resolv.conf; the lab removes any default route and closes the runner after boot (network.cut_egress)
-    net = _write(mdir / "05-host0.network", f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\n")
+    route = f"Gateway={gateway}\n" if egress else ""
+    net = _write(mdir / "05-host0.network",
+                 f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{prefixlen}\n{route}")
     name = _write(mdir / "hostname", hostname + "\n")
     argv = [
         "systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-b", "-M", unit, f"--uuid={machine_id}",

@@ -1,6 +1,7 @@
 """The lab's package mirror: real Debian .debs served from the runner on the bridge address.
 
-Lab machines have no route out; like an air-gapped site they install from a mirror. The closure of
+Lab machines have no way out (their default route leads to the runner, which forwards nothing); like an
+air-gapped site they install from a mirror. The closure of
 the packages kubeforge installs (minus what the image already has) is computed by the runner's own
 apt against the image's dpkg status, downloaded once into /var/cache/kubeforge-lab/debs, and laid
 out as a flat repository ``deb [trusted=yes] URL/debian/ ./``. When the kube simulator's package

@@ -21,6 +21,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from tests.sim.image_catalog import text as catalog_text
+from tests.sim.kubesim.images import CATALOG_FILE
+
 # What the lab mirror offers: 1.33/1.34 (past end of life, kept to upgrade from), 1.35-1.37 (today's).
 DEFAULT_VERSIONS = ("1.33.5", "1.33.6", "1.34.2", "1.35.1", "1.36.4", "1.36.5", "1.37.1")
 CNI_VERSION = "1.7.1"
@@ -124,6 +127,8 @@ def _copy_sim(tree: str, version: str, component: str) -> None:
         if name.endswith(".py"):
             shutil.copyfile(os.path.join(SIM_SRC, name), os.path.join(dest, name))
             os.chmod(os.path.join(dest, name), 0o644)
+    # what the public registries hold, from kubeforge's version data (kubesim/images.py reads it)
+    _write(os.path.join(dest, CATALOG_FILE), catalog_text())
     _write(os.path.join(tree, f"usr/bin/{component}"), ENTRY.format(component=component, version=version), 0o755)
 
 

@@ -15,7 +15,7 @@ CONTAINERD_STATUS = "Package: containerd\nStatus: install ok installed\nVersion:
 
 
 def make_machine(root: str, hostname: str, version: str, kubelet_version: str | None = None,
-                 containerd: bool = True, swap: bool = False) -> str:
+                 containerd: bool = True, swap: bool = False, route: bool = True) -> str:
     """A directory that looks enough like a lab machine with the simulator packages installed."""
     for comp, v in (("kubeadm", version), ("kubectl", version), ("kubelet", kubelet_version or version)):
         os.makedirs(os.path.join(root, f"usr/lib/kubesim/{v.lstrip('v')}/{comp}"), exist_ok=True)
@@ -28,7 +28,19 @@ def make_machine(root: str, hostname: str, version: str, kubelet_version: str | 
         f.write("Filename\tType\tSize\tUsed\tPriority\n" + ("/swapfile file 1024 0 -2\n" if swap else ""))
     with open(os.path.join(root, "var/lib/dpkg/status"), "w") as f:
         f.write(CONTAINERD_STATUS if containerd else "")
+    # no containerd in-process: the machine's image list is a file (kubesim/images.py FileStore); a
+    # default route, so upstream registries answer as on a connected machine
+    os.makedirs(os.path.join(root, "var/lib/kubesim"), exist_ok=True)
+    with open(os.path.join(root, "var/lib/kubesim/test-images.json"), "w") as f:
+        f.write("[]")
+    os.makedirs(os.path.join(root, "proc/net"), exist_ok=True)
+    with open(os.path.join(root, "proc/net/route"), "w") as f:
+        f.write(ROUTES if route else ROUTES.split("\n", 1)[0] + "\n")
     return root
+
+
+ROUTES = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+          "eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n")
 
 
 class RuntimeSocket:

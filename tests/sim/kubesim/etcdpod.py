@@ -57,12 +57,15 @@ def command(name: str, advertise: str, initial_cluster: str, existing: bool, dat
     return cmd
 
 
-def write_manifest(name: str, advertise: str, initial_cluster: str, existing: bool, data_dir: str = DATA_DIR) -> None:
+def write_manifest(name: str, advertise: str, initial_cluster: str, existing: bool, data_dir: str = DATA_DIR,
+                   image: str = f"registry.k8s.io/etcd:{IMAGE_TAG}") -> None:
+    """``image``: kubeadm's etcd image for the version in the cluster's imageRepository (kubesim/images.py);
+    what runs is the etcd image package's binary whatever the tag."""
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "etcd", "namespace": "kube-system", "labels": {"component": "etcd", "tier": "control-plane"},
                         "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": _url(advertise, 2379)}},
            "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical",
-                    "containers": [{"name": "etcd", "image": f"registry.k8s.io/etcd:{IMAGE_TAG}",
+                    "containers": [{"name": "etcd", "image": image,
                                     "command": command(name, advertise, initial_cluster, existing, data_dir)}]}}
     host.write(f"{files.MANIFESTS}/etcd.yaml", yamlish.dump(pod), 0o600)
 

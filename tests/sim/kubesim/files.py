@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 
-from . import host, yamlish
+from . import host, images, yamlish
 
 PKI = "/etc/kubernetes/pki"
 MANIFESTS = "/etc/kubernetes/manifests"
@@ -79,13 +79,14 @@ def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str)
     if not ext and store != "etcd":  # without the etcd image: a manifest only, no member behind it
         comps["etcd"] = [f"--advertise-client-urls=https://{advertise}:2379",
                          f"--data-dir={((cluster_cfg.get('etcd') or {}).get('local') or {}).get('dataDir', '/var/lib/etcd')}"]
+    repository = cluster_cfg.get("imageRepository") or images.DEFAULT_REPOSITORY
     for name, flags in comps.items():
-        image_ver = version if name != "etcd" else "3.5.21-0"
+        image = images.etcd_image(version, repository) if name == "etcd" else f"{repository}/{name}:{version}"
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": "kube-system", "labels": {"component": name, "tier": "control-plane"},
                             "annotations": {"kubesim.io/store": store, "kubesim.io/version": version}},
                "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical",
-                        "containers": [{"name": name, "image": f"registry.k8s.io/{name}:{image_ver}",
+                        "containers": [{"name": name, "image": image,
                                         "command": [name] + flags}]}}
         host.write(f"{MANIFESTS}/{name}.yaml", yamlish.dump(pod), 0o600)
 
@@ -106,7 +107,8 @@ def set_manifest_versions(version: str) -> list[str]:
             continue
         pod = yamlish.load(host.read(p))
         pod["metadata"]["annotations"]["kubesim.io/version"] = version
-        pod["spec"]["containers"][0]["image"] = f"registry.k8s.io/{name}:{version}"
+        image = pod["spec"]["containers"][0]["image"]
+        pod["spec"]["containers"][0]["image"] = f"{image.rsplit(':', 1)[0]}:{version}"  # same repository
         host.write(p, yamlish.dump(pod), 0o600)
         changed.append(name)
     return changed

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from . import client, etcdpod, files, host, staticpod
+from . import client, etcdpod, files, host, images, staticpod
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (
@@ -48,14 +48,16 @@ def init(a, version: str, cfg: dict) -> int:
         ("FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml",
          "/etc/kubernetes/manifests/kube-apiserver.yaml already exists"
          if host.exists(f"{files.MANIFESTS}/kube-apiserver.yaml") else None)]
-    _preflight(checks, a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or []))
+    ignored = a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or [])
+    _preflight(checks, ignored)
+    external = bool((cc.get("etcd") or {}).get("external"))
+    _pull_images(images.kubeadm_images(vstr(t), _repository(cc), local_etcd=not external), ignored)
     name = a.node_name or reg.get("name") or host.hostname()
     advertise = a.apiserver_advertise_address or (ic.get("localAPIEndpoint") or {}).get("advertiseAddress") \
         or _local_ip("10.255.255.255")
     endpoint = a.control_plane_endpoint or cc.get("controlPlaneEndpoint") or f"{advertise}:6443"
     if ":" not in endpoint:
         endpoint += ":6443"
-    external = bool((cc.get("etcd") or {}).get("external"))
     local_etcd = not external and etcdpod.image_installed()
     print("[certs] Using certificateDir folder \"/etc/kubernetes/pki\"")
     for made in files.ensure_pki(cc, advertise, stacked=not external, node_name=name if local_etcd else None):
@@ -69,7 +71,7 @@ def init(a, version: str, cfg: dict) -> int:
     files.write_kubelet(name, node_ip, cfg.get("KubeletConfiguration"), target)
     if local_etcd:
         etcdpod.write_manifest(name, advertise, f"{name}=https://{advertise}:2380", existing=False,
-                               data_dir=_data_dir(cc))
+                               data_dir=_data_dir(cc), image=images.etcd_image(vstr(t), _repository(cc)))
         print("[etcd] Creating static Pod manifest for local etcd in \"/etc/kubernetes/manifests\"")
     files.write_manifests(vstr(t), advertise, cc, files.store_annotation(cc, advertise, True, local_etcd))
     print("[control-plane] Creating static Pod manifests in \"/etc/kubernetes/manifests\"")
@@ -87,7 +89,7 @@ def init(a, version: str, cfg: dict) -> int:
     if a.upload_certs:
         cert_key = a.certificate_key or ic.get("certificateKey") or secrets.token_hex(32)
     cluster_cfg = {k: v for k, v in cc.items() if k in ("etcd", "networking", "apiServer", "clusterName",
-                                                         "controlPlaneEndpoint", "kubernetesVersion")}
+                                                         "controlPlaneEndpoint", "kubernetesVersion", "imageRepository")}
     client.op(local, "init", {
         "version": vstr(t), "clusterName": cluster_name, "controlPlaneEndpoint": endpoint,
         "etcd": "external" if external else "stacked", "primary": advertise, "caCertHash": ca_cert_hash(ca_pem),
@@ -133,6 +135,10 @@ def join(a, version: str, cfg: dict) -> int:
     cv = info["clusterVersion"]
     if parse_version(version)[:2] not in (parse_version(cv)[:2], (parse_version(cv)[0], parse_version(cv)[1] + 1)):
         raise SimError(f'kubeadm {version} cannot join a cluster at {cv}: the kubeadm minor must match the cluster')
+    if control_plane:  # kubeadm's join preflight pulls images for control planes only
+        _pull_images(images.kubeadm_images(cv, _repository(info.get("clusterConfiguration") or {}),
+                                           local_etcd=info.get("etcd") == "stacked"),
+                     a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or []))
     client.op(bases, "join", {
         "tokenId": tid, "tokenHash": th, "caCertHashes": hashes, "unsafeSkipCAVerification": skip_ca,
         "controlPlane": control_plane, "certKeyHash": key_hash(cert_key) if (control_plane and cert_key) else None,
@@ -155,7 +161,8 @@ def join(a, version: str, cfg: dict) -> int:
             print("[etcd] Announced new etcd member joining to the existing etcd cluster")
             initial = etcdpod.add_member(info.get("etcdEndpoints") or [f"https://{info.get('primary')}:2379"],
                                          name, advertise or node_ip)
-            etcdpod.write_manifest(name, advertise or node_ip, initial, existing=True, data_dir=_data_dir(cc))
+            etcdpod.write_manifest(name, advertise or node_ip, initial, existing=True, data_dir=_data_dir(cc),
+                                   image=images.etcd_image(cv, _repository(cc)))
         files.write_manifests(cv, advertise or node_ip, cc,
                               files.store_annotation(cc, info.get("primary"), False, local_etcd))
     restart_kubelet()
@@ -165,6 +172,16 @@ def join(a, version: str, cfg: dict) -> int:
     else:
         print("\nThis node has joined the cluster")
     return 0
+
+
+def _repository(cc: dict) -> str:
+    return cc.get("imageRepository") or images.DEFAULT_REPOSITORY
+
+
+def _pull_images(refs: list[str], ignored: list[str]) -> None:
+    """kubeadm's image pull preflight, after its other checks passed (phases/*/preflight.go)."""
+    print("[preflight] Pulling images required for setting up a Kubernetes cluster")
+    _preflight(images.pull_checks(refs), ignored)
 
 
 def _data_dir(cc: dict) -> str:
@@ -207,6 +224,10 @@ def upgrade(a, version: str, cfg: dict) -> int:
             sys.stdout.flush()
             if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 raise SimError("won't proceed; the user didn't answer (Y|y) in order to continue")
+        api = files.read_manifest("kube-apiserver") or {}
+        image = ((api.get("spec") or {}).get("containers") or [{}])[0].get("image", "")
+        _pull_images(images.kubeadm_images(target, image.rsplit("/", 1)[0] if "/" in image else images.DEFAULT_REPOSITORY,
+                                           local_etcd=files.read_manifest("etcd") is not None), a.ignore_preflight_errors)
         result = client.op(bases, "upgrade_apply", {"node": name, "version": target, "kubeadmVersion": version})
         changed = files.set_manifest_versions(vstr(parse_version(target)))
         _wait_local_version(vstr(parse_version(target)))
@@ -282,6 +303,7 @@ def reset(a, version: str) -> int:
     for d in dirs:
         host.wipe_dir_contents(d)
     staticpod.kill_running()  # "[reset] Removing containers": the API server static pod goes too
+    host.remove(images.STARTED)  # no container left from any image (the images stay in containerd)
     for f in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
               "controller-manager.conf", "scheduler.conf"):
         host.remove(f"/etc/kubernetes/{f}")

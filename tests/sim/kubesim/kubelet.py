@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from . import client, files, host, runtime
+from . import client, files, host, images, runtime
 from .etcdpod import EtcdPod
 from .staticpod import ApiServerPod, ApiServerProcess, manifest_version
 
@@ -27,12 +27,13 @@ class Kubelet:
         self.log = log
         self.pod = ApiServerProcess(log) if separate_process else ApiServerPod(log)
         self.etcd = EtcdPod(log)
+        self.images = images.PodImages(log)  # a static pod whose image containerd cannot have never runs
         self.apiserver_version: str | None = None
         self.announced = False
 
     def sync_static_pods(self) -> None:
-        self.etcd.sync(files.read_manifest("etcd"))
-        manifest = files.read_manifest("kube-apiserver")
+        self.etcd.sync(self.images.runnable(files.read_manifest("etcd")))
+        manifest = self.images.runnable(files.read_manifest("kube-apiserver"))
         self.apiserver_version = manifest_version(manifest) if manifest is not None else None
         self.pod.sync(manifest)
 
