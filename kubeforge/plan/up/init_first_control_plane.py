@@ -57,14 +57,18 @@ class InitFirstControlPlane:
                                  "kubeadm init", unless=Command(script=guard, sudo=True), key="kubeadm-init"))
             steps.append(api_gate(host, ctx.gate_timeout_s))
             return PhasePlan.of(self, [(host.name, steps)])
-        if ctx.token_expired and self._joins_pending(ctx):
+        # Both are leases decided from fresh facts on every attempt: a --resume a day later must create
+        # the token and upload the certificates again even though the interrupted attempt did.
+        if ctx.token_to_create and self._joins_pending(ctx):
             create = f"kubeadm token create --config {INIT_PATH}"
             steps.append(RunStep(host.name, Command(script=quiet(create, "kubeadm-token"), sudo=True),
-                                 "Create the bootstrap token in the cluster", key="token-create"))
+                                 "Create the bootstrap token in the cluster", key="token-create",
+                                 repeat_on_resume=True))
         if any(not ctx.joined(cp) for cp in ctx.cluster.control_planes[1:]):
             upload = f"kubeadm init phase upload-certs --upload-certs --config {INIT_PATH}"
             steps.append(RunStep(host.name, Command(script=quiet(upload, "kubeadm-upload-certs"), sudo=True),
-                                 "Upload the control-plane certificates for joining", key="upload-certs"))
+                                 "Upload the control-plane certificates for joining", key="upload-certs",
+                                 repeat_on_resume=True))
         return PhasePlan.of(self, [(host.name, steps)],
                             reason_if_empty=f"{host.name} is initialised and no node is waiting to join")
 
