@@ -407,3 +407,55 @@ def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_
     done = [s for s in report(env.latest_run())["steps"] if s["phase"] == "DrainNodes"]
     assert [s["status"] for s in done] == ["done"]
     assert env.sim("violations") == []
+
+
+KUBELET_SLOW = "/etc/systemd/system/kubelet.service.d/zz-test-slow-start.conf"
+
+
+@pytest.mark.by_hand  # its own two machines and a whole up, twice: figures in docs/lifecycle.md
+def test_an_up_stopped_while_kubeadm_init_ran_resumes_by_resetting_the_half_done_init(lab_factory, tmp_path):
+    """kubeadm init has written admin.conf, kubelet.conf and the static Pod manifests and waits for the
+    kubelet (a drop-in makes its start take minutes) when kubeforge gets SIGTERM and stops it. Once the
+    kubelet runs, the API answers without kubeadm's configuration: a rerun of init alone would fail
+    kubeadm's preflight (manifests and /var/lib/etcd left, ports taken), so the resume resets first."""
+    from tests.terminal import foreground_sigint
+
+    lab = lab_factory([("cp-1", ("control-plane", "etcd")), ("worker-1", ("worker",))])
+    inv = lab.write_inventory(tmp_path / "inventory.yaml")
+    kubectl = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+    lab.exec("cp-1", ["bash", "-c", f"mkdir -p $(dirname {KUBELET_SLOW}) && printf '[Service]\\nExecStartPre=/bin/sleep 600\\n"
+                                    f"TimeoutStartSec=900\\n' > {KUBELET_SLOW}"], check=True)
+
+    def kf(*args):
+        return subprocess.Popen([sys.executable, "-m", "kubeforge", *args, "-i", str(inv)], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=foreground_sigint)
+
+    proc = kf("up", "--yes")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (lab.exec("cp-1", ["test", "-e", "/etc/kubernetes/manifests/kube-apiserver.yaml"]).returncode == 0
+                and lab.exec("cp-1", ["systemctl", "is-active", "kubelet"]).stdout.strip() == "activating"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 8 and "interrupted [cp-1] kubeadm init" in out, out
+
+    # the operator lets the kubelet start: it runs the API server of the manifests kubeadm left
+    lab.exec("cp-1", ["bash", "-c", f"rm -f {KUBELET_SLOW}; systemctl daemon-reload; systemctl restart --no-block kubelet"],
+             check=True)
+    deadline = time.monotonic() + 60
+    while lab.exec("cp-1", [*kubectl, "get", "--raw", "/healthz"]).returncode != 0:
+        assert time.monotonic() < deadline, "the API server of the left manifests never answered"
+        time.sleep(0.5)
+    assert lab.exec("cp-1", [*kubectl, "-n", "kube-system", "get", "configmap", "kubeadm-config"]).returncode != 0
+
+    res = subprocess.run([sys.executable, "-m", "kubeforge", "up", "--yes", "--resume", "-i", str(inv)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "kubeadm reset: an earlier kubeadm init stopped before the cluster was initialised … done" \
+        in res.stdout + res.stderr, res.stdout + res.stderr
+    state = json.loads(lab.exec("cp-1", [*kubectl, "sim", "state"], check=True).stdout)
+    assert {n for n, v in state["nodes"].items() if v.get("ready")} == {"cp-1", "worker-1"}
+    assert json.loads(lab.exec("cp-1", [*kubectl, "sim", "violations"], check=True).stdout) == []

@@ -61,3 +61,11 @@ def test_the_live_bootstrap_token_ids_are_read_and_an_older_probe_says_unknown()
     assert state.bootstrap_token_ids == frozenset({"abcdef", "zyx987"})
     assert parse_cluster_probe(out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}tokens\n").bootstrap_token_ids == frozenset()
     assert parse_cluster_probe(out(admin="ab" * 32, nodes=json.dumps(NODES))).bootstrap_token_ids is None
+
+
+def test_an_api_without_kubeadms_configuration_is_an_init_that_stopped_half_way():
+    text = out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}kubeadm-config\n#absent\n"
+    state = parse_cluster_probe(text)
+    assert not state.initialized and state.init_incomplete and state.problem is None
+    done = out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}kubeadm-config\nconfigmap/kubeadm-config\n"
+    assert parse_cluster_probe(done).initialized and not parse_cluster_probe(done).init_incomplete

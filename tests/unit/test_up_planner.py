@@ -267,6 +267,23 @@ def test_the_certificate_upload_and_token_creation_run_again_on_every_resume(clu
     assert [(s.key, s.repeat_on_resume) for s in steps] == [("token-create", True), ("upload-certs", True)]
 
 
+def test_an_init_that_stopped_half_way_is_reset_before_kubeadm_init_runs_again(cluster, resolved):
+    """kubeadm init wrote its kubeconfigs, kubelet.conf and manifests, then stopped (the run was killed): the
+    API answers, kubeadm-config does not exist. A rerun of init alone fails kubeadm's preflight."""
+    ctx = fresh_ctx(cluster, resolved[1])
+    first = cluster.first_control_plane.name
+    facts = {**ctx.facts, first: converged_facts(cluster, resolved[1], cluster.first_control_plane)}
+    assert facts[first].membership.kubelet_conf
+    ctx = dataclasses.replace(ctx, facts=facts, state=ClusterState(admin_conf_sha256="ab" * 32, init_incomplete=True))
+    steps = [s for s in phase(plan_up(ctx), "InitFirstControlPlane").steps if isinstance(s, RunStep)]
+    assert [s.key for s in steps] == ["kubeadm-reset-incomplete-init", "kubeadm-init"]
+    assert "kubeadm reset -f" in steps[0].command.script and steps[0].repeat_on_resume
+    # an API that did not answer proves nothing: no reset, init's own preflight decides
+    ctx = dataclasses.replace(ctx, facts=fresh_ctx(cluster, resolved[1]).facts,
+                              state=ClusterState(admin_conf_sha256="ab" * 32, problem="no answer"))
+    assert [s.key for s in phase(plan_up(ctx), "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["kubeadm-init"]
+
+
 def test_a_node_with_containerd_stopped_is_restarted_drained_and_not_waited_for_before_its_restart(cluster, resolved):
     # the kubelet reports NotReady without a live runtime; WaitNodesReady (phase 11) must not wait for
     # a node only RestartWorkerRuntimes (phase 13) brings back

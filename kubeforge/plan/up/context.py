@@ -41,6 +41,9 @@ class ClusterState:
     admin_conf_sha256: str | None = None
     cni_marker: str | None = None  # sha256 of the CNI manifest applied last
     problem: str | None = None  # why the state could not be read (the API did not answer...)
+    # admin.conf exists and the API answers, but kube-system/kubeadm-config does not: an earlier
+    # `kubeadm init` stopped before it finished (its manifests, etcd data and ports would fail a rerun)
+    init_incomplete: bool = False
     # ids of the bootstrap tokens the cluster holds now (expired ones are deleted); None: not read
     bootstrap_token_ids: frozenset[str] | None = None
 

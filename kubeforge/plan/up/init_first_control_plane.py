@@ -50,7 +50,15 @@ class InitFirstControlPlane:
     def plan(self, ctx: UpContext) -> PhasePlan:
         host = ctx.first
         steps: list = puts(host, kubeforge_files(ctx, host))
-        if not ctx.state.initialized and not ctx.joined(host):
+        # a stopped init leaves kubelet.conf behind: the first control plane looks joined, but is not
+        if not ctx.state.initialized and (ctx.state.init_incomplete or not ctx.joined(host)):
+            if ctx.state.init_incomplete:
+                # kubeadm's preflight refuses to init over what a stopped init left (manifests, a
+                # non-empty /var/lib/etcd, its ports taken): undo it first, as kubeadm itself advises
+                steps.append(RunStep(host.name, Command(script=quiet("kubeadm reset -f", "kubeadm-reset"), sudo=True,
+                                                        timeout=300),
+                                     "kubeadm reset: an earlier kubeadm init stopped before the cluster was initialised",
+                                     key="kubeadm-reset-incomplete-init", repeat_on_resume=True))
             init = f"kubeadm init --config {INIT_PATH} --upload-certs"
             guard = f"test -f {ADMIN_CONF} && {KUBECTL} get node {q(host.name)} >/dev/null 2>&1"
             steps.append(RunStep(host.name, Command(script=quiet(init, "kubeadm-init"), sudo=True, timeout=600),
