@@ -28,3 +28,25 @@ def test_validate_refuses_what_kubeadm_would_refuse_with_exit_3_at_the_line(tmp_
     code = run(["validate", "-i", str(inv)])
     err = capsys.readouterr().err
     assert code == 3 and f"{inv}{where}" in err and what in err and "1 problem" in err, err
+
+
+def test_the_largest_values_kubeforge_accepts_render_configs_the_simulators_kubeadm_accepts(tmp_path, capsys):
+    """The other side of the boundary: what validate lets through, kubeadm reads."""
+    from kubeforge.inventory import load_cluster
+    from kubeforge.render import render_cluster
+    from tests.golden.cases import FAKE_CA_HASH, FakeSecrets
+    from tests.unit.test_sim_kubeadm_config_api import validate
+
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(INVENTORY.read_text().replace("podCIDR: 10.244.0.0/16", "podCIDR: 100.0.0.0/8")
+                   .replace("serviceCIDR: 10.96.0.0/12", "serviceCIDR: 172.16.0.0/12")
+                   .replace("  etcd:\n", "  pki: {caDays: 106751, leafDays: 106751}\n  etcd:\n"))
+    assert run(["validate", "-i", str(inv)]) == 0
+    capsys.readouterr()
+    cluster = load_cluster(inv)
+    files = render_cluster(cluster, secrets=FakeSecrets(), ca_cert_hash=FAKE_CA_HASH)
+    configs = [f for fs in files.values() for f in fs if f.path.startswith("/etc/kubeforge/kubeadm")]
+    assert configs
+    for f in configs:
+        code, out = validate(tmp_path, f.content.decode(), f"v{cluster.kubernetes_version}", capsys)
+        assert (code, out.strip()) == (0, "ok"), f"{f.path}: {out}"

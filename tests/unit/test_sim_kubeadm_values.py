@@ -113,3 +113,16 @@ def test_flags_kubeadm_allows_beside_config_are_not_refused_as_mixed(tmp_path, m
                                             "--ignore-preflight-errors=all", "--skip-phases", "addon/kube-proxy"],
                        "v1.34.2")
     assert "can not mix" not in err
+
+
+def test_the_simulators_config_api_windows_agree_with_kubeforges_version_data(tmp_path, capsys):
+    """Each minor kubeforge knows reads exactly the kubeadm config APIs versions.yaml lists for it (the
+    simulator keeps its own table: it must not read kubeforge's data)."""
+    from kubeforge.model.versions import known_kube_minors, kubeadm_config_apis, parse_kube
+
+    for minor in known_kube_minors():
+        version = parse_kube(f"{minor}.0")
+        for api in ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"):
+            text = f"apiVersion: {api}\nkind: ClusterConfiguration\nkubernetesVersion: v{minor}.0\n"
+            accepted = validate(tmp_path, text, capsys, version=f"v{minor}.0")[0] == 0
+            assert accepted == (api in kubeadm_config_apis(version)), (minor, api)
