@@ -74,3 +74,50 @@ def test_a_control_plane_join_refuses_stacked_etcd_data_left_on_the_machine(read
     _write(w2, "/var/lib/etcd/member/wal/0.wal", "x")
     rc, _, err = T.run("kubeadm", w2, join[:6], V33)
     assert rc == 0, err
+
+
+def _sim_kubeadm_on_path(bin_dir: Path, version: str) -> None:
+    import sys
+
+    sim_dir = Path(T.__file__).parent
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "kubeadm").write_text(
+        "#!/bin/sh\n"
+        f"exec {sys.executable} -c 'import sys; sys.path.insert(0, \"{sim_dir}\"); from kubesim import kubeadm; "
+        f"sys.exit(kubeadm.main(sys.argv[1:], \"{version}\"))' \"$@\"\n")
+    (bin_dir / "kubeadm").chmod(0o755)
+
+
+def test_kubeforges_reset_of_a_half_done_init_keeps_its_pki_and_clears_what_init_preflight_refuses(env: Path) -> None:
+    """kubeforge's script (reset_keeping_pki) run by bash against the simulator's kubeadm, its absolute
+    paths moved under the machine's root: kubeadm reset empties /etc/kubernetes/pki, the script keeps
+    the CA kubeforge placed there, and init's preflight then passes."""
+    import subprocess
+
+    from kubeforge.plan.up.init_first_control_plane import reset_keeping_pki
+
+    root = T.make_machine(str(env / "cp-1"), "cp-1", V33)
+    (env / "init.yaml").write_text(init_config(V33))
+    _write(root, "/etc/kubernetes/pki/ca.key", "the CA key kubeforge placed\n")
+    _write(root, "/etc/kubernetes/admin.conf", "apiVersion: v1\nkind: Config\n")
+    _write(root, "/etc/kubernetes/manifests/kube-apiserver.yaml", "kind: Pod\n")
+    _write(root, "/etc/kubernetes/manifests/etcd.yaml", "kind: Pod\n")
+    _write(root, "/var/lib/etcd/member/snap/db", "x")
+    assert _init(root, env / "init.yaml")[0] == 1
+    script = reset_keeping_pki().replace("/etc/kubernetes", f"{root}/etc/kubernetes") \
+        .replace("/var/log/kubeforge", str(env / "log"))
+    _sim_kubeadm_on_path(env / "bin", V33)
+    run_env = dict(os.environ, PATH=f"{env / 'bin'}:{os.environ['PATH']}", KUBESIM_ROOT=root)
+    res = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], env=run_env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert Path(root, "etc/kubernetes/pki/ca.key").read_text() == "the CA key kubeforge placed\n"
+    assert not Path(root, "etc/kubernetes/pki.kubeforge-keep").exists()
+    assert not os.listdir(Path(root, "etc/kubernetes/manifests")) and not os.listdir(Path(root, "var/lib/etcd"))
+    rc, _, err = _init(root, env / "init.yaml")
+    assert "[ERROR" not in err, err
+
+    # an attempt killed between moving the PKI aside and putting it back: the next one restores it first
+    key = Path(root, "etc/kubernetes/pki/ca.key").read_text()
+    Path(root, "etc/kubernetes/pki").rename(Path(root, "etc/kubernetes/pki.kubeforge-keep"))
+    res = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], env=run_env, capture_output=True, text=True)
+    assert res.returncode == 0 and Path(root, "etc/kubernetes/pki/ca.key").read_text() == key

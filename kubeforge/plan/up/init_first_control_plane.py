@@ -16,7 +16,7 @@ from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import ADMIN_CONF, KUBECTL, UpContext
 from kubeforge.plan.up.scripts import api_gate, puts, q
-from kubeforge.render.context import KUBEFORGE_DIR
+from kubeforge.render.context import KUBE_PKI_DIR, KUBEFORGE_DIR
 from kubeforge.render.kubeadm import INIT_PATH
 from kubeforge.transport.base import Command
 
@@ -42,6 +42,19 @@ def kubeforge_files(ctx: UpContext, host: Host):
     return ctx.pending(host, ctx.files_where(host, prefix=f"{KUBEFORGE_DIR}/"))
 
 
+def reset_keeping_pki() -> str:
+    """`kubeadm reset -f`, keeping /etc/kubernetes/pki: reset empties it, but it holds the CA and keys
+    kubeforge placed (WritePki, journaled done, so a resume would not place them again) and kubeadm
+    must init with them, or the cluster gets a CA no join config pins. Moved aside, not copied."""
+    keep = f"{KUBE_PKI_DIR}.kubeforge-keep"
+    restore = f"if [ -d {keep} ]; then rm -rf {KUBE_PKI_DIR}; mv {keep} {KUBE_PKI_DIR}; fi\n"
+    # scripts run under `set -euo pipefail`: the reset's status is kept so the PKI is restored either
+    # way; an attempt killed in between left it aside, and the next attempt puts it back first
+    return (restore + f"if [ -d {KUBE_PKI_DIR} ]; then mv {KUBE_PKI_DIR} {keep}; fi\nrc=0\n"
+            + "{\n" + quiet("kubeadm reset -f", "kubeadm-reset") + "} || rc=$?\n"
+            + restore + "exit $rc\n")
+
+
 class InitFirstControlPlane:
     name = "InitFirstControlPlane"
     title = "Initialise the first control plane"
@@ -55,8 +68,7 @@ class InitFirstControlPlane:
             if ctx.state.init_incomplete:
                 # kubeadm's preflight refuses to init over what a stopped init left (manifests, a
                 # non-empty /var/lib/etcd, its ports taken): undo it first, as kubeadm itself advises
-                steps.append(RunStep(host.name, Command(script=quiet("kubeadm reset -f", "kubeadm-reset"), sudo=True,
-                                                        timeout=300),
+                steps.append(RunStep(host.name, Command(script=reset_keeping_pki(), sudo=True, timeout=300),
                                      "kubeadm reset: an earlier kubeadm init stopped before the cluster was initialised",
                                      key="kubeadm-reset-incomplete-init", repeat_on_resume=True))
             init = f"kubeadm init --config {INIT_PATH} --upload-certs"
