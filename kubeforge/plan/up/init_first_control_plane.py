@@ -45,12 +45,13 @@ def kubeforge_files(ctx: UpContext, host: Host):
 def reset_keeping_pki() -> str:
     """`kubeadm reset -f`, keeping /etc/kubernetes/pki: reset empties it, but it holds the CA and keys
     kubeforge placed (WritePki, journaled done, so a resume would not place them again) and kubeadm
-    must init with them, or the cluster gets a CA no join config pins. Moved aside, not copied."""
+    must init with them, or the cluster gets a CA no join config pins. Copied aside (the reset itself
+    needs the etcd client certificates to remove the local etcd member), put back after."""
     keep = f"{KUBE_PKI_DIR}.kubeforge-keep"
     restore = f"if [ -d {keep} ]; then rm -rf {KUBE_PKI_DIR}; mv {keep} {KUBE_PKI_DIR}; fi\n"
     # scripts run under `set -euo pipefail`: the reset's status is kept so the PKI is restored either
     # way; an attempt killed in between left it aside, and the next attempt puts it back first
-    return (restore + f"if [ -d {KUBE_PKI_DIR} ]; then mv {KUBE_PKI_DIR} {keep}; fi\nrc=0\n"
+    return (restore + f"if [ -d {KUBE_PKI_DIR} ]; then cp -a {KUBE_PKI_DIR} {keep}; fi\nrc=0\n"
             + "{\n" + quiet("kubeadm reset -f", "kubeadm-reset") + "} || rc=$?\n"
             + restore + "exit $rc\n")
 
