@@ -412,7 +412,6 @@ def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_
 KUBELET_SLOW = "/etc/systemd/system/kubelet.service.d/zz-test-slow-start.conf"
 
 
-@pytest.mark.by_hand  # its own two machines and a whole up, twice: figures in docs/lifecycle.md
 def test_an_up_stopped_while_kubeadm_init_ran_resumes_by_resetting_the_half_done_init(lab_factory, tmp_path):
     """kubeadm init has written admin.conf, kubelet.conf and the static Pod manifests and waits for the
     kubelet (a drop-in makes its start take minutes) when kubeforge gets SIGTERM and stops it. Once the
