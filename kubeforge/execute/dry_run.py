@@ -9,6 +9,7 @@ import time
 from kubeforge.execute.events import Events
 from kubeforge.execute.report import Report, StepResult, StepStatus
 from kubeforge.plan.phase import Plan
+from kubeforge.plan.steps import done_earlier
 
 
 class DryRunExecutor:
@@ -28,7 +29,7 @@ class DryRunExecutor:
             self.events.phase_started(phase)
             for lane in phase.lanes:
                 for step in lane.steps:
-                    status = StepStatus.EARLIER if step.id in self.done_before else StepStatus.PLANNED
+                    status = StepStatus.EARLIER if done_earlier(step, self.done_before) else StepStatus.PLANNED
                     self.events.step_started(step)
                     result = StepResult(step.id, phase.name, step.host, step.title, status, command=step.describe())
                     results.append(result)

@@ -25,7 +25,7 @@ from kubeforge.execute.report import Report, StepResult, StepStatus
 from kubeforge.execute.step_runner import Pool, StepRunner
 from kubeforge.execute.stop import Stop
 from kubeforge.plan.phase import HostLane, PhasePlan, Plan
-from kubeforge.plan.steps import DescribedStep, Step
+from kubeforge.plan.steps import DescribedStep, Step, done_earlier
 from kubeforge.transport.cancel import stop_on
 
 # Every step goes to the run's log file at debug level; the console hears about it through Events.
@@ -76,7 +76,7 @@ class _Batch:
     def _run_lane(self, lane: HostLane) -> None:
         ex = self.ex
         for step in lane.steps:
-            if step.id in ex.done_before:
+            if done_earlier(step, ex.done_before):
                 ex.settle(step, not_reached(step, StepStatus.EARLIER), journal=False)
                 continue
             if ex.must_halt(self.phase):

@@ -27,9 +27,14 @@ from kubeforge.model.versions import (
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
 _COUNT = re.compile(r"^\s*(\d+)\s*$")
 _HOST_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( .*)?$")
-# kube-apiserver refuses IPv4 service ranges with more than 20 host bits
-_MIN_SERVICE_PREFIX_V4 = 12
+# kubeadm (and kube-apiserver) refuse service ranges with more than 20 host bits: a /12 for IPv4, a /108
+# for IPv6 (kubeadm's MaximumBitsForServiceSubnet, ValidateServiceSubnetSize)
+_SERVICE_HOST_BITS = 20
 _NODE_MASK = {4: 24, 6: 64}  # kube-controller-manager's default node-cidr-mask-size
+# kubeadm refuses a pod range more than 16 bits shorter than the node mask (PodSubnetNodeMaskMaxDiff)
+_POD_NODE_MASK_MAX_DIFF = 16
+# kubeadm reads certificate validity periods as Go durations (int64 nanoseconds): at most 2562047h
+_MAX_VALIDITY_DAYS = 2562047 // 24
 
 
 def check_metadata(ctx: Context) -> None:
@@ -120,8 +125,9 @@ def check_network(ctx: Context) -> None:
             ctx.error(ctx.spec_path("network", "serviceCIDR"), "podCIDR and serviceCIDR must be the same IP family")
         elif pod.overlaps(svc):
             ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} overlaps podCIDR {pod}")
-    if svc and svc.version == 4 and svc.prefixlen < _MIN_SERVICE_PREFIX_V4:
-        ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} is too large: the API server accepts at most a /12")
+    if svc and svc.max_prefixlen - svc.prefixlen > _SERVICE_HOST_BITS:
+        ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} is too large: kubeadm and the API server accept at "
+                  f"most a /{svc.max_prefixlen - _SERVICE_HOST_BITS} for IPv{svc.version}")
     if pod and svc and svc.num_addresses < 16:
         ctx.error(ctx.spec_path("network", "serviceCIDR"), f"{svc} is too small (the DNS service takes the 10th address)")
     if ctx.ok("hosts"):
@@ -129,6 +135,10 @@ def check_network(ctx: Context) -> None:
     if pod and ctx.ok("hosts"):
         nodes = sum(1 for _, h in ctx.hosts if "control-plane" in h.roles or "worker" in h.roles)
         mask = _NODE_MASK[pod.version]
+        if mask - pod.prefixlen > _POD_NODE_MASK_MAX_DIFF:
+            ctx.error(ctx.spec_path("network", "podCIDR"), f"{pod} is too large: kubeadm refuses a pod range more than "
+                      f"{_POD_NODE_MASK_MAX_DIFF} bits shorter than the /{mask} node ranges (use at most a "
+                      f"/{mask - _POD_NODE_MASK_MAX_DIFF})")
         capacity = 2 ** (mask - pod.prefixlen) if pod.prefixlen <= mask else 0
         if capacity < nodes:
             ctx.error(ctx.spec_path("network", "podCIDR"), f"{pod} holds {capacity} node ranges of /{mask} but the "
@@ -302,6 +312,11 @@ def check_upgrade(ctx: Context) -> None:
 def check_pki_kubelet(ctx: Context) -> None:
     if ctx.ok("pki") and ctx.spec.pki.leaf_days > ctx.spec.pki.ca_days:
         ctx.error(ctx.spec_path("pki", "leafDays"), "leaf certificates cannot outlive their CA (caDays)")
+    if ctx.ok("pki"):
+        for key, days in (("caDays", ctx.spec.pki.ca_days), ("leafDays", ctx.spec.pki.leaf_days)):
+            if days > _MAX_VALIDITY_DAYS:
+                ctx.error(ctx.spec_path("pki", key), f"{days} days is longer than kubeadm can read: its validity "
+                          f"periods are Go durations, at most 2562047h ({_MAX_VALIDITY_DAYS} days)")
     if ctx.ok("kubelet"):
         for j, arg in enumerate(ctx.spec.kubelet.extra_args):
             path = ctx.spec_path("kubelet", "extraArgs", j, "name")

@@ -72,6 +72,10 @@ class _StepBase:
     phase: str = field(default="", kw_only=True)
     # An explicit content key; by default one is derived from the title and the content.
     key: str = field(default="", kw_only=True)
+    # A lease renewed rather than a change made once (kubeadm's uploaded certificates live 2 h, a
+    # bootstrap token 24 h): planned from fresh facts on every attempt, it runs again on --resume even
+    # when an earlier attempt of the run journaled it done.
+    repeat_on_resume: bool = field(default=False, kw_only=True)
 
     kind = "step"
 
@@ -86,13 +90,21 @@ class _StepBase:
         return replace(self, phase=phase)
 
     def base_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "kind": self.kind,
             "id": self.id,
             "host": self.host,  # type: ignore[attr-defined]
             "title": self.title,  # type: ignore[attr-defined]
             "line": self.describe(),  # type: ignore[attr-defined]
         }
+        if self.repeat_on_resume:
+            d["repeat_on_resume"] = True
+        return d
+
+
+def done_earlier(step: Any, done_before: frozenset[str]) -> bool:
+    """A resumed run skips what its journal has as done, except a step that renews a lease."""
+    return step.id in done_before and not getattr(step, "repeat_on_resume", False)
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,9 @@ class PutFileStep(_StepBase):
             object.__setattr__(self, "title", f"Write {self.file.path}")
 
     def content_key(self) -> str:
-        return f"put-{slug(self.file.path)}-{_digest(self.file.path)}"
+        # The content is part of the id: a file rendered anew between attempts (a rotated bootstrap
+        # token in the kubeadm configs) is written again on --resume, never skipped as done earlier.
+        return f"put-{slug(self.file.path)}-{_digest(self.file.path, self.file.sha256)}"
 
     def describe(self) -> str:
         f = self.file
@@ -262,6 +276,10 @@ class DescribedStep:
     @property
     def title(self) -> str:
         return self.data["title"]
+
+    @property
+    def repeat_on_resume(self) -> bool:
+        return bool(self.data.get("repeat_on_resume"))
 
     def bind(self, phase: str) -> DescribedStep:
         return self

@@ -33,6 +33,14 @@ if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null 2>&1; then
 fi
 echo '{_MARK}cni'
 cat {CNI_MARKER} 2>/dev/null || true
+echo '{_MARK}kubeadm-config'
+if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null 2>&1; then
+  timeout 20 {KUBECTL} -n kube-system get configmap kubeadm-config -o name 2>/dev/null || echo '#absent'
+fi
+echo '{_MARK}tokens'
+if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null 2>&1; then
+  timeout 20 {KUBECTL} -n kube-system get secrets -o name 2>/dev/null | grep '^secret/bootstrap-token-' || true
+fi
 """
 
 
@@ -75,7 +83,20 @@ def parse_cluster_probe(stdout: str) -> ClusterState:
         nodes = parse_nodes(nodes_text)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return ClusterState(admin_conf_sha256=admin, cni_marker=cni, problem=f"unreadable node list ({exc.__class__.__name__})")
-    return ClusterState(initialized=True, nodes=nodes, admin_conf_sha256=admin, cni_marker=cni)
+    if s.get("kubeadm-config", "").startswith("#absent"):
+        # the API answers but kubeadm never uploaded its configuration: `kubeadm init` stopped half-way
+        return ClusterState(initialized=False, nodes=nodes, admin_conf_sha256=admin, cni_marker=cni, init_incomplete=True)
+    return ClusterState(initialized=True, nodes=nodes, admin_conf_sha256=admin, cni_marker=cni,
+                        bootstrap_token_ids=live_token_ids(s.get("tokens")))
+
+
+def live_token_ids(text: str | None) -> frozenset[str] | None:
+    """The ids of the bootstrap tokens the cluster holds (one `secret/bootstrap-token-<id>` a line: the
+    token cleaner deletes each Secret when its token expires); None when the probe did not list them."""
+    if text is None:
+        return None
+    prefix = "secret/bootstrap-token-"
+    return frozenset(line.strip()[len(prefix):] for line in text.splitlines() if line.strip().startswith(prefix))
 
 
 def probe_cluster(cluster: Cluster, pool) -> ClusterState:

@@ -113,7 +113,8 @@ def resolve_context(
         facts=facts,
         files=files,
         state=state,
-        token_expired=expired and state.initialized,
+        token_to_create=state.initialized and (
+            expired or (state.bootstrap_token_ids is not None and secrets.bootstrap_token_id not in state.bootstrap_token_ids)),
         cni=cni_source(cluster),
         local_admin_sha256=file_sha256(cluster.state_dir / LOCAL_NAME),
     )

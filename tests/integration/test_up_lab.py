@@ -287,23 +287,70 @@ def test_ctrl_c_mid_up_stops_cleanly_and_resume_finishes_without_repeating_a_ste
     assert env.sim("violations") == []
 
 
-def test_an_expired_bootstrap_token_is_created_again_in_the_cluster_before_a_join(env):
-    secrets_file = env.state_dir / "pki" / "secrets.json"
+def _shift_token_record(secrets_file: Path, hours: float) -> str:
+    """Move kubeforge's record of when its bootstrap token was made ``hours`` into the past: to
+    kubeforge, that much time has gone by. Returns the token (to check it changes)."""
+    from datetime import datetime, timedelta
+
     doc = json.loads(secrets_file.read_text())
-    old_token = doc["bootstrapToken"]
-    doc["bootstrapTokenCreated"] = "2000-01-01T00:00:00+00:00"  # long past its 24 h
+    created = datetime.fromisoformat(doc["bootstrapTokenCreated"]) - timedelta(hours=hours)
+    doc["bootstrapTokenCreated"] = created.isoformat()
     secrets_file.write_text(json.dumps(doc))
-    assert env.kf("reset", "--hosts", ADDED, "--yes").returncode == 0
-    res = env.kf("up", "--yes")
+    return doc["bootstrapToken"]
+
+
+def test_an_up_resumed_a_day_later_creates_the_expired_token_and_uploads_the_certificates_again(env):
+    """cp-2 and the added worker are reset; the `up` that joins them again is interrupted (Ctrl-C) just
+    after it created a bootstrap token and uploaded the control-plane certificates. Then 25 h go by:
+    the simulator's cluster clock moves on (tests/sim/README.md "Environment knobs") and so does
+    kubeforge's record of its token. Both leases have expired in the cluster (token 24 h, kubeadm-certs
+    2 h), so the resume must create a new token and upload the certificates again, though the
+    interrupted attempt journaled both as done, before cp-2 and the worker join."""
+    from tests.terminal import foreground_sigint
+
+    secrets_file = env.state_dir / "pki" / "secrets.json"
+    for name in ("cp-2", ADDED):
+        res = env.kf("reset", "--hosts", name, "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+    old_token = _shift_token_record(secrets_file, 25)  # the first attempt already finds it expired
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "up", "--yes", "-i", str(env.inventory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=env.dir,
+                            preexec_fn=foreground_sigint)
+    deadline = time.monotonic() + 300
+    run = None
+    while time.monotonic() < deadline and proc.poll() is None and run is None:
+        for r in (p for p in (env.state_dir / "runs").glob("*-up") if (p / "journal.jsonl").exists()
+                  and (p / "journal.jsonl").stat().st_mtime > started):
+            if any(x.get("type") == "step" and x["step"].endswith("cp-1/upload-certs") and x["status"] == "done"
+                   for x in journal(r)):
+                run = r
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    assert run is not None and proc.returncode == 8, out
+    done = [r["step"] for r in journal(run) if r["type"] == "step" and r["status"] == "done"]
+    assert any(s.endswith("cp-1/token-create") for s in done), done
+    for name in ("cp-2", ADDED):  # the interrupt came before any join
+        assert env.lab.exec(name, ["test", "-e", "/etc/kubernetes/kubelet.conf"]).returncode != 0, out
+    first_token = json.loads(secrets_file.read_text())["bootstrapToken"]
+    assert first_token != old_token
+
+    env.lab.exec("cp-1", [*KUBECTL, "sim", "advance-clock", "25h"], check=True)
+    _shift_token_record(secrets_file, 25)
+    res = env.kf("up", "--yes", "--resume")
     assert res.returncode == 0, res.stdout + res.stderr
+    records = journal(run)
+    cut = max(i for i, r in enumerate(records) if r["type"] == "resume")
+    again = [r["step"] for r in records[cut:] if r["type"] == "step" and r["status"] == "done"]
+    assert any(s.endswith("cp-1/token-create") for s in again) and any(s.endswith("cp-1/upload-certs") for s in again)
+    before = {r["step"] for r in records[:cut] if r["type"] == "step" and r["status"] in ("done", "unchanged")}
+    assert not (before & set(again)) - {s for s in again if s.endswith(("/token-create", "/upload-certs"))}
     new_token = json.loads(secrets_file.read_text())["bootstrapToken"]
-    assert new_token != old_token
-    assert (secrets_file.stat().st_mode & 0o777) == 0o600
-    rep = report(env.latest_run())
-    created = [s for s in rep["steps"] if s["title"] == "Create the bootstrap token in the cluster"]
-    assert [s["status"] for s in created] == ["done"]
-    assert new_token not in res.stdout + res.stderr and new_token not in (env.latest_run() / "kubeforge.log").read_text()
-    assert ADDED in env.ready_nodes()
+    assert new_token != first_token and (secrets_file.stat().st_mode & 0o777) == 0o600
+    assert new_token not in res.stdout + res.stderr
+    assert not [log for log in (env.state_dir / "runs").glob("*/kubeforge.log") if new_token in log.read_text()]
+    assert {"cp-2", ADDED} <= env.ready_nodes()
     assert env.sim("violations") == []
 
 
@@ -360,3 +407,54 @@ def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_
     done = [s for s in report(env.latest_run())["steps"] if s["phase"] == "DrainNodes"]
     assert [s["status"] for s in done] == ["done"]
     assert env.sim("violations") == []
+
+
+KUBELET_SLOW = "/etc/systemd/system/kubelet.service.d/zz-test-slow-start.conf"
+
+
+def test_an_up_stopped_while_kubeadm_init_ran_resumes_by_resetting_the_half_done_init(lab_factory, tmp_path):
+    """kubeadm init has written admin.conf, kubelet.conf and the static Pod manifests and waits for the
+    kubelet (a drop-in makes its start take minutes) when kubeforge gets SIGTERM and stops it. Once the
+    kubelet runs, the API answers without kubeadm's configuration: a rerun of init alone would fail
+    kubeadm's preflight (manifests and /var/lib/etcd left, ports taken), so the resume resets first."""
+    from tests.terminal import foreground_sigint
+
+    lab = lab_factory([("cp-1", ("control-plane", "etcd")), ("worker-1", ("worker",))])
+    inv = lab.write_inventory(tmp_path / "inventory.yaml")
+    kubectl = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
+    lab.exec("cp-1", ["bash", "-c", f"mkdir -p $(dirname {KUBELET_SLOW}) && printf '[Service]\\nExecStartPre=/bin/sleep 600\\n"
+                                    f"TimeoutStartSec=900\\n' > {KUBELET_SLOW}"], check=True)
+
+    def kf(*args):
+        return subprocess.Popen([sys.executable, "-m", "kubeforge", *args, "-i", str(inv)], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=foreground_sigint)
+
+    proc = kf("up", "--yes")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (lab.exec("cp-1", ["test", "-e", "/etc/kubernetes/manifests/kube-apiserver.yaml"]).returncode == 0
+                and lab.exec("cp-1", ["systemctl", "is-active", "kubelet"]).stdout.strip() == "activating"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 8 and "interrupted [cp-1] kubeadm init" in out, out
+
+    # the operator lets the kubelet start: it runs the API server of the manifests kubeadm left
+    lab.exec("cp-1", ["bash", "-c", f"rm -f {KUBELET_SLOW}; systemctl daemon-reload; systemctl restart --no-block kubelet"],
+             check=True)
+    deadline = time.monotonic() + 60
+    while lab.exec("cp-1", [*kubectl, "get", "--raw", "/healthz"]).returncode != 0:
+        assert time.monotonic() < deadline, "the API server of the left manifests never answered"
+        time.sleep(0.5)
+    assert lab.exec("cp-1", [*kubectl, "-n", "kube-system", "get", "configmap", "kubeadm-config"]).returncode != 0
+
+    res = subprocess.run([sys.executable, "-m", "kubeforge", "up", "--yes", "--resume", "-i", str(inv)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "kubeadm reset: an earlier kubeadm init stopped before the cluster was initialised … done" \
+        in res.stdout + res.stderr, res.stdout + res.stderr
+    state = json.loads(lab.exec("cp-1", [*kubectl, "sim", "state"], check=True).stdout)
+    assert {n for n, v in state["nodes"].items() if v.get("ready")} == {"cp-1", "worker-1"}
+    assert json.loads(lab.exec("cp-1", [*kubectl, "sim", "violations"], check=True).stdout) == []

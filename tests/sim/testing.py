@@ -24,6 +24,9 @@ def make_machine(root: str, hostname: str, version: str, kubelet_version: str | 
     os.makedirs(os.path.join(root, "var/lib/dpkg"), exist_ok=True)
     with open(os.path.join(root, "etc/hostname"), "w") as f:
         f.write(hostname + "\n")
+    os.makedirs(os.path.join(root, "proc/sys/net/ipv4"), exist_ok=True)
+    with open(os.path.join(root, "proc/sys/net/ipv4/ip_forward"), "w") as f:
+        f.write("1\n")  # kubeforge's sysctls turn forwarding on; kubeadm's preflight needs it
     with open(os.path.join(root, "proc/swaps"), "w") as f:
         f.write("Filename\tType\tSize\tUsed\tPriority\n" + ("/swapfile file 1024 0 -2\n" if swap else ""))
     with open(os.path.join(root, "var/lib/dpkg/status"), "w") as f:

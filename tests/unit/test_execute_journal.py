@@ -77,6 +77,50 @@ def test_resume_after_a_failure_finishes_without_repeating_a_completed_step(tmp_
     assert run_summary(journal.run_dir)["outcome"] == "succeeded"
 
 
+def renewing_plan(counter: Path, fixed: Path) -> Plan:
+    """cp-1 renews a lease (kubeadm's uploaded certificates) that cp-2's failing step needs."""
+    renew = RunStep("cp-1", Command(script=f"echo 'cp-1 renew' >> {counter}"), "Renew", repeat_on_resume=True)
+    lanes = (HostLane("cp-1", (renew, counting_step("cp-1", counter, "a"))),
+             HostLane("cp-2", (RunStep("cp-2", Command(script=f"test -e {fixed}\necho 'cp-2 b' >> {counter}"), "Step b"),)))
+    return Plan("up", (PhasePlan("Renew", "Renew", serial(), (lanes[0],)), PhasePlan("Join", "Join", serial(), (lanes[1],))))
+
+
+def test_a_step_that_renews_a_lease_runs_again_on_resume_and_the_rest_does_not(tmp_path):
+    counter, fixed, runs = tmp_path / "counter", tmp_path / "fixed", tmp_path / "runs"
+    with pytest.raises(ExecutionFailed):
+        Executor(pool_for(tmp_path, HOSTS), journal=Journal.create(runs, "up")).run(renewing_plan(counter, fixed))
+    assert lines(counter) == ["cp-1 renew", "cp-1 a"]
+    fixed.touch()
+    plan = renewing_plan(counter, fixed)
+    assert plan.steps[0].to_dict()["repeat_on_resume"] is True and "repeat_on_resume" not in plan.steps[1].to_dict()
+    report = Executor(pool_for(tmp_path, HOSTS), journal=Journal.resume(runs, "up")).run(plan)
+    assert lines(counter) == ["cp-1 renew", "cp-1 a", "cp-1 renew", "cp-2 b"]
+    assert [r.status for r in report.results] == [StepStatus.DONE, StepStatus.EARLIER, StepStatus.DONE]
+
+
+def test_a_file_rendered_anew_between_attempts_is_written_again_on_resume(tmp_path):
+    """The content is part of a put's id: a kubeadm config holding a token rotated since the interrupted
+    attempt must reach the host, not be skipped as done earlier (the unchanged file still is)."""
+    from kubeforge.model import RenderedFile
+    from kubeforge.plan import PutFileStep
+
+    fixed, runs = tmp_path / "fixed", tmp_path / "runs"
+
+    def plan(token: bytes) -> Plan:
+        steps = (PutFileStep("cp-1", RenderedFile("/etc/kubeforge/join.yaml", b"token: " + token + b"\n", mode=0o600,
+                                                  secret=True)),
+                 PutFileStep("cp-1", RenderedFile("/etc/kubeforge/other.yaml", b"same\n")),
+                 RunStep("cp-1", Command(script=f"test -e {fixed}"), "Join"))
+        return Plan("up", (PhasePlan("Join", "Join", serial(), (HostLane("cp-1", steps),)),))
+
+    with pytest.raises(ExecutionFailed):
+        Executor(pool_for(tmp_path, HOSTS), journal=Journal.create(runs, "up")).run(plan(b"old"))
+    fixed.touch()
+    report = Executor(pool_for(tmp_path, HOSTS), journal=Journal.resume(runs, "up")).run(plan(b"new"))
+    assert [r.status for r in report.results] == [StepStatus.DONE, StepStatus.EARLIER, StepStatus.DONE]
+    assert (tmp_path / "hosts/cp-1/etc/kubeforge/join.yaml").read_bytes() == b"token: new\n"
+
+
 def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path):
     with pytest.raises(InputError, match="no unfinished 'up' run"):
         Journal.resume(tmp_path / "runs", "up")

@@ -138,7 +138,31 @@ def test_pod_cidr_must_hold_a_range_per_node():
 def test_service_cidr_larger_than_a_slash_12_is_refused():
     text = HEAD + "  network: {serviceCIDR: 10.0.0.0/8, podCIDR: 172.16.0.0/16}\n" + hosts(
         "cp-1 192.168.0.11 control-plane", "w-1 192.168.0.21 worker")
-    assert errors(text) == ["network.serviceCIDR: 10.0.0.0/8 is too large: the API server accepts at most a /12"]
+    assert errors(text) == ["network.serviceCIDR: 10.0.0.0/8 is too large: kubeadm and the API server accept at most "
+                            "a /12 for IPv4"]
+
+
+def test_an_ipv6_service_cidr_larger_than_a_slash_108_is_refused_as_kubeadm_refuses_it():
+    # kubeadm's ValidateServiceSubnetSize: at most 20 host bits, whatever the family
+    text = HEAD + "  network: {podCIDR: 'fd00:244::/56', serviceCIDR: 'fd00:96::/64'}\n" + hosts(
+        "cp-1 fd00::11 control-plane", "w-1 fd00::21 worker")
+    assert errors(text) == ["network.serviceCIDR: fd00:96::/64 is too large: kubeadm and the API server accept at most "
+                            "a /108 for IPv6"]
+
+
+def test_a_pod_cidr_more_than_16_bits_shorter_than_the_node_mask_is_refused_as_kubeadm_refuses_it():
+    # kubeadm's ValidatePodSubnetNodeMask (PodSubnetNodeMaskMaxDiff = 16): a /7 against /24 node ranges
+    text = HEAD + "  network: {podCIDR: 10.0.0.0/7, serviceCIDR: 172.16.0.0/16}\n" + hosts(
+        "cp-1 192.168.0.11 control-plane", "w-1 192.168.0.21 worker")
+    assert errors(text) == ["network.podCIDR: 10.0.0.0/7 is too large: kubeadm refuses a pod range more than 16 bits "
+                            "shorter than the /24 node ranges (use at most a /8)"]
+    assert errors(text.replace("10.0.0.0/7", "10.0.0.0/8")) == []
+
+
+def test_certificate_validity_beyond_a_go_duration_is_refused():
+    text = HEAD + "  pki: {caDays: 200000, leafDays: 365}\n" + SMALL
+    assert errors(text) == ["pki.caDays: 200000 days is longer than kubeadm can read: its validity periods are Go "
+                            "durations, at most 2562047h (106751 days)"]
 
 
 def test_pod_and_service_ranges_must_be_the_same_family():

@@ -53,3 +53,19 @@ def test_a_garbled_node_list_is_reported_not_raised():
 def test_the_probe_only_reads():
     for verb in ("apply", "delete", "label", "taint", "rm ", "mv ", "systemctl", "> /"):
         assert verb not in PROBE_SCRIPT
+
+
+def test_the_live_bootstrap_token_ids_are_read_and_an_older_probe_says_unknown():
+    tokens = "secret/bootstrap-token-abcdef\nsecret/bootstrap-token-zyx987\n"
+    state = parse_cluster_probe(out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}tokens\n{tokens}")
+    assert state.bootstrap_token_ids == frozenset({"abcdef", "zyx987"})
+    assert parse_cluster_probe(out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}tokens\n").bootstrap_token_ids == frozenset()
+    assert parse_cluster_probe(out(admin="ab" * 32, nodes=json.dumps(NODES))).bootstrap_token_ids is None
+
+
+def test_an_api_without_kubeadms_configuration_is_an_init_that_stopped_half_way():
+    text = out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}kubeadm-config\n#absent\n"
+    state = parse_cluster_probe(text)
+    assert not state.initialized and state.init_incomplete and state.problem is None
+    done = out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}kubeadm-config\nconfigmap/kubeadm-config\n"
+    assert parse_cluster_probe(done).initialized and not parse_cluster_probe(done).init_incomplete

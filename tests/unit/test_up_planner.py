@@ -176,7 +176,7 @@ def test_an_expired_token_is_created_in_the_cluster_from_the_config_file_before_
     bigger = dataclasses.replace(cluster, hosts=cluster.hosts + (make_host("worker-3", "10.77.4.30", Role.WORKER),))
     _, files = resolve(bigger)
     ctx = converged_ctx(cluster, files)
-    ctx = dataclasses.replace(ctx, cluster=bigger, facts={**ctx.facts, "worker-3": fresh_facts("worker-3")}, token_expired=True)
+    ctx = dataclasses.replace(ctx, cluster=bigger, facts={**ctx.facts, "worker-3": fresh_facts("worker-3")}, token_to_create=True)
     steps = phase(plan_up(ctx), "InitFirstControlPlane").steps
     create = next(s for s in steps if s.key == "token-create")
     assert "kubeadm token create --config /etc/kubeforge/kubeadm-init.yaml" in create.command.script
@@ -232,11 +232,56 @@ def test_an_expired_local_token_is_rotated_before_planning_and_members_only_get_
     facts = {h.name: converged_facts(c, files, h) for h in c.hosts}
     facts["worker-2"] = fresh_facts("worker-2")
     ctx = resolve_context(c, facts, ready_state(c, names={"cp-1", "cp-2", "worker-1"}))
-    assert ctx.token_expired and json.loads(path.read_text())["bootstrapToken"] != old
+    assert ctx.token_to_create and json.loads(path.read_text())["bootstrapToken"] != old
     plan = plan_up(ctx)
     assert [s.key for s in phase(plan, "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["token-create"]
     cp2 = next(ln for ln in phase(plan, "JoinControlPlanes").lanes if ln.host == "cp-2")
     assert cp2.steps[-1].kind == "gate" and not any(s.key == "kubeadm-join" for s in cp2.steps)
+
+
+def test_a_fresh_local_token_the_cluster_does_not_hold_is_created_before_a_join(tmp_path):
+    """A token rotated by an earlier plan, dry run or interrupted attempt that never reached the
+    cluster: the local store says it is fresh, the cluster's live token ids say otherwise."""
+    from kubeforge.workflows.up import resolve_context
+
+    c = make_cluster(tmp_path, version=VERSION, etcd_version="3.4.23", n_cp=2, n_workers=2)
+    secrets, files = resolve(c)
+    facts = {h.name: converged_facts(c, files, h) for h in c.hosts}
+    facts["worker-2"] = fresh_facts("worker-2")
+    state = ready_state(c, names={"cp-1", "cp-2", "worker-1"})
+    held = resolve_context(c, facts, dataclasses.replace(state, bootstrap_token_ids=frozenset({secrets.bootstrap_token_id})))
+    assert not held.token_to_create and phase(plan_up(held), "InitFirstControlPlane").is_noop
+    unknown = resolve_context(c, facts, state)  # a probe that could not list the tokens: the local expiry decides
+    assert not unknown.token_to_create
+    lacking = resolve_context(c, facts, dataclasses.replace(state, bootstrap_token_ids=frozenset({"zzzzzz"})))
+    assert lacking.token_to_create
+    create = [s for s in phase(plan_up(lacking), "InitFirstControlPlane").steps if isinstance(s, RunStep)]
+    assert [s.key for s in create] == ["token-create"] and create[0].repeat_on_resume
+
+
+def test_the_certificate_upload_and_token_creation_run_again_on_every_resume(cluster, resolved):
+    ctx = converged_ctx(cluster, resolved[1])
+    facts = {**ctx.facts, "cp-2": fresh_facts("cp-2"), "worker-2": fresh_facts("worker-2")}
+    ctx = dataclasses.replace(ctx, facts=facts, state=ready_state(cluster, names={"cp-1", "worker-1"}), token_to_create=True)
+    steps = [s for s in phase(plan_up(ctx), "InitFirstControlPlane").steps if isinstance(s, RunStep)]
+    assert [(s.key, s.repeat_on_resume) for s in steps] == [("token-create", True), ("upload-certs", True)]
+
+
+def test_an_init_that_stopped_half_way_is_reset_before_kubeadm_init_runs_again(cluster, resolved):
+    """kubeadm init wrote its kubeconfigs, kubelet.conf and manifests, then stopped (the run was killed): the
+    API answers, kubeadm-config does not exist. A rerun of init alone fails kubeadm's preflight."""
+    ctx = fresh_ctx(cluster, resolved[1])
+    first = cluster.first_control_plane.name
+    facts = {**ctx.facts, first: converged_facts(cluster, resolved[1], cluster.first_control_plane)}
+    assert facts[first].membership.kubelet_conf
+    ctx = dataclasses.replace(ctx, facts=facts, state=ClusterState(admin_conf_sha256="ab" * 32, init_incomplete=True))
+    steps = [s for s in phase(plan_up(ctx), "InitFirstControlPlane").steps if isinstance(s, RunStep)]
+    assert [s.key for s in steps] == ["kubeadm-reset-incomplete-init", "kubeadm-init"]
+    assert "kubeadm reset -f" in steps[0].command.script and steps[0].repeat_on_resume
+    # an API that did not answer proves nothing: no reset, init's own preflight decides
+    ctx = dataclasses.replace(ctx, facts=fresh_ctx(cluster, resolved[1]).facts,
+                              state=ClusterState(admin_conf_sha256="ab" * 32, problem="no answer"))
+    assert [s.key for s in phase(plan_up(ctx), "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["kubeadm-init"]
 
 
 def test_a_node_with_containerd_stopped_is_restarted_drained_and_not_waited_for_before_its_restart(cluster, resolved):

@@ -38,6 +38,11 @@ class ClusterState:
     admin_conf_sha256: str | None = None
     cni_marker: str | None = None  # sha256 of the CNI manifest applied last
     problem: str | None = None  # why the state could not be read (the API did not answer...)
+    # admin.conf exists and the API answers, but kube-system/kubeadm-config does not: an earlier
+    # `kubeadm init` stopped before it finished (its manifests, etcd data and ports would fail a rerun)
+    init_incomplete: bool = False
+    # ids of the bootstrap tokens the cluster holds now (expired ones are deleted); None: not read
+    bootstrap_token_ids: frozenset[str] | None = None
 
     def has_node(self, name: str) -> bool:
         return name in self.nodes
@@ -92,7 +97,9 @@ class UpContext:
     facts: Mapping[str, HostFacts]
     files: Mapping[str, Sequence[RenderedFile]]  # every file of every host (render_cluster + PKI)
     state: ClusterState = field(default_factory=ClusterState)
-    token_expired: bool = False  # the local bootstrap token is past its ttl: create a new one first
+    # the cluster lacks the local bootstrap token (it expired there, or was rotated here and never
+    # created): create it before any join
+    token_to_create: bool = False
     cni: CniSource | None = None
     local_admin_sha256: str | None = None  # of <state_dir>/admin.conf, None when absent
     gate_timeout_s: float = 300.0

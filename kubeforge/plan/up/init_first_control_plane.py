@@ -17,7 +17,7 @@ from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import api_gate, puts, q
-from kubeforge.render.context import KUBEFORGE_DIR
+from kubeforge.render.context import KUBE_PKI_DIR, KUBEFORGE_DIR
 from kubeforge.render.kubeadm import INIT_PATH
 from kubeforge.transport.base import Command
 
@@ -43,6 +43,20 @@ def kubeforge_files(ctx: UpContext, host: Host):
     return ctx.pending(host, ctx.files_where(host, prefix=f"{KUBEFORGE_DIR}/"))
 
 
+def reset_keeping_pki() -> str:
+    """`kubeadm reset -f`, keeping /etc/kubernetes/pki: reset empties it, but it holds the CA and keys
+    kubeforge placed (WritePki, journaled done, so a resume would not place them again) and kubeadm
+    must init with them, or the cluster gets a CA no join config pins. Copied aside (the reset itself
+    needs the etcd client certificates to remove the local etcd member), put back after."""
+    keep = f"{KUBE_PKI_DIR}.kubeforge-keep"
+    restore = f"if [ -d {keep} ]; then rm -rf {KUBE_PKI_DIR}; mv {keep} {KUBE_PKI_DIR}; fi\n"
+    # scripts run under `set -euo pipefail`: the reset's status is kept so the PKI is restored either
+    # way; an attempt killed in between left it aside, and the next attempt puts it back first
+    return (restore + f"if [ -d {KUBE_PKI_DIR} ]; then cp -a {KUBE_PKI_DIR} {keep}; fi\nrc=0\n"
+            + "{\n" + quiet("kubeadm reset -f", "kubeadm-reset") + "} || rc=$?\n"
+            + restore + "exit $rc\n")
+
+
 class InitFirstControlPlane:
     name = "InitFirstControlPlane"
     title = "Initialise the first control plane"
@@ -51,21 +65,32 @@ class InitFirstControlPlane:
     def plan(self, ctx: UpContext) -> PhasePlan:
         host = ctx.first
         steps: list = puts(host, kubeforge_files(ctx, host))
-        if not ctx.state.initialized and not ctx.joined(host):
+        # a stopped init leaves kubelet.conf behind: the first control plane looks joined, but is not
+        if not ctx.state.initialized and (ctx.state.init_incomplete or not ctx.joined(host)):
+            if ctx.state.init_incomplete:
+                # kubeadm's preflight refuses to init over what a stopped init left (manifests, a
+                # non-empty /var/lib/etcd, its ports taken): undo it first, as kubeadm itself advises
+                steps.append(RunStep(host.name, Command(script=reset_keeping_pki(), sudo=True, timeout=300),
+                                     "kubeadm reset: an earlier kubeadm init stopped before the cluster was initialised",
+                                     key="kubeadm-reset-incomplete-init", repeat_on_resume=True))
             init = f"kubeadm init --config {INIT_PATH} --upload-certs"
             guard = f"test -f {ADMIN_CONF} && {KUBECTL} get node {q(host.name)} >/dev/null 2>&1"
             steps.append(RunStep(host.name, Command(script=quiet(init, "kubeadm-init"), sudo=True, timeout=600),
                                  "kubeadm init", unless=Command(script=guard, sudo=True), key="kubeadm-init"))
             steps.append(api_gate(host, ctx.gate_timeout_s))
             return PhasePlan.of(self, [(host.name, steps)])
-        if ctx.token_expired and self._joins_pending(ctx):
+        # Both are leases decided from fresh facts on every attempt: a --resume a day later must create
+        # the token and upload the certificates again even though the interrupted attempt did.
+        if ctx.token_to_create and self._joins_pending(ctx):
             create = f"kubeadm token create --config {INIT_PATH}"
             steps.append(RunStep(host.name, Command(script=quiet(create, "kubeadm-token"), sudo=True),
-                                 "Create the bootstrap token in the cluster", key="token-create"))
+                                 "Create the bootstrap token in the cluster", key="token-create",
+                                 repeat_on_resume=True))
         if any(not ctx.joined(cp) for cp in ctx.cluster.control_planes[1:]):
             upload = f"kubeadm init phase upload-certs --upload-certs --config {INIT_PATH}"
             steps.append(RunStep(host.name, Command(script=quiet(upload, "kubeadm-upload-certs"), sudo=True),
-                                 "Upload the control-plane certificates for joining", key="upload-certs"))
+                                 "Upload the control-plane certificates for joining", key="upload-certs",
+                                 repeat_on_resume=True))
         return PhasePlan.of(self, [(host.name, steps)],
                             reason_if_empty=f"{host.name} is initialised and no node is waiting to join")
 

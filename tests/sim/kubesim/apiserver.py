@@ -25,22 +25,24 @@ class LocalBackend:
         fn = rules.OPS.get(name)
         if fn is None:
             return 404, {"error": f"unknown operation {name}"}
-        now = self.clock()
+        real = self.clock()  # the cluster's time: this plus the state's test-clock offset (rules.cluster_time)
         try:
             if name in READ_ONLY:
-                result = fn(self.store.read(), args, now)
+                st = self.store.read()
+                result = fn(st, args, rules.cluster_time(st, real))
             else:
-                result = self.store.transact(lambda st: fn(st, args, now))
+                result = self.store.transact(lambda st: fn(st, args, rules.cluster_time(st, real)))
         except SimError as e:
             if getattr(e, "record", False):
                 node = args.get("node", {}).get("name") if isinstance(args.get("node"), dict) else args.get("node")
                 message = e.message
-                self.store.transact(lambda st: rules.violation(st, now, node, message))
+                self.store.transact(lambda st: rules.violation(st, rules.cluster_time(st, real), node, message))
             return e.code, {"error": e.message}
         return 200, {"result": result}
 
     def view(self) -> dict:
-        return rules.view(self.store.read(), self.clock())
+        st = self.store.read()
+        return rules.view(st, rules.cluster_time(st, self.clock()))
 
     def healthy(self) -> bool:
         check = getattr(self.store, "healthy", None)

@@ -6,7 +6,7 @@ the schema of list items. Component configs (kubelet, kube-proxy) are accepted w
 
 from __future__ import annotations
 
-from . import yamlish
+from . import kvalues, yamlish
 from .host import SimError
 
 ANY = None
@@ -88,6 +88,8 @@ def _schemas(v4: bool) -> dict[str, dict]:
 SCHEMAS = {"kubeadm.k8s.io/v1beta4": _schemas(True), "kubeadm.k8s.io/v1beta3": _schemas(False)}
 # Config APIs a kubeadm minor no longer reads: kubeadm 1.37 removed v1beta3 (kubernetes/kubernetes#136016).
 REMOVED_IN = {"kubeadm.k8s.io/v1beta3": (1, 37)}
+# ... and those it does not read yet: v1beta4 came with kubeadm 1.31 (kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4)
+ADDED_IN = {"kubeadm.k8s.io/v1beta4": (1, 31)}
 COMPONENT_CONFIGS = {("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
                      ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")}
 
@@ -141,7 +143,8 @@ def parse(text: str, source: str = "config", *, kubeadm_version: str | None = No
                            f"kubeadm v{removed[0]}.{removed[1] - 1} instead and run 'kubeadm config migrate --old-config "
                            f"old.yaml --new-config new.yaml', which will write the new, similar spec using a newer API "
                            f"version.")
-        if av not in SCHEMAS:
+        added = ADDED_IN.get(av)
+        if av not in SCHEMAS or (added is not None and mine is not None and mine < added):
             raise SimError(f"{source}: no kind \"{kind}\" is registered for version \"{av}\"")
         if kind not in SCHEMAS[av]:
             raise SimError(f"{source}: no kind \"{kind}\" is registered for version \"{av}\"")
@@ -154,6 +157,7 @@ def parse(text: str, source: str = "config", *, kubeadm_version: str | None = No
         out[kind] = doc
     if not out:
         raise SimError(f"{source}: no configuration documents found")
+    kvalues.check(out, api)  # the values, as kubeadm's validation checks them
     out.setdefault("_apiVersion", {"value": api})
     return out
 

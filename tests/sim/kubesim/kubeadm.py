@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from . import client, files, host, kconfig, yamlish
+from . import client, files, host, kconfig, kvalues, yamlish
 from .host import SimError, parse_version
 
 DEFAULT_TOKEN_TTL = 86400.0
@@ -130,15 +130,23 @@ def _server_bases(kubeconfig_path: str) -> list[str]:
     return bases
 
 
+def _set_flags(a, argv: list[str]) -> list[str]:
+    """The flags given on the command line (pflag's "changed"), by name, for ValidateMixedArguments."""
+    names = [w[2:].split("=", 1)[0] for w in argv if w.startswith("--")]
+    return list(dict.fromkeys(names))
+
+
 def cmd_init(a, version: str) -> int:
     from .kubeadm_phases import init
 
+    kvalues.refuse_mixed_flags(_set_flags(a, a.argv))
     return init(a, version, _load_config(a.config, version))
 
 
 def cmd_join(a, version: str) -> int:
     from .kubeadm_phases import join
 
+    kvalues.refuse_mixed_flags(_set_flags(a, a.argv))
     return join(a, version, _load_config(a.config, version))
 
 
@@ -291,6 +299,7 @@ def parser() -> _Parser:
 def main(argv: list[str], version: str) -> int:
     try:
         a = parser().parse_args(argv)
+        a.argv = list(argv)
         return a.fn(a, version)
     except SimError as e:
         print(e.message if e.message.startswith(("[preflight]", "error")) else f"error: {e.message}", file=sys.stderr)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from . import client, etcdpod, files, host, images, staticpod
+from . import client, etcdpod, files, host, images, preflight, staticpod
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (
@@ -48,9 +48,10 @@ def init(a, version: str, cfg: dict) -> int:
         ("FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml",
          "/etc/kubernetes/manifests/kube-apiserver.yaml already exists"
          if host.exists(f"{files.MANIFESTS}/kube-apiserver.yaml") else None)]
+    external = bool((cc.get("etcd") or {}).get("external"))
+    checks += preflight.control_plane_checks(not external, _data_dir(cc), apiserver_manifest=False)
     ignored = a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or [])
     _preflight(checks, ignored)
-    external = bool((cc.get("etcd") or {}).get("external"))
     _pull_images(images.kubeadm_images(vstr(t), _repository(cc), local_etcd=not external), ignored)
     name = a.node_name or reg.get("name") or host.hostname()
     advertise = a.apiserver_advertise_address or (ic.get("localAPIEndpoint") or {}).get("advertiseAddress") \
@@ -123,9 +124,16 @@ def join(a, version: str, cfg: dict) -> int:
     checks = _node_checks(version) + [
         ("FileAvailable--etc-kubernetes-kubelet.conf",
          "/etc/kubernetes/kubelet.conf already exists" if host.exists("/etc/kubernetes/kubelet.conf") else None)]
-    _preflight(checks, a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or []))
+    checks += preflight.worker_checks()
+    ignored = a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or [])
+    _preflight(checks, ignored)
     bases = [client.base_url("https://" + endpoint)]
     info = client.op(bases, "discover", {})
+    if control_plane:  # kubeadm checks a joining control plane with the cluster's configuration in hand
+        cc_joined = info.get("clusterConfiguration") or {}
+        done = {n for n, _ in checks}
+        _preflight([c for c in preflight.control_plane_checks(info.get("etcd") == "stacked", _data_dir(cc_joined))
+                    if c[0] not in done], ignored)
     name = a.node_name or reg.get("name") or host.hostname()
     advertise = a.apiserver_advertise_address or ((cp_cfg or {}).get("localAPIEndpoint") or {}).get("advertiseAddress")
     node_ip = extra_arg({"extraArgs": reg.get("kubeletExtraArgs")}, "node-ip") or advertise \

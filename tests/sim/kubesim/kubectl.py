@@ -87,6 +87,8 @@ def cmd_get(a, version: str) -> int:
     names = [n for n in ([name] if name else []) + a.names if n]
     what = _KINDS.get(kind.lower())
     st = state(a)
+    if kind.lower() in ("secrets", "secret"):
+        return _get_secrets(a, st, names)
     if what is None:
         return _get_stored(a, st, kind, names)
     if what == "nodes":
@@ -116,6 +118,28 @@ def cmd_get(a, version: str) -> int:
         print(json.dumps({"kind": "List", "items": objs}, indent=2))
     else:
         sys.stdout.write(views.table([["NAMESPACE", "NAME"]] + [[o["namespace"], o["name"]] for o in objs]))
+    return 0
+
+
+def _get_secrets(a, st: dict, names: list[str]) -> int:
+    """The Secrets kubeadm keeps in kube-system: `bootstrap-token-<id>` per live token and `kubeadm-certs`
+    while the uploaded certificates last (metadata and expiration only: the simulator keeps no secret)."""
+    items = []
+    if (a.namespace or "default") == "kube-system" or a.all_namespaces:
+        for tid, expires in sorted((st.get("bootstrapTokens") or {}).items()):
+            items.append(views.secret_object(f"bootstrap-token-{tid}", "bootstrap.kubernetes.io/token",
+                                             {"token-id": tid, "expiration": views.rfc3339(expires)}))
+        if st.get("kubeadmCertsExpires"):
+            items.append(views.secret_object("kubeadm-certs", "Opaque", {}))
+    if names:
+        missing = [n for n in names if n not in {i["metadata"]["name"] for i in items}]
+        if missing:
+            raise SimError(f'Error from server (NotFound): secrets "{missing[0]}" not found', 404)
+        items = [i for i in items if i["metadata"]["name"] in names]
+    if a.output in ("json", "yaml", "name"):
+        sys.stdout.write(views.dump(items, a.output, "secret", single=len(names) == 1))
+    else:
+        sys.stdout.write(views.table([["NAME", "TYPE"]] + [[i["metadata"]["name"], i["type"]] for i in items]))
     return 0
 
 
@@ -290,6 +314,12 @@ def _seconds(text: str) -> float:
 
 
 def cmd_sim(a, version: str) -> int:
+    if a.what == "advance-clock":
+        # the simulator's test clock (tests/sim/README.md "Environment knobs"): every API server
+        # sharing this cluster's state sees the time moved forward
+        seconds = _seconds(a.duration or "")
+        print(json.dumps(client.op(bases(a), "clock_advance", {"seconds": seconds}), indent=2))
+        return 0
     path = {"violations": "/kubesim/violations", "state": "/kubesim/state"}[a.what]
     print(json.dumps(client.get(bases(a), path), indent=2))
     return 0
@@ -352,7 +382,8 @@ def parser() -> _Parser:
     s.add_argument("--timeout")
     s.set_defaults(fn=cmd_wait)
     s = sub.add_parser("sim", parents=[g])
-    s.add_argument("what", choices=["violations", "state"])
+    s.add_argument("what", choices=["violations", "state", "advance-clock"])
+    s.add_argument("duration", nargs="?")
     s.set_defaults(fn=cmd_sim)
     return p
 

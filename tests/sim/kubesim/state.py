@@ -18,6 +18,22 @@ def new_state() -> dict:
             "certs": None, "cni": False, "violations": [], "seq": 0, "history": []}
 
 
+def cluster_time(st: dict, real: float) -> float:
+    """The cluster's clock: the machine's plus the offset a test moved it by (op_clock_advance). Every
+    rule that looks at time (token and uploaded-certs expiry, heartbeats, grace periods) reads this."""
+    return real + float(st.get("clockOffset") or 0.0)
+
+
+def op_clock_advance(st: dict, a: dict, now: float) -> dict:
+    """The test clock: move the cluster's time forward (never back: expiry must stay monotonic), e.g.
+    25 h so that a bootstrap token (24 h) and the uploaded certificates (2 h) have expired."""
+    seconds = float(a.get("seconds") or 0)
+    if seconds <= 0:
+        raise SimError(f"the test clock only moves forward (asked to move by {seconds:g} s)")
+    st["clockOffset"] = float(st.get("clockOffset") or 0.0) + seconds
+    return {"clockOffset": st["clockOffset"], "now": now + seconds}
+
+
 def refuse(message: str, code: int = 400) -> SimError:
     e = SimError(message, code)
     e.record = True  # type: ignore[attr-defined]
@@ -327,6 +343,11 @@ def view(st: dict, now: float) -> dict:
     out = dict(st)
     out["nodes"] = {k: dict(v, ready=workloads.node_ready(st, v, now)) for k, v in st["nodes"].items()}
     out["pods"] = {k: p for k, p in st["pods"].items() if not workloads.gone(p, now)}
+    # what `kubectl get secrets -n kube-system` shows of them: names and expiry, never the hashes; an
+    # expired one is gone, as the token cleaner (and the garbage collector, for kubeadm-certs) deletes it
+    out["bootstrapTokens"] = {i: t["expires"] for i, t in (st.get("tokens") or {}).items() if t["expires"] >= now}
+    certs = st.get("certs")
+    out["kubeadmCertsExpires"] = certs["expires"] if certs and certs["expires"] >= now else None
     out.pop("tokens", None)
     out.pop("certs", None)
     out["now"] = now

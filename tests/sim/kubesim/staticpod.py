@@ -108,10 +108,15 @@ def running_pid() -> int | None:
     return pid if _alive(pid) else None
 
 
-def kill_running() -> None:
+def kill_running(wait: float = 5.0) -> None:
+    """Stop the API server "container"; like kubeadm reset's container removal, return once it is gone
+    (its port free for the next init's preflight)."""
     pid = running_pid()
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + wait
+        while running_pid() == pid and time.time() < deadline:
+            time.sleep(0.05)
 
 
 class ApiServerProcess:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 
 from . import yamlish
@@ -71,6 +73,16 @@ def pod_object(st: dict, p: dict) -> dict:
 def node_list(st: dict, names: list[str] | None = None) -> list[dict]:
     nodes = [n for k, n in sorted(st["nodes"].items()) if not names or k in names]
     return [node_object(st, n) for n in nodes]
+
+
+def rfc3339(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def secret_object(name: str, kind: str, data: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": kind,
+            "metadata": {"name": name, "namespace": "kube-system"},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
 def dump(items: list[dict], output: str, kind: str, single: bool = False) -> str:
