@@ -46,7 +46,7 @@ apt-get -s -q upgrade 2>/dev/null | grep '^Inst ' || true
 echo '{_MARK}held'
 apt-mark showhold 2>/dev/null || true
 echo '{_MARK}reboot'
-if [ -e {REBOOT_REQUIRED} ]; then cat {REBOOT_REQUIRED}.pkgs 2>/dev/null | tr '\\n' ' '; echo; fi
+if [ -e {REBOOT_REQUIRED} ]; then echo "required $(cat {REBOOT_REQUIRED}.pkgs 2>/dev/null | tr '\\n' ' ')"; fi
 echo '{_MARK}kernel'
 uname -r
 echo '{_MARK}kernels'
@@ -133,13 +133,13 @@ def parse_probe(host: str, stdout: str) -> OsFacts:
     every = parse_simulation("\n".join(parts.get("simulate", [])))
     kept_names = set(KEPT) | held
     kernels = sorted(parts.get("kernels", []), key=_version_key)
-    reboot = parts.get("reboot")
+    reboot = next((line.split()[1:] for line in parts.get("reboot", []) if line.split()[0] == "required"), None)
     return OsFacts(
         host=host,
         upgrades=tuple(u for u in every if u.name not in kept_names),
         kept=tuple(u for u in every if u.name in kept_names),
         reboot_required=reboot is not None,
-        reboot_packages=tuple(" ".join(reboot or []).split()),
+        reboot_packages=tuple(reboot or ()),
         running_kernel=(parts.get("kernel") or [""])[0],
         newest_kernel=kernels[-1] if kernels else "",
         boot_id=(parts.get("boot") or [""])[0],
@@ -172,7 +172,8 @@ def upgrade_packages_step(host: Host) -> RunStep:
         "export DEBIAN_FRONTEND=noninteractive",
         # hold what kubeforge's own commands upgrade, for this command only: what the host held before stays held
         "before=$(apt-mark showhold)",
-        f"kept=$(dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {keep} 2>/dev/null | awk '$2 ~ /^.i/ {{print $1}}')",
+        # dpkg-query exits 1 when some of them are not installed (the usual case): not an error here
+        f"kept=$({{ dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {keep} 2>/dev/null || true; }} | awk '$2 ~ /^.i/ {{print $1}}')",
         'restore() { for p in $kept; do printf \'%s\\n\' "$before" | grep -qx "$p" || apt-mark unhold "$p" >/dev/null; done; }',
         "trap restore EXIT",
         '[ -z "$kept" ] || apt-mark hold $kept >/dev/null',
