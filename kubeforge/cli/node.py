@@ -48,7 +48,7 @@ def run_node_remove(inventory: Path, names: list[str] | None, *, yes: bool, dry_
     show(lambda: {"plan": plan.to_dict(), "report": report.to_dict(), **({"next": after} if done else {})}, table)
 
 
-def run_node_replace(inventory: Path, name: str, *, yes: bool, dry_run: bool, resume: bool, break_lock: bool,
+def run_node_replace(inventory: Path, name: str | None, *, yes: bool, dry_run: bool, resume: bool, break_lock: bool,
                      force: bool, accept_new_host_key: bool) -> None:
     from kubeforge.execute import RunOptions
     from kubeforge.inventory import load_cluster
@@ -60,12 +60,12 @@ def run_node_replace(inventory: Path, name: str, *, yes: bool, dry_run: bool, re
     from kubeforge.ui.report_view import print_report
     from kubeforge.workflows.node import node_replace, replacement_host_key
 
-    cluster = replacement_host_key(load_cluster(inventory), name, accept_new=accept_new_host_key)
+    cluster = replacement_host_key(load_cluster(inventory), name or "", accept_new=accept_new_host_key)
     out, err = consoles()
     options = RunOptions(command_line(), dry_run=dry_run, resume="" if resume else None, break_lock=break_lock)
     with start_run_log(cluster, "node-replace") as run_log, TransportPool(cluster) as pool:
         plan, report = node_replace(
-            cluster, pool, options, name=name, confirm=Confirmer(err, yes=yes), force=force,
+            cluster, pool, options, name=name or "", confirm=Confirmer(err, yes=yes), force=force,
             events=None if structured() else make_progress(err), run_dir=run_log.dir, log_path=run_log.path,
             show=None if structured() else (lambda p: print_plan(err, p)))
     if report is None:
@@ -76,7 +76,10 @@ def run_node_replace(inventory: Path, name: str, *, yes: bool, dry_run: bool, re
 def register(app: typer.Typer) -> None:
     @node_app.command("replace")
     def replace_cmd(
-        name: str = typer.Argument(..., metavar="NAME", help="The inventory's host whose machine died."),
+        # optional for click, as NAME... of remove: the inventory is read first, then a missing name
+        # is a usage error listing its hosts
+        name: str | None = typer.Argument(None, metavar="NAME", help="The inventory's host whose machine died.",
+                                          show_default=False),
         inventory: Path = INVENTORY,
         yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change no host."),

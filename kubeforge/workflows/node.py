@@ -132,6 +132,9 @@ def node_remove(
 
 
 def _one(cluster: Cluster, name: str) -> Host:
+    if not name:
+        raise UsageError(f"node replace: name the host whose machine died (hosts of {cluster.source.name}: "
+                         f"{', '.join(h.name for h in cluster.hosts)})")
     host = next((h for h in cluster.hosts if h.name == name), None)
     if host is None:
         raise UsageError(f"node replace: no host named {name!r} in {cluster.source.name} "
