@@ -113,6 +113,9 @@ def test_a_removal_that_would_lose_quorum_is_refused_before_anything_is_touched(
             mlab.exec(n, ["systemctl", "start", "etcd"])
 
 
+# by hand: 84 s alone (etcd installed from bare machines first), more than this branch's CI share;
+# figures in docs/node.md
+@pytest.mark.by_hand
 def test_replacing_a_powered_off_etcd_host_brings_three_of_three_back_losing_no_acknowledged_write(mlab, state):
     """etcd-3 is powered off and comes back as a blank machine (fresh disk, new SSH host key) at the
     same address; `node replace` removes its old member and adds it again as a learner, promoted."""
