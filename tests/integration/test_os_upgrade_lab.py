@@ -70,7 +70,7 @@ def test_os_upgrade_reboots_exactly_the_hosts_that_need_it_one_control_plane_at_
     before = {n: boot_id(lab, n) for n in MACHINES}
 
     started = time.monotonic()
-    res, polls, failures = while_polling(lambda: None if readyz_through_vip(vip, timeout=5) else "no answer",
+    res, polls, failures = while_polling(lambda: None if readyz_through_vip(vip) else "no answer",
                                          lambda: kf(tmp_path, inventory, "os", "upgrade", "--yes"), 0.5)
     took = time.monotonic() - started
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
