@@ -1,8 +1,13 @@
-"""`kubeforge os upgrade` on real machines that really reboot (persistent disks; `systemctl reboot`
+"""`kubeforge os upgrade` and `kubeforge node replace` of a worker on one lab.
+
+`os upgrade` on real machines that really reboot (persistent disks; `systemctl reboot`
 restarts the machine from its disk): the lab mirror's test package 1.0 is installed on cp-1, cp-2 and
 worker-1, the mirror offers 1.1, whose postinst asks for a reboot. The run upgrades it, reboots
 exactly those three (etcd-1 and lb-1 have nothing asking), one control plane at a time, with the API
 answering through the haproxy endpoint throughout.
+
+Then worker-2 (a volatile disk) is powered off and comes back blank at its address with a new host
+key: `node replace worker-2` deletes its old Node and joins the new machine.
 
 Heavy (its own lab, three reboots): by hand, figures in docs/node.md."""
 
@@ -24,9 +29,10 @@ from tests.integration.test_endpoint_haproxy_lab import readyz_through_vip
 pytestmark = [pytest.mark.lab, pytest.mark.by_hand, pytest.mark.timeout(1500)]
 
 LAYOUT = [("lb-1", ("load-balancer",)), ("etcd-1", ("etcd",)), ("cp-1", ("control-plane",)),
-          ("cp-2", ("control-plane",)), ("worker-1", ("worker",))]
+          ("cp-2", ("control-plane",)), ("worker-1", ("worker",)), ("worker-2", ("worker",))]
 PATCHED = ("cp-1", "cp-2", "worker-1")  # the test package installed: they will need a reboot
-MACHINES = ("lb-1", "etcd-1", "cp-1", "cp-2", "worker-1")
+PERSISTENT = ("lb-1", "etcd-1", "cp-1", "cp-2", "worker-1")  # worker-2's disk is volatile: replaced blank
+MACHINES = (*PERSISTENT, "worker-2")
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
 
@@ -41,13 +47,23 @@ def boot_id(lab, name: str) -> str:
     return lab.exec(name, ["cat", "/proc/sys/kernel/random/boot_id"], check=True).stdout.strip()
 
 
-def test_os_upgrade_reboots_exactly_the_hosts_that_need_it_one_control_plane_at_a_time_api_answering(
-        lab_factory, tmp_path):
-    lab = lab_factory(LAYOUT, endpoint_mode="haproxy", persistent=MACHINES)
-    inventory = lab.write_inventory(tmp_path / "inventory.yaml")
-    vip = YAML(typ="safe").load(inventory.read_text())["spec"]["controlPlaneEndpoint"]["host"]
-    up = kf(tmp_path, inventory, "up", "--yes")
+@pytest.fixture(scope="module")
+def env(lab_factory, tmp_path_factory):
+    lab = lab_factory(LAYOUT, endpoint_mode="haproxy", persistent=PERSISTENT)
+    d = tmp_path_factory.mktemp("os-upgrade")
+    inventory = lab.write_inventory(d / "inventory.yaml")
+    up = kf(d, inventory, "up", "--yes")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    return lab, d, inventory
+
+
+def node(lab, name: str) -> dict:
+    return json.loads(lab.exec("cp-1", [*KUBECTL, "get", "node", name, "-o", "json"], check=True).stdout)
+
+
+def test_os_upgrade_reboots_exactly_the_hosts_that_need_it_one_control_plane_at_a_time_api_answering(env):
+    lab, tmp_path, inventory = env
+    vip = YAML(typ="safe").load(inventory.read_text())["spec"]["controlPlaneEndpoint"]["host"]
     for name in MACHINES:  # the site's update repository, as an operator's security mirror
         lab.exec(name, ["sh", "-c", f"echo 'deb [trusted=yes] {lab.mirror_url}/lab-updates/ ./' "
                                     "> /etc/apt/sources.list.d/lab-updates.list && apt-get update -q >/dev/null"], check=True)
@@ -64,7 +80,7 @@ def test_os_upgrade_reboots_exactly_the_hosts_that_need_it_one_control_plane_at_
         assert [(u["name"], u["installed"], u["candidate"]) for u in rows[name]["upgrades"]] == [
             ("kubeforge-lab-patch", "1.0-1", "1.1-1")], rows[name]
         assert rows[name]["would_reboot"].startswith("only if a package asks")
-    for name in ("lb-1", "etcd-1"):
+    for name in ("lb-1", "etcd-1", "worker-2"):
         assert rows[name]["upgrades"] == [] and rows[name]["would_reboot"] == "no", rows[name]
     assert all(boot_id(lab, n) for n in MACHINES)
     before = {n: boot_id(lab, n) for n in MACHINES}
@@ -99,3 +115,27 @@ def test_os_upgrade_reboots_exactly_the_hosts_that_need_it_one_control_plane_at_
     again = kf(tmp_path, inventory, "os", "upgrade", "--yes")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert {n: boot_id(lab, n) for n in MACHINES} == after  # nothing left to do: no reboot
+
+
+def test_node_replace_joins_a_blank_machine_at_a_dead_workers_address_in_place_of_its_node(env):
+    lab, d, inventory = env
+    # a label only the old Node object carries: the simulator's Nodes have no uid
+    lab.exec("cp-1", [*KUBECTL, "label", "node", "worker-2", "kubeforge-test/old-machine=yes"], check=True)
+    assert node(lab, "worker-2")["metadata"]["labels"].get("kubeforge-test/old-machine") == "yes"
+    known = lab.known_hosts.read_text()
+    lab.stop_machine("worker-2")  # power off
+    lab.start_machine("worker-2")  # volatile disk: blank, new host keys
+    lab.known_hosts.write_text(known)  # the operator's known_hosts has the dead machine's key
+    changed = kf(d, inventory, "node", "replace", "worker-2", "--yes")
+    assert changed.returncode == 5 and "--accept-new-host-key" in changed.stderr, changed.stderr[-2000:]
+    started = time.monotonic()
+    res = kf(d, inventory, "node", "replace", "worker-2", "--yes", "--accept-new-host-key")
+    took = time.monotonic() - started
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    print(f"node replace worker-2: {took:.1f}s")
+    new = node(lab, "worker-2")
+    assert "kubeforge-test/old-machine" not in new["metadata"]["labels"]  # old Node deleted, the new one registered
+    assert [c["status"] for c in new["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
+    assert lab.exec("worker-2", ["test", "-f", "/etc/kubernetes/kubelet.conf"]).returncode == 0
+    again = kf(d, inventory, "node", "replace", "worker-2", "--yes")
+    assert again.returncode == 7 and "its node is Ready" in again.stderr, again.stderr[-2000:]
