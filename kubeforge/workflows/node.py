@@ -40,7 +40,7 @@ from kubeforge.plan.node.replace import (
     target_member,
 )
 from kubeforge.plan.phase import Plan
-from kubeforge.plan.up.context import KUBELET_CONF
+from kubeforge.plan.up.join_control_planes import KUBELET_CONF
 from kubeforge.transport.base import Command
 from kubeforge.workflows.common import probe_cluster, site
 
