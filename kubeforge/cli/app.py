@@ -31,7 +31,8 @@ COMMAND_MODULES = (
     "kubeforge.cli.etcd",  # etcd install|status|backup|restore|members|upgrade
     "kubeforge.cli.lifecycle",  # plan, up, reset
     "kubeforge.cli.upgrade",  # upgrade
-    "kubeforge.cli.node",  # node remove
+    "kubeforge.cli.node",  # node remove|replace
+    "kubeforge.cli.os",  # os upgrade
     "kubeforge.cli.kubeconfig_cmd",  # kubeconfig
     "kubeforge.cli.bundle_cmd",  # bundle verify|create
 )

@@ -163,3 +163,28 @@ def for_host(entries: list[KnownKey], name: str) -> HostEntries:
             continue
         {None: keys, CERT_AUTHORITY: cas, REVOKED: revoked}[e.marker].append(e)
     return HostEntries(tuple(keys), tuple(cas), tuple(revoked))
+
+
+def forget_host(path: Path, name: str) -> list[str]:
+    """Remove the plain keys known_hosts trusts for exactly ``name`` (as ``ssh-keygen -R`` does: a
+    hashed or literal entry naming it; wildcard lines, @cert-authority and @revoked lines are kept),
+    for a machine that was replaced and has a new host key. The file is rewritten atomically, with
+    its mode kept; the lines removed are returned ("path:line"), nothing is written when none match."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return []
+    kept, removed = [], []
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        fields = line.split()
+        if (fields and not fields[0].startswith(("@", "#")) and len(fields) >= 3
+                and not any(c in fields[0] for c in "*?!") and patterns_match(fields[0], name)):
+            removed.append(f"{path}:{number}")
+            continue
+        kept.append(line)
+    if removed:
+        tmp = path.with_name(path.name + ".kubeforge-tmp")
+        tmp.write_text("".join(kept), encoding="utf-8", errors="surrogateescape")
+        tmp.chmod(path.stat().st_mode & 0o7777)
+        tmp.replace(path)
+    return removed

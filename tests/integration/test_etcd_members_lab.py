@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -21,16 +22,21 @@ class Writer(threading.Thread):
         self.lab, self.endpoints = lab, endpoints
         self.ok = self.failed = 0
         self.errors: list[str] = []
+        self.acked: list[str] = []  # keys etcd acknowledged
+        self.failed_at: list[float] = []  # time.monotonic() of each failed put
         self.stop = threading.Event()
 
     def run(self) -> None:
         i = 0
         while not self.stop.is_set():
-            res = etcdctl(self.lab, "etcd-1", "put", f"/kf/writer/{i:06d}", "x", endpoints=self.endpoints)
+            key = f"/kf/writer/{i:06d}"
+            res = etcdctl(self.lab, "etcd-1", "put", key, "x", endpoints=self.endpoints)
             if res.returncode == 0:
                 self.ok += 1
+                self.acked.append(key)
             else:
                 self.failed += 1
+                self.failed_at.append(time.monotonic())
                 self.errors.append(res.stderr.strip()[-200:])
             i += 1
             self.stop.wait(0.1)
@@ -107,3 +113,60 @@ def test_a_removal_that_would_lose_quorum_is_refused_before_anything_is_touched(
     finally:
         for n in ("etcd-4", "etcd-5"):
             mlab.exec(n, ["systemctl", "start", "etcd"])
+
+
+# by hand: 84 s alone (etcd installed from bare machines first), more than this branch's CI share;
+# figures in docs/node.md
+@pytest.mark.by_hand
+def test_replacing_a_powered_off_etcd_host_brings_three_of_three_back_losing_no_acknowledged_write(mlab, state):
+    """etcd-3 is powered off and comes back as a blank machine (fresh disk, new SSH host key) at the
+    same address; `node replace` removes its old member and adds it again as a learner, promoted."""
+    names3 = ["etcd-1", "etcd-2", "etcd-3"]
+    inv3 = inventory_with(mlab, state / "etcd3.yaml", names3)
+    installed = mlab.exec("etcd-1", ["systemctl", "is-active", "etcd"]).stdout.strip() == "active"
+    # the tests above leave five members; alone, this one starts from bare machines
+    setup = kf("etcd", "members" if installed else "install", "-i", str(inv3), "--yes", timeout=900)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    etcdctl(mlab, "etcd-1", "del", "/kf/writer/", "--prefix")
+    stay = ",".join(f"https://{mlab.address(n)}:2379" for n in ("etcd-1", "etcd-2"))
+    old_keys = mlab.known_hosts.read_text()
+    writer = Writer(mlab, stay)
+    writer.start()
+    try:
+        mlab.stop_machine("etcd-3")  # power off: nothing shuts down cleanly
+        down = kf("node", "replace", "etcd-3", "-i", str(inv3), "--yes")
+        assert down.returncode == 5 and "does not answer" in down.stderr, down.stdout + down.stderr
+
+        mlab.start_machine("etcd-3")  # a volatile disk: blank, with new host keys
+        mlab.known_hosts.write_text(old_keys)  # the operator's known_hosts still has the dead machine's key
+        changed = kf("node", "replace", "etcd-3", "-i", str(inv3), "--yes")
+        assert changed.returncode == 5, changed.stdout + changed.stderr
+        assert "HOST KEY CHANGED" in changed.stderr and "--accept-new-host-key" in changed.stderr
+        assert members_of(mlab, "etcd-1") and len(members_of(mlab, "etcd-1")) == 3  # nothing changed
+
+        started = time.monotonic()
+        res = kf("node", "replace", "etcd-3", "-i", str(inv3), "--yes", "--accept-new-host-key", timeout=900)
+        ended = time.monotonic()
+        assert res.returncode == 0, res.stdout + res.stderr
+        print(f"node replace etcd-3: {ended - started:.1f}s")
+        listed = members_of(mlab, "etcd-1")
+        assert sorted(m["name"] for m in listed) == names3 and not any(m.get("isLearner") for m in listed)
+        st = json.loads(kf("etcd", "status", "-i", str(inv3), "-o", "json").stdout)
+        assert st["healthy"] == 3 and st["allHealthy"]
+        assert mlab.exec("etcd-3", ["systemctl", "is-enabled", "etcd"]).stdout.strip() == "enabled"
+
+        again = kf("node", "replace", "etcd-3", "-i", str(inv3), "--yes")
+        assert again.returncode == 7 and "reachable and its etcd member is healthy" in again.stderr, again.stderr
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    keys = etcdctl(mlab, "etcd-3", "get", "/kf/writer/", "--prefix", "--keys-only").stdout.split()
+    lost = sorted(set(writer.acked) - set(keys))
+    during = [t for t in writer.failed_at if started <= t <= ended]
+    print(f"writer: {writer.ok} acknowledged, {writer.failed} failed ({len(during)} during the replace), {len(lost)} lost")
+    assert writer.ok > 20
+    assert lost == [], lost[:5]
+    # A put in flight when etcd-3 loses power can time out unacknowledged (1 put in 2 of the 4 runs
+    # so far, each before the replace started); the replace itself (member removed, learner added and
+    # promoted) has cost no write in any run.
+    assert during == [], writer.errors[:3]

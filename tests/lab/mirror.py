@@ -217,6 +217,27 @@ def _link_tree(src: Path, dest: Path) -> None:
             _link(f, dest / f.name)
 
 
+def lab_updates_repo() -> Path:
+    """A flat repository with tests.sim.build_debs' OS test package at two versions (the lab's
+    "security updates" for `kubeforge os upgrade`), built once per recipe into the cache. Machines
+    see it only where a test adds ``deb [trusted=yes] URL/lab-updates/ ./`` to their sources."""
+    from tests.sim import build_debs
+
+    recipe = json.dumps([build_debs.PATCH_PACKAGE, build_debs.PATCH_VERSIONS, build_debs.PATCH_POSTINST])
+    final = CACHE_DIR / f"lab-updates-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+    if (final / "Packages.gz").exists():
+        return final
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_debs.build_patch_debs(str(tmp))
+    index_flat(tmp)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # built by another session meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 def prepare(rootfs: Path, root: Path, log=print) -> Path:
     """Lay out the mirror under ``root`` (hard links into the caches); returns the directory to serve."""
     debian = debian_repo(rootfs, log=log)
@@ -228,6 +249,7 @@ def prepare(rootfs: Path, root: Path, log=print) -> Path:
     sim = build_sim_debs(log=log)
     for src in sorted(sim.glob("kubernetes/v*/deb")) if sim else []:
         _link_tree(src, root / src.relative_to(sim))
+    _link_tree(lab_updates_repo(), root / "lab-updates")
     return root
 
 

@@ -232,6 +232,43 @@ def build(out_dir: str, versions: list[str], etcd_debs_dir: str | None = None) -
         shutil.rmtree(work, ignore_errors=True)
 
 
+# --- an ordinary OS package for `kubeforge os upgrade` to patch ---------------------------------
+# Not part of the simulator: a tiny package at two versions, so the lab mirror has an update to
+# offer. The newer one asks for a reboot from its postinst, as Debian's kernel packages do through
+# update-notifier-common (/var/run/reboot-required, the package named in reboot-required.pkgs).
+PATCH_PACKAGE = "kubeforge-lab-patch"
+PATCH_VERSIONS = ("1.0", "1.1")
+PATCH_POSTINST = f"""#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    touch /var/run/reboot-required
+    grep -qx {PATCH_PACKAGE} /var/run/reboot-required.pkgs 2>/dev/null || echo {PATCH_PACKAGE} >> /var/run/reboot-required.pkgs
+fi
+exit 0
+"""
+
+
+def build_patch_debs(out_dir: str) -> list[str]:
+    """``kubeforge-lab-patch`` 1.0 (no reboot) and 1.1 (reboot required) as .debs in ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    out = []
+    with tempfile.TemporaryDirectory() as work:
+        for version in PATCH_VERSIONS:
+            tree = os.path.join(work, version)
+            _write(os.path.join(tree, f"usr/share/{PATCH_PACKAGE}/VERSION"), version + "\n")
+            if version != PATCH_VERSIONS[0]:
+                _write(os.path.join(tree, "DEBIAN/postinst"), PATCH_POSTINST, 0o755)
+            _write(os.path.join(tree, "DEBIAN/control"),
+                   f"Package: {PATCH_PACKAGE}\nVersion: {version}-1\nArchitecture: all\nMaintainer: {MAINTAINER}\n"
+                   "Section: admin\nPriority: optional\nInstalled-Size: 1\n"
+                   f"Description: kubeforge lab test package {version} (an OS update to roll out)\n")
+            deb = os.path.join(out_dir, f"{PATCH_PACKAGE}_{version}-1_all.deb")
+            subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", tree, deb], check=True,
+                           capture_output=True)
+            out.append(deb)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.sim.build_debs", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output directory (kubernetes/vX.Y/deb/ is created inside)")

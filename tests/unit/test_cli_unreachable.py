@@ -27,6 +27,8 @@ HOST_COMMANDS = {
     "up": ["--yes"],
     "reset": ["--yes"],
     "node remove": ["worker-1", "--yes"],
+    "node replace": ["worker-1", "--yes"],
+    "os upgrade": ["--yes"],
     "upgrade": ["--to", "1.35.1", "--yes"],
     "etcd status": [],
     "etcd backup": [],

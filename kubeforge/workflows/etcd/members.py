@@ -140,7 +140,9 @@ def _retire(cluster: Cluster, pool, member: ListedMember):
     return retire
 
 
-def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipChange]:
+def plan_members(cluster: Cluster, pool, *, now=None, lost: frozenset[str] | None = None) -> tuple[Plan, MembershipChange]:
+    """``lost``: members to replace, as named by the caller (`node replace`); None: those the cluster
+    lists as started whose machines hold no data, found here."""
     from kubeforge.pki import ensure_pki
 
     require_external(cluster, "members")
@@ -152,11 +154,10 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
                           unreachable=tuple(m.name for m in status.members if not m.reachable))
     listed = listed_members(cluster, pool, status)
     started = {m.name for m in listed if m.name and m.client_urls and not m.healthy}
-    lost: frozenset[str] = frozenset()
-    if started & {h.name for h in cluster.etcd_members}:
+    if lost is None and started & {h.name for h in cluster.etcd_members}:
         facts_now = gather_member_facts(cluster, pool, allow_unreachable=True)
         lost = frozenset(n for n in started if (nf := facts_now.get(n)) is not None and not nf.has_data)
-    change = decide(cluster, listed, lost)
+    change = decide(cluster, listed, lost or frozenset())
     left = left_behind(cluster, listed)
     retire_phases = []
     if left:
@@ -230,6 +231,9 @@ def plan_members(cluster: Cluster, pool, *, now=None) -> tuple[Plan, MembershipC
     # Every new host is enabled at boot only once added; a host not listed yet first loses whatever
     # an earlier attempt left running on it (checked against the member list when the step runs).
     listed_eps = [client_url(cluster, x) for x in staying]
-    joining = {h.name: ([clear_never_joined(cluster, h, listed_eps)] if h in change.add else []) for h in new_hosts}
+    # A replaced member's machine may still hold the old member's data (`node replace --force` of a
+    # live one): cleared the same way, once its old member is gone from the list.
+    joining = {h.name: ([clear_never_joined(cluster, h, listed_eps)] if h in change.add or h in change.replace else [])
+               for h in new_hosts}
     phases += [install_packages_phase(inp), prepare_phase(inp, joining=joining), *add_phases, record_phase(inp)]
     return Plan(WORKFLOW, tuple(phases)), change

@@ -1,0 +1,278 @@
+"""`kubeforge os upgrade`: a rolling OS patch run, planned in two stages.
+
+  1. UpgradePackages: `apt-get upgrade` of everything but the Kubernetes and etcd packages (held
+     for the command's duration when the host does not hold them already; kubeforge's own upgrade
+     commands change those). Control planes and etcd members one at a time, workers in batches of
+     ``upgrade.maxUnavailable``. Nothing restarts the host here.
+  2. RebootNodes, planned from fresh facts once every package is in: a host reboots only when it
+     says it needs to (/var/run/reboot-required, a newer kernel installed than the one running) or
+     an earlier run marked it and had not finished with it. Each: the pending reboot recorded on
+     the host (its boot id), drained, rebooted, back (a new boot id), its etcd member healthy with
+     the cluster's quorum, its node Ready, the API's /readyz through the endpoint, uncordoned, the
+     record removed. Control planes and etcd members one at a time; workers in batches.
+
+The probe (PROBE_SCRIPT) refreshes apt's package lists (as `apt list --upgradable` needs) and
+changes nothing else; the parsers and planners here are pure.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kubeforge.model import Cluster, EndpointMode, Host
+from kubeforge.plan.etcd.install import health_gate
+from kubeforge.plan.phase import PhasePlan, Plan
+from kubeforge.plan.steps import GateStep, RunStep, Step
+from kubeforge.plan.strategy import batched, serial
+from kubeforge.plan.upgrade.commands import KUBECTL, drain, q, uncordon
+from kubeforge.transport.base import Command
+
+WORKFLOW = "os upgrade"
+# What `os upgrade` never moves: kubeforge's upgrade and etcd upgrade commands own these versions.
+KEPT = ("kubeadm", "kubelet", "kubectl", "cri-tools", "kubernetes-cni", "etcd", "etcd-server", "etcd-client")
+MARKER = "/var/lib/kubeforge/os-upgrade-reboot"  # the boot id before a reboot kubeforge asked for
+REBOOT_REQUIRED = "/var/run/reboot-required"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+_MARK = "@@kubeforge-os "
+
+PROBE_SCRIPT = f"""export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+echo '{_MARK}update'
+apt-get update -q -o Acquire::Retries=3 >/dev/null 2>&1 && echo ok || echo failed
+echo '{_MARK}simulate'
+apt-get -s -q upgrade 2>/dev/null | grep '^Inst ' || true
+echo '{_MARK}held'
+apt-mark showhold 2>/dev/null || true
+echo '{_MARK}reboot'
+if [ -e {REBOOT_REQUIRED} ]; then echo "required $(cat {REBOOT_REQUIRED}.pkgs 2>/dev/null | tr '\\n' ' ')"; fi
+echo '{_MARK}kernel'
+uname -r
+echo '{_MARK}kernels'
+ls /boot 2>/dev/null | sed -n 's/^vmlinuz-//p'
+echo '{_MARK}boot'
+cat {BOOT_ID}
+echo '{_MARK}marker'
+cat {MARKER} 2>/dev/null || true
+"""
+
+# "Inst libssl3 [3.0.11-1~deb12u1] (3.0.13-1~deb12u1 Debian-Security:12/stable-security [amd64])"
+_INST = re.compile(r"^Inst (\S+) (?:\[([^\]]*)\] )?\((\S+)")
+
+
+@dataclass(frozen=True)
+class PackageUpgrade:
+    name: str
+    installed: str  # "" for a package the upgrade pulls in new
+    candidate: str
+
+
+@dataclass(frozen=True)
+class OsFacts:
+    """One host's patch state, from PROBE_SCRIPT."""
+
+    host: str
+    upgrades: tuple[PackageUpgrade, ...] = ()  # what `apt-get upgrade` would change, kept packages excluded
+    kept: tuple[PackageUpgrade, ...] = ()  # Kubernetes / etcd packages with a newer version: left alone
+    reboot_required: bool = False
+    reboot_packages: tuple[str, ...] = ()  # reboot-required.pkgs
+    running_kernel: str = ""
+    newest_kernel: str = ""  # of /boot/vmlinuz-*; "" when none (a container)
+    boot_id: str = ""
+    marked: str = ""  # the boot id an unfinished run recorded before rebooting the host
+    update_failed: bool = False
+
+    @property
+    def kernel_pending(self) -> bool:
+        return bool(self.newest_kernel) and self.newest_kernel != self.running_kernel
+
+    @property
+    def needs_reboot(self) -> bool:
+        return self.reboot_required or self.kernel_pending or bool(self.marked)
+
+    @property
+    def reboot_reason(self) -> str:
+        if self.reboot_required:
+            by = f" ({', '.join(self.reboot_packages)})" if self.reboot_packages else ""
+            return f"{REBOOT_REQUIRED}{by}"
+        if self.kernel_pending:
+            return f"kernel {self.newest_kernel} installed, {self.running_kernel} running"
+        if self.marked:
+            return "an earlier run's reboot is not finished"
+        return ""
+
+    def to_dict(self) -> dict:
+        return {"host": self.host, "upgrades": [u.__dict__ for u in self.upgrades], "kept": [u.__dict__ for u in self.kept],
+                "reboot": self.needs_reboot, "reboot_reason": self.reboot_reason, "update_failed": self.update_failed}
+
+
+def _version_key(v: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", v)]
+
+
+def parse_simulation(text: str) -> list[PackageUpgrade]:
+    out = []
+    for line in text.splitlines():
+        m = _INST.match(line.strip())
+        if m:
+            out.append(PackageUpgrade(m.group(1), m.group(2) or "", m.group(3)))
+    return out
+
+
+def parse_probe(host: str, stdout: str) -> OsFacts:
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.startswith(_MARK):
+            current = line[len(_MARK):].strip()
+            parts[current] = []
+        elif current is not None and line.strip():
+            parts[current].append(line.strip())
+    held = set(parts.get("held", []))
+    every = parse_simulation("\n".join(parts.get("simulate", [])))
+    kept_names = set(KEPT) | held
+    kernels = sorted(parts.get("kernels", []), key=_version_key)
+    reboot = next((line.split()[1:] for line in parts.get("reboot", []) if line.split()[0] == "required"), None)
+    return OsFacts(
+        host=host,
+        upgrades=tuple(u for u in every if u.name not in kept_names),
+        kept=tuple(u for u in every if u.name in kept_names),
+        reboot_required=reboot is not None,
+        reboot_packages=tuple(reboot or ()),
+        running_kernel=(parts.get("kernel") or [""])[0],
+        newest_kernel=kernels[-1] if kernels else "",
+        boot_id=(parts.get("boot") or [""])[0],
+        marked=(parts.get("marker") or [""])[0],
+        update_failed=(parts.get("update") or ["failed"])[0] != "ok",
+    )
+
+
+@dataclass(frozen=True)
+class OsUpgradeInput:
+    cluster: Cluster
+    facts: Mapping[str, OsFacts]
+    hosts: tuple[Host, ...] = field(default=())  # () : every host of the inventory
+
+    @property
+    def selected(self) -> tuple[Host, ...]:
+        return self.hosts or self.cluster.hosts
+
+
+def rolling_groups(cluster: Cluster, hosts: Sequence[Host]) -> tuple[list[Host], list[Host]]:
+    """(one at a time: etcd members, control planes, balancers; in batches: the other workers)."""
+    one_by_one = [h for h in hosts if h.is_etcd or h.is_control_plane or not h.is_worker]
+    workers = [h for h in hosts if h not in one_by_one]
+    return one_by_one, workers
+
+
+def upgrade_packages_step(host: Host) -> RunStep:
+    keep = " ".join(KEPT)
+    script = "\n".join([
+        "export DEBIAN_FRONTEND=noninteractive",
+        # hold what kubeforge's own commands upgrade, for this command only: what the host held before stays held
+        "before=$(apt-mark showhold)",
+        # dpkg-query exits 1 when some of them are not installed (the usual case): not an error here
+        f"kept=$({{ dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {keep} 2>/dev/null || true; }} | awk '$2 ~ /^.i/ {{print $1}}')",
+        'restore() { for p in $kept; do printf \'%s\\n\' "$before" | grep -qx "$p" || apt-mark unhold "$p" >/dev/null; done; }',
+        "trap restore EXIT",
+        '[ -z "$kept" ] || apt-mark hold $kept >/dev/null',
+        "apt-get update -q -o Acquire::Retries=3 >/dev/null",
+        "apt-get upgrade -y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef",
+    ])
+    nothing = "export LC_ALL=C\n" + "! apt-get -s -q upgrade 2>/dev/null | awk '/^Inst /{print $2}' | grep -vxF " + \
+              " ".join(f"-e {k}" for k in KEPT) + " >/dev/null"
+    return RunStep(host.name, Command(script=script, sudo=True, timeout=1800, description="apt-get upgrade"),
+                   "Upgrade the OS packages (Kubernetes and etcd kept)", unless=Command(script=nothing, sudo=True, timeout=120),
+                   key="apt-upgrade")
+
+
+def plan_packages(inp: OsUpgradeInput) -> Plan:
+    c = inp.cluster
+    one_by_one, workers = rolling_groups(c, inp.selected)
+
+    def lanes(hosts):
+        return [(h.name, [upgrade_packages_step(h)]) for h in hosts if inp.facts[h.name].upgrades]
+
+    first = PhasePlan.of(name="UpgradePackagesControlPlanes", title="Upgrade OS packages: etcd and control planes, one at a time",
+                         strategy=serial(), lanes=lanes(one_by_one),
+                         reason_if_empty="nothing to upgrade on the etcd members, control planes and balancers")
+    size = c.upgrade.batch_size(len(workers))
+    second = PhasePlan.of(name="UpgradePackagesWorkers", title=f"Upgrade OS packages: workers, {max(1, size)} at a time",
+                          strategy=batched(max(1, size)), lanes=lanes(workers),
+                          reason_if_empty="nothing to upgrade on the workers")
+    return Plan(WORKFLOW, (first, second))
+
+
+def _booted_again() -> str:
+    return f'[ -s {MARKER} ] && [ "$(cat {BOOT_ID})" != "$(cat {MARKER})" ]'
+
+
+def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
+    """One host's reboot window: recorded, drained, rebooted, back, gated, uncordoned, record removed."""
+    first = cluster.first_control_plane
+    node = host.is_control_plane or host.is_worker
+    steps: list[Step] = [RunStep(host.name, Command(
+        script=f"install -d -m 0755 {shlex.quote(MARKER.rsplit('/', 1)[0])}\nprintf '%s\\n' {q(boot_id)} > {MARKER}.tmp\n"
+               f"mv {MARKER}.tmp {MARKER}\nsync", sudo=True, timeout=60),
+        "Record the pending reboot", unless=Command(script=f"[ -s {MARKER} ]", sudo=True, timeout=30), key="mark")]
+    if node:
+        steps.append(drain(first.name, host.name, cluster.upgrade, key=f"drain-{host.name}"))
+    # systemd reboots a moment after the command has answered, so the step ends cleanly
+    steps.append(RunStep(host.name, Command(
+        script="systemd-run --quiet --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot",
+        sudo=True, timeout=60), "Reboot", unless=Command(script=_booted_again(), sudo=True, timeout=30), key="reboot"))
+    steps.append(GateStep(host.name, Command(script=_booted_again(), sudo=True, timeout=20), f"Wait for {host.name} to boot again",
+                          what=f"{host.name} answering with a new boot id", timeout_s=600, interval_s=2.0, key="back"))
+    if host.is_etcd or (host.is_control_plane and cluster.etcd_members and host in cluster.etcd_members):
+        steps.append(health_gate(cluster, host, cluster.etcd_members, key=f"etcd-healthy-{host.name}",
+                                 title="Wait for etcd healthy, every member, one leader"))
+    if node:
+        steps.append(GateStep(first.name, Command(script=f"{KUBECTL} wait --for=condition=Ready node/{q(host.name)} --timeout=5s >/dev/null",
+                                                  sudo=True, timeout=60),
+                              f"Wait for {host.name} Ready", what=f"node {host.name} Ready",
+                              timeout_s=cluster.upgrade.node_ready_timeout_s, interval_s=1.0, key=f"ready-{host.name}"))
+    if host.is_control_plane and cluster.endpoint.mode is not EndpointMode.NONE:
+        url = cluster.endpoint.url
+        steps.append(GateStep(first.name, Command(script=f"{KUBECTL} --server {q(url)} get --raw /readyz >/dev/null",
+                                                  sudo=True, timeout=30),
+                              "Wait for the API at the endpoint", what=f"/readyz through {cluster.endpoint.host_port}",
+                              timeout_s=300, interval_s=1.0, key=f"readyz-{host.name}"))
+    if node:
+        steps.append(uncordon(first.name, host.name, key=f"uncordon-{host.name}"))
+    steps.append(RunStep(host.name, Command(script=f"rm -f {MARKER}", sudo=True, timeout=30), "Remove the reboot record",
+                         unless=Command(script=f"[ ! -e {MARKER} ]", sudo=True, timeout=30), key="unmark"))
+    return steps
+
+
+def plan_reboots(inp: OsUpgradeInput) -> Plan:
+    c = inp.cluster
+    one_by_one, workers = rolling_groups(c, inp.selected)
+
+    def lanes(hosts):
+        return [(h.name, reboot_steps(c, h, inp.facts[h.name].marked or inp.facts[h.name].boot_id))
+                for h in hosts if inp.facts[h.name].needs_reboot]
+
+    first = PhasePlan.of(name="RebootControlPlanes", title="Reboot where needed: etcd and control planes, one at a time",
+                         strategy=serial(), lanes=lanes(one_by_one),
+                         reason_if_empty="no etcd member, control plane or balancer needs a reboot")
+    size = c.upgrade.batch_size(len(workers))
+    second = PhasePlan.of(name="RebootWorkers", title=f"Reboot where needed: workers, {max(1, size)} at a time",
+                          strategy=batched(max(1, size)), lanes=lanes(workers),
+                          reason_if_empty="no worker needs a reboot")
+    return Plan(WORKFLOW, (first, second))
+
+
+def preview(inp: OsUpgradeInput) -> list[dict]:
+    """Per host, for --dry-run: what would be upgraded and whether it would reboot."""
+    rows = []
+    for h in inp.selected:
+        f = inp.facts[h.name]
+        if f.needs_reboot:
+            reboot = f"yes: {f.reboot_reason}"
+        elif f.upgrades:
+            reboot = "only if a package asks (reboot-required) or installs a kernel"
+        else:
+            reboot = "no"
+        rows.append({**f.to_dict(), "would_reboot": reboot})
+    return rows
