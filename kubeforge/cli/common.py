@@ -84,3 +84,41 @@ def declined():
     from kubeforge.errors import Interrupted
 
     return Interrupted("declined at the prompt: nothing was changed")
+
+
+def run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False,
+             resume: str | None = None, converged: str = "nothing changed"):
+    """Show progress, confirm, run under the local and cluster locks through the run engine; print
+    the report (``converged``: the line shown when a successful run changed nothing). Raises what
+    the executor raises."""
+    from kubeforge.ui.confirm import Confirmer
+    from kubeforge.ui.output import show
+    from kubeforge.ui.progress import make_progress
+    from kubeforge.ui.report_view import print_report
+    from kubeforge.workflows.etcd.common import execute_plan
+
+    out, err = consoles()
+    if dry_run:
+        from kubeforge.ui.plan_view import print_plan
+
+        print_plan(out, plan)
+    report = execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
+                          events=make_progress(err), run_dir=None if dry_run else run_log.dir,
+                          command=command_line(), break_lock=break_lock, resume=resume)
+    if report is None:
+        raise declined()
+
+    def table() -> None:
+        print_report(out, report)
+        if report.outcome == "succeeded" and report.changed() == 0:
+            out.print(converged)
+
+    show(lambda: {"plan": plan.to_dict(), "report": report.to_dict()}, table)
+    return report
+
+
+def nothing_to_do(message: str) -> None:
+    """The command found nothing to do: one line, or ``{"nothing_to_do": ...}`` with --output."""
+    from kubeforge.ui.output import show
+
+    show({"nothing_to_do": message}, lambda: consoles()[0].print(message, markup=False))
