@@ -24,6 +24,7 @@ from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.pki.layout import host_files
 from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
 from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, renew_plan, select
+from kubeforge.plan.certs.sans import APISERVER_CRT
 from kubeforge.plan.phase import Plan
 
 log = logging.getLogger("kubeforge.certs")
@@ -51,12 +52,12 @@ class CertsCheck:
         }
 
 
-def read_hosts(cluster: Cluster, pool, hosts=None) -> tuple[dict[str, list[HostCert]], list[str]]:
+def read_hosts(cluster: Cluster, pool, hosts=None, probe=None) -> tuple[dict[str, list[HostCert]], list[str]]:
     """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel. A host
     that answered but whose answer could not be read is a failed check (exit 4), not unreachable."""
     from kubeforge.transport.pool import Status
 
-    probe = probe_command()
+    probe = probe or probe_command()
 
     def one(t) -> list[HostCert]:
         try:
@@ -77,6 +78,16 @@ def read_hosts(cluster: Cluster, pool, hosts=None) -> tuple[dict[str, list[HostC
         raise CheckFailed("cannot read the certificates on " + "; ".join(broken),
                           unreachable=tuple(d.split(":")[0] for d in down))
     return found, down
+
+
+def read_apiserver_sans(cluster: Cluster, pool, hosts: Sequence) -> dict[str, tuple[str, ...]]:
+    """The SANs of the API server certificate on each of ``hosts`` that has one (``up`` compares them
+    with the inventory's names). Read-only; a host that cannot be read stops the planning (exit 5)."""
+    if not hosts:
+        return {}
+    found, down = read_hosts(cluster, pool, hosts, probe_command((APISERVER_CRT,), ()))
+    _require_all_read(down)
+    return {h: c.sans for h, certs in found.items() for c in certs if c.path == APISERVER_CRT and not c.error}
 
 
 def _check_days(within_days: int) -> None:

@@ -138,17 +138,19 @@ def _san(names: list[str]) -> str:
     return "subjectAltName=" + ",".join(out)
 
 
-def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str | None = None) -> list[str]:
-    """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl."""
+def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str | None = None,
+               only: str | None = None) -> list[str]:
+    """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl.
+    ``only``: just that leaf (`kubeadm init phase certs <name>`), never a CA."""
     made = []
     if shutil.which("openssl") is None:
         return made
     for ca, cn in (("ca", "kubernetes"), ("front-proxy-ca", "front-proxy-ca")) + ((("etcd/ca", "etcd-ca"),) if stacked else ()):
-        if not host.exists(f"{PKI}/{ca}.crt"):
+        if only is None and not host.exists(f"{PKI}/{ca}.crt"):
             _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
                       "-subj", f"/CN={cn}", "-keyout", host.path(f"{PKI}/{ca}.key"), "-out", host.path(f"{PKI}/{ca}.crt")])
             made.append(f"{ca}.crt")
-    if not host.exists(f"{PKI}/sa.key"):
+    if only is None and not host.exists(f"{PKI}/sa.key"):
         _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", host.path(f"{PKI}/sa.key")])
         _openssl(["pkey", "-in", host.path(f"{PKI}/sa.key"), "-pubout", "-out", host.path(f"{PKI}/sa.pub")])
         made.append("sa.key")
@@ -167,6 +169,8 @@ def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str 
                    ("etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client")]
         exts.update({"etcd/server": member, "etcd/peer": member})
     for name, ca, cn in leaves:
+        if only is not None and name != only:
+            continue
         if not host.exists(f"{PKI}/{name}.crt") and host.exists(f"{PKI}/{ca}.key"):
             key, csr, crt = (host.path(f"{PKI}/{name}.{x}") for x in ("key", "csr", "crt"))
             ext = host.path(f"{PKI}/{name}.ext")
