@@ -155,7 +155,7 @@ def renew_cmd(
     cluster = load_cluster(inventory)
     with session(cluster, "certs-renew") as (run_log, pool):
         plan, _ = plan_renew(cluster, pool, within_days=within_days, renew_all=renew_all,
-                             hosts=split_hosts(hosts), write_store=not dry_run)
+                             hosts=split_hosts(hosts), write_store=not dry_run, resume=resume_run is not None)
         if all(p.is_noop or p.name == "NotRenewed" for p in plan.phases) and resume_run is None:
             warned = next((p.title for p in plan.phases if p.name == "NotRenewed"), "")
             nothing_to_do(f"nothing to renew within {within_days} days" + (f" ({warned})" if warned else ""))
