@@ -146,8 +146,7 @@ def renew_cmd(
 
     Example: kubeforge certs renew -i inventories/ha-external-etcd.yaml --within-days 30 --dry-run
     """
-    from kubeforge.cli.common import resume_value, session
-    from kubeforge.cli.etcd import _nothing_to_do, _run_plan
+    from kubeforge.cli.common import nothing_to_do, resume_value, run_plan, session
     from kubeforge.cli.options import split_hosts
     from kubeforge.inventory import load_cluster
     from kubeforge.workflows.certs import plan_renew, refresh_local_admin
@@ -156,13 +155,13 @@ def renew_cmd(
     cluster = load_cluster(inventory)
     with session(cluster, "certs-renew") as (run_log, pool):
         plan, _ = plan_renew(cluster, pool, within_days=within_days, renew_all=renew_all,
-                             hosts=split_hosts(hosts), write_store=not dry_run)
+                             hosts=split_hosts(hosts), write_store=not dry_run, resume=resume_run is not None)
         if all(p.is_noop or p.name == "NotRenewed" for p in plan.phases) and resume_run is None:
             warned = next((p.title for p in plan.phases if p.name == "NotRenewed"), "")
-            _nothing_to_do(f"nothing to renew within {within_days} days" + (f" ({warned})" if warned else ""))
+            nothing_to_do(f"nothing to renew within {within_days} days" + (f" ({warned})" if warned else ""))
             return
-        report = _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
-                           resume=resume_run)
+        report = run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
+                          resume=resume_run, converged="nothing changed: every certificate was already renewed")
         if not dry_run and report.outcome == "succeeded":
             refresh_local_admin(cluster, pool, plan)
 

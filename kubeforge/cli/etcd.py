@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 
-from kubeforge.cli.common import command_line, consoles, declined, session
+from kubeforge.cli.common import consoles, nothing_to_do, run_plan, session
 from kubeforge.cli.options import BREAK_LOCK, INVENTORY, OUTPUT, RUN_ARG, Output
+
+ETCD_CONVERGED = "nothing changed: every etcd member had already converged"
 
 etcd_app = typer.Typer(help="The etcd cluster: install, status, backup, restore, membership, upgrade.",
                        no_args_is_help=True)
@@ -18,42 +20,6 @@ def _load(inventory: Path):
     from kubeforge.inventory import load_cluster
 
     return load_cluster(inventory)
-
-
-def _run_plan(cluster, plan, pool, run_log, *, dry_run: bool, yes: bool, break_lock: bool = False,
-              resume: str | None = None):
-    """Show progress, confirm, run under the local and cluster locks; print the report. Raises what
-    the executor raises."""
-    from kubeforge.ui.confirm import Confirmer
-    from kubeforge.ui.output import show
-    from kubeforge.ui.progress import make_progress
-    from kubeforge.ui.report_view import print_report
-    from kubeforge.workflows.etcd.common import execute_plan
-
-    out, err = consoles()
-    if dry_run:
-        from kubeforge.ui.plan_view import print_plan
-
-        print_plan(out, plan)
-    report = execute_plan(cluster, plan, pool, dry_run=dry_run, confirm=Confirmer(err, yes=yes),
-                          events=make_progress(err), run_dir=None if dry_run else run_log.dir,
-                          command=command_line(), break_lock=break_lock, resume=resume)
-    if report is None:
-        raise declined()
-
-    def table() -> None:
-        print_report(out, report)
-        if report.outcome == "succeeded" and report.changed() == 0:
-            out.print("nothing changed: every etcd member had already converged")
-
-    show(lambda: {"plan": plan.to_dict(), "report": report.to_dict()}, table)
-    return report
-
-
-def _nothing_to_do(message: str) -> None:
-    from kubeforge.ui.output import show
-
-    show({"nothing_to_do": message}, lambda: consoles()[0].print(message, markup=False))
 
 
 def run_status(inventory: Path) -> None:
@@ -79,9 +45,9 @@ def run_install(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
         try:
             plan, _ = plan_install(cluster, pool)
         except StackedEtcd as exc:
-            _nothing_to_do(str(exc))
+            nothing_to_do(str(exc))
             return
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, converged=ETCD_CONVERGED)
 
 
 def run_backup(inventory: Path, directory: Path | None, keep: int | None, passphrase_file: Path | None) -> None:
@@ -130,7 +96,7 @@ def run_restore(inventory: Path, source: str, directory: Path | None, passphrase
         err = consoles()[1]
         err.print(f"restoring {inp.backup_name} (verified here: sha256 {inp.snapshot_sha256[:16]}…) onto "
                   f"{', '.join(m.name for m in inp.members)}; old data dirs kept at {inp.aside}", markup=False)
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes)
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, converged=ETCD_CONVERGED)
 
 
 def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
@@ -142,12 +108,12 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
         try:
             plan, change = plan_members(cluster, pool)
         except StackedEtcd as exc:
-            _nothing_to_do(str(exc))
+            nothing_to_do(str(exc))
             return
         if change.is_noop:
-            _nothing_to_do("nothing to do: the cluster's members are the inventory's etcd hosts")
+            nothing_to_do("nothing to do: the cluster's members are the inventory's etcd hosts")
             return
-        _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock)
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, converged=ETCD_CONVERGED)
 
 
 def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow_older_patch: bool = False,
@@ -166,10 +132,10 @@ def run_upgrade(inventory: Path, target: str, dry_run: bool, yes: bool, *, allow
             plan = plan_upgrade(cluster, pool, target, snapshot, allow_older_patch=allow_older_patch,
                                 resume=resume is not None)
         except StackedEtcd as exc:
-            _nothing_to_do(str(exc))
+            nothing_to_do(str(exc))
             return
-        report = _run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
-                           resume=resume)
+        report = run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
+                          resume=resume, converged=ETCD_CONVERGED)
         if not dry_run and report.outcome == "succeeded":
             consoles()[0].print(f"etcd runs {target} on every member; set etcd.version: {target} in {inventory} so that "
                       "`etcd install` and `up` keep it", markup=False)

@@ -29,14 +29,16 @@ KUBECONFIGS = ("/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf",
 MARK = "==> "
 
 
-def probe_command() -> Command:
+def probe_command(cert_globs: tuple[str, ...] = CERT_GLOBS, kubeconfigs: tuple[str, ...] = KUBECONFIGS) -> Command:
+    """Every certificate kubeforge knows of on a host; or only those named (``up`` reads just the
+    API server's certificate)."""
     script = "\n".join([
-        f"for f in {' '.join(CERT_GLOBS)}; do",
+        f"for f in {' '.join(cert_globs)}; do",
         '  [ -f "$f" ] || continue',
         f'  echo "{MARK}$f"',
         "  sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' \"$f\"",
         "done",
-        f"for f in {' '.join(KUBECONFIGS)}; do",
+        f"for f in {' '.join(kubeconfigs) or '/dev/null/none'}; do",
         '  [ -f "$f" ] || continue',
         f'  echo "{MARK}$f"',
         "  sed -n 's/^[[:space:]]*client-certificate-data:[[:space:]]*//p' \"$f\"",

@@ -22,6 +22,7 @@ from kubeforge.render.env import duration, render_template
 INIT_PATH = f"{KUBEFORGE_DIR}/kubeadm-init.yaml"
 JOIN_PATH = f"{KUBEFORGE_DIR}/kubeadm-join.yaml"
 UPGRADE_PATH = f"{KUBEFORGE_DIR}/kubeadm-upgrade.yaml"
+APISERVER_CERTS_PATH = f"{KUBEFORGE_DIR}/kubeadm-apiserver-certs.yaml"
 
 CONTROL_PLANE_TAINT = Taint(key="node-role.kubernetes.io/control-plane", value=None, effect="NoSchedule")
 
@@ -122,6 +123,15 @@ def render_upgrade(ctx: ClusterContext, host: Host) -> RenderedFile | None:
             source="kubeadm/upgrade.yaml.j2",
         ),
     )
+
+
+def render_apiserver_certs(ctx: ClusterContext, host: Host) -> RenderedFile:
+    """InitConfiguration (this control plane's advertise address) + ClusterConfiguration, for
+    ``kubeadm init phase certs apiserver`` and ``init phase upload-config kubeadm`` when the API
+    server's names change on a running cluster. Not part of ``render_kubeadm``: only the plan that
+    re-issues the certificate puts it, so a converged host is never sent a new file."""
+    content = render_template("kubeadm/apiserver-certs.yaml.j2", **_common(ctx, host))
+    return RenderedFile(APISERVER_CERTS_PATH, content, mode=0o600, source="kubeadm/apiserver-certs.yaml.j2")
 
 
 def render_kubeadm(

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
 from kubeforge.pki.bundle import PkiBundle
+from kubeforge.pki.ensure import APISERVER_ETCD, HEALTHCHECK
 from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.pki.layout import host_files
 from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
-from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, renew_plan, select
+from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, RenewSelection, renew_plan, select
+from kubeforge.plan.certs.sans import APISERVER_CRT
 from kubeforge.plan.phase import Plan
 
 log = logging.getLogger("kubeforge.certs")
+HEALTHCHECK_ITEM, APISERVER_ETCD_ITEM = HEALTHCHECK[0], APISERVER_ETCD[0]
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,12 @@ class CertsCheck:
         }
 
 
-def read_hosts(cluster: Cluster, pool, hosts=None) -> tuple[dict[str, list[HostCert]], list[str]]:
+def read_hosts(cluster: Cluster, pool, hosts=None, probe=None) -> tuple[dict[str, list[HostCert]], list[str]]:
     """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel. A host
     that answered but whose answer could not be read is a failed check (exit 4), not unreachable."""
     from kubeforge.transport.pool import Status
 
-    probe = probe_command()
+    probe = probe or probe_command()
 
     def one(t) -> list[HostCert]:
         try:
@@ -77,6 +80,16 @@ def read_hosts(cluster: Cluster, pool, hosts=None) -> tuple[dict[str, list[HostC
         raise CheckFailed("cannot read the certificates on " + "; ".join(broken),
                           unreachable=tuple(d.split(":")[0] for d in down))
     return found, down
+
+
+def read_apiserver_sans(cluster: Cluster, pool, hosts: Sequence) -> dict[str, tuple[str, ...]]:
+    """The SANs of the API server certificate on each of ``hosts`` that has one (``up`` compares them
+    with the inventory's names). Read-only; a host that cannot be read stops the planning (exit 5)."""
+    if not hosts:
+        return {}
+    found, down = read_hosts(cluster, pool, hosts, probe_command((APISERVER_CRT,), ()))
+    _require_all_read(down)
+    return {h: c.sans for h, certs in found.items() for c in certs if c.path == APISERVER_CRT and not c.error}
 
 
 def _check_days(within_days: int) -> None:
@@ -108,21 +121,33 @@ def _require_all_read(down: list[str]) -> None:
                           unreachable=tuple(d.split(":")[0] for d in down))
 
 
-def _to_reissue(cluster: Cluster, bundle: PkiBundle, members: Sequence[str], *, within_days: int,
-                renew_all: bool, now: datetime) -> frozenset[str]:
+def _to_reissue(cluster: Cluster, bundle: PkiBundle, selection: RenewSelection, report: HostReport, *,
+                within_days: int, renew_all: bool, now: datetime) -> frozenset[str]:
+    """The store leaves this run pushes (the selected members' server and peer certificates and the
+    health-check client; the API server's etcd client when a control plane is selected), and those on
+    no host at all: all of them with ``renew_all``, else those that expire. A leaf that is on a host
+    this run does not push to is not re-issued (the host's copy would differ until a later run)."""
+    pushed = {f"{kind}/{m}" for m in selection.members for kind in ("etcd-server", "etcd-peer")}
+    if selection.members:
+        pushed.add(HEALTHCHECK_ITEM)
+    if selection.apiservers:
+        pushed.add(APISERVER_ETCD_ITEM)
+    deployed = {f.owner.item for f in report.findings if f.owner.kind == "store"}
+    mine = pushed | (set(leaf_items(cluster)) - deployed)
     if renew_all:
-        items = [i for i in leaf_items(cluster) if i.split("/")[0] not in ("etcd-server", "etcd-peer")
-                 or i.split("/", 1)[1] in members]
-        return frozenset(items)
-    return frozenset(store_leaves_expiring(bundle, within_days=within_days, now=now))
+        return frozenset(mine)
+    return frozenset(mine & set(store_leaves_expiring(bundle, within_days=within_days, now=now)))
 
 
 def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = False,
                hosts: Sequence[str] | None = None, now: datetime | None = None,
-               write_store: bool = True) -> tuple[Plan, list[str]]:
+               write_store: bool = True, resume: bool = False) -> tuple[Plan, list[str]]:
     """The renewal plan, and the store items re-issued for it (already written to the store).
     ``write_store=False`` (dry run): nothing is re-issued; the plan pushes the store's files as they
-    are and the second value names what a real run would re-issue."""
+    are and the second value names what a real run would re-issue.
+    ``resume``: the interrupted run re-issued what it needed before its plan began, so nothing is
+    re-issued; a member whose applied-config stamp is not that of the store's files (pushed, not yet
+    restarted, when the run stopped) is selected again whatever its expiry."""
     from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files
     from kubeforge.workflows.etcd.status import gather_status
 
@@ -138,6 +163,9 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     # stacked etcd: no member is kubeforge's (its certificates are kubeadm's, named as not renewed)
     selection = select(cluster, report, renew_all=renew_all, hosts=hosts)
     reissued: list[str] = []
+    ctx = context(cluster)
+    if resume:
+        selection = _with_unrestarted_members(cluster, pool, bundle, ctx, selection, hosts)
     if selection.members:
         status = gather_status(cluster, pool)
         sick = [m.name for m in status.members if not m.healthy]
@@ -145,8 +173,8 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
             raise CheckFailed(f"etcd is not healthy on {', '.join(sick)}; a rolling renewal restarts members one "
                               "at a time and starts only from a fully healthy cluster",
                               hint="`kubeforge etcd status` says what is wrong; nothing was changed")
-    if selection.members or selection.apiservers:
-        items = _to_reissue(cluster, bundle, selection.members, within_days=within_days, renew_all=renew_all, now=now)
+    if (selection.members or selection.apiservers) and not resume:
+        items = _to_reissue(cluster, bundle, selection, report, within_days=within_days, renew_all=renew_all, now=now)
         if not write_store:
             reissued = sorted(items)
             log.warning("dry run: %s not re-issued in the store; a real run re-issues them first",
@@ -159,12 +187,26 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
             bundle = result.bundle
     by_name = {h.name: h for h in cluster.etcd_members}
     facts = gather_member_facts(cluster, pool, tuple(by_name[m] for m in selection.members)) if selection.members else {}
-    ctx = context(cluster)
     pki = {m: etcd_pki_files(cluster, bundle, by_name[m]) for m in selection.members}
     config = {m: member_etcd_files(ctx, by_name[m], facts[m]) for m in selection.members}
     apiserver = {cp: [f for f in host_files(cluster, bundle, cluster.host(cp)) if f.path.startswith(APISERVER_ETCD_CLIENT)]
                  for cp in selection.apiservers}
     return renew_plan(cluster, selection, pki, config, apiserver), reissued
+
+
+def _with_unrestarted_members(cluster: Cluster, pool, bundle: PkiBundle, ctx, selection: RenewSelection,
+                              hosts: Sequence[str] | None) -> RenewSelection:
+    from kubeforge.plan.etcd.install import config_sha
+    from kubeforge.workflows.etcd.common import etcd_pki_files, gather_member_facts, member_etcd_files
+
+    candidates = tuple(m for m in cluster.etcd_members if hosts is None or m.name in hosts)
+    facts = gather_member_facts(cluster, pool, candidates) if candidates else {}
+    stale = {m.name for m in candidates if (f := facts[m.name]) is not None
+             and f.stamp != config_sha([*etcd_pki_files(cluster, bundle, m), *member_etcd_files(ctx, m, f)])}
+    if stale - set(selection.members):
+        log.info("resuming: %s had renewed files pushed but not restarted on them", ", ".join(sorted(stale)))
+    members = tuple(m.name for m in cluster.etcd_members if m.name in stale or m.name in selection.members)
+    return replace(selection, members=members)
 
 
 def refresh_local_admin(cluster: Cluster, pool, plan: Plan) -> bool:

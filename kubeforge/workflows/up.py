@@ -31,6 +31,7 @@ from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.render.host import render_cluster
+from kubeforge.workflows.certs import read_apiserver_sans
 from kubeforge.workflows.common import (
     file_sha256,
     probe_cluster,
@@ -193,6 +194,8 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
         refuse_etcd_version_change(cluster, gather_member_facts(cluster, pool))
     state = probe_cluster(cluster, pool)
     ctx = resolve_context(cluster, facts, state)
+    running = [h for h in cluster.control_planes if (f := facts.get(h.name)) is not None and f.membership.kubelet_conf]
+    ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
     return with_etcd_install(plan_up(ctx), cluster, pool), ctx
 
 

@@ -82,6 +82,19 @@ class QuorumWatcher(threading.Thread):
                 self.lost.append(res.stdout + res.stderr)
 
 
+def etcd_writer(lab):
+    """tests/faults' writer: a key every 100 ms from the runner, to each member in turn until one
+    acknowledges it; afterwards ``lost`` names the acknowledged keys no member has."""
+    import tempfile
+
+    from tests.faults.etcdwire import ClientCerts, Writer
+
+    certs = ClientCerts.fetch(lab, "etcd-1", Path(tempfile.mkdtemp(prefix="kf-certs-writer-")))
+    w = Writer([lab.address(m) for m in MEMBERS], certs, tag=f"certs-{time.time_ns()}")
+    w.certs = certs
+    return w
+
+
 def host_certs(doc: dict, path: str) -> dict[str, dict]:
     return {c["host"]: c for c in doc["hosts"] if c["path"] == path}
 
@@ -226,13 +239,20 @@ def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_tim
     assert etcdctl(lab, "etcd-1", "put", "/kf/certs", "kept").returncode == 0
     watcher = QuorumWatcher(lab)
     watcher.start()
+    writer = etcd_writer(lab)
+    writer.start()
     try:
         renew = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
     finally:
         watcher.stop.set()
         watcher.join(timeout=60)
+        writer.stop()
     assert renew.returncode == 0, renew.stdout + renew.stderr
     assert watcher.reads > 0 and watcher.lost == [], watcher.lost[:3]
+    lost = writer.lost([lab.address(m) for m in MEMBERS], writer.certs)
+    print(f"\nduring certs renew: {len(writer.acked)} writes acknowledged, {writer.failed} refused, "
+          f"{len(lost or [])} lost; {watcher.reads} health reads, {len(watcher.lost)} without a quorum")
+    assert writer.acked and lost == []
     # progress lines ("[host] title … done"): one restart per member, each after the previous gate
     progress = [line for line in renew.stderr.splitlines() if line.startswith("[")]
     restarts = [i for i, line in enumerate(progress) if "Restart etcd on its renewed certificates" in line]
@@ -256,5 +276,65 @@ def test_expiring_etcd_leaves_are_found_on_the_hosts_renewed_one_member_at_a_tim
     again = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--yes")
     assert again.returncode == 0 and "nothing to renew" in again.stdout, again.stdout + again.stderr
     # the applied-config stamp was recorded: etcd install sees the renewed members as converged
+    install = kf("etcd", "install", "-i", str(inv), "--yes")
+    assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr
+
+
+def renew_runs(inv: Path) -> list[Path]:
+    runs = [p for p in inv.parent.glob(".kubeforge/*/runs/*") if (p / "journal.jsonl").exists()]
+    return sorted((p for p in runs if '"certs renew' in (p / "journal.jsonl").read_text().splitlines()[0]),
+                  key=lambda p: p.name)
+
+
+def test_a_renewal_interrupted_between_members_resumes_to_every_member_renewed_with_quorum_held(short_lived):
+    """Ctrl-C once the first member has restarted on its new certificates: the run stops after that
+    member's health gate (exit 8), the others still serve their old ones; `--resume` renews the rest,
+    one at a time, and the quorum watcher sees no read without a quorum throughout."""
+    import signal
+
+    from tests.terminal import foreground_sigint
+
+    lab, inv = short_lived
+    set_leaf_days(inv, 20)
+    res = kf("certs", "renew", "-i", str(inv), "--all", "--yes")  # every member on a 20-day leaf again
+    assert res.returncode == 0, res.stdout + res.stderr
+    set_leaf_days(inv, 365)
+    watcher = QuorumWatcher(lab)
+    watcher.start()
+    try:
+        before = set(renew_runs(inv))
+        proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "certs", "renew", "-i", str(inv), "--within-days", "30",
+                                 "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=foreground_sigint)
+        first, run, deadline = None, None, time.monotonic() + 300
+        while first is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"the renewal ended before a member restarted: {proc.returncode}\n{out}\n{err}")
+            run = run or next(iter(set(renew_runs(inv)) - before), None)
+            for line in (run / "journal.jsonl").read_text().splitlines() if run else []:
+                r = json.loads(line)
+                if r.get("type") == "step" and r.get("status") == "done" and r["step"].endswith("/restart-etcd"):
+                    first = r["host"]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 8 and "--resume" in err, out + err
+        mid = json.loads(kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json").stdout)
+        days = {c["host"]: c["daysLeft"] for c in host_certs(mid, f"{ETCD_PKI}/server.crt").values()}
+        assert days[first] >= 364 and any(d <= 20 for d in days.values()), days  # stopped between members
+        resumed = kf("certs", "renew", "-i", str(inv), "--within-days", "30", "--resume", "--yes")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    finally:
+        watcher.stop.set()
+        watcher.join(timeout=60)
+    print(f"\ninterrupted after {first}; {watcher.reads} health reads, {len(watcher.lost)} without a quorum")
+    assert watcher.reads > 0 and watcher.lost == [], watcher.lost[:3]
+    after = kf("certs", "check", "-i", str(inv), "--within-days", "30", "-o", "json")
+    assert after.returncode == 0, after.stdout + after.stderr
+    for m in MEMBERS:
+        ok = lab.exec(m, ["openssl", "verify", "-CAfile", f"{ETCD_PKI}/ca.crt", f"{ETCD_PKI}/server.crt", f"{ETCD_PKI}/peer.crt"])
+        assert ok.returncode == 0 and ok.stdout.count(": OK") == 2, ok.stdout + ok.stderr
     install = kf("etcd", "install", "-i", str(inv), "--yes")
     assert install.returncode == 0 and "nothing changed" in install.stdout, install.stdout + install.stderr

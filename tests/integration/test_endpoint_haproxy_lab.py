@@ -270,6 +270,82 @@ def test_a_second_up_changes_nothing(env):
     assert json.loads(violations.stdout) == []
 
 
+def served_sans(env: Env, cp: str) -> str:
+    """The subjectAltName of the certificate the API server on ``cp`` serves, as openssl prints it."""
+    res = env.lab.exec(cp, ["bash", "-c", f"openssl s_client -connect {env.lab.address(cp)}:6443 </dev/null 2>/dev/null "
+                                          "| openssl x509 -noout -ext subjectAltName"])
+    return res.stdout
+
+
+def test_a_new_extra_san_is_issued_on_each_control_plane_in_turn_while_the_vip_answers(env):
+    """docs/certs.md "SAN changes": an extraSANs entry added to the inventory; `up` re-issues each
+    running API server's certificate (kubeadm, old pair moved aside), restarts it and waits for its
+    /readyz before the next; requests through the VIP keep being answered; a second `up` plans nothing."""
+    from tests.integration.polling import while_polling
+
+    yaml = YAML()
+    doc = yaml.load(env.inventory.read_text())
+    doc["spec"]["controlPlaneEndpoint"]["extraSANs"] = ["api.certs.test"]
+    with env.inventory.open("w") as f:
+        yaml.dump(doc, f)
+    res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else "no answer",
+                                       lambda: env.kf("up", "--yes"), 0.2)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    print(f"during the SAN re-issue: {polls - len(failed)} requests through the VIP answered, {len(failed)} failed")
+    assert polls >= 5 and failed == []
+    done = [(s["host"], s["title"]) for s in latest_report(env)["steps"]
+            if s["phase"] == "ReissueApiserverCerts" and s["status"] == "done"]
+    order = [(h, t.split(" ")[0]) for h, t in done if t.startswith(("Re-issue", "Restart", "Wait"))]
+    assert order == [("cp-1", "Re-issue"), ("cp-1", "Restart"), ("cp-1", "Wait"),
+                     ("cp-2", "Re-issue"), ("cp-2", "Restart"), ("cp-2", "Wait")], done
+    for cp in ("cp-1", "cp-2"):
+        on_disk = env.lab.exec(cp, ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in",
+                                    "/etc/kubernetes/pki/apiserver.crt"], check=True).stdout
+        assert "DNS:api.certs.test" in on_disk and "DNS:api.certs.test" in served_sans(env, cp), on_disk
+        ok = env.lab.exec(cp, ["openssl", "verify", "-CAfile", "/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/apiserver.crt"])
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+    again = env.kf("up", "--yes")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [s for s in latest_report(env)["steps"] if s["status"] == "done"] == []
+
+
+def test_certs_renew_of_the_control_planes_keeps_the_vip_answering_and_etcd_writes_acknowledged(env, tmp_path):
+    """docs/certs.md "Proof": `certs renew --all` on both control planes (the API server's etcd client
+    pair pushed, kubeadm's certificates renewed, kube-apiserver restarted one at a time) while requests
+    go through the VIP and a writer writes to etcd: 0 failed requests, 0 acknowledged writes lost;
+    then `certs check` finds nothing expiring and every leaf verifies against its CA on the host."""
+    from tests.faults.etcdwire import ClientCerts, Writer
+    from tests.integration.polling import while_polling
+
+    before = {cp: env.lab.exec(cp, ["sha256sum", "/etc/kubernetes/pki/apiserver.crt"], check=True).stdout.split()[0]
+              for cp in ("cp-1", "cp-2")}
+    certs = ClientCerts.fetch(env.lab, "etcd-1", tmp_path / "etcd-client")
+    writer = Writer([env.lab.address("etcd-1")], certs, tag=f"certs-{time.time_ns()}")
+    writer.start()
+    try:
+        res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else "no answer",
+                                           lambda: env.kf("certs", "renew", "--all", "--hosts", "cp-1,cp-2", "--yes"), 0.2)
+    finally:
+        writer.stop()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lost = writer.lost([env.lab.address("etcd-1")], certs)
+    print(f"during certs renew: {polls - len(failed)} requests through the VIP answered, {len(failed)} failed; "
+          f"{len(writer.acked)} etcd writes acknowledged, {writer.failed} refused, {len(lost or [])} lost")
+    assert polls >= 5 and failed == []
+    assert writer.acked and lost == []
+    for cp in ("cp-1", "cp-2"):
+        after = env.lab.exec(cp, ["sha256sum", "/etc/kubernetes/pki/apiserver.crt"], check=True).stdout.split()[0]
+        assert after != before[cp], f"{cp}: apiserver.crt was not renewed"
+        pki = "/etc/kubernetes/pki"
+        ok = env.lab.exec(cp, ["bash", "-c", f"openssl verify -CAfile {pki}/ca.crt {pki}/apiserver.crt {pki}/apiserver-kubelet-client.crt"
+                                             f" && openssl verify -CAfile {pki}/front-proxy-ca.crt {pki}/front-proxy-client.crt"
+                                             f" && openssl verify -CAfile {pki}/etcd/ca.crt {pki}/apiserver-etcd-client.crt"])
+        assert ok.returncode == 0 and ok.stdout.count(": OK") == 4, ok.stdout + ok.stderr
+    check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert json.loads(check.stdout)["differences"] == []
+
+
 def test_node_remove_of_a_control_plane_takes_it_out_of_haproxy_first_and_the_vip_answers_throughout(env):
     """cp-2 leaves: both balancers' haproxy.cfg are rendered without it and reloaded before kubeadm
     reset stops its API server, so requests through the VIP keep being answered during the run."""

@@ -88,3 +88,63 @@ def test_kubeadm_renew_step_renews_and_fails_where_kubeadm_only_says_it_could_no
     Path(root, "etc/kubernetes/pki/ca.key").unlink()  # an external CA: kubeadm exits 0 having renewed nothing
     res = run(kubeadm_renew(["apiserver-kubelet-client"]).script, env)
     assert res.returncode == 1 and "kubeadm did not renew apiserver-kubelet-client" in res.stderr
+
+
+def test_a_new_san_is_issued_by_kubeadm_after_the_old_pair_is_moved_aside_and_uploaded_for_later_joins(
+        control_plane, tmp_path):
+    """`up`'s re-issue steps (kubeforge.plan.certs.sans) with the configuration kubeforge renders, run
+    by the simulator's kubeadm: the certificate on disk is kept by kubeadm until moved aside, the new
+    one covers the new name and verifies against the CA, the ConfigMap later joins read has it, and a
+    failed issue puts the previous pair back."""
+    import dataclasses
+
+    from kubeforge.plan.certs.sans import (
+        APISERVER_CRT,
+        ASIDE_DIR,
+        apiserver_names,
+        covers,
+        reissue_command,
+        upload_config,
+    )
+    from kubeforge.render.context import cluster_context
+    from kubeforge.render.kubeadm import APISERVER_CERTS_PATH, render_apiserver_certs
+    from tests.factories import make_cluster
+
+    root, port, env = control_plane
+    c = make_cluster(tmp_path, version=V.lstrip("v"), n_cp=1, n_workers=0)
+    cp = dataclasses.replace(c.host("cp-1"), internal_address="127.0.0.1")
+    c = dataclasses.replace(c, hosts=tuple(cp if h.name == "cp-1" else h for h in c.hosts),
+                            endpoint=dataclasses.replace(c.endpoint, extra_sans=("api.example.test",)))
+
+    def here(script: str) -> str:
+        return on_machine(script, root, port).replace("/etc/kubeforge/", f"{root}/etc/kubeforge/")
+
+    names = apiserver_names(c, cp)
+    crt = Path(root + APISERVER_CRT)
+    before = crt.read_bytes()
+    assert run(here(covers(names).script), env).returncode != 0  # kubeadm's init certificate lacks the name
+    config = Path(root + APISERVER_CERTS_PATH)
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_bytes(render_apiserver_certs(cluster_context(c), cp).content)
+
+    res = run(here(upload_config().script), env)
+    assert res.returncode == 0, res.stderr
+    cm = run(here("kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get configmap kubeadm-config -o yaml"), env)
+    assert cm.returncode == 0 and "api.example.test" in cm.stdout, cm.stdout + cm.stderr
+
+    res = run(here(reissue_command().script), env)
+    assert res.returncode == 0, res.stderr
+    assert crt.read_bytes() != before and Path(root + ASIDE_DIR, "apiserver.crt").read_bytes() == before
+    sans = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(crt)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "DNS:api.example.test" in sans and "IP Address:127.0.0.1" in sans, sans
+    ok = subprocess.run(["openssl", "verify", "-CAfile", f"{root}/etc/kubernetes/pki/ca.crt", str(crt)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert run(here(covers(names).script), env).returncode == 0  # a resumed run skips the issue
+
+    issued = crt.read_bytes()
+    Path(root, "etc/kubernetes/pki/ca.key").unlink()  # an external CA: kubeadm cannot issue
+    res = run(here(reissue_command().script), env)
+    assert res.returncode == 1 and "the previous one is back in place" in res.stderr
+    assert crt.read_bytes() == issued and Path(root, "etc/kubernetes/pki/apiserver.key").is_file()

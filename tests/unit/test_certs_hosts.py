@@ -355,3 +355,45 @@ def test_the_local_admin_kubeconfig_is_refetched_only_after_admin_conf_was_renew
     assert not (cluster.state_dir / "admin.conf").exists()
     assert refresh_local_admin(cluster, None, plan) is False  # no local copy: nothing fetched, no host asked
     assert not (cluster.state_dir / "admin.conf").exists()
+
+
+def test_the_kubelet_configuration_kubeforge_renders_turns_client_certificate_rotation_on(tmp_path):
+    import yaml
+
+    from tests.factories import make_cluster
+    from tests.unit.test_up_planner import resolve
+
+    cluster = make_cluster(tmp_path, n_cp=1, n_workers=0)
+    _, files = resolve(cluster)
+    init = next(f for f in files["cp-1"] if f.path.endswith("kubeadm-init.yaml"))
+    kubelet = next(d for d in yaml.safe_load_all(init.content) if d and d.get("kind") == "KubeletConfiguration")
+    assert kubelet["rotateCertificates"] is True
+
+
+def test_renewing_the_control_planes_alone_reissues_no_leaf_an_etcd_member_holds(tmp_path):
+    """`certs renew --all --hosts cp-1`: the API server's etcd client is re-issued (pushed by this run);
+    the members' server, peer and health-check leaves are on hosts this run does not touch, so they
+    stay; a store leaf no host holds yet is re-issued freely (nothing can differ from it)."""
+    from datetime import UTC, datetime
+
+    from kubeforge.pki import ensure_pki
+    from kubeforge.pki.hostcerts import describe
+    from kubeforge.plan.certs.compare import compare, store_files
+    from kubeforge.plan.certs.renew import RenewSelection
+    from kubeforge.workflows.certs import _to_reissue
+    from tests.factories import make_cluster
+
+    cluster = make_cluster(tmp_path, n_cp=1, n_workers=0)
+    bundle = ensure_pki(cluster).bundle
+    certs = dict(bundle.certificates())
+    now = datetime.now(UTC)
+    found = {h.name: [describe(h.name, path, certs[item].cert) for path, (item, _) in store_files(cluster, bundle, h).items()]
+             for h in cluster.hosts if h.name != "etcd-3"}  # etcd-3's files not deployed yet
+    report = compare(cluster, bundle, found, within_days=30, now=now)
+    only_cp = RenewSelection(members=(), not_renewed=(), apiservers=("cp-1",))
+    items = _to_reissue(cluster, bundle, only_cp, report, within_days=30, renew_all=True, now=now)
+    assert items == {"apiserver-etcd-client", "etcd-server/etcd-3", "etcd-peer/etcd-3"}
+    one_member = RenewSelection(members=("etcd-1",), not_renewed=())
+    items = _to_reissue(cluster, bundle, one_member, report, within_days=30, renew_all=True, now=now)
+    assert items == {"etcd-server/etcd-1", "etcd-peer/etcd-1", "etcd-healthcheck-client", "etcd-server/etcd-3",
+                     "etcd-peer/etcd-3"}

@@ -101,7 +101,8 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
         why = {
             "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd`; the others are not built yet)",
             "kubeadm": "kubeadm's: renewing it (and restarting what uses it) is not built yet",
-            "kubelet": "the kubelet's: turn on kubelet client certificate rotation",
+            "kubelet": "the kubelet's own: it renews its client certificate itself (rotateCertificates: true in the "
+                       "KubeletConfiguration kubeforge renders) once 70-90% of its life has passed",
             "store": "kubeforge's, but not one this run pushes",
         }.get(f.owner.kind, "not a certificate kubeforge knows how to renew")
         left.append(f"{f.cert.host}: {f.cert.path} (until {f.cert.not_after:%Y-%m-%d}): {why}")

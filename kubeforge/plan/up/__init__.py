@@ -22,6 +22,7 @@ from kubeforge.plan.up.label_and_taint_nodes import LabelAndTaintNodes
 from kubeforge.plan.up.prepare_hosts import PrepareHosts
 from kubeforge.plan.up.prepare_images import PrepareImages
 from kubeforge.plan.up.record_applied import RecordApplied
+from kubeforge.plan.up.reissue_apiserver_certs import ReissueApiserverCerts
 from kubeforge.plan.up.restart_runtimes import RestartControlPlaneRuntimes, RestartWorkerRuntimes
 from kubeforge.plan.up.wait_endpoint import WaitEndpoint
 from kubeforge.plan.up.wait_nodes_ready import WaitNodesReady
@@ -35,6 +36,7 @@ PHASES = (
     PrepareImages(),
     WritePki(),
     InstallEtcd(),
+    ReissueApiserverCerts(),
     ConfigureEndpoint(),
     InitFirstControlPlane(),
     WaitEndpoint(),

@@ -103,6 +103,8 @@ class UpContext:
     cni: CniSource | None = None
     local_admin_sha256: str | None = None  # of <state_dir>/admin.conf, None when absent
     gate_timeout_s: float = 300.0
+    # SANs of /etc/kubernetes/pki/apiserver.crt on each control plane that has one (read before planning)
+    apiserver_sans: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     # --- hosts -------------------------------------------------------------------------------------
     @property

@@ -65,7 +65,10 @@ class InstallEtcd:
     def _host(self, ctx: UpContext, host: Host) -> list:
         files = ctx.pending(host, ctx.files_where(host, (ENV_PATH, UNIT_PATH)))
         steps: list = puts(host, files)
-        if files or not self._running(ctx, host) or not ctx.prepared(host):
+        # A re-issued leaf (a member's new address in its SANs) changes what the member runs with:
+        # planned here, so `up` hands the member to the etcd workflow's rolling, gated restart.
+        reissued = ctx.pending(host, ctx.files_where(host, prefix=PKI + "/"))
+        if files or reissued or not self._running(ctx, host) or not ctx.prepared(host):
             steps.append(restart_when_changed(host, "etcd", [ENV_PATH, UNIT_PATH], "Start etcd", block=False))
             steps.append(GateStep(host.name, health_probe(ctx), "Wait for etcd healthy",
                                   what=f"etcd healthy on {host.name}", timeout_s=ctx.gate_timeout_s, interval_s=0.5))

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 from . import host, images, yamlish
 
@@ -18,28 +19,52 @@ STATE_FILE = "/var/lib/etcd/kubesim-state.json"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def kubeconfig(server: str, user: str, cluster_name: str) -> str:
+def kubeconfig(server: str, user: str, cluster_name: str, orgs: tuple[str, ...] = ()) -> str:
+    """A kubeconfig for ``user``. With the cluster CA's key on the machine (init, a control-plane join)
+    kubeadm embeds a real client certificate (CN=user, O=orgs, one year), so `certs check` and
+    `kubeadm certs renew` meet what they meet on a real control plane; without it (the double does no
+    authentication) the credential fields hold a placeholder."""
     ca = host.read(f"{PKI}/ca.crt") if host.exists(f"{PKI}/ca.crt") else ""
-    # the double does no authentication; the client credential fields exist so tools that read them work
+    if host.exists(f"{PKI}/ca.key") and shutil.which("openssl") is not None:
+        from .user_kubeconfig import _client_certificate
+
+        crt, key = _client_certificate(user, list(orgs), time.time() + 8760 * 3600.0)
+        creds = {"client-certificate-data": base64.b64encode(crt).decode(), "client-key-data": base64.b64encode(key).decode()}
+    else:
+        creds = {"client-certificate-data": base64.b64encode(b"kubesim").decode(),
+                 "client-key-data": base64.b64encode(b"kubesim").decode()}
+    return _kubeconfig_doc(server, user, cluster_name, ca, creds)
+
+
+def _kubeconfig_doc(server: str, user: str, cluster_name: str, ca: str, creds: dict) -> str:
     return yamlish.dump({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": cluster_name, "cluster": {"server": server,
                                                         "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
         "contexts": [{"name": f"{user}@{cluster_name}", "context": {"cluster": cluster_name, "user": user}}],
         "current-context": f"{user}@{cluster_name}",
-        "users": [{"name": user, "user": {"client-certificate-data": base64.b64encode(b"kubesim").decode(),
-                                          "client-key-data": base64.b64encode(b"kubesim").decode()}}],
+        "users": [{"name": user, "user": creds}],
     })
 
 
+KUBELET_CLIENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+
+
 def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super_admin: bool) -> None:
-    host.write("/etc/kubernetes/kubelet.conf", kubeconfig(server, "system:node", cluster_name), 0o600)
+    # kubelet.conf as kubeadm leaves it once the kubelet has its client certificate: pointing at the
+    # file the kubelet rotates itself, no embedded credential
+    ca = host.read(f"{PKI}/ca.crt") if host.exists(f"{PKI}/ca.crt") else ""
+    host.write("/etc/kubernetes/kubelet.conf", _kubeconfig_doc(server, "system:node", cluster_name, ca,
+                                                               {"client-certificate": KUBELET_CLIENT, "client-key": KUBELET_CLIENT}),
+               0o600)
     if control_plane:
-        host.write("/etc/kubernetes/admin.conf", kubeconfig(server, "kubernetes-admin", cluster_name), 0o600)
+        host.write("/etc/kubernetes/admin.conf",
+                   kubeconfig(server, "kubernetes-admin", cluster_name, ("kubeadm:cluster-admins",)), 0o600)
         for name in ("controller-manager", "scheduler"):
             host.write(f"/etc/kubernetes/{name}.conf", kubeconfig(server, f"system:kube-{name}", cluster_name), 0o600)
     if super_admin:
-        host.write("/etc/kubernetes/super-admin.conf", kubeconfig(server, "kubernetes-super-admin", cluster_name), 0o600)
+        host.write("/etc/kubernetes/super-admin.conf",
+                   kubeconfig(server, "kubernetes-super-admin", cluster_name, ("system:masters",)), 0o600)
 
 
 def write_kubelet(node_name: str, node_ip: str, kubelet_doc: dict | None, version: str) -> None:
@@ -140,17 +165,19 @@ def _san(names: list[str]) -> str:
     return "subjectAltName=" + ",".join(out)
 
 
-def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str | None = None) -> list[str]:
-    """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl."""
+def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str | None = None,
+               only: str | None = None) -> list[str]:
+    """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl.
+    ``only``: just that leaf (`kubeadm init phase certs <name>`), never a CA."""
     made = []
     if shutil.which("openssl") is None:
         return made
     for ca, cn in (("ca", "kubernetes"), ("front-proxy-ca", "front-proxy-ca")) + ((("etcd/ca", "etcd-ca"),) if stacked else ()):
-        if not host.exists(f"{PKI}/{ca}.crt"):
+        if only is None and not host.exists(f"{PKI}/{ca}.crt"):
             _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
                       "-subj", f"/CN={cn}", "-keyout", host.path(f"{PKI}/{ca}.key"), "-out", host.path(f"{PKI}/{ca}.crt")])
             made.append(f"{ca}.crt")
-    if not host.exists(f"{PKI}/sa.key"):
+    if only is None and not host.exists(f"{PKI}/sa.key"):
         _openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", host.path(f"{PKI}/sa.key")])
         _openssl(["pkey", "-in", host.path(f"{PKI}/sa.key"), "-pubout", "-out", host.path(f"{PKI}/sa.pub")])
         made.append("sa.key")
@@ -169,6 +196,8 @@ def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str 
                    ("etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client")]
         exts.update({"etcd/server": member, "etcd/peer": member})
     for name, ca, cn in leaves:
+        if only is not None and name != only:
+            continue
         if not host.exists(f"{PKI}/{name}.crt") and host.exists(f"{PKI}/{ca}.key"):
             key, csr, crt = (host.path(f"{PKI}/{name}.{x}") for x in ("key", "csr", "crt"))
             ext = host.path(f"{PKI}/{name}.ext")

@@ -180,6 +180,16 @@ def cmd_token(a, version: str) -> int:
     raise SimError(f"unknown token action {a.action}")
 
 
+def cmd_init_phase(a, version: str) -> int:
+    from . import kubeadm_certs
+
+    if a.name == "certs":
+        return kubeadm_certs.init_phase_certs(a, version, _load_config(a.config, version))
+    if a.name == "upload-config":
+        return kubeadm_certs.upload_config(a, version, _load_config(a.config, version))
+    return cmd_upload_certs(a, version)
+
+
 def cmd_upload_certs(a, version: str) -> int:
     cfg = _load_config(a.config, version)
     key = a.certificate_key or (cfg.get("InitConfiguration") or {}).get("certificateKey") or secrets.token_hex(32)
@@ -243,11 +253,12 @@ def parser() -> _Parser:
     i.add_argument("--upload-certs", action="store_true")
     isub = i.add_subparsers(dest="phase")
     ph = isub.add_parser("phase")
-    ph.add_argument("name", choices=["upload-certs"])
+    ph.add_argument("name", choices=["upload-certs", "certs", "upload-config"])
+    ph.add_argument("what", nargs="?")
     ph.add_argument("--upload-certs", action="store_true")
     ph.add_argument("--certificate-key")
     ph.add_argument("--config")
-    ph.set_defaults(fn=cmd_upload_certs)
+    ph.set_defaults(fn=cmd_init_phase)
     j = add("join", cmd_join, ("endpoint",), ("--token",), ("--discovery-token",), ("--tls-bootstrap-token",),
             ("--certificate-key",), ("--apiserver-advertise-address",))
     j.add_argument("--discovery-token-ca-cert-hash", action="append", default=[])

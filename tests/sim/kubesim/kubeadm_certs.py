@@ -168,3 +168,43 @@ def check_expiration(a, version: str) -> int:
 
 
 __all__ = ["check_expiration", "known", "renew"]
+
+
+def init_phase_certs(a, version: str, cfg: dict) -> int:
+    """`kubeadm init phase certs apiserver --config`: the API server's serving certificate from the
+    configuration (advertise address, controlPlaneEndpoint, certSANs), signed by the CA on disk. As
+    kubeadm's docs say, when both files already exist nothing is generated and they are used as they
+    are, whatever names they hold (which is why a SAN change moves them aside first)."""
+    if a.what != "apiserver":
+        raise SimError(f'unknown command "{a.what}" for "kubeadm init phase certs" (the simulator has apiserver)')
+    ic = cfg.get("InitConfiguration") or {}
+    cc = cfg.get("ClusterConfiguration") or {}
+    advertise = (ic.get("localAPIEndpoint") or {}).get("advertiseAddress") or ""
+    crt, key = f"{files.PKI}/apiserver.crt", f"{files.PKI}/apiserver.key"
+    if host.exists(crt) and host.exists(key):
+        print('[certs] Using existing apiserver certificate and key on disk')
+        return 0
+    if not host.exists(f"{files.PKI}/ca.key"):
+        raise SimError("error execution phase certs/apiserver: couldn't load CA certificate ca: "
+                       f"open {files.PKI}/ca.key: no such file or directory")
+    files.ensure_pki(cc, advertise, stacked=not (cc.get("etcd") or {}).get("external"), only="apiserver")
+    if not host.exists(crt):
+        raise SimError("error execution phase certs/apiserver: failure while creating apiserver key and certificate")
+    print('[certs] Generating "apiserver" certificate and key')
+    return 0
+
+
+def upload_config(a, version: str, cfg: dict) -> int:
+    """`kubeadm init phase upload-config kubeadm --config`: the ClusterConfiguration into the
+    kubeadm-config ConfigMap, which later joins and upgrades read."""
+    from . import client
+    from .kubeadm import _server_bases
+
+    if a.what != "kubeadm":
+        raise SimError(f'unknown command "{a.what}" for "kubeadm init phase upload-config" (the simulator has kubeadm)')
+    cc = cfg.get("ClusterConfiguration") or {}
+    kept = {k: v for k, v in cc.items() if k in ("etcd", "networking", "apiServer", "clusterName",
+                                                  "controlPlaneEndpoint", "kubernetesVersion")}
+    client.op(_server_bases("/etc/kubernetes/admin.conf"), "upload_config", {"clusterConfiguration": kept})
+    print('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace')
+    return 0

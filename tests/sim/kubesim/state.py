@@ -111,6 +111,13 @@ def op_upload_certs(st: dict, a: dict, now: float) -> dict:
     return {}
 
 
+def op_upload_config(st: dict, a: dict, now: float) -> dict:
+    if not st["initialized"]:
+        raise refuse("unable to upload the configuration: the cluster is not initialised", 404)
+    st["clusterConfiguration"] = a.get("clusterConfiguration") or {}
+    return {}
+
+
 def op_discover(st: dict, a: dict, now: float) -> dict:
     """What `kubeadm join` learns from cluster-info before it trusts the cluster."""
     if not st["initialized"]:
