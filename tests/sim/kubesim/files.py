@@ -7,8 +7,9 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
-from . import host, yamlish
+from . import host, tls, yamlish
 
 PKI = "/etc/kubernetes/pki"
 MANIFESTS = "/etc/kubernetes/manifests"
@@ -18,28 +19,47 @@ STATE_FILE = "/var/lib/etcd/kubesim-state.json"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def kubeconfig(server: str, user: str, cluster_name: str) -> str:
+def kubeconfig(server: str, user: str, cluster_name: str, pair: tuple[bytes, bytes]) -> str:
+    """A kubeconfig as kubeadm writes it: the cluster CA and the user's client certificate and key."""
     ca = host.read(f"{PKI}/ca.crt") if host.exists(f"{PKI}/ca.crt") else ""
-    # the double does no authentication; the client credential fields exist so tools that read them work
+    crt, key = pair
     return yamlish.dump({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": cluster_name, "cluster": {"server": server,
                                                         "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
         "contexts": [{"name": f"{user}@{cluster_name}", "context": {"cluster": cluster_name, "user": user}}],
         "current-context": f"{user}@{cluster_name}",
-        "users": [{"name": user, "user": {"client-certificate-data": base64.b64encode(b"kubesim").decode(),
-                                          "client-key-data": base64.b64encode(b"kubesim").decode()}}],
+        "users": [{"name": user, "user": {"client-certificate-data": base64.b64encode(crt).decode(),
+                                          "client-key-data": base64.b64encode(key).decode()}}],
     })
 
 
-def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super_admin: bool) -> None:
-    host.write("/etc/kubernetes/kubelet.conf", kubeconfig(server, "system:node", cluster_name), 0o600)
-    if control_plane:
-        host.write("/etc/kubernetes/admin.conf", kubeconfig(server, "kubernetes-admin", cluster_name), 0o600)
-        for name in ("controller-manager", "scheduler"):
-            host.write(f"/etc/kubernetes/{name}.conf", kubeconfig(server, f"system:kube-{name}", cluster_name), 0o600)
-    if super_admin:
-        host.write("/etc/kubernetes/super-admin.conf", kubeconfig(server, "kubernetes-super-admin", cluster_name), 0o600)
+# kubeadm's kubeconfig users: CN and O of each client certificate (admin.conf's group since 1.29:
+# kubernetes.io/docs/reference/setup-tools/kubeadm/implementation-details, "kubeadm:cluster-admins")
+KUBECONFIG_USERS = {"admin.conf": ("kubernetes-admin", ["kubeadm:cluster-admins"]),
+                    "super-admin.conf": ("kubernetes-super-admin", ["system:masters"]),
+                    "controller-manager.conf": ("system:kube-controller-manager", []),
+                    "scheduler.conf": ("system:kube-scheduler", [])}
+
+
+def node_user(node_name: str) -> tuple[str, list[str]]:
+    return f"system:node:{node_name}", ["system:nodes"]
+
+
+def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super_admin: bool, node_name: str,
+                      kubelet_pair: tuple[bytes, bytes] | None = None) -> None:
+    """Signed with this machine's CA (a control plane); a worker's kubelet certificate comes from the
+    API server (``kubelet_pair``), as the TLS bootstrap gets it signed there."""
+    expires = time.time() + tls.CERTIFICATE_VALIDITY
+    user, orgs = node_user(node_name)
+    pair = kubelet_pair or tls.client_certificate(user, orgs, expires)
+    host.write("/etc/kubernetes/kubelet.conf", kubeconfig(server, user, cluster_name, pair), 0o600)
+    names = (["admin.conf", "controller-manager.conf", "scheduler.conf"] if control_plane else []) \
+        + (["super-admin.conf"] if super_admin else [])
+    for conf in names:
+        user, orgs = KUBECONFIG_USERS[conf]
+        host.write(f"/etc/kubernetes/{conf}",
+                   kubeconfig(server, user, cluster_name, tls.client_certificate(user, orgs, expires)), 0o600)
 
 
 def write_kubelet(node_name: str, node_ip: str, kubelet_doc: dict | None, version: str) -> None:

@@ -97,6 +97,11 @@ def _summarise(obj: dict) -> dict:
                                     for v in spec.get("versions") or [] if isinstance(v, dict)]}
     elif kind == "ConfigMap":
         out["data"] = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+    elif kind in ("ClusterRole", "Role"):  # what the RBAC authoriser reads (rbac.py)
+        out["rules"] = [r for r in obj.get("rules") or [] if isinstance(r, dict)]
+    elif kind in ("ClusterRoleBinding", "RoleBinding"):
+        out["roleRef"] = dict(obj.get("roleRef") or {})
+        out["subjects"] = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
     return out
 
 
