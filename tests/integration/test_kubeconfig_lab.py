@@ -113,8 +113,10 @@ def test_a_named_users_kubeconfig_is_forbidden_until_a_binding_exists_and_unauth
     assert res.returncode == 1 and res.stderr.strip() == (
         'Error from server (Forbidden): nodes is forbidden: User "alice" cannot list resource "nodes" in API group '
         '"" at the cluster scope'), res
-    binding = ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: dev-view}\n"
-               "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n"
+    binding = ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node-reader}\n"
+               "rules: [{apiGroups: [''], resources: [nodes], verbs: [get, list, watch]}]\n---\n"
+               "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: dev-reads-nodes}\n"
+               "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-reader}\n"
                "subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: dev}]\n")
     res = env.lab.exec("cp-1", ["sudo", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "apply", "-f", "-"],
                        input=binding)

@@ -66,9 +66,15 @@ def test_a_user_kubeconfig_is_forbidden_until_a_binding_grants_it_rights(ready_l
     rc, _, err = kubectl_as(ready_lab, alice, "get", "nodes")
     assert rc == 1 and err.strip() == FORBIDDEN_NODES
     binding = """apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: node-reader}
+rules:
+- {apiGroups: [""], resources: [nodes], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {name: dev-view}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+metadata: {name: dev-reads-nodes}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-reader}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: dev}
 """
@@ -77,7 +83,7 @@ subjects:
     assert rc == 0, err
     rc, out, err = kubectl_as(ready_lab, alice, "get", "nodes")
     assert rc == 0 and "worker-1" in out, err
-    rc, _, err = kubectl_as(ready_lab, alice, "cordon", "worker-1")  # view does not patch
+    rc, _, err = kubectl_as(ready_lab, alice, "cordon", "worker-1")  # node-reader does not patch
     assert rc == 1 and 'User "alice" cannot patch resource "nodes" in API group "" at the cluster scope' in err
 
 
@@ -142,3 +148,20 @@ def test_an_unknown_bearer_token_is_unauthorized(ready_lab: Lab) -> None:
     path.write_text(yamlish.dump(doc))
     rc, _, err = kubectl_as(ready_lab, str(path), "get", "nodes")
     assert rc == 1 and err.strip() == "error: You must be logged in to the server (Unauthorized)"
+
+
+def test_the_view_role_bound_cluster_wide_still_gives_no_nodes(ready_lab: Lab) -> None:
+    # view, edit and admin are aggregated roles for namespaced resources, as in a real cluster
+    erin = user_kubeconfig(ready_lab, "erin")
+    binding = """apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: erin-view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}
+"""
+    rc, _, err = T.run("kubectl", ready_lab.cp, ["apply", "-f", "-", "--kubeconfig", ready_lab.kc], ready_lab.version, binding)
+    assert rc == 0, err
+    assert kubectl_as(ready_lab, erin, "get", "pods", "-A")[0] == 0
+    rc, _, err = kubectl_as(ready_lab, erin, "get", "nodes")
+    assert rc == 1 and 'User "erin" cannot list resource "nodes"' in err

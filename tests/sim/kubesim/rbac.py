@@ -21,11 +21,18 @@ from typing import Any
 
 ALL = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
 READ = ["get", "list", "watch"]
+# the user-facing roles cover namespaced resources only (no nodes): meant for RoleBindings
+_NAMESPACED = ["pods", "pods/log", "services", "endpoints", "configmaps", "persistentvolumeclaims", "events",
+               "deployments", "daemonsets", "replicasets", "statefulsets", "jobs", "cronjobs", "poddisruptionbudgets",
+               "ingresses", "networkpolicies", "serviceaccounts"]
+_WRITE = ["create", "delete", "deletecollection", "patch", "update"]
 BUILTIN_ROLES: dict[str, list[dict[str, Any]]] = {
     "cluster-admin": [ALL],
-    "admin": [ALL],
-    "edit": [ALL],
-    "view": [{"apiGroups": ["*"], "resources": ["*"], "verbs": READ}],
+    "admin": [{"apiGroups": ["*"], "resources": [*_NAMESPACED, "secrets", "roles", "rolebindings"], "verbs": READ + _WRITE},
+              {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ}],
+    "edit": [{"apiGroups": ["*"], "resources": [*_NAMESPACED, "secrets"], "verbs": READ + _WRITE},
+             {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ}],
+    "view": [{"apiGroups": ["*"], "resources": [*_NAMESPACED, "namespaces"], "verbs": READ}],
     "system:node": [
         {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": READ},
         {"apiGroups": [""], "resources": ["nodes", "nodes/status"], "verbs": ["create", "update", "patch"]},
