@@ -28,10 +28,12 @@ from kubeforge.plan.etcd.source import UPSTREAM_RELEASES, archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
+from kubeforge.plan.up.cni_placement import untolerated
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.render.host import render_cluster
 from kubeforge.workflows.certs import read_apiserver_sans
+from kubeforge.render.kubeadm import node_view
 from kubeforge.workflows.common import (
     file_sha256,
     probe_cluster,
@@ -67,9 +69,28 @@ def cni_source(cluster: Cluster) -> CniSource | None:
     if not path.is_absolute():
         path = cluster.source.parent / path
     try:
-        return CniSource(spec.name, content=path.read_bytes())
+        source = CniSource(spec.name, content=path.read_bytes())
     except OSError as exc:
         raise InputError(f"{cluster.source}: network.cni.manifest: cannot read {path}: {exc.strerror}") from None
+    refuse_untolerated_cni(cluster, source, path)
+    return source
+
+
+def refuse_untolerated_cni(cluster: Cluster, source: CniSource, path: Path) -> None:
+    """A node whose taints the CNI's DaemonSet does not tolerate never gets its network plugin, so it
+    never turns Ready: refuse before any host is touched (a URL manifest is not read at planning;
+    the Ready gate reports such a node with the kubelet's reason)."""
+    hosts = {h.name: h for h in cluster.nodes}
+    found = untolerated((source.content or b"").decode(errors="replace"),
+                        {n: (h.labels, node_view(cluster, h).taints) for n, h in hosts.items()})
+    if not found:
+        return
+    lines = "; ".join(f"node {u.node}{f' ({hosts[u.node].origin})' if hosts[u.node].origin else ''} NotReady: "
+                      f"taint {u.taint} not tolerated by DaemonSet {u.daemonset}" for u in found[:10])
+    raise InputError(f"{cluster.source}: network.cni.manifest {path}: the CNI pod cannot run on "
+                     f"{len(found)} node(s), so they would never turn Ready: {lines}",
+                     hint="add a toleration for the taint to the DaemonSet's pod template (most CNIs tolerate "
+                          "every taint: `tolerations: [{operator: Exists}]`), or drop the taint from the inventory")
 
 
 def files_at(cluster: Cluster, version: KubeVersion | None = None, *, now: datetime | None = None) -> dict:
@@ -186,6 +207,7 @@ def refuse_kubernetes_version_change(cluster: Cluster, facts: Mapping[str, HostF
 
 def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:
     """Read-only: facts (unless given), the cluster state, then the plan."""
+    cni_source(cluster)  # exit 3 before any host is asked
     if facts is None:
         facts = require_reached(collect_facts(cluster, pool))
     refuse_kubernetes_version_change(cluster, facts)
@@ -247,6 +269,7 @@ def up(
     """The whole `up`. Raises CheckFailed before touching any host when preflight fails;
     ExecutionFailed / Interrupted (carrying the report) when the run stops part way."""
     completed_steps(cluster.runs_dir, "up", options.resume)  # nothing to resume: say so before any facts
+    cni_source(cluster)  # an unreadable or untolerated CNI manifest: exit 3 before any host is asked
     report, facts = run_preflight_gate(cluster, pool, probes=preflight_probes)
     for w in report.warnings:
         log.debug("preflight warning: %s: %s", w.check, w.message, extra={"host": w.host})

@@ -99,6 +99,42 @@ def test_kubeconfig_for_a_user_expires_when_asked_and_leaves_nothing_on_the_cont
     assert left.stdout.strip() == ""
 
 
+def kubectl_as(env: Env, conf: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """kubectl on the control plane with the kubeconfig ``conf`` (the API server checks its certificate)."""
+    return env.lab.exec("cp-1", ["kubectl", "--kubeconfig", conf, *argv], input=stdin)
+
+
+def test_a_named_users_kubeconfig_is_forbidden_until_a_binding_exists_and_unauthorized_once_expired(env):
+    # the API checks the client certificate against the cluster CA and authorises with RBAC
+    # (tests/sim/README.md, "API: TLS, client certificates, RBAC")
+    alice = (env.dir / "private" / "alice.conf").read_text()  # from the test above: CN=alice, O=dev
+    env.lab.exec("cp-1", ["bash", "-c", "umask 077 && cat > /tmp/alice.conf"], input=alice, check=True)
+    res = kubectl_as(env, "/tmp/alice.conf", "get", "nodes")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        'Error from server (Forbidden): nodes is forbidden: User "alice" cannot list resource "nodes" in API group '
+        '"" at the cluster scope'), res
+    binding = ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: node-reader}\n"
+               "rules: [{apiGroups: [''], resources: [nodes], verbs: [get, list, watch]}]\n---\n"
+               "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: dev-reads-nodes}\n"
+               "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-reader}\n"
+               "subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: dev}]\n")
+    res = env.lab.exec("cp-1", ["sudo", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "apply", "-f", "-"],
+                       input=binding)
+    assert res.returncode == 0, res
+    res = kubectl_as(env, "/tmp/alice.conf", "get", "nodes")
+    assert res.returncode == 0 and "cp-1" in res.stdout, res
+    # a certificate past its NotAfter (kubeadm's own shortest period; kubeforge asks for 1 minute or more)
+    made = env.lab.exec("cp-1", ["bash", "-c", "umask 077 && sudo kubeadm kubeconfig user --client-name eve --org dev "
+                                 "--validity-period 1s --config /etc/kubeforge/kubeadm-init.yaml > /tmp/eve.conf"])
+    assert made.returncode == 0, made
+    import time
+
+    time.sleep(2)  # let the certificate's second pass; nothing is timed
+    res = kubectl_as(env, "/tmp/eve.conf", "get", "nodes")
+    assert res.returncode == 1 and res.stderr.strip() == "error: You must be logged in to the server (Unauthorized)", res
+    env.lab.exec("cp-1", ["rm", "-f", "/tmp/alice.conf", "/tmp/eve.conf"], check=True)
+
+
 def test_an_expiry_kubeadm_cannot_express_is_refused_before_any_host_is_touched(env):
     res = env.kf("kubeconfig", "--user", "bob", "--expires", "soon", "-o", "json")
     assert res.returncode == 2

@@ -200,6 +200,35 @@ def test_a_second_up_changes_nothing_and_says_so(env):
     assert [s for s in rep["steps"] if s["status"] == "done"] == []
 
 
+def test_up_refuses_a_taint_the_cni_does_not_tolerate_naming_node_taint_and_manifest_and_changes_nothing(env):
+    # a real node whose taints the CNI's DaemonSet does not tolerate never gets its network plugin and
+    # stays NotReady (tests/sim/README.md "Ready"); kubeforge refuses it at planning, exit 3
+    narrow = CNI.replace("        - operator: Exists\n", "        - {key: node-role.kubernetes.io/control-plane, "
+                                                         "operator: Exists, effect: NoSchedule}\n")
+    assert narrow != CNI
+    (env.dir / "cni-narrow.yaml").write_text(narrow)
+    doc = json.loads(json.dumps(env.full))
+    doc["spec"]["network"]["cni"]["manifest"] = "cni-narrow.yaml"
+    worker = next(h for h in doc["spec"]["hosts"] if h["name"] == "worker-2")
+    worker["taints"] = [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]
+    runs_before = set((env.state_dir / "runs").iterdir())
+    try:
+        with env.inventory.open("w") as f:
+            YAML().dump({**doc, "spec": {**doc["spec"], "hosts": [h for h in doc["spec"]["hosts"]
+                                                                  if h["name"] != ADDED]}}, f)
+        res = env.kf("up", "--yes")
+    finally:
+        env.write_inventory(hosts_left_out=(ADDED,))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert ("node worker-2" in res.stderr and "taint dedicated=db:NoSchedule not tolerated by DaemonSet "
+            "kube-system/kubesim-cni" in res.stderr and "cni-narrow.yaml" in res.stderr), res.stderr
+    assert "Traceback" not in res.stderr
+    new = set((env.state_dir / "runs").iterdir()) - runs_before
+    assert not any((p / "journal.jsonl").exists() for p in new)  # refused before any step was journaled
+    assert not env.sim("state")["nodes"]["worker-2"].get("taints")  # the taint was never applied
+    assert env.ready_nodes() >= {"cp-1", "cp-2", "worker-1", "worker-2"}
+
+
 def test_adding_a_worker_to_the_inventory_joins_only_that_worker(env):
     env.write_inventory()
     res = env.kf("up", "--yes")

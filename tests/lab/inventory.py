@@ -14,8 +14,9 @@ from tests.lab.paths import LabError
 
 ETCD_VERSION = "3.4.23"  # what Debian bookworm ships, served by the lab mirror
 CNI_FILE = "cni.yaml"
-# The lab's nodes run the kube simulator (tests/sim), whose kubelet turns Ready once a CNI DaemonSet
-# is applied; this manifest is that stand-in CNI, so `kubeforge up` on a lab inventory finishes.
+# The lab's nodes run the kube simulator (tests/sim), whose kubelet turns Ready once a pod of a CNI
+# DaemonSet runs on it; this manifest is that stand-in CNI, so `kubeforge up` on a lab inventory
+# finishes. Like calico's and flannel's node agents it tolerates every taint (control planes too).
 SIM_CNI_MANIFEST = """\
 # Stand-in CNI for the lab's simulated nodes (see tests/sim/README.md); no real network plugin.
 apiVersion: apps/v1
@@ -32,6 +33,8 @@ spec:
     metadata:
       labels: {app: kubesim-cni}
     spec:
+      tolerations:
+        - operator: Exists
       containers:
         - name: cni
           image: example.invalid/kubesim-cni:1

@@ -276,3 +276,56 @@ class LoopbackEtcd:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+class LoopbackApiPki:
+    """A cluster CA in ``workdir`` with a serving certificate for 127.0.0.1 and an admin client
+    certificate, for tests that run API servers directly: the API server serves only TLS and
+    authenticates every request (kubesim/tls.py)."""
+
+    def __init__(self, workdir: str) -> None:
+        import subprocess
+        import time
+
+        from .kubesim import tls
+
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        ca, key = f"{workdir}/ca.crt", f"{workdir}/ca.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "1", "-subj", "/CN=kubernetes", "-keyout", key, "-out", ca], check=True, capture_output=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "1", "-subj", "/CN=kube-apiserver", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-CA", ca, "-CAkey", key, "-keyout", f"{workdir}/apiserver.key", "-out", f"{workdir}/apiserver.crt"],
+                       check=True, capture_output=True)
+        self.ca_pair = (ca, key)
+        crt, ckey = tls.client_certificate_from(*self.ca_pair, "kubernetes-admin", ["kubeadm:cluster-admins"],
+                                                time.time() + 3600)
+        self.admin = self.kubeconfig(crt, ckey)
+
+    def server_context(self):
+        from .kubesim import tls
+
+        return tls.server_context((f"{self.dir}/apiserver.crt", f"{self.dir}/apiserver.key"), self.ca_pair[0])
+
+    def kubeconfig(self, crt: bytes, key: bytes) -> str:
+        import base64
+
+        from .kubesim import yamlish
+
+        path = f"{self.dir}/kubeconfig-{len(os.listdir(self.dir))}.conf"
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(yamlish.dump({"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                                  "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443",
+                                                "certificate-authority-data": b64(open(self.ca_pair[0], "rb").read())}}],
+                                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                                  "users": [{"name": "u", "user": {"client-certificate-data": b64(crt),
+                                                                  "client-key-data": b64(key)}}]}))
+        return path
+
+    def bases(self, port: int) -> list[str]:
+        """The admin's way to an API server on 127.0.0.1:``port``."""
+        from .kubesim import client
+
+        return [client.from_kubeconfig(self.admin, server=f"https://127.0.0.1:{port}")]

@@ -371,7 +371,8 @@ def test_kubectl_label_taint_cordon_and_uncordon(ready_lab: Lab) -> None:
                                                                        "value": "gpu"}]
 
 
-def test_api_server_answers_tls_health_checks_and_plain_http_on_one_port(ready_lab: Lab) -> None:
+def test_api_server_answers_tls_health_checks_and_refuses_plain_http_like_go(ready_lab: Lab) -> None:
+    import socket
     import ssl
     import urllib.request
 
@@ -379,8 +380,10 @@ def test_api_server_answers_tls_health_checks_and_plain_http_on_one_port(ready_l
     ctx = ssl.create_default_context(cafile=f"{ready_lab.cp}/etc/kubernetes/pki/ca.crt")
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=ctx, timeout=5) as r:
         assert r.status == 200 and r.read() == b"ok"
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as r:
-        assert json.loads(r.read())["gitVersion"] == V33
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as s:
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.0 400 Bad Request") and b"Client sent an HTTP request to an HTTPS server." in answer
 
 
 def test_token_create_takes_the_token_from_the_init_configuration(ready_lab: Lab) -> None:

@@ -22,7 +22,8 @@ def cp(tmp_path: Path) -> str:
     root = T.make_machine(str(tmp_path / "cp-1"), "cp-1", V)
     with host.use_root(root):
         files.ensure_pki({"controlPlaneEndpoint": "10.0.0.100:6443"}, "10.0.0.5", stacked=False)
-        files.write_kubeconfigs("https://10.0.0.100:6443", "kubernetes", control_plane=True, super_admin=True)
+        files.write_kubeconfigs("https://10.0.0.100:6443", "kubernetes", control_plane=True, super_admin=True,
+                                node_name="cp-1")
     return root
 
 

@@ -36,11 +36,11 @@ def bases(root: Path, argv: list[str]) -> list[str]:
 def test_a_control_planes_kubectl_falls_back_to_its_own_api_server_without_server(control_plane: Path) -> None:
     conf = str(control_plane / "etc/kubernetes/admin.conf")
     assert bases(control_plane, ["--kubeconfig", conf, "get", "nodes"]) == [
-        "http://10.77.4.100:6443", "http://127.0.0.1:6443"]
+        "https://10.77.4.100:6443", "https://127.0.0.1:6443"]
 
 
 @pytest.mark.parametrize("flag", ["--server", "-s"])
 def test_server_replaces_the_kubeconfigs_server_with_no_local_fallback(control_plane: Path, flag: str) -> None:
     conf = str(control_plane / "etc/kubernetes/admin.conf")
     argv = ["--kubeconfig", conf, flag, "https://10.77.4.200:6443", "get", "--raw", "/readyz"]
-    assert bases(control_plane, argv) == ["http://10.77.4.200:6443"]
+    assert bases(control_plane, argv) == ["https://10.77.4.200:6443"]

@@ -28,6 +28,15 @@ def initialised(version: str = "v1.33.6", now: float = 1000.0) -> dict:
     return st
 
 
+CNI = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "calico-node", "namespace": "kube-system"},
+       "spec": {"template": {"spec": {"tolerations": [{"operator": "Exists"}]}}}}
+
+
+def apply_cni(st: dict, now: float = 1000.5) -> None:
+    """The CNI's DaemonSet, tolerating every taint (as calico's does): its pod on each node makes it Ready."""
+    rules.op_apply(st, {"objects": [CNI]}, now)
+
+
 def join_args(name: str, version: str = "v1.33.6", **kw) -> dict:
     args = {"tokenId": TOKEN_ID, "tokenHash": _h(TOKEN), "caCertHashes": [CA_HASH], "controlPlane": False,
             "node": {"name": name, "ip": "10.77.4.31", "kubeletVersion": version}}
@@ -87,7 +96,7 @@ def test_control_plane_join_fails_after_the_uploaded_certs_expire() -> None:
 
 def test_join_refuses_a_name_already_taken_by_a_ready_node() -> None:
     st = initialised()
-    st["cni"] = True
+    apply_cni(st)
     rules.op_join(st, join_args("worker-1"), 1001.0)
     e = refused(rules.op_join, st, join_args("worker-1"), 1002.0)
     assert 'a Node with name "worker-1" and status "Ready" already exists' in e.message
@@ -137,7 +146,7 @@ def test_upgrade_node_is_refused_before_upgrade_apply() -> None:
 
 def test_a_kubelet_newer_than_its_api_server_does_not_register_and_is_a_violation() -> None:
     st = initialised()
-    st["cni"] = True
+    apply_cni(st)
     rules.op_join(st, join_args("worker-1"), 1001.0)
     out = rules.op_heartbeat(st, {"node": "worker-1", "kubeletVersion": "v1.34.2"}, 1002.0)
     assert out["registered"] is False
@@ -170,7 +179,7 @@ def test_a_kubelet_more_than_three_minors_behind_is_a_violation() -> None:
 
 def test_kubelet_restart_on_an_undrained_node_with_pods_is_a_violation() -> None:
     st = initialised()
-    st["cni"] = True
+    apply_cni(st)
     rules.op_join(st, join_args("worker-1"), 1001.0)
     rules.op_apply(st, {"objects": [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
                                      "spec": {"replicas": 1}}]}, 1002.0)
@@ -180,7 +189,7 @@ def test_kubelet_restart_on_an_undrained_node_with_pods_is_a_violation() -> None
 
 def test_kubelet_restart_on_a_cordoned_node_or_after_a_boot_is_fine() -> None:
     st = initialised()
-    st["cni"] = True
+    apply_cni(st)
     rules.op_join(st, join_args("worker-1"), 1001.0)
     rules.op_apply(st, {"objects": [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
                                      "spec": {"replicas": 1}}]}, 1002.0)
@@ -193,10 +202,25 @@ def test_kubelet_restart_on_a_cordoned_node_or_after_a_boot_is_fine() -> None:
 def test_nodes_are_not_ready_until_a_cni_is_applied_and_not_after_heartbeats_stop() -> None:
     st = initialised()
     assert rules.view(st, 1001.0)["nodes"]["cp-1"]["ready"] is False
-    rules.op_apply(st, {"objects": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
-                                     "metadata": {"name": "calico-node", "namespace": "kube-system"}}]}, 1001.0)
+    apply_cni(st, 1001.0)
     assert rules.view(st, 1002.0)["nodes"]["cp-1"]["ready"] is True
     assert rules.view(st, 1010.0)["nodes"]["cp-1"]["ready"] is False
+
+
+def test_a_cni_daemonset_without_the_control_plane_toleration_leaves_the_control_plane_not_ready() -> None:
+    st = initialised()
+    rules.op_join(st, join_args("worker-1"), 1001.0)
+    rules.op_apply(st, {"objects": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                     "metadata": {"name": "calico-node", "namespace": "kube-system"}}]}, 1001.0)
+    ready = {n: v["ready"] for n, v in rules.view(st, 1002.0)["nodes"].items()}
+    assert ready == {"cp-1": False, "worker-1": True}
+
+
+def test_a_node_that_joins_after_the_cni_gets_its_pod_and_turns_ready() -> None:
+    st = initialised()
+    apply_cni(st, 1000.5)
+    rules.op_join(st, join_args("worker-1"), 1001.0)
+    assert rules.view(st, 1002.0)["nodes"]["worker-1"]["ready"] is True
 
 
 def test_reset_keeps_the_node_object_and_only_kubectl_delete_node_removes_it_and_its_pods() -> None:

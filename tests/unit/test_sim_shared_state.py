@@ -9,7 +9,7 @@ import pytest
 
 from tests.sim.kubesim import client
 from tests.sim.kubesim.apiserver import ApiServer, LocalBackend
-from tests.sim.testing import LoopbackEtcd
+from tests.sim.testing import LoopbackApiPki, LoopbackEtcd
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None or shutil.which("etcdctl") is None,
                                 reason="etcd-server and etcd-client are needed (apt: etcd-server etcd-client)")
@@ -18,12 +18,17 @@ INIT = {"version": "v1.34.2", "caCertHash": "sha256:00", "tokens": [], "etcd": "
         "node": {"name": "cp-1", "kubeletVersion": "v1.34.2"}}
 
 
+PKI: list[LoopbackApiPki] = []
+
+
 def _servers(etcd: LoopbackEtcd) -> list[ApiServer]:
-    return [ApiServer(LocalBackend(etcd.store()), "v1.34.2", ["127.0.0.1"], port=0) for _ in range(2)]
+    PKI[:] = [LoopbackApiPki(f"{etcd.dir}/api")]
+    return [ApiServer(LocalBackend(etcd.store()), "v1.34.2", ["127.0.0.1"], port=0, ssl_ctx=PKI[0].server_context())
+            for _ in range(2)]
 
 
 def _base(server: ApiServer) -> list[str]:
-    return [f"http://127.0.0.1:{server.port}"]
+    return PKI[0].bases(server.port)
 
 
 def test_two_api_servers_on_one_etcd_see_each_others_writes(tmp_path: Path) -> None:

@@ -124,11 +124,16 @@ def test_a_transaction_that_changes_nothing_writes_nothing(tls_etcd: dict) -> No
 def test_a_stacked_secondary_api_server_proxies_to_the_first_control_planes_state(tmp_path: Path) -> None:
     from tests.sim.kubesim import client
     from tests.sim.kubesim.apiserver import ApiServer, ProxyBackend
+    from tests.sim.testing import LoopbackApiPki
 
-    first = ApiServer(LocalBackend(FileStore(str(tmp_path / "state.json"))), "v1.34.2", ["127.0.0.1"], port=0)
-    second = ApiServer(ProxyBackend(f"https://127.0.0.1:{first.port}"), "v1.34.2", ["127.0.0.1"], port=0)
+    pki = LoopbackApiPki(str(tmp_path))
+    first = ApiServer(LocalBackend(FileStore(str(tmp_path / "state.json"))), "v1.34.2", ["127.0.0.1"], port=0,
+                      ssl_ctx=pki.server_context())
+    # the second control plane's API server reaches the first with its own admin.conf
+    second = ApiServer(ProxyBackend(f"https://127.0.0.1:{first.port}", pki.admin), "v1.34.2", ["127.0.0.1"], port=0,
+                       ssl_ctx=pki.server_context())
     try:
-        via_second = [f"http://127.0.0.1:{second.port}"]
+        via_second = pki.bases(second.port)
         client.op(via_second, "init", {"version": "v1.34.2", "caCertHash": "sha256:00",
                                        "node": {"name": "cp-1", "kubeletVersion": "v1.34.2"}})
         assert "cp-1" in FileStore(str(tmp_path / "state.json")).read()["nodes"]

@@ -1,4 +1,7 @@
-"""The simulated kube-apiserver: JSON over HTTP, one serialised write path into a store."""
+"""The simulated kube-apiserver: JSON over HTTPS, one serialised write path into a store.
+
+Every request is authenticated (a client certificate from the cluster CA, else anonymous) and
+authorised (rbac.py) before it is served; plain HTTP gets Go's answer on a TLS port."""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import client
+from . import client, rbac, tls
 from . import state as rules
 from .host import SimError, parse_version
+from .rbac import plural
 
 READ_ONLY = {"discover", "upgrade_plan"}
 
@@ -50,10 +55,18 @@ class LocalBackend:
 
 
 class ProxyBackend:
-    """A secondary control plane with stacked etcd: its API server forwards to the first one's state."""
+    """A secondary control plane with stacked etcd: its API server forwards to the first one's state,
+    authenticated with this control plane's admin.conf (``kubeconfig``, a full path)."""
 
-    def __init__(self, upstream: str) -> None:
-        self.bases = [client.base_url(upstream)]
+    def __init__(self, upstream: str, kubeconfig: str) -> None:
+        self.upstream, self.kubeconfig = upstream, kubeconfig
+        self._bases: list[str] | None = None
+
+    @property
+    def bases(self) -> list[str]:
+        if self._bases is None:
+            self._bases = [client.from_kubeconfig(self.kubeconfig, server=self.upstream)]
+        return self._bases
 
     def op(self, name: str, args: dict) -> tuple[int, dict]:
         status, body = client.request(self.bases, "POST", "/kubesim/op", {"op": name, "args": args})
@@ -61,6 +74,39 @@ class ProxyBackend:
 
     def view(self) -> dict:
         return client.get(self.bases, "/kubesim/state")
+
+
+PUBLIC = {"/livez", "/healthz", "/readyz", "/version"}  # system:public-info-viewer, anonymous included
+# What each operation is, for RBAC: (verb, API group, resource, namespace). None: open to anyone
+# (join discovery reads the public cluster-info; a join authenticates with its bootstrap token).
+OP_ACCESS: dict[str, tuple[str, str, str, str] | None] = {
+    "discover": None, "join": None,
+    "heartbeat": ("update", "", "nodes/status", ""), "kubelet_started": ("update", "", "nodes/status", ""),
+    "init": ("create", "", "nodes", ""),
+    "token_create": ("create", "", "secrets", "kube-system"), "upload_certs": ("create", "", "secrets", "kube-system"),
+    "upgrade_plan": ("get", "", "configmaps", "kube-system"), "upgrade_apply": ("update", "", "configmaps", "kube-system"),
+    "upgrade_node": ("get", "", "configmaps", "kube-system"), "reset": ("get", "", "nodes", ""),
+    "cordon": ("patch", "", "nodes", ""), "label": ("patch", "", "nodes", ""), "taint": ("patch", "", "nodes", ""),
+    "delete_node": ("delete", "", "nodes", ""),
+}
+
+
+def _object_access(raw: dict) -> tuple[str, str, str, str]:
+    from . import apis
+
+    av = str(raw.get("apiVersion") or "v1")
+    kind = str(raw.get("kind") or "")
+    ns = "" if kind in apis.CLUSTER_SCOPED else ((raw.get("metadata") or {}).get("namespace") or "default")
+    return "patch", av.rpartition("/")[0], plural(kind), ns
+
+
+def accesses(name: str, args: dict) -> list[tuple[str, str, str, str]]:
+    if name == "apply":
+        return [_object_access(o) for o in args.get("objects") or [] if isinstance(o, dict)]
+    if name == "evict":
+        return [("create", "", "pods/eviction", args.get("namespace") or "default")]
+    access = OP_ACCESS.get(name, ("*", "*", "*", ""))
+    return [access] if access is not None else []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,9 +123,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _who(self) -> tuple[str, tuple[str, ...]] | None:
+        if self.headers.get("Authorization"):
+            return None  # no token authenticator is configured: an unknown bearer token is Unauthorized
+        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        return tls.identity(peer, time.time())
+
+    def _authorised(self, wanted: list[tuple[str, str, str, str]], node: str | None = None) -> bool:
+        """Authenticate and authorise; on refusal the 401/403 answer is sent already."""
+        who = self._who()
+        if who is None:
+            self._send(401, {"error": "Unauthorized"})
+            return False
+        user, groups = who
+        if node is not None and "system:nodes" in groups and user != f"system:node:{node}":
+            # the Node authoriser: a kubelet writes only its own Node
+            self._send(403, {"error": rbac.forbidden(user, "update", "", "nodes/status") + f': node "{user[12:]}" '
+                                      f'is not allowed to modify node "{node}"'})
+            return False
+        state: dict = {}
+        for access in wanted:
+            if rbac.allowed(state, user, groups, *access):
+                continue
+            if not state:  # the built-in grants did not do: read the applied roles and bindings
+                state = self.server.api.backend.view()  # type: ignore[attr-defined]
+                if rbac.allowed(state, user, groups, *access):
+                    continue
+            self._send(403, {"error": rbac.forbidden(user, *access)})
+            return False
+        return True
+
     def do_GET(self) -> None:
         api = self.server.api  # type: ignore[attr-defined]
-        p = self.path.split("?")[0]
+        p, _, query = self.path.partition("?")
+        if p not in PUBLIC:
+            q = dict(urllib.parse.parse_qsl(query))
+            wanted = (q.get("verb", "get"), q.get("group", ""), q.get("resource", "nodes"), q.get("namespace", ""))
+            if not self._authorised([wanted]):
+                return
         try:
             if p == "/livez":
                 return self._send(200, "ok")
@@ -109,9 +190,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
             args = body.get("args") or {}
+            node = args.get("node") if body["op"] in ("heartbeat", "kubelet_started") else None
+            if not self._authorised(accesses(body["op"], args), node):
+                return
             if body["op"] == "apply":
                 args.setdefault("serverVersion", api.version)  # a proxying API server's version wins
+            csr = args.pop("csr", None) if body["op"] == "join" else None
             status, out = api.backend.op(body["op"], args)
+            if status == 200 and csr:
+                # the joining kubelet's client certificate, as the CSR signer issues it
+                out["result"]["certificate"] = tls.sign(csr.encode(), time.time() + tls.CERTIFICATE_VALIDITY,
+                                                        *api.client_ca_pair).decode()
         except SimError as e:
             status, out = e.code, {"error": e.message}
         except (ValueError, KeyError) as e:
@@ -119,34 +208,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, out)
 
 
-class _DualServer(ThreadingHTTPServer):
-    """Plain HTTP and TLS on one port: health checks (haproxy `check-ssl`) and https clients speak TLS,
-    the simulator's own clients plain HTTP. The first byte of a TLS connection is 0x16 (handshake)."""
+class _TlsServer(ThreadingHTTPServer):
+    """TLS only, as kube-apiserver's secure port: plain HTTP gets Go's own answer and is closed (the
+    first byte of a TLS connection is 0x16, a handshake)."""
 
     daemon_threads = True
     ssl_ctx: ssl.SSLContext | None = None
 
     def finish_request(self, request, client_address) -> None:
-        if self.ssl_ctx is not None:
-            try:
-                request.settimeout(10)
-                first = request.recv(1, socket.MSG_PEEK)
-                if first == b"\x16":
-                    request = self.ssl_ctx.wrap_socket(request, server_side=True)
-                request.settimeout(None)
-            except (OSError, ssl.SSLError):
+        try:
+            request.settimeout(10)
+            first = request.recv(1, socket.MSG_PEEK)
+            if first != b"\x16" or self.ssl_ctx is None:
+                request.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
                 return
+            request = self.ssl_ctx.wrap_socket(request, server_side=True)
+            request.settimeout(None)
+        except (OSError, ssl.SSLError):
+            return  # a refused client certificate ends here, in the handshake
         super().finish_request(request, client_address)
 
 
 class ApiServer:
     def __init__(self, backend, version: str, addresses: list[str], port: int | None = None,
-                 ssl_ctx: ssl.SSLContext | None = None) -> None:
+                 ssl_ctx: ssl.SSLContext | None = None, client_ca_pair: tuple[str, str] | None = None) -> None:
         self.backend = backend
         self.version = version
+        self.client_ca_pair = client_ca_pair  # (ca.crt, ca.key) full paths: signs joining kubelets' CSRs
         self.servers = []
         for addr in dict.fromkeys(addresses):
-            srv = _DualServer((addr, client.api_port() if port is None else port), _Handler)
+            srv = _TlsServer((addr, client.api_port() if port is None else port), _Handler)
             srv.ssl_ctx = ssl_ctx
             srv.daemon_threads = True
             srv.api = self  # type: ignore[attr-defined]

@@ -10,6 +10,8 @@ import time
 from . import client
 from .host import SimError
 
+PODS = {"verb": "list", "resource": "pods"}  # drain lists the pods of every namespace
+
 
 def _seconds(text: str) -> float:
     total = 0.0
@@ -28,7 +30,7 @@ def _wait_deleted(bases: list[str], node: str, evicted: list[dict], deadline: fl
     """kubectl waits for each evicted pod to be gone (its grace period) before calling it evicted."""
     waiting = {f"{p['namespace']}/{p['name']}": p for p in evicted}
     while waiting:
-        present = client.get(bases, "/kubesim/state")["pods"]
+        present = client.get(bases, "/kubesim/state", PODS)["pods"]
         for key in [k for k in waiting if k not in present]:
             print(f"pod/{waiting.pop(key)['name']} evicted", flush=True)
         if not waiting:
@@ -44,7 +46,7 @@ def drain(bases: list[str], a) -> int:
     node = a.node
     out = client.op(bases, "cordon", {"node": node, "unschedulable": True})
     print(f"node/{node} {'' if out['changed'] else 'already '}cordoned", flush=True)
-    st = client.get(bases, "/kubesim/state")
+    st = client.get(bases, "/kubesim/state", PODS)
     pods = sorted((p for p in st["pods"].values() if p["node"] == node), key=lambda p: (p["namespace"], p["name"]))
     ds = [p for p in pods if p["ownerKind"] == "DaemonSet"]
     rest = [p for p in pods if p["ownerKind"] != "DaemonSet"]

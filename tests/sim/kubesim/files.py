@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 
-from . import host, images, yamlish
+from . import host, images, tls, yamlish
 
 PKI = "/etc/kubernetes/pki"
 MANIFESTS = "/etc/kubernetes/manifests"
@@ -19,52 +19,47 @@ STATE_FILE = "/var/lib/etcd/kubesim-state.json"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def kubeconfig(server: str, user: str, cluster_name: str, orgs: tuple[str, ...] = ()) -> str:
-    """A kubeconfig for ``user``. With the cluster CA's key on the machine (init, a control-plane join)
-    kubeadm embeds a real client certificate (CN=user, O=orgs, one year), so `certs check` and
-    `kubeadm certs renew` meet what they meet on a real control plane; without it (the double does no
-    authentication) the credential fields hold a placeholder."""
+def kubeconfig(server: str, user: str, cluster_name: str, pair: tuple[bytes, bytes]) -> str:
+    """A kubeconfig as kubeadm writes it: the cluster CA and the user's client certificate and key."""
     ca = host.read(f"{PKI}/ca.crt") if host.exists(f"{PKI}/ca.crt") else ""
-    if host.exists(f"{PKI}/ca.key") and shutil.which("openssl") is not None:
-        from .user_kubeconfig import _client_certificate
-
-        crt, key = _client_certificate(user, list(orgs), time.time() + 8760 * 3600.0)
-        creds = {"client-certificate-data": base64.b64encode(crt).decode(), "client-key-data": base64.b64encode(key).decode()}
-    else:
-        creds = {"client-certificate-data": base64.b64encode(b"kubesim").decode(),
-                 "client-key-data": base64.b64encode(b"kubesim").decode()}
-    return _kubeconfig_doc(server, user, cluster_name, ca, creds)
-
-
-def _kubeconfig_doc(server: str, user: str, cluster_name: str, ca: str, creds: dict) -> str:
+    crt, key = pair
     return yamlish.dump({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": cluster_name, "cluster": {"server": server,
                                                         "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
         "contexts": [{"name": f"{user}@{cluster_name}", "context": {"cluster": cluster_name, "user": user}}],
         "current-context": f"{user}@{cluster_name}",
-        "users": [{"name": user, "user": creds}],
+        "users": [{"name": user, "user": {"client-certificate-data": base64.b64encode(crt).decode(),
+                                          "client-key-data": base64.b64encode(key).decode()}}],
     })
 
 
-KUBELET_CLIENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+# kubeadm's kubeconfig users: CN and O of each client certificate (admin.conf's group since 1.29:
+# kubernetes.io/docs/reference/setup-tools/kubeadm/implementation-details, "kubeadm:cluster-admins")
+KUBECONFIG_USERS = {"admin.conf": ("kubernetes-admin", ["kubeadm:cluster-admins"]),
+                    "super-admin.conf": ("kubernetes-super-admin", ["system:masters"]),
+                    "controller-manager.conf": ("system:kube-controller-manager", []),
+                    "scheduler.conf": ("system:kube-scheduler", [])}
 
 
-def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super_admin: bool) -> None:
-    # kubelet.conf as kubeadm leaves it once the kubelet has its client certificate: pointing at the
-    # file the kubelet rotates itself, no embedded credential
-    ca = host.read(f"{PKI}/ca.crt") if host.exists(f"{PKI}/ca.crt") else ""
-    host.write("/etc/kubernetes/kubelet.conf", _kubeconfig_doc(server, "system:node", cluster_name, ca,
-                                                               {"client-certificate": KUBELET_CLIENT, "client-key": KUBELET_CLIENT}),
-               0o600)
-    if control_plane:
-        host.write("/etc/kubernetes/admin.conf",
-                   kubeconfig(server, "kubernetes-admin", cluster_name, ("kubeadm:cluster-admins",)), 0o600)
-        for name in ("controller-manager", "scheduler"):
-            host.write(f"/etc/kubernetes/{name}.conf", kubeconfig(server, f"system:kube-{name}", cluster_name), 0o600)
-    if super_admin:
-        host.write("/etc/kubernetes/super-admin.conf",
-                   kubeconfig(server, "kubernetes-super-admin", cluster_name, ("system:masters",)), 0o600)
+def node_user(node_name: str) -> tuple[str, list[str]]:
+    return f"system:node:{node_name}", ["system:nodes"]
+
+
+def write_kubeconfigs(server: str, cluster_name: str, control_plane: bool, super_admin: bool, node_name: str,
+                      kubelet_pair: tuple[bytes, bytes] | None = None) -> None:
+    """Signed with this machine's CA (a control plane); a worker's kubelet certificate comes from the
+    API server (``kubelet_pair``), as the TLS bootstrap gets it signed there."""
+    expires = time.time() + tls.CERTIFICATE_VALIDITY
+    user, orgs = node_user(node_name)
+    pair = kubelet_pair or tls.client_certificate(user, orgs, expires)
+    host.write("/etc/kubernetes/kubelet.conf", kubeconfig(server, user, cluster_name, pair), 0o600)
+    names = (["admin.conf", "controller-manager.conf", "scheduler.conf"] if control_plane else []) \
+        + (["super-admin.conf"] if super_admin else [])
+    for conf in names:
+        user, orgs = KUBECONFIG_USERS[conf]
+        host.write(f"/etc/kubernetes/{conf}",
+                   kubeconfig(server, user, cluster_name, tls.client_certificate(user, orgs, expires)), 0o600)
 
 
 def write_kubelet(node_name: str, node_ip: str, kubelet_doc: dict | None, version: str) -> None:

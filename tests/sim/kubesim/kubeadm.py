@@ -123,8 +123,8 @@ def _load_config(path: str | None, version: str | None = None) -> dict[str, dict
 
 
 def _server_bases(kubeconfig_path: str) -> list[str]:
-    bases = [client.base_url(host.kubeconfig_server(kubeconfig_path))]
-    local = f"http://127.0.0.1:{client.api_port()}"
+    bases = [client.from_kubeconfig(host.path(kubeconfig_path))]
+    local = client.local(bases[0])
     if files.read_manifest("kube-apiserver") and local not in bases:
         bases.append(local)  # a control plane can always reach its own API server
     return bases

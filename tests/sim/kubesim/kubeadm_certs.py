@@ -23,7 +23,7 @@ import time
 
 from . import files, host, yamlish
 from .host import SimError
-from .user_kubeconfig import _client_certificate
+from .tls import client_certificate as _client_certificate
 
 # name -> (file under /etc/kubernetes/pki or /etc/kubernetes, CA base name, what kubeadm calls it)
 PKI_CERTS = {

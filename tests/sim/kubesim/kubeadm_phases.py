@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from . import client, etcdpod, files, host, images, preflight, staticpod
+from . import client, etcdpod, files, host, images, preflight, staticpod, tls
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (
@@ -67,7 +67,7 @@ def init(a, version: str, cfg: dict) -> int:
         raise SimError("error execution phase certs/ca: failure loading ca certificate: /etc/kubernetes/pki/ca.crt missing")
     ca_pem = host.read(f"{files.PKI}/ca.crt")
     cluster_name = cc.get("clusterName", "kubernetes")
-    files.write_kubeconfigs(f"https://{endpoint}", cluster_name, control_plane=True, super_admin=True)
+    files.write_kubeconfigs(f"https://{endpoint}", cluster_name, control_plane=True, super_admin=True, node_name=name)
     node_ip = extra_arg({"extraArgs": reg.get("kubeletExtraArgs")}, "node-ip") or advertise
     files.write_kubelet(name, node_ip, cfg.get("KubeletConfiguration"), target)
     if local_etcd:
@@ -78,8 +78,8 @@ def init(a, version: str, cfg: dict) -> int:
     print("[control-plane] Creating static Pod manifests in \"/etc/kubernetes/manifests\"")
     restart_kubelet()
     print("[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods")
-    local = [f"http://127.0.0.1:{client.api_port()}"]
-    wait_healthy(local, "wait-control-plane")
+    wait_healthy([client.local_probe()], "wait-control-plane")
+    local = [client.local(client.from_kubeconfig(host.path("/etc/kubernetes/admin.conf")))]
     tokens = [t.get("token") for t in ic.get("bootstrapTokens") or [] if t.get("token")]
     ttls = [duration(t.get("ttl")) for t in ic.get("bootstrapTokens") or [] if t.get("token")]
     if a.token:
@@ -147,16 +147,20 @@ def join(a, version: str, cfg: dict) -> int:
         _pull_images(images.kubeadm_images(cv, _repository(info.get("clusterConfiguration") or {}),
                                            local_etcd=info.get("etcd") == "stacked"),
                      a.ignore_preflight_errors + list(reg.get("ignorePreflightErrors") or []))
-    client.op(bases, "join", {
+    # without the CA's key here, the kubelet's client certificate is signed by the cluster (TLS bootstrap)
+    csr, kubelet_key = tls.new_request(*files.node_user(name)) if not host.exists(f"{files.PKI}/ca.key") else (None, None)
+    joined = client.op(bases, "join", {
         "tokenId": tid, "tokenHash": th, "caCertHashes": hashes, "unsafeSkipCAVerification": skip_ca,
         "controlPlane": control_plane, "certKeyHash": key_hash(cert_key) if (control_plane and cert_key) else None,
         "node": {"name": name, "ip": node_ip, "kubeletVersion": host.installed_version("kubelet"),
-                 "labels": {}, "taints": _taints(reg, control_plane)}})
+                 "labels": {}, "taints": _taints(reg, control_plane)}, **({"csr": csr.decode()} if csr else {})})
+    kubelet_pair = (joined["certificate"].encode(), kubelet_key) if csr and kubelet_key else None
     if not host.exists(f"{files.PKI}/ca.crt") and info.get("caCert"):
         host.write(f"{files.PKI}/ca.crt", info["caCert"], 0o644)
     cluster_name = info.get("clusterName") or "kubernetes"
     server = f"https://{info.get('controlPlaneEndpoint') or endpoint}"
-    files.write_kubeconfigs(server, cluster_name, control_plane=control_plane, super_admin=False)
+    files.write_kubeconfigs(server, cluster_name, control_plane=control_plane, super_admin=False, node_name=name,
+                            kubelet_pair=kubelet_pair)
     files.write_kubelet(name, node_ip, None, cv)
     if control_plane:
         cc = dict(info.get("clusterConfiguration") or {})
@@ -175,7 +179,7 @@ def join(a, version: str, cfg: dict) -> int:
                               files.store_annotation(cc, info.get("primary"), False, local_etcd))
     restart_kubelet()
     if control_plane:
-        wait_healthy([f"http://127.0.0.1:{client.api_port()}"], "wait-control-plane")
+        wait_healthy([client.local_probe()], "wait-control-plane")
         print("\nThis node has joined the cluster and a new control plane instance was created")
     else:
         print("\nThis node has joined the cluster")
@@ -259,7 +263,7 @@ def _wait_local_version(version: str) -> None:
     import os
     import time
 
-    local = [f"http://127.0.0.1:{client.api_port()}"]
+    local = [client.local_probe()]
     deadline = time.time() + float(os.environ.get("KUBESIM_WAIT_SECONDS", "60"))
     print("[upgrade/staticpods] Waiting for the kubelet to restart the component")
     while True:

@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import re
+import ssl
 import sys
 import time
 
 from . import apis, client, host, views, yamlish
 from .host import SimError, parse_version
+from .rbac import plural
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,28 +31,38 @@ def _kubeconfig(a) -> str | None:
 
 
 def bases(a) -> list[str]:
-    if getattr(a, "server", None):
-        # like kubectl: --server replaces the kubeconfig's server; no falling back to the local one
-        return [client.base_url(a.server)]
     cfg = _kubeconfig(a)
+    server = getattr(a, "server", None)
+    if cfg and not os.path.exists(cfg):
+        raise SimError(f'stat {cfg}: no such file or directory')
+    if server:
+        # like kubectl: --server replaces the kubeconfig's server (its credentials stay); no falling
+        # back to the local one. Without a kubeconfig there is no CA to trust the server with.
+        return [client.from_kubeconfig(cfg, server=server) if cfg else client.base_url(server, ssl.create_default_context())]
     if not cfg:
         raise SimError("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
-    if not os.path.exists(cfg):
-        raise SimError(f'stat {cfg}: no such file or directory')
-    from . import yamlish as y
-
-    server = (y.load(open(cfg, encoding="utf-8").read()) or {}).get("clusters", [{}])[0].get("cluster", {}).get("server")
-    if not server:
-        raise SimError(f"invalid configuration: no server found in {cfg}")
-    out = [client.base_url(server)]
-    local = f"http://127.0.0.1:{client.api_port()}"
+    out = [client.from_kubeconfig(cfg)]
+    local = client.local(out[0])
     if host.exists("/etc/kubernetes/manifests/kube-apiserver.yaml") and local not in out:
         out.append(local)
     return out
 
 
-def state(a) -> dict:
-    return client.get(bases(a), "/kubesim/state")
+def state(a, access: dict | None = None) -> dict:
+    """The cluster's state, read as ``access`` (verb, resource, group, namespace) says, which the
+    API server authorises; by default a read of the nodes."""
+    return client.get(bases(a), "/kubesim/state", access)
+
+
+def _access(a, what: str | None, kind: str, names: list[str]) -> dict:
+    resource, _, group = (what or kind).lower().partition(".")
+    if what not in ("nodes", "pods", None):
+        resource, group = plural(what), _GROUPS.get(what, "")
+    elif what is None and not resource.endswith("s"):
+        resource = plural(resource)
+    namespaced = what != "nodes" and not a.all_namespaces
+    return {"verb": "get" if names else "list", "resource": resource, "group": group,
+            "namespace": (a.namespace or "default") if namespaced else ""}
 
 
 def cmd_version(a, version: str) -> int:
@@ -76,6 +88,9 @@ _KINDS = {"nodes": "nodes", "node": "nodes", "no": "nodes", "pods": "pods", "pod
           "poddisruptionbudgets": "PodDisruptionBudget", "pdb": "PodDisruptionBudget"}
 
 
+_GROUPS = {"Deployment": "apps", "DaemonSet": "apps", "PodDisruptionBudget": "policy"}
+
+
 def cmd_get(a, version: str) -> int:
     if a.raw:
         body = client.get(bases(a), a.raw)
@@ -86,7 +101,7 @@ def cmd_get(a, version: str) -> int:
     kind, _, name = a.kind.partition("/")
     names = [n for n in ([name] if name else []) + a.names if n]
     what = _KINDS.get(kind.lower())
-    st = state(a)
+    st = state(a, _access(a, what, kind, names))
     if kind.lower() in ("secrets", "secret"):
         return _get_secrets(a, st, names)
     if what is None:
@@ -410,7 +425,8 @@ def main(argv: list[str], version: str) -> int:
         return a.fn(a, version)
     except SimError as e:
         msg = e.message
-        print(msg if msg.startswith(("error", "Error from server", "The connection")) else f"error: {msg}", file=sys.stderr)
+        print(msg if msg.startswith(("error", "Error from server", "The connection", "Unable to connect")) else f"error: {msg}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -41,14 +41,14 @@ class Kubelet:
         self.pod.stop()
 
     def api_bases(self) -> list[str]:
-        bases = []
-        if host.exists("/etc/kubernetes/kubelet.conf"):
-            try:
-                bases.append(client.base_url(host.kubeconfig_server("/etc/kubernetes/kubelet.conf")))
-            except host.SimError:
-                pass
+        if not host.exists("/etc/kubernetes/kubelet.conf"):
+            return []
+        try:
+            bases = [client.from_kubeconfig(host.path("/etc/kubernetes/kubelet.conf"))]
+        except host.SimError:
+            return []
         if self.apiserver_version is not None:
-            bases.insert(0, f"http://127.0.0.1:{client.api_port()}")  # a control plane's kubelet uses its own
+            bases.insert(0, client.local(bases[0]))  # a control plane's kubelet uses its own
         return bases
 
     def heartbeat(self, restart: bool, runtime_problem: str | None = None) -> dict | None:

@@ -15,7 +15,7 @@ CERTS_TTL = 7200.0  # kubeadm-certs Secret lifetime
 
 def new_state() -> dict:
     return {"initialized": False, "clusterVersion": None, "nodes": {}, "pods": {}, "objects": {}, "tokens": {},
-            "certs": None, "cni": False, "violations": [], "seq": 0, "history": []}
+            "certs": None, "violations": [], "seq": 0, "history": []}
 
 
 def cluster_time(st: dict, real: float) -> float:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from . import files, host
+from . import files, host, tls
 from .apiserver import ApiServer, LocalBackend, ProxyBackend
 from .store import EtcdStore, FileStore
 
@@ -30,20 +30,25 @@ def make_backend(store: str, flags: dict[str, str]):
     if store.startswith("file:"):
         return LocalBackend(FileStore(host.path(store[5:])))
     if store.startswith("proxy:"):
-        return ProxyBackend(store[6:])
+        return ProxyBackend(store[6:], host.path("/etc/kubernetes/admin.conf"))
     raise ValueError(f"unknown kubesim.io/store {store!r}")
 
 
 def serving_context() -> ssl.SSLContext | None:
+    """kube-apiserver's TLS: its serving pair and --client-ca-file (the cluster CA)."""
     pair = files.serving_cert()
     if pair is None:
         return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        ctx.load_cert_chain(*pair)
+        return tls.server_context(pair, host.path(f"{files.PKI}/ca.crt"))
     except (OSError, ssl.SSLError):
         return None
-    return ctx
+
+
+def signing_pair() -> tuple[str, str] | None:
+    """The cluster CA's files, with which this API server signs joining kubelets' certificates."""
+    crt, key = host.path(f"{files.PKI}/ca.crt"), host.path(f"{files.PKI}/ca.key")
+    return (crt, key) if os.path.exists(crt) and os.path.exists(key) else None
 
 
 def manifest_version(pod: dict) -> str:
@@ -79,7 +84,7 @@ class ApiServerPod:
         ctx = serving_context()
         for addr in dict.fromkeys(["127.0.0.1"] + ([flags["advertise-address"]] if flags.get("advertise-address") else [])):
             try:
-                self.servers.append(ApiServer(backend, version, [addr], ssl_ctx=ctx))
+                self.servers.append(ApiServer(backend, version, [addr], ssl_ctx=ctx, client_ca_pair=signing_pair()))
             except OSError as e:
                 self.log(f"kube-apiserver: cannot listen on {addr}: {e}")
         if self.servers:
@@ -154,7 +159,7 @@ def _listening() -> bool:
     from . import client
 
     try:
-        return client.request([f"http://127.0.0.1:{client.api_port()}"], "GET", "/healthz", timeout=1)[0] == 200
+        return client.request([client.local_probe()], "GET", "/healthz", timeout=1)[0] == 200
     except host.SimError:
         return False
 

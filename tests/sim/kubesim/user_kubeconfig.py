@@ -11,17 +11,14 @@ InitConfiguration's advertise address and bind port. The kubeconfig goes to stdo
 from __future__ import annotations
 
 import base64
-import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 
 from . import files, host, yamlish
 from .host import SimError
+from .tls import CERTIFICATE_VALIDITY, client_certificate
 
-CERTIFICATE_VALIDITY = 8760 * 3600.0  # kubeadm's CertificateValidity: one year
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)")
 
@@ -68,42 +65,6 @@ def _server(cfg: dict[str, dict]) -> str:
     return f"https://{address}:{local.get('bindPort', 6443)}"
 
 
-def _utc(t: float) -> str:
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t))
-
-
-def _client_certificate(name: str, orgs: list[str], not_after: float) -> tuple[bytes, bytes]:
-    ca_crt, ca_key = host.path(f"{files.PKI}/ca.crt"), host.path(f"{files.PKI}/ca.key")
-    for file in ("ca.crt", "ca.key"):
-        if not host.exists(f"{files.PKI}/{file}"):
-            raise SimError(f"couldn't create a kubeconfig; the CA files couldn't be loaded: open {files.PKI}/{file}: "
-                           "no such file or directory")
-    subject = "".join(f"/O={o}" for o in orgs) + f"/CN={name}"
-    with tempfile.TemporaryDirectory(prefix="kubesim-user-") as d:
-        open(f"{d}/index.txt", "w").close()
-        with open(f"{d}/ca.cnf", "w", encoding="utf-8") as f:
-            f.write(f"[ca]\ndefault_ca = sim\n[sim]\ndatabase = {d}/index.txt\nnew_certs_dir = {d}\ndefault_md = sha256\n"
-                    "policy = any\nunique_subject = no\npreserve = yes\nrand_serial = yes\nx509_extensions = client\n"
-                    "[any]\norganizationName = optional\ncommonName = supplied\n[client]\n"
-                    "basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n"
-                    "extendedKeyUsage = clientAuth\n")
-        old = os.umask(0o077)
-        try:
-            subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                            "-subj", subject, "-keyout", f"{d}/key.pem", "-out", f"{d}/req.csr"], check=True, capture_output=True)
-            # kubeadm back-dates NotBefore a little against clock skew; the end is exactly now + period
-            subprocess.run(["openssl", "ca", "-batch", "-config", f"{d}/ca.cnf", "-cert", ca_crt, "-keyfile", ca_key,
-                            "-in", f"{d}/req.csr", "-out", f"{d}/crt.pem", "-notext",
-                            "-startdate", _utc(time.time() - 300), "-enddate", _utc(not_after)],
-                           check=True, capture_output=True)
-        except subprocess.CalledProcessError as e:
-            raise SimError(f"failure while creating the client certificate: {e.stderr.decode(errors='replace').strip()}") from None
-        finally:
-            os.umask(old)
-        with open(f"{d}/crt.pem", "rb") as c, open(f"{d}/key.pem", "rb") as k:
-            return c.read(), k.read()
-
-
 def user(a, load_config) -> int:
     missing = [flag for flag, value in (("client-name", a.client_name), ("config", a.config)) if value is None]
     if missing:
@@ -123,7 +84,7 @@ def user(a, load_config) -> int:
     if a.token:
         creds = {"token": a.token}
     else:
-        crt, key = _client_certificate(a.client_name, list(a.org or []), time.time() + period)
+        crt, key = client_certificate(a.client_name, list(a.org or []), time.time() + period)
         creds = {"client-certificate-data": base64.b64encode(crt).decode(), "client-key-data": base64.b64encode(key).decode()}
     context = f"{a.client_name}@{cluster_name}"
     sys.stdout.write(yamlish.dump({

@@ -24,8 +24,16 @@ _WRITE_RECORD = ("annotations", "managedFields", "status")
 
 
 def node_ready(st: dict, node: dict, now: float) -> bool:
-    return bool(st.get("cni") and node.get("registered") and not node.get("runtimeProblem")
-                and now - node.get("lastHeartbeat", 0) <= HEARTBEAT_GRACE)
+    """The kubelet reports Ready only with its network plugin initialised, i.e. once a pod of the CNI's
+    DaemonSet runs on this very node (the scheduler placed it there: it tolerates the node's taints)."""
+    return bool(node.get("registered") and not node.get("runtimeProblem")
+                and now - node.get("lastHeartbeat", 0) <= HEARTBEAT_GRACE and cni_pod_on(st, node["name"], now))
+
+
+def cni_pod_on(st: dict, node: str, now: float) -> bool:
+    return any(p["node"] == node and p["ownerKind"] == "DaemonSet" and not gone(p, now)
+               and is_cni(st["objects"].get(f"DaemonSet/{p['namespace']}/{p['ownerName']}") or {})
+               for p in st["pods"].values())
 
 
 def _pod_template(obj: dict) -> dict:
@@ -89,11 +97,16 @@ def _summarise(obj: dict) -> dict:
                                     for v in spec.get("versions") or [] if isinstance(v, dict)]}
     elif kind == "ConfigMap":
         out["data"] = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+    elif kind in ("ClusterRole", "Role"):  # what the RBAC authoriser reads (rbac.py)
+        out["rules"] = [r for r in obj.get("rules") or [] if isinstance(r, dict)]
+    elif kind in ("ClusterRoleBinding", "RoleBinding"):
+        out["roleRef"] = dict(obj.get("roleRef") or {})
+        out["subjects"] = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
     return out
 
 
 def is_cni(obj: dict) -> bool:
-    return obj["kind"] == "DaemonSet" and (
+    return obj.get("kind") == "DaemonSet" and (
         obj["labels"].get("kubesim.io/cni") == "true" or bool(_CNI_NAMES.search(f"{obj['namespace']}/{obj['name']}")))
 
 
@@ -180,8 +193,6 @@ def apply(st: dict, objects: list[dict], now: float, *, minor: int | None = None
         else:
             verb = "created" if old is None else "configured"
             st["objects"][key] = obj
-        if is_cni(obj):
-            st["cni"] = True
         lines.append(f"{obj['kind'].lower()}.{_group(obj)}/{obj['name']} {verb}")
     reconcile(st, now)
     return lines
@@ -240,7 +251,12 @@ def reconcile(st: dict, now: float) -> None:
             for extra in sorted(owned, key=lambda p: p["name"])[obj["replicas"]:]:
                 del st["pods"][f"{extra['namespace']}/{extra['name']}"]
         elif obj["kind"] == "DaemonSet":
-            covered = {p["node"] for p in owned}
+            for p in owned:  # a NoExecute taint the pod does not tolerate evicts it (taint manager)
+                n = nodes.get(p["node"] or "")
+                if n is not None and not all(tolerates(p["tolerations"], t) for t in n.get("taints") or []
+                                             if t.get("effect") == "NoExecute"):
+                    del st["pods"][f"{p['namespace']}/{p['name']}"]
+            covered = {p["node"] for p in owned if f"{p['namespace']}/{p['name']}" in st["pods"]}
             for name, node in sorted(nodes.items()):
                 if name not in covered and node.get("registered") and _fits(node, obj["template"]):
                     _new_pod(st, obj, name)
