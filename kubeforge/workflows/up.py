@@ -32,8 +32,8 @@ from kubeforge.plan.up.cni_placement import untolerated
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.render.host import render_cluster
-from kubeforge.workflows.certs import read_apiserver_sans
 from kubeforge.render.kubeadm import node_view
+from kubeforge.workflows.certs import read_apiserver_sans
 from kubeforge.workflows.common import (
     file_sha256,
     probe_cluster,
