@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import consoles, nothing_to_do, run_plan, session
-from kubeforge.cli.options import BREAK_LOCK, INVENTORY, OUTPUT, RUN_ARG, Output
+from kubeforge.cli.options import BREAK_LOCK, INVENTORY, OUTPUT, RUN_ARG, YES, Output
 
 ETCD_CONVERGED = "nothing changed: every etcd member had already converged"
 
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
     def install_cmd(
         inventory: Path = INVENTORY,
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        yes: bool = YES,
         break_lock: bool = BREAK_LOCK,
         output: Output = OUTPUT,
     ) -> None:
@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
         directory: Path | None = typer.Option(None, "--dir", metavar="DIR", help="Where backups are (default: the inventory's)."),
         passphrase_file: Path | None = typer.Option(None, "--passphrase-file", metavar="FILE", help="Passphrase of an encrypted backup."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        yes: bool = YES,
         output: Output = OUTPUT,
     ) -> None:
         """Restore every member from one verified backup (the old data dirs are kept aside).
@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
     def members_cmd(
         inventory: Path = INVENTORY,
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        yes: bool = YES,
         break_lock: bool = BREAK_LOCK,
         output: Output = OUTPUT,
     ) -> None:
@@ -237,7 +237,7 @@ def register(app: typer.Typer) -> None:
             help="Skip the latest-patch-first hop when the package source lacks it (never a hard floor or a minor)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade in its journal."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before changing hosts."),
+        yes: bool = YES,
         break_lock: bool = BREAK_LOCK,
         output: Output = OUTPUT,
     ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, resume_value, start_run_log
-from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, Output
+from kubeforge.cli.options import BREAK_LOCK, FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, YES, Output
 
 plan_app = typer.Typer(help="Print what a command would do, touching nothing.", no_args_is_help=True)
 
@@ -116,10 +116,10 @@ def register(app: typer.Typer) -> None:
     def up_cmd(
         inventory: Path = INVENTORY,
         run: str | None = RUN_ARG,
-        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        yes: bool = YES,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted or failed run after re-checking facts."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        break_lock: bool = BREAK_LOCK,
         skip_preflight_warnings: bool = typer.Option(False, "--skip-preflight-warnings", help="Do not print preflight warnings."),
         output: Output = OUTPUT,
         force_bare_pods: bool = FORCE_BARE_PODS,
@@ -140,9 +140,9 @@ def register(app: typer.Typer) -> None:
         inventory: Path = INVENTORY,
         hosts: str = typer.Option(None, "--hosts", help="Only these hosts (comma-separated names)."),
         purge: bool = typer.Option(False, "--purge", help="Delete etcd data instead of keeping it aside."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        yes: bool = YES,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        break_lock: bool = BREAK_LOCK,
         output: Output = OUTPUT,
     ) -> None:
         """Undo `up` on some or all hosts: kubeadm reset, services stopped and disabled, kubeforge's

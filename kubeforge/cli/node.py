@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, start_run_log
-from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, Output, allow_bare_pods
+from kubeforge.cli.options import BREAK_LOCK, FORCE_BARE_PODS, INVENTORY, OUTPUT, YES, Output, allow_bare_pods
 
 node_app = typer.Typer(help="Nodes leaving the cluster, and dead machines replaced.", no_args_is_help=True)
 # Optional for click, required by the workflow (a usage error naming the inventory's hosts): the
@@ -81,10 +81,10 @@ def register(app: typer.Typer) -> None:
         name: str | None = typer.Argument(None, metavar="NAME", help="The inventory's host whose machine died.",
                                           show_default=False),
         inventory: Path = INVENTORY,
-        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        yes: bool = YES,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change no host."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished `node replace` run."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        break_lock: bool = BREAK_LOCK,
         force: bool = typer.Option(False, "--force", help="Replace the host even though it is reachable and healthy."),
         accept_new_host_key: bool = typer.Option(
             False, "--accept-new-host-key",
@@ -110,10 +110,10 @@ def register(app: typer.Typer) -> None:
     def remove_cmd(
         names: list[str] | None = NAMES,
         inventory: Path = INVENTORY,
-        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        yes: bool = YES,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run; change nothing."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished `node remove` run."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        break_lock: bool = BREAK_LOCK,
         drain_timeout: int = typer.Option(None, "--drain-timeout", min=1, metavar="SECONDS",
                                           help="How long a drain may wait for PodDisruptionBudgets (default: upgrade.drainTimeout)."),
         allow_below_quorum: bool = typer.Option(False, "--allow-below-quorum",

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, start_run_log
-from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, Output, allow_bare_pods
+from kubeforge.cli.options import BREAK_LOCK, FORCE_BARE_PODS, INVENTORY, OUTPUT, YES, Output, allow_bare_pods
 
 os_app = typer.Typer(help="The hosts' operating system: rolling patch runs.", no_args_is_help=True)
 
@@ -52,10 +52,10 @@ def register(app: typer.Typer) -> None:
         names: list[str] | None = typer.Argument(None, metavar="[NAME...]", help="Only these hosts (default: every host).",
                                                  show_default=False),
         inventory: Path = INVENTORY,
-        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        yes: bool = YES,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show per host what would be upgraded and which would reboot."),
         resume: bool = typer.Option(False, "--resume", help="Continue the latest unfinished `os upgrade` run."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        break_lock: bool = BREAK_LOCK,
         force_bare_pods: bool = FORCE_BARE_PODS,
         output: Output = OUTPUT,
     ) -> None:

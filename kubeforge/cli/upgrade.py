@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from kubeforge.cli.common import command_line, consoles, declined, resume_value, start_run_log
-from kubeforge.cli.options import FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, Output, allow_bare_pods
+from kubeforge.cli.options import BREAK_LOCK, FORCE_BARE_PODS, INVENTORY, OUTPUT, RUN_ARG, YES, Output, allow_bare_pods
 
 
 def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run: bool, resume: str | None,
@@ -73,10 +73,10 @@ def register(app: typer.Typer) -> None:
         run: str | None = RUN_ARG,
         to: str = typer.Option(..., "--to", metavar="X.Y.Z", help="The Kubernetes version to reach.", show_default=False),
         multi_hop: bool = typer.Option(False, "--multi-hop", help="Cross several minors, one minor at a time."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Run the plan without asking."),
+        yes: bool = YES,
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run on every host; change nothing."),
         resume: bool = typer.Option(False, "--resume", help="Continue a failed or interrupted upgrade after re-checking facts."),
-        break_lock: bool = typer.Option(False, "--break-lock", help="Remove a stale cluster lock first."),
+        break_lock: bool = BREAK_LOCK,
         output: Output = OUTPUT,
         allow_removed_apis: bool = typer.Option(
             False, "--allow-removed-apis",

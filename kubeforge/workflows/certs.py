@@ -149,7 +149,6 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     re-issued; a member whose applied-config stamp is not that of the store's files (pushed, not yet
     restarted, when the run stopped) is selected again whatever its expiry."""
     from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files
-    from kubeforge.workflows.etcd.status import gather_status
 
     _check_days(within_days)
     now = now or datetime.now(UTC)
@@ -167,12 +166,7 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     if resume:
         selection = _with_unrestarted_members(cluster, pool, bundle, ctx, selection, hosts)
     if selection.members:
-        status = gather_status(cluster, pool)
-        sick = [m.name for m in status.members if not m.healthy]
-        if sick:
-            raise CheckFailed(f"etcd is not healthy on {', '.join(sick)}; a rolling renewal restarts members one "
-                              "at a time and starts only from a fully healthy cluster",
-                              hint="`kubeforge etcd status` says what is wrong; nothing was changed")
+        require_healthy_etcd(cluster, pool, "a rolling renewal")
     if (selection.members or selection.apiservers) and not resume:
         items = _to_reissue(cluster, bundle, selection, report, within_days=within_days, renew_all=renew_all, now=now)
         if not write_store:
@@ -220,3 +214,15 @@ def refresh_local_admin(cluster: Cluster, pool, plan: Plan) -> bool:
     fetch_kubeconfig(cluster, pool)
     log.info("refreshed the local admin kubeconfig %s", cluster.state_dir / ADMIN_LOCAL)
     return True
+
+
+def require_healthy_etcd(cluster: Cluster, pool, what: str) -> None:
+    """Refuse (exit 4, nothing changed) unless every etcd member is healthy: ``what`` restarts
+    members one at a time and must start from a fully healthy cluster."""
+    from kubeforge.workflows.etcd.status import gather_status
+
+    sick = [m.name for m in gather_status(cluster, pool).members if not m.healthy]
+    if sick:
+        raise CheckFailed(f"etcd is not healthy on {', '.join(sick)}; {what} restarts members one at a time "
+                          "and starts only from a fully healthy cluster",
+                          hint="`kubeforge etcd status` says what is wrong; nothing was changed")

@@ -18,7 +18,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubeforge.errors import CheckFailed, SafetyRefusal, UsageError
+from kubeforge.errors import SafetyRefusal, UsageError
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.pki import ca_rotation
 from kubeforge.pki.layout import host_files
@@ -55,20 +55,14 @@ def plan_rotate_ca(cluster: Cluster, pool, *, ca: str, write_store: bool = True,
     """The rotation plan from the store's rotation state (begun here, new CA first, unless
     ``write_store`` is False: a dry run plans with a new CA made in a scratch directory that is
     removed afterwards, and the store is left as it was)."""
-    from kubeforge.workflows.certs import _require_all_read, read_hosts
+    from kubeforge.workflows.certs import _require_all_read, read_hosts, require_healthy_etcd
     from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files
-    from kubeforge.workflows.etcd.status import gather_status
 
     check_ca(cluster, ca)
     now = now or datetime.now(UTC)
     found, down = read_hosts(cluster, pool)
     _require_all_read(down)
-    status = gather_status(cluster, pool)
-    sick = [m.name for m in status.members if not m.healthy]
-    if sick:
-        raise CheckFailed(f"etcd is not healthy on {', '.join(sick)}; a CA rotation restarts members one at a time "
-                          "and starts only from a fully healthy cluster",
-                          hint="`kubeforge etcd status` says what is wrong; nothing was changed")
+    require_healthy_etcd(cluster, pool, "a CA rotation")
     members = cluster.etcd_members
     facts = gather_member_facts(cluster, pool, members)
     ctx = context(cluster)
