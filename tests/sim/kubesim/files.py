@@ -67,6 +67,8 @@ def store_annotation(cluster_cfg: dict, primary: str | None, is_primary: bool, l
 
 
 def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str) -> None:
+    from .upgrade_checks import pinned_etcd_tag
+
     ext = (cluster_cfg.get("etcd") or {}).get("external") or {}
     api_flags = [f"--advertise-address={advertise}", "--secure-port=6443",
                  f"--etcd-servers={','.join(ext.get('endpoints') or ['https://127.0.0.1:2379'])}",
@@ -80,7 +82,7 @@ def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str)
         comps["etcd"] = [f"--advertise-client-urls=https://{advertise}:2379",
                          f"--data-dir={((cluster_cfg.get('etcd') or {}).get('local') or {}).get('dataDir', '/var/lib/etcd')}"]
     for name, flags in comps.items():
-        image_ver = version if name != "etcd" else "3.5.21-0"
+        image_ver = version if name != "etcd" else pinned_etcd_tag(version)
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": "kube-system", "labels": {"component": name, "tier": "control-plane"},
                             "annotations": {"kubesim.io/store": store, "kubesim.io/version": version}},

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from . import client, etcdpod, files, host, staticpod
+from . import client, etcdpod, files, host, staticpod, upgrade_checks
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (
@@ -69,7 +69,7 @@ def init(a, version: str, cfg: dict) -> int:
     files.write_kubelet(name, node_ip, cfg.get("KubeletConfiguration"), target)
     if local_etcd:
         etcdpod.write_manifest(name, advertise, f"{name}=https://{advertise}:2380", existing=False,
-                               data_dir=_data_dir(cc))
+                               tag=upgrade_checks.pinned_etcd_tag(vstr(t)), data_dir=_data_dir(cc))
         print("[etcd] Creating static Pod manifest for local etcd in \"/etc/kubernetes/manifests\"")
     files.write_manifests(vstr(t), advertise, cc, files.store_annotation(cc, advertise, True, local_etcd))
     print("[control-plane] Creating static Pod manifests in \"/etc/kubernetes/manifests\"")
@@ -155,7 +155,8 @@ def join(a, version: str, cfg: dict) -> int:
             print("[etcd] Announced new etcd member joining to the existing etcd cluster")
             initial = etcdpod.add_member(info.get("etcdEndpoints") or [f"https://{info.get('primary')}:2379"],
                                          name, advertise or node_ip)
-            etcdpod.write_manifest(name, advertise or node_ip, initial, existing=True, data_dir=_data_dir(cc))
+            etcdpod.write_manifest(name, advertise or node_ip, initial, existing=True,
+                                   tag=upgrade_checks.pinned_etcd_tag(cv), data_dir=_data_dir(cc))
         files.write_manifests(cv, advertise or node_ip, cc,
                               files.store_annotation(cc, info.get("primary"), False, local_etcd))
     restart_kubelet()
@@ -185,6 +186,14 @@ def upgrade(a, version: str, cfg: dict) -> int:
         raise SimError("this node is not part of a cluster: /etc/kubernetes/kubelet.conf is missing")
     bases = _server_bases(conf)
     name = files.node_name_from_flags() or host.hostname()
+    phase_cfg = uc.get("node" if action == "node" else action) or {}
+    if action in ("plan", "apply"):
+        ignore = [i for f in a.ignore_preflight_errors + list(phase_cfg.get("ignorePreflightErrors") or [])
+                  for i in f.split(",")]
+        upgrade_checks.check_cluster_health(bases, ignore)
+    # --etcd-upgrade (default true) or the UpgradeConfiguration's etcdUpgrade
+    etcd_upgrade = str(a.etcd_upgrade).lower() != "false" if a.etcd_upgrade is not None \
+        else phase_cfg.get("etcdUpgrade", True) is not False
     if action in ("plan", "diff"):
         plan = client.op(bases, "upgrade_plan", {})
         print(f"[upgrade/versions] Cluster version: {plan['clusterVersion']}")
@@ -208,6 +217,8 @@ def upgrade(a, version: str, cfg: dict) -> int:
             if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 raise SimError("won't proceed; the user didn't answer (Y|y) in order to continue")
         result = client.op(bases, "upgrade_apply", {"node": name, "version": target, "kubeadmVersion": version})
+        if etcd_upgrade:
+            upgrade_checks.upgrade_local_etcd(vstr(parse_version(target)))
         changed = files.set_manifest_versions(vstr(parse_version(target)))
         _wait_local_version(vstr(parse_version(target)))
         print(f"[upgrade/staticpods] Upgraded {', '.join(changed)} from {result['from']} to {result['to']}")
@@ -215,6 +226,8 @@ def upgrade(a, version: str, cfg: dict) -> int:
         return 0
     result = client.op(bases, "upgrade_node", {"node": name, "kubeadmVersion": version})
     if result["controlPlane"]:
+        if etcd_upgrade:
+            upgrade_checks.upgrade_local_etcd(result["clusterVersion"])
         files.set_manifest_versions(result["clusterVersion"])
         _wait_local_version(result["clusterVersion"])
     if host.exists(files.KUBELET_CONFIG):
