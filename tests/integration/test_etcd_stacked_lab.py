@@ -28,6 +28,7 @@ KUBECTL = ["sudo", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
 PKI = "/etc/kubernetes/pki/etcd"
 MARKER = "/kubeforge-test/marker"
 IMAGE_ETCDCTL = "/usr/lib/kubesim/images/etcd/etcdctl"
+UPGRADE_TO = "1.34.2"  # the lab comes up at the mirror's oldest, 1.33.5: the next minor
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -177,6 +178,31 @@ def test_an_inventory_that_disagrees_with_the_etcd_manifests_is_refused_before_a
     after = {cp: env.lab.exec(cp, ["bash", "-c", "sudo ls -d /var/lib/etcd*; sudo ls /etc/kubernetes/manifests"],
                               check=True).stdout for cp in CPS}
     assert after == before
+
+
+def test_an_upgrade_with_another_control_plane_notready_is_refused_before_any_change(env):
+    """kubeadm's own health check (ControlPlaneNodesReady) would stop `upgrade apply`; kubeforge refuses
+    first, from its facts, with exit 7 and nothing touched: no package, manifest or etcd member moves."""
+    manifests = {cp: env.lab.exec(cp, ["sudo", "sha256sum", "/etc/kubernetes/manifests/etcd.yaml",
+                                       "/etc/kubernetes/manifests/kube-apiserver.yaml"]).stdout for cp in CPS}
+    env.lab.exec("cp-3", ["sudo", "systemctl", "stop", "kubelet"])
+    try:
+        deadline = time.monotonic() + 60
+        while "NotReady" not in env.lab.exec("cp-1", [*KUBECTL, "get", "node", "cp-3"], check=False).stdout:
+            assert time.monotonic() < deadline, "cp-3 never turned NotReady with its kubelet stopped"
+            time.sleep(1)
+        res = env.kf("upgrade", "--to", UPGRADE_TO, "--yes")
+        assert res.returncode == 7, res.stdout[-2000:] + res.stderr[-2000:]
+        out = res.stdout + res.stderr
+        assert "the cluster is not healthy: node cp-3 NotReady" in out and "Nothing was changed" in out, out
+        assert {cp: env.lab.exec(cp, ["sudo", "sha256sum", "/etc/kubernetes/manifests/etcd.yaml",
+                                      "/etc/kubernetes/manifests/kube-apiserver.yaml"]).stdout for cp in CPS} == manifests
+    finally:
+        env.lab.exec("cp-3", ["sudo", "systemctl", "start", "kubelet"])
+    deadline = time.monotonic() + 60
+    while env.lab.exec("cp-1", [*KUBECTL, "wait", "--for=condition=Ready", "node/cp-3", "--timeout=5s"],
+                       check=False).returncode:
+        assert time.monotonic() < deadline, "cp-3 not Ready again after its kubelet started"
 
 
 def test_reset_of_a_control_plane_leaves_no_node_object_and_no_etcd_member(env):
