@@ -4,7 +4,9 @@ then `etcd status`, `etcd backup` and `etcd restore` against that real etcd, and
 one control plane (no Node object, no etcd member left).
 
 The tests run in order on one lab: up -> status -> backup, damage, restore -> a restore that an
-interruption left half done converges -> an inventory that disagrees with the manifests is refused."""
+interruption left half done converges -> an inventory that disagrees with the manifests is refused ->
+an upgrade with a control plane NotReady refused -> the upgrade 1.33 -> 1.34, across kubeadm's etcd
+minor, under a writer and a quorum watcher -> reset, rejoin and removal at 1.34."""
 
 from __future__ import annotations
 
@@ -223,7 +225,6 @@ def etcd_images(env: Env) -> dict[str, tuple[str, str]]:
     return out
 
 
-@pytest.mark.by_hand  # a whole 3-control-plane upgrade; figures in docs/upgrade.md (stacked etcd crossing)
 def test_upgrade_across_kubeadms_etcd_minor_keeps_quorum_and_every_acknowledged_write(env, tmp_path):
     """1.33 -> 1.34 moves kubeadm's etcd from a 3.5 to a 3.6 pin: kubeadm restarts each control plane's
     member on the new image, kubeforge waits for all members healthy before the next control plane.
