@@ -96,14 +96,16 @@ def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> Upgrad
         except ValueError as exc:
             api_problem = f"unreadable `kubectl get nodes` output: {exc}"
     etcd_problems: tuple[str, ...] = ()
-    if etcd and cluster.etcd.topology is EtcdTopology.EXTERNAL and cluster.etcd_members:
+    etcd_versions: dict[str, str] = {}
+    # Stacked members too: kubeadm restarts each control plane's member on the etcd its new minor
+    # pins, so an unhealthy member before the upgrade is quorum lost during it.
+    if etcd and cluster.etcd_members:
         from kubeforge.workflows.etcd.status import gather_status
 
         status = gather_status(cluster, pool, limit=cluster.parallelism)
         etcd_problems = tuple(f"{m.name}: {m.error or 'unhealthy'}" for m in status.members if not m.healthy)
-        etcd_versions = {m.name: m.version for m in status.members if m.version}
-    else:
-        etcd_versions = {}
+        if cluster.etcd.topology is EtcdTopology.EXTERNAL:  # kubeadm's MinExternalEtcdVersion applies to these only
+            etcd_versions = {m.name: m.version for m in status.members if m.version}
     return UpgradeFacts(machines=machines, nodes=api, api_problem=api_problem, unreachable=unreachable,
                         etcd_problems=etcd_problems, etcd_versions=etcd_versions)
 

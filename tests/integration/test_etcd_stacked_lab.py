@@ -4,7 +4,9 @@ then `etcd status`, `etcd backup` and `etcd restore` against that real etcd, and
 one control plane (no Node object, no etcd member left).
 
 The tests run in order on one lab: up -> status -> backup, damage, restore -> a restore that an
-interruption left half done converges -> an inventory that disagrees with the manifests is refused."""
+interruption left half done converges -> an inventory that disagrees with the manifests is refused ->
+an upgrade with a control plane NotReady refused -> the upgrade 1.33 -> 1.34, across kubeadm's etcd
+minor, under a writer and a quorum watcher -> reset, rejoin and removal at 1.34."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ KUBECTL = ["sudo", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
 PKI = "/etc/kubernetes/pki/etcd"
 MARKER = "/kubeforge-test/marker"
 IMAGE_ETCDCTL = "/usr/lib/kubesim/images/etcd/etcdctl"
+UPGRADE_TO = "1.34.2"  # the lab comes up at the mirror's oldest, 1.33.5: the next minor
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -177,6 +180,98 @@ def test_an_inventory_that_disagrees_with_the_etcd_manifests_is_refused_before_a
     after = {cp: env.lab.exec(cp, ["bash", "-c", "sudo ls -d /var/lib/etcd*; sudo ls /etc/kubernetes/manifests"],
                               check=True).stdout for cp in CPS}
     assert after == before
+
+
+def test_an_upgrade_with_another_control_plane_notready_is_refused_before_any_change(env):
+    """kubeadm's own health check (ControlPlaneNodesReady) would stop `upgrade apply`; kubeforge refuses
+    first, from its facts, with exit 7 and nothing touched: no package, manifest or etcd member moves."""
+    manifests = {cp: env.lab.exec(cp, ["sudo", "sha256sum", "/etc/kubernetes/manifests/etcd.yaml",
+                                       "/etc/kubernetes/manifests/kube-apiserver.yaml"]).stdout for cp in CPS}
+    env.lab.exec("cp-3", ["sudo", "systemctl", "stop", "kubelet"])
+    try:
+        deadline = time.monotonic() + 60
+        while "NotReady" not in env.lab.exec("cp-1", [*KUBECTL, "get", "node", "cp-3"], check=False).stdout:
+            assert time.monotonic() < deadline, "cp-3 never turned NotReady with its kubelet stopped"
+            time.sleep(1)
+        res = env.kf("upgrade", "--to", UPGRADE_TO, "--yes")
+        assert res.returncode == 7, res.stdout[-2000:] + res.stderr[-2000:]
+        out = res.stdout + res.stderr
+        assert "the cluster is not healthy: node cp-3 NotReady" in out and "Nothing was changed" in out, out
+        assert {cp: env.lab.exec(cp, ["sudo", "sha256sum", "/etc/kubernetes/manifests/etcd.yaml",
+                                      "/etc/kubernetes/manifests/kube-apiserver.yaml"]).stdout for cp in CPS} == manifests
+    finally:
+        env.lab.exec("cp-3", ["sudo", "systemctl", "start", "kubelet"])
+    deadline = time.monotonic() + 60
+    while env.lab.exec("cp-1", [*KUBECTL, "wait", "--for=condition=Ready", "node/cp-3", "--timeout=5s"],
+                       check=False).returncode:
+        assert time.monotonic() < deadline, "cp-3 not Ready again after its kubelet started"
+
+
+def pinned_tag(version: str) -> str:
+    """kubeadm's etcd image tag for the minor of ``version``, as kubeforge's version data has it."""
+    from kubeforge.model.versions import raw_data
+
+    return raw_data()["kubernetes"]["minors"][".".join(version.split(".")[:2])]["etcdImageTag"]
+
+
+def etcd_images(env: Env) -> dict[str, tuple[str, str]]:
+    """Per control plane: the etcd manifest's image tag, and the tag the running member started from."""
+    out = {}
+    for cp in CPS:
+        manifest = env.lab.exec(cp, ["sudo", "grep", "-o", "registry.k8s.io/etcd:[^\" ]*",
+                                     "/etc/kubernetes/manifests/etcd.yaml"]).stdout.strip().rsplit(":", 1)[1]
+        running = env.lab.exec(cp, ["sudo", "cat", "/run/kubesim/etcd.image"], check=False).stdout.strip()
+        out[cp] = (manifest, running)
+    return out
+
+
+def test_upgrade_across_kubeadms_etcd_minor_keeps_quorum_and_every_acknowledged_write(env, tmp_path):
+    """1.33 -> 1.34 moves kubeadm's etcd from a 3.5 to a 3.6 pin: kubeadm restarts each control plane's
+    member on the new image, kubeforge waits for all members healthy before the next control plane.
+    A writer and a quorum watcher (the fault matrix's, over the lab bridge) run throughout."""
+    from tests.faults.etcdwire import ClientCerts, QuorumWatcher, Writer
+
+    before, after = pinned_tag("1.33.5"), pinned_tag(UPGRADE_TO)
+    assert before.split(".")[:2] != after.split(".")[:2]  # the data still crosses an etcd minor here
+    assert set(etcd_images(env).values()) == {(before, before)}
+    pki = tmp_path / "pki"
+    pki.mkdir(mode=0o700)
+    for name in ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key"):
+        (pki / name).touch(mode=0o600)
+        (pki / name).write_text(env.lab.exec("cp-1", ["sudo", "cat", f"{PKI}/{name}"]).stdout)
+    certs = ClientCerts(pki / "ca.crt", pki / "healthcheck-client.crt", pki / "healthcheck-client.key")
+    addresses = [env.lab.address(cp) for cp in CPS]
+    watcher, writer = QuorumWatcher(addresses, certs), Writer(addresses, certs, tag=f"stacked-{time.time_ns()}")
+    watcher.start()
+    writer.start()
+    started = time.monotonic()
+    try:
+        res = env.kf("upgrade", "--to", UPGRADE_TO, "--yes", timeout=1500)
+    finally:
+        elapsed = time.monotonic() - started
+        writer.stop()
+        watcher.stop()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lost = writer.lost(addresses, certs)
+    print(f"stacked etcd crossing {before} -> {after}: upgrade {elapsed:.0f} s, {len(writer.acked)} writes "
+          f"acknowledged, {writer.failed} refused, longest gap without a linearizable read "
+          f"{max(watcher.gaps(), default=0.0):.1f} s")
+    assert writer.acked and lost == [], lost
+    assert watcher.losses() == [], watcher.gaps()
+    assert etcd_images(env) == {cp: (after, after) for cp in CPS}
+    assert sorted(m["name"] for m in env.status() if m["healthy"]) == list(CPS)
+    # each control plane's member moved, then all three were healthy, before the next one's kubeadm ran
+    name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
+    runs = env.dir / ".kubeforge" / name / "runs"
+    run = max((p for p in runs.iterdir() if (p / "journal.jsonl").exists()), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+    steps = [json.loads(line).get("step", "") for line in (run / "journal.jsonl").read_text().splitlines() if line.strip()]
+    moves = [s for s in steps if "kubeadm-upgrade-apply" in s or "kubeadm-upgrade-node" in s or "etcd-healthy" in s]
+    assert len(moves) == 2 * len(CPS) and all("etcd-healthy" in s for s in moves[1::2]), moves
+    # the module's later tests run against the upgraded cluster
+    doc = YAML(typ="safe").load(env.inventory.read_text())
+    doc["spec"]["kubernetesVersion"] = UPGRADE_TO
+    with env.inventory.open("w") as f:
+        YAML().dump(doc, f)
 
 
 def test_reset_of_a_control_plane_leaves_no_node_object_and_no_etcd_member(env):

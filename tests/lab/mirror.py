@@ -143,6 +143,10 @@ def _sim_sources_digest() -> str | None:
         for f in sorted(Path(d).rglob("*")):
             if f.is_file() and "__pycache__" not in f.parts:
                 h.update(str(f.relative_to(d)).encode() + b"\0" + f.read_bytes())
+    # the packages also carry kubeforge's version data (kubeadm's etcd per minor)
+    from tests.sim.build_debs import VERSIONS_DATA
+
+    h.update(b"versions.yaml\0" + Path(VERSIONS_DATA).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -29,6 +29,7 @@ DEFAULT_VERSIONS = ("1.33.5", "1.33.6", "1.34.2", "1.35.1", "1.36.4", "1.36.5", 
 CNI_VERSION = "1.7.1"
 PKG_REVISION = "1.1"
 SIM_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kubesim")
+VERSIONS_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "kubeforge", "model", "versions.yaml")
 MAINTAINER = "kubeforge test suite <kubesim@invalid>"
 
 DESCRIPTIONS = {
@@ -130,6 +131,9 @@ def _copy_sim(tree: str, version: str, component: str) -> None:
     # what the public registries hold, from kubeforge's version data (kubesim/images.py reads it)
     _write(os.path.join(dest, CATALOG_FILE), catalog_text())
     _write(os.path.join(tree, f"usr/bin/{component}"), ENTRY.format(component=component, version=version), 0o755)
+    # kubeadm's etcd per minor comes from kubeforge's own version data, never a table of the simulator's
+    shutil.copyfile(VERSIONS_DATA, os.path.join(dest, "versions.yaml"))
+    os.chmod(os.path.join(dest, "versions.yaml"), 0o644)
 
 
 def etcd_debs(directory: str, version: str = ETCD_IMAGE_VERSION) -> tuple[str, str]:

@@ -74,7 +74,7 @@ def test_the_probe_finds_a_manifest_an_interrupted_restore_moved_aside():
 def test_the_probe_reads_the_manifest_the_simulated_kubeadm_writes(tmp_path):
     with host.use_root(str(tmp_path)):
         etcdpod.write_manifest("cp-3", "10.77.4.13", "cp-1=https://10.77.4.11:2380,cp-3=https://10.77.4.13:2380",
-                               existing=True)
+                               existing=True, image="registry.k8s.io/etcd:3.6.6-0")
         text = host.read("/etc/kubernetes/manifests/etcd.yaml")
     m = st.parse_probe("cp-3", f"@@manifest\nmanifests\n{text}\n@@apiserver\n@@tools\netcdctl\n@@end\n")
     assert (m.name, m.peer_url, m.data_dir) == ("cp-3", "https://10.77.4.13:2380", "/var/lib/etcd")

@@ -60,7 +60,7 @@ def test_missing_etcd_debs_are_named(tmp_path):
 def test_kubeadms_etcd_command_line_for_a_joining_member(tmp_path):
     with host.use_root(str(tmp_path)):
         etcdpod.write_manifest("cp-2", "10.77.4.12", "cp-1=https://10.77.4.11:2380,cp-2=https://10.77.4.12:2380",
-                               existing=True)
+                               existing=True, image="registry.k8s.io/etcd:3.6.6-0")
         flags = files.manifest_flags(files.read_manifest("etcd"))
     assert flags["name"] == "cp-2" and flags["data-dir"] == "/var/lib/etcd"
     assert flags["listen-client-urls"] == "https://127.0.0.1:2379,https://10.77.4.12:2379"

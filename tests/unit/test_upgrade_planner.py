@@ -229,3 +229,28 @@ def test_a_multi_hop_plan_from_1_35_to_1_37_crosses_1_36_at_the_patch_the_source
     configs = [s.file.content.decode() for s in plan.steps if isinstance(s, PutFileStep)
                and s.file.path.endswith("kubeadm-upgrade.yaml")]
     assert configs and all("kubeadm.k8s.io/v1beta4" in t and "v1beta3" not in t for t in configs)
+
+
+def test_with_stacked_etcd_every_control_plane_waits_for_all_members_healthy_before_the_next_moves():
+    from kubeforge.model import EtcdTopology
+
+    c = make_cluster(Path("/tmp/kubeforge-upgrade-test"), version="1.33.5", n_cp=3, n_workers=1,
+                     topology=EtcdTopology.STACKED)
+    plan = plan_hop(c, facts_at(c), V134, backup=noop_backup)
+    for phase, kubeadm_step in (("UpgradeFirstControlPlane", "kubeadm upgrade apply"),
+                                ("UpgradeControlPlanes", "kubeadm upgrade node")):
+        steps = steps_of(plan, phase)
+        for i, s in enumerate(steps):
+            if isinstance(s, RunStep) and kubeadm_step in (s.command.script or ""):
+                gate = steps[i + 1]  # kubeadm restarted this member: the gate comes before anything else
+                assert isinstance(gate, GateStep) and gate.host == s.host
+                assert "endpoint health" in gate.probe.script and all(
+                    f"https://{h.internal_address}:2379" in gate.probe.script for h in c.control_planes)
+    gates = [s for p in plan.phases for s in p.steps if isinstance(s, GateStep) and "etcd healthy" in s.title]
+    assert [g.host for g in gates] == [h.name for h in c.control_planes]
+
+
+def test_with_external_etcd_kubeadm_moves_no_member_and_no_etcd_gate_is_planned():
+    c = cluster(n_cp=3)
+    plan = plan_hop(c, facts_at(c), V134, backup=noop_backup)
+    assert not [s for p in plan.phases for s in p.steps if isinstance(s, GateStep) and "etcd healthy" in s.title]

@@ -38,6 +38,20 @@ def kubeadm_first(ctx: UpgradeContext, host: Host) -> list:
     return steps
 
 
+def stacked_etcd_gate(ctx: UpgradeContext, host: Host) -> list:
+    """After `kubeadm upgrade apply|node` on a stacked control plane (kubeadm restarted its etcd member
+    on the etcd its minor pins): every member healthy with one leader before the next control plane's
+    member restarts, so members move one at a time and quorum holds through a mixed-version window."""
+    from kubeforge.model import EtcdTopology
+    from kubeforge.plan.etcd.install import health_gate
+
+    if ctx.cluster.etcd.topology is not EtcdTopology.STACKED:
+        return []
+    members = ctx.cluster.etcd_members
+    return [health_gate(ctx.cluster, host, members, key=ctx.key("etcd-healthy", host.name),
+                        title=f"Wait for etcd healthy on {len(members)} members after {host.name}'s member moved")]
+
+
 def drain_step(ctx: UpgradeContext, host: Host):
     return drain(ctx.first.name, host.name, ctx.cluster.upgrade, key=ctx.key("drain", host.name))
 

@@ -11,6 +11,7 @@ from kubeforge.plan.upgrade.node_steps import (
     drain_step,
     kubeadm_first,
     kubelet_and_back,
+    stacked_etcd_gate,
 )
 
 
@@ -27,6 +28,7 @@ class UpgradeControlPlanes:
                 steps += kubeadm_first(ctx, host)
                 steps.append(kubeadm_upgrade_node(ctx.cluster, host.name, ctx.target, control_plane=True,
                                                   key=ctx.key("kubeadm-upgrade-node")))
+                steps += stacked_etcd_gate(ctx, host)
             if not ctx.kubelet_done(host):
                 steps.append(drain_step(ctx, host))
                 steps += kubelet_and_back(ctx, host)

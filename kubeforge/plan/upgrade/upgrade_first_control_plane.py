@@ -11,6 +11,7 @@ from kubeforge.plan.upgrade.node_steps import (
     drain_step,
     kubeadm_first,
     kubelet_and_back,
+    stacked_etcd_gate,
 )
 
 
@@ -26,6 +27,7 @@ class UpgradeFirstControlPlane:
             steps += kubeadm_first(ctx, host)
             steps.append(kubeadm_upgrade_plan(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-plan")))
             steps.append(kubeadm_upgrade_apply(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-apply")))
+            steps += stacked_etcd_gate(ctx, host)
         if not ctx.kubelet_done(host):
             steps.append(drain_step(ctx, host))
             steps += kubelet_and_back(ctx, host)

@@ -23,9 +23,9 @@ from . import files, host, yamlish
 from .host import SimError
 
 IMAGE_DIR = "/usr/lib/kubesim/images/etcd"
-IMAGE_TAG = "3.4.23-0"
 PID_FILE = "/run/kubesim/etcd.pid"
 SPEC_FILE = "/run/kubesim/etcd.spec"
+RUNNING_IMAGE_FILE = "/run/kubesim/etcd.image"  # the image tag the running member was started from
 LOG_FILE = "/var/log/kubesim/etcd.log"
 ETCD_PKI = f"{files.PKI}/etcd"
 DATA_DIR = "/var/lib/etcd"
@@ -57,8 +57,8 @@ def command(name: str, advertise: str, initial_cluster: str, existing: bool, dat
     return cmd
 
 
-def write_manifest(name: str, advertise: str, initial_cluster: str, existing: bool, data_dir: str = DATA_DIR,
-                   image: str = f"registry.k8s.io/etcd:{IMAGE_TAG}") -> None:
+def write_manifest(name: str, advertise: str, initial_cluster: str, existing: bool, data_dir: str = DATA_DIR, *,
+                   image: str) -> None:
     """``image``: kubeadm's etcd image for the version in the cluster's imageRepository (kubesim/images.py);
     what runs is the etcd image package's binary whatever the tag."""
     pod = {"apiVersion": "v1", "kind": "Pod",
@@ -101,6 +101,16 @@ def kill_running(timeout: float = 15) -> None:
     host.remove(PID_FILE)
 
 
+def running_image() -> str | None:
+    """The image tag of the running member, or None when no member runs."""
+    if running_pid() is None:
+        return None
+    try:
+        return host.read(RUNNING_IMAGE_FILE).strip()
+    except OSError:
+        return None
+
+
 def _spec(argv: list[str]) -> str:
     return hashlib.sha256("\0".join(argv).encode()).hexdigest()
 
@@ -115,8 +125,11 @@ class EtcdPod:
         if pod is None or not image_installed():
             kill_running()
             return
-        argv = [host.path(f"{IMAGE_DIR}/etcd")] + pod["spec"]["containers"][0]["command"][1:]
-        spec = _spec(argv)
+        container = pod["spec"]["containers"][0]
+        argv = [host.path(f"{IMAGE_DIR}/etcd")] + container["command"][1:]
+        # a new image is a new container, as with any static pod: the member restarts on it (the lab's
+        # image holds one real etcd build, which stands in for every tag; see tests/sim/README.md)
+        spec = _spec(argv + [container["image"]])
         pid = running_pid()
         if pid is not None:
             try:
@@ -135,7 +148,8 @@ class EtcdPod:
         pid = int(out.stdout.strip())
         host.write(PID_FILE, str(pid))
         host.write(SPEC_FILE, spec)
-        self.log(f"started etcd static pod (pid {pid})")
+        host.write(RUNNING_IMAGE_FILE, container["image"].rsplit(":", 1)[1])
+        self.log(f"started etcd static pod (pid {pid}, image {container['image']})")
 
 
 # --- members, through the v3 JSON gateway --------------------------------------------------------------

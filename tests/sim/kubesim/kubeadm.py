@@ -313,7 +313,7 @@ def main(argv: list[str], version: str) -> int:
         a.argv = list(argv)
         return a.fn(a, version)
     except SimError as e:
-        print(e.message if e.message.startswith(("[preflight]", "error")) else f"error: {e.message}", file=sys.stderr)
+        print(e.message if e.message.startswith(("[preflight]", "[upgrade", "error")) else f"error: {e.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

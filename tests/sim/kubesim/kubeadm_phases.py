@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from . import client, etcdpod, files, host, images, preflight, staticpod, tls
+from . import client, etcdpod, files, host, images, preflight, staticpod, tls, upgrade_checks
 from .host import SimError, parse_version, vstr
 from .kconfig import extra_arg
 from .kubeadm import (
@@ -214,6 +214,14 @@ def upgrade(a, version: str, cfg: dict) -> int:
         raise SimError("this node is not part of a cluster: /etc/kubernetes/kubelet.conf is missing")
     bases = _server_bases(conf)
     name = files.node_name_from_flags() or host.hostname()
+    phase_cfg = uc.get("node" if action == "node" else action) or {}
+    if action in ("plan", "apply"):
+        ignore = [i for f in a.ignore_preflight_errors + list(phase_cfg.get("ignorePreflightErrors") or [])
+                  for i in f.split(",")]
+        upgrade_checks.check_cluster_health(bases, ignore)
+    # --etcd-upgrade (default true) or the UpgradeConfiguration's etcdUpgrade
+    etcd_upgrade = str(a.etcd_upgrade).lower() != "false" if a.etcd_upgrade is not None \
+        else phase_cfg.get("etcdUpgrade", True) is not False
     if action in ("plan", "diff"):
         plan = client.op(bases, "upgrade_plan", {})
         print(f"[upgrade/versions] Cluster version: {plan['clusterVersion']}")
@@ -241,6 +249,8 @@ def upgrade(a, version: str, cfg: dict) -> int:
         _pull_images(images.kubeadm_images(target, image.rsplit("/", 1)[0] if "/" in image else images.DEFAULT_REPOSITORY,
                                            local_etcd=files.read_manifest("etcd") is not None), a.ignore_preflight_errors)
         result = client.op(bases, "upgrade_apply", {"node": name, "version": target, "kubeadmVersion": version})
+        if etcd_upgrade:
+            upgrade_checks.upgrade_local_etcd(vstr(parse_version(target)))
         changed = files.set_manifest_versions(vstr(parse_version(target)))
         _wait_local_version(vstr(parse_version(target)))
         print(f"[upgrade/staticpods] Upgraded {', '.join(changed)} from {result['from']} to {result['to']}")
@@ -248,6 +258,8 @@ def upgrade(a, version: str, cfg: dict) -> int:
         return 0
     result = client.op(bases, "upgrade_node", {"node": name, "kubeadmVersion": version})
     if result["controlPlane"]:
+        if etcd_upgrade:
+            upgrade_checks.upgrade_local_etcd(result["clusterVersion"])
         files.set_manifest_versions(result["clusterVersion"])
         _wait_local_version(result["clusterVersion"])
     if host.exists(files.KUBELET_CONFIG):
