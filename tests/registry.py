@@ -127,3 +127,22 @@ def push(url: str, repo_tag: str, ref: str, *, auth: str, ca: Path) -> None:
                  {**h, "Content-Type": "application/octet-stream"}, ca)
     _request("PUT", f"{url}/v2/{repo}/manifests/{tag}", manifest,
              {**h, "Content-Type": "application/vnd.oci.image.manifest.v1+json"}, ca)
+
+
+@contextlib.contextmanager
+def serving_registry(d: Path, user: str, password: str):
+    """A private registry on a free loopback port with TLS from a fresh test CA and ``user``'s
+    htpasswd; yields (https URL, host:port, CA certificate path). Skips (fails in CI) without
+    docker-registry."""
+    from tests.need import skip_or_fail
+
+    if not shutil.which(REGISTRY_BIN):
+        skip_or_fail("needs Debian's docker-registry (apt-get install docker-registry)")
+    ca = make_ca(d)
+    cert, key = server_cert(d, ca, ["127.0.0.1"])
+    write_htpasswd(d / "htpasswd", user, password)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with running_registry(d, "127.0.0.1", port, cert, key, d / "htpasswd") as url:
+        yield url, f"127.0.0.1:{port}", ca

@@ -44,26 +44,65 @@ def verify(
 
 @bundle_app.command("create")
 def create(
-    from_dir: Path = typer.Option(..., "--from-dir", metavar="SRC",
-                                  help="A directory of .debs, OCI image archives (*.tar) and etcd release archives."),
+    inventory: Path | None = typer.Option(None, "-i", "--inventory", metavar="FILE",
+                                          help="Fetch from this inventory's registry, mirrors and etcd release site."),
+    to: list[str] = typer.Option([], "--to", metavar="X.Y.Z",
+                                 help="With -i: also every image an upgrade to this version needs (repeatable)."),
+    roles: str | None = typer.Option(None, "--roles", metavar="ROLES",
+                                     help="With -i: only these roles' images (control-plane,worker,etcd,load-balancer); "
+                                          "default: every role in the inventory."),
+    from_dir: Path | None = typer.Option(None, "--from-dir", metavar="SRC",
+                                         help="A directory of .debs, OCI image archives (*.tar) and etcd release "
+                                              "archives; with -i: the .debs only."),
     out: Path = typer.Option(..., "--out", "-d", metavar="DIR", help="The bundle directory to write (new or empty)."),
     output: Output = OUTPUT,
 ) -> None:
-    """Assemble a bundle from files you downloaded on a connected machine, then verify it.
+    """Build an offline bundle on a connected machine, then verify it and list what it holds.
 
-    The .debs are copied and indexed (dpkg-scanpackages --multiversion: Packages); each OCI archive
-    (`ctr images export`) goes to images/ under its image's name, listed in images/manifest.json
-    with its sha256 and size; etcd-v*.tar.gz and SHA256SUMS are copied as they are. Then the
-    result is checked and listed as `bundle verify` does.
+    With -i: every container image the chosen roles need for the inventory's Kubernetes version and
+    each --to version (kubeadm's list, kube-vip, the CNI's) is pulled from where the hosts would pull
+    it (spec.images: the repository, its mirrors, its CA and credentials; upstream otherwise) and
+    written as an OCI archive; etcd's release archive and SHA256SUMS too when etcd comes from
+    archives. The .debs come from --from-dir. Nothing is left in DIR when a download fails: the
+    bundle is assembled beside it and renamed into place once it verifies.
 
-    Example: kubeforge bundle create --from-dir ./downloads --out ./bundle
+    With --from-dir alone: the .debs are copied and indexed (dpkg-scanpackages --multiversion:
+    Packages); each OCI archive (`ctr images export`) goes to images/ under its image's name, listed
+    in images/manifest.json with its sha256 and size; etcd-v*.tar.gz and SHA256SUMS are copied.
+
+    Examples:
+      kubeforge bundle create -i site.yaml --to 1.35.1 --from-dir ./debs --out ./bundle
+      kubeforge bundle create --from-dir ./downloads --out ./bundle
     """
     from kubeforge.cli.common import consoles
+    from kubeforge.errors import UsageError
     from kubeforge.ui.bundle_view import bundle_summary
     from kubeforge.ui.output import show
     from kubeforge.workflows.bundle import create_bundle
 
-    doc = create_bundle(from_dir, out)
+    if inventory is None:
+        if from_dir is None:
+            raise UsageError("bundle create needs -i INVENTORY (fetch) or --from-dir SRC (assemble)")
+        if to or roles is not None:
+            raise UsageError("--to and --roles need -i INVENTORY")
+        doc = create_bundle(from_dir, out)
+    else:
+        from kubeforge.inventory import load_cluster
+        from kubeforge.model.versions import VersionError, parse_kube
+        from kubeforge.workflows.bundle import create_from_sources
+        from kubeforge.workflows.bundle_fetch import parse_roles
+
+        cluster = load_cluster(inventory)
+        versions = [cluster.kubernetes_version]
+        for text in to:
+            try:
+                v = parse_kube(text)
+            except VersionError as exc:
+                raise UsageError(f"--to {text}: {exc}") from None
+            if v not in versions:
+                versions.append(v)
+        doc = create_from_sources(cluster, out, versions=versions, roles=parse_roles(roles, cluster),
+                                  debs_from=from_dir)
     show(doc, lambda: bundle_summary(doc, consoles()[0]))
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kubeforge.errors import InputError
+from kubeforge.model import Cluster
+from kubeforge.model.cluster import Role
 from kubeforge.model.images import OPTIONAL_COMPONENTS, ROLE_COMPONENTS, component_tags
 from kubeforge.model.versions import KubeVersion, VersionError, parse_kube
 from kubeforge.plan.bundle import INDEX, KUBE_PACKAGES, offered_kubernetes, read_bundle
@@ -148,3 +150,72 @@ def create_bundle(source: Path, out: Path) -> dict[str, Any]:
                             "size": (images / name).stat().st_size})
         (images / MANIFEST).write_text(json.dumps({"schema": 1, "images": entries}, indent=1) + "\n")
     return verify_bundle(out)
+
+
+# --- bundle create -i INVENTORY: fetched from the inventory's own sources ----------------------------
+
+def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersion], roles: tuple[Role, ...],
+                        debs_from: Path | None = None) -> dict[str, Any]:
+    """A bundle in ``out`` (new or empty) for ``versions`` x ``roles``: every image those roles need,
+    pulled from the inventory's registry/mirrors (kubeforge.workflows.bundle_fetch); etcd's release
+    archive and SHA256SUMS when the inventory takes etcd from archives; the .debs from ``debs_from``.
+    Everything is written to a directory beside ``out`` and renamed into place only when the
+    assembled bundle verifies: a failure leaves ``out`` as it was. Returns verify's document with
+    ``fetched`` (what came from where)."""
+    import os
+    import shutil
+    import tempfile
+
+    from kubeforge.pki.registry import read_registry_access
+    from kubeforge.workflows.bundle_fetch import RegistryClient, archive_name, wanted_images
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: exists and is not an empty directory", hint="name a new directory")
+    if debs_from is not None and not debs_from.is_dir():
+        raise InputError(f"{debs_from}: not a directory")
+    access = read_registry_access(cluster)  # exit 3 before any download: an unset password, a bad CA
+    wanted = wanted_images(cluster, versions, roles)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        staging, work = tmp / "src", tmp / "work"
+        staging.mkdir()
+        client = RegistryClient(cluster, access)
+        fetched = []
+        for image, need in wanted.items():
+            got = client.fetch(image, staging / archive_name(image), work)
+            fetched.append({**got, "roles": sorted(need)})
+        etcd = _etcd_archives(cluster, staging)
+        if debs_from is not None:
+            for f in sorted(debs_from.glob("*.deb")):
+                shutil.copyfile(f, staging / f.name)
+        doc = create_bundle(staging, tmp / "bundle")
+        if out.exists():
+            out.rmdir()  # empty: checked before anything was fetched
+        os.replace(tmp / "bundle", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    doc["bundle"] = str(out)
+    doc["fetched"] = {"images": fetched, "etcd": etcd}
+    return doc
+
+
+def _etcd_archives(cluster: Cluster, staging: Path) -> list[str]:
+    """etcd's release archive and SHA256SUMS into ``staging`` when the inventory takes etcd from
+    archives (fetched and checked as `up` does, through its cache); [] with Debian packages."""
+    import shutil
+
+    from kubeforge.plan.etcd.source import SUMS_NAME, archive_for, cached_sums
+    from kubeforge.workflows.etcd.sources import prepare_etcd_sources
+
+    archive = archive_for(cluster)
+    if archive is None or archive.offline:
+        return []
+    out = []
+    for prepared in prepare_etcd_sources(cluster, [cluster.etcd.version]):
+        shutil.copyfile(prepared.path, staging / prepared.archive.name)
+        sums = cached_sums(cluster, prepared.archive)
+        if sums.is_file():
+            shutil.copyfile(sums, staging / SUMS_NAME)
+        out.append(prepared.archive.name)
+    return out

@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.need import skip_or_fail
 from tests.sim import image_catalog
 from tests.sim import testing as T
 from tests.sim.kubesim import files, host, images
@@ -131,18 +129,11 @@ def test_the_kubelet_never_starts_a_static_pod_whose_image_cannot_be_had(tmp_pat
 
 @pytest.fixture
 def registry(tmp_path_factory):
-    """docker-registry on loopback with TLS (a test CA) and htpasswd; yields (host:port, ca path)."""
+    """docker-registry on loopback with TLS (a test CA) and htpasswd; yields (URL, host:port, ca path)."""
     from tests import registry as R
 
-    if not shutil.which(R.REGISTRY_BIN):
-        skip_or_fail("needs Debian's docker-registry (apt-get install docker-registry)")
-    d = tmp_path_factory.mktemp("registry")
-    ca = R.make_ca(d)
-    cert, key = R.server_cert(d, ca, ["127.0.0.1"])
-    R.write_htpasswd(d / "htpasswd", USER, PASSWORD)
-    port = free_port()
-    with R.running_registry(d, "127.0.0.1", port, cert, key, d / "htpasswd") as url:
-        yield url, f"127.0.0.1:{port}", ca
+    with R.serving_registry(tmp_path_factory.mktemp("registry"), USER, PASSWORD) as served:
+        yield served
 
 
 def render_registry_files(tmp_path: Path, monkeypatch, images_spec: dict, password: str) -> dict:

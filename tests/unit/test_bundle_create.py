@@ -1,0 +1,184 @@
+"""`kubeforge bundle create -i INVENTORY`: every image each role needs, pulled over the registry v2 API
+from a real docker-registry on loopback (TLS from a test CA, htpasswd credentials) holding the test
+tree's small images under their real names and tags; a CNI image through its configured mirror;
+the result assembled as `--from-dir` does and checked by `bundle verify`. A registry that refuses
+the password, a CA that does not sign it, an image it lacks: one message naming it, and no --out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from kubeforge.inventory import load_cluster
+from kubeforge.model.cluster import Role
+from kubeforge.model.images import Image
+from kubeforge.model.versions import parse_kube
+from kubeforge.workflows.bundle_fetch import wanted_images
+from tests import registry as R
+from tests.unit.test_offline_bundle import build_deb
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = "kubeforge-pull"
+PASSWORD = "bundle-pull-9c2f"  # noqa: S105 (a test registry's password)
+TO = "1.35.2"
+CNI = "quay.io/cni/agent:v1.2.0"  # comes through the quay.io mirror (the loopback registry)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    with R.serving_registry(tmp_path_factory.mktemp("registry"), USER, PASSWORD) as served:
+        yield served
+
+
+def write_inventory(d: Path, reg_host: str, ca: Path, **images_over) -> Path:
+    doc = YAML(typ="safe").load((ROOT / "inventories" / "private-registry.yaml").read_text())
+    (d / "cni.yaml").write_text("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  template:\n"
+                                f"    spec:\n      containers:\n        - name: agent\n          image: {CNI}\n")
+    doc["spec"]["network"]["cni"] = {"name": "custom", "manifest": "cni.yaml"}
+    doc["spec"]["images"] = {"repository": f"{reg_host}/k8s", "ca": str(ca),
+                             "mirrors": {"quay.io": [f"https://{reg_host}"]},
+                             "credentials": {reg_host: {"username": USER, "passwordEnv": "KUBEFORGE_REGISTRY_PASSWORD"}},
+                             **images_over}
+    with (d / "inv.yaml").open("w") as f:
+        YAML().dump(doc, f)
+    return d / "inv.yaml"
+
+
+def wanted(inv: Path, roles=(Role.CONTROL_PLANE, Role.WORKER)) -> dict[Image, set[str]]:
+    os.environ.setdefault("KUBEFORGE_REGISTRY_PASSWORD", PASSWORD)  # load_cluster reads no password; be safe
+    c = load_cluster(inv)
+    return wanted_images(c, [c.kubernetes_version, parse_kube(TO)], roles)
+
+
+def push_all(url: str, reg_host: str, refs, ca: Path) -> None:
+    for ref in refs:
+        path = ref.removeprefix(f"{reg_host}/").removeprefix("quay.io/")
+        R.push(url, path, ref, auth=R.basic(USER, PASSWORD), ca=ca)
+
+
+@pytest.fixture(scope="module")
+def site(registry, tmp_path_factory):
+    """The registry holding every image the inventory's roles need at 1.35.1 and 1.35.2, and a
+    directory of kubeadm/kubelet/kubectl .debs for both."""
+    url, reg_host, ca = registry
+    d = tmp_path_factory.mktemp("site")
+    inv = write_inventory(d, reg_host, ca)
+    push_all(url, reg_host, [i.ref for i in wanted(inv)], ca)
+    debs = d / "debs"
+    debs.mkdir()
+    for v in ("1.35.1", TO):
+        for p in ("kubeadm", "kubelet", "kubectl"):
+            build_deb(debs / f"{p}_{v}-1.1_all.deb", p, f"{v}-1.1")
+    return inv, debs
+
+
+def kf(*args: str, password: str = PASSWORD) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KUBEFORGE_REGISTRY_PASSWORD": password}
+    return subprocess.run([sys.executable, "-m", "kubeforge", "bundle", *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=env, check=False)
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith((".b.partial", "b")))
+
+
+def test_create_fetches_every_image_each_role_needs_and_verify_lists_exactly_those(site, tmp_path):
+    inv, debs = site
+    res = kf("create", "-i", str(inv), "--to", TO, "--from-dir", str(debs), "--out", str(tmp_path / "b"), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert PASSWORD not in res.stdout + res.stderr
+    created = json.loads(res.stdout)
+    want = wanted(inv)
+    assert {f["ref"]: set(f["roles"]) for f in created["fetched"]["images"]} == {i.ref: r for i, r in want.items()}
+    assert {f["from"] for f in created["fetched"]["images"] if f["ref"] == CNI} == {f"https://{inv_host(inv)}"}
+    res = kf("verify", str(tmp_path / "b"), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    manifest = json.loads((tmp_path / "b" / "images" / "manifest.json").read_text())
+    assert sorted(e["ref"] for e in manifest["images"]) == sorted(i.ref for i in want)
+    c = load_cluster(inv)
+    cp = next(h for h in c.hosts if h.is_control_plane)
+    for v in ("1.35.1", TO):
+        entry = doc["kubernetes"][v]
+        assert [p["package"] for p in entry["packages"]] == ["kubeadm", "kubectl", "kubelet"]
+        listed = {i["ref"] for r in entry["images"].values() for i in r["images"]}
+        from kubeforge.model.images import images_for_host
+        model = {i.ref for i in images_for_host(c, cp, parse_kube(v)) if i.component != "cni"}
+        assert listed == model  # stacked etcd and kube-vip included: nothing missing, nothing more
+        assert all(r["missing"] == [] for r in entry["images"].values())
+    assert [i["ref"] for i in doc["otherImages"]] == [CNI]  # every node's, whatever the version
+    assert doc["size"] == created["size"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.partial")]
+    table = kf("verify", str(tmp_path / "b"))
+    assert table.returncode == 0 and "images: control-plane" in table.stdout
+
+
+def inv_host(inv: Path) -> str:
+    return YAML(typ="safe").load(inv.read_text())["spec"]["images"]["repository"].split("/", 1)[0]
+
+
+def test_the_archives_written_are_what_ctr_images_import_reads(site, tmp_path):
+    from tests.unit.test_bundle_images import running_containerd
+
+    inv, debs = site
+    res = kf("create", "-i", str(inv), "--roles", "worker", "--from-dir", str(debs), "--out", str(tmp_path / "b"),
+             "-o", "json")
+    assert res.returncode == 0, res.stderr
+    refs = sorted(f["ref"] for f in json.loads(res.stdout)["fetched"]["images"])
+    assert refs == sorted(i.ref for i in wanted(inv, (Role.WORKER,)) if i.tag != f"v{TO}")
+    assert not any("kube-apiserver" in r for r in refs)
+    entries = json.loads((tmp_path / "b" / "images" / "manifest.json").read_text())["images"]
+    (tmp_path / "ctrd").mkdir()
+    with running_containerd(tmp_path / "ctrd") as sock:
+        for e in entries:
+            imp = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "import",
+                                  str(tmp_path / "b" / "images" / e["file"])], capture_output=True, text=True)
+            assert imp.returncode == 0, imp.stderr
+        listed = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "ls", "-q"], capture_output=True,
+                                text=True, check=True).stdout.split()
+    assert sorted(listed) == refs
+
+
+def test_a_wrong_password_is_exit_4_naming_the_registry_and_leaves_no_out(site, tmp_path):
+    inv, debs = site
+    res = kf("create", "-i", str(inv), "--from-dir", str(debs), "--out", str(tmp_path / "b"), password="wrong-pw-1")
+    assert res.returncode == 4, res.stderr
+    assert f"registry https://{inv_host(inv)}" in res.stderr and "credentials were refused" in res.stderr
+    assert "wrong-pw-1" not in res.stdout + res.stderr and "Traceback" not in res.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_a_ca_that_does_not_sign_the_registry_is_exit_5_and_leaves_no_out(site, tmp_path):
+    inv, debs = site
+    other = R.make_ca(tmp_path / "other-ca", "not the registry's CA")
+    bad = write_inventory(tmp_path, inv_host(inv), other)
+    res = kf("create", "-i", str(bad), "--from-dir", str(debs), "--out", str(tmp_path / "b"))
+    assert res.returncode == 5, res.stderr
+    assert f"[https://{inv_host(inv)}] registry unreachable" in res.stderr and "CERTIFICATE_VERIFY_FAILED" in res.stderr
+    assert "Traceback" not in res.stderr and leftovers(tmp_path) == []
+
+
+def test_an_image_the_registry_lacks_is_exit_4_naming_it_and_leaves_no_out(site, tmp_path):
+    inv, debs = site
+    res = kf("create", "-i", str(inv), "--to", "1.35.0", "--from-dir", str(debs), "--out", str(tmp_path / "b"))
+    assert res.returncode == 4, res.stderr
+    assert f"image {inv_host(inv)}/k8s/kube-apiserver:v1.35.0 not found" in res.stderr
+    assert "MANIFEST_UNKNOWN" in res.stderr and leftovers(tmp_path) == []
+
+
+def test_an_empty_out_dir_is_filled_and_a_used_one_refused_before_any_download(site, tmp_path):
+    inv, debs = site
+    (tmp_path / "b").mkdir()
+    res = kf("create", "-i", str(inv), "--roles", "worker", "--from-dir", str(debs), "--out", str(tmp_path / "b"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "b" / "images" / "manifest.json").is_file()
+    res = kf("create", "-i", str(inv), "--roles", "worker", "--from-dir", str(debs), "--out", str(tmp_path / "b"))
+    assert res.returncode == 3 and "exists and is not an empty directory" in res.stderr
+    res = kf("create", "-i", str(inv), "--roles", "gpu", "--out", str(tmp_path / "c"))
+    assert res.returncode == 2 and "--roles: unknown role 'gpu'" in res.stderr
