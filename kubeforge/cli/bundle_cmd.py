@@ -54,6 +54,9 @@ def create(
     from_dir: Path | None = typer.Option(None, "--from-dir", metavar="SRC",
                                          help="A directory of .debs, OCI image archives (*.tar) and etcd release "
                                               "archives; with -i: the .debs only."),
+    dpkg_status: Path | None = typer.Option(None, "--dpkg-status", metavar="FILE",
+                                            help="With -i: a target host's /var/lib/dpkg/status; packages it already "
+                                                 "has are not fetched (default: the whole dependency closure)."),
     out: Path = typer.Option(..., "--out", "-d", metavar="DIR", help="The bundle directory to write (new or empty)."),
     output: Output = OUTPUT,
 ) -> None:
@@ -63,7 +66,10 @@ def create(
     each --to version (kubeadm's list, kube-vip, the CNI's) is pulled from where the hosts would pull
     it (spec.images: the repository, its mirrors, its CA and credentials; upstream otherwise) and
     written as an OCI archive; etcd's release archive and SHA256SUMS too when etcd comes from
-    archives. The .debs come from --from-dir. Nothing is left in DIR when a download fails: the
+    archives. The .debs each role installs (kubeadm, kubelet, kubectl at each version; containerd;
+    etcd's; haproxy and keepalived) are downloaded with their dependencies from the inventory's apt
+    mirror (packages.source: mirror) by apt-get under a private configuration in a temporary
+    directory (this machine's apt state is neither used nor changed), or taken from --from-dir. Nothing is left in DIR when a download fails: the
     bundle is assembled beside it and renamed into place once it verifies.
 
     With --from-dir alone: the .debs are copied and indexed (dpkg-scanpackages --multiversion:
@@ -71,7 +77,8 @@ def create(
     in images/manifest.json with its sha256 and size; etcd-v*.tar.gz and SHA256SUMS are copied.
 
     Examples:
-      kubeforge bundle create -i site.yaml --to 1.35.1 --from-dir ./debs --out ./bundle
+      kubeforge bundle create -i site.yaml --to 1.35.2 --out ./bundle
+      kubeforge bundle create -i site.yaml --roles worker --from-dir ./debs --out ./bundle
       kubeforge bundle create --from-dir ./downloads --out ./bundle
     """
     from kubeforge.cli.common import consoles
@@ -83,8 +90,8 @@ def create(
     if inventory is None:
         if from_dir is None:
             raise UsageError("bundle create needs -i INVENTORY (fetch) or --from-dir SRC (assemble)")
-        if to or roles is not None:
-            raise UsageError("--to and --roles need -i INVENTORY")
+        if to or roles is not None or dpkg_status is not None:
+            raise UsageError("--to, --roles and --dpkg-status need -i INVENTORY")
         doc = create_bundle(from_dir, out)
     else:
         from kubeforge.inventory import load_cluster
@@ -102,7 +109,7 @@ def create(
             if v not in versions:
                 versions.append(v)
         doc = create_from_sources(cluster, out, versions=versions, roles=parse_roles(roles, cluster),
-                                  debs_from=from_dir)
+                                  debs_from=from_dir, dpkg_status=dpkg_status)
     show(doc, lambda: bundle_summary(doc, consoles()[0]))
 
 

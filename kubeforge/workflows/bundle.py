@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kubeforge.errors import InputError
+from kubeforge.errors import InputError, UsageError
 from kubeforge.model import Cluster
 from kubeforge.model.cluster import Role
 from kubeforge.model.images import OPTIONAL_COMPONENTS, ROLE_COMPONENTS, component_tags
@@ -155,10 +155,11 @@ def create_bundle(source: Path, out: Path) -> dict[str, Any]:
 # --- bundle create -i INVENTORY: fetched from the inventory's own sources ----------------------------
 
 def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersion], roles: tuple[Role, ...],
-                        debs_from: Path | None = None) -> dict[str, Any]:
+                        debs_from: Path | None = None, dpkg_status: Path | None = None) -> dict[str, Any]:
     """A bundle in ``out`` (new or empty) for ``versions`` x ``roles``: every image those roles need,
     pulled from the inventory's registry/mirrors (kubeforge.workflows.bundle_fetch); etcd's release
-    archive and SHA256SUMS when the inventory takes etcd from archives; the .debs from ``debs_from``.
+    archive and SHA256SUMS when the inventory takes etcd from archives; the .debs from ``debs_from``, or else downloaded from the inventory's apt mirror with
+    their dependency closure (minus what ``dpkg_status`` says a host already has).
     Everything is written to a directory beside ``out`` and renamed into place only when the
     assembled bundle verifies: a failure leaves ``out`` as it was. Returns verify's document with
     ``fetched`` (what came from where)."""
@@ -167,14 +168,30 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
     import tempfile
 
     from kubeforge.pki.registry import read_registry_access
-    from kubeforge.workflows.bundle_fetch import RegistryClient, archive_name, wanted_images
+    from kubeforge.workflows.bundle_fetch import (
+        RegistryClient,
+        apt_sources,
+        archive_name,
+        download_debs,
+        wanted_images,
+        wanted_packages,
+    )
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: exists and is not an empty directory", hint="name a new directory")
     if debs_from is not None and not debs_from.is_dir():
         raise InputError(f"{debs_from}: not a directory")
+    if debs_from is not None and not any(debs_from.glob("*.deb")):
+        raise InputError(f"{debs_from}: no .deb files", hint="leave out --from-dir to fetch them from the apt mirror")
+    if dpkg_status is not None and not dpkg_status.is_file():
+        raise InputError(f"{dpkg_status}: no such file (--dpkg-status: a host's /var/lib/dpkg/status)")
     access = read_registry_access(cluster)  # exit 3 before any download: an unset password, a bad CA
+    requests = wanted_packages(cluster, versions, roles)
+    sources = apt_sources(cluster, versions) if debs_from is None and requests else []  # exit 2 first: no mirror
     wanted = wanted_images(cluster, versions, roles)
+    if not requests and not wanted:
+        raise UsageError(f"hosts of roles {', '.join(r.value for r in roles)} run no images and install no packages "
+                         "in this inventory: nothing to bundle", hint="name node roles in --roles")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -187,8 +204,12 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
             fetched.append({**got, "roles": sorted(need)})
         etcd = _etcd_archives(cluster, staging)
         if debs_from is not None:
+            debs = []
             for f in sorted(debs_from.glob("*.deb")):
                 shutil.copyfile(f, staging / f.name)
+                debs.append(f.name)
+        else:
+            debs = download_debs(cluster, requests, sources, tmp / "apt", staging, dpkg_status=dpkg_status)
         doc = create_bundle(staging, tmp / "bundle")
         if out.exists():
             out.rmdir()  # empty: checked before anything was fetched
@@ -196,7 +217,9 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     doc["bundle"] = str(out)
-    doc["fetched"] = {"images": fetched, "etcd": etcd}
+    doc["fetched"] = {"images": fetched, "etcd": etcd,
+                      "packages": {"from": str(debs_from) if debs_from is not None else cluster.packages.mirror_url,
+                                   "requests": [{p: v for p, v in r.items()} for r in requests], "debs": debs}}
     return doc
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from kubeforge.errors import CheckFailed, TransportError, UsageError
 from kubeforge.facts.preflight.images import registry_of
-from kubeforge.model import Cluster
+from kubeforge.model import Cluster, Host
 from kubeforge.model.cluster import Role
 from kubeforge.model.images import Image, RegistryAccess, images_for_host
 from kubeforge.model.versions import KubeVersion
@@ -85,8 +85,7 @@ def wanted_images(cluster: Cluster, versions: Iterable[KubeVersion],
     for role in roles:
         if role not in NODE_ROLES:
             continue
-        like = next((h for h in cluster.hosts if role in h.roles), cluster.hosts[0])
-        host = dataclasses.replace(like, roles=frozenset({role}))
+        host = one_role_host(cluster, role)
         for v in versions:
             for image in images_for_host(cluster, host, v):
                 out.setdefault(image, set()).add(role.value)
@@ -312,3 +311,104 @@ def write_oci_archive(dest: Path, image: Image, desc: Mapping[str, Any], work: P
                 with data.open("rb") as f:
                     t.addfile(info, f)
     tmp.replace(dest)
+
+
+# --- the .debs: apt on this machine, under a private configuration ---------------------------------------
+
+def one_role_host(cluster: Cluster, role: Role) -> Host:
+    """A host of the inventory with ``role`` (any, if none has it) holding that role alone."""
+    like = next((h for h in cluster.hosts if role in h.roles), cluster.hosts[0])
+    return dataclasses.replace(like, roles=frozenset({role}))
+
+
+def wanted_packages(cluster: Cluster, versions: Iterable[KubeVersion], roles: Iterable[Role]) -> list[dict[str, str | None]]:
+    """One apt request per Kubernetes version: package -> exact upstream version (None: what the
+    mirror has), what hosts of ``roles`` install (kubeforge.plan.up.install_packages), with
+    kubeadm/kubelet/kubectl at that version. [] when the roles install nothing."""
+    from kubeforge.plan.up.install_packages import KUBE_PACKAGES, host_packages
+
+    merged: dict[str, str | None] = {}
+    for role in roles:
+        merged.update(host_packages(cluster, one_role_host(cluster, role)))
+    if not merged:
+        return []
+    if not any(p in merged for p in KUBE_PACKAGES):
+        return [merged]
+    return [{**merged, **{p: str(v) for p in KUBE_PACKAGES if p in merged}} for v in versions]
+
+
+def apt_sources(cluster: Cluster, versions: Iterable[KubeVersion]) -> list[str]:
+    """The ``deb`` lines `up` writes on a node for each version (the mirror's Kubernetes repository per
+    minor and its Debian repository), without duplicates."""
+    from kubeforge.model import PackageSourceKind
+    from kubeforge.render.context import cluster_context
+    from kubeforge.render.packages import DEBIAN_MIRROR_LIST, KUBERNETES_LIST, render_packages
+
+    if cluster.packages.kind is not PackageSourceKind.MIRROR:
+        raise UsageError(f"{cluster.source}: packages.source is {cluster.packages.kind}: bundle create fetches .debs "
+                         "only from a mirror (packages.source: mirror)",
+                         hint="give the .debs with --from-dir DIR (see docs/airgapped.md)")
+    node = one_role_host(cluster, Role.WORKER)
+    lines: list[str] = []
+    for v in versions:
+        for f in render_packages(cluster_context(cluster, v), node, v):
+            if f.path in (KUBERNETES_LIST, DEBIAN_MIRROR_LIST):
+                lines += [line for line in f.content.decode().splitlines() if line.startswith("deb ")]
+    return list(dict.fromkeys(lines))
+
+
+def download_debs(cluster: Cluster, requests: list[dict[str, str | None]], sources: list[str], work: Path,
+                  dest: Path, *, dpkg_status: Path | None = None) -> list[str]:
+    """``apt-get install --download-only`` of each request into ``dest``, with apt's own
+    configuration dirs, lists, cache and dpkg status in ``work``: the operator's apt state is never
+    read for packages nor written. The status is ``dpkg_status`` (a target host's
+    /var/lib/dpkg/status: what it has is not fetched again) or empty (the whole dependency closure).
+    Returns the .deb file names. A mirror that cannot be read: exit 5; a package or version it
+    lacks: exit 4, with apt's own lines."""
+    import shutil
+    import subprocess
+
+    mirror = cluster.packages.mirror_url or "?"
+    if shutil.which("apt-get") is None:
+        raise UsageError("apt-get is not installed on this machine", hint="give the .debs with --from-dir DIR")
+    for d in ("lists/partial", "archives/partial", "parts", "cache"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    (work / "sources.list").write_text("\n".join(sources) + "\n")
+    status = work / "status"
+    if dpkg_status is not None:
+        shutil.copyfile(dpkg_status, status)
+    else:
+        status.write_text("")
+    opts = ["-o", f"Dir::Etc::SourceList={work / 'sources.list'}", "-o", f"Dir::Etc::SourceParts={work / 'parts'}",
+            "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work / 'cache'}",
+            "-o", f"Dir::Cache::archives={work / 'archives'}", "-o", f"Dir::State::status={status}",
+            "-o", f"Dir::Etc::Preferences={work / 'preferences'}", "-o", f"Dir::Etc::PreferencesParts={work / 'parts'}",
+            "-o", "APT::Architecture=amd64", "-o", "APT::Architectures::=amd64", "-o", "Debug::NoLocking=1",
+            "-o", "Acquire::Languages=none", "-o", "APT::Install-Recommends=false", "-o", "Acquire::Retries=2"]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
+
+    def apt(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["apt-get", "-q", *opts, *argv], capture_output=True, text=True, env=env, timeout=1800,
+                              check=False)
+
+    res = apt("update")
+    # apt-get update exits 0 when an index could not be fetched: its "W: Failed to fetch" says so
+    # (the "Err:" lines of a flat repository's absent compressed indexes are not failures)
+    errors = [line for line in res.stderr.splitlines() if line.startswith(("E:", "W: Failed to fetch"))]
+    if res.returncode != 0 or errors:
+        raise TransportError(mirror, "apt mirror unreachable or unreadable from this machine: "
+                                     + " / ".join(errors[-3:] or [res.stderr.strip()[-300:]]),
+                             hint="check packages.mirrorURL; nothing was written to --out")
+    for request in requests:
+        specs = [f"{p}={v}-*" if v else p for p, v in request.items()]
+        res = apt("install", "-y", "--download-only", "--no-install-recommends", *specs)
+        if res.returncode != 0:
+            why = [line for line in res.stderr.splitlines() if line.startswith("E:")] or [res.stderr.strip()[-300:]]
+            raise CheckFailed(f"apt mirror {mirror}: cannot download {' '.join(specs)}: {' / '.join(why)}",
+                              hint="is that version on the mirror? nothing was written to --out")
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for deb in sorted((work / "archives").glob("*.deb")):
+        shutil.copyfile(deb, dest / deb.name)
+        names.append(deb.name)
+    return names

@@ -1,15 +1,21 @@
 """`kubeforge bundle create -i INVENTORY`: every image each role needs, pulled over the registry v2 API
 from a real docker-registry on loopback (TLS from a test CA, htpasswd credentials) holding the test
-tree's small images under their real names and tags; a CNI image through its configured mirror;
-the result assembled as `--from-dir` does and checked by `bundle verify`. A registry that refuses
-the password, a CA that does not sign it, an image it lacks: one message naming it, and no --out."""
+tree's small images under their real names and tags; a CNI image through its configured mirror; the
+.debs each role installs, with their dependencies, by apt-get from a loopback HTTP apt mirror of real
+.debs (dpkg-deb, dpkg-scanpackages) laid out as packages.source: mirror expects; the result assembled
+as `--from-dir` does and checked by `bundle verify`. A registry that refuses the password, a CA that
+does not sign it, an image or a package the source lacks: one message naming it, and no --out."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,8 +42,58 @@ def registry(tmp_path_factory):
         yield served
 
 
-def write_inventory(d: Path, reg_host: str, ca: Path, **images_over) -> Path:
+def deb(out: Path, package: str, version: str, depends: str = "") -> None:
+    root = out.parent / f".src-{package}-{version}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: amd64\nMaintainer: t <t@invalid>\n"
+        + (f"Depends: {depends}\n" if depends else "") + f"Description: {package} for the bundle create tests\n")
+    (root / "usr" / "share" / package).mkdir(parents=True)
+    (root / "usr" / "share" / package / "data").write_bytes(package.encode() * 500)
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(out)], check=True,
+                   capture_output=True)
+    shutil.rmtree(root)
+
+
+# What the mirror holds: kubeadm needs cri-tools (same repository), containerd needs runc (Debian's).
+KUBE_REPO = {**{(p, f"{v}-1.1"): ("cri-tools" if p == "kubeadm" else "")
+                for v in ("1.35.1", TO) for p in ("kubeadm", "kubelet", "kubectl")},
+             ("cri-tools", "1.35.0-1.1"): ""}
+DEBIAN_REPO = {("containerd", "1.7.24~ds1-6"): "runc (>= 1.1)", ("runc", "1.1.15+ds1-2"): "",
+               ("etcd-client", "3.6.6-1"): "", ("haproxy", "2.6.12-1"): ""}
+
+
+@pytest.fixture(scope="module")
+def apt_mirror(tmp_path_factory):
+    """A flat apt mirror over HTTP on loopback: {url}/kubernetes/v1.35/deb/ and {url}/debian/."""
+    if not (shutil.which("dpkg-deb") and shutil.which("dpkg-scanpackages") and shutil.which("apt-get")):
+        from tests.need import skip_or_fail
+        skip_or_fail("needs dpkg-deb, dpkg-scanpackages and apt-get")
+    d = tmp_path_factory.mktemp("mirror")
+    for sub, repo in (("kubernetes/v1.35/deb", KUBE_REPO), ("debian", DEBIAN_REPO)):
+        (d / sub).mkdir(parents=True)
+        for (p, v), dep in repo.items():
+            deb(d / sub / f"{p}_{v}_amd64.deb", p, v, dep)
+        res = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=d / sub, capture_output=True, check=True)
+        (d / sub / "Packages").write_bytes(res.stdout)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(d)))
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_inventory(d: Path, reg_host: str, ca: Path, mirror: str = "http://127.0.0.1:9/none", **images_over) -> Path:
     doc = YAML(typ="safe").load((ROOT / "inventories" / "private-registry.yaml").read_text())
+    doc["spec"]["packages"] = {"source": "mirror", "mirrorURL": mirror}
     (d / "cni.yaml").write_text("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  template:\n"
                                 f"    spec:\n      containers:\n        - name: agent\n          image: {CNI}\n")
     doc["spec"]["network"]["cni"] = {"name": "custom", "manifest": "cni.yaml"}
@@ -63,12 +119,12 @@ def push_all(url: str, reg_host: str, refs, ca: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(registry, tmp_path_factory):
-    """The registry holding every image the inventory's roles need at 1.35.1 and 1.35.2, and a
-    directory of kubeadm/kubelet/kubectl .debs for both."""
+def site(registry, apt_mirror, tmp_path_factory):
+    """The registry holding every image the inventory's roles need at 1.35.1 and 1.35.2, the apt
+    mirror, and a directory of kubeadm/kubelet/kubectl .debs for both (the --from-dir way)."""
     url, reg_host, ca = registry
     d = tmp_path_factory.mktemp("site")
-    inv = write_inventory(d, reg_host, ca)
+    inv = write_inventory(d, reg_host, ca, apt_mirror)
     push_all(url, reg_host, [i.ref for i in wanted(inv)], ca)
     debs = d / "debs"
     debs.mkdir()
@@ -119,6 +175,10 @@ def test_create_fetches_every_image_each_role_needs_and_verify_lists_exactly_tho
     assert table.returncode == 0 and "images: control-plane" in table.stdout
 
 
+def mirror_of(inv: Path) -> str:
+    return YAML(typ="safe").load(inv.read_text())["spec"]["packages"]["mirrorURL"]
+
+
 def inv_host(inv: Path) -> str:
     return YAML(typ="safe").load(inv.read_text())["spec"]["images"]["repository"].split("/", 1)[0]
 
@@ -157,7 +217,7 @@ def test_a_wrong_password_is_exit_4_naming_the_registry_and_leaves_no_out(site, 
 def test_a_ca_that_does_not_sign_the_registry_is_exit_5_and_leaves_no_out(site, tmp_path):
     inv, debs = site
     other = R.make_ca(tmp_path / "other-ca", "not the registry's CA")
-    bad = write_inventory(tmp_path, inv_host(inv), other)
+    bad = write_inventory(tmp_path, inv_host(inv), other, mirror_of(inv))
     res = kf("create", "-i", str(bad), "--from-dir", str(debs), "--out", str(tmp_path / "b"))
     assert res.returncode == 5, res.stderr
     assert f"[https://{inv_host(inv)}] registry unreachable" in res.stderr and "CERTIFICATE_VERIFY_FAILED" in res.stderr
@@ -182,3 +242,65 @@ def test_an_empty_out_dir_is_filled_and_a_used_one_refused_before_any_download(s
     assert res.returncode == 3 and "exists and is not an empty directory" in res.stderr
     res = kf("create", "-i", str(inv), "--roles", "gpu", "--out", str(tmp_path / "c"))
     assert res.returncode == 2 and "--roles: unknown role 'gpu'" in res.stderr
+
+
+# --- the .debs from the inventory's apt mirror -------------------------------------------------------------
+
+def test_create_downloads_each_roles_packages_with_their_dependencies_from_the_apt_mirror(site, tmp_path):
+    inv, _ = site
+    res = kf("create", "-i", str(inv), "--to", TO, "--out", str(tmp_path / "b"), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    created = json.loads(res.stdout)
+    assert created["fetched"]["packages"]["from"] == mirror_of(inv)
+    res = kf("verify", str(tmp_path / "b"), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    for v in ("1.35.1", TO):
+        assert [(p["package"], p["version"]) for p in doc["kubernetes"][v]["packages"]] == [
+            ("kubeadm", f"{v}-1.1"), ("kubectl", f"{v}-1.1"), ("kubelet", f"{v}-1.1")]
+        assert all(r["missing"] == [] for r in doc["kubernetes"][v]["images"].values())
+    # the nodes' containerd and the control planes' etcd-client (stacked etcd), and what they need;
+    # haproxy is on the mirror but no host of a kube-vip cluster installs it
+    assert {(p["package"], p["version"]) for p in doc["otherPackages"]} == {
+        ("containerd", "1.7.24~ds1-6"), ("runc", "1.1.15+ds1-2"), ("etcd-client", "3.6.6-1"), ("cri-tools", "1.35.0-1.1")}
+    assert sorted(f.name for f in (tmp_path / "b").glob("*.deb")) == sorted(created["fetched"]["packages"]["debs"])
+
+
+def test_what_a_hosts_dpkg_status_already_has_is_not_fetched(site, tmp_path):
+    inv, _ = site
+    (tmp_path / "status").write_text("Package: runc\nStatus: install ok installed\nArchitecture: amd64\n"
+                                     "Version: 1.1.15+ds1-2\nDescription: already there\n")
+    res = kf("create", "-i", str(inv), "--roles", "worker", "--dpkg-status", str(tmp_path / "status"),
+             "--out", str(tmp_path / "b"), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    debs = json.loads(res.stdout)["fetched"]["packages"]["debs"]
+    assert sorted(d.split("_")[0] for d in debs) == ["containerd", "cri-tools", "kubeadm", "kubectl", "kubelet"]
+
+
+def test_a_version_the_mirror_lacks_is_exit_4_naming_the_mirror_and_leaves_no_out(site, registry, tmp_path):
+    inv, _ = site
+    url, reg_host, ca = registry
+    push_all(url, reg_host, [f"{reg_host}/k8s/kube-proxy:v1.35.3"], ca)  # the images are there, not the .debs
+    res = kf("create", "-i", str(inv), "--roles", "worker", "--to", "1.35.3", "--out", str(tmp_path / "b"))
+    assert res.returncode == 4, res.stderr
+    assert f"apt mirror {mirror_of(inv)}: cannot download kubeadm=1.35.3-*" in res.stderr
+    assert "Version '1.35.3-*' for 'kubeadm' was not found" in res.stderr and "Traceback" not in res.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_roles_that_install_nothing_make_no_bundle(site, tmp_path):
+    inv, _ = site
+    res = kf("create", "-i", str(inv), "--roles", "etcd", "--out", str(tmp_path / "b"))
+    assert res.returncode == 2, res.stderr  # stacked etcd: an etcd-only host would install nothing
+    assert "hosts of roles etcd run no images and install no packages" in res.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_an_apt_mirror_that_is_not_there_is_exit_5_naming_it(site, tmp_path):
+    inv, _ = site
+    reg = YAML(typ="safe").load(inv.read_text())["spec"]["images"]
+    bad = write_inventory(tmp_path, inv_host(inv), Path(reg["ca"]), "http://127.0.0.1:9/kubeforge")
+    res = kf("create", "-i", str(bad), "--roles", "worker", "--out", str(tmp_path / "b"))
+    assert res.returncode == 5, res.stderr
+    assert "[http://127.0.0.1:9/kubeforge] apt mirror unreachable" in res.stderr and "Traceback" not in res.stderr
+    assert leftovers(tmp_path) == []

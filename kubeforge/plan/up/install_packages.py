@@ -13,7 +13,7 @@ reads the bundle's list and nothing else."""
 
 from __future__ import annotations
 
-from kubeforge.model import EndpointMode, EtcdTopology, Host
+from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
 from kubeforge.plan.apt import install_pinned
 from kubeforge.plan.bundle import Bundle, load_bundle, push_bundle, require_packages
 from kubeforge.plan.phase import PhasePlan
@@ -32,7 +32,11 @@ SOURCE_PREFIX = "/etc/apt/"
 
 def wanted_packages(ctx: UpContext, host: Host) -> dict[str, str | None]:
     """Package -> exact upstream version (None: whatever the source has) for ``host``."""
-    c = ctx.cluster
+    return host_packages(ctx.cluster, host)
+
+
+def host_packages(c: Cluster, host: Host) -> dict[str, str | None]:
+    """wanted_packages from the inventory alone (`bundle create` asks it per role)."""
     out: dict[str, str | None] = {}
     if host.is_control_plane or host.is_worker:
         for p in KUBE_PACKAGES:
