@@ -38,3 +38,9 @@ def bundle_summary(doc: dict[str, Any], console: Console) -> None:
         console.print("other packages: " + ", ".join(f"{p['package']} {p['version']}" for p in doc["otherPackages"]))
     if doc["otherImages"]:
         console.print("images of no Kubernetes version above: " + ", ".join(i["ref"] for i in doc["otherImages"]))
+    fetched = doc.get("fetched")
+    if fetched:  # bundle create -i: where it all came from
+        sources = sorted({i["from"] for i in fetched["images"]})
+        console.print(f"fetched {len(fetched['images'])} images from {', '.join(sources) or '-'}; "
+                      f"{len(fetched['packages']['debs'])} .debs from {fetched['packages']['from'] or '-'}"
+                      + (f"; etcd {', '.join(fetched['etcd'])}" if fetched["etcd"] else ""))

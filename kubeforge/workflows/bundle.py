@@ -202,7 +202,7 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
         for image, need in wanted.items():
             got = client.fetch(image, staging / archive_name(image), work)
             fetched.append({**got, "roles": sorted(need)})
-        etcd = _etcd_archives(cluster, staging)
+        etcd = _etcd_archives(cluster, staging, roles)
         if debs_from is not None:
             debs = []
             for f in sorted(debs_from.glob("*.deb")):
@@ -223,16 +223,19 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
     return doc
 
 
-def _etcd_archives(cluster: Cluster, staging: Path) -> list[str]:
+def _etcd_archives(cluster: Cluster, staging: Path, roles: tuple[Role, ...]) -> list[str]:
     """etcd's release archive and SHA256SUMS into ``staging`` when the inventory takes etcd from
-    archives (fetched and checked as `up` does, through its cache); [] with Debian packages."""
+    archives and one of ``roles`` runs it (external members; control planes carry etcdctl beside a
+    stacked etcd), fetched and checked as `up` does, through its cache; [] with Debian packages."""
     import shutil
 
+    from kubeforge.model import EtcdTopology
     from kubeforge.plan.etcd.source import SUMS_NAME, archive_for, cached_sums
     from kubeforge.workflows.etcd.sources import prepare_etcd_sources
 
     archive = archive_for(cluster)
-    if archive is None or archive.offline:
+    runs = Role.ETCD if cluster.etcd.topology is EtcdTopology.EXTERNAL else Role.CONTROL_PLANE
+    if archive is None or archive.offline or runs not in roles:
         return []
     out = []
     for prepared in prepare_etcd_sources(cluster, [cluster.etcd.version]):

@@ -9,6 +9,7 @@ does not sign it, an image or a package the source lacks: one message naming it,
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 USER = "kubeforge-pull"
 PASSWORD = "bundle-pull-9c2f"  # noqa: S105 (a test registry's password)
 TO = "1.35.2"
-CNI = "quay.io/cni/agent:v1.2.0"  # comes through the quay.io mirror (the loopback registry)
+CNI = "quay.io/cni/agent:v1.2.0"
+ETCD_ARCHIVE = "etcd-v3.6.6-linux-amd64.tar.gz"  # comes through the quay.io mirror (the loopback registry)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,10 @@ def apt_mirror(tmp_path_factory):
             deb(d / sub / f"{p}_{v}_amd64.deb", p, v, dep)
         res = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=d / sub, capture_output=True, check=True)
         (d / sub / "Packages").write_bytes(res.stdout)
+    (d / "etcd" / "v3.6.6").mkdir(parents=True)  # etcd.releaseURL's layout, a stand-in archive
+    (d / "etcd" / "v3.6.6" / ETCD_ARCHIVE).write_bytes(b"etcd release archive stand-in\n" * 100)
+    (d / "etcd" / "v3.6.6" / "SHA256SUMS").write_text(
+        f"{hashlib.sha256((d / 'etcd' / 'v3.6.6' / ETCD_ARCHIVE).read_bytes()).hexdigest()}  {ETCD_ARCHIVE}\n")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -264,6 +270,9 @@ def test_create_downloads_each_roles_packages_with_their_dependencies_from_the_a
     assert {(p["package"], p["version"]) for p in doc["otherPackages"]} == {
         ("containerd", "1.7.24~ds1-6"), ("runc", "1.1.15+ds1-2"), ("etcd-client", "3.6.6-1"), ("cri-tools", "1.35.0-1.1")}
     assert sorted(f.name for f in (tmp_path / "b").glob("*.deb")) == sorted(created["fetched"]["packages"]["debs"])
+    table = kf("create", "-i", str(inv), "--roles", "worker", "--out", str(tmp_path / "t"))
+    assert table.returncode == 0, table.stderr
+    assert f"fetched 4 images from https://{inv_host(inv)}; 6 .debs from {mirror_of(inv)}" in " ".join(table.stdout.split())
 
 
 def test_what_a_hosts_dpkg_status_already_has_is_not_fetched(site, tmp_path):
@@ -304,3 +313,22 @@ def test_an_apt_mirror_that_is_not_there_is_exit_5_naming_it(site, tmp_path):
     assert res.returncode == 5, res.stderr
     assert "[http://127.0.0.1:9/kubeforge] apt mirror unreachable" in res.stderr and "Traceback" not in res.stderr
     assert leftovers(tmp_path) == []
+
+
+def test_etcd_from_release_archives_brings_the_archive_and_its_sha256sums(site, tmp_path):
+    inv, _ = site
+    doc = YAML(typ="safe").load(inv.read_text())
+    doc["spec"]["etcd"]["releaseURL"] = mirror_of(inv) + "/etcd"
+    doc["spec"]["network"]["cni"]["manifest"] = str(inv.parent / "cni.yaml")
+    with (tmp_path / "inv.yaml").open("w") as f:
+        YAML().dump(doc, f)
+    res = kf("create", "-i", str(tmp_path / "inv.yaml"), "--out", str(tmp_path / "b"), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    created = json.loads(res.stdout)
+    assert created["fetched"]["etcd"] == [ETCD_ARCHIVE]
+    # etcdctl comes with the archive now: no etcd-client .deb
+    assert "etcd-client" not in {p["package"] for p in created["otherPackages"]}
+    sums = (tmp_path / "b" / "SHA256SUMS").read_text().split()
+    assert sums == [hashlib.sha256((tmp_path / "b" / ETCD_ARCHIVE).read_bytes()).hexdigest(), ETCD_ARCHIVE]
+    res = kf("create", "-i", str(tmp_path / "inv.yaml"), "--roles", "worker", "--out", str(tmp_path / "w"), "-o", "json")
+    assert res.returncode == 0 and json.loads(res.stdout)["fetched"]["etcd"] == []  # workers run no etcd
