@@ -54,6 +54,9 @@ def create(
     from_dir: Path | None = typer.Option(None, "--from-dir", metavar="SRC",
                                          help="A directory of .debs, OCI image archives (*.tar) and etcd release "
                                               "archives; with -i: the .debs only."),
+    mirror: str | None = typer.Option(None, "--mirror", metavar="URL",
+                                      help="With -i: fetch the .debs from this apt mirror (laid out as packages.source: "
+                                           "mirror expects) instead of the inventory's packages.source."),
     dpkg_status: Path | None = typer.Option(None, "--dpkg-status", metavar="FILE",
                                             help="With -i: a target host's /var/lib/dpkg/status; packages it already "
                                                  "has are not fetched (default: the whole dependency closure)."),
@@ -68,7 +71,7 @@ def create(
     written as an OCI archive; etcd's release archive and SHA256SUMS too when etcd comes from
     archives. The .debs each role installs (kubeadm, kubelet, kubectl at each version; containerd;
     etcd's; haproxy and keepalived) are downloaded with their dependencies from the inventory's apt
-    mirror (packages.source: mirror) by apt-get under a private configuration in a temporary
+    mirror (packages.source: mirror, or --mirror URL) by apt-get under a private configuration in a temporary
     directory (this machine's apt state is neither used nor changed), or taken from --from-dir. Nothing is left in DIR when a download fails: the
     bundle is assembled beside it and renamed into place once it verifies.
 
@@ -90,8 +93,8 @@ def create(
     if inventory is None:
         if from_dir is None:
             raise UsageError("bundle create needs -i INVENTORY (fetch) or --from-dir SRC (assemble)")
-        if to or roles is not None or dpkg_status is not None:
-            raise UsageError("--to, --roles and --dpkg-status need -i INVENTORY")
+        if to or roles is not None or dpkg_status is not None or mirror is not None:
+            raise UsageError("--to, --roles, --mirror and --dpkg-status need -i INVENTORY")
         doc = create_bundle(from_dir, out)
     else:
         from kubeforge.inventory import load_cluster
@@ -109,7 +112,7 @@ def create(
             if v not in versions:
                 versions.append(v)
         doc = create_from_sources(cluster, out, versions=versions, roles=parse_roles(roles, cluster),
-                                  debs_from=from_dir, dpkg_status=dpkg_status)
+                                  debs_from=from_dir, dpkg_status=dpkg_status, mirror=mirror)
     show(doc, lambda: bundle_summary(doc, consoles()[0]))
 
 

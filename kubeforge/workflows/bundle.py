@@ -155,11 +155,13 @@ def create_bundle(source: Path, out: Path) -> dict[str, Any]:
 # --- bundle create -i INVENTORY: fetched from the inventory's own sources ----------------------------
 
 def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersion], roles: tuple[Role, ...],
-                        debs_from: Path | None = None, dpkg_status: Path | None = None) -> dict[str, Any]:
+                        debs_from: Path | None = None, dpkg_status: Path | None = None,
+                        mirror: str | None = None) -> dict[str, Any]:
     """A bundle in ``out`` (new or empty) for ``versions`` x ``roles``: every image those roles need,
     pulled from the inventory's registry/mirrors (kubeforge.workflows.bundle_fetch); etcd's release
     archive and SHA256SUMS when the inventory takes etcd from archives; the .debs from ``debs_from``, or else downloaded from the inventory's apt mirror with
-    their dependency closure (minus what ``dpkg_status`` says a host already has).
+    their dependency closure (minus what ``dpkg_status`` says a host already has); from ``mirror``
+    instead when given (the site's own inventory names the bundle, not a mirror).
     Everything is written to a directory beside ``out`` and renamed into place only when the
     assembled bundle verifies: a failure leaves ``out`` as it was. Returns verify's document with
     ``fetched`` (what came from where)."""
@@ -187,7 +189,8 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
         raise InputError(f"{dpkg_status}: no such file (--dpkg-status: a host's /var/lib/dpkg/status)")
     access = read_registry_access(cluster)  # exit 3 before any download: an unset password, a bad CA
     requests = wanted_packages(cluster, versions, roles)
-    sources = apt_sources(cluster, versions) if debs_from is None and requests else []  # exit 2 first: no mirror
+    sources = apt_sources(cluster, versions, mirror) if debs_from is None and requests else []  # exit 2: no mirror
+    apt_from = (mirror or cluster.packages.mirror_url or "").rstrip("/")
     wanted = wanted_images(cluster, versions, roles)
     if not requests and not wanted:
         raise UsageError(f"hosts of roles {', '.join(r.value for r in roles)} run no images and install no packages "
@@ -209,7 +212,7 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
                 shutil.copyfile(f, staging / f.name)
                 debs.append(f.name)
         else:
-            debs = download_debs(cluster, requests, sources, tmp / "apt", staging, dpkg_status=dpkg_status)
+            debs = download_debs(apt_from, requests, sources, tmp / "apt", staging, dpkg_status=dpkg_status)
         doc = create_bundle(staging, tmp / "bundle")
         if out.exists():
             out.rmdir()  # empty: checked before anything was fetched
@@ -218,7 +221,7 @@ def create_from_sources(cluster: Cluster, out: Path, *, versions: list[KubeVersi
         shutil.rmtree(tmp, ignore_errors=True)
     doc["bundle"] = str(out)
     doc["fetched"] = {"images": fetched, "etcd": etcd,
-                      "packages": {"from": str(debs_from) if debs_from is not None else cluster.packages.mirror_url,
+                      "packages": {"from": str(debs_from) if debs_from is not None else apt_from,
                                    "requests": [{p: v for p, v in r.items()} for r in requests], "debs": debs}}
     return doc
 
@@ -227,12 +230,17 @@ def _etcd_archives(cluster: Cluster, staging: Path, roles: tuple[Role, ...]) -> 
     """etcd's release archive and SHA256SUMS into ``staging`` when the inventory takes etcd from
     archives and one of ``roles`` runs it (external members; control planes carry etcdctl beside a
     stacked etcd), fetched and checked as `up` does, through its cache; [] with Debian packages."""
+    import dataclasses
     import shutil
 
-    from kubeforge.model import EtcdTopology
+    from kubeforge.model import EtcdTopology, PackageSourceKind
     from kubeforge.plan.etcd.source import SUMS_NAME, archive_for, cached_sums
     from kubeforge.workflows.etcd.sources import prepare_etcd_sources
 
+    if cluster.packages.kind is PackageSourceKind.OFFLINE and cluster.etcd.release_url is None:
+        # the site's inventory: its hosts take etcd from the bundle; the connected side from upstream
+        cluster = dataclasses.replace(cluster, packages=dataclasses.replace(cluster.packages,
+                                                                            kind=PackageSourceKind.UPSTREAM))
     archive = archive_for(cluster)
     runs = Role.ETCD if cluster.etcd.topology is EtcdTopology.EXTERNAL else Role.CONTROL_PLANE
     if archive is None or archive.offline or runs not in roles:

@@ -337,17 +337,21 @@ def wanted_packages(cluster: Cluster, versions: Iterable[KubeVersion], roles: It
     return [{**merged, **{p: str(v) for p in KUBE_PACKAGES if p in merged}} for v in versions]
 
 
-def apt_sources(cluster: Cluster, versions: Iterable[KubeVersion]) -> list[str]:
+def apt_sources(cluster: Cluster, versions: Iterable[KubeVersion], mirror: str | None = None) -> list[str]:
     """The ``deb`` lines `up` writes on a node for each version (the mirror's Kubernetes repository per
-    minor and its Debian repository), without duplicates."""
+    minor and its Debian repository), without duplicates; ``mirror`` (--mirror) instead of the
+    inventory's packages.source, laid out as packages.source: mirror expects."""
     from kubeforge.model import PackageSourceKind
     from kubeforge.render.context import cluster_context
     from kubeforge.render.packages import DEBIAN_MIRROR_LIST, KUBERNETES_LIST, render_packages
 
+    if mirror is not None:
+        cluster = dataclasses.replace(cluster, packages=dataclasses.replace(
+            cluster.packages, kind=PackageSourceKind.MIRROR, mirror_url=mirror.rstrip("/")))
     if cluster.packages.kind is not PackageSourceKind.MIRROR:
         raise UsageError(f"{cluster.source}: packages.source is {cluster.packages.kind}: bundle create fetches .debs "
-                         "only from a mirror (packages.source: mirror)",
-                         hint="give the .debs with --from-dir DIR (see docs/airgapped.md)")
+                         "only from an apt mirror laid out as packages.source: mirror expects",
+                         hint="name one with --mirror URL, or give the .debs with --from-dir DIR")
     node = one_role_host(cluster, Role.WORKER)
     lines: list[str] = []
     for v in versions:
@@ -357,7 +361,7 @@ def apt_sources(cluster: Cluster, versions: Iterable[KubeVersion]) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def download_debs(cluster: Cluster, requests: list[dict[str, str | None]], sources: list[str], work: Path,
+def download_debs(mirror: str, requests: list[dict[str, str | None]], sources: list[str], work: Path,
                   dest: Path, *, dpkg_status: Path | None = None) -> list[str]:
     """``apt-get install --download-only`` of each request into ``dest``, with apt's own
     configuration dirs, lists, cache and dpkg status in ``work``: the operator's apt state is never
@@ -368,7 +372,6 @@ def download_debs(cluster: Cluster, requests: list[dict[str, str | None]], sourc
     import shutil
     import subprocess
 
-    mirror = cluster.packages.mirror_url or "?"
     if shutil.which("apt-get") is None:
         raise UsageError("apt-get is not installed on this machine", hint="give the .debs with --from-dir DIR")
     for d in ("lists/partial", "archives/partial", "parts", "cache"):

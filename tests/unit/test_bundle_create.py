@@ -332,3 +332,22 @@ def test_etcd_from_release_archives_brings_the_archive_and_its_sha256sums(site, 
     assert sums == [hashlib.sha256((tmp_path / "b" / ETCD_ARCHIVE).read_bytes()).hexdigest(), ETCD_ARCHIVE]
     res = kf("create", "-i", str(tmp_path / "inv.yaml"), "--roles", "worker", "--out", str(tmp_path / "w"), "-o", "json")
     assert res.returncode == 0 and json.loads(res.stdout)["fetched"]["etcd"] == []  # workers run no etcd
+
+
+def test_the_sites_own_offline_inventory_takes_its_debs_from_the_mirror_named_on_the_command_line(site, tmp_path):
+    inv, _ = site
+    doc = YAML(typ="safe").load(inv.read_text())
+    doc["spec"]["packages"] = {"source": "offline", "bundleDir": str(tmp_path / "b")}  # what the site will run
+    doc["spec"]["etcd"]["releaseURL"] = mirror_of(inv) + "/etcd"
+    doc["spec"]["network"]["cni"]["manifest"] = str(inv.parent / "cni.yaml")
+    with (tmp_path / "site.yaml").open("w") as f:
+        YAML().dump(doc, f)
+    res = kf("create", "-i", str(tmp_path / "site.yaml"), "--out", str(tmp_path / "b"))
+    assert res.returncode == 2 and "packages.source is offline" in res.stderr and "--mirror URL" in res.stderr
+    res = kf("create", "-i", str(tmp_path / "site.yaml"), "--mirror", mirror_of(inv), "--out", str(tmp_path / "b"),
+             "-o", "json")
+    assert res.returncode == 0, res.stderr
+    created = json.loads(res.stdout)
+    assert created["fetched"]["packages"]["from"] == mirror_of(inv) and created["fetched"]["etcd"] == [ETCD_ARCHIVE]
+    assert {p["package"] for p in created["otherPackages"]} == {"containerd", "runc", "cri-tools"}  # etcdctl: archive
+    assert kf("verify", str(tmp_path / "b")).returncode == 0
