@@ -252,11 +252,11 @@ class RegistryClient:
             raise CheckFailed(f"registry {endpoint}: {what}: blob {expected}: {exc}") from None
         except (OSError, TimeoutError) as exc:
             raise TransportError(endpoint, f"registry: {what}: blob {expected}: {exc}") from None
-        actual = "sha256:" + h.hexdigest()
-        if actual != expected or ("size" in desc and tmp.stat().st_size != desc["size"]):
+        actual, size = "sha256:" + h.hexdigest(), tmp.stat().st_size
+        if actual != expected or size != desc.get("size", size):
             tmp.unlink()
-            raise CheckFailed(f"registry {endpoint}: {what}: blob {expected} arrived as {actual} "
-                              f"({tmp.stat().st_size if tmp.exists() else '?'} bytes): refused")
+            raise CheckFailed(f"registry {endpoint}: {what}: blob {expected} arrived as {actual} ({size} bytes, "
+                              f"{desc.get('size', '?')} expected): refused")
         tmp.replace(dest)
 
 

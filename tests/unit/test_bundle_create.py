@@ -40,8 +40,10 @@ ETCD_ARCHIVE = "etcd-v3.6.6-linux-amd64.tar.gz"  # comes through the quay.io mir
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    with R.serving_registry(tmp_path_factory.mktemp("registry"), USER, PASSWORD) as served:
-        yield served
+    """(URL, host:port, CA, the registry's directory: its storage is under data/)."""
+    d = tmp_path_factory.mktemp("registry")
+    with R.serving_registry(d, USER, PASSWORD) as served:
+        yield (*served, d)
 
 
 def deb(out: Path, package: str, version: str, depends: str = "") -> None:
@@ -128,7 +130,7 @@ def push_all(url: str, reg_host: str, refs, ca: Path) -> None:
 def site(registry, apt_mirror, tmp_path_factory):
     """The registry holding every image the inventory's roles need at 1.35.1 and 1.35.2, the apt
     mirror, and a directory of kubeadm/kubelet/kubectl .debs for both (the --from-dir way)."""
-    url, reg_host, ca = registry
+    url, reg_host, ca, _ = registry
     d = tmp_path_factory.mktemp("site")
     inv = write_inventory(d, reg_host, ca, apt_mirror)
     push_all(url, reg_host, [i.ref for i in wanted(inv)], ca)
@@ -288,7 +290,7 @@ def test_what_a_hosts_dpkg_status_already_has_is_not_fetched(site, tmp_path):
 
 def test_a_version_the_mirror_lacks_is_exit_4_naming_the_mirror_and_leaves_no_out(site, registry, tmp_path):
     inv, _ = site
-    url, reg_host, ca = registry
+    url, reg_host, ca, _ = registry
     push_all(url, reg_host, [f"{reg_host}/k8s/kube-proxy:v1.35.3"], ca)  # the images are there, not the .debs
     res = kf("create", "-i", str(inv), "--roles", "worker", "--to", "1.35.3", "--out", str(tmp_path / "b"))
     assert res.returncode == 4, res.stderr
@@ -351,3 +353,66 @@ def test_the_sites_own_offline_inventory_takes_its_debs_from_the_mirror_named_on
     assert created["fetched"]["packages"]["from"] == mirror_of(inv) and created["fetched"]["etcd"] == [ETCD_ARCHIVE]
     assert {p["package"] for p in created["otherPackages"]} == {"containerd", "runc", "cri-tools"}  # etcdctl: archive
     assert kf("verify", str(tmp_path / "b")).returncode == 0
+
+
+def test_a_redirect_to_another_host_never_carries_the_registry_credentials(site, tmp_path):
+    """Registries send blob downloads to their storage with a redirect: the password stays home."""
+    import urllib.request
+
+    from kubeforge.workflows.bundle_fetch import RegistryClient
+
+    seen: dict[str, str | None] = {}
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"blob")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Registry(Storage):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{storage.server_address[1]}/store{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for s in (storage, registry):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        client = RegistryClient(load_cluster(site[0]), None)
+        req = urllib.request.Request(f"http://127.0.0.1:{registry.server_address[1]}/v2/k8s/pause/blobs/sha256:0",
+                                     headers={"Authorization": "Basic c2VjcmV0"})
+        with client.opener.open(req, timeout=10) as r:
+            assert r.read() == b"blob"
+    finally:
+        for s in (storage, registry):
+            s.shutdown()
+            s.server_close()
+    assert seen == {"/v2/k8s/pause/blobs/sha256:0": "Basic c2VjcmV0", "/store/v2/k8s/pause/blobs/sha256:0": None}
+
+
+def test_a_layer_that_differs_from_its_digest_is_refused_exit_4(site, registry, tmp_path):
+    """The registry's own storage changed under it: it serves the bytes, kubeforge checks them."""
+    from tests.sim.kubesim.images import digest, image_parts
+
+    inv, debs = site
+    url, reg_host, ca, d = registry
+    ref = f"{reg_host}/k8s/kube-proxy:v1.35.4"
+    push_all(url, reg_host, [ref], ca)
+    layer = digest(image_parts(ref)[1][0])[7:]
+    [stored] = (d / "data").rglob(f"blobs/sha256/{layer[:2]}/{layer}/data")
+    data = stored.read_bytes()
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # same size, one bit pattern off
+    res = kf("create", "-i", str(inv), "--roles", "worker", "--to", "1.35.4", "--from-dir", str(debs),
+             "--out", str(tmp_path / "b"))
+    assert res.returncode == 4, res.stderr
+    assert f"registry https://{reg_host}: image {ref}: blob sha256:{layer} arrived as sha256:" in res.stderr
+    assert "refused" in res.stderr and leftovers(tmp_path) == []
