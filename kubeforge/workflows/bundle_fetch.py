@@ -10,6 +10,8 @@ A manifest list / OCI index is resolved to its linux/amd64 manifest; the manifes
 every layer are checked against their sha256 digests while they stream to disk; the result is an
 OCI image-layout archive whose index.json names the image as `ctr images import` reads it
 (``io.containerd.image.name``) - exactly what kubeforge.workflows.bundle.image_name_of reads back.
+Its target is what the tag (or pinned digest) resolves to, the list itself for a multi-platform
+image as a pull records it, with only linux/amd64's content beside it.
 
 Credentials come from the inventory (passwordFile / passwordEnv, read by kubeforge.pki.registry):
 sent only to the host they belong to, only after a 401 asks for them (Basic, or a Bearer token from
@@ -201,31 +203,38 @@ class RegistryClient:
                           hint="push it there (or a mirror of it), or check the version and spec.images")
 
     def _fetch_from(self, endpoint: str, repo: str, image: Image, work: Path) -> dict[str, Any]:
+        """The image's blobs into work/blobs; returns the descriptor its archive names: the manifest
+        list itself when the tag or digest is one (as a pull records it, with only the
+        linux/amd64 manifest's content beside it), else the manifest with its config's platform."""
         what = f"image {image.ref}"
+        (work / "blobs").mkdir(parents=True, exist_ok=True)
         body, media_type = self._manifest(endpoint, repo, image.tag, what)
         if image.tag.startswith("sha256:"):
             _check(body, image.tag, f"{endpoint}: {what}: manifest")
+        top: tuple[bytes, str] | None = None
         if media_type in LISTS:
             chosen = [m for m in json.loads(body).get("manifests", [])
                       if {k: m.get("platform", {}).get(k) for k in PLATFORM} == PLATFORM]
             if not chosen:
                 raise CheckFailed(f"registry {endpoint}: {what} has no {PLATFORM['os']}/{PLATFORM['architecture']} manifest")
+            top = body, media_type
             body, media_type = self._manifest(endpoint, repo, chosen[0]["digest"], what)
             _check(body, chosen[0]["digest"], f"{endpoint}: {what}: manifest")
         manifest = json.loads(body)
         blobs = [manifest["config"], *manifest.get("layers", [])]
-        (work / "blobs").mkdir(parents=True, exist_ok=True)
         for blob in blobs:
             self._blob(endpoint, repo, blob, work / "blobs" / blob["digest"].split(":", 1)[1], what)
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        (work / "blobs" / digest[7:]).write_bytes(body)
+        digests = [b["digest"] for b in blobs]
+        digest = _store(work, body)
+        if top is not None:
+            return {"mediaType": top[1], "digest": _store(work, top[0]), "size": len(top[0]), "platform": None,
+                    "blobs": [*digests, digest]}
         try:  # the platform the image says it is for (a single-platform tag has no list to say it)
             config = json.loads((work / "blobs" / manifest["config"]["digest"].split(":", 1)[1]).read_bytes())
             platform = {"os": config["os"], "architecture": config["architecture"]}
         except (ValueError, KeyError, TypeError):
             platform = dict(PLATFORM)
-        return {"mediaType": media_type, "digest": digest, "size": len(body), "platform": platform,
-                "blobs": [b["digest"] for b in blobs]}
+        return {"mediaType": media_type, "digest": digest, "size": len(body), "platform": platform, "blobs": digests}
 
     def _manifest(self, endpoint: str, repo: str, reference: str, what: str) -> tuple[bytes, str]:
         with self._open(endpoint, repo, f"manifests/{reference}", ACCEPT, what) as r:
@@ -272,6 +281,12 @@ def _registry_error(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
 
 
+def _store(work: Path, body: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    (work / "blobs" / digest[7:]).write_bytes(body)
+    return digest
+
+
 def _check(body: bytes, expected: str, what: str) -> None:
     actual = "sha256:" + hashlib.sha256(body).hexdigest()
     if actual != expected:
@@ -293,7 +308,7 @@ def write_oci_archive(dest: Path, image: Image, desc: Mapping[str, Any], work: P
         annotations["org.opencontainers.image.ref.name"] = image.tag
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
              "manifests": [{"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
-                            "annotations": annotations, "platform": desc["platform"]}]}
+                            "annotations": annotations, **({"platform": desc["platform"]} if desc["platform"] else {})}]}
     entries: list[tuple[str, bytes | Path]] = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
                                                ("index.json", json.dumps(index, sort_keys=True).encode())]
     for digest in dict.fromkeys([*desc["blobs"], desc["digest"]]):
@@ -388,7 +403,11 @@ def download_debs(mirror: str, requests: list[dict[str, str | None]], sources: l
             "-o", f"Dir::Etc::Preferences={work / 'preferences'}", "-o", f"Dir::Etc::PreferencesParts={work / 'parts'}",
             "-o", "APT::Architecture=amd64", "-o", "APT::Architectures::=amd64", "-o", "Debug::NoLocking=1",
             "-o", "Acquire::Languages=none", "-o", "APT::Install-Recommends=false", "-o", "Acquire::Retries=2"]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
+    import os
+
+    # apt's messages in English (they are parsed), the operator's proxy settings kept
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive",
+           **{k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")}}
 
     def apt(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["apt-get", "-q", *opts, *argv], capture_output=True, text=True, env=env, timeout=1800,

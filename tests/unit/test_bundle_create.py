@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -126,6 +127,35 @@ def push_all(url: str, reg_host: str, refs, ca: Path) -> None:
         R.push(url, path, ref, auth=R.basic(USER, PASSWORD), ca=ca)
 
 
+def push_index(url: str, repo_tag: str, ref: str, ca: Path) -> dict:
+    """``ref`` as a multi-platform image: an OCI index of its linux/amd64 manifest (the test tree's
+    image) and a linux/arm64 one (another config, same layer). Returns the index."""
+    from tests.sim.kubesim.images import digest, image_parts
+
+    repo, tag = repo_tag.rsplit(":", 1)
+    h = {"Authorization": R.basic(USER, PASSWORD)}
+    amd64, (layer, config), _ = image_parts(ref)
+    arm_config = json.dumps({**json.loads(config), "architecture": "arm64"}, sort_keys=True).encode()
+    arm64 = json.dumps({**json.loads(amd64), "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                                        "digest": digest(arm_config), "size": len(arm_config)}},
+                       sort_keys=True).encode()
+    for blob in (layer, config, arm_config):
+        _, headers = R._request("POST", f"{url}/v2/{repo}/blobs/uploads/", b"", h, ca)
+        loc = headers["Location"] if headers["Location"].startswith("http") else url + headers["Location"]
+        R._request("PUT", f"{loc}{'&' if '?' in loc else '?'}digest={digest(blob)}", blob,
+                   {**h, "Content-Type": "application/octet-stream"}, ca)
+    manifests = []
+    for body, arch in ((amd64, "amd64"), (arm64, "arm64")):
+        R._request("PUT", f"{url}/v2/{repo}/manifests/{digest(body)}", body,
+                   {**h, "Content-Type": "application/vnd.oci.image.manifest.v1+json"}, ca)
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(body),
+                          "size": len(body), "platform": {"os": "linux", "architecture": arch}})
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+    R._request("PUT", f"{url}/v2/{repo}/manifests/{tag}", json.dumps(index).encode(),
+               {**h, "Content-Type": "application/vnd.oci.image.index.v1+json"}, ca)
+    return index
+
+
 @pytest.fixture(scope="module")
 def site(registry, apt_mirror, tmp_path_factory):
     """The registry holding every image the inventory's roles need at 1.35.1 and 1.35.2, the apt
@@ -133,7 +163,8 @@ def site(registry, apt_mirror, tmp_path_factory):
     url, reg_host, ca, _ = registry
     d = tmp_path_factory.mktemp("site")
     inv = write_inventory(d, reg_host, ca, apt_mirror)
-    push_all(url, reg_host, [i.ref for i in wanted(inv)], ca)
+    push_all(url, reg_host, [i.ref for i in wanted(inv) if i.ref != CNI], ca)
+    push_index(url, CNI.removeprefix("quay.io/"), CNI, ca)  # a multi-platform image, as CNI images are
     debs = d / "debs"
     debs.mkdir()
     for v in ("1.35.1", TO):
@@ -202,6 +233,15 @@ def test_the_archives_written_are_what_ctr_images_import_reads(site, tmp_path):
     assert refs == sorted(i.ref for i in wanted(inv, (Role.WORKER,)) if i.tag != f"v{TO}")
     assert not any("kube-apiserver" in r for r in refs)
     entries = json.loads((tmp_path / "b" / "images" / "manifest.json").read_text())["images"]
+    [cni] = [e for e in entries if e["ref"] == CNI]
+    with tarfile.open(tmp_path / "b" / "images" / cni["file"]) as t:
+        index = json.loads(t.extractfile("index.json").read())  # type: ignore[union-attr]
+        blobs = {m.name for m in t.getmembers() if m.name.startswith("blobs/")}
+    [target] = index["manifests"]  # the image is the index, as a pull records it: amd64's content only
+    assert target["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    listed = json.loads(t_read(tmp_path / "b" / "images" / cni["file"], f"blobs/sha256/{target['digest'][7:]}"))
+    amd64, arm64 = (m["digest"][7:] for m in listed["manifests"])
+    assert f"blobs/sha256/{amd64}" in blobs and f"blobs/sha256/{arm64}" not in blobs and len(blobs) == 4
     (tmp_path / "ctrd").mkdir()
     with running_containerd(tmp_path / "ctrd") as sock:
         for e in entries:
@@ -211,6 +251,11 @@ def test_the_archives_written_are_what_ctr_images_import_reads(site, tmp_path):
         listed = subprocess.run(["ctr", "--address", sock, "-n", "k8s.io", "images", "ls", "-q"], capture_output=True,
                                 text=True, check=True).stdout.split()
     assert sorted(listed) == refs
+
+
+def t_read(archive: Path, name: str) -> bytes:
+    with tarfile.open(archive) as t:
+        return t.extractfile(name).read()  # type: ignore[union-attr]
 
 
 def test_a_wrong_password_is_exit_4_naming_the_registry_and_leaves_no_out(site, tmp_path):
