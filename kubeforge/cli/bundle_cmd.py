@@ -47,9 +47,9 @@ def create(
     inventory: Path | None = typer.Option(None, "-i", "--inventory", metavar="FILE",
                                           help="Fetch from this inventory's registry, mirrors and etcd release site."),
     to: list[str] = typer.Option([], "--to", metavar="X.Y.Z",
-                                 help="With -i: also every image an upgrade to this version needs (repeatable)."),
+                                 help="With -i: also what an upgrade to this version needs (repeatable)."),
     roles: str | None = typer.Option(None, "--roles", metavar="ROLES",
-                                     help="With -i: only these roles' images (control-plane,worker,etcd,load-balancer); "
+                                     help="With -i: only what these roles need (control-plane,worker,etcd,load-balancer); "
                                           "default: every role in the inventory."),
     from_dir: Path | None = typer.Option(None, "--from-dir", metavar="SRC",
                                          help="A directory of .debs, OCI image archives (*.tar) and etcd release "
@@ -71,9 +71,11 @@ def create(
     written as an OCI archive; etcd's release archive and SHA256SUMS too when etcd comes from
     archives. The .debs each role installs (kubeadm, kubelet, kubectl at each version; containerd;
     etcd's; haproxy and keepalived) are downloaded with their dependencies from the inventory's apt
-    mirror (packages.source: mirror, or --mirror URL) by apt-get under a private configuration in a temporary
-    directory (this machine's apt state is neither used nor changed), or taken from --from-dir. Nothing is left in DIR when a download fails: the
-    bundle is assembled beside it and renamed into place once it verifies.
+    mirror (packages.source: mirror, or --mirror URL) by apt-get under a private configuration in a
+    temporary directory (this machine's apt state is neither used nor changed), or taken from
+    --from-dir. Nothing is left in DIR when a download fails: the bundle is assembled beside it and
+    renamed into place once it verifies. Exit 5: a registry or mirror unreachable or its certificate
+    not trusted; exit 4: credentials refused, an image or package version missing, a digest mismatch.
 
     With --from-dir alone: the .debs are copied and indexed (dpkg-scanpackages --multiversion:
     Packages); each OCI archive (`ctr images export`) goes to images/ under its image's name, listed
