@@ -1,9 +1,11 @@
-"""CI's share of the fault matrix (issue 10): the seeded 5-point sample over every etcd workflow
-(`python -m tests.faults --sample 5 --seed 958594`): one point of each of `etcd install`, `etcd
+"""CI's share of the fault matrix (issue 10): the seeded 4-point sample over every etcd workflow
+(`python -m tests.faults --sample 4 --seed 958594`): one point of each of `etcd install`, `etcd
 upgrade` (always the mixed-version case: Ctrl-C once the first member of a 3.4 -> 3.5 upgrade
-restarted on 3.5, then --resume), `etcd members` add and remove, and one more drawn with the seed.
-Every point must converge with etcd's quorum never lost, no acknowledged write lost and no completed
-step repeated. About 5.5 minutes of lab time (docs/faults.md, "Last figures")."""
+restarted on 3.5, then --resume), `etcd members` add and remove; the same four the 5-point sample
+drew first (the draw per workflow does not depend on the sample's size), without its extra random
+point, to keep CI within its budget. Every point must converge with etcd's quorum never lost, no
+acknowledged write lost and no completed step repeated. About 4.5 minutes of lab time
+(docs/faults.md, "Last figures")."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def test_a_seeded_sample_of_interrupted_etcd_workflows_converges_without_losing_
     if reason:
         skip_or_fail(reason)
     seed = int(os.environ.get("KF_FAULTS_SEED") or CI_SEED)
-    sample = 5  # one point per etcd workflow (the mixed-version case for etcd upgrade) and one more
+    sample = 4  # one point per etcd workflow (the mixed-version case for etcd upgrade)
     print(f"\nfault sample seed {seed} (KF_FAULTS_SEED={seed} to replay)")
     res = subprocess.run([sys.executable, "-m", "tests.faults", "--sample", str(sample), "--seed", str(seed),
                           "--out", str(tmp_path / "cases")], capture_output=True, text=True, cwd=REPO, timeout=1500)
