@@ -187,21 +187,30 @@ def upgrade_packages_step(host: Host) -> RunStep:
                    key="apt-upgrade")
 
 
-def plan_packages(inp: OsUpgradeInput) -> Plan:
+def _rolling_plan(inp: OsUpgradeInput, steps, names: tuple[str, str], titles: tuple[str, str],
+                  empty: tuple[str, str]) -> Plan:
+    """Two phases of ``steps(host)`` (None: nothing for that host): etcd members, control planes and
+    balancers one at a time, then workers in ``maxUnavailable`` batches."""
     c = inp.cluster
     one_by_one, workers = rolling_groups(c, inp.selected)
 
     def lanes(hosts):
-        return [(h.name, [upgrade_packages_step(h)]) for h in hosts if inp.facts[h.name].upgrades]
+        return [(h.name, got) for h in hosts if (got := steps(h))]
 
-    first = PhasePlan.of(name="UpgradePackagesControlPlanes", title="Upgrade OS packages: etcd and control planes, one at a time",
-                         strategy=serial(), lanes=lanes(one_by_one),
-                         reason_if_empty="nothing to upgrade on the etcd members, control planes and balancers")
-    size = c.upgrade.batch_size(len(workers))
-    second = PhasePlan.of(name="UpgradePackagesWorkers", title=f"Upgrade OS packages: workers, {max(1, size)} at a time",
-                          strategy=batched(max(1, size)), lanes=lanes(workers),
-                          reason_if_empty="nothing to upgrade on the workers")
+    size = max(1, c.upgrade.batch_size(len(workers)))
+    first = PhasePlan.of(name=names[0], title=titles[0], strategy=serial(), lanes=lanes(one_by_one),
+                         reason_if_empty=empty[0])
+    second = PhasePlan.of(name=names[1], title=titles[1].format(size=size), strategy=batched(size),
+                          lanes=lanes(workers), reason_if_empty=empty[1])
     return Plan(WORKFLOW, (first, second))
+
+
+def plan_packages(inp: OsUpgradeInput) -> Plan:
+    return _rolling_plan(
+        inp, lambda h: [upgrade_packages_step(h)] if inp.facts[h.name].upgrades else None,
+        ("UpgradePackagesControlPlanes", "UpgradePackagesWorkers"),
+        ("Upgrade OS packages: etcd and control planes, one at a time", "Upgrade OS packages: workers, {size} at a time"),
+        ("nothing to upgrade on the etcd members, control planes and balancers", "nothing to upgrade on the workers"))
 
 
 def _booted_again() -> str:
@@ -246,21 +255,12 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
 
 
 def plan_reboots(inp: OsUpgradeInput) -> Plan:
-    c = inp.cluster
-    one_by_one, workers = rolling_groups(c, inp.selected)
-
-    def lanes(hosts):
-        return [(h.name, reboot_steps(c, h, inp.facts[h.name].marked or inp.facts[h.name].boot_id))
-                for h in hosts if inp.facts[h.name].needs_reboot]
-
-    first = PhasePlan.of(name="RebootControlPlanes", title="Reboot where needed: etcd and control planes, one at a time",
-                         strategy=serial(), lanes=lanes(one_by_one),
-                         reason_if_empty="no etcd member, control plane or balancer needs a reboot")
-    size = c.upgrade.batch_size(len(workers))
-    second = PhasePlan.of(name="RebootWorkers", title=f"Reboot where needed: workers, {max(1, size)} at a time",
-                          strategy=batched(max(1, size)), lanes=lanes(workers),
-                          reason_if_empty="no worker needs a reboot")
-    return Plan(WORKFLOW, (first, second))
+    f = inp.facts
+    return _rolling_plan(
+        inp, lambda h: reboot_steps(inp.cluster, h, f[h.name].marked or f[h.name].boot_id) if f[h.name].needs_reboot else None,
+        ("RebootControlPlanes", "RebootWorkers"),
+        ("Reboot where needed: etcd and control planes, one at a time", "Reboot where needed: workers, {size} at a time"),
+        ("no etcd member, control plane or balancer needs a reboot", "no worker needs a reboot"))
 
 
 def preview(inp: OsUpgradeInput) -> list[dict]:
