@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
+from kubeforge.pki.ca_rotation import refuse_while_rotating
 from kubeforge.pki.bundle import PkiBundle
 from kubeforge.pki.ensure import APISERVER_ETCD, HEALTHCHECK
 from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
@@ -155,6 +156,9 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     unknown = sorted(set(hosts or ()) - {h.name for h in cluster.hosts})
     if unknown:
         raise UsageError(f"--hosts: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the inventory")
+    # a CA rotation under way is refused before any host is asked: mid-rotation a member may be
+    # restarting on its new leaves, and the health gate below would misname that as the problem
+    refuse_while_rotating(cluster)
     found, down = read_hosts(cluster, pool)
     _require_all_read(down)
     bundle = load_pki(cluster)

@@ -255,6 +255,22 @@ def test_renew_refuses_an_unknown_host_name_before_contacting_any_host(cluster, 
             plan_renew(cluster, pool, within_days=30, hosts=["etcd-1", "etcd-9"], now=NOW)
 
 
+def test_renew_during_an_etcd_ca_rotation_is_refused_before_contacting_any_host(cluster, monkeypatch, tmp_path):
+    """Mid-rotation a member may still be restarting on its new leaves: the refusal is the rotation's
+    (exit 7), never a health gate's misreading of that restart, and no host is asked."""
+    from kubeforge.errors import SafetyRefusal
+    from kubeforge.pki import ca_rotation
+    from kubeforge.workflows.certs import plan_renew
+
+    ca_rotation.start(cluster, now=NOW)
+    ca_rotation.record(cluster, 1)
+    before = {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()}
+    with local_pool(cluster, tmp_path / "empty", set(), monkeypatch) as pool:
+        with pytest.raises(SafetyRefusal, match=r"rotation of the etcd CA is in progress \(1 of 3"):
+            plan_renew(cluster, pool, within_days=30, renew_all=True, now=NOW)
+    assert {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()} == before
+
+
 def test_an_expiring_apiserver_etcd_client_is_pushed_one_control_plane_at_a_time_each_api_gated(cluster):
     from kubeforge.plan.certs.renew import APISERVER_ASIDE, APISERVER_MANIFEST
 
