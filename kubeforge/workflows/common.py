@@ -16,10 +16,11 @@ from pathlib import Path
 from kubeforge.errors import TransportError
 from kubeforge.execute import Site
 from kubeforge.facts import FactsError, HostFacts
+from kubeforge.facts.cluster import parse_nodes
 from kubeforge.model import Cluster
 from kubeforge.model.files import file_sha256 as model_file_sha256
 from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL
-from kubeforge.plan.up.context import CNI_MARKER, ClusterState, parse_nodes
+from kubeforge.plan.up.context import CNI_MARKER, ClusterState
 from kubeforge.transport.base import Command
 
 log = logging.getLogger("kubeforge.workflows")

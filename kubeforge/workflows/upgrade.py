@@ -21,6 +21,7 @@ from typing import Any
 
 from kubeforge.errors import SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
+from kubeforge.facts.cluster import parse_nodes
 from kubeforge.facts.removed_apis import parse_removed_apis_scan, removed_apis_probe
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.images import images_by_host
@@ -40,7 +41,6 @@ from kubeforge.plan.upgrade import (
     offered_probe,
     parse_machine,
     parse_madison,
-    parse_nodes,
     plan_hop,
     plan_path,
     workflow_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from kubeforge.model.versions import parse_kube
 from kubeforge.workflows.common import PROBE_SCRIPT, parse_cluster_probe
 
 M = "@@kubeforge-cluster "
@@ -42,7 +43,7 @@ def test_nodes_ready_labels_and_taints_are_read_from_the_node_list():
     assert state.nodes["cp-1"].taints == ("node-role.kubernetes.io/control-plane:NoSchedule",)
     assert state.nodes["worker-1"].taints == ("dedicated=db:NoExecute",)
     assert state.nodes["worker-1"].labels == {"tier": "gold"}
-    assert state.nodes["cp-1"].kubelet_version == "v1.33.5"
+    assert state.nodes["cp-1"].kubelet == parse_kube("1.33.5")
 
 
 def test_a_garbled_node_list_is_reported_not_raised():

@@ -8,12 +8,11 @@ from dataclasses import replace
 import pytest
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.cluster import Node
 from kubeforge.plan.upgrade import (
-    NodeStatus,
     check_upgrade_safety,
     parse_machine,
     parse_madison,
-    parse_nodes,
 )
 from kubeforge.plan.upgrade.state import after_hop
 from tests.unit.test_upgrade_planner import V133, V134, V135, cluster, facts_at
@@ -43,7 +42,7 @@ def test_a_downgrade_is_refused_naming_the_host_and_what_runs_there():
 def test_a_notready_node_refuses_the_upgrade():
     c = cluster()
     f = facts_at(c)
-    f = replace(f, nodes={**f.nodes, "worker-1": NodeStatus("worker-1", False, False, V133)})
+    f = replace(f, nodes={**f.nodes, "worker-1": Node("worker-1", False, unschedulable=False, kubelet=V133)})
     assert refusal(c, f, V134) == "the cluster is not healthy: node worker-1 NotReady"
 
 
@@ -116,22 +115,6 @@ def test_the_machine_probe_reads_installed_versions_holds_and_the_api_server_man
 def test_the_machine_probe_of_a_bare_machine_finds_nothing():
     m = parse_machine("w", "@@upgrade pkg kubeadm \n@@upgrade held \n@@upgrade apiserver \nnoise\n")
     assert (m.packages, m.held, m.apiserver) == ({}, frozenset(), None)
-
-
-def test_nodes_are_read_with_ready_cordon_and_kubelet_version():
-    text = """{"kind": "List", "items": [
-      {"metadata": {"name": "cp-1"}, "spec": {"unschedulable": true},
-       "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.34.2"}}},
-      {"metadata": {"name": "w-1"}, "spec": {},
-       "status": {"conditions": [{"type": "Ready", "status": "Unknown"}], "nodeInfo": {"kubeletVersion": "v1.33.5"}}}]}"""
-    nodes = parse_nodes(text)
-    assert nodes["cp-1"] == NodeStatus("cp-1", True, True, V134)
-    assert nodes["w-1"] == NodeStatus("w-1", False, False, V133)
-
-
-def test_garbage_instead_of_a_node_list_is_a_value_error():
-    with pytest.raises(ValueError):
-        parse_nodes("error: You must be logged in to the server (Unauthorized)")
 
 
 def test_madison_output_lists_the_offered_upstream_versions():

@@ -12,7 +12,6 @@ from kubeforge.plan.upgrade.planner import (  # noqa: F401
 )
 from kubeforge.plan.upgrade.state import (  # noqa: F401
     NodeMachine,
-    NodeStatus,
     UpgradeFacts,
     after_hop,
     machine_probe,
@@ -20,5 +19,4 @@ from kubeforge.plan.upgrade.state import (  # noqa: F401
     offered_probe,
     parse_machine,
     parse_madison,
-    parse_nodes,
 )

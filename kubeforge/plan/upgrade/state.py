@@ -11,30 +11,20 @@ Probes are read-only commands with pure parsers, like every fact in kubeforge.fa
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from kubeforge.facts.cluster import Node, kube_version_in
 from kubeforge.facts.removed_apis import RemovedAPIScan
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST, KUBECTL
-from kubeforge.model.versions import KubeVersion, Version, parse_kube
+from kubeforge.model.versions import KubeVersion, Version
 from kubeforge.transport.base import Command
 
 COMPONENTS = ("kubeadm", "kubelet", "kubectl")
 
 _MARK = "@@upgrade "
 _IMAGE_TAG = re.compile(r"kube-apiserver:(v?\d+\.\d+\.\d+)")
-_VERSION = re.compile(r"v?(\d+\.\d+\.\d+)")
-
-
-def _version(text: str | None) -> KubeVersion | None:
-    if not text:
-        return None
-    m = _VERSION.search(text)
-    return parse_kube(m.group(1)) if m else None
-
-
 @dataclass(frozen=True)
 class NodeMachine:
     """One node as its machine says: packages, holds, API server manifest."""
@@ -52,19 +42,9 @@ class NodeMachine:
 
 
 @dataclass(frozen=True)
-class NodeStatus:
-    """One node as the API server says."""
-
-    name: str
-    ready: bool
-    unschedulable: bool = False
-    kubelet: KubeVersion | None = None
-
-
-@dataclass(frozen=True)
 class UpgradeFacts:
     machines: Mapping[str, NodeMachine] = field(default_factory=dict)
-    nodes: Mapping[str, NodeStatus] = field(default_factory=dict)  # from the API; empty if unknown
+    nodes: Mapping[str, Node] = field(default_factory=dict)  # from the API; empty if unknown
     api_problem: str | None = None  # why the cluster's view could not be read
     unreachable: Mapping[str, str] = field(default_factory=dict)  # host -> why
     etcd_problems: tuple[str, ...] = ()  # "etcd-2: connection refused"
@@ -133,13 +113,13 @@ def parse_machine(name: str, text: str) -> NodeMachine:
             # "ii 1.34.2-1.1" installed, "hi" installed and held; "rc" (removed, config kept) or
             # nothing: not installed. The second letter is the package's state.
             parts = status.split()
-            if len(parts) >= 2 and parts[0][1:2] == "i" and (v := _version(parts[1])):
+            if len(parts) >= 2 and parts[0][1:2] == "i" and (v := kube_version_in(parts[1])):
                 packages[comp] = v
         elif kind == "held":
             held.update(rest.split())
         elif kind == "apiserver":
             m = _IMAGE_TAG.search(rest)
-            apiserver = _version(m.group(1)) if m else None
+            apiserver = kube_version_in(m.group(1)) if m else None
     return NodeMachine(name, packages, frozenset(held), apiserver)
 
 
@@ -153,26 +133,6 @@ def nodes_probe() -> Command:
         check=False,
         description="read the nodes from the API (read-only)",
     )
-
-
-def parse_nodes(text: str) -> dict[str, NodeStatus]:
-    """``kubectl get nodes -o json`` -> NodeStatus by name; ValueError on anything else."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("not a node list")
-    out: dict[str, NodeStatus] = {}
-    for item in doc.get("items") or []:
-        name = (item.get("metadata") or {}).get("name")
-        if not name:
-            continue
-        status = item.get("status") or {}
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        kubelet = _version((status.get("nodeInfo") or {}).get("kubeletVersion"))
-        out[name] = NodeStatus(name, ready, bool((item.get("spec") or {}).get("unschedulable")), kubelet)
-    return out
 
 
 # --- what the package source offers ----------------------------------------------------------------
@@ -196,7 +156,7 @@ def parse_madison(text: str) -> frozenset[KubeVersion]:
     out = set()
     for line in text.splitlines():
         parts = [p.strip() for p in line.split("|")]
-        if len(parts) >= 2 and parts[0] == "kubeadm" and (v := _version(parts[1])):
+        if len(parts) >= 2 and parts[0] == "kubeadm" and (v := kube_version_in(parts[1])):
             out.add(v)
     return frozenset(out)
 
