@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, HostKeyError, SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, execute
+from kubeforge.facts.cluster import probe_cluster
 from kubeforge.model import Cluster, EtcdTopology, Host
 from kubeforge.model.cluster import HostKeyPolicy
 from kubeforge.plan.etcd.ctl import peer_url
@@ -42,7 +43,7 @@ from kubeforge.plan.node.replace import (
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.up.join_control_planes import KUBELET_CONF
 from kubeforge.transport.base import Command
-from kubeforge.workflows.common import probe_cluster, site
+from kubeforge.workflows.common import site
 
 __all__ = ["next_step", "node_remove", "node_replace", "plan_for_node_remove", "plan_for_node_replace",
            "replacement_host_key"]

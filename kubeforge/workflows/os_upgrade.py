@@ -14,11 +14,12 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, execute
+from kubeforge.facts.cluster import probe_cluster
 from kubeforge.model import Cluster
 from kubeforge.plan.os_upgrade import PROBE_SCRIPT, OsFacts, OsUpgradeInput, parse_probe, plan_packages, plan_reboots, preview
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
-from kubeforge.workflows.common import probe_cluster, site
+from kubeforge.workflows.common import site
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
+from kubeforge.facts.cluster import probe_cluster
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.images import images_by_host
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
@@ -36,7 +37,6 @@ from kubeforge.render.kubeadm import node_view
 from kubeforge.workflows.certs import read_apiserver_sans
 from kubeforge.workflows.common import (
     file_sha256,
-    probe_cluster,
     require_reached,
     site,
 )

@@ -11,40 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeforge.facts import HostFacts
-from kubeforge.facts.cluster import Node
+from kubeforge.facts.cluster import CNI_MARKER, ClusterState  # noqa: F401  (CNI_MARKER: the phases' name for it)
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.render.record import RECORD_PATH
 
 STAMP_DIR = "/etc/kubeforge/stamps"
 CNI_DIR = "/etc/kubeforge/cni"
-CNI_MARKER = "/etc/kubeforge/cni-applied"
-
-
-@dataclass(frozen=True)
-class ClusterState:
-    """What the first control plane says about the cluster (read-only probe before planning)."""
-
-    initialized: bool = False  # admin.conf exists there and the API answered
-    nodes: Mapping[str, Node] = field(default_factory=dict)
-    admin_conf_sha256: str | None = None
-    cni_marker: str | None = None  # sha256 of the CNI manifest applied last
-    problem: str | None = None  # why the state could not be read (the API did not answer...)
-    # admin.conf exists and the API answers, but kube-system/kubeadm-config does not: an earlier
-    # `kubeadm init` stopped before it finished (its manifests, etcd data and ports would fail a rerun)
-    init_incomplete: bool = False
-    # ids of the bootstrap tokens the cluster holds now (expired ones are deleted); None: not read
-    bootstrap_token_ids: frozenset[str] | None = None
-
-    def has_node(self, name: str) -> bool:
-        return name in self.nodes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "initialized": self.initialized,
-            "nodes": {n: {"ready": s.ready, "labels": dict(s.labels), "taints": list(s.taints)} for n, s in self.nodes.items()},
-            "cni_marker": self.cni_marker,
-            "problem": self.problem,
-        }
 
 
 @dataclass(frozen=True)

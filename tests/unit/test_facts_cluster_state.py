@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
+from kubeforge.facts.cluster import PROBE_SCRIPT, parse_cluster_probe
 from kubeforge.model.versions import parse_kube
-from kubeforge.workflows.common import PROBE_SCRIPT, parse_cluster_probe
 
 M = "@@kubeforge-cluster "
 NODES = {
