@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from kubeforge.facts.cluster import Node
+from kubeforge.facts.upgrade import NodeMachine
 from kubeforge.model import UpgradePolicy
 from kubeforge.model.versions import parse_kube
 from kubeforge.plan.steps import GateStep, LocalStep, PutFileStep, RunStep
 from kubeforge.plan.upgrade import (
-    NodeMachine,
     UpgradeFacts,
     check_upgrade_safety,
     plan_hop,

@@ -9,10 +9,9 @@ import pytest
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.cluster import Node
+from kubeforge.facts.upgrade import parse_machine, parse_madison
 from kubeforge.plan.upgrade import (
     check_upgrade_safety,
-    parse_machine,
-    parse_madison,
 )
 from kubeforge.plan.upgrade.state import after_hop
 from tests.unit.test_upgrade_planner import V133, V134, V135, cluster, facts_at

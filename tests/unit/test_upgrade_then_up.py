@@ -12,11 +12,12 @@ import pytest
 
 from kubeforge.facts.cluster import Node
 from kubeforge.facts.types import Applied, Held, Packages
+from kubeforge.facts.upgrade import NodeMachine
 from kubeforge.model import CniSpec, Network
 from kubeforge.model.versions import parse_kube
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.plan.up import ClusterState, UpContext, plan_up
-from kubeforge.plan.upgrade import NodeMachine, UpgradeFacts, plan_hop
+from kubeforge.plan.upgrade import UpgradeFacts, plan_hop
 from kubeforge.render.host_prep import CONTAINERD_PATH
 from kubeforge.render.kubeadm import node_view
 from kubeforge.render.record import RECORD_PATH
