@@ -18,6 +18,7 @@ from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
 from kubeforge.facts.cluster import probe_cluster
+from kubeforge.facts.etcd import gather_member_facts
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.images import images_by_host
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
@@ -40,7 +41,6 @@ from kubeforge.workflows.common import (
     require_reached,
     site,
 )
-from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.install import (
     refuse_version_change as refuse_etcd_version_change,
 )

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kubeforge.facts.etcd import _sections
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.apt import POLICY_RC, POLICY_RC_MARKER, REMOVE_STALE_POLICY_RC
 from kubeforge.plan.etcd.ctl import REQUESTS, client_url, etcdctl_line, may_send
-from kubeforge.plan.etcd.probe import _sections
 from kubeforge.transport.base import Command
 
 # The plain-HTTP metrics listener every kubeforge member has (ETCD_LISTEN_METRICS_URLS in

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcd import gather_member_facts
 from kubeforge.model import Cluster
 from kubeforge.model.versions import parse_etcd
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_phases
@@ -19,7 +20,6 @@ from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.workflows.etcd.common import (
     context,
     etcd_pki_files,
-    gather_member_facts,
     member_etcd_files,
     require_external,
 )

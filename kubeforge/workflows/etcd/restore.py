@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
+from kubeforge.facts.etcd import gather_member_facts
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
 from kubeforge.model.secret import Secret
@@ -18,7 +19,6 @@ from kubeforge.plan.etcd.restore import APISERVER_ASIDE, RestoreInput, restore_p
 from kubeforge.plan.phase import Plan
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.backup import read_verified_snapshot
-from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
 
 WORKFLOW = "etcd restore"

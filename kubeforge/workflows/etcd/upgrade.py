@@ -26,6 +26,7 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefusal
 from kubeforge.execute.journal import latest_unfinished, run_summary
+from kubeforge.facts.etcd import gather_member_facts
 from kubeforge.model import Cluster
 from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops, needs_v2store_check
 from kubeforge.model.versions import EtcdVersion, Version, parse_etcd
@@ -42,7 +43,7 @@ from kubeforge.plan.etcd.upgrade_checks import (
     parse_offered,
 )
 from kubeforge.plan.phase import Plan
-from kubeforge.workflows.etcd.common import gather_member_facts, require_external
+from kubeforge.workflows.etcd.common import require_external
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 
 log = logging.getLogger("kubeforge.etcd.upgrade")
