@@ -22,9 +22,9 @@ from pathlib import Path
 from kubeforge.errors import CheckFailed, HostKeyError, SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, execute
 from kubeforge.facts.cluster import probe_cluster
+from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EtcdTopology, Host
 from kubeforge.model.cluster import HostKeyPolicy
-from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.membership import decide
 from kubeforge.plan.node.remove import RemovalInput, check_removal, next_step, plan_node_remove, without
 from kubeforge.plan.node.replace import (

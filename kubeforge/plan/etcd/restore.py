@@ -23,11 +23,11 @@ import shlex
 from dataclasses import dataclass
 
 from kubeforge.facts.etcd import EtcdHostFacts
+from kubeforge.facts.etcdctl import REMOTE_WORK_DIR, initial_cluster, peer_url
 from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd import restore_stacked as st
-from kubeforge.plan.etcd.ctl import REMOTE_WORK_DIR, initial_cluster, peer_url
 from kubeforge.plan.etcd.install import health_gate
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import PutFileStep, RunStep

@@ -109,7 +109,7 @@ def parse_probe(host: str, text: str) -> StackedMember:
 def check_members(cluster: Cluster, found: dict[str, StackedMember]) -> None:
     """Refuse unless every control plane has an etcd manifest that matches the inventory and a
     restore tool: nothing has been changed when this raises."""
-    from kubeforge.plan.etcd.ctl import peer_url
+    from kubeforge.facts.etcdctl import peer_url
 
     problems, no_tool = [], []
     for cp in cluster.control_planes:

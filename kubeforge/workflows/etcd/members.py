@@ -15,8 +15,8 @@ from pathlib import Path
 from kubeforge.errors import CheckFailed, KubeforgeError
 from kubeforge.execute.durable import replace_file
 from kubeforge.facts.etcd import gather_member_facts
+from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import Cluster, Host, Role
-from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
 from kubeforge.plan.etcd.membership import (
     ListedMember,

@@ -8,6 +8,9 @@ entry and since which minor etcd knows it. A raft entry is applied by *every* me
 than the oldest member's minor makes that member panic on apply (``panic: not implemented``) and
 crash-loop on every restart. ``etcdctl_argv`` refuses such a request unless the caller says the
 cluster's lowest minor allows it (see ``plan.etcd.upgrade_checks.ClusterVersions``).
+
+It sits in the facts layer, the lowest that builds commands, because the read-only probes (etcd
+status, versions, auth) build their etcdctl lines here just as the plans' steps do.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def request_for(args: tuple[str, ...] | list[str]) -> EtcdRequest:
         r = REQUESTS.get(tuple(args[:n]))
         if r is not None:
             return r
-    raise UnsafeEtcdRequest(f"etcdctl {' '.join(args[:2])} is not in kubeforge.plan.etcd.ctl.REQUESTS: add it "
+    raise UnsafeEtcdRequest(f"etcdctl {' '.join(args[:2])} is not in kubeforge.facts.etcdctl.REQUESTS: add it "
                             "with whether etcd proposes it through raft and since which minor")
 
 
