@@ -23,6 +23,7 @@ import shlex
 from dataclasses import dataclass
 
 from kubeforge.facts.etcd import EtcdHostFacts
+from kubeforge.facts.etcd_stacked import APISERVER_ASIDE
 from kubeforge.facts.etcdctl import REMOTE_WORK_DIR, initial_cluster, peer_url
 from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
@@ -35,7 +36,6 @@ from kubeforge.plan.strategy import parallel, serial
 from kubeforge.transport.base import Command
 
 # Outside manifests/, so the kubelet does not see it while etcd is replaced.
-APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-restore"
 BUMP_REVISION = 1_000_000_000  # what kubeadm/etcd docs suggest: far beyond any watch cache
 
 
