@@ -9,7 +9,6 @@ import pytest
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.cluster import Node
-from kubeforge.facts.upgrade import parse_machine, parse_madison
 from kubeforge.plan.upgrade import (
     check_upgrade_safety,
 )
@@ -94,30 +93,3 @@ def test_the_projection_after_a_hop_puts_every_node_and_api_server_at_that_versi
     after = after_hop(facts_at(c), V134, [h.name for h in c.control_planes])
     assert check_upgrade_safety(c, after, V134, multi_hop=False) == []
     assert after.machines["cp-2"].apiserver == V134 and after.machines["worker-1"].apiserver is None
-
-
-MACHINE_OUT = """@@upgrade pkg kubeadm hi  1.34.2-1.1
-@@upgrade pkg kubelet ii  1.33.5-1.1
-@@upgrade pkg kubectl rc  1.33.5-1.1
-@@upgrade held kubeadm kubelet\x20
-@@upgrade apiserver kube-apiserver:v1.34.2
-"""
-
-
-def test_the_machine_probe_reads_installed_versions_holds_and_the_api_server_manifest():
-    m = parse_machine("cp-1", MACHINE_OUT)
-    assert m.packages == {"kubeadm": V134, "kubelet": V133}  # kubeadm held (hi); kubectl removed (rc)
-    assert m.held == {"kubeadm", "kubelet"}
-    assert m.apiserver == V134
-
-
-def test_the_machine_probe_of_a_bare_machine_finds_nothing():
-    m = parse_machine("w", "@@upgrade pkg kubeadm \n@@upgrade held \n@@upgrade apiserver \nnoise\n")
-    assert (m.packages, m.held, m.apiserver) == ({}, frozenset(), None)
-
-
-def test_madison_output_lists_the_offered_upstream_versions():
-    text = ("   kubeadm | 1.35.1-1.1 | http://10.77.4.1:8470/kubernetes/v1.35/deb  Packages\n"
-            "   kubeadm | 1.34.2-1.1 | http://10.77.4.1:8470/kubernetes/v1.34/deb  Packages\n"
-            "W: something\n")
-    assert parse_madison(text) == {V134, V135}
