@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from kubeforge.model.kubeadm_paths import KUBECTL, KUBERNETES_DIR
 from kubeforge.model.removed_apis import RemovedAPI
-from kubeforge.transport.base import Command
+from kubeforge.transport.base import Command, Transport
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
@@ -235,3 +235,14 @@ def parse_removed_apis_scan(text: str, apis: Sequence[RemovedAPI], *, host: str)
         except (ValueError, AttributeError, TypeError) as exc:
             problems.append(f"{what} on {host}: unreadable output ({exc})"[:300])
     return RemovedAPIScan(tuple(objects), tuple(problems), tuple(apis))
+
+
+def run_removed_apis_scan(transport: Transport, apis: Sequence[RemovedAPI], *, host: str) -> RemovedAPIScan:
+    """Run the scan on ``host`` (the first control plane) and parse it; ValueError, ending with the
+    last line kubectl or the shell said, when the output is not the scan's."""
+    res = transport.run(removed_apis_probe(apis))
+    try:
+        return parse_removed_apis_scan(res.stdout, apis, host=host)
+    except ValueError as exc:
+        tail = (res.stderr.strip() or res.stdout.strip() or f"exit {res.exit_status}").splitlines()[-1][:300]
+        raise ValueError(f"{exc}: {tail}") from None

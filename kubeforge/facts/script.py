@@ -132,7 +132,7 @@ def sections(etcd_data_dir: str = "/var/lib/etcd") -> tuple[Section, ...]:
             "echo '#checked'; [ -e /etc/kubernetes/kubelet.conf ] && echo kubelet.conf; "
             f"[ -d {data}/member ] && echo etcd-data; "
             # traces of a kubeforge run that stopped before writing applied.json (it is written last);
-            # the etcd stamp is the one `kubeforge etcd install` writes (kubeforge.plan.etcd.probe)
+            # the etcd stamp is the one `kubeforge etcd install` writes (kubeforge.facts.etcd)
             "[ -n \"$(ls -A /etc/kubeforge 2>/dev/null)\" ] && echo kubeforge-files; "
             "[ -f /etc/etcd/.kubeforge-applied ] && echo etcd-stamp; true",
         ),

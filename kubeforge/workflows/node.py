@@ -21,9 +21,11 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, HostKeyError, SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, execute
+from kubeforge.facts.cluster import probe_cluster
+from kubeforge.facts.etcdctl import peer_url
+from kubeforge.facts.machine import joined, reach
 from kubeforge.model import Cluster, EtcdTopology, Host
 from kubeforge.model.cluster import HostKeyPolicy
-from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.membership import decide
 from kubeforge.plan.node.remove import RemovalInput, check_removal, next_step, plan_node_remove, without
 from kubeforge.plan.node.replace import (
@@ -40,9 +42,7 @@ from kubeforge.plan.node.replace import (
     target_member,
 )
 from kubeforge.plan.phase import Plan
-from kubeforge.plan.up.join_control_planes import KUBELET_CONF
-from kubeforge.transport.base import Command
-from kubeforge.workflows.common import probe_cluster, site
+from kubeforge.workflows.common import site
 
 __all__ = ["next_step", "node_remove", "node_replace", "plan_for_node_remove", "plan_for_node_replace",
            "replacement_host_key"]
@@ -169,7 +169,7 @@ def replacement_host_key(cluster: Cluster, name: str, *, accept_new: bool) -> Cl
 
 def _reach(pool, host: Host) -> bool:
     try:
-        pool.get(host).run(Command(argv=["true"], timeout=30))
+        reach(pool.get(host))
         return True
     except HostKeyError as exc:
         raise HostKeyError(host.name, exc.message.removeprefix(f"[{host.name}] "),
@@ -180,8 +180,7 @@ def _reach(pool, host: Host) -> bool:
 
 
 def _joined(pool, host: Host) -> bool:
-    res = pool.get(host).run(Command(argv=["test", "-f", KUBELET_CONF], sudo=True, timeout=30, check=False))
-    return res.ok
+    return joined(pool.get(host))
 
 
 def _health(cluster: Cluster, pool, host: Host):

@@ -12,13 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeforge.errors import CheckFailed, TransportError, UsageError
+from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.execute import Events, Report, RunOptions, execute
+from kubeforge.facts.cluster import probe_cluster
+from kubeforge.facts.os_patch import gather_os_facts
 from kubeforge.model import Cluster
-from kubeforge.plan.os_upgrade import PROBE_SCRIPT, OsFacts, OsUpgradeInput, parse_probe, plan_packages, plan_reboots, preview
+from kubeforge.plan.os_upgrade import OsUpgradeInput, plan_packages, plan_reboots, preview
 from kubeforge.plan.phase import Plan
-from kubeforge.transport.base import Command
-from kubeforge.workflows.common import probe_cluster, site
+from kubeforge.workflows.common import site
 
 
 @dataclass
@@ -27,16 +28,6 @@ class OsUpgradeResult:
     preview: list[dict]  # per host: upgrades, would reboot
     report: Report | None  # None: declined; the last stage's report
     reboot_plan: Plan | None = None  # the reboot stage, once planned
-
-
-def gather_os_facts(cluster: Cluster, pool, hosts) -> dict[str, OsFacts]:
-    """Every selected host's patch state, in parallel; a host that does not answer stops here (exit 5)."""
-    result = pool.fanout(hosts, lambda t: t.run(Command(script=PROBE_SCRIPT, sudo=True, timeout=300,
-                                                        description="read the OS patch state")))
-    bad = [o for o in result.failed + result.not_reached]
-    if bad:
-        raise TransportError(", ".join(o.host for o in bad), f"{len(bad)} host(s) gave no patch state: {bad[0].message}")
-    return {h.name: parse_probe(h.name, result[h.name].value.stdout) for h in hosts}
 
 
 def _selected(cluster: Cluster, names: Sequence[str]):

@@ -14,8 +14,7 @@ from kubeforge.errors import CheckFailed
 from kubeforge.facts.preflight.images import (
     CHECK,
     check_images,
-    images_probe,
-    parse_images_probe,
+    read_images,
     registry_sources,
 )
 from kubeforge.facts.preflight.report import CheckResult, Status, failed
@@ -38,8 +37,7 @@ def images_results(cluster: Cluster, pool, needed: Mapping[str, Iterable[Image]]
     sources = registry_sources(cluster, {r for refs in wanted.values() for r in refs}) if bundle is None else {}
     endpoints = sorted({u for s in sources.values() for u in s.endpoints})
     access = read_registry_access(cluster) if endpoints else None
-    probe = images_probe(endpoints, access.ca_pem if access is not None else None)
-    outcome = pool.fanout(hosts, lambda t: parse_images_probe(t.run(probe).stdout))
+    outcome = read_images(pool, hosts, endpoints, access.ca_pem if access is not None else None)
     results: list[CheckResult] = []
     for o in outcome.outcomes:
         if o.ok:

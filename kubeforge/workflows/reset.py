@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.execute import Events, Report, RunOptions, execute
+from kubeforge.facts.cluster import probe_cluster
 from kubeforge.model import Cluster
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.reset import ResetContext, plan_reset
 from kubeforge.plan.reset.safety import check_reset_selection
-from kubeforge.workflows.common import probe_cluster, site
+from kubeforge.workflows.common import site
 from kubeforge.workflows.facts import select_hosts
 
 

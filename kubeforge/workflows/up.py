@@ -17,6 +17,8 @@ from pathlib import Path
 from kubeforge.errors import CheckFailed, InputError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
 from kubeforge.facts import HostFacts
+from kubeforge.facts.cluster import probe_cluster
+from kubeforge.facts.etcd import EtcdHostFacts, gather_member_facts
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.images import images_by_host
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
@@ -36,11 +38,9 @@ from kubeforge.render.kubeadm import node_view
 from kubeforge.workflows.certs import read_apiserver_sans
 from kubeforge.workflows.common import (
     file_sha256,
-    probe_cluster,
     require_reached,
     site,
 )
-from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.install import (
     refuse_version_change as refuse_etcd_version_change,
 )
@@ -142,11 +142,12 @@ def resolve_context(
     )
 
 
-def with_etcd_install(plan: Plan, cluster: Cluster, pool) -> Plan:
+def with_etcd_install(plan: Plan, cluster: Cluster, pool, member_facts: Mapping[str, EtcdHostFacts | None] | None = None) -> Plan:
     """Hand the external etcd cluster to the etcd workflow's install phases whenever it is not
     converged: they restart a running cluster's changed members one at a time (never all at once)
     and refuse a member whose disk was replaced or a membership that differs from the inventory.
-    A converged cluster keeps the thin InstallEtcd no-op and its reason."""
+    A converged cluster keeps the thin InstallEtcd no-op and its reason. ``member_facts``: read
+    already this run (each member is asked once)."""
     thin = next((p for p in plan.phases if p.name == InstallEtcd.name), None)
     if cluster.etcd.topology is EtcdTopology.STACKED:
         return with_stacked_etcd_tools(plan, cluster, pool)
@@ -156,7 +157,7 @@ def with_etcd_install(plan: Plan, cluster: Cluster, pool) -> Plan:
         from kubeforge.workflows.etcd.install import plan_install
     except ImportError:  # an older build without the etcd workflow: the thin phase does the job
         return plan
-    etcd_plan, _ = plan_install(cluster, pool)
+    etcd_plan, _ = plan_install(cluster, pool, member_facts=member_facts)
     phases: list[PhasePlan] = []
     for p in plan.phases:
         phases.extend(etcd_plan.phases if p is thin else (p,))
@@ -211,14 +212,16 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     if facts is None:
         facts = require_reached(collect_facts(cluster, pool))
     refuse_kubernetes_version_change(cluster, facts)
+    member_facts = None
     if cluster.etcd.topology is EtcdTopology.EXTERNAL:
         # InstallPackages pins etcd to the inventory's version: never over a member running another
-        refuse_etcd_version_change(cluster, gather_member_facts(cluster, pool))
+        member_facts = gather_member_facts(cluster, pool)
+        refuse_etcd_version_change(cluster, member_facts)
     state = probe_cluster(cluster, pool)
     ctx = resolve_context(cluster, facts, state)
     running = [h for h in cluster.control_planes if (f := facts.get(h.name)) is not None and f.membership.kubelet_conf]
     ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
-    return with_etcd_install(plan_up(ctx), cluster, pool), ctx
+    return with_etcd_install(plan_up(ctx), cluster, pool, member_facts), ctx
 
 
 # On a host that already is a member (it joined, or runs its etcd member), its ports are held by

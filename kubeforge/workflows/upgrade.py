@@ -21,7 +21,9 @@ from typing import Any
 
 from kubeforge.errors import SafetyRefusal, TransportError, UsageError
 from kubeforge.execute import Events, Report, RunOptions, completed_steps, execute
-from kubeforge.facts.removed_apis import parse_removed_apis_scan, removed_apis_probe
+from kubeforge.facts.cluster import Node
+from kubeforge.facts.removed_apis import run_removed_apis_scan
+from kubeforge.facts.upgrade import read_machines, read_nodes, read_offered
 from kubeforge.model import Cluster, EtcdTopology, PackageSourceKind
 from kubeforge.model.images import images_by_host
 from kubeforge.model.removed_apis import removed_between
@@ -34,13 +36,7 @@ from kubeforge.plan.upgrade import (
     check_removed_apis,
     check_upgrade_safety,
     hop_files,
-    machine_probe,
     minors_to_read,
-    nodes_probe,
-    offered_probe,
-    parse_machine,
-    parse_madison,
-    parse_nodes,
     plan_hop,
     plan_path,
     workflow_name,
@@ -73,28 +69,15 @@ def parse_target(to: str) -> KubeVersion:
 def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> UpgradeFacts:
     """Versions on every node (packages, holds, API server manifests), the nodes as the API sees
     them, and etcd health. Read-only."""
-    nodes = cluster.nodes
-    result = pool.fanout(nodes, lambda t: parse_machine(t.host, t.run(machine_probe()).stdout))
-    machines, unreachable = {}, {}
-    for o in result.outcomes:
-        if o.ok:
-            machines[o.host] = o.value
-        else:
-            unreachable[o.host] = o.message
+    machines, unreachable = read_machines(pool, cluster.nodes)
     api_problem = None
-    api = {}
+    api: dict[str, Node] = {}
     first = cluster.first_control_plane
     if first.name not in unreachable:
         try:
-            res = pool.get(first).run(nodes_probe())
-            if res.exit_status != 0:
-                api_problem = (res.stderr.strip() or res.stdout.strip() or f"kubectl exited {res.exit_status}").splitlines()[-1][:300]
-            else:
-                api = parse_nodes(res.stdout)
+            api, api_problem = read_nodes(pool.get(first))
         except TransportError as exc:
             unreachable[first.name] = exc.message
-        except ValueError as exc:
-            api_problem = f"unreadable `kubectl get nodes` output: {exc}"
     etcd_problems: tuple[str, ...] = ()
     etcd_versions: dict[str, str] = {}
     # Stacked members too: kubeadm restarts each control plane's member on the etcd its new minor
@@ -139,15 +122,14 @@ def offered_versions(cluster: Cluster, pool, path: list[KubeVersion]) -> frozens
     for v in path:
         f = next(f for f in hop_files(cluster, v)[first.name] if f.path == KUBERNETES_LIST)
         lists.append(f.content.decode())
-    res = pool.get(first).run(offered_probe("\n".join(lists)))
-    if res.exit_status != 0:
-        tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-3:]
+    offered, tail = read_offered(pool.get(first), "\n".join(lists))
+    if offered is None:
         raise SafetyRefusal(
             f"cannot read the package source for Kubernetes {', '.join(v.minor_str for v in path)} on {first.name}: "
             + " / ".join(tail)[:400],
             hint="check packages.mirrorURL / the upstream repository and the host's network; nothing was changed",
         )
-    return parse_madison(res.stdout)
+    return offered
 
 
 def _kube_or_none(text: str) -> KubeVersion | None:
@@ -167,12 +149,10 @@ def scan_removed_apis(cluster: Cluster, pool, facts: UpgradeFacts, path: list[Ku
     if not apis:
         return facts
     first = cluster.first_control_plane
-    res = pool.get(first).run(removed_apis_probe(apis))
     try:
-        scan = parse_removed_apis_scan(res.stdout, apis, host=first.name)
+        scan = run_removed_apis_scan(pool.get(first), apis, host=first.name)
     except ValueError as exc:
-        tail = (res.stderr.strip() or res.stdout.strip() or f"exit {res.exit_status}").splitlines()[-1][:300]
-        raise SafetyRefusal(f"cannot scan for objects in removed API versions on {first.name}: {exc}: {tail}",
+        raise SafetyRefusal(f"cannot scan for objects in removed API versions on {first.name}: {exc}",
                             hint="is kubectl working with /etc/kubernetes/admin.conf there? Nothing was changed") from None
     return replace(facts, removed_apis=scan)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubeforge.errors import SafetyRefusal
-from kubeforge.plan.etcd.probe import EtcdHostFacts
+from kubeforge.facts.etcd import EtcdHostFacts
 from kubeforge.workflows.etcd.install import refuse_version_change
 from tests.factories import make_cluster
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcd import EtcdHostFacts, parse_probe
 from kubeforge.model import RenderedFile
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, config_sha, install_phases
 from kubeforge.plan.etcd.membership import ListedMember, decide
-from kubeforge.plan.etcd.probe import EtcdHostFacts, parse_probe
 from kubeforge.plan.etcd.restore import RestoreInput, restore_command, restore_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts import etcd_stacked as facts_stacked
 from kubeforge.model import EtcdTopology
 from kubeforge.plan.etcd import restore_stacked as st
 from kubeforge.plan.etcd.restore import RestoreInput, restore_phases
@@ -51,23 +52,23 @@ def stacked_cluster(tmp_path):
     return make_cluster(tmp_path, topology=EtcdTopology.STACKED, n_workers=1)
 
 
-def found_for(cluster, **overrides) -> dict[str, st.StackedMember]:
+def found_for(cluster, **overrides) -> dict[str, facts_stacked.StackedMember]:
     out = {}
     for cp in cluster.control_planes:
         text = overrides.get(cp.name) or probe_output(cp.name, cp.internal_address)
-        out[cp.name] = st.parse_probe(cp.name, text)
+        out[cp.name] = facts_stacked.parse_probe(cp.name, text)
     return out
 
 
 def test_the_probe_reads_a_members_identity_from_kubeadms_etcd_manifest():
-    m = st.parse_probe("cp-2", probe_output("cp-2", "10.77.4.12", tools="etcdctl\netcdutl\n--bump-revision\n"))
+    m = facts_stacked.parse_probe("cp-2", probe_output("cp-2", "10.77.4.12", tools="etcdctl\netcdutl\n--bump-revision\n"))
     assert (m.name, m.peer_url, m.data_dir, m.manifest, m.apiserver) == (
         "cp-2", "https://10.77.4.12:2380", "/var/lib/etcd", "manifests", "manifests")
     assert m.etcdctl and m.etcdutl and m.restore_flags == ("--bump-revision",)
 
 
 def test_the_probe_finds_a_manifest_an_interrupted_restore_moved_aside():
-    m = st.parse_probe("cp-1", probe_output("cp-1", "10.77.4.11", where="aside", api="aside"))
+    m = facts_stacked.parse_probe("cp-1", probe_output("cp-1", "10.77.4.11", where="aside", api="aside"))
     assert m.manifest == "aside" and m.apiserver == "aside" and m.name == "cp-1"
 
 
@@ -76,13 +77,13 @@ def test_the_probe_reads_the_manifest_the_simulated_kubeadm_writes(tmp_path):
         etcdpod.write_manifest("cp-3", "10.77.4.13", "cp-1=https://10.77.4.11:2380,cp-3=https://10.77.4.13:2380",
                                existing=True, image="registry.k8s.io/etcd:3.6.6-0")
         text = host.read("/etc/kubernetes/manifests/etcd.yaml")
-    m = st.parse_probe("cp-3", f"@@manifest\nmanifests\n{text}\n@@apiserver\n@@tools\netcdctl\n@@end\n")
+    m = facts_stacked.parse_probe("cp-3", f"@@manifest\nmanifests\n{text}\n@@apiserver\n@@tools\netcdctl\n@@end\n")
     assert (m.name, m.peer_url, m.data_dir) == ("cp-3", "https://10.77.4.13:2380", "/var/lib/etcd")
 
 
 def test_an_incomplete_probe_output_is_an_error_not_an_empty_member():
     with pytest.raises(ValueError, match="incomplete"):
-        st.parse_probe("cp-1", "@@manifest\nmanifests\n")
+        facts_stacked.parse_probe("cp-1", "@@manifest\nmanifests\n")
 
 
 def test_members_that_match_the_inventory_pass_the_check(tmp_path):
@@ -157,7 +158,7 @@ def test_each_member_is_restored_with_its_manifests_identity_and_its_old_data_ke
 
 
 def test_etcdutl_is_preferred_with_the_revision_bump_it_offers():
-    m = st.parse_probe("cp-1", probe_output("cp-1", "10.77.4.11", tools="etcdctl\netcdutl\n--bump-revision\n--mark-compacted\n"))
+    m = facts_stacked.parse_probe("cp-1", probe_output("cp-1", "10.77.4.11", tools="etcdctl\netcdutl\n--bump-revision\n--mark-compacted\n"))
     script = st.restore_command(m, [m], snapshot="/s.db", token="t", stamp="S", bump_revision=1000).script
     assert "etcdutl snapshot restore /s.db" in script and "--bump-revision=1000" in script and "--mark-compacted" in script
 

@@ -12,15 +12,11 @@ import pytest
 
 import kubeforge
 from kubeforge.errors import CheckFailed
+from kubeforge.facts.etcd_upgrade import auth_probe_command, member_version_command, parse_member_version
+from kubeforge.facts.etcdctl import REQUESTS, UnsafeEtcdRequest, etcdctl_argv, may_send, request_for
 from kubeforge.model.versions import Version
-from kubeforge.plan.etcd.ctl import REQUESTS, UnsafeEtcdRequest, etcdctl_argv, may_send, request_for
 from kubeforge.plan.etcd.upgrade import upgrade_phases
-from kubeforge.plan.etcd.upgrade_checks import (
-    ClusterVersions,
-    auth_probe_command,
-    member_version_command,
-    parse_member_version,
-)
+from kubeforge.plan.etcd.upgrade_checks import ClusterVersions
 from kubeforge.plan.steps import GateStep
 from kubeforge.workflows.etcd.upgrade import crashed_way_out, decide
 from tests.factories import make_cluster
@@ -97,7 +93,7 @@ def test_a_raft_entry_newer_than_the_lowest_member_is_refused_where_every_etcdct
     with pytest.raises(UnsafeEtcdRequest, match="etcd 3.4 members cannot apply"):
         etcdctl_argv(cluster, ep, "auth", "status", lowest_minor=(3, 4))
     assert "status" in etcdctl_argv(cluster, ep, "auth", "status", lowest_minor=(3, 5))
-    with pytest.raises(UnsafeEtcdRequest, match="not in kubeforge.plan.etcd.ctl.REQUESTS"):
+    with pytest.raises(UnsafeEtcdRequest, match="not in kubeforge.facts.etcdctl.REQUESTS"):
         etcdctl_argv(cluster, ep, "defrag")
 
 

@@ -78,7 +78,7 @@ def test_leadership_goes_to_a_member_already_on_the_hop_when_there_is_one(tmp_pa
 def test_every_script_the_upgrade_runs_is_valid_bash(tmp_path):
     import subprocess
 
-    from kubeforge.plan.etcd.upgrade_checks import auth_probe_command, offered_versions_command
+    from kubeforge.facts.etcd_upgrade import auth_probe_command, offered_versions_command
 
     cluster = make_cluster(tmp_path, etcd_version="3.4.23")
     commands = [offered_versions_command(cluster), auth_probe_command(cluster, cluster.etcd_members[0], (3, 5))]

@@ -9,9 +9,9 @@ import re
 import pytest
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcd_upgrade import AuthState, parse_auth, parse_offered
 from kubeforge.model.upgrade_path import etcd_upgrade_hops, etcd_upgrade_path
 from kubeforge.model.versions import Version, etcd_minors
-from kubeforge.plan.etcd.upgrade_checks import AuthState, parse_auth, parse_offered
 from kubeforge.workflows.etcd.upgrade import check_auth, check_offered, crosses_34_to_35, decide
 
 V = Version.parse

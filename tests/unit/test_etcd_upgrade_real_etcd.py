@@ -17,17 +17,14 @@ import time
 
 import pytest
 
-from kubeforge.plan.etcd.upgrade_checks import (
+from kubeforge.facts.etcd_upgrade import (
     METRICS_PORT,
     auth_probe_command,
-    cluster_version_reached,
     member_version_command,
-    move_leadership_away,
-    not_leader_or_done,
     parse_auth,
     parse_member_version,
-    runs_version,
 )
+from kubeforge.plan.etcd.upgrade_checks import cluster_version_reached, move_leadership_away, not_leader_or_done, runs_version
 from tests.factories import make_cluster
 from tests.need import skip_or_fail
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import subprocess
 
+from kubeforge.facts.etcd_v2store import parse_v2store, v2store_probe
 from kubeforge.model.upgrade_path import needs_v2store_check
 from kubeforge.model.versions import Version
-from kubeforge.plan.etcd.v2store import parse_v2store, v2store_probe
 from tests.factories import make_cluster
 
 V = Version.parse

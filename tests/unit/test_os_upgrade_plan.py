@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from kubeforge.facts.os_patch import KEPT, OsFacts, parse_probe, parse_simulation
 from kubeforge.model import EndpointMode
 from kubeforge.plan.os_upgrade import (
-    KEPT,
-    OsFacts,
     OsUpgradeInput,
-    parse_probe,
-    parse_simulation,
     plan_packages,
     plan_reboots,
     preview,
@@ -24,7 +21,7 @@ from kubeforge.plan.os_upgrade import (
 )
 from tests.factories import make_cluster
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "os_upgrade"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "os_patch"
 
 
 def probe(name: str, host: str = "h") -> OsFacts:

@@ -15,6 +15,7 @@ from kubeforge.facts.removed_apis import (
     parse_removed_apis_scan,
     removed_apis_probe,
 )
+from kubeforge.facts.upgrade import NodeMachine
 from kubeforge.model.removed_apis import (
     RemovedAPIDataError,
     parse_removed_apis,
@@ -25,7 +26,7 @@ from kubeforge.model.versions import parse_kube
 from kubeforge.plan.upgrade import plan_path
 from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs, check_removed_apis
 from kubeforge.plan.upgrade.context import UpgradeContext
-from kubeforge.plan.upgrade.state import NodeMachine, UpgradeFacts
+from kubeforge.plan.upgrade.state import UpgradeFacts
 from tests.unit.test_upgrade_planner import cluster as ha_cluster
 from tests.unit.test_upgrade_planner import facts_at as ha_facts
 from tests.unit.test_upgrade_planner import noop_backup

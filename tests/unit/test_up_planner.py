@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from kubeforge.facts import parse_host_facts
+from kubeforge.facts.cluster import Node
 from kubeforge.facts.parse_system import parse_modules, parse_swaps, parse_sysctls
 from kubeforge.facts.types import Applied, Held, Membership, Packages, Units, UnitState
 from kubeforge.model import CniSpec, Network, Role
+from kubeforge.model.versions import parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets
 from kubeforge.plan.steps import GetFileStep, PutFileStep, RunStep
-from kubeforge.plan.up import ClusterState, CniSource, NodeState, UpContext, plan_up
+from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
 from kubeforge.plan.up.label_and_taint_nodes import missing
 from kubeforge.render.host import render_cluster
 from kubeforge.render.kubeadm import node_view
@@ -70,7 +72,8 @@ def ready_state(cluster, names=None) -> ClusterState:
     for h in cluster.nodes:
         if names is not None and h.name not in names:
             continue
-        nodes[h.name] = NodeState(h.name, True, dict(h.labels), tuple(str(t) for t in node_view(cluster, h).taints), "v" + VERSION)
+        nodes[h.name] = Node(h.name, True, dict(h.labels), tuple(str(t) for t in node_view(cluster, h).taints),
+                             kubelet=parse_kube(VERSION))
     return ClusterState(initialized=True, nodes=nodes, admin_conf_sha256="ab" * 32, cni_marker=CNI.fingerprint)
 
 
@@ -209,9 +212,9 @@ def test_secrets_never_appear_in_the_plan_text_or_json(cluster, resolved):
 def test_labels_and_taints_the_api_already_shows_are_not_applied_again(cluster):
     labelled = make_host("worker-9", "10.77.4.99", Role.WORKER, labels={"tier": "gold"})
     c = dataclasses.replace(cluster, hosts=cluster.hosts + (labelled,))
-    ctx = UpContext(c, {}, {}, ClusterState(initialized=True, nodes={"worker-9": NodeState("worker-9", True, {"tier": "gold"})}))
+    ctx = UpContext(c, {}, {}, ClusterState(initialized=True, nodes={"worker-9": Node("worker-9", True, {"tier": "gold"})}))
     assert missing(ctx, labelled) == ([], [])
-    ctx = UpContext(c, {}, {}, ClusterState(initialized=True, nodes={"worker-9": NodeState("worker-9", True, {"tier": "silver"})}))
+    ctx = UpContext(c, {}, {}, ClusterState(initialized=True, nodes={"worker-9": Node("worker-9", True, {"tier": "silver"})}))
     assert missing(ctx, labelled) == (["tier=gold"], [])
 
 

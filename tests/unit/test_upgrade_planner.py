@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from kubeforge.facts.cluster import Node
+from kubeforge.facts.upgrade import NodeMachine
 from kubeforge.model import UpgradePolicy
 from kubeforge.model.versions import parse_kube
 from kubeforge.plan.steps import GateStep, LocalStep, PutFileStep, RunStep
 from kubeforge.plan.upgrade import (
-    NodeMachine,
-    NodeStatus,
     UpgradeFacts,
     check_upgrade_safety,
     plan_hop,
@@ -42,7 +42,7 @@ def facts_at(c, version=V133, **overrides) -> UpgradeFacts:
     for h in c.nodes:
         v = overrides.get(h.name.replace("-", "_"), version)
         machines[h.name] = NodeMachine(h.name, {k: v for k in ALL}, ALL, v if h.is_control_plane else None)
-        nodes[h.name] = NodeStatus(h.name, True, False, v)
+        nodes[h.name] = Node(h.name, True, unschedulable=False, kubelet=v)
     return UpgradeFacts(machines, nodes)
 
 

@@ -8,12 +8,9 @@ from dataclasses import replace
 import pytest
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.cluster import Node
 from kubeforge.plan.upgrade import (
-    NodeStatus,
     check_upgrade_safety,
-    parse_machine,
-    parse_madison,
-    parse_nodes,
 )
 from kubeforge.plan.upgrade.state import after_hop
 from tests.unit.test_upgrade_planner import V133, V134, V135, cluster, facts_at
@@ -43,7 +40,7 @@ def test_a_downgrade_is_refused_naming_the_host_and_what_runs_there():
 def test_a_notready_node_refuses_the_upgrade():
     c = cluster()
     f = facts_at(c)
-    f = replace(f, nodes={**f.nodes, "worker-1": NodeStatus("worker-1", False, False, V133)})
+    f = replace(f, nodes={**f.nodes, "worker-1": Node("worker-1", False, unschedulable=False, kubelet=V133)})
     assert refusal(c, f, V134) == "the cluster is not healthy: node worker-1 NotReady"
 
 
@@ -96,46 +93,3 @@ def test_the_projection_after_a_hop_puts_every_node_and_api_server_at_that_versi
     after = after_hop(facts_at(c), V134, [h.name for h in c.control_planes])
     assert check_upgrade_safety(c, after, V134, multi_hop=False) == []
     assert after.machines["cp-2"].apiserver == V134 and after.machines["worker-1"].apiserver is None
-
-
-MACHINE_OUT = """@@upgrade pkg kubeadm hi  1.34.2-1.1
-@@upgrade pkg kubelet ii  1.33.5-1.1
-@@upgrade pkg kubectl rc  1.33.5-1.1
-@@upgrade held kubeadm kubelet\x20
-@@upgrade apiserver kube-apiserver:v1.34.2
-"""
-
-
-def test_the_machine_probe_reads_installed_versions_holds_and_the_api_server_manifest():
-    m = parse_machine("cp-1", MACHINE_OUT)
-    assert m.packages == {"kubeadm": V134, "kubelet": V133}  # kubeadm held (hi); kubectl removed (rc)
-    assert m.held == {"kubeadm", "kubelet"}
-    assert m.apiserver == V134
-
-
-def test_the_machine_probe_of_a_bare_machine_finds_nothing():
-    m = parse_machine("w", "@@upgrade pkg kubeadm \n@@upgrade held \n@@upgrade apiserver \nnoise\n")
-    assert (m.packages, m.held, m.apiserver) == ({}, frozenset(), None)
-
-
-def test_nodes_are_read_with_ready_cordon_and_kubelet_version():
-    text = """{"kind": "List", "items": [
-      {"metadata": {"name": "cp-1"}, "spec": {"unschedulable": true},
-       "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.34.2"}}},
-      {"metadata": {"name": "w-1"}, "spec": {},
-       "status": {"conditions": [{"type": "Ready", "status": "Unknown"}], "nodeInfo": {"kubeletVersion": "v1.33.5"}}}]}"""
-    nodes = parse_nodes(text)
-    assert nodes["cp-1"] == NodeStatus("cp-1", True, True, V134)
-    assert nodes["w-1"] == NodeStatus("w-1", False, False, V133)
-
-
-def test_garbage_instead_of_a_node_list_is_a_value_error():
-    with pytest.raises(ValueError):
-        parse_nodes("error: You must be logged in to the server (Unauthorized)")
-
-
-def test_madison_output_lists_the_offered_upstream_versions():
-    text = ("   kubeadm | 1.35.1-1.1 | http://10.77.4.1:8470/kubernetes/v1.35/deb  Packages\n"
-            "   kubeadm | 1.34.2-1.1 | http://10.77.4.1:8470/kubernetes/v1.34/deb  Packages\n"
-            "W: something\n")
-    assert parse_madison(text) == {V134, V135}

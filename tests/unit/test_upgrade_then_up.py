@@ -10,12 +10,14 @@ import json
 
 import pytest
 
+from kubeforge.facts.cluster import Node
 from kubeforge.facts.types import Applied, Held, Packages
+from kubeforge.facts.upgrade import NodeMachine
 from kubeforge.model import CniSpec, Network
 from kubeforge.model.versions import parse_kube
 from kubeforge.plan.steps import PutFileStep, RunStep
-from kubeforge.plan.up import ClusterState, NodeState, UpContext, plan_up
-from kubeforge.plan.upgrade import NodeMachine, NodeStatus, UpgradeFacts, plan_hop
+from kubeforge.plan.up import ClusterState, UpContext, plan_up
+from kubeforge.plan.upgrade import UpgradeFacts, plan_hop
 from kubeforge.render.host_prep import CONTAINERD_PATH
 from kubeforge.render.kubeadm import node_view
 from kubeforge.render.record import RECORD_PATH
@@ -42,7 +44,7 @@ def upgrade_plan(old_cluster):
     facts = UpgradeFacts(
         {h.name: NodeMachine(h.name, dict.fromkeys(KUBE, OLD), KUBE, OLD if h.is_control_plane else None)
          for h in old_cluster.nodes},
-        {h.name: NodeStatus(h.name, True, False, OLD) for h in old_cluster.nodes},
+        {h.name: Node(h.name, True, unschedulable=False, kubelet=OLD) for h in old_cluster.nodes},
     )
     return plan_hop(old_cluster, facts, NEW, backup=lambda: None, node_files=lambda v: files_at(old_cluster, v))
 
@@ -95,7 +97,7 @@ def test_up_straight_after_the_upgrade_plans_zero_steps(old_cluster, upgrade_pla
     new = dataclasses.replace(old_cluster, kubernetes_version=NEW)
     files = files_at(old_cluster, NEW)
     facts = {h.name: facts_after(new, files, h, upgrade_plan) for h in new.hosts}
-    nodes = {h.name: NodeState(h.name, True, dict(h.labels), tuple(str(t) for t in node_view(new, h).taints), NEW.v)
+    nodes = {h.name: Node(h.name, True, dict(h.labels), tuple(str(t) for t in node_view(new, h).taints), kubelet=NEW)
              for h in new.nodes}
     state = ClusterState(initialized=True, nodes=nodes, admin_conf_sha256="ab" * 32, cni_marker=CNI.fingerprint)
     plan = plan_up(UpContext(new, facts, files, state, cni=CNI, local_admin_sha256="ab" * 32))
@@ -106,7 +108,7 @@ def test_a_converged_upgrade_rerun_plans_no_record_either(old_cluster):
     facts = UpgradeFacts(
         {h.name: NodeMachine(h.name, dict.fromkeys(KUBE, NEW), KUBE, NEW if h.is_control_plane else None)
          for h in old_cluster.nodes},
-        {h.name: NodeStatus(h.name, True, False, NEW) for h in old_cluster.nodes},
+        {h.name: Node(h.name, True, unschedulable=False, kubelet=NEW) for h in old_cluster.nodes},
     )
     plan = plan_hop(old_cluster, facts, NEW, backup=lambda: None, node_files=lambda v: files_at(old_cluster, v))
     assert [p.name for p in plan.phases if not p.is_noop] == []

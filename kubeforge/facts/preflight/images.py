@@ -136,3 +136,9 @@ def check_images(host: str, needed: Iterable[str], seen: ImagesSeen, *, bundle: 
         return [warned(host, CHECK, f"pulled from upstream {', '.join(unknown)}: reachability not checked (no "
                                     "egress can be assumed); an air-gapped site needs spec.images or an offline bundle")]
     return [passed(host, CHECK, f"{len(to_pull)} images to pull; {', '.join(ok)} answered")]
+
+
+def read_images(pool, hosts, endpoints: Sequence[str], ca_pem: bytes | None):
+    """The images probe on every host, in parallel: a FanoutResult of ImagesSeen per host."""
+    probe = images_probe(endpoints, ca_pem)
+    return pool.fanout(hosts, lambda t: parse_images_probe(t.run(probe).stdout))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from shlex import quote as _q
 
+from kubeforge.facts.etcd import PACKAGE, STAMP_PATH
+from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.apt import DEBIAN_FRONTEND, FINISH_DPKG, apt_update, no_service_starts
-from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
-from kubeforge.plan.etcd.probe import PACKAGE, STAMP_PATH
 from kubeforge.plan.etcd.source import BIN_DIR, DEFAULT_ARCH, UNAME_ARCH, EtcdArchive, archive_for, load_verified
 from kubeforge.plan.etcd.upgrade_checks import package_state_clean
 from kubeforge.plan.steps import PutFileStep, RunStep

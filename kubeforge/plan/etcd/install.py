@@ -20,9 +20,9 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from kubeforge.facts.etcd import STAMP_PATH, EtcdHostFacts
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.plan.etcd import commands as cmd
-from kubeforge.plan.etcd.probe import STAMP_PATH, EtcdHostFacts
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep, Step
 from kubeforge.plan.strategy import parallel, rolling, serial

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcdctl import client_url, etcdctl_line, peer_url
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.etcd import commands as cmd
-from kubeforge.plan.etcd.ctl import client_url, etcdctl_line, peer_url
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, enable_step, health_gate
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep, LocalStep, RunStep, Step

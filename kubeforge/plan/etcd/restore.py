@@ -22,20 +22,20 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from kubeforge.facts.etcd import EtcdHostFacts
+from kubeforge.facts.etcd_stacked import APISERVER_ASIDE
+from kubeforge.facts.etcdctl import REMOTE_WORK_DIR, initial_cluster, peer_url
 from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd import restore_stacked as st
-from kubeforge.plan.etcd.ctl import REMOTE_WORK_DIR, initial_cluster, peer_url
 from kubeforge.plan.etcd.install import health_gate
-from kubeforge.plan.etcd.probe import EtcdHostFacts
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.transport.base import Command
 
 # Outside manifests/, so the kubelet does not see it while etcd is replaced.
-APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-restore"
 BUMP_REVISION = 1_000_000_000  # what kubeadm/etcd docs suggest: far beyond any watch cache
 
 

@@ -15,18 +15,15 @@ interrupted restore is read from where it was moved, so a re-run converges.
 
 from __future__ import annotations
 
-import re
 import shlex
-from dataclasses import dataclass
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcd_stacked import ETCD_ASIDE, StackedMember
 from kubeforge.model import Cluster
 from kubeforge.model.kubeadm_paths import ETCD_MANIFEST
 from kubeforge.model.kubeadm_paths import MANIFESTS_DIR as MANIFESTS
 from kubeforge.transport.base import Command
 
-# Outside manifests/, so the kubelet does not see it while etcd is replaced.
-ETCD_ASIDE = "/etc/kubernetes/etcd.yaml.kubeforge-restore"
 STOP_WAIT_S = 90  # the kubelet notices a removed manifest within seconds; etcd then exits on SIGTERM
 
 # Is an etcd process alive or port 2379 open on this host? (true while etcd is still there)
@@ -35,81 +32,10 @@ ETCD_PORT_OPEN = "(exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null"
 ETCD_UP = f"{{ {ETCD_PROCESS} || {ETCD_PORT_OPEN}; }}"
 
 
-@dataclass(frozen=True)
-class StackedMember:
-    """One control plane's etcd as its static pod manifest (or the copy moved aside) says."""
-
-    host: str
-    name: str | None
-    peer_url: str | None
-    data_dir: str | None
-    manifest: str  # "manifests", "aside" or "" (none found)
-    apiserver: str  # the same for kube-apiserver.yaml
-    etcdutl: bool
-    etcdctl: bool
-    restore_flags: tuple[str, ...] = ()
-
-
-def probe_command() -> Command:
-    from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
-    from kubeforge.plan.etcd.restore import APISERVER_ASIDE
-
-    script = "\n".join(
-        [
-            "echo @@manifest",
-            f"if [ -e {ETCD_MANIFEST} ]; then echo manifests; cat {ETCD_MANIFEST}; "
-            f"elif [ -e {ETCD_ASIDE} ]; then echo aside; cat {ETCD_ASIDE}; fi",
-            "echo @@apiserver",
-            f"if [ -e {APISERVER_MANIFEST} ]; then echo manifests; elif [ -e {APISERVER_ASIDE} ]; then echo aside; fi",
-            "echo @@tools",
-            "command -v etcdctl >/dev/null 2>&1 && echo etcdctl",
-            "if command -v etcdutl >/dev/null 2>&1; then echo etcdutl; etcdutl snapshot restore --help 2>&1 | "
-            "grep -o -e '--bump-revision' -e '--mark-compacted' | sort -u; fi",
-            "echo @@end",
-        ]
-    )
-    return Command(script=script, sudo=True, timeout=30, check=False, description="stacked etcd manifest and tools")
-
-
-def _flag(text: str, name: str) -> str | None:
-    # kubeadm writes one "- --flag=value" item per line; quoting differs between writers
-    m = re.search(rf"--{re.escape(name)}=([^\s\"']+)", text)
-    return m.group(1) if m else None
-
-
-def parse_probe(host: str, text: str) -> StackedMember:
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            current = line[2:].strip()
-            sections[current] = []
-        elif current:
-            sections[current].append(line)
-    if "end" not in sections:
-        raise ValueError(f"{host}: the stacked etcd probe's output is incomplete")
-    manifest = sections.get("manifest", [])
-    where = manifest[0].strip() if manifest else ""
-    body = "\n".join(manifest[1:])
-    tools = [t.strip() for t in sections.get("tools", []) if t.strip()]
-    peer = _flag(body, "initial-advertise-peer-urls")
-    return StackedMember(
-        host=host,
-        name=_flag(body, "name"),
-        peer_url=peer.split(",")[0] if peer else None,
-        data_dir=_flag(body, "data-dir"),
-        manifest=where,
-        apiserver=(sections.get("apiserver") or [""])[0].strip(),
-        etcdutl="etcdutl" in tools,
-        etcdctl="etcdctl" in tools,
-        restore_flags=tuple(f for f in ("--bump-revision", "--mark-compacted") if f in tools),
-    )
-
-
 def check_members(cluster: Cluster, found: dict[str, StackedMember]) -> None:
     """Refuse unless every control plane has an etcd manifest that matches the inventory and a
     restore tool: nothing has been changed when this raises."""
-    from kubeforge.plan.etcd.ctl import peer_url
+    from kubeforge.facts.etcdctl import peer_url
 
     problems, no_tool = [], []
     for cp in cluster.control_planes:

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host, UpgradePolicy
-from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.membership import ListedMember, remove_member_phase
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.reset import ResetContext, plan_reset

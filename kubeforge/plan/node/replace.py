@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EtcdTopology, Host
-from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.install import health_gate
 from kubeforge.plan.etcd.membership import ListedMember, remove_member_phase
 from kubeforge.plan.phase import PhasePlan

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kubeforge.facts.etcd import STAMP_PATH as ETCD_STAMP
+from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
 from kubeforge.model.kubeadm_paths import KUBECTL
-from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.membership import _retrying
-from kubeforge.plan.etcd.probe import STAMP_PATH as ETCD_STAMP
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial

@@ -8,9 +8,7 @@ from kubeforge.plan.up.configure_endpoint import ConfigureEndpoint
 from kubeforge.plan.up.context import (  # noqa: F401
     ClusterState,
     CniSource,
-    NodeState,
     UpContext,
-    parse_nodes,
 )
 from kubeforge.plan.up.fetch_admin_kubeconfig import FetchAdminKubeconfig
 from kubeforge.plan.up.init_first_control_plane import InitFirstControlPlane

@@ -6,74 +6,17 @@ first control plane), so a phase is a pure function of this context and the plan
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubeforge.facts import HostFacts
+from kubeforge.facts.cluster import CNI_MARKER, ClusterState  # noqa: F401  (CNI_MARKER: the phases' name for it)
 from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.render.record import RECORD_PATH
 
 STAMP_DIR = "/etc/kubeforge/stamps"
 CNI_DIR = "/etc/kubeforge/cni"
-CNI_MARKER = "/etc/kubeforge/cni-applied"
-
-
-@dataclass(frozen=True)
-class NodeState:
-    name: str
-    ready: bool
-    labels: Mapping[str, str] = field(default_factory=dict)
-    taints: tuple[str, ...] = ()  # "key=value:Effect" / "key:Effect"
-    kubelet_version: str = ""
-
-
-@dataclass(frozen=True)
-class ClusterState:
-    """What the first control plane says about the cluster (read-only probe before planning)."""
-
-    initialized: bool = False  # admin.conf exists there and the API answered
-    nodes: Mapping[str, NodeState] = field(default_factory=dict)
-    admin_conf_sha256: str | None = None
-    cni_marker: str | None = None  # sha256 of the CNI manifest applied last
-    problem: str | None = None  # why the state could not be read (the API did not answer...)
-    # admin.conf exists and the API answers, but kube-system/kubeadm-config does not: an earlier
-    # `kubeadm init` stopped before it finished (its manifests, etcd data and ports would fail a rerun)
-    init_incomplete: bool = False
-    # ids of the bootstrap tokens the cluster holds now (expired ones are deleted); None: not read
-    bootstrap_token_ids: frozenset[str] | None = None
-
-    def has_node(self, name: str) -> bool:
-        return name in self.nodes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "initialized": self.initialized,
-            "nodes": {n: {"ready": s.ready, "labels": dict(s.labels), "taints": list(s.taints)} for n, s in self.nodes.items()},
-            "cni_marker": self.cni_marker,
-            "problem": self.problem,
-        }
-
-
-def _taint_text(t: Mapping[str, Any]) -> str:
-    value = t.get("value")
-    return f"{t.get('key')}{'=' + str(value) if value else ''}:{t.get('effect')}"
-
-
-def parse_nodes(text: str) -> dict[str, NodeState]:
-    """``kubectl get nodes -o json`` -> NodeState per name. Raises ValueError on garbage."""
-    doc = json.loads(text)
-    items = doc.get("items", [doc] if doc.get("kind") == "Node" else [])
-    out: dict[str, NodeState] = {}
-    for item in items:
-        meta = item.get("metadata") or {}
-        conditions = (item.get("status") or {}).get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        taints = tuple(_taint_text(t) for t in (item.get("spec") or {}).get("taints") or [])
-        info = (item.get("status") or {}).get("nodeInfo") or {}
-        out[meta["name"]] = NodeState(meta["name"], ready, dict(meta.get("labels") or {}), taints, info.get("kubeletVersion", ""))
-    return out
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@ this way; taints of nodes that joined before the inventory named them, too)."""
 
 from __future__ import annotations
 
+from kubeforge.facts.cluster import Node
 from kubeforge.model import Host
 from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.context import NodeState, UpContext
+from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import q
 from kubeforge.render.kubeadm import node_view
 from kubeforge.transport.base import Command
@@ -17,7 +18,7 @@ from kubeforge.transport.base import Command
 
 def missing(ctx: UpContext, host: Host) -> tuple[list[str], list[str]]:
     """(label specs, taint specs) the node lacks; everything when the node is not known yet."""
-    node = ctx.state.nodes.get(host.name) or NodeState(host.name, False)
+    node = ctx.state.nodes.get(host.name) or Node(host.name, False)
     labels = [f"{k}={v}" for k, v in sorted(host.labels.items()) if node.labels.get(k) != v]
     taints = [str(t) for t in node_view(ctx.cluster, host).taints if str(t) not in node.taints]
     return labels, taints

@@ -11,14 +11,6 @@ from kubeforge.plan.upgrade.planner import (  # noqa: F401
     workflow_name,
 )
 from kubeforge.plan.upgrade.state import (  # noqa: F401
-    NodeMachine,
-    NodeStatus,
     UpgradeFacts,
     after_hop,
-    machine_probe,
-    nodes_probe,
-    offered_probe,
-    parse_machine,
-    parse_madison,
-    parse_nodes,
 )

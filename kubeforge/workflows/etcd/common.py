@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from kubeforge.errors import CheckFailed, SafetyRefusal, TransportError
+from kubeforge.errors import CheckFailed, SafetyRefusal
 from kubeforge.execute import Events, Report, RunOptions, Site, execute
+from kubeforge.facts.etcd import EtcdHostFacts, gather_member_facts  # noqa: F401  (gather_member_facts: workflows/certs.py imports it from here)
 from kubeforge.model import Cluster, EtcdTopology, Host, RenderedFile
-from kubeforge.plan.etcd.probe import EtcdHostFacts, parse_probe, probe_command
 from kubeforge.plan.phase import Plan
 from kubeforge.render.context import ClusterContext, cluster_context
 from kubeforge.render.etcd import render_etcd
@@ -27,28 +27,6 @@ class StackedEtcd(SafetyRefusal):
     """Not an error of the operator's: the CLI prints it and exits 0."""
 
     exit_code = 0
-
-
-def gather_member_facts(cluster: Cluster, pool, members: tuple[Host, ...] | None = None, *,
-                        allow_unreachable: bool = False) -> dict[str, EtcdHostFacts | None]:
-    """Read-only facts of every member, in parallel. Unreachable members raise TransportError
-    naming all of them, unless ``allow_unreachable`` (then their entry is None)."""
-    members = cluster.etcd_members if members is None else members
-    probe = probe_command(cluster)
-    result = pool.fanout(members, lambda t: parse_probe(t.host, t.run(probe).stdout))
-    out: dict[str, EtcdHostFacts | None] = {}
-    down = []
-    for o in result.outcomes:
-        if o.ok:
-            out[o.host] = o.value
-        else:
-            out[o.host] = None
-            down.append(f"{o.host}: {o.message}")
-    if down and not allow_unreachable:
-        raise TransportError(", ".join(d.split(":")[0] for d in down),
-                             "cannot read etcd facts: " + "; ".join(down),
-                             hint="bring the machine back (or fix SSH), then run again; nothing was changed")
-    return out
 
 
 def member_etcd_files(ctx: ClusterContext, host: Host, facts: EtcdHostFacts | None, *,

@@ -1,6 +1,6 @@
-"""etcdctl invocations live in the plan layer (phases need them too); re-exported here."""
+"""etcdctl invocations live in kubeforge.facts.etcdctl (probes and phases build them there); re-exported here."""
 
-from kubeforge.plan.etcd.ctl import (  # noqa: F401
+from kubeforge.facts.etcdctl import (  # noqa: F401
     EXTERNAL_TLS,
     REMOTE_WORK_DIR,
     STACKED_TLS,

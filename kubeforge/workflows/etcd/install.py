@@ -8,8 +8,10 @@ view -> plan -> confirm -> run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcd import EtcdHostFacts, gather_member_facts
 from kubeforge.model import Cluster
 from kubeforge.model.versions import parse_etcd
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_phases
@@ -19,7 +21,6 @@ from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.workflows.etcd.common import (
     context,
     etcd_pki_files,
-    gather_member_facts,
     member_etcd_files,
     require_external,
 )
@@ -49,7 +50,9 @@ def never_formed(member_list, facts) -> bool:
     return not member_list and not any(f.stamp for f in facts.values() if f)
 
 
-def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInput]:
+def plan_install(cluster: Cluster, pool, *, now=None,
+                 member_facts: Mapping[str, EtcdHostFacts | None] | None = None) -> tuple[Plan, InstallInput]:
+    """``member_facts``: the members' facts when the caller read them already this run (`up`)."""
     from kubeforge.pki import ensure_pki
 
     require_external(cluster, "install")
@@ -58,7 +61,7 @@ def plan_install(cluster: Cluster, pool, *, now=None) -> tuple[Plan, InstallInpu
     arches = prepare_for_members(cluster, pool, [cluster.etcd.version])
     from_archive = archive_for(cluster) is not None
     bundle = ensure_pki(cluster, now=now).bundle
-    facts = gather_member_facts(cluster, pool)
+    facts = dict(member_facts) if member_facts is not None else gather_member_facts(cluster, pool)
     exists = any(f.has_data for f in facts.values() if f)
     refuse_version_change(cluster, facts)
     leader = None

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, KubeforgeError
 from kubeforge.execute.durable import replace_file
+from kubeforge.facts.etcd import gather_member_facts
+from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import Cluster, Host, Role
-from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
 from kubeforge.plan.etcd.membership import (
     ListedMember,
@@ -33,7 +34,7 @@ from kubeforge.plan.steps import LocalStep
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.transport.base import Command
-from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files, require_external
+from kubeforge.workflows.etcd.common import context, etcd_pki_files, member_etcd_files, require_external
 from kubeforge.workflows.etcd.sources import prepare_for_members
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 

@@ -9,16 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
+from kubeforge.facts.etcd import gather_member_facts
+from kubeforge.facts.etcd_stacked import StackedMember, apiserver_manifest_hosts, read_stacked_members
 from kubeforge.model import Cluster, EtcdTopology
-from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
 from kubeforge.plan.etcd import restore_stacked
-from kubeforge.plan.etcd.restore import APISERVER_ASIDE, RestoreInput, restore_phases
+from kubeforge.plan.etcd.restore import RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
-from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.backup import read_verified_snapshot
-from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
 
 WORKFLOW = "etcd restore"
@@ -50,11 +49,10 @@ def _stamp(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def stacked_members(cluster: Cluster, pool) -> tuple[restore_stacked.StackedMember, ...]:
+def stacked_members(cluster: Cluster, pool) -> tuple[StackedMember, ...]:
     """Every control plane's etcd member as its static pod manifest states it, checked against the
     inventory (refused, nothing changed, when they disagree or a tool is missing)."""
-    probe = restore_stacked.probe_command()
-    result = pool.fanout(cluster.control_planes, lambda t: restore_stacked.parse_probe(t.host, t.run(probe).stdout))
+    result = read_stacked_members(cluster, pool)
     down = [f"{o.host}: {o.message}" for o in result.outcomes if not o.ok]
     if down:
         raise TransportError(", ".join(d.split(":")[0] for d in down), "cannot read the etcd manifests: " + "; ".join(down),
@@ -62,14 +60,6 @@ def stacked_members(cluster: Cluster, pool) -> tuple[restore_stacked.StackedMemb
     found = {o.host: o.value for o in result.outcomes}
     restore_stacked.check_members(cluster, found)
     return tuple(found[cp.name] for cp in cluster.control_planes)
-
-
-def _api_control_planes(cluster: Cluster, pool) -> tuple:
-    """Control planes whose API server runs from a manifest, or whose manifest an interrupted restore
-    left aside (so a re-run puts it back)."""
-    probe = f"[ -e {APISERVER_MANIFEST} ] || [ -e {APISERVER_ASIDE} ]"
-    return tuple(cp for cp in cluster.control_planes
-                 if pool.get(cp).run(Command(script=probe, sudo=True, check=False, timeout=30)).ok)
 
 
 def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None = None,
@@ -88,6 +78,6 @@ def plan_restore(cluster: Cluster, pool, source: str, *, directory: Path | None 
         missing = [n for n, f in facts.items() if f is not None and f.version is None]
         if missing:
             raise SafetyRefusal(f"etcd is not installed on {', '.join(missing)}", hint="run `kubeforge etcd install` first")
-    inp = RestoreInput(cluster, members, {k: v for k, v in facts.items() if v}, _api_control_planes(cluster, pool),
+    inp = RestoreInput(cluster, members, {k: v for k, v in facts.items() if v}, apiserver_manifest_hosts(cluster, pool),
                        data, sha, manifest.name, _stamp(now or datetime.now(UTC)), stacked)
     return Plan(f"{WORKFLOW} {manifest.name}", tuple(restore_phases(inp))), inp

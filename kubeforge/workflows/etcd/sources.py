@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubeforge.errors import CheckFailed, InputError, TransportError
+from kubeforge.facts.arch import read_machine_arch
 from kubeforge.model import Cluster, Host
 from kubeforge.model.files import file_sha256, private_dir
 from kubeforge.plan.etcd.source import (
@@ -38,7 +39,6 @@ from kubeforge.plan.etcd.source import (
     expected_checksum,
     parse_sha256sums,
 )
-from kubeforge.transport.base import Command
 
 CHUNK = 1 << 20
 Opener = Callable[..., object]  # urllib.request.urlopen's shape, replaceable in tests
@@ -71,8 +71,7 @@ def prepare_etcd_sources(cluster: Cluster, versions: Iterable[object], *, arches
 def member_arches(cluster: Cluster, pool, hosts: tuple[Host, ...] | None = None) -> dict[str, str]:
     """host name -> etcd's arch name for that machine (read-only: ``uname -m``)."""
     hosts = cluster.etcd_members if hosts is None else hosts
-    probe = Command(argv=["uname", "-m"], timeout=30, description="machine architecture")
-    result = pool.fanout(hosts, lambda t: t.run(probe).stdout.strip())
+    result = read_machine_arch(pool, hosts)
     out = {}
     down = []
     for o in result.outcomes:

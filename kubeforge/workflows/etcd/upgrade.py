@@ -26,23 +26,16 @@ from pathlib import Path
 
 from kubeforge.errors import CheckFailed, CommandFailed, InputError, SafetyRefusal
 from kubeforge.execute.journal import latest_unfinished, run_summary
+from kubeforge.facts.etcd import gather_member_facts
+from kubeforge.facts.etcd_upgrade import AuthState, read_auth, read_member_versions, read_offered
 from kubeforge.model import Cluster
 from kubeforge.model.upgrade_path import EtcdHop, dropped_patch_hop, etcd_upgrade_hops, needs_v2store_check
 from kubeforge.model.versions import EtcdVersion, Version, parse_etcd
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.etcd.upgrade import upgrade_phases
-from kubeforge.plan.etcd.upgrade_checks import (
-    AuthState,
-    ClusterVersions,
-    auth_probe_command,
-    member_version_command,
-    offered_versions_command,
-    parse_auth,
-    parse_member_version,
-    parse_offered,
-)
+from kubeforge.plan.etcd.upgrade_checks import ClusterVersions
 from kubeforge.plan.phase import Plan
-from kubeforge.workflows.etcd.common import gather_member_facts, require_external
+from kubeforge.workflows.etcd.common import require_external
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 
 log = logging.getLogger("kubeforge.etcd.upgrade")
@@ -140,13 +133,13 @@ def check_v2store(cluster: Cluster, pool) -> None:
     """Before leaving 3.5 (versions.yaml v2storeCheckBeforeExit): every member's v2 store, read-only.
     Refuses a member with --enable-v2 set or whose `etcdutl check v2store` fails; a member without
     etcdutl is checked for the flag only, with a warning saying what could not be seen."""
+    from kubeforge.facts.etcd_v2store import read_v2store
     from kubeforge.model.versions import etcd_minor
-    from kubeforge.plan.etcd.v2store import parse_v2store, v2store_probe
 
     minor = etcd_minor((3, 5))
     assert minor is not None  # versions.yaml describes 3.5
     source = minor.source("v2storeCheckBeforeExit")
-    result = pool.fanout(cluster.etcd_members, lambda t: parse_v2store(t.run(v2store_probe(cluster)).stdout))
+    result = read_v2store(cluster, pool)
     blind = []
     for o in result.outcomes:
         if not o.ok:
@@ -181,10 +174,9 @@ def _source_name(cluster: Cluster) -> str:
 def offered_by_mirror(cluster: Cluster, transport, asked: str) -> dict[str, str]:
     """{upstream version: Debian version} of etcd in the mirror, as one member's apt sees it."""
     try:
-        answer = transport.run(offered_versions_command(cluster)).stdout
+        offered = read_offered(cluster, transport)
     except CommandFailed as exc:
         raise CheckFailed(f"cannot read which etcd versions {_source_name(cluster)} offers: {exc.message}") from None
-    offered = parse_offered(answer, cluster.packages.etcd_packages)
     log.info("etcd versions offered by %s (asked on %s): %s", _source_name(cluster), asked,
              ", ".join(f"{k} ({v})" for k, v in offered.items()) or "none")
     return offered
@@ -213,10 +205,7 @@ def prepare_archives(cluster: Cluster, pool, decision: UpgradeDecision, *, allow
 def gather_versions(cluster: Cluster, pool, installed: dict[str, str]) -> ClusterVersions:
     """Every member's server and cluster version, asked in parallel over SSH without a raft request;
     an unreachable member is None (and makes the lowest minor unknown)."""
-    probe = member_version_command()
-    result = pool.fanout(cluster.etcd_members, lambda t: parse_member_version(t.host, t.run(probe).stdout))
-    members = {o.host: (o.value if o.ok else None) for o in result.outcomes}
-    versions = ClusterVersions(members=members, installed=installed)
+    versions = ClusterVersions(members=read_member_versions(cluster, pool), installed=installed)
     log.info("etcd versions: %s", versions.describe())
     return versions
 
@@ -333,8 +322,7 @@ def plan_upgrade(cluster: Cluster, pool, target: str, snapshot, *, allow_older_p
     else:
         arches = prepare_archives(cluster, pool, decision, allow_older_patch=allow_older_patch)
     if crosses_34_to_35(decision) and not crashed:
-        probe = auth_probe_command(cluster, probe_host, cluster_versions.lowest_minor)
-        check_auth(decision, parse_auth(transport.run(probe).stdout))
+        check_auth(decision, read_auth(cluster, transport, probe_host, cluster_versions.lowest_minor))
     if needs_v2store_check(decision.current, want):
         check_v2store(cluster, pool)
     if decision.continuing:

@@ -64,3 +64,9 @@ def parse_v2store(text: str) -> V2StoreState:
             lines.append(line.strip())
     clean = None if etcdutl is None or rc is None else rc == 0
     return V2StoreState(enabled, etcdutl, clean, " / ".join(lines)[-400:])
+
+
+def read_v2store(cluster: Cluster, pool):
+    """The v2-store probe on every member, in parallel: a FanoutResult of V2StoreState per member."""
+    probe = v2store_probe(cluster)
+    return pool.fanout(cluster.etcd_members, lambda t: parse_v2store(t.run(probe).stdout))

@@ -1,12 +1,14 @@
 """Read-only facts of an etcd host: what is installed, whether it runs, whether it holds data, what
-kubeforge applied last. One script per host; the parser is pure and tested on recorded outputs."""
+kubeforge applied last. One script per host (``gather_member_facts`` sends it to every member in
+parallel); the parser is pure and tested on recorded outputs."""
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
 
-from kubeforge.model import Cluster
+from kubeforge.errors import TransportError
+from kubeforge.model import Cluster, Host
 from kubeforge.transport.base import Command
 
 ENV_PATH = "/etc/etcd/etcd.env"
@@ -103,3 +105,25 @@ def parse_probe(host: str, text: str) -> EtcdHostFacts:
         etcdutl="etcdutl" in restore,
         restore_flags=tuple(f for f in ("--bump-revision", "--mark-compacted") if f in restore),
     )
+
+
+def gather_member_facts(cluster: Cluster, pool, members: tuple[Host, ...] | None = None, *,
+                        allow_unreachable: bool = False) -> dict[str, EtcdHostFacts | None]:
+    """Read-only facts of every member, in parallel. Unreachable members raise TransportError
+    naming all of them, unless ``allow_unreachable`` (then their entry is None)."""
+    members = cluster.etcd_members if members is None else members
+    probe = probe_command(cluster)
+    result = pool.fanout(members, lambda t: parse_probe(t.host, t.run(probe).stdout))
+    out: dict[str, EtcdHostFacts | None] = {}
+    down = []
+    for o in result.outcomes:
+        if o.ok:
+            out[o.host] = o.value
+        else:
+            out[o.host] = None
+            down.append(f"{o.host}: {o.message}")
+    if down and not allow_unreachable:
+        raise TransportError(", ".join(d.split(":")[0] for d in down),
+                             "cannot read etcd facts: " + "; ".join(down),
+                             hint="bring the machine back (or fix SSH), then run again; nothing was changed")
+    return out

@@ -4,10 +4,13 @@ answer, a node list, garbage."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from kubeforge.workflows.common import PROBE_SCRIPT, parse_cluster_probe
+from kubeforge.facts.cluster import PROBE_SCRIPT, parse_cluster_probe
+from kubeforge.model.versions import parse_kube
 
 M = "@@kubeforge-cluster "
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "facts"
 NODES = {
     "kind": "List",
     "items": [
@@ -42,7 +45,7 @@ def test_nodes_ready_labels_and_taints_are_read_from_the_node_list():
     assert state.nodes["cp-1"].taints == ("node-role.kubernetes.io/control-plane:NoSchedule",)
     assert state.nodes["worker-1"].taints == ("dedicated=db:NoExecute",)
     assert state.nodes["worker-1"].labels == {"tier": "gold"}
-    assert state.nodes["cp-1"].kubelet_version == "v1.33.5"
+    assert state.nodes["cp-1"].kubelet == parse_kube("1.33.5")
 
 
 def test_a_garbled_node_list_is_reported_not_raised():
@@ -69,3 +72,17 @@ def test_an_api_without_kubeadms_configuration_is_an_init_that_stopped_half_way(
     assert not state.initialized and state.init_incomplete and state.problem is None
     done = out(admin="ab" * 32, nodes=json.dumps(NODES)) + f"{M}kubeadm-config\nconfigmap/kubeadm-config\n"
     assert parse_cluster_probe(done).initialized and not parse_cluster_probe(done).init_incomplete
+
+
+def test_the_recorded_probe_of_a_machine_without_admin_conf_is_a_cluster_not_initialised():
+    text = (FIXTURES / "cluster_probe" / "runner.txt").read_text()
+    state = parse_cluster_probe(text)
+    assert not state.initialized and state.nodes == {} and state.problem is None
+    assert state.admin_conf_sha256 is None and state.cni_marker is None
+
+
+def test_a_recorded_node_list_in_the_probe_gives_the_nodes_and_an_initialised_cluster():
+    nodes = (FIXTURES / "nodes" / "ready-cordoned.txt").read_text()
+    state = parse_cluster_probe(out(admin="ab" * 32, nodes=nodes) + f"{M}kubeadm-config\nconfigmap/kubeadm-config\n{M}tokens\n")
+    assert state.initialized and sorted(state.nodes) == ["cp-1", "worker-1"] and state.nodes["worker-1"].unschedulable
+    assert state.bootstrap_token_ids == frozenset()
