@@ -124,6 +124,107 @@ def test_status_shows_three_healthy_members_with_one_leader(env):
     assert sum(m["is_leader"] for m in members) == 1
 
 
+# kubeadm's certificates issued short, as an operator can with real kubeadm (v1beta4's
+# certificateValidityPeriod, read by `kubeadm certs renew --config`)
+SHORT = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 480h\n"
+# each leaf kubeadm owns (under /etc/kubernetes): its name for `kubeadm certs renew` and the CA it must
+# verify against (kubeconfigs: their embedded client certificate)
+LEAVES = {"pki/apiserver.crt": ("apiserver", "ca"), "pki/apiserver-kubelet-client.crt": ("apiserver-kubelet-client", "ca"),
+          "pki/front-proxy-client.crt": ("front-proxy-client", "front-proxy-ca"),
+          "pki/apiserver-etcd-client.crt": ("apiserver-etcd-client", "etcd/ca"),
+          "pki/etcd/server.crt": ("etcd-server", "etcd/ca"), "pki/etcd/peer.crt": ("etcd-peer", "etcd/ca"),
+          "pki/etcd/healthcheck-client.crt": ("etcd-healthcheck-client", "etcd/ca"),
+          "admin.conf": ("admin.conf", "ca"), "super-admin.conf": ("super-admin.conf", "ca"),
+          "controller-manager.conf": ("controller-manager.conf", "ca"), "scheduler.conf": ("scheduler.conf", "ca")}
+
+
+def issue_kubeadm_certs_short(env: Env, cp: str) -> None:
+    env.lab.exec(cp, ["sudo", "bash", "-c", f"printf '%s' '{SHORT}' > /root/kf-short.yaml && "
+                      "kubeadm certs renew all --config /root/kf-short.yaml >/dev/null"])
+
+
+def certs_check(env: Env) -> tuple[int, dict]:
+    res = env.kf("certs", "check", "--within-days", "30", "-o", "json")
+    assert res.returncode in (0, 9), res.stdout[-2000:] + res.stderr[-2000:]
+    return res.returncode, json.loads(res.stdout)
+
+
+def unverified_leaves(env: Env, cp: str) -> list[str]:
+    """Every kubeadm leaf on ``cp`` that `openssl verify` refuses against its CA (none missing either)."""
+    lines = ["cd /etc/kubernetes", "bad=''"]
+    for leaf, (_, ca) in LEAVES.items():
+        if leaf.endswith(".conf"):  # super-admin.conf is only where kubeadm init ran
+            lines.append(f"if [ -f {leaf} ]; then "
+                         f"sed -n 's/^ *client-certificate-data: *//p' {leaf} | base64 -d > /tmp/kf-leaf.crt; "
+                         f"openssl verify -CAfile pki/{ca}.crt /tmp/kf-leaf.crt >/dev/null || bad=\"$bad {leaf}\"; fi")
+        else:
+            lines.append(f"openssl verify -CAfile pki/{ca}.crt {leaf} >/dev/null || bad=\"$bad {leaf}\"")
+    lines.append('echo "$bad"')
+    return env.lab.exec(cp, ["sudo", "bash", "-c", "\n".join(lines)]).stdout.split()
+
+
+def kubeadm_findings(doc: dict, hosts: tuple[str, ...]) -> list[dict]:
+    return [f for f in doc["hosts"] if f["host"] in hosts and f.get("owner", "").startswith("kubeadm:")]
+
+
+def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_path: Path) -> None:
+    """kubeadm's certificates on ``short_on`` issued for 20 days: `certs check` finds every one (exit 9),
+    `certs renew` renews them (one control plane at a time, each static pod restarted and gated) with
+    a writer and a quorum watcher running, `certs check` finds nothing left within 30 days, every leaf
+    verifies against its CA, the controller manager and scheduler answer healthy on the new files."""
+    from tests.faults.etcdwire import ClientCerts, QuorumWatcher, Writer
+
+    for cp in short_on:
+        issue_kubeadm_certs_short(env, cp)
+    code, doc = certs_check(env)
+    found = kubeadm_findings(doc, short_on)
+    assert code == 9 and found and all(f["expiring"] and f["daysLeft"] <= 20 for f in found), found
+    names = {f["owner"].split(":", 1)[1] for f in found}
+    assert names == {name for name, _ in LEAVES.values()} - ({"super-admin.conf"} if "cp-1" not in short_on else set()), names
+    pki = tmp_path / "pki"
+    pki.mkdir(mode=0o700)
+    for name in ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key"):
+        (pki / name).touch(mode=0o600)
+        (pki / name).write_text(env.lab.exec("cp-1", ["sudo", "cat", f"{PKI}/{name}"]).stdout)
+    certs = ClientCerts(pki / "ca.crt", pki / "healthcheck-client.crt", pki / "healthcheck-client.key")
+    addresses = [env.lab.address(cp) for cp in CPS]
+    watcher, writer = QuorumWatcher(addresses, certs), Writer(addresses, certs, tag=f"renew-{time.time_ns()}")
+    watcher.start()
+    writer.start()
+    started = time.monotonic()
+    try:
+        res = env.kf("certs", "renew", "--within-days", "30", "--yes")
+    finally:
+        elapsed = time.monotonic() - started
+        writer.stop()
+        watcher.stop()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lost = writer.lost(addresses, certs)
+    print(f"certs renew of kubeadm's certificates on {', '.join(short_on)}: {elapsed:.1f} s, {len(writer.acked)} "
+          f"writes acknowledged, {len(lost)} lost, {writer.failed} refused, longest gap without a linearizable read "
+          f"{max(watcher.gaps(), default=0.0):.1f} s")
+    assert writer.acked and lost == [], lost
+    assert watcher.losses() == [], watcher.gaps()
+    code, doc = certs_check(env)
+    assert code == 0 and not [f for f in doc["hosts"] if f["expiring"]], [f for f in doc["hosts"] if f["expiring"]]
+    assert all(f["daysLeft"] >= 300 for f in kubeadm_findings(doc, short_on))
+    assert {cp: unverified_leaves(env, cp) for cp in CPS} == {cp: [] for cp in CPS}
+    for cp in short_on:
+        for port in (10257, 10259):
+            env.lab.exec(cp, ["curl", "-fsSk", f"https://127.0.0.1:{port}/healthz"])
+    assert sorted(m["name"] for m in env.status() if m["healthy"]) == list(CPS)
+
+
+def test_kubeadms_certificates_issued_short_on_one_control_plane_are_found_renewed_and_verify_with_etcd_healthy(
+        env, tmp_path):
+    renew_kubeadm_certs_under_a_writer(env, ("cp-2",), tmp_path)
+
+
+@pytest.mark.by_hand  # all three control planes one at a time; figures in docs/certs.md
+def test_kubeadms_certificates_issued_short_everywhere_are_renewed_one_control_plane_at_a_time(env, tmp_path):
+    renew_kubeadm_certs_under_a_writer(env, CPS, tmp_path)
+
+
 def test_restore_brings_back_the_deleted_key_and_node_and_keeps_every_old_data_dir(env):
     env.etcdctl("cp-1", "put", MARKER, "before-backup")
     nodes = env.nodes()
