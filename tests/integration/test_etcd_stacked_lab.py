@@ -167,6 +167,12 @@ def kubeadm_findings(doc: dict, hosts: tuple[str, ...]) -> list[dict]:
     return [f for f in doc["hosts"] if f["host"] in hosts and f.get("owner", "").startswith("kubeadm:")]
 
 
+def latest_run(env: Env) -> Path:
+    name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
+    runs = env.dir / ".kubeforge" / name / "runs"
+    return max((p for p in runs.iterdir() if (p / "journal.jsonl").exists()), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+
+
 def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_path: Path) -> None:
     """kubeadm's certificates on ``short_on`` issued for 20 days: `certs check` finds every one (exit 9),
     `certs renew` renews them (one control plane at a time, each static pod restarted and gated) with
@@ -181,6 +187,10 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
     assert code == 9 and found and all(f["expiring"] and f["daysLeft"] <= 20 for f in found), found
     names = {f["owner"].split(":", 1)[1] for f in found}
     assert names == {name for name, _ in LEAVES.values()} - ({"super-admin.conf"} if "cp-1" not in short_on else set()), names
+    local_admin = env.dir / ".kubeforge" / YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"] / "admin.conf"
+    if "cp-1" in short_on:  # the local copy is fetched from the first control plane: it must follow
+        res = env.kf("kubeconfig")
+        assert res.returncode == 0 and local_admin.is_file(), res.stdout + res.stderr
     pki = tmp_path / "pki"
     pki.mkdir(mode=0o700)
     for name in ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key"):
@@ -205,6 +215,18 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
           f"{max(watcher.gaps(), default=0.0):.1f} s")
     assert writer.acked and lost == [], lost
     assert watcher.losses() == [], watcher.gaps()
+    # per control plane, in turn: kubeadm renewed, then each static pod gone and back (a restart step
+    # fails when its pod still answers with the manifest away) and gated before the next one
+    records = [r for r in map(json.loads, (latest_run(env) / "journal.jsonl").read_text().splitlines())
+               if r.get("type") == "step" and r.get("phase") == "RenewControlPlanes"]
+    lanes = {cp: [r["step"].split("/", 2)[2] for r in records if r["host"] == cp] for cp in short_on}
+    assert [cp for cp in dict.fromkeys(r["host"] for r in records)] == list(short_on), records
+    assert all(r["status"] == "done" for r in records), records
+    for cp in short_on:
+        assert lanes[cp] == ["kubeadm-renew", "restart-etcd-pod", f"gate-etcd-{cp}", "restart-apiserver", f"gate-api-{cp}",
+                             "restart-kube-controller-manager", f"gate-kube-controller-manager-{cp}",
+                             "restart-kube-scheduler", f"gate-kube-scheduler-{cp}"], lanes[cp]
+    print("  " + ", ".join(f"{r['step'].split('/', 2)[2]} {r['duration']:.1f} s" for r in records))
     code, doc = certs_check(env)
     assert code == 0 and not [f for f in doc["hosts"] if f["expiring"]], [f for f in doc["hosts"] if f["expiring"]]
     assert all(f["daysLeft"] >= 300 for f in kubeadm_findings(doc, short_on))
@@ -213,6 +235,10 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
         for port in (10257, 10259):
             env.lab.exec(cp, ["curl", "-fsSk", f"https://127.0.0.1:{port}/healthz"])
     assert sorted(m["name"] for m in env.status() if m["healthy"]) == list(CPS)
+    if "cp-1" in short_on:
+        on_host = env.lab.exec("cp-1", ["sudo", "sed", "-n", "s/^ *client-certificate-data: *//p",
+                                        "/etc/kubernetes/admin.conf"]).stdout.strip()
+        assert on_host and on_host in local_admin.read_text(), "the local admin.conf was not refreshed"
 
 
 def test_kubeadms_certificates_issued_short_on_one_control_plane_are_found_renewed_and_verify_with_etcd_healthy(
@@ -362,10 +388,8 @@ def test_upgrade_across_kubeadms_etcd_minor_keeps_quorum_and_every_acknowledged_
     assert etcd_images(env) == {cp: (after, after) for cp in CPS}
     assert sorted(m["name"] for m in env.status() if m["healthy"]) == list(CPS)
     # each control plane's member moved, then all three were healthy, before the next one's kubeadm ran
-    name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
-    runs = env.dir / ".kubeforge" / name / "runs"
-    run = max((p for p in runs.iterdir() if (p / "journal.jsonl").exists()), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
-    steps = [json.loads(line).get("step", "") for line in (run / "journal.jsonl").read_text().splitlines() if line.strip()]
+    steps = [json.loads(line).get("step", "") for line in (latest_run(env) / "journal.jsonl").read_text().splitlines()
+             if line.strip()]
     moves = [s for s in steps if "kubeadm-upgrade-apply" in s or "kubeadm-upgrade-node" in s or "etcd-healthy" in s]
     assert len(moves) == 2 * len(CPS) and all("etcd-healthy" in s for s in moves[1::2]), moves
     # the module's later tests run against the upgraded cluster
