@@ -167,10 +167,12 @@ def kubeadm_findings(doc: dict, hosts: tuple[str, ...]) -> list[dict]:
     return [f for f in doc["hosts"] if f["host"] in hosts and f.get("owner", "").startswith("kubeadm:")]
 
 
-def latest_run(env: Env) -> Path:
+def latest_run(env: Env, workflow: str) -> Path:
+    """The newest run directory of ``workflow`` (named <time>Z-<workflow>, a suffix when two start together)."""
     name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
-    runs = env.dir / ".kubeforge" / name / "runs"
-    return max((p for p in runs.iterdir() if (p / "journal.jsonl").exists()), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+    runs = [p for p in (env.dir / ".kubeforge" / name / "runs").iterdir()
+            if f"Z-{workflow}" in p.name and (p / "journal.jsonl").exists()]
+    return max(runs, key=lambda p: (p / "journal.jsonl").stat().st_mtime)
 
 
 def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_path: Path) -> None:
@@ -217,7 +219,7 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
     assert watcher.losses() == [], watcher.gaps()
     # per control plane, in turn: kubeadm renewed, then each static pod gone and back (a restart step
     # fails when its pod still answers with the manifest away) and gated before the next one
-    records = [r for r in map(json.loads, (latest_run(env) / "journal.jsonl").read_text().splitlines())
+    records = [r for r in map(json.loads, (latest_run(env, "certs-renew") / "journal.jsonl").read_text().splitlines())
                if r.get("type") == "step" and r.get("phase") == "RenewControlPlanes"]
     lanes = {cp: [r["step"].split("/", 2)[2] for r in records if r["host"] == cp] for cp in short_on}
     assert [cp for cp in dict.fromkeys(r["host"] for r in records)] == list(short_on), records
@@ -388,7 +390,7 @@ def test_upgrade_across_kubeadms_etcd_minor_keeps_quorum_and_every_acknowledged_
     assert etcd_images(env) == {cp: (after, after) for cp in CPS}
     assert sorted(m["name"] for m in env.status() if m["healthy"]) == list(CPS)
     # each control plane's member moved, then all three were healthy, before the next one's kubeadm ran
-    steps = [json.loads(line).get("step", "") for line in (latest_run(env) / "journal.jsonl").read_text().splitlines()
+    steps = [json.loads(line).get("step", "") for line in (latest_run(env, "upgrade") / "journal.jsonl").read_text().splitlines()
              if line.strip()]
     moves = [s for s in steps if "kubeadm-upgrade-apply" in s or "kubeadm-upgrade-node" in s or "etcd-healthy" in s]
     assert len(moves) == 2 * len(CPS) and all("etcd-healthy" in s for s in moves[1::2]), moves

@@ -21,6 +21,7 @@ from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
 from kubeforge.plan.etcd import commands as cmd
+from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
 from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -208,7 +209,10 @@ def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequenc
         if component == "kube-apiserver" or not set(names) & set(kubeadm_names):
             continue
         if component == "etcd":
-            steps.append(RunStep(host_name, restart_static_pod("etcd", cmd.member_healthy(cluster, host)), "Restart etcd on its renewed certificates",
+            # "gone" asked with a short timeout: a member shutting down may hold a request until it ends
+            answers = Command(script=etcdctl_line(cluster, [client_url(cluster, host)], "endpoint", "health",
+                                                  command_timeout="2s"), sudo=True, timeout=10)
+            steps.append(RunStep(host_name, restart_static_pod("etcd", answers), "Restart etcd on its renewed certificates",
                                  key="restart-etcd-pod"))
             members = cluster.etcd_members
             steps.append(health_gate(cluster, host, members, key=f"gate-etcd-{host_name}",
