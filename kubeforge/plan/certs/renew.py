@@ -44,7 +44,6 @@ STOP_TIMEOUT_S = 90
 # (kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-certs, "Manual certificate renewal").
 # Per static pod, the names whose renewal restarts it, in the order the lane restarts them: etcd first
 # (stacked; its own API server reads it on 127.0.0.1), then the API server, then its two clients.
-LOCAL_ETCD = {"apiserver-etcd-client", "etcd-server", "etcd-peer", "etcd-healthcheck-client"}
 # admin.conf and super-admin.conf need no restart (each kubectl reads them afresh); nor does
 # etcd-healthcheck-client (only probes and etcdctl present it, each reading the file).
 RESTARTED_BY = (
@@ -55,6 +54,8 @@ RESTARTED_BY = (
 )
 KUBEADM_RENEWED = ("admin.conf", "super-admin.conf", "etcd-healthcheck-client",
                    *(n for _, names in RESTARTED_BY for n in names))
+# the names kubeadm lists only with a local (stacked) etcd
+LOCAL_ETCD = {"apiserver-etcd-client", "etcd-server", "etcd-peer", "etcd-healthcheck-client"}
 # kubeadm's secure ports for the two components (their liveness probes ask /healthz there)
 HEALTH_PORTS = {"kube-controller-manager": 10257, "kube-scheduler": 10259}
 
@@ -197,16 +198,17 @@ def component_healthy(component: str) -> Command:
     return Command(script=script, sudo=False, timeout=15, description=f"{component} healthy")
 
 
-def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequence[str]) -> list:
-    """After ``kubeadm certs renew``: each static pod reading a renewed name restarted and gated, in
-    RESTARTED_BY's order: etcd (every member healthy under one leader), the kube-apiserver is left to
-    the caller (``apiserver_lane``), then the controller manager and the scheduler (their /healthz)."""
+def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequence[str],
+                        components: Sequence[str]) -> list:
+    """After ``kubeadm certs renew``: each of ``components`` that reads a renewed name restarted and
+    gated, in RESTARTED_BY's order: etcd (every member healthy under one leader), the controller
+    manager and the scheduler (their /healthz). The kube-apiserver's is ``apiserver_lane``'s own."""
     from kubeforge.plan.etcd.install import health_gate
 
     host = cluster.host(host_name)
     steps: list = []
     for component, names in RESTARTED_BY:
-        if component == "kube-apiserver" or not set(names) & set(kubeadm_names):
+        if component not in components or not set(names) & set(kubeadm_names):
             continue
         if component == "etcd":
             # "gone" asked with a short timeout: a member shutting down may hold a request until it ends
@@ -216,7 +218,7 @@ def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequenc
                                  key="restart-etcd-pod"))
             members = cluster.etcd_members
             steps.append(health_gate(cluster, host, members, key=f"gate-etcd-{host_name}",
-                                     title=f"Wait for etcd healthy on {len(members)} members after {host_name}'s restarted"))
+                                     title=f"Wait for etcd healthy on {len(members)} members after {host_name}'s member restarted"))
         else:
             check = component_healthy(component)
             steps.append(RunStep(host_name, restart_static_pod(component, check),
@@ -242,22 +244,22 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
                    kubeadm_names: Sequence[str] = (), *,
                    restart_title: str = "Restart kube-apiserver on its renewed certificates") -> list:
     """Put the API server's etcd client pair (unchanged files skipped by sha256), run
-    ``kubeadm certs renew`` for kubeadm's expiring certificates, restart the kube-apiserver static pod
-    when one of its certificates changed, wait until this node's API is ready again."""
+    ``kubeadm certs renew`` for kubeadm's expiring certificates, restart a stacked etcd member whose
+    certificates were renewed (quorum gate), restart the kube-apiserver static pod when one of its
+    certificates changed, wait until this node's API is ready again, then restart the controller
+    manager and the scheduler on renewed kubeconfigs (each gated on its /healthz)."""
     host = cluster.host(host_name)
     steps: list = [PutFileStep(host_name, f) for f in files]
     if kubeadm_names:
         steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
                              key="kubeadm-renew"))
-    others = static_pod_restarts(cluster, host_name, kubeadm_names)
-    etcd_first = [s for s in others if s.key in ("restart-etcd-pod", f"gate-etcd-{host_name}")]
-    steps += etcd_first
+    steps += static_pod_restarts(cluster, host_name, kubeadm_names, ("etcd",))
     if files or set(kubeadm_names) & set(dict(RESTARTED_BY)["kube-apiserver"]):
         steps.append(RunStep(host_name, restart_apiserver(host), restart_title, key="restart-apiserver"))
     steps.append(GateStep(host_name, api_ready(host), "Wait for the API ready",
                           what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
                           timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}"))
-    return steps + [s for s in others if s not in etcd_first]
+    return steps + static_pod_restarts(cluster, host_name, kubeadm_names, ("kube-controller-manager", "kube-scheduler"))
 
 
 def renews_admin_conf(plan: Plan) -> bool:
