@@ -96,3 +96,21 @@ def test_a_static_pod_restart_puts_a_manifest_left_aside_by_an_interrupted_run_b
     # nothing answers on 10259 here: the pod counts as gone at once, and the manifest is back
     assert res.returncode == 0, res.stderr
     assert (root / manifest.lstrip("/")).read_text() == "pod" and not (root / aside.lstrip("/")).exists()
+
+
+def test_a_static_pod_that_does_not_answer_before_its_restart_is_left_in_place_and_the_step_fails(tmp_path):
+    """Its silence after the manifest moves would prove nothing (a stacked API server reconnecting to
+    its just-restarted etcd fails its probe too), so the restart waits for it to answer first."""
+    import subprocess
+
+    from kubeforge.plan.certs.renew import component_healthy, restart_static_pod
+
+    script = restart_static_pod("kube-scheduler", component_healthy("kube-scheduler")).script
+    manifest = "/etc/kubernetes/manifests/kube-scheduler.yaml"
+    root = tmp_path / "host"
+    (root / "etc/kubernetes/manifests").mkdir(parents=True)
+    (root / manifest.lstrip("/")).write_text("pod")
+    res = subprocess.run(["bash", "-c", script.replace(" /etc/", f" {root}/etc/").replace("seq 1 180", "seq 1 2")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "did not answer for 90s before its restart" in res.stderr
+    assert (root / manifest.lstrip("/")).read_text() == "pod" and not list((root / "etc/kubernetes").glob("*.kubeforge-certs"))

@@ -162,25 +162,35 @@ def api_ready(host) -> Command:
 
 
 def restart_static_pod(component: str, probe: Command) -> Command:
-    """Restart a static pod as kubeadm's docs have it: the manifest out of the kubelet's sight until
-    the pod is gone (``probe``, which succeeds while it answers, fails), then back. The
+    """Restart a static pod as kubeadm's docs have it: once it answers (``probe`` succeeds), the
+    manifest out of the kubelet's sight until the pod is gone (``probe`` fails), then back. The
     manifest goes back whatever happened, and a run interrupted with it aside puts it back on resume."""
     manifest = f"/etc/kubernetes/manifests/{component}.yaml"
     # outside manifests/ (the kubelet watches only that directory), named for this workflow so a
     # restore's aside file is never mistaken for it
     m, a = shlex.quote(manifest), shlex.quote(f"/etc/kubernetes/{component}.yaml.kubeforge-certs")
+    answers = f"{{ {probe.script}; }} >/dev/null 2>&1"
     script = "\n".join([
-        f"if [ -e {m} ]; then mv -f {m} {a}; elif [ ! -e {a} ]; then echo 'no {manifest}' >&2; exit 1; fi",
+        f"if [ -e {m} ]; then",
+        # answering first, so that its silence afterwards is the stop: a probe failing for another
+        # reason (the API server of a stacked member that just restarted, still reconnecting) would
+        # otherwise pass for the stop and put the manifest back before the kubelet saw it gone
+        "  up=0",
+        f"  for i in $(seq 1 {STOP_TIMEOUT_S * 2}); do if {answers}; then up=1; break; fi; sleep 0.5; done",
+        f"  [ $up = 1 ] || {{ echo 'the {component} static pod did not answer for {STOP_TIMEOUT_S}s before its "
+        "restart; its manifest was left in place' >&2; exit 1; }",
+        f"  mv -f {m} {a}",
+        f"elif [ ! -e {a} ]; then echo 'no {manifest}' >&2; exit 1; fi",
         "gone=0",
         f"for i in $(seq 1 {STOP_TIMEOUT_S * 2}); do",
-        f"  if ! {{ {probe.script}; }} >/dev/null 2>&1; then gone=1; break; fi",
+        f"  if ! {answers}; then gone=1; break; fi",
         "  sleep 0.5",
         "done",
         f"mv -f {a} {m}",
         f"[ $gone = 1 ] || {{ echo 'the {component} static pod still answered {STOP_TIMEOUT_S}s after its manifest "
         "was moved away (the manifest is back)' >&2; exit 1; }",
     ])
-    return Command(script=script, sudo=True, timeout=STOP_TIMEOUT_S + 60,
+    return Command(script=script, sudo=True, timeout=2 * STOP_TIMEOUT_S + 60,
                    description=f"restart the {component} static pod")
 
 
