@@ -167,6 +167,14 @@ def kubeadm_findings(doc: dict, hosts: tuple[str, ...]) -> list[dict]:
     return [f for f in doc["hosts"] if f["host"] in hosts and f.get("owner", "").startswith("kubeadm:")]
 
 
+def pod_starts(env: Env, cp: str) -> dict[str, str]:
+    """The simulator's record of each static pod's current "container": etcd's and the API server's
+    process ids, the controller manager's and scheduler's start times."""
+    files = ("etcd.pid", "kube-apiserver.pid", "kube-controller-manager.started", "kube-scheduler.started")
+    out = env.lab.exec(cp, ["sudo", "bash", "-c", "; ".join(f"echo $(cat /run/kubesim/{f} 2>/dev/null)" for f in files)]).stdout
+    return dict(zip(files, out.splitlines(), strict=True))
+
+
 def latest_run(env: Env, workflow: str) -> Path:
     """The newest run directory of ``workflow`` (named <time>Z-<workflow>, a suffix when two start together)."""
     name = YAML(typ="safe").load(env.inventory.read_text())["metadata"]["name"]
@@ -201,6 +209,7 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
     certs = ClientCerts(pki / "ca.crt", pki / "healthcheck-client.crt", pki / "healthcheck-client.key")
     addresses = [env.lab.address(cp) for cp in CPS]
     watcher, writer = QuorumWatcher(addresses, certs), Writer(addresses, certs, tag=f"renew-{time.time_ns()}")
+    before = {cp: pod_starts(env, cp) for cp in short_on}
     watcher.start()
     writer.start()
     started = time.monotonic()
@@ -228,6 +237,9 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
         assert lanes[cp] == ["kubeadm-renew", "restart-etcd-pod", f"gate-etcd-{cp}", "restart-apiserver", f"gate-api-{cp}",
                              "restart-kube-controller-manager", f"gate-kube-controller-manager-{cp}",
                              "restart-kube-scheduler", f"gate-kube-scheduler-{cp}"], lanes[cp]
+    for cp in short_on:  # each static pod really started again (a new process, a new start)
+        after = pod_starts(env, cp)
+        assert all(after[p] and after[p] != before[cp][p] for p in after), (cp, before[cp], after)
     print("  " + ", ".join(f"{r['step'].split('/', 2)[2]} {r['duration']:.1f} s" for r in records))
     code, doc = certs_check(env)
     assert code == 0 and not [f for f in doc["hosts"] if f["expiring"]], [f for f in doc["hosts"] if f["expiring"]]

@@ -126,6 +126,7 @@ class ComponentPod:
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True, name=self.name).start()
         self.server = server
+        host.write(f"/run/kubesim/{self.name}.started", f"{time.time()}\n")  # the "container"'s start, for tests
         self.log(f"{self.name} started on 127.0.0.1:{self.port}" + (f" ({why})" if why else ""))
 
     def stop(self) -> None:
