@@ -7,6 +7,8 @@ renew: from the same reading, the store's etcd leaves that expire (or all of the
 are re-issued from the store's etcd CA before planning; the plan pushes them one member at a time
 with a health gate in between, through the one run engine (journaled, resumable). A store leaf
 that is still fresh is never re-issued again, so a resumed or repeated run pushes the same files.
+kubeadm's certificates that expire (or all, ``renew_all``) are renewed by kubeadm on each control
+plane in turn, with the static pods that read them restarted and gated (kubeforge.plan.certs.renew).
 """
 
 from __future__ import annotations
@@ -163,13 +165,13 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     _require_all_read(down)
     bundle = load_pki(cluster)
     report = compare(cluster, bundle, found, within_days=within_days, now=now)
-    # stacked etcd: no member is kubeforge's (its certificates are kubeadm's, named as not renewed)
+    # stacked etcd: no member is kubeforge's; its certificates are kubeadm's (renewed on each control plane)
     selection = select(cluster, report, renew_all=renew_all, hosts=hosts)
     reissued: list[str] = []
     ctx = context(cluster)
     if resume:
         selection = _with_unrestarted_members(cluster, pool, bundle, ctx, selection, hosts)
-    if selection.members:
+    if selection.members or selection.restarts_etcd_pods:
         require_healthy_etcd(cluster, pool, "a rolling renewal")
     if (selection.members or selection.apiservers) and not resume:
         items = _to_reissue(cluster, bundle, selection, report, within_days=within_days, renew_all=renew_all, now=now)

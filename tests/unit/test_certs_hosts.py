@@ -332,20 +332,23 @@ def test_kubeadms_expiring_certificates_are_renewed_by_kubeadm_one_control_plane
                       describe(cp, "/etc/kubernetes/scheduler.conf", kubeadm_leaf(bundle, days))]
     report = compare(cluster, bundle, found, within_days=30, now=NOW)
     sel = select(cluster, report)
-    assert sel.kubeadm == (("cp-1", ("apiserver", "admin.conf")), ("cp-3", ("apiserver", "admin.conf")))
-    assert [n.split(":")[0] for n in sel.not_renewed] == ["cp-1", "cp-3"]  # scheduler.conf: not built
-    assert all("scheduler.conf" in n for n in sel.not_renewed)
+    both = ("apiserver", "admin.conf", "scheduler.conf")
+    assert sel.kubeadm == (("cp-1", both), ("cp-3", both)) and sel.not_renewed == ()
     plan = renew_plan(cluster, sel, {}, {})
     phase = plan.phases[-1]
     assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["cp-1", "cp-3"]
     steps = phase.lanes[0].steps
-    assert [s.kind for s in steps] == ["run", "run", "gate"]
+    assert [(s.kind, s.key) for s in steps] == [
+        ("run", "kubeadm-renew"), ("run", "restart-apiserver"), ("gate", "gate-api-cp-1"),
+        ("run", "restart-kube-scheduler"), ("gate", "gate-kube-scheduler-cp-1")]
     assert "kubeadm certs renew apiserver" in steps[0].command.script
     assert "Detected external" in steps[0].command.script  # kubeadm's exit 0 without a CA key is a failure here
     assert "mv -f /etc/kubernetes/manifests/kube-apiserver.yaml" in steps[1].command.script
+    assert "mv -f /etc/kubernetes/manifests/kube-scheduler.yaml" in steps[3].command.script
+    assert "https://127.0.0.1:10259/healthz" in steps[3].command.script and steps[4].probe.script.endswith("/healthz >/dev/null")
     assert renews_admin_conf(plan)
     every = select(cluster, report, renew_all=True, hosts=["cp-2"])
-    assert every.kubeadm == (("cp-2", ("apiserver", "admin.conf")),)
+    assert every.kubeadm == (("cp-2", both),)
 
 
 def test_renewing_only_kubeconfigs_restarts_nothing_but_still_gates_on_the_api(cluster):

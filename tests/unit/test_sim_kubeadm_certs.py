@@ -88,3 +88,29 @@ def test_renew_all_gives_kubeconfigs_a_real_client_certificate_and_check_expirat
     assert set(rows) == {"admin.conf", "apiserver", "apiserver-kubelet-client", "controller-manager.conf",
                          "scheduler.conf", "super-admin.conf"}
     assert all(r[6] in ("364d", "365d") and r[-1] == "no" for r in rows.values()), rows
+
+
+def test_renew_issues_for_the_configurations_certificate_validity_period_and_defaults_to_a_year(cp, tmp_path):
+    cfg = tmp_path / "short.yaml"
+    cfg.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 480h\n")
+    rc, out, err = kubeadm(cp, "certs", "renew", "all", "--config", str(cfg))
+    assert rc == 0, err
+    rc, out, _ = kubeadm(cp, "certs", "check-expiration")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert {r[6] for r in rows.values()} <= {"19d", "20d"} and len(rows) == 7, rows
+    # no --config and no API server on this machine to ask: kubeadm's default, one year
+    rc, out, err = kubeadm(cp, "certs", "renew", "scheduler.conf")
+    assert rc == 0, err
+    assert "Falling back to default configuration" in out
+    rc, out, _ = kubeadm(cp, "certs", "check-expiration")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["scheduler.conf"][6] in ("364d", "365d") and rows["admin.conf"][6] in ("19d", "20d")
+
+
+def test_a_malformed_validity_period_in_the_configuration_is_refused_as_kubeadm_refuses_it(cp, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 20d\n")
+    before = Path(cp, "etc/kubernetes/pki/apiserver.crt").read_bytes()
+    rc, _, err = kubeadm(cp, "certs", "renew", "apiserver", "--config", str(cfg))
+    assert rc == 1 and 'unknown unit "d"' in err
+    assert Path(cp, "etc/kubernetes/pki/apiserver.crt").read_bytes() == before

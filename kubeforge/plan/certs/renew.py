@@ -1,8 +1,11 @@
 """The plan of ``kubeforge certs renew``: etcd members one at a time (leaf files from the store,
 pushed, etcd restarted, the cluster healthy with one leader before the next member), then the
-applied-config stamp so a later ``etcd install`` sees nothing to do; then the API server's etcd
-client certificate, control planes one at a time (pushed, the kube-apiserver static pod restarted by
-moving its manifest out of the kubelet's sight and back, that node's API ready before the next).
+applied-config stamp so a later ``etcd install`` sees nothing to do; then control planes one at a
+time: the API server's etcd client certificate from the store (external etcd), ``kubeadm certs
+renew`` for kubeadm's certificates that expire, and each static pod that reads a renewed one
+restarted by moving its manifest out of the kubelet's sight and back, gated: a stacked etcd member
+(every member healthy under one leader), the kube-apiserver (this node's API ready), the controller
+manager and the scheduler (their /healthz), all before the next control plane.
 
 What expires but is not renewed by this plan (kubeadm's certificates, CAs, the kubelet's) is a
 warning phase at the top of the plan, so the operator sees it in the plan, the prompt and the log.
@@ -14,10 +17,11 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kubeforge.model import Cluster, RenderedFile
+from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
 from kubeforge.plan.etcd import commands as cmd
+from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
 from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -31,17 +35,29 @@ MEMBER_ITEMS = ("etcd-server", "etcd-peer")
 APISERVER_ETCD_CLIENT = f"{KUBE_PKI}/apiserver-etcd-client"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
-# Outside manifests/ (the kubelet watches only that directory), named for this workflow so a
-# restore's aside file is never mistaken for it.
-APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-certs"
+APISERVER_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubeforge-certs"  # where restart_static_pod puts it
 # How long the kubelet may take to stop the pod once its manifest is gone: it looks at the manifest
 # directory every fileCheckFrequency (20 s by default), then stops the container.
 STOP_TIMEOUT_S = 90
-# What this run renews with `kubeadm certs renew <name>` (kubeadm's names): the kube-apiserver's own
-# certificates (its static pod is restarted) and the admin kubeconfigs (read afresh by each client).
-# controller-manager.conf and scheduler.conf are left to the NotRenewed warning: restarting those two
-# static pods, gated on their health, is not built.
-KUBEADM_RENEWED = ("apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin.conf", "super-admin.conf")
+# Every certificate kubeadm lists (`kubeadm certs check-expiration`) is renewed with `kubeadm certs
+# renew <name>`, then the static pods that read it are restarted, because kubeadm restarts nothing
+# (kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-certs, "Manual certificate renewal").
+# Per static pod, the names whose renewal restarts it, in the order the lane restarts them: etcd first
+# (stacked; its own API server reads it on 127.0.0.1), then the API server, then its two clients.
+# admin.conf and super-admin.conf need no restart (each kubectl reads them afresh); nor does
+# etcd-healthcheck-client (only probes and etcdctl present it, each reading the file).
+RESTARTED_BY = (
+    ("etcd", ("etcd-server", "etcd-peer")),
+    ("kube-apiserver", ("apiserver", "apiserver-kubelet-client", "front-proxy-client", "apiserver-etcd-client")),
+    ("kube-controller-manager", ("controller-manager.conf",)),
+    ("kube-scheduler", ("scheduler.conf",)),
+)
+KUBEADM_RENEWED = ("admin.conf", "super-admin.conf", "etcd-healthcheck-client",
+                   *(n for _, names in RESTARTED_BY for n in names))
+# the names kubeadm lists only with a local (stacked) etcd
+LOCAL_ETCD = {"apiserver-etcd-client", "etcd-server", "etcd-peer", "etcd-healthcheck-client"}
+# kubeadm's secure ports for the two components (their liveness probes ask /healthz there)
+HEALTH_PORTS = {"kube-controller-manager": 10257, "kube-scheduler": 10259}
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,11 @@ class RenewSelection:
     not_renewed: tuple[str, ...]
     apiservers: tuple[str, ...] = ()  # control planes whose API server etcd client cert is pushed
     kubeadm: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (control plane, kubeadm names to renew there)
+
+    @property
+    def restarts_etcd_pods(self) -> bool:
+        """A stacked member restarts on renewed certificates (the run needs a healthy etcd first)."""
+        return any(set(names) & set(dict(RESTARTED_BY)["etcd"]) for _, names in self.kubeadm)
 
     @property
     def control_planes(self) -> tuple[str, ...]:
@@ -82,11 +103,13 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
         if renew_all and client or any(f.expiring or f.store == "differs" for f in client):
             apiservers.append(cp.name)
     kubeadm: list[tuple[str, tuple[str, ...]]] = []
+    # kubeadm lists the etcd names only with a local (stacked) etcd; elsewhere such a file is a leftover
+    renewable = set(KUBEADM_RENEWED) if cluster.etcd.topology is EtcdTopology.STACKED else set(KUBEADM_RENEWED) - LOCAL_ETCD
     for cp in cluster.control_planes:
         if wanted is not None and cp.name not in wanted:
             continue
         names = tuple(f.owner.item for f in report.findings if f.cert.host == cp.name and f.owner.kind == "kubeadm"
-                      and f.owner.item in KUBEADM_RENEWED and (renew_all or f.expiring))
+                      and f.owner.item in renewable and (renew_all or f.expiring))
         if names:
             kubeadm.append((cp.name, names))
     renewing = {(cp, n) for cp, names in kubeadm for n in names}
@@ -100,7 +123,8 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
             continue
         why = {
             "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd`; the others are not built yet)",
-            "kubeadm": "kubeadm's: renewing it (and restarting what uses it) is not built yet",
+            "kubeadm": "kubeadm's, but kubeadm renews it only on a control plane (the etcd ones only with a "
+                       "local, stacked etcd)",
             "kubelet": "the kubelet's own: it renews its client certificate itself (rotateCertificates: true in the "
                        "KubeletConfiguration kubeforge renders) once 70-90% of its life has passed",
             "store": "kubeforge's, but not one this run pushes",
@@ -137,25 +161,82 @@ def api_ready(host) -> Command:
                           "get --raw /readyz >/dev/null", sudo=True, timeout=30)
 
 
-def restart_apiserver(host) -> Command:
-    """Restart the kube-apiserver static pod as kubeadm's docs have it: the manifest out of the
-    kubelet's sight until the pod is gone (this node's API stops answering), then back. The manifest
-    goes back whatever happened, and a run interrupted with it aside puts it back on resume."""
-    m, a = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
-    probe = api_ready(host).script
+def restart_static_pod(component: str, probe: Command) -> Command:
+    """Restart a static pod as kubeadm's docs have it: once it answers (``probe`` succeeds), the
+    manifest out of the kubelet's sight until the pod is gone (``probe`` fails), then back. The
+    manifest goes back whatever happened, and a run interrupted with it aside puts it back on resume."""
+    manifest = f"/etc/kubernetes/manifests/{component}.yaml"
+    # outside manifests/ (the kubelet watches only that directory), named for this workflow so a
+    # restore's aside file is never mistaken for it
+    m, a = shlex.quote(manifest), shlex.quote(f"/etc/kubernetes/{component}.yaml.kubeforge-certs")
+    answers = f"{{ {probe.script}; }} >/dev/null 2>&1"
     script = "\n".join([
-        f"if [ -e {m} ]; then mv -f {m} {a}; elif [ ! -e {a} ]; then echo 'no {APISERVER_MANIFEST}' >&2; exit 1; fi",
+        f"if [ -e {m} ]; then",
+        # answering first, so that its silence afterwards is the stop: a probe failing for another
+        # reason (the API server of a stacked member that just restarted, still reconnecting) would
+        # otherwise pass for the stop and put the manifest back before the kubelet saw it gone
+        "  up=0",
+        f"  for i in $(seq 1 {STOP_TIMEOUT_S * 2}); do if {answers}; then up=1; break; fi; sleep 0.5; done",
+        f"  [ $up = 1 ] || {{ echo 'the {component} static pod did not answer for {STOP_TIMEOUT_S}s before its "
+        "restart; its manifest was left in place' >&2; exit 1; }",
+        f"  mv -f {m} {a}",
+        f"elif [ ! -e {a} ]; then echo 'no {manifest}' >&2; exit 1; fi",
         "gone=0",
         f"for i in $(seq 1 {STOP_TIMEOUT_S * 2}); do",
-        f"  if ! {probe} 2>/dev/null; then gone=1; break; fi",
+        f"  if ! {answers}; then gone=1; break; fi",
         "  sleep 0.5",
         "done",
         f"mv -f {a} {m}",
-        f"[ $gone = 1 ] || {{ echo 'the kube-apiserver static pod still answered {STOP_TIMEOUT_S}s after its manifest "
+        f"[ $gone = 1 ] || {{ echo 'the {component} static pod still answered {STOP_TIMEOUT_S}s after its manifest "
         "was moved away (the manifest is back)' >&2; exit 1; }",
     ])
-    return Command(script=script, sudo=True, timeout=STOP_TIMEOUT_S + 60,
-                   description="restart the kube-apiserver static pod")
+    return Command(script=script, sudo=True, timeout=2 * STOP_TIMEOUT_S + 60,
+                   description=f"restart the {component} static pod")
+
+
+def restart_apiserver(host) -> Command:
+    """Restart the kube-apiserver static pod: gone when this node's API stops answering."""
+    return restart_static_pod("kube-apiserver", api_ready(host))
+
+
+def component_healthy(component: str) -> Command:
+    """kube-controller-manager's or kube-scheduler's /healthz on this node (its self-signed serving
+    certificate is not verified, as the kubelet's liveness probe does not verify it)."""
+    url = f"https://127.0.0.1:{HEALTH_PORTS[component]}/healthz"
+    script = (f"command -v curl >/dev/null || {{ echo 'curl is needed to ask {url}' >&2; exit 1; }}\n"
+              f"curl -fsSk --max-time 5 {url} >/dev/null")
+    return Command(script=script, sudo=False, timeout=15, description=f"{component} healthy")
+
+
+def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequence[str],
+                        components: Sequence[str]) -> list:
+    """After ``kubeadm certs renew``: each of ``components`` that reads a renewed name restarted and
+    gated, in RESTARTED_BY's order: etcd (every member healthy under one leader), the controller
+    manager and the scheduler (their /healthz). The kube-apiserver's is ``apiserver_lane``'s own."""
+    from kubeforge.plan.etcd.install import health_gate
+
+    host = cluster.host(host_name)
+    steps: list = []
+    for component, names in RESTARTED_BY:
+        if component not in components or not set(names) & set(kubeadm_names):
+            continue
+        if component == "etcd":
+            # "gone" asked with a short timeout: a member shutting down may hold a request until it ends
+            answers = Command(script=etcdctl_line(cluster, [client_url(cluster, host)], "endpoint", "health",
+                                                  command_timeout="2s"), sudo=True, timeout=10)
+            steps.append(RunStep(host_name, restart_static_pod("etcd", answers), "Restart etcd on its renewed certificates",
+                                 key="restart-etcd-pod"))
+            members = cluster.etcd_members
+            steps.append(health_gate(cluster, host, members, key=f"gate-etcd-{host_name}",
+                                     title=f"Wait for etcd healthy on {len(members)} members after {host_name}'s member restarted"))
+        else:
+            check = component_healthy(component)
+            steps.append(RunStep(host_name, restart_static_pod(component, check),
+                                 f"Restart {component} on its renewed kubeconfig", key=f"restart-{component}"))
+            steps.append(GateStep(host_name, check, f"Wait for {component} healthy",
+                                  what=f"{component} of {host_name} healthy at 127.0.0.1:{HEALTH_PORTS[component]}",
+                                  timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"gate-{component}-{host_name}"))
+    return steps
 
 
 def kubeadm_renew(names: Sequence[str]) -> Command:
@@ -173,19 +254,22 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
                    kubeadm_names: Sequence[str] = (), *,
                    restart_title: str = "Restart kube-apiserver on its renewed certificates") -> list:
     """Put the API server's etcd client pair (unchanged files skipped by sha256), run
-    ``kubeadm certs renew`` for kubeadm's expiring certificates, restart the kube-apiserver static pod
-    when one of its certificates changed, wait until this node's API is ready again."""
+    ``kubeadm certs renew`` for kubeadm's expiring certificates, restart a stacked etcd member whose
+    certificates were renewed (quorum gate), restart the kube-apiserver static pod when one of its
+    certificates changed, wait until this node's API is ready again, then restart the controller
+    manager and the scheduler on renewed kubeconfigs (each gated on its /healthz)."""
     host = cluster.host(host_name)
     steps: list = [PutFileStep(host_name, f) for f in files]
     if kubeadm_names:
         steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
                              key="kubeadm-renew"))
-    if files or any(not n.endswith(".conf") for n in kubeadm_names):
+    steps += static_pod_restarts(cluster, host_name, kubeadm_names, ("etcd",))
+    if files or set(kubeadm_names) & set(dict(RESTARTED_BY)["kube-apiserver"]):
         steps.append(RunStep(host_name, restart_apiserver(host), restart_title, key="restart-apiserver"))
     steps.append(GateStep(host_name, api_ready(host), "Wait for the API ready",
                           what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
                           timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}"))
-    return steps
+    return steps + static_pod_restarts(cluster, host_name, kubeadm_names, ("kube-controller-manager", "kube-scheduler"))
 
 
 def renews_admin_conf(plan: Plan) -> bool:

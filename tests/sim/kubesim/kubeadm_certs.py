@@ -5,8 +5,13 @@
   renewal manager, which lists them only then (here: an etcd static pod manifest on the machine).
 - Renewal is unconditional (whatever the expiry) and uses the certificate on disk as the source of
   its attributes: the same subject, SANs and key usages, a new key, signed by the CA in
-  /etc/kubernetes/pki for one year. Kubeconfigs get a new embedded client certificate for the
-  kubeconfig's user (its subject kept when it holds a real certificate).
+  /etc/kubernetes/pki. Kubeconfigs get a new embedded client certificate for the kubeconfig's user
+  (its subject kept when it holds a real certificate).
+- The validity is the ClusterConfiguration's ``certificateValidityPeriod`` (v1beta4, kubeadm 1.31+;
+  default 8760h): from ``--config`` when given, else from the cluster's kubeadm-config ("[renew]
+  Reading configuration from the cluster..."), else, when the cluster cannot be asked, the default
+  ("Error reading configuration from the Cluster. Falling back to default configuration"). Whole
+  days here (openssl x509 -days), at least one.
 - A certificate that is not on disk is reported as MISSING! and skipped.
 - Without the CA's key (kubeadm's "external CA" mode) nothing is renewed: kubeadm prints
   "Detected external <ca>, <what> can't be renewed" and still exits 0, so a caller has to look at
@@ -75,7 +80,31 @@ def _kubeconfig_user(doc: dict) -> tuple[dict, bytes | None]:
     return user, pem if b"BEGIN CERTIFICATE" in pem else None
 
 
-def _renew_pki(base: str, ca: str) -> None:
+def validity_seconds(a, version: str) -> float:
+    """``certificateValidityPeriod`` from --config, else the cluster's configuration, else 8760h."""
+    from .kubeadm import _load_config
+    from .kvalues import go_duration
+
+    if a.config:
+        cc = _load_config(a.config, version).get("ClusterConfiguration") or {}
+    else:
+        print("[renew] Reading configuration from the cluster...")
+        try:
+            from . import client
+
+            # simplified: only this machine's own API server is asked (kubeadm asks admin.conf's server)
+            if files.read_manifest("kube-apiserver") is None:
+                raise SimError("no local API server")
+            bases = [client.local(client.from_kubeconfig(host.path("/etc/kubernetes/admin.conf")))]
+            cc = client.op(bases, "discover", {}, timeout=5).get("clusterConfiguration") or {}
+        except (SimError, OSError, KeyError, ValueError):
+            print("[renew] Error reading configuration from the Cluster. Falling back to default configuration")
+            cc = {}
+    seconds = go_duration(cc["certificateValidityPeriod"]) if cc.get("certificateValidityPeriod") else None
+    return seconds if seconds else YEAR
+
+
+def _renew_pki(base: str, ca: str, seconds: float) -> None:
     crt = host.path(f"{files.PKI}/{base}.crt")
     with tempfile.TemporaryDirectory(prefix="kubesim-renew-") as d:
         old = os.umask(0o077)
@@ -85,7 +114,7 @@ def _renew_pki(base: str, ca: str) -> None:
             _openssl("x509", "-x509toreq", "-in", crt, "-key", f"{d}/key.pem", "-copy_extensions", "copyall",
                      "-out", f"{d}/req.csr")
             _openssl("x509", "-req", "-in", f"{d}/req.csr", "-CA", host.path(f"{files.PKI}/{ca}.crt"),
-                     "-CAkey", host.path(f"{files.PKI}/{ca}.key"), "-CAcreateserial", "-days", "365",
+                     "-CAkey", host.path(f"{files.PKI}/{ca}.key"), "-CAcreateserial", "-days", str(max(1, int(seconds // 86400))),
                      "-copy_extensions", "copyall", "-out", f"{d}/crt.pem")
         finally:
             os.umask(old)
@@ -97,7 +126,7 @@ def _renew_pki(base: str, ca: str) -> None:
         os.unlink(serial)
 
 
-def _renew_kubeconfig(path: str) -> None:
+def _renew_kubeconfig(path: str, seconds: float) -> None:
     doc = yamlish.load(host.read(path))
     user, pem = _kubeconfig_user(doc)
     name, orgs = doc["users"][0]["name"], ORGS.get(doc["users"][0]["name"], [])
@@ -106,7 +135,7 @@ def _renew_kubeconfig(path: str) -> None:
         parts = [p.split("=", 1) for p in subject.split("=", 1)[1].strip().split(",") if "=" in p]
         name = next((v for k, v in parts if k.strip() == "CN"), name)
         orgs = [v for k, v in parts if k.strip() == "O"]
-    crt, key = _client_certificate(name, orgs, time.time() + YEAR)
+    crt, key = _client_certificate(name, orgs, time.time() + max(1, int(seconds // 86400)) * 86400.0)
     user["client-certificate-data"] = base64.b64encode(crt).decode()
     user["client-key-data"] = base64.b64encode(key).decode()
     host.write(path, yamlish.dump(doc), 0o600)
@@ -117,6 +146,7 @@ def renew(a, version: str) -> int:
     if a.name != "all" and a.name not in table:
         raise SimError(f'unknown command "{a.name}" for "kubeadm certs renew"')
     names = list(table) if a.name == "all" else [a.name]
+    seconds = validity_seconds(a, version)
     for name in names:
         base, ca, what = table[name]
         path = _path(name, base)
@@ -127,9 +157,9 @@ def renew(a, version: str) -> int:
             print(f"Detected external {ca.replace('/', '-')}, {what} can't be renewed")
             continue
         if name.endswith(".conf"):
-            _renew_kubeconfig(path)
+            _renew_kubeconfig(path, seconds)
         else:
-            _renew_pki(base, ca)
+            _renew_pki(base, ca, seconds)
         print(f"{what} renewed")
     if a.name == "all":
         print("\nDone renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
@@ -204,7 +234,7 @@ def upload_config(a, version: str, cfg: dict) -> int:
         raise SimError(f'unknown command "{a.what}" for "kubeadm init phase upload-config" (the simulator has kubeadm)')
     cc = cfg.get("ClusterConfiguration") or {}
     kept = {k: v for k, v in cc.items() if k in ("etcd", "networking", "apiServer", "clusterName",
-                                                  "controlPlaneEndpoint", "kubernetesVersion")}
+                                                  "controlPlaneEndpoint", "kubernetesVersion", "certificateValidityPeriod")}
     client.op(_server_bases("/etc/kubernetes/admin.conf"), "upload_config", {"clusterConfiguration": kept})
     print('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" Namespace')
     return 0

@@ -90,7 +90,8 @@ def init(a, version: str, cfg: dict) -> int:
     if a.upload_certs:
         cert_key = a.certificate_key or ic.get("certificateKey") or secrets.token_hex(32)
     cluster_cfg = {k: v for k, v in cc.items() if k in ("etcd", "networking", "apiServer", "clusterName",
-                                                         "controlPlaneEndpoint", "kubernetesVersion", "imageRepository")}
+                                                         "controlPlaneEndpoint", "kubernetesVersion", "imageRepository",
+                                                         "certificateValidityPeriod")}
     client.op(local, "init", {
         "version": vstr(t), "clusterName": cluster_name, "controlPlaneEndpoint": endpoint,
         "etcd": "external" if external else "stacked", "primary": advertise, "caCertHash": ca_cert_hash(ca_pem),

@@ -4,6 +4,8 @@ Running static pods means: while /etc/kubernetes/manifests/kube-apiserver.yaml e
 API server process (staticpod.py) serving on the advertise address and 127.0.0.1, backed by the store
 named in the manifest; while etcd.yaml exists (stacked etcd), keep a real etcd process running its
 command with the etcd image's binary (etcdpod.py). Like containers, both survive kubelet restarts.
+On the lab machines, kube-controller-manager and kube-scheduler serve their /healthz while their
+manifests exist (components.py; threads of this process, so they stop with the kubelet).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 
 from . import client, files, host, images, runtime
+from .components import COMPONENTS, ComponentPod
 from .etcdpod import EtcdPod
 from .staticpod import ApiServerPod, ApiServerProcess, manifest_version
 
@@ -27,6 +30,7 @@ class Kubelet:
         self.log = log
         self.pod = ApiServerProcess(log) if separate_process else ApiServerPod(log)
         self.etcd = EtcdPod(log)
+        self.components = [ComponentPod(n, log) for n in COMPONENTS] if separate_process else []
         self.images = images.PodImages(log)  # a static pod whose image containerd cannot have never runs
         self.apiserver_version: str | None = None
         self.announced = False
@@ -36,9 +40,13 @@ class Kubelet:
         manifest = self.images.runnable(files.read_manifest("kube-apiserver"))
         self.apiserver_version = manifest_version(manifest) if manifest is not None else None
         self.pod.sync(manifest)
+        for c in self.components:
+            c.sync(self.images.runnable(files.read_manifest(c.name)))
 
     def stop_api(self) -> None:
         self.pod.stop()
+        for c in self.components:
+            c.stop()
 
     def api_bases(self) -> list[str]:
         if not host.exists("/etc/kubernetes/kubelet.conf"):

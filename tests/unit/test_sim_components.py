@@ -1,0 +1,80 @@
+"""The simulator's kube-controller-manager and kube-scheduler static pods: /healthz answers ok while
+the client certificate the component read when it started verifies against the cluster CA; a
+certificate changed on disk is seen only once the pod restarts (its manifest gone, then back)."""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+
+from tests.sim import testing as T
+from tests.sim.kubesim import files, host, yamlish
+from tests.sim.kubesim.components import ComponentPod
+from tests.unit.test_sim_kubeadm_certs import cp  # noqa: F401 (the same control-plane machine)
+
+V = "v1.34.2"
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kube-scheduler"},
+       "spec": {"containers": [{"name": "kube-scheduler", "image": f"registry.k8s.io/kube-scheduler:{V}"}]}}
+
+
+def healthz(pod: ComponentPod) -> tuple[int, str]:
+    assert pod.server is not None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    url = f"https://127.0.0.1:{pod.server.server_address[1]}/healthz"
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def foreign_client_cert(root: str) -> None:
+    """scheduler.conf given a client certificate from a CA the cluster does not know."""
+    other = T.make_machine(root + "-other", "other", V)
+    with host.use_root(other):
+        files.ensure_pki({}, "10.0.0.9", stacked=False)
+        files.write_kubeconfigs("https://10.0.0.9:6443", "kubernetes", control_plane=True, super_admin=False,
+                                node_name="other")
+        theirs = yamlish.load(host.read("/etc/kubernetes/scheduler.conf"))
+    with host.use_root(root):
+        doc = yamlish.load(host.read("/etc/kubernetes/scheduler.conf"))
+        doc["users"][0]["user"]["client-certificate-data"] = theirs["users"][0]["user"]["client-certificate-data"]
+        host.write("/etc/kubernetes/scheduler.conf", yamlish.dump(doc), 0o600)
+
+
+def test_healthz_follows_the_certificate_read_at_start_until_the_pod_restarts(cp):
+    logs: list[str] = []
+    pod = ComponentPod("kube-scheduler", logs.append)
+    pod.port = 0  # any free port: the unit tests share one network
+    with host.use_root(cp):
+        pod.sync(POD)
+        try:
+            assert healthz(pod) == (200, "ok")
+            foreign_client_cert(cp)
+            pod.sync(POD)  # the same manifest: the running pod keeps what it read
+            assert healthz(pod) == (200, "ok")
+            pod.sync(None)  # manifest moved away: the pod stops
+            assert pod.server is None
+            pod.sync(POD)  # and back: it starts on the certificate now on disk
+            code, body = healthz(pod)
+            assert code == 500 and "client certificate of /etc/kubernetes/scheduler.conf" in body
+        finally:
+            pod.stop()
+    assert any("kube-scheduler stopped" in line for line in logs)
+
+
+def test_a_kubeconfig_without_an_embedded_certificate_is_unhealthy(cp):
+    with host.use_root(cp):
+        doc = yamlish.load(host.read("/etc/kubernetes/controller-manager.conf"))
+        doc["users"][0]["user"].pop("client-certificate-data")
+        host.write("/etc/kubernetes/controller-manager.conf", yamlish.dump(doc), 0o600)
+        pod = ComponentPod("kube-controller-manager", lambda _m: None)
+        pod.port = 0
+        pod.sync(POD | {"metadata": {"name": "kube-controller-manager"}})
+        try:
+            code, body = healthz(pod)
+        finally:
+            pod.stop()
+    assert code == 500 and "no client certificate in /etc/kubernetes/controller-manager.conf" in body
