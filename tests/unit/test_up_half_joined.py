@@ -72,6 +72,8 @@ def test_a_half_joined_control_plane_is_reset_its_node_deleted_and_joined_again(
     assert "kubeadm reset -f" in reset.command.script and reset.repeat_on_resume
     assert "pki.kubeforge-keep" in reset.command.script  # the CA kubeforge placed stays for the join
     assert "delete node cp-2 --ignore-not-found" in delete.command.script
+    # the Node comes back from the join without what kubectl set on the old one: set it again
+    assert "taint node cp-2 " in phase(plan, "LabelAndTaintNodes").steps[0].command.script
     # the join needs certificates uploaded (they live 2 h) and a live token, as for any join
     assert [s.key for s in phase(plan, "InitFirstControlPlane").steps if isinstance(s, RunStep)] == ["upload-certs"]
     # a Node the API never registered is as unfinished
