@@ -71,16 +71,9 @@ log = logging.getLogger("kubeforge.workflows.node")
 def _etcd_members(cluster: Cluster, pool, leaving) -> tuple:
     """etcd's own member list, checked against the inventory: removing exactly these members must
     keep a quorum of healthy voters (membership.decide's rules), and nothing else may differ."""
-    from kubeforge.workflows.etcd.members import listed_members
-    from kubeforge.workflows.etcd.status import gather_status
+    from kubeforge.workflows.etcd.members import read_listed_members
 
-    status = gather_status(cluster, pool)
-    if not status.member_list:
-        down = "; ".join(f"{m.name}: {m.error or 'no answer'}" for m in status.members)
-        raise CheckFailed(f"no etcd member answers with the cluster's member list ({down}); an etcd member cannot "
-                          "be removed blind; nothing was changed",
-                          unreachable=tuple(m.name for m in status.members if not m.reachable))
-    listed = tuple(listed_members(cluster, pool, status))
+    listed = read_listed_members(cluster, pool, "an etcd member")
     change = decide(without(cluster, frozenset(h.name for h in leaving)), listed)
     urls = {peer_url(cluster, h) for h in leaving}
     stray = [m.name or m.peer_url for m in change.remove if m.peer_url not in urls]

@@ -221,7 +221,16 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     ctx = resolve_context(cluster, facts, state)
     running = [h for h in cluster.control_planes if (f := facts.get(h.name)) is not None and f.membership.kubelet_conf]
     ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
+    if cluster.etcd.topology is EtcdTopology.STACKED and any(ctx.half_joined(h) for h in cluster.control_planes):
+        ctx = replace(ctx, etcd_members=read_stacked_members(cluster, pool))  # for JoinControlPlanes
     return with_etcd_install(plan_up(ctx), cluster, pool, member_facts), ctx
+
+
+def read_stacked_members(cluster: Cluster, pool) -> tuple:
+    """etcd's members with their health, before planning the removal of one a stopped join added."""
+    from kubeforge.workflows.etcd.members import read_listed_members
+
+    return read_listed_members(cluster, pool, "the member a stopped control-plane join added")
 
 
 # On a host that already is a member (it joined, or runs its etcd member), its ports are held by

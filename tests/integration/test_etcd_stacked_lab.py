@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -422,13 +423,55 @@ def test_reset_of_a_control_plane_leaves_no_node_object_and_no_etcd_member(env):
     assert "cp-3" not in listed and listed.count("started") == 2, listed
     assert not etcd_processes(env, "cp-3")
 
-def test_up_rejoins_the_reset_control_plane_as_a_stacked_member(env):
-    # kubeadm reset left cp-3's Node out of the API and its member out of etcd: up joins it again
-    res = env.kf("up", "--yes")
+KUBELET_SLOW = "/etc/systemd/system/kubelet.service.d/zz-test-slow-start.conf"
+
+
+def test_up_rejoins_the_reset_control_plane_after_its_join_was_stopped_half_way(env):
+    """The up that joins cp-3 again is stopped (SIGTERM) while kubeadm join waits for cp-3's kubelet
+    (a drop-in makes its start take minutes): the join has written the static Pod manifests and added
+    cp-3's etcd member. Then the kubelet runs: the member starts and fills /var/lib/etcd, the Node is
+    there but never marked a control plane. A rerun of the join would fail kubeadm's preflight, so the
+    resume removes the member from cp-1 first, resets cp-3, deletes its Node and joins it again."""
+    lab = env.lab
+    lab.exec("cp-3", ["sudo", "bash", "-c", f"mkdir -p $(dirname {KUBELET_SLOW}) && printf '[Service]\\nExecStartPre="
+                                            f"/bin/sleep 600\\nTimeoutStartSec=900\\n' > {KUBELET_SLOW}"], check=True)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "kubeforge", "up", "--yes", "-i", str(env.inventory)], cwd=env.dir,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (lab.exec("cp-3", ["sudo", "test", "-e", "/etc/kubernetes/manifests/etcd.yaml"]).returncode == 0
+                    and lab.exec("cp-3", ["systemctl", "is-active", "kubelet"]).stdout.strip() == "activating"):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+        assert proc.returncode == 8 and "interrupted [cp-3] kubeadm join as a control plane" in out, out[-3000:]
+    finally:  # the operator lets the kubelet start: it runs the etcd member and API server of the manifests left
+        lab.exec("cp-3", ["sudo", "bash", "-c", f"rm -f {KUBELET_SLOW}; systemctl daemon-reload; "
+                                                "systemctl restart --no-block kubelet"], check=True)
+    deadline = time.monotonic() + 90
+    while f"started, cp-3, https://{lab.address('cp-3')}:2380" not in env.etcdctl("cp-1", "member", "list").stdout:
+        assert time.monotonic() < deadline, "cp-3's half-added etcd member never started"
+        time.sleep(0.5)
+    assert lab.exec("cp-3", ["sudo", "test", "-d", "/var/lib/etcd/member"]).returncode == 0
+    labels = json.loads(lab.exec("cp-1", [*KUBECTL, "get", "node", "cp-3", "-o", "json"], check=True).stdout)["metadata"]["labels"]
+    assert "node-role.kubernetes.io/control-plane" not in labels
+
+    res = env.kf("up", "--yes", "--resume")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for line in ("Remove the etcd member cp-3's stopped join added … done",
+                 "kubeadm reset: an earlier kubeadm join stopped before this control plane was marked … done",
+                 "Delete node cp-3 (its join starts over) … done", "kubeadm join as a control plane … done"):
+        assert line in res.stdout + res.stderr, res.stdout[-3000:]
     assert env.nodes() == {"cp-1", "cp-2", "cp-3"}
+    labels = json.loads(lab.exec("cp-1", [*KUBECTL, "get", "node", "cp-3", "-o", "json"], check=True).stdout)["metadata"]["labels"]
+    assert "node-role.kubernetes.io/control-plane" in labels
     listed = env.etcdctl("cp-1", "member", "list").stdout
-    assert listed.count("started") == 3 and "cp-3" in listed, listed
+    assert listed.count("started") == 3 and listed.count(f"https://{lab.address('cp-3')}:2380") == 1, listed
+    assert len(etcd_processes(env, "cp-3")) == 1
 
 
 def test_node_remove_of_a_stacked_control_plane_removes_its_member_first_and_the_api_answers_throughout(env):

@@ -28,13 +28,14 @@ PERSISTENT = ("worker-2",)  # the machine powered off mid-run keeps its disk, li
 KUBECTL = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
 CNI = SIM_CNI_MANIFEST  # the lab's stand-in CNI (tests/lab/inventory.py)
 # What a dry run must not change: kubeforge's files, the services it manages, its lock.
+# Of a running cluster (whose etcd and kubelet write all the time): configuration and units.
+CONFIGS = r"""find /etc/kubeforge /etc/kubernetes /etc/apt /etc/etcd /etc/containerd -xdev -type f -exec sha256sum {} + 2>/dev/null | LC_ALL=C sort
+for u in etcd kubelet containerd; do echo "$u $(systemctl is-active $u) $(systemctl is-enabled $u 2>&1)"; done
+"""
 SNAPSHOT = r"""for d in /etc /var/lib/etcd /var/lib/kubelet /var/lib/kubeforge /opt/cni; do
   [ -e "$d" ] && find "$d" -xdev \( -type f -o -type l \) -printf '%p %m %s\n' 2>/dev/null
 done | LC_ALL=C sort
-find /etc/kubeforge /etc/kubernetes /etc/apt /etc/etcd /etc/containerd -xdev -type f -exec sha256sum {} + 2>/dev/null | LC_ALL=C sort
-for u in etcd kubelet containerd; do echo "$u $(systemctl is-active $u) $(systemctl is-enabled $u 2>&1)"; done
-cat /proc/swaps | tail -n +2
-"""
+""" + CONFIGS + "cat /proc/swaps | tail -n +2\n"
 
 
 @dataclass
@@ -96,8 +97,8 @@ def env(lab_factory, tmp_path_factory) -> Env:
     return e
 
 
-def snapshot(lab) -> dict[str, str]:
-    return {name: lab.exec(name, ["bash", "-c", SNAPSHOT], check=True).stdout for name in lab.machines}
+def snapshot(lab, script: str = SNAPSHOT) -> dict[str, str]:
+    return {name: lab.exec(name, ["bash", "-c", script], check=True).stdout for name in lab.machines}
 
 
 def wait_for_step(env: Env, proc: subprocess.Popen, started: float, host: str, phase: str, timeout: float = 120) -> None:
@@ -198,6 +199,45 @@ def test_a_second_up_changes_nothing_and_says_so(env):
     rep = report(env.latest_run())
     assert rep["outcome"] == "succeeded"
     assert [s for s in rep["steps"] if s["status"] == "done"] == []
+
+
+def test_a_kubeadm_value_wrong_for_the_real_tool_is_refused_by_kubeforge_before_any_host_and_by_the_simulator(env):
+    """A service range kubeadm refuses (more than 20 host bits): kubeforge refuses the inventory itself,
+    exit 3 naming the field, no host touched. The same value reaching kubeadm — cp-1's rendered init
+    configuration edited on the host — is refused by the simulator's kubeadm as the real one words it
+    (tests/sim/README.md "config values"), and so are flags mixed with --config."""
+    doc = json.loads(json.dumps(env.full))
+    doc["spec"]["hosts"] = [h for h in doc["spec"]["hosts"] if h["name"] != ADDED]
+    doc["spec"]["network"]["serviceCIDR"] = "10.0.0.0/8"
+    bad = env.dir / "wide-services.yaml"
+    with bad.open("w") as f:
+        YAML().dump(doc, f)
+    configs = snapshot(env.lab, CONFIGS)
+    runs_before = set((env.state_dir / "runs").iterdir())
+    res = subprocess.run([sys.executable, "-m", "kubeforge", "up", "--yes", "-i", str(bad)], capture_output=True,
+                         text=True, timeout=300, cwd=env.dir, check=False)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "wide-services.yaml:" in res.stderr and "serviceCIDR" in res.stderr and "10.0.0.0/8 is too large" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert set((env.state_dir / "runs").iterdir()) == runs_before
+    assert snapshot(env.lab, CONFIGS) == configs
+
+    from kubeforge.render.kubeadm import INIT_PATH
+
+    edit = (f"set -e\nsed 's#serviceSubnet: .*#serviceSubnet: 10.0.0.0/8#' {INIT_PATH} > /root/wide.yaml\n"
+            "grep -q 'serviceSubnet: 10.0.0.0/8' /root/wide.yaml\n")
+    env.lab.exec("cp-1", ["bash", "-c", edit], check=True)
+    try:
+        res = env.lab.exec("cp-1", ["kubeadm", "config", "validate", "--config", "/root/wide.yaml"])
+        assert res.returncode == 1 and 'networking.serviceSubnet: Invalid value: "10.0.0.0/8": specified service ' \
+            "subnet is too large; for 32-bit addresses, the mask must be >= 12" in res.stderr, res.stdout + res.stderr
+        # the rendered file as it is passes; with a flag beside --config, init is refused before preflight
+        assert env.lab.exec("cp-1", ["kubeadm", "config", "validate", "--config", INIT_PATH]).returncode == 0
+        res = env.lab.exec("cp-1", ["kubeadm", "init", "--config", INIT_PATH, "--kubernetes-version", "v1.34.2"])
+        assert res.returncode == 1 and "can not mix '--config' with arguments [kubernetes-version]" in res.stderr, res.stderr
+    finally:
+        env.lab.exec("cp-1", ["rm", "-f", "/root/wide.yaml"], check=True)
+    assert env.sim("violations") == []
 
 
 def test_up_refuses_a_taint_the_cni_does_not_tolerate_naming_node_taint_and_manifest_and_changes_nothing(env):
@@ -366,8 +406,12 @@ def test_an_up_resumed_a_day_later_creates_the_expired_token_and_uploads_the_cer
     assert first_token != old_token
 
     env.lab.exec("cp-1", [*KUBECTL, "sim", "advance-clock", "25h"], check=True)
-    _shift_token_record(secrets_file, 25)
-    res = env.kf("up", "--yes", "--resume")
+    try:
+        _shift_token_record(secrets_file, 25)
+        res = env.kf("up", "--yes", "--resume")
+    finally:  # the module's later tests never run a day ahead (heartbeats, tokens, grace periods)
+        env.lab.exec("cp-1", [*KUBECTL, "sim", "reset-clock"], check=True)
+    assert env.sim("state")["clockOffset"] == 0.0
     assert res.returncode == 0, res.stdout + res.stderr
     records = journal(run)
     cut = max(i for i, r in enumerate(records) if r["type"] == "resume")

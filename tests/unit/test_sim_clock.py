@@ -81,3 +81,30 @@ def test_kubectl_shows_live_bootstrap_token_and_kubeadm_certs_secrets_and_not_ex
     assert rc == 1 and f'secrets "bootstrap-token-{tid}" not found' in err
     # the token's value is never shown: only its id and expiry
     assert "0123456789abcdef" not in ready_lab.kubectl("get", "secrets", "-n", "kube-system", "-o", "yaml")[1]
+
+
+def test_resetting_the_clock_moves_every_stored_time_back_and_keeps_what_was_measured(tmp_path: Path) -> None:
+    now = [1000.0]
+    backend = LocalBackend(FileStore(str(tmp_path / "state.json")), clock=lambda: now[0])
+    backend.op("init", INIT)
+    backend.op("clock_advance", {"seconds": 25 * 3600})
+    # made a day ahead: a token with 24 h to live, a heartbeat just now
+    assert backend.op("token_create", {"id": "ghijkl", "hash": "u" * 64, "ttl": 86400})[0] == 200
+    backend.op("heartbeat", {"node": "cp-1", "kubeletVersion": "v1.34.2"})
+    status, body = backend.op("clock_reset", {})
+    assert status == 200 and body["result"]["clockOffset"] == 0.0
+    view = backend.view()
+    assert view["now"] == 1000.0
+    # the old token (expired a day ahead) stays expired; the new one keeps its 24 h
+    assert view["bootstrapTokens"] == {"ghijkl": 1000.0 + 86400}
+    # the heartbeat is as old as it was, not a day in the future: a kubelet that stops goes NotReady
+    now[0] += 60
+    assert backend.view()["nodes"]["cp-1"]["lastHeartbeat"] == 1000.0
+
+
+def test_kubectl_sim_reset_clock_undoes_advance_clock(ready_lab: Lab) -> None:
+    assert ready_lab.kubectl("sim", "advance-clock", "25h")[0] == 0
+    rc, out, err = ready_lab.kubectl("sim", "reset-clock")
+    assert rc == 0 and json.loads(out)["clockOffset"] == 0.0, err
+    state = json.loads(ready_lab.kubectl("sim", "state")[1])
+    assert abs(state["now"] - __import__("time").time()) < 60

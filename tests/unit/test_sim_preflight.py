@@ -121,3 +121,44 @@ def test_kubeforges_reset_of_a_half_done_init_keeps_its_pki_and_clears_what_init
     Path(root, "etc/kubernetes/pki").rename(Path(root, "etc/kubernetes/pki.kubeforge-keep"))
     res = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], env=run_env, capture_output=True, text=True)
     assert res.returncode == 0 and Path(root, "etc/kubernetes/pki/ca.key").read_text() == key
+
+
+def test_a_control_plane_join_stopped_midway_leaves_an_unmarked_node_and_its_rerun_fails_preflight(
+        ready_lab: Lab, monkeypatch) -> None:
+    """kubeadm join --control-plane stopped while it waits for its control plane (after the kubelet
+    registered the Node, the manifests were written): the Node is there but not marked a control plane
+    (mark-control-plane is the join's last phase), and a rerun is refused by preflight as kubeadm's is."""
+    from tests.sim.kubesim import kubeadm_phases
+
+    ready_lab.kubeadm(ready_lab.cp, "init", "phase", "upload-certs", "--upload-certs",
+                      "--config", str(ready_lab.base / "init.yaml"))
+    cp2 = T.make_machine(str(ready_lab.base / "cp-2"), "cp-2", V33)
+    join = ["join", "127.0.0.1:6443", "--token", "abcdef.0123456789abcdef", "--discovery-token-ca-cert-hash",
+            ca_cert_hash(ready_lab.ca_pem), "--control-plane", "--certificate-key", "ab" * 32]
+
+    def place_ca() -> None:  # what kubeforge's WritePki puts on every control plane
+        for f in ("ca.crt", "ca.key"):
+            _write(cp2, f"/etc/kubernetes/pki/{f}", Path(ready_lab.cp, "etc/kubernetes/pki", f).read_text())
+
+    def stopped(*_a, **_k):
+        raise KeyboardInterrupt
+
+    place_ca()
+
+    with monkeypatch.context() as m:
+        m.setattr(kubeadm_phases, "wait_healthy", stopped)
+        res = T.run("kubeadm", cp2, join, V33)
+        assert res[0] == 130, res
+    node = ready_lab.state()["nodes"]["cp-2"]
+    assert "node-role.kubernetes.io/control-plane" not in node["labels"]
+    assert os.path.exists(f"{cp2}/etc/kubernetes/manifests/kube-apiserver.yaml")
+    rc, _, err = T.run("kubeadm", cp2, join, V33)
+    assert rc == 1 and "[ERROR FileAvailable--etc-kubernetes-kubelet.conf]" in err, err
+    # reset (which leaves the Node: it is kubectl's to delete), the same join runs to its end and marks it
+    assert T.run("kubeadm", cp2, ["reset", "-f"], V33)[0] == 0
+    assert "cp-2" in ready_lab.state()["nodes"]
+    assert ready_lab.kubectl("delete", "node", "cp-2")[0] == 0
+    place_ca()
+    rc, out, err = T.run("kubeadm", cp2, join, V33)
+    assert rc == 0 and "[mark-control-plane]" in out, err
+    assert "node-role.kubernetes.io/control-plane" in ready_lab.state()["nodes"]["cp-2"]["labels"]

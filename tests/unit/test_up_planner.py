@@ -19,6 +19,7 @@ from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.secrets import ensure_secrets
 from kubeforge.plan.steps import GetFileStep, PutFileStep, RunStep
 from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
+from kubeforge.plan.up.context import CONTROL_PLANE_LABEL
 from kubeforge.plan.up.label_and_taint_nodes import missing
 from kubeforge.render.host import render_cluster
 from kubeforge.render.kubeadm import node_view
@@ -72,7 +73,8 @@ def ready_state(cluster, names=None) -> ClusterState:
     for h in cluster.nodes:
         if names is not None and h.name not in names:
             continue
-        nodes[h.name] = Node(h.name, True, dict(h.labels), tuple(str(t) for t in node_view(cluster, h).taints),
+        labels = {**h.labels, **({CONTROL_PLANE_LABEL: ""} if h.is_control_plane else {})}  # kubeadm's mark
+        nodes[h.name] = Node(h.name, True, labels, tuple(str(t) for t in node_view(cluster, h).taints),
                              kubelet=parse_kube(VERSION))
     return ClusterState(initialized=True, nodes=nodes, admin_conf_sha256="ab" * 32, cni_marker=CNI.fingerprint)
 

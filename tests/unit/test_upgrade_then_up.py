@@ -17,6 +17,7 @@ from kubeforge.model import CniSpec, Network
 from kubeforge.model.versions import parse_kube
 from kubeforge.plan.steps import PutFileStep, RunStep
 from kubeforge.plan.up import ClusterState, UpContext, plan_up
+from kubeforge.plan.up.context import CONTROL_PLANE_LABEL
 from kubeforge.plan.upgrade import UpgradeFacts, plan_hop
 from kubeforge.render.host_prep import CONTAINERD_PATH
 from kubeforge.render.kubeadm import node_view
@@ -97,7 +98,9 @@ def test_up_straight_after_the_upgrade_plans_zero_steps(old_cluster, upgrade_pla
     new = dataclasses.replace(old_cluster, kubernetes_version=NEW)
     files = files_at(old_cluster, NEW)
     facts = {h.name: facts_after(new, files, h, upgrade_plan) for h in new.hosts}
-    nodes = {h.name: Node(h.name, True, dict(h.labels), tuple(str(t) for t in node_view(new, h).taints), kubelet=NEW)
+    # control planes carry the label kubeadm's join (or init) marks them with
+    nodes = {h.name: Node(h.name, True, {**h.labels, **({CONTROL_PLANE_LABEL: ""} if h.is_control_plane else {})},
+                          tuple(str(t) for t in node_view(new, h).taints), kubelet=NEW)
              for h in new.nodes}
     state = ClusterState(initialized=True, nodes=nodes, admin_conf_sha256="ab" * 32, cni_marker=CNI.fingerprint)
     plan = plan_up(UpContext(new, facts, files, state, cni=CNI, local_admin_sha256="ab" * 32))

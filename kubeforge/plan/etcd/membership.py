@@ -162,6 +162,16 @@ def _find_member_script(url: str) -> str:
     return f"awk -F', ' -v u={shlex.quote(url)} '$4 == u'"
 
 
+def remove_by_peer_url(cluster: Cluster, endpoints: list[str], url: str) -> str:
+    """A script that removes the member listed with peer URL ``url``, if any (exit 0 when none is):
+    found by URL, never by name, since a member added but never started has no name yet."""
+    listed = etcdctl_line(cluster, endpoints, "member", "list")
+    find = (f"set -o pipefail\nid=$({listed} | {_find_member_script(url)} | awk -F', ' '{{print $1}}') || exit 1\n"
+            f"[ -n \"$id\" ] || {{ echo 'no member with peer URL {url}: nothing to remove'; exit 0; }}\n")
+    return find + _retrying(etcdctl_line(cluster, endpoints, "member", "remove", "ID")).replace(
+        "member remove ID", 'member remove "$id"')
+
+
 def aside_path(cluster: Cluster) -> str:
     """Where the data dir of a member that left (or never joined) is moved, never deleted."""
     return cluster.etcd.data_dir.rstrip("/") + ".kubeforge-removed"

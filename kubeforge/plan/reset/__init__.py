@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubeforge.facts.etcd import STAMP_PATH as ETCD_STAMP
-from kubeforge.facts.etcdctl import client_url, etcdctl_line
+from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
 from kubeforge.model.kubeadm_paths import KUBECTL
-from kubeforge.plan.etcd.membership import _retrying
+from kubeforge.plan.etcd.membership import remove_by_peer_url
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial
@@ -125,12 +125,10 @@ def remove_stacked_members(ctx: ResetContext) -> PhasePlan:
     leaving = {h.name for h in ctx.hosts}
     endpoints = [client_url(c, h) for h in c.etcd_members if h.name not in leaving]
     first = c.first_control_plane
-    listed = etcdctl_line(c, endpoints, "member", "list")
     steps = []
     for h in (h for h in ctx.hosts if h.is_control_plane):
-        find = f"set -o pipefail\nid=$({listed} | awk -F', ' -v n={q(h.name)} '$3 == n {{print $1}}') || exit 1\n"
-        script = find + "[ -n \"$id\" ] || exit 0\n" + _retrying(etcdctl_line(c, endpoints, "member", "remove", "ID")).replace(
-            "member remove ID", 'member remove "$id"')
+        # by peer URL: a member a stopped join added but never started is listed without a name
+        script = remove_by_peer_url(c, endpoints, peer_url(c, h))
         steps.append(RunStep(first.name, Command(script=script, sudo=True, timeout=180, description=f"member remove {h.name}"),
                              f"Remove etcd member {h.name} if still listed", key=f"etcd-member-{h.name}"))
     return PhasePlan.of(name="RemoveEtcdMembers", title=title, strategy=serial(), lanes=[(first.name, steps)],

@@ -13,9 +13,12 @@ from typing import Any
 from kubeforge.facts import HostFacts
 from kubeforge.facts.cluster import CNI_MARKER, ClusterState  # noqa: F401  (CNI_MARKER: the phases' name for it)
 from kubeforge.model import Cluster, Host, RenderedFile
+from kubeforge.plan.etcd.membership import ListedMember
 from kubeforge.render.record import RECORD_PATH
 
 STAMP_DIR = "/etc/kubeforge/stamps"
+# kubeadm join's last phase on a control plane (mark-control-plane) puts this label on its Node
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 CNI_DIR = "/etc/kubeforge/cni"
 
 
@@ -48,6 +51,9 @@ class UpContext:
     gate_timeout_s: float = 300.0
     # SANs of /etc/kubernetes/pki/apiserver.crt on each control plane that has one (read before planning)
     apiserver_sans: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # etcd's own member list (stacked etcd), read before planning when a control plane is half-joined;
+    # None: not read
+    etcd_members: tuple[ListedMember, ...] | None = None
 
     # --- hosts -------------------------------------------------------------------------------------
     @property
@@ -62,6 +68,23 @@ class UpContext:
         if f is not None:
             return bool(f.membership.kubelet_conf)
         return self.state.has_node(host.name)
+
+    def half_joined(self, host: Host) -> bool:
+        """A control plane whose `kubeadm join` stopped before its last phase (mark-control-plane): it
+        holds kubelet.conf, but the API has no Node of it marked a control plane. What the join wrote
+        (static Pod manifests, with stacked etcd a member added and its data) makes kubeadm's preflight
+        refuse to join it again, and kubelet.conf would make kubeforge skip the join: it is reset and
+        joins again (JoinControlPlanes)."""
+        if not host.is_control_plane or host.name == self.first.name or not self.state.initialized:
+            return False
+        f = self.facts.get(host.name)
+        if f is None or not f.membership.kubelet_conf:
+            return False
+        node = self.state.nodes.get(host.name)
+        return node is None or CONTROL_PLANE_LABEL not in node.labels
+
+    def needs_join(self, host: Host) -> bool:
+        return not self.joined(host) or self.half_joined(host)
 
     def prepared(self, host: Host) -> bool:
         """kubeforge applied this cluster's files to the host in an earlier run."""

@@ -86,7 +86,7 @@ class InitFirstControlPlane:
             steps.append(RunStep(host.name, Command(script=quiet(create, "kubeadm-token"), sudo=True),
                                  "Create the bootstrap token in the cluster", key="token-create",
                                  repeat_on_resume=True))
-        if any(not ctx.joined(cp) for cp in ctx.cluster.control_planes[1:]):
+        if any(ctx.needs_join(cp) for cp in ctx.cluster.control_planes[1:]):
             upload = f"kubeadm init phase upload-certs --upload-certs --config {INIT_PATH}"
             steps.append(RunStep(host.name, Command(script=quiet(upload, "kubeadm-upload-certs"), sudo=True),
                                  "Upload the control-plane certificates for joining", key="upload-certs",
@@ -96,4 +96,4 @@ class InitFirstControlPlane:
 
     @staticmethod
     def _joins_pending(ctx: UpContext) -> bool:
-        return any(not ctx.joined(h) for h in ctx.cluster.nodes if h.name != ctx.first.name)
+        return any(ctx.needs_join(h) for h in ctx.cluster.nodes if h.name != ctx.first.name)

@@ -17,8 +17,10 @@ from kubeforge.transport.base import Command
 
 
 def missing(ctx: UpContext, host: Host) -> tuple[list[str], list[str]]:
-    """(label specs, taint specs) the node lacks; everything when the node is not known yet."""
-    node = ctx.state.nodes.get(host.name) or Node(host.name, False)
+    """(label specs, taint specs) the node lacks; everything when the node is not known yet, or is a
+    half-joined control plane's (JoinControlPlanes deletes that Node and the join registers it anew)."""
+    known = None if ctx.half_joined(host) else ctx.state.nodes.get(host.name)
+    node = known or Node(host.name, False)
     labels = [f"{k}={v}" for k, v in sorted(host.labels.items()) if node.labels.get(k) != v]
     taints = [str(t) for t in node_view(ctx.cluster, host).taints if str(t) not in node.taints]
     return labels, taints

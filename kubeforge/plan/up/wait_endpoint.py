@@ -30,7 +30,7 @@ class WaitEndpoint:
         if endpoint.mode is EndpointMode.NONE:
             # InitFirstControlPlane's gate already waited for the only API server, which is the endpoint
             return PhasePlan.noop(self, f"one control plane: the endpoint is {ctx.first.name} itself")
-        waiting = [h.name for h in ctx.cluster.nodes if h.name != ctx.first.name and not ctx.joined(h)]
+        waiting = [h.name for h in ctx.cluster.nodes if h.name != ctx.first.name and ctx.needs_join(h)]
         if not waiting:
             return PhasePlan.noop(self, "no node is waiting to join")
         if ctx.state.initialized and not self._endpoint_changing(ctx):

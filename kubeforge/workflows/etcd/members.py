@@ -71,6 +71,18 @@ def listed_members(cluster: Cluster, pool, status: ClusterStatus) -> list[Listed
     return out
 
 
+def read_listed_members(cluster: Cluster, pool, purpose: str) -> tuple[ListedMember, ...]:
+    """etcd's own member list with each member's health (the `etcd status` probes), before planning a
+    removal; ``purpose`` completes "... cannot be removed blind". Exit 4 when no member answers."""
+    status = gather_status(cluster, pool)
+    if not status.member_list:
+        down = "; ".join(f"{m.name}: {m.error or 'no answer'}" for m in status.members)
+        raise CheckFailed(f"no etcd member answers with the cluster's member list ({down}); {purpose} cannot be "
+                          "removed blind; nothing was changed",
+                          unreachable=tuple(m.name for m in status.members if not m.reachable))
+    return tuple(listed_members(cluster, pool, status))
+
+
 def leaving_path(cluster: Cluster) -> Path:
     """Members kubeforge is removing, recorded before their `member remove` and dropped once their
     machine's etcd is stopped: a run that ends in between (interrupted, its machine cut off) leaves

@@ -86,6 +86,7 @@ OP_ACCESS: dict[str, tuple[str, str, str, str] | None] = {
     "token_create": ("create", "", "secrets", "kube-system"), "upload_certs": ("create", "", "secrets", "kube-system"),
     "upgrade_plan": ("get", "", "configmaps", "kube-system"), "upgrade_apply": ("update", "", "configmaps", "kube-system"),
     "upgrade_node": ("get", "", "configmaps", "kube-system"), "reset": ("get", "", "nodes", ""),
+    "mark_control_plane": ("patch", "", "nodes", ""),
     "cordon": ("patch", "", "nodes", ""), "label": ("patch", "", "nodes", ""), "taint": ("patch", "", "nodes", ""),
     "delete_node": ("delete", "", "nodes", ""),
 }

@@ -152,7 +152,8 @@ def join(a, version: str, cfg: dict) -> int:
     csr, kubelet_key = tls.new_request(*files.node_user(name)) if not host.exists(f"{files.PKI}/ca.key") else (None, None)
     joined = client.op(bases, "join", {
         "tokenId": tid, "tokenHash": th, "caCertHashes": hashes, "unsafeSkipCAVerification": skip_ca,
-        "controlPlane": control_plane, "certKeyHash": key_hash(cert_key) if (control_plane and cert_key) else None,
+        "controlPlane": control_plane, "markLater": control_plane,
+        "certKeyHash": key_hash(cert_key) if (control_plane and cert_key) else None,
         "node": {"name": name, "ip": node_ip, "kubeletVersion": host.installed_version("kubelet"),
                  "labels": {}, "taints": _taints(reg, control_plane)}, **({"csr": csr.decode()} if csr else {})})
     kubelet_pair = (joined["certificate"].encode(), kubelet_key) if csr and kubelet_key else None
@@ -181,6 +182,11 @@ def join(a, version: str, cfg: dict) -> int:
     restart_kubelet()
     if control_plane:
         wait_healthy([client.local_probe()], "wait-control-plane")
+        # kubeadm's last join phase (mark-control-plane), with the admin.conf it wrote: a join stopped
+        # before here leaves its manifests, etcd member and data, and a Node that is no control plane
+        client.op(_server_bases("/etc/kubernetes/admin.conf"), "mark_control_plane", {"node": name})
+        print(f"[mark-control-plane] Marking the node {name} as control-plane by adding the labels: "
+              "[node-role.kubernetes.io/control-plane]")
         print("\nThis node has joined the cluster and a new control plane instance was created")
     else:
         print("\nThis node has joined the cluster")

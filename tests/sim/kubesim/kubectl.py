@@ -335,6 +335,10 @@ def cmd_sim(a, version: str) -> int:
         seconds = _seconds(a.duration or "")
         print(json.dumps(client.op(bases(a), "clock_advance", {"seconds": seconds}), indent=2))
         return 0
+    if a.what == "reset-clock":
+        # undo advance-clock (a test restores the cluster's time for the tests after it)
+        print(json.dumps(client.op(bases(a), "clock_reset", {}), indent=2))
+        return 0
     path = {"violations": "/kubesim/violations", "state": "/kubesim/state"}[a.what]
     print(json.dumps(client.get(bases(a), path), indent=2))
     return 0
@@ -397,7 +401,7 @@ def parser() -> _Parser:
     s.add_argument("--timeout")
     s.set_defaults(fn=cmd_wait)
     s = sub.add_parser("sim", parents=[g])
-    s.add_argument("what", choices=["violations", "state", "advance-clock"])
+    s.add_argument("what", choices=["violations", "state", "advance-clock", "reset-clock"])
     s.add_argument("duration", nargs="?")
     s.set_defaults(fn=cmd_sim)
     return p

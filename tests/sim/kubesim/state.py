@@ -34,6 +34,26 @@ def op_clock_advance(st: dict, a: dict, now: float) -> dict:
     return {"clockOffset": st["clockOffset"], "now": now + seconds}
 
 
+def op_clock_reset(st: dict, a: dict, now: float) -> dict:
+    """Undo every op_clock_advance: the cluster's clock reads the machine's again. Every time the state
+    holds moves back by the same offset, so what was measured so far stays as it was (a token with 3 h
+    left keeps 3 h, a heartbeat 2 s old stays 2 s old) instead of lying a day in the future."""
+    offset = float(st.get("clockOffset") or 0.0)
+    for tok in (st.get("tokens") or {}).values():
+        tok["expires"] -= offset
+    if st.get("certs"):
+        st["certs"]["expires"] -= offset
+    for node in (st.get("nodes") or {}).values():
+        for k in ("lastHeartbeat", "joinedAt"):
+            if k in node:
+                node[k] -= offset
+    for pod in (st.get("pods") or {}).values():
+        if "deleteAt" in pod:
+            pod["deleteAt"] -= offset
+    st["clockOffset"] = 0.0
+    return {"clockOffset": 0.0, "now": now - offset}
+
+
 def refuse(message: str, code: int = 400) -> SimError:
     e = SimError(message, code)
     e.record = True  # type: ignore[attr-defined]
@@ -75,7 +95,10 @@ def _register(st: dict, node: dict, now: float) -> dict:
          "lastHeartbeat": now, "joinedAt": now}
     if n["controlPlane"]:
         n["apiserverVersion"] = node.get("apiserverVersion") or st["clusterVersion"]
-        n["labels"].setdefault("node-role.kubernetes.io/control-plane", "")
+        if node.get("unmarked"):  # a joining control plane: marked at the end of its join
+            n["unmarked"] = True
+        else:
+            n["labels"].setdefault("node-role.kubernetes.io/control-plane", "")
     n["labels"].setdefault("kubernetes.io/hostname", node["name"])
     st["nodes"][node["name"]] = n
     workloads.reconcile(st, now)
@@ -162,9 +185,25 @@ def op_join(st: dict, a: dict, now: float) -> dict:
     node = dict(a["node"], controlPlane=bool(a.get("controlPlane")))
     if node["controlPlane"]:
         node["apiserverVersion"] = cv
+        # the kubelet registers the Node during the join; kubeadm marks it a control plane (label) only
+        # in the join's last phase (op_mark_control_plane), after its etcd member and static pods run
+        node["unmarked"] = bool(a.get("markLater"))
     _register(st, node, now)
     _event(st, {"time": now, "event": "join", "node": name, "controlPlane": node["controlPlane"]})
     return {"clusterVersion": cv}
+
+
+def op_mark_control_plane(st: dict, a: dict, now: float) -> dict:
+    """kubeadm join's last phase on a control plane (mark-control-plane): the node-role label. A join
+    stopped before it leaves a Node the kubelet registered that is not marked a control plane."""
+    node = st["nodes"].get(a["node"])
+    if node is None:
+        raise SimError(f'Error from server (NotFound): nodes "{a["node"]}" not found', 404)
+    node["labels"]["node-role.kubernetes.io/control-plane"] = ""
+    node.pop("unmarked", None)
+    _event(st, {"time": now, "event": "mark-control-plane", "node": a["node"]})
+    workloads.reconcile(st, now)
+    return {}
 
 
 def op_heartbeat(st: dict, a: dict, now: float) -> dict:
