@@ -23,7 +23,8 @@ from tests.faults.workflows import NOT_COVERED, ORDER, WORKFLOWS
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__.split("\n")[0])
-    ap.add_argument("--workflow", choices=ORDER)
+    ap.add_argument("--workflow", choices=ORDER, action="append",
+                    help="repeatable; default: every workflow (CI names its four etcd workflows)")
     ap.add_argument("--kind", choices=KINDS)
     ap.add_argument("--sample", type=int, help="run N points drawn with the seed (at least one per workflow, "
                                                 "and the mixed-version etcd case whenever etcd-upgrade is in)")
@@ -34,9 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def needed(workflow: str | None) -> list[str]:
+def needed(workflows: list[str] | None) -> list[str]:
     """The workflows whose references must run: the selected ones and those saving their baselines."""
-    want = [workflow] if workflow else list(ORDER)
+    want = list(workflows) if workflows else list(ORDER)
     saves = {WORKFLOWS[w].saves: w for w in ORDER if WORKFLOWS[w].saves}
     out = set(want)
     for w in want:
@@ -102,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in needed(args.workflow):
             lab.reference(WORKFLOWS[w], out / w)
         steps_of = {w: ref.steps for w, ref in lab.references.items()
-                    if args.workflow is None or w == args.workflow}
+                    if args.workflow is None or w in args.workflow}
         full = matrix(steps_of, seed)
-        points = select(full, workflow=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
+        points = select(full, workflows=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
         if args.shard:
             k, n = (int(x) for x in args.shard.split("/"))
             points = points[k - 1::n]

@@ -7,10 +7,12 @@ the files it writes (its journal and report) and the machines themselves.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -49,6 +51,14 @@ ls /usr/local/bin 2>/dev/null | grep etcd
 dpkg --audit 2>/dev/null | head -3
 true
 """
+
+# what the uninterrupted `certs rotate-ca` must end with (FaultLab.rotation_end); the cases must then
+# end as it did
+ROTATION_END = {
+    "members trust the store's CA alone": (True,), "the store's CA is not the start state's": (True,),
+    "no rotation left in the store": (True,), "etcd-1 API server's etcd CA": (True, "not set up"),
+    "a client of the start state's CA is served": (False,), "a client of the store's CA is served": (True,),
+}
 
 
 def kubeforge_argv(*args: str) -> list[str]:
@@ -104,22 +114,32 @@ class Reference:
 
 class Observers:
     """The quorum watcher and the writer of one case. From bare machines they start once the
-    cluster first serves (its certificates exist only then)."""
+    cluster first serves (its certificates exist only then). Under a CA rotation they start with a
+    client of the old CA and add one of the new CA as soon as the store holds it: the members'
+    server leaves change CA in phase 2, and the old CA's client is refused after phase 3."""
 
     def __init__(self, flab: FaultLab, wf: Workflow) -> None:
         self.flab, self.addresses = flab, flab.addresses(wf.watch)
         self.watcher: QuorumWatcher | None = None
         self.writer: Writer | None = None
         self.certs: ClientCerts | None = None
+        self.new_ca: ClientCerts | None = None
         self.done = threading.Event()
-        self.starter: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []
+        self.rotates_ca = wf.rotates_ca
 
     def start(self, late: bool) -> None:
         if not late:
             self._begin()
-            return
-        self.starter = threading.Thread(target=self._when_serving, daemon=True)
-        self.starter.start()
+        else:
+            self._spawn(self._when_serving)
+        if self.rotates_ca:
+            self._spawn(self._follow_ca)
+
+    def _spawn(self, target) -> None:
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def _begin(self) -> None:
         self.certs = self.flab.certs()
@@ -142,13 +162,37 @@ class Observers:
             self._begin()
             return
 
+    def _follow_ca(self) -> None:
+        while not self.done.wait(0.1):
+            if self.watcher is None or self.writer is None:
+                continue
+            certs = pki.new_ca_client(self.flab.store_pki(), self.flab.lab.run_dir / "faults-client-new-ca")
+            if certs is None:
+                continue
+            self.new_ca = certs
+            # tried after the old CA's clients: each refusal is a fast TLS error, not a timeout
+            self.watcher.clients += [Client(a, certs, 1.0) for a in self.addresses]
+            self.writer.clients += [Client(a, certs, 2.0) for a in self.addresses]
+            return
+
     def stop(self) -> None:
         self.done.set()
-        if self.starter:
-            self.starter.join(30)
+        for t in self.threads:
+            t.join(30)
         for t in (self.writer, self.watcher):
             if t:
                 t.stop()
+
+    def lost(self) -> list[str] | None:
+        """The writer's acknowledged keys no member has, read with the new CA's client when there is one."""
+        if self.writer is None:
+            return None
+        for certs in (self.new_ca, self.certs):
+            if certs is not None:
+                lost = self.writer.lost(self.addresses, certs)
+                if lost is not None:
+                    return lost
+        return None
 
 
 class FaultLab:
@@ -206,6 +250,10 @@ class FaultLab:
     @property
     def state_dir(self) -> Path:
         return self.work / ".kubeforge"
+
+    def store_pki(self) -> Path:
+        found = sorted(self.state_dir.glob("*/pki"))
+        return found[0] if found else self.state_dir / "none" / "pki"
 
     def runs_dir(self) -> Path:
         found = sorted(self.state_dir.glob("*/runs"))
@@ -293,7 +341,44 @@ class FaultLab:
             finally:
                 c.close()
         out["versions"], out["members"] = versions, members
+        if wf.rotates_ca:
+            out.update(self.rotation_end(wf, cas))
         return out
+
+    def rotation_end(self, wf: Workflow, cas: set[str]) -> dict:
+        """After `certs rotate-ca --ca etcd`: every member and API server trusts the store's CA
+        alone, which is not the start state's; the store's rotation is gone; real etcd refuses a
+        client of the old CA and serves one of the new."""
+        store = self.store_pki()
+        now, before = pki.store_ca_sha256(store), pki.store_ca_sha256(self.saved_store_pki(wf.baseline))
+        out: dict = {"members trust the store's CA alone": cas == {now},
+                     "the store's CA is not the start state's": now is not None and now != before,
+                     "no rotation left in the store": not (store / pki.ROTATION_CA.parent).exists()}
+        for cp in ("etcd-1",):  # the inventory's control plane: an API server's etcd CA, where one is set up
+            res = self.lab.exec(cp, ["bash", "-c", f"test -f {pki.APISERVER_ETCD_CA} && sha256sum {pki.APISERVER_ETCD_CA}"])
+            out[f"{cp} API server's etcd CA"] = (res.stdout.split()[0] == now) if res.returncode == 0 else "not set up"
+        old = pki.issue_client(self.saved_store_pki(wf.baseline) / "etcd",
+                               (store / "etcd" / "ca.crt").read_bytes(), self.lab.run_dir / "faults-client-old-ca")
+        new = pki.issue_client(store / "etcd", (store / "etcd" / "ca.crt").read_bytes(),
+                               self.lab.run_dir / "faults-client-store-ca")
+        for name, certs in (("a client of the start state's CA is served", old),
+                            ("a client of the store's CA is served", new)):
+            c = Client(self.lab.address(wf.watch[0]), certs, timeout=5.0) if certs else None
+            try:
+                if c is None:
+                    raise OSError("no CA to issue it from")
+                c.put("/kf/faults/rotation-client", "x")
+                out[name] = True
+            except (OSError, http.client.HTTPException, ssl.SSLError):
+                out[name] = False
+            finally:
+                if c:
+                    c.close()
+        return out
+
+    def saved_store_pki(self, name: str) -> Path:
+        found = sorted((self.lab.run_dir / "saved-state" / name).glob("*/pki"))
+        return found[0] if found else self.lab.run_dir / "saved-state" / name / "none" / "pki"
 
     def etcd_panics(self, since: str) -> dict[str, str]:
         """Members whose etcd logged a Go panic since ``since`` (``@<epoch>``): the first panic line."""
@@ -352,6 +437,9 @@ class FaultLab:
         if res.returncode != wf.noop_exit or wf.noop_says not in text:
             self.log(f"warning: after the uninterrupted {wf.name}, `{' '.join(wf.noop)}` did not find nothing to do "
                      f"(exit {res.returncode}): {text[-300:]}")
+        wrong = {k: fp[k] for k, want in ROTATION_END.items() if wf.rotates_ca and fp.get(k) not in want}
+        if wrong:
+            raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as a rotation must: {wrong}")
         if wf.saves:
             self.save(wf.saves)
         ref = Reference(len(journals.steps(recs)), [r["host"] for r in journals.steps(recs)], seconds, fp, always)
@@ -425,7 +513,7 @@ class FaultLab:
             o.quorum_losses = watcher.losses()
         if writer and observers.certs:
             o.acked = len(writer.acked)
-            lost = writer.lost(observers.addresses, observers.certs)
+            lost = observers.lost()
             if lost is None:
                 # not counted as lost: unreadable is not gone (the quorum loss is counted already)
                 o.problems.append(f"no member answered the read of the writer's keys at the end: "

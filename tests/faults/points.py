@@ -58,10 +58,11 @@ def matrix(steps_of: dict[str, int], seed: int) -> list[Point]:
     return points
 
 
-def select(points: list[Point], *, workflow: str | None, kind: str | None, sample: int | None, seed: int) -> list[Point]:
+def select(points: list[Point], *, workflows: list[str] | None, kind: str | None, sample: int | None,
+           seed: int) -> list[Point]:
     """Filter by workflow and kind; with ``sample``, N points drawn with ``seed``: first one per
     workflow (and the mixed-version case whenever etcd-upgrade is in), then at random."""
-    chosen = [p for p in points if (workflow is None or p.workflow == workflow) and (kind is None or p.kind == kind)]
+    chosen = [p for p in points if (not workflows or p.workflow in workflows) and (kind is None or p.kind == kind)]
     if sample is None or sample >= len(chosen):
         return chosen
     rng = random.Random(seed)
