@@ -41,10 +41,10 @@ def needed(workflows: list[str] | None) -> list[str]:
     saves = {WORKFLOWS[w].saves: w for w in ORDER if WORKFLOWS[w].saves}
     out = set(want)
     for w in want:
-        b = WORKFLOWS[w].baseline
+        b = WORKFLOWS[w].prepared_from or WORKFLOWS[w].baseline
         while b in saves:
             out.add(saves[b])
-            b = WORKFLOWS[saves[b]].baseline
+            b = WORKFLOWS[saves[b]].prepared_from or WORKFLOWS[saves[b]].baseline
     return [w for w in ORDER if w in out]
 
 

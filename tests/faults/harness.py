@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from tests.faults import journals, pki
 from tests.faults.etcdwire import Client, ClientCerts, QuorumWatcher, Writer
 from tests.faults.points import Point
-from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, THREE, Workflow
+from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, RESTORE_BACKUPS, THREE, Workflow
 from tests.lab import claims, disks
 from tests.lab.lab import Lab
 from tests.lab.layout import layout
@@ -59,6 +59,10 @@ ROTATION_END = {
     "no rotation left in the store": (True,), "etcd-1 API server's etcd CA": (True, "not set up"),
     "a client of the start state's CA is served": (False,), "a client of the store's CA is served": (True,),
 }
+# `etcd restore`'s start state: these keys are in the backup, the marker is written after it
+BACKUP_KEYS = [f"/kf/faults/backup/{i:02d}" for i in range(20)]
+AFTER_BACKUP = "/kf/faults/after-backup"
+RESTORE_END = {"every key of the backup is back": (True,), "the key written after the backup is gone": (True,)}
 
 
 def kubeforge_argv(*args: str) -> list[str]:
@@ -343,6 +347,8 @@ class FaultLab:
         out["versions"], out["members"] = versions, members
         if wf.rotates_ca:
             out.update(self.rotation_end(wf, cas))
+        if not wf.observed:
+            out.update(self.restore_end(wf))
         return out
 
     def rotation_end(self, wf: Workflow, cas: set[str]) -> dict:
@@ -411,7 +417,7 @@ class FaultLab:
     def start(self, wf: Workflow, extra: tuple[str, ...], log_to: Path) -> tuple[subprocess.Popen, object]:
         log_to.parent.mkdir(parents=True, exist_ok=True)
         out = log_to.open("w")
-        proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf)), *extra), stdout=out,
+        proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf), str(self.work)), *extra), stdout=out,
                                 stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
         self.started = [p for p in self.started if p.poll() is None] + [proc]
         return proc, out
@@ -419,6 +425,8 @@ class FaultLab:
     def reference(self, wf: Workflow, case_dir: Path) -> Reference:
         """The uninterrupted run from the workflow's baseline: its step count, time, end state, and
         which steps a converged re-run still reports done. Saves ``wf.saves`` when it has one."""
+        if wf.prepared_from and not disks.saved(self.lab, wf.baseline):
+            self.prepare_backup(wf)
         self.restore(wf.baseline)
         if wf.baseline != "bare":
             self.wait_serving(wf.watch)
@@ -437,9 +445,10 @@ class FaultLab:
         if res.returncode != wf.noop_exit or wf.noop_says not in text:
             self.log(f"warning: after the uninterrupted {wf.name}, `{' '.join(wf.noop)}` did not find nothing to do "
                      f"(exit {res.returncode}): {text[-300:]}")
-        wrong = {k: fp[k] for k, want in ROTATION_END.items() if wf.rotates_ca and fp.get(k) not in want}
+        ends = (ROTATION_END if wf.rotates_ca else {}) | (RESTORE_END if not wf.observed else {})
+        wrong = {k: fp.get(k) for k, want in ends.items() if fp.get(k) not in want}
         if wrong:
-            raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as a rotation must: {wrong}")
+            raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as it must: {wrong}")
         if wf.saves:
             self.save(wf.saves)
         ref = Reference(len(journals.steps(recs)), [r["host"] for r in journals.steps(recs)], seconds, fp, always)
@@ -447,6 +456,44 @@ class FaultLab:
         self.log(f"reference {wf.name}: {ref.steps} steps in {seconds:.0f}s"
                  + (f"; steps a converged re-run still does: {sorted(always)}" if always else ""))
         return ref
+
+    def prepare_backup(self, wf: Workflow) -> None:
+        """``wf.baseline`` made from ``wf.prepared_from``: the backup's keys written, one backup
+        taken into the operator's restore-backups/, then a key written after it; saved."""
+        t = time.monotonic()
+        self.restore(wf.prepared_from)
+        self.wait_serving(wf.watch)
+        c = Client(self.lab.address(wf.watch[0]), self.certs(), timeout=5.0)
+        try:
+            for k in BACKUP_KEYS:
+                c.put(k, "in the backup")
+            backups = self.work / RESTORE_BACKUPS
+            shutil.rmtree(backups, ignore_errors=True)
+            res, _ = kf("etcd", "backup", "-i", self.inventory(wf), "--dir", str(backups))
+            if res.returncode != 0:
+                raise RuntimeError(f"{wf.name}: the backup of its start state failed (exit {res.returncode}): "
+                                   f"{' '.join((res.stdout + res.stderr).split())[-400:]}")
+            c.put(AFTER_BACKUP, "written after the backup")
+        finally:
+            c.close()
+        self.save(wf.baseline)
+        self.log(f"start state {wf.baseline}: {wf.prepared_from} + a backup and a key after it, in {time.monotonic() - t:.0f}s")
+
+    def restore_end(self, wf: Workflow) -> dict:
+        """After `etcd restore`: the backup's keys back, the key written after the backup gone."""
+        out = {k: "no member answered" for k in RESTORE_END}
+        certs = self.certs()
+        for n in wf.watch:
+            c = Client(self.lab.address(n), certs, timeout=5.0)
+            try:
+                out["every key of the backup is back"] = c.keys("/kf/faults/backup/") == set(BACKUP_KEYS)
+                out["the key written after the backup is gone"] = not c.keys(AFTER_BACKUP)
+                return out
+            except OSError:
+                continue
+            finally:
+                c.close()
+        return out
 
     def case(self, wf: Workflow, point: Point, case_dir: Path) -> Outcome:
         o = Outcome(point)
@@ -459,7 +506,8 @@ class FaultLab:
             self.wait_serving(wf.watch)
         observers = Observers(self, wf)
         try:
-            observers.start(late=wf.baseline == "bare")
+            if wf.observed:
+                observers.start(late=wf.baseline == "bare")
             proc, out = self.start(wf, (), case_dir / "faulted.log")
             host = self._wait_for_point(proc, point, o)
             if host is not None:

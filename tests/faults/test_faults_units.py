@@ -48,6 +48,7 @@ def test_a_workflow_needs_the_references_that_save_its_start_state():
     assert needed(["etcd-members-remove"]) == ["etcd-install", "etcd-members-add", "etcd-members-remove"]
     assert needed(["etcd-install"]) == ["etcd-install"]
     assert needed(["etcd-rotate-ca", "etcd-install"]) == ["etcd-install", "etcd-rotate-ca"]
+    assert needed(["etcd-restore"]) == ["etcd-install", "etcd-restore"]  # its backup is taken from etcd34
 
 
 def _journal(tmp_path: Path, records: list[dict]) -> Path:
