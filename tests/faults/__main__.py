@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             lab.reference(WORKFLOWS[w], out / w)
         steps_of = {w: ref.steps for w, ref in lab.references.items()
                     if args.workflow is None or w in args.workflow}
-        full = matrix(steps_of, seed)
+        full = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
         points = select(full, workflows=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
         if args.shard:
             k, n = (int(x) for x in args.shard.split("/"))

@@ -111,9 +111,14 @@ class Outcome:
 class Reference:
     steps: int
     hosts: list[str]  # the host of each step record, in the order the uninterrupted run wrote them
+    phases: list[str]  # the phase of each (the first part of its id)
     seconds: float
     fingerprint: dict
     always_run: set[str]
+
+    def phase_ends(self) -> list[int]:
+        """The boundaries after which the next step belongs to another phase."""
+        return [i for i in range(1, len(self.phases)) if self.phases[i] != self.phases[i - 1]]
 
 
 class Observers:
@@ -451,7 +456,8 @@ class FaultLab:
             raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as it must: {wrong}")
         if wf.saves:
             self.save(wf.saves)
-        ref = Reference(len(journals.steps(recs)), [r["host"] for r in journals.steps(recs)], seconds, fp, always)
+        done = journals.steps(recs)
+        ref = Reference(len(done), [r["host"] for r in done], [r["step"].split("/")[0] for r in done], seconds, fp, always)
         self.references[wf.name] = ref
         self.log(f"reference {wf.name}: {ref.steps} steps in {seconds:.0f}s"
                  + (f"; steps a converged re-run still does: {sorted(always)}" if always else ""))

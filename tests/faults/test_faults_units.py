@@ -23,6 +23,14 @@ def test_the_full_matrix_has_sigint_at_every_upgrade_boundary_every_second_elsew
     assert {p.kind for p in full} == {"sigint", "sigterm", "sigkill", "ssh-cut", "power"}
 
 
+def test_rotate_ca_is_interrupted_with_sigint_at_every_phase_end_beside_every_second_boundary():
+    ends = [1, 31, 32, 62, 63, 93]
+    full = matrix({"etcd-rotate-ca": 94}, seed=5, phase_ends={"etcd-rotate-ca": ends + [94]})
+    sigint = [p.after for p in full if p.kind == "sigint"]
+    assert set(ends) <= set(sigint) and 94 not in sigint and len(sigint) == len(set(sigint))
+    assert len(set(sigint) - set(ends)) >= 43  # every second of the 93 boundaries besides
+
+
 def test_a_sample_has_one_point_per_workflow_and_always_the_mixed_version_case():
     full = matrix({"etcd-install": 40, "etcd-upgrade": 18, "etcd-members-add": 30}, seed=1)
     for seed in range(20):
