@@ -31,6 +31,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, help="default: random, printed")
     ap.add_argument("--shard", help="K/N: only every N-th selected point from the K-th (1-based), to run "
                                     "the matrix in batches that each hold the lab lock briefly")
+    ap.add_argument("--at", type=int, action="append", help="repeatable: only the points after step N (to replay "
+                                                           "a point the matrix found failing)")
     ap.add_argument("--out", type=Path, help="where each case's logs go (default: a directory under /tmp)")
     return ap.parse_args(argv)
 
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     if args.workflow is None or w in args.workflow}
         full = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
         points = select(full, workflows=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
+        if args.at:
+            points = [p for p in points if p.after in args.at]
         if args.shard:
             k, n = (int(x) for x in args.shard.split("/"))
             points = points[k - 1::n]
