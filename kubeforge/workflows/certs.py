@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
-from kubeforge.pki.ca_rotation import refuse_while_rotating
 from kubeforge.pki.bundle import PkiBundle
+from kubeforge.pki.ca_rotation import refuse_while_rotating
 from kubeforge.pki.ensure import APISERVER_ETCD, HEALTHCHECK
 from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.pki.layout import host_files
