@@ -116,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             points = points[k - 1::n]
         print(f"{len(points)} of {len(full)} points in the full matrix", flush=True)
         for i, point in enumerate(points, 1):
+            began = time.monotonic()
             try:
                 o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")
             except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
                 # the harness could not judge this point (say, a client pair left unusable on the
                 # machines): it counts as not converged, and the next point starts from saved disks
-                o = Outcome(point, problems=[f"the harness could not finish the case: {type(e).__name__}: {e}"])
+                o = Outcome(point, seconds=time.monotonic() - began,
+                            problems=[f"the harness could not finish the case: {type(e).__name__}: {e}"])
             outcomes.append(o)
             print(f"[{i}/{len(points)}] {o.line()}", flush=True)
     except KeyboardInterrupt as e:

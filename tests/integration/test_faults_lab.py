@@ -1,5 +1,7 @@
-"""CI's share of the fault matrix (issue 10): the seeded 4-point sample over every etcd workflow
-(`python -m tests.faults --sample 4 --seed 958594`): one point of each of `etcd install`, `etcd
+"""CI's share of the fault matrix (issue 10): the seeded 4-point sample over the four etcd workflows
+it names (`python -m tests.faults --sample 4 --seed 958594 --workflow etcd-install --workflow
+etcd-upgrade --workflow etcd-members-add --workflow etcd-members-remove`; `certs rotate-ca` and `etcd
+restore` run by hand): one point of each of `etcd install`, `etcd
 upgrade` (always the mixed-version case: Ctrl-C once the first member of a 3.4 -> 3.5 upgrade
 restarted on 3.5, then --resume), `etcd members` add and remove; the same four the 5-point sample
 drew first (the draw per workflow does not depend on the sample's size), without its extra random
