@@ -186,13 +186,21 @@ def rotate_ca_cmd(
 
     Example: kubeforge certs rotate-ca --ca etcd -i inventories/ha-external-etcd.yaml --dry-run
     """
-    from kubeforge.cli.common import resume_value, run_plan, session
+    from kubeforge.cli.common import nothing_to_do, resume_value, run_plan, session
     from kubeforge.inventory import load_cluster
+    from kubeforge.pki import ca_rotation
     from kubeforge.workflows.certs_rotate import check_ca, plan_rotate_ca
 
     resume_run = resume_value(resume, run)
     cluster = load_cluster(inventory)
     check_ca(cluster, ca)  # refused before any host is contacted
+    if resume_run is not None and ca_rotation.read_state(cluster) is None:
+        # the run's rotation wrote its new CA before its first step, so none under way means the run
+        # reached its last step, the store's commit (a signal can still end it with exit 8 then):
+        # planning now would begin the next rotation under the journal of this one
+        nothing_to_do("nothing to resume: the run's etcd CA rotation was committed to the store (no rotation "
+                      "is under way)")
+        return
     with session(cluster, "certs-rotate-ca") as (run_log, pool):
         plan = plan_rotate_ca(cluster, pool, ca=ca, write_store=not dry_run)
         run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run,

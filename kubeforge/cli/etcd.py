@@ -86,7 +86,7 @@ def _passphrase(passphrase_file: Path | None):
 
 
 def run_restore(inventory: Path, source: str, directory: Path | None, passphrase_file: Path | None,
-                dry_run: bool, yes: bool) -> None:
+                dry_run: bool, yes: bool, break_lock: bool = False) -> None:
     from kubeforge.workflows.etcd.restore import plan_restore
 
     cluster = _load(inventory)
@@ -96,7 +96,7 @@ def run_restore(inventory: Path, source: str, directory: Path | None, passphrase
         err = consoles()[1]
         err.print(f"restoring {inp.backup_name} (verified here: sha256 {inp.snapshot_sha256[:16]}…) onto "
                   f"{', '.join(m.name for m in inp.members)}; old data dirs kept at {inp.aside}", markup=False)
-        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, converged=ETCD_CONVERGED)
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, converged=ETCD_CONVERGED)
 
 
 def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
@@ -196,6 +196,7 @@ def register(app: typer.Typer) -> None:
         passphrase_file: Path | None = typer.Option(None, "--passphrase-file", metavar="FILE", help="Passphrase of an encrypted backup."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = YES,
+        break_lock: bool = BREAK_LOCK,
         output: Output = OUTPUT,
     ) -> None:
         """Restore every member from one verified backup (the old data dirs are kept aside).
@@ -206,7 +207,7 @@ def register(app: typer.Typer) -> None:
 
         Example: kubeforge etcd restore -i inventories/ha-external-etcd.yaml --from latest --yes
         """
-        run_restore(inventory, source, directory, passphrase_file, dry_run, yes)
+        run_restore(inventory, source, directory, passphrase_file, dry_run, yes, break_lock)
 
     @etcd_app.command("members")
     def members_cmd(

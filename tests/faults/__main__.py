@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -23,27 +24,30 @@ from tests.faults.workflows import NOT_COVERED, ORDER, WORKFLOWS
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__.split("\n")[0])
-    ap.add_argument("--workflow", choices=ORDER)
+    ap.add_argument("--workflow", choices=ORDER, action="append",
+                    help="repeatable; default: every workflow (CI names its four etcd workflows)")
     ap.add_argument("--kind", choices=KINDS)
     ap.add_argument("--sample", type=int, help="run N points drawn with the seed (at least one per workflow, "
                                                 "and the mixed-version etcd case whenever etcd-upgrade is in)")
     ap.add_argument("--seed", type=int, help="default: random, printed")
     ap.add_argument("--shard", help="K/N: only every N-th selected point from the K-th (1-based), to run "
                                     "the matrix in batches that each hold the lab lock briefly")
+    ap.add_argument("--at", type=int, action="append", help="repeatable: only the points after step N (to replay "
+                                                           "a point the matrix found failing)")
     ap.add_argument("--out", type=Path, help="where each case's logs go (default: a directory under /tmp)")
     return ap.parse_args(argv)
 
 
-def needed(workflow: str | None) -> list[str]:
+def needed(workflows: list[str] | None) -> list[str]:
     """The workflows whose references must run: the selected ones and those saving their baselines."""
-    want = [workflow] if workflow else list(ORDER)
+    want = list(workflows) if workflows else list(ORDER)
     saves = {WORKFLOWS[w].saves: w for w in ORDER if WORKFLOWS[w].saves}
     out = set(want)
     for w in want:
-        b = WORKFLOWS[w].baseline
+        b = WORKFLOWS[w].prepared_from or WORKFLOWS[w].baseline
         while b in saves:
             out.add(saves[b])
-            b = WORKFLOWS[saves[b]].baseline
+            b = WORKFLOWS[saves[b]].prepared_from or WORKFLOWS[saves[b]].baseline
     return [w for w in ORDER if w in out]
 
 
@@ -102,15 +106,24 @@ def main(argv: list[str] | None = None) -> int:
         for w in needed(args.workflow):
             lab.reference(WORKFLOWS[w], out / w)
         steps_of = {w: ref.steps for w, ref in lab.references.items()
-                    if args.workflow is None or w == args.workflow}
-        full = matrix(steps_of, seed)
-        points = select(full, workflow=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
+                    if args.workflow is None or w in args.workflow}
+        full = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
+        points = select(full, workflows=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
+        if args.at:
+            points = [p for p in points if p.after in args.at]
         if args.shard:
             k, n = (int(x) for x in args.shard.split("/"))
             points = points[k - 1::n]
         print(f"{len(points)} of {len(full)} points in the full matrix", flush=True)
         for i, point in enumerate(points, 1):
-            o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")
+            began = time.monotonic()
+            try:
+                o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
+                # the harness could not judge this point (say, a client pair left unusable on the
+                # machines): it counts as not converged, and the next point starts from saved disks
+                o = Outcome(point, seconds=time.monotonic() - began,
+                            problems=[f"the harness could not finish the case: {type(e).__name__}: {e}"])
             outcomes.append(o)
             print(f"[{i}/{len(points)}] {o.line()}", flush=True)
     except KeyboardInterrupt as e:

@@ -60,7 +60,12 @@ class ClientCerts:
             p.touch(mode=0o600)
             p.write_text(res.stdout)
             paths[name] = p
-        return cls(paths["ca.crt"], paths["healthcheck-client.crt"], paths["healthcheck-client.key"])
+        certs = cls(paths["ca.crt"], paths["healthcheck-client.crt"], paths["healthcheck-client.key"])
+        try:
+            certs.context()
+        except (ssl.SSLError, ValueError) as e:  # e.g. a certificate and key written by different runs
+            raise RuntimeError(f"{member}: the health-check client pair under /etc/etcd/pki is unusable: {e}") from None
+        return certs
 
     def context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca))

@@ -7,10 +7,12 @@ the files it writes (its journal and report) and the machines themselves.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from ruamel.yaml import YAML
 from tests.faults import journals, pki
 from tests.faults.etcdwire import Client, ClientCerts, QuorumWatcher, Writer
 from tests.faults.points import Point
-from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, THREE, Workflow
+from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, RESTORE_BACKUPS, THREE, Workflow
 from tests.lab import claims, disks
 from tests.lab.lab import Lab
 from tests.lab.layout import layout
@@ -49,6 +51,18 @@ ls /usr/local/bin 2>/dev/null | grep etcd
 dpkg --audit 2>/dev/null | head -3
 true
 """
+
+# what the uninterrupted `certs rotate-ca` must end with (FaultLab.rotation_end); the cases must then
+# end as it did
+ROTATION_END = {
+    "members trust the store's CA alone": (True,), "the store's CA is not the start state's": (True,),
+    "no rotation left in the store": (True,), "etcd-1 API server's etcd CA": (True, "not set up"),
+    "a client of the start state's CA is served": (False,), "a client of the store's CA is served": (True,),
+}
+# `etcd restore`'s start state: these keys are in the backup, the marker is written after it
+BACKUP_KEYS = [f"/kf/faults/backup/{i:02d}" for i in range(20)]
+AFTER_BACKUP = "/kf/faults/after-backup"
+RESTORE_END = {"every key of the backup is back": (True,), "the key written after the backup is gone": (True,)}
 
 
 def kubeforge_argv(*args: str) -> list[str]:
@@ -97,29 +111,44 @@ class Outcome:
 class Reference:
     steps: int
     hosts: list[str]  # the host of each step record, in the order the uninterrupted run wrote them
+    phases: list[str]  # the phase of each (the first part of its id)
     seconds: float
     fingerprint: dict
     always_run: set[str]
 
+    def phase_ends(self) -> list[int]:
+        """The boundaries after which the next step belongs to another phase."""
+        return [i for i in range(1, len(self.phases)) if self.phases[i] != self.phases[i - 1]]
+
 
 class Observers:
     """The quorum watcher and the writer of one case. From bare machines they start once the
-    cluster first serves (its certificates exist only then)."""
+    cluster first serves (its certificates exist only then). Under a CA rotation they start with a
+    client of the old CA and add one of the new CA as soon as the store holds it: the members'
+    server leaves change CA in phase 2, and the old CA's client is refused after phase 3."""
 
     def __init__(self, flab: FaultLab, wf: Workflow) -> None:
         self.flab, self.addresses = flab, flab.addresses(wf.watch)
         self.watcher: QuorumWatcher | None = None
         self.writer: Writer | None = None
         self.certs: ClientCerts | None = None
+        self.new_ca: ClientCerts | None = None
         self.done = threading.Event()
-        self.starter: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []
+        self.rotates_ca = wf.rotates_ca
 
     def start(self, late: bool) -> None:
         if not late:
             self._begin()
-            return
-        self.starter = threading.Thread(target=self._when_serving, daemon=True)
-        self.starter.start()
+        else:
+            self._spawn(self._when_serving)
+        if self.rotates_ca:
+            self._spawn(self._follow_ca)
+
+    def _spawn(self, target) -> None:
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def _begin(self) -> None:
         self.certs = self.flab.certs()
@@ -142,13 +171,37 @@ class Observers:
             self._begin()
             return
 
+    def _follow_ca(self) -> None:
+        while not self.done.wait(0.1):
+            if self.watcher is None or self.writer is None:
+                continue
+            certs = pki.new_ca_client(self.flab.store_pki(), self.flab.lab.run_dir / "faults-client-new-ca")
+            if certs is None:
+                continue
+            self.new_ca = certs
+            # tried after the old CA's clients: each refusal is a fast TLS error, not a timeout
+            self.watcher.clients += [Client(a, certs, 1.0) for a in self.addresses]
+            self.writer.clients += [Client(a, certs, 2.0) for a in self.addresses]
+            return
+
     def stop(self) -> None:
         self.done.set()
-        if self.starter:
-            self.starter.join(30)
+        for t in self.threads:
+            t.join(30)
         for t in (self.writer, self.watcher):
             if t:
                 t.stop()
+
+    def lost(self) -> list[str] | None:
+        """The writer's acknowledged keys no member has, read with the new CA's client when there is one."""
+        if self.writer is None:
+            return None
+        for certs in (self.new_ca, self.certs):
+            if certs is not None:
+                lost = self.writer.lost(self.addresses, certs)
+                if lost is not None:
+                    return lost
+        return None
 
 
 class FaultLab:
@@ -206,6 +259,10 @@ class FaultLab:
     @property
     def state_dir(self) -> Path:
         return self.work / ".kubeforge"
+
+    def store_pki(self) -> Path:
+        found = sorted(self.state_dir.glob("*/pki"))
+        return found[0] if found else self.state_dir / "none" / "pki"
 
     def runs_dir(self) -> Path:
         found = sorted(self.state_dir.glob("*/runs"))
@@ -293,7 +350,46 @@ class FaultLab:
             finally:
                 c.close()
         out["versions"], out["members"] = versions, members
+        if wf.rotates_ca:
+            out.update(self.rotation_end(wf, cas))
+        if not wf.observed:
+            out.update(self.restore_end(wf))
         return out
+
+    def rotation_end(self, wf: Workflow, cas: set[str]) -> dict:
+        """After `certs rotate-ca --ca etcd`: every member and API server trusts the store's CA
+        alone, which is not the start state's; the store's rotation is gone; real etcd refuses a
+        client of the old CA and serves one of the new."""
+        store = self.store_pki()
+        now, before = pki.store_ca_sha256(store), pki.store_ca_sha256(self.saved_store_pki(wf.baseline))
+        out: dict = {"members trust the store's CA alone": cas == {now},
+                     "the store's CA is not the start state's": now is not None and now != before,
+                     "no rotation left in the store": not (store / pki.ROTATION_CA.parent).exists()}
+        for cp in ("etcd-1",):  # the inventory's control plane: an API server's etcd CA, where one is set up
+            res = self.lab.exec(cp, ["bash", "-c", f"test -f {pki.APISERVER_ETCD_CA} && sha256sum {pki.APISERVER_ETCD_CA}"])
+            out[f"{cp} API server's etcd CA"] = (res.stdout.split()[0] == now) if res.returncode == 0 else "not set up"
+        old = pki.issue_client(self.saved_store_pki(wf.baseline) / "etcd",
+                               (store / "etcd" / "ca.crt").read_bytes(), self.lab.run_dir / "faults-client-old-ca")
+        new = pki.issue_client(store / "etcd", (store / "etcd" / "ca.crt").read_bytes(),
+                               self.lab.run_dir / "faults-client-store-ca")
+        for name, certs in (("a client of the start state's CA is served", old),
+                            ("a client of the store's CA is served", new)):
+            c = Client(self.lab.address(wf.watch[0]), certs, timeout=5.0) if certs else None
+            try:
+                if c is None:
+                    raise OSError("no CA to issue it from")
+                c.put("/kf/faults/rotation-client", "x")
+                out[name] = True
+            except (OSError, http.client.HTTPException, ssl.SSLError):
+                out[name] = False
+            finally:
+                if c:
+                    c.close()
+        return out
+
+    def saved_store_pki(self, name: str) -> Path:
+        found = sorted((self.lab.run_dir / "saved-state" / name).glob("*/pki"))
+        return found[0] if found else self.lab.run_dir / "saved-state" / name / "none" / "pki"
 
     def etcd_panics(self, since: str) -> dict[str, str]:
         """Members whose etcd logged a Go panic since ``since`` (``@<epoch>``): the first panic line."""
@@ -326,7 +422,7 @@ class FaultLab:
     def start(self, wf: Workflow, extra: tuple[str, ...], log_to: Path) -> tuple[subprocess.Popen, object]:
         log_to.parent.mkdir(parents=True, exist_ok=True)
         out = log_to.open("w")
-        proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf)), *extra), stdout=out,
+        proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf), str(self.work)), *extra), stdout=out,
                                 stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
         self.started = [p for p in self.started if p.poll() is None] + [proc]
         return proc, out
@@ -334,6 +430,8 @@ class FaultLab:
     def reference(self, wf: Workflow, case_dir: Path) -> Reference:
         """The uninterrupted run from the workflow's baseline: its step count, time, end state, and
         which steps a converged re-run still reports done. Saves ``wf.saves`` when it has one."""
+        if wf.prepared_from and not disks.saved(self.lab, wf.baseline):
+            self.prepare_backup(wf)
         self.restore(wf.baseline)
         if wf.baseline != "bare":
             self.wait_serving(wf.watch)
@@ -352,13 +450,56 @@ class FaultLab:
         if res.returncode != wf.noop_exit or wf.noop_says not in text:
             self.log(f"warning: after the uninterrupted {wf.name}, `{' '.join(wf.noop)}` did not find nothing to do "
                      f"(exit {res.returncode}): {text[-300:]}")
+        ends = (ROTATION_END if wf.rotates_ca else {}) | (RESTORE_END if not wf.observed else {})
+        wrong = {k: fp.get(k) for k, want in ends.items() if fp.get(k) not in want}
+        if wrong:
+            raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as it must: {wrong}")
         if wf.saves:
             self.save(wf.saves)
-        ref = Reference(len(journals.steps(recs)), [r["host"] for r in journals.steps(recs)], seconds, fp, always)
+        done = journals.steps(recs)
+        ref = Reference(len(done), [r["host"] for r in done], [r["step"].split("/")[0] for r in done], seconds, fp, always)
         self.references[wf.name] = ref
         self.log(f"reference {wf.name}: {ref.steps} steps in {seconds:.0f}s"
                  + (f"; steps a converged re-run still does: {sorted(always)}" if always else ""))
         return ref
+
+    def prepare_backup(self, wf: Workflow) -> None:
+        """``wf.baseline`` made from ``wf.prepared_from``: the backup's keys written, one backup
+        taken into the operator's restore-backups/, then a key written after it; saved."""
+        t = time.monotonic()
+        self.restore(wf.prepared_from)
+        self.wait_serving(wf.watch)
+        c = Client(self.lab.address(wf.watch[0]), self.certs(), timeout=5.0)
+        try:
+            for k in BACKUP_KEYS:
+                c.put(k, "in the backup")
+            backups = self.work / RESTORE_BACKUPS
+            shutil.rmtree(backups, ignore_errors=True)
+            res, _ = kf("etcd", "backup", "-i", self.inventory(wf), "--dir", str(backups))
+            if res.returncode != 0:
+                raise RuntimeError(f"{wf.name}: the backup of its start state failed (exit {res.returncode}): "
+                                   f"{' '.join((res.stdout + res.stderr).split())[-400:]}")
+            c.put(AFTER_BACKUP, "written after the backup")
+        finally:
+            c.close()
+        self.save(wf.baseline)
+        self.log(f"start state {wf.baseline}: {wf.prepared_from} + a backup and a key after it, in {time.monotonic() - t:.0f}s")
+
+    def restore_end(self, wf: Workflow) -> dict:
+        """After `etcd restore`: the backup's keys back, the key written after the backup gone."""
+        out = {k: "no member answered" for k in RESTORE_END}
+        certs = self.certs()
+        for n in wf.watch:
+            c = Client(self.lab.address(n), certs, timeout=5.0)
+            try:
+                out["every key of the backup is back"] = c.keys("/kf/faults/backup/") == set(BACKUP_KEYS)
+                out["the key written after the backup is gone"] = not c.keys(AFTER_BACKUP)
+                return out
+            except OSError:
+                continue
+            finally:
+                c.close()
+        return out
 
     def case(self, wf: Workflow, point: Point, case_dir: Path) -> Outcome:
         o = Outcome(point)
@@ -371,7 +512,8 @@ class FaultLab:
             self.wait_serving(wf.watch)
         observers = Observers(self, wf)
         try:
-            observers.start(late=wf.baseline == "bare")
+            if wf.observed:
+                observers.start(late=wf.baseline == "bare")
             proc, out = self.start(wf, (), case_dir / "faulted.log")
             host = self._wait_for_point(proc, point, o)
             if host is not None:
@@ -425,7 +567,7 @@ class FaultLab:
             o.quorum_losses = watcher.losses()
         if writer and observers.certs:
             o.acked = len(writer.acked)
-            lost = writer.lost(observers.addresses, observers.certs)
+            lost = observers.lost()
             if lost is None:
                 # not counted as lost: unreadable is not gone (the quorum loss is counted already)
                 o.problems.append(f"no member answered the read of the writer's keys at the end: "

@@ -20,6 +20,9 @@ EVERY_BOUNDARY = ("etcd-upgrade", "upgrade")
 STRIDE = 4  # the other kinds, in the upgrades
 SPARSE_STRIDE = 6  # the other kinds, elsewhere (and SIGINT at every 2nd boundary)
 MIXED_VERSION = "mixed-version"
+# issue 13: `certs rotate-ca` interrupted at each of its phase boundaries (where one phase's last step
+# ended: every member done with a phase, each phase recorded in the store), beside the sampled ones
+AT_PHASE_ENDS = ("etcd-rotate-ca",)
 
 
 @dataclass(frozen=True)
@@ -41,15 +44,19 @@ def mixed_version_point() -> Point:
     return Point("etcd-upgrade", "sigint", after_step="/restart-3.5.16", label=MIXED_VERSION)
 
 
-def matrix(steps_of: dict[str, int], seed: int) -> list[Point]:
+def matrix(steps_of: dict[str, int], seed: int, phase_ends: dict[str, list[int]] | None = None) -> list[Point]:
     """Every point of the full matrix, for workflows whose uninterrupted run wrote ``steps_of[w]``
-    step records (boundaries 1..n-1: after the last step there is nothing left to interrupt)."""
+    step records (boundaries 1..n-1: after the last step there is nothing left to interrupt).
+    ``phase_ends[w]``: the boundaries where a phase of ``w`` ended (SIGINT there too, for AT_PHASE_ENDS)."""
     rng = random.Random(seed)
     points: list[Point] = []
     for wf, n in steps_of.items():
         boundaries = list(range(1, n))
         every = wf in EVERY_BOUNDARY
-        points += [Point(wf, "sigint", b) for b in (boundaries if every else boundaries[rng.randrange(2)::2])]
+        sigint = boundaries if every else boundaries[rng.randrange(2)::2]
+        if wf in AT_PHASE_ENDS:
+            sigint = sorted(set(sigint) | {b for b in (phase_ends or {}).get(wf, []) if 0 < b < n})
+        points += [Point(wf, "sigint", b) for b in sigint]
         stride = STRIDE if every else SPARSE_STRIDE
         for kind in KINDS[1:]:
             points += [Point(wf, kind, b) for b in boundaries[rng.randrange(stride)::stride]]
@@ -58,10 +65,11 @@ def matrix(steps_of: dict[str, int], seed: int) -> list[Point]:
     return points
 
 
-def select(points: list[Point], *, workflow: str | None, kind: str | None, sample: int | None, seed: int) -> list[Point]:
+def select(points: list[Point], *, workflows: list[str] | None, kind: str | None, sample: int | None,
+           seed: int) -> list[Point]:
     """Filter by workflow and kind; with ``sample``, N points drawn with ``seed``: first one per
     workflow (and the mixed-version case whenever etcd-upgrade is in), then at random."""
-    chosen = [p for p in points if (workflow is None or p.workflow == workflow) and (kind is None or p.kind == kind)]
+    chosen = [p for p in points if (not workflows or p.workflow in workflows) and (kind is None or p.kind == kind)]
     if sample is None or sample >= len(chosen):
         return chosen
     rng = random.Random(seed)

@@ -23,19 +23,40 @@ def test_the_full_matrix_has_sigint_at_every_upgrade_boundary_every_second_elsew
     assert {p.kind for p in full} == {"sigint", "sigterm", "sigkill", "ssh-cut", "power"}
 
 
+def test_rotate_ca_is_interrupted_with_sigint_at_every_phase_end_beside_every_second_boundary():
+    ends = [1, 31, 32, 62, 63, 93]
+    full = matrix({"etcd-rotate-ca": 94}, seed=5, phase_ends={"etcd-rotate-ca": ends + [94]})
+    sigint = [p.after for p in full if p.kind == "sigint"]
+    assert set(ends) <= set(sigint) and 94 not in sigint and len(sigint) == len(set(sigint))
+    assert len(set(sigint) - set(ends)) >= 43  # every second of the 93 boundaries besides
+
+
 def test_a_sample_has_one_point_per_workflow_and_always_the_mixed_version_case():
     full = matrix({"etcd-install": 40, "etcd-upgrade": 18, "etcd-members-add": 30}, seed=1)
     for seed in range(20):
-        chosen = select(full, workflow=None, kind=None, sample=4, seed=seed)
+        chosen = select(full, workflows=None, kind=None, sample=4, seed=seed)
         assert len(chosen) == 4
         assert any(p.label == MIXED_VERSION for p in chosen)
         assert {p.workflow for p in chosen} == {"etcd-install", "etcd-upgrade", "etcd-members-add"}
-    assert select(full, workflow=None, kind=None, sample=4, seed=3) == select(full, workflow=None, kind=None, sample=4, seed=3)
+    assert select(full, workflows=None, kind=None, sample=4, seed=3) == select(full, workflows=None, kind=None, sample=4, seed=3)
+
+
+def test_ci_s_seeded_sample_of_its_four_workflows_is_the_same_with_later_workflows_in_the_matrix():
+    from tests.faults.workflows import CI_WORKFLOWS, ORDER
+    steps = {"etcd-install": 49, "etcd-upgrade": 18, "etcd-members-add": 40, "etcd-members-remove": 7}
+    later = {w: 20 + i for i, w in enumerate(ORDER) if w not in steps}
+    assert later and list(steps) == CI_WORKFLOWS == ORDER[:4]
+    for seed in (958594, 1, 2):
+        before = select(matrix(steps, seed), workflows=CI_WORKFLOWS, kind=None, sample=4, seed=seed)
+        after = select(matrix(steps | later, seed), workflows=CI_WORKFLOWS, kind=None, sample=4, seed=seed)
+        assert after == before and len(before) == 4
 
 
 def test_a_workflow_needs_the_references_that_save_its_start_state():
-    assert needed("etcd-members-remove") == ["etcd-install", "etcd-members-add", "etcd-members-remove"]
-    assert needed("etcd-install") == ["etcd-install"]
+    assert needed(["etcd-members-remove"]) == ["etcd-install", "etcd-members-add", "etcd-members-remove"]
+    assert needed(["etcd-install"]) == ["etcd-install"]
+    assert needed(["etcd-rotate-ca", "etcd-install"]) == ["etcd-install", "etcd-rotate-ca"]
+    assert needed(["etcd-restore"]) == ["etcd-install", "etcd-restore"]  # its backup is taken from etcd34
 
 
 def _journal(tmp_path: Path, records: list[dict]) -> Path:

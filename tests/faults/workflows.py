@@ -9,6 +9,12 @@ disks; the states the workflows start from are saved disks (tests/lab/disks.py):
     bare       nothing installed                       (saved right after boot)
     etcd34     etcd 3.4.23 on etcd-1..3, 50 keys       (the reference `etcd install` from bare)
     etcd34x5   etcd 3.4.23 on etcd-1..5                (the reference `etcd members` add from etcd34)
+
+    etcd34b    etcd34 with a backup taken (20 keys under /kf/faults/backup/), then a key written after it
+               (made once from etcd34, before `etcd restore`'s reference)
+
+`certs rotate-ca --ca etcd` starts from etcd34 too: its quorum watcher and writer follow the CA
+change (a client of the old CA from the start, one of the new CA as soon as the store holds it).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ FIVE = THREE + ["etcd-4", "etcd-5"]  # an etcd cluster has an odd member count: 
 LAB_MACHINES = [("etcd-1", ("control-plane", "etcd"))] + [(n, ("etcd",)) for n in FIVE[1:]]
 ETCD_FROM = "3.4.23"
 ETCD_TO = "3.5.16"
+RESTORE_BACKUPS = "restore-backups"  # under the operator's directory: the one backup `etcd restore` uses
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,14 @@ class Workflow:
     noop_says: str  # ...and what it says (in stdout+stderr) when it does
     noop_exit: int = 0
     saves: str | None = None  # the reference run's end state is saved as this baseline
+    rotates_ca: bool = False  # the etcd CA changes under the run: clients of both CAs, the new CA alone at the end
+    prepared_from: str | None = None  # ``baseline`` is made once from these saved disks (a backup taken)
+    # a quorum watcher and a writer throughout: not for a restore, which stops every member by design
+    # and brings back the backup's keys, not the writes made since (its own checks: FaultLab.restore_end)
+    observed: bool = True
 
-    def command(self, inventory_path: str) -> list[str]:
-        return [*self.args, "-i", inventory_path, "--yes"]
+    def command(self, inventory_path: str, work: str = "") -> list[str]:
+        return [*(a.replace("{work}", work) for a in self.args), "-i", inventory_path, "--yes"]
 
 
 WORKFLOWS: dict[str, Workflow] = {w.name: w for w in [
@@ -63,9 +75,26 @@ WORKFLOWS: dict[str, Workflow] = {w.name: w for w in [
         members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
         noop=("etcd", "members"), noop_says="nothing to do",
     ),
+    # a re-run of rotate-ca after it ended would begin the next rotation: what must find nothing to
+    # do is `etcd install` (the store's new CA and leaves are what every member has)
+    Workflow(
+        name="etcd-rotate-ca", baseline="etcd34", inventory="etcd3", args=("certs", "rotate-ca", "--ca", "etcd"),
+        resume=("--resume",), members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
+        noop=("etcd", "install"), noop_says="nothing changed", rotates_ca=True,
+    ),
+    # no --resume: a re-run restores again from the same backup (its repeated steps are counted)
+    Workflow(
+        name="etcd-restore", baseline="etcd34b", prepared_from="etcd34", inventory="etcd3",
+        args=("etcd", "restore", "--from", "latest", "--dir", "{work}/" + RESTORE_BACKUPS), resume=(),
+        members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
+        noop=("etcd", "install"), noop_says="nothing changed", observed=False,
+    ),
 ]}
 
 # the order references must run in: a workflow's baseline is saved by an earlier one
-ORDER = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove"]
+ORDER = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove", "etcd-rotate-ca", "etcd-restore"]
+# CI's seeded sample draws from these alone (tests/integration/test_faults_lab.py names them): the
+# workflows added later run by hand, so CI's points and time stay what they were
+CI_WORKFLOWS = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove"]
 NOT_COVERED = ["up (bare machines)", "up (add a worker and a control plane)", "upgrade (Kubernetes, one minor)",
-               "reset", "etcd restore"]
+               "reset"]

@@ -238,3 +238,21 @@ def test_the_command_refuses_what_it_does_not_rotate_before_any_host_or_file(cap
     err = capsys.readouterr().err
     assert code == 7 and says in err, err
     assert state.exists() == existed  # no run log, no store: nothing was written
+
+
+def test_resume_after_the_rotation_was_committed_finds_nothing_to_resume_and_never_begins_the_next_one(
+        capsys, tmp_path):
+    # a signal during the last step (the store's commit) ends the run with exit 8 although the
+    # rotation is done; --resume must not plan a new rotation under that run's journal (the fault
+    # matrix's rotate-ca SIGTERM after step 93: it re-put every leaf from a third CA and skipped the
+    # restarts as done earlier, leaving members serving certificates no client trusted)
+    import shutil
+
+    from kubeforge.cli.app import run
+
+    inv = tmp_path / "ha-external-etcd.yaml"
+    shutil.copy(Path(__file__).parents[2] / "inventories" / "ha-external-etcd.yaml", inv)
+    code = run(["certs", "rotate-ca", "--ca", "etcd", "-i", str(inv), "--resume", "--yes"])
+    out = capsys.readouterr()
+    assert code == 0 and "nothing to resume" in out.out, out.out + out.err
+    assert not list(tmp_path.glob(".kubeforge/*/pki/rotation/etcd-ca"))  # no new CA begun

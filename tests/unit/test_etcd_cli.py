@@ -44,6 +44,12 @@ def test_restore_of_stacked_etcd_looks_for_a_backup_before_asking_any_host(stack
     assert res.returncode == 3 and "no verified backup to restore" in res.stderr
 
 
+def test_restore_takes_break_lock_which_the_lock_refusal_of_a_killed_run_names(stacked):
+    # a restore killed mid-run leaves the cluster lock; the refusal of the re-run says --break-lock
+    res = kf("etcd", "restore", "-i", str(stacked), "--from", "latest", "--break-lock", "--yes")
+    assert res.returncode == 3 and "no verified backup to restore" in res.stderr, res.stderr
+
+
 def test_status_rejects_an_unknown_output_format(stacked):
     res = kf("etcd", "status", "-i", str(stacked), "-o", "xml")
     assert res.returncode == 2 and "'xml' is not one of 'table', 'json', 'yaml'" in res.stderr
