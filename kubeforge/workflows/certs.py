@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
-from kubeforge.pki.ca_rotation import refuse_while_rotating
 from kubeforge.pki.bundle import PkiBundle
+from kubeforge.pki.ca_rotation import refuse_while_rotating
 from kubeforge.pki.ensure import APISERVER_ETCD, HEALTHCHECK
 from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.pki.layout import host_files
@@ -28,6 +28,7 @@ from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expir
 from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, RenewSelection, renew_plan, select
 from kubeforge.plan.certs.sans import APISERVER_CRT
 from kubeforge.plan.phase import Plan
+from kubeforge.workflows.endpoint_drains import read_drained
 
 log = logging.getLogger("kubeforge.certs")
 HEALTHCHECK_ITEM, APISERVER_ETCD_ITEM = HEALTHCHECK[0], APISERVER_ETCD[0]
@@ -189,7 +190,7 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     config = {m: member_etcd_files(ctx, by_name[m], facts[m]) for m in selection.members}
     apiserver = {cp: [f for f in host_files(cluster, bundle, cluster.host(cp)) if f.path.startswith(APISERVER_ETCD_CLIENT)]
                  for cp in selection.apiservers}
-    return renew_plan(cluster, selection, pki, config, apiserver), reissued
+    return renew_plan(cluster, selection, pki, config, apiserver, read_drained(cluster, pool)), reissued
 
 
 def _with_unrestarted_members(cluster: Cluster, pool, bundle: PkiBundle, ctx, selection: RenewSelection,

@@ -40,6 +40,7 @@ from kubeforge.workflows.common import (
     require_reached,
     site,
 )
+from kubeforge.workflows.endpoint_drains import read_drained
 from kubeforge.workflows.etcd.common import gather_member_facts
 from kubeforge.workflows.etcd.install import (
     refuse_version_change as refuse_etcd_version_change,
@@ -218,6 +219,7 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     ctx = resolve_context(cluster, facts, state)
     running = [h for h in cluster.control_planes if (f := facts.get(h.name)) is not None and f.membership.kubelet_conf]
     ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
+    ctx = replace(ctx, drained_backends=read_drained(cluster, pool))  # for ReadyDrainedApiServers
     return with_etcd_install(plan_up(ctx), cluster, pool), ctx
 
 

@@ -109,7 +109,7 @@ def phase(plan, name):
 def test_fresh_hosts_get_every_phase_in_the_order_that_is_the_product(cluster, resolved):
     plan = plan_up(fresh_ctx(cluster, resolved[1]))
     assert [p.name for p in plan.phases] == [
-        "PrepareHosts", "InstallPackages", "PrepareImages", "WritePki", "InstallEtcd", "ReissueApiserverCerts",
+        "PrepareHosts", "InstallPackages", "PrepareImages", "WritePki", "InstallEtcd", "ReadyDrainedApiServers", "ReissueApiserverCerts",
         "ConfigureEndpoint",
         "InitFirstControlPlane",
         "WaitEndpoint", "JoinControlPlanes", "JoinWorkers", "ApplyCni", "WaitNodesReady", "RestartControlPlaneRuntimes",

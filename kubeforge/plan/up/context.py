@@ -105,6 +105,8 @@ class UpContext:
     gate_timeout_s: float = 300.0
     # SANs of /etc/kubernetes/pki/apiserver.crt on each control plane that has one (read before planning)
     apiserver_sans: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # per haproxy balancer, the API servers an interrupted run left drained there (read before planning)
+    drained_backends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     # --- hosts -------------------------------------------------------------------------------------
     @property
