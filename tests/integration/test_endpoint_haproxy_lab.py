@@ -337,6 +337,7 @@ def test_certs_renew_of_the_control_planes_keeps_the_vip_answering_and_etcd_writ
           f"{len(writer.acked)} etcd writes acknowledged, {writer.failed} refused, {len(lost or [])} lost")
     assert polls >= 5 and failed == []
     assert writer.acked and lost == []
+    assert all(set(env.backend_status(lb).values()) == {"UP"} for lb in LBS), "both servers back in rotation"
     for cp in ("cp-1", "cp-2"):
         after = env.lab.exec(cp, ["sha256sum", "/etc/kubernetes/pki/apiserver.crt"], check=True).stdout.split()[0]
         assert after != before[cp], f"{cp}: apiserver.crt was not renewed"
@@ -348,6 +349,37 @@ def test_certs_renew_of_the_control_planes_keeps_the_vip_answering_and_etcd_writ
     check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
     assert json.loads(check.stdout)["differences"] == []
+
+
+@pytest.mark.by_hand  # about 3 minutes of lab time (three phases, each restarting etcd-1 and both API servers)
+def test_rotate_ca_etcd_keeps_the_vip_answering_and_etcd_writes_acknowledged(env, tmp_path):
+    """docs/certs.md "Proof": `certs rotate-ca --ca etcd` (three phases; in each, the etcd member and
+    then both API servers restarted, each API server drained on both balancers around its restart)
+    while requests go through the VIP and a writer writes to etcd with the old CA's client: 0 failed
+    requests, 0 acknowledged writes lost (writes refused once the old CA is dropped are counted apart)."""
+    from tests.faults.etcdwire import ClientCerts, Writer
+    from tests.integration.polling import while_polling
+
+    member = [env.lab.address("etcd-1")]
+    old = ClientCerts.fetch(env.lab, "etcd-1", tmp_path / "old")
+    writer = Writer(member, old, tag=f"rotate-{time.time_ns()}")
+    writer.start()
+    started = time.monotonic()
+    try:
+        res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else "no answer",
+                                           lambda: env.kf("certs", "rotate-ca", "--ca", "etcd", "--yes"), 0.2)
+    finally:
+        writer.stop()
+    took = time.monotonic() - started
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    new = ClientCerts.fetch(env.lab, "etcd-1", tmp_path / "new")
+    lost = writer.lost(member, new)
+    print(f"during rotate-ca --ca etcd ({took:.0f}s): {polls - len(failed)} requests through the VIP answered, "
+          f"{len(failed)} failed; {len(writer.acked)} etcd writes acknowledged, {writer.failed} refused, "
+          f"{len(lost or [])} lost")
+    assert polls >= 5 and failed == []
+    assert writer.acked and lost == []
+    assert all(set(env.backend_status(lb).values()) == {"UP"} for lb in LBS), "every server back in rotation"
 
 
 def test_node_remove_of_a_control_plane_takes_it_out_of_haproxy_first_and_the_vip_answers_throughout(env):
