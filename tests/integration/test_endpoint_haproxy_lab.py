@@ -336,6 +336,11 @@ def test_certs_renew_of_the_control_planes_keeps_the_vip_answering_and_etcd_writ
     lost = writer.lost([env.lab.address("etcd-1")], certs)
     print(f"during certs renew: {polls - len(failed)} requests through the VIP answered, {len(failed)} failed; "
           f"{len(writer.acked)} etcd writes acknowledged, {writer.failed} refused, {len(lost or [])} lost")
+    run = max((env.dir / ".kubeforge").glob("*/runs/*-certs-renew/report.json"), key=lambda p: p.stat().st_mtime)
+    steps = json.loads(run.read_text())["steps"]
+    print("drain / re-enable / endpoint gate seconds: " + ", ".join(
+        f"{s['host']}:{s['title'].split()[0]}={s['duration']:.1f}" for s in steps
+        if s["title"].startswith(("Drain", "Re-enable", "Wait for the API at"))))
     assert polls >= 5 and failed == []
     assert writer.acked and lost == []
     assert all(set(env.backend_status(lb).values()) == {"UP"} for lb in LBS), "both servers back in rotation"
