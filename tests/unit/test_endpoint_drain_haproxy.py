@@ -20,7 +20,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def run(action: str, server: str, sock: Path, marks: Path, wait: float = 20) -> subprocess.CompletedProcess:
-    cmd = admin_command(action, server, wait, socket_path=str(sock), marker_dir=str(marks), sudo=False)
+    cmd = admin_command(action, server, wait, socket_path=str(sock), marker_dir=str(marks), unit=None,
+                        sudo=False)
     return subprocess.run(["bash", "-c", cmd.script], capture_output=True, text=True, timeout=wait + 30, check=False)
 
 

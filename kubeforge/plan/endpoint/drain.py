@@ -149,15 +149,16 @@ def balancers(cluster: Cluster) -> tuple[Host, ...]:
 
 
 def admin_command(action: str, server: str, wait_s: float, *, socket_path: str = HAPROXY_ADMIN_SOCKET,
-                  marker_dir: str = MARKER_DIR, sudo: bool = True) -> Command:
-    """The admin-socket program for ``action`` on ``server``. haproxy not running: nothing goes
-    through this balancer (drain), and it starts with every server ready (ready: the marker goes)."""
+                  marker_dir: str = MARKER_DIR, unit: str | None = "haproxy", sudo: bool = True) -> Command:
+    """The admin-socket program for ``action`` on ``server``. ``unit`` (systemd's) not running:
+    nothing goes through this balancer (drain), and haproxy starts with every server ready (ready: the
+    markers go). ``unit=None``, ``sudo=False``: an haproxy run by hand (the unit tests')."""
     args = " ".join(shlex.quote(a) for a in (action, socket_path, HAPROXY_BACKEND, server, marker_dir, f"{wait_s:g}"))
     q_marks = shlex.quote(marker_dir)
     stopped = ("echo 'haproxy is not running here: no request goes through this balancer'" if action == "drain"
                else f"rm -rf {q_marks}; echo 'haproxy is not running here: it starts with every server ready'")
     script = "\n".join([
-        f"if ! systemctl is-active --quiet haproxy; then {stopped}; exit 0; fi" if sudo else ":",
+        f"if ! systemctl is-active --quiet {shlex.quote(unit)}; then {stopped}; exit 0; fi" if unit else ":",
         f"[ -S {shlex.quote(socket_path)} ] || {{ echo 'haproxy runs without its admin socket {socket_path}: "
         "`kubeforge up` renders it' >&2; exit 1; }",
         "command -v python3 >/dev/null || { echo 'python3 is not installed: kubeforge needs it to talk to "
