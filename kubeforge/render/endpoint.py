@@ -14,6 +14,9 @@ from kubeforge.render.env import render_template
 
 KUBE_VIP_PATH = f"{MANIFESTS_DIR}/kube-vip.yaml"
 HAPROXY_PATH = "/etc/haproxy/haproxy.cfg"
+# root's alone (mode 600): `level admin` can drain and re-enable servers (kubeforge.plan.endpoint.drain)
+HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"
+HAPROXY_BACKEND = "kube-apiserver"
 KEEPALIVED_PATH = "/etc/keepalived/keepalived.conf"
 CHECK_SCRIPT_PATH = "/etc/keepalived/check-haproxy.sh"
 # keepalived waits for its unicast source address (keepalived-address.conf.j2 says why)
@@ -68,7 +71,8 @@ def _haproxy_keepalived(ctx: ClusterContext, host: Host) -> list[RenderedFile]:
     index = next(i for i, lb in enumerate(balancers) if lb.name == host.name)
     backends = [Backend(cp.name, f"{url_host(cp.internal_address)}:{APISERVER_PORT}") for cp in ctx.control_planes]
     common = {"c": c, "host": host, "port": c.endpoint.port, "vip": c.endpoint.host}
-    haproxy = render_template("endpoint/haproxy.cfg.j2", control_planes=backends, **common)
+    haproxy = render_template("endpoint/haproxy.cfg.j2", control_planes=backends, admin_socket=HAPROXY_ADMIN_SOCKET,
+                              backend=HAPROXY_BACKEND, **common)
     keepalived = render_template(
         "endpoint/keepalived.conf.j2",
         instance=f"{c.name.upper().replace('-', '_')}_API",

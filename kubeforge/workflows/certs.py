@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from kubeforge.errors import CheckFailed, UsageError
+from kubeforge.facts.haproxy_drains import read_drained
 from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
 from kubeforge.pki.bundle import PkiBundle
@@ -191,7 +192,7 @@ def plan_renew(cluster: Cluster, pool, *, within_days: int, renew_all: bool = Fa
     config = {m: member_etcd_files(ctx, by_name[m], facts[m]) for m in selection.members}
     apiserver = {cp: [f for f in host_files(cluster, bundle, cluster.host(cp)) if f.path.startswith(APISERVER_ETCD_CLIENT)]
                  for cp in selection.apiservers}
-    return renew_plan(cluster, selection, pki, config, apiserver), reissued
+    return renew_plan(cluster, selection, pki, config, apiserver, read_drained(cluster, pool)), reissued
 
 
 def _with_unrestarted_members(cluster: Cluster, pool, bundle: PkiBundle, ctx, selection: RenewSelection,

@@ -55,6 +55,7 @@ def plan_rotate_ca(cluster: Cluster, pool, *, ca: str, write_store: bool = True,
     """The rotation plan from the store's rotation state (begun here, new CA first, unless
     ``write_store`` is False: a dry run plans with a new CA made in a scratch directory that is
     removed afterwards, and the store is left as it was)."""
+    from kubeforge.facts.haproxy_drains import read_drained
     from kubeforge.workflows.certs import _require_all_read, read_hosts, require_healthy_etcd
     from kubeforge.workflows.etcd.common import context, etcd_pki_files, gather_member_facts, member_etcd_files
 
@@ -65,6 +66,7 @@ def plan_rotate_ca(cluster: Cluster, pool, *, ca: str, write_store: bool = True,
     require_healthy_etcd(cluster, pool, "a CA rotation")
     members = cluster.etcd_members
     facts = gather_member_facts(cluster, pool, members)
+    drained = read_drained(cluster, pool)
     ctx = context(cluster)
     config = {m.name: member_etcd_files(ctx, m, facts[m.name]) for m in members}
     # an API server restart is planned only where one is set up to talk to etcd
@@ -79,7 +81,8 @@ def plan_rotate_ca(cluster: Cluster, pool, *, ca: str, write_store: bool = True,
                          for cp in apiservers} for n, b in bundles.items()}
         return rotation_plan(cluster, phases_done=rotation.state.phases_done, members=[m.name for m in members],
                              apiservers=apiservers, member_files=member_files, apiserver_files=api_files,
-                             config_files=config, record=lambda n: _recorder(cluster, n), not_set_up=not_set_up)
+                             config_files=config, record=lambda n: _recorder(cluster, n), not_set_up=not_set_up,
+                             drained=drained)
 
     if write_store:
         rotation = ca_rotation.start(cluster, now=now)

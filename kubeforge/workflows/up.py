@@ -19,6 +19,7 @@ from kubeforge.execute import Events, Report, RunOptions, completed_steps, execu
 from kubeforge.facts import HostFacts
 from kubeforge.facts.cluster import probe_cluster
 from kubeforge.facts.etcd import EtcdHostFacts, gather_member_facts
+from kubeforge.facts.haproxy_drains import read_drained
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.images import images_by_host
 from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
@@ -223,6 +224,7 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
     if cluster.etcd.topology is EtcdTopology.STACKED and any(ctx.half_joined(h) for h in cluster.control_planes):
         ctx = replace(ctx, etcd_members=read_stacked_members(cluster, pool))  # for JoinControlPlanes
+    ctx = replace(ctx, drained_backends=read_drained(cluster, pool))  # for ReadyDrainedApiServers
     return with_etcd_install(plan_up(ctx), cluster, pool, member_facts), ctx
 
 

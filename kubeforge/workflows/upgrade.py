@@ -89,8 +89,11 @@ def gather_upgrade_facts(cluster: Cluster, pool, *, etcd: bool = True) -> Upgrad
         etcd_problems = tuple(f"{m.name}: {m.error or 'unhealthy'}" for m in status.members if not m.healthy)
         if cluster.etcd.topology is EtcdTopology.EXTERNAL:  # kubeadm's MinExternalEtcdVersion applies to these only
             etcd_versions = {m.name: m.version for m in status.members if m.version}
+    from kubeforge.facts.haproxy_drains import read_drained
+
     return UpgradeFacts(machines=machines, nodes=api, api_problem=api_problem, unreachable=unreachable,
-                        etcd_problems=etcd_problems, etcd_versions=etcd_versions)
+                        etcd_problems=etcd_problems, etcd_versions=etcd_versions,
+                        drained_backends=read_drained(cluster, pool))
 
 
 def source_name(cluster: Cluster, minors: Sequence[KubeVersion] = ()) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
+from kubeforge.plan.endpoint.drain import behind_balancers, ready_drained_phases
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
@@ -264,11 +265,14 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
         steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
                              key="kubeadm-renew"))
     steps += static_pod_restarts(cluster, host_name, kubeadm_names, ("etcd",))
+    gate = GateStep(host_name, api_ready(host), "Wait for the API ready",
+                    what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
+                    timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}")
     if files or set(kubeadm_names) & set(dict(RESTARTED_BY)["kube-apiserver"]):
-        steps.append(RunStep(host_name, restart_apiserver(host), restart_title, key="restart-apiserver"))
-    steps.append(GateStep(host_name, api_ready(host), "Wait for the API ready",
-                          what=f"the API server of {host_name} ready at {api_url(host)} after its restart",
-                          timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host_name}"))
+        restart = RunStep(host_name, restart_apiserver(host), restart_title, key="restart-apiserver")
+        steps += behind_balancers(cluster, host, [restart, gate], gate_timeout_s)
+    else:
+        steps.append(gate)
     return steps + static_pod_restarts(cluster, host_name, kubeadm_names, ("kube-controller-manager", "kube-scheduler"))
 
 
@@ -280,11 +284,13 @@ def renews_admin_conf(plan: Plan) -> bool:
 
 def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[str, Sequence[RenderedFile]],
                config_files: Mapping[str, Sequence[RenderedFile]],
-               apiserver_files: Mapping[str, Sequence[RenderedFile]] | None = None) -> Plan:
+               apiserver_files: Mapping[str, Sequence[RenderedFile]] | None = None,
+               drained: Mapping[str, Sequence[str]] | None = None) -> Plan:
     """``pki_files`` / ``config_files``: per selected member, its etcd PKI files from the (already
     renewed) store and its etcd.env + unit as in place (for the applied-config stamp).
-    ``apiserver_files``: per selected control plane, the API server's etcd client cert and key."""
-    phases: list[PhasePlan] = []
+    ``apiserver_files``: per selected control plane, the API server's etcd client cert and key.
+    ``drained``: per haproxy balancer, the API servers an interrupted run left drained there."""
+    phases: list[PhasePlan] = ready_drained_phases(cluster, drained or {})
     if selection.not_renewed:
         phases.append(warning_phase("expiring but not renewed by this run: " + "; ".join(selection.not_renewed),
                                     name="NotRenewed"))

@@ -24,6 +24,7 @@ from typing import Any
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import KUBE_PKI
 from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, apiserver_lane, member_lane
+from kubeforge.plan.endpoint.drain import ready_drained_phases
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
 from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -57,13 +58,15 @@ def rotation_plan(
     config_files: Mapping[str, Sequence[RenderedFile]],
     record: Callable[[int], Callable[[], Any]],
     not_set_up: Sequence[str] = (),
+    drained: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """``member_files[phase][member]``: its /etc/etcd PKI files as they are once ``phase`` is done;
     ``apiserver_files[phase][control plane]``: its etcd CA and client pair likewise.
     ``config_files``: each member's etcd.env + unit as in place (for the applied-config stamp).
     ``record(phase)``: the function that writes the phase down in the store (phase 3 also hands
-    the store the new set). ``not_set_up``: control planes with no API server to restart yet."""
-    phases: list[PhasePlan] = []
+    the store the new set). ``not_set_up``: control planes with no API server to restart yet.
+    ``drained``: per haproxy balancer, the API servers an interrupted run left drained there."""
+    phases: list[PhasePlan] = ready_drained_phases(cluster, drained or {})
     if not_set_up:
         phases.append(warning_phase(
             f"{', '.join(not_set_up)}: no API server etcd client files there yet (not set up): nothing to "

@@ -26,6 +26,7 @@ from kubeforge.model import Cluster, Host, RenderedFile
 from kubeforge.pki.crypto import normalise_san
 from kubeforge.pki.layout import KUBE_PKI
 from kubeforge.plan.certs.renew import api_ready, api_url, restart_apiserver
+from kubeforge.plan.endpoint.drain import behind_balancers
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
 from kubeforge.render.kubeadm import APISERVER_CERTS_PATH
 from kubeforge.transport.base import Command
@@ -100,9 +101,9 @@ def reissue_lane(cluster: Cluster, host: Host, config: RenderedFile, missing: Se
     steps.append(RunStep(host.name, reissue_command(),
                          "Re-issue the API server certificate for " + ", ".join(missing),
                          unless=covers(names), key="reissue-apiserver-cert"))
-    steps.append(RunStep(host.name, restart_apiserver(host), "Restart kube-apiserver on its new certificate",
-                         key="restart-apiserver"))
-    steps.append(GateStep(host.name, api_ready(host), "Wait for the API ready",
-                          what=f"the API server of {host.name} ready at {api_url(host)} after its restart",
-                          timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host.name}"))
-    return steps
+    restart = RunStep(host.name, restart_apiserver(host), "Restart kube-apiserver on its new certificate",
+                      key="restart-apiserver")
+    gate = GateStep(host.name, api_ready(host), "Wait for the API ready",
+                    what=f"the API server of {host.name} ready at {api_url(host)} after its restart",
+                    timeout_s=gate_timeout_s, interval_s=1.0, key=f"gate-api-{host.name}")
+    return steps + behind_balancers(cluster, host, [restart, gate], gate_timeout_s)

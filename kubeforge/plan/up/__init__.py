@@ -19,6 +19,7 @@ from kubeforge.plan.up.join_workers import JoinWorkers
 from kubeforge.plan.up.label_and_taint_nodes import LabelAndTaintNodes
 from kubeforge.plan.up.prepare_hosts import PrepareHosts
 from kubeforge.plan.up.prepare_images import PrepareImages
+from kubeforge.plan.up.ready_drained_api_servers import ReadyDrainedApiServers
 from kubeforge.plan.up.record_applied import RecordApplied
 from kubeforge.plan.up.reissue_apiserver_certs import ReissueApiserverCerts
 from kubeforge.plan.up.restart_runtimes import RestartControlPlaneRuntimes, RestartWorkerRuntimes
@@ -34,6 +35,7 @@ PHASES = (
     PrepareImages(),
     WritePki(),
     InstallEtcd(),
+    ReadyDrainedApiServers(),
     ReissueApiserverCerts(),
     ConfigureEndpoint(),
     InitFirstControlPlane(),

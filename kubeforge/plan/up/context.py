@@ -54,6 +54,8 @@ class UpContext:
     # etcd's own member list (stacked etcd), read before planning when a control plane is half-joined;
     # None: not read
     etcd_members: tuple[ListedMember, ...] | None = None
+    # per haproxy balancer, the API servers an interrupted run left drained there (read before planning)
+    drained_backends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     # --- hosts -------------------------------------------------------------------------------------
     @property

@@ -52,6 +52,23 @@ def stacked_etcd_gate(ctx: UpgradeContext, host: Host) -> list:
                         title=f"Wait for etcd healthy on {len(members)} members after {host.name}'s member moved")]
 
 
+def behind_balancers_apiserver(ctx: UpgradeContext, host: Host, upgrade: list) -> list:
+    """``kubeadm upgrade apply|node`` on a control plane restarts its API server: behind kubeforge's
+    haproxy balancers the node is drained there first and re-enabled once its API answers
+    (kubeforge.plan.endpoint.drain); the steps are unchanged otherwise."""
+    from kubeforge.plan.certs.renew import api_ready, api_url
+    from kubeforge.plan.endpoint.drain import balancers, behind_balancers
+    from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
+    from kubeforge.plan.steps import GateStep
+
+    if not balancers(ctx.cluster):
+        return upgrade
+    gate = GateStep(host.name, api_ready(host), "Wait for the API ready",
+                    what=f"the API server of {host.name} ready at {api_url(host)} after its upgrade",
+                    timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=ctx.key("api-ready", host.name))
+    return behind_balancers(ctx.cluster, host, [*upgrade, gate], GATE_TIMEOUT_S, key=f"-v{ctx.target}")
+
+
 def drain_step(ctx: UpgradeContext, host: Host):
     return drain(ctx.first.name, host.name, ctx.cluster.upgrade, key=ctx.key("drain", host.name))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.model.versions import KubeVersion
+from kubeforge.plan.endpoint.drain import ready_drained_phases
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.upgrade.backup_etcd import BackupEtcd
 from kubeforge.plan.upgrade.check_removed_apis import CheckRemovedAPIs
@@ -81,7 +82,8 @@ def hop_phases(
     ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops,
                          node_files=node_files(version) if node_files is not None else {})
     warnings = [w for w in (phase.plan(ctx) for phase in WARNINGS) if not w.is_noop]
-    return warnings + [phase.plan(ctx) for phase in PHASES]
+    # an API server an interrupted run left drained on haproxy is re-enabled before anything else
+    return warnings + ready_drained_phases(cluster, facts.drained_backends) + [phase.plan(ctx) for phase in PHASES]
 
 
 def plan_hop(cluster: Cluster, facts: UpgradeFacts, version: KubeVersion, *, target: KubeVersion | None = None,

@@ -32,6 +32,8 @@ class UpgradeFacts:
     removed_apis: RemovedAPIScan | None = None  # objects in API versions the path stops serving; None: not scanned
     offered_from: str = "the package source"  # which source said so (shown in the plan and refusals)
     etcd_versions: Mapping[str, str] = field(default_factory=dict)  # external etcd member -> version it runs
+    # per haproxy balancer, the API servers an interrupted run left drained there
+    drained_backends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def kubelet(self, name: str) -> KubeVersion | None:
         """The kubelet version that counts for skew: the running one (API) before the package."""

@@ -8,6 +8,7 @@ from kubeforge.plan.strategy import serial
 from kubeforge.plan.upgrade.commands import kubeadm_upgrade_node
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.node_steps import (
+    behind_balancers_apiserver,
     drain_step,
     kubeadm_first,
     kubelet_and_back,
@@ -26,9 +27,10 @@ class UpgradeControlPlanes:
             steps: list = []
             if not ctx.control_plane_done(host):
                 steps += kubeadm_first(ctx, host)
-                steps.append(kubeadm_upgrade_node(ctx.cluster, host.name, ctx.target, control_plane=True,
-                                                  key=ctx.key("kubeadm-upgrade-node")))
-                steps += stacked_etcd_gate(ctx, host)
+                steps += behind_balancers_apiserver(ctx, host, [
+                    kubeadm_upgrade_node(ctx.cluster, host.name, ctx.target, control_plane=True,
+                                         key=ctx.key("kubeadm-upgrade-node")),
+                    *stacked_etcd_gate(ctx, host)])
             if not ctx.kubelet_done(host):
                 steps.append(drain_step(ctx, host))
                 steps += kubelet_and_back(ctx, host)

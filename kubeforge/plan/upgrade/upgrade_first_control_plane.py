@@ -8,6 +8,7 @@ from kubeforge.plan.strategy import serial
 from kubeforge.plan.upgrade.commands import kubeadm_upgrade_apply, kubeadm_upgrade_plan
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.node_steps import (
+    behind_balancers_apiserver,
     drain_step,
     kubeadm_first,
     kubelet_and_back,
@@ -26,8 +27,9 @@ class UpgradeFirstControlPlane:
         if not ctx.control_plane_done(host):
             steps += kubeadm_first(ctx, host)
             steps.append(kubeadm_upgrade_plan(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-plan")))
-            steps.append(kubeadm_upgrade_apply(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-apply")))
-            steps += stacked_etcd_gate(ctx, host)
+            steps += behind_balancers_apiserver(ctx, host, [
+                kubeadm_upgrade_apply(ctx.cluster, host.name, ctx.target, key=ctx.key("kubeadm-upgrade-apply")),
+                *stacked_etcd_gate(ctx, host)])
         if not ctx.kubelet_done(host):
             steps.append(drain_step(ctx, host))
             steps += kubelet_and_back(ctx, host)
