@@ -163,7 +163,10 @@ def test_renew_plans_only_members_with_expiring_leaves_one_at_a_time_each_gated(
     steps = phase.lanes[0].steps
     assert [s.kind for s in steps][-3:] == ["run", "put", "gate"]
     assert "systemctl restart etcd" in steps[-3].describe()
-    assert {s.file.path for s in steps if s.kind == "put"} >= {"/etc/etcd/pki/server.crt", "/etc/etcd/pki/peer.key"}
+    staged = {s.file.path for s in steps if s.kind == "put"}
+    assert staged >= {"/etc/etcd/pki/server.crt.kubeforge-next", "/etc/etcd/pki/peer.key.kubeforge-next"}
+    swap = next(s for s in steps if s.title == "Swap in each new certificate with its key")
+    assert steps.index(swap) < steps.index(steps[-3])  # every pair in place before the restart
     assert "etcd healthy on 3 members" in steps[-1].what
     assert "PRIVATE KEY" not in plan.render_text()
     every = select(cluster, report, renew_all=True)
@@ -291,10 +294,11 @@ def test_an_expiring_apiserver_etcd_client_is_pushed_one_control_plane_at_a_time
     assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["cp-1", "cp-2", "cp-3"]
     for lane in phase.lanes:
         kinds = [s.kind for s in lane.steps]
-        assert kinds == ["put", "put", "run", "gate"]
-        assert {s.file.path for s in lane.steps[:2]} == {"/etc/kubernetes/pki/apiserver-etcd-client.crt",
-                                                        "/etc/kubernetes/pki/apiserver-etcd-client.key"}
-        restart, gate = lane.steps[2].command.script, lane.steps[3].probe.script
+        assert kinds == ["put", "put", "run", "run", "gate"]  # the pair staged, swapped in by one step
+        assert {s.file.path for s in lane.steps[:2]} == {"/etc/kubernetes/pki/apiserver-etcd-client.crt.kubeforge-next",
+                                                        "/etc/kubernetes/pki/apiserver-etcd-client.key.kubeforge-next"}
+        assert lane.steps[2].title == "Swap in each new certificate with its key"
+        restart, gate = lane.steps[3].command.script, lane.steps[4].probe.script
         assert restart.index(f"mv -f {APISERVER_MANIFEST} {APISERVER_ASIDE}") < restart.index(
             f"mv -f {APISERVER_ASIDE} {APISERVER_MANIFEST}")
         address = cluster.host(lane.host).internal_address
@@ -416,3 +420,41 @@ def test_renewing_the_control_planes_alone_reissues_no_leaf_an_etcd_member_holds
     items = _to_reissue(cluster, bundle, one_member, report, within_days=30, renew_all=True, now=now)
     assert items == {"etcd-server/etcd-1", "etcd-peer/etcd-1", "etcd-healthcheck-client", "etcd-server/etcd-3",
                      "etcd-peer/etcd-3"}
+
+
+def test_a_certificate_and_its_key_are_swapped_in_by_one_step_so_no_stop_can_split_them(tmp_path):
+    """etcd reads its certificate files for every handshake: a run stopped between putting server.crt
+    and server.key would leave a pair that matches nothing. The pairs are staged beside their place
+    and renamed by one step (real bash on this machine), which a resume runs again while a staged
+    file is left; a file without its pair is put directly."""
+    import subprocess
+
+    from kubeforge.model import RenderedFile
+    from kubeforge.plan.certs.renew import STAGED, put_pairs_together
+
+    d = tmp_path / "pki"
+    d.mkdir()
+    files = [RenderedFile(f"{d}/server.crt", b"new cert"), RenderedFile(f"{d}/server.key", b"new key", mode=0o600, secret=True),
+             RenderedFile(f"{d}/ca.crt", b"ca")]
+    steps = put_pairs_together("etcd-1", files)
+    puts = [s for s in steps if s.kind == "put"]
+    assert sorted(s.file.path for s in puts) == sorted([f"{d}/ca.crt", f"{d}/server.crt{STAGED}", f"{d}/server.key{STAGED}"])
+    assert next(s for s in puts if s.file.path.endswith("key" + STAGED)).file.mode == 0o600
+    (swap,) = [s for s in steps if s.kind == "run"]
+
+    def sh(cmd) -> int:
+        return subprocess.run(["bash", "-c", cmd.script], capture_output=True).returncode
+
+    (d / "server.crt").write_bytes(b"old cert")
+    (d / "server.key").write_bytes(b"old key")
+    assert sh(swap.unless) == 0  # nothing staged: the swap has nothing to do
+    # stopped after staging the certificate only: nothing in place changed, the pair still matches
+    (d / f"server.crt{STAGED}").write_bytes(b"new cert")
+    assert (d / "server.crt").read_bytes() == b"old cert" and (d / "server.key").read_bytes() == b"old key"
+    # the resume stages the key and swaps both in one command
+    (d / f"server.key{STAGED}").write_bytes(b"new key")
+    assert sh(swap.unless) != 0
+    assert sh(swap.command) == 0
+    assert (d / "server.crt").read_bytes() == b"new cert" and (d / "server.key").read_bytes() == b"new key"
+    assert not list(d.glob(f"*{STAGED}")) and sh(swap.unless) == 0
+    assert sh(swap.command) == 0  # run again (in flight when a machine lost power): still fine

@@ -190,9 +190,11 @@ def test_the_plan_rolls_members_then_api_servers_in_each_phase_and_records_it(cl
         assert [lane.host for lane in members.lanes] == ["etcd-1", "etcd-2", "etcd-3"]
         for lane in members.lanes:
             kinds = [type(s) for s in lane.steps]
-            restart = next(i for i, s in enumerate(lane.steps) if isinstance(s, RunStep))
-            assert all(k is PutFileStep for k in kinds[:restart])  # files first, then one restart
-            assert lane.steps[restart].key == "restart-etcd" and isinstance(lane.steps[-1], GateStep)
+            restart = next(i for i, s in enumerate(lane.steps) if isinstance(s, RunStep) and s.key == "restart-etcd")
+            # files first (each certificate with its key swapped in by one step), then one restart
+            assert all(k is PutFileStep or s.title == "Swap in each new certificate with its key"
+                       for k, s in zip(kinds[:restart], lane.steps[:restart], strict=True))
+            assert isinstance(lane.steps[-1], GateStep)
         api = by_name[f"{stem}OnApiServers"]
         assert [lane.host for lane in api.lanes] == ["cp-1", "cp-2"]
         assert all(isinstance(lane.steps[-1], GateStep) for lane in api.lanes)

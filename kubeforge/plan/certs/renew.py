@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
@@ -134,13 +134,44 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
     return RenewSelection(tuple(members), tuple(left), tuple(apiservers), tuple(kubeadm))
 
 
+STAGED = ".kubeforge-next"
+
+
+def put_pairs_together(host_name: str, files: Sequence[RenderedFile]) -> list:
+    """Put ``files``, each certificate with its key (``x.crt`` beside ``x.key``) swapped in together.
+    etcd reads its certificate files afresh for every TLS handshake, so a certificate beside a key
+    from another issue (a run stopped between the two puts; the engine lets the step in flight
+    finish, so two puts can always be split) stops the member serving at once, and a renewal or
+    rotation could never be resumed past its health gate. Each pair is written beside its place
+    first (``<path>.kubeforge-next``, atomically, with the final mode), then one step renames every
+    staged file into place; that step runs again on resume while a staged file is left."""
+    paths = {f.path for f in files}
+    paired = {f.path for f in files
+              if f.path.endswith(".crt") and f.path[:-4] + ".key" in paths
+              or f.path.endswith(".key") and f.path[:-4] + ".crt" in paths}
+    steps: list = [PutFileStep(host_name, f) for f in files if f.path not in paired]
+    staged = [f for f in files if f.path in paired]
+    if not staged:
+        return steps
+    steps += [PutFileStep(host_name, replace(f, path=f.path + STAGED), title=f"Stage {f.path}") for f in staged]
+    tests = " || ".join(f"[ -e {shlex.quote(f.path + STAGED)} ]" for f in staged)
+    moves = "".join(f"if [ -e {shlex.quote(f.path + STAGED)} ]; then mv -f -- {shlex.quote(f.path + STAGED)} "
+                    f"{shlex.quote(f.path)}; fi\n" for f in staged)
+    steps.append(RunStep(host_name, Command(script=moves, sudo=True, timeout=60,
+                                            description="swap in certificate and key pairs"),
+                         "Swap in each new certificate with its key",
+                         unless=Command(script=f"! {{ {tests}; }}", sudo=True, timeout=30),
+                         key="swap-pairs-" + "-".join(sorted(f.path.rsplit("/", 1)[1] for f in staged))))
+    return steps
+
+
 def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFile],
                 config_files: Sequence[RenderedFile], *,
                 restart_title: str = "Restart etcd on its renewed certificates") -> list:
     """Put the member's etcd PKI files (unchanged ones are skipped by sha256), restart etcd, wait
     until every member is healthy under one leader, record the applied configuration."""
     members = cluster.etcd_members
-    steps: list = [PutFileStep(host_name, f) for f in pki_files]
+    steps: list = put_pairs_together(host_name, pki_files)
     steps.append(RunStep(host_name, cmd.systemctl("restart", "etcd", timeout=180), restart_title, key="restart-etcd"))
     steps.append(PutFileStep(host_name, stamp_file(config_sha([*pki_files, *config_files])),
                              title="Record the applied etcd configuration"))
@@ -260,7 +291,7 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
     certificates changed, wait until this node's API is ready again, then restart the controller
     manager and the scheduler on renewed kubeconfigs (each gated on its /healthz)."""
     host = cluster.host(host_name)
-    steps: list = [PutFileStep(host_name, f) for f in files]
+    steps: list = put_pairs_together(host_name, files)
     if kubeadm_names:
         steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
                              key="kubeadm-renew"))
