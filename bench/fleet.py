@@ -125,15 +125,15 @@ def mem_available_mib() -> float:
 class Sampler(threading.Thread):
     def __init__(self, prefix: str) -> None:
         super().__init__(daemon=True)
-        self.prefix, self.peak, self._stop = prefix, 0, threading.Event()
+        self.prefix, self.peak, self._done = prefix, 0, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             self.peak = max(self.peak, ssh_connections(self.prefix))
-            self._stop.wait(0.1)
+            self._done.wait(0.1)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak
 
@@ -211,6 +211,7 @@ def bench_size(n: int, phases: list[str], light: bool, say) -> dict:
     from tests.lab import claims, mirror
     from tests.lab.lab import Lab
     from tests.lab.layout import layout
+    from tests.lab.paths import CACHE_DIR
 
     out: dict = {"machines": n, "phases": {}}
     index, fd = claims.claim()
@@ -222,8 +223,11 @@ def bench_size(n: int, phases: list[str], light: bool, say) -> dict:
         out["boot"] = time.monotonic() - t0
         units = [m.unit for m in lab.machines.values()]
         prefix = subnet_prefix(str(lab.id.network.network_address))
-        workdir = lab.run_dir / "fleet"
-        workdir.mkdir()
+        # kept after the lab is gone: each run's journal and debug log (kubeforge.log) say where time went
+        # (the inventory's PKI and secrets too: root's, 0700)
+        workdir = CACHE_DIR / "fleet-runs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{n}"
+        workdir.mkdir(parents=True, mode=0o700)
+        out["workdir"] = str(workdir)
         inventory = workdir / "fleet.yaml"
         yaml = YAML()
         doc = yaml.load(lab.write_inventory(inventory).read_text())
