@@ -349,6 +349,10 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps({"commit": commit, "date": started, "results": results}, indent=1,
                                             default=str))
+        failed = results[-1].get("error") or any(r["exit"] != 0 for r in results[-1]["phases"].values())
+        if failed:
+            say(f"{n} machines did not finish every phase: larger sizes are not tried")
+            break
     print()
     print(table(results))
     return 0
