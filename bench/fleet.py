@@ -149,7 +149,8 @@ def run_kubeforge(workdir: Path, inventory: Path, args: list[str], prefix: str, 
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "kubeforge", *args, "-i", str(inventory), "--yes"],
-                                cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))  # this checkout's kubeforge
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
