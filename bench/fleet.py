@@ -21,6 +21,8 @@ Printed per phase, sizes side by side so the growth is visible:
             the facts script, the simulator, etcd); ``bound`` = hosts cpu / cores, the wall time the
             machines' own work needs on this runner's cores when nothing else runs;
 - wall/bound how far the phase is from that bound (goal 1.2x; kubeforge's own CPU shares the cores too);
+- others    CPU seconds the runner spent on anything else meanwhile (other labs and sessions): when it
+            is large, the wall time waited for them, not for the fleet;
 - top       the run's two longest phases (first step start to last step end, from the journal).
 The upgrade row adds the workers phase against its ideal (per-node time x batches, as bench/upgrade.py).
 
@@ -115,6 +117,12 @@ def pss_by_machine(leaders: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def runner_busy_seconds() -> float:
+    """CPU seconds the whole runner spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def mem_available_mib() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -141,7 +149,7 @@ class Sampler(threading.Thread):
 # --- one kubeforge run ---------------------------------------------------------------------------
 def run_kubeforge(workdir: Path, inventory: Path, args: list[str], prefix: str, units: list[str]) -> dict:
     before = set(_run_dirs(workdir))
-    cpu0 = cgroup_cpu_seconds(units)
+    cpu0, busy0 = cgroup_cpu_seconds(units), runner_busy_seconds()
     load = os.getloadavg()[0]
     sampler = Sampler(prefix)
     sampler.start()
@@ -156,6 +164,7 @@ def run_kubeforge(workdir: Path, inventory: Path, args: list[str], prefix: str, 
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak = sampler.stop()
     hosts_cpu = cgroup_cpu_seconds(units) - cpu0
+    busy = runner_busy_seconds() - busy0
     new = sorted(set(_run_dirs(workdir)) - before)
     records = []
     for d in new:
@@ -166,6 +175,8 @@ def run_kubeforge(workdir: Path, inventory: Path, args: list[str], prefix: str, 
         "steps_done": sum(1 for r in steps if r["status"] == "done"), "steps": len(steps),
         "ssh_peak": peak, "rss_mib": usage.ru_maxrss / 1024, "kf_cpu": usage.ru_utime + usage.ru_stime,
         "hosts_cpu": hosts_cpu, "bound": hosts_cpu / (os.cpu_count() or 1),
+        # what else the runner's cores did meanwhile (other labs, other sessions, the mirror)
+        "others_cpu": busy - hosts_cpu - (usage.ru_utime + usage.ru_stime),
         "top": top_phases(steps), "run_dirs": [str(d) for d in new], "output": str(log),
     }
     if proc.returncode != 0:
@@ -278,7 +289,7 @@ def _pss_summary(lab) -> dict[str, float]:
 
 # --- printing ------------------------------------------------------------------------------------
 HEADER = (f"{'machines':>8} {'phase':<8} {'wall':>7} {'steps':>9} {'ssh peak':>8} {'rss':>7} {'kf cpu':>7} "
-          f"{'hosts cpu':>9} {'bound':>7} {'wall/bound':>10} {'load':>5}  top phases")
+          f"{'hosts cpu':>9} {'bound':>7} {'wall/bound':>10} {'others':>7} {'load':>5}  top phases")
 
 
 def row(n: int, phase: str, r: dict) -> str:
@@ -286,7 +297,7 @@ def row(n: int, phase: str, r: dict) -> str:
     steps = f"{r['steps_done']}/{r['steps']}" if r["steps"] else "0/0"
     line = (f"{n:>8} {phase:<8} {r['wall']:>6.1f}s {steps:>9} {r['ssh_peak']:>8} {r['rss_mib']:>5.0f}MB "
             f"{r['kf_cpu']:>6.1f}s {r['hosts_cpu']:>8.1f}s {r['bound']:>6.1f}s {r['wall'] / max(r['bound'], 0.01):>9.2f}x "
-            f"{r['load']:>5.1f}  {top}")
+            f"{r.get('others_cpu', 0):>6.1f}s {r['load']:>5.1f}  {top}")
     if "workers" in r:
         w = r["workers"]
         line += (f"; workers {w['actual']:.1f}s vs ideal {w['ideal']:.1f}s ({w['batches']} batches x {w['per_node']:.1f}s)"
