@@ -15,8 +15,8 @@ Printed per phase, sizes side by side so the growth is visible:
 - wall      the kubeforge process's wall time;
 - steps     steps that did work / all steps the run's journal records (none: no journal, nothing planned);
 - ssh peak  TCP connections from the runner to the lab's port 22 open at once (sampled every 0.1 s);
-- rss       kubeforge's peak RSS (the process and its waited-for children, from wait4; goal <= 300 MB);
-- kf cpu    kubeforge's own CPU seconds (user + system, from the same wait4);
+- rss       kubeforge's peak RSS (its VmHWM, sampled every 0.1 s; goal <= 300 MB);
+- kf cpu    kubeforge's own CPU seconds (user + system, from wait4);
 - hosts cpu the machines' CPU seconds in the phase (their cgroups' usage_usec: systemd, sshd, apt/dpkg,
             the facts script, the simulator, etcd); ``bound`` = hosts cpu / cores, the wall time the
             machines' own work needs on this runner's cores when nothing else runs;
@@ -130,14 +130,31 @@ def mem_available_mib() -> float:
     return 0.0
 
 
+def peak_rss_kib(pid: int) -> int:
+    """The process's own peak RSS (VmHWM: of its memory map since exec). Not wait4's ru_maxrss, which
+    for a child started by vfork (as subprocess does) carries the parent's peak across the exec."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class Sampler(threading.Thread):
+    """Every 0.1 s: SSH connections open to the lab, and the kubeforge process's peak RSS so far."""
+
     def __init__(self, prefix: str) -> None:
         super().__init__(daemon=True)
-        self.prefix, self.peak, self._done = prefix, 0, threading.Event()
+        self.prefix, self.peak, self.rss_kib, self.pid = prefix, 0, 0, 0
+        self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.is_set():
             self.peak = max(self.peak, ssh_connections(self.prefix))
+            if self.pid:
+                self.rss_kib = max(self.rss_kib, peak_rss_kib(self.pid))
             self._done.wait(0.1)
 
     def stop(self) -> int:
@@ -159,6 +176,7 @@ def run_kubeforge(workdir: Path, inventory: Path, args: list[str], prefix: str, 
         proc = subprocess.Popen([sys.executable, "-m", "kubeforge", *args, "-i", str(inventory), "--yes"],
                                 cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))  # this checkout's kubeforge
+        sampler.pid = proc.pid
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -173,7 +191,7 @@ def run_kubeforge(workdir: Path, inventory: Path, args: list[str], prefix: str, 
     res = {
         "command": " ".join(args), "exit": proc.returncode, "wall": wall, "load": load,
         "steps_done": sum(1 for r in steps if r["status"] == "done"), "steps": len(steps),
-        "ssh_peak": peak, "rss_mib": usage.ru_maxrss / 1024, "kf_cpu": usage.ru_utime + usage.ru_stime,
+        "ssh_peak": peak, "rss_mib": sampler.rss_kib / 1024, "kf_cpu": usage.ru_utime + usage.ru_stime,
         "hosts_cpu": hosts_cpu, "bound": hosts_cpu / (os.cpu_count() or 1),
         # what else the runner's cores did meanwhile (other labs, other sessions, the mirror)
         "others_cpu": busy - hosts_cpu - (usage.ru_utime + usage.ru_stime),

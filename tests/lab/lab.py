@@ -74,7 +74,8 @@ class Lab:
     # open no connection to the runner (the lab mirror included); they answer SSH from it, and reach
     # each other. Packages and images then come only from what kubeforge pushes over SSH.
     egress: bool = True
-    # True: light machines for a fleet (LIGHT_ENVIRONMENT above); the default is the ordinary machine
+    # True: light machines for a fleet (LIGHT_ENVIRONMENT above; disks on the runner's disk, kept across
+    # stop/start like persistent ones); the default is the ordinary machine
     light: bool = False
     log: object = print
     # the process that tears this lab down (a pytest session); None for a lab booted by hand, which
@@ -306,7 +307,9 @@ class Lab:
             rootfs=self.rootfs, mdir=self._mdir(m.name), unit=m.unit, hostname=m.name, address=m.address,
             prefixlen=self.id.network.prefixlen, gateway=self.id.gateway, bridge=self.id.bridge,
             machine_id=m.machine_id, hosts_file=self.run_dir / "hosts",
-            persistent=m.spec.persistent, egress=self.egress, binds=self._light_binds(m),
+            # a light machine's disk is an overlay on the runner's disk, not nspawn's tmpfs: 100 workers
+            # hold ~200 MB each after `up` (containerd, the packages apt kept), 20 GB of RAM as tmpfs
+            persistent=m.spec.persistent or self.light, egress=self.egress, binds=self._light_binds(m),
         )
         self._save()
 
