@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from kubeforge.facts.preflight.run_probes import run_connectivity_probe
+from kubeforge.facts.preflight.probes import Listening
+from kubeforge.facts.preflight.run_probes import connect_targets, run_connectivity_probe
 from kubeforge.model import Role, SshSettings
 from kubeforge.transport.local import LocalTransport
 from kubeforge.workflows.preflight import run_probes
@@ -73,3 +74,18 @@ def test_only_an_etcd_member_not_yet_running_has_its_disk_measured(tmp_path):
                          settled=frozenset({"etcd-1", "etcd-2"}))
     assert set(results.fsync) == {"etcd-3"} and results.fsync["etcd-3"].problem is None
     assert {host for host, _ in pool.ran} == {"etcd-3"}
+
+
+def test_a_fleet_probes_the_flows_it_needs_not_every_pair_and_ssh_only_where_a_listener_failed():
+    cluster = make_cluster(n_etcd=3, n_cp=3, n_workers=20)
+    ports = {"etcd": (2379, 2380), "cp": (6443,), "worker": (10250,)}
+    listening = {h.name: Listening(pid=1, bound=ports[h.name.split("-")[0]]) for h in cluster.hosts}
+    listening["worker-2"] = Listening(problem="python3 is not installed")
+    targets = connect_targets(cluster, cluster.hosts, listening)
+    worker = {(dst, port) for dst, _, port in targets["worker-1"]}
+    assert worker == {("cp-1", 6443), ("cp-2", 6443), ("cp-3", 6443)}  # no worker-to-worker probe
+    cp = {(dst, port) for dst, _, port in targets["cp-1"]}
+    assert ("worker-1", 10250) in cp and ("worker-2", 22) in cp and ("worker-2", 10250) not in cp
+    assert ("etcd-1", 2379) in cp and ("cp-2", 6443) in cp
+    total = sum(len(t) for t in targets.values())
+    assert total < len(cluster.hosts) * (len(cluster.hosts) - 1) / 4
