@@ -284,6 +284,7 @@ def bench_size(n: int, phases: list[str], light: bool, say) -> dict:
             say(row(n, phase, r))
             if r["exit"] != 0:
                 say(f"kubeforge {r['command']} exited {r['exit']}; output {r['output']}:\n{r.get('tail', '')}")
+                _keep_evidence(lab, workdir)
                 break
         out["mem_used_mib"] = mem0 - mem_available_mib()
     finally:
@@ -292,6 +293,13 @@ def bench_size(n: int, phases: list[str], light: bool, say) -> dict:
         claims.release(fd)
         out["teardown"] = time.monotonic() - t0
     return out
+
+
+def _keep_evidence(lab, workdir: Path) -> None:
+    """The first control plane's kubelet journal and simulator logs, before teardown deletes its disk."""
+    res = lab.exec("cp-1", ["sh", "-c", "journalctl -u kubelet --no-pager | tail -n 300; tail -n 300 /var/log/kubesim/* "
+                                        "2>/dev/null; ss -tn state established '( sport = :6443 )' | wc -l"], timeout=60)
+    (workdir / "cp-1-evidence.txt").write_text(res.stdout + res.stderr)
 
 
 def _pss_summary(lab) -> dict[str, float]:
