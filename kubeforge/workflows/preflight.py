@@ -27,7 +27,7 @@ Decisions:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from kubeforge.facts import FactsError, HostFacts, gather_facts
 from kubeforge.facts.gather import TransportSource
@@ -91,15 +91,19 @@ def run_probes(
     limit: int,
     connectivity: bool = True,
     fsync: bool = True,
+    settled: frozenset[str] = frozenset(),
 ) -> ProbeResults:
+    """``settled``: hosts already running as members; their disks and the flows between them are
+    not probed again (a running etcd member's disk is what etcd itself measures)."""
     hosts = list(hosts)
-    members = {h.name for h in cluster.etcd_members}
+    members = {h.name for h in cluster.etcd_members} - settled
     fsync_results = (
         run_fsync_probes(pool, [h for h in hosts if h.name in members], cluster.etcd.data_dir, limit=limit)
         if fsync
         else {}
     )
-    listening, conn = run_connectivity_probe(pool, cluster, hosts, limit=limit) if connectivity else ({}, {})
+    listening, conn = (run_connectivity_probe(pool, cluster, hosts, limit=limit, settled=settled)
+                       if connectivity else ({}, {}))
     return ProbeResults(fsync=fsync_results, listening=listening, connectivity=conn)
 
 
@@ -111,15 +115,19 @@ def preflight(
     now: float | None = None,
     probes: bool = True,
     max_clock_skew_s: float = DEFAULT_MAX_SKEW_S,
+    settled: Callable[[HostFacts], bool] | None = None,
 ) -> tuple[PreflightReport, dict[str, HostFacts | FactsError]]:
     """Gather facts, run the probes on the hosts that answered, check everything.
 
     Returns the report and the facts it was computed from (``up`` reuses them for planning).
+    ``settled``: which hosts already run as members (``up`` passes its own test); the probes leave
+    out their disks and the flows between two of them (run_probes).
     """
     selected = list(hosts) if hosts is not None else list(cluster.hosts)
     facts = gather_facts(pool, selected, limit=cluster.parallelism, etcd_data_dir=cluster.etcd.data_dir)
     reachable = [h for h in selected if isinstance(facts[h.name], HostFacts)]
-    probe_results = run_probes(pool, cluster, reachable, limit=cluster.parallelism) if probes else None
+    done = frozenset(name for name, f in facts.items() if settled is not None and isinstance(f, HostFacts) and settled(f))
+    probe_results = run_probes(pool, cluster, reachable, limit=cluster.parallelism, settled=done) if probes else None
     report = run_preflight(
         cluster,
         facts,

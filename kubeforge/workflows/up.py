@@ -254,7 +254,8 @@ def run_preflight_gate(cluster: Cluster, pool, *, probes: bool = True):
     """Preflight before anything is touched: a failure stops `up` here, naming every problem."""
     from kubeforge.workflows.preflight import preflight, unreachable_hosts
 
-    report, facts = preflight(cluster, pool, probes=probes, now=time.time())
+    # members already running are not probed again: a converged fleet's re-run costs no N x N probe
+    report, facts = preflight(cluster, pool, probes=probes, now=time.time(), settled=is_member)
     failures = blocking_failures(report, facts)
     for r in report.failures:
         if r not in failures:

@@ -69,8 +69,8 @@ def _interrupt(signum, frame):
 @pytest.fixture(scope="session")
 def lab_factory() -> Callable[..., Lab]:
     """Boot a lab of any layout: ``lab_factory(roles, persistent=(), kubernetes_version=...,
-    endpoint_mode="auto", with_mirror=True, egress=True)``; each gets its own bridge and subnet
-    (``egress=False``: no way out, tests/lab/lab.py)."""
+    endpoint_mode="auto", with_mirror=True, egress=True, light=False)``; each gets its own bridge and
+    subnet (``egress=False``: no way out; ``light=True``: a fleet's light machines; tests/lab/lab.py)."""
     reason = lab_unavailable()
     if reason:
         skip_or_fail(reason)
@@ -84,11 +84,12 @@ def lab_factory() -> Callable[..., Lab]:
             claims.release(fd)
 
     def make(roles=None, *, persistent=(), kubernetes_version: str | None = DEFAULT_KUBERNETES_VERSION,
-             endpoint_mode: str = "auto", with_mirror: bool = True, egress: bool = True, shared: bool = False) -> Lab:
+             endpoint_mode: str = "auto", with_mirror: bool = True, egress: bool = True, shared: bool = False,
+             light: bool = False) -> Lab:
         index, fd = claims.claim()
         lab = Lab(layout(roles, persistent=persistent), index=index, kubernetes_version=kubernetes_version,
-                  endpoint_mode=endpoint_mode, with_mirror=with_mirror, egress=egress, log=lambda *_: None,
-                  owner=this_process())
+                  endpoint_mode=endpoint_mode, with_mirror=with_mirror, egress=egress, light=light,
+                  log=lambda *_: None, owner=this_process())
         booted.append((lab, fd))
         if shared:
             _SHARED.add(id(lab))

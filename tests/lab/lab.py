@@ -36,6 +36,17 @@ from tests.lab.rootfs import LOGIN_USER, ensure_rootfs, ensure_ssh_key
 DEFAULT_KUBERNETES_VERSION: str | None = None
 FALLBACK_KUBERNETES_VERSION = "1.33.5"
 
+# Light machines (``Lab(light=True)``, for fleets of up to 100 on the runner's 2 cores): every service
+# inside gets this environment (systemd's DefaultEnvironment). The simulated kubelet heartbeats every
+# 5 s instead of every second, the API server stores a heartbeat at most every 10 s instead of 2, and a
+# node counts as NotReady 20 s after its last one (the real kubelet/controller pair: 10 s and 40 s).
+# Each heartbeat is a TLS request and a read of the whole cluster document, and each store rewrites that
+# document in etcd, so at the default rates their cost on the API servers and etcd grows as nodes x
+# document size, i.e. with the square of the fleet.
+LIGHT_ENVIRONMENT = {"KUBESIM_HEARTBEAT_SECONDS": "5", "KUBESIM_HEARTBEAT_WRITE_SECONDS": "10",
+                     "KUBESIM_HEARTBEAT_GRACE_SECONDS": "20"}
+LIGHT_DROPIN = "/etc/systemd/system.conf.d/kubeforge-lab-light.conf"
+
 
 @dataclass
 class Machine:
@@ -63,6 +74,9 @@ class Lab:
     # open no connection to the runner (the lab mirror included); they answer SSH from it, and reach
     # each other. Packages and images then come only from what kubeforge pushes over SSH.
     egress: bool = True
+    # True: light machines for a fleet (LIGHT_ENVIRONMENT above; disks on the runner's disk, kept across
+    # stop/start like persistent ones); the default is the ordinary machine
+    light: bool = False
     log: object = print
     # the process that tears this lab down (a pytest session); None for a lab booted by hand, which
     # lives until ``down`` and is no leftover while its machines run
@@ -293,9 +307,20 @@ class Lab:
             rootfs=self.rootfs, mdir=self._mdir(m.name), unit=m.unit, hostname=m.name, address=m.address,
             prefixlen=self.id.network.prefixlen, gateway=self.id.gateway, bridge=self.id.bridge,
             machine_id=m.machine_id, hosts_file=self.run_dir / "hosts",
-            persistent=m.spec.persistent, egress=self.egress,
+            # a light machine's disk is an overlay on the runner's disk, not nspawn's tmpfs: 100 workers
+            # hold ~200 MB each after `up` (containerd, the packages apt kept), 20 GB of RAM as tmpfs
+            persistent=m.spec.persistent or self.light, egress=self.egress, binds=self._light_binds(m),
         )
         self._save()
+
+    def _light_binds(self, m: Machine) -> list[tuple[Path, str]]:
+        if not self.light:
+            return []
+        env = " ".join(f"{k}={v}" for k, v in LIGHT_ENVIRONMENT.items())
+        dropin = self._mdir(m.name) / "light.conf"
+        dropin.parent.mkdir(parents=True, exist_ok=True)
+        dropin.write_text(f"[Manager]\nDefaultEnvironment={env}\n")
+        return [(dropin, LIGHT_DROPIN)]
 
     def _state(self) -> dict:
         return {
@@ -308,6 +333,7 @@ class Lab:
             "endpoint_mode": self.endpoint_mode,
             "with_mirror": self.with_mirror,
             "egress": self.egress,
+            "light": self.light,
             "mirror": self.mirror_proc.to_json() if self.mirror_proc else None,
             "machines": [
                 {
@@ -334,7 +360,7 @@ class Lab:
         st = json.loads(state_file.read_text())
         specs = [MachineSpec(d["name"], tuple(d["roles"]), d["persistent"]) for d in st["machines"]]
         lab = cls(specs, index=index, kubernetes_version=st["kubernetes_version"], endpoint_mode=st["endpoint_mode"],
-                  with_mirror=st["with_mirror"], egress=st.get("egress", True), log=log)
+                  with_mirror=st["with_mirror"], egress=st.get("egress", True), light=st.get("light", False), log=log)
         lab.rootfs = Path(st["rootfs"]) if st["rootfs"] else None
         lab.mirror_proc = Proc.from_json(st["mirror"])
         lab.owner = Proc.from_json(st.get("owner"))

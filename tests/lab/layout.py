@@ -15,7 +15,8 @@ from tests.lab.paths import LabError
 
 ROLES = ("etcd", "control-plane", "worker", "load-balancer")
 ROLE_PREFIX = {"etcd": "etcd", "control-plane": "cp", "worker": "worker", "load-balancer": "lb"}
-MAX_MACHINES = 40
+# a fleet lab (bench/fleet.py) boots 100; the subnet holds 200 (tests/lab/paths.py)
+MAX_MACHINES = 120
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, prefixlen: int, gateway: str,
-         bridge: str, machine_id: str, hosts_file: Path, persistent: bool, egress: bool = True) -> Proc:
+         bridge: str, machine_id: str, hosts_file: Path, persistent: bool, egress: bool = True,
+         binds: Sequence[tuple[Path, str]] = ()) -> Proc:
     # A connected machine has a default route via the runner (which forwards nothing), so the
     # simulator's stand-in for the public registries answers (tests/sim/README.md "Images"); no DNS.
     # egress=False (a site with no way out): no route beyond the bridge (never a Gateway= here) and an
@@ -116,6 +117,7 @@ def boot(*, rootfs: Path, mdir: Path, unit: str, hostname: str, address: str, pr
         f"--bind-ro={net}:/etc/systemd/network/05-host0.network",
         f"--bind-ro={name}:/etc/hostname",
         f"--bind-ro={hosts_file}:/etc/hosts",
+        *(f"--bind-ro={src}:{dst}" for src, dst in binds),
     ]
     if not egress:
         # an empty resolv.conf, read-only: the resolver falls back to 127.0.0.1:53, where nothing listens

@@ -15,6 +15,8 @@ from pathlib import Path
 CACHE_DIR = Path(os.environ.get("KUBEFORGE_LAB_CACHE", "/var/cache/kubeforge-lab"))
 RUN_DIR = Path(os.environ.get("KUBEFORGE_LAB_RUN", "/run/kubeforge-lab"))
 BRIDGE_PREFIX = "kfnbr"
+VIP_HOST = 100  # the VIP's host part in every lab's /24
+MAX_ADDRESSES = 200
 
 
 class LabError(RuntimeError):
@@ -48,13 +50,16 @@ class LabId:
         return str(self.network.network_address + 1)
 
     def address(self, i: int) -> str:
-        """Machine i (1-based) lives at .10+i."""
-        return str(self.network.network_address + 10 + i)
+        """Machine i (1-based) lives at .10+i, past the VIP's .100 at .11+i (a fleet lab's machines 90
+        and on), so a lab of up to 200 machines fits its /24 (.11 to .211) beside the gateway and VIP."""
+        if not 1 <= i <= MAX_ADDRESSES:
+            raise LabError(f"machine {i}: a lab's subnet holds machines 1..{MAX_ADDRESSES}")
+        return str(self.network.network_address + 10 + i + (1 if 10 + i >= VIP_HOST else 0))
 
     @property
     def vip(self) -> str:
-        """A free address for a virtual IP (keepalived); machines use .11 to .50."""
-        return str(self.network.network_address + 100)
+        """A free address for a virtual IP (keepalived); no machine is given it."""
+        return str(self.network.network_address + VIP_HOST)
 
     @property
     def mirror_port(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.lab.inventory import render_inventory
-from tests.lab.layout import layout
+from tests.lab.layout import MAX_MACHINES, layout
 from tests.lab.mirror import kube_versions, parse_print_uris
 from tests.lab.paths import LabError, LabId
 from tests.lab.procs import Proc, start_time
@@ -56,6 +57,18 @@ def test_lab_slots_get_their_own_bridge_subnet_and_mirror_port():
     assert (a.bridge, a.gateway, a.address(1), a.mirror_port) == ("kfnbr0", "10.77.4.1", "10.77.4.11", 8470)
     assert (b.bridge, b.gateway, b.address(8), b.mirror_port) == ("kfnbr3", "10.77.7.1", "10.77.7.18", 8473)
     assert len(a.machine_name(40)) + len("vb-") <= 15  # the veth name nspawn derives must fit IFNAMSIZ
+
+
+def test_a_fleet_lab_of_the_largest_layout_has_distinct_addresses_beside_the_gateway_and_vip():
+    lab_id = LabId(99)
+    n = MAX_MACHINES
+    addresses = [lab_id.address(i) for i in range(1, n + 1)]
+    assert len(set(addresses)) == n
+    assert lab_id.vip not in addresses and lab_id.gateway not in addresses
+    assert all(ipaddress.ip_address(a) in lab_id.network for a in addresses)
+    assert (lab_id.address(89), lab_id.address(90)) == ("10.77.103.99", "10.77.103.101")  # .100 is the VIP
+    assert len(lab_id.machine_name(n)) + len("vb-") <= 15
+    assert len(layout({"etcd": 3, "control-plane": 3, "worker": 94})) == 100
 
 
 def test_one_control_plane_gets_no_balancer_and_etcd_on_its_own_hosts_is_external():

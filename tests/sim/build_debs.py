@@ -79,6 +79,11 @@ ENTRY = """#!/usr/bin/python3 -I
 # kubesim {component} {version}: a test double, not the real {component}
 import sys
 sys.path.insert(0, "/usr/lib/kubesim/{version}/{component}")
+from kubesim import quick
+answer = quick.answer("{component}", sys.argv[1:], "v{version}")
+if answer is not None:  # a version query: no need for the rest (kubesim/quick.py)
+    print(answer)
+    sys.exit(0)
 from kubesim import {component}
 sys.exit({component}.main(sys.argv[1:], "v{version}"))
 """

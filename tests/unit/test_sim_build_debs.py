@@ -138,3 +138,27 @@ def test_real_dpkg_installs_then_upgrades_one_minor_in_a_sandbox_root(repo: Path
     assert "ii  kubeadm        1.34.2-1.1" in status and "ii  kubelet        1.33.6-1.1" in status
     assert (tmp_path / "usr/lib/kubesim/1.34.2/kubeadm/kubesim/kubeadm.py").exists()
     assert not (tmp_path / "usr/lib/kubesim/1.33.6/kubeadm").exists()
+
+
+VERSION_QUERIES = (("kubeadm", ["version", "-o", "short"]), ("kubelet", ["--version"]),
+                   ("kubectl", ["version", "--client"]))
+
+
+@pytest.mark.parametrize(("component", "argv"), VERSION_QUERIES)
+def test_a_version_query_is_answered_before_the_simulator_loads_and_prints_what_the_full_command_prints(
+        repo: Path, tmp_path: Path, component: str, argv: list[str]) -> None:
+    # the facts script asks these of every machine on every run (kubesim/quick.py)
+    deb = repo / f"kubernetes/v1.34/deb/{component}_1.34.2-1.1_all.deb"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
+    entry = (tmp_path / "usr/bin" / component).read_text().replace("/usr/lib/", f"{tmp_path}/usr/lib/")
+    script = tmp_path / "entry.py"
+    script.write_text(entry)
+    quick = subprocess.run([sys.executable, "-I", "-X", "importtime", str(script), *argv], capture_output=True, text=True)
+    assert quick.returncode == 0, quick.stderr[-2000:]
+    assert "kubesim.quick" in quick.stderr and f"kubesim.{component}" not in quick.stderr
+    lib = tmp_path / f"usr/lib/kubesim/1.34.2/{component}"
+    full = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(lib)!r}); "
+                           f"from kubesim import {component}; sys.exit({component}.main(sys.argv[1:], 'v1.34.2'))", *argv],
+                          capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert quick.stdout == full.stdout and "1.34.2" in quick.stdout

@@ -59,7 +59,7 @@ for p in ports:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("0.0.0.0", p))
-        s.listen(64)
+        s.listen(1024)  # a control plane's 6443 meets every worker of a fleet at once
         s.setblocking(False)
         socks.append(s)
         bound.append(p)

@@ -10,7 +10,7 @@ import ssl
 import sys
 import time
 
-from . import apis, client, host, views, yamlish
+from . import apis, client, host, quick, views, yamlish
 from .host import SimError, parse_version
 from .rbac import plural
 
@@ -68,7 +68,7 @@ def _access(a, what: str | None, kind: str, names: list[str]) -> dict:
 def cmd_version(a, version: str) -> int:
     major, minor, _ = parse_version(version)
     out = {"clientVersion": {"major": str(major), "minor": str(minor), "gitVersion": version, "platform": "linux/amd64"},
-           "kustomizeVersion": "v5.7.1"}
+           "kustomizeVersion": quick.KUSTOMIZE}
     if not a.client:
         out["serverVersion"] = client.get(bases(a), "/version")
     if a.output == "json":
@@ -76,7 +76,7 @@ def cmd_version(a, version: str) -> int:
     elif a.output == "yaml":
         print(yamlish.dump(out), end="")
     else:
-        print(f"Client Version: {version}\nKustomize Version: v5.7.1")
+        print(quick.kubectl_client_version(version))
         if "serverVersion" in out:
             print(f"Server Version: {out['serverVersion']['gitVersion']}")
     return 0

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from . import client, files, host, images, runtime
+from . import client, files, host, images, quick, runtime
 from .components import COMPONENTS, ComponentPod
 from .etcdpod import EtcdPod
 from .staticpod import ApiServerPod, ApiServerProcess, manifest_version
@@ -85,7 +85,7 @@ def _config_path(argv: list[str]) -> str:
 
 def main(argv: list[str], version: str) -> int:
     if "--version" in argv or "version" in argv[:1]:
-        print(f"Kubernetes {version}")
+        print(quick.kubelet_version(version))
         return 0
     config = _config_path(argv)
     if not host.exists(config):

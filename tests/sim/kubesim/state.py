@@ -7,6 +7,8 @@ API server also appends it to ``state["violations"]`` (the real tool would have 
 
 from __future__ import annotations
 
+import os
+
 from . import workloads
 from .host import SimError, parse_version, vstr
 
@@ -60,7 +62,9 @@ def refuse(message: str, code: int = 400) -> SimError:
     return e
 
 
-HEARTBEAT_WRITE_EVERY = 2.0  # seconds: a heartbeat that changes nothing else is stored at most this often
+# seconds: a heartbeat that changes nothing else is stored at most this often (each store rewrites the
+# whole cluster document in etcd; light fleet machines store less often: tests/lab/lab.py)
+HEARTBEAT_WRITE_EVERY = float(os.environ.get("KUBESIM_HEARTBEAT_WRITE_SECONDS", "2"))
 MAX_RECORDS = 300
 
 
