@@ -1,4 +1,5 @@
-"""The certificates on one host, read in one sudo script and parsed here with ``cryptography``.
+"""The certificates on one host, read in one sudo script (kubeforge.facts.host_certs) and parsed
+here with ``cryptography``.
 
 The script prints only certificate blocks: files that also hold a private key (the kubelet's
 ``kubelet-client-current.pem``) are filtered to their ``CERTIFICATE`` blocks on the host, and from
@@ -18,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 
 from kubeforge.pki import crypto
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
-from kubeforge.transport.base import Command
 
 KUBELET_PKI = "/var/lib/kubelet/pki"
 CERT_GLOBS = (f"{KUBE_PKI}/*.crt", f"{KUBE_PKI}/etcd/*.crt", f"{ETCD_PKI}/*.crt",
@@ -27,25 +27,6 @@ KUBECONFIGS = ("/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf",
                "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf",
                "/etc/kubernetes/kubelet.conf")
 MARK = "==> "
-
-
-def probe_command(cert_globs: tuple[str, ...] = CERT_GLOBS, kubeconfigs: tuple[str, ...] = KUBECONFIGS) -> Command:
-    """Every certificate kubeforge knows of on a host; or only those named (``up`` reads just the
-    API server's certificate)."""
-    script = "\n".join([
-        f"for f in {' '.join(cert_globs)}; do",
-        '  [ -f "$f" ] || continue',
-        f'  echo "{MARK}$f"',
-        "  sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' \"$f\"",
-        "done",
-        f"for f in {' '.join(kubeconfigs) or '/dev/null/none'}; do",
-        '  [ -f "$f" ] || continue',
-        f'  echo "{MARK}$f"',
-        "  sed -n 's/^[[:space:]]*client-certificate-data:[[:space:]]*//p' \"$f\"",
-        "done",
-        "echo '@@end'",
-    ])
-    return Command(script=script, sudo=True, timeout=60, description="read the certificates on this host")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 
 from kubeforge.errors import CheckFailed, UsageError
 from kubeforge.facts.haproxy_drains import read_drained
+from kubeforge.facts.host_certs import probe_command, read_hosts
 from kubeforge.model import Cluster
 from kubeforge.pki import CertStatus, ensure_pki, expiry_report, leaf_items, load_pki
 from kubeforge.pki.bundle import PkiBundle
 from kubeforge.pki.ca_rotation import refuse_while_rotating
 from kubeforge.pki.ensure import APISERVER_ETCD, HEALTHCHECK
-from kubeforge.pki.hostcerts import HostCert, parse_probe, probe_command
 from kubeforge.pki.layout import host_files
 from kubeforge.plan.certs.compare import HostReport, compare, store_leaves_expiring
 from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, RenewSelection, renew_plan, select
@@ -56,34 +56,6 @@ class CertsCheck:
             "differences": self.hosts.differences,
             "unreachable": list(self.hosts.unreachable),
         }
-
-
-def read_hosts(cluster: Cluster, pool, hosts=None, probe=None) -> tuple[dict[str, list[HostCert]], list[str]]:
-    """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel. A host
-    that answered but whose answer could not be read is a failed check (exit 4), not unreachable."""
-    from kubeforge.transport.pool import Status
-
-    probe = probe or probe_command()
-
-    def one(t) -> list[HostCert]:
-        try:
-            return parse_probe(t.host, t.run(probe).stdout)
-        except ValueError as exc:
-            raise CheckFailed(str(exc)) from None
-
-    result = pool.fanout(hosts if hosts is not None else cluster.hosts, one)
-    found, down, broken = {}, [], []
-    for o in result.outcomes:
-        if o.ok:
-            found[o.host] = o.value
-        elif o.status is Status.NOT_REACHED:
-            down.append(f"{o.host}: {o.message}")
-        else:
-            broken.append(f"{o.host}: {o.message}")
-    if broken:
-        raise CheckFailed("cannot read the certificates on " + "; ".join(broken),
-                          unreachable=tuple(d.split(":")[0] for d in down))
-    return found, down
 
 
 def read_apiserver_sans(cluster: Cluster, pool, hosts: Sequence) -> dict[str, tuple[str, ...]]:

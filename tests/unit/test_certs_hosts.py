@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from kubeforge.facts.host_certs import probe_command
 from kubeforge.model import EtcdTopology
 from kubeforge.pki import ensure_pki, host_files, leaf_items
 from kubeforge.pki.crypto import CLIENT_AUTH, LeafSpec, generate_key, issue_leaf
-from kubeforge.pki.hostcerts import describe, parse_probe, probe_command
+from kubeforge.pki.hostcerts import describe, parse_probe
 from kubeforge.plan.certs.compare import compare, store_leaves_expiring
 from kubeforge.plan.certs.renew import renew_plan, select
 from kubeforge.workflows.etcd.common import etcd_pki_files
@@ -202,7 +203,7 @@ def test_stacked_clusters_have_no_store_files_on_members_to_compare(tmp_path):
 def local_pool(cluster, root: Path, reachable: set[str], monkeypatch):
     """Hosts in ``reachable`` are this machine (real bash and sed) reading the files under ``root``;
     the others refuse the connection."""
-    import kubeforge.workflows.certs as wf
+    import kubeforge.facts.host_certs as wf
     from kubeforge.errors import TransportError
     from kubeforge.transport.base import Command
     from kubeforge.transport.local import LocalTransport
