@@ -33,12 +33,12 @@ from kubeforge.backups.snapshot import (
 )
 from kubeforge.backups.store import BackupOptions, StoredFile, pki_bundle
 from kubeforge.errors import CheckFailed, KubeforgeError, TransportError
+from kubeforge.facts.etcdctl import REMOTE_WORK_DIR, client_url, etcdctl_line
 from kubeforge.model import Cluster, Host
 from kubeforge.model.files import private_dir
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
 from kubeforge.transport.base import Command
-from kubeforge.workflows.etcd.ctl import REMOTE_WORK_DIR, client_url, etcdctl_line
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 
 
