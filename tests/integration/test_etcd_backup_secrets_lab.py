@@ -115,8 +115,8 @@ def backup_interrupted(inv: Path, interrupt) -> tuple[int, str, bool]:
 
 
 def test_an_encrypted_backup_holds_the_canary_only_as_ciphertext(slab, encrypted):
+    from kubeforge.backups.store import read_verified_snapshot
     from kubeforge.pki import backup_crypto as crypto
-    from kubeforge.workflows.etcd.backup import read_verified_snapshot
 
     res = kf("etcd", "backup", "-i", str(encrypted), "-o", "json")
     assert res.returncode == 0, res.stdout + res.stderr

@@ -208,9 +208,9 @@ def test_backup_is_verified_recorded_and_retention_keeps_exactly_n(elab, three):
 
 
 def test_a_flipped_byte_fails_verification_and_is_never_counted(elab, three, tmp_path):
+    from kubeforge.backups.retention import list_backups, plan_retention
+    from kubeforge.backups.store import read_verified_snapshot
     from kubeforge.errors import InputError
-    from kubeforge.workflows.etcd.backup import read_verified_snapshot
-    from kubeforge.workflows.etcd.retention import list_backups, plan_retention
 
     d = backups_dir(three)
     good = sorted(d.glob("*.manifest.json"))[-1]

@@ -333,7 +333,7 @@ def test_an_upgrade_to_a_version_the_bundle_lacks_is_refused_with_exit_7_changin
 def test_etcd_backup_of_the_air_gapped_cluster_is_verified_on_the_operator_side(olab, good):
     """Stacked etcd on cp-1 with etcdctl from the bundle's release archive: the snapshot streamed
     home over SSH, checked (sha256, etcd's integrity trailer) as it arrived and again from disk."""
-    from kubeforge.workflows.etcd.backup import read_verified_snapshot
+    from kubeforge.backups.store import read_verified_snapshot
 
     res = kf(good, "etcd", "backup", "-o", "json", timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

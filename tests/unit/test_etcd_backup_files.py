@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from kubeforge.backups.retention import BackupManifest, list_backups, plan_retention, write_manifest
+from kubeforge.backups.snapshot import IntegrityCheck, SnapshotInvalid, parse_status, verify_integrity
+from kubeforge.backups.store import BackupOptions, pki_bundle, read_verified_snapshot
 from kubeforge.errors import InputError
 from kubeforge.model.files import file_sha256 as sha256_file
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
-from kubeforge.workflows.etcd.backup import BackupOptions, pki_bundle, read_verified_snapshot
-from kubeforge.workflows.etcd.retention import BackupManifest, list_backups, plan_retention, write_manifest
-from kubeforge.workflows.etcd.snapshot import IntegrityCheck, SnapshotInvalid, parse_status, verify_integrity
 from tests.need import skip_or_fail
 
 
@@ -213,7 +213,7 @@ def test_the_pki_bundle_is_packed_straight_into_ciphertext(tmp_path):
 
 
 def _encrypted_opts(tmp_path, key):
-    from kubeforge.workflows.etcd.backup import BackupOptions
+    from kubeforge.backups.store import BackupOptions
 
     return BackupOptions(directory=tmp_path / "backups", keep=1, max_age_days=None, encryption="keyfile", key=key)
 

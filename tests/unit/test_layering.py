@@ -24,6 +24,7 @@ LEVEL = {
     "facts": 3,
     "render": 3,
     "pki": 3,
+    "backups": 3,  # etcd backups on the operator's machine: snapshot files, manifests, the stored file
     "inventory": 3,
     "plan": 4,
     "execute": 5,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import EtcdTopology
-from kubeforge.plan.etcd.ctl import peer_url
 from kubeforge.plan.etcd.membership import ListedMember, remove_by_peer_url
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.up import plan_up

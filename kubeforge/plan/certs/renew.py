@@ -17,12 +17,12 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
 from kubeforge.plan.endpoint.drain import behind_balancers, ready_drained_phases
 from kubeforge.plan.etcd import commands as cmd
-from kubeforge.plan.etcd.ctl import client_url, etcdctl_line
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
 from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan

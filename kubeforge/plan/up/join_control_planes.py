@@ -12,9 +12,9 @@ name whose Node is Ready), and it joins again."""
 from __future__ import annotations
 
 from kubeforge.errors import SafetyRefusal
+from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import EtcdTopology, Host
 from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL, KUBELET_CONF
-from kubeforge.plan.etcd.ctl import client_url, peer_url
 from kubeforge.plan.etcd.membership import ListedMember, remove_by_peer_url
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep

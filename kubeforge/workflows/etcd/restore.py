@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kubeforge.backups.retention import MANIFEST_SUFFIX, list_backups
+from kubeforge.backups.store import read_verified_snapshot
 from kubeforge.errors import InputError, SafetyRefusal, TransportError
 from kubeforge.facts.etcd import gather_member_facts
 from kubeforge.facts.etcd_stacked import StackedMember, apiserver_manifest_hosts, read_stacked_members
@@ -17,8 +19,6 @@ from kubeforge.pki import backup_crypto as crypto
 from kubeforge.plan.etcd import restore_stacked
 from kubeforge.plan.etcd.restore import RestoreInput, restore_phases
 from kubeforge.plan.phase import Plan
-from kubeforge.workflows.etcd.backup import read_verified_snapshot
-from kubeforge.workflows.etcd.retention import MANIFEST_SUFFIX, list_backups
 
 WORKFLOW = "etcd restore"
 
