@@ -189,8 +189,6 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
     `certs renew` renews them (one control plane at a time, each static pod restarted and gated) with
     a writer and a quorum watcher running, `certs check` finds nothing left within 30 days, every leaf
     verifies against its CA, the controller manager and scheduler answer healthy on the new files."""
-    from tests.faults.etcdwire import ClientCerts, QuorumWatcher, Writer
-
     for cp in short_on:
         issue_kubeadm_certs_short(env, cp)
     code, doc = certs_check(env)
@@ -202,26 +200,9 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
     if "cp-1" in short_on:  # the local copy is fetched from the first control plane: it must follow
         res = env.kf("kubeconfig")
         assert res.returncode == 0 and local_admin.is_file(), res.stdout + res.stderr
-    pki = tmp_path / "pki"
-    pki.mkdir(mode=0o700)
-    for name in ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key"):
-        (pki / name).touch(mode=0o600)
-        (pki / name).write_text(env.lab.exec("cp-1", ["sudo", "cat", f"{PKI}/{name}"]).stdout)
-    certs = ClientCerts(pki / "ca.crt", pki / "healthcheck-client.crt", pki / "healthcheck-client.key")
-    addresses = [env.lab.address(cp) for cp in CPS]
-    watcher, writer = QuorumWatcher(addresses, certs), Writer(addresses, certs, tag=f"renew-{time.time_ns()}")
     before = {cp: pod_starts(env, cp) for cp in short_on}
-    watcher.start()
-    writer.start()
-    started = time.monotonic()
-    try:
-        res = env.kf("certs", "renew", "--within-days", "30", "--yes")
-    finally:
-        elapsed = time.monotonic() - started
-        writer.stop()
-        watcher.stop()
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    lost = writer.lost(addresses, certs)
+    res, elapsed, writer, watcher, lost = kf_under_writes(env, tmp_path, "renew", "certs", "renew", "--within-days", "30",
+                                                          "--yes")
     print(f"certs renew of kubeadm's certificates on {', '.join(short_on)}: {elapsed:.1f} s, {len(writer.acked)} "
           f"writes acknowledged, {len(lost)} lost, {writer.failed} refused, longest gap without a linearizable read "
           f"{max(watcher.gaps(), default=0.0):.1f} s")
@@ -254,6 +235,32 @@ def renew_kubeadm_certs_under_a_writer(env: Env, short_on: tuple[str, ...], tmp_
         on_host = env.lab.exec("cp-1", ["sudo", "sed", "-n", "s/^ *client-certificate-data: *//p",
                                         "/etc/kubernetes/admin.conf"]).stdout.strip()
         assert on_host and on_host in local_admin.read_text(), "the local admin.conf was not refreshed"
+
+
+def kf_under_writes(env, tmp_path: Path, tag: str, *args: str, timeout: float = 600):
+    """Run kubeforge while tests/faults' quorum watcher and writer work on the stacked members with
+    cp-1's etcd healthcheck client: (result, seconds, writer, watcher, acknowledged keys lost)."""
+    from tests.faults.etcdwire import ClientCerts, QuorumWatcher, Writer
+
+    pki = tmp_path / "pki"
+    pki.mkdir(mode=0o700)
+    for name in ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key"):
+        (pki / name).touch(mode=0o600)
+        (pki / name).write_text(env.lab.exec("cp-1", ["sudo", "cat", f"{PKI}/{name}"]).stdout)
+    certs = ClientCerts(pki / "ca.crt", pki / "healthcheck-client.crt", pki / "healthcheck-client.key")
+    addresses = [env.lab.address(cp) for cp in CPS]
+    watcher, writer = QuorumWatcher(addresses, certs), Writer(addresses, certs, tag=f"{tag}-{time.time_ns()}")
+    watcher.start()
+    writer.start()
+    started = time.monotonic()
+    try:
+        res = env.kf(*args, timeout=timeout)
+    finally:
+        elapsed = time.monotonic() - started
+        writer.stop()
+        watcher.stop()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res, elapsed, writer, watcher, writer.lost(addresses, certs)
 
 
 def test_kubeadms_certificates_issued_short_on_one_control_plane_are_found_renewed_and_verify_with_etcd_healthy(
@@ -371,30 +378,12 @@ def test_upgrade_across_kubeadms_etcd_minor_keeps_quorum_and_every_acknowledged_
     """1.33 -> 1.34 moves kubeadm's etcd from a 3.5 to a 3.6 pin: kubeadm restarts each control plane's
     member on the new image, kubeforge waits for all members healthy before the next control plane.
     A writer and a quorum watcher (the fault matrix's, over the lab bridge) run throughout."""
-    from tests.faults.etcdwire import ClientCerts, QuorumWatcher, Writer
 
     before, after = pinned_tag("1.33.5"), pinned_tag(UPGRADE_TO)
     assert before.split(".")[:2] != after.split(".")[:2]  # the data still crosses an etcd minor here
     assert set(etcd_images(env).values()) == {(before, before)}
-    pki = tmp_path / "pki"
-    pki.mkdir(mode=0o700)
-    for name in ("ca.crt", "healthcheck-client.crt", "healthcheck-client.key"):
-        (pki / name).touch(mode=0o600)
-        (pki / name).write_text(env.lab.exec("cp-1", ["sudo", "cat", f"{PKI}/{name}"]).stdout)
-    certs = ClientCerts(pki / "ca.crt", pki / "healthcheck-client.crt", pki / "healthcheck-client.key")
-    addresses = [env.lab.address(cp) for cp in CPS]
-    watcher, writer = QuorumWatcher(addresses, certs), Writer(addresses, certs, tag=f"stacked-{time.time_ns()}")
-    watcher.start()
-    writer.start()
-    started = time.monotonic()
-    try:
-        res = env.kf("upgrade", "--to", UPGRADE_TO, "--yes", timeout=1500)
-    finally:
-        elapsed = time.monotonic() - started
-        writer.stop()
-        watcher.stop()
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    lost = writer.lost(addresses, certs)
+    res, elapsed, writer, watcher, lost = kf_under_writes(env, tmp_path, "stacked", "upgrade", "--to", UPGRADE_TO, "--yes",
+                                                          timeout=1500)
     print(f"stacked etcd crossing {before} -> {after}: upgrade {elapsed:.0f} s, {len(writer.acked)} writes "
           f"acknowledged, {writer.failed} refused, longest gap without a linearizable read "
           f"{max(watcher.gaps(), default=0.0):.1f} s")
