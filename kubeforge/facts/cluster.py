@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeforge.facts.script import split_sections
 from kubeforge.model import Cluster
 from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL
 from kubeforge.model.versions import KubeVersion, parse_kube
@@ -129,15 +130,7 @@ fi
 
 
 def split_probe(stdout: str) -> dict[str, str]:
-    out: dict[str, list[str]] = {}
-    current = None
-    for line in stdout.splitlines():
-        if line.startswith(_MARK):
-            current = line[len(_MARK):].strip()
-            out[current] = []
-        elif current is not None:
-            out[current].append(line)
-    return {k: "\n".join(v).strip() for k, v in out.items()}
+    return {k: v.strip() for k, v in split_sections(stdout, _MARK).items()}
 
 
 def parse_cluster_probe(stdout: str) -> ClusterState:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from kubeforge.errors import TransportError
+from kubeforge.facts.script import split_sections
 from kubeforge.model import Cluster
 from kubeforge.transport.base import Command
 
@@ -105,14 +106,8 @@ def parse_simulation(text: str) -> list[PackageUpgrade]:
 
 
 def parse_probe(host: str, stdout: str) -> OsFacts:
-    parts: dict[str, list[str]] = {}
-    current = None
-    for line in stdout.splitlines():
-        if line.startswith(_MARK):
-            current = line[len(_MARK):].strip()
-            parts[current] = []
-        elif current is not None and line.strip():
-            parts[current].append(line.strip())
+    parts = {name: [line.strip() for line in body.splitlines() if line.strip()]
+             for name, body in split_sections(stdout, _MARK).items()}
     held = set(parts.get("held", []))
     every = parse_simulation("\n".join(parts.get("simulate", [])))
     kept_names = set(KEPT) | held

@@ -148,16 +148,17 @@ def build_script(etcd_data_dir: str = "/var/lib/etcd") -> str:
     return "\n".join(parts) + "\n"
 
 
-def split_sections(stdout: str) -> dict[str, str]:
-    """Section name -> body. Text before the first marker (login banners, motd) is dropped."""
+def split_sections(stdout: str, marker: str = MARKER) -> dict[str, str]:
+    """Section name -> body, for every probe that marks its sections with ``marker`` + name. Text
+    before the first marker (login banners, motd) is dropped; a name seen again starts afresh."""
     out: dict[str, str] = {}
     current: str | None = None
     lines: list[str] = []
     for line in stdout.splitlines():
-        if line.startswith(MARKER):
+        if line.startswith(marker):
             if current is not None:
                 out[current] = "\n".join(lines)
-            current, lines = line[len(MARKER) :].strip(), []
+            current, lines = line[len(marker) :].strip(), []
         elif current is not None:
             lines.append(line)
     if current is not None:
