@@ -168,7 +168,12 @@ def _run(argv: list[str]) -> int:
         return code
     except KubeforgeError as exc:
         return report_error(exc, verbose=verbose)
-    except typer.Abort:
+    except typer.Abort as exc:
+        # click turns both Ctrl-C and an EOFError escaping the command into Abort; its own prompts
+        # catch EOF on stdin themselves, so an EOFError here came from kubeforge's code: a bug, not
+        # an interruption the operator caused
+        if isinstance(exc.__cause__, EOFError):
+            return report_bug(exc.__cause__, verbose=verbose)
         return report_error(Interrupted("interrupted"), verbose=verbose)
     except KeyboardInterrupt:
         return report_error(Interrupted("interrupted by Ctrl-C"), verbose=verbose)

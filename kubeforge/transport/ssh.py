@@ -229,7 +229,7 @@ class SshTransport(BaseTransport):
             # says EOFError or "Channel closed"): never a bare EOFError out of a run
             raise ConnectionLost(self.host, f"connection lost: {exc or type(exc).__name__}") from None
         finally:
-            chan.close()
+            _close_channel(chan)
 
     def _exec_on(self, chan: paramiko.Channel, line, data, deadline, sink, stopper=None) -> tuple[int, bytes, bytes]:
         chan.exec_command(line)
@@ -312,3 +312,13 @@ class SshTransport(BaseTransport):
         chan.status_event.wait(STOP_WAIT_S)
         log.debug("stopped a command (%s)", "it exited" if chan.exit_status_ready() else "no exit status yet",
                   extra={"host": self.host})
+
+
+def _close_channel(chan: paramiko.Channel) -> None:
+    """Close a channel whose connection may already be gone. paramiko sends the close message and
+    raises EOFError when the socket is dead (a machine that lost power mid-command): the command's
+    own outcome (ConnectionLost, say) is what the run must see, never that EOFError."""
+    try:
+        chan.close()
+    except (paramiko.SSHException, EOFError, OSError):
+        pass

@@ -183,3 +183,31 @@ def test_no_color_is_honoured_on_a_terminal(capsys, tmp_path, monkeypatch):
 
 def test_shell_completion_is_offered():
     assert "--install-completion" in _help()
+
+
+@pytest.mark.parametrize(("raised", "code", "said"), [
+    (EOFError(), 1, "unexpected EOFError — this is a bug in kubeforge"),
+    (KeyboardInterrupt(), 8, "interrupted"),
+])
+def test_an_eof_error_escaping_a_command_is_a_bug_and_only_ctrl_c_is_an_interruption(monkeypatch, capsys, raised, code, said):
+    """click turns an EOFError and a Ctrl-C alike into Abort; only the Ctrl-C is the operator's. A
+    connection paramiko finds dead while closing a channel once surfaced as "interrupted" (exit 8),
+    and the operator was told to resume a run nobody had stopped."""
+    import typer
+
+    import kubeforge.cli.app as app_module
+
+    probe = typer.Typer()
+
+    @probe.command()
+    def boom() -> None:
+        raise raised
+
+    @probe.command()
+    def other() -> None:  # two commands, so "boom" is a subcommand as kubeforge's are
+        pass
+
+    monkeypatch.setattr(app_module, "build_command", lambda: typer.main.get_command(probe))
+    assert run(["boom"]) == code
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
