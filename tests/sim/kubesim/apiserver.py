@@ -209,12 +209,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, out)
 
 
+def listen_backlog() -> int:
+    """The backlog Go's net.Listen uses (kube-apiserver's secure port): the kernel's somaxconn.
+    socketserver's default of 5 would drop the SYNs of a few dozen kubelets connecting at once, a
+    failure the real API server does not have."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(int(f.read().strip()), 128)
+    except (OSError, ValueError):
+        return 4096
+
+
 class _TlsServer(ThreadingHTTPServer):
     """TLS only, as kube-apiserver's secure port: plain HTTP gets Go's own answer and is closed (the
     first byte of a TLS connection is 0x16, a handshake)."""
 
     daemon_threads = True
     ssl_ctx: ssl.SSLContext | None = None
+    request_queue_size = listen_backlog()
 
     def finish_request(self, request, client_address) -> None:
         try:

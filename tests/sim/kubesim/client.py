@@ -95,6 +95,9 @@ def request(bases: list[str], method: str, path: str, body=None, timeout: float 
     if refusal is not None:
         raise SimError(refusal, 503)
     host_ = bases[0].split("://", 1)[-1] if bases else "localhost:8080"
+    reason = getattr(last, "reason", last)
+    if isinstance(reason, TimeoutError):  # kubectl's words when the dial or the answer times out
+        raise SimError(f"Unable to connect to the server: dial tcp {host_}: i/o timeout", 503)
     raise SimError(f"The connection to the server {host_} was refused - did you specify the right host or port?"
                    + (f" ({last})" if os.environ.get("KUBESIM_DEBUG") else ""), 503)
 
