@@ -94,19 +94,21 @@ class CheckRemovedAPIs:
     title = "Check for objects in removed API versions"
     strategy = serial()
 
+    def title_for(self, ctx) -> str:
+        return ctx.title(self.title)
+
     def plan(self, ctx) -> PhasePlan:
         start = serving_minor(ctx.facts)
         if start is None or ctx.target.minor_key <= start:
-            return PhasePlan(self.name, ctx.title(self.title), self.strategy, (), "not a minor hop")
+            return PhasePlan.of(self, (), title=self.title_for(ctx), reason_if_empty="not a minor hop")
         found = hop_findings(ctx.facts, start, ctx.target)
         if not found:
             gone = removed_between(start, ctx.target.minor_key)
             why = (f"{ctx.target.minor_str} serves every API version {start[0]}.{start[1]} does ({DATA})" if not gone
                    else "the removed-API scan did not run" if ctx.facts.removed_apis is None
                    else "no object is written in an API version it stops serving")
-            return PhasePlan(self.name, ctx.title(self.title), self.strategy, (), why)
+            return PhasePlan.of(self, (), title=self.title_for(ctx), reason_if_empty=why)
         message = (f"{FLAG}: {ctx.target.minor_str} stops serving API versions these objects still use; "
                    "going on anyway: " + "; ".join(str(o) for o in found))
-        return PhasePlan.of(name=self.name, title=ctx.title(self.title), strategy=self.strategy,
-                            lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message),
+        return PhasePlan.of(self, title=self.title_for(ctx), lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message),
                                                         key=ctx.key("removed-apis-warning"))])])
