@@ -109,9 +109,15 @@ def test_every_phase_class_names_and_titles_itself_once():
     assert not problems, "\n".join(problems)
 
 
+def _listed(module: str) -> tuple:
+    """A planner's phases in order; upgrade's warnings (shown only when they warn) come first."""
+    m = importlib.import_module(module)
+    return (*getattr(m, "WARNINGS", ()), *m.PHASES)
+
+
 @pytest.mark.parametrize("workflow", sorted(PLANNERS))
 def test_every_planner_lists_its_phases_in_order_each_named_and_titled_once(workflow):
-    phases = importlib.import_module(PLANNERS[workflow]).PHASES
+    phases = _listed(PLANNERS[workflow])
     assert phases, f"{workflow}: no phases listed"
     names = [p.name for p in phases]
     titles = [p.title for p in phases]
@@ -124,7 +130,7 @@ def test_every_planner_lists_its_phases_in_order_each_named_and_titled_once(work
 def test_every_phase_class_is_listed_by_a_planner():
     listed = set()
     for module in PLANNERS.values():
-        for p in importlib.import_module(module).PHASES:
+        for p in _listed(module):
             cls = p if isinstance(p, type) else type(p)
             listed.add(f"{cls.__module__}.{cls.__name__}")
     unlisted = []
