@@ -23,7 +23,7 @@ from kubeforge.model import Cluster, EtcdTopology, Host
 from kubeforge.plan.etcd.install import health_gate
 from kubeforge.plan.etcd.membership import ListedMember, remove_member_phase
 from kubeforge.plan.phase import PhasePlan
-from kubeforge.plan.reset import ResetContext, remove_nodes
+from kubeforge.plan.reset import RemoveNodeObjects, ResetContext
 from kubeforge.plan.strategy import serial
 
 WORKFLOW = "node replace"
@@ -113,4 +113,4 @@ def quorum_gate(cluster: Cluster, via: Host, staying: tuple[Host, ...], host: Ho
 
 def delete_node_phase(cluster: Cluster, host: Host, stamp: str) -> PhasePlan:
     """The old Node object goes before the new machine joins under the same name (reset's phase)."""
-    return remove_nodes(ResetContext(cluster, (host,), False, stamp, True))
+    return RemoveNodeObjects().plan(ResetContext(cluster, (host,), False, stamp, True))
