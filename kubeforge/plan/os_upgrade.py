@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from kubeforge.facts.os_patch import BOOT_ID, KEPT, MARKER, OsFacts
 from kubeforge.model import Cluster, EndpointMode, Host
 from kubeforge.plan.etcd.install import health_gate
-from kubeforge.plan.phase import PhasePlan, Plan
+from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import GateStep, RunStep, Step
 from kubeforge.plan.strategy import batched, serial
 from kubeforge.plan.upgrade.commands import KUBECTL, drain, q, uncordon
@@ -71,30 +71,43 @@ def upgrade_packages_step(host: Host) -> RunStep:
                    key="apt-upgrade")
 
 
-def _rolling_plan(inp: OsUpgradeInput, steps, names: tuple[str, str], titles: tuple[str, str],
-                  empty: tuple[str, str]) -> Plan:
-    """Two phases of ``steps(host)`` (None: nothing for that host): etcd members, control planes and
-    balancers one at a time, then workers in ``maxUnavailable`` batches."""
-    c = inp.cluster
-    one_by_one, workers = rolling_groups(c, inp.selected)
-
-    def lanes(hosts):
-        return [(h.name, got) for h in hosts if (got := steps(h))]
-
-    size = max(1, c.upgrade.batch_size(len(workers)))
-    first = PhasePlan.of(name=names[0], title=titles[0], strategy=serial(), lanes=lanes(one_by_one),
-                         reason_if_empty=empty[0])
-    second = PhasePlan.of(name=names[1], title=titles[1].format(size=size), strategy=batched(size),
-                          lanes=lanes(workers), reason_if_empty=empty[1])
-    return Plan(WORKFLOW, (first, second))
+def _lanes(inp: OsUpgradeInput, workers: bool, steps) -> list[tuple[str, list[Step]]]:
+    """``steps(host)`` (None: nothing for that host) on the selected etcd members, control planes and
+    balancers (``workers`` False) or on the other workers."""
+    one_by_one, rest = rolling_groups(inp.cluster, inp.selected)
+    return [(h.name, got) for h in (rest if workers else one_by_one) if (got := steps(h))]
 
 
-def plan_packages(inp: OsUpgradeInput) -> Plan:
-    return _rolling_plan(
-        inp, lambda h: [upgrade_packages_step(h)] if inp.facts[h.name].upgrades else None,
-        ("UpgradePackagesControlPlanes", "UpgradePackagesWorkers"),
-        ("Upgrade OS packages: etcd and control planes, one at a time", "Upgrade OS packages: workers, {size} at a time"),
-        ("nothing to upgrade on the etcd members, control planes and balancers", "nothing to upgrade on the workers"))
+def _batch(inp: OsUpgradeInput) -> int:
+    return max(1, inp.cluster.upgrade.batch_size(len(rolling_groups(inp.cluster, inp.selected)[1])))
+
+
+def _packages(inp: OsUpgradeInput):
+    return lambda h: [upgrade_packages_step(h)] if inp.facts[h.name].upgrades else None
+
+
+class UpgradePackagesControlPlanes:
+    name = "UpgradePackagesControlPlanes"
+    title = "Upgrade OS packages: etcd and control planes, one at a time"
+    strategy = serial()
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        return PhasePlan.of(self, _lanes(inp, False, _packages(inp)),
+                            reason_if_empty="nothing to upgrade on the etcd members, control planes and balancers")
+
+
+class UpgradePackagesWorkers:
+    name = "UpgradePackagesWorkers"
+    title = "Upgrade OS packages: workers, maxUnavailable at a time"
+    strategy = batched(1)
+
+    def title_for(self, size: int) -> str:
+        return f"Upgrade OS packages: workers, {size} at a time"
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        size = _batch(inp)
+        return PhasePlan.of(self, _lanes(inp, True, _packages(inp)), title=self.title_for(size), strategy=batched(size),
+                            reason_if_empty="nothing to upgrade on the workers")
 
 
 def _booted_again() -> str:
@@ -138,13 +151,47 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
     return steps
 
 
-def plan_reboots(inp: OsUpgradeInput) -> Plan:
+def _reboots(inp: OsUpgradeInput):
     f = inp.facts
-    return _rolling_plan(
-        inp, lambda h: reboot_steps(inp.cluster, h, f[h.name].marked or f[h.name].boot_id) if f[h.name].needs_reboot else None,
-        ("RebootControlPlanes", "RebootWorkers"),
-        ("Reboot where needed: etcd and control planes, one at a time", "Reboot where needed: workers, {size} at a time"),
-        ("no etcd member, control plane or balancer needs a reboot", "no worker needs a reboot"))
+    return lambda h: reboot_steps(inp.cluster, h, f[h.name].marked or f[h.name].boot_id) if f[h.name].needs_reboot else None
+
+
+class RebootControlPlanes:
+    name = "RebootControlPlanes"
+    title = "Reboot where needed: etcd and control planes, one at a time"
+    strategy = serial()
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        return PhasePlan.of(self, _lanes(inp, False, _reboots(inp)),
+                            reason_if_empty="no etcd member, control plane or balancer needs a reboot")
+
+
+class RebootWorkers:
+    name = "RebootWorkers"
+    title = "Reboot where needed: workers, maxUnavailable at a time"
+    strategy = batched(1)
+
+    def title_for(self, size: int) -> str:
+        return f"Reboot where needed: workers, {size} at a time"
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        size = _batch(inp)
+        return PhasePlan.of(self, _lanes(inp, True, _reboots(inp)), title=self.title_for(size), strategy=batched(size),
+                            reason_if_empty="no worker needs a reboot")
+
+
+# Two stages, each its own plan: the packages everywhere, then (from fresh facts) the reboots.
+PACKAGE_PHASES = (UpgradePackagesControlPlanes(), UpgradePackagesWorkers())
+REBOOT_PHASES = (RebootControlPlanes(), RebootWorkers())
+PHASES = PACKAGE_PHASES + REBOOT_PHASES
+
+
+def plan_packages(inp: OsUpgradeInput) -> Plan:
+    return build_plan(WORKFLOW, PACKAGE_PHASES, inp)
+
+
+def plan_reboots(inp: OsUpgradeInput) -> Plan:
+    return build_plan(WORKFLOW, REBOOT_PHASES, inp)
 
 
 def preview(inp: OsUpgradeInput) -> list[dict]:
