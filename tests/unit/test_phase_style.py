@@ -20,7 +20,7 @@ PHASE_MODULE = ROOT / "plan" / "phase.py"
 # Not yet written as classes: another change owns them (issue 14). Their PhasePlan.of(name=...) calls
 # are the only ones left; this list only shrinks.
 NOT_YET_CONVERTED = ("plan/certs/", "plan/endpoint/",
-                     "plan/node/", "plan/etcd/", "workflows/etcd/members.py", "workflows/up.py")
+                     "plan/node/", "workflows/up.py")
 
 # Every planner, by the module that lists its phases in order.
 PLANNERS = {
@@ -29,7 +29,15 @@ PLANNERS = {
     "reset": "kubeforge.plan.reset",
     "kubeconfig": "kubeforge.plan.kubeconfig",
     "os upgrade": "kubeforge.plan.os_upgrade",
+    "etcd install": "kubeforge.plan.etcd.install",
+    "etcd restore": "kubeforge.plan.etcd.restore",
+    "etcd upgrade": "kubeforge.plan.etcd.upgrade",
+    "etcd members": "kubeforge.plan.etcd.membership",
 }
+
+# Bases, not phases of a planner of their own: their subclasses are listed (plan/certs, not yet
+# converted, names its warnings with WarnOperator(name)).
+BASES = {"kubeforge.plan.warning.WarnOperator"}
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
@@ -141,5 +149,5 @@ def test_every_phase_class_is_listed_by_a_planner():
         if not rel.startswith("plan/"):
             continue
         mod = "kubeforge." + rel[:-3].replace("/", ".").removesuffix(".__init__")
-        unlisted += [f"{mod}.{c.name}" for c in _phase_classes(tree) if f"{mod}.{c.name}" not in listed]
+        unlisted += [f"{mod}.{c.name}" for c in _phase_classes(tree) if f"{mod}.{c.name}" not in listed | BASES]
     assert not unlisted, "phases no planner lists: " + ", ".join(unlisted)

@@ -11,7 +11,7 @@ anything is touched; with it, each hop's plan starts with a warning that lists t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.removed_apis import StoredObject
@@ -21,6 +21,7 @@ from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import LocalStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.upgrade.state import UpgradeFacts
+from kubeforge.plan.warning import warn_step_fn
 
 log = logging.getLogger("kubeforge.upgrade")
 FLAG = "--allow-removed-apis"
@@ -81,14 +82,6 @@ def check_removed_apis(facts: UpgradeFacts, path: Sequence[KubeVersion], *, allo
     )
 
 
-def _warn(message: str) -> Callable[[], bool]:
-    def fn() -> bool:
-        log.warning(message)
-        return False  # nothing changed: reported unchanged, the warning stays in the run log
-
-    return fn
-
-
 class CheckRemovedAPIs:
     name = "CheckRemovedAPIs"
     title = "Check for objects in removed API versions"
@@ -110,5 +103,5 @@ class CheckRemovedAPIs:
             return PhasePlan.of(self, (), title=self.title_for(ctx), reason_if_empty=why)
         message = (f"{FLAG}: {ctx.target.minor_str} stops serving API versions these objects still use; "
                    "going on anyway: " + "; ".join(str(o) for o in found))
-        return PhasePlan.of(self, title=self.title_for(ctx), lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message),
+        return PhasePlan.of(self, title=self.title_for(ctx), lanes=[("local", [LocalStep(f"Warning: {message}", warn_step_fn(message, log),
                                                         key=ctx.key("removed-apis-warning"))])])
