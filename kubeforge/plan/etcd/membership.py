@@ -281,16 +281,23 @@ class RemoveEtcdMember:
     title = "Remove an etcd member"
     strategy = serial()
 
-    def __init__(self, member: ListedMember, via: Host, remaining: tuple[Host, ...],
-                 retire: Callable[[], object] | None) -> None:
+    def __init__(self, member: ListedMember | None, via: Host | None, remaining: tuple[Host, ...],
+                 retire: Callable[[], object] | None, *, instance: str = "") -> None:
         self.member, self.via, self.remaining, self.retire = member, via, remaining, retire
-        self.instance = member.name or member.peer_url
+        self.instance = instance or (member.name or member.peer_url if member else "")
+
+    @classmethod
+    def gone(cls, name: str) -> RemoveEtcdMember:
+        """The member of ``name`` that etcd no longer lists (a resumed run): nothing to remove."""
+        return cls(None, None, (), None, instance=name)
 
     def title_for(self, cluster: Cluster) -> str:
         return f"Remove etcd member {self.instance}"
 
     def plan(self, cluster: Cluster) -> PhasePlan:
         member, via, remaining, retire = self.member, self.via, self.remaining, self.retire
+        if member is None or via is None:
+            return PhasePlan.of(self, (), title=self.title_for(cluster), reason_if_empty=f"etcd no longer lists {self.instance}")
         endpoints = [client_url(cluster, h) for h in remaining]
         name = member.name or member.peer_url
         ep = member.client_urls[0] if member.client_urls else ""
