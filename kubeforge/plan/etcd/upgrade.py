@@ -29,7 +29,7 @@ from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd import upgrade_checks as chk
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
 from kubeforge.plan.etcd.source import DEFAULT_ARCH, archive_for
-from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.phase import Phase, PhasePlan
 from kubeforge.plan.steps import GateStep, LocalStep, RunStep
 from kubeforge.plan.strategy import rolling, serial
 from kubeforge.plan.warning import WarnOperator
@@ -215,7 +215,7 @@ def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | 
     first, before the snapshot, which needs the quorum they restore); ``stopped``: members left
     stopped with the first hop installed, started in that same first phase."""
     ctx = EtcdUpgradeContext(cluster, _leader_last(cluster, leader), arches, snapshot, warning, crashed, stopped)
-    phases = [AcceptOlderPatch()] if warning else []
+    phases: list[Phase] = [AcceptOlderPatch()] if warning else []
     if crashed:
         phases += [CrashedOnNewerEntry(hops[0]), UpgradeCrashedEtcd(hops[0])]
     phases.append(SnapshotEtcd())
