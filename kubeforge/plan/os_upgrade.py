@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from kubeforge.facts.os_patch import BOOT_ID, KEPT, MARKER, OsFacts
 from kubeforge.model import Cluster, EndpointMode, Host
+from kubeforge.plan.apt import DEBIAN_FRONTEND
 from kubeforge.plan.etcd.install import health_gate
 from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import GateStep, RunStep, Step
@@ -53,7 +54,7 @@ def rolling_groups(cluster: Cluster, hosts: Sequence[Host]) -> tuple[list[Host],
 def upgrade_packages_step(host: Host) -> RunStep:
     keep = " ".join(KEPT)
     script = "\n".join([
-        "export DEBIAN_FRONTEND=noninteractive",
+        DEBIAN_FRONTEND,
         # hold what kubeforge's own commands upgrade, for this command only: what the host held before stays held
         "before=$(apt-mark showhold)",
         # dpkg-query exits 1 when some of them are not installed (the usual case): not an error here

@@ -70,7 +70,8 @@ class MembershipChange:
         return not (self.add or self.pending or self.remove or self.replace or self.retire)
 
 
-def _quorum(n: int) -> int:
+def quorum(n: int) -> int:
+    """How many of ``n`` voting members must be healthy for etcd to commit anything."""
     return n // 2 + 1
 
 
@@ -102,7 +103,7 @@ def decide(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[str
         )
     voters = [m for m in listed if not m.learner]
     healthy = [m for m in voters if m.healthy]
-    if listed and len(healthy) < _quorum(len(voters)):
+    if listed and len(healthy) < quorum(len(voters)):
         raise SafetyRefusal(f"etcd has no quorum now ({len(healthy)} of {len(voters)} voting members healthy); "
                             "membership cannot change", hint="bring members back first (kubeforge etcd status)")
     remove.sort(key=lambda m: (m.healthy, m.leader))  # dead members first, the leader last
@@ -110,10 +111,10 @@ def decide(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[str
     for m in remove:
         n_voters -= 0 if m.learner else 1
         n_healthy -= 1 if (m.healthy and not m.learner) else 0
-        if n_voters == 0 or n_healthy < _quorum(n_voters):
+        if n_voters == 0 or n_healthy < quorum(n_voters):
             raise SafetyRefusal(
                 f"removing {m.name or m.peer_url} would leave {n_healthy} healthy of {n_voters} voting members, "
-                f"below quorum ({_quorum(n_voters) if n_voters else 1}); nothing was changed",
+                f"below quorum ({quorum(n_voters) if n_voters else 1}); nothing was changed",
                 hint="bring the unhealthy members back (or remove them first), then run again",
             )
     for _ in add + pending:
@@ -132,11 +133,11 @@ def _replace(cluster: Cluster, listed: Sequence[ListedMember], lost: frozenset[s
     voters = [m for m in listed if not m.learner]
     healthy = sum(1 for m in voters if m.healthy and m.name not in lost)
     remaining = len(voters) - sum(1 for m in gone if not m.learner)
-    if healthy < _quorum(len(voters)):
+    if healthy < quorum(len(voters)):
         raise SafetyRefusal(f"etcd has no quorum now ({healthy} of {len(voters)} voting members healthy): members "
                             "cannot be replaced", hint="restore from a backup instead (kubeforge etcd restore)")
-    if remaining == 0 or healthy < _quorum(remaining):
-        raise SafetyRefusal(f"replacing {', '.join(sorted(lost))} needs {_quorum(max(remaining, 1))} healthy members "
+    if remaining == 0 or healthy < quorum(remaining):
+        raise SafetyRefusal(f"replacing {', '.join(sorted(lost))} needs {quorum(max(remaining, 1))} healthy members "
                             f"of the {remaining} that stay; {healthy} are healthy", hint="restore from a backup instead")
     return MembershipChange(remove=tuple(gone), replace=tuple(h for h in cluster.etcd_members if h.name in lost))
 

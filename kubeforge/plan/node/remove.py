@@ -27,10 +27,9 @@ from dataclasses import dataclass, replace
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host, UpgradePolicy
-from kubeforge.plan.etcd.membership import ListedMember, RemoveEtcdMember
+from kubeforge.plan.etcd.membership import ListedMember, RemoveEtcdMember, quorum
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.reset import ResetContext, plan_reset
-from kubeforge.plan.reset.safety import quorum
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.scripts import puts, restart_when_changed
 from kubeforge.plan.upgrade.commands import KUBECTL, drain, q

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from kubeforge.facts.etcd import STAMP_PATH as ETCD_STAMP
 from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
-from kubeforge.model.kubeadm_paths import KUBECTL
+from kubeforge.model.kubeadm_paths import ETCD_PKI, KUBECTL, KUBERNETES_DIR
 from kubeforge.plan.etcd.membership import remove_by_peer_url
 from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.init_first_control_plane import HOST_LOG_DIR, quiet
 from kubeforge.plan.up.scripts import q
+from kubeforge.render.context import KUBEFORGE_DIR
 from kubeforge.render.endpoint import BALANCER_PATHS
 from kubeforge.render.etcd import ENV_PATH, UNIT_PATH
 from kubeforge.render.host_prep import (
@@ -39,10 +40,10 @@ from kubeforge.transport.base import Command
 WORKFLOW = "reset"
 
 KUBEFORGE_PATHS = (
-    "/etc/kubeforge", "/etc/kubernetes", HOST_LOG_DIR,
+    KUBEFORGE_DIR, KUBERNETES_DIR, HOST_LOG_DIR,
     KUBERNETES_LIST, DEBIAN_MIRROR_LIST, BUNDLE_LIST, PIN_PATH,
     MODULES_PATH, SYSCTL_PATH, CONTAINERD_PATH, CRICTL_PATH,
-    ENV_PATH, UNIT_PATH, "/etc/etcd/pki", ETCD_STAMP,
+    ENV_PATH, UNIT_PATH, ETCD_PKI, ETCD_STAMP,
     *BALANCER_PATHS,
     "/var/cache/kubeforge",  # the offline bundle and etcd release archives kubeforge pushed
 )
