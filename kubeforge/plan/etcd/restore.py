@@ -20,6 +20,7 @@ starting them is moving etcd.yaml out of and back into the kubelet's manifest di
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubeforge.facts.etcd import EtcdHostFacts
@@ -121,6 +122,14 @@ def _stacked_lanes(inp: RestoreInput):
     return stop, restore, start
 
 
+def _member_lanes(inp: RestoreInput, stacked: int, external: Callable[[Host], RunStep]) -> list:
+    """Each member's step: ``external(member)`` for external etcd; for stacked etcd the static pod's
+    (``stacked``: 0 stop, 1 restore, 2 start; see _stacked_lanes)."""
+    if inp.is_stacked:
+        return _stacked_lanes(inp)[stacked]
+    return [(m.name, [external(m)]) for m in inp.members]
+
+
 def _api_server_lanes(inp: RestoreInput, stop: bool):
     """kube-apiserver's static pod manifest moved aside (the kubelet stops the pod) or put back."""
     manifest, aside = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
@@ -147,9 +156,7 @@ class StopEtcd:
     strategy = parallel()
 
     def plan(self, inp: RestoreInput) -> PhasePlan:
-        if inp.is_stacked:
-            return PhasePlan.of(self, _stacked_lanes(inp)[0])
-        return PhasePlan.of(self, [(m.name, [RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")]) for m in inp.members])
+        return PhasePlan.of(self, _member_lanes(inp, 0, lambda m: RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")))
 
 
 class PushSnapshot:
@@ -171,10 +178,8 @@ class RestoreMemberData:
     strategy = parallel()
 
     def plan(self, inp: RestoreInput) -> PhasePlan:
-        if inp.is_stacked:
-            return PhasePlan.of(self, _stacked_lanes(inp)[1])
-        return PhasePlan.of(self, [(m.name, [RunStep(m.name, restore_command(inp, m), "Keep the old data dir aside and restore")])
-                                   for m in inp.members])
+        return PhasePlan.of(self, _member_lanes(inp, 1, lambda m: RunStep(m.name, restore_command(inp, m),
+                                                                          "Keep the old data dir aside and restore")))
 
 
 class StartEtcdMembers:
@@ -183,10 +188,8 @@ class StartEtcdMembers:
     strategy = parallel()
 
     def plan(self, inp: RestoreInput) -> PhasePlan:
-        if inp.is_stacked:
-            return PhasePlan.of(self, _stacked_lanes(inp)[2])
-        return PhasePlan.of(self, [(m.name, [RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd")])
-                                   for m in inp.members])
+        return PhasePlan.of(self, _member_lanes(inp, 2, lambda m: RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"),
+                                                                          "Start etcd")))
 
 
 class WaitForEtcdHealthy:
