@@ -25,10 +25,11 @@ from kubeforge.facts.os_patch import BOOT_ID, KEPT, MARKER, OsFacts
 from kubeforge.model import Cluster, EndpointMode, Host
 from kubeforge.plan.apt import DEBIAN_FRONTEND
 from kubeforge.plan.etcd.install import health_gate
+from kubeforge.plan.kubectl import node_ready, readyz_through
 from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import GateStep, RunStep, Step
 from kubeforge.plan.strategy import batched, serial
-from kubeforge.plan.upgrade.commands import KUBECTL, drain, q, uncordon
+from kubeforge.plan.upgrade.commands import drain, q, uncordon
 from kubeforge.transport.base import Command
 
 WORKFLOW = "os upgrade"
@@ -135,14 +136,13 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
         steps.append(health_gate(cluster, host, cluster.etcd_members, key=f"etcd-healthy-{host.name}",
                                  title="Wait for etcd healthy, every member, one leader"))
     if node:
-        steps.append(GateStep(first.name, Command(script=f"{KUBECTL} wait --for=condition=Ready node/{q(host.name)} --timeout=5s >/dev/null",
+        steps.append(GateStep(first.name, Command(script=node_ready(host.name),
                                                   sudo=True, timeout=60),
                               f"Wait for {host.name} Ready", what=f"node {host.name} Ready",
                               timeout_s=cluster.upgrade.node_ready_timeout_s, interval_s=1.0, key=f"ready-{host.name}"))
     if host.is_control_plane and cluster.endpoint.mode is not EndpointMode.NONE:
         url = cluster.endpoint.url
-        steps.append(GateStep(first.name, Command(script=f"{KUBECTL} --server {q(url)} get --raw /readyz >/dev/null",
-                                                  sudo=True, timeout=30),
+        steps.append(GateStep(first.name, readyz_through(url),
                               "Wait for the API at the endpoint", what=f"/readyz through {cluster.endpoint.host_port}",
                               timeout_s=300, interval_s=1.0, key=f"readyz-{host.name}"))
     if node:

@@ -15,6 +15,7 @@ from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
 from kubeforge.model.kubeadm_paths import ETCD_PKI, KUBECTL, KUBERNETES_DIR
 from kubeforge.plan.etcd.membership import remove_by_peer_url
+from kubeforge.plan.kubectl import delete_node
 from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial
@@ -109,7 +110,7 @@ class RemoveNodeObjects:
             return PhasePlan.noop(self, "the API server did not answer; delete the Node objects later with kubectl")
         first = ctx.cluster.first_control_plane
         steps = [
-            RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(h.name)} --ignore-not-found", sudo=True),
+            RunStep(first.name, delete_node(h.name),
                     f"Delete node {h.name}", unless=node_absent(h.name), key=f"delete-{h.name}")
             for h in nodes
         ]

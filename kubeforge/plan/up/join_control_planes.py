@@ -14,14 +14,15 @@ from __future__ import annotations
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import EtcdTopology, Host
-from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL, KUBELET_CONF
+from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBELET_CONF
 from kubeforge.plan.etcd.membership import ListedMember, quorum, remove_by_peer_url
+from kubeforge.plan.kubectl import delete_node
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import rolling
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.init_first_control_plane import kubeforge_files, quiet, reset_keeping_pki
-from kubeforge.plan.up.scripts import node_registered_gate, puts, q
+from kubeforge.plan.up.scripts import node_registered_gate, puts
 from kubeforge.render.kubeadm import JOIN_PATH
 from kubeforge.transport.base import Command
 
@@ -73,8 +74,7 @@ def take_back_steps(ctx: UpContext, host: Host) -> list:
     steps.append(RunStep(host.name, Command(script=reset_keeping_pki(), sudo=True, timeout=300),
                          "kubeadm reset: an earlier kubeadm join stopped before this control plane was marked",
                          key="kubeadm-reset-incomplete-join", repeat_on_resume=True))
-    steps.append(RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(host.name)} --ignore-not-found",
-                                             sudo=True, timeout=60),
+    steps.append(RunStep(first.name, delete_node(host.name, timeout=60),
                          f"Delete node {host.name} (its join starts over)", key=f"delete-{host.name}",
                          repeat_on_resume=True))
     return steps
