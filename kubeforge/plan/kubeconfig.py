@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from shlex import quote as q
 
 from kubeforge.model import Cluster
 from kubeforge.model.kubeadm_paths import ADMIN_CONF
@@ -22,7 +23,6 @@ from kubeforge.model.versions import kubeadm_api_version
 from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import GetFileStep, RunStep, Step
 from kubeforge.plan.strategy import serial
-from kubeforge.plan.up.scripts import q
 from kubeforge.transport.base import Command
 
 # A user or organisation name as it goes into a certificate subject: no spaces, quotes or slashes.

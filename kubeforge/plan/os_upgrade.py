@@ -17,9 +17,9 @@ here are pure.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from shlex import quote as q
 
 from kubeforge.facts.os_patch import BOOT_ID, KEPT, MARKER, OsFacts
 from kubeforge.model import Cluster, EndpointMode, Host
@@ -29,7 +29,7 @@ from kubeforge.plan.kubectl import node_ready, readyz_through
 from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import GateStep, RunStep, Step
 from kubeforge.plan.strategy import batched, serial
-from kubeforge.plan.upgrade.commands import drain, q, uncordon
+from kubeforge.plan.upgrade.commands import drain, uncordon
 from kubeforge.transport.base import Command
 
 WORKFLOW = "os upgrade"
@@ -121,7 +121,7 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
     first = cluster.first_control_plane
     node = host.is_control_plane or host.is_worker
     steps: list[Step] = [RunStep(host.name, Command(
-        script=f"install -d -m 0755 {shlex.quote(MARKER.rsplit('/', 1)[0])}\nprintf '%s\\n' {q(boot_id)} > {MARKER}.tmp\n"
+        script=f"install -d -m 0755 {q(MARKER.rsplit('/', 1)[0])}\nprintf '%s\\n' {q(boot_id)} > {MARKER}.tmp\n"
                f"mv {MARKER}.tmp {MARKER}\nsync", sudo=True, timeout=60),
         "Record the pending reboot", unless=Command(script=f"[ -s {MARKER} ]", sudo=True, timeout=30), key="mark")]
     if node:

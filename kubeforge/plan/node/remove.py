@@ -23,16 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from shlex import quote as q
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host, UpgradePolicy
+from kubeforge.model.kubeadm_paths import KUBECTL
 from kubeforge.plan.etcd.membership import ListedMember, RemoveEtcdMember, quorum
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.reset import ResetContext, plan_reset
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.scripts import puts, restart_when_changed
-from kubeforge.plan.upgrade.commands import KUBECTL, drain, q
+from kubeforge.plan.upgrade.commands import drain
 from kubeforge.render.context import cluster_context
 from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH, render_endpoint
 from kubeforge.transport.base import Command

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from shlex import quote as q
 
 from kubeforge.facts.etcd import STAMP_PATH as ETCD_STAMP
 from kubeforge.facts.etcdctl import client_url, peer_url
@@ -20,7 +21,6 @@ from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.init_first_control_plane import HOST_LOG_DIR, quiet
-from kubeforge.plan.up.scripts import q
 from kubeforge.render.context import KUBEFORGE_DIR
 from kubeforge.render.endpoint import BALANCER_PATHS
 from kubeforge.render.etcd import ENV_PATH, UNIT_PATH
