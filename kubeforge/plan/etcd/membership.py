@@ -372,7 +372,7 @@ class NoteLeavingEtcdMembers:
         self.note = note
 
     def plan(self, cluster: Cluster) -> PhasePlan:
-        return PhasePlan.of(self, [("local", [LocalStep(self.title, self.note, key="note-leaving")])])
+        return PhasePlan.of(self, [("local", [LocalStep("Record the members being removed", self.note, key="note-leaving")])])
 
 
 # `etcd members` (and `node replace` of a member), in order: members an earlier run left, the note of
