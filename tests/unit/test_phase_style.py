@@ -153,3 +153,17 @@ def test_every_phase_class_is_listed_by_a_planner():
         mod = "kubeforge." + rel[:-3].replace("/", ".").removesuffix(".__init__")
         unlisted += [f"{mod}.{c.name}" for c in _phase_classes(tree) if f"{mod}.{c.name}" not in listed | BASES]
     assert not unlisted, "phases no planner lists: " + ", ".join(unlisted)
+
+
+def test_a_phase_planned_per_member_is_named_by_its_instance_and_titled_the_same_in_every_branch(tmp_path):
+    from kubeforge.plan.etcd.membership import ListedMember, RemoveEtcdMember
+    from tests.factories import make_cluster
+
+    cluster = make_cluster(tmp_path, n_etcd=3)
+    e1, e2, _ = cluster.etcd_members
+    listed = ListedMember(id="8e9e05c52164694d", name="etcd-3", peer_urls=("https://10.0.0.3:2380",),
+                          client_urls=("https://10.0.0.3:2379",), healthy=True)
+    planned = RemoveEtcdMember(listed, e1, (e1, e2), None).plan(cluster)
+    gone = RemoveEtcdMember.gone("etcd-3").plan(cluster)  # node replace: etcd no longer lists it
+    assert (planned.name, planned.title) == (gone.name, gone.title) == ("RemoveEtcdMember-etcd-3", "Remove etcd member etcd-3")
+    assert not planned.is_noop and gone.reason == "etcd no longer lists etcd-3"
