@@ -19,6 +19,7 @@ import shlex
 from dataclasses import dataclass
 
 from kubeforge.model import Cluster, EtcdTopology, Host
+from kubeforge.model.kubeadm_paths import ETCD_PKI, KUBE_PKI
 from kubeforge.model.versions import etcd_minors
 from kubeforge.transport.base import Command
 
@@ -97,14 +98,14 @@ class EtcdTls:
 
 
 EXTERNAL_TLS = EtcdTls(
-    cacert="/etc/etcd/pki/ca.crt",
-    cert="/etc/etcd/pki/healthcheck-client.crt",
-    key="/etc/etcd/pki/healthcheck-client.key",
+    cacert=f"{ETCD_PKI}/ca.crt",
+    cert=f"{ETCD_PKI}/healthcheck-client.crt",
+    key=f"{ETCD_PKI}/healthcheck-client.key",
 )
 STACKED_TLS = EtcdTls(
-    cacert="/etc/kubernetes/pki/etcd/ca.crt",
-    cert="/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-    key="/etc/kubernetes/pki/etcd/healthcheck-client.key",
+    cacert=f"{KUBE_PKI}/etcd/ca.crt",
+    cert=f"{KUBE_PKI}/etcd/healthcheck-client.crt",
+    key=f"{KUBE_PKI}/etcd/healthcheck-client.key",
 )
 
 # Where kubeforge keeps snapshots on a member while they are taken or restored.

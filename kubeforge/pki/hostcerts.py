@@ -17,15 +17,20 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from kubeforge.model.kubeadm_paths import (
+    ADMIN_CONF,
+    CONTROLLER_MANAGER_CONF,
+    KUBELET_CONF,
+    SCHEDULER_CONF,
+    SUPER_ADMIN_CONF,
+)
 from kubeforge.pki import crypto
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 
 KUBELET_PKI = "/var/lib/kubelet/pki"
 CERT_GLOBS = (f"{KUBE_PKI}/*.crt", f"{KUBE_PKI}/etcd/*.crt", f"{ETCD_PKI}/*.crt",
               f"{KUBELET_PKI}/kubelet-client-current.pem", f"{KUBELET_PKI}/kubelet.crt")
-KUBECONFIGS = ("/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf",
-               "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf",
-               "/etc/kubernetes/kubelet.conf")
+KUBECONFIGS = (ADMIN_CONF, SUPER_ADMIN_CONF, CONTROLLER_MANAGER_CONF, SCHEDULER_CONF, KUBELET_CONF)
 MARK = "==> "
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from kubeforge.model.cluster import Cluster, EtcdTopology, Host
 from kubeforge.model.files import RenderedFile
-from kubeforge.model.kubeadm_paths import KUBE_PKI
+from kubeforge.model.kubeadm_paths import ETCD_PKI, KUBE_PKI
 from kubeforge.pki.bundle import CertPair, PkiBundle
 
-ETCD_PKI = "/etc/etcd/pki"
 SOURCE = "pki"
 
 

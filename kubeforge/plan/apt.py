@@ -26,11 +26,18 @@ DEBIAN_FRONTEND = "export DEBIAN_FRONTEND=noninteractive"
 # kubeforge's own policy-rc.d, left by a run whose machine lost power during apt: removed, never kept
 REMOVE_STALE_POLICY_RC = f"if grep -qs '{POLICY_RC_MARKER}' {POLICY_RC}; then rm -f {POLICY_RC}; fi"
 
+# true when a dpkg run was cut short: its journal holds updates, or dpkg reports half-done packages
+DPKG_INTERRUPTED = '[ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]'
 FINISH_DPKG = "\n".join([
-    'if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]; then',
+    f"if {DPKG_INTERRUPTED}; then",
     "  dpkg --configure -a >/dev/null",
     "fi",
 ])
+
+
+def write_policy_rc(during: str) -> str:
+    """kubeforge's policy-rc.d (every service start refused), marked as kubeforge's."""
+    return f"printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while {during}\\nexit 101\\n' > {POLICY_RC}\nchmod 0755 {POLICY_RC}"
 
 
 def no_service_starts(during: str) -> str:
@@ -41,8 +48,7 @@ def no_service_starts(during: str) -> str:
         f'if [ -e {POLICY_RC} ]; then saved=$(mktemp); cp -a {POLICY_RC} "$saved"; fi',
         f'put_back() {{ if [ -n "$saved" ]; then mv -f "$saved" {POLICY_RC}; else rm -f {POLICY_RC}; fi; }}',
         "trap put_back EXIT",
-        f"printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while {during}\\nexit 101\\n' > {POLICY_RC}",
-        f"chmod 0755 {POLICY_RC}",
+        write_policy_rc(during),
     ])
 
 

@@ -17,17 +17,19 @@ here are pure.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from shlex import quote as q
 
 from kubeforge.facts.os_patch import BOOT_ID, KEPT, MARKER, OsFacts
 from kubeforge.model import Cluster, EndpointMode, Host
+from kubeforge.plan.apt import DEBIAN_FRONTEND
 from kubeforge.plan.etcd.install import health_gate
-from kubeforge.plan.phase import PhasePlan, Plan
+from kubeforge.plan.kubectl import node_ready, readyz_through
+from kubeforge.plan.phase import PhasePlan, Plan, build_plan
 from kubeforge.plan.steps import GateStep, RunStep, Step
 from kubeforge.plan.strategy import batched, serial
-from kubeforge.plan.upgrade.commands import KUBECTL, drain, q, uncordon
+from kubeforge.plan.upgrade.commands import drain, uncordon
 from kubeforge.transport.base import Command
 
 WORKFLOW = "os upgrade"
@@ -53,7 +55,7 @@ def rolling_groups(cluster: Cluster, hosts: Sequence[Host]) -> tuple[list[Host],
 def upgrade_packages_step(host: Host) -> RunStep:
     keep = " ".join(KEPT)
     script = "\n".join([
-        "export DEBIAN_FRONTEND=noninteractive",
+        DEBIAN_FRONTEND,
         # hold what kubeforge's own commands upgrade, for this command only: what the host held before stays held
         "before=$(apt-mark showhold)",
         # dpkg-query exits 1 when some of them are not installed (the usual case): not an error here
@@ -71,30 +73,43 @@ def upgrade_packages_step(host: Host) -> RunStep:
                    key="apt-upgrade")
 
 
-def _rolling_plan(inp: OsUpgradeInput, steps, names: tuple[str, str], titles: tuple[str, str],
-                  empty: tuple[str, str]) -> Plan:
-    """Two phases of ``steps(host)`` (None: nothing for that host): etcd members, control planes and
-    balancers one at a time, then workers in ``maxUnavailable`` batches."""
-    c = inp.cluster
-    one_by_one, workers = rolling_groups(c, inp.selected)
-
-    def lanes(hosts):
-        return [(h.name, got) for h in hosts if (got := steps(h))]
-
-    size = max(1, c.upgrade.batch_size(len(workers)))
-    first = PhasePlan.of(name=names[0], title=titles[0], strategy=serial(), lanes=lanes(one_by_one),
-                         reason_if_empty=empty[0])
-    second = PhasePlan.of(name=names[1], title=titles[1].format(size=size), strategy=batched(size),
-                          lanes=lanes(workers), reason_if_empty=empty[1])
-    return Plan(WORKFLOW, (first, second))
+def _lanes(inp: OsUpgradeInput, workers: bool, steps) -> list[tuple[str, list[Step]]]:
+    """``steps(host)`` (None: nothing for that host) on the selected etcd members, control planes and
+    balancers (``workers`` False) or on the other workers."""
+    one_by_one, rest = rolling_groups(inp.cluster, inp.selected)
+    return [(h.name, got) for h in (rest if workers else one_by_one) if (got := steps(h))]
 
 
-def plan_packages(inp: OsUpgradeInput) -> Plan:
-    return _rolling_plan(
-        inp, lambda h: [upgrade_packages_step(h)] if inp.facts[h.name].upgrades else None,
-        ("UpgradePackagesControlPlanes", "UpgradePackagesWorkers"),
-        ("Upgrade OS packages: etcd and control planes, one at a time", "Upgrade OS packages: workers, {size} at a time"),
-        ("nothing to upgrade on the etcd members, control planes and balancers", "nothing to upgrade on the workers"))
+def _batch(inp: OsUpgradeInput) -> int:
+    return max(1, inp.cluster.upgrade.batch_size(len(rolling_groups(inp.cluster, inp.selected)[1])))
+
+
+def _packages(inp: OsUpgradeInput):
+    return lambda h: [upgrade_packages_step(h)] if inp.facts[h.name].upgrades else None
+
+
+class UpgradePackagesControlPlanes:
+    name = "UpgradePackagesControlPlanes"
+    title = "Upgrade OS packages: etcd and control planes, one at a time"
+    strategy = serial()
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        return PhasePlan.of(self, _lanes(inp, False, _packages(inp)),
+                            reason_if_empty="nothing to upgrade on the etcd members, control planes and balancers")
+
+
+class UpgradePackagesWorkers:
+    name = "UpgradePackagesWorkers"
+    title = "Upgrade OS packages: workers, maxUnavailable at a time"
+    strategy = batched(1)
+
+    def title_for(self, size: int) -> str:
+        return f"Upgrade OS packages: workers, {size} at a time"
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        size = _batch(inp)
+        return PhasePlan.of(self, _lanes(inp, True, _packages(inp)), title=self.title_for(size), strategy=batched(size),
+                            reason_if_empty="nothing to upgrade on the workers")
 
 
 def _booted_again() -> str:
@@ -106,7 +121,7 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
     first = cluster.first_control_plane
     node = host.is_control_plane or host.is_worker
     steps: list[Step] = [RunStep(host.name, Command(
-        script=f"install -d -m 0755 {shlex.quote(MARKER.rsplit('/', 1)[0])}\nprintf '%s\\n' {q(boot_id)} > {MARKER}.tmp\n"
+        script=f"install -d -m 0755 {q(MARKER.rsplit('/', 1)[0])}\nprintf '%s\\n' {q(boot_id)} > {MARKER}.tmp\n"
                f"mv {MARKER}.tmp {MARKER}\nsync", sudo=True, timeout=60),
         "Record the pending reboot", unless=Command(script=f"[ -s {MARKER} ]", sudo=True, timeout=30), key="mark")]
     if node:
@@ -121,14 +136,13 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
         steps.append(health_gate(cluster, host, cluster.etcd_members, key=f"etcd-healthy-{host.name}",
                                  title="Wait for etcd healthy, every member, one leader"))
     if node:
-        steps.append(GateStep(first.name, Command(script=f"{KUBECTL} wait --for=condition=Ready node/{q(host.name)} --timeout=5s >/dev/null",
+        steps.append(GateStep(first.name, Command(script=node_ready(host.name),
                                                   sudo=True, timeout=60),
                               f"Wait for {host.name} Ready", what=f"node {host.name} Ready",
                               timeout_s=cluster.upgrade.node_ready_timeout_s, interval_s=1.0, key=f"ready-{host.name}"))
     if host.is_control_plane and cluster.endpoint.mode is not EndpointMode.NONE:
         url = cluster.endpoint.url
-        steps.append(GateStep(first.name, Command(script=f"{KUBECTL} --server {q(url)} get --raw /readyz >/dev/null",
-                                                  sudo=True, timeout=30),
+        steps.append(GateStep(first.name, readyz_through(url),
                               "Wait for the API at the endpoint", what=f"/readyz through {cluster.endpoint.host_port}",
                               timeout_s=300, interval_s=1.0, key=f"readyz-{host.name}"))
     if node:
@@ -138,13 +152,47 @@ def reboot_steps(cluster: Cluster, host: Host, boot_id: str) -> list[Step]:
     return steps
 
 
-def plan_reboots(inp: OsUpgradeInput) -> Plan:
+def _reboots(inp: OsUpgradeInput):
     f = inp.facts
-    return _rolling_plan(
-        inp, lambda h: reboot_steps(inp.cluster, h, f[h.name].marked or f[h.name].boot_id) if f[h.name].needs_reboot else None,
-        ("RebootControlPlanes", "RebootWorkers"),
-        ("Reboot where needed: etcd and control planes, one at a time", "Reboot where needed: workers, {size} at a time"),
-        ("no etcd member, control plane or balancer needs a reboot", "no worker needs a reboot"))
+    return lambda h: reboot_steps(inp.cluster, h, f[h.name].marked or f[h.name].boot_id) if f[h.name].needs_reboot else None
+
+
+class RebootControlPlanes:
+    name = "RebootControlPlanes"
+    title = "Reboot where needed: etcd and control planes, one at a time"
+    strategy = serial()
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        return PhasePlan.of(self, _lanes(inp, False, _reboots(inp)),
+                            reason_if_empty="no etcd member, control plane or balancer needs a reboot")
+
+
+class RebootWorkers:
+    name = "RebootWorkers"
+    title = "Reboot where needed: workers, maxUnavailable at a time"
+    strategy = batched(1)
+
+    def title_for(self, size: int) -> str:
+        return f"Reboot where needed: workers, {size} at a time"
+
+    def plan(self, inp: OsUpgradeInput) -> PhasePlan:
+        size = _batch(inp)
+        return PhasePlan.of(self, _lanes(inp, True, _reboots(inp)), title=self.title_for(size), strategy=batched(size),
+                            reason_if_empty="no worker needs a reboot")
+
+
+# Two stages, each its own plan: the packages everywhere, then (from fresh facts) the reboots.
+PACKAGE_PHASES = (UpgradePackagesControlPlanes(), UpgradePackagesWorkers())
+REBOOT_PHASES = (RebootControlPlanes(), RebootWorkers())
+PHASES = PACKAGE_PHASES + REBOOT_PHASES
+
+
+def plan_packages(inp: OsUpgradeInput) -> Plan:
+    return build_plan(WORKFLOW, PACKAGE_PHASES, inp)
+
+
+def plan_reboots(inp: OsUpgradeInput) -> Plan:
+    return build_plan(WORKFLOW, REBOOT_PHASES, inp)
 
 
 def preview(inp: OsUpgradeInput) -> list[dict]:

@@ -4,6 +4,22 @@ A phase (``UpgradeWorkers``, title "Upgrade workers") looks at the model and the
 before planning and returns a PhasePlan: host lanes of steps, or a no-op with the reason the hosts
 have already converged. ``plan``, ``--dry-run``, the confirmation prompt and the executor all use
 the very same Plan object.
+
+Every workflow writes its phases one way (tests/unit/test_phase_style.py holds the line):
+
+    class StopEtcd:
+        name = "StopEtcd"                     # VerbObject, the class's own name
+        title = "Stop etcd"                   # written once, here
+        strategy = parallel()
+
+        def title_for(self, ctx) -> str:      # only when the title names something of the run
+            ...
+
+        def plan(self, ctx) -> PhasePlan:
+            return PhasePlan.of(self, lanes, title=self.title_for(ctx), reason_if_empty="...")
+
+A phase planned once per member or hop (``AddEtcdMember-etcd-2``) is constructed with that
+``instance``; its planner lists its phases in order (``PHASES``) and asks each for its plan.
 """
 
 from __future__ import annotations
@@ -20,8 +36,16 @@ class Phase(Protocol):
     name: str  # VerbObject: "UpgradeWorkers"
     title: str  # "Upgrade workers"
     strategy: Strategy
+    # A phase planned once per member or hop sets ``instance`` ("etcd-2", "3.6.5"): its plans are
+    # named "AddEtcdMember-etcd-2". Phases planned once per run leave it "".
 
     def plan(self, ctx: Any) -> PhasePlan: ...
+
+
+def phase_name(phase: Phase) -> str:
+    """The name its plans carry: ``AddEtcdMember-etcd-2`` for a phase planned per member."""
+    instance = getattr(phase, "instance", "")
+    return f"{phase.name}-{instance}" if instance else phase.name
 
 
 @dataclass(frozen=True)
@@ -64,14 +88,15 @@ class PhasePlan:
         phase: Phase | None = None,
         lanes: Iterable[tuple[str, Sequence[Step]]] = (),
         *,
-        name: str = "",
+        name: str = "",  # only for the phases not yet written as classes (plan/certs, plan/endpoint)
         title: str = "",
         strategy: Strategy | None = None,
         reason_if_empty: str = "nothing to do",
     ) -> PhasePlan:
         """The plan of ``phase`` from ``(host, steps)`` pairs; hosts with no steps are dropped and a
-        phase left with none becomes a no-op with ``reason_if_empty``."""
-        name = name or (phase.name if phase else "")
+        phase left with none becomes a no-op with ``reason_if_empty``. ``title``: the phase's
+        ``title_for(ctx)`` where the title names something of the run."""
+        name = name or (phase_name(phase) if phase else "")
         title = title or (phase.title if phase else name)
         strategy = strategy or (phase.strategy if phase else None)
         if strategy is None:
@@ -83,7 +108,7 @@ class PhasePlan:
 
     @classmethod
     def noop(cls, phase: Phase, reason: str) -> PhasePlan:
-        return cls(phase.name, phase.title, phase.strategy, (), reason)
+        return cls(phase_name(phase), phase.title, phase.strategy, (), reason)
 
     @property
     def is_noop(self) -> bool:

@@ -8,12 +8,12 @@ from typing import Protocol
 
 from kubeforge.model import Cluster, EtcdTopology, Host, Secret
 from kubeforge.model.images import RegistryAccess, pause_image
-from kubeforge.model.kubeadm_paths import KUBE_PKI
+from kubeforge.model.kubeadm_paths import ETCD_PKI, KUBE_PKI
 from kubeforge.model.versions import KubeVersion, kubeadm_api_version
 
 # Paths the PKI places on hosts (kubeadm's layout for Kubernetes, ours for dedicated etcd members).
 KUBE_PKI_DIR = KUBE_PKI
-ETCD_PKI_DIR = "/etc/etcd/pki"
+ETCD_PKI_DIR = ETCD_PKI
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBEFORGE_DIR = "/etc/kubeforge"
 

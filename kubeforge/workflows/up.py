@@ -22,18 +22,17 @@ from kubeforge.facts.etcd import EtcdHostFacts, gather_member_facts
 from kubeforge.facts.haproxy_drains import read_drained
 from kubeforge.model import Cluster, EtcdTopology
 from kubeforge.model.images import images_by_host
-from kubeforge.model.versions import KubeVersion, kubeadm_etcd, parse_kube
+from kubeforge.model.versions import KubeVersion, parse_kube
 from kubeforge.pki import ensure_pki, host_files
 from kubeforge.pki.registry import read_registry_access
 from kubeforge.pki.secrets import ensure_secrets, rotate_bootstrap_token
-from kubeforge.plan.etcd.commands import install_steps
 from kubeforge.plan.etcd.source import UPSTREAM_RELEASES, archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
-from kubeforge.plan.strategy import parallel
 from kubeforge.plan.up import ClusterState, CniSource, UpContext, plan_up
 from kubeforge.plan.up.cni_placement import untolerated
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
+from kubeforge.plan.up.install_etcd_tools import InstallEtcdTools
 from kubeforge.render.host import render_cluster
 from kubeforge.render.kubeadm import node_view
 from kubeforge.workflows.certs import read_apiserver_sans
@@ -166,30 +165,15 @@ def with_etcd_install(plan: Plan, cluster: Cluster, pool, member_facts: Mapping[
 
 
 def with_stacked_etcd_tools(plan: Plan, cluster: Cluster, pool) -> Plan:
-    """kubeadm runs stacked etcd from its image, so a control plane has no etcdctl/etcdutl of its own;
-    `etcd status`, `backup` and `restore` need them there. From a mirror, InstallPackages installs
-    the etcd client package; from release archives, this phase unpacks the verified archive of
-    the inventory's etcd version into /usr/local/bin on each control plane (no unit, nothing started).
-    Never from the internet: with upstream packages and no etcd.releaseURL the archive would be
-    GitHub's, so the phase is a no-op saying how to get the tools (planning fetches nothing)."""
+    """InstallEtcdTools after InstallPackages, when etcd comes from release archives; their
+    archives for the control planes fetched and verified here, before planning."""
     archive = archive_for(cluster)
     if archive is None:
         return plan
-    if archive.base == UPSTREAM_RELEASES:
-        reason = (f"stacked etcd runs from kubeadm's image (etcd {kubeadm_etcd(cluster.kubernetes_version)} for "
-                  f"Kubernetes {cluster.kubernetes_version.minor_str}); kubeforge fetches no etcd archive from the "
-                  "internet for it. For etcdctl/etcdutl on the control planes (etcd status, backup, restore), set "
-                  "spec.etcd.releaseURL to your copy of etcd's releases or use packages.source mirror")
-        skipped = PhasePlan(name="InstallEtcdTools", title="etcd tools on the control planes (stacked etcd)",
-                            strategy=parallel(), reason=reason)
-        return _after_packages(plan, skipped)
-    cps = cluster.control_planes
-    arches = prepare_for_members(cluster, pool, [cluster.etcd.version], hosts=cps)
-    lanes = [(h.name, install_steps(cluster, h, title=f"Install etcd {cluster.etcd.version} tools",
-                                    key="etcd-tools", arch=arches[h.name])) for h in cps]
-    tools = PhasePlan.of(name="InstallEtcdTools", title="etcd tools on the control planes (stacked etcd)",
-                         strategy=parallel(), lanes=lanes)
-    return _after_packages(plan, tools)
+    arches = None
+    if archive.base != UPSTREAM_RELEASES:
+        arches = prepare_for_members(cluster, pool, [cluster.etcd.version], hosts=cluster.control_planes)
+    return _after_packages(plan, InstallEtcdTools(arches).plan(cluster))
 
 
 def _after_packages(plan: Plan, phase: PhasePlan) -> Plan:

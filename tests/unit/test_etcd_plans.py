@@ -250,15 +250,16 @@ def test_membership_guards_read_the_whole_member_list_so_pipefail_never_fakes_an
 def test_a_joining_member_is_enabled_at_boot_only_after_its_member_add(tmp_path):
     """A power loss of a new member between its preparation and its member add must not leave an
     etcd that starts at boot against a cluster that does not list it (issue 10, fault matrix)."""
-    from kubeforge.plan.etcd.install import prepare_phase
+    from kubeforge.plan.etcd.install import PrepareEtcdMembers
     from kubeforge.plan.etcd.membership import add_member_phase, clear_never_joined
 
     big = make_cluster(tmp_path, n_etcd=4)
     e1, h4 = big.etcd_members[0], big.etcd_members[3]
     inp = _inputs(big, lambda h, sha: EtcdHostFacts(h.name), exists=True)
-    inp = InstallInput(big, (inp.member("etcd-4"),), cluster_exists=True)
     eps = [f"https://{h.internal_address}:2379" for h in big.etcd_members[:3]]
-    prepare = prepare_phase(inp, joining={"etcd-4": [clear_never_joined(big, h4, eps)]})
+    inp = InstallInput(big, (inp.member("etcd-4"),), cluster_exists=True,
+                       joining={"etcd-4": [clear_never_joined(big, h4, eps)]})
+    prepare = PrepareEtcdMembers().plan(inp)
     titles = [s.title for s in prepare.steps]
     assert "Enable etcd at boot" not in titles
     assert titles.index("Clear an etcd that never joined") < titles.index("Reload systemd")
@@ -268,7 +269,7 @@ def test_a_joining_member_is_enabled_at_boot_only_after_its_member_add(tmp_path)
         < order.index(("etcd-4", "Start etcd (joining the running cluster)"))
     # an install of a new cluster still enables every member in its preparation
     fresh = _inputs(make_cluster(tmp_path, n_etcd=3), lambda h, sha: EtcdHostFacts(h.name), exists=False)
-    assert sum(s.title == "Enable etcd at boot" for s in prepare_phase(fresh).steps) == 3
+    assert sum(s.title == "Enable etcd at boot" for s in PrepareEtcdMembers().plan(fresh).steps) == 3
 
 
 def test_a_learner_left_unpromoted_by_an_interrupted_add_is_started_and_promoted(tmp_path):

@@ -8,8 +8,9 @@ import pytest
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import EtcdTopology
+from kubeforge.plan.etcd.membership import quorum
 from kubeforge.plan.reset import ResetContext, node_absent, plan_reset
-from kubeforge.plan.reset.safety import check_reset_selection, quorum
+from kubeforge.plan.reset.safety import check_reset_selection
 from tests.factories import make_cluster
 
 

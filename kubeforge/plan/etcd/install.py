@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubeforge.facts.etcd import STAMP_PATH, EtcdHostFacts
 from kubeforge.model import Cluster, Host, RenderedFile
@@ -67,6 +67,13 @@ class InstallInput:
     members: tuple[MemberInput, ...]  # inventory order
     cluster_exists: bool  # some member holds data: restart members, never bootstrap again
     leader: str | None = None
+    # members that join a running cluster later in the plan: the steps that clear what an earlier
+    # attempt left on them (see PrepareEtcdMembers)
+    joining: Mapping[str, Sequence[RunStep]] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return all(m.converged for m in self.members)
 
     def member(self, name: str) -> MemberInput:
         return next(m for m in self.members if m.host.name == name)
@@ -84,92 +91,123 @@ def health_gate(cluster: Cluster, on: Host, members: tuple[Host, ...], *, key: s
     )
 
 
-def install_packages_phase(inp: InstallInput) -> PhasePlan:
-    lanes: list[tuple[str, list[Step]]] = []
-    for m in inp.members:
-        steps: list[Step] = [PutFileStep(m.host.name, f) for f in m.package_files]
-        steps.extend(cmd.install_steps(inp.cluster, m.host, arch=m.arch))
-        lanes.append((m.host.name, steps))
-    return PhasePlan.of(name="InstallEtcdPackages", title="Install etcd packages", strategy=parallel(), lanes=lanes)
+class InstallEtcdPackages:
+    name = "InstallEtcdPackages"
+    title = "Install etcd packages"
+    strategy = parallel()
+
+    def plan(self, inp: InstallInput) -> PhasePlan:
+        lanes: list[tuple[str, list[Step]]] = []
+        for m in inp.members:
+            steps: list[Step] = [PutFileStep(m.host.name, f) for f in m.package_files]
+            steps.extend(cmd.install_steps(inp.cluster, m.host, arch=m.arch))
+            lanes.append((m.host.name, steps))
+        return PhasePlan.of(self, lanes)
 
 
 def enable_step(host: Host) -> RunStep:
     return RunStep(host.name, cmd.systemctl("enable", "etcd"), "Enable etcd at boot", unless=cmd.is_enabled())
 
 
-def prepare_phase(inp: InstallInput, *, joining: Mapping[str, Sequence[RunStep]] | None = None) -> PhasePlan:
-    """``joining``: members that join a running cluster later in the plan, with the steps that
+class PrepareEtcdMembers:
+    """``inp.joining``: members that join a running cluster later in the plan, with the steps that
     clear what an earlier attempt left on them; they are enabled at boot only once added (by
     kubeforge.plan.etcd.membership), never here: an etcd that starts at boot before its member add
     starts against a cluster that does not list it."""
-    user, user_guard = cmd.prepare_user(inp.cluster)
-    joining = joining or {}
-    lanes: list[tuple[str, list[Step]]] = []
-    for m in inp.members:
-        h = m.host.name
-        steps: list = [RunStep(h, user, "Create the etcd user and data dir", unless=user_guard)]
-        steps += [PutFileStep(h, f) for f in m.files]
-        steps += list(joining.get(h, ()))
-        steps.append(RunStep(h, cmd.systemctl("daemon-reload"), "Reload systemd", unless=cmd.stamp_is(m.sha)))
-        if h not in joining:
-            steps.append(enable_step(m.host))
-        lanes.append((h, steps))
-    return PhasePlan.of(name="PrepareEtcdMembers", title="Prepare etcd members", strategy=parallel(), lanes=lanes)
+
+    name = "PrepareEtcdMembers"
+    title = "Prepare etcd members"
+    strategy = parallel()
+
+    def plan(self, inp: InstallInput) -> PhasePlan:
+        user, user_guard = cmd.prepare_user(inp.cluster)
+        lanes: list[tuple[str, list[Step]]] = []
+        for m in inp.members:
+            h = m.host.name
+            steps: list = [RunStep(h, user, "Create the etcd user and data dir", unless=user_guard)]
+            steps += [PutFileStep(h, f) for f in m.files]
+            steps += list(inp.joining.get(h, ()))
+            steps.append(RunStep(h, cmd.systemctl("daemon-reload"), "Reload systemd", unless=cmd.stamp_is(m.sha)))
+            if h not in inp.joining:
+                steps.append(enable_step(m.host))
+            lanes.append((h, steps))
+        return PhasePlan.of(self, lanes)
 
 
-def start_phase(inp: InstallInput) -> PhasePlan:
-    lanes = [
-        (m.host.name, [RunStep(m.host.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd",
-                               unless=cmd.is_active())])
-        for m in inp.members
-    ]
-    return PhasePlan.of(name="StartEtcdMembers", title="Start every etcd member of the new cluster",
-                        strategy=parallel(), lanes=lanes)
+CONVERGED = "every member runs this configuration and is active"
 
 
-def restart_phase(inp: InstallInput) -> PhasePlan:
+class StartEtcdMembers:
+    """A new cluster: every member at once (--no-block: a Type=notify unit only reports started
+    once quorum exists)."""
+
+    name = "StartEtcdMembers"
+    title = "Start every etcd member of the new cluster"
+    strategy = parallel()
+
+    def plan(self, inp: InstallInput) -> PhasePlan:
+        if inp.converged:
+            return PhasePlan.noop(self, CONVERGED)
+        lanes = [
+            (m.host.name, [RunStep(m.host.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd",
+                                   unless=cmd.is_active())])
+            for m in inp.members
+        ]
+        return PhasePlan.of(self, lanes)
+
+
+class RestartEtcdMembers:
     """Members whose configuration changed (or that are stopped), one at a time, leader last."""
-    due = [m for m in inp.members if not m.converged]
-    due.sort(key=lambda m: m.host.name == inp.leader)
-    all_hosts = tuple(m.host for m in inp.members)
-    lanes: list[tuple[str, list[Step]]] = []
-    for m in due:
-        h = m.host.name
-        if m.facts.active:
-            step = RunStep(h, cmd.systemctl("restart", "etcd", timeout=180), "Restart etcd with the new configuration")
-        else:
-            step = RunStep(h, cmd.systemctl("start", "etcd", timeout=180), "Start etcd", unless=cmd.is_active())
-        lanes.append((h, [step, health_gate(inp.cluster, m.host, all_hosts, key=f"gate-after-{h}",
-                                            title=f"Wait for etcd healthy after {h}")]))
-    return PhasePlan.of(name="RestartEtcdMembers", title="Restart changed etcd members", strategy=rolling(),
-                        lanes=lanes, reason_if_empty="every member already runs this configuration")
+
+    name = "RestartEtcdMembers"
+    title = "Restart changed etcd members"
+    strategy = rolling()
+
+    def plan(self, inp: InstallInput) -> PhasePlan:
+        due = [m for m in inp.members if not m.converged]
+        due.sort(key=lambda m: m.host.name == inp.leader)
+        all_hosts = tuple(m.host for m in inp.members)
+        lanes: list[tuple[str, list[Step]]] = []
+        for m in due:
+            h = m.host.name
+            if m.facts.active:
+                step = RunStep(h, cmd.systemctl("restart", "etcd", timeout=180), "Restart etcd with the new configuration")
+            else:
+                step = RunStep(h, cmd.systemctl("start", "etcd", timeout=180), "Start etcd", unless=cmd.is_active())
+            lanes.append((h, [step, health_gate(inp.cluster, m.host, all_hosts, key=f"gate-after-{h}",
+                                                title=f"Wait for etcd healthy after {h}")]))
+        return PhasePlan.of(self, lanes, reason_if_empty="every member already runs this configuration")
 
 
-def gate_phase(inp: InstallInput) -> PhasePlan:
-    first = inp.members[0].host
-    hosts = tuple(m.host for m in inp.members)
-    return PhasePlan.of(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster", strategy=serial(),
-                        lanes=[(first.name, [health_gate(inp.cluster, first, hosts)])])
+class WaitForEtcdHealthy:
+    name = "WaitForEtcdHealthy"
+    title = "Wait for a healthy etcd cluster"
+    strategy = serial()
+
+    def plan(self, inp: InstallInput) -> PhasePlan:
+        if inp.converged:
+            return PhasePlan.noop(self, CONVERGED)
+        first = inp.members[0].host
+        hosts = tuple(m.host for m in inp.members)
+        return PhasePlan.of(self, [(first.name, [health_gate(inp.cluster, first, hosts)])])
 
 
-def record_phase(inp: InstallInput) -> PhasePlan:
-    lanes = [(m.host.name, [PutFileStep(m.host.name, stamp_file(m.sha), title="Record the applied etcd configuration")])
-             for m in inp.members]
-    return PhasePlan.of(name="RecordEtcdConfig", title="Record the applied etcd configuration", strategy=parallel(),
-                        lanes=lanes)
+class RecordEtcdConfig:
+    name = "RecordEtcdConfig"
+    title = "Record the applied etcd configuration"
+    strategy = parallel()
+
+    def plan(self, inp: InstallInput) -> PhasePlan:
+        lanes = [(m.host.name, [PutFileStep(m.host.name, stamp_file(m.sha), title=self.title)]) for m in inp.members]
+        return PhasePlan.of(self, lanes)
+
+
+PHASES = (InstallEtcdPackages(), PrepareEtcdMembers(), StartEtcdMembers(), RestartEtcdMembers(), WaitForEtcdHealthy(),
+          RecordEtcdConfig())
 
 
 def install_phases(inp: InstallInput) -> list[PhasePlan]:
-    phases = [install_packages_phase(inp), prepare_phase(inp)]
-    if all(m.converged for m in inp.members):
-        why = "every member runs this configuration and is active"
-        phases.append(PhasePlan(name="StartEtcdMembers", title="Start etcd members", strategy=parallel(), reason=why))
-        phases.append(PhasePlan(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster",
-                                strategy=serial(), reason=why))
-    elif inp.cluster_exists:
-        phases.append(restart_phase(inp))
-    else:
-        phases.append(start_phase(inp))
-        phases.append(gate_phase(inp))
-    phases.append(record_phase(inp))
-    return phases
+    """A running cluster whose configuration changed restarts its members one by one; a new one
+    starts them all and waits; a converged one says there is nothing to start."""
+    skip = (StartEtcdMembers, WaitForEtcdHealthy) if inp.cluster_exists and not inp.converged else (RestartEtcdMembers,)
+    return [phase.plan(inp) for phase in PHASES if not isinstance(phase, skip)]

@@ -20,6 +20,7 @@ starting them is moving etcd.yaml out of and back into the kubelet's manifest di
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubeforge.facts.etcd import EtcdHostFacts
@@ -121,49 +122,108 @@ def _stacked_lanes(inp: RestoreInput):
     return stop, restore, start
 
 
-def restore_phases(inp: RestoreInput) -> list[PhasePlan]:
-    c = inp.cluster
-    q_manifest, q_aside = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
-    stop_api = [
-        (cp.name, [RunStep(cp.name, Command(script=f"mv {q_manifest} {q_aside}", sudo=True, timeout=60),
-                           "Stop kube-apiserver (manifest moved aside)",
-                           unless=Command(script=f"[ ! -e {q_manifest} ]", sudo=True, timeout=30))])
-        for cp in inp.control_planes
-    ]
-    start_api = [
-        (cp.name, [RunStep(cp.name, Command(script=f"mv {q_aside} {q_manifest}", sudo=True, timeout=60),
-                           "Start kube-apiserver (manifest put back)",
-                           unless=Command(script=f"[ ! -e {q_aside} ]", sudo=True, timeout=30))])
-        for cp in inp.control_planes
-    ]
-    snap_file = RenderedFile(inp.remote_path, inp.snapshot, mode=0o600, source=f"backup {inp.backup_name}")
-    check = Command(script=f"echo {shlex.quote(inp.snapshot_sha256)}'  '{shlex.quote(inp.remote_path)} | sha256sum -c --quiet -",
-                    sudo=True, timeout=300, description="snapshot checksum on the member")
-    first = inp.members[0]
+def _member_lanes(inp: RestoreInput, stacked: int, external: Callable[[Host], RunStep]) -> list:
+    """Each member's step: ``external(member)`` for external etcd; for stacked etcd the static pod's
+    (``stacked``: 0 stop, 1 restore, 2 start; see _stacked_lanes)."""
     if inp.is_stacked:
-        stop_etcd, restore_data, start_etcd = _stacked_lanes(inp)
-    else:
-        stop_etcd = [(m.name, [RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")]) for m in inp.members]
-        restore_data = [(m.name, [RunStep(m.name, restore_command(inp, m), "Keep the old data dir aside and restore")])
-                        for m in inp.members]
-        start_etcd = [(m.name, [RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"), "Start etcd")])
-                      for m in inp.members]
-    phases = [
-        PhasePlan.of(name="StopApiServers", title="Stop the API servers", strategy=parallel(), lanes=stop_api,
-                     reason_if_empty="no control plane runs kube-apiserver from a static pod manifest"),
-        PhasePlan.of(name="StopEtcd", title="Stop etcd on every member", strategy=parallel(), lanes=stop_etcd),
-        PhasePlan.of(name="PushSnapshot", title="Push the snapshot to every member", strategy=parallel(),
-                     lanes=[(m.name, [PutFileStep(m.name, snap_file, title="Push the snapshot"),
-                                      RunStep(m.name, check, "Compare the snapshot checksum")]) for m in inp.members]),
-        PhasePlan.of(name="RestoreMemberData", title="Restore every member's data from the snapshot", strategy=parallel(),
-                     lanes=restore_data),
-        PhasePlan.of(name="StartEtcdMembers", title="Start every etcd member", strategy=parallel(), lanes=start_etcd),
-        PhasePlan.of(name="WaitForEtcdHealthy", title="Wait for a healthy etcd cluster", strategy=serial(),
-                     lanes=[(first.name, [health_gate(c, first, inp.members)])]),
-        PhasePlan.of(name="StartApiServers", title="Start the API servers", strategy=parallel(), lanes=start_api,
-                     reason_if_empty="no API server was stopped"),
-        PhasePlan.of(name="RemoveSnapshotCopies", title="Remove the snapshot copies", strategy=parallel(),
-                     lanes=[(m.name, [RunStep(m.name, Command(argv=["rm", "-f", inp.remote_path], sudo=True, timeout=60),
-                                              "Remove the snapshot copy")]) for m in inp.members]),
-    ]
-    return phases
+        return _stacked_lanes(inp)[stacked]
+    return [(m.name, [external(m)]) for m in inp.members]
+
+
+def _api_server_lanes(inp: RestoreInput, stop: bool):
+    """kube-apiserver's static pod manifest moved aside (the kubelet stops the pod) or put back."""
+    manifest, aside = shlex.quote(APISERVER_MANIFEST), shlex.quote(APISERVER_ASIDE)
+    src, dst = (manifest, aside) if stop else (aside, manifest)
+    title = "Stop kube-apiserver (manifest moved aside)" if stop else "Start kube-apiserver (manifest put back)"
+    return [(cp.name, [RunStep(cp.name, Command(script=f"mv {src} {dst}", sudo=True, timeout=60), title,
+                               unless=Command(script=f"[ ! -e {src} ]", sudo=True, timeout=30))])
+            for cp in inp.control_planes]
+
+
+class StopApiServers:
+    name = "StopApiServers"
+    title = "Stop the API servers"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        return PhasePlan.of(self, _api_server_lanes(inp, stop=True),
+                            reason_if_empty="no control plane runs kube-apiserver from a static pod manifest")
+
+
+class StopEtcd:
+    name = "StopEtcd"
+    title = "Stop etcd on every member"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        return PhasePlan.of(self, _member_lanes(inp, 0, lambda m: RunStep(m.name, cmd.systemctl("stop", "etcd"), "Stop etcd")))
+
+
+class PushSnapshot:
+    name = "PushSnapshot"
+    title = "Push the snapshot to every member"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        snap_file = RenderedFile(inp.remote_path, inp.snapshot, mode=0o600, source=f"backup {inp.backup_name}")
+        check = Command(script=f"echo {shlex.quote(inp.snapshot_sha256)}'  '{shlex.quote(inp.remote_path)} | sha256sum -c --quiet -",
+                        sudo=True, timeout=300, description="snapshot checksum on the member")
+        return PhasePlan.of(self, [(m.name, [PutFileStep(m.name, snap_file, title="Push the snapshot"),
+                                             RunStep(m.name, check, "Compare the snapshot checksum")]) for m in inp.members])
+
+
+class RestoreMemberData:
+    name = "RestoreMemberData"
+    title = "Restore every member's data from the snapshot"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        return PhasePlan.of(self, _member_lanes(inp, 1, lambda m: RunStep(m.name, restore_command(inp, m),
+                                                                          "Keep the old data dir aside and restore")))
+
+
+class StartEtcdMembers:
+    name = "StartEtcdMembers"
+    title = "Start every etcd member"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        return PhasePlan.of(self, _member_lanes(inp, 2, lambda m: RunStep(m.name, cmd.systemctl("start", "--no-block", "etcd"),
+                                                                          "Start etcd")))
+
+
+class WaitForEtcdHealthy:
+    name = "WaitForEtcdHealthy"
+    title = "Wait for a healthy etcd cluster"
+    strategy = serial()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        first = inp.members[0]
+        return PhasePlan.of(self, [(first.name, [health_gate(inp.cluster, first, inp.members)])])
+
+
+class StartApiServers:
+    name = "StartApiServers"
+    title = "Start the API servers"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        return PhasePlan.of(self, _api_server_lanes(inp, stop=False), reason_if_empty="no API server was stopped")
+
+
+class RemoveSnapshotCopies:
+    name = "RemoveSnapshotCopies"
+    title = "Remove the snapshot copies"
+    strategy = parallel()
+
+    def plan(self, inp: RestoreInput) -> PhasePlan:
+        return PhasePlan.of(self, [(m.name, [RunStep(m.name, Command(argv=["rm", "-f", inp.remote_path], sudo=True, timeout=60),
+                                                     "Remove the snapshot copy")]) for m in inp.members])
+
+
+PHASES = (StopApiServers(), StopEtcd(), PushSnapshot(), RestoreMemberData(), StartEtcdMembers(), WaitForEtcdHealthy(),
+          StartApiServers(), RemoveSnapshotCopies())
+
+
+def restore_phases(inp: RestoreInput) -> list[PhasePlan]:
+    return [phase.plan(inp) for phase in PHASES]

@@ -22,32 +22,52 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from kubeforge.model import Cluster, EtcdVersion
+from kubeforge.model import Cluster, EtcdVersion, Host
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd import upgrade_checks as chk
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
 from kubeforge.plan.etcd.source import DEFAULT_ARCH, archive_for
-from kubeforge.plan.phase import PhasePlan
+from kubeforge.plan.phase import Phase, PhasePlan
 from kubeforge.plan.steps import GateStep, LocalStep, RunStep
 from kubeforge.plan.strategy import rolling, serial
+from kubeforge.plan.warning import WarnOperator
 
 log = logging.getLogger("kubeforge.etcd.upgrade")
 
 
-def _warn(message: str) -> Callable[[], bool]:
-    def fn() -> bool:
-        log.warning(message)
-        return False  # nothing changed: reported unchanged, but the warning is in the run log
+@dataclass(frozen=True)
+class EtcdUpgradeContext:
+    cluster: Cluster
+    members: tuple[Host, ...]  # in the order they are upgraded: the leader last
+    arches: dict[str, str] | None = None  # host -> etcd arch name, for release archives
+    snapshot: Callable[[], object] | None = None
+    warning: str | None = None
+    crashed: Sequence[str] = ()
+    stopped: Sequence[str] = ()
 
-    return fn
+    def arch(self, host: str) -> str:
+        return (self.arches or {}).get(host, DEFAULT_ARCH)
 
 
 def warning_phase(message: str, name: str = "AcceptOlderPatch") -> PhasePlan:
-    """A warning the operator sees in the plan and that the run log keeps."""
-    return PhasePlan.of(name=name, title=f"Warning: {message}", strategy=serial(),
-                        lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message), key="warning")])])
+    """A warning the operator sees in the plan and that the run log keeps (for the plans not yet
+    written as classes: plan/certs)."""
+    phase = WarnOperator(name)
+    phase.log = log
+    return phase.plan(message)
+
+
+class AcceptOlderPatch(WarnOperator):
+    """--allow-older-patch dropped a hop's latest patch (the message is the workflow's decision)."""
+
+    name = "AcceptOlderPatch"
+    title = "Warning: a hop without its latest patch (--allow-older-patch)"
+    log = log
+
+    def message(self, ctx: EtcdUpgradeContext) -> str:
+        return ctx.warning or ""
 
 
 def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: str = DEFAULT_ARCH, *,
@@ -83,23 +103,107 @@ def member_lane(cluster: Cluster, hop: EtcdVersion, host, members: tuple, arch: 
     return steps
 
 
-def crashed_members_phases(cluster: Cluster, hop: EtcdVersion, crashed: Sequence[str], stopped: Sequence[str] = (),
-                           arches: dict[str, str] | None = None) -> list[PhasePlan]:
-    """The warning that says what happened, then the members that are down brought back on ``hop``
-    one at a time: first those an interrupted run left stopped with ``hop`` installed (they only
-    need starting), then the crashed ones."""
-    message = (f"{', '.join(crashed)} keep crashing on a raft entry only etcd {hop.minor_str} can apply (their journal "
-               f"shows `panic: not implemented`); upgrading them to {hop} first: the newer binary applies it")
-    if stopped:
-        message += f" (and starting {', '.join(stopped)}, left stopped with {hop} installed)"
-    by_name = {h.name: h for h in cluster.etcd_members}
-    hosts = [by_name[n] for n in (*stopped, *crashed)]
-    return [warning_phase(message, name="CrashedOnNewerEntry"),
-            PhasePlan.of(name=f"UpgradeCrashedEtcd-{hop}", title=f"Bring the members that are down back on {hop}",
-                         strategy=rolling(),
-                         lanes=[(h.name, member_lane(cluster, hop, h, tuple(hosts), (arches or {}).get(h.name, DEFAULT_ARCH),
-                                                     crashed=True))
-                                for h in hosts])]
+class CrashedOnNewerEntry(WarnOperator):
+    """What happened: members crash-looping on an entry only the first hop's etcd applies."""
+
+    name = "CrashedOnNewerEntry"
+    title = "Warning: members crash on a raft entry only a newer etcd applies"
+    log = log
+
+    def __init__(self, hop: EtcdVersion) -> None:
+        self.hop = hop
+
+    def message(self, ctx: EtcdUpgradeContext) -> str:
+        hop = self.hop
+        message = (f"{', '.join(ctx.crashed)} keep crashing on a raft entry only etcd {hop.minor_str} can apply (their journal "
+                   f"shows `panic: not implemented`); upgrading them to {hop} first: the newer binary applies it")
+        if ctx.stopped:
+            message += f" (and starting {', '.join(ctx.stopped)}, left stopped with {hop} installed)"
+        return message
+
+
+class UpgradeCrashedEtcd:
+    """The members that are down brought back on ``hop`` one at a time: first those an interrupted
+    run left stopped with ``hop`` installed (they only need starting), then the crashed ones."""
+
+    name = "UpgradeCrashedEtcd"
+    title = "Bring the members that are down back on the first hop"
+    strategy = rolling()
+
+    def __init__(self, hop: EtcdVersion) -> None:
+        self.hop = hop
+        self.instance = str(hop)
+
+    def title_for(self, ctx: EtcdUpgradeContext) -> str:
+        return f"Bring the members that are down back on {self.hop}"
+
+    def plan(self, ctx: EtcdUpgradeContext) -> PhasePlan:
+        by_name = {h.name: h for h in ctx.cluster.etcd_members}
+        hosts = tuple(by_name[n] for n in (*ctx.stopped, *ctx.crashed))
+        lanes = [(h.name, member_lane(ctx.cluster, self.hop, h, hosts, ctx.arch(h.name), crashed=True)) for h in hosts]
+        return PhasePlan.of(self, lanes, title=self.title_for(ctx))
+
+
+class SnapshotEtcd:
+    name = "SnapshotEtcd"
+    title = "Take and verify an etcd snapshot first"
+    strategy = serial()
+
+    def plan(self, ctx: EtcdUpgradeContext) -> PhasePlan:
+        assert ctx.snapshot is not None  # upgrade_phases is always given one
+        return PhasePlan.of(self, [("local", [LocalStep("Snapshot etcd and verify it", ctx.snapshot, key="snapshot",
+                                                        reaches="a healthy etcd member: the snapshot streams to this machine")])])
+
+
+class UpgradeEtcd:
+    """One hop: every member in turn (the leader last)."""
+
+    name = "UpgradeEtcd"
+    title = "Upgrade etcd to the hop's version (leader last)"
+    strategy = rolling()
+
+    def __init__(self, hop: EtcdVersion) -> None:
+        self.hop = hop
+        self.instance = str(hop)
+
+    def title_for(self, ctx: EtcdUpgradeContext) -> str:
+        return f"Upgrade etcd to {self.hop} (leader last)"
+
+    def plan(self, ctx: EtcdUpgradeContext) -> PhasePlan:
+        lanes = [(h.name, member_lane(ctx.cluster, self.hop, h, ctx.members, ctx.arch(h.name))) for h in ctx.members]
+        return PhasePlan.of(self, lanes, title=self.title_for(ctx))
+
+
+class CheckEtcdClusterVersion:
+    """After the hop's last member: the cluster version (etcd raises it only once every member runs
+    the new minor) and every member's server version."""
+
+    name = "CheckEtcdClusterVersion"
+    title = "Check that the etcd cluster runs the hop's version"
+    strategy = serial()
+
+    def __init__(self, hop: EtcdVersion) -> None:
+        self.hop = hop
+        self.instance = str(hop)
+
+    def title_for(self, ctx: EtcdUpgradeContext) -> str:
+        return f"Check that the etcd cluster runs {self.hop}"
+
+    def plan(self, ctx: EtcdUpgradeContext) -> PhasePlan:
+        hop, v, last = self.hop, str(self.hop), ctx.members[-1]
+        gate = GateStep(last.name, chk.cluster_version_reached(ctx.cluster, ctx.members, v),
+                        f"Wait for the etcd cluster version {hop.minor_str}",
+                        what=f"etcd cluster version {hop.minor_str} with every member on {v}",
+                        timeout_s=GATE_TIMEOUT_S, interval_s=2.0, key=f"cluster-version-{v}")
+        return PhasePlan.of(self, [(last.name, [gate])], title=self.title_for(ctx))
+
+
+# In order; the warnings, the crashed members and the snapshot come once, the last two once per hop.
+PHASES = (AcceptOlderPatch, CrashedOnNewerEntry, UpgradeCrashedEtcd, SnapshotEtcd, UpgradeEtcd, CheckEtcdClusterVersion)
+
+
+def _leader_last(cluster: Cluster, leader: str | None) -> tuple[Host, ...]:
+    return tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
 
 
 def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | None,
@@ -110,16 +214,14 @@ def upgrade_phases(cluster: Cluster, hops: Sequence[EtcdVersion], leader: str | 
     ``crashed``: members crash-looping on an entry only the first hop's etcd applies (upgraded
     first, before the snapshot, which needs the quorum they restore); ``stopped``: members left
     stopped with the first hop installed, started in that same first phase."""
-    members = tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
-    phases = [warning_phase(warning)] if warning else []
+    ctx = EtcdUpgradeContext(cluster, _leader_last(cluster, leader), arches, snapshot, warning, crashed, stopped)
+    phases: list[Phase] = [AcceptOlderPatch()] if warning else []
     if crashed:
-        phases += crashed_members_phases(cluster, hops[0], crashed, stopped, arches)
-    phases.append(PhasePlan.of(name="SnapshotEtcd", title="Take and verify an etcd snapshot first", strategy=serial(),
-                               lanes=[("local", [LocalStep("Snapshot etcd and verify it", snapshot, key="snapshot",
-                                                          reaches="a healthy etcd member: the snapshot streams to this machine")])]))
+        phases += [CrashedOnNewerEntry(hops[0]), UpgradeCrashedEtcd(hops[0])]
+    phases.append(SnapshotEtcd())
     for hop in hops:
-        phases += hop_phases(cluster, hop, members, arches)
-    return phases
+        phases += [UpgradeEtcd(hop), CheckEtcdClusterVersion(hop)]
+    return [phase.plan(ctx) for phase in phases]
 
 
 def finish_phases(cluster: Cluster, hop: EtcdVersion, leader: str | None,
@@ -128,25 +230,5 @@ def finish_phases(cluster: Cluster, hop: EtcdVersion, leader: str | None,
     final checks): that hop's phases again, with the same step keys, so the journal skips what
     completed; every member lane's change steps are unchanged (their guards see the hop), and the
     gates and the cluster-version check not journaled yet run. No new snapshot."""
-    members = tuple(sorted(cluster.etcd_members, key=lambda h: h.name == leader))
-    return hop_phases(cluster, hop, members, arches)
-
-
-def hop_phases(cluster: Cluster, hop: EtcdVersion, members: tuple, arches: dict[str, str] | None) -> list[PhasePlan]:
-    """One hop: every member in turn (``members`` in order, leader last), then the cluster version."""
-    phases = []
-    v = str(hop)
-    phases.append(PhasePlan.of(name=f"UpgradeEtcd-{v}", title=f"Upgrade etcd to {v} (leader last)",
-                               strategy=rolling(),
-                               lanes=[(h.name, member_lane(cluster, hop, h, members,
-                                                           (arches or {}).get(h.name, DEFAULT_ARCH)))
-                                      for h in members]))
-    last = members[-1]
-    gate = GateStep(last.name, chk.cluster_version_reached(cluster, members, v),
-                    f"Wait for the etcd cluster version {hop.minor_str}",
-                    what=f"etcd cluster version {hop.minor_str} with every member on {v}",
-                    timeout_s=GATE_TIMEOUT_S, interval_s=2.0, key=f"cluster-version-{v}")
-    phases.append(PhasePlan.of(name=f"CheckEtcdClusterVersion-{v}",
-                               title=f"Check that the etcd cluster runs {v}", strategy=serial(),
-                               lanes=[(last.name, [gate])]))
-    return phases
+    ctx = EtcdUpgradeContext(cluster, _leader_last(cluster, leader), arches)
+    return [UpgradeEtcd(hop).plan(ctx), CheckEtcdClusterVersion(hop).plan(ctx)]

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from kubeforge.facts.etcd_upgrade import METRICS_HOST, METRICS_PORT, MemberVersion, minor_of, version_key
 from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, Host
-from kubeforge.plan.apt import POLICY_RC, POLICY_RC_MARKER, REMOVE_STALE_POLICY_RC
+from kubeforge.plan.apt import (
+    DEBIAN_FRONTEND,
+    DPKG_INTERRUPTED,
+    POLICY_RC,
+    POLICY_RC_MARKER,
+    REMOVE_STALE_POLICY_RC,
+    write_policy_rc,
+)
 from kubeforge.transport.base import Command
 
 
@@ -151,12 +158,11 @@ def recover_package_state() -> Command:
     policy-rc.d (nothing of kubeforge's runs apt on this member now) and half-configured packages,
     configured with service starts still forbidden, so the running member is not restarted."""
     script = "\n".join([
-        "export DEBIAN_FRONTEND=noninteractive",
+        DEBIAN_FRONTEND,
         REMOVE_STALE_POLICY_RC,
-        "if [ -n \"$(ls -A /var/lib/dpkg/updates 2>/dev/null)\" ] || [ -n \"$(dpkg --audit 2>/dev/null)\" ]; then",
+        f"if {DPKG_INTERRUPTED}; then",
         f"  [ ! -e {POLICY_RC} ] || {{ echo '{POLICY_RC} exists and is not kubeforge'\"'\"'s; repair dpkg by hand' >&2; exit 1; }}",
-        f"  printf '#!/bin/sh\\n# {POLICY_RC_MARKER} while dpkg recovers\\nexit 101\\n' > {POLICY_RC}",
-        f"  chmod 0755 {POLICY_RC}",
+        *(f"  {line}" for line in write_policy_rc("dpkg recovers").split("\n")),
         f"  trap 'rm -f {POLICY_RC}' EXIT",
         "  dpkg --configure -a",
         "  apt-get install -f -y -q -o Dpkg::Options::=--force-confold >/dev/null",

@@ -23,17 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from shlex import quote as q
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host, UpgradePolicy
-from kubeforge.plan.etcd.membership import ListedMember, remove_member_phase
+from kubeforge.model.kubeadm_paths import KUBECTL
+from kubeforge.plan.etcd.membership import ListedMember, RemoveEtcdMember, quorum
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.reset import ResetContext, plan_reset
-from kubeforge.plan.reset.safety import quorum
 from kubeforge.plan.strategy import parallel, serial
 from kubeforge.plan.up.scripts import puts, restart_when_changed
-from kubeforge.plan.upgrade.commands import KUBECTL, drain, q
+from kubeforge.plan.upgrade.commands import drain
 from kubeforge.render.context import cluster_context
 from kubeforge.render.endpoint import CHECK_SCRIPT_PATH, HAPROXY_PATH, KEEPALIVED_PATH, render_endpoint
 from kubeforge.transport.base import Command
@@ -49,6 +50,7 @@ class RemovalInput:
     api_reachable: bool  # the first control plane's API answered
     members: tuple[ListedMember, ...] = ()  # etcd's own member list now (read when an etcd member leaves)
     drain_timeout_s: int | None = None  # None: the inventory's upgrade.drainTimeout
+    registered: frozenset[str] = frozenset()  # the Node objects the API lists now
 
     @property
     def names(self) -> frozenset[str]:
@@ -108,49 +110,66 @@ def check_removal(cluster: Cluster, hosts: Sequence[Host], *, allow_below_quorum
                                 "nothing was changed", hint="keep one balancer, or add one first")
 
 
-def drain_nodes(inp: RemovalInput, registered: frozenset[str]) -> PhasePlan:
-    c = inp.cluster
-    policy: UpgradePolicy = c.upgrade
-    if inp.drain_timeout_s is not None:
-        policy = replace(policy, drain_timeout_s=inp.drain_timeout_s)
-    via = c.first_control_plane.name
-    nodes = [h for h in inp.hosts if h.is_control_plane or h.is_worker]
+class DrainNodes:
+    name = "DrainNodes"
     title = "Drain the nodes (PodDisruptionBudgets respected)"
-    if nodes and not inp.api_reachable:
-        return PhasePlan(name="DrainNodes", title=title, strategy=serial(),
-                         reason="the API server did not answer: nothing can be drained")
-    steps = []
-    for h in nodes:
-        if h.name not in registered:
-            continue
-        step = drain(via, h.name, policy, key=f"drain-{h.name}")
-        # gone already (a resumed run after the Node was deleted): nothing to drain
-        steps.append(replace(step, unless=Command(script=f"! {KUBECTL} get node {q(h.name)} >/dev/null 2>&1",
-                                                  sudo=True, timeout=60)))
-    return PhasePlan.of(name="DrainNodes", title=title, strategy=serial(), lanes=[(via, steps)] if steps else [],
-                        reason_if_empty="no node of the selection is registered in the cluster")
+    strategy = serial()
+
+    def plan(self, inp: RemovalInput) -> PhasePlan:
+        c = inp.cluster
+        policy: UpgradePolicy = c.upgrade
+        if inp.drain_timeout_s is not None:
+            policy = replace(policy, drain_timeout_s=inp.drain_timeout_s)
+        via = c.first_control_plane.name
+        nodes = [h for h in inp.hosts if h.is_control_plane or h.is_worker]
+        if nodes and not inp.api_reachable:
+            return PhasePlan.noop(self, "the API server did not answer: nothing can be drained")
+        steps = []
+        for h in nodes:
+            if h.name not in inp.registered:
+                continue
+            step = drain(via, h.name, policy, key=f"drain-{h.name}")
+            # gone already (a resumed run after the Node was deleted): nothing to drain
+            steps.append(replace(step, unless=Command(script=f"! {KUBECTL} get node {q(h.name)} >/dev/null 2>&1",
+                                                      sudo=True, timeout=60)))
+        return PhasePlan.of(self, [(via, steps)], reason_if_empty="no node of the selection is registered in the cluster")
 
 
-def update_endpoint(inp: RemovalInput) -> PhasePlan:
-    c = inp.cluster
-    name, title = "UpdateEndpoint", "Update the load balancers' backends"
-    if c.endpoint.mode is not EndpointMode.HAPROXY:
-        return PhasePlan(name=name, title=title, strategy=parallel(),
-                         reason=f"endpoint mode {c.endpoint.mode}: no balancer of kubeforge's lists backends")
-    after = inp.after
-    ctx = cluster_context(after)
-    lanes = []
-    for lb in after.load_balancers:
-        files = [f for f in render_endpoint(ctx, lb) if f.path in (HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH)]
-        steps: list = puts(lb, files)
-        # reload, as `up` does: balancers keep their connections, the VIP stays where it is
-        steps.append(restart_when_changed(lb, "haproxy", [HAPROXY_PATH], "Reload haproxy without the removed backends",
-                                          reload=True))
-        steps.append(restart_when_changed(lb, "keepalived", [KEEPALIVED_PATH, CHECK_SCRIPT_PATH],
-                                          "Reload keepalived without the removed peers", reload=True))
-        lanes.append((lb.name, steps))
-    return PhasePlan.of(name=name, title=title, strategy=parallel(c.parallelism), lanes=lanes,
-                        reason_if_empty="no load balancer stays")
+class UpdateEndpoint:
+    name = "UpdateEndpoint"
+    title = "Update the load balancers' backends"
+    strategy = parallel()
+
+    def plan(self, inp: RemovalInput) -> PhasePlan:
+        c = inp.cluster
+        if c.endpoint.mode is not EndpointMode.HAPROXY:
+            return PhasePlan.noop(self, f"endpoint mode {c.endpoint.mode}: no balancer of kubeforge's lists backends")
+        after = inp.after
+        ctx = cluster_context(after)
+        lanes = []
+        for lb in after.load_balancers:
+            files = [f for f in render_endpoint(ctx, lb) if f.path in (HAPROXY_PATH, KEEPALIVED_PATH, CHECK_SCRIPT_PATH)]
+            steps: list = puts(lb, files)
+            # reload, as `up` does: balancers keep their connections, the VIP stays where it is
+            steps.append(restart_when_changed(lb, "haproxy", [HAPROXY_PATH], "Reload haproxy without the removed backends",
+                                              reload=True))
+            steps.append(restart_when_changed(lb, "keepalived", [KEEPALIVED_PATH, CHECK_SCRIPT_PATH],
+                                              "Reload keepalived without the removed peers", reload=True))
+            lanes.append((lb.name, steps))
+        return PhasePlan.of(self, lanes, strategy=parallel(c.parallelism), reason_if_empty="no load balancer stays")
+
+
+class RemoveEtcdMembers:
+    """Shown when etcd no longer lists any leaving member (a resumed run): each one it lists is a
+    RemoveEtcdMember phase of its own."""
+
+    name = "RemoveEtcdMembers"
+    title = "Remove the etcd members"
+    strategy = serial()
+
+    def plan(self, inp: RemovalInput) -> PhasePlan:
+        leaving = [h.name for h in inp.cluster.etcd_members if h.name in inp.names]
+        return PhasePlan.noop(self, f"etcd no longer lists {', '.join(leaving)}")
 
 
 def remove_members(inp: RemovalInput) -> list[PhasePlan]:
@@ -168,15 +187,18 @@ def remove_members(inp: RemovalInput) -> list[PhasePlan]:
         m = by_url.get(peer_url(c, h))
         if m is not None:
             # retire=None: reset's StopEtcd (external) or kubeadm reset (stacked) stops it afterwards
-            phases.append(remove_member_phase(c, m, via, staying, None))
-    if not phases:
-        phases.append(PhasePlan(name="RemoveEtcdMembers", title="Remove the etcd members", strategy=serial(),
-                                reason=f"etcd no longer lists {', '.join(h.name for h in leaving)}"))
-    return phases
+            phases.append(RemoveEtcdMember(m, via, staying, None).plan(c))
+    return phases or [RemoveEtcdMembers().plan(inp)]
+
+
+# In order, then `reset`'s phases (kubeforge.plan.reset.PHASES) for the leaving hosts. Note: with
+# stacked etcd, reset's RemoveEtcdMembers (the reset control planes' members) follows these.
+PHASES = (DrainNodes(), UpdateEndpoint(), RemoveEtcdMembers(), RemoveEtcdMember)
 
 
 def plan_node_remove(inp: RemovalInput, registered: frozenset[str]) -> Plan:
     """``registered``: the Node objects the API lists now."""
+    inp = replace(inp, registered=registered)
     reset = plan_reset(ResetContext(inp.cluster, inp.hosts, False, inp.stamp, inp.api_reachable))
-    phases = (drain_nodes(inp, registered), update_endpoint(inp), *remove_members(inp), *reset.phases)
+    phases = (DrainNodes().plan(inp), UpdateEndpoint().plan(inp), *remove_members(inp), *reset.phases)
     return Plan(WORKFLOW, phases)

@@ -21,9 +21,9 @@ from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcdctl import peer_url
 from kubeforge.model import Cluster, EtcdTopology, Host
 from kubeforge.plan.etcd.install import health_gate
-from kubeforge.plan.etcd.membership import ListedMember, remove_member_phase
+from kubeforge.plan.etcd.membership import ListedMember, RemoveEtcdMember
 from kubeforge.plan.phase import PhasePlan
-from kubeforge.plan.reset import ResetContext, remove_nodes
+from kubeforge.plan.reset import RemoveNodeObjects, ResetContext
 from kubeforge.plan.strategy import serial
 
 WORKFLOW = "node replace"
@@ -96,21 +96,38 @@ def stacked_member_phases(cluster: Cluster, host: Host, listed: Sequence[ListedM
         return []
     mine = target_member(cluster, host, listed)
     if mine is None:
-        return [PhasePlan(name="RemoveEtcdMember", title=f"Remove the etcd member of {host.name}", strategy=serial(),
-                          reason=f"etcd no longer lists {host.name}")]
+        return [RemoveEtcdMember.gone(host.name).plan(cluster)]
     staying = tuple(h for h in cluster.etcd_members if h.name != host.name)
     healthy = {m.name for m in listed if m.healthy}
     via = next((h for h in staying if h.name in healthy), staying[0])
-    return [quorum_gate(cluster, via, staying, host), remove_member_phase(cluster, mine, via, staying, None)]
+    return [quorum_gate(cluster, via, staying, host), RemoveEtcdMember(mine, via, staying, None).plan(cluster)]
+
+
+class GateEtcdQuorum:
+    """Before the dead member leaves: every member that stays healthy, so the removal keeps quorum."""
+
+    name = "GateEtcdQuorum"
+    title = "etcd healthy without the dead member"
+    strategy = serial()
+
+    def __init__(self, via: Host, staying: tuple[Host, ...], host: Host) -> None:
+        self.via, self.staying, self.host = via, staying, host
+
+    def plan(self, cluster: Cluster) -> PhasePlan:
+        gate = health_gate(cluster, self.via, self.staying, key=f"gate-before-replace-{self.host.name}",
+                           title=f"Wait for etcd healthy on the members that stay ({len(self.staying)})")
+        return PhasePlan.of(self, [(self.via.name, [gate])])
 
 
 def quorum_gate(cluster: Cluster, via: Host, staying: tuple[Host, ...], host: Host) -> PhasePlan:
-    gate = health_gate(cluster, via, staying, key=f"gate-before-replace-{host.name}",
-                       title=f"Wait for etcd healthy on the members that stay ({len(staying)})")
-    return PhasePlan.of(name="GateEtcdQuorum", title="etcd healthy without the dead member", strategy=serial(),
-                        lanes=[(via.name, [gate])])
+    return GateEtcdQuorum(via, staying, host).plan(cluster)
 
 
 def delete_node_phase(cluster: Cluster, host: Host, stamp: str) -> PhasePlan:
     """The old Node object goes before the new machine joins under the same name (reset's phase)."""
-    return remove_nodes(ResetContext(cluster, (host,), False, stamp, True))
+    return RemoveNodeObjects().plan(ResetContext(cluster, (host,), False, stamp, True))
+
+
+# Before `up`'s phases for the new machine, in order: the gate, the dead member's removal (stacked
+# etcd; external etcd: `etcd members`' phases), the old Node object.
+PHASES = (GateEtcdQuorum, RemoveEtcdMember, RemoveNodeObjects())

@@ -6,10 +6,7 @@ from collections.abc import Sequence
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import Cluster, Host
-
-
-def quorum(n: int) -> int:
-    return n // 2 + 1
+from kubeforge.plan.etcd.membership import quorum
 
 
 def check_reset_selection(cluster: Cluster, selected: Sequence[Host]) -> None:

@@ -13,6 +13,7 @@ from kubeforge.plan.up.context import (  # noqa: F401
 from kubeforge.plan.up.fetch_admin_kubeconfig import FetchAdminKubeconfig
 from kubeforge.plan.up.init_first_control_plane import InitFirstControlPlane
 from kubeforge.plan.up.install_etcd import InstallEtcd
+from kubeforge.plan.up.install_etcd_tools import InstallEtcdTools
 from kubeforge.plan.up.install_packages import InstallPackages
 from kubeforge.plan.up.join_control_planes import JoinControlPlanes
 from kubeforge.plan.up.join_workers import JoinWorkers
@@ -50,6 +51,10 @@ PHASES = (
     FetchAdminKubeconfig(),
     RecordApplied(),
 )
+
+
+# Placed by kubeforge.workflows.up after InstallPackages where it applies (stacked etcd, release archives).
+INSERTED = (InstallEtcdTools,)
 
 
 def plan_up(ctx: UpContext) -> Plan:

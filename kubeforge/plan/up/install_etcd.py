@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.model import EtcdTopology, Host
+from kubeforge.model.kubeadm_paths import ETCD_PKI
 from kubeforge.model.versions import kubeadm_etcd
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep
@@ -18,7 +19,7 @@ from kubeforge.plan.up.scripts import puts, restart_when_changed
 from kubeforge.render.etcd import ENV_PATH, UNIT_PATH
 from kubeforge.transport.base import Command
 
-PKI = "/etc/etcd/pki"
+PKI = ETCD_PKI
 
 
 def health_probe(ctx: UpContext) -> Command:

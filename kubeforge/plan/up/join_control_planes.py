@@ -14,20 +14,17 @@ from __future__ import annotations
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import EtcdTopology, Host
-from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBECTL, KUBELET_CONF
-from kubeforge.plan.etcd.membership import ListedMember, remove_by_peer_url
+from kubeforge.model.kubeadm_paths import ADMIN_CONF, KUBELET_CONF
+from kubeforge.plan.etcd.membership import ListedMember, quorum, remove_by_peer_url
+from kubeforge.plan.kubectl import delete_node
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import RunStep
 from kubeforge.plan.strategy import rolling
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.init_first_control_plane import kubeforge_files, quiet, reset_keeping_pki
-from kubeforge.plan.up.scripts import node_registered_gate, puts, q
+from kubeforge.plan.up.scripts import node_registered_gate, puts
 from kubeforge.render.kubeadm import JOIN_PATH
 from kubeforge.transport.base import Command
-
-
-def _quorum(n: int) -> int:
-    return n // 2 + 1
 
 
 def half_added_member(ctx: UpContext, host: Host) -> ListedMember | None:
@@ -48,17 +45,17 @@ def half_added_member(ctx: UpContext, host: Host) -> ListedMember | None:
     voters = [m for m in ctx.etcd_members if not m.learner]
     healthy = sum(1 for m in voters if m.healthy)
     what = f"the etcd member {host.name}'s stopped join added ({mine.name or 'never started'}, {url})"
-    if healthy < _quorum(len(voters)):
+    if healthy < quorum(len(voters)):
         raise SafetyRefusal(
             f"etcd has no quorum now ({healthy} of {len(voters)} voting members healthy, counting {what}): "
             "removing it cannot commit; nothing was changed",
             hint=f"let {host.name}'s kubelet run its etcd static pod so the member starts, then run again "
                  "(or restore etcd from a backup: kubeforge etcd restore)")
     staying_healthy = healthy - (1 if mine.healthy else 0)
-    if staying_healthy < _quorum(len(voters) - 1):
+    if staying_healthy < quorum(len(voters) - 1):
         raise SafetyRefusal(
             f"removing {what} would leave {staying_healthy} healthy of {len(voters) - 1} voting members, below "
-            f"quorum ({_quorum(len(voters) - 1)}); nothing was changed",
+            f"quorum ({quorum(len(voters) - 1)}); nothing was changed",
             hint="bring the other control planes' etcd back first (kubeforge etcd status), then run again")
     return mine
 
@@ -77,8 +74,7 @@ def take_back_steps(ctx: UpContext, host: Host) -> list:
     steps.append(RunStep(host.name, Command(script=reset_keeping_pki(), sudo=True, timeout=300),
                          "kubeadm reset: an earlier kubeadm join stopped before this control plane was marked",
                          key="kubeadm-reset-incomplete-join", repeat_on_resume=True))
-    steps.append(RunStep(first.name, Command(script=f"{KUBECTL} delete node {q(host.name)} --ignore-not-found",
-                                             sudo=True, timeout=60),
+    steps.append(RunStep(first.name, delete_node(host.name, timeout=60),
                          f"Delete node {host.name} (its join starts over)", key=f"delete-{host.name}",
                          repeat_on_resume=True))
     return steps

@@ -69,10 +69,13 @@ class RestartWorkerRuntimes:
     title = "Apply runtime changes on workers (batches of maxUnavailable, drained)"
     strategy = batched(1)
 
+    def title_for(self, size: int) -> str:
+        return f"Apply runtime changes on workers (batches of {size}, drained)"
+
     def plan(self, ctx: UpContext) -> PhasePlan:
         workers = ctx.cluster.workers
         lanes = [(h.name, _lane(ctx, h)) for h in workers if runtime_restart_is_rolling(ctx, h)]
         size = max(1, ctx.cluster.upgrade.batch_size(len(workers)))
         return PhasePlan.of(self, lanes, strategy=batched(size),
-                            title=f"Apply runtime changes on workers (batches of {size}, drained)",
+                            title=self.title_for(size),
                             reason_if_empty="no worker in the cluster has a runtime change")

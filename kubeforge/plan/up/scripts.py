@@ -47,10 +47,6 @@ def restart_when_changed(host: Host, unit: str, inputs: Sequence[str], title: st
     )
 
 
-def kubectl(args: str, *, timeout: float = 60.0) -> Command:
-    return Command(script=f"{KUBECTL} {args}", sudo=True, timeout=timeout)
-
-
 def node_registered_gate(host: Host, node: str, kubeconfig: str, timeout_s: float) -> GateStep:
     """Wait until the API knows ``node``, asking from ``host`` with ``kubeconfig``. Not Ready: nodes
     only turn Ready once the CNI is applied, after every node has joined."""

@@ -10,14 +10,12 @@ endpoint, but the explicit flag keeps the gate honest whatever kubeconfig kubead
 from __future__ import annotations
 
 from kubeforge.model import EndpointMode
-from kubeforge.model.kubeadm_paths import KUBECTL
+from kubeforge.plan.kubectl import readyz_through
 from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import GateStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.up.context import UpContext
-from kubeforge.plan.up.scripts import q
 from kubeforge.render.endpoint import BALANCER_PATHS, KUBE_VIP_PATH
-from kubeforge.transport.base import Command
 
 
 class WaitEndpoint:
@@ -36,7 +34,7 @@ class WaitEndpoint:
         if ctx.state.initialized and not self._endpoint_changing(ctx):
             return PhasePlan.noop(self, f"the API has been answering at {endpoint.host_port} and its balancer is unchanged")
         host = ctx.first
-        probe = Command(script=f"{KUBECTL} --server {q(endpoint.url)} get --raw /readyz >/dev/null", sudo=True, timeout=30)
+        probe = readyz_through(endpoint.url)
         gate = GateStep(host.name, probe, f"Wait for the API at {endpoint.host_port}",
                         what=f"the API answering through the endpoint {endpoint.host_port} ({endpoint.mode.value})",
                         timeout_s=ctx.gate_timeout_s, interval_s=1.0)

@@ -11,7 +11,7 @@ anything is touched; with it, each hop's plan starts with a warning that lists t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.removed_apis import StoredObject
@@ -21,6 +21,7 @@ from kubeforge.plan.phase import PhasePlan
 from kubeforge.plan.steps import LocalStep
 from kubeforge.plan.strategy import serial
 from kubeforge.plan.upgrade.state import UpgradeFacts
+from kubeforge.plan.warning import warn_step_fn
 
 log = logging.getLogger("kubeforge.upgrade")
 FLAG = "--allow-removed-apis"
@@ -81,32 +82,26 @@ def check_removed_apis(facts: UpgradeFacts, path: Sequence[KubeVersion], *, allo
     )
 
 
-def _warn(message: str) -> Callable[[], bool]:
-    def fn() -> bool:
-        log.warning(message)
-        return False  # nothing changed: reported unchanged, the warning stays in the run log
-
-    return fn
-
-
 class CheckRemovedAPIs:
     name = "CheckRemovedAPIs"
     title = "Check for objects in removed API versions"
     strategy = serial()
 
+    def title_for(self, ctx) -> str:
+        return ctx.title(self.title)
+
     def plan(self, ctx) -> PhasePlan:
         start = serving_minor(ctx.facts)
         if start is None or ctx.target.minor_key <= start:
-            return PhasePlan(self.name, ctx.title(self.title), self.strategy, (), "not a minor hop")
+            return PhasePlan.of(self, (), title=self.title_for(ctx), reason_if_empty="not a minor hop")
         found = hop_findings(ctx.facts, start, ctx.target)
         if not found:
             gone = removed_between(start, ctx.target.minor_key)
             why = (f"{ctx.target.minor_str} serves every API version {start[0]}.{start[1]} does ({DATA})" if not gone
                    else "the removed-API scan did not run" if ctx.facts.removed_apis is None
                    else "no object is written in an API version it stops serving")
-            return PhasePlan(self.name, ctx.title(self.title), self.strategy, (), why)
+            return PhasePlan.of(self, (), title=self.title_for(ctx), reason_if_empty=why)
         message = (f"{FLAG}: {ctx.target.minor_str} stops serving API versions these objects still use; "
                    "going on anyway: " + "; ".join(str(o) for o in found))
-        return PhasePlan.of(name=self.name, title=ctx.title(self.title), strategy=self.strategy,
-                            lanes=[("local", [LocalStep(f"Warning: {message}", _warn(message),
+        return PhasePlan.of(self, title=self.title_for(ctx), lanes=[("local", [LocalStep(f"Warning: {message}", warn_step_fn(message, log),
                                                         key=ctx.key("removed-apis-warning"))])])

@@ -12,6 +12,7 @@ from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST, KUBECTL
 from kubeforge.model.versions import Version
 from kubeforge.plan.apt import apt_update as update_sources
 from kubeforge.plan.apt import install_pinned
+from kubeforge.plan.kubectl import node_ready
 from kubeforge.plan.steps import GateStep, RunStep
 from kubeforge.render.kubeadm import UPGRADE_PATH
 from kubeforge.transport.base import Command
@@ -191,7 +192,7 @@ def node_ready_at(via: str, node: str, version: Version, timeout_s: float, *, ke
     probe = Command(
         script=(
             f"{KUBECTL} get node {q(node)} -o json | tr -d ' \\n\\t' | grep -q {reports} && "
-            f"{KUBECTL} wait --for=condition=Ready node/{q(node)} --timeout=5s >/dev/null"
+            + node_ready(node)
         ),
         sudo=True,
         timeout=60,

@@ -24,16 +24,18 @@ class PrepareImages:
     title = "Import the hop's images"
     strategy = parallel()
 
+    def title_for(self, ctx: UpgradeContext, bundled: bool) -> str:
+        source = " from the offline bundle" if bundled else ""
+        return f"Import the images of {ctx.target}{source}{ctx.hop_note}"
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
-        title = f"Import the images of {ctx.target}{ctx.hop_note}"
         todo = [h for h in ctx.cluster.nodes if not ctx.converged(h)]
         part = load_image_part(ctx.cluster) if todo else None
         if part is None:
-            return PhasePlan.of(self, (), title=title, reason_if_empty=(
+            return PhasePlan.of(self, (), title=self.title_for(ctx, bundled=False), reason_if_empty=(
                 f"every node already runs {ctx.target}" if not todo else "images come from the registry"))
         wanted = {h.name: images_for_host(ctx.cluster, h, ctx.target) for h in todo}
         require_images(part, wanted)
-        title = f"Import the images of {ctx.target} from the offline bundle{ctx.hop_note}"
         lanes = [(h.name, import_steps(h.name, part, wanted[h.name], key=ctx.key("images") + "-")) for h in todo]
-        return PhasePlan.of(self, lanes, title=title, strategy=parallel(ctx.cluster.parallelism),
+        return PhasePlan.of(self, lanes, title=self.title_for(ctx, bundled=True), strategy=parallel(ctx.cluster.parallelism),
                             reason_if_empty="no node needs an image")

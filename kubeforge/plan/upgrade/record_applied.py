@@ -16,15 +16,17 @@ class RecordApplied:
     title = "Record what kubeforge applied"
     strategy = parallel()
 
+    def title_for(self, ctx: UpgradeContext) -> str:
+        return ctx.title(self.title)
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
-        title = ctx.title("Record what kubeforge applied")
         if not ctx.node_files:
-            return PhasePlan.of(self, [], title=title, reason_if_empty="the files `up` renders at this version were not given")
+            return PhasePlan.of(self, [], title=self.title_for(ctx), reason_if_empty="the files `up` renders at this version were not given")
         if ctx.all_converged():
-            return PhasePlan.of(self, [], title=title, reason_if_empty=f"every node already runs {ctx.target}")
-        lanes = [(h.name, [PutFileStep(h.name, f, title="Record what kubeforge applied", key=ctx.key("record"))
+            return PhasePlan.of(self, [], title=self.title_for(ctx), reason_if_empty=f"every node already runs {ctx.target}")
+        lanes = [(h.name, [PutFileStep(h.name, f, title=self.title, key=ctx.key("record"))
                            for f in ctx.up_files_of(h, (RECORD_PATH,))])
                  for h in ctx.cluster.hosts]
-        return PhasePlan.of(self, lanes, title=title,
+        return PhasePlan.of(self, lanes, title=self.title_for(ctx),
                             strategy=parallel(ctx.cluster.parallelism),
                             reason_if_empty="no host has a record to write")

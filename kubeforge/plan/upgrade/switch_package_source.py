@@ -31,6 +31,9 @@ class SwitchPackageSource:
     title = "Switch the package source"
     strategy = parallel()
 
+    def title_for(self, ctx: UpgradeContext) -> str:
+        return f"Switch the package source to Kubernetes {ctx.target.minor_str}{ctx.hop_note}{ctx.offered_note}"
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
         lanes = []
         todo = [h for h in ctx.cluster.nodes if not ctx.converged(h)]
@@ -47,7 +50,7 @@ class SwitchPackageSource:
         return PhasePlan.of(
             self,
             lanes,
-            title=f"Switch the package source to Kubernetes {ctx.target.minor_str}{ctx.hop_note}{ctx.offered_note}",
+            title=self.title_for(ctx),
             strategy=parallel(ctx.cluster.parallelism),
             reason_if_empty=f"every node already runs {ctx.target}",
         )

@@ -21,6 +21,9 @@ class UpgradeControlPlanes:
     title = "Upgrade the other control planes"
     strategy = serial()
 
+    def title_for(self, ctx: UpgradeContext) -> str:
+        return ctx.title(self.title)
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
         lanes = []
         for host in ctx.other_control_planes:
@@ -36,5 +39,5 @@ class UpgradeControlPlanes:
                 steps += kubelet_and_back(ctx, host)
             lanes.append((host.name, steps))
         reason = f"every other control plane already runs {ctx.target}" if ctx.other_control_planes else "only one control plane"
-        return PhasePlan.of(self, lanes, title=ctx.title("Upgrade the other control planes"),
+        return PhasePlan.of(self, lanes, title=self.title_for(ctx),
                             reason_if_empty=reason)

@@ -21,6 +21,9 @@ class UpgradeFirstControlPlane:
     title = "Upgrade the first control plane"
     strategy = serial()
 
+    def title_for(self, ctx: UpgradeContext) -> str:
+        return ctx.title(f"{self.title} ({ctx.first.name})")
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
         host = ctx.first
         steps: list = []
@@ -33,5 +36,5 @@ class UpgradeFirstControlPlane:
         if not ctx.kubelet_done(host):
             steps.append(drain_step(ctx, host))
             steps += kubelet_and_back(ctx, host)
-        return PhasePlan.of(self, [(host.name, steps)], title=ctx.title(f"Upgrade the first control plane ({host.name})"),
+        return PhasePlan.of(self, [(host.name, steps)], title=self.title_for(ctx),
                             reason_if_empty=f"{host.name} already runs {ctx.target}")

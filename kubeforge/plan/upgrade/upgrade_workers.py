@@ -22,6 +22,9 @@ class UpgradeWorkers:
     title = "Upgrade workers"
     strategy = batched(1)
 
+    def title_for(self, ctx: UpgradeContext) -> str:
+        return ctx.title(self.title)
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
         workers = ctx.cluster.workers
         # The batch is sized on every worker, not on those left: a resumed run keeps the same limit.
@@ -37,5 +40,5 @@ class UpgradeWorkers:
             steps += kubelet_and_back(ctx, host)
             lanes.append((host.name, steps))
         reason = f"every worker already runs {ctx.target}" if workers else "no workers"
-        return PhasePlan.of(self, lanes, title=ctx.title("Upgrade workers"),
+        return PhasePlan.of(self, lanes, title=self.title_for(ctx),
                             strategy=batched(max(1, size)), reason_if_empty=reason)

@@ -13,10 +13,12 @@ class VerifyVersions:
     title = "Verify versions"
     strategy = serial()
 
+    def title_for(self, ctx: UpgradeContext) -> str:
+        return f"Verify every node is Ready on {ctx.target}{ctx.hop_note}"
+
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
-        title = f"Verify every node is Ready on {ctx.target}{ctx.hop_note}"
         if ctx.all_converged():
-            return PhasePlan.of(self, (), title=title, reason_if_empty=f"every node reported {ctx.target} and Ready before the run")
+            return PhasePlan.of(self, (), title=self.title_for(ctx), reason_if_empty=f"every node reported {ctx.target} and Ready before the run")
         nodes = [h.name for h in ctx.cluster.nodes]
         gate = every_node_at(ctx.first.name, nodes, ctx.target, ctx.cluster.upgrade.node_ready_timeout_s, key=ctx.key("verify"))
-        return PhasePlan.of(self, [(gate.host, [gate])], title=title)
+        return PhasePlan.of(self, [(gate.host, [gate])], title=self.title_for(ctx))

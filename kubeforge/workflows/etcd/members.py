@@ -17,10 +17,19 @@ from kubeforge.execute.durable import replace_file
 from kubeforge.facts.etcd import gather_member_facts
 from kubeforge.facts.etcdctl import client_url, peer_url
 from kubeforge.model import Cluster, Host, Role
-from kubeforge.plan.etcd.install import InstallInput, MemberInput, install_packages_phase, prepare_phase, record_phase
+from kubeforge.plan.etcd.install import (
+    InstallEtcdPackages,
+    InstallInput,
+    MemberInput,
+    PrepareEtcdMembers,
+    RecordEtcdConfig,
+)
 from kubeforge.plan.etcd.membership import (
+    ChangeEtcdMembers,
     ListedMember,
     MembershipChange,
+    NoteLeavingEtcdMembers,
+    RetireLeftEtcdMembers,
     add_member_phase,
     aside_path,
     clear_never_joined,
@@ -30,8 +39,6 @@ from kubeforge.plan.etcd.membership import (
 )
 from kubeforge.plan.etcd.source import archive_for
 from kubeforge.plan.phase import PhasePlan, Plan
-from kubeforge.plan.steps import LocalStep
-from kubeforge.plan.strategy import parallel, serial
 from kubeforge.render.packages import KUBERNETES_LIST, PIN_PATH, render_packages
 from kubeforge.transport.base import Command
 from kubeforge.workflows.etcd.common import context, etcd_pki_files, member_etcd_files, require_external
@@ -177,16 +184,11 @@ def plan_members(cluster: Cluster, pool, *, now=None, lost: frozenset[str] | Non
         change = replace(change, retire=left)
         log.warning("%s left the member list in an earlier run that ended before stopping it: stopped now",
                     ", ".join(m.name or m.address for m in left))
-        retire_phases.append(PhasePlan.of(
-            name="RetireLeftEtcdMembers", title="Stop etcd on members an earlier run removed", strategy=serial(),
-            lanes=[("local", [LocalStep(f"Stop and disable etcd on {m.name or m.address} ({m.address})",
-                                        _retire(cluster, pool, m), key=f"retire-{m.id}",
-                                        reaches=m.name or m.address) for m in left])]))
+        retire_phases.append(RetireLeftEtcdMembers([(m, _retire(cluster, pool, m)) for m in left]).plan(cluster))
     if not (change.add or change.pending or change.remove or change.replace):
         if retire_phases:
             return Plan(WORKFLOW, tuple(retire_phases)), change
-        why = "the cluster's members are the inventory's"
-        return Plan(WORKFLOW, (PhasePlan("ChangeEtcdMembers", "Change etcd members", parallel(), (), why),)), change
+        return Plan(WORKFLOW, (ChangeEtcdMembers().plan(cluster),)), change
     healthy_names = {m.name for m in listed if m.healthy}
     removing = {m.peer_url for m in change.remove}
     staying = [h for h in cluster.etcd_members if peer_url(cluster, h) not in removing
@@ -197,10 +199,7 @@ def plan_members(cluster: Cluster, pool, *, now=None, lost: frozenset[str] | Non
     retiring = tuple(m for m in change.remove if m.name not in replaced)
     if retiring:
         # recorded before any member remove: see leaving_path
-        phases.append(PhasePlan.of(
-            name="NoteLeavingEtcdMembers", title="Record the members being removed", strategy=serial(),
-            lanes=[("local", [LocalStep("Record the members being removed", _note_leaving(cluster, retiring),
-                                        key="note-leaving")])]))
+        phases.append(NoteLeavingEtcdMembers(_note_leaving(cluster, retiring)).plan(cluster))
     if change.remove:
         remaining = list(staying)
         for m in change.remove:
@@ -240,7 +239,6 @@ def plan_members(cluster: Cluster, pool, *, now=None, lost: frozenset[str] | Non
         endpoints = [client_url(cluster, x) for x in members_after if x is not h]
         add_phases.append(add_member_phase(cluster, h, via, endpoints, tuple(members_after),
                                            register=h in change.add or h in change.replace))
-    inp = InstallInput(cluster, tuple(members_in), cluster_exists=True)
     # Every new host is enabled at boot only once added; a host not listed yet first loses whatever
     # an earlier attempt left running on it (checked against the member list when the step runs).
     listed_eps = [client_url(cluster, x) for x in staying]
@@ -248,5 +246,6 @@ def plan_members(cluster: Cluster, pool, *, now=None, lost: frozenset[str] | Non
     # live one): cleared the same way, once its old member is gone from the list.
     joining = {h.name: ([clear_never_joined(cluster, h, listed_eps)] if h in change.add or h in change.replace else [])
                for h in new_hosts}
-    phases += [install_packages_phase(inp), prepare_phase(inp, joining=joining), *add_phases, record_phase(inp)]
+    inp = InstallInput(cluster, tuple(members_in), cluster_exists=True, joining=joining)
+    phases += [InstallEtcdPackages().plan(inp), PrepareEtcdMembers().plan(inp), *add_phases, RecordEtcdConfig().plan(inp)]
     return Plan(WORKFLOW, tuple(phases)), change
