@@ -85,10 +85,9 @@ class PhasePlan:
     @classmethod
     def of(
         cls,
-        phase: Phase | None = None,
+        phase: Phase,
         lanes: Iterable[tuple[str, Sequence[Step]]] = (),
         *,
-        name: str = "",  # only for the phases not yet written as classes (plan/certs, plan/endpoint)
         title: str = "",
         strategy: Strategy | None = None,
         reason_if_empty: str = "nothing to do",
@@ -96,11 +95,9 @@ class PhasePlan:
         """The plan of ``phase`` from ``(host, steps)`` pairs; hosts with no steps are dropped and a
         phase left with none becomes a no-op with ``reason_if_empty``. ``title``: the phase's
         ``title_for(ctx)`` where the title names something of the run."""
-        name = name or (phase_name(phase) if phase else "")
-        title = title or (phase.title if phase else name)
-        strategy = strategy or (phase.strategy if phase else None)
-        if strategy is None:
-            raise ValueError(f"phase {name}: no strategy")
+        name = phase_name(phase)
+        title = title or phase.title
+        strategy = strategy or phase.strategy
         kept = tuple(HostLane(h, tuple(steps)) for h, steps in lanes if steps)
         if not kept:
             return cls(name, title, strategy, (), reason_if_empty)

@@ -4,8 +4,6 @@ when the run passes it (the step reports unchanged: nothing on any host changed)
     class AcceptOlderPatch(WarnOperator):      # a workflow's own warning, listed in its PHASES
         name = "AcceptOlderPatch"
         def message(self, ctx) -> str: ...
-
-    WarnOperator("NotRenewed").plan("expiring but not renewed by this run: ...")
 """
 
 from __future__ import annotations
@@ -34,10 +32,6 @@ class WarnOperator:
     title = "Warning"
     strategy = serial()
     log = logging.getLogger("kubeforge.plan")
-
-    def __init__(self, name: str = "") -> None:
-        if name:  # a warning named by what it warns of, for plans not yet written as classes
-            self.name = name
 
     def message(self, ctx: Any) -> str:
         """What to warn of; the base class is handed the message itself."""

@@ -174,7 +174,7 @@ def test_rolling_gates_are_steps_of_the_plan():
     def gate(h):
         return GateStep(h, Command(argv=["kubectl", "get", "node", h]), f"Wait for {h} Ready", what=f"node {h} Ready")
     lanes = with_gates([("cp-2", [RunStep("cp-2", Command(argv=["kubeadm", "upgrade", "node"]), "Upgrade node")])], gate)
-    phase = PhasePlan.of(None, lanes, name="UpgradeControlPlanes", title="Upgrade control planes", strategy=rolling())
+    phase = PhasePlan("UpgradeControlPlanes", "Upgrade control planes", rolling(), tuple(HostLane(h, tuple(s)) for h, s in lanes))
     assert [s.kind for s in phase.steps] == ["run", "gate"]
 
 
@@ -189,7 +189,7 @@ def test_plan_hosts_keep_plan_order_not_name_order():
 def test_a_rolling_phase_refuses_a_host_without_a_readiness_gate():
     lanes = [("cp-2", [RunStep("cp-2", Command(argv=["kubeadm", "upgrade", "node"]), "Upgrade node")])]
     with pytest.raises(ValueError, match="cp-2 end without a readiness gate"):
-        PhasePlan.of(None, lanes, name="UpgradeControlPlanes", strategy=rolling())
+        PhasePlan("UpgradeControlPlanes", "Upgrade control planes", rolling(), tuple(HostLane(h, tuple(s)) for h, s in lanes))
 
 
 def test_a_local_step_that_acts_on_hosts_says_where_in_the_plan():

@@ -13,6 +13,7 @@ warning phase at the top of the plan, so the operator sees it in the plan, the p
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,17 +22,18 @@ from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
-from kubeforge.plan.endpoint.drain import behind_balancers, ready_drained_phases
+from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers, behind_balancers
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
-from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
 from kubeforge.plan.strategy import rolling
+from kubeforge.plan.warning import WarnOperator
 from kubeforge.render.endpoint import APISERVER_PORT
 from kubeforge.transport.base import Command
 
 WORKFLOW = "certs renew"
+log = logging.getLogger("kubeforge.certs")
 MEMBER_ITEMS = ("etcd-server", "etcd-peer")
 APISERVER_ETCD_CLIENT = f"{KUBE_PKI}/apiserver-etcd-client"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -313,6 +315,53 @@ def renews_admin_conf(plan: Plan) -> bool:
                for p in plan.phases for lane in p.lanes for s in lane.steps)
 
 
+@dataclass(frozen=True)
+class RenewContext:
+    cluster: Cluster
+    selection: RenewSelection
+    pki_files: Mapping[str, Sequence[RenderedFile]]  # per selected member: its etcd PKI files from the store
+    config_files: Mapping[str, Sequence[RenderedFile]]  # per selected member: etcd.env + unit as in place
+    apiserver_files: Mapping[str, Sequence[RenderedFile]]  # per control plane: the API server's etcd client pair
+    drained_backends: Mapping[str, Sequence[str]]  # per haproxy balancer: what an interrupted run left drained
+
+
+class NotRenewed(WarnOperator):
+    """What expires but this plan does not renew (CAs, the kubelet's, hosts not selected)."""
+
+    name = "NotRenewed"
+    title = "Warning: certificates that expire but are not renewed by this run"
+    log = log
+
+    def message(self, ctx: RenewContext) -> str:
+        return "expiring but not renewed by this run: " + "; ".join(ctx.selection.not_renewed)
+
+
+class RenewEtcdMembers:
+    name = "RenewEtcdMembers"
+    title = "Renew etcd member certificates (one member at a time)"
+    strategy = rolling()
+
+    def plan(self, ctx: RenewContext) -> PhasePlan:
+        lanes = [(m, member_lane(ctx.cluster, m, ctx.pki_files[m], ctx.config_files[m])) for m in ctx.selection.members]
+        return PhasePlan.of(self, lanes, reason_if_empty="no etcd member certificate to renew")
+
+
+class RenewControlPlanes:
+    name = "RenewControlPlanes"
+    title = "Renew control-plane certificates (one control plane at a time)"
+    strategy = rolling()
+
+    def plan(self, ctx: RenewContext) -> PhasePlan:
+        kubeadm = dict(ctx.selection.kubeadm)
+        lanes = [(cp, apiserver_lane(ctx.cluster, cp, ctx.apiserver_files.get(cp, ()), GATE_TIMEOUT_S, kubeadm.get(cp, ())))
+                 for cp in ctx.selection.control_planes]
+        return PhasePlan.of(self, lanes, reason_if_empty="no control-plane certificate to renew")
+
+
+# In order; the first two appear only when they have something to do or say.
+PHASES = (ReadyDrainedApiServers, NotRenewed, RenewEtcdMembers, RenewControlPlanes)
+
+
 def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[str, Sequence[RenderedFile]],
                config_files: Mapping[str, Sequence[RenderedFile]],
                apiserver_files: Mapping[str, Sequence[RenderedFile]] | None = None,
@@ -321,23 +370,10 @@ def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[s
     renewed) store and its etcd.env + unit as in place (for the applied-config stamp).
     ``apiserver_files``: per selected control plane, the API server's etcd client cert and key.
     ``drained``: per haproxy balancer, the API servers an interrupted run left drained there."""
-    phases: list[PhasePlan] = ready_drained_phases(cluster, drained or {})
+    ctx = RenewContext(cluster, selection, pki_files, config_files, apiserver_files or {}, drained or {})
+    phases = [ReadyDrainedApiServers().plan(ctx)]
+    phases = [p for p in phases if not p.is_noop]
     if selection.not_renewed:
-        phases.append(warning_phase("expiring but not renewed by this run: " + "; ".join(selection.not_renewed),
-                                    name="NotRenewed"))
-    phases.append(PhasePlan.of(
-        name="RenewEtcdMembers", title="Renew etcd member certificates (one member at a time)",
-        strategy=rolling(),
-        lanes=[(m, member_lane(cluster, m, pki_files[m], config_files[m])) for m in selection.members],
-        reason_if_empty="no etcd member certificate to renew",
-    ))
-    kubeadm = dict(selection.kubeadm)
-    phases.append(PhasePlan.of(
-        name="RenewControlPlanes",
-        title="Renew control-plane certificates (one control plane at a time)",
-        strategy=rolling(),
-        lanes=[(cp, apiserver_lane(cluster, cp, (apiserver_files or {}).get(cp, ()), GATE_TIMEOUT_S, kubeadm.get(cp, ())))
-               for cp in selection.control_planes],
-        reason_if_empty="no control-plane certificate to renew",
-    ))
+        phases.append(NotRenewed().plan(ctx))
+    phases += [RenewEtcdMembers().plan(ctx), RenewControlPlanes().plan(ctx)]
     return Plan(WORKFLOW, tuple(phases))

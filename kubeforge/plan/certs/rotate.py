@@ -18,33 +18,193 @@ from there; ``--resume`` also skips the finished steps of the phase under way).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import KUBE_PKI
 from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, apiserver_lane, member_lane
-from kubeforge.plan.endpoint.drain import ready_drained_phases
+from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
-from kubeforge.plan.etcd.upgrade import warning_phase
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import LOCAL, LocalStep
 from kubeforge.plan.strategy import rolling, serial
+from kubeforge.plan.warning import WarnOperator
 
 WORKFLOW = "certs rotate-ca"
 APISERVER_ETCD_CA = f"{KUBE_PKI}/etcd/ca.crt"
-# (phase number, name stem, what the hosts hold once it is done, why etcd / kube-apiserver restarts)
-STAGES = (
-    (1, "TrustBothCAs", "trust the old and the new etcd CA", "trusting the old and the new etcd CA"),
-    (2, "ReissueLeaves", "re-issue every etcd leaf from the new CA", "on certificates from the new etcd CA"),
-    (3, "DropOldCA", "trust the new etcd CA alone", "trusting the new etcd CA alone"),
-)
+log = logging.getLogger("kubeforge.certs")
+# Why etcd / kube-apiserver restarts in each phase (the restart steps' titles)
+RESTART_WHY = {1: "trusting the old and the new etcd CA", 2: "on certificates from the new etcd CA",
+               3: "trusting the new etcd CA alone"}
 
 
 def is_apiserver_file(path: str) -> bool:
     """The files of a control plane this rotation changes: the etcd CA its API server trusts and
     the client pair it shows etcd."""
     return path == APISERVER_ETCD_CA or path.startswith(APISERVER_ETCD_CLIENT + ".")
+
+
+@dataclass(frozen=True)
+class RotationContext:
+    cluster: Cluster
+    members: Sequence[str]
+    apiservers: Sequence[str]
+    member_files: Mapping[int, Mapping[str, Sequence[RenderedFile]]]
+    apiserver_files: Mapping[int, Mapping[str, Sequence[RenderedFile]]]
+    config_files: Mapping[str, Sequence[RenderedFile]]
+    record: Callable[[int], Callable[[], Any]]
+    not_set_up: Sequence[str]
+    drained_backends: Mapping[str, Sequence[str]]
+
+
+class ControlPlanesNotSetUp(WarnOperator):
+    name = "ControlPlanesNotSetUp"
+    title = "Warning: control planes with no API server etcd client files yet"
+    log = log
+
+    def message(self, ctx: RotationContext) -> str:
+        return (f"{', '.join(ctx.not_set_up)}: no API server etcd client files there yet (not set up): nothing to "
+                "restart; `up` puts the new CA's files there")
+
+
+class StageDone:
+    """A phase the store records as done (a fresh run after an interrupted one goes on from there)."""
+
+    name = "StageDone"
+    title = "Phase n/3, done earlier"
+    strategy = serial()
+    stage = 0
+
+    def plan(self, ctx: RotationContext) -> PhasePlan:
+        return PhasePlan.noop(self, f"done earlier: the store records phase {self.stage} as done")
+
+
+class StageOnMembers:
+    """Phase ``stage`` on the etcd members, one at a time: files pushed, etcd restarted, gated."""
+
+    name = "StageOnMembers"
+    title = "Phase n/3 on the etcd members"
+    strategy = rolling()
+    stage = 0
+
+    def plan(self, ctx: RotationContext) -> PhasePlan:
+        n, why = self.stage, RESTART_WHY[self.stage]
+        lanes = [(m, member_lane(ctx.cluster, m, ctx.member_files[n][m], ctx.config_files[m],
+                                 restart_title=f"Restart etcd {why}")) for m in ctx.members]
+        return PhasePlan.of(self, lanes, reason_if_empty="no etcd member")
+
+
+class StageOnApiServers:
+    """Phase ``stage`` on the control planes whose API server talks to etcd, one at a time."""
+
+    name = "StageOnApiServers"
+    title = "Phase n/3 on the API servers"
+    strategy = rolling()
+    stage = 0
+
+    def plan(self, ctx: RotationContext) -> PhasePlan:
+        n, why = self.stage, RESTART_WHY[self.stage]
+        lanes = [(cp, apiserver_lane(ctx.cluster, cp, ctx.apiserver_files[n][cp], GATE_TIMEOUT_S,
+                                     restart_title=f"Restart kube-apiserver {why}")) for cp in ctx.apiservers]
+        return PhasePlan.of(self, lanes, reason_if_empty="no API server talks to etcd yet")
+
+
+class StageRecord:
+    """Phase ``stage`` written down in the local store (phase 3 also hands the store the new set)."""
+
+    name = "StageRecord"
+    title = "Record phase n/3 done"
+    strategy = serial()
+    stage = 0
+
+    def plan(self, ctx: RotationContext) -> PhasePlan:
+        step = LocalStep(self.title, ctx.record(self.stage), key=f"record-phase-{self.stage}")
+        return PhasePlan.of(self, [(LOCAL, [step])])
+
+
+class TrustBothCAs(StageDone):
+    name = "TrustBothCAs"
+    title = "Phase 1/3: trust the old and the new etcd CA"
+    stage = 1
+
+
+class TrustBothCAsOnMembers(StageOnMembers):
+    name = "TrustBothCAsOnMembers"
+    title = "Phase 1/3: etcd members trust the old and the new etcd CA (one member at a time)"
+    stage = 1
+
+
+class TrustBothCAsOnApiServers(StageOnApiServers):
+    name = "TrustBothCAsOnApiServers"
+    title = "Phase 1/3: API servers trust the old and the new etcd CA (one control plane at a time)"
+    stage = 1
+
+
+class RecordTrustBothCAs(StageRecord):
+    name = "RecordTrustBothCAs"
+    title = "Record phase 1/3 done in the local store"
+    stage = 1
+
+
+class ReissueLeaves(StageDone):
+    name = "ReissueLeaves"
+    title = "Phase 2/3: re-issue every etcd leaf from the new CA"
+    stage = 2
+
+
+class ReissueLeavesOnMembers(StageOnMembers):
+    name = "ReissueLeavesOnMembers"
+    title = "Phase 2/3: etcd members re-issue every etcd leaf from the new CA (one member at a time)"
+    stage = 2
+
+
+class ReissueLeavesOnApiServers(StageOnApiServers):
+    name = "ReissueLeavesOnApiServers"
+    title = "Phase 2/3: API servers re-issue every etcd leaf from the new CA (one control plane at a time)"
+    stage = 2
+
+
+class RecordReissueLeaves(StageRecord):
+    name = "RecordReissueLeaves"
+    title = "Record phase 2/3 done in the local store"
+    stage = 2
+
+
+class DropOldCA(StageDone):
+    name = "DropOldCA"
+    title = "Phase 3/3: trust the new etcd CA alone"
+    stage = 3
+
+
+class DropOldCAOnMembers(StageOnMembers):
+    name = "DropOldCAOnMembers"
+    title = "Phase 3/3: etcd members trust the new etcd CA alone (one member at a time)"
+    stage = 3
+
+
+class DropOldCAOnApiServers(StageOnApiServers):
+    name = "DropOldCAOnApiServers"
+    title = "Phase 3/3: API servers trust the new etcd CA alone (one control plane at a time)"
+    stage = 3
+
+
+class RecordDropOldCA(StageRecord):
+    name = "RecordDropOldCA"
+    title = "Record phase 3/3 done; the store takes the new etcd CA and leaves"
+    stage = 3
+
+
+# Per phase of the rotation: (done earlier, on the members, on the API servers, recorded).
+STAGES = (
+    (TrustBothCAs, TrustBothCAsOnMembers, TrustBothCAsOnApiServers, RecordTrustBothCAs),
+    (ReissueLeaves, ReissueLeavesOnMembers, ReissueLeavesOnApiServers, RecordReissueLeaves),
+    (DropOldCA, DropOldCAOnMembers, DropOldCAOnApiServers, RecordDropOldCA),
+)
+# In order; the first two appear only when they have something to do or say.
+PHASES = (ReadyDrainedApiServers, ControlPlanesNotSetUp, *(p for stage in STAGES for p in stage))
 
 
 def rotation_plan(
@@ -66,34 +226,16 @@ def rotation_plan(
     ``record(phase)``: the function that writes the phase down in the store (phase 3 also hands
     the store the new set). ``not_set_up``: control planes with no API server to restart yet.
     ``drained``: per haproxy balancer, the API servers an interrupted run left drained there."""
-    phases: list[PhasePlan] = ready_drained_phases(cluster, drained or {})
+    ctx = RotationContext(cluster, members, apiservers, member_files, apiserver_files, config_files, record,
+                          not_set_up, drained or {})
+    phases = [p for p in [ReadyDrainedApiServers().plan(ctx)] if not p.is_noop]
     if not_set_up:
-        phases.append(warning_phase(
-            f"{', '.join(not_set_up)}: no API server etcd client files there yet (not set up): nothing to "
-            "restart; `up` puts the new CA's files there", name="ControlPlanesNotSetUp"))
-    for n, stem, what, why in STAGES:
-        title = (f"Record phase {n}/3 done in the local store" if n < 3
-                 else "Record phase 3/3 done; the store takes the new etcd CA and leaves")
-        record_phase = PhasePlan.of(name=f"Record{stem}", title=title, strategy=serial(),
-                                    lanes=[(LOCAL, [LocalStep(title, record(n), key=f"record-phase-{n}")])])
+        phases.append(ControlPlanesNotSetUp().plan(ctx))
+    for n, (done, on_members, on_apiservers, recorded) in enumerate(STAGES, 1):
         if n <= phases_done:
-            phases.append(PhasePlan.of(name=f"{stem}", title=f"Phase {n}/3: {what}", strategy=serial(),
-                                       reason_if_empty=f"done earlier: the store records phase {n} as done"))
+            phases.append(done().plan(ctx))
             if n == 3:  # recorded, but the store may not have taken the new set yet: that step is idempotent
-                phases.append(record_phase)
+                phases.append(recorded().plan(ctx))
             continue
-        phases.append(PhasePlan.of(
-            name=f"{stem}OnMembers", title=f"Phase {n}/3: etcd members {what} (one member at a time)",
-            strategy=rolling(),
-            lanes=[(m, member_lane(cluster, m, member_files[n][m], config_files[m], restart_title=f"Restart etcd {why}"))
-                   for m in members],
-            reason_if_empty="no etcd member"))
-        phases.append(PhasePlan.of(
-            name=f"{stem}OnApiServers",
-            title=f"Phase {n}/3: API servers {what} (one control plane at a time)",
-            strategy=rolling(),
-            lanes=[(cp, apiserver_lane(cluster, cp, apiserver_files[n][cp], GATE_TIMEOUT_S,
-                                       restart_title=f"Restart kube-apiserver {why}")) for cp in apiservers],
-            reason_if_empty="no API server talks to etcd yet"))
-        phases.append(record_phase)
+        phases += [on_members().plan(ctx), on_apiservers().plan(ctx), recorded().plan(ctx)]
     return Plan(WORKFLOW, tuple(phases))

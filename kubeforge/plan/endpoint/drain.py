@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from kubeforge.facts.haproxy_drains import MARKER_DIR, balancers, list_marked  # noqa: F401 - read by plans
 from kubeforge.model import Cluster, Host
@@ -202,21 +204,40 @@ def behind_balancers(cluster: Cluster, node: Host, restart: list, gate_timeout_s
             endpoint_gate(cluster, node, gate_timeout_s, key)]
 
 
-def ready_drained_phase(cluster: Cluster, drained: Mapping[str, Sequence[str]], *,
-                        name: str = "ReadyDrainedApiServers") -> PhasePlan:
+@dataclass(frozen=True)
+class DrainedContext:
+    """What ReadyDrainedApiServers reads, for the plans that have no context of their own with a
+    ``cluster`` and ``drained_backends`` (up's UpContext has both)."""
+
+    cluster: Cluster
+    drained_backends: Mapping[str, Sequence[str]]
+
+
+class ReadyDrainedApiServers:
     """First in every plan that drains: re-enable what an interrupted run left drained.
-    ``drained``: per balancer, the servers its markers name (read before planning, ``list_marked``)."""
-    lanes = []
-    for lb in balancers(cluster):
-        servers = tuple(drained.get(lb.name, ()))
-        if servers:
-            lanes.append((lb.name, [RunStep(lb.name, admin_command("ready", "*", RISE_WAIT_S),
-                                            f"Re-enable {', '.join(servers)} (left drained by an interrupted run)",
-                                            unless=marked(), key="ready-drained")]))
-    none = ("no API server was left drained on a haproxy balancer" if balancers(cluster)
-            else "no haproxy balancer of kubeforge's in front of the API servers")
-    return PhasePlan.of(name=name, title="Re-enable API servers an interrupted run left drained on haproxy",
-                        strategy=serial(), lanes=lanes, reason_if_empty=none)
+    ``ctx.drained_backends``: per balancer, the servers its markers name (read before planning,
+    ``list_marked``)."""
+
+    name = "ReadyDrainedApiServers"
+    title = "Re-enable API servers an interrupted run left drained on haproxy"
+    strategy = serial()
+
+    def plan(self, ctx: Any) -> PhasePlan:
+        cluster, drained = ctx.cluster, ctx.drained_backends
+        lanes = []
+        for lb in balancers(cluster):
+            servers = tuple(drained.get(lb.name, ()))
+            if servers:
+                lanes.append((lb.name, [RunStep(lb.name, admin_command("ready", "*", RISE_WAIT_S),
+                                                f"Re-enable {', '.join(servers)} (left drained by an interrupted run)",
+                                                unless=marked(), key="ready-drained")]))
+        none = ("no API server was left drained on a haproxy balancer" if balancers(cluster)
+                else "no haproxy balancer of kubeforge's in front of the API servers")
+        return PhasePlan.of(self, lanes, reason_if_empty=none)
+
+
+def ready_drained_phase(cluster: Cluster, drained: Mapping[str, Sequence[str]]) -> PhasePlan:
+    return ReadyDrainedApiServers().plan(DrainedContext(cluster, drained))
 
 
 def ready_drained_phases(cluster: Cluster, drained: Mapping[str, Sequence[str]]) -> list[PhasePlan]:

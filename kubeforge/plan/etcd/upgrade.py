@@ -51,14 +51,6 @@ class EtcdUpgradeContext:
         return (self.arches or {}).get(host, DEFAULT_ARCH)
 
 
-def warning_phase(message: str, name: str = "AcceptOlderPatch") -> PhasePlan:
-    """A warning the operator sees in the plan and that the run log keeps (for the plans not yet
-    written as classes: plan/certs)."""
-    phase = WarnOperator(name)
-    phase.log = log
-    return phase.plan(message)
-
-
 class AcceptOlderPatch(WarnOperator):
     """--allow-older-patch dropped a hop's latest patch (the message is the workflow's decision)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers
 from kubeforge.plan.phase import Plan, build_plan
 from kubeforge.plan.up.apply_cni import ApplyCni
 from kubeforge.plan.up.configure_endpoint import ConfigureEndpoint
@@ -20,7 +21,6 @@ from kubeforge.plan.up.join_workers import JoinWorkers
 from kubeforge.plan.up.label_and_taint_nodes import LabelAndTaintNodes
 from kubeforge.plan.up.prepare_hosts import PrepareHosts
 from kubeforge.plan.up.prepare_images import PrepareImages
-from kubeforge.plan.up.ready_drained_api_servers import ReadyDrainedApiServers
 from kubeforge.plan.up.record_applied import RecordApplied
 from kubeforge.plan.up.reissue_apiserver_certs import ReissueApiserverCerts
 from kubeforge.plan.up.restart_runtimes import RestartControlPlaneRuntimes, RestartWorkerRuntimes
