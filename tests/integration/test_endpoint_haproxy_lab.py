@@ -467,7 +467,7 @@ def test_rotate_ca_etcd_on_three_members_keeps_the_vip_answering_quorum_held_and
     assert w.watcher.losses() == [], w.watcher.gaps()
     assert all(set(env.backend_status(lb).values()) == {"UP"} for lb in LBS), "every server back in rotation"
     new_ca = (env.state / "pki" / "etcd" / "ca.crt").read_text()
-    assert new_ca != old_ca and not (env.state / "pki" / "rotation").exists()
+    assert new_ca != old_ca and not (env.state / "pki" / "rotation" / "etcd-ca").exists()
     for host, path in [*((m, "/etc/etcd/pki/ca.crt") for m in MEMBERS),
                        *((cp, "/etc/kubernetes/pki/etcd/ca.crt") for cp in ("cp-1", "cp-2"))]:
         assert env.lab.exec(host, ["cat", path], check=True).stdout == new_ca, f"{host}: {path} is not the new CA alone"
