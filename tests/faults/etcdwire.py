@@ -124,6 +124,7 @@ class Client:
 class _Poller(threading.Thread):
     def __init__(self, addresses: list[str], certs: ClientCerts, timeout: float) -> None:
         super().__init__(daemon=True)
+        self.addresses, self.timeout = list(addresses), timeout
         self.clients = [Client(a, certs, timeout) for a in addresses]
         self.stop_event = threading.Event()
         self.samples: list[tuple[float, bool]] = []
@@ -136,6 +137,11 @@ class _Poller(threading.Thread):
             except (OSError, ValueError, http.client.HTTPException):
                 continue
         return False
+
+    def also_with(self, certs: ClientCerts) -> None:
+        """Every member tried with ``certs`` too, after the clients already there (e.g. a client of
+        the new CA while a rotation runs: each refusal of the old one is a fast TLS error)."""
+        self.clients += [Client(a, certs, self.timeout) for a in self.addresses]
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -179,9 +179,8 @@ class Observers:
             if certs is None:
                 continue
             self.new_ca = certs
-            # tried after the old CA's clients: each refusal is a fast TLS error, not a timeout
-            self.watcher.clients += [Client(a, certs, 1.0) for a in self.addresses]
-            self.writer.clients += [Client(a, certs, 2.0) for a in self.addresses]
+            self.watcher.also_with(certs)
+            self.writer.also_with(certs)
             return
 
     def stop(self) -> None:

@@ -132,8 +132,8 @@ def observers(addresses: list[str], certs: list[ClientCerts], tag: str) -> tuple
     """The fault matrix's writer and quorum watcher, each trying every member with each client."""
     writer, watcher = Writer(addresses, certs[0], tag), FaultWatcher(addresses, certs[0])
     for extra in certs[1:]:
-        writer.clients += [Client(a, extra, 2.0) for a in addresses]
-        watcher.clients += [Client(a, extra, 1.0) for a in addresses]
+        writer.also_with(extra)
+        watcher.also_with(extra)
     writer.start()
     watcher.start()
     return writer, watcher
