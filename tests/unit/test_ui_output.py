@@ -57,7 +57,7 @@ def test_an_error_with_no_result_is_the_error_object_alone_and_table_prints_no_d
 def test_the_confirmation_question_goes_to_the_console_not_stdout(capsys, monkeypatch):
     from rich.console import Console
 
-    from kubeforge.plan.phase import PhasePlan, Plan
+    from kubeforge.plan.phase import HostLane, PhasePlan, Plan
     from kubeforge.plan.steps import RunStep
     from kubeforge.plan.strategy import serial
     from kubeforge.transport.base import Command
@@ -66,6 +66,6 @@ def test_the_confirmation_question_goes_to_the_console_not_stdout(capsys, monkey
     err = io.StringIO()
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     step = RunStep("h-1", Command(argv=["true"]), "Do nothing much")
-    plan = Plan("demo", (PhasePlan.of(lanes=[("h-1", [step])], name="Demo", title="Demo", strategy=serial()),))
+    plan = Plan("demo", (PhasePlan("Demo", "Demo", serial(), (HostLane("h-1", (step,)),)),))
     assert Confirmer(Console(file=err, width=100), interactive=True)(plan) is True
     assert capsys.readouterr().out == "" and "Run these 1 steps? [y/N]" in err.getvalue()
