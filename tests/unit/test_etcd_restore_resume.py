@@ -64,7 +64,7 @@ def test_a_plain_restore_is_refused_while_the_last_restore_is_unfinished_and_say
 def test_a_killed_restore_with_no_end_record_blocks_a_plain_restore_too(tmp_path):
     cluster = make_cluster(tmp_path)
     _restore_run(cluster, "b1", None)
-    with pytest.raises(SafetyRefusal, match="ended without a word"):
+    with pytest.raises(SafetyRefusal, match="never ended"):
         refuse_unfinished(cluster)
 
 

@@ -68,7 +68,10 @@ def _is_restore(workflow: str) -> bool:
 
 
 def _ended(info: dict[str, Any]) -> str:
-    return info["outcome"] or "ended without a word (killed, or its machine lost power)"
+    outcome = info["outcome"]
+    if outcome is None:
+        return "never ended (kubeforge was killed, or the machine it ran on stopped)"
+    return {"interrupted": "was interrupted", "failed": "failed"}.get(outcome, f"ended {outcome}")
 
 
 def refuse_unfinished(cluster: Cluster) -> None:
