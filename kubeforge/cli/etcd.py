@@ -93,10 +93,10 @@ def run_restore(inventory: Path, source: str | None, directory: Path | None, pas
 
     if resume is not None and start_over:
         raise UsageError("--resume continues the unfinished restore and --start-over begins a new one: choose one")
+    cluster = _load(inventory)
     if resume is None and source is None:
         raise UsageError("--from BACKUP is needed (a manifest, a backup name, or 'latest'); only --resume does "
                          "without it (the run's own backup)")
-    cluster = _load(inventory)
     record, resume_id = None, None
     if resume is not None:  # decided before any host is asked
         last, record = resumed_restore(cluster, resume)
