@@ -13,7 +13,7 @@ import pytest
 
 from kubeforge.backups.retention import BackupManifest, write_manifest
 from kubeforge.errors import InputError, SafetyRefusal
-from kubeforge.execute import Journal
+from kubeforge.execute import Journal, RunOptions, Site, StepStatus, execute
 from kubeforge.inventory import load_cluster
 from kubeforge.plan.etcd.restore import RestoreInput, restore_command, restore_phases
 from kubeforge.plan.phase import Plan
@@ -159,6 +159,23 @@ def test_a_resumed_restore_plans_the_same_step_ids_so_the_journal_skips_what_was
     # a new stamp (a new run) is a different aside dir and token: different restore steps
     moved = {s.id for s in first.steps} - {s.id for s in later.steps}
     assert moved and all(i.startswith("RestoreMemberData/") for i in moved)
+
+
+def test_the_run_engine_shows_what_the_interrupted_restore_did_as_done_earlier_and_nothing_else(tmp_path):
+    cluster = make_cluster(tmp_path)
+    first = Plan("etcd restore test-1", tuple(restore_phases(_input(cluster, "20261207T031500Z"))))
+    journal = Journal.create(cluster.runs_dir, first.workflow)
+    done = first.steps[:7]  # three API servers and three etcds stopped, one snapshot pushed
+    for step in done:
+        journal.record_step(step.id, step.phase, step.host, "done", 0.1)
+    journal.finish("interrupted")
+    resumed = Plan(first.workflow, tuple(restore_phases(_input(cluster, "20261207T031500Z"))))
+    site = Site(cluster.state_dir, None, cluster.etcd_members[0].name)  # a dry run never touches a host
+    run = execute(resumed, site, RunOptions(dry_run=True, resume=journal.run_id))
+    assert run is not None
+    earlier = [r.step_id for r in run.report.results if r.status is StepStatus.EARLIER]
+    assert earlier == [s.id for s in done]
+    assert sum(r.status is StepStatus.PLANNED for r in run.report.results) == len(resumed.steps) - len(done)
 
 
 def test_the_restore_step_stops_an_etcd_its_restarted_machine_booted_and_syncs_before_it_is_done(tmp_path):
