@@ -85,18 +85,38 @@ def _passphrase(passphrase_file: Path | None):
         raise InputError(f"{passphrase_file}: cannot read the passphrase file: {exc.strerror}") from None
 
 
-def run_restore(inventory: Path, source: str, directory: Path | None, passphrase_file: Path | None,
-                dry_run: bool, yes: bool, break_lock: bool = False) -> None:
-    from kubeforge.workflows.etcd.restore import plan_restore
+def run_restore(inventory: Path, source: str | None, directory: Path | None, passphrase_file: Path | None,
+                dry_run: bool, yes: bool, break_lock: bool = False, *, resume: str | None = None,
+                start_over: bool = False) -> None:
+    from kubeforge.errors import UsageError
+    from kubeforge.workflows.etcd.restore import plan_restore, refuse_unfinished, resumed_restore
 
+    if resume is not None and start_over:
+        raise UsageError("--resume continues the unfinished restore and --start-over begins a new one: choose one")
     cluster = _load(inventory)
+    if resume is None and source is None:
+        raise UsageError("--from BACKUP is needed (a manifest, a backup name, or 'latest'); only --resume does "
+                         "without it (the run's own backup)")
+    record, resume_id = None, None
+    if resume is not None:  # decided before any host is asked
+        last, record = resumed_restore(cluster, resume)
+        if record is None:
+            nothing_to_do(f"nothing to resume: the last etcd restore (run {last['run_id']}, {last['workflow']}) finished")
+            return
+        resume_id = last["run_id"]
+    elif not start_over:
+        refuse_unfinished(cluster)
     with session(cluster, "etcd-restore") as (run_log, pool):
-        plan, inp = plan_restore(cluster, pool, source, directory=directory.absolute() if directory else None,
-                                 passphrase=_passphrase(passphrase_file))
+        plan, inp, planned = plan_restore(cluster, pool, source, directory=directory.absolute() if directory else None,
+                                          passphrase=_passphrase(passphrase_file), resume=record)
         err = consoles()[1]
-        err.print(f"restoring {inp.backup_name} (verified here: sha256 {inp.snapshot_sha256[:16]}…) onto "
-                  f"{', '.join(m.name for m in inp.members)}; old data dirs kept at {inp.aside}", markup=False)
-        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, converged=ETCD_CONVERGED)
+        err.print(f"{'resuming the restore of' if record else 'restoring'} {inp.backup_name} (verified here: sha256 "
+                  f"{inp.snapshot_sha256[:16]}…) onto {', '.join(m.name for m in inp.members)}; old data dirs kept at "
+                  f"{inp.aside}", markup=False)
+        if record is None and not dry_run:
+            planned.save(run_log.dir)  # beside the journal the run engine starts there
+        run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,
+                 resume=resume_id, converged=ETCD_CONVERGED)
 
 
 def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
@@ -190,10 +210,15 @@ def register(app: typer.Typer) -> None:
 
     @etcd_app.command("restore")
     def restore_cmd(
+        run: str | None = RUN_ARG,
         inventory: Path = INVENTORY,
-        source: str = typer.Option(..., "--from", metavar="BACKUP", help="A backup manifest, a backup name, or 'latest'.", show_default=False),
+        source: str | None = typer.Option(None, "--from", metavar="BACKUP", show_default=False,
+                                          help="A backup manifest, a backup name, or 'latest' (with --resume: the run's own)."),
         directory: Path | None = typer.Option(None, "--dir", metavar="DIR", help="Where backups are (default: the inventory's)."),
         passphrase_file: Path | None = typer.Option(None, "--passphrase-file", metavar="FILE", help="Passphrase of an encrypted backup."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the unfinished restore in its journal (same backup)."),
+        start_over: bool = typer.Option(False, "--start-over",
+                                        help="Restore from the start although the last restore is unfinished."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
         yes: bool = YES,
         break_lock: bool = BREAK_LOCK,
@@ -204,10 +229,16 @@ def register(app: typer.Typer) -> None:
         The backup is re-verified here first (manifest, checksum, integrity hash). Then: API servers
         stopped, etcd stopped everywhere, the snapshot pushed and checked on every member, restored
         with a new cluster token, all members started together, health gate, API servers back.
+        An interrupted or failed restore is continued with --resume: same backup, same steps, and
+        what it completed is not done again. Until then a new restore is refused (exit 7) unless
+        --start-over says to restore from the start again.
 
         Example: kubeforge etcd restore -i inventories/ha-external-etcd.yaml --from latest --yes
         """
-        run_restore(inventory, source, directory, passphrase_file, dry_run, yes, break_lock)
+        from kubeforge.cli.common import resume_value
+
+        run_restore(inventory, source, directory, passphrase_file, dry_run, yes, break_lock,
+                    resume=resume_value(resume, run), start_over=start_over)
 
     @etcd_app.command("members")
     def members_cmd(

@@ -173,8 +173,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def latest_unfinished(runs_dir: Path, workflow: str) -> str | None:
-    """The newest run of ``workflow`` that did not end in success (failed, interrupted, killed)."""
+def latest_run(runs_dir: Path, matches: Callable[[str], bool]) -> dict[str, Any] | None:
+    """The summary (``run_summary``) of the newest run whose workflow ``matches``, or None."""
     if not runs_dir.is_dir():
         return None
     def activity(p: Path) -> tuple[int, str]:
@@ -186,6 +186,12 @@ def latest_unfinished(runs_dir: Path, workflow: str) -> str | None:
 
     for run_dir in sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=activity, reverse=True):
         info = run_summary(run_dir)
-        if info["workflow"] == workflow:
-            return run_dir.name if info["outcome"] != "succeeded" else None
+        if isinstance(info["workflow"], str) and matches(info["workflow"]):
+            return info
     return None
+
+
+def latest_unfinished(runs_dir: Path, workflow: str) -> str | None:
+    """The newest run of ``workflow`` that did not end in success (failed, interrupted, killed)."""
+    info = latest_run(runs_dir, lambda w: w == workflow)
+    return info["run_id"] if info is not None and info["outcome"] != "succeeded" else None

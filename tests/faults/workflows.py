@@ -82,10 +82,11 @@ WORKFLOWS: dict[str, Workflow] = {w.name: w for w in [
         resume=("--resume",), members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
         noop=("etcd", "install"), noop_says="nothing changed", rotates_ca=True,
     ),
-    # no --resume: a re-run restores again from the same backup (its repeated steps are counted)
+    # continued with --resume (a plain re-run is refused while a restore is unfinished): the same
+    # backup and stamp, so what the journal has as done is not done again
     Workflow(
         name="etcd-restore", baseline="etcd34b", prepared_from="etcd34", inventory="etcd3",
-        args=("etcd", "restore", "--from", "latest", "--dir", "{work}/" + RESTORE_BACKUPS), resume=(),
+        args=("etcd", "restore", "--from", "latest", "--dir", "{work}/" + RESTORE_BACKUPS), resume=("--resume",),
         members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
         noop=("etcd", "install"), noop_says="nothing changed", observed=False,
     ),

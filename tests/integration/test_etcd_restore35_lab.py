@@ -1,5 +1,6 @@
 """Restore on etcd 3.5 (Debian trixie's build from the lab mirror): `etcdutl snapshot restore` with
---bump-revision and --mark-compacted, and a member's machine lost in the middle of a restore."""
+--bump-revision and --mark-compacted, and a member's machine lost in the middle of a restore
+(continued with --resume)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_a_35_restore_bumps_the_revision_so_clients_never_see_it_go_back(elab, i
     assert old.returncode != 0 and "compacted" in (old.stderr + old.stdout)
 
 
-def test_a_machine_lost_mid_restore_is_named_and_a_rerun_converges(elab, inv35):
+def test_a_machine_lost_mid_restore_is_named_and_resume_converges_where_a_plain_rerun_is_refused(elab, inv35):
     assert etcdctl(elab, "etcd-1", "put", "/kf/fault", "before").returncode == 0
     res = kf("etcd", "backup", "-i", str(inv35), "-o", "json")
     assert res.returncode == 0, res.stderr
@@ -83,8 +84,10 @@ def test_a_machine_lost_mid_restore_is_named_and_a_rerun_converges(elab, inv35):
                                        "etcd", "restore", "-i", str(inv35), "--from", name, "--yes")
     assert code == 6, out + err
     assert "[etcd-3]" in err
-    elab.start_machine("etcd-3")
-    res = kf("etcd", "restore", "-i", str(inv35), "--from", name, "--yes", timeout=900)
+    elab.start_machine("etcd-3")  # its etcd is enabled: it boots on its old data
+    again = kf("etcd", "restore", "-i", str(inv35), "--from", name, "--yes")
+    assert again.returncode == 7 and "--resume" in again.stderr, again.stdout + again.stderr
+    res = kf("etcd", "restore", "-i", str(inv35), "--resume", "--yes", timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     for n in ("etcd-1", "etcd-2", "etcd-3"):
         assert etcdctl(elab, n, "get", "/kf/fault", "--print-value-only").stdout.strip() == "before", n

@@ -5,7 +5,9 @@ Phases, in order (each stops at the first failure):
                       stops the pod), so nothing writes to etcd while it is replaced
   StopEtcd            every member stopped
   PushSnapshot        the same snapshot on every member (0600), its sha256 checked there
-  RestoreMemberData   old data dir moved to <data_dir>.kubeforge-<stamp> (never deleted), then
+  RestoreMemberData   etcd stopped again (its machine may have restarted), old data dir moved to
+                      <data_dir>.kubeforge-<stamp> (never deleted; the stamp is the run's, kept by
+                      --resume, so a resumed run keeps the first attempt's aside dir), then
                       `snapshot restore` with the member's name, peer URL, the initial cluster and a
                       NEW cluster token, owned by etcd
   StartEtcdMembers    every member at once (--no-block: they wait for each other)
@@ -93,6 +95,8 @@ def restore_command(inp: RestoreInput, host: Host) -> Command:
         tool = "ETCDCTL_API=3 etcdctl snapshot restore " + snap + " " + " ".join(shlex.quote(a) for a in common)
     script = "\n".join(
         [
+            # a machine that restarted since "Stop etcd" (power lost, then --resume) boots etcd again
+            "systemctl stop etcd",
             "if systemctl is-active --quiet etcd; then echo 'etcd is still running' >&2; exit 1; fi",
             # keep whatever was there, even an empty dir, so nothing is ever lost by a restore
             f"if [ -e {data} ] && [ ! -e {aside} ]; then mv {data} {aside}; fi",
@@ -100,6 +104,7 @@ def restore_command(inp: RestoreInput, host: Host) -> Command:
             f"{tool} >/dev/null",
             f"chown -R etcd:etcd {data}",
             f"chmod 0700 {data}",
+            "sync",  # on disk before the step is journaled done: a resumed run never restores it again
         ]
     )
     return Command(script=script, sudo=True, timeout=900, description=f"restore etcd data of {host.name}")
