@@ -46,6 +46,7 @@ class Node:
     taints: tuple[str, ...] = ()  # "key=value:Effect" / "key:Effect"
     unschedulable: bool = False  # cordoned
     kubelet: KubeVersion | None = None  # the version the running kubelet reports
+    why: str | None = None  # not Ready: its Ready condition's message (the kubelet's reason, or the API's)
 
 
 def _taint_text(t: Mapping[str, Any]) -> str:
@@ -69,9 +70,12 @@ def parse_nodes(text: str) -> dict[str, Node]:
         if not name:
             continue
         spec, status = item.get("spec") or {}, item.get("status") or {}
+        cond: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready = cond.get("status") == "True"
         out[name] = Node(
             name,
-            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+            ready=ready,
+            why=None if ready else str(cond.get("message") or "no Ready condition reported"),
             labels=dict(meta.get("labels") or {}),
             taints=tuple(_taint_text(t) for t in spec.get("taints") or []),
             unschedulable=bool(spec.get("unschedulable")),

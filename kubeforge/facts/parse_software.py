@@ -93,8 +93,9 @@ def parse_held(text: str) -> Held:
     return Held(packages=frozenset(names))
 
 
-def parse_applied(text: str) -> Applied:
-    """``#absent`` when the file does not exist; otherwise its JSON content."""
+def parse_applied(text: str, files_text: str = "") -> Applied:
+    """``#absent`` when the file does not exist; otherwise its JSON content, with ``files_text`` (the
+    ``applied_files`` section: ``sha256sum`` lines and ``#absent <path>``) as the listed files' state."""
     if text.strip() == "#absent":
         return Applied()
     try:
@@ -103,7 +104,25 @@ def parse_applied(text: str) -> Applied:
         return Applied(problem=f"/etc/kubeforge/applied.json is not JSON: {exc}")
     if not isinstance(record, dict):
         return Applied(problem="/etc/kubeforge/applied.json is not a JSON object")
-    return Applied(record=record)
+    return Applied(record=record, on_host=parse_applied_files(files_text))
+
+
+_SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](/.*)")
+
+
+def parse_applied_files(text: str) -> dict[str, str | None] | None:
+    """Path -> its sha256 on the host (None: absent); None unless the section says it was checked.
+    A line of any other shape is left out: that file then counts as not read, never as edited."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "#checked":
+        return None
+    out: dict[str, str | None] = {}
+    for line in lines[1:]:
+        if line.startswith("#absent /"):
+            out[line[len("#absent "):]] = None
+        elif m := _SUM_LINE.fullmatch(line):
+            out[m.group(2)] = m.group(1)
+    return out
 
 
 def parse_membership(text: str) -> Membership:

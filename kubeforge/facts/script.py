@@ -127,6 +127,14 @@ def sections(etcd_data_dir: str = "/var/lib/etcd") -> tuple[Section, ...]:
             "applied",
             "if [ -f /etc/kubeforge/applied.json ]; then cat /etc/kubeforge/applied.json; else echo '#absent'; fi",
         ),
+        # the files applied.json lists as they are now (an edit since kubeforge wrote one is drift);
+        # the record is kubeforge's own JSON, one `"path": "sha256"` a line (kubeforge.render.record)
+        Section(
+            "applied_files",
+            "echo '#checked'; [ -f /etc/kubeforge/applied.json ] || exit 0; "
+            "sed -n 's@^ *\"\\(/[^\"]*\\)\": \"[0-9a-f]\\{64\\}\",\\{0,1\\}$@\\1@p' /etc/kubeforge/applied.json "
+            "| while IFS= read -r p; do if [ -f \"$p\" ]; then sha256sum \"$p\"; else printf '#absent %s\\n' \"$p\"; fi; done",
+        ),
         Section(
             "membership",
             "echo '#checked'; [ -e /etc/kubernetes/kubelet.conf ] && echo kubelet.conf; "
@@ -204,7 +212,7 @@ def parse_host_facts(
         packages=note("packages", parse_software.parse_packages(get("packages"), get("binaries"))),
         units=note("units", parse_software.parse_units(get("units"))),
         held=note("held", parse_software.parse_held(get("held"))),
-        applied=note("applied", parse_software.parse_applied(get("applied"))),
+        applied=note("applied", parse_software.parse_applied(get("applied"), get("applied_files"))),
         membership=note("membership", parse_software.parse_membership(get("membership"))),
         dns=note("dns", parse_system.parse_dns(get("dns"))),
         problems=problems,

@@ -208,10 +208,23 @@ class Applied:
 
     record: Mapping[str, Any] | None = None
     problem: str | None = None
+    # the sha256 of each file the record lists as it is on the host now (None: the file is gone);
+    # None when not read (an older facts script, or no answer)
+    on_host: Mapping[str, str | None] | None = None
 
     @property
     def present(self) -> bool:
         return self.record is not None
+
+    def edited_files(self) -> tuple[str, ...]:
+        """The recorded files whose copy on the host is not what the record says kubeforge wrote."""
+        files = (self.record or {}).get("files") or {}
+        return tuple(sorted(p for p, sha in files.items() if isinstance(sha, str) and self.edited(p, sha)))
+
+    def edited(self, path: str, sha256: str) -> bool:
+        """The host's copy of ``path`` is not ``sha256`` (changed or removed since it was written);
+        False when the host's files were not read."""
+        return self.on_host is not None and path in self.on_host and self.on_host[path] != sha256
 
 
 @dataclass(frozen=True)

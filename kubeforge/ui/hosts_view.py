@@ -51,6 +51,8 @@ def facts_table(facts: Mapping[str, HostFacts | FactsError], console: Console) -
     for name, f in facts.items():
         for fact, problem in getattr(f, "problems", {}).items():
             console.print(escape(f"[{name}] {fact}: {problem}"))
+        if not isinstance(f, FactsError) and (edited := f.applied.edited_files()):
+            console.print(escape(f"[{name}] changed on the host since kubeforge wrote them: {', '.join(edited)}"))
 
 
 def preflight_table(report: PreflightReport, console: Console) -> None:

@@ -33,6 +33,7 @@ from kubeforge.plan.up.cni_placement import untolerated
 from kubeforge.plan.up.fetch_admin_kubeconfig import LOCAL_NAME
 from kubeforge.plan.up.install_etcd import InstallEtcd
 from kubeforge.plan.up.install_etcd_tools import InstallEtcdTools
+from kubeforge.plan.up.restart_runtimes import RUNTIME_FILES
 from kubeforge.render.host import render_cluster
 from kubeforge.render.kubeadm import node_view
 from kubeforge.workflows.certs import read_apiserver_sans
@@ -212,6 +213,21 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     return with_etcd_install(plan_up(ctx), cluster, pool, member_facts), ctx
 
 
+def state_notes(ctx: UpContext) -> list[str]:
+    """What the operator reads before the plan: the nodes that are not Ready, each with its Ready
+    condition's message (the kubelet's reason), and the runtime files someone changed on a host since
+    kubeforge wrote them (the plan writes them back and restarts containerd)."""
+    notes = []
+    for h in ctx.cluster.nodes:
+        node = ctx.state.nodes.get(h.name)
+        if node is not None and not node.ready:
+            notes.append(f"[{h.name}] node NotReady: {node.why}")
+        for f in ctx.edited(h, ctx.files_where(h, RUNTIME_FILES)):
+            notes.append(f"[{h.name}] {f.path} was changed on the host since kubeforge wrote it: "
+                         "`up` writes it back and restarts containerd")
+    return notes
+
+
 def read_stacked_members(cluster: Cluster, pool) -> tuple:
     """etcd's members with their health, before planning the removal of one a stopped join added."""
     from kubeforge.workflows.etcd.members import read_listed_members
@@ -275,7 +291,11 @@ def up(
         if warn is not None:
             warn(f"preflight warning: [{w.host}] {w.check}: {w.message}")
     check_needed_images(cluster, pool, images_by_host(cluster), warn=warn)  # exit 4 before any change
-    plan, _ = plan_for_up(cluster, pool, facts=facts)
+    plan, ctx = plan_for_up(cluster, pool, facts=facts)
+    for note in state_notes(ctx):
+        log.info("%s", note)
+        if warn is not None:
+            warn(note)
     run = execute(plan, site(cluster, pool, run_dir=run_dir, log_path=log_path), options, confirm=confirm,
                   events=events, show=show)
     return UpResult(plan, run.report if run else None, report)

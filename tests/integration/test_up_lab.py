@@ -309,6 +309,135 @@ def test_a_stopped_containerd_turns_its_node_not_ready_and_up_brings_it_back(env
     assert env.sim("violations") == []
 
 
+def wait_not_ready(env: Env, node: str, why: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while node in env.ready_nodes():
+        assert time.monotonic() < deadline, f"{node} stayed Ready with {why}"
+        time.sleep(0.5)
+
+
+def wait_ready(env: Env, node: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while node not in env.ready_nodes():
+        assert time.monotonic() < deadline, f"{node} did not turn Ready again"
+        time.sleep(0.5)
+
+
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+
+
+def test_a_cgroup_driver_changed_on_a_node_turns_it_not_ready_and_up_puts_the_rendered_config_back(env):
+    """An operator's configuration management sets containerd to the cgroupfs driver and restarts it:
+    the kubelet (systemd, as kubeadm writes it) cannot run a pod sandbox there (tests/sim/README.md
+    "kubelet: cgroup driver"). `up` says why the node is NotReady and that the file was changed, writes
+    the rendered config back, drained, and restarts containerd, whose running config is still the
+    other one even though the file's content matches what kubeforge last started it on."""
+    node = "worker-1"
+    rendered = env.lab.exec(node, ["cat", CONTAINERD_CONFIG], check=True).stdout
+    assert "SystemdCgroup = true" in rendered
+
+    def invocation() -> str:
+        return env.lab.exec(node, ["systemctl", "show", "-p", "InvocationID", "--value", "containerd"], check=True).stdout
+
+    try:
+        env.lab.exec(node, ["bash", "-c", f"sed -i 's/SystemdCgroup = true/SystemdCgroup = false/' {CONTAINERD_CONFIG} "
+                                          "&& systemctl restart containerd"], check=True)
+        theirs = invocation()
+        deadline = time.monotonic() + 60  # NotReady first while containerd restarts, then for the driver
+        while "cgroup driver" not in (env.sim("state")["nodes"][node].get("runtimeProblem") or "") \
+                or node in env.ready_nodes():
+            assert time.monotonic() < deadline, env.sim("state")["nodes"][node]
+            time.sleep(0.5)
+        facts = env.kf("facts", "--hosts", node)
+        assert facts.returncode == 0, facts.stdout + facts.stderr
+        assert f"[{node}] changed on the host since kubeforge wrote them: {CONTAINERD_CONFIG}" in facts.stdout + facts.stderr
+        res = env.kf("up", "--yes")
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out
+        assert f"[{node}] node NotReady: failed to create pod sandbox" in out and 'cgroup driver "systemd"' in out
+        assert f"[{node}] {CONTAINERD_CONFIG} was changed on the host since kubeforge wrote it" in out
+        assert env.lab.exec(node, ["cat", CONTAINERD_CONFIG], check=True).stdout == rendered
+        assert invocation() != theirs  # restarted on the rendered file
+        steps = [s for s in report(env.latest_run())["steps"] if s["phase"] == "RestartWorkerRuntimes"]
+        assert steps and all(s["status"] == "done" for s in steps), steps  # drained, written, restarted, gated
+        assert {s["host"] for s in steps} == {node, "cp-1"}  # kubectl's steps (drain, gate, uncordon) on cp-1
+        assert any(s["host"] == node and s["title"].startswith(f"Write {CONTAINERD_CONFIG}") for s in steps)
+        assert node in env.ready_nodes() and not env.sim("state")["nodes"][node].get("unschedulable")
+        assert env.sim("violations") == []
+    finally:
+        if env.lab.exec(node, ["cat", CONTAINERD_CONFIG]).stdout != rendered:
+            env.lab.exec(node, ["bash", "-c", f"cat > {CONTAINERD_CONFIG} && systemctl restart containerd"], input=rendered)
+        env.lab.exec("cp-1", [*KUBECTL, "uncordon", node])
+
+
+# A lab machine's /proc/swaps is the runner's, which has no swap, and a container may not turn swap on
+# (nor should a test touch the runner's). This unit stands in for the /etc/fstab swap entry an operator
+# added back: at every boot it lays a swaps file listing /swapfile over /proc/swaps, inside the machine
+# only, before the kubelet starts. kubeforge's facts and the simulator's kubelet both read /proc/swaps.
+SWAP_UNIT = "/etc/systemd/system/kubeforge-lab-swap.service"
+SWAPS_FILE = "/var/lib/kubeforge-lab/swaps"
+SWAPS = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swapfile                               file\t\t1048572\t\t0\t\t-2\n"
+SWAP_ON_AT_BOOT = f"""mkdir -p {SWAPS_FILE.rsplit("/", 1)[0]}
+printf '{SWAPS}' > {SWAPS_FILE}
+cat > {SWAP_UNIT} <<'UNIT'
+[Unit]
+Description=kubeforge lab: swap on at boot, as an /etc/fstab swap entry would turn it on
+Before=kubelet.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount --bind {SWAPS_FILE} /proc/swaps
+ExecStop=/bin/umount /proc/swaps
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable kubeforge-lab-swap.service
+"""
+SWAP_OFF_FOR_GOOD = f"""systemctl disable --now kubeforge-lab-swap.service 2>/dev/null || true
+while mountpoint -q /proc/swaps 2>/dev/null || grep -q /swapfile /proc/swaps; do umount /proc/swaps || break; done
+rm -f {SWAP_UNIT} {SWAPS_FILE}
+systemctl daemon-reload
+"""
+
+
+def test_swap_back_on_after_a_reboot_fails_preflight_and_up_naming_host_and_device_until_it_is_off(env):
+    """The kubelet refuses to start with swap on (tests/sim/README.md "kubelet: swap"), so the node is
+    NotReady after its reboot. kubeforge leaves the decision to turn swap off to the operator, as kubeadm's
+    preflight does (docs/architecture.md "Swap"): `preflight` and `up` fail (exit 4) naming the host and the
+    device, and change nothing; once the operator has turned it off, the node comes back by itself."""
+    node = "worker-2"  # persistent: it reboots
+    try:
+        env.lab.exec(node, ["bash", "-c", SWAP_ON_AT_BOOT], check=True)
+        env.lab.reboot_machine(node)
+        assert "/swapfile" in env.lab.exec(node, ["cat", "/proc/swaps"], check=True).stdout
+        wait_not_ready(env, node, "swap on")
+        kubelet = env.lab.exec(node, ["journalctl", "-u", "kubelet", "-b", "--no-pager", "-q"]).stdout
+        assert "running with swap on is not supported" in kubelet
+
+        pre = env.kf("preflight", "--hosts", node, "--no-probes", "-o", "json")
+        assert pre.returncode == 4, pre.stdout + pre.stderr
+        checks = json.loads(pre.stdout)["hosts"][node]["checks"]
+        swap = next(c for c in checks if c["check"] == "swap")
+        assert swap["status"] == "fail" and "/swapfile" in swap["message"], swap
+        assert "kubeforge turned it off when it prepared this host" in swap["message"]
+
+        before = snapshot_of(env, node)
+        res = env.kf("up", "--yes")
+        assert res.returncode == 4, res.stdout + res.stderr
+        assert f"[{node}] swap: swap is on: /swapfile" in res.stderr and "nothing was changed" in res.stderr
+        assert snapshot_of(env, node) == before
+    finally:
+        env.lab.exec(node, ["bash", "-c", SWAP_OFF_FOR_GOOD], check=True)
+    assert "/swapfile" not in env.lab.exec(node, ["cat", "/proc/swaps"], check=True).stdout
+    wait_ready(env, node)  # systemd starts the kubelet again, now that swap is off
+
+
+def snapshot_of(env: Env, node: str) -> str:
+    """The node's configuration files (not its units' states: a kubelet refusing swap flaps)."""
+    return env.lab.exec(node, ["bash", "-c", CONFIGS.splitlines()[0]], check=True).stdout
+
+
 def test_reset_refuses_a_subset_that_would_break_etcd_quorum_and_changes_nothing(env):
     res = env.kf("reset", "--hosts", "etcd-1,etcd-2", "--yes")
     assert res.returncode == 7
@@ -453,10 +582,22 @@ spec:
 """
 
 
+BARE_POD = f"""apiVersion: v1
+kind: Pod
+metadata: {{name: debug, namespace: default}}
+spec:
+  nodeName: {ADDED}
+  terminationGracePeriodSeconds: 2
+  containers: [{{name: debug, image: example.invalid/debug:1}}]
+"""
+
+
 def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_and_resets_the_host(env):
     """The inventory still lists the worker (kubeforge reaches it from there): a blocked drain fails
-    at its timeout with the node uncordoned and nothing reset; once the budget allows, --resume
-    drains it, resets the machine and deletes the Node."""
+    at its timeout with the node uncordoned and nothing reset; once the budget allows, a bare pod on
+    the node still refuses the drain (kubectl's rule without --force), naming the pod and
+    --force-bare-pods, the node uncordoned; with the option, --resume drains it (the pods take their
+    grace period), resets the machine and deletes the Node."""
     env.lab.exec("cp-1", [*KUBECTL, "apply", "-f", "-"], input=SPREAD.replace("MIN", "3"), check=True)
     assert any(p["node"] == ADDED for p in env.sim("state")["pods"].values() if p["ownerName"] == "spread")
     dry = env.kf("node", "remove", ADDED, "--dry-run")
@@ -470,8 +611,21 @@ def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_
     assert env.lab.exec(ADDED, ["systemctl", "is-active", "kubelet"]).stdout.strip() == "active"
     assert env.lab.exec(ADDED, ["test", "-e", "/etc/kubeforge"]).returncode == 0
 
-    env.lab.exec("cp-1", [*KUBECTL, "apply", "-f", "-"], input=SPREAD.replace("MIN", "2"), check=True)
-    res = env.kf("node", "remove", ADDED, "--yes", "--resume")
+    # the budget allows one now, but a pod no controller manages is on the node: kubectl drain refuses
+    # it before evicting anything, and kubeforge names it and its option, the node uncordoned again
+    env.lab.exec("cp-1", [*KUBECTL, "apply", "-f", "-"], input=SPREAD.replace("MIN", "2") + "---\n" + BARE_POD,
+                 check=True)
+    on_node = sorted(k for k, p in env.sim("state")["pods"].items() if p["node"] == ADDED)
+    assert "default/debug" in on_node
+    bare = env.kf("node", "remove", ADDED, "--yes", "--resume")
+    out = bare.stdout + bare.stderr
+    assert bare.returncode == 6, out
+    assert f"kubeforge: {ADDED} runs pods no controller manages (default/debug)" in out and "--force-bare-pods" in out
+    assert not env.sim("state")["nodes"][ADDED].get("unschedulable")
+    assert sorted(k for k, p in env.sim("state")["pods"].items() if p["node"] == ADDED) == on_node  # nothing evicted
+    assert env.lab.exec(ADDED, ["systemctl", "is-active", "kubelet"]).stdout.strip() == "active"
+
+    res = env.kf("node", "remove", ADDED, "--yes", "--resume", "--force-bare-pods")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "delete it from" in res.stdout
     state = env.sim("state")
@@ -483,6 +637,8 @@ def test_node_remove_of_a_worker_waits_for_its_pdb_then_drains_deletes_the_node_
     assert env.lab.exec(ADDED, ["systemctl", "is-active", "kubelet"]).stdout.strip() != "active"
     done = [s for s in report(env.latest_run())["steps"] if s["phase"] == "DrainNodes"]
     assert [s["status"] for s in done] == ["done"]
+    assert done[0]["duration"] >= 2.0  # the evicted pods' grace period (2 s, the simulator's cap)
+    assert "default/debug" not in state["pods"]  # deleted for good: nothing recreates a bare pod
     assert env.sim("violations") == []
 
 

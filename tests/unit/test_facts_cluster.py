@@ -18,10 +18,11 @@ def fx(fact: str, name: str) -> str:
     return (FIXTURES / fact / f"{name}.txt").read_text()
 
 
-def test_nodes_registered_before_the_cni_are_listed_not_ready():
+def test_nodes_registered_before_the_cni_are_listed_not_ready_with_the_kubelets_reason():
     nodes = parse_nodes(fx("nodes", "not-ready"))
     assert sorted(nodes) == ["cp-1", "worker-1"]
     assert not any(n.ready for n in nodes.values())
+    assert nodes["worker-1"].why.startswith("container runtime network not ready: NetworkReady=false")
 
 
 def test_a_ready_cordoned_node_keeps_its_labels_taints_and_kubelet_version():
@@ -30,6 +31,7 @@ def test_a_ready_cordoned_node_keeps_its_labels_taints_and_kubelet_version():
                                  {"node-role.kubernetes.io/control-plane": "", "kubernetes.io/hostname": "cp-1"},
                                  ("node-role.kubernetes.io/control-plane:NoSchedule",), unschedulable=False, kubelet=V134)
     worker = nodes["worker-1"]
+    assert worker.why is None
     assert worker.ready and worker.unschedulable and worker.labels["tier"] == "gold" and worker.taints == ()
     assert worker.kubelet == V134
 
@@ -37,7 +39,7 @@ def test_a_ready_cordoned_node_keeps_its_labels_taints_and_kubelet_version():
 def test_a_taint_with_a_value_reads_as_key_value_effect_and_one_node_alone_is_a_list_of_one():
     node = ('{"kind": "Node", "metadata": {"name": "w-1"}, "spec": {"taints": '
             '[{"key": "dedicated", "value": "db", "effect": "NoExecute"}]}, "status": {}}')
-    assert parse_nodes(node) == {"w-1": Node("w-1", False, {}, ("dedicated=db:NoExecute",))}
+    assert parse_nodes(node) == {"w-1": Node("w-1", False, {}, ("dedicated=db:NoExecute",), why="no Ready condition reported")}
 
 
 @pytest.mark.parametrize("name", ["garbage", "truncated"])

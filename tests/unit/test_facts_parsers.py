@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,22 @@ def test_applied_record_is_parsed_when_present_and_none_when_absent():
     assert parse_software.parse_applied(fx("applied", "present")).record["cluster"] == "prod-ha"
     absent = parse_software.parse_applied(fx("applied", "absent"))
     assert absent.record is None and absent.problem is None and not absent.present
+
+
+def test_applied_files_on_the_host_show_an_edited_file_and_a_removed_one_and_nothing_unread_counts_as_edited():
+    record = {"cluster": "lab", "files": {
+        "/tmp/kfrec/etc/containerd/config.toml": "69d0044d65bc72753132efe821effd54c8072b5f75703772caa15a13d400dc5a",
+        "/tmp/kfrec/etc/crictl.yaml": "af76d2c716878de610bc4de9aaf55cc7cc6b4f922e7d83c53e695c2abf044a34",
+        "/tmp/kfrec/etc/kubeforge/kubeadm-join.yaml": "1" * 64}}
+    applied = parse_software.parse_applied(json.dumps(record), fx("applied_files", "edited"))
+    assert applied.edited_files() == ("/tmp/kfrec/etc/containerd/config.toml", "/tmp/kfrec/etc/kubeforge/kubeadm-join.yaml")
+    assert applied.on_host["/tmp/kfrec/etc/kubeforge/kubeadm-join.yaml"] is None
+    odd = parse_software.parse_applied(json.dumps({"files": {"/etc/crictl.yaml": "0" * 64, "/etc/kubeforge/kubeadm-join.yaml": "1" * 64}}),
+                                       fx("applied_files", "garbage"))
+    assert odd.edited_files() == ("/etc/crictl.yaml",)  # the unreadable one is not known, so not edited
+    # an older facts script (no section) or no record: nothing is known of the host's copies
+    assert parse_software.parse_applied(json.dumps(record)).on_host is None
+    assert parse_software.parse_applied(json.dumps(record)).edited_files() == ()
 
 
 def test_applied_garbage_is_not_present_and_names_the_file():

@@ -77,6 +77,17 @@ def test_swap_on_fails_and_names_the_swap_device(cluster, fleet):
     assert report.failed
 
 
+def test_swap_back_on_a_node_kubeforge_prepared_says_it_was_turned_on_again_and_that_its_kubelet_cannot_start(cluster, fleet):
+    applied = parse_applied(json.dumps({"cluster": cluster.name, "roles": ["worker"]}))
+    member = dataclasses.replace(fleet["worker-1"].membership, kubelet_conf=True)
+    fleet["worker-1"] = dataclasses.replace(fleet["worker-1"], swap=parse_swaps(fx("swap", "on")), applied=applied,
+                                            membership=member)
+    r = result(run_preflight(cluster, fleet, now=NOW), "worker-1", "swap")
+    assert r.status is Status.FAIL and "/swapfile" in r.message
+    assert "kubeforge turned it off when it prepared this host" in r.message
+    assert "this node's kubelet cannot start until it is off" in r.message
+
+
 def test_swap_is_not_judged_on_a_dedicated_etcd_host(cluster, fleet):
     fleet["etcd-1"] = dataclasses.replace(fleet["etcd-1"], swap=parse_swaps(fx("swap", "on")))
     assert run_preflight(cluster, fleet, now=NOW).get("etcd-1", "swap") is None

@@ -199,3 +199,38 @@ def test_a_dead_containerd_or_a_cgroup_driver_mismatch_turns_the_node_not_ready_
     os.unlink(Path(root, "run/containerd/containerd.sock"))  # containerd stopped under a running kubelet
     until(lambda: "NotReady" in kubectl(root, "get", "nodes")[1].split(), what="cp-1 NotReady without containerd")
     assert ready_message(root).startswith("container runtime is down: validate CRI v1 runtime API")
+
+
+def test_the_runtimes_cgroup_driver_is_its_config_as_the_running_containerd_read_it(tmp_path: Path, monkeypatch) -> None:
+    """containerd reads config.toml only when it starts: a file changed under a running containerd
+    changes nothing until containerd restarts, and putting the old content back after a restart on
+    another driver changes nothing either (kubeforge must restart it: its stamp cannot tell)."""
+    from tests.sim.kubesim import host, runtime
+
+    root = T.make_machine(str(tmp_path / "m"), "m", V)
+    T.RuntimeSocket(root).close()  # containerd's config as kubeforge writes it
+    config = Path(root, "etc/containerd/config.toml")
+    systemd = config.read_text()
+    assert "SystemdCgroup = true" in systemd
+    running = {"pid": 100, "started": config.stat().st_mtime + 1}
+    monkeypatch.setattr(runtime, "containerd_process", lambda: (running["pid"], running["started"]))
+    monkeypatch.setattr(runtime, "_LOADED", {})
+
+    def restart_containerd() -> None:
+        running["pid"] += 1
+        running["started"] = config.stat().st_mtime + 1
+
+    def write(text: str) -> None:
+        config.write_text(text)
+        os.utime(config, (running["started"] + 5, running["started"] + 5))  # after containerd's start
+
+    with host.use_root(root):
+        assert runtime.runtime_driver() == "systemd"
+        write(systemd.replace("SystemdCgroup = true", "SystemdCgroup = false"))
+        assert runtime.runtime_driver() == "systemd"  # not loaded yet
+        restart_containerd()
+        assert runtime.runtime_driver() == "cgroupfs"
+        write(systemd)
+        assert runtime.runtime_driver() == "cgroupfs"  # the running containerd still has the other one
+        restart_containerd()
+        assert runtime.runtime_driver() == "systemd"

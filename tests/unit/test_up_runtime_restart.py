@@ -68,3 +68,48 @@ def test_a_node_not_yet_joined_gets_its_runtime_started_at_once_before_kubeadm(c
 def test_a_converged_cluster_plans_no_runtime_restart(cluster, resolved):
     plan = plan_up(converged_ctx(cluster, resolved[1]))
     assert phase(plan, "RestartControlPlaneRuntimes").is_noop and phase(plan, "RestartWorkerRuntimes").is_noop
+
+
+def with_runtime_config_edited_on_host(ctx: UpContext, name: str, edited: bool = True) -> UpContext:
+    """The record names the rendered containerd config; the facts read the host's copy (another one)."""
+    f = ctx.facts[name]
+    rendered = ctx.file(ctx.cluster.host(name), CONTAINERD_PATH)
+    on_host = {CONTAINERD_PATH: "e" * 64 if edited else rendered.sha256}
+    return dataclasses.replace(ctx, facts={**ctx.facts, name: dataclasses.replace(
+        f, applied=dataclasses.replace(f.applied, on_host=on_host))})
+
+
+def test_a_runtime_config_edited_on_a_joined_node_is_written_back_and_containerd_restarted_drained(cluster, resolved):
+    ctx = with_runtime_config_edited_on_host(converged_ctx(cluster, resolved[1]), "worker-1")
+    plan = plan_up(ctx)
+    workers = phase(plan, "RestartWorkerRuntimes")
+    assert [lane.host for lane in workers.lanes] == ["worker-1"]
+    steps = workers.lanes[0].steps
+    assert [s.title.split(" ")[0] for s in steps] == ["Drain", "Write", "Restart", "Wait", "Uncordon"]
+    assert next(s for s in steps if isinstance(s, PutFileStep)).file.path == CONTAINERD_PATH
+    # the content put back is the one containerd last started on, by the stamp: a restart must still
+    # follow, as containerd runs what the other party wrote and restarted it on
+    restart = next(s for s in steps if s.title.startswith("Restart"))
+    assert "ActiveEnterTimestamp" in restart.unless.script and "stat -c %Y" in restart.unless.script
+    assert phase(plan, "RestartControlPlaneRuntimes").is_noop
+    assert "worker-1 after its runtime restart" in phase(plan, "WaitNodesReady").reason
+
+
+def test_a_runtime_config_as_rendered_on_the_host_plans_nothing(cluster, resolved):
+    plan = plan_up(with_runtime_config_edited_on_host(converged_ctx(cluster, resolved[1]), "worker-1", edited=False))
+    assert phase(plan, "RestartWorkerRuntimes").is_noop
+
+
+def test_up_notes_a_not_ready_node_with_its_reason_and_an_edited_runtime_config(cluster, resolved):
+    from kubeforge.workflows.up import state_notes
+
+    ctx = with_runtime_config_edited_on_host(converged_ctx(cluster, resolved[1]), "worker-1")
+    why = 'failed to create pod sandbox: the kubelet\'s cgroup driver "systemd" is not the container runtime\'s "cgroupfs"'
+    nodes = {**ctx.state.nodes, "worker-1": dataclasses.replace(ctx.state.nodes["worker-1"], ready=False, why=why)}
+    ctx = dataclasses.replace(ctx, state=dataclasses.replace(ctx.state, nodes=nodes))
+    assert state_notes(ctx) == [
+        f"[worker-1] node NotReady: {why}",
+        f"[worker-1] {CONTAINERD_PATH} was changed on the host since kubeforge wrote it: `up` writes it back and "
+        "restarts containerd",
+    ]
+    assert state_notes(converged_ctx(cluster, resolved[1])) == []

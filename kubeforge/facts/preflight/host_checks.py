@@ -58,10 +58,16 @@ def check_swap(cluster: Cluster, host: Host, facts: HostFacts) -> Iterator[Check
         yield warned(host.name, "swap", f"cannot tell whether swap is on: {swap.problem}")
     elif swap.enabled:
         devs = ", ".join(f"{d.name} ({d.size_kib / 1024**2:.1f} GiB)" for d in swap.devices)
+        # Swap back on a host kubeforge prepared (it commented out fstab's swap lines and masked the swap
+        # units) was put back by someone; turning it off again is theirs to decide, as on a new host.
+        since = (" (kubeforge turned it off when it prepared this host: an /etc/fstab entry or a swap unit "
+                 "turned it on again, at a boot or since)") if prepared_by_us(cluster, facts) else ""
+        node = "; this node's kubelet cannot start until it is off" if facts.membership.kubelet_conf else ""
         yield failed(
             host.name,
             "swap",
-            f"swap is on: {devs}; the kubelet refuses to run with swap: `swapoff -a` and remove it from /etc/fstab",
+            f"swap is on: {devs}{since}; the kubelet refuses to run with swap{node}: `swapoff -a` and remove it "
+            "from /etc/fstab",
         )
     else:
         yield passed(host.name, "swap", "swap is off")

@@ -114,8 +114,18 @@ class UpContext:
             out.append(f)
         return out
 
-    def pending(self, host: Host, files: Iterable[RenderedFile]) -> list[RenderedFile]:
-        """The files whose content differs from what the host's applied.json records."""
+    def pending(self, host: Host, files: Iterable[RenderedFile], *, or_edited: bool = False) -> list[RenderedFile]:
+        """The files whose content differs from what the host's applied.json records; ``or_edited``:
+        also those whose copy on the host differs now (edited there since kubeforge wrote it)."""
         rec = self.record(host) if self.prepared(host) else None
         recorded = (rec or {}).get("files") or {}
-        return [f for f in files if recorded.get(f.path) != f.sha256]
+        files = list(files)
+        edited = {f.path for f in self.edited(host, files)} if or_edited else set()
+        return [f for f in files if recorded.get(f.path) != f.sha256 or f.path in edited]
+
+    def edited(self, host: Host, files: Iterable[RenderedFile]) -> list[RenderedFile]:
+        """The files kubeforge recorded as written whose copy on the host is no longer the rendered one."""
+        f_host = self.facts.get(host.name)
+        if f_host is None or not self.prepared(host):
+            return []
+        return [f for f in files if f_host.applied.edited(f.path, f.sha256)]

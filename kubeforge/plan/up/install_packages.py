@@ -127,7 +127,8 @@ class InstallPackages:
                 runtime, start = runtime_changes(ctx, host)
                 steps += puts(host, runtime)
                 if start:
-                    steps.append(restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Start containerd with its configuration"))
+                    steps.append(restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Start containerd with its configuration",
+                                                      reads_at_start=True))
             unit = f.units.states.get("kubelet") if f is not None else None
             if unit is None or unit.enabled != "enabled":
                 steps.append(RunStep(host.name, Command(argv=["systemctl", "enable", "kubelet"], sudo=True), "Enable the kubelet",

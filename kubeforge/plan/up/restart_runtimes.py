@@ -28,8 +28,10 @@ def runtime_restart_is_rolling(ctx: UpContext, host: Host) -> bool:
 
 
 def runtime_changes(ctx: UpContext, host: Host) -> tuple[list, bool]:
-    """The runtime files to write and whether containerd needs a (re)start on ``host``."""
-    files = ctx.pending(host, ctx.files_where(host, RUNTIME_FILES))
+    """The runtime files to write and whether containerd needs a (re)start on ``host``. A file edited
+    on the host since kubeforge wrote it counts (config management setting another cgroup driver, say):
+    the kubelet depends on what containerd runs with, so `up` puts the rendered one back."""
+    files = ctx.pending(host, ctx.files_where(host, RUNTIME_FILES), or_edited=True)
     f = ctx.facts.get(host.name)
     start = bool(files) or f is None or not f.units.is_active("containerd") or not ctx.prepared(host)
     return files, start
@@ -41,7 +43,8 @@ def _lane(ctx: UpContext, host: Host) -> list:
         return []
     via, policy = ctx.first.name, ctx.cluster.upgrade
     key = slug(host.name)
-    restart = restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Restart containerd with its configuration")
+    restart = restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Restart containerd with its configuration",
+                                   reads_at_start=True)
     return [
         drain(via, host.name, policy, key=f"runtime-drain-{key}"),
         *puts(host, files),

@@ -22,11 +22,21 @@ def _digest_of(paths: Sequence[str]) -> str:
     return "$(cat " + " ".join(q(p) for p in paths) + " 2>/dev/null | sha256sum | cut -d' ' -f1)"
 
 
+def _written_since_start(unit: str, inputs: Sequence[str]) -> str:
+    # Whole seconds on both sides: a file written in the second the unit started counts as read by it.
+    return (f"s=$(date -d \"$(systemctl show -p ActiveEnterTimestamp --value {q(unit)})\" +%s 2>/dev/null || echo 0) && "
+            f"for f in {' '.join(q(p) for p in inputs)}; do "
+            "[ \"$(stat -c %Y \"$f\" 2>/dev/null || echo 0)\" -le \"$s\" ] || exit 1; done")
+
+
 def restart_when_changed(host: Host, unit: str, inputs: Sequence[str], title: str | None = None, *, block: bool = True,
-                         reload: bool = False) -> RunStep:
+                         reload: bool = False, reads_at_start: bool = False) -> RunStep:
     """(Re)start ``unit`` when it is not active or when its input files changed since kubeforge last
     started it (a stamp under /etc/kubeforge/stamps holds their digest). ``reload``: a running unit
-    is reloaded instead (``systemctl reload-or-restart``), keeping its connections."""
+    is reloaded instead (``systemctl reload-or-restart``), keeping its connections. ``reads_at_start``:
+    also when an input was written after the unit's last start. Someone else may have changed the
+    file and restarted the unit on it; kubeforge putting its own content back then matches the stamp,
+    yet the unit still runs what the other party wrote until it is restarted."""
     stamp = f"{STAMP_DIR}/{unit}.sha256"
     verb = "reload-or-restart" if reload else "restart"
     start = f"systemctl {verb}" if block else f"systemctl {verb} --no-block"
@@ -38,6 +48,8 @@ def restart_when_changed(host: Host, unit: str, inputs: Sequence[str], title: st
         f"echo {_digest_of(inputs)} > {stamp}\n"
     )
     guard = f"systemctl is-active --quiet {q(unit)} && [ \"$(cat {stamp} 2>/dev/null)\" = \"{_digest_of(inputs)}\" ]"
+    if reads_at_start:
+        guard += " && " + _written_since_start(unit, inputs)
     return RunStep(
         host.name,
         Command(script=script, sudo=True, description=f"restart {unit}"),

@@ -11,12 +11,19 @@
   /etc/containerd/config.toml means systemd, anything else cgroupfs (containerd's default). On a mismatch
   runc refuses every pod sandbox, so the CNI pod never runs there and the node stays NotReady
   (kubernetes.io/docs/setup/production-environment/container-runtimes/#cgroup-drivers).
+  containerd reads that file only when it starts: on a machine (not in a test root) the driver is the
+  file's as containerd's running process read it. The kubelet keeps, per containerd process, the
+  driver the file named while it was no newer than that process; a file written since counts only
+  after containerd restarts. (A kubelet that first sees a containerd after its file changed takes the
+  file as read: it cannot know the earlier content.)
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import time
 
 from . import files, host, yamlish
 
@@ -67,12 +74,47 @@ def cri_problem(cfg: dict) -> str | None:
         s.close()
 
 
+def _driver_in(text: str | None) -> str:
+    return "systemd" if text and re.search(r"(?m)^\s*SystemdCgroup\s*=\s*true\s*$", text) else "cgroupfs"
+
+
+def containerd_process() -> tuple[int, float] | None:
+    """The running containerd's pid and start time (epoch seconds); None in a test root or when none runs."""
+    if host.in_test_root():
+        return None
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            boot = time.time() - float(f.read().split()[0])  # to 10 ms (/proc/stat's btime is whole seconds)
+        for pid in (d for d in os.listdir("/proc") if d.isdigit()):
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if comm == "containerd":
+                return int(pid), boot + int(rest[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+_LOADED: dict[int, str] = {}  # containerd's pid -> the driver its config named as that process read it
+
+
 def runtime_driver() -> str:
     try:
-        text = host.read(CONTAINERD_CONFIG)
+        text: str | None = host.read(CONTAINERD_CONFIG)
+        mtime = os.stat(host.path(CONTAINERD_CONFIG)).st_mtime
     except OSError:
-        return "cgroupfs"
-    return "systemd" if re.search(r"(?m)^\s*SystemdCgroup\s*=\s*true\s*$", text) else "cgroupfs"
+        text, mtime = None, 0.0
+    running = containerd_process()
+    if running is None:
+        return _driver_in(text)
+    pid, started = running
+    if pid not in _LOADED and mtime <= started:
+        _LOADED[pid] = _driver_in(text)
+    return _LOADED.get(pid, _driver_in(text))
 
 
 def cgroup_problem(cfg: dict) -> str | None:
