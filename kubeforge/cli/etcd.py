@@ -56,7 +56,7 @@ def run_backup(inventory: Path, directory: Path | None, keep: int | None, passph
     from kubeforge.errors import InputError
     from kubeforge.ui.etcd_view import backup_summary
     from kubeforge.ui.output import show
-    from kubeforge.workflows.etcd.backup import manifest_json, options_from_cluster, take_backup
+    from kubeforge.workflows.etcd.backup import manifest_json, options_from_cluster, take_backup_stoppable
 
     cluster = _load(inventory)
     passphrase = _passphrase(passphrase_file)
@@ -69,7 +69,7 @@ def run_backup(inventory: Path, directory: Path | None, keep: int | None, passph
 
         opts = replace(opts, encryption="passphrase")
     with session(cluster, "etcd-backup") as (_, pool):
-        result = take_backup(cluster, pool, opts)
+        result = take_backup_stoppable(cluster, pool, opts)
     show(lambda: json.loads(manifest_json(result)), lambda: backup_summary(result, consoles()[0]))
 
 

@@ -11,6 +11,7 @@ saying why, and never counts as a backup.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import shlex
@@ -33,12 +34,14 @@ from kubeforge.backups.snapshot import (
 )
 from kubeforge.backups.store import BackupOptions, StoredFile, pki_bundle
 from kubeforge.errors import CheckFailed, KubeforgeError, TransportError
+from kubeforge.execute.stop import Stop
 from kubeforge.facts.etcdctl import REMOTE_WORK_DIR, client_url, etcdctl_line
 from kubeforge.model import Cluster, Host
 from kubeforge.model.files import private_dir
 from kubeforge.model.secret import Secret
 from kubeforge.pki import backup_crypto as crypto
 from kubeforge.transport.base import Command
+from kubeforge.transport.cancel import stop_on
 from kubeforge.workflows.etcd.status import ClusterStatus, gather_status
 
 
@@ -221,8 +224,11 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     # sends (the transport compares that with what arrived), etcd's trailer is checked on the same
     # stream, and the bytes are encrypted before they are written: nothing is read back from disk.
     with ThreadPoolExecutor(max_workers=1) as ex:
-        status_run = ex.submit(transport.run, Command(script=status_script(remote), sudo=True, timeout=1800,
-                                                      check=False, description="etcd snapshot status"))
+        # the second channel's command watches the same stop as this thread's (a context of its own
+        # otherwise: a signal would stop the download and leave the status running to its end)
+        status_run = ex.submit(contextvars.copy_context().run, transport.run,
+                               Command(script=status_script(remote), sudo=True, timeout=1800, check=False,
+                                       description="etcd snapshot status"))
         try:
             got = download(transport, remote, partial, opts)
         except TransportError as exc:
@@ -281,6 +287,17 @@ def take_backup(cluster: Cluster, pool, opts: BackupOptions, *, now: datetime | 
     timings["total"] = clock() - t0
     return BackupResult(manifest=manifest, path=final, manifest_path=manifest_path, deleted=deleted,
                         member=member.name, status=status, timings=timings)
+
+
+def take_backup_stoppable(cluster: Cluster, pool, opts: BackupOptions) -> BackupResult:
+    """``take_backup`` as a command of its own (``etcd backup``; inside a run, the engine's stop
+    reaches its commands already, the status channel's included): SIGINT, SIGTERM and SIGHUP stop the snapshot or the download on the member and raise
+    CommandStopped (exit 8; the partial file is removed), instead of a KeyboardInterrupt landing
+    wherever the main thread is. Landing inside paramiko, it could leave a channel's buffer lock
+    held, and the run then hung forever closing that channel (seen in a CI rehearsal)."""
+    stop = Stop()
+    with stop.handling_signals(), stop_on(stop.halt):
+        return take_backup(cluster, pool, opts)
 
 
 def manifest_json(result: BackupResult) -> str:
