@@ -22,7 +22,7 @@ from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, EtcdTopology, RenderedFile
 from kubeforge.pki.layout import ETCD_PKI, KUBE_PKI
 from kubeforge.plan.certs.compare import HostReport
-from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers, behind_balancers
+from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers, behind_balancers, ready_drained_phases
 from kubeforge.plan.etcd import commands as cmd
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S, config_sha, stamp_file
 from kubeforge.plan.phase import PhasePlan, Plan
@@ -371,8 +371,7 @@ def renew_plan(cluster: Cluster, selection: RenewSelection, pki_files: Mapping[s
     ``apiserver_files``: per selected control plane, the API server's etcd client cert and key.
     ``drained``: per haproxy balancer, the API servers an interrupted run left drained there."""
     ctx = RenewContext(cluster, selection, pki_files, config_files, apiserver_files or {}, drained or {})
-    phases = [ReadyDrainedApiServers().plan(ctx)]
-    phases = [p for p in phases if not p.is_noop]
+    phases = ready_drained_phases(cluster, ctx.drained_backends)
     if selection.not_renewed:
         phases.append(NotRenewed().plan(ctx))
     phases += [RenewEtcdMembers().plan(ctx), RenewControlPlanes().plan(ctx)]

@@ -26,7 +26,7 @@ from typing import Any
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import KUBE_PKI
 from kubeforge.plan.certs.renew import APISERVER_ETCD_CLIENT, apiserver_lane, member_lane
-from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers
+from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers, ready_drained_phases
 from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import LOCAL, LocalStep
@@ -228,7 +228,7 @@ def rotation_plan(
     ``drained``: per haproxy balancer, the API servers an interrupted run left drained there."""
     ctx = RotationContext(cluster, members, apiservers, member_files, apiserver_files, config_files, record,
                           not_set_up, drained or {})
-    phases = [p for p in [ReadyDrainedApiServers().plan(ctx)] if not p.is_noop]
+    phases = ready_drained_phases(cluster, ctx.drained_backends)
     if not_set_up:
         phases.append(ControlPlanesNotSetUp().plan(ctx))
     for n, (done, on_members, on_apiservers, recorded) in enumerate(STAGES, 1):
