@@ -3,12 +3,18 @@
     python bench/fanout.py                 # lab machines (systemd-nspawn) when this box can boot them
     python bench/fanout.py --loopback      # N private sshd instances on 127.0.0.1 instead
     python bench/fanout.py --sizes 3,8 --repeat 3 --get-mib 256
+    sudo flock /tmp/kf-lab.lock python bench/fanout.py --sizes 30,100 --get-mib 0   # issue 16's sizes
 
 Workload per machine (both tools, same machines, same user, no privilege escalation): 10 idempotent
 commands + 3 file pushes (1 KB, 100 KB, 1 MB). One warm-up run each creates the files, then timed
 runs alternate kubeforge / Ansible, so the files are unchanged in every timed run. Each timed run is
 a fresh process with fresh connections (Ansible gets a fresh ControlPath directory per run, pipelining
-on, forks = machines). Medians are printed. Goal: kubeforge <= 0.25x Ansible's wall time.
+on, forks = machines). Medians are printed. Goals: kubeforge <= 0.25x Ansible's wall time up to 8
+machines, <= 0.1x at 100 (issue 16).
+
+The lab's machines are light ones (``Lab(light=True)``: disks on the runner's disk, not tmpfs), so 100
+of them boot on the runner; the workload touches no Kubernetes service, so light or not makes no other
+difference here.
 
 `get`: one 256 MiB file of random bytes, kubeforge `Transport.get` (connect + stream + sha256 check)
 vs `scp` (its whole process). Goal: >= 0.8x scp's throughput.
@@ -50,6 +56,17 @@ class Targets:
         self._cleanup()
 
 
+def boot_timeout(n: int) -> float:
+    """100 light machines took 52-59 s to answer SSH in bench/fleet.py's runs (docs/fleet.md): twice the
+    rate measured there, and never less than the 120 s a small lab always had."""
+    return max(120.0, 1.2 * n)
+
+
+def goal(n: int) -> float:
+    """Issue 16: <= 0.1x Ansible at 100 machines; the earlier goal, 0.25x, for the small fleets."""
+    return 0.1 if n >= 100 else 0.25
+
+
 def lab_targets(n: int) -> Targets:
     from tests.lab import claims
     from tests.lab.lab import Lab
@@ -58,9 +75,9 @@ def lab_targets(n: int) -> Targets:
 
     for attempt in (1, 2):
         index, fd = claims.claim()
-        lab = Lab(layout(n), index=index, with_mirror=False, log=lambda *_: None)
+        lab = Lab(layout(n), index=index, with_mirror=False, light=True, log=lambda *_: None)
         try:
-            lab.up(timeout=120)
+            lab.up(timeout=boot_timeout(n))
             break
         except Exception as exc:  # noqa: BLE001 - one more boot, then give up
             claims.release(fd)
@@ -275,7 +292,7 @@ def main() -> int:
                 kf.append(run_kubeforge(spec, tmp))
                 an.append(run_ansible(proj, targets, n, tmp))
             k, a = statistics.median(kf), statistics.median(an)
-            print(f"{n} machines: kubeforge {k:6.2f}s   ansible {a:6.2f}s   ratio {k / a:.3f}x (goal <= 0.25x)"
+            print(f"{n} machines: kubeforge {k:6.2f}s   ansible {a:6.2f}s   ratio {k / a:.3f}x (goal <= {goal(n)}x)"
                   f"   [kubeforge runs {', '.join(f'{x:.2f}' for x in kf)}; ansible {', '.join(f'{x:.2f}' for x in an)}]")
         if not args.get_mib:
             return 0

@@ -39,12 +39,15 @@ FALLBACK_KUBERNETES_VERSION = "1.33.5"
 # Light machines (``Lab(light=True)``, for fleets of up to 100 on the runner's 2 cores): every service
 # inside gets this environment (systemd's DefaultEnvironment). The simulated kubelet heartbeats every
 # 5 s instead of every second, the API server stores a heartbeat at most every 10 s instead of 2, and a
-# node counts as NotReady 20 s after its last one (the real kubelet/controller pair: 10 s and 40 s).
+# node counts as NotReady 40 s after its last stored one (the real kubelet renews its Lease every 10 s;
+# kube-controller-manager's node-monitor-grace-period is 40 s, 50 s since 1.32). It was 20 s: a stored
+# heartbeat is up to 15 s old already, so 5 s of delay made a node NotReady, and at 100 machines the
+# converged re-run's facts scripts on 2 cores delayed dozens (docs/fleet.md, run 3).
 # Each heartbeat is a TLS request and a read of the whole cluster document, and each store rewrites that
 # document in etcd, so at the default rates their cost on the API servers and etcd grows as nodes x
 # document size, i.e. with the square of the fleet.
 LIGHT_ENVIRONMENT = {"KUBESIM_HEARTBEAT_SECONDS": "5", "KUBESIM_HEARTBEAT_WRITE_SECONDS": "10",
-                     "KUBESIM_HEARTBEAT_GRACE_SECONDS": "20"}
+                     "KUBESIM_HEARTBEAT_GRACE_SECONDS": "40"}
 LIGHT_DROPIN = "/etc/systemd/system.conf.d/kubeforge-lab-light.conf"
 
 

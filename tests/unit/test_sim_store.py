@@ -121,6 +121,23 @@ def test_a_transaction_that_changes_nothing_writes_nothing(tls_etcd: dict) -> No
     assert s._post("/v3/kv/range", {"key": _b64(STATE_KEY)})["header"]["revision"] == rev
 
 
+def test_a_transaction_that_changes_nothing_does_not_wait_for_the_api_servers_writes(tls_etcd: dict) -> None:
+    s = _store(tls_etcd)
+    seq = s.transact(_bump)
+    answers: list[int] = []
+    with s._lock:  # a write of this API server in progress (one etcd commit each)
+        reader = threading.Thread(target=lambda: answers.append(s.transact(lambda st: st["seq"])))
+        reader.start()
+        reader.join(30)
+        assert answers == [seq], "the read was answered while the write lock was held"
+        writer = threading.Thread(target=lambda: answers.append(s.transact(_bump)))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and answers == [seq], "a write still waits its turn"
+    writer.join(30)
+    assert answers == [seq, seq + 1] and s.read()["seq"] == seq + 1
+
+
 def test_a_stacked_secondary_api_server_proxies_to_the_first_control_planes_state(tmp_path: Path) -> None:
     from tests.sim.kubesim import client
     from tests.sim.kubesim.apiserver import ApiServer, ProxyBackend
