@@ -6,6 +6,7 @@ phase plan as data (order, rolling, restarts behind haproxy, resume from the sto
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def test_the_plan_rolls_the_control_planes_one_at_a_time_in_each_phase_and_recor
             restart = next(i for i, s in enumerate(lane.steps) if isinstance(s, RunStep) and s.key == "restart-apiserver")
             # every file before the one restart; the node's API ready after it
             assert all(isinstance(s, PutFileStep) or s.title == "Swap in each new certificate with its key"
-                       for s in lane.steps[:restart])
+                       or s.key == "record-applied-front-proxy-ca" for s in lane.steps[:restart])
+            assert any(s.key == "record-applied-front-proxy-ca" for s in lane.steps) == (stem == STEMS[2])
             assert isinstance(lane.steps[-1], GateStep) and "ready" in lane.steps[-1].title
             puts[(stem, lane.host)] = {s.file.path.removesuffix(".kubeforge-next") for s in lane.steps
                                        if isinstance(s, PutFileStep)}
@@ -178,3 +180,38 @@ def test_phases_the_store_records_as_done_are_planned_as_done(cluster):
     assert [p.name for p in plan.phases if not p.is_noop] == ["FrontProxyNotSetUp", "RecordDropOldFrontProxyCA"]
     # the store's record says which phase: the record step of a done phase is the commit alone
     assert isinstance(plan.phases[-1].lanes[0].steps[0], LocalStep)
+
+
+def test_the_last_phase_records_the_new_ca_pair_in_applied_json_as_up_would_render_it(tmp_path):
+    """Run with the real bash and sed on a record kubeforge rendered: afterwards it is the record `up`
+    renders from the committed store (so `up` rewrites nothing), and the step's guard says so."""
+    from kubeforge.model.versions import Version
+    from kubeforge.pki.layout import host_files
+    from kubeforge.render.record import RECORD_PATH, render_record
+
+    cluster = make_cluster(tmp_path)
+    ensure_pki(cluster, now=NOW)
+    r = ca_rotation.start(cluster, ca="front-proxy", now=NOW)
+    plan, _ = plan_for(cluster, r, 2)
+    lane = next(p for p in plan.phases if p.name == "DropOldFrontProxyCAOnApiServers").lanes[0]
+    step = next(s for s in lane.steps if s.key == "record-applied-front-proxy-ca")
+    assert isinstance(step, RunStep)
+    host = cluster.host(lane.host)
+    version = Version.parse("1.34.2")
+    before = render_record(cluster.name, version, host, host_files(cluster, r.old, host))
+    after_commit = host_files(cluster, r.old.__class__(**{**r.old.__dict__, "front_proxy_ca": r.new_ca}), host)
+    wanted = json.loads(render_record(cluster.name, version, host, after_commit).content)
+    record = tmp_path / "applied.json"
+    record.write_bytes(before.content)
+
+    def run(cmd) -> int:
+        script = cmd.script.replace(RECORD_PATH, str(record))
+        return subprocess.run(["bash", "-c", script], capture_output=True).returncode
+
+    assert run(step.unless) != 0  # not recorded yet
+    assert run(step.command) == 0
+    assert json.loads(record.read_text()) == wanted
+    assert run(step.unless) == 0 and run(step.command) == 0  # idempotent
+    assert json.loads(record.read_text()) == wanted
+    record.unlink()
+    assert run(step.unless) == 0 and run(step.command) == 0 and not record.exists()  # no record: left so

@@ -126,10 +126,13 @@ class StageOnApiServers:
     why: Mapping[int, str] = RESTART_WHY  # per phase, why kube-apiserver restarts (its step's title)
     if_empty = "no API server talks to etcd yet"
 
+    def lane(self, ctx: OnApiServers, host_name: str) -> list:
+        n = self.stage
+        return apiserver_lane(ctx.cluster, host_name, ctx.apiserver_files[n][host_name], GATE_TIMEOUT_S,
+                              restart_title=f"Restart kube-apiserver {self.why[n]}")
+
     def plan(self, ctx: OnApiServers) -> PhasePlan:
-        n, why = self.stage, self.why[self.stage]
-        lanes = [(cp, apiserver_lane(ctx.cluster, cp, ctx.apiserver_files[n][cp], GATE_TIMEOUT_S,
-                                     restart_title=f"Restart kube-apiserver {why}")) for cp in ctx.apiservers]
+        lanes = [(cp, self.lane(ctx, cp)) for cp in ctx.apiservers]
         return PhasePlan.of(self, lanes, reason_if_empty=self.if_empty)
 
 
