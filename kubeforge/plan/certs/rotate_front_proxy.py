@@ -30,7 +30,7 @@ from typing import Any
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import KUBE_PKI
 from kubeforge.plan.certs.renew import put_pairs_together
-from kubeforge.plan.certs.rotate import WORKFLOW, StageDone, StageOnApiServers, StageRecord
+from kubeforge.plan.certs.rotate import WORKFLOW, OnApiServers, StageDone, StageOnApiServers, StageRecord
 from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers, ready_drained_phases
 from kubeforge.plan.phase import Plan
 from kubeforge.plan.steps import RunStep
@@ -147,7 +147,7 @@ class DropOldFrontProxyCAOnApiServers(FrontProxyStageOnApiServers):
     title = "Phase 3/3: API servers trust the new front-proxy CA alone (one control plane at a time)"
     stage = 3
 
-    def lane(self, ctx: FrontProxyContext, host_name: str) -> list:
+    def lane(self, ctx: OnApiServers, host_name: str) -> list:
         # once the files are in place (before the restart: a rolling lane ends with its gate); the CA
         # pair is what `up` renders from the store once the rotation is committed
         files = ctx.apiserver_files[self.stage][host_name]
