@@ -524,7 +524,9 @@ def test_rotate_ca_front_proxy_rolls_both_api_servers_behind_haproxy_with_the_vi
     check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
     assert json.loads(check.stdout)["differences"] == []
+    up_started = time.monotonic()
     again = env.kf("up", "--yes")
+    print(f"then certs check and up: {up_started - started - seconds:.1f} s, {time.monotonic() - up_started:.1f} s")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert [s for s in latest_report(env)["steps"] if s["status"] == "done"] == []
 
