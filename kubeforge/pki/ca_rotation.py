@@ -139,11 +139,6 @@ def read_state(cluster: Cluster, ca: str = "etcd") -> RotationState | None:
                             hint="restore it from a backup of the store; never delete it during a rotation") from None
 
 
-def rotating(cluster: Cluster) -> str | None:
-    """The CA (``--ca`` name) whose rotation is under way, if any."""
-    return next((ca for ca in ROTATED if rotation_dir(cluster, ca).is_dir()), None)
-
-
 def refuse_while_rotating(cluster: Cluster, *, but: str | None = None) -> None:
     """Nothing but the rotation under way (``but``: the CA being rotated by the caller) may issue
     from the store while it runs (see the module doc)."""
