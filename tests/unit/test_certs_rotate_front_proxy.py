@@ -215,3 +215,36 @@ def test_the_last_phase_records_the_new_ca_pair_in_applied_json_as_up_would_rend
     assert json.loads(record.read_text()) == wanted
     record.unlink()
     assert run(step.unless) == 0 and run(step.command) == 0 and not record.exists()  # no record: left so
+
+
+def found_on(cluster, *names: str) -> dict:
+    """What `certs check`'s read finds: the front-proxy CA file on the named control planes only."""
+    from kubeforge.pki.hostcerts import HostCert
+
+    return {h.name: [HostCert(h.name, f"{PKI}/front-proxy-ca.crt", "CN=front-proxy-ca", "CN=front-proxy-ca", NOW, (), "x")]
+                    if h.name in names else [] for h in cluster.hosts}
+
+
+def test_the_workflow_rotates_the_control_planes_set_up_and_a_dry_run_writes_nothing(tmp_path, monkeypatch):
+    from kubeforge.workflows import certs as certs_workflow
+    from kubeforge.workflows.certs_rotate import plan_rotate_ca
+
+    cluster = make_cluster(tmp_path, topology=EtcdTopology.STACKED)
+    ensure_pki(cluster, now=NOW)
+    monkeypatch.setattr(certs_workflow, "read_hosts", lambda c, pool: (found_on(c, "cp-1", "cp-2"), []))
+    monkeypatch.setattr("kubeforge.facts.haproxy_drains.read_drained", lambda c, pool: {})
+    kept = {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()}
+    dry = plan_rotate_ca(cluster, None, ca="front-proxy", write_store=False, now=NOW)
+    assert {p: p.read_bytes() for p in cluster.pki_dir.rglob("*") if p.is_file()} == kept  # nothing written
+    assert not list(cluster.state_dir.glob(".rotate-ca-dry-run-*"))  # the scratch CA is gone
+    live = plan_rotate_ca(cluster, None, ca="front-proxy", now=NOW)
+    for plan in (dry, live):
+        warn = plan.phases[0]
+        assert warn.name == "FrontProxyNotSetUp" and "cp-3" in warn.title
+        rolled = next(p for p in plan.phases if p.name == "TrustBothFrontProxyCAsOnApiServers")
+        assert [lane.host for lane in rolled.lanes] == ["cp-1", "cp-2"]
+    assert ca_rotation.read_state(cluster, "front-proxy").phases_done == 0
+    # a second run plans from the store's record: the same new CA, so the same files (step ids)
+    again = plan_rotate_ca(cluster, None, ca="front-proxy", now=NOW)
+    assert [s.id for p in again.phases for lane in p.lanes for s in lane.steps] == \
+           [s.id for p in live.phases for lane in p.lanes for s in lane.steps]
