@@ -182,9 +182,12 @@ def rotate_ca_cmd(
     The new CA is written to the local store before anything changes and the store records each
     phase when it is done, so an interrupted rotation goes on where it stopped (with --resume, or a
     new run planned from the store's record); until it ends, nothing else may issue certificates
-    from the store. Only the etcd CA of external etcd is rotated by this version (exit 7 otherwise).
+    from the store. `--ca etcd` (external etcd: the members, then the API servers' etcd client, in
+    each phase) and `--ca front-proxy` (the control planes' API servers, stacked or external etcd)
+    are rotated by this version; `--ca kubernetes` and the etcd CA of stacked etcd are refused
+    (exit 7, nothing touched).
 
-    Example: kubeforge certs rotate-ca --ca etcd -i inventories/ha-external-etcd.yaml --dry-run
+    Example: kubeforge certs rotate-ca --ca front-proxy -i inventories/ha-external-etcd.yaml --dry-run
     """
     from kubeforge.cli.common import nothing_to_do, resume_value, run_plan, session
     from kubeforge.inventory import load_cluster
@@ -194,17 +197,17 @@ def rotate_ca_cmd(
     resume_run = resume_value(resume, run)
     cluster = load_cluster(inventory)
     check_ca(cluster, ca)  # refused before any host is contacted
-    if resume_run is not None and ca_rotation.read_state(cluster) is None:
+    if resume_run is not None and ca_rotation.read_state(cluster, ca) is None:
         # the run's rotation wrote its new CA before its first step, so none under way means the run
         # reached its last step, the store's commit (a signal can still end it with exit 8 then):
         # planning now would begin the next rotation under the journal of this one
-        nothing_to_do("nothing to resume: the run's etcd CA rotation was committed to the store (no rotation "
+        nothing_to_do(f"nothing to resume: the run's {ca} CA rotation was committed to the store (no rotation "
                       "is under way)")
         return
     with session(cluster, "certs-rotate-ca") as (run_log, pool):
         plan = plan_rotate_ca(cluster, pool, ca=ca, write_store=not dry_run)
         run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, resume=resume_run,
-                 converged="nothing changed: the etcd CA rotation had already converged")
+                 converged=f"nothing changed: the {ca} CA rotation had already converged")
 
 
 def register(app: typer.Typer) -> None:

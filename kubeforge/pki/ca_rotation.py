@@ -1,15 +1,20 @@
 """A CA rotation's durable state in the local store (``kubeforge certs rotate-ca``).
 
-The next CA and every leaf it signs live beside the main store, in ``pki/rotation/etcd-ca/`` laid out
-like the store itself (``etcd/ca.*``, ``etcd/members/<host>/…``, ``apiserver-etcd-client.*``), with
-``state.json`` saying how many of the rotation's three phases are done:
+The next CA and every leaf it signs live beside the main store, in ``pki/rotation/<ca>-ca/`` laid out
+like the store itself (etcd: ``etcd/ca.*``, ``etcd/members/<host>/…``, ``apiserver-etcd-client.*``;
+front-proxy: ``front-proxy-ca.*`` and ``front-proxy-client/<control plane>.*``, the client
+certificate each API server shows aggregated API servers, which kubeadm issues at init and join and
+this rotation re-issues from the new CA), with ``state.json`` saying how many of the rotation's three
+phases are done:
 
     1 both CAs trusted everywhere  ->  2 every leaf re-issued from the new CA  ->  3 the old CA dropped
 
 The new CA is written (fsync'd, renamed) before anything is planned and is never generated again
 while this directory exists, so a resumed or repeated run pushes the very same files. The main
 store keeps the old CA and leaves until phase 3 is done; then the next set is copied over it and the
-directory goes. While it exists, nothing else may issue from the store (``refuse_while_rotating``):
+directory goes (front-proxy: the CA alone; the client certificates stay kubeadm's on the hosts,
+renewed there by ``kubeadm certs renew`` from the CA on disk). While one rotation's directory exists,
+nothing else may issue from the store, nor may another CA's rotation begin (``refuse_while_rotating``):
 ``up`` or ``certs renew`` would put the old CA alone back on hosts that need both.
 """
 
@@ -20,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,6 +43,9 @@ ROTATION = "rotation"
 ETCD_ROTATION = "etcd-ca"
 STATE = "state.json"
 CA_REL = "etcd/ca"
+# --ca -> (its rotation directory under pki/rotation/, its store path without extension, its CN)
+ROTATED = {"etcd": (ETCD_ROTATION, CA_REL, "etcd-ca"),
+           "front-proxy": ("front-proxy-ca", "front-proxy-ca", "front-proxy-ca")}
 PHASES = 3
 # What each phase leaves behind, for messages ("2 of 3 phases done: every leaf re-issued ...").
 PHASE_DONE = ("nothing changed on the hosts yet", "both CAs trusted everywhere",
@@ -62,6 +70,34 @@ class RotationState:
 
 
 @dataclass(frozen=True)
+class FrontProxyRotation:
+    """The old bundle (the main store), the new front-proxy CA, each control plane's new client
+    certificate, and the state. The CA file and its key go together: the key is that of the CA
+    first in the file, the one kubeadm signs with (``kubeadm certs renew front-proxy-client`` in
+    the middle of a rotation signs with a CA both sides trust)."""
+
+    state: RotationState
+    old: PkiBundle
+    new_ca: CertPair
+    clients: Mapping[str, CertPair]
+
+    def ca_for_phase(self, phase: int) -> CertPair:
+        """The front-proxy-ca pair the control planes hold once ``phase`` (1-3) is done: both CAs
+        (old first, the old key), both CAs (new first, the new key), the new CA alone."""
+        old, new = self.old.front_proxy_ca, self.new_ca
+        if phase == 1:
+            return replace(old, cert_pem=old.cert_pem + new.cert_pem)
+        if phase == 2:
+            return replace(new, cert_pem=new.cert_pem + old.cert_pem)
+        return new
+
+    def client_for_phase(self, phase: int, host_name: str) -> CertPair | None:
+        """The front-proxy client pair pushed to ``host_name`` in ``phase``: none in phase 1 (kubeadm's,
+        from the old CA, stays), the new CA's from phase 2 on."""
+        return None if phase == 1 else self.clients[host_name]
+
+
+@dataclass(frozen=True)
 class EtcdRotation:
     """The old bundle (the main store), the next one (new CA and leaves), and the state."""
 
@@ -83,16 +119,16 @@ class EtcdRotation:
         return replace(base, etcd_ca=replace(base.etcd_ca, cert_pem=self.trust_both))
 
 
-def rotation_dir(cluster: Cluster) -> Path:
-    return cluster.pki_dir / ROTATION / ETCD_ROTATION
+def rotation_dir(cluster: Cluster, ca: str = "etcd") -> Path:
+    return cluster.pki_dir / ROTATION / ROTATED[ca][0]
 
 
 def cert_sha256(cert) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def read_state(cluster: Cluster) -> RotationState | None:
-    path = rotation_dir(cluster) / STATE
+def read_state(cluster: Cluster, ca: str = "etcd") -> RotationState | None:
+    path = rotation_dir(cluster, ca) / STATE
     if not path.is_file():
         return None
     try:
@@ -103,16 +139,18 @@ def read_state(cluster: Cluster) -> RotationState | None:
                             hint="restore it from a backup of the store; never delete it during a rotation") from None
 
 
-def refuse_while_rotating(cluster: Cluster) -> None:
-    """Nothing but the rotation may issue from the store while it runs (see the module doc)."""
-    if not rotation_dir(cluster).is_dir():
+def refuse_while_rotating(cluster: Cluster, *, but: str | None = None) -> None:
+    """Nothing but the rotation under way (``but``: the CA being rotated by the caller) may issue
+    from the store while it runs (see the module doc)."""
+    ca = next((c for c in ROTATED if c != but and rotation_dir(cluster, c).is_dir()), None)
+    if ca is None:
         return
-    state = read_state(cluster)
+    state = read_state(cluster, ca)
     done = state.phases_done if state is not None else 0
     raise RotationInProgress(
-        f"a rotation of the etcd CA is in progress ({done} of {PHASES} phases done: {PHASE_DONE[done]}); "
+        f"a rotation of the {ca} CA is in progress ({done} of {PHASES} phases done: {PHASE_DONE[done]}); "
         "nothing else may issue certificates from the store until it ends",
-        hint=f"finish it first: kubeforge certs rotate-ca --ca etcd -i {cluster.source} --resume "
+        hint=f"finish it first: kubeforge certs rotate-ca --ca {ca} -i {cluster.source} --resume "
              "(or without --resume to plan what is left from the store's record)")
 
 
@@ -121,37 +159,44 @@ def _write_state(store: Store, state: RotationState) -> None:
     _fsync_dir(store.root)
 
 
-def start(cluster: Cluster, *, root: Path | None = None, now: datetime | None = None) -> EtcdRotation:
+def start(cluster: Cluster, *, ca: str = "etcd", root: Path | None = None,
+          now: datetime | None = None) -> EtcdRotation | FrontProxyRotation:
     """Load the rotation under way, or begin one: the new CA written first, then the state, then the
-    leaves it signs. ``root`` elsewhere (a dry run's scratch directory) leaves the store untouched."""
+    leaves it signs. ``root`` elsewhere (a dry run's scratch directory) leaves the store untouched.
+    Another CA's rotation under way is refused (the store may change only through one at a time)."""
     now = now or datetime.now(UTC)
     if root is not None:
-        return _start(cluster, root, now, real=False)
+        return _start(cluster, ca, root, now, real=False)
     # two runs started at once (before the run engine's locks) must not make two new CAs: the second
     # waits here and loads the first one's; the engine's lock then refuses one of them
     with _exclusive(cluster.pki_dir / ROTATION / ".lock"):
+        refuse_while_rotating(cluster, but=ca)
         _drop_committed(cluster)
-        return _start(cluster, rotation_dir(cluster), now, real=True)
+        return _start(cluster, ca, rotation_dir(cluster, ca), now, real=True)
 
 
-def _start(cluster: Cluster, root: Path, now: datetime, *, real: bool) -> EtcdRotation:
-    from kubeforge.pki.ensure import ensure_etcd_leaves, load_pki
+def _start(cluster: Cluster, ca: str, root: Path, now: datetime, *, real: bool) -> EtcdRotation | FrontProxyRotation:
+    from kubeforge.pki.ensure import ensure_etcd_leaves, ensure_front_proxy_clients, load_pki
 
     old = load_pki(cluster)
+    old_ca = old.front_proxy_ca if ca == "front-proxy" else old.etcd_ca
+    ca_rel = ROTATED[ca][1]
     store = Store(root)
-    state = read_state(cluster) if real else None
-    if state is not None and state.phases_done < PHASES and cert_sha256(old.etcd_ca.cert) != state.old_sha256:
+    state = read_state(cluster, ca) if real else None
+    if state is not None and state.phases_done < PHASES and cert_sha256(old_ca.cert) != state.old_sha256:
         raise PkiStoreError(
-            f"{old.etcd_ca.path}: is not the CA this rotation started from (the store changed under it)",
-            hint="restore the store's etcd/ca.crt and ca.key from a backup taken before the rotation began")
-    new_ca, new_key = _next_ca(cluster, store, now)
+            f"{old_ca.path}: is not the CA this rotation started from (the store changed under it)",
+            hint=f"restore the store's {ca_rel}.crt and .key from a backup taken before the rotation began")
+    new_ca, new_key = _next_ca(cluster, ca, store, now)
     if state is not None and cert_sha256(new_ca.cert) != state.new_sha256:
-        raise PkiStoreError(f"{store.path(CA_REL + '.crt')}: is not the new CA this rotation recorded",
+        raise PkiStoreError(f"{store.path(ca_rel + '.crt')}: is not the new CA this rotation recorded",
                             hint="restore the rotation directory from a backup of the store")
     if state is None:
-        state = RotationState("etcd", 0, cert_sha256(old.etcd_ca.cert), cert_sha256(new_ca.cert),
+        state = RotationState(ca, 0, cert_sha256(old_ca.cert), cert_sha256(new_ca.cert),
                               now.isoformat(timespec="seconds"))
         _write_state(store, state)
+    if ca == "front-proxy":
+        return FrontProxyRotation(state, old, new_ca, ensure_front_proxy_clients(cluster, root, new_ca, new_key, now=now))
     leaves = ensure_etcd_leaves(cluster, root, new_ca, new_key, now=now)
     new = replace(old, etcd_ca=new_ca, etcd_healthcheck_client=leaves["etcd-healthcheck-client"],
                   apiserver_etcd_client=leaves["apiserver-etcd-client"],
@@ -160,8 +205,9 @@ def _start(cluster: Cluster, root: Path, now: datetime, *, real: bool) -> EtcdRo
     return EtcdRotation(state, old, new)
 
 
-def _next_ca(cluster: Cluster, store: Store, now: datetime) -> tuple[CertPair, crypto.PrivateKey]:
-    crt, key = CA_REL + ".crt", CA_REL + ".key"
+def _next_ca(cluster: Cluster, ca: str, store: Store, now: datetime) -> tuple[CertPair, crypto.PrivateKey]:
+    _, rel, cn = ROTATED[ca]
+    crt, key = rel + ".crt", rel + ".key"
     if store.exists(crt) and store.exists(key):
         cert, k = crypto.load_cert(store.read(crt)), crypto.load_key(store.read(key), validate=True)
         if not crypto.same_public_key(cert, k):
@@ -173,29 +219,30 @@ def _next_ca(cluster: Cluster, store: Store, now: datetime) -> tuple[CertPair, c
                             hint="restore the rotation directory from a backup of the store")
     store.ensure_dir()
     k = crypto.generate_key(cluster.pki.key_type)
-    cert = crypto.issue_ca(k, "etcd-ca", days=cluster.pki.ca_days, now=now)
+    cert = crypto.issue_ca(k, cn, days=cluster.pki.ca_days, now=now)
     key_pem, cert_pem = crypto.key_to_pem(k), crypto.cert_to_pem(cert)
     store.write_many({key: (key_pem, KEY_MODE), crt: (cert_pem, CERT_MODE)})
     _fsync_dir(store.path(crt).parent)
     return CertPair(cert_pem, key_pem, cert, store.path(crt)), k
 
 
-def record(cluster: Cluster, phases_done: int) -> bool:
+def record(cluster: Cluster, phases_done: int, ca: str = "etcd") -> bool:
     """Write down that ``phases_done`` phases are done (False when the store already said so)."""
-    state = read_state(cluster)
+    state = read_state(cluster, ca)
     if state is None:
-        raise PkiStoreError(f"{rotation_dir(cluster) / STATE}: missing: no rotation of the etcd CA is under way")
+        raise PkiStoreError(f"{rotation_dir(cluster, ca) / STATE}: missing: no rotation of the {ca} CA is under way")
     if state.phases_done >= phases_done:
         return False
-    _write_state(Store(rotation_dir(cluster)), replace(state, phases_done=phases_done))
+    _write_state(Store(rotation_dir(cluster, ca)), replace(state, phases_done=phases_done))
     return True
 
 
-def commit(cluster: Cluster) -> bool:
-    """After phase 3: the next set replaces the main store's etcd CA and leaves, and the rotation
-    directory goes (renamed away first, so an interruption never leaves half a rotation behind)."""
-    root = rotation_dir(cluster)
-    state = read_state(cluster)
+def commit(cluster: Cluster, ca: str = "etcd") -> bool:
+    """After phase 3: the next set replaces the main store's CA (etcd: and its leaves), and the
+    rotation directory goes (renamed away first, so an interruption never leaves half a rotation
+    behind)."""
+    root = rotation_dir(cluster, ca)
+    state = read_state(cluster, ca)
     if state is None:
         return False
     if state.phases_done < PHASES:
@@ -203,8 +250,10 @@ def commit(cluster: Cluster) -> bool:
                             f"{PHASES} phases done); the store keeps it until the last phase is done")
     files = {str(p.relative_to(root)): (p.read_bytes(), KEY_MODE if p.suffix == ".key" else CERT_MODE)
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != STATE and not p.name.startswith(".tmp-")}
+    if ca != "etcd":  # the main store holds the CA alone; its leaves are kubeadm's on the hosts
+        files = {rel: v for rel, v in files.items() if rel.rsplit(".", 1)[0] == ROTATED[ca][1]}
     Store(cluster.pki_dir).write_many(files)
-    done = root.with_name(f"{ETCD_ROTATION}.committed-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    done = root.with_name(f"{ROTATED[ca][0]}.committed-{datetime.now(UTC):%Y%m%dT%H%M%S}")
     os.replace(root, done)
     _fsync_dir(root.parent)
     _drop_committed(cluster)
@@ -225,8 +274,9 @@ def _exclusive(path: Path) -> Iterator[None]:
 def _drop_committed(cluster: Cluster) -> None:
     parent = cluster.pki_dir / ROTATION
     if parent.is_dir():
-        for d in parent.glob(f"{ETCD_ROTATION}.committed-*"):
-            shutil.rmtree(d, ignore_errors=True)
+        for name, _, _ in ROTATED.values():
+            for d in parent.glob(f"{name}.committed-*"):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -266,6 +266,25 @@ def ensure_etcd_leaves(cluster: Cluster, root: Path, ca: CertPair, ca_key: crypt
     return _etcd_leaves(run, cluster, ca, ca_key)
 
 
+def front_proxy_client_rel(host_name: str) -> str:
+    """Where a front-proxy CA rotation keeps a control plane's new client pair (no extension)."""
+    return f"front-proxy-client/{safe_component(host_name)}"
+
+
+def ensure_front_proxy_clients(cluster: Cluster, root: Path, ca: CertPair, ca_key: crypto.PrivateKey, *,
+                               now: datetime | None = None) -> dict[str, CertPair]:
+    """Per control plane, the client certificate its API server shows aggregated API servers
+    (``--proxy-client-cert-file``, kubeadm's front-proxy-client: that CN, clientAuth), issued under
+    ``root`` from ``ca`` by the same rules as the store's leaves."""
+    run = _Run(store=Store(root), key_type=cluster.pki.key_type, ca_days=cluster.pki.ca_days,
+               leaf_days=cluster.pki.leaf_days, now=now or datetime.now(UTC), create=True, changes=[],
+               signers={"front-proxy-ca": ca_key})
+    spec = LeafSpec(cn="front-proxy-client", usages=(CLIENT_AUTH,))
+    return {cp.name: run.leaf(f"front-proxy-client/{cp.name}", front_proxy_client_rel(cp.name), spec, ca, ca_key,
+                              "front-proxy-ca")
+            for cp in cluster.control_planes}
+
+
 def leaf_items(cluster: Cluster) -> list[str]:
     """The store's leaf items for this inventory (what ``renew`` may name)."""
     return [item for item, _, _ in etcd_leaf_specs(cluster)]

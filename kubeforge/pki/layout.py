@@ -48,3 +48,12 @@ def host_files(cluster: Cluster, bundle: PkiBundle, host: Host) -> list[Rendered
         files += _pair(f"{ETCD_PKI}/peer", bundle.etcd_peer(host.name), "etcd", "etcd")
         files += _pair(f"{ETCD_PKI}/healthcheck-client", bundle.etcd_healthcheck_client, "etcd", "etcd")
     return sorted(files, key=lambda f: f.path)
+
+
+def front_proxy_files(ca: CertPair, client: CertPair | None) -> list[RenderedFile]:
+    """A control plane's front-proxy CA pair (``--requestheader-client-ca-file``; kubeadm signs the
+    client with its key) and, when given, the API server's front-proxy client pair, sorted by path."""
+    files = _pair(f"{KUBE_PKI}/front-proxy-ca", ca)
+    if client is not None:
+        files += _pair(f"{KUBE_PKI}/front-proxy-client", client)
+    return sorted(files, key=lambda f: f.path)

@@ -440,6 +440,98 @@ def test_certs_renew_of_every_member_and_control_plane_keeps_the_vip_answering_q
     assert json.loads(check.stdout)["differences"] == []
 
 
+# each of the three phases of `rotate-ca --ca front-proxy`: its API servers, its record in the store
+FRONT_PROXY_PHASES = [name for stem in ("TrustBothFrontProxyCAs", "ReissueFrontProxyClients", "DropOldFrontProxyCA")
+                      for name in (f"{stem}OnApiServers", f"Record{stem}")]
+FP_PKI = "/etc/kubernetes/pki"
+
+
+def as_front_proxy(vip: str, pair: tuple[str, str], into: Path) -> int:
+    """GET through the VIP as an aggregation-layer front proxy: ``pair`` (a front-proxy client
+    certificate and key, PEM) and the user in X-Remote-User; the status, 0 when the handshake is
+    refused (a client certificate from a CA the API server does not trust)."""
+    import http.client
+
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (into / "client.crt").write_text(pair[0])
+    (into / "client.key").touch(mode=0o600)
+    (into / "client.key").write_text(pair[1])
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the serving certificate is not what this asks about
+    ctx.load_cert_chain(str(into / "client.crt"), str(into / "client.key"))
+    conn = http.client.HTTPSConnection(vip, 6443, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/kubesim/state?verb=list&resource=nodes",
+                     headers={"X-Remote-User": "front-proxy-test", "X-Remote-Group": "system:masters"})
+        return conn.getresponse().status
+    except (OSError, ssl.SSLError, http.client.HTTPException):
+        return 0
+    finally:
+        conn.close()
+
+
+def front_proxy_client(env: Env, cp: str) -> tuple[str, str]:
+    return tuple(env.lab.exec(cp, ["cat", f"{FP_PKI}/front-proxy-client.{x}"], check=True).stdout  # type: ignore[return-value]
+                 for x in ("crt", "key"))
+
+
+@pytest.mark.by_hand  # about 45 s of lab time (six API server restarts, each drained): over CI's 40 s budget for it
+def test_rotate_ca_front_proxy_rolls_both_api_servers_behind_haproxy_with_the_vip_answering_and_up_left_nothing_to_do(
+        env, tmp_path):
+    """docs/certs.md "Proof (front-proxy)": `certs rotate-ca --ca front-proxy` (three phases; in each,
+    both control planes one at a time, kube-apiserver drained on both balancers around its restart)
+    while requests go through the VIP: 0 failed; every API server ends with the new front-proxy CA
+    alone and a front-proxy client that verifies against it and not against the old CA; through the
+    VIP the new client is taken as a front proxy and the old one refused; `certs check` clean; `up`
+    then does nothing. A failure finishes the rotation (`--resume`) so the module's next tests find
+    no rotation under way."""
+    from tests.integration.polling import while_polling
+
+    store = env.state / "pki"
+    old_ca = (store / "front-proxy-ca.crt").read_text()
+    old_client = front_proxy_client(env, "cp-1")
+    assert as_front_proxy(env.vip, old_client, tmp_path / "old") == 200  # the simulator checks front-proxy trust
+    rotate = ("certs", "rotate-ca", "--ca", "front-proxy", "--yes")
+    started = time.monotonic()
+    try:
+        res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else f"{time.time():.1f}",
+                                           lambda: env.kf(*rotate), 0.2)
+        seconds = time.monotonic() - started
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    finally:
+        if (store / "rotation" / "front-proxy-ca").exists():  # leave no rotation half done for the next tests
+            env.kf(*rotate, "--resume")
+    print(f"during certs rotate-ca --ca front-proxy: {seconds:.1f} s; {polls - len(failed)} requests through the VIP "
+          f"answered, {len(failed)} failed")
+    steps = latest_steps(env, "certs-rotate-ca")
+    assert list(dict.fromkeys(s["phase"] for s in steps if s["status"] == "done")) == FRONT_PROXY_PHASES, steps
+    restarted = [s["host"] for s in steps if s["status"] == "done" and s["step"].endswith("/restart-apiserver")]
+    assert restarted == ["cp-1", "cp-2"] * 3, restarted
+    assert polls >= 5 and failed == [], failed
+    assert all(set(env.backend_status(lb).values()) == {"UP"} for lb in LBS), "both servers back in rotation"
+
+    new_ca = (store / "front-proxy-ca.crt").read_text()
+    assert new_ca != old_ca and not (store / "rotation" / "front-proxy-ca").exists()
+    for cp in ("cp-1", "cp-2"):
+        assert env.lab.exec(cp, ["cat", f"{FP_PKI}/front-proxy-ca.crt"], check=True).stdout == new_ca
+        ok = env.lab.exec(cp, ["openssl", "verify", "-CAfile", f"{FP_PKI}/front-proxy-ca.crt", f"{FP_PKI}/front-proxy-client.crt"])
+        assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stdout + ok.stderr
+        env.lab.exec(cp, ["tee", "/root/old-front-proxy-ca.crt"], input=old_ca, check=True)
+        old = env.lab.exec(cp, ["openssl", "verify", "-CAfile", "/root/old-front-proxy-ca.crt", f"{FP_PKI}/front-proxy-client.crt"])
+        assert old.returncode != 0, f"{cp}: the front-proxy client still verifies against the old CA"
+    assert as_front_proxy(env.vip, front_proxy_client(env, "cp-2"), tmp_path / "new") == 200
+    assert as_front_proxy(env.vip, old_client, tmp_path / "old") == 0  # refused in the handshake
+    check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert json.loads(check.stdout)["differences"] == []
+    up_started = time.monotonic()
+    again = env.kf("up", "--yes")
+    print(f"then certs check and up: {up_started - started - seconds:.1f} s, {time.monotonic() - up_started:.1f} s")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [s for s in latest_report(env)["steps"] if s["status"] == "done"] == []
+
+
 # each of the three phases: its members, its API servers, its record in the store
 ROTATION_PHASES = [name for stem in ("TrustBothCAs", "ReissueLeaves", "DropOldCA")
                    for name in (f"{stem}OnMembers", f"{stem}OnApiServers", f"Record{stem}")]

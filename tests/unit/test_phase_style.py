@@ -33,11 +33,13 @@ PLANNERS = {
     "etcd members": "kubeforge.plan.etcd.membership",
     "certs renew": "kubeforge.plan.certs.renew",
     "certs rotate-ca": "kubeforge.plan.certs.rotate",
+    "certs rotate-ca --ca front-proxy": "kubeforge.plan.certs.rotate_front_proxy",
 }
 
 # Bases, not phases of a planner of their own: their subclasses are listed.
 BASES = {"kubeforge.plan.warning.WarnOperator", *(f"kubeforge.plan.certs.rotate.Stage{kind}"
-                                                  for kind in ("Done", "OnMembers", "OnApiServers", "Record"))}
+                                                  for kind in ("Done", "OnMembers", "OnApiServers", "Record")),
+         "kubeforge.plan.certs.rotate_front_proxy.FrontProxyStageOnApiServers"}
 
 
 def _modules() -> list[tuple[str, ast.Module]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import KUBE_PKI
@@ -60,6 +60,13 @@ class RotationContext:
     drained_backends: Mapping[str, Sequence[str]]
 
 
+class Recording(Protocol):
+    """What a record phase needs of its context (the etcd and the front-proxy rotations alike)."""
+
+    @property
+    def record(self) -> Callable[[int], Callable[[], Any]]: ...
+
+
 class ControlPlanesNotSetUp(WarnOperator):
     name = "ControlPlanesNotSetUp"
     title = "Warning: control planes with no API server etcd client files yet"
@@ -78,7 +85,7 @@ class StageDone:
     strategy = serial()
     stage = 0
 
-    def plan(self, ctx: RotationContext) -> PhasePlan:
+    def plan(self, ctx: object) -> PhasePlan:
         return PhasePlan.noop(self, f"done earlier: the store records phase {self.stage} as done")
 
 
@@ -97,19 +104,36 @@ class StageOnMembers:
         return PhasePlan.of(self, lanes, reason_if_empty="no etcd member")
 
 
+class OnApiServers(Protocol):
+    """What an API server phase needs of its context (the etcd and the front-proxy rotations alike)."""
+
+    @property
+    def cluster(self) -> Cluster: ...
+    @property
+    def apiservers(self) -> Sequence[str]: ...
+    @property
+    def apiserver_files(self) -> Mapping[int, Mapping[str, Sequence[RenderedFile]]]: ...
+
+
 class StageOnApiServers:
-    """Phase ``stage`` on the control planes whose API server talks to etcd, one at a time."""
+    """Phase ``stage`` on the control planes whose API server the rotation touches, one at a time:
+    files pushed, kube-apiserver restarted (drained behind kubeforge's haproxy), gated."""
 
     name = "StageOnApiServers"
     title = "Phase n/3 on the API servers"
     strategy = rolling()
     stage = 0
+    why: Mapping[int, str] = RESTART_WHY  # per phase, why kube-apiserver restarts (its step's title)
+    if_empty = "no API server talks to etcd yet"
 
-    def plan(self, ctx: RotationContext) -> PhasePlan:
-        n, why = self.stage, RESTART_WHY[self.stage]
-        lanes = [(cp, apiserver_lane(ctx.cluster, cp, ctx.apiserver_files[n][cp], GATE_TIMEOUT_S,
-                                     restart_title=f"Restart kube-apiserver {why}")) for cp in ctx.apiservers]
-        return PhasePlan.of(self, lanes, reason_if_empty="no API server talks to etcd yet")
+    def lane(self, ctx: OnApiServers, host_name: str) -> list:
+        n = self.stage
+        return apiserver_lane(ctx.cluster, host_name, ctx.apiserver_files[n][host_name], GATE_TIMEOUT_S,
+                              restart_title=f"Restart kube-apiserver {self.why[n]}")
+
+    def plan(self, ctx: OnApiServers) -> PhasePlan:
+        lanes = [(cp, self.lane(ctx, cp)) for cp in ctx.apiservers]
+        return PhasePlan.of(self, lanes, reason_if_empty=self.if_empty)
 
 
 class StageRecord:
@@ -120,7 +144,7 @@ class StageRecord:
     strategy = serial()
     stage = 0
 
-    def plan(self, ctx: RotationContext) -> PhasePlan:
+    def plan(self, ctx: Recording) -> PhasePlan:
         step = LocalStep(self.title, ctx.record(self.stage), key=f"record-phase-{self.stage}")
         return PhasePlan.of(self, [(LOCAL, [step])])
 

@@ -128,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization"):
             return None  # no token authenticator is configured: an unknown bearer token is Unauthorized
         peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        front_proxy = self.server.api.request_header  # type: ignore[attr-defined]
+        if peer and front_proxy is not None and front_proxy.issued(peer):
+            return front_proxy.identity(peer, self.headers, time.time())
         return tls.identity(peer, time.time())
 
     def _authorised(self, wanted: list[tuple[str, str, str, str]], node: str | None = None) -> bool:
@@ -244,9 +247,11 @@ class _TlsServer(ThreadingHTTPServer):
 
 class ApiServer:
     def __init__(self, backend, version: str, addresses: list[str], port: int | None = None,
-                 ssl_ctx: ssl.SSLContext | None = None, client_ca_pair: tuple[str, str] | None = None) -> None:
+                 ssl_ctx: ssl.SSLContext | None = None, client_ca_pair: tuple[str, str] | None = None,
+                 request_header: tls.RequestHeader | None = None) -> None:
         self.backend = backend
         self.version = version
+        self.request_header = request_header  # the front proxy's trust (--requestheader-*), if configured
         self.client_ca_pair = client_ca_pair  # (ca.crt, ca.key) full paths: signs joining kubelets' CSRs
         self.servers = []
         for addr in dict.fromkeys(addresses):

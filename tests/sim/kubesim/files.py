@@ -93,7 +93,13 @@ def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str)
                  f"--etcd-cafile={ext.get('caFile', PKI + '/etcd/ca.crt')}",
                  f"--etcd-certfile={ext.get('certFile', PKI + '/apiserver-etcd-client.crt')}",
                  f"--etcd-keyfile={ext.get('keyFile', PKI + '/apiserver-etcd-client.key')}",
-                 f"--service-cluster-ip-range={(cluster_cfg.get('networking') or {}).get('serviceSubnet', '10.96.0.0/12')}"]
+                 f"--service-cluster-ip-range={(cluster_cfg.get('networking') or {}).get('serviceSubnet', '10.96.0.0/12')}",
+                 # kubeadm's client CA and front-proxy (aggregation layer) flags
+                 f"--client-ca-file={PKI}/ca.crt", f"--requestheader-client-ca-file={PKI}/front-proxy-ca.crt",
+                 "--requestheader-allowed-names=front-proxy-client", "--requestheader-username-headers=X-Remote-User",
+                 "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                 f"--proxy-client-cert-file={PKI}/front-proxy-client.crt",
+                 f"--proxy-client-key-file={PKI}/front-proxy-client.key"]
     extra = [f"--{k}={v}" for k, v in _args(cluster_cfg.get("apiServer"))]
     comps = {"kube-apiserver": api_flags + extra, "kube-controller-manager": [], "kube-scheduler": []}
     if not ext and store != "etcd":  # without the etcd image: a manifest only, no member behind it

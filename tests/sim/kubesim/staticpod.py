@@ -34,13 +34,23 @@ def make_backend(store: str, flags: dict[str, str]):
     raise ValueError(f"unknown kubesim.io/store {store!r}")
 
 
-def serving_context() -> ssl.SSLContext | None:
-    """kube-apiserver's TLS: its serving pair and --client-ca-file (the cluster CA)."""
+def serving_context(flags: dict[str, str] | None = None) -> ssl.SSLContext | None:
+    """kube-apiserver's TLS: its serving pair, --client-ca-file (the cluster CA) and, when the
+    manifest has it, --requestheader-client-ca-file (the front-proxy CA), read when the pod starts."""
     pair = files.serving_cert()
     if pair is None:
         return None
+    proxy_ca = (flags or {}).get("requestheader-client-ca-file")
     try:
-        return tls.server_context(pair, host.path(f"{files.PKI}/ca.crt"))
+        return tls.server_context(pair, host.path(f"{files.PKI}/ca.crt"), host.path(proxy_ca) if proxy_ca else None)
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def request_header(flags: dict[str, str]) -> tls.RequestHeader | None:
+    proxy_ca = flags.get("requestheader-client-ca-file")
+    try:
+        return tls.RequestHeader.from_flags(flags, host.path(proxy_ca)) if proxy_ca else None
     except (OSError, ssl.SSLError):
         return None
 
@@ -81,10 +91,11 @@ class ApiServerPod:
             return
         self.stop()
         backend = make_backend(key[0], flags)
-        ctx = serving_context()
+        ctx, front_proxy = serving_context(flags), request_header(flags)
         for addr in dict.fromkeys(["127.0.0.1"] + ([flags["advertise-address"]] if flags.get("advertise-address") else [])):
             try:
-                self.servers.append(ApiServer(backend, version, [addr], ssl_ctx=ctx, client_ca_pair=signing_pair()))
+                self.servers.append(ApiServer(backend, version, [addr], ssl_ctx=ctx, client_ca_pair=signing_pair(),
+                                              request_header=front_proxy))
             except OSError as e:
                 self.log(f"kube-apiserver: cannot listen on {addr}: {e}")
         if self.servers:

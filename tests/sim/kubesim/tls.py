@@ -6,6 +6,13 @@ kubeconfig (``certificate-authority-data`` / ``certificate-authority``, ``client
 the server's certificate and name. The API server asks for a client certificate, trusts the cluster
 CA (``--client-ca-file``) and takes the user from its CN and the groups from its O entries.
 
+A front proxy (kubeadm's ``--requestheader-*`` flags: the aggregation layer's client, which is each API
+server itself with ``--proxy-client-cert-file``) shows a certificate from the front-proxy CA
+(``--requestheader-client-ca-file``) whose CN is one of ``--requestheader-allowed-names``, and names
+the user in ``X-Remote-User`` (groups in ``X-Remote-Group``). The handshake trusts both CA files, as
+the real server's does; a certificate from neither is refused there, one from the front-proxy CA
+without the header, or with a CN not allowed, is Unauthorized.
+
 Client certificates are real ones signed with ``openssl ca`` by the cluster CA (kubeadm's kubeconfig
 phase on a control plane; the API server signing a joining kubelet's request, as the CSR signer does).
 """
@@ -18,6 +25,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 
 from . import host
 from .host import SimError
@@ -155,14 +163,17 @@ def anonymous_context() -> ssl.SSLContext:
 # --- the API server ---------------------------------------------------------------------------------
 
 
-def server_context(pair: tuple[str, str], client_ca: str | None) -> ssl.SSLContext:
+def server_context(pair: tuple[str, str], client_ca: str | None, proxy_ca: str | None = None) -> ssl.SSLContext:
     """The API server's TLS: its serving pair; a client certificate is asked for and checked against
-    ``--client-ca-file`` (no certificate: anonymous). The chain is checked in the handshake, the dates
-    by ``identity`` so that an expired certificate is answered 401 like the real server does."""
+    ``--client-ca-file`` and ``--requestheader-client-ca-file`` (no certificate: anonymous). The chain
+    is checked in the handshake, the dates by ``identity`` so that an expired certificate is answered
+    401 like the real server does."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*pair)
-    if client_ca and os.path.exists(client_ca):
-        ctx.load_verify_locations(client_ca)
+    cas = [f for f in (client_ca, proxy_ca) if f and os.path.exists(f)]
+    if cas:
+        for f in cas:
+            ctx.load_verify_locations(f)
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.verify_flags = ssl.VerifyFlags(int(ctx.verify_flags) | _NO_CHECK_TIME)
         # TLS 1.2: a refused client certificate fails the handshake itself (in 1.3 it would surface
@@ -187,3 +198,44 @@ def identity(peer: dict | None, now: float) -> tuple[str, tuple[str, ...]] | Non
     user = next((v for k, v in names if k == "commonName"), "")
     groups = tuple(v for k, v in names if k == "organizationName")
     return (user, groups + ("system:authenticated",)) if user else None
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    """kube-apiserver's request-header authenticator: the subjects of the CAs in
+    ``--requestheader-client-ca-file`` and the other ``--requestheader-*`` flags."""
+
+    issuers: tuple[tuple, ...]
+    allowed_names: tuple[str, ...]
+    username_headers: tuple[str, ...]
+    group_headers: tuple[str, ...]
+
+    @classmethod
+    def from_flags(cls, flags: dict[str, str], ca_file: str) -> RequestHeader | None:
+        if not flags.get("requestheader-client-ca-file") or not os.path.exists(ca_file):
+            return None
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        probe.load_verify_locations(ca_file)
+
+        def listed(flag: str) -> tuple[str, ...]:
+            return tuple(v for v in flags.get(flag, "").split(",") if v)
+
+        return cls(tuple(c["subject"] for c in probe.get_ca_certs()), listed("requestheader-allowed-names"),
+                   listed("requestheader-username-headers"), listed("requestheader-group-headers"))
+
+    def issued(self, peer: dict) -> bool:
+        """The handshake verified ``peer`` against the union of both CA files: one whose issuer is a
+        front-proxy CA came through this authenticator's trust."""
+        return bool(peer) and peer.get("issuer") in self.issuers
+
+    def identity(self, peer: dict, headers, now: float) -> tuple[str, tuple[str, ...]] | None:
+        """(user, groups) a front proxy asserts; None (Unauthorized) when its certificate is outside
+        its validity period or not an allowed name, or when it names no user."""
+        proxy = identity(peer, now)
+        if proxy is None or self.allowed_names and proxy[0] not in self.allowed_names:
+            return None
+        user = next((v for h in self.username_headers for v in headers.get_all(h) or () if v), "")
+        if not user:
+            return None
+        groups = tuple(v for h in self.group_headers for v in headers.get_all(h) or ())
+        return user, groups + ("system:authenticated",)
