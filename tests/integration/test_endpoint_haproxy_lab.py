@@ -438,6 +438,10 @@ def test_certs_renew_of_every_member_and_control_plane_keeps_the_vip_answering_q
     check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
     assert json.loads(check.stdout)["differences"] == []
+    # what renew placed is what kubeforge records as placed: `up` afterwards restarts nothing
+    again = env.kf("up", "--yes")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [s["step"] for s in latest_report(env)["steps"] if s["status"] == "done"] == []
 
 
 # each of the three phases of `rotate-ca --ca front-proxy`: its API servers, its record in the store

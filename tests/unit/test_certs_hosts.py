@@ -295,11 +295,13 @@ def test_an_expiring_apiserver_etcd_client_is_pushed_one_control_plane_at_a_time
     assert phase.strategy.kind == "rolling" and [lane.host for lane in phase.lanes] == ["cp-1", "cp-2", "cp-3"]
     for lane in phase.lanes:
         kinds = [s.kind for s in lane.steps]
-        assert kinds == ["put", "put", "run", "run", "gate"]  # the pair staged, swapped in by one step
+        # the pair staged, swapped in by one step, recorded in applied.json, then the restart
+        assert kinds == ["put", "put", "run", "run", "run", "gate"]
         assert {s.file.path for s in lane.steps[:2]} == {"/etc/kubernetes/pki/apiserver-etcd-client.crt.kubeforge-next",
                                                         "/etc/kubernetes/pki/apiserver-etcd-client.key.kubeforge-next"}
         assert lane.steps[2].title == "Swap in each new certificate with its key"
-        restart, gate = lane.steps[3].command.script, lane.steps[4].probe.script
+        assert lane.steps[3].key == "record-applied-certs"
+        restart, gate = lane.steps[4].command.script, lane.steps[5].probe.script
         assert restart.index(f"mv -f {APISERVER_MANIFEST} {APISERVER_ASIDE}") < restart.index(
             f"mv -f {APISERVER_ASIDE} {APISERVER_MANIFEST}")
         address = cluster.host(lane.host).internal_address

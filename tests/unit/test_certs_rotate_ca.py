@@ -194,8 +194,10 @@ def test_the_plan_rolls_members_then_api_servers_in_each_phase_and_records_it(cl
         for lane in members.lanes:
             kinds = [type(s) for s in lane.steps]
             restart = next(i for i, s in enumerate(lane.steps) if isinstance(s, RunStep) and s.key == "restart-etcd")
-            # files first (each certificate with its key swapped in by one step), then one restart
+            # files first (each certificate with its key swapped in by one step, then recorded in
+            # applied.json), then one restart
             assert all(k is PutFileStep or s.title == "Swap in each new certificate with its key"
+                       or s.key == "record-applied-certs"
                        for k, s in zip(kinds[:restart], lane.steps[:restart], strict=True))
             assert isinstance(lane.steps[-1], GateStep)
         api = by_name[f"{stem}OnApiServers"]

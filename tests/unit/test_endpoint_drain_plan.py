@@ -57,10 +57,12 @@ def test_a_renewed_api_server_is_drained_on_every_balancer_restarted_gated_then_
     assert phase.strategy.kind == "rolling" and [ln.host for ln in phase.lanes] == ["cp-1", "cp-2", "cp-3"]
     for lane in phase.lanes:
         cp = lane.host
-        # the client pair staged and swapped in together (one step), then the drained restart
-        assert lane_shape(lane) == [(cp, "put"), (cp, "put"), (cp, "swap"), ("lb-1", "drain"), ("lb-2", "drain"),
-                                    (cp, "restart"), (cp, "gate"), ("lb-1", "ready"), ("lb-2", "ready"), (cp, "gate")]
-        drain, ready = lane.steps[3], lane.steps[7]
+        # the client pair staged and swapped in together (one step), recorded in applied.json, then the
+        # drained restart
+        assert lane_shape(lane) == [(cp, "put"), (cp, "put"), (cp, "swap"), (cp, "record"), ("lb-1", "drain"),
+                                    ("lb-2", "drain"), (cp, "restart"), (cp, "gate"), ("lb-1", "ready"),
+                                    ("lb-2", "ready"), (cp, "gate")]
+        drain, ready = lane.steps[4], lane.steps[8]
         assert drain.command.description == f"haproxy: drain kube-apiserver/{cp}" and drain.command.sudo
         assert ready.command.description == f"haproxy: ready kube-apiserver/{cp}"
         assert "/run/haproxy/admin.sock" in drain.command.script
@@ -79,7 +81,8 @@ def test_without_kubeforges_haproxy_the_restart_steps_are_unchanged(tmp_path, mo
     sel, files = renewal_of_the_api_servers_etcd_client(c)
     phase = next(p for p in renew_plan(c, sel, {}, {}, files).phases if p.name == "RenewControlPlanes")
     for lane in phase.lanes:
-        assert [s.kind for s in lane.steps] == ["put", "put", "run", "run", "gate"]  # puts, swap, restart, gate
+        # puts, swap, record, restart, gate
+        assert [s.kind for s in lane.steps] == ["put", "put", "run", "run", "run", "gate"]
         assert all(s.host == lane.host for s in lane.steps)
 
 
@@ -97,7 +100,7 @@ def test_a_resumed_run_interrupted_between_drain_and_re_enable_re_enables(tmp_pa
     c = haproxy_cluster(tmp_path)
     sel, files = renewal_of_the_api_servers_etcd_client(c)
     lane = next(p for p in renew_plan(c, sel, {}, {}, files).phases if p.name == "RenewControlPlanes").lanes[0]
-    journal = frozenset(s.id for s in lane.steps[:6])  # puts, swap, drains, restart
+    journal = frozenset(s.id for s in lane.steps[:7])  # puts, swap, record, drains, restart
     again = next(p for p in renew_plan(c, sel, {}, {}, files).phases if p.name == "RenewControlPlanes").lanes[0]
     left = [s for s in again.steps if not done_earlier(s, journal)]
     assert [(s.host, s.key) for s in left] == [("cp-1", "gate-api-cp-1"), ("lb-1", "ready-cp-1"), ("lb-2", "ready-cp-1"),

@@ -14,6 +14,7 @@ warning phase at the top of the plan, so the operator sees it in the plan, the p
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from kubeforge.plan.steps import GateStep, PutFileStep, RunStep
 from kubeforge.plan.strategy import rolling
 from kubeforge.plan.warning import WarnOperator
 from kubeforge.render.endpoint import APISERVER_PORT
+from kubeforge.render.record import RECORD_PATH
 from kubeforge.transport.base import Command
 
 WORKFLOW = "certs renew"
@@ -168,6 +170,38 @@ def put_pairs_together(host_name: str, files: Sequence[RenderedFile]) -> list:
     return steps
 
 
+def record_applied_entries(host_name: str, files: Sequence[RenderedFile]) -> RunStep:
+    """The entries of ``files`` in the host's applied.json (what kubeforge placed there) set to their new
+    sha256, the rest of the record as it is: ``up`` afterwards finds them applied (nothing to put, no
+    record to rewrite) and ``facts`` sees no file changed behind kubeforge's back. An entry the record
+    lacks stays absent; a host without a record is left so. The record is kubeforge's own JSON
+    (``json.dumps(indent=2, sort_keys=True)``: one ``"path": "sha256"`` entry per line). Planned by
+    every lane that places certificates (renewal, each CA rotation's phases)."""
+    record = shlex.quote(RECORD_PATH)
+    edits = " ".join(f"-e {shlex.quote(_entry_sed(f))}" for f in files)
+    # done when each entry has its new sha256 or is not in the record at all
+    settled = " && ".join(f"{{ grep -qF {shlex.quote(_entry(f))} {record} || ! grep -qF {shlex.quote(_key(f))} {record}; }}"
+                          for f in files)
+    return RunStep(host_name, Command(script=f"[ ! -e {record} ] || sed -i -E {edits} {record}", sudo=True, timeout=30,
+                                      description="record the placed certificates in applied.json"),
+                   "Record the placed certificates in applied.json",
+                   unless=Command(script=f"[ ! -e {record} ] || {{ {settled}; }}", sudo=True, timeout=30),
+                   key="record-applied-certs")
+
+
+def _key(f: RenderedFile) -> str:
+    return f'"{f.path}": "'
+
+
+def _entry(f: RenderedFile) -> str:
+    return f'"{f.path}": "{f.sha256}"'
+
+
+def _entry_sed(f: RenderedFile) -> str:
+    path = re.sub(r"([][.*+?(){}|^$\\])", r"\\\1", f.path)  # a literal in sed's extended regex
+    return f's#^( *"{path}": )"[0-9a-f]{{64}}"#\\1"{f.sha256}"#'
+
+
 def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFile],
                 config_files: Sequence[RenderedFile], *,
                 restart_title: str = "Restart etcd on its renewed certificates") -> list:
@@ -175,6 +209,8 @@ def member_lane(cluster: Cluster, host_name: str, pki_files: Sequence[RenderedFi
     until every member is healthy under one leader, record the applied configuration."""
     members = cluster.etcd_members
     steps: list = put_pairs_together(host_name, pki_files)
+    if pki_files:
+        steps.append(record_applied_entries(host_name, pki_files))
     steps.append(RunStep(host_name, cmd.systemctl("restart", "etcd", timeout=180), restart_title, key="restart-etcd"))
     steps.append(PutFileStep(host_name, stamp_file(config_sha([*pki_files, *config_files])),
                              title="Record the applied etcd configuration"))
@@ -295,6 +331,8 @@ def apiserver_lane(cluster: Cluster, host_name: str, files: Sequence[RenderedFil
     manager and the scheduler on renewed kubeconfigs (each gated on its /healthz)."""
     host = cluster.host(host_name)
     steps: list = put_pairs_together(host_name, files)
+    if files:
+        steps.append(record_applied_entries(host_name, files))
     if kubeadm_names:
         steps.append(RunStep(host_name, kubeadm_renew(kubeadm_names), "kubeadm certs renew " + ", ".join(kubeadm_names),
                              key="kubeadm-renew"))

@@ -21,22 +21,16 @@ finished steps of the phase under way).
 from __future__ import annotations
 
 import logging
-import re
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubeforge.model import Cluster, RenderedFile
 from kubeforge.pki.layout import KUBE_PKI
-from kubeforge.plan.certs.renew import put_pairs_together
-from kubeforge.plan.certs.rotate import WORKFLOW, OnApiServers, StageDone, StageOnApiServers, StageRecord
+from kubeforge.plan.certs.rotate import WORKFLOW, StageDone, StageOnApiServers, StageRecord
 from kubeforge.plan.endpoint.drain import ReadyDrainedApiServers, ready_drained_phases
 from kubeforge.plan.phase import Plan
-from kubeforge.plan.steps import RunStep
 from kubeforge.plan.warning import WarnOperator
-from kubeforge.render.record import RECORD_PATH
-from kubeforge.transport.base import Command
 
 FRONT_PROXY_CA_BASE = f"{KUBE_PKI}/front-proxy-ca"
 FRONT_PROXY_CA = FRONT_PROXY_CA_BASE + ".crt"
@@ -55,31 +49,6 @@ class FrontProxyContext:
     record: Callable[[int], Callable[[], Any]]
     not_set_up: Sequence[str]
     drained_backends: Mapping[str, Sequence[str]]
-
-
-def record_applied_entries(host_name: str, files: Sequence[RenderedFile]) -> RunStep:
-    """The entries of ``files`` in the host's applied.json (what kubeforge placed there) set to their new
-    sha256, the rest of the record as it is: ``up`` afterwards finds them applied (nothing to put, no
-    record to rewrite) and ``facts`` sees no file changed behind kubeforge's back. An entry the record
-    lacks stays absent; a host without a record is left so. The record is kubeforge's own JSON
-    (``json.dumps(indent=2, sort_keys=True)``: one ``"path": "sha256"`` entry per line)."""
-    record = shlex.quote(RECORD_PATH)
-    edits = " ".join(f"-e {shlex.quote(_entry_sed(f))}" for f in files)
-    lines = " && ".join(f"grep -qF {shlex.quote(_entry(f))} {record}" for f in files)
-    return RunStep(host_name, Command(script=f"[ ! -e {record} ] || sed -i -E {edits} {record}", sudo=True, timeout=30,
-                                      description="record the rotated files in applied.json"),
-                   "Record the new front-proxy CA in applied.json",
-                   unless=Command(script=f"[ ! -e {record} ] || {{ {lines}; }}", sudo=True, timeout=30),
-                   key="record-applied-front-proxy-ca")
-
-
-def _entry(f: RenderedFile) -> str:
-    return f'"{f.path}": "{f.sha256}"'
-
-
-def _entry_sed(f: RenderedFile) -> str:
-    path = re.sub(r"([][.*+?(){}|^$\\])", r"\\\1", f.path)  # a literal in sed's extended regex
-    return f's#^( *"{path}": )"[0-9a-f]{{64}}"#\\1"{f.sha256}"#'
 
 
 class FrontProxyNotSetUp(WarnOperator):
@@ -146,15 +115,6 @@ class DropOldFrontProxyCAOnApiServers(FrontProxyStageOnApiServers):
     name = "DropOldFrontProxyCAOnApiServers"
     title = "Phase 3/3: API servers trust the new front-proxy CA alone (one control plane at a time)"
     stage = 3
-
-    def lane(self, ctx: OnApiServers, host_name: str) -> list:
-        # once the files are in place (before the restart: a rolling lane ends with its gate); the CA
-        # pair is what `up` renders from the store once the rotation is committed
-        files = ctx.apiserver_files[self.stage][host_name]
-        ca_pair = [f for f in files if f.path.startswith(FRONT_PROXY_CA_BASE + ".")]
-        steps = super().lane(ctx, host_name)
-        placed = len(put_pairs_together(host_name, files))
-        return [*steps[:placed], record_applied_entries(host_name, ca_pair), *steps[placed:]]
 
 
 class RecordDropOldFrontProxyCA(StageRecord):
