@@ -15,6 +15,16 @@ disks; the states the workflows start from are saved disks (tests/lab/disks.py):
 
 `certs rotate-ca --ca etcd` starts from etcd34 too: its quorum watcher and writer follow the CA
 change (a client of the old CA from the start, one of the new CA as soon as the store holds it).
+
+The Kubernetes workflows have a lab of their own (shape "k8s", the issue's: 2 control planes, 2
+workers, an HA endpoint), as light as that allows -- five machines: lb-1 (haproxy + keepalived
+holding the endpoint's VIP), cp-1 and cp-2, worker-1 and worker-2, with the external 3-member etcd
+on cp-1, cp-2 and worker-1 (no machine of its own: etcd's watcher and writer still see every
+restart and power loss of those nodes). kubeadm, kubelet and kubectl are the simulator (tests/sim);
+etcd, haproxy, SSH and apt are real. Its saved states:
+
+    bare       nothing installed                       (saved right after boot)
+    k8s133     every node Ready at 1.33.5              (the reference `up` from bare)
 """
 
 from __future__ import annotations
@@ -26,7 +36,53 @@ FIVE = THREE + ["etcd-4", "etcd-5"]  # an etcd cluster has an odd member count: 
 LAB_MACHINES = [("etcd-1", ("control-plane", "etcd"))] + [(n, ("etcd",)) for n in FIVE[1:]]
 ETCD_FROM = "3.4.23"
 ETCD_TO = "3.5.16"
-RESTORE_BACKUPS = "restore-backups"  # under the operator's directory: the one backup `etcd restore` uses
+RESTORE_BACKUPS = "restore-backups"
+
+# the Kubernetes lab (shape "k8s")
+KUBE_FROM = "1.33.5"
+KUBE_TO = "1.34.2"  # one minor: what `upgrade` is interrupted on
+K8S_ETCD = ("cp-1", "cp-2", "worker-1")
+K8S_NODES = ("cp-1", "cp-2", "worker-1", "worker-2")
+K8S_MACHINES = [("lb-1", ("load-balancer",)), ("cp-1", ("control-plane", "etcd")), ("cp-2", ("control-plane", "etcd")),
+                ("worker-1", ("worker", "etcd")), ("worker-2", ("worker",))]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One lab the matrix boots: its machines (every one with a persistent disk, so states can be
+    saved), the inventories its workflows use, and where the cluster lock lives."""
+    name: str
+    machines: tuple[tuple[str, tuple[str, ...]], ...]
+    first: str  # the first control plane: the cluster lock, and the machine a step on the operator's machine talks to
+    etcd: tuple[str, ...]  # machines that can run an etcd member: fingerprinted, searched for panics
+    # inventory name -> (the etcd hosts it keeps, its kubernetesVersion or None for the lab's)
+    inventories: tuple[tuple[str, tuple[str, ...], str | None], ...]
+    nodes: tuple[str, ...] = ()  # Kubernetes nodes every end state is checked on (the simulator's API)
+    kubernetes_version: str | None = None  # the lab's (None: the oldest the mirror offers)
+    endpoint_mode: str = "auto"
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.machines]
+
+
+SHAPES: dict[str, Shape] = {s.name: s for s in [
+    Shape("etcd", tuple(LAB_MACHINES), first="etcd-1", etcd=tuple(FIVE),
+          inventories=(("etcd3", tuple(THREE), None), ("etcd5", tuple(FIVE), None))),
+    Shape("k8s", tuple(K8S_MACHINES), first="cp-1", etcd=K8S_ETCD, nodes=K8S_NODES,
+          inventories=(("k8s", K8S_ETCD, KUBE_FROM), (f"k8s-{KUBE_TO}", K8S_ETCD, KUBE_TO)),
+          kubernetes_version=KUBE_FROM, endpoint_mode="haproxy"),
+]}
+
+
+@dataclass(frozen=True)
+class Noop:
+    """A command that must find nothing to do once a workflow converged, and what it then says."""
+    args: tuple[str, ...]
+    says: str
+    exit: int = 0
+    inventory: str | None = None  # default: the workflow's
+    yes: bool = True  # `plan up` takes no --yes  # under the operator's directory: the one backup `etcd restore` uses
 
 
 @dataclass(frozen=True)
@@ -48,6 +104,13 @@ class Workflow:
     # a quorum watcher and a writer throughout: not for a restore, which stops every member by design
     # and brings back the backup's keys, not the writes made since (its own checks: FaultLab.restore_end)
     observed: bool = True
+    shape: str = "etcd"
+    kube_version: str | None = None  # every node Ready at this version, none cordoned (shape k8s)
+    also_noop: tuple[Noop, ...] = ()  # more commands that must find nothing to do
+
+    @property
+    def noops(self) -> list[Noop]:
+        return [Noop(self.noop, self.noop_says, self.noop_exit), *self.also_noop]
 
     def command(self, inventory_path: str, work: str = "") -> list[str]:
         return [*(a.replace("{work}", work) for a in self.args), "-i", inventory_path, "--yes"]
@@ -90,12 +153,27 @@ WORKFLOWS: dict[str, Workflow] = {w.name: w for w in [
         members=tuple(THREE), version=ETCD_FROM, watch=tuple(THREE),
         noop=("etcd", "install"), noop_says="nothing changed", observed=False,
     ),
+    # `up` from bare machines, continued with --resume (what an interrupted `up` tells the operator)
+    Workflow(
+        name="up", shape="k8s", baseline="bare", inventory="k8s", args=("up",), resume=("--resume",),
+        members=K8S_ETCD, version=ETCD_FROM, watch=K8S_ETCD, kube_version=KUBE_FROM,
+        noop=("up",), noop_says="nothing to do: the cluster has converged", saves="k8s133",
+        also_noop=(Noop(("plan", "up"), "Plan up: 0 steps", yes=False),),
+    ),
+    # one minor, both control planes then the workers in batches of one; then `upgrade` to the same
+    # version has nothing to do, and neither has `up` with the inventory at the new version
+    Workflow(
+        name="upgrade", shape="k8s", baseline="k8s133", inventory="k8s", args=("upgrade", "--to", KUBE_TO),
+        resume=("--resume",), members=K8S_ETCD, version=ETCD_FROM, watch=K8S_ETCD, kube_version=KUBE_TO,
+        noop=("upgrade", "--to", KUBE_TO), noop_says=f"nothing to do: every node already runs {KUBE_TO}",
+        also_noop=(Noop(("plan", "up"), "Plan up: 0 steps", inventory=f"k8s-{KUBE_TO}", yes=False),),
+    ),
 ]}
 
 # the order references must run in: a workflow's baseline is saved by an earlier one
-ORDER = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove", "etcd-rotate-ca", "etcd-restore"]
+ORDER = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove", "etcd-rotate-ca", "etcd-restore",
+         "up", "upgrade"]
 # CI's seeded sample draws from these alone (tests/integration/test_faults_lab.py names them): the
 # workflows added later run by hand, so CI's points and time stay what they were
 CI_WORKFLOWS = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove"]
-NOT_COVERED = ["up (bare machines)", "up (add a worker and a control plane)", "upgrade (Kubernetes, one minor)",
-               "reset"]
+NOT_COVERED = ["up (add a worker and a control plane)", "reset"]
