@@ -239,8 +239,8 @@ class FaultLab:
         self.lab.up()
         self.work = self.lab.run_dir / "operator"
         self.work.mkdir(mode=0o700, exist_ok=True)
-        for name, hosts, kube in self.shape.inventories:
-            self._inventory(self.work / f"{name}.yaml", list(hosts), kube)
+        for name, hosts, kube, without in self.shape.inventories:
+            self._inventory(self.work / f"{name}.yaml", list(hosts), kube, without)
         self.save("bare")
         self.log(f"lab {self.lab.id.name} ({self.shape.name}): {len(self.shape.machines)} machines up and saved "
                  f"as 'bare' in {time.monotonic() - t:.0f}s")
@@ -256,20 +256,10 @@ class FaultLab:
         finally:
             claims.release(self.claim_fd)
 
-    def _inventory(self, path: Path, hosts: list[str], kubernetes_version: str | None = None) -> None:
+    def _inventory(self, path: Path, hosts: list[str], kubernetes_version: str | None = None,
+                   without: tuple[str, ...] = ()) -> None:
         yaml = YAML()
-        doc = yaml.load(self.lab.inventory_path.read_text())
-        kept = []
-        for h in doc["spec"]["hosts"]:
-            if h["name"] in hosts or "etcd" not in h["roles"]:
-                kept.append(h)
-            elif "control-plane" in h["roles"]:
-                h["roles"] = [r for r in h["roles"] if r != "etcd"]
-                kept.append(h)
-        doc["spec"]["hosts"] = kept
-        doc["spec"]["etcd"]["version"] = ETCD_FROM
-        if kubernetes_version:
-            doc["spec"]["kubernetesVersion"] = kubernetes_version
+        doc = shaped_inventory(yaml.load(self.lab.inventory_path.read_text()), hosts, kubernetes_version, without)
         with path.open("w") as f:
             yaml.dump(doc, f)
         cni = self.lab.inventory_path.parent / "cni.yaml"
@@ -341,8 +331,8 @@ class FaultLab:
         again (the saved heartbeats are old: a run started at once would find nodes NotReady)."""
         self.wait_serving(wf.watch, timeout)
         deadline = time.monotonic() + timeout
-        while self.shape.nodes:
-            nodes = self.kube_end()["nodes"]
+        while wf.nodes:
+            nodes = self.kube_end(wf.nodes)["nodes"]
             if all(isinstance(v, dict) and v["ready"] for v in nodes.values()):
                 return
             if time.monotonic() > deadline:
@@ -363,14 +353,14 @@ class FaultLab:
         cas = set()
         for n in self.shape.names:
             out[n] = self.lab.exec(n, ["bash", "-c", FINGERPRINT]).stdout
-            if self.shape.nodes:
+            if self.shape.name == "k8s":
                 out[f"{n} kubernetes"] = self.lab.exec(n, ["bash", "-c", K8S_FINGERPRINT]).stdout
             out[f"{n} pki"], ca = pki.describe(self.lab, n)
             if ca:
                 cas.add(ca)
         out["one CA on every machine"] = len(cas) <= 1
         if wf.kube_version:
-            out.update(self.kube_end())
+            out.update(self.kube_end(wf.nodes))
         versions, members = {}, None
         try:
             certs = self.certs()
@@ -389,7 +379,7 @@ class FaultLab:
         out["versions"], out["members"] = versions, members
         if wf.rotates_ca:
             out.update(self.rotation_end(wf, cas))
-        if not wf.observed:
+        if wf.restores_backup:
             out.update(self.restore_end(wf))
         return out
 
@@ -459,7 +449,7 @@ class FaultLab:
                 failing.append(f"`{' '.join(check.args)}`{inv} did not find nothing to do (exit {res.returncode}): {text[-300:]}")
         return failing, always
 
-    def kube_end(self) -> dict:
+    def kube_end(self, names: tuple[str, ...]) -> dict:
         """Every node as the simulator's API server sees it (Ready, kubelet version, cordoned), and
         the violations of kubeadm's and the kubelet's rules it recorded."""
         out: dict = {}
@@ -471,11 +461,11 @@ class FaultLab:
                 out[what] = f"no answer (exit {res.returncode}): {' '.join(res.stderr.split())[-200:]}"
         state = out["state"]
         if not isinstance(state, dict):  # the API did not answer: that is what every node shows
-            return {"nodes": {n: state for n in self.shape.nodes}, "simulator violations": out["violations"]}
+            return {"nodes": {n: state for n in names}, "simulator violations": out["violations"]}
         nodes = state.get("nodes", {})
         return {"nodes": {n: {"ready": bool(nodes[n].get("ready")), "version": nodes[n].get("kubeletVersion"),
                               "cordoned": bool(nodes[n].get("unschedulable"))} if n in nodes else "not registered"
-                          for n in self.shape.nodes},
+                          for n in names},
                 "simulator violations": out["violations"]}
 
     def cluster_lock_held(self) -> bool:
@@ -519,10 +509,10 @@ class FaultLab:
         failing, always = self.noops_failing(wf)
         for f in failing:
             self.log(f"warning: after the uninterrupted {wf.name}, {f}")
-        ends = (ROTATION_END if wf.rotates_ca else {}) | (RESTORE_END if not wf.observed else {})
+        ends = (ROTATION_END if wf.rotates_ca else {}) | (RESTORE_END if wf.restores_backup else {})
         wrong = {k: fp.get(k) for k, want in ends.items() if fp.get(k) not in want}
         if wf.kube_version:
-            wrong |= {k: fp.get(k) for k, want in kube_end_wanted(self.shape, wf).items() if fp.get(k) != want}
+            wrong |= {k: fp.get(k) for k, want in kube_end_wanted(wf).items() if fp.get(k) != want}
         if wrong:
             raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as it must: {wrong}")
         if wf.saves:
@@ -717,9 +707,29 @@ class FaultLab:
         o.converged = o.resumed_exit == 0 and not o.problems
 
 
-def kube_end_wanted(shape: Shape, wf: Workflow) -> dict:
+def shaped_inventory(doc: dict, hosts: list[str], kubernetes_version: str | None = None,
+                     without: tuple[str, ...] = ()) -> dict:
+    """The lab's inventory ``doc`` with the etcd members ``hosts`` (another etcd host is left out,
+    or loses the role if it is a control plane), and no host of ``without``."""
+    kept = []
+    for h in doc["spec"]["hosts"]:
+        if h["name"] in without:
+            continue
+        if h["name"] in hosts or "etcd" not in h["roles"]:
+            kept.append(h)
+        elif "control-plane" in h["roles"]:
+            h["roles"] = [r for r in h["roles"] if r != "etcd"]
+            kept.append(h)
+    doc["spec"]["hosts"] = kept
+    doc["spec"]["etcd"]["version"] = ETCD_FROM
+    if kubernetes_version:
+        doc["spec"]["kubernetesVersion"] = kubernetes_version
+    return doc
+
+
+def kube_end_wanted(wf: Workflow) -> dict:
     """A Kubernetes workflow's end: every node Ready at its version, none cordoned, no violation."""
-    return {"nodes": {n: {"ready": True, "version": f"v{wf.kube_version}", "cordoned": False} for n in shape.nodes},
+    return {"nodes": {n: {"ready": True, "version": f"v{wf.kube_version}", "cordoned": False} for n in wf.nodes},
             "simulator violations": []}
 
 

@@ -110,8 +110,12 @@ def test_the_last_line_adds_up_every_point():
     assert summary_line([a, b]) == "faults: 2 points, 1 converged, 2 quorum losses, 3 lost writes, 1 repeated steps"
 
 
-def test_the_kubernetes_lab_has_two_control_planes_two_workers_an_ha_endpoint_and_a_valid_inventory(tmp_path):
+def _k8s_inventories(tmp_path: Path) -> dict:
+    """Each inventory of the Kubernetes lab as the harness writes it, loaded by kubeforge."""
+    from ruamel.yaml import YAML
+
     from kubeforge.inventory import load_cluster
+    from tests.faults.harness import shaped_inventory
     from tests.faults.workflows import SHAPES
     from tests.lab.inventory import render_inventory
     from tests.lab.layout import layout
@@ -119,8 +123,6 @@ def test_the_kubernetes_lab_has_two_control_planes_two_workers_an_ha_endpoint_an
     shape = SHAPES["k8s"]
     specs = layout(list(shape.machines), persistent=shape.names)
     assert all(s.persistent for s in specs)  # every state is a saved disk
-    roles = [r for s in specs for r in s.roles]
-    assert (roles.count("control-plane"), roles.count("worker"), roles.count("etcd")) == (2, 2, 3)
     (tmp_path / "key").write_text("k")
     (tmp_path / "known_hosts").write_text("")
     (tmp_path / "cni.yaml").write_text("c")
@@ -128,18 +130,39 @@ def test_the_kubernetes_lab_has_two_control_planes_two_workers_an_ha_endpoint_an
                             key_file=tmp_path / "key", known_hosts=tmp_path / "known_hosts",
                             mirror_url="http://10.9.0.1:8080", kubernetes_version=shape.kubernetes_version,
                             endpoint_mode=shape.endpoint_mode, vip="10.9.0.250")
-    (tmp_path / "inventory.yaml").write_text(text)
-    cluster = load_cluster(tmp_path / "inventory.yaml")
-    assert str(cluster.endpoint.mode) == "haproxy" and [h.name for h in cluster.load_balancers] == ["lb-1"]
-    assert [h.name for h in cluster.control_planes] == ["cp-1", "cp-2"] == [shape.first, "cp-2"]
-    assert [h.name for h in cluster.workers] == ["worker-1", "worker-2"]
-    assert sorted(h.name for h in cluster.etcd_members) == sorted(shape.etcd)
+    out = {}
+    for name, hosts, kube, without in shape.inventories:
+        yaml = YAML()
+        path = tmp_path / f"{name}.yaml"
+        with path.open("w") as f:
+            yaml.dump(shaped_inventory(yaml.load(text), list(hosts), kube, without), f)
+        out[name] = load_cluster(path)
+    return out
+
+
+def test_the_kubernetes_lab_is_two_control_planes_two_workers_external_etcd_and_an_ha_endpoint(tmp_path):
+    from tests.faults.workflows import KUBE_FROM, KUBE_TO, SHAPES
+
+    clusters = _k8s_inventories(tmp_path)
+    for name in ("k8s", f"k8s-{KUBE_TO}"):
+        c = clusters[name]
+        assert str(c.endpoint.mode) == "haproxy" and [h.name for h in c.load_balancers] == ["lb-1"]
+        assert [h.name for h in c.control_planes] == ["cp-1", "cp-2"] and c.first_control_plane.name == SHAPES["k8s"].first
+        assert [h.name for h in c.workers] == ["worker-1", "worker-2"]
+        assert sorted(h.name for h in c.etcd_members) == sorted(SHAPES["k8s"].etcd)
+    assert (str(clusters["k8s"].kubernetes_version), str(clusters[f"k8s-{KUBE_TO}"].kubernetes_version)) == (KUBE_FROM, KUBE_TO)
+    # `up` adding nodes: the same cluster with a control plane and a worker more
+    added = clusters["k8s-add"]
+    assert [h.name for h in added.control_planes] == ["cp-1", "cp-2", "cp-3"]
+    assert [h.name for h in added.workers] == ["worker-1", "worker-2", "worker-3"]
+    assert sorted(h.name for h in added.etcd_members) == sorted(SHAPES["k8s"].etcd)
 
 
 def test_upgrade_needs_the_reference_up_that_saves_its_converged_cluster_and_is_interrupted_at_every_boundary():
     from tests.faults.workflows import WORKFLOWS
 
     assert needed(["upgrade"]) == ["up", "upgrade"]
+    assert needed(["reset", "up-add"]) == ["up", "reset", "up-add"]
     assert WORKFLOWS["upgrade"].baseline == WORKFLOWS["up"].saves == "k8s133"
     full = matrix({"upgrade": 12}, seed=3)
     assert sorted(p.after for p in full if p.kind == "sigint") == list(range(1, 12))
@@ -149,7 +172,7 @@ def test_upgrade_needs_the_reference_up_that_saves_its_converged_cluster_and_is_
 def test_a_converged_kubernetes_workflow_must_leave_nothing_for_up_or_the_same_upgrade():
     from tests.faults.workflows import KUBE_TO, SHAPES, WORKFLOWS
 
-    inventories = {name: kube for name, _, kube in SHAPES["k8s"].inventories}
+    inventories = {name: kube for name, _, kube, _ in SHAPES["k8s"].inventories}
     up, upgrade = WORKFLOWS["up"], WORKFLOWS["upgrade"]
     assert [(n.args, n.yes) for n in up.noops] == [(("up",), True), (("plan", "up"), False)]
     assert [n.args for n in upgrade.noops] == [("upgrade", "--to", KUBE_TO), ("plan", "up")]
@@ -162,9 +185,12 @@ def test_the_end_of_a_kubernetes_workflow_is_every_node_ready_at_its_version_non
     from tests.faults.harness import kube_end_wanted, victim
     from tests.faults.workflows import SHAPES, WORKFLOWS
 
-    want = kube_end_wanted(SHAPES["k8s"], WORKFLOWS["upgrade"])
+    want = kube_end_wanted(WORKFLOWS["upgrade"])
     assert set(want["nodes"]) == {"cp-1", "cp-2", "worker-1", "worker-2"} and want["simulator violations"] == []
     assert {tuple(v.values()) for v in want["nodes"].values()} == {(True, "v1.34.2", False)}
+    added = kube_end_wanted(WORKFLOWS["up-add"])
+    assert set(added["nodes"]) == {"cp-1", "cp-2", "cp-3", "worker-1", "worker-2", "worker-3"}
+    assert {tuple(v.values()) for v in added["nodes"].values()} == {(True, "v1.33.5", False)}
     # a step on the operator's machine: ssh-cut and power hit the first control plane (it holds the lock)
     assert victim("local", SHAPES["k8s"].first) == "cp-1" and victim("worker-2", "cp-1") == "worker-2"
     assert victim("local") == "etcd-1"
