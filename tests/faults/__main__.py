@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tests.faults.harness import FaultLab, Outcome
-from tests.faults.points import KINDS, matrix, select
+from tests.faults.points import BAR_OTHERS, KINDS, bar, matrix, select
 from tests.faults.workflows import NOT_COVERED, ORDER, SHAPES, WORKFLOWS
 
 
@@ -31,6 +31,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sample", type=int, help="run N points drawn with the seed (at least one per workflow, "
                                                 "and the mixed-version etcd case whenever etcd-upgrade is in)")
     ap.add_argument("--seed", type=int, help="default: random, printed")
+    ap.add_argument("--bar", action="store_true",
+                    help=f"the issue's bar instead of the full matrix: SIGINT at every boundary of upgrade and "
+                         f"etcd upgrade (and the mixed-version case), plus {BAR_OTHERS} other points drawn with the seed")
     ap.add_argument("--shard", help="K/N: only every N-th selected point from the K-th (1-based), to run "
                                     "the matrix in batches that each hold the lab lock briefly")
     ap.add_argument("--at", type=int, action="append", help="repeatable: only the points after step N (to replay "
@@ -127,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             steps_of = {w: ref.steps for w, ref in lab.references.items() if w in selected}
             part = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
             full += part
-            points = select(part, workflows=args.workflow, kind=args.kind,
-                            sample=share(args.sample, selected, shape), seed=seed)
+            if args.bar:
+                chosen = [p for p in part if args.kind is None or p.kind == args.kind]
+                points = bar(chosen, seed, share(BAR_OTHERS, selected, shape) or 0)
+            else:
+                points = select(part, workflows=args.workflow, kind=args.kind,
+                                sample=share(args.sample, selected, shape), seed=seed)
             if args.at:
                 points = [p for p in points if p.after in args.at]
             if args.shard:

@@ -205,3 +205,19 @@ def test_a_sample_over_both_labs_is_split_by_workflows_and_one_lab_gets_the_whol
     assert share(8, [*CI_WORKFLOWS, "up", "upgrade"], "etcd") == 5
     assert share(8, [*CI_WORKFLOWS, "up", "upgrade"], "k8s") == 3
     assert share(1, ["etcd-install", "upgrade"], "k8s") == 1
+
+
+def test_the_bar_is_every_sigint_boundary_of_both_upgrades_and_the_mixed_case_plus_sampled_others():
+    from tests.faults.points import BAR_OTHERS, bar
+
+    steps = {"etcd-install": 49, "etcd-upgrade": 18, "etcd-members-add": 40, "etcd-members-remove": 7,
+             "etcd-rotate-ca": 103, "etcd-restore": 19, "up": 90, "upgrade": 50, "reset": 13, "up-add": 40}
+    full = matrix(steps, seed=11)
+    chosen = bar(full, 11, BAR_OTHERS)
+    for wf, n in (("upgrade", 50), ("etcd-upgrade", 18)):
+        assert sorted(p.after for p in chosen if p.workflow == wf and p.kind == "sigint" and not p.label) == list(range(1, n))
+    assert sum(p.label == MIXED_VERSION for p in chosen) == 1
+    others = [p for p in chosen if p.workflow not in ("upgrade", "etcd-upgrade") or p.kind != "sigint"]
+    assert len(others) == BAR_OTHERS and {p.workflow for p in others} >= set(steps) - {"etcd-upgrade", "upgrade"}
+    assert len(chosen) >= 100 and len(set(chosen)) == len(chosen)
+    assert bar(full, 11, BAR_OTHERS) == chosen  # seeded
