@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             lab.up()
             for w in want:
                 if WORKFLOWS[w].shape == shape:
-                    lab.reference(WORKFLOWS[w], out / w)
+                    lab.reference(WORKFLOWS[w], out / w, points=w in selected)
             references |= lab.references
             steps_of = {w: ref.steps for w, ref in lab.references.items() if w in selected}
             part = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
