@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tests.faults.harness import FaultLab, Outcome
-from tests.faults.points import BAR_OTHERS, KINDS, bar, matrix, select
+from tests.faults.points import BAR_OTHERS, KINDS, Point, bar, matrix, select
 from tests.faults.workflows import NOT_COVERED, ORDER, SHAPES, WORKFLOWS
 
 
@@ -38,6 +38,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                     "the matrix in batches that each hold the lab lock briefly")
     ap.add_argument("--at", type=int, action="append", help="repeatable: only the points after step N (to replay "
                                                            "a point the matrix found failing)")
+    ap.add_argument("--after-step", action="append", metavar="SUFFIX",
+                    help="repeatable: instead of the matrix, one point per selected workflow right after its first "
+                         "step whose id ends with SUFFIX (a finding replayed by name), with --kind (default sigint)")
     ap.add_argument("--out", type=Path, help="where each case's logs go (default: a directory under /tmp)")
     return ap.parse_args(argv)
 
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 points = select(part, workflows=args.workflow, kind=args.kind,
                                 sample=share(args.sample, selected, shape), seed=seed)
+            if args.after_step:
+                points = [Point(w, args.kind or "sigint", after_step=s) for w in steps_of for s in args.after_step]
             if args.at:
                 points = [p for p in points if p.after in args.at]
             if args.shard:
