@@ -232,6 +232,7 @@ class FaultLab:
                        owner=Proc(os.getpid(), start_time(os.getpid()) or ""))
         self.references: dict[str, Reference] = {}
         self.started: list[subprocess.Popen] = []  # kubeforge runs, killed on teardown if still running
+        self.current: str | None = None  # the saved state the machines are in, untouched since (or None)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def up(self) -> FaultLab:
@@ -284,6 +285,7 @@ class FaultLab:
     # --- saved states: the machines' disks and the operator's state dir, together --------------
     def save(self, name: str) -> None:
         disks.save(self.lab, name)
+        self.current = name  # saved cleanly and booted again: exactly that state
         dest = self.lab.run_dir / "saved-state" / name
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -293,11 +295,13 @@ class FaultLab:
             dest.mkdir()
 
     def restore(self, name: str) -> None:
+        self.current = None
         disks.restore(self.lab, name)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         src = self.lab.run_dir / "saved-state" / name
         if any(src.iterdir()):
             shutil.copytree(src, self.state_dir, symlinks=True)
+        self.current = name
 
     # --- looking at the cluster from outside ---------------------------------------------------
     def certs(self) -> ClientCerts:
@@ -482,6 +486,7 @@ class FaultLab:
 
     # --- running ------------------------------------------------------------------------------------
     def start(self, wf: Workflow, extra: tuple[str, ...], log_to: Path) -> tuple[subprocess.Popen, object]:
+        self.current = None
         log_to.parent.mkdir(parents=True, exist_ok=True)
         out = log_to.open("w")
         proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf), str(self.work)), *extra), stdout=out,
@@ -497,7 +502,8 @@ class FaultLab:
         the nothing-to-do commands are not run (``up`` from bare saves k8s133 for ``upgrade``)."""
         if wf.prepared_from and not disks.saved(self.lab, wf.baseline):
             self.prepare_backup(wf)
-        self.restore(wf.baseline)
+        if self.current != wf.baseline:  # a reference right after its start state was saved starts from it as it is
+            self.restore(wf.baseline)
         if wf.baseline != "bare":
             self.wait_started(wf)
         t = time.monotonic()
