@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             interrupted = True  # the points that ended still count; the summary below says so
             print(f"stopped ({e or 'interrupted'}) after {len(outcomes)} points", flush=True)
             break
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            # a reference that could not run: no point of this lab can be judged; the summary still ends it
+            interrupted = True
+            print(f"the {shape} lab stopped: {type(e).__name__}: {e}", flush=True)
         finally:
             lab.down()
     if outcomes:

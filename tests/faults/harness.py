@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from tests.faults import journals, pki
 from tests.faults.etcdwire import Client, ClientCerts, QuorumWatcher, Writer
 from tests.faults.points import Point
-from tests.faults.workflows import ETCD_FROM, RESTORE_BACKUPS, SHAPES, Noop, Shape, Workflow
+from tests.faults.workflows import ETCD_FROM, RESTORE_BACKUPS, SHAPES, WORKFLOWS, Noop, Shape, Workflow
 from tests.lab import claims, disks
 from tests.lab.lab import Lab
 from tests.lab.layout import layout
@@ -335,8 +335,10 @@ class FaultLab:
         again (the saved heartbeats are old: a run started at once would find nodes NotReady)."""
         self.wait_serving(wf.watch, timeout)
         deadline = time.monotonic() + timeout
-        while wf.nodes:
-            nodes = self.kube_end(wf.nodes)["nodes"]
+        # the nodes the start state has (up-add's cp-3 and worker-3 join only in its run)
+        names = next((w.nodes for w in WORKFLOWS.values() if w.saves == wf.baseline), ())
+        while names:
+            nodes = self.kube_end(names)["nodes"]
             if all(isinstance(v, dict) and v["ready"] for v in nodes.values()):
                 return
             if time.monotonic() > deadline:
