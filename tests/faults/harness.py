@@ -233,6 +233,7 @@ class FaultLab:
         self.references: dict[str, Reference] = {}
         self.started: list[subprocess.Popen] = []  # kubeforge runs, killed on teardown if still running
         self.current: str | None = None  # the saved state the machines are in, untouched since (or None)
+        self.case_dir: Path | None = None  # the case being run (its logs)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def up(self) -> FaultLab:
@@ -441,12 +442,16 @@ class FaultLab:
         res, pid = kf(*check.args, "-i", self.inventory(wf, check.inventory), *(("--yes",) if check.yes else ()))
         return res, journals.attempt(self.runs_dir(), pid)[1]
 
-    def noops_failing(self, wf: Workflow) -> tuple[list[str], set[str]]:
+    def noops_failing(self, wf: Workflow, log_to: Path | None = None) -> tuple[list[str], set[str]]:
         """Each of the workflow's nothing-to-do commands that did not say so, and the steps the
-        first one (the workflow's own command) still reported done."""
+        first one (the workflow's own command) still reported done. ``log_to``: a directory their
+        output goes to (noop-1.log, ...)."""
         failing, always = [], set()
         for i, check in enumerate(wf.noops):
             res, recs = self.noop(wf, check)
+            if log_to is not None:
+                log_to.mkdir(parents=True, exist_ok=True)
+                (log_to / f"noop-{i + 1}.log").write_text(f"$ kubeforge {' '.join(check.args)}\n{res.stdout}{res.stderr}")
             if i == 0:
                 always = journals.done_ids(recs)
             text = " ".join((res.stdout + res.stderr).split())
@@ -518,7 +523,7 @@ class FaultLab:
         _, recs = journals.attempt(self.runs_dir(), proc.pid)
         if points:
             fp = self.fingerprint(wf)
-            failing, always = self.noops_failing(wf)
+            failing, always = self.noops_failing(wf, case_dir)
         else:
             fp, failing, always = self.kube_end(wf.nodes) if wf.kube_version else {}, [], set()
         for f in failing:
@@ -578,6 +583,7 @@ class FaultLab:
 
     def case(self, wf: Workflow, point: Point, case_dir: Path) -> Outcome:
         o = Outcome(point)
+        self.case_dir = case_dir
         t0 = time.monotonic()
         since = f"@{int(time.time()) - 1}"
         ref = self.references[wf.name]
@@ -717,7 +723,7 @@ class FaultLab:
         if o.resumed_exit != 0:
             o.problems.append(f"`{' '.join(wf.noop)}` afterwards: not tried, the continuation failed")
         else:
-            o.problems += [f"afterwards {f}" for f in self.noops_failing(wf)[0]]
+            o.problems += [f"afterwards {f}" for f in self.noops_failing(wf, self.case_dir)[0]]
         o.converged = o.resumed_exit == 0 and not o.problems
 
 
