@@ -49,8 +49,10 @@ def run_upgrade(inventory: Path, to: str, *, multi_hop: bool, yes: bool, dry_run
             print_report(out, report)
         for b in outcome.backups:
             out.print(f"etcd backup (verified) before the upgrade: {b.path}", markup=False)
-        if not outcome.path:
+        if not outcome.path and outcome.plan.is_noop:
             out.print(f"nothing to do: every node already runs {outcome.target}", markup=False)
+        elif not outcome.path:  # a resumed run finishing what it left: nodes back in service, the record
+            out.print(f"every node already ran {outcome.target}: finished what the resumed run had left", markup=False)
 
     show(lambda: {
         "target": str(outcome.target),

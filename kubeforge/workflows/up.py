@@ -192,8 +192,10 @@ def refuse_kubernetes_version_change(cluster: Cluster, facts: Mapping[str, HostF
                           field="spec.kubernetesVersion", source=cluster.source, upgrade="kubeforge upgrade")
 
 
-def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None) -> tuple[Plan, UpContext]:
-    """Read-only: facts (unless given), the cluster state, then the plan."""
+def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None = None,
+                journaled: frozenset[str] = frozenset()) -> tuple[Plan, UpContext]:
+    """Read-only: facts (unless given), the cluster state, then the plan. ``journaled``: with
+    --resume, the steps the resumed run completed (UpContext.journaled)."""
     cni_source(cluster)  # exit 3 before any host is asked
     if facts is None:
         facts = require_reached(collect_facts(cluster, pool))
@@ -209,7 +211,7 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
     if cluster.etcd.topology is EtcdTopology.STACKED and any(ctx.half_joined(h) for h in cluster.control_planes):
         ctx = replace(ctx, etcd_members=read_stacked_members(cluster, pool))  # for JoinControlPlanes
-    ctx = replace(ctx, drained_backends=read_drained(cluster, pool))  # for ReadyDrainedApiServers
+    ctx = replace(ctx, drained_backends=read_drained(cluster, pool), journaled=journaled)  # for ReadyDrainedApiServers
     return with_etcd_install(plan_up(ctx), cluster, pool, member_facts), ctx
 
 
@@ -283,7 +285,8 @@ def up(
 ) -> UpResult:
     """The whole `up`. Raises CheckFailed before touching any host when preflight fails;
     ExecutionFailed / Interrupted (carrying the report) when the run stops part way."""
-    completed_steps(cluster.runs_dir, "up", options.resume)  # nothing to resume: say so before any facts
+    # nothing to resume: say so before any facts; what it did brings a node it left drained back (restart_runtimes)
+    journaled = completed_steps(cluster.runs_dir, "up", options.resume)
     cni_source(cluster)  # an unreadable or untolerated CNI manifest: exit 3 before any host is asked
     report, facts = run_preflight_gate(cluster, pool, probes=preflight_probes)
     for w in report.warnings:
@@ -291,7 +294,7 @@ def up(
         if warn is not None:
             warn(f"preflight warning: [{w.host}] {w.check}: {w.message}")
     check_needed_images(cluster, pool, images_by_host(cluster), warn=warn)  # exit 4 before any change
-    plan, ctx = plan_for_up(cluster, pool, facts=facts)
+    plan, ctx = plan_for_up(cluster, pool, facts=facts, journaled=journaled)
     for note in state_notes(ctx):
         log.info("%s", note)
         if warn is not None:

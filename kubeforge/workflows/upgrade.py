@@ -272,12 +272,14 @@ def upgrade(
     Hops after the first are planned again from fresh facts, under the locks, right before they run."""
     target = parse_target(to)
     workflow = workflow_name(target)
-    completed_steps(cluster.runs_dir, workflow, options.resume)  # nothing to resume: say so before any facts
+    # nothing to resume: say so before any facts. What the resumed run did also plans a node it left
+    # drained at the version back into service, and its hop's record (planner: journaled)
+    journaled = completed_steps(cluster.runs_dir, workflow, options.resume)
     facts, path = check(cluster, pool, target, multi_hop, allow_removed_apis=allow_removed_apis)
     if on_path:
         on_path(path)
     backups: list = []
-    kwargs = _hop_kwargs(cluster, pool, backups)
+    kwargs = {**_hop_kwargs(cluster, pool, backups), "journaled": journaled}
     plan = plan_path(cluster, facts, path, target, **kwargs)
     outcome = UpgradeOutcome(target, path, plan, backups=backups)
 

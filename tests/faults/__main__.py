@@ -1,7 +1,8 @@
 """python -m tests.faults [--workflow W] [--kind K] [--sample N] [--seed S] — see docs/faults.md.
 
-Boots one lab, runs each needed workflow once uninterrupted (the reference: its step count, end
-state and time), then every selected point from the saved disks. The last line is always
+Boots one lab per shape the selected workflows need (the etcd lab, then the Kubernetes lab), runs
+each needed workflow once uninterrupted (the reference: its step count, end state and time), then
+every selected point from the saved disks; one lab at a time. The last line is always
 
     faults: P points, C converged, Q quorum losses, L lost writes, R repeated steps
 """
@@ -18,8 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from tests.faults.harness import FaultLab, Outcome
-from tests.faults.points import KINDS, matrix, select
-from tests.faults.workflows import NOT_COVERED, ORDER, WORKFLOWS
+from tests.faults.points import BAR_OTHERS, KINDS, Point, bar, matrix, select
+from tests.faults.workflows import NOT_COVERED, ORDER, SHAPES, WORKFLOWS
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -30,10 +31,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sample", type=int, help="run N points drawn with the seed (at least one per workflow, "
                                                 "and the mixed-version etcd case whenever etcd-upgrade is in)")
     ap.add_argument("--seed", type=int, help="default: random, printed")
+    ap.add_argument("--bar", action="store_true",
+                    help=f"the issue's bar instead of the full matrix: SIGINT at every boundary of upgrade and "
+                         f"etcd upgrade (and the mixed-version case), plus {BAR_OTHERS} other points drawn with the seed")
     ap.add_argument("--shard", help="K/N: only every N-th selected point from the K-th (1-based), to run "
                                     "the matrix in batches that each hold the lab lock briefly")
     ap.add_argument("--at", type=int, action="append", help="repeatable: only the points after step N (to replay "
                                                            "a point the matrix found failing)")
+    ap.add_argument("--after-step", action="append", metavar="SUFFIX",
+                    help="repeatable: instead of the matrix, one point per selected workflow right after its first "
+                         "step whose id ends with SUFFIX (a finding replayed by name), with --kind (default sigint)")
     ap.add_argument("--out", type=Path, help="where each case's logs go (default: a directory under /tmp)")
     return ap.parse_args(argv)
 
@@ -49,6 +56,18 @@ def needed(workflows: list[str] | None) -> list[str]:
             out.add(saves[b])
             b = WORKFLOWS[saves[b]].prepared_from or WORKFLOWS[saves[b]].baseline
     return [w for w in ORDER if w in out]
+
+
+def share(sample: int | None, selected: list[str], shape: str) -> int | None:
+    """A sample's points for one lab shape: its part of ``sample`` by the selected workflows it
+    holds (each shape still draws one point per workflow first). One shape selected: all of it,
+    so CI's sample of the etcd workflows draws what it always drew."""
+    if sample is None:
+        return None
+    mine = [w for w in selected if WORKFLOWS[w].shape == shape]
+    if len(mine) == len(selected):
+        return sample
+    return max(1, round(sample * len(mine) / len(selected)))
 
 
 def summary_line(outcomes: list[Outcome]) -> str:
@@ -95,45 +114,63 @@ def main(argv: list[str] | None = None) -> int:
     print(f"seed {seed}", flush=True)
     out = args.out or Path(f"/tmp/kubeforge-faults-{time.strftime('%Y%m%dT%H%M%S')}-{seed}")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"case logs under {out}; not covered yet: {', '.join(NOT_COVERED)}", flush=True)
+    print(f"case logs under {out}" + (f"; not covered yet: {', '.join(NOT_COVERED)}" if NOT_COVERED else ""), flush=True)
     started = time.monotonic()
-    lab = FaultLab(log=lambda m: print(m, flush=True))
     outcomes: list[Outcome] = []
     full: list = []
+    references: dict = {}
     interrupted = False
-    try:
-        lab.up()
-        for w in needed(args.workflow):
-            lab.reference(WORKFLOWS[w], out / w)
-        steps_of = {w: ref.steps for w, ref in lab.references.items()
-                    if args.workflow is None or w in args.workflow}
-        full = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
-        points = select(full, workflows=args.workflow, kind=args.kind, sample=args.sample, seed=seed)
-        if args.at:
-            points = [p for p in points if p.after in args.at]
-        if args.shard:
-            k, n = (int(x) for x in args.shard.split("/"))
-            points = points[k - 1::n]
-        print(f"{len(points)} of {len(full)} points in the full matrix", flush=True)
-        for i, point in enumerate(points, 1):
-            began = time.monotonic()
-            try:
-                o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")
-            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
-                # the harness could not judge this point (say, a client pair left unusable on the
-                # machines): it counts as not converged, and the next point starts from saved disks
-                o = Outcome(point, seconds=time.monotonic() - began,
-                            problems=[f"the harness could not finish the case: {type(e).__name__}: {e}"])
-            outcomes.append(o)
-            print(f"[{i}/{len(points)}] {o.line()}", flush=True)
-    except KeyboardInterrupt as e:
-        interrupted = True  # the points that ended still count; the summary below says so
-        print(f"stopped ({e or 'interrupted'}) after {len(outcomes)} points", flush=True)
-    finally:
-        lab.down()
+    selected = list(args.workflow or ORDER)
+    want = needed(args.workflow)
+    for shape in dict.fromkeys(WORKFLOWS[w].shape for w in want):
+        lab = FaultLab(log=lambda m: print(m, flush=True), shape=SHAPES[shape])
+        try:
+            lab.up()
+            for w in want:
+                if WORKFLOWS[w].shape == shape:
+                    lab.reference(WORKFLOWS[w], out / w, points=w in selected)
+            references |= lab.references
+            steps_of = {w: ref.steps for w, ref in lab.references.items() if w in selected}
+            part = matrix(steps_of, seed, {w: lab.references[w].phase_ends() for w in steps_of})
+            full += part
+            if args.bar:
+                chosen = [p for p in part if args.kind is None or p.kind == args.kind]
+                points = bar(chosen, seed, share(BAR_OTHERS, selected, shape) or 0)
+            else:
+                points = select(part, workflows=args.workflow, kind=args.kind,
+                                sample=share(args.sample, selected, shape), seed=seed)
+            if args.after_step:
+                points = [Point(w, args.kind or "sigint", after_step=s) for w in steps_of for s in args.after_step]
+            if args.at:
+                points = [p for p in points if p.after in args.at]
+            if args.shard:
+                k, n = (int(x) for x in args.shard.split("/"))
+                points = points[k - 1::n]
+            print(f"{len(points)} of {len(part)} points in the full matrix of the {shape} lab", flush=True)
+            for i, point in enumerate(points, 1):
+                began = time.monotonic()
+                try:
+                    o = lab.case(WORKFLOWS[point.workflow], point, out / f"{i:03d}-{point.workflow}-{point.kind}")
+                except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
+                    # the harness could not judge this point (say, a client pair left unusable on the
+                    # machines): it counts as not converged, and the next point starts from saved disks
+                    o = Outcome(point, seconds=time.monotonic() - began,
+                                problems=[f"the harness could not finish the case: {type(e).__name__}: {e}"])
+                outcomes.append(o)
+                print(f"[{i}/{len(points)}] {o.line()}", flush=True)
+        except KeyboardInterrupt as e:
+            interrupted = True  # the points that ended still count; the summary below says so
+            print(f"stopped ({e or 'interrupted'}) after {len(outcomes)} points", flush=True)
+            break
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            # a reference that could not run: no point of this lab can be judged; the summary still ends it
+            interrupted = True
+            print(f"the {shape} lab stopped: {type(e).__name__}: {e}", flush=True)
+        finally:
+            lab.down()
     if outcomes:
         per_point = sum(o.seconds for o in outcomes) / len(outcomes)
-        refs = sum(r.seconds for r in lab.references.values())
+        refs = sum(r.seconds for r in references.values())
         print("\n".join(table(outcomes)))
         print(f"{time.monotonic() - started:.0f}s in all; {per_point:.0f}s per point; the full matrix "
               f"({len(full)} points) would take about {(estimate(full, outcomes) + refs) / 60:.0f} min", flush=True)

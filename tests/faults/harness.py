@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from tests.faults import journals, pki
 from tests.faults.etcdwire import Client, ClientCerts, QuorumWatcher, Writer
 from tests.faults.points import Point
-from tests.faults.workflows import ETCD_FROM, FIVE, LAB_MACHINES, RESTORE_BACKUPS, THREE, Workflow
+from tests.faults.workflows import ETCD_FROM, RESTORE_BACKUPS, SHAPES, WORKFLOWS, Noop, Shape, Workflow
 from tests.lab import claims, disks
 from tests.lab.lab import Lab
 from tests.lab.layout import layout
@@ -51,6 +51,21 @@ ls /usr/local/bin 2>/dev/null | grep etcd
 dpkg --audit 2>/dev/null | head -3
 true
 """
+
+# ... and on a Kubernetes machine (shape k8s): its packages, holds and units, the runtime files a
+# minor changes, and which files kubeforge recorded as applied (their hashes are `plan up`'s to check:
+# a converged cluster plans zero steps)
+K8S_FINGERPRINT = r"""
+dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl containerd haproxy keepalived 2>/dev/null | sort
+echo "held $(apt-mark showhold 2>/dev/null | sort | tr '\n' ' ')"
+for u in kubelet containerd haproxy keepalived; do
+  echo "$u $(systemctl is-enabled $u 2>/dev/null) $(systemctl is-active $u 2>/dev/null)"
+done
+for f in /etc/containerd/config.toml /etc/crictl.yaml; do [ -f "$f" ] && sha256sum "$f"; done
+[ -f /etc/kubeforge/applied.json ] && grep -o '"/[^"]*"' /etc/kubeforge/applied.json | sort -u | tr '\n' ' '
+true
+"""
+KUBECTL = ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"]
 
 # what the uninterrupted `certs rotate-ca` must end with (FaultLab.rotation_end); the cases must then
 # end as it did
@@ -204,16 +219,21 @@ class Observers:
 
 
 class FaultLab:
-    """The five etcd machines, the operator's directory (inventories + .kubeforge state), saved states."""
+    """One lab shape's machines (the five etcd machines, or the Kubernetes lab), the operator's
+    directory (inventories + .kubeforge state), saved states."""
 
-    def __init__(self, log=print) -> None:
+    def __init__(self, log=print, shape: Shape = SHAPES["etcd"]) -> None:
         self.log = log
+        self.shape = shape
         self.index, self.claim_fd = claims.claim()
         # owned by this process: if it dies without tearing down, `python -m tests.lab down --all` knows
-        self.lab = Lab(layout(LAB_MACHINES, persistent=FIVE), index=self.index, log=lambda *_: None,
+        self.lab = Lab(layout(list(shape.machines), persistent=shape.names), index=self.index, log=lambda *_: None,
+                       kubernetes_version=shape.kubernetes_version, endpoint_mode=shape.endpoint_mode,
                        owner=Proc(os.getpid(), start_time(os.getpid()) or ""))
         self.references: dict[str, Reference] = {}
         self.started: list[subprocess.Popen] = []  # kubeforge runs, killed on teardown if still running
+        self.current: str | None = None  # the saved state the machines are in, untouched since (or None)
+        self.case_dir: Path | None = None  # the case being run (its logs)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def up(self) -> FaultLab:
@@ -221,10 +241,11 @@ class FaultLab:
         self.lab.up()
         self.work = self.lab.run_dir / "operator"
         self.work.mkdir(mode=0o700, exist_ok=True)
-        for name, hosts in (("etcd3", THREE), ("etcd5", FIVE)):
-            self._inventory(self.work / f"{name}.yaml", hosts)
+        for name, hosts, kube, without in self.shape.inventories:
+            self._inventory(self.work / f"{name}.yaml", list(hosts), kube, without)
         self.save("bare")
-        self.log(f"lab {self.lab.id.name}: 5 machines up and saved as 'bare' in {time.monotonic() - t:.0f}s")
+        self.log(f"lab {self.lab.id.name} ({self.shape.name}): {len(self.shape.machines)} machines up and saved "
+                 f"as 'bare' in {time.monotonic() - t:.0f}s")
         return self
 
     def down(self) -> None:
@@ -237,18 +258,10 @@ class FaultLab:
         finally:
             claims.release(self.claim_fd)
 
-    def _inventory(self, path: Path, hosts: list[str]) -> None:
+    def _inventory(self, path: Path, hosts: list[str], kubernetes_version: str | None = None,
+                   without: tuple[str, ...] = ()) -> None:
         yaml = YAML()
-        doc = yaml.load(self.lab.inventory_path.read_text())
-        kept = []
-        for h in doc["spec"]["hosts"]:
-            if h["name"] in hosts or "etcd" not in h["roles"]:
-                kept.append(h)
-            elif "control-plane" in h["roles"]:
-                h["roles"] = [r for r in h["roles"] if r != "etcd"]
-                kept.append(h)
-        doc["spec"]["hosts"] = kept
-        doc["spec"]["etcd"]["version"] = ETCD_FROM
+        doc = shaped_inventory(yaml.load(self.lab.inventory_path.read_text()), hosts, kubernetes_version, without)
         with path.open("w") as f:
             yaml.dump(doc, f)
         cni = self.lab.inventory_path.parent / "cni.yaml"
@@ -267,12 +280,13 @@ class FaultLab:
         found = sorted(self.state_dir.glob("*/runs"))
         return found[0] if found else self.state_dir / "none" / "runs"
 
-    def inventory(self, wf: Workflow) -> str:
-        return str(self.work / f"{wf.inventory}.yaml")
+    def inventory(self, wf: Workflow, name: str | None = None) -> str:
+        return str(self.work / f"{name or wf.inventory}.yaml")
 
     # --- saved states: the machines' disks and the operator's state dir, together --------------
     def save(self, name: str) -> None:
         disks.save(self.lab, name)
+        self.current = name  # saved cleanly and booted again: exactly that state
         dest = self.lab.run_dir / "saved-state" / name
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -282,15 +296,17 @@ class FaultLab:
             dest.mkdir()
 
     def restore(self, name: str) -> None:
+        self.current = None
         disks.restore(self.lab, name)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         src = self.lab.run_dir / "saved-state" / name
         if any(src.iterdir()):
             shutil.copytree(src, self.state_dir, symlinks=True)
+        self.current = name
 
     # --- looking at the cluster from outside ---------------------------------------------------
     def certs(self) -> ClientCerts:
-        return ClientCerts.fetch(self.lab, "etcd-1", self.lab.run_dir / "faults-client")
+        return ClientCerts.fetch(self.lab, self.shape.etcd[0], self.lab.run_dir / "faults-client")
 
     def addresses(self, names) -> list[str]:
         return [self.lab.address(n) for n in names]
@@ -315,6 +331,21 @@ class FaultLab:
             if pending:
                 time.sleep(0.5)
 
+    def wait_started(self, wf: Workflow, timeout: float = 120.0) -> None:
+        """After a saved state was booted: etcd serving, and on the Kubernetes lab every node Ready
+        again (the saved heartbeats are old: a run started at once would find nodes NotReady)."""
+        self.wait_serving(wf.watch, timeout)
+        deadline = time.monotonic() + timeout
+        # the nodes the start state has (up-add's cp-3 and worker-3 join only in its run)
+        names = next((w.nodes for w in WORKFLOWS.values() if w.saves == wf.baseline), ())
+        while names:
+            nodes = self.kube_end(names)["nodes"]
+            if all(isinstance(v, dict) and v["ready"] for v in nodes.values()):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nodes not Ready {timeout:.0f}s after the restore: {nodes}")
+            time.sleep(1.0)
+
     def wait_etcd_after_boot(self, name: str, timeout: float = 120.0) -> None:
         """After a power cycle: until an enabled etcd is active again (or is not enabled), as an
         operator would wait for the machine to be back before continuing."""
@@ -327,12 +358,16 @@ class FaultLab:
     def fingerprint(self, wf: Workflow) -> dict:
         out: dict = {}
         cas = set()
-        for n in FIVE:
+        for n in self.shape.names:
             out[n] = self.lab.exec(n, ["bash", "-c", FINGERPRINT]).stdout
+            if self.shape.name == "k8s":
+                out[f"{n} kubernetes"] = self.lab.exec(n, ["bash", "-c", K8S_FINGERPRINT]).stdout
             out[f"{n} pki"], ca = pki.describe(self.lab, n)
             if ca:
                 cas.add(ca)
         out["one CA on every machine"] = len(cas) <= 1
+        if wf.kube_version:
+            out.update(self.kube_end(wf.nodes))
         versions, members = {}, None
         try:
             certs = self.certs()
@@ -351,7 +386,7 @@ class FaultLab:
         out["versions"], out["members"] = versions, members
         if wf.rotates_ca:
             out.update(self.rotation_end(wf, cas))
-        if not wf.observed:
+        if wf.restores_backup:
             out.update(self.restore_end(wf))
         return out
 
@@ -393,20 +428,59 @@ class FaultLab:
     def etcd_panics(self, since: str) -> dict[str, str]:
         """Members whose etcd logged a Go panic since ``since`` (``@<epoch>``): the first panic line."""
         out = {}
-        for n in FIVE:
+        for n in self.shape.etcd:
             res = self.lab.exec(n, ["journalctl", "-u", "etcd", "--since", since, "--no-pager", "-o", "cat"])
             hits = [line for line in res.stdout.splitlines() if line.startswith("panic:")]
             if hits:
                 out[n] = f"{hits[0][:120]} ({len(hits)}x)"
         return out
 
-    def noop(self, wf: Workflow) -> tuple[subprocess.CompletedProcess, list[dict]]:
-        """The command that must find nothing to do, and the journal records it wrote (if any)."""
-        res, pid = kf(*wf.noop, "-i", self.inventory(wf), "--yes")
+    def noop(self, wf: Workflow, check: Noop | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
+        """A command that must find nothing to do (the workflow's own by default), and the journal
+        records it wrote (if any)."""
+        check = check or wf.noops[0]
+        res, pid = kf(*check.args, "-i", self.inventory(wf, check.inventory), *(("--yes",) if check.yes else ()))
         return res, journals.attempt(self.runs_dir(), pid)[1]
 
+    def noops_failing(self, wf: Workflow, log_to: Path | None = None) -> tuple[list[str], set[str]]:
+        """Each of the workflow's nothing-to-do commands that did not say so, and the steps the
+        first one (the workflow's own command) still reported done. ``log_to``: a directory their
+        output goes to (noop-1.log, ...)."""
+        failing, always = [], set()
+        for i, check in enumerate(wf.noops):
+            res, recs = self.noop(wf, check)
+            if log_to is not None:
+                log_to.mkdir(parents=True, exist_ok=True)
+                (log_to / f"noop-{i + 1}.log").write_text(f"$ kubeforge {' '.join(check.args)}\n{res.stdout}{res.stderr}")
+            if i == 0:
+                always = journals.done_ids(recs)
+            text = " ".join((res.stdout + res.stderr).split())
+            if res.returncode != check.exit or check.says not in text:
+                inv = f" (inventory {check.inventory})" if check.inventory else ""
+                failing.append(f"`{' '.join(check.args)}`{inv} did not find nothing to do (exit {res.returncode}): {text[-300:]}")
+        return failing, always
+
+    def kube_end(self, names: tuple[str, ...]) -> dict:
+        """Every node as the simulator's API server sees it (Ready, kubelet version, cordoned), and
+        the violations of kubeadm's and the kubelet's rules it recorded."""
+        out: dict = {}
+        for what in ("state", "violations"):
+            res = self.lab.exec(self.shape.first, [*KUBECTL, "sim", what], timeout=60)
+            try:
+                out[what] = json.loads(res.stdout)
+            except json.JSONDecodeError:
+                out[what] = f"no answer (exit {res.returncode}): {' '.join(res.stderr.split())[-200:]}"
+        state = out["state"]
+        if not isinstance(state, dict):  # the API did not answer: that is what every node shows
+            return {"nodes": {n: state for n in names}, "simulator violations": out["violations"]}
+        nodes = state.get("nodes", {})
+        return {"nodes": {n: {"ready": bool(nodes[n].get("ready")), "version": nodes[n].get("kubeletVersion"),
+                              "cordoned": bool(nodes[n].get("unschedulable"))} if n in nodes else "not registered"
+                          for n in names},
+                "simulator violations": out["violations"]}
+
     def cluster_lock_held(self) -> bool:
-        return self.lab.exec("etcd-1", ["test", "-e", CLUSTER_LOCK]).returncode == 0
+        return self.lab.exec(self.shape.first, ["test", "-e", CLUSTER_LOCK]).returncode == 0
 
     # --- faults -----------------------------------------------------------------------------------
     def cut_ssh(self, host: str) -> int:
@@ -419,6 +493,7 @@ class FaultLab:
 
     # --- running ------------------------------------------------------------------------------------
     def start(self, wf: Workflow, extra: tuple[str, ...], log_to: Path) -> tuple[subprocess.Popen, object]:
+        self.current = None
         log_to.parent.mkdir(parents=True, exist_ok=True)
         out = log_to.open("w")
         proc = subprocess.Popen(kubeforge_argv(*wf.command(self.inventory(wf), str(self.work)), *extra), stdout=out,
@@ -426,14 +501,18 @@ class FaultLab:
         self.started = [p for p in self.started if p.poll() is None] + [proc]
         return proc, out
 
-    def reference(self, wf: Workflow, case_dir: Path) -> Reference:
+    def reference(self, wf: Workflow, case_dir: Path, points: bool = True) -> Reference:
         """The uninterrupted run from the workflow's baseline: its step count, time, end state, and
-        which steps a converged re-run still reports done. Saves ``wf.saves`` when it has one."""
+        which steps a converged re-run still reports done. Saves ``wf.saves`` when it has one.
+        ``points=False``: only a start state is wanted of it (no point of its own runs), so only
+        what that state must be is checked -- the Kubernetes end -- not the full fingerprint, and
+        the nothing-to-do commands are not run (``up`` from bare saves k8s133 for ``upgrade``)."""
         if wf.prepared_from and not disks.saved(self.lab, wf.baseline):
             self.prepare_backup(wf)
-        self.restore(wf.baseline)
+        if self.current != wf.baseline:  # a reference right after its start state was saved starts from it as it is
+            self.restore(wf.baseline)
         if wf.baseline != "bare":
-            self.wait_serving(wf.watch)
+            self.wait_started(wf)
         t = time.monotonic()
         proc, out = self.start(wf, (), case_dir / "reference.log")
         rc = proc.wait(RUN_TIMEOUT)
@@ -442,15 +521,17 @@ class FaultLab:
         if rc != 0:
             raise RuntimeError(f"{wf.name}: the uninterrupted run failed (exit {rc}); see {case_dir / 'reference.log'}")
         _, recs = journals.attempt(self.runs_dir(), proc.pid)
-        fp = self.fingerprint(wf)
-        res, again = self.noop(wf)
-        always = journals.done_ids(again)
-        text = " ".join((res.stdout + res.stderr).split())
-        if res.returncode != wf.noop_exit or wf.noop_says not in text:
-            self.log(f"warning: after the uninterrupted {wf.name}, `{' '.join(wf.noop)}` did not find nothing to do "
-                     f"(exit {res.returncode}): {text[-300:]}")
-        ends = (ROTATION_END if wf.rotates_ca else {}) | (RESTORE_END if not wf.observed else {})
+        if points:
+            fp = self.fingerprint(wf)
+            failing, always = self.noops_failing(wf, case_dir)
+        else:
+            fp, failing, always = self.kube_end(wf.nodes) if wf.kube_version else {}, [], set()
+        for f in failing:
+            self.log(f"warning: after the uninterrupted {wf.name}, {f}")
+        ends = (ROTATION_END if wf.rotates_ca else {}) | (RESTORE_END if wf.restores_backup else {})
         wrong = {k: fp.get(k) for k, want in ends.items() if fp.get(k) not in want}
+        if wf.kube_version:
+            wrong |= {k: fp.get(k) for k, want in kube_end_wanted(wf).items() if fp.get(k) != want}
         if wrong:
             raise RuntimeError(f"{wf.name}: the uninterrupted run did not end as it must: {wrong}")
         if wf.saves:
@@ -502,13 +583,14 @@ class FaultLab:
 
     def case(self, wf: Workflow, point: Point, case_dir: Path) -> Outcome:
         o = Outcome(point)
+        self.case_dir = case_dir
         t0 = time.monotonic()
         since = f"@{int(time.time()) - 1}"
         ref = self.references[wf.name]
         case_dir.mkdir(parents=True, exist_ok=True)
         self.restore(wf.baseline)
         if wf.baseline != "bare":
-            self.wait_serving(wf.watch)
+            self.wait_started(wf)
         observers = Observers(self, wf)
         try:
             if wf.observed:
@@ -526,8 +608,8 @@ class FaultLab:
                 o.faulted_exit = proc.wait()
             out.close()
             if point.kind == "power" and host is not None:
-                self.lab.start_machine(victim(host))
-                self.wait_etcd_after_boot(victim(host))
+                self.lab.start_machine(victim(host, self.shape.first))
+                self.wait_etcd_after_boot(victim(host, self.shape.first))
             first_journal, first = journals.attempt(self.runs_dir(), proc.pid)
             self._check_report(point, first_journal, o)
             if o.faulted_exit == 0:
@@ -601,7 +683,7 @@ class FaultLab:
         return None
 
     def _strike(self, proc: subprocess.Popen, kind: str, host: str, o: Outcome) -> None:
-        machine = victim(host)
+        machine = victim(host, self.shape.first)
         if kind == "sigint":
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         elif kind == "sigterm":
@@ -633,7 +715,7 @@ class FaultLab:
 
     def _check_end(self, wf: Workflow, ref: Reference, o: Outcome) -> None:
         if self.cluster_lock_held():
-            o.problems.append(f"the cluster lock {CLUSTER_LOCK} is still held on etcd-1")
+            o.problems.append(f"the cluster lock {CLUSTER_LOCK} is still held on {self.shape.first}")
         fp = self.fingerprint(wf)
         for key, want in ref.fingerprint.items():
             if fp.get(key) != want:
@@ -641,11 +723,34 @@ class FaultLab:
         if o.resumed_exit != 0:
             o.problems.append(f"`{' '.join(wf.noop)}` afterwards: not tried, the continuation failed")
         else:
-            noop, _ = self.noop(wf)
-            text = " ".join((noop.stdout + noop.stderr).split())
-            if noop.returncode != wf.noop_exit or wf.noop_says not in text:
-                o.problems.append(f"`{' '.join(wf.noop)}` afterwards did not find nothing to do (exit {noop.returncode}): {text[-300:]}")
+            o.problems += [f"afterwards {f}" for f in self.noops_failing(wf, self.case_dir)[0]]
         o.converged = o.resumed_exit == 0 and not o.problems
+
+
+def shaped_inventory(doc: dict, hosts: list[str], kubernetes_version: str | None = None,
+                     without: tuple[str, ...] = ()) -> dict:
+    """The lab's inventory ``doc`` with the etcd members ``hosts`` (another etcd host is left out,
+    or loses the role if it is a control plane), and no host of ``without``."""
+    kept = []
+    for h in doc["spec"]["hosts"]:
+        if h["name"] in without:
+            continue
+        if h["name"] in hosts or "etcd" not in h["roles"]:
+            kept.append(h)
+        elif "control-plane" in h["roles"]:
+            h["roles"] = [r for r in h["roles"] if r != "etcd"]
+            kept.append(h)
+    doc["spec"]["hosts"] = kept
+    doc["spec"]["etcd"]["version"] = ETCD_FROM
+    if kubernetes_version:
+        doc["spec"]["kubernetesVersion"] = kubernetes_version
+    return doc
+
+
+def kube_end_wanted(wf: Workflow) -> dict:
+    """A Kubernetes workflow's end: every node Ready at its version, none cordoned, no violation."""
+    return {"nodes": {n: {"ready": True, "version": f"v{wf.kube_version}", "cordoned": False} for n in wf.nodes},
+            "simulator violations": []}
 
 
 def changing(ref: Reference, point: Point, at_boundary: str) -> str:
@@ -656,10 +761,10 @@ def changing(ref: Reference, point: Point, at_boundary: str) -> str:
     return at_boundary
 
 
-def victim(host: str) -> str:
+def victim(host: str, first: str = "etcd-1") -> str:
     """The machine a fault of ssh-cut or power hits: the host of the step at the boundary (a step on
-    the operator's machine talks to the first member)."""
-    return "etcd-1" if host == "local" else host
+    the operator's machine talks to the first control plane, which holds the lock)."""
+    return first if host == "local" else host
 
 
 def _diff(want, got) -> str:

@@ -80,3 +80,16 @@ def select(points: list[Point], *, workflows: list[str] | None, kind: str | None
     rest = [p for p in chosen if p not in must]
     extra = rng.sample(rest, max(0, min(len(rest), sample - len(must))))
     return must + extra
+
+
+# The issue's bar for the full matrix, within 2 hours: SIGINT at every boundary of both upgrades (and
+# the mixed-version case), the rest sampled -- this many other points, at least 100 points in all
+BAR_OTHERS = 34
+
+
+def bar(points: list[Point], seed: int, others: int) -> list[Point]:
+    """The bar's points among ``points``: every SIGINT point of the upgrades, then ``others`` more
+    drawn with ``seed`` from the rest (one per workflow first, as a sample does)."""
+    every = [p for p in points if p.workflow in EVERY_BOUNDARY and p.kind == "sigint"]
+    rest = [p for p in points if p not in every]
+    return every + (select(rest, workflows=None, kind=None, sample=others, seed=seed) if rest and others > 0 else [])

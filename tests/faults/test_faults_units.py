@@ -108,3 +108,116 @@ def test_the_last_line_adds_up_every_point():
     a, b = Outcome(Point("etcd-upgrade", "sigint", 3)), Outcome(Point("etcd-install", "power", 2))
     a.converged, b.quorum_losses, b.lost_writes, b.repeated = True, [7.0, 9.0], 3, ["x"]
     assert summary_line([a, b]) == "faults: 2 points, 1 converged, 2 quorum losses, 3 lost writes, 1 repeated steps"
+
+
+def _k8s_inventories(tmp_path: Path) -> dict:
+    """Each inventory of the Kubernetes lab as the harness writes it, loaded by kubeforge."""
+    from ruamel.yaml import YAML
+
+    from kubeforge.inventory import load_cluster
+    from tests.faults.harness import shaped_inventory
+    from tests.faults.workflows import SHAPES
+    from tests.lab.inventory import render_inventory
+    from tests.lab.layout import layout
+
+    shape = SHAPES["k8s"]
+    specs = layout(list(shape.machines), persistent=shape.names)
+    assert all(s.persistent for s in specs)  # every state is a saved disk
+    (tmp_path / "key").write_text("k")
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "cni.yaml").write_text("c")
+    text = render_inventory(cluster_name="faults", machines=[(s, f"10.9.0.{10 + i}") for i, s in enumerate(specs, 1)],
+                            key_file=tmp_path / "key", known_hosts=tmp_path / "known_hosts",
+                            mirror_url="http://10.9.0.1:8080", kubernetes_version=shape.kubernetes_version,
+                            endpoint_mode=shape.endpoint_mode, vip="10.9.0.250")
+    out = {}
+    for name, hosts, kube, without in shape.inventories:
+        yaml = YAML()
+        path = tmp_path / f"{name}.yaml"
+        with path.open("w") as f:
+            yaml.dump(shaped_inventory(yaml.load(text), list(hosts), kube, without), f)
+        out[name] = load_cluster(path)
+    return out
+
+
+def test_the_kubernetes_lab_is_two_control_planes_two_workers_external_etcd_and_an_ha_endpoint(tmp_path):
+    from tests.faults.workflows import KUBE_FROM, KUBE_TO, SHAPES
+
+    clusters = _k8s_inventories(tmp_path)
+    for name in ("k8s", f"k8s-{KUBE_TO}"):
+        c = clusters[name]
+        assert str(c.endpoint.mode) == "haproxy" and [h.name for h in c.load_balancers] == ["lb-1"]
+        assert [h.name for h in c.control_planes] == ["cp-1", "cp-2"] and c.first_control_plane.name == SHAPES["k8s"].first
+        assert [h.name for h in c.workers] == ["worker-1", "worker-2"]
+        assert sorted(h.name for h in c.etcd_members) == sorted(SHAPES["k8s"].etcd)
+    assert (str(clusters["k8s"].kubernetes_version), str(clusters[f"k8s-{KUBE_TO}"].kubernetes_version)) == (KUBE_FROM, KUBE_TO)
+    # `up` adding nodes: the same cluster with a control plane and a worker more
+    added = clusters["k8s-add"]
+    assert [h.name for h in added.control_planes] == ["cp-1", "cp-2", "cp-3"]
+    assert [h.name for h in added.workers] == ["worker-1", "worker-2", "worker-3"]
+    assert sorted(h.name for h in added.etcd_members) == sorted(SHAPES["k8s"].etcd)
+
+
+def test_upgrade_needs_the_reference_up_that_saves_its_converged_cluster_and_is_interrupted_at_every_boundary():
+    from tests.faults.workflows import WORKFLOWS
+
+    assert needed(["upgrade"]) == ["up", "upgrade"]
+    assert needed(["reset", "up-add"]) == ["up", "reset", "up-add"]
+    assert WORKFLOWS["upgrade"].baseline == WORKFLOWS["up"].saves == "k8s133"
+    full = matrix({"upgrade": 12}, seed=3)
+    assert sorted(p.after for p in full if p.kind == "sigint") == list(range(1, 12))
+    assert all(0 < p.after < 12 for p in full) and not any(p.label for p in full)
+
+
+def test_a_converged_kubernetes_workflow_must_leave_nothing_for_up_or_the_same_upgrade():
+    from tests.faults.workflows import KUBE_TO, SHAPES, WORKFLOWS
+
+    inventories = {name: kube for name, _, kube, _ in SHAPES["k8s"].inventories}
+    up, upgrade = WORKFLOWS["up"], WORKFLOWS["upgrade"]
+    assert [(n.args, n.yes) for n in up.noops] == [(("up",), True), (("plan", "up"), False)]
+    assert [n.args for n in upgrade.noops] == [("upgrade", "--to", KUBE_TO), ("plan", "up")]
+    # `plan up` after the upgrade reads an inventory already at the new version, which the lab writes
+    assert inventories[upgrade.noops[1].inventory] == KUBE_TO == upgrade.kube_version
+    assert inventories[upgrade.inventory] == up.kube_version != KUBE_TO
+
+
+def test_the_end_of_a_kubernetes_workflow_is_every_node_ready_at_its_version_none_cordoned_no_violation():
+    from tests.faults.harness import kube_end_wanted, victim
+    from tests.faults.workflows import SHAPES, WORKFLOWS
+
+    want = kube_end_wanted(WORKFLOWS["upgrade"])
+    assert set(want["nodes"]) == {"cp-1", "cp-2", "worker-1", "worker-2"} and want["simulator violations"] == []
+    assert {tuple(v.values()) for v in want["nodes"].values()} == {(True, "v1.34.2", False)}
+    added = kube_end_wanted(WORKFLOWS["up-add"])
+    assert set(added["nodes"]) == {"cp-1", "cp-2", "cp-3", "worker-1", "worker-2", "worker-3"}
+    assert {tuple(v.values()) for v in added["nodes"].values()} == {(True, "v1.33.5", False)}
+    # a step on the operator's machine: ssh-cut and power hit the first control plane (it holds the lock)
+    assert victim("local", SHAPES["k8s"].first) == "cp-1" and victim("worker-2", "cp-1") == "worker-2"
+    assert victim("local") == "etcd-1"
+
+
+def test_a_sample_over_both_labs_is_split_by_workflows_and_one_lab_gets_the_whole_sample():
+    from tests.faults.__main__ import share
+    from tests.faults.workflows import CI_WORKFLOWS
+
+    assert share(4, CI_WORKFLOWS, "etcd") == 4  # CI's draw: its sample size is what it always was
+    assert share(4, ["upgrade"], "k8s") == 4 and share(None, ["upgrade"], "k8s") is None
+    assert share(8, [*CI_WORKFLOWS, "up", "upgrade"], "etcd") == 5
+    assert share(8, [*CI_WORKFLOWS, "up", "upgrade"], "k8s") == 3
+    assert share(1, ["etcd-install", "upgrade"], "k8s") == 1
+
+
+def test_the_bar_is_every_sigint_boundary_of_both_upgrades_and_the_mixed_case_plus_sampled_others():
+    from tests.faults.points import BAR_OTHERS, bar
+
+    steps = {"etcd-install": 49, "etcd-upgrade": 18, "etcd-members-add": 40, "etcd-members-remove": 7,
+             "etcd-rotate-ca": 103, "etcd-restore": 19, "up": 90, "upgrade": 50, "reset": 13, "up-add": 40}
+    full = matrix(steps, seed=11)
+    chosen = bar(full, 11, BAR_OTHERS)
+    for wf, n in (("upgrade", 50), ("etcd-upgrade", 18)):
+        assert sorted(p.after for p in chosen if p.workflow == wf and p.kind == "sigint" and not p.label) == list(range(1, n))
+    assert sum(p.label == MIXED_VERSION for p in chosen) == 1
+    others = [p for p in chosen if p.workflow not in ("upgrade", "etcd-upgrade") or p.kind != "sigint"]
+    assert len(others) == BAR_OTHERS and {p.workflow for p in others} >= set(steps) - {"etcd-upgrade", "upgrade"}
+    assert len(chosen) >= 100 and len(set(chosen)) == len(chosen)
+    assert bar(full, 11, BAR_OTHERS) == chosen  # seeded

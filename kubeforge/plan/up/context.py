@@ -56,6 +56,9 @@ class UpContext:
     etcd_members: tuple[ListedMember, ...] | None = None
     # per haproxy balancer, the API servers an interrupted run left drained there (read before planning)
     drained_backends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # With --resume: the step ids the interrupted run completed (its journal): a node it drained for
+    # a runtime restart and never uncordoned gets its readiness gate and uncordon (restart_runtimes)
+    journaled: frozenset[str] = frozenset()
 
     # --- hosts -------------------------------------------------------------------------------------
     @property

@@ -37,22 +37,36 @@ def runtime_changes(ctx: UpContext, host: Host) -> tuple[list, bool]:
     return files, start
 
 
+def _journaled(ctx: UpContext, key: str) -> bool:
+    return any(i.rsplit("/", 1)[-1] == key for i in ctx.journaled)
+
+
+def left_cordoned(ctx: UpContext, host: Host) -> bool:
+    """The resumed run drained ``host`` for its runtime restart and stopped before uncordoning it,
+    and it is still cordoned: containerd may already run the new configuration (nothing left to
+    change), but the node must still be gated Ready and uncordoned, or it stays out of service."""
+    node = ctx.state.nodes.get(host.name)
+    key = slug(host.name)
+    return (node is not None and node.unschedulable and _journaled(ctx, f"runtime-drain-{key}")
+            and not _journaled(ctx, f"runtime-uncordon-{key}"))
+
+
 def _lane(ctx: UpContext, host: Host) -> list:
     files, start = runtime_changes(ctx, host)
-    if not start:
+    if not start and not left_cordoned(ctx, host):
         return []
     via, policy = ctx.first.name, ctx.cluster.upgrade
     key = slug(host.name)
-    restart = restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Restart containerd with its configuration",
-                                   reads_at_start=True)
-    return [
-        drain(via, host.name, policy, key=f"runtime-drain-{key}"),
-        *puts(host, files),
-        restart,
+    back = [
         node_ready_at(via, host.name, ctx.cluster.kubernetes_version, policy.node_ready_timeout_s,
                       key=f"runtime-ready-{key}"),
         uncordon(via, host.name, key=f"runtime-uncordon-{key}"),
     ]
+    if not start:  # the same ids as below: the journal skips the gate when it had passed
+        return back
+    restart = restart_when_changed(host, "containerd", [CONTAINERD_PATH], "Restart containerd with its configuration",
+                                   reads_at_start=True)
+    return [drain(via, host.name, policy, key=f"runtime-drain-{key}"), *puts(host, files), restart, *back]
 
 
 class RestartControlPlaneRuntimes:

@@ -28,6 +28,9 @@ class UpgradeContext:
     # the minor's pause image, kubeadm configs, applied.json). The upgrade writes what a new minor
     # changes, so the next `up` finds nothing to do; empty: not known (nothing of it is written).
     node_files: Mapping[str, Sequence[RenderedFile]] = field(default_factory=dict)
+    # With --resume: the step ids the interrupted run completed (its journal). A node that run
+    # drained and never uncordoned, already at the version, gets its readiness gate and uncordon.
+    journaled: frozenset[str] = frozenset()
 
     @property
     def first(self) -> Host:
@@ -85,6 +88,24 @@ class UpgradeContext:
 
     def all_converged(self) -> bool:
         return all(self.converged(h) for h in self.cluster.nodes)
+
+    # --- a resumed run ------------------------------------------------------------------------------
+    def _journaled(self, key: str) -> bool:
+        return any(i.rsplit("/", 1)[-1] == key for i in self.journaled)
+
+    def left_cordoned(self, host: Host) -> bool:
+        """The resumed run drained ``host`` in this hop and stopped before uncordoning it, and the
+        node is still cordoned: its kubelet may already run the version (so it looks converged),
+        but it must still be gated Ready and uncordoned, or it stays out of service for good."""
+        node = self.facts.nodes.get(host.name)
+        return (node is not None and node.unschedulable and self._journaled(self.key("drain", host.name))
+                and not self._journaled(self.key("uncordon", host.name)))
+
+    @property
+    def resumes_hop(self) -> bool:
+        """The resumed run had already done steps of this hop (it may have stopped before recording it)."""
+        prefix = f"v{self.target}-"
+        return any(i.rsplit("/", 1)[-1].startswith(prefix) for i in self.journaled)
 
     def files_of(self, host: Host, paths: Sequence[str]) -> list[RenderedFile]:
         return [f for f in self.files.get(host.name, ()) if f.path in paths]

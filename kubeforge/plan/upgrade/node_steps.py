@@ -85,6 +85,15 @@ def runtime_for_minor(ctx: UpgradeContext, host: Host) -> list:
     return steps
 
 
+def back_in_service(ctx: UpgradeContext, host: Host) -> list:
+    """For a node already at the version: nothing, unless the resumed run drained it and stopped
+    before its uncordon (ctx.left_cordoned) -- then its readiness gate and uncordon, under the ids
+    kubelet_and_back gives them, so the journal skips the gate when it had passed."""
+    if not ctx.left_cordoned(host):
+        return []
+    return kubelet_and_back(ctx, host)[-2:]
+
+
 def kubelet_and_back(ctx: UpgradeContext, host: Host) -> list:
     """Inside the drain window: the minor's runtime configuration, kubelet + kubectl at the target,
     the kubelet restarted, Ready on the new version, uncordoned."""

@@ -78,9 +78,10 @@ def hop_phases(
     hop: int = 1,
     hops: int = 1,
     node_files: NodeFiles | None = None,
+    journaled: frozenset[str] = frozenset(),
 ) -> list[PhasePlan]:
     ctx = UpgradeContext(cluster, facts, version, hop_files(cluster, version), backup, backup_unavailable, hop, hops,
-                         node_files=node_files(version) if node_files is not None else {})
+                         node_files=node_files(version) if node_files is not None else {}, journaled=journaled)
     warnings = [w for w in (phase.plan(ctx) for phase in WARNINGS) if not w.is_noop]
     # an API server an interrupted run left drained on haproxy is re-enabled before anything else
     return warnings + ready_drained_phases(cluster, facts.drained_backends) + [phase.plan(ctx) for phase in PHASES]
@@ -89,7 +90,7 @@ def hop_phases(
 def plan_hop(cluster: Cluster, facts: UpgradeFacts, version: KubeVersion, *, target: KubeVersion | None = None,
              hop: int = 1, hops: int = 1, **kwargs: Any) -> Plan:
     """The plan of one hop, under the workflow name of the whole upgrade (``target``). ``kwargs``:
-    hop_phases' backup, backup_unavailable and node_files."""
+    hop_phases' backup, backup_unavailable, node_files and journaled."""
     return Plan(workflow_name(target or version), tuple(hop_phases(cluster, facts, version, hop=hop, hops=hops, **kwargs)))
 
 

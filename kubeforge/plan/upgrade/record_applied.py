@@ -1,6 +1,7 @@
 """RecordApplied: /etc/kubeforge/applied.json on every host rewritten for the hop's version, once
 every node is through it, so the next `up` (inventory at the new version) trusts the files the
-upgrade wrote and plans nothing. Only when the hop had work: a converged re-run plans nothing."""
+upgrade wrote and plans nothing. Only when the hop had work (in this run, or in the run it
+resumes, which may have stopped before recording): a converged re-run plans nothing."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class RecordApplied:
     def plan(self, ctx: UpgradeContext) -> PhasePlan:
         if not ctx.node_files:
             return PhasePlan.of(self, [], title=self.title_for(ctx), reason_if_empty="the files `up` renders at this version were not given")
-        if ctx.all_converged():
+        if ctx.all_converged() and not ctx.resumes_hop:
             return PhasePlan.of(self, [], title=self.title_for(ctx), reason_if_empty=f"every node already runs {ctx.target}")
         lanes = [(h.name, [PutFileStep(h.name, f, title=self.title, key=ctx.key("record"))
                            for f in ctx.up_files_of(h, (RECORD_PATH,))])

@@ -8,6 +8,7 @@ from kubeforge.plan.strategy import serial
 from kubeforge.plan.upgrade.commands import kubeadm_upgrade_node
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.node_steps import (
+    back_in_service,
     behind_balancers_apiserver,
     drain_step,
     kubeadm_first,
@@ -37,6 +38,8 @@ class UpgradeControlPlanes:
             if not ctx.kubelet_done(host):
                 steps.append(drain_step(ctx, host))
                 steps += kubelet_and_back(ctx, host)
+            else:
+                steps += back_in_service(ctx, host)
             lanes.append((host.name, steps))
         reason = f"every other control plane already runs {ctx.target}" if ctx.other_control_planes else "only one control plane"
         return PhasePlan.of(self, lanes, title=self.title_for(ctx),

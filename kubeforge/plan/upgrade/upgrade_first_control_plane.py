@@ -8,6 +8,7 @@ from kubeforge.plan.strategy import serial
 from kubeforge.plan.upgrade.commands import kubeadm_upgrade_apply, kubeadm_upgrade_plan
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.node_steps import (
+    back_in_service,
     behind_balancers_apiserver,
     drain_step,
     kubeadm_first,
@@ -36,5 +37,7 @@ class UpgradeFirstControlPlane:
         if not ctx.kubelet_done(host):
             steps.append(drain_step(ctx, host))
             steps += kubelet_and_back(ctx, host)
+        else:
+            steps += back_in_service(ctx, host)
         return PhasePlan.of(self, [(host.name, steps)], title=self.title_for(ctx),
                             reason_if_empty=f"{host.name} already runs {ctx.target}")

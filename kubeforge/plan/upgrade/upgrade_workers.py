@@ -11,6 +11,7 @@ from kubeforge.plan.strategy import batched
 from kubeforge.plan.upgrade.commands import kubeadm_upgrade_node
 from kubeforge.plan.upgrade.context import UpgradeContext
 from kubeforge.plan.upgrade.node_steps import (
+    back_in_service,
     drain_step,
     kubeadm_first,
     kubelet_and_back,
@@ -32,6 +33,9 @@ class UpgradeWorkers:
         lanes = []
         for host in workers:
             if ctx.converged(host):
+                back = back_in_service(ctx, host)
+                if back:
+                    lanes.append((host.name, back))
                 continue
             steps: list = kubeadm_first(ctx, host)
             steps.append(drain_step(ctx, host))
