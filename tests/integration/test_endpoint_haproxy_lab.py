@@ -568,6 +568,10 @@ def test_rotate_ca_etcd_on_three_members_keeps_the_vip_answering_quorum_held_and
                        *((cp, "/etc/kubernetes/pki/etcd/ca.crt") for cp in ("cp-1", "cp-2"))]:
         assert env.lab.exec(host, ["cat", path], check=True).stdout == new_ca, f"{host}: {path} is not the new CA alone"
     assert unverified_etcd_leaves(env) == {}
+    # what the rotation placed is what kubeforge records as placed: `up` afterwards restarts nothing
+    again = env.kf("up", "--yes")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [s["step"] for s in latest_report(env)["steps"] if s["status"] == "done"] == []
 
 
 def test_node_remove_of_a_control_plane_takes_it_out_of_haproxy_first_and_the_vip_answers_throughout(env):
