@@ -148,3 +148,14 @@ def test_a_new_san_is_issued_by_kubeadm_after_the_old_pair_is_moved_aside_and_up
     res = run(here(reissue_command().script), env)
     assert res.returncode == 1 and "the previous one is back in place" in res.stderr
     assert crt.read_bytes() == issued and Path(root, "etc/kubernetes/pki/apiserver.key").is_file()
+
+
+def test_kubeadm_init_issues_the_api_server_certificate_for_the_node_name_and_the_service_names(control_plane):
+    """As real kubeadm does (its default API server names): the node name, the kubernetes.* service
+    names down to the cluster domain and the first IP of the service subnet, beside the advertise
+    address. A control plane joined later is then covered by its own name without a re-issue."""
+    root, _, _ = control_plane
+    sans = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", root + "/etc/kubernetes/pki/apiserver.crt"],
+                          capture_output=True, text=True, check=True).stdout
+    for name in ("DNS:cp-1", "DNS:kubernetes.default.svc.cluster.local", "IP Address:10.96.0.1", "IP Address:127.0.0.1"):
+        assert name in sans, sans

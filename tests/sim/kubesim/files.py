@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import shutil
@@ -167,9 +168,11 @@ def _san(names: list[str]) -> str:
 
 
 def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str | None = None,
-               only: str | None = None) -> list[str]:
+               only: str | None = None, node: str | None = None) -> list[str]:
     """Keep every provided file (kubeadm reuses a given CA); create the missing ones with openssl.
-    ``only``: just that leaf (`kubeadm init phase certs <name>`), never a CA."""
+    ``only``: just that leaf (`kubeadm init phase certs <name>`), never a CA. ``node_name``: the
+    stacked member's name (its etcd certificates); ``node``: the node's name, which kubeadm puts in
+    the API server certificate as it does the service names and the service IP."""
     made = []
     if shutil.which("openssl") is None:
         return made
@@ -187,7 +190,15 @@ def ensure_pki(cluster_cfg: dict, advertise: str, stacked: bool, node_name: str 
     if stacked:
         leaves += [("apiserver-etcd-client", "etcd/ca", "kube-apiserver-etcd-client")]
     endpoint = (cluster_cfg.get("controlPlaneEndpoint") or "").rsplit(":", 1)[0]
-    sans = _san([advertise, "127.0.0.1", endpoint, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+    # kubeadm's own names (GetAPIServerAltNames in its pkiutil): the node name, the kubernetes.*
+    # service names down to the cluster domain, the first IP of the service subnet, the advertise
+    # address and the controlPlaneEndpoint host; then certSANs. 127.0.0.1 is the simulator's own
+    # (its components and tests ask the API server there).
+    net = cluster_cfg.get("networking") or {}
+    service_ip = str(next(ipaddress.ip_network(str(net.get("serviceSubnet") or "10.96.0.0/12").split(",")[0],
+                                               strict=False).hosts()))
+    sans = _san([node or "", advertise, "127.0.0.1", endpoint, service_ip, "kubernetes", "kubernetes.default",
+                 "kubernetes.default.svc", f"kubernetes.default.svc.{net.get('dnsDomain') or 'cluster.local'}",
                  *((cluster_cfg.get("apiServer") or {}).get("certSANs") or [])])
     exts = {"apiserver": sans}
     if stacked and node_name:

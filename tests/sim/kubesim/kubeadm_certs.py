@@ -217,7 +217,8 @@ def init_phase_certs(a, version: str, cfg: dict) -> int:
     if not host.exists(f"{files.PKI}/ca.key"):
         raise SimError("error execution phase certs/apiserver: couldn't load CA certificate ca: "
                        f"open {files.PKI}/ca.key: no such file or directory")
-    files.ensure_pki(cc, advertise, stacked=not (cc.get("etcd") or {}).get("external"), only="apiserver")
+    node = (ic.get("nodeRegistration") or {}).get("name") or host.hostname()
+    files.ensure_pki(cc, advertise, stacked=not (cc.get("etcd") or {}).get("external"), only="apiserver", node=node)
     if not host.exists(crt):
         raise SimError("error execution phase certs/apiserver: failure while creating apiserver key and certificate")
     print('[certs] Generating "apiserver" certificate and key')

@@ -61,7 +61,8 @@ def init(a, version: str, cfg: dict) -> int:
         endpoint += ":6443"
     local_etcd = not external and etcdpod.image_installed()
     print("[certs] Using certificateDir folder \"/etc/kubernetes/pki\"")
-    for made in files.ensure_pki(cc, advertise, stacked=not external, node_name=name if local_etcd else None):
+    for made in files.ensure_pki(cc, advertise, stacked=not external, node_name=name if local_etcd else None,
+                                 node=name):
         print(f"[certs] Generating \"{made}\"")
     if not host.exists(f"{files.PKI}/ca.crt"):
         raise SimError("error execution phase certs/ca: failure loading ca certificate: /etc/kubernetes/pki/ca.crt missing")
@@ -170,7 +171,8 @@ def join(a, version: str, cfg: dict) -> int:
         if local_etcd and not host.exists(f"{files.PKI}/etcd/ca.key"):
             raise SimError("error execution phase control-plane-prepare/certs: failure loading etcd/ca certificate "
                            "authority: couldn't load the private key file /etc/kubernetes/pki/etcd/ca.key")
-        files.ensure_pki(cc, advertise or node_ip, stacked=local_etcd, node_name=name if local_etcd else None)
+        files.ensure_pki(cc, advertise or node_ip, stacked=local_etcd, node_name=name if local_etcd else None,
+                         node=name)
         if local_etcd:
             print("[etcd] Announced new etcd member joining to the existing etcd cluster")
             initial = etcdpod.add_member(info.get("etcdEndpoints") or [f"https://{info.get('primary')}:2379"],
