@@ -211,7 +211,8 @@ def plan_for_up(cluster: Cluster, pool, *, facts: Mapping[str, HostFacts] | None
     ctx = replace(ctx, apiserver_sans=read_apiserver_sans(cluster, pool, running))  # for ReissueApiserverCerts
     if cluster.etcd.topology is EtcdTopology.STACKED and any(ctx.half_joined(h) for h in cluster.control_planes):
         ctx = replace(ctx, etcd_members=read_stacked_members(cluster, pool))  # for JoinControlPlanes
-    ctx = replace(ctx, drained_backends=read_drained(cluster, pool), journaled=journaled)  # for ReadyDrainedApiServers
+    # for ReadyDrainedApiServers, and (journaled) the runtime restarts of a resumed run
+    ctx = replace(ctx, drained_backends=read_drained(cluster, pool), journaled=journaled)
     return with_etcd_install(plan_up(ctx), cluster, pool, member_facts), ctx
 
 

@@ -16,7 +16,7 @@ from kubeforge.plan.steps import slug
 from kubeforge.plan.strategy import batched, serial
 from kubeforge.plan.up.context import UpContext
 from kubeforge.plan.up.scripts import puts, restart_when_changed
-from kubeforge.plan.upgrade.commands import drain, node_ready_at, uncordon
+from kubeforge.plan.upgrade.commands import drain, left_cordoned, node_ready_at, uncordon
 from kubeforge.render.host_prep import CONTAINERD_PATH, CRICTL_PATH
 
 RUNTIME_FILES = (CONTAINERD_PATH, CRICTL_PATH)
@@ -37,23 +37,16 @@ def runtime_changes(ctx: UpContext, host: Host) -> tuple[list, bool]:
     return files, start
 
 
-def _journaled(ctx: UpContext, key: str) -> bool:
-    return any(i.rsplit("/", 1)[-1] == key for i in ctx.journaled)
-
-
-def left_cordoned(ctx: UpContext, host: Host) -> bool:
-    """The resumed run drained ``host`` for its runtime restart and stopped before uncordoning it,
-    and it is still cordoned: containerd may already run the new configuration (nothing left to
-    change), but the node must still be gated Ready and uncordoned, or it stays out of service."""
-    node = ctx.state.nodes.get(host.name)
+def left_drained(ctx: UpContext, host: Host) -> bool:
+    """The resumed run drained ``host`` for its runtime restart and never uncordoned it (containerd
+    may already run the new configuration): its gate and uncordon are still to run."""
     key = slug(host.name)
-    return (node is not None and node.unschedulable and _journaled(ctx, f"runtime-drain-{key}")
-            and not _journaled(ctx, f"runtime-uncordon-{key}"))
+    return left_cordoned(ctx.state.nodes.get(host.name), ctx.journaled, f"runtime-drain-{key}", f"runtime-uncordon-{key}")
 
 
 def _lane(ctx: UpContext, host: Host) -> list:
     files, start = runtime_changes(ctx, host)
-    if not start and not left_cordoned(ctx, host):
+    if not start and not left_drained(ctx, host):
         return []
     via, policy = ctx.first.name, ctx.cluster.upgrade
     key = slug(host.name)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from shlex import quote as q
 
+from kubeforge.facts.cluster import Node
 from kubeforge.model import Cluster, UpgradePolicy
 from kubeforge.model.kubeadm_paths import APISERVER_MANIFEST, KUBECTL
 from kubeforge.model.versions import Version
@@ -215,3 +216,12 @@ def every_node_at(via: str, nodes: Sequence[str], version: Version, timeout_s: f
     )
     return GateStep(via, Command(script=script, sudo=True, timeout=60), f"Verify every node runs {version} and is Ready",
                     what=f"all {want} nodes Ready with kubelet {version.v}", timeout_s=timeout_s, interval_s=2.0, key=key)
+
+
+def left_cordoned(node: Node | None, journaled: frozenset[str], drain_key: str, uncordon_key: str) -> bool:
+    """The run being resumed drained the node (its journal has a step keyed ``drain_key``) and
+    stopped before the uncordon (``uncordon_key``), and the node is still cordoned: whatever it ran
+    may already be in place, but it must still be gated Ready and uncordoned, or it stays out of
+    service for good. A cordon no kubeforge run made is not this."""
+    done = {i.rsplit("/", 1)[-1] for i in journaled}
+    return node is not None and node.unschedulable and drain_key in done and uncordon_key not in done

@@ -10,6 +10,7 @@ from typing import Any
 from kubeforge.model import Cluster, Host, PackageSourceKind, RenderedFile
 from kubeforge.model.versions import KubeVersion
 from kubeforge.plan.steps import slug
+from kubeforge.plan.upgrade.commands import left_cordoned
 from kubeforge.plan.upgrade.state import COMPONENTS, UpgradeFacts
 
 
@@ -90,16 +91,11 @@ class UpgradeContext:
         return all(self.converged(h) for h in self.cluster.nodes)
 
     # --- a resumed run ------------------------------------------------------------------------------
-    def _journaled(self, key: str) -> bool:
-        return any(i.rsplit("/", 1)[-1] == key for i in self.journaled)
-
     def left_cordoned(self, host: Host) -> bool:
         """The resumed run drained ``host`` in this hop and stopped before uncordoning it, and the
-        node is still cordoned: its kubelet may already run the version (so it looks converged),
-        but it must still be gated Ready and uncordoned, or it stays out of service for good."""
-        node = self.facts.nodes.get(host.name)
-        return (node is not None and node.unschedulable and self._journaled(self.key("drain", host.name))
-                and not self._journaled(self.key("uncordon", host.name)))
+        node is still cordoned: its kubelet may already run the version (so it looks converged)."""
+        return left_cordoned(self.facts.nodes.get(host.name), self.journaled, self.key("drain", host.name),
+                             self.key("uncordon", host.name))
 
     @property
     def resumes_hop(self) -> bool:
