@@ -110,6 +110,7 @@ class Outcome:
     resumed_exit: int | None = None
     acked: int = 0
     report: dict[str, int] = field(default_factory=dict)  # the faulted run's report: status -> steps
+    stages: dict[str, float] = field(default_factory=dict)  # where the case's seconds went, in order
 
     def line(self) -> str:
         state = "converged" if self.converged else "NOT converged"
@@ -119,7 +120,20 @@ class Outcome:
         rep = " ".join(f"{k}={v}" for k, v in sorted(self.report.items()))
         return (f"{self.point.name}: {state} in {self.seconds:.0f}s (exit {self.faulted_exit} then {self.resumed_exit}; "
                 f"report {rep or 'none'}; {self.acked} writes acked){q}{lw}{r}"
+                + (f"\n    seconds: {', '.join(f'{k} {v:.0f}' for k, v in self.stages.items())}" if self.stages else "")
                 + "".join(f"\n    - {p}" for p in self.problems) + "".join(f"\n    note: {n}" for n in self.notes))
+
+
+class StageClock:
+    """Calling it with a name records the seconds since the previous call (or its creation)."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into, self.last = into, time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.into[name] = self.into.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 @dataclass
@@ -588,9 +602,12 @@ class FaultLab:
         since = f"@{int(time.time()) - 1}"
         ref = self.references[wf.name]
         case_dir.mkdir(parents=True, exist_ok=True)
+        stage = StageClock(o.stages)
         self.restore(wf.baseline)
+        stage("restore")
         if wf.baseline != "bare":
             self.wait_started(wf)
+            stage("ready")
         observers = Observers(self, wf)
         try:
             if wf.observed:
@@ -607,9 +624,11 @@ class FaultLab:
                 os.killpg(proc.pid, signal.SIGKILL)
                 o.faulted_exit = proc.wait()
             out.close()
+            stage("faulted")
             if point.kind == "power" and host is not None:
                 self.lab.start_machine(victim(host, self.shape.first))
                 self.wait_etcd_after_boot(victim(host, self.shape.first))
+                stage("power back")
             first_journal, first = journals.attempt(self.runs_dir(), proc.pid)
             self._check_report(point, first_journal, o)
             if o.faulted_exit == 0:
@@ -638,11 +657,13 @@ class FaultLab:
                     o.resumed_exit = proc2.wait(RUN_TIMEOUT)
                     out2.close()
                 _, second = journals.attempt(self.runs_dir(), proc2.pid)
+                stage("resumed")
                 if o.resumed_exit != 0:
                     o.problems.append(f"the continuation exited {o.resumed_exit}: {_tail(case_dir / 'resumed.log')}")
             time.sleep(1.0)  # a last second of watching and writing on the end state
         finally:
             observers.stop()
+        stage("watch end")
         watcher, writer = observers.watcher, observers.writer
         if watcher:
             o.quorum_losses = watcher.losses()
@@ -659,6 +680,7 @@ class FaultLab:
         for member, line in self.etcd_panics(since).items():
             o.problems.append(f"etcd on {member} panicked: {line}")
         self._check_end(wf, ref, o)
+        stage("checks")
         o.seconds = time.monotonic() - t0
         (case_dir / "outcome.txt").write_text(o.line() + "\n")
         return o

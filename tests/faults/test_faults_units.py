@@ -110,6 +110,20 @@ def test_the_last_line_adds_up_every_point():
     assert summary_line([a, b]) == "faults: 2 points, 1 converged, 2 quorum losses, 3 lost writes, 1 repeated steps"
 
 
+def test_a_case_line_says_where_its_seconds_went_stage_by_stage(monkeypatch):
+    from tests.faults import harness
+
+    clock = iter([100.0, 108.0, 120.0, 120.5])
+    monkeypatch.setattr(harness.time, "monotonic", lambda: next(clock))
+    o = Outcome(Point("upgrade", "sigint", 8))
+    stage = harness.StageClock(o.stages)
+    stage("restore")
+    stage("faulted")
+    stage("restore")  # a stage met twice adds up
+    assert o.stages == {"restore": 8.5, "faulted": 12.0}
+    assert o.line().splitlines()[-1] == "    seconds: restore 8, faulted 12"
+
+
 def _k8s_inventories(tmp_path: Path) -> dict:
     """Each inventory of the Kubernetes lab as the harness writes it, loaded by kubeforge."""
     from ruamel.yaml import YAML
