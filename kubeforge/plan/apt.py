@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kubeforge.render.packages import BUNDLE_APT_OPTIONS
 
@@ -71,14 +71,29 @@ def install_line(specs: str, *, offline: bool = False, held: bool = False) -> st
             f"{'--allow-change-held-packages ' if held else ''}--no-install-recommends {specs}")
 
 
+def not_enabled_when_fresh(package: str, unit: str) -> tuple[str, str]:
+    """The lines before and after an apt install that leave ``unit`` disabled at boot when this
+    install is ``package``'s first: Debian's postinst enables its service, which after a power loss
+    would start before kubeforge put its configuration there (etcd: a single-member cluster of its
+    own). kubeforge enables it itself once it may start. An earlier install's state is left alone."""
+    var = "fresh_" + "".join(c if c.isalnum() else "_" for c in package)
+    before = (f"case \"$(dpkg-query -W -f='${{db:Status-Abbrev}}' {shlex.quote(package)} 2>/dev/null || true)\" in "
+              f"ii*) {var}=0 ;; *) {var}=1 ;; esac")
+    after = f'if [ "${var}" = 1 ]; then systemctl disable {shlex.quote(unit)} >/dev/null 2>&1 || true; fi'
+    return before, after
+
+
 def install_pinned(wanted: dict[str, str | None], hold: Sequence[str], *, offline: bool = False,
-                   update: bool = True, during: str = "packages are installed") -> str:
+                   update: bool = True, during: str = "packages are installed",
+                   not_at_boot: Mapping[str, str] | None = None) -> str:
     """Install each package at its exact upstream version (any Debian revision of it; None: what
     the source has), the ``hold`` ones unheld first and held again after, service starts forbidden
-    throughout, an interrupted dpkg finished first."""
+    throughout, an interrupted dpkg finished first. ``not_at_boot``: package -> unit left disabled
+    at boot when this is the package's first install (``not_enabled_when_fresh``)."""
     specs = " ".join(shlex.quote(f"{p}={v}-*") if v else shlex.quote(p) for p, v in wanted.items())
     names = " ".join(shlex.quote(h) for h in hold)
-    lines = [DEBIAN_FRONTEND, no_service_starts(during)]
+    fresh = [not_enabled_when_fresh(p, u) for p, u in (not_at_boot or {}).items()]
+    lines = [DEBIAN_FRONTEND, *(b for b, _ in fresh), no_service_starts(during)]
     if update:
         lines.append(apt_update(offline=offline))
     lines.append(FINISH_DPKG)
@@ -87,4 +102,5 @@ def install_pinned(wanted: dict[str, str | None], hold: Sequence[str], *, offlin
     lines.append(install_line(specs, offline=offline, held=bool(hold)))
     if hold:
         lines.append(f"apt-mark hold {names} >/dev/null")
+    lines += [a for _, a in fresh]
     return "\n".join(lines) + "\n"

@@ -26,12 +26,15 @@ INSTALLERS = ("up", "upgrade", "etcd")
 def _script(which: str, cluster) -> str:
     if which == "up":
         return install_script({"kubeadm": "1.35.1", "containerd": None}, ["kubeadm"])
+    if which == "up-etcd":  # a dedicated etcd member of an external-etcd cluster, from a mirror
+        return install_script({"etcd-server": str(cluster.etcd.version), "etcd-client": str(cluster.etcd.version)}, [])
     if which == "upgrade":
         return install_held("cp-1", ("kubelet", "kubectl"), parse_kube("1.35.1"), key="k").command.script
     return etcd_commands.install_packages(cluster).script
 
 
-def _run(which: str, tmp_path, *, policy: str | None = None, audit: str = "") -> tuple[list[str], str | None]:
+def _run(which: str, tmp_path, *, policy: str | None = None, audit: str = "",
+         installed: bool = False) -> tuple[list[str], str | None]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in TOOLS.items():
@@ -49,7 +52,7 @@ def _run(which: str, tmp_path, *, policy: str | None = None, audit: str = "") ->
     # what apt's maintainer scripts would see in the middle of the install
     script = script.replace("apt-get install", f'cp {rc_path} "$CALLS.during"; apt-get install', 1)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "AUDIT": audit,
-           "INSTALLED": "", "WANT": str(cluster.etcd.version)}
+           "INSTALLED": "1" if installed else "", "WANT": str(cluster.etcd.version)}
     res = subprocess.run(["bash", "-s"], input=script_for(Command(script=script, sudo=False)), text=True, env=env,
                          capture_output=True, timeout=30)
     assert res.returncode == 0, res.stderr
@@ -85,3 +88,24 @@ def test_held_packages_are_unheld_for_the_install_and_held_again_after(which, tm
     install = next(i for i, c in enumerate(calls) if c.startswith("apt-get install"))
     assert [c for c in calls[:install] if c.startswith("apt-mark unhold")]
     assert [c for c in calls[install:] if c.startswith("apt-mark hold")]
+
+
+@pytest.mark.parametrize("which", ["up-etcd", "etcd"])
+def test_a_first_etcd_install_is_left_disabled_at_boot_by_up_and_by_the_etcd_workflow(which, tmp_path):
+    """Debian's postinst enables etcd.service: a member that lost power after apt and before
+    kubeforge's unit was in place booted a single-member etcd of its own, listening on loopback,
+    and the resumed `up` failed its connectivity preflight on 2379/2380 (docs/faults.md)."""
+    calls, _ = _run(which, tmp_path)
+    install = next(i for i, c in enumerate(calls) if c.startswith("apt-get install"))
+    assert "systemctl disable etcd" in calls[install:]
+
+
+@pytest.mark.parametrize("which", ["up-etcd", "etcd"])
+def test_an_etcd_installed_before_keeps_its_enabled_at_boot_state(which, tmp_path):
+    calls, _ = _run(which, tmp_path, installed=True)
+    assert not [c for c in calls if c.startswith("systemctl disable")]
+
+
+def test_up_disables_nothing_at_boot_on_a_host_without_etcds_server(tmp_path):
+    calls, _ = _run("up", tmp_path)
+    assert not [c for c in calls if c.startswith("systemctl disable")]

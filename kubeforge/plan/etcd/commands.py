@@ -8,7 +8,7 @@ from shlex import quote as _q
 from kubeforge.facts.etcd import PACKAGE, STAMP_PATH
 from kubeforge.facts.etcdctl import client_url, etcdctl_line
 from kubeforge.model import Cluster, Host
-from kubeforge.plan.apt import DEBIAN_FRONTEND, FINISH_DPKG, apt_update, no_service_starts
+from kubeforge.plan.apt import DEBIAN_FRONTEND, FINISH_DPKG, apt_update, no_service_starts, not_enabled_when_fresh
 from kubeforge.plan.etcd.source import BIN_DIR, DEFAULT_ARCH, UNAME_ARCH, EtcdArchive, archive_for, load_verified
 from kubeforge.plan.etcd.upgrade_checks import package_state_clean
 from kubeforge.plan.steps import PutFileStep, RunStep
@@ -46,12 +46,12 @@ def install_packages(cluster: Cluster) -> Command:
             f"[ -n \"${var}\" ] || {{ echo \"{p} {want} is not offered by the configured package source\" >&2; exit 3; }}"
         )
     versions = " ".join(f"{_q(p)}=\"$v_{p.replace('-', '_')}\"" for p in cluster.packages.etcd_packages)
+    fresh_before, fresh_after = not_enabled_when_fresh(PACKAGE, "etcd")
     script = "\n".join(
         [
             DEBIAN_FRONTEND,
             # installed before (an upgrade, a re-run): its enabled-at-boot state is left as it is
-            f"st=$(dpkg-query -W -f='${{db:Status-Abbrev}}' {_q(PACKAGE)} 2>/dev/null || true)",
-            'case "$st" in ii*) fresh=0 ;; *) fresh=1 ;; esac',
+            fresh_before,
             no_service_starts("etcd is installed"),
             apt_update(),
             *pick,
@@ -62,7 +62,7 @@ def install_packages(cluster: Cluster) -> Command:
             # ...and nothing may start at boot: after a power loss Debian's unit would start a
             # single-member etcd of its own (and a joining member must not start before it is
             # added). kubeforge enables etcd itself once the member may start.
-            'if [ "$fresh" = 1 ]; then systemctl disable etcd >/dev/null 2>&1 || true; fi',
+            fresh_after,
         ]
     )
     return Command(script=script, sudo=True, timeout=900, description=f"install etcd {want}")

@@ -13,6 +13,7 @@ reads the bundle's list and nothing else."""
 
 from __future__ import annotations
 
+from kubeforge.facts.etcd import PACKAGE as ETCD_SERVER_PACKAGE
 from kubeforge.model import Cluster, EndpointMode, EtcdTopology, Host
 from kubeforge.plan.apt import install_pinned
 from kubeforge.plan.bundle import Bundle, load_bundle, push_bundle, require_packages
@@ -61,8 +62,11 @@ def host_packages(c: Cluster, host: Host) -> dict[str, str | None]:
 def install_script(wanted: dict[str, str | None], hold: list[str], *, offline: bool = False) -> str:
     """Service starts forbidden while apt runs (etcd's postinst would start a single-member cluster
     on the data dir, containerd would start without its config): kubeforge starts each one later,
-    with its configuration (kubeforge.plan.apt)."""
-    return install_pinned(wanted, hold, offline=offline)
+    with its configuration (kubeforge.plan.apt). A first install of etcd's server is left disabled at
+    boot, as the etcd workflow's own install leaves it: a machine that loses power before kubeforge
+    enables its unit must not boot Debian's single-member etcd (tests/faults, docs/faults.md)."""
+    return install_pinned(wanted, hold, offline=offline,
+                          not_at_boot={ETCD_SERVER_PACKAGE: "etcd"} if ETCD_SERVER_PACKAGE in wanted else None)
 
 
 def installed_guard(wanted: dict[str, str | None], hold: list[str]) -> str:
