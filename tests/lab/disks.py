@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.lab.paths import LabError
@@ -46,8 +47,7 @@ def save(lab, name: str, machines: list[str] | None = None) -> None:
         if lab.running(n):
             lab.shutdown_machine(n)
         _copy(lab.run_dir / "machines" / n / "upper", dest / n)
-    for n in names:
-        lab.start_machine(n)
+    lab.start_machines(names)
 
 
 def restore(lab, name: str, machines: list[str] | None = None) -> None:
@@ -60,9 +60,14 @@ def restore(lab, name: str, machines: list[str] | None = None) -> None:
     for n in names:
         if lab.running(n):
             lab.stop_machine(n)
+
+    def put_back(n: str) -> None:
         mdir = lab.run_dir / "machines" / n
         for d in ("upper", "work"):
             shutil.rmtree(mdir / d, ignore_errors=True)
         _copy(src / n, mdir / "upper")
-    for n in names:
-        lab.start_machine(n)
+
+    # the copies in parallel (a Kubernetes node's disk is about 190 MB of small files), then one boot
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        list(ex.map(put_back, names))
+    lab.start_machines(names)

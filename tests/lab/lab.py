@@ -191,12 +191,20 @@ class Lab:
     def start_machine(self, name: str, timeout: float = 120.0) -> None:
         """Boot a stopped machine again. A volatile machine comes back with a fresh disk and new host
         keys (known_hosts is rescanned); a persistent one keeps both."""
-        m = self._machine(name)
-        if m.proc and m.proc.alive():
-            raise LabError(f"{name} is already running")
-        self._boot(m)
-        self._wait_for_ssh([name], timeout)
-        self._after_boot(name)
+        self.start_machines([name], timeout)
+
+    def start_machines(self, names: list[str], timeout: float = 120.0) -> None:
+        """``start_machine`` for several at once: every one booted, then one wait for all their sshd
+        and one rescan of the host keys (a restored seven-machine lab boots in parallel)."""
+        ms = [self._machine(n) for n in names]
+        for m in ms:
+            if m.proc and m.proc.alive():
+                raise LabError(f"{m.name} is already running")
+        for m in ms:
+            self._boot(m)
+        self._wait_for_ssh(list(names), timeout)
+        for n in names:
+            self._after_boot(n)
         self.reset_known_hosts()
 
     def reboot_machine(self, name: str, timeout: float = 120.0) -> None:
