@@ -197,6 +197,7 @@ def rotate_ca_cmd(
     resume_run = resume_value(resume, run)
     cluster = load_cluster(inventory)
     check_ca(cluster, ca)  # refused before any host is contacted
+    ca_rotation.refuse_while_rotating(cluster, but=ca)  # another CA's rotation under way: likewise
     if resume_run is not None and ca_rotation.read_state(cluster, ca) is None:
         # the run's rotation wrote its new CA before its first step, so none under way means the run
         # reached its last step, the store's commit (a signal can still end it with exit 8 then):
