@@ -163,7 +163,9 @@ def join_configs(cluster: Cluster, nodes, new_ca) -> dict:
     out = {}
     for name in nodes:
         files = render_host(cluster, cluster.host(name), secrets=secrets, ca_cert_hash=pin, registry_access=access)
-        out.update({name: f for f in files if f.path == JOIN_PATH})
+        join = next((f for f in files if f.path == JOIN_PATH), None)
+        if join is not None:
+            out[name] = join
     return out
 
 
