@@ -78,3 +78,55 @@ def test_a_kubeconfig_without_an_embedded_certificate_is_unhealthy(cp):
         finally:
             pod.stop()
     assert code == 500 and "no client certificate in /etc/kubernetes/controller-manager.conf" in body
+
+
+def test_healthz_fails_once_the_api_servers_certificate_is_not_from_a_ca_the_kubeconfig_trusts(cp):
+    """The CA a component trusts its API server with is read at start: a serving certificate from
+    another CA (a cluster CA rotation's phase 2 on a node whose kubeconfigs do not trust the new CA
+    yet) fails it, and the same certificate passes once the kubeconfig trusts both and it restarted."""
+    import base64
+
+    other = T.make_machine(cp + "-ca", "ca", V)
+    with host.use_root(other):
+        files.ensure_pki({}, "10.0.0.9", stacked=False)
+        their_ca = host.read(f"{files.PKI}/ca.crt")
+        their_serving = host.read(f"{files.PKI}/apiserver.crt")
+    pod = ComponentPod("kube-scheduler", lambda _m: None)
+    pod.port = 0
+    with host.use_root(cp):
+        ours = host.read(f"{files.PKI}/apiserver.crt")
+        pod.sync(POD)
+        try:
+            assert healthz(pod) == (200, "ok")
+            host.write(f"{files.PKI}/apiserver.crt", their_serving, 0o644)  # served from disk at once
+            code, body = healthz(pod)
+            assert code == 500 and "does not verify against the CA of /etc/kubernetes/scheduler.conf" in body
+            doc = yamlish.load(host.read("/etc/kubernetes/scheduler.conf"))
+            both = host.read(f"{files.PKI}/ca.crt") + their_ca
+            doc["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(both.encode()).decode()
+            host.write("/etc/kubernetes/scheduler.conf", yamlish.dump(doc), 0o600)
+            assert healthz(pod)[0] == 500  # read at start: not yet
+            pod.sync(None)
+            pod.sync(POD)
+            assert healthz(pod) == (200, "ok")
+        finally:
+            pod.stop()
+            host.write(f"{files.PKI}/apiserver.crt", ours, 0o644)
+
+
+def test_the_kubelet_process_reads_kubelet_conf_once_and_keeps_it_until_it_restarts(cp):
+    """The lab's kubelet (a process of its own) trusts the API server with the CA of the kubelet.conf
+    it read when it started: a CA rotation must restart it for a new kubelet.conf to count."""
+    from tests.sim.kubesim.kubelet import Kubelet
+
+    with host.use_root(cp):
+        running = Kubelet(V, log=lambda _m: None, separate_process=True)
+        first = running.api_bases()[-1]
+        doc = yamlish.load(host.read("/etc/kubernetes/kubelet.conf"))
+        doc["clusters"][0]["cluster"]["server"] = "https://10.0.0.200:6443"
+        host.write("/etc/kubernetes/kubelet.conf", yamlish.dump(doc), 0o600)
+        assert running.api_bases()[-1] is first and "10.0.0.100" in first
+        restarted = Kubelet(V, log=lambda _m: None, separate_process=True)
+        assert "10.0.0.200" in restarted.api_bases()[-1]
+        in_process = Kubelet(V, log=lambda _m: None)  # the unit tests' kubelet reads it every tick
+        assert "10.0.0.200" in in_process.api_bases()[-1]

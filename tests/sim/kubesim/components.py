@@ -4,9 +4,13 @@ wait-control-plane ask) while its manifest exists.
 
 What they model is the one thing kubeforge relies on: a component reads the client certificate of
 its kubeconfig (controller-manager.conf, scheduler.conf) when it starts and keeps it until it is
-restarted, as the real binaries do. /healthz answers ``ok`` while that certificate verifies against
+restarted, as the real binaries do; likewise the CA it trusts the API server with (the kubeconfig's
+certificate-authority-data). /healthz answers ``ok`` while that certificate verifies against
 the cluster CA and has not expired (a real component whose client certificate expired loses its
-leader lease and exits); otherwise 500 naming why. A certificate renewed on disk changes nothing
+leader lease and exits), and while the API server's serving certificate (this machine's
+apiserver.crt: kubeadm's component kubeconfigs name the local API server, which reloads its serving
+pair from disk) verifies against the CA read at start (a component that cannot verify its API
+server likewise loses its lease); otherwise 500 naming why. A certificate renewed on disk changes nothing
 until the pod restarts: its manifest moved out of the kubelet's sight and back, or changed.
 
 Run only by the lab machines' kubelet (its own process); the unit tests' in-process machines share
@@ -39,6 +43,33 @@ def _client_cert(kubeconfig: str) -> bytes | None:
         return base64.b64decode(data) if data else None
     except (OSError, ValueError, KeyError, IndexError, AttributeError):
         return None
+
+
+def _ca_data(kubeconfig: str) -> bytes | None:
+    try:
+        doc = yamlish.load(host.read(kubeconfig)) or {}
+        data = (doc.get("clusters") or [{}])[0].get("cluster", {}).get("certificate-authority-data", "")
+        return base64.b64decode(data) if data else None
+    except (OSError, ValueError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def server_untrusted(kubeconfig: str, ca: bytes | None, serving: str) -> str:
+    """Why the API server's serving certificate (the file ``serving``) does not verify against ``ca``
+    (the kubeconfig's certificate-authority-data as read at start); "" when it does or there is no API
+    server here."""
+    if not os.path.exists(serving):
+        return ""
+    if not ca:
+        return f"no certificate-authority-data in {kubeconfig}"
+    with tempfile.NamedTemporaryFile(suffix=".crt") as f:
+        f.write(ca)
+        f.flush()
+        check = subprocess.run(["openssl", "verify", "-CAfile", f.name, serving], capture_output=True, text=True)
+    if check.returncode != 0:
+        return (f"the API server's certificate does not verify against the CA of {kubeconfig}: "
+                "tls: failed to verify certificate: x509: certificate signed by unknown authority")
+    return ""
 
 
 def credential_state(kubeconfig: str) -> tuple[float, str]:
@@ -93,14 +124,17 @@ class ComponentPod:
 
     def start(self) -> None:
         until, why = credential_state(self.kubeconfig)
-        name = self.name
+        name, kubeconfig, ca = self.name, self.kubeconfig, _ca_data(self.kubeconfig)
+        serving = host.path(f"{files.PKI}/apiserver.crt")  # resolved here: the handler runs in its own thread
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path.split("?")[0] not in ("/healthz", "/livez", "/readyz"):
                     self._send(404, "404 page not found\n")
-                elif time.time() < until:
+                elif time.time() < until and not (untrusted := server_untrusted(kubeconfig, ca, serving)):
                     self._send(200, "ok")
+                elif time.time() < until:
+                    self._send(500, f"[-]{name}: {untrusted}\nhealthz check failed\n")
                 else:
                     self._send(500, f"[-]{name}: {why or 'its client certificate has expired'}\nhealthz check failed\n")
 
