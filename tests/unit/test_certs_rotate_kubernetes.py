@@ -310,7 +310,8 @@ def test_the_plan_rolls_control_planes_then_workers_one_at_a_time_in_each_phase_
             # every file and edit before the first restart; API server, then its two clients, then the kubelet
             restart = keys.index("restart-apiserver")
             assert all(isinstance(s, PutFileStep) or s.key in ("kubeconfig-ca-data", "link-kubelet-pem",
-                                                                "record-applied-certs")
+                                                                "record-applied-certs", "signer-to-file",
+                                                                "signer-to-ca", "signer-file-gone")
                        or s.title == "Swap in each new certificate with its key" for s in lane.steps[:restart])
             order = [keys.index(k) for k in ("restart-apiserver", f"gate-api-{lane.host}",
                                              "restart-kube-controller-manager", "restart-kube-scheduler",
@@ -344,11 +345,12 @@ def test_each_phase_places_exactly_its_files_on_each_node(cluster):
             for h in (CPS if phase == "OnControlPlanes" else WORKERS):
                 puts[(n, h)] = set(lane_files(plan, stem + phase, h))
     ca = {f"{PKI}/ca.crt", f"{PKI}/ca.key"}
+    signing = f"{PKI}/kubeforge-rotation-signing-ca.pem"
     confs = {f"/etc/kubernetes/{c}" for c in ("admin.conf", "controller-manager.conf", "scheduler.conf", "kubelet.conf")}
     leaves = {f"{PKI}/{n}.{e}" for n in ("apiserver", "apiserver-kubelet-client") for e in ("crt", "key")}
-    assert puts[(1, "cp-2")] == ca and puts[(1, "worker-1")] == {f"{PKI}/ca.crt"}
-    assert puts[(2, "cp-2")] == ca | leaves | confs
-    assert puts[(2, "cp-1")] == ca | leaves | confs | {"/etc/kubernetes/super-admin.conf"}
+    assert puts[(1, "cp-2")] == ca | {signing} and puts[(1, "worker-1")] == {f"{PKI}/ca.crt"}
+    assert puts[(2, "cp-2")] == ca | leaves | confs | {signing}
+    assert puts[(2, "cp-1")] == ca | leaves | confs | {signing, "/etc/kubernetes/super-admin.conf"}
     assert puts[(2, "worker-1")] == {f"{PKI}/ca.crt", "/etc/kubernetes/kubelet.conf"}
     assert puts[(3, "cp-2")] == ca | confs  # the leaves are already the new CA's
     assert len(puts[(2, "worker-2")] - puts[(2, "worker-1")]) == 1  # its pem in the kubelet's store
@@ -493,3 +495,46 @@ def test_after_the_commit_up_renders_exactly_what_the_last_phase_placed(cluster)
             if path in up[h]:
                 assert up[h][path] == content, (h, path)
     assert up["cp-2"][f"{PKI}/ca.crt"] == r.new_ca.cert_pem and up["worker-1"][JOIN_PATH] == placed["worker-1"][JOIN_PATH]
+
+
+def test_the_controller_managers_signer_reads_one_ca_the_one_of_ca_key_and_ca_crt_again_at_the_end(cluster, tmp_path):
+    """Its --cluster-signing-cert-file cannot be a bundle (kubernetes/kubeadm#1350): phases 1 and 2 point
+    it at a file holding the CA whose key is ca.key (old, then new), before ca.crt holds two CAs; phase
+    3 points it back at ca.crt (the new CA alone) and removes the copy. The manifest edits run with the
+    real bash and sed on kubeadm's manifest lines."""
+    from kubeforge.plan.certs.rotate_kubernetes import CM_MANIFEST, SIGNING_CA, point_signer
+
+    r = start(cluster)
+    for n, stem in enumerate(STEMS, 1):
+        plan = plan_for(cluster, r, n - 1)
+        lane = next(p for p in plan.phases if p.name == f"{stem}OnControlPlanes").lanes[0]
+        placed = lane_files(plan, f"{stem}OnControlPlanes", lane.host)
+        keys = [s.key for s in lane.steps]
+        if n < 3:
+            assert placed[SIGNING_CA].count(b"BEGIN CERTIFICATE") == 1
+            assert crypto.same_public_key(crypto.load_cert(placed[SIGNING_CA]), crypto.load_key(placed[f"{PKI}/ca.key"]))
+            assert crypto.load_cert(placed[SIGNING_CA]) == (r.old.kube_ca.cert if n == 1 else r.new_ca.cert)
+        else:
+            assert SIGNING_CA not in placed and keys.index("signer-to-ca") < keys.index("signer-file-gone")
+        if n == 1:  # the signer reads the one-CA file before ca.crt becomes a bundle
+            swap = next(i for i, s in enumerate(lane.steps) if s.title == "Swap in each new certificate with its key")
+            assert keys.index("signer-to-file") < swap
+        assert keys.index("restart-kube-controller-manager") > max(i for i, k in enumerate(keys) if k.startswith("signer")
+                                                                     or k.startswith("swap-pairs"))
+    manifest = tmp_path / "kube-controller-manager.yaml"
+    kubeadms = ("    - --client-ca-file=/etc/kubernetes/pki/ca.crt\n"
+                "    - --cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt\n"
+                "    - --cluster-signing-key-file=/etc/kubernetes/pki/ca.key\n"
+                "    - --root-ca-file=/etc/kubernetes/pki/ca.crt\n")
+    manifest.write_text(kubeadms)
+
+    def run(cmd) -> int:
+        return subprocess.run(["bash", "-c", cmd.script.replace(CM_MANIFEST, str(manifest))],
+                              capture_output=True).returncode
+
+    to_file, on_file = point_signer(SIGNING_CA)
+    assert run(on_file) != 0 and run(to_file) == 0 and run(on_file) == 0
+    assert manifest.read_text() == kubeadms.replace("cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt",
+                                                    f"cluster-signing-cert-file={SIGNING_CA}")
+    back, on_ca = point_signer(f"{PKI}/ca.crt")
+    assert run(on_ca) != 0 and run(back) == 0 and run(on_ca) == 0 and manifest.read_text() == kubeadms

@@ -130,3 +130,38 @@ def test_the_kubelet_process_reads_kubelet_conf_once_and_keeps_it_until_it_resta
         assert "10.0.0.200" in restarted.api_bases()[-1]
         in_process = Kubelet(V, log=lambda _m: None)  # the unit tests' kubelet reads it every tick
         assert "10.0.0.200" in in_process.api_bases()[-1]
+
+
+def test_the_controller_managers_signer_refuses_a_ca_bundle_or_a_key_that_is_not_its_certificates(cp):
+    """kubeadm points --cluster-signing-cert-file at ca.crt: once that file holds two CAs (a cluster CA
+    rotation's first phase) the controller manager's CSR signer refuses it, as the real one does
+    (kubernetes/kubeadm#1350); a file holding the CA whose key is ca.key is taken."""
+    other = T.make_machine(cp + "-ca2", "ca2", V)
+    with host.use_root(other):
+        files.ensure_pki({}, "10.0.0.9", stacked=False)
+        their_ca = host.read(f"{files.PKI}/ca.crt")
+    with host.use_root(cp):
+        files.write_manifests(V, "10.0.0.5", {}, "file:/tmp/x")
+        pod_doc = files.read_manifest("kube-controller-manager")
+        assert files.manifest_flags(pod_doc)["cluster-signing-cert-file"] == f"{files.PKI}/ca.crt"
+        ours = host.read(f"{files.PKI}/ca.crt")
+        pod = ComponentPod("kube-controller-manager", lambda _m: None)
+        pod.port = 0
+        try:
+            host.write(f"{files.PKI}/ca.crt", ours + their_ca, 0o644)
+            pod.sync(pod_doc)
+            code, body = healthz(pod)
+            assert code == 500 and f'error reading CA cert file "{files.PKI}/ca.crt": expected 1 certificate, found 2' in body
+            host.write(f"{files.PKI}/signing.crt", their_ca, 0o644)  # not the CA of ca.key
+            pod_doc["spec"]["containers"][0]["command"] = [
+                c.replace(f"cluster-signing-cert-file={files.PKI}/ca.crt", f"cluster-signing-cert-file={files.PKI}/signing.crt")
+                for c in pod_doc["spec"]["containers"][0]["command"]]
+            pod.sync(pod_doc)
+            assert "private key does not match" in healthz(pod)[1]
+            host.write(f"{files.PKI}/signing.crt", ours, 0o644)
+            pod.sync(None)
+            pod.sync(pod_doc)
+            assert healthz(pod) == (200, "ok")
+        finally:
+            pod.stop()
+            host.write(f"{files.PKI}/ca.crt", ours, 0o644)

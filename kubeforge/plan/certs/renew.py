@@ -142,18 +142,19 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
 STAGED = ".kubeforge-next"
 
 
-def put_pairs_together(host_name: str, files: Sequence[RenderedFile]) -> list:
+def put_pairs_together(host_name: str, files: Sequence[RenderedFile], also: Sequence[str] = ()) -> list:
     """Put ``files``, each certificate with its key (``x.crt`` beside ``x.key``) swapped in together.
     etcd reads its certificate files afresh for every TLS handshake, so a certificate beside a key
     from another issue (a run stopped between the two puts; the engine lets the step in flight
     finish, so two puts can always be split) stops the member serving at once, and a renewal or
     rotation could never be resumed past its health gate. Each pair is written beside its place
     first (``<path>.kubeforge-next``, atomically, with the final mode), then one step renames every
-    staged file into place; that step runs again on resume while a staged file is left."""
+    staged file into place; that step runs again on resume while a staged file is left. ``also``:
+    other paths of ``files`` swapped in with the pairs (a certificate read with a key of another name)."""
     paths = {f.path for f in files}
     paired = {f.path for f in files
               if f.path.endswith(".crt") and f.path[:-4] + ".key" in paths
-              or f.path.endswith(".key") and f.path[:-4] + ".crt" in paths}
+              or f.path.endswith(".key") and f.path[:-4] + ".crt" in paths or f.path in also}
     steps: list = [PutFileStep(host_name, f) for f in files if f.path not in paired]
     staged = [f for f in files if f.path in paired]
     if not staged:

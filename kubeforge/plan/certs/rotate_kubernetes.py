@@ -64,6 +64,13 @@ from kubeforge.transport.base import Command
 
 log = logging.getLogger("kubeforge.certs")
 CA_BASE = f"{KUBE_PKI}/ca"
+# The controller manager's CSR signer refuses a CA bundle (``--cluster-signing-cert-file``: "expected 1
+# certificate, found 2", kubernetes/kubeadm#1350; kubernetes.io's procedure points the flag at a copy
+# holding one CA): during the rotation it reads this file, the CA whose key is ca.key. Not *.crt, so
+# `certs check` (which reads pki/*.crt) does not take it for one of kubeadm's; in pki/, the directory
+# kubeadm mounts into the controller manager's pod.
+SIGNING_CA = f"{KUBE_PKI}/kubeforge-rotation-signing-ca.pem"
+CM_MANIFEST = "/etc/kubernetes/manifests/kube-controller-manager.yaml"
 SOURCE = "pki"
 # the control-plane leaves placed as files (the kubeconfigs' clients are embedded in them)
 SERVING = ("apiserver", "apiserver-kubelet-client")
@@ -120,6 +127,7 @@ class NodeWork:
     edit_ca_data: tuple[str, ...] = ()
     ca_data: bytes = b""
     kubelet_pem: RenderedFile | None = None
+    signing: RenderedFile | None = None  # a control plane's signing CA (phases 1, 2); None: ca.crt again
 
 
 def node_work(phase: int, host: str, control_plane: bool, kubeconfigs: NodeKubeconfigs, ca: CertPair,
@@ -128,11 +136,15 @@ def node_work(phase: int, host: str, control_plane: bool, kubeconfigs: NodeKubec
     new leaf (rotation.leaf(item, host)). A worker gets ca.crt alone (its kubelet's clientCAFile;
     kubeadm join writes no key there)."""
     files: list[RenderedFile] = [_cert(f"{CA_BASE}.crt", ca.cert_pem)]
+    signing = None
     if control_plane:
         files.append(_key(f"{CA_BASE}.key", ca.key_pem))
+        if phase < 3:  # the first certificate of ca.crt, the one ca.key belongs to
+            first = ca.cert_pem.split(b"-----END CERTIFICATE-----", 1)[0] + b"-----END CERTIFICATE-----\n"
+            signing = _cert(SIGNING_CA, first)
     if phase == 1:
         return NodeWork(host, control_plane, tuple(files),
-                        tuple(f"{KUBECONFIG_DIR}/{n}" for n in sorted(kubeconfigs.confs)), ca.cert_pem)
+                        tuple(f"{KUBECONFIG_DIR}/{n}" for n in sorted(kubeconfigs.confs)), ca.cert_pem, signing=signing)
     if control_plane and phase == 2:
         for item in SERVING:
             pair = leaf(item)
@@ -149,7 +161,7 @@ def node_work(phase: int, host: str, control_plane: bool, kubeconfigs: NodeKubec
             pem = RenderedFile(path=kubelet_pem_path(started), content=client.cert_pem + client.key_pem, mode=0o600,
                                owner="root", group="root", secret=True, source=SOURCE)
         files.append(kubeconfig_file(name, render_kubeconfig(conf, ca.cert_pem, client)))
-    return NodeWork(host, control_plane, tuple(files), (), b"", pem)
+    return NodeWork(host, control_plane, tuple(files), (), b"", pem, signing)
 
 
 def _cert(path: str, pem: bytes) -> RenderedFile:
@@ -170,6 +182,17 @@ def edit_ca_data(paths: Sequence[str], bundle: bytes) -> tuple[Command, Command]
             "done")
     guard = f"for f in {files}; do grep -qF {shlex.quote(line)} \"$f\" || exit 1; done"
     return (Command(script=edit, sudo=True, timeout=30, description="set the kubeconfigs' certificate-authority-data"),
+            Command(script=guard, sudo=True, timeout=30))
+
+
+def point_signer(at: str) -> tuple[Command, Command]:
+    """(the edit, its guard): the controller manager's ``--cluster-signing-cert-file`` in its manifest
+    pointed at ``at`` (the kubelet restarts the pod on the change); a manifest without the flag is left."""
+    m, flag = shlex.quote(CM_MANIFEST), "--cluster-signing-cert-file="
+    edit = (f"[ -e {m} ] || {{ echo 'no {CM_MANIFEST}' >&2; exit 1; }}\n"
+            f"sed -i -E 's#({flag})[^[:space:]\"]*#\\1{at}#' {m}")
+    guard = f"! grep -q -- {shlex.quote(flag)} {m} || grep -qF -- {shlex.quote(flag + at)} {m}"
+    return (Command(script=edit, sudo=True, timeout=30, description="point the controller manager's CSR signer"),
             Command(script=guard, sudo=True, timeout=30))
 
 
@@ -198,7 +221,27 @@ def node_lane(cluster: Cluster, work: NodeWork, phase: int, via: str) -> list:
     server (drained behind kubeforge's haproxy, gated), the controller manager and the scheduler (gated
     on /healthz); then the kubelet (node Ready)."""
     h = work.host
-    steps: list = put_pairs_together(h, list(work.files))
+    steps: list = []
+    if phase == 1 and work.signing is not None:
+        # the signer moved to a one-CA file (the old CA, ca.key's) before ca.crt holds two
+        edit, guard = point_signer(SIGNING_CA)
+        steps += [PutFileStep(h, work.signing, title="Write the controller manager's signing CA (the old CA alone)"),
+                  RunStep(h, edit, "Point the controller manager's CSR signer at the one-CA file", unless=guard,
+                          key="signer-to-file")]
+        steps += put_pairs_together(h, list(work.files))
+    elif work.signing is not None:  # phase 2: swapped in with ca.crt and ca.key (the new CA's)
+        steps += put_pairs_together(h, [*work.files, work.signing], also=(SIGNING_CA,))
+    else:
+        steps += put_pairs_together(h, list(work.files))
+    if phase == 3 and work.control_plane:
+        edit, guard = point_signer(f"{CA_BASE}.crt")
+        gone = shlex.quote(SIGNING_CA)
+        steps += [RunStep(h, edit, "Point the controller manager's CSR signer at ca.crt again (the new CA alone)",
+                          unless=guard, key="signer-to-ca"),
+                  RunStep(h, Command(script=f"rm -f -- {gone}", sudo=True, timeout=30,
+                                     description="remove the signing CA copy"),
+                          "Remove the controller manager's signing CA copy",
+                          unless=Command(script=f"[ ! -e {gone} ]", sudo=True, timeout=30), key="signer-file-gone")]
     if work.edit_ca_data:
         edit, guard = edit_ca_data(work.edit_ca_data, work.ca_data)
         steps.append(RunStep(h, edit, "Set every kubeconfig's certificate-authority-data to both cluster CAs",

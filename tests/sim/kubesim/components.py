@@ -89,6 +89,30 @@ def credential_state(kubeconfig: str) -> tuple[float, str]:
     return ssl.cert_time_to_seconds(end.stdout.strip().split("=", 1)[1]), ""
 
 
+def signer_problem(pod: dict) -> str:
+    """Why the controller manager's CSR signer cannot load ``--cluster-signing-cert-file`` and
+    ``--cluster-signing-key-file`` ("" when it can): the file must hold exactly one certificate (a CA
+    bundle there is refused: kubernetes/kubeadm#1350, and the note in kubernetes.io's "Manual Rotation
+    of CA Certificates"), and the key must be that certificate's. The real controller manager then
+    fails to start its controllers and exits; here /healthz answers 500 with the real message."""
+    flags = files.manifest_flags(pod)
+    crt, key = flags.get("cluster-signing-cert-file"), flags.get("cluster-signing-key-file")
+    if not crt or not key:
+        return ""
+    try:
+        pem = host.read(crt)
+    except OSError as e:
+        return f'error reading CA cert file "{crt}": {e.strerror or e}'
+    n = pem.count("-----BEGIN CERTIFICATE-----")
+    if n != 1:
+        return f'error reading CA cert file "{crt}": expected 1 certificate, found {n}'
+    pub = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", host.path(crt)], capture_output=True, text=True)
+    mine = subprocess.run(["openssl", "pkey", "-pubout", "-in", host.path(key)], capture_output=True, text=True)
+    if pub.returncode != 0 or mine.returncode != 0 or pub.stdout != mine.stdout:
+        return f'error reading CA cert file "{crt}": tls: private key does not match public key'
+    return ""
+
+
 def _serving_pair(name: str) -> tuple[str, str]:
     """The component's self-signed serving certificate (kubeadm gives these two no serving pair)."""
     crt, key = host.path(f"/var/lib/kubesim/{name}-serving.crt"), host.path(f"/var/lib/kubesim/{name}-serving.key")
@@ -119,11 +143,14 @@ class ComponentPod:
             return
         self.stop()
         if pod is not None:
-            self.start()
+            self.start(pod)
         self.spec = spec if pod is None or self.server is not None else ""  # a failed start is tried again
 
-    def start(self) -> None:
+    def start(self, pod: dict | None = None) -> None:
         until, why = credential_state(self.kubeconfig)
+        signer = signer_problem(pod) if self.name == "kube-controller-manager" and pod is not None else ""
+        if signer:
+            until, why = 0.0, signer
         name, kubeconfig, ca = self.name, self.kubeconfig, _ca_data(self.kubeconfig)
         serving = host.path(f"{files.PKI}/apiserver.crt")  # resolved here: the handler runs in its own thread
 
