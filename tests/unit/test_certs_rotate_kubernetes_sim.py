@@ -1,0 +1,156 @@
+"""`certs rotate-ca --ca kubernetes` run step by step against the simulator: one control plane after
+`kubeadm init`, its kubelet a real process running the API server, the controller manager and the
+scheduler; every step of the plan as kubeforge builds it (the files written where the transport
+would put them, each script in real bash with its /etc/kubernetes, /var/lib/kubelet and /etc/kubeforge
+paths moved under the machine's root and the simulator's kubectl on PATH, each gate polled). The
+simulator checks what the real tools check (tests/sim/README.md): the API server's client CA read at
+its start, the kubeconfigs' CA against the serving certificate, the controller manager's one-CA
+signing file. After each phase the API answers through admin.conf, the node is Ready, the controller
+manager and the scheduler are healthy; at the end every file is the new CA's and the store took it."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kubeforge.facts.kubeconfigs import parse, probe_command
+from kubeforge.model import EtcdTopology
+from kubeforge.pki import ca_rotation, crypto, ensure_pki
+from kubeforge.plan.steps import GateStep, LocalStep, PutFileStep, RunStep
+from kubeforge.workflows.certs_rotate import kubernetes_plan
+from tests.factories import make_cluster
+from tests.sim import testing as T
+from tests.unit.test_certs_apiserver_restart_sim import control_plane  # noqa: F401 (a fixture)
+from tests.unit.test_sim_kubelet_process import V, service  # noqa: F401 (a fixture)
+
+CNI = """apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: calico-node, namespace: kube-system}
+spec:
+  template:
+    spec:
+      tolerations: [{operator: Exists}]
+"""
+
+
+class Machine:
+    def __init__(self, root: str, port: str, env: dict, svc, address: str) -> None:
+        self.root, self.port, self.env, self.svc, self.address = root, port, env, svc, address
+
+    def moved(self, text: str) -> str:
+        for d in ("/etc/kubernetes/", "/var/lib/kubelet/", "/etc/kubeforge/"):
+            text = text.replace(d, f"{self.root}{d}")
+        # a path written into the controller manager's manifest is the machine's own (the simulator
+        # reads it under the root itself)
+        text = text.replace(f"\\1{self.root}/", "\\1/").replace(f"-cert-file={self.root}/", "-cert-file=/")
+        return text.replace(f"{self.address}:6443", f"127.0.0.1:{self.port}").replace(":6443", f":{self.port}")
+
+    def bash(self, cmd, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", self.moved(cmd.script)], env=self.env, capture_output=True,
+                              input=cmd.stdin if isinstance(cmd.stdin, bytes) else None, timeout=timeout)
+
+    def step(self, s) -> None:
+        if isinstance(s, PutFileStep):
+            path = Path(self.moved(s.file.path))
+            path.write_bytes(s.file.content)
+            path.chmod(s.file.mode)
+        elif isinstance(s, LocalStep):
+            s.fn()
+        elif isinstance(s, RunStep):
+            if s.unless is not None and self.bash(s.unless).returncode == 0:
+                return
+            if s.command.script == "systemctl restart kubelet":
+                self.svc.restart()
+                return
+            res = self.bash(s.command)
+            assert res.returncode == 0, (f"{s.title}: {res.stdout.decode()[-800:]} {res.stderr.decode()[-1500:]}"
+                                         f"\nkubelet: {getattr(self.svc, 'last_stderr', '')[-2000:]}")
+        elif isinstance(s, GateStep):
+            deadline = time.time() + min(s.timeout_s, 90)
+            while self.bash(s.probe).returncode != 0:
+                assert time.time() < deadline, f"gate {s.title}: {s.what}"
+                time.sleep(0.3)
+        else:
+            raise AssertionError(f"unexpected step {s!r}")
+
+    def kubectl(self, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", f"{self.root}/etc/kubernetes/admin.conf", *argv],
+                              env=self.env, capture_output=True, text=True, timeout=60)
+
+    def healthy(self, port: int) -> bool:
+        return subprocess.run(["curl", "-fsSk", "--max-time", "5", f"https://127.0.0.1:{port}/healthz"],
+                              capture_output=True).returncode == 0
+
+    def read(self, path: str) -> bytes:
+        return Path(f"{self.root}{path}").read_bytes()
+
+
+@pytest.mark.timeout(600)
+def test_the_rotation_runs_through_every_phase_on_the_simulator_with_the_api_and_its_components_up(
+        control_plane, service, tmp_path):  # noqa: F811 (fixtures)
+    root, port, env = control_plane
+    _, svc = service
+    cluster = make_cluster(tmp_path / "kf", topology=EtcdTopology.STACKED, n_cp=1, n_workers=0)
+    ensure_pki(cluster)
+    cp = cluster.host("cp-1")
+    m = Machine(root, port, env, svc, cp.internal_address)
+    # the store's cluster CA is the one kubeadm init used on the machine (kubeforge places it before init)
+    for name in ("ca.crt", "ca.key"):
+        (cluster.pki_dir / name).write_bytes(m.read(f"/etc/kubernetes/pki/{name}"))
+    assert subprocess.run(["kubectl", "--kubeconfig", f"{root}/etc/kubernetes/admin.conf", "apply", "-f", "-"],
+                          input=CNI, env=env, capture_output=True, text=True).returncode == 0
+    assert m.kubectl("wait", "--for=condition=Ready", "node/cp-1", "--timeout=30s").returncode == 0
+    from tests.unit.test_sim_kubelet_process import until
+
+    until(lambda: m.healthy(10257) and m.healthy(10259), 30, "the controller manager and the scheduler healthy")
+    probe = subprocess.run(["bash", "-c", m.moved(probe_command().script)], capture_output=True, text=True, check=True)
+    kubeconfigs = {"cp-1": parse("cp-1", probe.stdout)}
+    sans = sorted(crypto.cert_sans(crypto.load_cert(m.read("/etc/kubernetes/pki/apiserver.crt"))))
+    r = ca_rotation.start(cluster, ca="kubernetes", apiserver_sans={"cp-1": sans}, kubelets=["cp-1"])
+    old = r.old.kube_ca.cert_pem
+    plan = kubernetes_plan(cluster, r, kubeconfigs, ["cp-1"], [])
+    started = time.monotonic()
+    for phase in plan.phases:
+        for lane in phase.lanes:
+            for s in lane.steps:
+                m.step(s)
+        if phase.name.startswith("Record"):
+            # between phases: the API through admin.conf, the node Ready, both components healthy
+            assert m.kubectl("get", "--raw", "/readyz").returncode == 0, phase.name
+            ready = m.kubectl("wait", "--for=condition=Ready", "node/cp-1", "--timeout=30s")
+            as_kubelet = subprocess.run(["kubectl", "--kubeconfig", f"{root}/etc/kubernetes/kubelet.conf", "get", "node",
+                                         "cp-1", "--server", f"https://127.0.0.1:{port}"], env=env, capture_output=True,
+                                        text=True)
+            if ready.returncode != 0:
+                svc.restart()  # its output is read when it exits
+            assert ready.returncode == 0, (phase.name, as_kubelet.stderr, svc.last_stderr[-3000:])
+            assert as_kubelet.returncode == 0, (phase.name, as_kubelet.stderr)  # kubelet.conf against its API server
+            assert m.healthy(10257) and m.healthy(10259), phase.name
+    print(f"rotation on the simulator: {time.monotonic() - started:.1f} s")
+    new = r.new_ca.cert_pem
+    assert m.read("/etc/kubernetes/pki/ca.crt") == new and m.read("/etc/kubernetes/pki/ca.key") == r.new_ca.key_pem
+    for conf in ("admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf", "kubelet.conf"):
+        data = re.search(rb"certificate-authority-data: (\S+)", m.read(f"/etc/kubernetes/{conf}")).group(1)
+        assert base64.b64decode(data) == new, conf
+    assert crypto.signed_by(crypto.load_cert(m.read("/etc/kubernetes/pki/apiserver.crt")), r.new_ca.cert)
+    assert not crypto.signed_by(crypto.load_cert(m.read("/etc/kubernetes/pki/apiserver.crt")), crypto.load_cert(old))
+    manifest = m.read("/etc/kubernetes/manifests/kube-controller-manager.yaml").decode()
+    assert "--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt" in manifest
+    assert not Path(f"{root}/etc/kubernetes/pki/kubeforge-rotation-signing-ca.pem").exists()
+    assert (cluster.pki_dir / "ca.crt").read_bytes() == new and not ca_rotation.rotation_dir(cluster, "kubernetes").exists()
+    # after the commit: a kubeconfig trusting the old CA alone no longer reaches the API server
+    stale = m.read("/etc/kubernetes/admin.conf").replace(data, base64.b64encode(old))
+    (tmp_path / "stale.conf").write_bytes(stale)
+    refused = subprocess.run(["kubectl", "--kubeconfig", str(tmp_path / "stale.conf"), "get", "--raw", "/readyz"],
+                             env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "certificate signed by unknown authority" in refused.stderr
+    assert m.kubectl("get", "--raw", "/kubesim/violations").stdout.strip() in ("[]", "")
+    # the whole plan again (a repeated run after the commit): every guarded step finds it done
+    again = kubernetes_plan(cluster, replace(r, state=replace(r.state, phases_done=3)), kubeconfigs, ["cp-1"], [])
+    assert [p.name for p in again.phases if not p.is_noop] == ["RecordDropOldClusterCA"]
