@@ -25,7 +25,6 @@ from kubeforge.pki import ca_rotation, crypto, ensure_pki
 from kubeforge.plan.steps import GateStep, LocalStep, PutFileStep, RunStep
 from kubeforge.workflows.certs_rotate import kubernetes_plan
 from tests.factories import make_cluster
-from tests.sim import testing as T
 from tests.unit.test_certs_apiserver_restart_sim import control_plane  # noqa: F401 (a fixture)
 from tests.unit.test_sim_kubelet_process import V, service  # noqa: F401 (a fixture)
 
