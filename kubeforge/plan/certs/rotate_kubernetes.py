@@ -206,11 +206,19 @@ def link_kubelet_pem(pem: str) -> tuple[Command, Command]:
 
 
 def restart_kubelet(cluster: Cluster, host: str, via: str, phase: int) -> list:
-    """The kubelet restarted (it reads its kubeconfig and clientCAFile when it starts), then its node
-    Ready, asked on ``via`` (a control plane, with the admin kubeconfig)."""
+    """The kubelet restarted (it reads its kubeconfig and clientCAFile when it starts); then its own
+    kubeconfig answered by the API (the CA it trusts the API servers with and the client certificate it
+    shows them: a Ready condition alone lingers for the node monitor's grace period after a kubelet
+    stops reaching the API); then its node Ready, asked on ``via`` (a control plane, admin kubeconfig)."""
+    kubelet_conf = f"{KUBECONFIG_DIR}/kubelet.conf"
+    answers = Command(script=f"kubectl --kubeconfig {kubelet_conf} get node {shlex.quote(host)} >/dev/null", sudo=True,
+                      timeout=30)
     return [RunStep(host, Command(script="systemctl restart kubelet", sudo=True, timeout=120,
                                   description="restart the kubelet"),
                     f"Restart the kubelet {RESTART_WHY[phase]}", key=f"restart-kubelet-{host}"),
+            GateStep(host, answers, "Wait for the kubelet's kubeconfig to be answered",
+                     what=f"the API answering {host} as its kubelet (kubelet.conf's CA and client certificate)",
+                     timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"gate-kubelet-conf-{host}"),
             GateStep(via, Command(script=node_ready(host), sudo=True, timeout=30), f"Wait for node {host} Ready",
                      what=f"node {host} Ready after its kubelet restarted", timeout_s=GATE_TIMEOUT_S, interval_s=2.0,
                      key=f"gate-node-{host}")]
