@@ -127,8 +127,8 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
                                         or f.cert.host in apiservers and f.cert.path.startswith(APISERVER_ETCD_CLIENT)):
             continue
         why = {
-            "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd|front-proxy`; the kubernetes CA's is "
-                  "not built yet)",
+            "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd|front-proxy|kubernetes`; stacked "
+                  "etcd's CA is not rotated yet)",
             "kubeadm": "kubeadm's, but kubeadm renews it only on a control plane (the etcd ones only with a "
                        "local, stacked etcd)",
             "kubelet": "the kubelet's own: it renews its client certificate itself (rotateCertificates: true in the "
