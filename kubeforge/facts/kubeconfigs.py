@@ -10,7 +10,6 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kubeforge.errors import CheckFailed
 from kubeforge.model import Cluster
 from kubeforge.model.kubeadm_paths import KUBE_PKI
 from kubeforge.transport.base import Command
@@ -94,25 +93,6 @@ def parse(host: str, stdout: str) -> NodeKubeconfigs:
 
 def read_kubeconfigs(cluster: Cluster, pool, hosts) -> tuple[dict[str, NodeKubeconfigs], list[str]]:
     """``({host: its kubeconfigs}, [unreachable "host: why"])``, read in parallel."""
-    from kubeforge.transport.pool import Status
+    from kubeforge.facts.host_certs import read_each
 
-    probe = probe_command()
-
-    def one(t) -> NodeKubeconfigs:
-        try:
-            return parse(t.host, t.run(probe).stdout)
-        except ValueError as exc:
-            raise CheckFailed(str(exc)) from None
-
-    result = pool.fanout(hosts, one)
-    found, down, broken = {}, [], []
-    for o in result.outcomes:
-        if o.ok:
-            found[o.host] = o.value
-        elif o.status is Status.NOT_REACHED:
-            down.append(f"{o.host}: {o.message}")
-        else:
-            broken.append(f"{o.host}: {o.message}")
-    if broken:
-        raise CheckFailed("cannot read the kubeconfigs on " + "; ".join(broken))
-    return found, down
+    return read_each(pool, hosts, probe_command(), parse, "the kubeconfigs")

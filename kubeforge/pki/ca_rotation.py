@@ -72,6 +72,17 @@ class RotationState:
                 "newSha256": self.new_sha256, "started": self.started}
 
 
+def ca_for_phase(old: CertPair, new: CertPair, phase: int) -> CertPair:
+    """A CA file with its key once ``phase`` (1-3) is done, where the key is that of the first CA in
+    the file (kubeadm signs with it): both CAs, old first (the old key); both, new first (the new
+    key); the new CA alone."""
+    if phase == 1:
+        return replace(old, cert_pem=old.cert_pem + new.cert_pem)
+    if phase == 2:
+        return replace(new, cert_pem=new.cert_pem + old.cert_pem)
+    return new
+
+
 @dataclass(frozen=True)
 class FrontProxyRotation:
     """The old bundle (the main store), the new front-proxy CA, each control plane's new client
@@ -87,12 +98,7 @@ class FrontProxyRotation:
     def ca_for_phase(self, phase: int) -> CertPair:
         """The front-proxy-ca pair the control planes hold once ``phase`` (1-3) is done: both CAs
         (old first, the old key), both CAs (new first, the new key), the new CA alone."""
-        old, new = self.old.front_proxy_ca, self.new_ca
-        if phase == 1:
-            return replace(old, cert_pem=old.cert_pem + new.cert_pem)
-        if phase == 2:
-            return replace(new, cert_pem=new.cert_pem + old.cert_pem)
-        return new
+        return ca_for_phase(self.old.front_proxy_ca, self.new_ca, phase)
 
     def client_for_phase(self, phase: int, host_name: str) -> CertPair | None:
         """The front-proxy client pair pushed to ``host_name`` in ``phase``: none in phase 1 (kubeadm's,
@@ -115,12 +121,7 @@ class ClusterRotation:
     def ca_for_phase(self, phase: int) -> CertPair:
         """The ca.crt/ca.key pair a control plane holds once ``phase`` (1-3) is done: both CAs (old
         first, the old key), both CAs (new first, the new key), the new CA alone."""
-        old, new = self.old.kube_ca, self.new_ca
-        if phase == 1:
-            return replace(old, cert_pem=old.cert_pem + new.cert_pem)
-        if phase == 2:
-            return replace(new, cert_pem=new.cert_pem + old.cert_pem)
-        return new
+        return ca_for_phase(self.old.kube_ca, self.new_ca, phase)
 
     def leaf(self, item: str, host_name: str) -> CertPair:
         return self.leaves[f"{item}/{host_name}"]

@@ -481,6 +481,40 @@ def front_proxy_client(env: Env, cp: str) -> tuple[str, str]:
                  for x in ("crt", "key"))
 
 
+def rotate_while_polling(env: Env, ca: str) -> tuple[float, float, int, list]:
+    """`certs rotate-ca --ca <ca>` while the runner sends /readyz through the VIP every 0.2 s: (when it
+    started, its seconds, requests sent, those that failed). A failure finishes the rotation
+    (`--resume`) so the module's next tests find no rotation under way."""
+    from tests.integration.polling import while_polling
+
+    rotate = ("certs", "rotate-ca", "--ca", ca, "--yes")
+    started = time.monotonic()
+    try:
+        res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else f"{time.time():.1f}",
+                                           lambda: env.kf(*rotate), 0.2)
+        seconds = time.monotonic() - started
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
+    finally:
+        if (env.state / "pki" / "rotation" / f"{ca}-ca").exists():  # leave no rotation half done
+            env.kf(*rotate, "--resume")
+    print(f"during certs rotate-ca --ca {ca}: {seconds:.1f} s; {polls - len(failed)} requests through the VIP "
+          f"answered, {len(failed)} failed")
+    return started, seconds, polls, failed
+
+
+def check_clean_and_up_idle(env: Env, started: float, seconds: float) -> None:
+    """After a rotation: `certs check --within-days 30` exits 0 with no difference, and `up` does
+    nothing (no step done): what the rotation placed is what kubeforge records as placed."""
+    check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert json.loads(check.stdout)["differences"] == []
+    up_started = time.monotonic()
+    again = env.kf("up", "--yes")
+    print(f"then certs check and up: {up_started - started - seconds:.1f} s, {time.monotonic() - up_started:.1f} s")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [s["step"] for s in latest_report(env)["steps"] if s["status"] == "done"] == []
+
+
 @pytest.mark.by_hand  # about 45 s of lab time (six API server restarts, each drained): over CI's 40 s budget for it
 def test_rotate_ca_front_proxy_rolls_both_api_servers_behind_haproxy_with_the_vip_answering_and_up_left_nothing_to_do(
         env, tmp_path):
@@ -491,24 +525,11 @@ def test_rotate_ca_front_proxy_rolls_both_api_servers_behind_haproxy_with_the_vi
     VIP the new client is taken as a front proxy and the old one refused; `certs check` clean; `up`
     then does nothing. A failure finishes the rotation (`--resume`) so the module's next tests find
     no rotation under way."""
-    from tests.integration.polling import while_polling
-
     store = env.state / "pki"
     old_ca = (store / "front-proxy-ca.crt").read_text()
     old_client = front_proxy_client(env, "cp-1")
     assert as_front_proxy(env.vip, old_client, tmp_path / "old") == 200  # the simulator checks front-proxy trust
-    rotate = ("certs", "rotate-ca", "--ca", "front-proxy", "--yes")
-    started = time.monotonic()
-    try:
-        res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else f"{time.time():.1f}",
-                                           lambda: env.kf(*rotate), 0.2)
-        seconds = time.monotonic() - started
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
-    finally:
-        if (store / "rotation" / "front-proxy-ca").exists():  # leave no rotation half done for the next tests
-            env.kf(*rotate, "--resume")
-    print(f"during certs rotate-ca --ca front-proxy: {seconds:.1f} s; {polls - len(failed)} requests through the VIP "
-          f"answered, {len(failed)} failed")
+    started, seconds, polls, failed = rotate_while_polling(env, "front-proxy")
     steps = latest_steps(env, "certs-rotate-ca")
     assert list(dict.fromkeys(s["phase"] for s in steps if s["status"] == "done")) == FRONT_PROXY_PHASES, steps
     restarted = [s["host"] for s in steps if s["status"] == "done" and s["step"].endswith("/restart-apiserver")]
@@ -527,14 +548,7 @@ def test_rotate_ca_front_proxy_rolls_both_api_servers_behind_haproxy_with_the_vi
         assert old.returncode != 0, f"{cp}: the front-proxy client still verifies against the old CA"
     assert as_front_proxy(env.vip, front_proxy_client(env, "cp-2"), tmp_path / "new") == 200
     assert as_front_proxy(env.vip, old_client, tmp_path / "old") == 0  # refused in the handshake
-    check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
-    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
-    assert json.loads(check.stdout)["differences"] == []
-    up_started = time.monotonic()
-    again = env.kf("up", "--yes")
-    print(f"then certs check and up: {up_started - started - seconds:.1f} s, {time.monotonic() - up_started:.1f} s")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert [s for s in latest_report(env)["steps"] if s["status"] == "done"] == []
+    check_clean_and_up_idle(env, started, seconds)
 
 
 # each of the three phases: its members, its API servers, its record in the store
@@ -599,22 +613,9 @@ def test_rotate_ca_kubernetes_rolls_every_node_behind_haproxy_with_the_vip_answe
     kubeconfig, the API servers' certificates verify against it and not against the old CA; every node
     Ready; the local admin kubeconfig works through the VIP; `certs check` clean; `up` then does nothing.
     A failure finishes the rotation (`--resume`) so the module's next tests find no rotation under way."""
-    from tests.integration.polling import while_polling
-
     store = env.state / "pki"
     old_ca = (store / "ca.crt").read_text()
-    rotate = ("certs", "rotate-ca", "--ca", "kubernetes", "--yes")
-    started = time.monotonic()
-    try:
-        res, polls, failed = while_polling(lambda: None if readyz_through_vip(env.vip) else f"{time.time():.1f}",
-                                           lambda: env.kf(*rotate), 0.2)
-        seconds = time.monotonic() - started
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:] + env.diagnose()
-    finally:
-        if (store / "rotation" / "kubernetes-ca").exists():  # leave no rotation half done for the next tests
-            env.kf(*rotate, "--resume")
-    print(f"during certs rotate-ca --ca kubernetes: {seconds:.1f} s; {polls - len(failed)} requests through the VIP "
-          f"answered, {len(failed)} failed")
+    started, seconds, polls, failed = rotate_while_polling(env, "kubernetes")
     steps = latest_steps(env, "certs-rotate-ca")
     done = [s for s in steps if s["status"] == "done"]
     assert list(dict.fromkeys(s["phase"] for s in done)) == CLUSTER_CA_PHASES, steps
@@ -644,14 +645,7 @@ def test_rotate_ca_kubernetes_rolls_every_node_behind_haproxy_with_the_vip_answe
                  check=True)
     nodes = env.kubectl_nodes()
     assert nodes.returncode == 0 and {line.split("/", 1)[1] for line in nodes.stdout.split()} == NODES, nodes.stderr
-    check = env.kf("certs", "check", "--within-days", "30", "-o", "json")
-    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
-    assert json.loads(check.stdout)["differences"] == []
-    up_started = time.monotonic()
-    again = env.kf("up", "--yes")
-    print(f"then certs check and up: {up_started - started - seconds:.1f} s, {time.monotonic() - up_started:.1f} s")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert [s["step"] for s in latest_report(env)["steps"] if s["status"] == "done"] == []
+    check_clean_and_up_idle(env, started, seconds)
     violations = env.lab.exec("cp-1", ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "sim", "violations"],
                               check=True)
     print(f"simulator violations after the rotation: {violations.stdout.strip()}")

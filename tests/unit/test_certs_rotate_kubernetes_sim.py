@@ -26,16 +26,9 @@ from kubeforge.plan.steps import GateStep, LocalStep, PutFileStep, RunStep
 from kubeforge.workflows.certs_rotate import kubernetes_plan
 from tests.factories import make_cluster
 from tests.unit.test_certs_apiserver_restart_sim import control_plane  # noqa: F401 (a fixture)
-from tests.unit.test_sim_kubelet_process import V, service  # noqa: F401 (a fixture)
+from tests.unit.test_sim_kubelet_process import WORKLOAD, V, service  # noqa: F401 (a fixture)
 
-CNI = """apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: calico-node, namespace: kube-system}
-spec:
-  template:
-    spec:
-      tolerations: [{operator: Exists}]
-"""
+CNI = WORKLOAD.split("---")[0]  # the CNI's DaemonSet alone: no pod a kubelet restart would disturb
 
 
 class Machine:

@@ -301,27 +301,31 @@ class NodesNotSetUp(WarnOperator):
 
 
 class OnControlPlanes:
+    """Phase ``stage`` on the control planes set up, one at a time (each asks its own node Ready)."""
+
     name = "ClusterCAOnControlPlanes"
     title = "Phase n/3 on the control planes"
     strategy = rolling()
     stage = 0
+    if_empty = "no control plane is set up"
+
+    def nodes(self, ctx: ClusterCAContext) -> list[tuple[str, str]]:
+        return [(cp, cp) for cp in ctx.control_planes]
 
     def plan(self, ctx: ClusterCAContext) -> PhasePlan:
-        n = self.stage
-        lanes = [(cp, node_lane(ctx.cluster, ctx.work[n][cp], n, cp)) for cp in ctx.control_planes]
-        return PhasePlan.of(self, lanes, reason_if_empty="no control plane is set up")
+        lanes = [(h, node_lane(ctx.cluster, ctx.work[self.stage][h], self.stage, via)) for h, via in self.nodes(ctx)]
+        return PhasePlan.of(self, lanes, reason_if_empty=self.if_empty)
 
 
-class OnWorkers:
+class OnWorkers(OnControlPlanes):
+    """Phase ``stage`` on the workers set up, one at a time (their node asked on a control plane)."""
+
     name = "ClusterCAOnWorkers"
     title = "Phase n/3 on the workers"
-    strategy = rolling()
-    stage = 0
+    if_empty = "no worker is set up"
 
-    def plan(self, ctx: ClusterCAContext) -> PhasePlan:
-        n = self.stage
-        lanes = [(w, node_lane(ctx.cluster, ctx.work[n][w], n, ctx.via)) for w in ctx.workers]
-        return PhasePlan.of(self, lanes, reason_if_empty="no worker is set up")
+    def nodes(self, ctx: ClusterCAContext) -> list[tuple[str, str]]:
+        return [(w, ctx.via) for w in ctx.workers]
 
 
 def apply_cluster_info(configmap: bytes) -> Command:

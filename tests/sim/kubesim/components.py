@@ -36,22 +36,22 @@ COMPONENTS = {"kube-controller-manager": (10257, "/etc/kubernetes/controller-man
               "kube-scheduler": (10259, "/etc/kubernetes/scheduler.conf")}
 
 
-def _client_cert(kubeconfig: str) -> bytes | None:
+def _embedded(kubeconfig: str, section: str, key: str) -> bytes | None:
+    """A ``*-data`` field of the kubeconfig's first cluster or user, decoded (None when absent)."""
     try:
         doc = yamlish.load(host.read(kubeconfig)) or {}
-        data = (doc.get("users") or [{}])[0].get("user", {}).get("client-certificate-data", "")
+        data = (doc.get(section + "s") or [{}])[0].get(section, {}).get(key, "")
         return base64.b64decode(data) if data else None
     except (OSError, ValueError, KeyError, IndexError, AttributeError):
         return None
+
+
+def _client_cert(kubeconfig: str) -> bytes | None:
+    return _embedded(kubeconfig, "user", "client-certificate-data")
 
 
 def _ca_data(kubeconfig: str) -> bytes | None:
-    try:
-        doc = yamlish.load(host.read(kubeconfig)) or {}
-        data = (doc.get("clusters") or [{}])[0].get("cluster", {}).get("certificate-authority-data", "")
-        return base64.b64decode(data) if data else None
-    except (OSError, ValueError, KeyError, IndexError, AttributeError):
-        return None
+    return _embedded(kubeconfig, "cluster", "certificate-authority-data")
 
 
 def server_untrusted(kubeconfig: str, ca: bytes | None, serving: str) -> str:
