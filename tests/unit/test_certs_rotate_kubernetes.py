@@ -538,3 +538,23 @@ def test_the_controller_managers_signer_reads_one_ca_the_one_of_ca_key_and_ca_cr
                                                     f"cluster-signing-cert-file={SIGNING_CA}")
     back, on_ca = point_signer(f"{PKI}/ca.crt")
     assert run(on_ca) != 0 and run(back) == 0 and run(on_ca) == 0 and manifest.read_text() == kubeadms
+
+
+def test_a_kubelet_conf_naming_another_file_is_refused_with_one_message_before_anything_changes(cluster):
+    from dataclasses import replace as with_
+
+    from kubeforge.errors import UsageError
+    from kubeforge.workflows.certs_rotate import check_ca
+
+    r = start(cluster)
+    read = kubeconfigs()
+    odd = with_(read["worker-1"].confs["kubelet.conf"], client_certificate="/root/my-kubelet.pem")
+    read["worker-1"] = with_(read["worker-1"], confs={"kubelet.conf": odd})
+    with pytest.raises(CheckFailed) as exc:
+        kubernetes_plan(cluster, r, read, list(CPS), list(WORKERS))
+    assert exc.value.exit_code == 4
+    assert str(exc.value).count("\n") == 0 and "worker-1: kubelet.conf names /root/my-kubelet.pem" in str(exc.value)
+    assert "nothing was touched" in str(exc.value)
+    with pytest.raises(UsageError, match="--ca 'Kubernetes' is not one of etcd, kubernetes, front-proxy") as bad:
+        check_ca(cluster, "Kubernetes")
+    assert bad.value.exit_code == 2
