@@ -84,8 +84,11 @@ class Machine:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("stop_after", [None, "swap-pairs"], ids=["uninterrupted", "stopped-in-phase-2-and-run-again"])
 def test_the_rotation_runs_through_every_phase_on_the_simulator_with_the_api_and_its_components_up(
-        control_plane, service, tmp_path):  # noqa: F811 (fixtures)
+        control_plane, service, tmp_path, stop_after):  # noqa: F811 (fixtures)
+    """``stop_after``: the run stops right after phase 2's certificate swap on the control plane (its
+    API server not yet restarted); a new run planned from the store's record (phase 1 done) goes on."""
     root, port, env = control_plane
     _, svc = service
     cluster = make_cluster(tmp_path / "kf", topology=EtcdTopology.STACKED, n_cp=1, n_workers=0)
@@ -108,10 +111,29 @@ def test_the_rotation_runs_through_every_phase_on_the_simulator_with_the_api_and
     old = r.old.kube_ca.cert_pem
     plan = kubernetes_plan(cluster, r, kubeconfigs, ["cp-1"], [])
     started = time.monotonic()
-    for phase in plan.phases:
+    phases = list(plan.phases)
+    while phases:
+        phase = phases.pop(0)
+        stopped = False
         for lane in phase.lanes:
             for s in lane.steps:
                 m.step(s)
+                if stop_after and phase.name.startswith("Reissue") and s.key.startswith(stop_after):
+                    stopped = True
+                    break
+            if stopped:
+                break
+        if stopped:
+            # interrupted: a new run reads the store's record (phase 1 done) and plans what is left
+            stop_after = None
+            again = ca_rotation.start(cluster, ca="kubernetes", apiserver_sans={"cp-1": sans}, kubelets=["cp-1"])
+            assert again.state.phases_done == 1 and again.new_ca.cert_pem == r.new_ca.cert_pem
+            probe = subprocess.run(["bash", "-c", m.moved(probe_command().script)], capture_output=True, text=True,
+                                   check=True)
+            assert {"cp-1": parse("cp-1", probe.stdout)} == kubeconfigs  # the names are read again, the same
+            phases = [p for p in kubernetes_plan(cluster, again, kubeconfigs, ["cp-1"], []).phases if not p.is_noop]
+            assert phases[0].name == "ReissueClusterLeavesOnControlPlanes"
+            continue
         if phase.name.startswith("Record"):
             # between phases: the API through admin.conf, the node Ready, both components healthy
             assert m.kubectl("get", "--raw", "/readyz").returncode == 0, phase.name
