@@ -190,15 +190,17 @@ def _write_state(store: Store, state: RotationState) -> None:
 
 
 def start(cluster: Cluster, *, ca: str = "etcd", root: Path | None = None, now: datetime | None = None,
-          apiserver_sans: Mapping[str, Sequence[str]] | None = None,
-          kubelets: Sequence[str] = ()) -> EtcdRotation | FrontProxyRotation | ClusterRotation:
+          apiserver_sans: Mapping[str, Sequence[str]] | None = None, kubelets: Sequence[str] = (),
+          subjects: Mapping[str, tuple[str, str | None]] | None = None
+          ) -> EtcdRotation | FrontProxyRotation | ClusterRotation:
     """Load the rotation under way, or begin one: the new CA written first, then the state, then the
     leaves it signs. ``root`` elsewhere (a dry run's scratch directory) leaves the store untouched.
     Another CA's rotation under way is refused (the store may change only through one at a time).
     The kubernetes CA's leaves: per control plane in ``apiserver_sans`` (the SANs of its API server
-    certificate) its own, and a kubelet client certificate per node in ``kubelets``."""
+    certificate) its own, and a kubelet client certificate per node in ``kubelets``; ``subjects``: the
+    (CN, O) kubeadm gave the clients it issued, per ``<item>/<host>`` (ensure.ensure_cluster_leaves)."""
     now = now or datetime.now(UTC)
-    extra = (apiserver_sans or {}, tuple(kubelets))
+    extra = (apiserver_sans or {}, tuple(kubelets), subjects or {})
     if root is not None:
         return _start(cluster, ca, root, now, real=False, extra=extra)
     # two runs started at once (before the run engine's locks) must not make two new CAs: the second
@@ -210,7 +212,7 @@ def start(cluster: Cluster, *, ca: str = "etcd", root: Path | None = None, now: 
 
 
 def _start(cluster: Cluster, ca: str, root: Path, now: datetime, *, real: bool,
-           extra: tuple[Mapping[str, Sequence[str]], tuple[str, ...]] = ({}, ())
+           extra: tuple[Mapping[str, Sequence[str]], tuple[str, ...], Mapping[str, tuple[str, str | None]]] = ({}, (), {})
            ) -> EtcdRotation | FrontProxyRotation | ClusterRotation:
     from kubeforge.pki.ensure import ensure_cluster_leaves, ensure_etcd_leaves, ensure_front_proxy_clients, load_pki
 
@@ -232,9 +234,9 @@ def _start(cluster: Cluster, ca: str, root: Path, now: datetime, *, real: bool,
                               now.isoformat(timespec="seconds"))
         _write_state(store, state)
     if ca == "kubernetes":
-        sans, kubelets = extra
-        return ClusterRotation(state, old, new_ca, ensure_cluster_leaves(cluster, root, new_ca, new_key, apiserver_sans=sans,
-                                                                         kubelets=kubelets, now=now))
+        sans, kubelets, subjects = extra
+        return ClusterRotation(state, old, new_ca, ensure_cluster_leaves(
+            cluster, root, new_ca, new_key, apiserver_sans=sans, kubelets=kubelets, subjects=subjects, now=now))
     if ca == "front-proxy":
         return FrontProxyRotation(state, old, new_ca, ensure_front_proxy_clients(cluster, root, new_ca, new_key, now=now))
     leaves = ensure_etcd_leaves(cluster, root, new_ca, new_key, now=now)

@@ -306,13 +306,15 @@ def cluster_leaf_rel(item: str, host_name: str) -> str:
 
 def ensure_cluster_leaves(cluster: Cluster, root: Path, ca: CertPair, ca_key: crypto.PrivateKey, *,
                           apiserver_sans: Mapping[str, Sequence[str]], kubelets: Sequence[str],
+                          subjects: Mapping[str, tuple[str, str | None]] | None = None,
                           now: datetime | None = None) -> dict[str, CertPair]:
     """The leaves a kubernetes CA rotation places, under ``root`` from ``ca``, keyed ``<item>/<host>``:
     per control plane in ``apiserver_sans`` its API server serving certificate (kube-apiserver,
     serverAuth, the SANs given: those of the certificate kubeadm issued there), its kubelet client
     and the client certificate of each kubeconfig kubeadm writes there; per host the kubelet's client
     certificate (``system:node:<name>`` in ``system:nodes``, as the TLS bootstrap has it signed) for
-    each node in ``kubelets``.
+    each node in ``kubelets``. ``subjects``: per ``<item>/<host>``, the (CN, O) of the certificate
+    kubeadm issued there, kept instead of this version's defaults (CLUSTER_CA_CLIENTS).
     Kept while they fit and are signed by ``ca``, like the store's leaves."""
     run = _Run(store=Store(root), key_type=cluster.pki.key_type, ca_days=cluster.pki.ca_days,
                leaf_days=cluster.pki.leaf_days, now=now or datetime.now(UTC), create=True, changes=[],
@@ -329,6 +331,7 @@ def ensure_cluster_leaves(cluster: Cluster, root: Path, ca: CertPair, ca_key: cr
         sans = tuple(crypto.normalise_san(s) for s in apiserver_sans[cp.name])
         leaf("apiserver", cp.name, LeafSpec(cn="kube-apiserver", usages=(SERVER_AUTH,), sans=sans))
         for item, cn, org in CLUSTER_CA_CLIENTS:
+            cn, org = (subjects or {}).get(f"{item}/{cp.name}", (cn, org))
             leaf(item, cp.name, LeafSpec(cn=cn, org=org, usages=(CLIENT_AUTH,)))
     for name in kubelets:
         leaf("kubelet", name, LeafSpec(cn=f"system:node:{name}", org="system:nodes", usages=(CLIENT_AUTH,)))

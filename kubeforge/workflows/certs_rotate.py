@@ -143,7 +143,28 @@ def _plan_kubernetes(cluster: Cluster, pool, found, *, write_store: bool, now: d
         return kubernetes_plan(cluster, rotation, kubeconfigs, cps, workers, not_set_up, drained, joins)
 
     return _with_rotation(cluster, "kubernetes", plan_with, write_store=write_store, now=now,
-                          apiserver_sans={cp: sans[cp] for cp in cps}, kubelets=[*cps, *workers])
+                          apiserver_sans={cp: sans[cp] for cp in cps}, kubelets=[*cps, *workers],
+                          subjects=kubeadm_subjects(found, cps))
+
+
+# where the certificate of each client kubeadm issues on a control plane is read (`certs check`'s probe)
+CLIENT_PATHS = {"apiserver-kubelet-client": "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+                **{n: f"/etc/kubernetes/{n}" for n in ("admin.conf", "super-admin.conf", "controller-manager.conf",
+                                                      "scheduler.conf")}}
+
+
+def kubeadm_subjects(found, cps) -> dict[str, tuple[str, str | None]]:
+    """Per ``<item>/<control plane>``, the (CN, O) of the client certificate kubeadm issued there, as
+    read (a subject of one CN and at most one O; anything else keeps this version's default)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for cp in cps:
+        by_path = {c.path: c.subject for c in found.get(cp, ()) if not c.error}
+        for item, path in CLIENT_PATHS.items():
+            parts = [p.split("=", 1) for p in by_path.get(path, "").split(",") if "=" in p]
+            cns, orgs = [v for k, v in parts if k == "CN"], [v for k, v in parts if k == "O"]
+            if len(cns) == 1 and len(orgs) <= 1 and len(parts) == len(cns) + len(orgs) and "\\" not in by_path[path]:
+                out[f"{item}/{cp}"] = (cns[0], orgs[0] if orgs else None)
+    return out
 
 
 def join_configs(cluster: Cluster, nodes, new_ca) -> dict:

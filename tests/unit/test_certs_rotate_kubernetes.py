@@ -558,3 +558,24 @@ def test_a_kubelet_conf_naming_another_file_is_refused_with_one_message_before_a
     with pytest.raises(UsageError, match="--ca 'Kubernetes' is not one of etcd, kubernetes, front-proxy") as bad:
         check_ca(cluster, "Kubernetes")
     assert bad.value.exit_code == 2
+
+
+def test_the_clients_keep_the_subjects_kubeadm_gave_them_on_the_host(cluster):
+    """An older kubeadm's admin.conf is in system:masters: the new one stays there (a group the
+    cluster binds), whatever this version's default; a subject that is not one CN and one O keeps it."""
+    from kubeforge.pki.hostcerts import HostCert
+    from kubeforge.workflows.certs_rotate import kubeadm_subjects
+
+    def cert(host, path, subject):
+        return HostCert(host, path, subject, "CN=kubernetes", NOW, (), "x")
+
+    found = {"cp-1": [cert("cp-1", "/etc/kubernetes/admin.conf", "CN=kubernetes-admin,O=system:masters"),
+                      cert("cp-1", f"{PKI}/apiserver-kubelet-client.crt", "CN=kube-apiserver-kubelet-client,O=a,O=b")]}
+    subjects = kubeadm_subjects(found, ["cp-1", "cp-2"])
+    assert subjects == {"admin.conf/cp-1": ("kubernetes-admin", "system:masters")}
+    r = ca_rotation.start(cluster, ca="kubernetes", now=NOW, apiserver_sans={cp: SANS for cp in CPS},
+                          kubelets=list(CPS), subjects=subjects)
+    assert r.leaf("admin.conf", "cp-1").cert.subject.rfc4514_string() == "CN=kubernetes-admin,O=system:masters"
+    assert r.leaf("admin.conf", "cp-2").cert.subject.rfc4514_string() == "CN=kubernetes-admin,O=kubeadm:cluster-admins"
+    assert r.leaf("apiserver-kubelet-client", "cp-1").cert.subject.rfc4514_string() == \
+        "CN=kube-apiserver-kubelet-client,O=kubeadm:cluster-admins"
