@@ -579,3 +579,17 @@ def test_the_clients_keep_the_subjects_kubeadm_gave_them_on_the_host(cluster):
     assert r.leaf("admin.conf", "cp-2").cert.subject.rfc4514_string() == "CN=kubernetes-admin,O=kubeadm:cluster-admins"
     assert r.leaf("apiserver-kubelet-client", "cp-1").cert.subject.rfc4514_string() == \
         "CN=kube-apiserver-kubelet-client,O=kubeadm:cluster-admins"
+
+
+def test_workers_go_in_batches_of_the_inventorys_max_unavailable(cluster):
+    from dataclasses import replace as with_
+
+    r = start(cluster)
+    one = next(p for p in plan_for(cluster, r, 0).phases if p.name == "TrustBothClusterCAsOnWorkers")
+    assert one.strategy.kind == "rolling" and "one worker at a time" in one.title
+    two = with_(cluster, upgrade=with_(cluster.upgrade, max_unavailable="2"))
+    phase = next(p for p in plan_for(two, r, 0).phases if p.name == "TrustBothClusterCAsOnWorkers")
+    assert phase.strategy.kind == "batched" and phase.strategy.batches(list(phase.lanes)) == [list(phase.lanes)]
+    assert "batches of 2" in phase.title and [lane.host for lane in phase.lanes] == list(WORKERS)
+    cps = next(p for p in plan_for(two, r, 0).phases if p.name == "TrustBothClusterCAsOnControlPlanes")
+    assert cps.strategy.kind == "rolling"  # control planes stay one at a time

@@ -58,7 +58,7 @@ from kubeforge.plan.etcd.install import GATE_TIMEOUT_S
 from kubeforge.plan.kubectl import node_ready
 from kubeforge.plan.phase import PhasePlan, Plan
 from kubeforge.plan.steps import LOCAL, GateStep, LocalStep, PutFileStep, RunStep
-from kubeforge.plan.strategy import rolling, serial
+from kubeforge.plan.strategy import batched, rolling, serial
 from kubeforge.plan.warning import WarnOperator
 from kubeforge.transport.base import Command
 
@@ -318,7 +318,9 @@ class OnControlPlanes:
 
 
 class OnWorkers(OnControlPlanes):
-    """Phase ``stage`` on the workers set up, one at a time (their node asked on a control plane)."""
+    """Phase ``stage`` on the workers set up, in batches of the inventory's ``upgrade.maxUnavailable``
+    (1 by default: one at a time), each node asked Ready on a control plane. A kubelet restart moves no
+    pod, so no drain: the batch size bounds how many nodes a wrong file could take out at once."""
 
     name = "ClusterCAOnWorkers"
     title = "Phase n/3 on the workers"
@@ -326,6 +328,15 @@ class OnWorkers(OnControlPlanes):
 
     def nodes(self, ctx: ClusterCAContext) -> list[tuple[str, str]]:
         return [(w, ctx.via) for w in ctx.workers]
+
+    def plan(self, ctx: ClusterCAContext) -> PhasePlan:
+        size = max(1, ctx.cluster.upgrade.batch_size(len(ctx.workers)))
+        phase = super().plan(ctx)
+        if size == 1 or phase.is_noop:
+            return phase
+        lanes = [(lane.host, list(lane.steps)) for lane in phase.lanes]
+        return PhasePlan.of(self, lanes, strategy=batched(size), title=self.title.replace(
+            "(one worker at a time)", f"(batches of {size})"), reason_if_empty=self.if_empty)
 
 
 def apply_cluster_info(configmap: bytes) -> Command:
