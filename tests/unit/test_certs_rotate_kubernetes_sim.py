@@ -25,6 +25,7 @@ from kubeforge.pki import ca_rotation, crypto, ensure_pki
 from kubeforge.plan.steps import GateStep, LocalStep, PutFileStep, RunStep
 from kubeforge.workflows.certs_rotate import kubernetes_plan
 from tests.factories import make_cluster
+from tests.sim import testing as T
 from tests.unit.test_certs_apiserver_restart_sim import control_plane  # noqa: F401 (a fixture)
 from tests.unit.test_sim_kubelet_process import WORKLOAD, V, service  # noqa: F401 (a fixture)
 
@@ -168,3 +169,104 @@ def test_the_rotation_runs_through_every_phase_on_the_simulator_with_the_api_and
     # the whole plan again (a repeated run after the commit): every guarded step finds it done
     again = kubernetes_plan(cluster, replace(r, state=replace(r.state, phases_done=3)), kubeconfigs, ["cp-1"], [])
     assert [p.name for p in again.phases if not p.is_noop] == ["RecordDropOldClusterCA"]
+
+
+@pytest.fixture
+def with_worker(control_plane, service, tmp_path):  # noqa: F811 (fixtures)
+    """cp-1 as above and worker-1 joined to it (`kubeadm join` with the printed command), its kubelet a
+    real process of its own; the kubeforge cluster of the two with the machine's CA in its store."""
+    root, port, env = control_plane
+    _, svc = service
+    rc, out, err = T.run("kubeadm", root, ["token", "create", "--print-join-command"], V)
+    assert rc == 0, err
+    w = T.make_machine(str(tmp_path / "worker-1"), "worker-1", V)
+    cri = T.RuntimeSocket(w)
+    wenv = dict(env, KUBESIM_ROOT=w)
+    wsvc = T.KubeletService(w, V, wenv)
+    try:
+        rc, _, err = T.run("kubeadm", w, ["join", *out.split()[2:], "--node-name", "worker-1"], V)
+        assert rc == 0, err
+        cluster = make_cluster(tmp_path / "kf", topology=EtcdTopology.STACKED, n_cp=1, n_workers=1)
+        ensure_pki(cluster)
+        cp = Machine(root, port, env, svc, cluster.host("cp-1").internal_address)
+        worker = Machine(w, port, wenv, wsvc, cluster.host("worker-1").internal_address)
+        for name in ("ca.crt", "ca.key"):
+            (cluster.pki_dir / name).write_bytes(cp.read(f"/etc/kubernetes/pki/{name}"))
+        assert subprocess.run(["kubectl", "--kubeconfig", f"{root}/etc/kubernetes/admin.conf", "apply", "-f", "-"],
+                              input=CNI, env=env, capture_output=True, text=True).returncode == 0
+        from tests.unit.test_sim_kubelet_process import until
+
+        until(lambda: cp.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=5s").returncode == 0, 60,
+              "both nodes Ready")
+        until(lambda: cp.healthy(10257) and cp.healthy(10259), 30, "the controller manager and the scheduler healthy")
+        yield cluster, {"cp-1": cp, "worker-1": worker}
+    finally:
+        wsvc.stop()
+        cri.close()
+
+
+def two_node_plan(cluster, machines):
+    read = {}
+    for name, m in machines.items():
+        probe = subprocess.run(["bash", "-c", m.moved(probe_command().script)], capture_output=True, text=True,
+                               check=True)
+        read[name] = parse(name, probe.stdout)
+    cp = machines["cp-1"]
+    sans = sorted(crypto.cert_sans(crypto.load_cert(cp.read("/etc/kubernetes/pki/apiserver.crt"))))
+    r = ca_rotation.start(cluster, ca="kubernetes", apiserver_sans={"cp-1": sans}, kubelets=["cp-1", "worker-1"])
+    return r, kubernetes_plan(cluster, r, read, ["cp-1"], ["worker-1"])
+
+
+def as_kubelet(m: Machine, node: str) -> subprocess.CompletedProcess:
+    """What the kubelet of ``node`` gets from the API with its kubelet.conf (CA, client certificate)."""
+    return subprocess.run(["kubectl", "--kubeconfig", f"{m.root}/etc/kubernetes/kubelet.conf", "get", "node", node],
+                          env=m.env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(600)
+def test_with_a_worker_every_phase_keeps_both_kubelets_talking_to_the_api(with_worker):
+    cluster, machines = with_worker
+    r, plan = two_node_plan(cluster, machines)
+    cp = machines["cp-1"]
+    started = time.monotonic()
+    for phase in plan.phases:
+        for lane in phase.lanes:
+            for s in lane.steps:
+                machines.get(s.host, cp).step(s)
+        if phase.name.startswith("Record"):
+            for node, m in machines.items():
+                res = as_kubelet(m, node)
+                assert res.returncode == 0, (phase.name, node, res.stderr)
+            assert cp.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=30s").returncode == 0
+    print(f"rotation with a worker on the simulator: {time.monotonic() - started:.1f} s")
+    worker = machines["worker-1"]
+    assert worker.read("/etc/kubernetes/pki/ca.crt") == r.new_ca.cert_pem
+    conf = worker.read("/etc/kubernetes/kubelet.conf")
+    assert base64.b64decode(re.search(rb"certificate-authority-data: (\S+)", conf).group(1)) == r.new_ca.cert_pem
+    client = base64.b64decode(re.search(rb"client-certificate-data: (\S+)", conf).group(1))
+    assert crypto.signed_by(crypto.load_cert(client), r.new_ca.cert)
+    # kubeadm join's discovery now hands out the new CA and pins it (cluster-info was applied)
+    rc, out, _ = T.run("kubeadm", cp.root, ["token", "create", "--print-join-command"], V)
+    assert rc == 0 and crypto.spki_sha256(r.new_ca.cert) in out
+
+
+@pytest.mark.timeout(600)
+def test_the_api_servers_new_certificate_before_the_workers_trust_the_new_ca_cuts_their_kubelets_off(with_worker):
+    """The order matters and the simulator holds it: phase 1 on the control plane only, then phase 2
+    there (its API server now serves a certificate from the new CA) while the worker's kubelet.conf
+    still trusts the old CA alone: that kubelet can no longer verify the API server; the gate kubeforge
+    puts after each kubelet restart says so. Phase 1 on the worker, then, mends it."""
+    cluster, machines = with_worker
+    r, plan = two_node_plan(cluster, machines)
+    cp, worker = machines["cp-1"], machines["worker-1"]
+    by_name = {p.name: p for p in plan.phases}
+    for name in ("TrustBothClusterCAsOnControlPlanes", "ReissueClusterLeavesOnControlPlanes"):
+        for s in by_name[name].lanes[0].steps:
+            cp.step(s)
+    res = as_kubelet(worker, "worker-1")
+    assert res.returncode != 0 and "certificate signed by unknown authority" in res.stderr, res.stderr
+    gate = next(s for s in by_name["TrustBothClusterCAsOnWorkers"].lanes[0].steps if s.key.startswith("gate-kubelet-conf"))
+    assert worker.bash(gate.probe).returncode != 0
+    for s in by_name["TrustBothClusterCAsOnWorkers"].lanes[0].steps:
+        worker.step(s) if s.host == "worker-1" else cp.step(s)
+    assert as_kubelet(worker, "worker-1").returncode == 0
