@@ -32,6 +32,21 @@ from tests.unit.test_sim_kubelet_process import WORKLOAD, V, service  # noqa: F4
 CNI = WORKLOAD.split("---")[0]  # the CNI's DaemonSet alone: no pod a kubelet restart would disturb
 
 
+# kubeadm's ports of the controller manager and the scheduler -> the variable that moves them: the
+# runner's network is shared, another test run on the box may hold 10257 (components.py)
+COMPONENT_PORTS = {10257: "KUBESIM_KUBE_CONTROLLER_MANAGER_PORT", 10259: "KUBESIM_KUBE_SCHEDULER_PORT"}
+
+
+@pytest.fixture(autouse=True)
+def component_ports(monkeypatch):
+    import socket
+
+    for var in COMPONENT_PORTS.values():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            monkeypatch.setenv(var, str(s.getsockname()[1]))
+
+
 class Machine:
     def __init__(self, root: str, port: str, env: dict, svc, address: str) -> None:
         self.root, self.port, self.env, self.svc, self.address = root, port, env, svc, address
@@ -42,7 +57,10 @@ class Machine:
         # a path written into the controller manager's manifest is the machine's own (the simulator
         # reads it under the root itself)
         text = text.replace(f"\\1{self.root}/", "\\1/").replace(f"-cert-file={self.root}/", "-cert-file=/")
-        return text.replace(f"{self.address}:6443", f"127.0.0.1:{self.port}").replace(":6443", f":{self.port}")
+        text = text.replace(f"{self.address}:6443", f"127.0.0.1:{self.port}").replace(":6443", f":{self.port}")
+        for port in COMPONENT_PORTS:
+            text = text.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{self.env[COMPONENT_PORTS[port]]}/")
+        return text
 
     def bash(self, cmd, timeout: float = 240) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", "-c", self.moved(cmd.script)], env=self.env, capture_output=True,
@@ -77,7 +95,9 @@ class Machine:
                               env=self.env, capture_output=True, text=True, timeout=60)
 
     def healthy(self, port: int) -> bool:
-        return subprocess.run(["curl", "-fsSk", "--max-time", "5", f"https://127.0.0.1:{port}/healthz"],
+        """kubeadm's port of a component (10257, 10259), where the test moved it."""
+        moved = self.env[COMPONENT_PORTS[port]]
+        return subprocess.run(["curl", "-fsSk", "--max-time", "5", f"https://127.0.0.1:{moved}/healthz"],
                               capture_output=True).returncode == 0
 
     def read(self, path: str) -> bytes:

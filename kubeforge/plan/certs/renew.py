@@ -281,10 +281,11 @@ def component_healthy(component: str) -> Command:
 
 
 def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequence[str],
-                        components: Sequence[str]) -> list:
+                        components: Sequence[str], *, why: str = "on its renewed kubeconfig") -> list:
     """After ``kubeadm certs renew``: each of ``components`` that reads a renewed name restarted and
     gated, in RESTARTED_BY's order: etcd (every member healthy under one leader), the controller
-    manager and the scheduler (their /healthz). The kube-apiserver's is ``apiserver_lane``'s own."""
+    manager and the scheduler (their /healthz). The kube-apiserver's is ``apiserver_lane``'s own.
+    ``why``: the end of the restart steps' titles."""
     from kubeforge.plan.etcd.install import health_gate
 
     host = cluster.host(host_name)
@@ -304,7 +305,7 @@ def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequenc
         else:
             check = component_healthy(component)
             steps.append(RunStep(host_name, restart_static_pod(component, check),
-                                 f"Restart {component} on its renewed kubeconfig", key=f"restart-{component}"))
+                                 f"Restart {component} {why}", key=f"restart-{component}"))
             steps.append(GateStep(host_name, check, f"Wait for {component} healthy",
                                   what=f"{component} of {host_name} healthy at 127.0.0.1:{HEALTH_PORTS[component]}",
                                   timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"gate-{component}-{host_name}"))

@@ -34,6 +34,7 @@ are planned as done (``--resume`` also skips the finished steps of the phase und
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -180,7 +181,11 @@ def edit_ca_data(paths: Sequence[str], bundle: bytes) -> tuple[Command, Command]
     edit = (f"for f in {files}; do\n"
             f"  sed -i -E 's#^([[:space:]]*)certificate-authority-data:.*$#\\1{line}#' \"$f\"\n"
             "done")
-    guard = f"for f in {files}; do grep -qF {shlex.quote(line)} \"$f\" || exit 1; done"
+    # the value's sha256 (sed prints it with its newline), so the plan does not print the bundle twice
+    value = line.split(": ", 1)[1]
+    want = hashlib.sha256((value + "\n").encode()).hexdigest()
+    guard = (f"for f in {files}; do [ \"$(sed -n -E 's/^[[:space:]]*certificate-authority-data:[[:space:]]*//p' \"$f\" "
+             f"| sha256sum | cut -c1-64)\" = {want} ] || exit 1; done")
     return (Command(script=edit, sudo=True, timeout=30, description="set the kubeconfigs' certificate-authority-data"),
             Command(script=guard, sudo=True, timeout=30))
 
@@ -269,7 +274,7 @@ def node_lane(cluster: Cluster, work: NodeWork, phase: int, via: str) -> list:
                         timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"gate-api-{h}")
         steps += behind_balancers(cluster, host, [restart, gate], GATE_TIMEOUT_S)
         steps += static_pod_restarts(cluster, h, ("controller-manager.conf", "scheduler.conf"),
-                                     ("kube-controller-manager", "kube-scheduler"))
+                                     ("kube-controller-manager", "kube-scheduler"), why=RESTART_WHY[phase])
     return steps + restart_kubelet(cluster, h, via, phase)
 
 

@@ -134,6 +134,9 @@ class ComponentPod:
     def __init__(self, name: str, log) -> None:
         self.name, self.log = name, log
         self.port, self.kubeconfig = COMPONENTS[name]
+        # a unit test's machines share the runner's network: it may move the port (as KUBESIM_API_PORT
+        # moves 6443), so two runs on one box never meet on 10257
+        self.port = int(os.environ.get(f"KUBESIM_{name.upper().replace('-', '_')}_PORT", self.port))
         self.server: http.server.ThreadingHTTPServer | None = None
         self.spec = ""
 
