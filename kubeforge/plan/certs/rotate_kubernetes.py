@@ -2,25 +2,27 @@
 Certificates" for the cluster CA): three phases, each rolled over the control planes one at a time
 (files placed; kube-apiserver restarted drained on kubeforge's haproxy balancers, this node's API
 ready and the endpoint answering; the controller manager and the scheduler restarted, each healthy;
-the kubelet restarted and its node Ready) and then over the workers one at a time (files placed,
-kubelet restarted, node Ready), then the cluster's own copies (the kube-public/cluster-info
+the kubelet restarted, its own kubeconfig answered and its node Ready) and then over the workers one
+at a time or in batches of ``upgrade.maxUnavailable`` (files placed, kubelet restarted, gated), then the cluster's own copies (the kube-public/cluster-info
 ConfigMap kubeadm join discovers the cluster with, the operator's local admin kubeconfig), each
 ended by writing the phase down in the local store:
 
-1. ``TrustBothClusterCAs…``: ca.crt (every API server's ``--client-ca-file``, every kubelet's
-   ``clientCAFile``, the controller manager's ``--root-ca-file``) holds the old CA then the new one,
-   ca.key stays the old one (kubeadm and the controller manager's CSR signer sign with the first
+1. ``TrustBothClusterCAs…``: the controller manager's CSR signer first pointed at a copy holding the
+   old CA alone (SIGNING_CA: it refuses a bundle); then ca.crt (every API server's
+   ``--client-ca-file``, every kubelet's ``clientCAFile``, the controller manager's ``--root-ca-file``)
+   holds the old CA then the new one, ca.key stays the old one (kubeadm signs with the first
    certificate of the file and this key); every kubeconfig's certificate-authority-data holds both
    (only that line is changed: the client certificates kubeadm issued stay). Then the pods that talk
    to the API with in-cluster config kubeadm deploys (kube-proxy, CoreDNS) are restarted so they read
    the republished kube-root-ca.crt holding both.
-2. ``ReissueClusterLeaves…``: ca.crt holds the new CA then the old one and ca.key is the new key
-   (swapped in together); the API server's serving certificate (same SANs), its kubelet client and
+2. ``ReissueClusterLeaves…``: ca.crt holds the new CA then the old one, ca.key is the new key and the
+   signer's copy the new CA (swapped in together); the API server's serving certificate (same SANs), its kubelet client and
    every kubeconfig's client certificate (kubeadm's subjects) from the new CA; the kubelet's client
    certificate from the new CA (kubelet.conf, or a new file in the kubelet's rotating store with
    kubelet-client-current.pem pointed at it); both CAs still trusted everywhere.
-3. ``DropOldClusterCA…``: ca.crt and every kubeconfig's CA data hold the new CA alone; then the store
-   takes the new ca.crt/ca.key (so the discovery-token-ca-cert-hash of later joins is the new CA's).
+3. ``DropOldClusterCA…``: ca.crt and every kubeconfig's CA data hold the new CA alone, the signer reads
+   ca.crt again (its copy removed), each joined node's join configuration pins the new CA; then the
+   store takes the new ca.crt/ca.key (so the discovery-token-ca-cert-hash of later joins is the new CA's).
 
 At every moment every client trusts the CA of every serving certificate it may be shown (the API
 servers' are old until phase 2, whose clients trust both from phase 1 on) and every server trusts
