@@ -297,7 +297,7 @@ class ClusterCAContext:
         return self.control_planes[0]
 
 
-class NodesNotSetUp(WarnOperator):
+class ClusterCANodesNotSetUp(WarnOperator):
     name = "ClusterCANodesNotSetUp"
     title = "Warning: nodes not set up yet"
     log = log
@@ -307,7 +307,7 @@ class NodesNotSetUp(WarnOperator):
                 "restart; `up` sets them up from the new CA once the rotation is committed")
 
 
-class OnControlPlanes:
+class ClusterCAOnControlPlanes:
     """Phase ``stage`` on the control planes set up, one at a time (each asks its own node Ready)."""
 
     name = "ClusterCAOnControlPlanes"
@@ -324,26 +324,27 @@ class OnControlPlanes:
         return PhasePlan.of(self, lanes, reason_if_empty=self.if_empty)
 
 
-class OnWorkers(OnControlPlanes):
+class ClusterCAOnWorkers(ClusterCAOnControlPlanes):
     """Phase ``stage`` on the workers set up, in batches of the inventory's ``upgrade.maxUnavailable``
     (1 by default: one at a time), each node asked Ready on a control plane. A kubelet restart moves no
     pod, so no drain: the batch size bounds how many nodes a wrong file could take out at once."""
 
     name = "ClusterCAOnWorkers"
     title = "Phase n/3 on the workers"
+    strategy = rolling()
     if_empty = "no worker is set up"
 
     def nodes(self, ctx: ClusterCAContext) -> list[tuple[str, str]]:
         return [(w, ctx.via) for w in ctx.workers]
 
+    def title_for(self, size: int) -> str:
+        return self.title if size == 1 else self.title.replace("(one worker at a time)", f"(batches of {size})")
+
     def plan(self, ctx: ClusterCAContext) -> PhasePlan:
         size = max(1, ctx.cluster.upgrade.batch_size(len(ctx.workers)))
-        phase = super().plan(ctx)
-        if size == 1 or phase.is_noop:
-            return phase
-        lanes = [(lane.host, list(lane.steps)) for lane in phase.lanes]
-        return PhasePlan.of(self, lanes, strategy=batched(size), title=self.title.replace(
-            "(one worker at a time)", f"(batches of {size})"), reason_if_empty=self.if_empty)
+        lanes = [(h, node_lane(ctx.cluster, ctx.work[self.stage][h], self.stage, via)) for h, via in self.nodes(ctx)]
+        return PhasePlan.of(self, lanes, strategy=batched(size) if size > 1 else rolling(), title=self.title_for(size),
+                            reason_if_empty=self.if_empty)
 
 
 def apply_cluster_info(configmap: bytes) -> Command:
@@ -362,7 +363,7 @@ def restart_in_cluster_clients() -> Command:
                    description="restart kube-proxy and CoreDNS (in-cluster config)")
 
 
-class ClusterCopies:
+class ClusterCACopies:
     """The cluster's copies of the CA beside the nodes': cluster-info (join discovery) and the local
     admin kubeconfig; after phase 1 also the in-cluster clients kubeadm deploys restarted."""
 
@@ -395,14 +396,14 @@ STEMS = (
 )
 STAGES = tuple(
     (_stage(StageDone, stem, f"Phase {n}/3: {what}", n),
-     _stage(OnControlPlanes, f"{stem}OnControlPlanes", f"Phase {n}/3 on the control planes: {what} "
+     _stage(ClusterCAOnControlPlanes, f"{stem}OnControlPlanes", f"Phase {n}/3 on the control planes: {what} "
                                                        "(one control plane at a time)", n),
-     _stage(OnWorkers, f"{stem}OnWorkers", f"Phase {n}/3 on the workers: {what} (one worker at a time)", n),
-     _stage(ClusterCopies, f"{stem}Copies", f"Phase {n}/3 in cluster-info and the local admin kubeconfig", n),
+     _stage(ClusterCAOnWorkers, f"{stem}OnWorkers", f"Phase {n}/3 on the workers: {what} (one worker at a time)", n),
+     _stage(ClusterCACopies, f"{stem}Copies", f"Phase {n}/3 in cluster-info and the local admin kubeconfig", n),
      _stage(StageRecord, f"Record{stem}", f"Record cluster CA phase {n}/3 done in the local store"
             + ("; the store takes the new cluster CA" if n == 3 else ""), n))
     for n, (stem, what) in enumerate(STEMS, 1))
-PHASES = (ReadyDrainedApiServers, NodesNotSetUp, *(p for stage in STAGES for p in stage))
+PHASES = (ReadyDrainedApiServers, ClusterCANodesNotSetUp, *(p for stage in STAGES for p in stage))
 
 
 def cluster_ca_rotation_plan(cluster: Cluster, *, phases_done: int, control_planes: Sequence[str],
@@ -418,7 +419,7 @@ def cluster_ca_rotation_plan(cluster: Cluster, *, phases_done: int, control_plan
                            drained or {})
     phases = ready_drained_phases(cluster, ctx.drained_backends)
     if not_set_up:
-        phases.append(NodesNotSetUp().plan(ctx))
+        phases.append(ClusterCANodesNotSetUp().plan(ctx))
     for n, (done, on_cps, on_workers, copies, recorded) in enumerate(STAGES, 1):
         if n <= phases_done:
             phases.append(done().plan(ctx))
