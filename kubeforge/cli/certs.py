@@ -183,9 +183,11 @@ def rotate_ca_cmd(
     phase when it is done, so an interrupted rotation goes on where it stopped (with --resume, or a
     new run planned from the store's record); until it ends, nothing else may issue certificates
     from the store. `--ca etcd` (external etcd: the members, then the API servers' etcd client, in
-    each phase) and `--ca front-proxy` (the control planes' API servers, stacked or external etcd)
-    are rotated by this version; `--ca kubernetes` and the etcd CA of stacked etcd are refused
-    (exit 7, nothing touched).
+    each phase), `--ca front-proxy` (the control planes' API servers, stacked or external etcd) and
+    `--ca kubernetes` (the cluster CA: the control planes one at a time, then the workers, in each
+    phase; every kubeconfig, the kubelets' client certificates, cluster-info and the local admin
+    kubeconfig) are rotated by this version; the etcd CA of stacked etcd is refused (exit 7, nothing
+    touched).
 
     Example: kubeforge certs rotate-ca --ca front-proxy -i inventories/ha-external-etcd.yaml --dry-run
     """
@@ -197,6 +199,7 @@ def rotate_ca_cmd(
     resume_run = resume_value(resume, run)
     cluster = load_cluster(inventory)
     check_ca(cluster, ca)  # refused before any host is contacted
+    ca_rotation.refuse_while_rotating(cluster, but=ca)  # another CA's rotation under way: likewise
     if resume_run is not None and ca_rotation.read_state(cluster, ca) is None:
         # the run's rotation wrote its new CA before its first step, so none under way means the run
         # reached its last step, the store's commit (a signal can still end it with exit 8 then):

@@ -32,17 +32,22 @@ def probe_command(cert_globs: tuple[str, ...] = CERT_GLOBS, kubeconfigs: tuple[s
 def read_hosts(cluster: Cluster, pool, hosts=None, probe=None) -> tuple[dict[str, list[HostCert]], list[str]]:
     """``({host: certificates}, [unreachable "host: why"])``, every host read in parallel. A host
     that answered but whose answer could not be read is a failed check (exit 4), not unreachable."""
+    return read_each(pool, hosts if hosts is not None else cluster.hosts, probe or probe_command(), parse_probe,
+                     "the certificates")
+
+
+def read_each(pool, hosts, probe: Command, parse, what: str) -> tuple[dict, list[str]]:
+    """``({host: parse(host, probe's stdout)}, [unreachable "host: why"])``, every host asked in
+    parallel; an answer ``parse`` refuses (ValueError) is a failed check (exit 4) naming ``what``."""
     from kubeforge.transport.pool import Status
 
-    probe = probe or probe_command()
-
-    def one(t) -> list[HostCert]:
+    def one(t):
         try:
-            return parse_probe(t.host, t.run(probe).stdout)
+            return parse(t.host, t.run(probe).stdout)
         except ValueError as exc:
             raise CheckFailed(str(exc)) from None
 
-    result = pool.fanout(hosts if hosts is not None else cluster.hosts, one)
+    result = pool.fanout(hosts, one)
     found, down, broken = {}, [], []
     for o in result.outcomes:
         if o.ok:
@@ -52,6 +57,6 @@ def read_hosts(cluster: Cluster, pool, hosts=None, probe=None) -> tuple[dict[str
         else:
             broken.append(f"{o.host}: {o.message}")
     if broken:
-        raise CheckFailed("cannot read the certificates on " + "; ".join(broken),
+        raise CheckFailed(f"cannot read {what} on " + "; ".join(broken),
                           unreachable=tuple(d.split(":")[0] for d in down))
     return found, down

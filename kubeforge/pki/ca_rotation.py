@@ -4,15 +4,17 @@ The next CA and every leaf it signs live beside the main store, in ``pki/rotatio
 like the store itself (etcd: ``etcd/ca.*``, ``etcd/members/<host>/…``, ``apiserver-etcd-client.*``;
 front-proxy: ``front-proxy-ca.*`` and ``front-proxy-client/<control plane>.*``, the client
 certificate each API server shows aggregated API servers, which kubeadm issues at init and join and
-this rotation re-issues from the new CA), with ``state.json`` saying how many of the rotation's three
-phases are done:
+this rotation re-issues from the new CA; kubernetes: ``ca.*`` and ``<item>/<node>.*`` for what kubeadm
+issued from the cluster CA on each node — the API server's serving certificate and kubelet client,
+each kubeconfig's client, the kubelet's client), with ``state.json`` saying how many of the
+rotation's three phases are done:
 
     1 both CAs trusted everywhere  ->  2 every leaf re-issued from the new CA  ->  3 the old CA dropped
 
 The new CA is written (fsync'd, renamed) before anything is planned and is never generated again
 while this directory exists, so a resumed or repeated run pushes the very same files. The main
 store keeps the old CA and leaves until phase 3 is done; then the next set is copied over it and the
-directory goes (front-proxy: the CA alone; the client certificates stay kubeadm's on the hosts,
+directory goes (front-proxy and kubernetes: the CA alone; the leaves stay kubeadm's on the hosts,
 renewed there by ``kubeadm certs renew`` from the CA on disk). While one rotation's directory exists,
 nothing else may issue from the store, nor may another CA's rotation begin (``refuse_while_rotating``):
 ``up`` or ``certs renew`` would put the old CA alone back on hosts that need both.
@@ -25,7 +27,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -45,7 +47,8 @@ STATE = "state.json"
 CA_REL = "etcd/ca"
 # --ca -> (its rotation directory under pki/rotation/, its store path without extension, its CN)
 ROTATED = {"etcd": (ETCD_ROTATION, CA_REL, "etcd-ca"),
-           "front-proxy": ("front-proxy-ca", "front-proxy-ca", "front-proxy-ca")}
+           "front-proxy": ("front-proxy-ca", "front-proxy-ca", "front-proxy-ca"),
+           "kubernetes": ("kubernetes-ca", "ca", "kubernetes")}
 PHASES = 3
 # What each phase leaves behind, for messages ("2 of 3 phases done: every leaf re-issued ...").
 PHASE_DONE = ("nothing changed on the hosts yet", "both CAs trusted everywhere",
@@ -69,6 +72,17 @@ class RotationState:
                 "newSha256": self.new_sha256, "started": self.started}
 
 
+def ca_for_phase(old: CertPair, new: CertPair, phase: int) -> CertPair:
+    """A CA file with its key once ``phase`` (1-3) is done, where the key is that of the first CA in
+    the file (kubeadm signs with it): both CAs, old first (the old key); both, new first (the new
+    key); the new CA alone."""
+    if phase == 1:
+        return replace(old, cert_pem=old.cert_pem + new.cert_pem)
+    if phase == 2:
+        return replace(new, cert_pem=new.cert_pem + old.cert_pem)
+    return new
+
+
 @dataclass(frozen=True)
 class FrontProxyRotation:
     """The old bundle (the main store), the new front-proxy CA, each control plane's new client
@@ -84,17 +98,33 @@ class FrontProxyRotation:
     def ca_for_phase(self, phase: int) -> CertPair:
         """The front-proxy-ca pair the control planes hold once ``phase`` (1-3) is done: both CAs
         (old first, the old key), both CAs (new first, the new key), the new CA alone."""
-        old, new = self.old.front_proxy_ca, self.new_ca
-        if phase == 1:
-            return replace(old, cert_pem=old.cert_pem + new.cert_pem)
-        if phase == 2:
-            return replace(new, cert_pem=new.cert_pem + old.cert_pem)
-        return new
+        return ca_for_phase(self.old.front_proxy_ca, self.new_ca, phase)
 
     def client_for_phase(self, phase: int, host_name: str) -> CertPair | None:
         """The front-proxy client pair pushed to ``host_name`` in ``phase``: none in phase 1 (kubeadm's,
         from the old CA, stays), the new CA's from phase 2 on."""
         return None if phase == 1 else self.clients[host_name]
+
+
+@dataclass(frozen=True)
+class ClusterRotation:
+    """The old bundle (the main store), the new cluster CA (kubeadm's ``kubernetes``), the leaves it
+    signs (``<item>/<host>``: ensure.ensure_cluster_leaves), and the state. As with the front-proxy
+    CA, the CA file and its key go together: the key is that of the CA first in the file, the one
+    kubeadm and the controller manager's CSR signer sign with."""
+
+    state: RotationState
+    old: PkiBundle
+    new_ca: CertPair
+    leaves: Mapping[str, CertPair]
+
+    def ca_for_phase(self, phase: int) -> CertPair:
+        """The ca.crt/ca.key pair a control plane holds once ``phase`` (1-3) is done: both CAs (old
+        first, the old key), both CAs (new first, the new key), the new CA alone."""
+        return ca_for_phase(self.old.kube_ca, self.new_ca, phase)
+
+    def leaf(self, item: str, host_name: str) -> CertPair:
+        return self.leaves[f"{item}/{host_name}"]
 
 
 @dataclass(frozen=True)
@@ -159,27 +189,35 @@ def _write_state(store: Store, state: RotationState) -> None:
     _fsync_dir(store.root)
 
 
-def start(cluster: Cluster, *, ca: str = "etcd", root: Path | None = None,
-          now: datetime | None = None) -> EtcdRotation | FrontProxyRotation:
+def start(cluster: Cluster, *, ca: str = "etcd", root: Path | None = None, now: datetime | None = None,
+          apiserver_sans: Mapping[str, Sequence[str]] | None = None, kubelets: Sequence[str] = (),
+          subjects: Mapping[str, tuple[str, str | None]] | None = None
+          ) -> EtcdRotation | FrontProxyRotation | ClusterRotation:
     """Load the rotation under way, or begin one: the new CA written first, then the state, then the
     leaves it signs. ``root`` elsewhere (a dry run's scratch directory) leaves the store untouched.
-    Another CA's rotation under way is refused (the store may change only through one at a time)."""
+    Another CA's rotation under way is refused (the store may change only through one at a time).
+    The kubernetes CA's leaves: per control plane in ``apiserver_sans`` (the SANs of its API server
+    certificate) its own, and a kubelet client certificate per node in ``kubelets``; ``subjects``: the
+    (CN, O) kubeadm gave the clients it issued, per ``<item>/<host>`` (ensure.ensure_cluster_leaves)."""
     now = now or datetime.now(UTC)
+    extra = (apiserver_sans or {}, tuple(kubelets), subjects or {})
     if root is not None:
-        return _start(cluster, ca, root, now, real=False)
+        return _start(cluster, ca, root, now, real=False, extra=extra)
     # two runs started at once (before the run engine's locks) must not make two new CAs: the second
     # waits here and loads the first one's; the engine's lock then refuses one of them
     with _exclusive(cluster.pki_dir / ROTATION / ".lock"):
         refuse_while_rotating(cluster, but=ca)
         _drop_committed(cluster)
-        return _start(cluster, ca, rotation_dir(cluster, ca), now, real=True)
+        return _start(cluster, ca, rotation_dir(cluster, ca), now, real=True, extra=extra)
 
 
-def _start(cluster: Cluster, ca: str, root: Path, now: datetime, *, real: bool) -> EtcdRotation | FrontProxyRotation:
-    from kubeforge.pki.ensure import ensure_etcd_leaves, ensure_front_proxy_clients, load_pki
+def _start(cluster: Cluster, ca: str, root: Path, now: datetime, *, real: bool,
+           extra: tuple[Mapping[str, Sequence[str]], tuple[str, ...], Mapping[str, tuple[str, str | None]]] = ({}, (), {})
+           ) -> EtcdRotation | FrontProxyRotation | ClusterRotation:
+    from kubeforge.pki.ensure import ensure_cluster_leaves, ensure_etcd_leaves, ensure_front_proxy_clients, load_pki
 
     old = load_pki(cluster)
-    old_ca = old.front_proxy_ca if ca == "front-proxy" else old.etcd_ca
+    old_ca = {"front-proxy": old.front_proxy_ca, "kubernetes": old.kube_ca}.get(ca, old.etcd_ca)
     ca_rel = ROTATED[ca][1]
     store = Store(root)
     state = read_state(cluster, ca) if real else None
@@ -195,6 +233,10 @@ def _start(cluster: Cluster, ca: str, root: Path, now: datetime, *, real: bool) 
         state = RotationState(ca, 0, cert_sha256(old_ca.cert), cert_sha256(new_ca.cert),
                               now.isoformat(timespec="seconds"))
         _write_state(store, state)
+    if ca == "kubernetes":
+        sans, kubelets, subjects = extra
+        return ClusterRotation(state, old, new_ca, ensure_cluster_leaves(
+            cluster, root, new_ca, new_key, apiserver_sans=sans, kubelets=kubelets, subjects=subjects, now=now))
     if ca == "front-proxy":
         return FrontProxyRotation(state, old, new_ca, ensure_front_proxy_clients(cluster, root, new_ca, new_key, now=now))
     leaves = ensure_etcd_leaves(cluster, root, new_ca, new_key, now=now)

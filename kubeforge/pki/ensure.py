@@ -7,6 +7,7 @@ current CA, or when one of its two files is gone. A second run on the same inven
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,6 +284,58 @@ def ensure_front_proxy_clients(cluster: Cluster, root: Path, ca: CertPair, ca_ke
     return {cp.name: run.leaf(f"front-proxy-client/{cp.name}", front_proxy_client_rel(cp.name), spec, ca, ca_key,
                               "front-proxy-ca")
             for cp in cluster.control_planes}
+
+
+# What kubeadm issues from the cluster CA on each control plane, re-issued by a rotation of that CA:
+# (item, CN, O, usages). The kubeconfigs' users keep kubeadm's subjects (admin.conf's group is
+# kubeadm:cluster-admins since 1.29, super-admin.conf's system:masters: kubernetes.io/docs/reference/
+# setup-tools/kubeadm/implementation-details).
+CLUSTER_CA_CLIENTS = (
+    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "kubeadm:cluster-admins"),
+    ("admin.conf", "kubernetes-admin", "kubeadm:cluster-admins"),
+    ("super-admin.conf", "kubernetes-super-admin", "system:masters"),
+    ("controller-manager.conf", "system:kube-controller-manager", None),
+    ("scheduler.conf", "system:kube-scheduler", None),
+)
+
+
+def cluster_leaf_rel(item: str, host_name: str) -> str:
+    """Where a kubernetes CA rotation keeps a host's new leaf (no extension): ``<item>/<host>``."""
+    return f"{safe_component(item)}/{safe_component(host_name)}"
+
+
+def ensure_cluster_leaves(cluster: Cluster, root: Path, ca: CertPair, ca_key: crypto.PrivateKey, *,
+                          apiserver_sans: Mapping[str, Sequence[str]], kubelets: Sequence[str],
+                          subjects: Mapping[str, tuple[str, str | None]] | None = None,
+                          now: datetime | None = None) -> dict[str, CertPair]:
+    """The leaves a kubernetes CA rotation places, under ``root`` from ``ca``, keyed ``<item>/<host>``:
+    per control plane in ``apiserver_sans`` its API server serving certificate (kube-apiserver,
+    serverAuth, the SANs given: those of the certificate kubeadm issued there), its kubelet client
+    and the client certificate of each kubeconfig kubeadm writes there; per host the kubelet's client
+    certificate (``system:node:<name>`` in ``system:nodes``, as the TLS bootstrap has it signed) for
+    each node in ``kubelets``. ``subjects``: per ``<item>/<host>``, the (CN, O) of the certificate
+    kubeadm issued there, kept instead of this version's defaults (CLUSTER_CA_CLIENTS).
+    Kept while they fit and are signed by ``ca``, like the store's leaves."""
+    run = _Run(store=Store(root), key_type=cluster.pki.key_type, ca_days=cluster.pki.ca_days,
+               leaf_days=cluster.pki.leaf_days, now=now or datetime.now(UTC), create=True, changes=[],
+               signers={"kubernetes-ca": ca_key})
+    out: dict[str, CertPair] = {}
+
+    def leaf(item: str, host_name: str, spec: LeafSpec) -> None:
+        key = f"{item}/{host_name}"
+        out[key] = run.leaf(key, cluster_leaf_rel(item, host_name), spec, ca, ca_key, "kubernetes-ca")
+
+    for cp in cluster.control_planes:
+        if cp.name not in apiserver_sans:
+            continue
+        sans = tuple(crypto.normalise_san(s) for s in apiserver_sans[cp.name])
+        leaf("apiserver", cp.name, LeafSpec(cn="kube-apiserver", usages=(SERVER_AUTH,), sans=sans))
+        for item, cn, org in CLUSTER_CA_CLIENTS:
+            cn, org = (subjects or {}).get(f"{item}/{cp.name}", (cn, org))
+            leaf(item, cp.name, LeafSpec(cn=cn, org=org, usages=(CLIENT_AUTH,)))
+    for name in kubelets:
+        leaf("kubelet", name, LeafSpec(cn=f"system:node:{name}", org="system:nodes", usages=(CLIENT_AUTH,)))
+    return out
 
 
 def leaf_items(cluster: Cluster) -> list[str]:

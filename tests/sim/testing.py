@@ -62,8 +62,21 @@ class RuntimeSocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
         self.sock.listen(64)
+        # accepted and closed, as containerd answers each dial: a backlog never taken would refuse
+        # the kubelet's checks (one per sync) once 64 wait, within a minute of a test
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
 
     def close(self) -> None:
+        self._closed.set()
         self.sock.close()
         if os.path.exists(self.path):
             os.unlink(self.path)

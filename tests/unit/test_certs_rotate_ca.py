@@ -147,18 +147,18 @@ def test_a_store_changed_under_a_rotation_is_refused(cluster):
         ca_rotation.start(cluster, now=NOW)
 
 
-def test_the_etcd_ca_of_external_etcd_and_the_front_proxy_ca_are_rotated_the_kubernetes_ca_is_refused(tmp_path):
+def test_the_etcd_ca_of_external_etcd_the_front_proxy_and_the_kubernetes_ca_are_rotated_stacked_etcds_is_refused(
+        tmp_path):
     external = make_cluster(tmp_path)
     stacked = make_cluster(tmp_path, topology=EtcdTopology.STACKED)
     check_ca(external, "etcd")
     check_ca(external, "front-proxy")
     check_ca(stacked, "front-proxy")  # etcd is not touched: its topology does not matter
     for cluster in (external, stacked):
-        with pytest.raises(NotSupportedYet, match="not supported yet: rotating the kubernetes CA") as exc:
-            check_ca(cluster, "kubernetes")
-        assert exc.value.exit_code == 7
-    with pytest.raises(NotSupportedYet, match="stacked etcd"):
+        check_ca(cluster, "kubernetes")
+    with pytest.raises(NotSupportedYet, match="stacked etcd") as exc:
         check_ca(stacked, "etcd")
+    assert exc.value.exit_code == 7
     with pytest.raises(UsageError, match="--ca 'vault' is not one of etcd, kubernetes, front-proxy"):
         check_ca(external, "vault")
 
@@ -231,8 +231,6 @@ def test_phases_the_store_records_as_done_are_planned_as_done(cluster):
 
 
 @pytest.mark.parametrize(("inventory", "ca", "says"), [
-    ("ha-external-etcd.yaml", "kubernetes", "not supported yet: rotating the kubernetes CA"),
-    ("ha-stacked-haproxy.yaml", "kubernetes", "not supported yet: rotating the kubernetes CA"),
     ("ha-stacked-haproxy.yaml", "etcd", "not supported yet: rotating the etcd CA of stacked etcd"),
 ])
 def test_the_command_refuses_what_it_does_not_rotate_before_any_host_or_file(capsys, inventory, ca, says):

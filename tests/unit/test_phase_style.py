@@ -34,12 +34,14 @@ PLANNERS = {
     "certs renew": "kubeforge.plan.certs.renew",
     "certs rotate-ca": "kubeforge.plan.certs.rotate",
     "certs rotate-ca --ca front-proxy": "kubeforge.plan.certs.rotate_front_proxy",
+    "certs rotate-ca --ca kubernetes": "kubeforge.plan.certs.rotate_kubernetes",
 }
 
 # Bases, not phases of a planner of their own: their subclasses are listed.
 BASES = {"kubeforge.plan.warning.WarnOperator", *(f"kubeforge.plan.certs.rotate.Stage{kind}"
                                                   for kind in ("Done", "OnMembers", "OnApiServers", "Record")),
-         "kubeforge.plan.certs.rotate_front_proxy.FrontProxyStageOnApiServers"}
+         "kubeforge.plan.certs.rotate_front_proxy.FrontProxyStageOnApiServers",
+         *(f"kubeforge.plan.certs.rotate_kubernetes.ClusterCA{kind}" for kind in ("OnControlPlanes", "OnWorkers", "Copies"))}
 
 
 def _modules() -> list[tuple[str, ast.Module]]:

@@ -265,3 +265,37 @@ def test_kubeadm_1_37_upgrades_a_1_36_cluster_but_refuses_one_at_1_35() -> None:
     old = initialised("v1.35.1")
     err = refused(rules.op_upgrade_apply, old, {"node": "cp-1", "version": "v1.37.1", "kubeadmVersion": "v1.37.1"}, 1001.0)
     assert "is too high; kubeadm can upgrade only 1 minor version at a time" in str(err)
+
+
+def test_join_discovery_follows_the_ca_of_the_cluster_info_configmap_once_it_is_applied() -> None:
+    """A cluster CA rotation applies kube-public/cluster-info with both CAs, then the new one alone:
+    kubeadm join discovers the cluster with that ConfigMap's CA and accepts a pin on any of its
+    certificates; the old pin is refused once the ConfigMap holds the new CA alone."""
+    import base64
+    import subprocess
+    import tempfile
+
+    from tests.sim.kubesim.pki import ca_cert_hash
+
+    def new_ca() -> str:
+        with tempfile.TemporaryDirectory() as d:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                            "-subj", "/CN=kubernetes", "-days", "1", "-keyout", f"{d}/k", "-out", f"{d}/c"],
+                           check=True, capture_output=True)
+            return open(f"{d}/c").read()
+
+    def cluster_info(bundle: str) -> dict:
+        data = base64.b64encode(bundle.encode()).decode()
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+                "data": {"kubeconfig": f"apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {data}\n"
+                                       "    server: https://10.77.4.21:6443\n  name: \"\"\nkind: Config\n"}}
+
+    old, new = new_ca(), new_ca()
+    st = initialised()
+    rules.op_apply(st, {"objects": [cluster_info(old + new)]}, 1000.5)
+    rules.op_join(st, join_args("worker-1", caCertHashes=[ca_cert_hash(new)]), 1001.0)
+    assert rules.op_discover(st, {}, 1001.0)["caCert"] == old + new
+    rules.op_apply(st, {"objects": [cluster_info(new)]}, 1001.5)
+    e = refused(rules.op_join, st, join_args("worker-2", caCertHashes=[ca_cert_hash(old)]), 1002.0)
+    assert "none of the public keys" in e.message and ca_cert_hash(new) in e.message
+    rules.op_join(st, join_args("worker-2", caCertHashes=[ca_cert_hash(new)]), 1002.0)

@@ -127,8 +127,8 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
                                         or f.cert.host in apiservers and f.cert.path.startswith(APISERVER_ETCD_CLIENT)):
             continue
         why = {
-            "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd|front-proxy`; the kubernetes CA's is "
-                  "not built yet)",
+            "ca": "a CA: only a CA rotation renews it (`certs rotate-ca --ca etcd|front-proxy|kubernetes`; stacked "
+                  "etcd's CA is not rotated yet)",
             "kubeadm": "kubeadm's, but kubeadm renews it only on a control plane (the etcd ones only with a "
                        "local, stacked etcd)",
             "kubelet": "the kubelet's own: it renews its client certificate itself (rotateCertificates: true in the "
@@ -142,18 +142,19 @@ def select(cluster: Cluster, report: HostReport, *, renew_all: bool = False,
 STAGED = ".kubeforge-next"
 
 
-def put_pairs_together(host_name: str, files: Sequence[RenderedFile]) -> list:
+def put_pairs_together(host_name: str, files: Sequence[RenderedFile], also: Sequence[str] = ()) -> list:
     """Put ``files``, each certificate with its key (``x.crt`` beside ``x.key``) swapped in together.
     etcd reads its certificate files afresh for every TLS handshake, so a certificate beside a key
     from another issue (a run stopped between the two puts; the engine lets the step in flight
     finish, so two puts can always be split) stops the member serving at once, and a renewal or
     rotation could never be resumed past its health gate. Each pair is written beside its place
     first (``<path>.kubeforge-next``, atomically, with the final mode), then one step renames every
-    staged file into place; that step runs again on resume while a staged file is left."""
+    staged file into place; that step runs again on resume while a staged file is left. ``also``:
+    other paths of ``files`` swapped in with the pairs (a certificate read with a key of another name)."""
     paths = {f.path for f in files}
     paired = {f.path for f in files
               if f.path.endswith(".crt") and f.path[:-4] + ".key" in paths
-              or f.path.endswith(".key") and f.path[:-4] + ".crt" in paths}
+              or f.path.endswith(".key") and f.path[:-4] + ".crt" in paths or f.path in also}
     steps: list = [PutFileStep(host_name, f) for f in files if f.path not in paired]
     staged = [f for f in files if f.path in paired]
     if not staged:
@@ -280,10 +281,11 @@ def component_healthy(component: str) -> Command:
 
 
 def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequence[str],
-                        components: Sequence[str]) -> list:
+                        components: Sequence[str], *, why: str = "on its renewed kubeconfig") -> list:
     """After ``kubeadm certs renew``: each of ``components`` that reads a renewed name restarted and
     gated, in RESTARTED_BY's order: etcd (every member healthy under one leader), the controller
-    manager and the scheduler (their /healthz). The kube-apiserver's is ``apiserver_lane``'s own."""
+    manager and the scheduler (their /healthz). The kube-apiserver's is ``apiserver_lane``'s own.
+    ``why``: the end of the restart steps' titles."""
     from kubeforge.plan.etcd.install import health_gate
 
     host = cluster.host(host_name)
@@ -303,7 +305,7 @@ def static_pod_restarts(cluster: Cluster, host_name: str, kubeadm_names: Sequenc
         else:
             check = component_healthy(component)
             steps.append(RunStep(host_name, restart_static_pod(component, check),
-                                 f"Restart {component} on its renewed kubeconfig", key=f"restart-{component}"))
+                                 f"Restart {component} {why}", key=f"restart-{component}"))
             steps.append(GateStep(host_name, check, f"Wait for {component} healthy",
                                   what=f"{component} of {host_name} healthy at 127.0.0.1:{HEALTH_PORTS[component]}",
                                   timeout_s=GATE_TIMEOUT_S, interval_s=1.0, key=f"gate-{component}-{host_name}"))

@@ -4,9 +4,13 @@ wait-control-plane ask) while its manifest exists.
 
 What they model is the one thing kubeforge relies on: a component reads the client certificate of
 its kubeconfig (controller-manager.conf, scheduler.conf) when it starts and keeps it until it is
-restarted, as the real binaries do. /healthz answers ``ok`` while that certificate verifies against
+restarted, as the real binaries do; likewise the CA it trusts the API server with (the kubeconfig's
+certificate-authority-data). /healthz answers ``ok`` while that certificate verifies against
 the cluster CA and has not expired (a real component whose client certificate expired loses its
-leader lease and exits); otherwise 500 naming why. A certificate renewed on disk changes nothing
+leader lease and exits), and while the API server's serving certificate (this machine's
+apiserver.crt: kubeadm's component kubeconfigs name the local API server, which reloads its serving
+pair from disk) verifies against the CA read at start (a component that cannot verify its API
+server likewise loses its lease); otherwise 500 naming why. A certificate renewed on disk changes nothing
 until the pod restarts: its manifest moved out of the kubelet's sight and back, or changed.
 
 Run only by the lab machines' kubelet (its own process); the unit tests' in-process machines share
@@ -32,13 +36,40 @@ COMPONENTS = {"kube-controller-manager": (10257, "/etc/kubernetes/controller-man
               "kube-scheduler": (10259, "/etc/kubernetes/scheduler.conf")}
 
 
-def _client_cert(kubeconfig: str) -> bytes | None:
+def _embedded(kubeconfig: str, section: str, key: str) -> bytes | None:
+    """A ``*-data`` field of the kubeconfig's first cluster or user, decoded (None when absent)."""
     try:
         doc = yamlish.load(host.read(kubeconfig)) or {}
-        data = (doc.get("users") or [{}])[0].get("user", {}).get("client-certificate-data", "")
+        data = (doc.get(section + "s") or [{}])[0].get(section, {}).get(key, "")
         return base64.b64decode(data) if data else None
     except (OSError, ValueError, KeyError, IndexError, AttributeError):
         return None
+
+
+def _client_cert(kubeconfig: str) -> bytes | None:
+    return _embedded(kubeconfig, "user", "client-certificate-data")
+
+
+def _ca_data(kubeconfig: str) -> bytes | None:
+    return _embedded(kubeconfig, "cluster", "certificate-authority-data")
+
+
+def server_untrusted(kubeconfig: str, ca: bytes | None, serving: str) -> str:
+    """Why the API server's serving certificate (the file ``serving``) does not verify against ``ca``
+    (the kubeconfig's certificate-authority-data as read at start); "" when it does or there is no API
+    server here."""
+    if not os.path.exists(serving):
+        return ""
+    if not ca:
+        return f"no certificate-authority-data in {kubeconfig}"
+    with tempfile.NamedTemporaryFile(suffix=".crt") as f:
+        f.write(ca)
+        f.flush()
+        check = subprocess.run(["openssl", "verify", "-CAfile", f.name, serving], capture_output=True, text=True)
+    if check.returncode != 0:
+        return (f"the API server's certificate does not verify against the CA of {kubeconfig}: "
+                "tls: failed to verify certificate: x509: certificate signed by unknown authority")
+    return ""
 
 
 def credential_state(kubeconfig: str) -> tuple[float, str]:
@@ -56,6 +87,30 @@ def credential_state(kubeconfig: str) -> tuple[float, str]:
             return 0.0, f"client certificate of {kubeconfig}: {check.stdout.strip() or check.stderr.strip()}"
         end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", f.name], capture_output=True, text=True)
     return ssl.cert_time_to_seconds(end.stdout.strip().split("=", 1)[1]), ""
+
+
+def signer_problem(pod: dict) -> str:
+    """Why the controller manager's CSR signer cannot load ``--cluster-signing-cert-file`` and
+    ``--cluster-signing-key-file`` ("" when it can): the file must hold exactly one certificate (a CA
+    bundle there is refused: kubernetes/kubeadm#1350, and the note in kubernetes.io's "Manual Rotation
+    of CA Certificates"), and the key must be that certificate's. The real controller manager then
+    fails to start its controllers and exits; here /healthz answers 500 with the real message."""
+    flags = files.manifest_flags(pod)
+    crt, key = flags.get("cluster-signing-cert-file"), flags.get("cluster-signing-key-file")
+    if not crt or not key:
+        return ""
+    try:
+        pem = host.read(crt)
+    except OSError as e:
+        return f'error reading CA cert file "{crt}": {e.strerror or e}'
+    n = pem.count("-----BEGIN CERTIFICATE-----")
+    if n != 1:
+        return f'error reading CA cert file "{crt}": expected 1 certificate, found {n}'
+    pub = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", host.path(crt)], capture_output=True, text=True)
+    mine = subprocess.run(["openssl", "pkey", "-pubout", "-in", host.path(key)], capture_output=True, text=True)
+    if pub.returncode != 0 or mine.returncode != 0 or pub.stdout != mine.stdout:
+        return f'error reading CA cert file "{crt}": tls: private key does not match public key'
+    return ""
 
 
 def _serving_pair(name: str) -> tuple[str, str]:
@@ -79,6 +134,9 @@ class ComponentPod:
     def __init__(self, name: str, log) -> None:
         self.name, self.log = name, log
         self.port, self.kubeconfig = COMPONENTS[name]
+        # a unit test's machines share the runner's network: it may move the port (as KUBESIM_API_PORT
+        # moves 6443), so two runs on one box never meet on 10257
+        self.port = int(os.environ.get(f"KUBESIM_{name.upper().replace('-', '_')}_PORT", self.port))
         self.server: http.server.ThreadingHTTPServer | None = None
         self.spec = ""
 
@@ -88,19 +146,25 @@ class ComponentPod:
             return
         self.stop()
         if pod is not None:
-            self.start()
+            self.start(pod)
         self.spec = spec if pod is None or self.server is not None else ""  # a failed start is tried again
 
-    def start(self) -> None:
+    def start(self, pod: dict | None = None) -> None:
         until, why = credential_state(self.kubeconfig)
-        name = self.name
+        signer = signer_problem(pod) if self.name == "kube-controller-manager" and pod is not None else ""
+        if signer:
+            until, why = 0.0, signer
+        name, kubeconfig, ca = self.name, self.kubeconfig, _ca_data(self.kubeconfig)
+        serving = host.path(f"{files.PKI}/apiserver.crt")  # resolved here: the handler runs in its own thread
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path.split("?")[0] not in ("/healthz", "/livez", "/readyz"):
                     self._send(404, "404 page not found\n")
-                elif time.time() < until:
+                elif time.time() < until and not (untrusted := server_untrusted(kubeconfig, ca, serving)):
                     self._send(200, "ok")
+                elif time.time() < until:
+                    self._send(500, f"[-]{name}: {untrusted}\nhealthz check failed\n")
                 else:
                     self._send(500, f"[-]{name}: {why or 'its client certificate has expired'}\nhealthz check failed\n")
 

@@ -102,7 +102,12 @@ def write_manifests(version: str, advertise: str, cluster_cfg: dict, store: str)
                  f"--proxy-client-cert-file={PKI}/front-proxy-client.crt",
                  f"--proxy-client-key-file={PKI}/front-proxy-client.key"]
     extra = [f"--{k}={v}" for k, v in _args(cluster_cfg.get("apiServer"))]
-    comps = {"kube-apiserver": api_flags + extra, "kube-controller-manager": [], "kube-scheduler": []}
+    # kubeadm's controller-manager flags that name the cluster CA: the CSR signer's pair, the CA it
+    # publishes to pods (kube-root-ca.crt) and the one it authenticates clients with
+    cm_flags = [f"--cluster-signing-cert-file={PKI}/ca.crt", f"--cluster-signing-key-file={PKI}/ca.key",
+                f"--root-ca-file={PKI}/ca.crt", f"--client-ca-file={PKI}/ca.crt",
+                "--kubeconfig=/etc/kubernetes/controller-manager.conf"]
+    comps = {"kube-apiserver": api_flags + extra, "kube-controller-manager": cm_flags, "kube-scheduler": []}
     if not ext and store != "etcd":  # without the etcd image: a manifest only, no member behind it
         comps["etcd"] = [f"--advertise-client-urls=https://{advertise}:2379",
                          f"--data-dir={((cluster_cfg.get('etcd') or {}).get('local') or {}).get('dataDir', '/var/lib/etcd')}"]

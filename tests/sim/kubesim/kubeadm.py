@@ -173,7 +173,8 @@ def cmd_token(a, version: str) -> int:
         if a.print_join_command:
             st = client.get(bases, "/kubesim/state")
             endpoint = st.get("controlPlaneEndpoint") or f"{st.get('primary')}:6443"
-            print(f"kubeadm join {endpoint} --token {token} --discovery-token-ca-cert-hash {st['caCertHash']} ")
+            pins = "".join(f"--discovery-token-ca-cert-hash {h} " for h in st.get("caCertHashes") or [st["caCertHash"]])
+            print(f"kubeadm join {endpoint} --token {token} {pins}")
         else:
             print(token)
         return 0

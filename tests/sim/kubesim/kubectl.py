@@ -129,6 +129,10 @@ def cmd_get(a, version: str) -> int:
         return 0
     objs = [o for o in st["objects"].values() if o["kind"] == what and (not names or o["name"] in names)
             and (a.all_namespaces or o["namespace"] == (a.namespace or "default"))]
+    missing = [n for n in names if n not in {o["name"] for o in objs}]
+    if missing:  # as the real kubectl: a named object that is not there is an error (exit 1)
+        plural = f"{what.lower()}s" + (f".{_GROUPS[what]}" if what in _GROUPS else "")
+        raise SimError(f'Error from server (NotFound): {plural} "{missing[0]}" not found', 404)
     if a.output == "json":
         print(json.dumps({"kind": "List", "items": objs}, indent=2))
     else:

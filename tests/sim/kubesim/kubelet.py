@@ -34,6 +34,12 @@ class Kubelet:
         self.images = images.PodImages(log)  # a static pod whose image containerd cannot have never runs
         self.apiserver_version: str | None = None
         self.announced = False
+        # the process (the lab's kubelet) reads kubelet.conf once, when it first finds it, as the real
+        # kubelet reads its kubeconfig when it starts: its CA and client certificate change only with a
+        # restart (kubeadm init/join restart it after writing the file). The in-process kubelet of the
+        # unit tests, never restarted by kubeadm there, reads it every tick.
+        self.reads_once = separate_process
+        self.kubeconfig: client.Base | None = None
 
     def sync_static_pods(self) -> None:
         self.etcd.sync(self.images.runnable(files.read_manifest("etcd")))
@@ -52,9 +58,12 @@ class Kubelet:
         if not host.exists("/etc/kubernetes/kubelet.conf"):
             return []
         try:
-            bases = [client.from_kubeconfig(host.path("/etc/kubernetes/kubelet.conf"))]
+            base = self.kubeconfig or client.from_kubeconfig(host.path("/etc/kubernetes/kubelet.conf"))
         except host.SimError:
             return []
+        if self.reads_once:
+            self.kubeconfig = base
+        bases = [base]
         if self.apiserver_version is not None:
             bases.insert(0, client.local(bases[0]))  # a control plane's kubelet uses its own
         return bases

@@ -164,9 +164,11 @@ def op_join(st: dict, a: dict, now: float) -> dict:
     if tok is None or tok["hash"] != a["tokenHash"] or tok["expires"] < now:
         raise refuse(f'couldn\'t validate the identity of the API Server: could not find a JWS signature in the '
                      f'cluster-info ConfigMap for token ID "{a["tokenId"]}"', 401)
-    if not a.get("unsafeSkipCAVerification") and st["caCertHash"] not in a.get("caCertHashes", []):
+    # kubeadm checks the CA certificates of cluster-info's kubeconfig against the pins: any one pinned
+    keys = st.get("caCertHashes") or [st["caCertHash"]]
+    if not a.get("unsafeSkipCAVerification") and not set(keys) & set(a.get("caCertHashes", [])):
         raise refuse(f'cluster CA found in cluster-info ConfigMap is invalid: none of the public keys '
-                     f'"{st["caCertHash"]}" are pinned', 401)
+                     f'"{", ".join(keys)}" are pinned', 401)
     name = a["node"]["name"]
     if a.get("controlPlane"):
         certs = st.get("certs")
@@ -376,8 +378,31 @@ def op_delete_node(st: dict, a: dict, now: float) -> dict:
 def op_apply(st: dict, a: dict, now: float) -> dict:
     # the minor of the API server that took the request decides which API versions are served
     minor = parse_version(a["serverVersion"])[1] if a.get("serverVersion") else None
-    return {"lines": workloads.apply(st, a["objects"], now, minor=minor, server_side=bool(a.get("serverSide")),
-                                     source=a.get("source") or "STDIN")}
+    lines = workloads.apply(st, a["objects"], now, minor=minor, server_side=bool(a.get("serverSide")),
+                            source=a.get("source") or "STDIN")
+    for obj in a["objects"]:
+        _cluster_info(st, obj)
+    return {"lines": lines}
+
+
+def _cluster_info(st: dict, obj: dict) -> None:
+    """kube-public/cluster-info applied (a cluster CA rotation): join discovery hands out the CA
+    certificates of its kubeconfig and checks the pins against them, as kubeadm reads that ConfigMap."""
+    import base64
+    import re
+
+    from .pki import ca_cert_hash
+
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") != "ConfigMap" or meta.get("name") != "cluster-info" or meta.get("namespace") != "kube-public":
+        return
+    m = re.search(r"certificate-authority-data:\s*(\S+)", str((obj.get("data") or {}).get("kubeconfig", "")))
+    if m is None:
+        return
+    bundle = base64.b64decode(m.group(1)).decode()
+    certs = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", bundle, re.S)
+    if certs:
+        st["caCert"], st["caCertHashes"] = bundle, [ca_cert_hash(c) for c in certs]
 
 
 def op_evict(st: dict, a: dict, now: float) -> dict:
