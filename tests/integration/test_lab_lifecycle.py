@@ -91,6 +91,28 @@ def test_a_persistent_machine_reboots_from_inside_and_keeps_its_files(pair):
     assert _cut(pair, "keeper") and _cut(pair, "fresh")
 
 
+def test_a_saved_disk_comes_back_on_its_layers_and_a_disk_saved_on_top_of_it_keeps_both(pair):
+    from tests.lab import disks, machine
+
+    def files() -> list[str]:
+        script = 'for f in /home/kube/one /home/kube/two /etc/issue.net; do [ -e $f ] && head -c 5 $f || echo gone; done'
+        return pair.exec("keeper", ["sh", "-c", script], check=True).stdout.split()
+
+    assert _ssh(pair, "keeper", "echo one > /home/kube/one && sudo rm /etc/issue.net").returncode == 0
+    disks.save(pair, "one")  # the persistent machines: keeper alone
+    assert _ssh(pair, "keeper", "echo two > /home/kube/two").returncode == 0
+    disks.save(pair, "two")  # while running on "one": a layer on top of it
+    key = _host_key(pair, "keeper")
+    assert _ssh(pair, "keeper", "rm /home/kube/one && echo later > /home/kube/two").returncode == 0
+    disks.restore(pair, "one")
+    assert files() == ["one", "gone", "gone"]  # the root filesystem's issue.net still hidden by the layer
+    disks.restore(pair, "two")
+    assert files() == ["one", "two", "gone"]
+    assert machine.lower_layers(pair.run_dir / "machines" / "keeper") == disks.layers(pair, "two", "keeper")
+    assert len(disks.layers(pair, "two", "keeper")) == 2 and _host_key(pair, "keeper") == key
+    assert _cut(pair, "keeper")
+
+
 @pytest.mark.slow
 def test_eight_machines_boot_and_answer_ssh_with_their_own_keys(lab_factory):
     big = lab_factory(8, with_mirror=False)

@@ -150,14 +150,34 @@ done
 """
 
 
+# A machine's dir may name read-only layers between its upper dir and the root filesystem, top
+# first, one path a line: the saved disks it was restored from (tests/lab/disks.py).
+LOWERS = "lowers"
+
+
+def lower_layers(mdir: Path) -> list[Path]:
+    f = mdir / LOWERS
+    return [Path(line) for line in f.read_text().splitlines() if line] if f.exists() else []
+
+
+def set_lower_layers(mdir: Path, layers: Sequence[Path]) -> None:
+    """The layers the machine's next boot stacks below its upper dir (none: the root filesystem alone)."""
+    mdir.mkdir(parents=True, exist_ok=True)
+    tmp = mdir / f"{LOWERS}.tmp"
+    tmp.write_text("".join(f"{p}\n" for p in layers))
+    tmp.replace(mdir / LOWERS)
+
+
 def mount_overlay(rootfs: Path, mdir: Path) -> Path:
-    """A copy-on-write disk kept in the state dir, so the machine keeps its files across stop/start."""
+    """A copy-on-write disk kept in the state dir, so the machine keeps its files across stop/start:
+    its upper dir over its saved layers (if any) over the shared root filesystem."""
     upper, work, root = mdir / "upper", mdir / "work", mdir / "root"
     for d in (upper, work, root):
         d.mkdir(parents=True, exist_ok=True)
     if not _is_mount(root):
+        lower = ":".join(str(p) for p in [*lower_layers(mdir), rootfs])
         res = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(root)],
+            ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", str(root)],
             capture_output=True, text=True,
         )
         if res.returncode != 0:

@@ -200,3 +200,125 @@ def test_upstream_etcd_version_drops_the_debian_revision_and_binnmu():
 
     assert upstream_version(Path("etcd-server_3.4.23-4+b4_amd64.deb")) == "3.4.23"
     assert upstream_version(Path("etcd-client_3.5.30-2_amd64.deb")) == "3.5.30"
+
+
+class _DisksOnly:
+    """The part of a Lab that tests/lab/disks.py drives -- machines with persistent disks, stopped
+    and started -- where "started" is the machine's real overlay mounted (tests/lab/machine.py) and
+    nothing boots on it: the saved layers' whiteouts and opaque dirs are the kernel's own."""
+
+    def __init__(self, run_dir: Path, rootfs: Path, names: list[str]) -> None:
+        from types import SimpleNamespace
+
+        from tests.lab.layout import MachineSpec
+
+        self.run_dir, self.rootfs, self.id = run_dir, rootfs, LabId(0)
+        self.machines = {n: SimpleNamespace(spec=MachineSpec(n, ("worker",), True)) for n in names}
+        self.up: set[str] = set()
+
+    def root(self, name: str) -> Path:
+        return self.run_dir / "machines" / name / "root"
+
+    def running(self, name: str) -> bool:
+        return name in self.up
+
+    def stop_machine(self, name: str) -> None:
+        from tests.lab import machine as mach
+
+        mach.unmount_overlay(self.run_dir / "machines" / name)
+        self.up.discard(name)
+
+    shutdown_machine = stop_machine
+
+    def start_machines(self, names: list[str]) -> None:
+        from tests.lab import machine as mach
+
+        for n in names:
+            mach.mount_overlay(self.rootfs, self.run_dir / "machines" / n)
+            self.up.add(n)
+
+
+@pytest.fixture
+def disks_lab(tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting overlays needs root")
+    rootfs = tmp_path / "rootfs"
+    for f, text in {"etc/kept": "base", "etc/deleted": "base", "etc/changed": "base",
+                    "opt/app/old-1": "base", "opt/app/old-2": "base"}.items():
+        (rootfs / f).parent.mkdir(parents=True, exist_ok=True)
+        (rootfs / f).write_text(text)
+    lab = _DisksOnly(tmp_path / "run", rootfs, ["m1", "m2"])
+    try:
+        lab.start_machines(["m1", "m2"])
+    except LabError as e:
+        lab.stop_machine("m1")
+        pytest.skip(f"no overlay mounts here: {e}")
+    try:
+        yield lab
+    finally:
+        for n in list(lab.machines):
+            lab.stop_machine(n)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_saved_disk_is_a_layer_whose_whiteouts_and_opaque_dirs_still_hide_the_files_below(disks_lab):
+    import os
+    import shutil
+    import stat
+
+    from tests.lab import disks
+
+    root = disks_lab.root("m1")
+    (root / "etc/deleted").unlink()  # a whiteout in the upper dir
+    shutil.rmtree(root / "opt/app")  # a directory replaced: opaque in the upper dir
+    (root / "opt/app").mkdir()
+    (root / "opt/app/new").write_text("first")
+    (root / "etc/changed").write_text("first")
+    disks.save(disks_lab, "first")
+    first = {"etc/kept": "base", "etc/changed": "first", "opt/app/new": "first"}
+    assert _tree(root) == first
+    layer = disks.layers(disks_lab, "first", "m1")[0]
+    whiteout = os.lstat(layer / "etc/deleted")
+    assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0  # the kernel's whiteout, kept as it was
+    assert os.getxattr(layer / "opt/app", "trusted.overlay.opaque") == b"y"
+
+    # a disk saved while running on a saved one: a second layer on top of the first
+    (root / "etc/kept").unlink()
+    (root / "etc/second").write_text("second")
+    disks.save(disks_lab, "second")
+    second = {"etc/changed": "first", "etc/second": "second", "opt/app/new": "first"}
+    assert _tree(root) == second
+    assert disks.layers(disks_lab, "second", "m1")[1:] == disks.layers(disks_lab, "first", "m1")
+
+    (root / "etc/changed").write_text("thrown away")
+    (root / "opt/app/new").unlink()
+    disks.restore(disks_lab, "first")
+    assert _tree(root) == first and _tree(disks_lab.root("m2")) == _tree(disks_lab.rootfs)
+    disks.save(disks_lab, "first")  # saved again: new layers; "second" still stands on the old ones
+    disks.restore(disks_lab, "second")
+    assert _tree(root) == second
+    assert not any((disks_lab.run_dir / "machines/m1/upper").iterdir())  # a fresh upper dir over the layers
+
+
+def test_a_restore_copies_nothing_and_the_rootfs_and_layers_stay_as_they_were(disks_lab):
+    from tests.lab import disks
+
+    root = disks_lab.root("m1")
+    (root / "etc/changed").write_text("saved")
+    disks.save(disks_lab, "s")
+    layer = disks.layers(disks_lab, "s", "m1")[0]
+    before = {p: p.stat().st_ino for p in layer.rglob("*")}
+    for i in range(3):
+        (root / "etc/changed").write_text(f"case {i}")
+        (root / "etc/deleted").unlink()
+        disks.restore(disks_lab, "s")
+        assert (root / "etc/changed").read_text() == "saved" and (root / "etc/deleted").exists()
+    assert {p: p.stat().st_ino for p in layer.rglob("*")} == before  # the same files: never copied nor touched
+    assert (disks_lab.rootfs / "etc/changed").read_text() == "base"
+    with pytest.raises(LabError, match="no saved disks 'missing'"):
+        disks.restore(disks_lab, "missing")
