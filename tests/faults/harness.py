@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -459,10 +460,13 @@ class FaultLab:
     def noops_failing(self, wf: Workflow, log_to: Path | None = None) -> tuple[list[str], set[str]]:
         """Each of the workflow's nothing-to-do commands that did not say so, and the steps the
         first one (the workflow's own command) still reported done. ``log_to``: a directory their
-        output goes to (noop-1.log, ...)."""
+        output goes to (noop-1.log, ...). They run side by side, each its own kubeforge process, as
+        two operators' commands could (none changes anything, and `plan up` takes no lock): the
+        checks cost one converged re-run, not one after another."""
         failing, always = [], set()
-        for i, check in enumerate(wf.noops):
-            res, recs = self.noop(wf, check)
+        with ThreadPoolExecutor(max_workers=len(wf.noops)) as ex:
+            results = list(ex.map(lambda check: self.noop(wf, check), wf.noops))
+        for i, (check, (res, recs)) in enumerate(zip(wf.noops, results, strict=True)):
             if log_to is not None:
                 log_to.mkdir(parents=True, exist_ok=True)
                 (log_to / f"noop-{i + 1}.log").write_text(f"$ kubeforge {' '.join(check.args)}\n{res.stdout}{res.stderr}")

@@ -124,6 +124,42 @@ def test_a_case_line_says_where_its_seconds_went_stage_by_stage(monkeypatch):
     assert o.line().splitlines()[-1] == "    seconds: restore 8, faulted 12"
 
 
+# A stand-in for kubeforge in the checks' commands (a real process each): a second's work, a journal
+# of its own under the operator's runs dir naming its first argument, and what it finds to say
+_NOOP_STANDIN = """
+import json, os, sys, time
+time.sleep(1.5)
+run = os.path.join(sys.argv[1], str(os.getpid()))
+os.makedirs(run)
+with open(os.path.join(run, "journal.jsonl"), "w") as f:
+    f.write(json.dumps({"type": "start", "pid": os.getpid()}) + "\\n")
+    f.write(json.dumps({"type": "step", "step": "P/cp-1/check-" + sys.argv[2], "status": "done"}) + "\\n")
+print({"upgrade": "nothing to do: every node already runs 1.34.2", "plan": "Plan up: 3 steps"}[sys.argv[2]])
+"""
+
+
+def test_the_nothing_to_do_commands_run_side_by_side_each_judged_and_logged_as_its_own(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    from tests.faults import harness
+    from tests.faults.workflows import WORKFLOWS
+
+    flab = harness.FaultLab.__new__(harness.FaultLab)
+    flab.work = tmp_path / "operator"
+    runs = flab.work / ".kubeforge" / "lab0" / "runs"
+    runs.mkdir(parents=True)
+    monkeypatch.setattr(harness, "kubeforge_argv", lambda *a: [sys.executable, "-c", _NOOP_STANDIN, str(runs), *a])
+    wf = WORKFLOWS["upgrade"]  # `upgrade --to 1.34.2`, then `plan up` with the inventory at 1.34.2
+    t = time.monotonic()
+    failing, always = flab.noops_failing(wf, tmp_path / "case")
+    assert time.monotonic() - t < 2.6  # 1.5 s each: side by side, not 3 s one after the other
+    assert always == {"P/cp-1/check-upgrade"}  # from the workflow's own command, not from `plan up`
+    assert len(failing) == 1 and failing[0].startswith("`plan up` (inventory k8s-1.34.2) did not find nothing to do")
+    assert (tmp_path / "case/noop-1.log").read_text().startswith("$ kubeforge upgrade --to 1.34.2\n")
+    assert (tmp_path / "case/noop-2.log").read_text() == "$ kubeforge plan up\nPlan up: 3 steps\n"
+
+
 def _k8s_inventories(tmp_path: Path) -> dict:
     """Each inventory of the Kubernetes lab as the harness writes it, loaded by kubeforge."""
     from ruamel.yaml import YAML
