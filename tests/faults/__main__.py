@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tests.faults.harness import FaultLab, Outcome
-from tests.faults.points import BAR_OTHERS, KINDS, Point, bar, matrix, select
+from tests.faults.points import BAR_POINTS, KINDS, Point, bar, matrix, select
 from tests.faults.workflows import NOT_COVERED, ORDER, SHAPES, WORKFLOWS
 
 
@@ -33,7 +33,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, help="default: random, printed")
     ap.add_argument("--bar", action="store_true",
                     help=f"the issue's bar instead of the full matrix: SIGINT at every boundary of upgrade and "
-                         f"etcd upgrade (and the mixed-version case), plus {BAR_OTHERS} other points drawn with the seed")
+                         f"etcd upgrade (and the mixed-version case), plus one point of every workflow's others drawn "
+                         f"with the seed, and more only until {BAR_POINTS} points in all")
     ap.add_argument("--shard", help="K/N: only every N-th selected point from the K-th (1-based), to run "
                                     "the matrix in batches that each hold the lab lock briefly")
     ap.add_argument("--at", type=int, action="append", help="repeatable: only the points after step N (to replay "
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     selected = list(args.workflow or ORDER)
     want = needed(args.workflow)
-    for shape in dict.fromkeys(WORKFLOWS[w].shape for w in want):
+    shapes = list(dict.fromkeys(WORKFLOWS[w].shape for w in want))
+    on_bar = 0  # the bar's points in the labs before this one
+    for shape in shapes:
         lab = FaultLab(log=lambda m: print(m, flush=True), shape=SHAPES[shape])
         try:
             lab.up()
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             full += part
             if args.bar:
                 chosen = [p for p in part if args.kind is None or p.kind == args.kind]
-                points = bar(chosen, seed, share(BAR_OTHERS, selected, shape) or 0)
+                points = bar(chosen, seed, BAR_POINTS - on_bar if shape == shapes[-1] else 0)
+                on_bar += len(points)
             else:
                 points = select(part, workflows=args.workflow, kind=args.kind,
                                 sample=share(args.sample, selected, shape), seed=seed)

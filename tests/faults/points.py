@@ -82,14 +82,19 @@ def select(points: list[Point], *, workflows: list[str] | None, kind: str | None
     return must + extra
 
 
-# The issue's bar for the full matrix, within 2 hours: SIGINT at every boundary of both upgrades (and
-# the mixed-version case), the rest sampled -- this many other points, at least 100 points in all
-BAR_OTHERS = 34
+# The issue's bar, within 2 hours: SIGINT at every boundary of both upgrades and the mixed-version
+# case; beside them one point of every workflow's other points (the upgrades' other kinds too), and
+# more drawn only while the whole bar has fewer than this many
+BAR_POINTS = 100
 
 
-def bar(points: list[Point], seed: int, others: int) -> list[Point]:
-    """The bar's points among ``points``: every SIGINT point of the upgrades, then ``others`` more
-    drawn with ``seed`` from the rest (one per workflow first, as a sample does)."""
+def bar(points: list[Point], seed: int, at_least: int = 0) -> list[Point]:
+    """The bar's points among ``points`` (one lab's part of the matrix): every SIGINT point of the
+    upgrades, then from the rest, drawn with ``seed`` as a sample draws, one point per workflow and
+    more only until ``at_least`` points in all (the last lab is given what the bar still lacks)."""
     every = [p for p in points if p.workflow in EVERY_BOUNDARY and p.kind == "sigint"]
     rest = [p for p in points if p not in every]
-    return every + (select(rest, workflows=None, kind=None, sample=others, seed=seed) if rest and others > 0 else [])
+    if not rest:
+        return every
+    wanted = max(len({p.workflow for p in rest}), at_least - len(every))
+    return every + select(rest, workflows=None, kind=None, sample=wanted, seed=seed)

@@ -257,17 +257,44 @@ def test_a_sample_over_both_labs_is_split_by_workflows_and_one_lab_gets_the_whol
     assert share(1, ["etcd-install", "upgrade"], "k8s") == 1
 
 
-def test_the_bar_is_every_sigint_boundary_of_both_upgrades_and_the_mixed_case_plus_sampled_others():
-    from tests.faults.points import BAR_OTHERS, bar
+def _bar(steps: dict[str, int], seed: int) -> list[Point]:
+    """The bar as ``--bar`` draws it: the etcd lab's part, then the Kubernetes lab's, which is given
+    what the bar still lacks of BAR_POINTS."""
+    from tests.faults.points import BAR_POINTS, bar
+    from tests.faults.workflows import WORKFLOWS
 
+    etcd = bar(matrix({w: n for w, n in steps.items() if WORKFLOWS[w].shape == "etcd"}, seed), seed)
+    k8s = bar(matrix({w: n for w, n in steps.items() if WORKFLOWS[w].shape == "k8s"}, seed), seed, BAR_POINTS - len(etcd))
+    return etcd + k8s
+
+
+def _bar_holds(chosen: list[Point], steps: dict[str, int]) -> list[Point]:
+    """What the bar must hold whatever the step counts; the points beside the upgrades' SIGINT ones."""
+    for wf in ("upgrade", "etcd-upgrade"):
+        assert sorted(p.after for p in chosen if p.workflow == wf and p.kind == "sigint" and not p.label) == list(range(1, steps[wf]))
+    assert sum(p.label == MIXED_VERSION for p in chosen) == 1
+    assert len(chosen) >= 100 and len(set(chosen)) == len(chosen)
+    others = [p for p in chosen if p.workflow not in ("upgrade", "etcd-upgrade") or p.kind != "sigint"]
+    assert {p.workflow for p in others} == set(steps)  # every workflow, the upgrades' other kinds too
+    return others
+
+
+def test_the_bar_is_every_upgrade_sigint_boundary_and_one_point_of_every_workflow_and_at_least_100():
+    from tests.faults.workflows import ORDER
+
+    # the step counts of session 9's references
+    steps = {"etcd-install": 49, "etcd-upgrade": 18, "etcd-members-add": 40, "etcd-members-remove": 7,
+             "etcd-rotate-ca": 112, "etcd-restore": 19, "up": 171, "upgrade": 80, "reset": 13, "up-add": 53}
+    assert set(steps) == set(ORDER)
+    chosen = _bar(steps, 11)
+    others = _bar_holds(chosen, steps)
+    assert len(others) == len(ORDER)  # 79 + 17 + 1 upgrade points and one of each workflow's others: 107
+    assert _bar(steps, 11) == chosen and _bar(steps, 12) != chosen  # seeded
+
+
+def test_the_bar_draws_more_points_only_while_it_has_fewer_than_100():
     steps = {"etcd-install": 49, "etcd-upgrade": 18, "etcd-members-add": 40, "etcd-members-remove": 7,
              "etcd-rotate-ca": 103, "etcd-restore": 19, "up": 90, "upgrade": 50, "reset": 13, "up-add": 40}
-    full = matrix(steps, seed=11)
-    chosen = bar(full, 11, BAR_OTHERS)
-    for wf, n in (("upgrade", 50), ("etcd-upgrade", 18)):
-        assert sorted(p.after for p in chosen if p.workflow == wf and p.kind == "sigint" and not p.label) == list(range(1, n))
-    assert sum(p.label == MIXED_VERSION for p in chosen) == 1
-    others = [p for p in chosen if p.workflow not in ("upgrade", "etcd-upgrade") or p.kind != "sigint"]
-    assert len(others) == BAR_OTHERS and {p.workflow for p in others} >= set(steps) - {"etcd-upgrade", "upgrade"}
-    assert len(chosen) >= 100 and len(set(chosen)) == len(chosen)
-    assert bar(full, 11, BAR_OTHERS) == chosen  # seeded
+    chosen = _bar(steps, 11)
+    _bar_holds(chosen, steps)
+    assert len(chosen) == 100  # 49 + 17 + 1 and one of each workflow's others: 77, topped up by the last lab
