@@ -52,7 +52,7 @@ clean-lab:
 	$(LAB) down --all
 
 test:
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
 
 test-unit:
 	$(PYTHON) -m pytest -q -m "not lab"

@@ -168,6 +168,7 @@ def test_up_installs_etcd_from_the_release_archive_and_never_from_apt(slab, from
     assert_cluster_from_archive(slab, inv, RELEASE)
 
 
+@pytest.mark.by_hand  # a lab and an `up` of its own, 29 s; the archive's install path runs in CI above (external etcd, up and etcd install)
 def test_up_of_a_stacked_cluster_puts_the_archives_etcd_tools_on_the_control_plane(lab_factory, tmp_path_factory):
     # a control plane with the etcd role and no dedicated etcd hosts: kubeadm's stacked etcd
     lab = lab_factory([("cp-1", ("control-plane", "etcd"))])

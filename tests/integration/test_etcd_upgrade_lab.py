@@ -388,6 +388,7 @@ def test_a_hop_without_a_release_archive_is_refused_naming_it(ulab, archives_inv
     assert {n: etcd_pid(ulab, n) for n in NAMES} == pids
 
 
+@pytest.mark.by_hand  # 31 s: the fault matrix's power points cover an etcd upgrade losing a machine (docs/faults.md); CI's 45-minute budget
 def test_a_patch_upgrade_with_a_machine_lost_midway_names_it_and_resume_converges(ulab, archives_inv):
     inv = archives_inv
     leader = status(inv)["leader"]

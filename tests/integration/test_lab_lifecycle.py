@@ -127,6 +127,8 @@ def test_eight_machines_boot_and_answer_ssh_with_their_own_keys(lab_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.by_hand  # 15 s of the lab's own plumbing; every lab test's teardown is one such cycle, and
+# `tests.lab down --all` after pytest in .ci/run reports what any of them left
 def test_five_up_down_cycles_leave_nothing_behind():
     index, fd = claims.claim()
     try:

@@ -48,11 +48,20 @@ def this_process() -> Proc:
 
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the group marks (its worker hook names the group)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # a test that asks for a lab is a lab test, whether or not its author remembered the marker
     for item in items:
         if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+        # Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command) every lab test goes
+        # to one worker, in order, so labs never run two at once and module fixtures stay shared;
+        # the other worker takes the tests that need no lab, on the CPU the lab leaves idle.
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.xdist_group(LAB_GROUP))
+
+
+LAB_GROUP = "lab"
 
 
 def _sigterm_as_exit() -> None:

@@ -20,6 +20,10 @@ from tests.sim import testing as T
 from tests.sim.kubesim import staticpod
 from tests.unit.test_sim_kubelet_process import INIT, V, service, until  # noqa: F401 (service: a fixture)
 
+# the simulator's API server, controller manager and kubelets as processes: tens of seconds a test,
+# and nothing a dependency floor changes (the lowest-versions stage leaves `slow` out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def control_plane(service, tmp_path: Path):

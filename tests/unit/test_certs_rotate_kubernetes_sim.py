@@ -29,6 +29,10 @@ from tests.sim import testing as T
 from tests.unit.test_certs_apiserver_restart_sim import control_plane  # noqa: F401 (a fixture)
 from tests.unit.test_sim_kubelet_process import WORKLOAD, V, service  # noqa: F401 (a fixture)
 
+# the simulator's API server, controller manager and kubelets as processes: tens of seconds a test,
+# and nothing a dependency floor changes (the lowest-versions stage leaves `slow` out)
+pytestmark = pytest.mark.slow
+
 CNI = WORKLOAD.split("---")[0]  # the CNI's DaemonSet alone: no pod a kubelet restart would disturb
 
 
