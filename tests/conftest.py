@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from _pytest.pathlib import make_numbered_dir_with_cleanup
 
 # Tests run `python -m kubeforge` in subprocesses, often from a temporary directory: make that this
 # checkout's kubeforge, whichever checkout `pip install -e` last pointed the interpreter at.
@@ -14,6 +16,20 @@ REPO = str(Path(__file__).resolve().parents[1])
 os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 pytest_plugins = [m for m in ("tests.lab.fixtures",) if importlib.util.find_spec(m.rsplit(".", 1)[0]) and importlib.util.find_spec(m)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (the README's command) a worker's temp dirs sit a level deeper
+    (``…/popen-gw1/…``), which took the unix sockets tests bind under ``tmp_path`` (a real
+    containerd's, the kubelet stand-in's CRI socket) past their 104-108 byte limit. The controller's
+    base is then a numbered dir under a short root, made and cleaned as pytest's own (the 3 newest
+    stay, a locked one is never removed)."""
+    if config.option.basetemp or hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
+        return
+    root = Path(tempfile.gettempdir()) / "kfpt"
+    root.mkdir(mode=0o700, exist_ok=True)
+    config.option.basetemp = str(make_numbered_dir_with_cleanup(root=root, prefix="r", keep=3,
+                                                                lock_timeout=3 * 86400, mode=0o700))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
