@@ -66,6 +66,7 @@ def run(script: str, client: str, mport: int) -> subprocess.CompletedProcess:
     """``script`` as kubeforge would send it, pointed at the loopback etcd."""
     script = re.sub(r" --(cacert|cert|key)=\S+", "", script)
     script = re.sub(r"https://10\.77\.4\.\d+:2379", client, script)
+    script = re.sub(r"/dev/tcp/10\.77\.4\.\d+/2379", "/dev/tcp/" + client.removeprefix("http://").replace(":", "/"), script)
     script = script.replace(f"/dev/tcp/127.0.0.1/{METRICS_PORT}", f"/dev/tcp/127.0.0.1/{mport}")
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
 
@@ -124,3 +125,12 @@ def test_a_stopped_member_has_no_leadership_to_hand_over(etcd, member):
     other = make_cluster(etcd_version="3.4.23", n_etcd=2).etcd_members[1]
     res = run(move_leadership_away(cluster, m, (other,), "3.5.16").script, f"http://127.0.0.1:{_free_port()}", etcd[1])
     assert res.returncode == 0 and "not serving, so not the leader" in res.stdout
+
+
+def test_the_restart_guard_of_a_stopped_member_says_so_at_once_not_after_etcdctls_timeout(etcd, member):
+    # the apt upgrade's prerm stops etcd before the restart step: its guard must not wait 15 s for it
+    cluster, m = member
+    res = run(runs_version(cluster, m, "3.4.23").script, f"http://127.0.0.1:{_free_port()}", etcd[1])
+    assert res.returncode == 1
+    # nothing listens, so etcdctl is never asked (it would retry until "context deadline exceeded")
+    assert "deadline exceeded" not in res.stdout + res.stderr and "endpoint" not in res.stderr
