@@ -110,12 +110,20 @@ def open_session(
         opts.key_types = tuple(trusted) + tuple(k for k in opts.key_types if k not in trusted)
     # A host that accepts TCP and never speaks SSH is given connect_timeout, not paramiko's 15 s.
     t.banner_timeout = timeout
+    silent = (f"no SSH handshake within {timeout:g} s: the port accepts TCP but does not speak SSH (or is far "
+              "too slow to)")
     try:
-        t.start_client(timeout=timeout)
+        try:
+            t.start_client(timeout=timeout)
+        except paramiko.SSHException as e:
+            # the banner timeout can fire first (a loaded runner): paramiko's "Error reading SSH
+            # protocol banner" says the same thing less plainly
+            if "protocol banner" not in str(e):
+                raise
+            raise paramiko.SSHException(silent) from None
         # start_client returns (without raising) when its timeout passes mid-handshake
         if not t.is_active() or not getattr(t, "initial_kex_done", True):
-            raise paramiko.SSHException(f"no SSH handshake within {timeout:g} s: the port accepts TCP but does not "
-                                        "speak SSH (or is far too slow to)")
+            raise paramiko.SSHException(silent)
         check.verify(t.get_remote_server_key())
         keys = _keys(check.host, user, identity_files, use_agent)
         if not keys:
