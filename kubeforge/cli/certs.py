@@ -148,6 +148,7 @@ def renew_cmd(
     """
     from kubeforge.cli.common import nothing_to_do, resume_value, run_plan, session
     from kubeforge.cli.options import split_hosts
+    from kubeforge.execute.lock import clear_leftover
     from kubeforge.inventory import load_cluster
     from kubeforge.workflows.certs import plan_renew, refresh_local_admin
 
@@ -158,6 +159,8 @@ def renew_cmd(
                              hosts=split_hosts(hosts), write_store=not dry_run, resume=resume_run is not None)
         if all(p.is_noop or p.name == "NotRenewed" for p in plan.phases) and resume_run is None:
             warned = next((p.title for p in plan.phases if p.name == "NotRenewed"), "")
+            if not dry_run:  # what the run engine does before it takes the lock
+                clear_leftover(cluster.state_dir, pool)
             nothing_to_do(f"nothing to renew within {within_days} days" + (f" ({warned})" if warned else ""))
             return
         report = run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock,

@@ -120,6 +120,7 @@ def run_restore(inventory: Path, source: str | None, directory: Path | None, pas
 
 
 def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = False) -> None:
+    from kubeforge.execute.lock import clear_leftover
     from kubeforge.workflows.etcd.common import StackedEtcd
     from kubeforge.workflows.etcd.members import plan_members
 
@@ -131,6 +132,8 @@ def run_members(inventory: Path, dry_run: bool, yes: bool, break_lock: bool = Fa
             nothing_to_do(str(exc))
             return
         if change.is_noop:
+            if not dry_run:  # what the run engine does before it takes the lock
+                clear_leftover(cluster.state_dir, pool)
             nothing_to_do("nothing to do: the cluster's members are the inventory's etcd hosts")
             return
         run_plan(cluster, plan, pool, run_log, dry_run=dry_run, yes=yes, break_lock=break_lock, converged=ETCD_CONVERGED)

@@ -33,7 +33,7 @@ from kubeforge.execute.dry_run import DryRunExecutor
 from kubeforge.execute.events import Events
 from kubeforge.execute.executor import Executor
 from kubeforge.execute.journal import COMPLETE, JOURNAL, Journal, latest_unfinished, new_run_id, read_records
-from kubeforge.execute.lock import CLUSTER_LOCK_PATH, ClusterLock, LocalLock, LockInfo
+from kubeforge.execute.lock import CLUSTER_LOCK_PATH, ClusterLock, LocalLock, LockInfo, clear_leftover, note_leftover
 from kubeforge.execute.report import Report
 from kubeforge.execute.step_runner import Pool
 from kubeforge.execute.stop import Stop
@@ -177,6 +177,7 @@ class _Locks:
         self.local.acquire(self.info)
         try:
             if self.cluster is not None:
+                clear_leftover(self.site.state_dir, self.site.pool)  # an ended run's, from this state dir
                 if self.break_lock:
                     self.cluster.break_()
                 self.cluster.acquire(self.info)
@@ -196,9 +197,14 @@ class _Locks:
                 if not (isinstance(exc, TransportError) and _reconnected_release(self)):
                     failure = exc
             if failure is not None:
+                try:
+                    note_leftover(self.site.state_dir, self.cluster, self.info.run_id)
+                    after = "this run has ended, so the next kubeforge run from this directory removes it"
+                except OSError:
+                    after = "once no kubeforge run is active, run again with --break-lock"
                 problems.append(
                     f"the cluster lock {self.cluster.path} on {self.cluster.transport.host} could not be released "
-                    f"({failure}); once no kubeforge run is active, run again with --break-lock")
+                    f"({failure}); {after} (from another machine: --break-lock)")
         try:
             self.local.release()
         except OSError as exc:

@@ -7,6 +7,11 @@
   operators on other machines; it outlives a killed run, so it can be broken (``--break-lock``).
 The engine (kubeforge.execute.engine) takes both, local first, before the run's journal exists,
 and releases both at the end, even on failure; the cluster lock only by the run that holds it.
+
+A cluster lock the run could not release (its host lost power or its link at the very end) is
+noted in ``<state_dir>/cluster-lock-left.json``: that run has ended, so the next mutating run from
+the same state dir removes the lock if it still names that run (``clear_leftover``) -- no
+``--break-lock`` needed for one's own leftover, and a lock someone else took since is never touched.
 """
 
 from __future__ import annotations
@@ -14,18 +19,22 @@ from __future__ import annotations
 import fcntl
 import getpass
 import json
+import logging
 import os
 import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubeforge.errors import CommandFailed, LockHeld
+from kubeforge.errors import CommandFailed, KubeforgeError, LockHeld
 from kubeforge.model.files import private_dir
 from kubeforge.transport.base import Command, Transport
 
 CLUSTER_LOCK_PATH = "/var/lib/kubeforge/lock"
 HELD_EXIT = 3  # what the acquire script exits with when someone else holds the lock
+LEFTOVER_FILE = "cluster-lock-left.json"
+
+log = logging.getLogger("kubeforge.execute")
 
 
 @dataclass(frozen=True)
@@ -160,14 +169,18 @@ class ClusterLock:
         """Remove the lock only if it is still ours (someone may have broken and retaken it)."""
         if self._mine is None:
             return
+        self.release_run(self._mine.run_id)
+        self._mine = None
+
+    def release_run(self, run_id: str) -> None:
+        """Remove the lock if it names ``run_id``; leave anyone else's."""
         res = self._run(
             'if grep -qF "\\"run_id\\": \\"$RUN_ID\\"" "$LOCK" 2>/dev/null; then rm -f "$LOCK"; fi',
             description="release the cluster lock",
-            run_id=self._mine.run_id,
+            run_id=run_id,
         )
         if res.exit_status != 0:
             raise self._failed(res)
-        self._mine = None
 
     def break_(self) -> LockInfo | None:
         """Remove the lock whoever holds it; returns who held it."""
@@ -176,3 +189,38 @@ class ClusterLock:
         if res.exit_status != 0:
             raise self._failed(res)
         return previous
+
+
+def note_leftover(state_dir: Path, lock: ClusterLock, run_id: str) -> None:
+    """Record that run ``run_id`` ended without releasing ``lock`` (no secret in it)."""
+    record = {"host": lock.transport.host, "path": lock.path, "sudo": lock.sudo, "run_id": run_id}
+    target = private_dir(state_dir) / LEFTOVER_FILE
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def clear_leftover(state_dir: Path, pool) -> None:
+    """Remove the cluster lock an ended run of this state dir could not release, if it still names
+    that run (a lock taken since, by anyone, stays). Never fatal: when its host still cannot be
+    reached the note stays for the next run, and taking the lock then says who holds it."""
+    note = Path(state_dir) / LEFTOVER_FILE
+    try:
+        record = json.loads(note.read_text())
+        host, path, run_id, sudo = str(record["host"]), str(record["path"]), str(record["run_id"]), bool(record["sudo"])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        note.unlink(missing_ok=True)  # unreadable: the lock, if any, names its holder for --break-lock
+        return
+    try:
+        ClusterLock(pool.get(host), path, sudo=sudo).release_run(run_id)
+    except (KubeforgeError, OSError, KeyError) as exc:
+        log.warning("the cluster lock %s on %s that run %s left is still there (%s)", path, host, run_id, exc)
+        return
+    note.unlink(missing_ok=True)
+    log.info("removed the cluster lock %s on %s that run %s (ended) could not release", path, host, run_id)

@@ -3,6 +3,7 @@ execute, report, release."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections import Counter
@@ -178,6 +179,36 @@ def test_a_lock_that_cannot_be_released_is_reported_beside_a_successful_outcome(
         LocalLock(tmp_path / "state").acquire(LockInfo.mine("next run", "r2"))  # the local lock was released
     finally:
         mutable(lock)
+
+
+def test_the_next_run_removes_the_cluster_lock_an_ended_run_could_not_release(tmp_path):
+    lock = tmp_path / "cp-1-lock"
+    try:  # the run's own step makes its lock file immutable: the release at its end fails for real
+        first = call(tmp_path, plan_for(tmp_path, extra=f"chattr +i {lock}\n"))
+    finally:
+        mutable(lock)  # the lock's host is back
+    assert first.outcome == "succeeded" and lock.exists()
+    assert "the next kubeforge run from this directory removes it" in first.notes[0]
+    note = tmp_path / "state" / "cluster-lock-left.json"
+    assert json.loads(note.read_text())["run_id"] == first.run_id
+    assert note.stat().st_mode & 0o777 == 0o600
+    second = call(tmp_path, plan_for(tmp_path))  # not refused: the lock was its own ended run's
+    assert second.outcome == "succeeded" and second.notes == []
+    assert not lock.exists() and not note.exists()
+
+
+def test_a_leftover_lock_note_never_removes_a_lock_another_run_took_since(tmp_path):
+    lock = tmp_path / "cp-1-lock"
+    try:
+        call(tmp_path, plan_for(tmp_path, extra=f"chattr +i {lock}\n"))
+    finally:
+        mutable(lock)
+    lock.unlink()  # bob broke it (--break-lock) and took the lock for his own run
+    someone_holds_the_cluster_lock(tmp_path)
+    with pytest.raises(LockHeld, match="bob@bob-desktop"):
+        call(tmp_path, plan_for(tmp_path))
+    assert '"run_id": "run-bob"' in lock.read_text()
+    assert not (tmp_path / "state" / "cluster-lock-left.json").exists()  # nothing of ours is left to remove
 
 
 def test_a_lock_that_cannot_be_released_does_not_replace_the_runs_failure(tmp_path):
