@@ -116,6 +116,13 @@ def tls_for(cluster: Cluster) -> EtcdTls:
     return STACKED_TLS if cluster.etcd.topology is EtcdTopology.STACKED else EXTERNAL_TLS
 
 
+def port_open(host: str, port: int, timeout_s: int = 3) -> str:
+    """A shell test that succeeds when something accepts a TCP connection on ``host:port`` within
+    ``timeout_s`` (bash's /dev/tcp: no tool needed on the host). A stopped etcd fails it at once,
+    where etcdctl would retry until its command timeout."""
+    return f"timeout {timeout_s} bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>/dev/null"
+
+
 def client_url(cluster: Cluster, host: Host) -> str:
     return f"https://{_bracket(host.internal_address)}:{cluster.etcd.client_port}"
 

@@ -19,6 +19,7 @@ import shlex
 
 from kubeforge.errors import SafetyRefusal
 from kubeforge.facts.etcd_stacked import ETCD_ASIDE, StackedMember
+from kubeforge.facts.etcdctl import port_open
 from kubeforge.model import Cluster
 from kubeforge.model.kubeadm_paths import ETCD_MANIFEST
 from kubeforge.model.kubeadm_paths import MANIFESTS_DIR as MANIFESTS
@@ -28,7 +29,7 @@ STOP_WAIT_S = 90  # the kubelet notices a removed manifest within seconds; etcd 
 
 # Is an etcd process alive or port 2379 open on this host? (true while etcd is still there)
 ETCD_PROCESS = "grep -qx etcd /proc/[0-9]*/comm 2>/dev/null"
-ETCD_PORT_OPEN = "(exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null"
+ETCD_PORT_OPEN = port_open("127.0.0.1", 2379)
 ETCD_UP = f"{{ {ETCD_PROCESS} || {ETCD_PORT_OPEN}; }}"
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kubeforge.facts.etcd_upgrade import METRICS_HOST, METRICS_PORT, MemberVersion, minor_of, version_key
-from kubeforge.facts.etcdctl import client_url, etcdctl_line
+from kubeforge.facts.etcdctl import client_url, etcdctl_line, port_open
 from kubeforge.model import Cluster, Host
 from kubeforge.plan.apt import (
     DEBIAN_FRONTEND,
@@ -80,7 +80,7 @@ def _listening(cluster: Cluster, member: Host) -> str:
     upgrade's prerm stops it before the restart step, an interrupted run may have left it so), where
     etcdctl would retry until its 15 s command timeout: 45 s of every three-member upgrade."""
     url = urlsplit(client_url(cluster, member))
-    return f"timeout 3 bash -c 'exec 3<>/dev/tcp/{url.hostname}/{url.port}' 2>/dev/null"
+    return port_open(str(url.hostname), int(url.port or 2379))
 
 
 def _self_status(cluster: Cluster, member: Host) -> str:
