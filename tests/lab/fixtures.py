@@ -30,6 +30,7 @@ from tests.need import skip_or_fail
 
 TOOLS = ("systemd-nspawn", "mmdebstrap", "ip", "nsenter", "ssh", "ssh-keygen", "ssh-keyscan", "dpkg-scanpackages", "apt-get", "mount")
 LAB_FIXTURES = {"lab", "lab_factory"}
+LAB_GROUP = "lab"  # the pytest-xdist group every lab test joins (one worker runs them all, in order)
 
 
 def lab_unavailable() -> str | None:
@@ -46,8 +47,6 @@ def this_process() -> Proc:
     return Proc(os.getpid(), start_time(os.getpid()) or "")
 
 
-
-
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the group marks (its worker hook names the group)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # a test that asks for a lab is a lab test, whether or not its author remembered the marker
@@ -60,8 +59,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("lab") is not None:
             item.add_marker(pytest.mark.xdist_group(LAB_GROUP))
 
-
-LAB_GROUP = "lab"
 
 
 def _sigterm_as_exit() -> None:

@@ -11,37 +11,37 @@ from pathlib import Path
 
 from tests.sim import testing as T
 from tests.sim.kubesim import host, tls, yamlish
-from tests.unit.test_sim_cli import CNI, Lab, env, lab, ready_lab  # noqa: F401 - the module's fixtures
+from tests.unit.test_sim_cli import CNI, Lab, env, ready_lab, simlab  # noqa: F401 - the module's fixtures
 
 FORBIDDEN_NODES = ('Error from server (Forbidden): nodes is forbidden: User "alice" cannot list resource "nodes" '
                    'in API group "" at the cluster scope')
 
 
-def user_kubeconfig(lab: Lab, name: str, *orgs: str) -> str:
+def user_kubeconfig(simlab: Lab, name: str, *orgs: str) -> str:
     """What `kubeadm kubeconfig user` prints on the control plane, saved as a file."""
-    argv = ["kubeconfig", "user", "--client-name", name, "--config", str(lab.base / "init.yaml")]
+    argv = ["kubeconfig", "user", "--client-name", name, "--config", str(simlab.base / "init.yaml")]
     argv += [f"--org={o}" for o in orgs]
-    rc, out, err = lab.kubeadm(lab.cp, *argv)
+    rc, out, err = simlab.kubeadm(simlab.cp, *argv)
     assert rc == 0, err
-    path = lab.base / f"{name}.conf"
+    path = simlab.base / f"{name}.conf"
     path.write_text(out)
     return str(path)
 
 
-def with_pair(lab: Lab, name: str, pair: tuple[bytes, bytes], ca_pem: str | None = None) -> str:
-    doc = yamlish.load(Path(lab.kc).read_text())
+def with_pair(simlab: Lab, name: str, pair: tuple[bytes, bytes], ca_pem: str | None = None) -> str:
+    doc = yamlish.load(Path(simlab.kc).read_text())
     doc["users"] = [{"name": name, "user": {"client-certificate-data": base64.b64encode(pair[0]).decode(),
                                             "client-key-data": base64.b64encode(pair[1]).decode()}}]
     doc["contexts"][0]["context"]["user"] = name
     if ca_pem is not None:
         doc["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(ca_pem.encode()).decode()
-    path = lab.base / f"{name}.conf"
+    path = simlab.base / f"{name}.conf"
     path.write_text(yamlish.dump(doc))
     return str(path)
 
 
-def kubectl_as(lab: Lab, kubeconfig: str, *argv: str, stdin: str = ""):
-    return T.run("kubectl", lab.cp, [*argv, "--kubeconfig", kubeconfig], lab.version, stdin)
+def kubectl_as(simlab: Lab, kubeconfig: str, *argv: str, stdin: str = ""):
+    return T.run("kubectl", simlab.cp, [*argv, "--kubeconfig", kubeconfig], simlab.version, stdin)
 
 
 def other_ca(d: Path) -> tuple[str, str]:

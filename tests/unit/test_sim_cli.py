@@ -135,20 +135,22 @@ class Lab:
 
 
 @pytest.fixture
-def lab(env: Path):
-    lab = Lab(env)
-    yield lab
-    lab.close()
+def simlab(env: Path):
+    # not named `lab`: that is the machine lab's fixture, and a test asking for it is a lab test,
+    # run on the lab's xdist worker in turn (tests/lab/fixtures.py); these need no machine
+    simlab = Lab(env)
+    yield simlab
+    simlab.close()
 
 
 @pytest.fixture
-def ready_lab(lab: Lab) -> Lab:
-    lab.init()
-    assert lab.join_worker()[0] == 0
-    (lab.base / "cni.yaml").write_text(CNI)
-    assert lab.kubectl("apply", "-f", str(lab.base / "cni.yaml"))[0] == 0
-    lab.wait_ready("cp-1", "worker-1")
-    return lab
+def ready_lab(simlab: Lab) -> Lab:
+    simlab.init()
+    assert simlab.join_worker()[0] == 0
+    (simlab.base / "cni.yaml").write_text(CNI)
+    assert simlab.kubectl("apply", "-f", str(simlab.base / "cni.yaml"))[0] == 0
+    simlab.wait_ready("cp-1", "worker-1")
+    return simlab
 
 
 def test_version_commands_print_the_package_version(env: Path) -> None:
@@ -169,22 +171,22 @@ def test_kubectl_without_a_kubeconfig_cannot_reach_a_server(env: Path) -> None:
     assert rc == 1 and "The connection to the server localhost:8080 was refused" in err
 
 
-def test_init_keeps_the_provided_ca_and_writes_kubeconfigs_kubelet_config_and_manifests(lab: Lab) -> None:
-    out = lab.init()
-    cp = Path(lab.cp)
-    assert (cp / "etc/kubernetes/pki/ca.crt").read_text() == lab.ca_pem
-    assert f"--discovery-token-ca-cert-hash {ca_cert_hash(lab.ca_pem)}" in out
+def test_init_keeps_the_provided_ca_and_writes_kubeconfigs_kubelet_config_and_manifests(simlab: Lab) -> None:
+    out = simlab.init()
+    cp = Path(simlab.cp)
+    assert (cp / "etc/kubernetes/pki/ca.crt").read_text() == simlab.ca_pem
+    assert f"--discovery-token-ca-cert-hash {ca_cert_hash(simlab.ca_pem)}" in out
     for f in ("admin.conf", "super-admin.conf", "kubelet.conf"):
         assert (cp / "etc/kubernetes" / f).stat().st_mode & 0o777 == 0o600
     assert "image: registry.k8s.io/kube-apiserver:v1.33.6" in (cp / "etc/kubernetes/manifests/kube-apiserver.yaml").read_text()
     assert (cp / "etc/kubernetes/manifests/etcd.yaml").exists()  # stacked: no external etcd configured
     assert (cp / "var/lib/kubelet/config.yaml").exists()
-    assert lab.kubectl("get", "nodes")[1].splitlines()[1].split()[:2] == ["cp-1", "NotReady"]
+    assert simlab.kubectl("get", "nodes")[1].splitlines()[1].split()[:2] == ["cp-1", "NotReady"]
 
 
-def test_a_second_init_is_refused_by_preflight(lab: Lab) -> None:
-    lab.init()
-    rc, _, err = lab.kubeadm(lab.cp, "init", "--config", str(lab.base / "init.yaml"))
+def test_a_second_init_is_refused_by_preflight(simlab: Lab) -> None:
+    simlab.init()
+    rc, _, err = simlab.kubeadm(simlab.cp, "init", "--config", str(simlab.base / "init.yaml"))
     assert rc == 1 and "[ERROR FileAvailable--etc-kubernetes-admin.conf]" in err
 
 
@@ -200,12 +202,12 @@ def test_init_preflight_fails_on_a_broken_machine(env: Path, breakage: dict, che
     assert rc == 1 and check in err and not os.path.exists(f"{root}/etc/kubernetes/admin.conf")
 
 
-def test_join_with_the_wrong_ca_hash_is_refused_and_writes_nothing(lab: Lab) -> None:
-    lab.init()
-    rc, _, err = lab.join_worker(ca_hash="sha256:" + "0" * 64)
+def test_join_with_the_wrong_ca_hash_is_refused_and_writes_nothing(simlab: Lab) -> None:
+    simlab.init()
+    rc, _, err = simlab.join_worker(ca_hash="sha256:" + "0" * 64)
     assert rc == 1 and "none of the public keys" in err
-    assert not os.path.exists(f"{lab.w}/etc/kubernetes/kubelet.conf")
-    assert "none of the public keys" in lab.state()["violations"][-1]["message"]
+    assert not os.path.exists(f"{simlab.w}/etc/kubernetes/kubelet.conf")
+    assert "none of the public keys" in simlab.state()["violations"][-1]["message"]
 
 
 def test_nodes_become_ready_after_the_cni_and_report_json_like_kubectl(ready_lab: Lab) -> None:
@@ -259,13 +261,13 @@ def test_drain_fails_at_its_timeout_while_a_pod_is_still_terminating(ready_lab: 
     assert 'error when waiting for pod "debug" in namespace "default" to terminate: global timeout reached: 1s' in err
 
 
-def _kubeforge_drain(lab: Lab, force_bare_pods: bool) -> subprocess.CompletedProcess:
+def _kubeforge_drain(simlab: Lab, force_bare_pods: bool) -> subprocess.CompletedProcess:
     """kubeforge's drain step, its script run as on the first control plane against the simulator."""
     from kubeforge.model.cluster import UpgradePolicy
     from kubeforge.plan.upgrade.commands import drain
 
     step = drain("cp-1", "worker-1", UpgradePolicy(drain_timeout_s=5, force_bare_pods=force_bare_pods), key="d")
-    return subprocess.run(["bash"], input=as_run(step.command, lab.kc), env=_kubectl_on_path(lab, os.environ["KUBESIM_API_PORT"]),
+    return subprocess.run(["bash"], input=as_run(step.command, simlab.kc), env=_kubectl_on_path(simlab, os.environ["KUBESIM_API_PORT"]),
                           capture_output=True, text=True)
 
 
@@ -337,8 +339,8 @@ def as_run(command, kubeconfig: str) -> str:
     return script_for(dataclasses.replace(command, script=command.script.replace("/etc/kubernetes/admin.conf", kubeconfig)))
 
 
-def _kubectl_on_path(lab: Lab, port: str) -> dict[str, str]:
-    return T.kubectl_on_path(str(lab.base / "bin"), lab.cp, lab.version, port)
+def _kubectl_on_path(simlab: Lab, port: str) -> dict[str, str]:
+    return T.kubectl_on_path(str(simlab.base / "bin"), simlab.cp, simlab.version, port)
 
 
 def test_resets_node_absent_guard_skips_only_on_notfound_never_on_an_unreachable_api(ready_lab: Lab) -> None:
@@ -450,15 +452,15 @@ def _client_pem(kubeconfig_text: str) -> tuple[dict, bytes]:
     return doc, base64.b64decode(doc["users"][0]["user"]["client-certificate-data"])
 
 
-def test_kubeconfig_user_signs_a_client_certificate_with_the_cluster_ca_that_expires_after_the_period(lab):
+def test_kubeconfig_user_signs_a_client_certificate_with_the_cluster_ca_that_expires_after_the_period(simlab):
     import datetime
 
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    lab.init()
+    simlab.init()
     before = datetime.datetime.now(datetime.UTC)
-    rc, out, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
+    rc, out, err = simlab.kubeadm(simlab.cp, "kubeconfig", "user", "--config", str(simlab.base / "init.yaml"),
                                "--client-name", "alice", "--org", "dev", "--validity-period", "24h")
     assert rc == 0, err
     doc, pem = _client_pem(out)
@@ -470,17 +472,17 @@ def test_kubeconfig_user_signs_a_client_certificate_with_the_cluster_ca_that_exp
     assert ExtendedKeyUsageOID.CLIENT_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     left = cert.not_valid_after_utc - before
     assert datetime.timedelta(hours=23, minutes=59) < left <= datetime.timedelta(hours=24, minutes=1)
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(lab.base / "cp-1/etc/kubernetes/pki/ca.crt"), "/dev/stdin"],
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(simlab.base / "cp-1/etc/kubernetes/pki/ca.crt"), "/dev/stdin"],
                             input=pem, capture_output=True)
     assert verify.returncode == 0, verify.stderr
 
-def test_kubeconfig_user_requires_client_name_and_config_like_kubeadm(lab):
-    rc, _, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--validity-period", "1h")
+def test_kubeconfig_user_requires_client_name_and_config_like_kubeadm(simlab):
+    rc, _, err = simlab.kubeadm(simlab.cp, "kubeconfig", "user", "--validity-period", "1h")
     assert rc == 1 and 'required flag(s) "client-name", "config" not set' in err
 
 
-def test_kubeconfig_user_refuses_a_validity_period_that_is_not_a_go_duration(lab):
-    rc, _, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
+def test_kubeconfig_user_refuses_a_validity_period_that_is_not_a_go_duration(simlab):
+    rc, _, err = simlab.kubeadm(simlab.cp, "kubeconfig", "user", "--config", str(simlab.base / "init.yaml"),
                              "--client-name", "alice", "--validity-period", "1d")
     assert rc == 1
     assert 'invalid argument "1d" for "--validity-period" flag: time: unknown unit "d" in duration "1d"' in err
@@ -494,7 +496,7 @@ def test_kubeconfig_user_without_the_cluster_ca_fails_naming_the_file(env):
     assert rc == 1 and out == "" and "/etc/kubernetes/pki/ca.crt" in err
 
 
-def test_kubeconfig_user_warns_about_a_period_longer_than_a_year(lab):
-    rc, _, err = lab.kubeadm(lab.cp, "kubeconfig", "user", "--config", str(lab.base / "init.yaml"),
+def test_kubeconfig_user_warns_about_a_period_longer_than_a_year(simlab):
+    rc, _, err = simlab.kubeadm(simlab.cp, "kubeconfig", "user", "--config", str(simlab.base / "init.yaml"),
                              "--client-name", "alice", "--validity-period", "9000h")
     assert rc == 0 and "9000h0m0s is longer than the default duration 8760h0m0s" in err

@@ -10,7 +10,7 @@ from tests.sim import testing as T
 from tests.sim.kubesim.apiserver import LocalBackend
 from tests.sim.kubesim.pki import ca_cert_hash
 from tests.sim.kubesim.store import FileStore
-from tests.unit.test_sim_cli import CNI, TOKEN, V33, Lab, env, lab, ready_lab  # noqa: F401  (fixtures)
+from tests.unit.test_sim_cli import CNI, TOKEN, V33, Lab, env, ready_lab, simlab  # noqa: F401  (fixtures)
 
 INIT = {"version": "v1.34.2", "caCertHash": "sha256:00", "certKeyHash": "c" * 64,
         "tokens": [{"id": "abcdef", "hash": "t" * 64, "ttl": 86400}],

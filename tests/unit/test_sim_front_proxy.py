@@ -15,18 +15,18 @@ import pytest
 
 from tests.sim.kubesim import client, files, host, tls, yamlish
 from tests.unit.test_sim_api_auth import other_ca
-from tests.unit.test_sim_cli import Lab, env, lab, ready_lab  # noqa: F401 - the module's fixtures
+from tests.unit.test_sim_cli import Lab, env, ready_lab, simlab  # noqa: F401 - the module's fixtures
 
 STATE = "/kubesim/state?verb=list&resource=nodes"
 
 
-def ask(lab: Lab, pair: tuple[bytes, bytes], headers: dict[str, str] | None = None) -> int:
+def ask(simlab: Lab, pair: tuple[bytes, bytes], headers: dict[str, str] | None = None) -> int:
     """GET as a front proxy would: the given client pair, headers; the status (0: the handshake failed)."""
-    doc = yamlish.load(Path(lab.kc).read_text())
-    host_port = f"127.0.0.1:{client.api_port()}"  # the unit lab's port (kubectl's own override)
+    doc = yamlish.load(Path(simlab.kc).read_text())
+    host_port = f"127.0.0.1:{client.api_port()}"  # the simulator's port (kubectl's own override)
     ctx = ssl.create_default_context(cadata=base64.b64decode(doc["clusters"][0]["cluster"]["certificate-authority-data"]).decode())
     ctx.check_hostname = False
-    d = lab.base / f"pair-{time.monotonic_ns()}"
+    d = simlab.base / f"pair-{time.monotonic_ns()}"
     d.mkdir(mode=0o700)
     (d / "crt").write_bytes(pair[0])
     (d / "key").write_bytes(pair[1])
@@ -41,8 +41,8 @@ def ask(lab: Lab, pair: tuple[bytes, bytes], headers: dict[str, str] | None = No
         conn.close()
 
 
-def front_proxy_pair(lab: Lab, name: str = "front-proxy-client", ca: tuple[str, str] | None = None) -> tuple[bytes, bytes]:
-    with host.use_root(lab.cp):
+def front_proxy_pair(simlab: Lab, name: str = "front-proxy-client", ca: tuple[str, str] | None = None) -> tuple[bytes, bytes]:
+    with host.use_root(simlab.cp):
         ca = ca or (host.path(f"{files.PKI}/front-proxy-ca.crt"), host.path(f"{files.PKI}/front-proxy-ca.key"))
         return tls.client_certificate_from(*ca, name, [], time.time() + 3600)
 
@@ -85,15 +85,15 @@ def test_a_front_proxy_certificate_is_taken_only_from_a_ca_in_the_requestheader_
     assert ask(ready_lab, pair, ADMIN) == (200 if trusted else 0)
 
 
-def restart_api_server(lab: Lab) -> None:
+def restart_api_server(simlab: Lab) -> None:
     """The static pod restarted as kubeforge does: manifest away until the API stops answering, back."""
-    manifest = Path(lab.cp) / "etc/kubernetes/manifests/kube-apiserver.yaml"
+    manifest = Path(simlab.cp) / "etc/kubernetes/manifests/kube-apiserver.yaml"
     aside = manifest.with_suffix(".aside")
     manifest.rename(aside)
     deadline = time.monotonic() + 30
-    while lab.kubectl("get", "--raw", "/readyz")[0] == 0 and time.monotonic() < deadline:
+    while simlab.kubectl("get", "--raw", "/readyz")[0] == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     aside.rename(manifest)
-    while lab.kubectl("get", "--raw", "/readyz")[0] != 0 and time.monotonic() < deadline:
+    while simlab.kubectl("get", "--raw", "/readyz")[0] != 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert lab.kubectl("get", "--raw", "/readyz")[0] == 0
+    assert simlab.kubectl("get", "--raw", "/readyz")[0] == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.sim import testing as T
 from tests.sim.kubesim import preflight
 from tests.sim.kubesim.pki import ca_cert_hash
-from tests.unit.test_sim_cli import V33, Lab, env, init_config, lab, ready_lab  # noqa: F401  (fixtures)
+from tests.unit.test_sim_cli import V33, Lab, env, init_config, ready_lab, simlab  # noqa: F401  (fixtures)
 
 
 def _init(root: str, cfg: Path, *flags: str):

@@ -15,7 +15,7 @@ import pytest
 from kubeforge.model.versions import raw_data
 from tests.need import skip_or_fail
 from tests.sim.kubesim import etcdpod, host, upgrade_checks, workloads
-from tests.unit.test_sim_cli import V33, V34, Lab, env, lab, ready_lab  # noqa: F401  (fixtures)
+from tests.unit.test_sim_cli import V33, V34, Lab, env, ready_lab, simlab  # noqa: F401  (fixtures)
 
 CP_LABEL = "node-role.kubernetes.io/control-plane"
 
@@ -37,12 +37,12 @@ def set_etcd_tag(root: str, tag: str) -> None:
     p.write_text(text.replace(f"registry.k8s.io/etcd:{old}", f"registry.k8s.io/etcd:{tag}"))
 
 
-def other_control_plane_down(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+def other_control_plane_down(simlab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """worker-1 made a control plane by its label (what kubeadm selects on), then its kubelet stopped."""
-    assert lab.kubectl("label", "node", "worker-1", f"{CP_LABEL}=")[0] == 0
+    assert simlab.kubectl("label", "node", "worker-1", f"{CP_LABEL}=")[0] == 0
     # heartbeats are stored every 2 s (state.HEARTBEAT_WRITE_EVERY); a grace just above keeps cp-1 Ready
     monkeypatch.setattr(workloads, "HEARTBEAT_GRACE", 4.0)
-    lab.kubelets[1].stop()
+    simlab.kubelets[1].stop()
     time.sleep(4.5)
 
 
