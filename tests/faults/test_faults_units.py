@@ -41,15 +41,24 @@ def test_a_sample_has_one_point_per_workflow_and_always_the_mixed_version_case()
     assert select(full, workflows=None, kind=None, sample=4, seed=3) == select(full, workflows=None, kind=None, sample=4, seed=3)
 
 
-def test_ci_s_seeded_sample_of_its_four_workflows_is_the_same_with_later_workflows_in_the_matrix():
+def test_the_draw_of_the_first_four_etcd_workflows_is_the_same_with_later_workflows_in_the_matrix():
     from tests.faults.workflows import CI_WORKFLOWS, ORDER
+    first = ORDER[:4]
     steps = {"etcd-install": 49, "etcd-upgrade": 18, "etcd-members-add": 40, "etcd-members-remove": 7}
     later = {w: 20 + i for i, w in enumerate(ORDER) if w not in steps}
-    assert later and list(steps) == CI_WORKFLOWS == ORDER[:4]
+    assert later and list(steps) == first == CI_WORKFLOWS["etcd"][:4]
     for seed in (958594, 1, 2):
-        before = select(matrix(steps, seed), workflows=CI_WORKFLOWS, kind=None, sample=4, seed=seed)
-        after = select(matrix(steps | later, seed), workflows=CI_WORKFLOWS, kind=None, sample=4, seed=seed)
+        before = select(matrix(steps, seed), workflows=first, kind=None, sample=4, seed=seed)
+        after = select(matrix(steps | later, seed), workflows=first, kind=None, sample=4, seed=seed)
         assert after == before and len(before) == 4
+        grown = select(matrix(steps | later, seed), workflows=CI_WORKFLOWS["etcd"], kind=None, sample=6, seed=seed)
+        assert grown[:4] == before and len(grown) == 6
+
+
+def test_ci_s_sample_names_every_workflow_once_across_its_two_labs():
+    from tests.faults.workflows import CI_WORKFLOWS, ORDER
+    assert sorted(w for ws in CI_WORKFLOWS.values() for w in ws) == sorted(ORDER)
+    assert CI_WORKFLOWS["k8s"] == ["up", "upgrade", "reset", "up-add"]
 
 
 def test_a_workflow_needs_the_references_that_save_its_start_state():
@@ -248,12 +257,12 @@ def test_the_end_of_a_kubernetes_workflow_is_every_node_ready_at_its_version_non
 
 def test_a_sample_over_both_labs_is_split_by_workflows_and_one_lab_gets_the_whole_sample():
     from tests.faults.__main__ import share
-    from tests.faults.workflows import CI_WORKFLOWS
+    etcd4 = ["etcd-install", "etcd-upgrade", "etcd-members-add", "etcd-members-remove"]
 
-    assert share(4, CI_WORKFLOWS, "etcd") == 4  # CI's draw: its sample size is what it always was
+    assert share(4, etcd4, "etcd") == 4  # one lab selected: the whole sample is its own
     assert share(4, ["upgrade"], "k8s") == 4 and share(None, ["upgrade"], "k8s") is None
-    assert share(8, [*CI_WORKFLOWS, "up", "upgrade"], "etcd") == 5
-    assert share(8, [*CI_WORKFLOWS, "up", "upgrade"], "k8s") == 3
+    assert share(8, [*etcd4, "up", "upgrade"], "etcd") == 5
+    assert share(8, [*etcd4, "up", "upgrade"], "k8s") == 3
     assert share(1, ["etcd-install", "upgrade"], "k8s") == 1
 
 
