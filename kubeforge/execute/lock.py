@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubeforge.errors import CommandFailed, KubeforgeError, LockHeld
+from kubeforge.execute.durable import replace_file
 from kubeforge.model.files import private_dir
 from kubeforge.transport.base import Command, Transport
 
@@ -194,14 +195,7 @@ class ClusterLock:
 def note_leftover(state_dir: Path, lock: ClusterLock, run_id: str) -> None:
     """Record that run ``run_id`` ended without releasing ``lock`` (no secret in it)."""
     record = {"host": lock.transport.host, "path": lock.path, "sudo": lock.sudo, "run_id": run_id}
-    target = private_dir(state_dir) / LEFTOVER_FILE
-    tmp = target.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    replace_file(private_dir(state_dir) / LEFTOVER_FILE, (json.dumps(record, sort_keys=True) + "\n").encode())
 
 
 def clear_leftover(state_dir: Path, pool) -> None:

@@ -7,7 +7,6 @@ kubeforge.facts.etcd_upgrade.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from kubeforge.facts.etcd_upgrade import METRICS_HOST, METRICS_PORT, MemberVersion, minor_of, version_key
 from kubeforge.facts.etcdctl import client_url, etcdctl_line, port_open
@@ -79,8 +78,7 @@ def _listening(cluster: Cluster, member: Host) -> str:
     """Fails at once when nothing listens on ``member``'s client port (its etcd is stopped: an apt
     upgrade's prerm stops it before the restart step, an interrupted run may have left it so), where
     etcdctl would retry until its 15 s command timeout: 45 s of every three-member upgrade."""
-    url = urlsplit(client_url(cluster, member))
-    return port_open(str(url.hostname), int(url.port or 2379))
+    return port_open(member.internal_address, cluster.etcd.client_port)
 
 
 def _self_status(cluster: Cluster, member: Host) -> str:
